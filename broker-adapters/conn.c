@@ -1,0 +1,508 @@
+/* conn.c: connecting to NATS, with credentials, TLS, back-off, and errors
+ * that say which server could not be reached and why. */
+#include <assert.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "internal.h"
+#include "mesh/conn.h"
+
+#define PROBE_TIMEOUT_MS 1000
+#define MAX_SERVERS 32
+
+struct mesh_conn {
+	natsConnection *nc;
+	jsCtx *js;
+	int64_t wait_ms;
+	int64_t max_wait_ms;
+};
+
+void
+mesh_conn_opts_init(struct mesh_conn_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->servers = MESH_DEFAULT_URL;
+	o->connect_timeout_ms = 2000;
+	o->reconnect_wait_ms = 250;
+	o->reconnect_max_wait_ms = 8000;
+	o->max_reconnect = -1;
+}
+
+static void
+env_overlay(const char **field, const char *var)
+{
+	const char *v = getenv(var);
+
+	if (v != NULL && v[0] != '\0') {
+		*field = v;
+	}
+}
+
+void
+mesh_conn_opts_from_env(struct mesh_conn_opts *o)
+{
+	env_overlay(&o->servers, "NATS_URL");
+	env_overlay(&o->user, "NATS_USER");
+	env_overlay(&o->password, "NATS_PASSWORD");
+	env_overlay(&o->token, "NATS_TOKEN");
+	env_overlay(&o->nkey_seed_file, "NATS_NKEY");
+	env_overlay(&o->creds_file, "NATS_CREDS");
+	env_overlay(&o->tls_ca, "NATS_CA");
+	env_overlay(&o->tls_cert, "NATS_CERT");
+	env_overlay(&o->tls_key, "NATS_KEY");
+}
+
+const char *
+mesh__url_redact(const char *url, char *buf, size_t size)
+{
+	const char *scheme = strstr(url, "://");
+	const char *start = scheme ? scheme + 3 : url;
+	const char *at = strchr(start, '@');
+	const char *colon;
+
+	if (at == NULL) {
+		snprintf(buf, size, "%s", url);
+		return buf;
+	}
+	colon = memchr(start, ':', (size_t)(at - start));
+	if (colon == NULL) {
+		/* A lone token before '@'. */
+		snprintf(buf, size, "%.*s***%s", (int)(start - url), url, at);
+	} else {
+		snprintf(buf, size, "%.*s:***%s", (int)(colon - url), url, at);
+	}
+	return buf;
+}
+
+/* Split "host:port" out of a URL; IPv6 hosts come in brackets. */
+static bool
+url_hostport(const char *url, char *host, size_t hsize, char *port,
+             size_t psize)
+{
+	const char *p = strstr(url, "://");
+	const char *at, *end, *colon;
+	size_t hlen;
+
+	p = p ? p + 3 : url;
+	end = p + strcspn(p, "/?");
+	at = memchr(p, '@', (size_t)(end - p));
+	if (at != NULL) {
+		p = at + 1;
+	}
+	if (*p == '[') {
+		const char *rb = memchr(p, ']', (size_t)(end - p));
+		if (rb == NULL) {
+			return false;
+		}
+		hlen = (size_t)(rb - p - 1);
+		if (hlen == 0 || hlen >= hsize) {
+			return false;
+		}
+		memcpy(host, p + 1, hlen);
+		host[hlen] = '\0';
+		colon = rb + 1 < end && rb[1] == ':' ? rb + 1 : NULL;
+	} else {
+		colon = memchr(p, ':', (size_t)(end - p));
+		hlen = (size_t)((colon ? colon : end) - p);
+		if (hlen == 0 || hlen >= hsize) {
+			return false;
+		}
+		memcpy(host, p, hlen);
+		host[hlen] = '\0';
+	}
+	if (colon != NULL) {
+		size_t plen = (size_t)(end - colon - 1);
+		if (plen == 0 || plen >= psize) {
+			return false;
+		}
+		memcpy(port, colon + 1, plen);
+		port[plen] = '\0';
+	} else {
+		snprintf(port, psize, "4222");
+	}
+	return true;
+}
+
+/* Try a TCP connect to say why cnats could not: returns 0 when the port
+ * answers, an errno otherwise, or -1 with *gai set for a name failure. */
+static int
+probe(const char *url, int *gai)
+{
+	char host[256], port[16];
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res, *ai;
+	int result = EHOSTUNREACH;
+
+	*gai = 0;
+	if (!url_hostport(url, host, sizeof(host), port, sizeof(port))) {
+		return EINVAL;
+	}
+	if ((*gai = getaddrinfo(host, port, &hints, &res)) != 0) {
+		return -1;
+	}
+	for (ai = res; ai != NULL; ai = ai->ai_next) {
+		int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK |
+		                                        SOCK_CLOEXEC,
+		                ai->ai_protocol);
+		struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+		socklen_t len = sizeof(result);
+
+		if (fd < 0) {
+			result = errno;
+			continue;
+		}
+		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+			result = 0;
+		} else if (errno != EINPROGRESS) {
+			result = errno;
+		} else if (poll(&pfd, 1, PROBE_TIMEOUT_MS) == 0) {
+			result = ETIMEDOUT;
+		} else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &result,
+		                      &len) != 0) {
+			result = errno;
+		}
+		close(fd);
+		if (result == 0) {
+			break;
+		}
+	}
+	freeaddrinfo(res);
+	return result;
+}
+
+/* Explain NATS_NO_SERVER: which servers, and why each could not be had. */
+static mesh_err
+unreachable(const char **urls, int n, natsStatus s)
+{
+	char why[1024] = "";
+	size_t used = 0;
+	int first_errno = 0;
+
+	for (int i = 0; i < n && used < sizeof(why); i++) {
+		char red[256];
+		const char *reason;
+		int gai, e = probe(urls[i], &gai);
+
+		if (e == -1) {
+			reason = gai_strerror(gai);
+		} else if (e == 0) {
+			/* The port answers but NATS did not: not a NATS
+			 * server, or a TLS/protocol mismatch. */
+			reason = nats_GetLastError(NULL);
+			if (reason == NULL || reason[0] == '\0') {
+				reason = natsStatus_GetText(s);
+			}
+			e = EPROTO;
+		} else {
+			reason = NULL;
+		}
+		if (first_errno == 0) {
+			first_errno = e > 0 ? e : EHOSTUNREACH;
+		}
+		mesh__url_redact(urls[i], red, sizeof(red));
+		if (n == 1) {
+			/* The errno text comes from the one translation. */
+			if (reason == NULL) {
+				return mesh__err_errno(e, "cannot reach NATS "
+				                          "at %s", red);
+			}
+			return mesh__seterr(MESH_EUNREACHABLE,
+			                    "cannot reach NATS at %s: %s", red,
+			                    reason);
+		}
+		char text[256];
+		snprintf(text, sizeof(text), "%s", reason ? reason : strerror(e));
+		text[0] = (char)tolower((unsigned char)text[0]);
+		used += (size_t)snprintf(why + used, sizeof(why) - used,
+		                         "%s%s (%s)", i ? ", " : "", red, text);
+	}
+	return mesh__seterr(MESH_EUNREACHABLE, "cannot reach NATS at %s", why);
+}
+
+static int64_t
+reconnect_delay(natsConnection *nc, int attempts, void *closure)
+{
+	const struct mesh_conn *c = closure;
+	int64_t d = c->wait_ms;
+
+	(void)nc;
+	for (int i = 1; i < attempts && d < c->max_wait_ms; i++) {
+		d *= 2;
+	}
+	if (d > c->max_wait_ms) {
+		d = c->max_wait_ms;
+	}
+	/* Up to a quarter more, so that a fleet does not come back at once. */
+	return d + (int64_t)randombytes_uniform((uint32_t)(d / 4 + 1));
+}
+
+/* Find the "SU..." seed in a seed file (plain, or decorated like a .creds
+ * file) and derive its public key. */
+static mesh_err
+nkey_public_of_file(const char *path, char pub[MESH__NKEY_PUBLIC_LEN + 1])
+{
+	char buf[4096];
+	char *tok, *save = NULL;
+	size_t n;
+	FILE *f = fopen(path, "r");
+	mesh_err err = MESH_EINVAL;
+
+	if (f == NULL) {
+		return mesh__err_errno(errno, "nkey seed file '%s'", path);
+	}
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	for (tok = strtok_r(buf, " \t\r\n", &save); tok != NULL;
+	     tok = strtok_r(NULL, " \t\r\n", &save)) {
+		if (strncmp(tok, "SU", 2) == 0 &&
+		    strlen(tok) == MESH__NKEY_SEED_LEN) {
+			err = mesh__nkey_public_from_seed(tok, pub);
+			break;
+		}
+	}
+	sodium_memzero(buf, sizeof(buf));
+	if (err != MESH_OK) {
+		return mesh__seterr(MESH_EINVAL,
+		                    "nkey seed file '%s': no valid user seed "
+		                    "(SU...) in it", path);
+	}
+	return MESH_OK;
+}
+
+/* Apply every option to cnats' options; the failing one is named. */
+static mesh_err
+build_options(const struct mesh_conn_opts *o, struct mesh_conn *c,
+              natsOptions *no, const char **urls, int n_urls)
+{
+	natsStatus s;
+
+	if ((s = natsOptions_SetServers(no, urls, n_urls)) != NATS_OK) {
+		return mesh_err_nats(s, 0, "server list '%s'", o->servers);
+	}
+	if ((s = natsOptions_SetNoRandomize(no, true)) != NATS_OK ||
+	    (s = natsOptions_SetTimeout(no, o->connect_timeout_ms)) !=
+	            NATS_OK ||
+	    (s = natsOptions_SetMaxReconnect(no, o->max_reconnect < 0
+	                                                 ? 1 << 30
+	                                                 : o->max_reconnect)) !=
+	            NATS_OK ||
+	    (s = natsOptions_SetCustomReconnectDelay(no, reconnect_delay, c)) !=
+	            NATS_OK ||
+	    (s = natsOptions_SetReconnectBufSize(no, 16 * 1024 * 1024)) !=
+	            NATS_OK) {
+		return mesh_err_nats(s, 0, "connection options");
+	}
+	if (o->name != NULL &&
+	    (s = natsOptions_SetName(no, o->name)) != NATS_OK) {
+		return mesh_err_nats(s, 0, "connection name '%s'", o->name);
+	}
+	if (o->user != NULL &&
+	    (s = natsOptions_SetUserInfo(no, o->user, o->password)) !=
+	            NATS_OK) {
+		return mesh_err_nats(s, 0, "user '%s'", o->user);
+	}
+	if (o->token != NULL &&
+	    (s = natsOptions_SetToken(no, o->token)) != NATS_OK) {
+		return mesh_err_nats(s, 0, "token");
+	}
+	if (o->creds_file != NULL) {
+		if (access(o->creds_file, R_OK) != 0) {
+			return mesh__err_errno(errno, "creds file '%s'",
+			                       o->creds_file);
+		}
+		s = natsOptions_SetUserCredentialsFromFiles(no, o->creds_file,
+		                                            NULL);
+		if (s != NATS_OK) {
+			return mesh_err_nats(s, 0, "creds file '%s'",
+			                      o->creds_file);
+		}
+	}
+	if (o->nkey_seed_file != NULL) {
+		char pub[MESH__NKEY_PUBLIC_LEN + 1];
+		mesh_err err = nkey_public_of_file(o->nkey_seed_file, pub);
+		if (err != MESH_OK) {
+			return err;
+		}
+		s = natsOptions_SetNKeyFromSeed(no, pub, o->nkey_seed_file);
+		if (s != NATS_OK) {
+			return mesh_err_nats(s, 0, "nkey seed file '%s'",
+			                      o->nkey_seed_file);
+		}
+	}
+	if (o->tls || o->tls_ca != NULL || o->tls_cert != NULL) {
+		if ((s = natsOptions_SetSecure(no, true)) != NATS_OK) {
+			return mesh_err_nats(s, 0, "TLS");
+		}
+	}
+	if (o->tls_ca != NULL &&
+	    (s = natsOptions_LoadCATrustedCertificates(no, o->tls_ca)) !=
+	            NATS_OK) {
+		return mesh_err_nats(s, 0, "TLS CA file '%s'", o->tls_ca);
+	}
+	if ((o->tls_cert != NULL) != (o->tls_key != NULL)) {
+		return mesh__seterr(MESH_EINVAL,
+		                    "TLS client certificate and key go "
+		                    "together: give both or neither");
+	}
+	if (o->tls_cert != NULL &&
+	    (s = natsOptions_LoadCertificatesChain(no, o->tls_cert,
+	                                           o->tls_key)) != NATS_OK) {
+		return mesh_err_nats(s, 0, "TLS certificate '%s' / key '%s'",
+		                      o->tls_cert, o->tls_key);
+	}
+	return MESH_OK;
+}
+
+mesh_err
+mesh_conn_open(const struct mesh_conn_opts *o, struct mesh_conn **out)
+{
+	struct mesh_conn *c;
+	natsOptions *no = NULL;
+	char *list = NULL, *save = NULL;
+	const char *urls[MAX_SERVERS];
+	int n_urls = 0;
+	natsStatus s;
+	mesh_err err;
+
+	assert(o != NULL && out != NULL);
+	if (o->servers == NULL || o->servers[0] == '\0') {
+		return mesh__seterr(MESH_EINVAL, "no NATS server URL given");
+	}
+	if ((c = calloc(1, sizeof(*c))) == NULL ||
+	    (list = strdup(o->servers)) == NULL) {
+		free(c);
+		return mesh__seterr(MESH_ENOMEM, "connection");
+	}
+	c->wait_ms = o->reconnect_wait_ms > 0 ? o->reconnect_wait_ms : 1;
+	c->max_wait_ms = o->reconnect_max_wait_ms > c->wait_ms
+	                         ? o->reconnect_max_wait_ms
+	                         : c->wait_ms;
+	for (char *t = strtok_r(list, ", ", &save); t != NULL;
+	     t = strtok_r(NULL, ", ", &save)) {
+		char host[256], port[16];
+		if (n_urls == MAX_SERVERS) {
+			err = mesh__seterr(MESH_EINVAL,
+			                   "more than %d NATS server URLs",
+			                   MAX_SERVERS);
+			goto fail;
+		}
+		if (!url_hostport(t, host, sizeof(host), port, sizeof(port))) {
+			char red[256];
+			err = mesh__seterr(MESH_EINVAL,
+			                   "invalid NATS server URL '%s'",
+			                   mesh__url_redact(t, red, sizeof(red)));
+			goto fail;
+		}
+		urls[n_urls++] = t;
+	}
+	if (n_urls == 0) {
+		err = mesh__seterr(MESH_EINVAL, "no NATS server URL given");
+		goto fail;
+	}
+	if ((s = natsOptions_Create(&no)) != NATS_OK) {
+		err = mesh_err_nats(s, 0, "connection options");
+		goto fail;
+	}
+	if ((err = build_options(o, c, no, urls, n_urls)) != MESH_OK) {
+		goto fail;
+	}
+	s = natsConnection_Connect(&c->nc, no);
+	if (s == NATS_NO_SERVER || s == NATS_TIMEOUT || s == NATS_IO_ERROR) {
+		err = unreachable(urls, n_urls, s);
+		goto fail;
+	} else if (s == NATS_CONNECTION_AUTH_FAILED || s == NATS_NOT_PERMITTED) {
+		char red[256];
+		err = mesh_err_nats(s, 0, "NATS at %s refused the credentials",
+		                     mesh__url_redact(urls[0], red,
+		                                      sizeof(red)));
+		goto fail;
+	} else if (s != NATS_OK) {
+		char red[256];
+		err = mesh_err_nats(s, 0, "connecting to NATS at %s",
+		                     mesh__url_redact(urls[0], red,
+		                                      sizeof(red)));
+		goto fail;
+	}
+	if ((s = natsConnection_JetStream(&c->js, c->nc, NULL)) != NATS_OK) {
+		err = mesh_err_nats(s, 0, "JetStream context");
+		goto fail;
+	}
+	natsOptions_Destroy(no);
+	free(list);
+	*out = c;
+	return MESH_OK;
+fail:
+	natsOptions_Destroy(no);
+	free(list);
+	mesh_conn_close(c);
+	return err;
+}
+
+void
+mesh_conn_close(struct mesh_conn *c)
+{
+	if (c == NULL) {
+		return;
+	}
+	jsCtx_Destroy(c->js);
+	if (c->nc != NULL) {
+		natsConnection_Close(c->nc);
+		natsConnection_Destroy(c->nc);
+	}
+	free(c);
+}
+
+natsConnection *
+mesh_conn_nats(struct mesh_conn *c)
+{
+	return c->nc;
+}
+
+jsCtx *
+mesh_conn_js(struct mesh_conn *c)
+{
+	return c->js;
+}
+
+const char *
+mesh_conn_url(struct mesh_conn *c, char *buf, size_t size)
+{
+	char url[512];
+
+	if (natsConnection_GetConnectedUrl(c->nc, url, sizeof(url)) !=
+	            NATS_OK ||
+	    url[0] == '\0') {
+		snprintf(buf, size, "(not connected)");
+		return buf;
+	}
+	return mesh__url_redact(url, buf, size);
+}
+
+mesh_err
+mesh_conn_rtt(struct mesh_conn *c, int64_t *usec)
+{
+	int64_t ns;
+	natsStatus s = natsConnection_GetRTT(c->nc, &ns);
+
+	if (s != NATS_OK) {
+		return mesh_err_nats(s, 0, "round trip to NATS");
+	}
+	*usec = ns / 1000;
+	return MESH_OK;
+}
+
+void
+mesh_shutdown(void)
+{
+	nats_CloseAndWait(2000);
+}

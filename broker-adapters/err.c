@@ -1,0 +1,249 @@
+/* err.c: mesh_err, its texts, and the translation of natsStatus, LMDB and
+ * errno codes (each in exactly one function here). */
+#include <ctype.h>
+#include <errno.h>
+#include <lmdb.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+
+static _Thread_local char last_detail[1024];
+static _Thread_local mesh_origin last_origin;
+static _Thread_local int last_code;
+
+const char *
+mesh_strerror(mesh_err err)
+{
+	switch (err) {
+	case MESH_OK: return "success";
+	case MESH_EINVAL: return "invalid argument";
+	case MESH_ENOMEM: return "out of memory";
+	case MESH_ENOTFOUND: return "not found";
+	case MESH_EEXIST: return "already exists";
+	case MESH_ETOOBIG: return "too big";
+	case MESH_EPARSE: return "malformed input";
+	case MESH_ETIMEDOUT: return "timed out";
+	case MESH_EUNREACHABLE: return "server unreachable";
+	case MESH_EAUTH: return "authentication failed";
+	case MESH_ECLOSED: return "connection closed";
+	case MESH_EBROKER: return "broker error";
+	case MESH_ESTORE: return "store error";
+	case MESH_EFULL: return "store full";
+	case MESH_EIO: return "I/O error";
+	case MESH_EINTERNAL: return "internal error";
+	}
+	return "unknown error";
+}
+
+const char *
+mesh_errdetail(void)
+{
+	return last_detail;
+}
+
+mesh_origin
+mesh_errorigin(int *code)
+{
+	if (code != NULL) {
+		*code = last_code;
+	}
+	return last_origin;
+}
+
+void
+mesh__clearerr(void)
+{
+	last_detail[0] = '\0';
+	last_origin = MESH_ORIGIN_NONE;
+	last_code = 0;
+}
+
+/* Format "<context>[: <cause>]" into the thread's detail buffer. */
+static void
+set_detail(const char *cause, const char *fmt, va_list ap)
+{
+	int n = vsnprintf(last_detail, sizeof(last_detail), fmt, ap);
+
+	if (n < 0) {
+		last_detail[0] = '\0';
+		n = 0;
+	}
+	if (cause != NULL && cause[0] != '\0' &&
+	    (size_t)n < sizeof(last_detail)) {
+		snprintf(last_detail + n, sizeof(last_detail) - (size_t)n,
+		         ": %s", cause);
+	}
+}
+
+mesh_err
+mesh__seterr(mesh_err err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	set_detail(NULL, fmt, ap);
+	va_end(ap);
+	last_origin = MESH_ORIGIN_NONE;
+	last_code = 0;
+	return err;
+}
+
+static mesh_err
+from_jserr(jsErrCode jerr)
+{
+	switch (jerr) {
+	case JSStreamNotFoundErr:
+	case JSConsumerNotFoundErr:
+	case JSNoMessageFoundErr:
+		return MESH_ENOTFOUND;
+	case JSStreamNameExistErr:
+	case JSConsumerNameExistErr:
+	case JSConsumerExistingActiveErr:
+		return MESH_EEXIST;
+	case JSStreamInvalidConfig:
+	case JSConsumerInvalidPolicyErr:
+	case JSConsumerConfigRequiredErr:
+	case JSStreamSubjectOverlapErr:
+		return MESH_EINVAL;
+	case JSStreamStoreFailedErr:
+	case JSInsufficientResourcesErr:
+	case JSStorageResourcesExceededErr:
+	case JSMemoryResourcesExceededErr:
+		return MESH_EFULL;
+	case JSStreamMessageExceedsMaximumErr:
+		return MESH_ETOOBIG;
+	default:
+		return MESH_EBROKER;
+	}
+}
+
+static mesh_err
+from_natsstatus(natsStatus s)
+{
+	switch (s) {
+	case NATS_OK: return MESH_OK;
+	case NATS_NO_MEMORY: return MESH_ENOMEM;
+	case NATS_INVALID_ARG:
+	case NATS_INVALID_SUBJECT:
+	case NATS_INVALID_TIMEOUT:
+	case NATS_ILLEGAL_STATE:
+		return MESH_EINVAL;
+	case NATS_NOT_FOUND: return MESH_ENOTFOUND;
+	case NATS_TIMEOUT: return MESH_ETIMEDOUT;
+	case NATS_NO_SERVER: return MESH_EUNREACHABLE;
+	case NATS_CONNECTION_AUTH_FAILED:
+	case NATS_NOT_PERMITTED:
+		return MESH_EAUTH;
+	case NATS_CONNECTION_CLOSED:
+	case NATS_CONNECTION_DISCONNECTED:
+	case NATS_STALE_CONNECTION:
+		return MESH_ECLOSED;
+	case NATS_MAX_PAYLOAD: return MESH_ETOOBIG;
+	case NATS_PROTOCOL_ERROR: return MESH_EPARSE;
+	case NATS_IO_ERROR:
+	case NATS_SYS_ERROR:
+	case NATS_SSL_ERROR:
+		return MESH_EIO;
+	default:
+		return MESH_EBROKER;
+	}
+}
+
+mesh_err
+mesh_err_nats(natsStatus s, jsErrCode jerr, const char *fmt, ...)
+{
+	const char *cause = nats_GetLastError(NULL);
+	mesh_err err;
+	va_list ap;
+
+	if (cause == NULL || cause[0] == '\0') {
+		cause = natsStatus_GetText(s);
+	}
+	va_start(ap, fmt);
+	set_detail(cause, fmt, ap);
+	va_end(ap);
+	if (jerr != 0) {
+		last_origin = MESH_ORIGIN_JS;
+		last_code = (int)jerr;
+		err = from_jserr(jerr);
+	} else {
+		last_origin = MESH_ORIGIN_NATS;
+		last_code = (int)s;
+		err = from_natsstatus(s);
+	}
+	return err == MESH_OK ? MESH_EINTERNAL : err;
+}
+
+mesh_err
+mesh__err_mdb(int rc, const char *fmt, ...)
+{
+	mesh_err err;
+	va_list ap;
+
+	va_start(ap, fmt);
+	set_detail(mdb_strerror(rc), fmt, ap);
+	va_end(ap);
+	last_origin = MESH_ORIGIN_LMDB;
+	last_code = rc;
+	switch (rc) {
+	case MDB_NOTFOUND: err = MESH_ENOTFOUND; break;
+	case MDB_KEYEXIST: err = MESH_EEXIST; break;
+	case MDB_MAP_FULL:
+	case MDB_TXN_FULL:
+	case MDB_CURSOR_FULL:
+	case MDB_PAGE_FULL:
+	case MDB_DBS_FULL:
+	case MDB_READERS_FULL:
+		err = MESH_EFULL;
+		break;
+	case MDB_BAD_VALSIZE: err = MESH_ETOOBIG; break;
+	case ENOMEM: err = MESH_ENOMEM; break;
+	case ENOENT: err = MESH_ENOTFOUND; break;
+	case EINVAL: err = MESH_EINVAL; break;
+	case EACCES: err = MESH_EAUTH; break;
+	default: err = rc > 0 ? MESH_EIO : MESH_ESTORE; break;
+	}
+	return err;
+}
+
+mesh_err
+mesh__err_errno(int errnum, const char *fmt, ...)
+{
+	mesh_err err;
+	va_list ap;
+
+	char cause[128];
+
+	/* "connection refused", as the rest of our messages: lower case. */
+	snprintf(cause, sizeof(cause), "%s", strerror(errnum));
+	cause[0] = (char)tolower((unsigned char)cause[0]);
+	va_start(ap, fmt);
+	set_detail(cause, fmt, ap);
+	va_end(ap);
+	last_origin = MESH_ORIGIN_ERRNO;
+	last_code = errnum;
+	switch (errnum) {
+	case ENOMEM: err = MESH_ENOMEM; break;
+	case ENOENT: err = MESH_ENOTFOUND; break;
+	case EEXIST: err = MESH_EEXIST; break;
+	case EINVAL: err = MESH_EINVAL; break;
+	case EACCES:
+	case EPERM:
+		err = MESH_EAUTH;
+		break;
+	case ETIMEDOUT: err = MESH_ETIMEDOUT; break;
+	case ECONNREFUSED:
+	case EHOSTUNREACH:
+	case ENETUNREACH:
+		err = MESH_EUNREACHABLE;
+		break;
+	case E2BIG:
+	case EFBIG:
+		err = MESH_ETOOBIG;
+		break;
+	case ENOSPC: err = MESH_EFULL; break;
+	default: err = MESH_EIO; break;
+	}
+	return err;
+}

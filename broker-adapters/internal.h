@@ -1,0 +1,38 @@
+/* Library-internal helpers of broker-adapters. Not installed, not API. */
+#ifndef MESH_INTERNAL_H
+#define MESH_INTERNAL_H
+
+#include <stdarg.h>
+#include <nats/nats.h>
+
+#include "mesh/conn.h"
+#include "mesh/err.h"
+
+#define MESH__PRINTF(f, a) __attribute__((format(printf, f, a)))
+
+/* Record err with a detail for the calling thread; returns err. */
+mesh_err mesh__seterr(mesh_err err, const char *fmt, ...) MESH__PRINTF(2, 3);
+
+/* The one place where each foreign code becomes a mesh_err (natsStatus:
+ * mesh_err_nats in mesh/conn.h). Each records "<context>: <the layer's own
+ * words>" as the detail and keeps the code. */
+mesh_err mesh__err_mdb(int rc, const char *fmt, ...) MESH__PRINTF(2, 3);
+mesh_err mesh__err_errno(int errnum, const char *fmt, ...) MESH__PRINTF(2, 3);
+
+/* Forget the calling thread's last error. */
+void mesh__clearerr(void);
+
+#endif
+
+/* NKeys (nkey.c): the user public key ("U...") of a seed ("SU..."), and
+ * the seed text of 32 raw Ed25519 seed bytes (for tests and tooling).
+ * Errors: MESH_EINVAL when the seed is malformed or not a user seed. */
+#define MESH__NKEY_PUBLIC_LEN 56
+#define MESH__NKEY_SEED_LEN 58
+mesh_err mesh__nkey_public_from_seed(const char *seed,
+                                     char pub[MESH__NKEY_PUBLIC_LEN + 1]);
+void mesh__nkey_seed_encode(const unsigned char raw[32],
+                            char seed[MESH__NKEY_SEED_LEN + 1]);
+
+/* Copy url into buf with any password replaced by "***". */
+const char *mesh__url_redact(const char *url, char *buf, size_t size);

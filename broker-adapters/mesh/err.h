@@ -1,0 +1,52 @@
+/* evmesh errors: one enum for the whole mesh.
+ *
+ * Every call that can fail returns a mesh_err (MESH_OK is 0). The failing
+ * call also leaves a human-readable detail for the calling thread, naming
+ * the value at fault ("queue 'x': not found"), and the original code of the
+ * layer that failed (natsStatus, LMDB return code or errno). Both stay until
+ * the thread's next failing call.
+ */
+#ifndef MESH_ERR_H
+#define MESH_ERR_H
+
+typedef enum {
+	MESH_OK = 0,
+	MESH_EINVAL,       /* invalid argument, name or value */
+	MESH_ENOMEM,       /* out of memory */
+	MESH_ENOTFOUND,    /* no such stream, queue, key, ... */
+	MESH_EEXIST,       /* already exists with other settings */
+	MESH_ETOOBIG,      /* over a size limit */
+	MESH_EPARSE,       /* malformed input from outside */
+	MESH_ETIMEDOUT,    /* no answer in time */
+	MESH_EUNREACHABLE, /* no NATS server could be reached */
+	MESH_EAUTH,        /* authentication or authorization refused */
+	MESH_ECLOSED,      /* the connection is closed */
+	MESH_EBROKER,      /* the broker refused or failed the request */
+	MESH_ESTORE,       /* the LMDB environment failed */
+	MESH_EFULL,        /* a store is full (LMDB map size) */
+	MESH_EIO,          /* an operating-system call failed */
+	MESH_EINTERNAL,    /* a bug: please report it */
+} mesh_err;
+
+/* Where the original code of the last error came from. */
+typedef enum {
+	MESH_ORIGIN_NONE = 0,
+	MESH_ORIGIN_NATS,  /* code is a natsStatus */
+	MESH_ORIGIN_JS,    /* code is a JetStream API error code (jsErrCode) */
+	MESH_ORIGIN_LMDB,  /* code is an LMDB return code */
+	MESH_ORIGIN_ERRNO, /* code is an errno value */
+} mesh_origin;
+
+/* The fixed text of an error code ("not found"). Never NULL. */
+const char *mesh_strerror(mesh_err err);
+
+/* The detail of the calling thread's last error ("cannot reach NATS at
+ * nats://127.0.0.1:4999: connection refused"), or "" when there is none.
+ * The string is owned by the library and valid until the thread's next
+ * call into it. */
+const char *mesh_errdetail(void);
+
+/* The layer and original code of the calling thread's last error. */
+mesh_origin mesh_errorigin(int *code);
+
+#endif

@@ -1,0 +1,12 @@
+/* evmesh: the whole public API of the broker-adapters library. */
+#ifndef MESH_MESH_H
+#define MESH_MESH_H
+
+#include "mesh/version.h"
+
+#include "mesh/conn.h"
+#include "mesh/err.h"
+#include "mesh/event.h"
+#include "mesh/wire.h"
+
+#endif

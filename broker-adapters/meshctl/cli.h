@@ -1,0 +1,78 @@
+/* cli.h: the command-line frame of meshctl: a tree of commands, each with
+ * its options; global options (--server, --json, credentials) accepted
+ * anywhere on the line; --help on every command; exit codes 0 (done),
+ * 1 (failed), 2 (usage error). */
+#ifndef MESHCTL_CLI_H
+#define MESHCTL_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <jansson.h>
+
+#include "mesh/mesh.h"
+
+#define CLI_OK 0
+#define CLI_FAIL 1
+#define CLI_USAGE 2
+
+struct cli_opt {
+	const char *name;  /* "--max" */
+	const char *arg;   /* "N" when the option takes a value, else NULL */
+	const char *help;
+};
+
+struct cli_arg {
+	const char *name; /* option name, or NULL for a positional word */
+	const char *value;
+};
+
+struct cli {
+	const char *prog;
+	struct mesh_conn_opts conn;
+	bool json;
+	const struct cli_cmd *cmd;
+	const char *cmd_path; /* "queue create" */
+	struct cli_arg *args;
+	size_t n_args;
+};
+
+struct cli_cmd {
+	const char *name;
+	const char *summary;    /* one line, for the parent's list */
+	const char *usage;      /* after "meshctl <path> " */
+	const char *help;       /* paragraphs after the usage; may be NULL */
+	const struct cli_opt *opts; /* terminated by {NULL} */
+	int (*run)(struct cli *cli);
+	const struct cli_cmd *subs; /* terminated by {NULL}; or NULL */
+	size_t min_pos, max_pos;    /* positional words allowed */
+};
+
+/* Parse argv and run the command it names; returns the exit code. */
+int cli_main(const struct cli_cmd *root, int argc, char **argv);
+
+/* The value of option `name` (the last one given), or NULL. */
+const char *cli_opt(const struct cli *cli, const char *name);
+bool cli_flag(const struct cli *cli, const char *name);
+/* The i-th positional word, or NULL. */
+const char *cli_pos(const struct cli *cli, size_t i);
+size_t cli_npos(const struct cli *cli);
+
+/* Numeric option in [min, max]; def when absent. On a bad value prints
+ * the error and returns false. */
+bool cli_opt_long(const struct cli *cli, const char *name, long long min,
+                  long long max, long long def, long long *out);
+
+/* Report a usage error ("meshctl queue create: ...") and return CLI_USAGE. */
+int cli_usage_error(const struct cli *cli, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* Report a failed call: "meshctl <cmd>: <detail or strerror>", CLI_FAIL. */
+int cli_fail(const struct cli *cli, mesh_err err);
+
+/* Connect with the global options; prints the error on failure. */
+mesh_err cli_connect(struct cli *cli, struct mesh_conn **out);
+
+/* Print a JSON value (steals the reference) to stdout, indented. */
+void cli_print_json(json_t *j);
+
+#endif
