@@ -18,7 +18,7 @@
 #include "mesh/conn.h"
 
 #define PROBE_TIMEOUT_MS 1000
-#define MAX_SERVERS 32
+#define MAX_SERVERS      32
 
 struct mesh_conn {
 	natsConnection *nc;
@@ -150,8 +150,8 @@ probe(const char *url, int *gai)
 		return -1;
 	}
 	for (ai = res; ai != NULL; ai = ai->ai_next) {
-		int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK |
-		                                        SOCK_CLOEXEC,
+		int fd = socket(ai->ai_family,
+		                ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
 		                ai->ai_protocol);
 		struct pollfd pfd = {.fd = fd, .events = POLLOUT};
 		socklen_t len = sizeof(result);
@@ -212,18 +212,22 @@ unreachable(const char **urls, int n, natsStatus s)
 		if (n == 1) {
 			/* The errno text comes from the one translation. */
 			if (reason == NULL) {
-				return mesh__err_errno(e, "cannot reach NATS "
-				                          "at %s", red);
+				return mesh__err_errno(e,
+				                       "cannot reach NATS "
+				                       "at %s",
+				                       red);
 			}
 			return mesh__seterr(MESH_EUNREACHABLE,
 			                    "cannot reach NATS at %s: %s", red,
 			                    reason);
 		}
 		char text[256];
-		snprintf(text, sizeof(text), "%s", reason ? reason : strerror(e));
+		snprintf(text, sizeof(text), "%s",
+		         reason ? reason : strerror(e));
 		text[0] = (char)tolower((unsigned char)text[0]);
 		used += (size_t)snprintf(why + used, sizeof(why) - used,
-		                         "%s%s (%s)", i ? ", " : "", red, text);
+		                         "%s%s (%s)", i ? ", " : "", red,
+		                         text);
 	}
 	return mesh__seterr(MESH_EUNREACHABLE, "cannot reach NATS at %s", why);
 }
@@ -274,7 +278,8 @@ nkey_public_of_file(const char *path, char pub[MESH__NKEY_PUBLIC_LEN + 1])
 	if (err != MESH_OK) {
 		return mesh__seterr(MESH_EINVAL,
 		                    "nkey seed file '%s': no valid user seed "
-		                    "(SU...) in it", path);
+		                    "(SU...) in it",
+		                    path);
 	}
 	return MESH_OK;
 }
@@ -292,12 +297,11 @@ build_options(const struct mesh_conn_opts *o, struct mesh_conn *c,
 	if ((s = natsOptions_SetNoRandomize(no, true)) != NATS_OK ||
 	    (s = natsOptions_SetTimeout(no, o->connect_timeout_ms)) !=
 	            NATS_OK ||
-	    (s = natsOptions_SetMaxReconnect(no, o->max_reconnect < 0
-	                                                 ? 1 << 30
-	                                                 : o->max_reconnect)) !=
+	    (s = natsOptions_SetMaxReconnect(
+	             no, o->max_reconnect < 0 ? 1 << 30 : o->max_reconnect)) !=
 	            NATS_OK ||
-	    (s = natsOptions_SetCustomReconnectDelay(no, reconnect_delay, c)) !=
-	            NATS_OK ||
+	    (s = natsOptions_SetCustomReconnectDelay(no, reconnect_delay,
+	                                             c)) != NATS_OK ||
 	    (s = natsOptions_SetReconnectBufSize(no, 16 * 1024 * 1024)) !=
 	            NATS_OK) {
 		return mesh_err_nats(s, 0, "connection options");
@@ -324,7 +328,7 @@ build_options(const struct mesh_conn_opts *o, struct mesh_conn *c,
 		                                            NULL);
 		if (s != NATS_OK) {
 			return mesh_err_nats(s, 0, "creds file '%s'",
-			                      o->creds_file);
+			                     o->creds_file);
 		}
 	}
 	if (o->nkey_seed_file != NULL) {
@@ -336,7 +340,7 @@ build_options(const struct mesh_conn_opts *o, struct mesh_conn *c,
 		s = natsOptions_SetNKeyFromSeed(no, pub, o->nkey_seed_file);
 		if (s != NATS_OK) {
 			return mesh_err_nats(s, 0, "nkey seed file '%s'",
-			                      o->nkey_seed_file);
+			                     o->nkey_seed_file);
 		}
 	}
 	if (o->tls || o->tls_ca != NULL || o->tls_cert != NULL) {
@@ -344,9 +348,8 @@ build_options(const struct mesh_conn_opts *o, struct mesh_conn *c,
 			return mesh_err_nats(s, 0, "TLS");
 		}
 	}
-	if (o->tls_ca != NULL &&
-	    (s = natsOptions_LoadCATrustedCertificates(no, o->tls_ca)) !=
-	            NATS_OK) {
+	if (o->tls_ca != NULL && (s = natsOptions_LoadCATrustedCertificates(
+	                                  no, o->tls_ca)) != NATS_OK) {
 		return mesh_err_nats(s, 0, "TLS CA file '%s'", o->tls_ca);
 	}
 	if ((o->tls_cert != NULL) != (o->tls_key != NULL)) {
@@ -358,7 +361,7 @@ build_options(const struct mesh_conn_opts *o, struct mesh_conn *c,
 	    (s = natsOptions_LoadCertificatesChain(no, o->tls_cert,
 	                                           o->tls_key)) != NATS_OK) {
 		return mesh_err_nats(s, 0, "TLS certificate '%s' / key '%s'",
-		                      o->tls_cert, o->tls_key);
+		                     o->tls_cert, o->tls_key);
 	}
 	return MESH_OK;
 }
@@ -398,9 +401,9 @@ mesh_conn_open(const struct mesh_conn_opts *o, struct mesh_conn **out)
 		}
 		if (!url_hostport(t, host, sizeof(host), port, sizeof(port))) {
 			char red[256];
-			err = mesh__seterr(MESH_EINVAL,
-			                   "invalid NATS server URL '%s'",
-			                   mesh__url_redact(t, red, sizeof(red)));
+			err = mesh__seterr(
+			        MESH_EINVAL, "invalid NATS server URL '%s'",
+			        mesh__url_redact(t, red, sizeof(red)));
 			goto fail;
 		}
 		urls[n_urls++] = t;
@@ -420,17 +423,18 @@ mesh_conn_open(const struct mesh_conn_opts *o, struct mesh_conn **out)
 	if (s == NATS_NO_SERVER || s == NATS_TIMEOUT || s == NATS_IO_ERROR) {
 		err = unreachable(urls, n_urls, s);
 		goto fail;
-	} else if (s == NATS_CONNECTION_AUTH_FAILED || s == NATS_NOT_PERMITTED) {
+	} else if (s == NATS_CONNECTION_AUTH_FAILED ||
+	           s == NATS_NOT_PERMITTED) {
 		char red[256];
-		err = mesh_err_nats(s, 0, "NATS at %s refused the credentials",
-		                     mesh__url_redact(urls[0], red,
-		                                      sizeof(red)));
+		err = mesh_err_nats(
+		        s, 0, "NATS at %s refused the credentials",
+		        mesh__url_redact(urls[0], red, sizeof(red)));
 		goto fail;
 	} else if (s != NATS_OK) {
 		char red[256];
-		err = mesh_err_nats(s, 0, "connecting to NATS at %s",
-		                     mesh__url_redact(urls[0], red,
-		                                      sizeof(red)));
+		err = mesh_err_nats(
+		        s, 0, "connecting to NATS at %s",
+		        mesh__url_redact(urls[0], red, sizeof(red)));
 		goto fail;
 	}
 	if ((s = natsConnection_JetStream(&c->js, c->nc, NULL)) != NATS_OK) {

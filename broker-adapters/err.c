@@ -16,22 +16,38 @@ const char *
 mesh_strerror(mesh_err err)
 {
 	switch (err) {
-	case MESH_OK: return "success";
-	case MESH_EINVAL: return "invalid argument";
-	case MESH_ENOMEM: return "out of memory";
-	case MESH_ENOTFOUND: return "not found";
-	case MESH_EEXIST: return "already exists";
-	case MESH_ETOOBIG: return "too big";
-	case MESH_EPARSE: return "malformed input";
-	case MESH_ETIMEDOUT: return "timed out";
-	case MESH_EUNREACHABLE: return "server unreachable";
-	case MESH_EAUTH: return "authentication failed";
-	case MESH_ECLOSED: return "connection closed";
-	case MESH_EBROKER: return "broker error";
-	case MESH_ESTORE: return "store error";
-	case MESH_EFULL: return "store full";
-	case MESH_EIO: return "I/O error";
-	case MESH_EINTERNAL: return "internal error";
+	case MESH_OK:
+		return "success";
+	case MESH_EINVAL:
+		return "invalid argument";
+	case MESH_ENOMEM:
+		return "out of memory";
+	case MESH_ENOTFOUND:
+		return "not found";
+	case MESH_EEXIST:
+		return "already exists";
+	case MESH_ETOOBIG:
+		return "too big";
+	case MESH_EPARSE:
+		return "malformed input";
+	case MESH_ETIMEDOUT:
+		return "timed out";
+	case MESH_EUNREACHABLE:
+		return "server unreachable";
+	case MESH_EAUTH:
+		return "authentication failed";
+	case MESH_ECLOSED:
+		return "connection closed";
+	case MESH_EBROKER:
+		return "broker error";
+	case MESH_ESTORE:
+		return "store error";
+	case MESH_EFULL:
+		return "store full";
+	case MESH_EIO:
+		return "I/O error";
+	case MESH_EINTERNAL:
+		return "internal error";
 	}
 	return "unknown error";
 }
@@ -122,16 +138,21 @@ static mesh_err
 from_natsstatus(natsStatus s)
 {
 	switch (s) {
-	case NATS_OK: return MESH_OK;
-	case NATS_NO_MEMORY: return MESH_ENOMEM;
+	case NATS_OK:
+		return MESH_OK;
+	case NATS_NO_MEMORY:
+		return MESH_ENOMEM;
 	case NATS_INVALID_ARG:
 	case NATS_INVALID_SUBJECT:
 	case NATS_INVALID_TIMEOUT:
 	case NATS_ILLEGAL_STATE:
 		return MESH_EINVAL;
-	case NATS_NOT_FOUND: return MESH_ENOTFOUND;
-	case NATS_TIMEOUT: return MESH_ETIMEDOUT;
-	case NATS_NO_SERVER: return MESH_EUNREACHABLE;
+	case NATS_NOT_FOUND:
+		return MESH_ENOTFOUND;
+	case NATS_TIMEOUT:
+		return MESH_ETIMEDOUT;
+	case NATS_NO_SERVER:
+		return MESH_EUNREACHABLE;
 	case NATS_CONNECTION_AUTH_FAILED:
 	case NATS_NOT_PERMITTED:
 		return MESH_EAUTH;
@@ -139,8 +160,10 @@ from_natsstatus(natsStatus s)
 	case NATS_CONNECTION_DISCONNECTED:
 	case NATS_STALE_CONNECTION:
 		return MESH_ECLOSED;
-	case NATS_MAX_PAYLOAD: return MESH_ETOOBIG;
-	case NATS_PROTOCOL_ERROR: return MESH_EPARSE;
+	case NATS_MAX_PAYLOAD:
+		return MESH_ETOOBIG;
+	case NATS_PROTOCOL_ERROR:
+		return MESH_EPARSE;
 	case NATS_IO_ERROR:
 	case NATS_SYS_ERROR:
 	case NATS_SSL_ERROR:
@@ -157,11 +180,23 @@ mesh_err_nats(natsStatus s, jsErrCode jerr, const char *fmt, ...)
 	mesh_err err;
 	va_list ap;
 
+	char clean[512];
+	char *p;
+
 	if (cause == NULL || cause[0] == '\0') {
 		cause = natsStatus_GetText(s);
 	}
+	/* cnats prefixes its source position, "(conn.c:1905): ", and may
+	 * end in ": (null)"; users need neither. */
+	if (cause[0] == '(' && (p = strstr(cause, "): ")) != NULL) {
+		cause = p + 3;
+	}
+	snprintf(clean, sizeof(clean), "%s", cause);
+	if ((p = strstr(clean, ": (null)")) != NULL && p[8] == '\0') {
+		*p = '\0';
+	}
 	va_start(ap, fmt);
-	set_detail(cause, fmt, ap);
+	set_detail(clean, fmt, ap);
 	va_end(ap);
 	if (jerr != 0) {
 		last_origin = MESH_ORIGIN_JS;
@@ -173,6 +208,37 @@ mesh_err_nats(natsStatus s, jsErrCode jerr, const char *fmt, ...)
 		err = from_natsstatus(s);
 	}
 	return err == MESH_OK ? MESH_EINTERNAL : err;
+}
+
+static mesh_err
+from_errno(int errnum)
+{
+	switch (errnum) {
+	case ENOMEM:
+		return MESH_ENOMEM;
+	case ENOENT:
+		return MESH_ENOTFOUND;
+	case EEXIST:
+		return MESH_EEXIST;
+	case EINVAL:
+		return MESH_EINVAL;
+	case EACCES:
+	case EPERM:
+		return MESH_EAUTH;
+	case ETIMEDOUT:
+		return MESH_ETIMEDOUT;
+	case ECONNREFUSED:
+	case EHOSTUNREACH:
+	case ENETUNREACH:
+		return MESH_EUNREACHABLE;
+	case E2BIG:
+	case EFBIG:
+		return MESH_ETOOBIG;
+	case ENOSPC:
+		return MESH_EFULL;
+	default:
+		return MESH_EIO;
+	}
 }
 
 mesh_err
@@ -187,8 +253,12 @@ mesh__err_mdb(int rc, const char *fmt, ...)
 	last_origin = MESH_ORIGIN_LMDB;
 	last_code = rc;
 	switch (rc) {
-	case MDB_NOTFOUND: err = MESH_ENOTFOUND; break;
-	case MDB_KEYEXIST: err = MESH_EEXIST; break;
+	case MDB_NOTFOUND:
+		err = MESH_ENOTFOUND;
+		break;
+	case MDB_KEYEXIST:
+		err = MESH_EEXIST;
+		break;
 	case MDB_MAP_FULL:
 	case MDB_TXN_FULL:
 	case MDB_CURSOR_FULL:
@@ -197,12 +267,13 @@ mesh__err_mdb(int rc, const char *fmt, ...)
 	case MDB_READERS_FULL:
 		err = MESH_EFULL;
 		break;
-	case MDB_BAD_VALSIZE: err = MESH_ETOOBIG; break;
-	case ENOMEM: err = MESH_ENOMEM; break;
-	case ENOENT: err = MESH_ENOTFOUND; break;
-	case EINVAL: err = MESH_EINVAL; break;
-	case EACCES: err = MESH_EAUTH; break;
-	default: err = rc > 0 ? MESH_EIO : MESH_ESTORE; break;
+	case MDB_BAD_VALSIZE:
+		err = MESH_ETOOBIG;
+		break;
+	default:
+		/* LMDB passes errno values through. */
+		err = rc > 0 ? from_errno(rc) : MESH_ESTORE;
+		break;
 	}
 	return err;
 }
@@ -210,10 +281,8 @@ mesh__err_mdb(int rc, const char *fmt, ...)
 mesh_err
 mesh__err_errno(int errnum, const char *fmt, ...)
 {
-	mesh_err err;
-	va_list ap;
-
 	char cause[128];
+	va_list ap;
 
 	/* "connection refused", as the rest of our messages: lower case. */
 	snprintf(cause, sizeof(cause), "%s", strerror(errnum));
@@ -223,27 +292,5 @@ mesh__err_errno(int errnum, const char *fmt, ...)
 	va_end(ap);
 	last_origin = MESH_ORIGIN_ERRNO;
 	last_code = errnum;
-	switch (errnum) {
-	case ENOMEM: err = MESH_ENOMEM; break;
-	case ENOENT: err = MESH_ENOTFOUND; break;
-	case EEXIST: err = MESH_EEXIST; break;
-	case EINVAL: err = MESH_EINVAL; break;
-	case EACCES:
-	case EPERM:
-		err = MESH_EAUTH;
-		break;
-	case ETIMEDOUT: err = MESH_ETIMEDOUT; break;
-	case ECONNREFUSED:
-	case EHOSTUNREACH:
-	case ENETUNREACH:
-		err = MESH_EUNREACHABLE;
-		break;
-	case E2BIG:
-	case EFBIG:
-		err = MESH_ETOOBIG;
-		break;
-	case ENOSPC: err = MESH_EFULL; break;
-	default: err = MESH_EIO; break;
-	}
-	return err;
+	return from_errno(errnum);
 }

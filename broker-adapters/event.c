@@ -50,7 +50,8 @@ struct mesh_event {
 	size_t n_ext;
 	size_t cap_ext;
 	mesh_data_kind data_kind;
-	uint8_t *data; /* NUL-terminated too, so text can be used as a string */
+	uint8_t *
+	        data; /* NUL-terminated too, so text can be used as a string */
 	size_t data_len;
 	char *type_url;
 };
@@ -60,10 +61,10 @@ static const struct {
 	const char *name;
 	mesh_ext_type type;
 } optional_attrs[] = {
-	{"subject", MESH_EXT_STRING},
-	{"time", MESH_EXT_TIME},
-	{"datacontenttype", MESH_EXT_STRING},
-	{"dataschema", MESH_EXT_URI},
+        {"subject", MESH_EXT_STRING},
+        {"time", MESH_EXT_TIME},
+        {"datacontenttype", MESH_EXT_STRING},
+        {"dataschema", MESH_EXT_URI},
 };
 
 static bool
@@ -120,8 +121,8 @@ str_valid(const char *s)
 static int
 optional_index(const char *name)
 {
-	for (size_t i = 0; i < sizeof(optional_attrs) / sizeof(optional_attrs[0]);
-	     i++) {
+	for (size_t i = 0;
+	     i < sizeof(optional_attrs) / sizeof(optional_attrs[0]); i++) {
 		if (strcmp(name, optional_attrs[i].name) == 0) {
 			return (int)i;
 		}
@@ -190,7 +191,8 @@ value_check(const char *name, const struct mesh_ext_value *v)
 		    memchr(v->string, '\0', v->len) != NULL) {
 			return mesh__seterr(MESH_EINVAL,
 			                    "attribute '%s': not a valid "
-			                    "UTF-8 string", name);
+			                    "UTF-8 string",
+			                    name);
 		}
 		if (v->type == MESH_EXT_URI && v->len == 0) {
 			return mesh__seterr(MESH_EINVAL,
@@ -206,9 +208,9 @@ value_check(const char *name, const struct mesh_ext_value *v)
 	case MESH_EXT_TIME:
 		if (v->sec < TIME_MIN_SEC || v->sec > TIME_MAX_SEC ||
 		    v->nsec < 0 || v->nsec > 999999999) {
-			return mesh__seterr(MESH_EINVAL,
-			                    "attribute '%s': time out of range",
-			                    name);
+			return mesh__seterr(
+			        MESH_EINVAL,
+			        "attribute '%s': time out of range", name);
 		}
 		return MESH_OK;
 	}
@@ -339,7 +341,8 @@ set_owned_string(char **field, const char *what, const char *value)
 
 	if (value == NULL || value[0] == '\0' || !str_valid(value)) {
 		return mesh__seterr(MESH_EINVAL,
-		                    "%s: must be a non-empty UTF-8 string", what);
+		                    "%s: must be a non-empty UTF-8 string",
+		                    what);
 	}
 	copy = strdup(value);
 	if (copy == NULL) {
@@ -542,7 +545,7 @@ mesh_err
 mesh_event_set_time(struct mesh_event *ev, int64_t sec, int32_t nsec)
 {
 	struct mesh_ext_value v = {
-		.type = MESH_EXT_TIME, .sec = sec, .nsec = nsec};
+	        .type = MESH_EXT_TIME, .sec = sec, .nsec = nsec};
 
 	return ext_put(ev, "time", &v);
 }
@@ -574,7 +577,8 @@ mesh_event_ext_set(struct mesh_event *ev, const char *name,
 	if (is_required_name(name) || optional_index(name) >= 0) {
 		return mesh__seterr(MESH_EINVAL,
 		                    "attribute '%s': is a CloudEvents context "
-		                    "attribute; use its own setter", name);
+		                    "attribute; use its own setter",
+		                    name);
 	}
 	return ext_put(ev, name, v);
 }
@@ -635,7 +639,8 @@ attr_name_check(const char *name)
 	if (len == 0 || len > 256) {
 		return mesh__seterr(MESH_EINVAL,
 		                    "message attribute name '%.64s': must be "
-		                    "1-256 characters", name ? name : "");
+		                    "1-256 characters",
+		                    name ? name : "");
 	}
 	for (size_t i = 0; i < len; i++) {
 		char c = name[i];
@@ -645,25 +650,30 @@ attr_name_check(const char *name)
 			return mesh__seterr(MESH_EINVAL,
 			                    "message attribute name '%s': "
 			                    "may contain only A-Z, a-z, 0-9, "
-			                    "'_', '-' and '.'", name);
+			                    "'_', '-' and '.'",
+			                    name);
 		}
 	}
 	if (name[0] == '.' || name[len - 1] == '.' ||
 	    strstr(name, "..") != NULL) {
 		return mesh__seterr(MESH_EINVAL,
 		                    "message attribute name '%s': must not "
-		                    "start or end with '.' or hold '..'", name);
+		                    "start or end with '.' or hold '..'",
+		                    name);
 	}
 	if (strncasecmp(name, "AWS.", 4) == 0 ||
 	    strncasecmp(name, "Amazon.", 7) == 0) {
-		return mesh__seterr(MESH_EINVAL,
-		                    "message attribute name '%s': the prefixes "
-		                    "'AWS.' and 'Amazon.' are reserved", name);
+		return mesh__seterr(
+		        MESH_EINVAL,
+		        "message attribute name '%s': the prefixes "
+		        "'AWS.' and 'Amazon.' are reserved",
+		        name);
 	}
 	if (!mesh_event_attr_is_message_attr(name)) {
 		return mesh__seterr(MESH_EINVAL,
 		                    "message attribute name '%s': is reserved "
-		                    "for the envelope", name);
+		                    "for the envelope",
+		                    name);
 	}
 	return MESH_OK;
 }
@@ -672,8 +682,8 @@ attr_name_check(const char *name)
 static const char *
 attr_base_type(const char *data_type, size_t *base_len)
 {
-	static const char *const bases[] = {"String.Array", "String",
-	                                    "Number", "Binary"};
+	static const char *const bases[] = {"String.Array", "String", "Number",
+	                                    "Binary"};
 
 	for (size_t i = 0; i < sizeof(bases) / sizeof(bases[0]); i++) {
 		size_t n = strlen(bases[i]);
@@ -749,14 +759,15 @@ record_type(struct mesh_event *ev, const char *name, const char *type)
 {
 	const char *map = string_attr(ev, ATTR_TYPES_EXT);
 	size_t nlen = strlen(name);
-	size_t cap = (map ? strlen(map) : 0) + nlen + (type ? strlen(type) : 0) +
-	             3;
+	size_t cap =
+	        (map ? strlen(map) : 0) + nlen + (type ? strlen(type) : 0) + 3;
 	char *out = malloc(cap);
 	size_t n = 0;
 	mesh_err err;
 
 	if (out == NULL) {
-		return mesh__seterr(MESH_ENOMEM, "message attribute '%s'", name);
+		return mesh__seterr(MESH_ENOMEM, "message attribute '%s'",
+		                    name);
 	}
 	for (const char *p = map; p != NULL && *p != '\0';) {
 		const char *end = strchr(p, ';');
@@ -803,11 +814,12 @@ mesh_event_attr_set(struct mesh_event *ev, const char *name,
 	}
 	base = data_type != NULL ? attr_base_type(data_type, &base_len) : NULL;
 	if (base == NULL || strlen(data_type) > 256) {
-		return mesh__seterr(MESH_EINVAL,
-		                    "message attribute '%s': data type '%.64s' "
-		                    "is not String, Number, String.Array or "
-		                    "Binary (optionally with a .suffix)",
-		                    name, data_type ? data_type : "");
+		return mesh__seterr(
+		        MESH_EINVAL,
+		        "message attribute '%s': data type '%.64s' "
+		        "is not String, Number, String.Array or "
+		        "Binary (optionally with a .suffix)",
+		        name, data_type ? data_type : "");
 	}
 	if (value == NULL && len != 0) {
 		return mesh__seterr(MESH_EINVAL,
@@ -823,21 +835,24 @@ mesh_event_attr_set(struct mesh_event *ev, const char *name,
 		if (len == 0) {
 			return mesh__seterr(MESH_EINVAL,
 			                    "message attribute '%s': empty %s "
-			                    "value", name, base);
+			                    "value",
+			                    name, base);
 		}
 		if (strcmp(base, "Number") == 0 && !number_valid(value, len)) {
-			return mesh__seterr(MESH_EINVAL,
-			                    "message attribute '%s': '%.*s' is "
-			                    "not a number", name,
-			                    (int)(len > 64 ? 64 : len),
-			                    (const char *)value);
+			return mesh__seterr(
+			        MESH_EINVAL,
+			        "message attribute '%s': '%.*s' is "
+			        "not a number",
+			        name, (int)(len > 64 ? 64 : len),
+			        (const char *)value);
 		}
 		if (strcmp(base, "String.Array") == 0 &&
 		    !string_array_valid(value, len)) {
 			return mesh__seterr(MESH_EINVAL,
 			                    "message attribute '%s': "
 			                    "String.Array value is not a JSON "
-			                    "array", name);
+			                    "array",
+			                    name);
 		}
 	}
 	if ((err = ext_put(ev, name, &v)) != MESH_OK) {
@@ -1010,7 +1025,8 @@ mesh_event_unpack_message(const struct mesh_event *ev,
 	if (ev->data_kind != MESH_DATA_PROTO) {
 		return mesh__seterr(MESH_EINVAL,
 		                    "event %s: payload is not a protobuf "
-		                    "message", ev->id);
+		                    "message",
+		                    ev->id);
 	}
 	slash = strrchr(ev->type_url, '/');
 	slash = slash != NULL ? slash + 1 : ev->type_url;
@@ -1070,27 +1086,33 @@ mesh_event_pack(const struct mesh_event *ev, uint8_t **buf, size_t *len)
 		ptrs[i] = &entries[i];
 		switch (x->type) {
 		case MESH_EXT_BOOL:
-			v->attr_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_BOOLEAN;
+			v->attr_case =
+			        IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_BOOLEAN;
 			v->ce_boolean = x->boolean;
 			break;
 		case MESH_EXT_INT:
-			v->attr_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_INTEGER;
+			v->attr_case =
+			        IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_INTEGER;
 			v->ce_integer = x->integer;
 			break;
 		case MESH_EXT_STRING:
-			v->attr_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_STRING;
+			v->attr_case =
+			        IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_STRING;
 			v->ce_string = (char *)x->data;
 			break;
 		case MESH_EXT_URI:
-			v->attr_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_URI;
+			v->attr_case =
+			        IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_URI;
 			v->ce_uri = (char *)x->data;
 			break;
 		case MESH_EXT_URIREF:
-			v->attr_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_URI_REF;
+			v->attr_case =
+			        IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_URI_REF;
 			v->ce_uri_ref = (char *)x->data;
 			break;
 		case MESH_EXT_BYTES:
-			v->attr_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_BYTES;
+			v->attr_case =
+			        IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_BYTES;
 			v->ce_bytes.data = x->data;
 			v->ce_bytes.len = x->len;
 			break;
@@ -1098,7 +1120,8 @@ mesh_event_pack(const struct mesh_event *ev, uint8_t **buf, size_t *len)
 			google__protobuf__timestamp__init(&times[i]);
 			times[i].seconds = x->sec;
 			times[i].nanos = x->nsec;
-			v->attr_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_TIMESTAMP;
+			v->attr_case =
+			        IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_TIMESTAMP;
 			v->ce_timestamp = &times[i];
 			break;
 		}
@@ -1109,19 +1132,22 @@ mesh_event_pack(const struct mesh_event *ev, uint8_t **buf, size_t *len)
 	case MESH_DATA_NONE:
 		break;
 	case MESH_DATA_BINARY:
-		pe.data_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_BINARY_DATA;
+		pe.data_case =
+		        IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_BINARY_DATA;
 		pe.binary_data.data = ev->data;
 		pe.binary_data.len = ev->data_len;
 		break;
 	case MESH_DATA_TEXT:
-		pe.data_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_TEXT_DATA;
+		pe.data_case =
+		        IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_TEXT_DATA;
 		pe.text_data = (char *)ev->data;
 		break;
 	case MESH_DATA_PROTO:
 		any.type_url = ev->type_url;
 		any.value.data = ev->data;
 		any.value.len = ev->data_len;
-		pe.data_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_PROTO_DATA;
+		pe.data_case =
+		        IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_PROTO_DATA;
 		pe.proto_data = &any;
 		break;
 	}
@@ -1158,7 +1184,8 @@ import_attr(struct mesh_event *ev, const pb_entry *e)
 	if (is_required_name(e->key)) {
 		return mesh__seterr(MESH_EPARSE,
 		                    "attribute '%s': a required attribute in "
-		                    "the attribute map", e->key);
+		                    "the attribute map",
+		                    e->key);
 	}
 	if (pv == NULL) {
 		return mesh__seterr(MESH_EPARSE, "attribute '%s': no value",
@@ -1211,7 +1238,8 @@ import_attr(struct mesh_event *ev, const pb_entry *e)
 	if (opt >= 0 && optional_attrs[opt].type != v.type) {
 		return mesh__seterr(MESH_EPARSE,
 		                    "attribute '%s': wrong type for a "
-		                    "CloudEvents context attribute", e->key);
+		                    "CloudEvents context attribute",
+		                    e->key);
 	}
 	err = ext_put(ev, e->key, &v);
 	return err == MESH_EINVAL ? MESH_EPARSE : err;
@@ -1230,9 +1258,10 @@ mesh_event_parse(const void *buf, size_t len, size_t max_size,
 		max_size = MESH_EVENT_MAX_SIZE;
 	}
 	if (len > max_size) {
-		return mesh__seterr(MESH_ETOOBIG,
-		                    "event of %zu bytes: over the limit of %zu",
-		                    len, max_size);
+		return mesh__seterr(
+		        MESH_ETOOBIG,
+		        "event of %zu bytes: over the limit of %zu", len,
+		        max_size);
 	}
 	if (buf == NULL && len != 0) {
 		return mesh__seterr(MESH_EINVAL, "event: no buffer");
@@ -1241,7 +1270,8 @@ mesh_event_parse(const void *buf, size_t len, size_t max_size,
 	if (pe == NULL) {
 		return mesh__seterr(MESH_EPARSE,
 		                    "event of %zu bytes: not a CloudEvents "
-		                    "protobuf message", len);
+		                    "protobuf message",
+		                    len);
 	}
 	if ((ev = event_alloc()) == NULL) {
 		io__cloudevents__v1__cloud_event__free_unpacked(pe, NULL);
@@ -1256,17 +1286,15 @@ mesh_event_parse(const void *buf, size_t len, size_t max_size,
 		goto fail;
 	}
 	if (strcmp(ev->specversion, MESH_EVENT_SPECVERSION) != 0) {
-		err = mesh__seterr(MESH_EPARSE,
-		                   "event %s: specversion '%.16s' is not %s",
-		                   ev->id, ev->specversion,
-		                   MESH_EVENT_SPECVERSION);
+		err = mesh__seterr(
+		        MESH_EPARSE, "event %s: specversion '%.16s' is not %s",
+		        ev->id, ev->specversion, MESH_EVENT_SPECVERSION);
 		goto fail;
 	}
 	if (pe->n_attributes > MESH_EVENT_MAX_EXTS) {
-		err = mesh__seterr(MESH_EPARSE,
-		                   "event %s: %zu attributes, more than %d",
-		                   ev->id, pe->n_attributes,
-		                   MESH_EVENT_MAX_EXTS);
+		err = mesh__seterr(
+		        MESH_EPARSE, "event %s: %zu attributes, more than %d",
+		        ev->id, pe->n_attributes, MESH_EVENT_MAX_EXTS);
 		goto fail;
 	}
 	for (size_t i = 0; i < pe->n_attributes; i++) {
@@ -1284,12 +1312,14 @@ mesh_event_parse(const void *buf, size_t len, size_t max_size,
 		                          strlen(pe->text_data));
 		break;
 	case IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_PROTO_DATA:
-		if (pe->proto_data == NULL || pe->proto_data->type_url == NULL ||
+		if (pe->proto_data == NULL ||
+		    pe->proto_data->type_url == NULL ||
 		    pe->proto_data->type_url[0] == '\0' ||
 		    !str_valid(pe->proto_data->type_url)) {
 			err = mesh__seterr(MESH_EPARSE,
 			                   "event %s: protobuf data without a "
-			                   "type URL", ev->id);
+			                   "type URL",
+			                   ev->id);
 			break;
 		}
 		err = set_data(ev, MESH_DATA_PROTO, pe->proto_data->value.data,

@@ -28,7 +28,7 @@ void mesh__clearerr(void);
  * the seed text of 32 raw Ed25519 seed bytes (for tests and tooling).
  * Errors: MESH_EINVAL when the seed is malformed or not a user seed. */
 #define MESH__NKEY_PUBLIC_LEN 56
-#define MESH__NKEY_SEED_LEN 58
+#define MESH__NKEY_SEED_LEN   58
 mesh_err mesh__nkey_public_from_seed(const char *seed,
                                      char pub[MESH__NKEY_PUBLIC_LEN + 1]);
 void mesh__nkey_seed_encode(const unsigned char raw[32],

@@ -17,9 +17,11 @@ mesh_wire_msg(const char *subject, const struct mesh_event *ev,
 
 	if (subject == NULL || subject[0] == '\0' ||
 	    strpbrk(subject, " \t\r\n*>") != NULL) {
-		return mesh__seterr(MESH_EINVAL,
-		                    "subject '%s': empty, or holds white space "
-		                    "or wildcards", subject ? subject : "");
+		return mesh__seterr(
+		        MESH_EINVAL,
+		        "subject '%s': empty, or holds white space "
+		        "or wildcards",
+		        subject ? subject : "");
 	}
 	if ((err = mesh_event_pack(ev, &buf, &len)) != MESH_OK) {
 		return err;
@@ -35,7 +37,8 @@ mesh_wire_msg(const char *subject, const struct mesh_event *ev,
 		                      msg_id ? msg_id : mesh_event_id(ev));
 	}
 	if (s == NATS_OK) {
-		s = natsMsgHeader_Set(m, MESH_HDR_CE_TYPE, mesh_event_type(ev));
+		s = natsMsgHeader_Set(m, MESH_HDR_CE_TYPE,
+		                      mesh_event_type(ev));
 	}
 	if (s == NATS_OK) {
 		s = natsMsgHeader_Set(m, MESH_HDR_CE_SOURCE,
@@ -48,7 +51,7 @@ mesh_wire_msg(const char *subject, const struct mesh_event *ev,
 	if (s != NATS_OK) {
 		natsMsg_Destroy(m);
 		return mesh_err_nats(s, 0, "message for event %s on '%s'",
-		                      mesh_event_id(ev), subject);
+		                     mesh_event_id(ev), subject);
 	}
 	*out = m;
 	return MESH_OK;
@@ -73,11 +76,12 @@ mesh_wire_publish(struct mesh_conn *c, const char *subject,
 	if (s == NATS_NO_RESPONDERS) {
 		return mesh__seterr(MESH_ENOTFOUND,
 		                    "publishing to '%s': no stream takes this "
-		                    "subject", subject);
+		                    "subject",
+		                    subject);
 	}
 	if (s != NATS_OK) {
 		return mesh_err_nats(s, jerr, "publishing event %s to '%s'",
-		                      mesh_event_id(ev), subject);
+		                     mesh_event_id(ev), subject);
 	}
 	if (seq != NULL) {
 		*seq = ack->Sequence;
@@ -96,10 +100,11 @@ mesh_wire_decode(natsMsg *msg, size_t max_size, struct mesh_event **out)
 
 	if (natsMsgHeader_Get(msg, MESH_HDR_CONTENT_TYPE, &ct) == NATS_OK &&
 	    ct != NULL && strcmp(ct, MESH_EVENT_CONTENT_TYPE) != 0) {
-		return mesh__seterr(MESH_EPARSE,
-		                    "message on '%s': Content-Type '%s' is not "
-		                    "%s", natsMsg_GetSubject(msg), ct,
-		                    MESH_EVENT_CONTENT_TYPE);
+		return mesh__seterr(
+		        MESH_EPARSE,
+		        "message on '%s': Content-Type '%s' is not "
+		        "%s",
+		        natsMsg_GetSubject(msg), ct, MESH_EVENT_CONTENT_TYPE);
 	}
 	return mesh_event_parse(natsMsg_GetData(msg),
 	                        (size_t)natsMsg_GetDataLength(msg), max_size,

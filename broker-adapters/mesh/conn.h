@@ -22,21 +22,21 @@
 /* Options; mesh_conn_opts_init() sets the defaults noted here. Strings are
  * borrowed: they must stay valid until mesh_conn_open() returns. */
 struct mesh_conn_opts {
-	const char *servers;     /* comma-separated URLs; MESH_DEFAULT_URL */
-	const char *name;        /* connection name the server shows; NULL */
-	const char *user;        /* user and password; NULL */
+	const char *servers; /* comma-separated URLs; MESH_DEFAULT_URL */
+	const char *name;    /* connection name the server shows; NULL */
+	const char *user;    /* user and password; NULL */
 	const char *password;
-	const char *token;       /* authentication token; NULL */
+	const char *token;          /* authentication token; NULL */
 	const char *nkey_seed_file; /* file holding an NKey user seed; NULL */
-	const char *creds_file;  /* JWT + seed .creds file; NULL */
-	const char *tls_ca;      /* CA bundle to verify the server; NULL */
-	const char *tls_cert;    /* client certificate (mutual TLS); NULL */
-	const char *tls_key;     /* its private key; NULL */
-	bool tls;                /* require TLS even for nats:// URLs; false */
-	int64_t connect_timeout_ms; /* per server and attempt; 2000 */
-	int64_t reconnect_wait_ms;  /* first back-off step; 250 */
+	const char *creds_file;     /* JWT + seed .creds file; NULL */
+	const char *tls_ca;         /* CA bundle to verify the server; NULL */
+	const char *tls_cert;       /* client certificate (mutual TLS); NULL */
+	const char *tls_key;        /* its private key; NULL */
+	bool tls; /* require TLS even for nats:// URLs; false */
+	int64_t connect_timeout_ms;    /* per server and attempt; 2000 */
+	int64_t reconnect_wait_ms;     /* first back-off step; 250 */
 	int64_t reconnect_max_wait_ms; /* back-off ceiling; 8000 */
-	int max_reconnect;          /* attempts, -1 = forever; -1 */
+	int max_reconnect;             /* attempts, -1 = forever; -1 */
 };
 
 /* Set the defaults. */
@@ -57,7 +57,8 @@ struct mesh_conn;
  * Fails within about connect_timeout_ms per server (plus a short probe to
  * say why). Passwords in URLs are masked in error details.
  * On success *out owns the connection: close it with mesh_conn_close(). */
-mesh_err mesh_conn_open(const struct mesh_conn_opts *o, struct mesh_conn **out);
+mesh_err mesh_conn_open(const struct mesh_conn_opts *o,
+                        struct mesh_conn **out);
 
 /* Drain nothing, close, free; NULL is allowed. */
 void mesh_conn_close(struct mesh_conn *c);
@@ -77,7 +78,7 @@ mesh_err mesh_conn_rtt(struct mesh_conn *c, int64_t *usec);
  * itself: records "<fmt...>: <cnats' last error>" as the detail. jerr is
  * the JetStream error code when there is one, else 0. Never MESH_OK. */
 mesh_err mesh_err_nats(natsStatus s, jsErrCode jerr, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+        __attribute__((format(printf, 3, 4)));
 
 /* Release the library's global resources (cnats' threads) at program exit,
  * after every connection is closed. */

@@ -25,20 +25,20 @@
 
 /* Limits of the codec. A parsed event larger than its caller's limit, or one
  * breaking these, is rejected with MESH_ETOOBIG or MESH_EPARSE. */
-#define MESH_EVENT_MAX_SIZE   (1024 * 1024 + 64 * 1024) /* 1 MiB body + room */
-#define MESH_EVENT_MAX_NAME   256 /* attribute names */
-#define MESH_EVENT_MAX_EXTS   64  /* extension attributes per event */
-#define MESH_EVENT_SPECVERSION "1.0"
-#define MESH_EVENT_CONTENT_TYPE "application/cloudevents+protobuf"
+#define MESH_EVENT_MAX_SIZE           (1024 * 1024 + 64 * 1024) /* 1 MiB body + room */
+#define MESH_EVENT_MAX_NAME           256 /* attribute names */
+#define MESH_EVENT_MAX_EXTS           64  /* extension attributes per event */
+#define MESH_EVENT_SPECVERSION        "1.0"
+#define MESH_EVENT_CONTENT_TYPE       "application/cloudevents+protobuf"
 #define MESH_EVENT_PROTO_CONTENT_TYPE "application/protobuf"
-#define MESH_EVENT_TYPE_URL_PREFIX "type.googleapis.com/"
+#define MESH_EVENT_TYPE_URL_PREFIX    "type.googleapis.com/"
 
 struct mesh_event;
 
 /* The type of an extension attribute (CloudEvents' type system). */
 typedef enum {
 	MESH_EXT_BOOL = 1,
-	MESH_EXT_INT,    /* int32 */
+	MESH_EXT_INT, /* int32 */
 	MESH_EXT_STRING,
 	MESH_EXT_BYTES,
 	MESH_EXT_URI,
@@ -50,13 +50,13 @@ typedef enum {
  * the event and valid until the attribute is changed or the event freed. */
 struct mesh_ext_value {
 	mesh_ext_type type;
-	bool boolean;          /* MESH_EXT_BOOL */
-	int32_t integer;       /* MESH_EXT_INT */
-	const char *string;    /* STRING, URI, URIREF (NUL-terminated) */
-	const uint8_t *bytes;  /* BYTES */
-	size_t len;            /* length of string or bytes */
-	int64_t sec;           /* TIME: seconds since the Unix epoch */
-	int32_t nsec;          /* TIME: 0..999999999 */
+	bool boolean;         /* MESH_EXT_BOOL */
+	int32_t integer;      /* MESH_EXT_INT */
+	const char *string;   /* STRING, URI, URIREF (NUL-terminated) */
+	const uint8_t *bytes; /* BYTES */
+	size_t len;           /* length of string or bytes */
+	int64_t sec;          /* TIME: seconds since the Unix epoch */
+	int32_t nsec;         /* TIME: 0..999999999 */
 };
 
 /* The kind of payload an event carries. */
@@ -98,10 +98,8 @@ mesh_err mesh_event_set_datacontenttype(struct mesh_event *ev,
                                         const char *contenttype);
 const char *mesh_event_dataschema(const struct mesh_event *ev);
 mesh_err mesh_event_set_dataschema(struct mesh_event *ev, const char *uri);
-bool mesh_event_time(const struct mesh_event *ev, int64_t *sec,
-                     int32_t *nsec);
-mesh_err mesh_event_set_time(struct mesh_event *ev, int64_t sec,
-                             int32_t nsec);
+bool mesh_event_time(const struct mesh_event *ev, int64_t *sec, int32_t *nsec);
+mesh_err mesh_event_set_time(struct mesh_event *ev, int64_t sec, int32_t nsec);
 
 /* Extension attributes. A name is 1-MESH_EVENT_MAX_NAME characters; names of
  * the required and optional attributes above are refused (use their own

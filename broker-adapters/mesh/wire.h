@@ -19,10 +19,10 @@
 #include "mesh/event.h"
 
 #define MESH_HDR_CONTENT_TYPE "Content-Type"
-#define MESH_HDR_MSG_ID "Nats-Msg-Id"
-#define MESH_HDR_CE_TYPE "Ce-Type"
-#define MESH_HDR_CE_SOURCE "Ce-Source"
-#define MESH_HDR_CE_SUBJECT "Ce-Subject"
+#define MESH_HDR_MSG_ID       "Nats-Msg-Id"
+#define MESH_HDR_CE_TYPE      "Ce-Type"
+#define MESH_HDR_CE_SOURCE    "Ce-Source"
+#define MESH_HDR_CE_SUBJECT   "Ce-Subject"
 
 /* Build the NATS message for ev on `subject`. msg_id overrides the
  * de-duplication id (NULL: the event id).

@@ -8,21 +8,22 @@
 #include "cli.h"
 
 static const struct cli_opt global_opts[] = {
-	{"--server", "URL", "NATS server URLs, comma-separated "
-	                    "(default: $NATS_URL, then " MESH_DEFAULT_URL ")"},
-	{"--json", NULL, "print results as JSON"},
-	{"--user", "USER", "user name ($NATS_USER)"},
-	{"--password", "PASSWORD", "password ($NATS_PASSWORD)"},
-	{"--token", "TOKEN", "authentication token ($NATS_TOKEN)"},
-	{"--nkey", "FILE", "NKey user seed file ($NATS_NKEY)"},
-	{"--creds", "FILE", "credentials file, JWT and seed ($NATS_CREDS)"},
-	{"--tls", NULL, "require TLS"},
-	{"--tls-ca", "FILE", "CA bundle to verify the server ($NATS_CA)"},
-	{"--tls-cert", "FILE", "client certificate ($NATS_CERT)"},
-	{"--tls-key", "FILE", "client key ($NATS_KEY)"},
-	{"--connect-timeout", "MS", "per-server connect timeout (2000)"},
-	{"--help", NULL, "show help for the command"},
-	{NULL, NULL, NULL},
+        {"--server", "URL",
+         "NATS server URLs, comma-separated "
+         "(default: $NATS_URL, then " MESH_DEFAULT_URL ")"},
+        {"--json", NULL, "print results as JSON"},
+        {"--user", "USER", "user name ($NATS_USER)"},
+        {"--password", "PASSWORD", "password ($NATS_PASSWORD)"},
+        {"--token", "TOKEN", "authentication token ($NATS_TOKEN)"},
+        {"--nkey", "FILE", "NKey user seed file ($NATS_NKEY)"},
+        {"--creds", "FILE", "credentials file, JWT and seed ($NATS_CREDS)"},
+        {"--tls", NULL, "require TLS"},
+        {"--tls-ca", "FILE", "CA bundle to verify the server ($NATS_CA)"},
+        {"--tls-cert", "FILE", "client certificate ($NATS_CERT)"},
+        {"--tls-key", "FILE", "client key ($NATS_KEY)"},
+        {"--connect-timeout", "MS", "per-server connect timeout (2000)"},
+        {"--help", NULL, "show help for the command"},
+        {NULL, NULL, NULL},
 };
 
 static const struct cli_opt *
@@ -77,8 +78,9 @@ print_help(FILE *f, const char *prog, const char *path,
 		for (const struct cli_cmd *s = cmd->subs; s->name; s++) {
 			fprintf(f, "  %-26s %s\n", s->name, s->summary);
 		}
-		fprintf(f, "\nRun '%s%s%s COMMAND --help' for a command's "
-		           "options.\n",
+		fprintf(f,
+		        "\nRun '%s%s%s COMMAND --help' for a command's "
+		        "options.\n",
 		        prog, path[0] ? " " : "", path);
 	}
 	if (cmd->opts != NULL && cmd->opts[0].name != NULL) {
@@ -121,7 +123,8 @@ cli_opt(const struct cli *cli, const char *name)
 	const char *v = NULL;
 
 	for (size_t i = 0; i < cli->n_args; i++) {
-		if (cli->args[i].name && strcmp(cli->args[i].name, name) == 0) {
+		if (cli->args[i].name &&
+		    strcmp(cli->args[i].name, name) == 0) {
 			v = cli->args[i].value;
 		}
 	}
@@ -132,7 +135,8 @@ bool
 cli_flag(const struct cli *cli, const char *name)
 {
 	for (size_t i = 0; i < cli->n_args; i++) {
-		if (cli->args[i].name && strcmp(cli->args[i].name, name) == 0) {
+		if (cli->args[i].name &&
+		    strcmp(cli->args[i].name, name) == 0) {
 			return true;
 		}
 	}
@@ -175,10 +179,11 @@ cli_opt_long(const struct cli *cli, const char *name, long long min,
 	}
 	errno = 0;
 	n = strtoll(v, &end, 10);
-	if (v[0] == '\0' || *end != '\0' || errno != 0 || n < min ||
-	    n > max) {
-		cli_usage_error(cli, "%s '%s': must be a whole number from "
-		                     "%lld to %lld", name, v, min, max);
+	if (v[0] == '\0' || *end != '\0' || errno != 0 || n < min || n > max) {
+		cli_usage_error(cli,
+		                "%s '%s': must be a whole number from "
+		                "%lld to %lld",
+		                name, v, min, max);
 		return false;
 	}
 	*out = n;
@@ -199,7 +204,9 @@ cli_connect(struct cli *cli, struct mesh_conn **out)
 void
 cli_print_json(json_t *j)
 {
-	json_dumpf(j, stdout, JSON_INDENT(2) | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(6));
+	json_dumpf(j, stdout,
+	           JSON_INDENT(2) | JSON_ENSURE_ASCII |
+	                   JSON_REAL_PRECISION(6));
 	fputc('\n', stdout);
 	json_decref(j);
 }
@@ -210,23 +217,36 @@ apply_global(struct cli *cli, const char *name, const char *v)
 {
 	struct mesh_conn_opts *c = &cli->conn;
 
-	if (strcmp(name, "--server") == 0) c->servers = v;
-	else if (strcmp(name, "--json") == 0) cli->json = true;
-	else if (strcmp(name, "--user") == 0) c->user = v;
-	else if (strcmp(name, "--password") == 0) c->password = v;
-	else if (strcmp(name, "--token") == 0) c->token = v;
-	else if (strcmp(name, "--nkey") == 0) c->nkey_seed_file = v;
-	else if (strcmp(name, "--creds") == 0) c->creds_file = v;
-	else if (strcmp(name, "--tls") == 0) c->tls = true;
-	else if (strcmp(name, "--tls-ca") == 0) c->tls_ca = v;
-	else if (strcmp(name, "--tls-cert") == 0) c->tls_cert = v;
-	else if (strcmp(name, "--tls-key") == 0) c->tls_key = v;
+	if (strcmp(name, "--server") == 0)
+		c->servers = v;
+	else if (strcmp(name, "--json") == 0)
+		cli->json = true;
+	else if (strcmp(name, "--user") == 0)
+		c->user = v;
+	else if (strcmp(name, "--password") == 0)
+		c->password = v;
+	else if (strcmp(name, "--token") == 0)
+		c->token = v;
+	else if (strcmp(name, "--nkey") == 0)
+		c->nkey_seed_file = v;
+	else if (strcmp(name, "--creds") == 0)
+		c->creds_file = v;
+	else if (strcmp(name, "--tls") == 0)
+		c->tls = true;
+	else if (strcmp(name, "--tls-ca") == 0)
+		c->tls_ca = v;
+	else if (strcmp(name, "--tls-cert") == 0)
+		c->tls_cert = v;
+	else if (strcmp(name, "--tls-key") == 0)
+		c->tls_key = v;
 	else if (strcmp(name, "--connect-timeout") == 0) {
 		char *end;
 		long ms = strtol(v, &end, 10);
 		if (*end != '\0' || ms < 1 || ms > 60000) {
-			fprintf(stderr, "%s: --connect-timeout '%s': must be "
-			                "1-60000 milliseconds\n", cli->prog, v);
+			fprintf(stderr,
+			        "%s: --connect-timeout '%s': must be "
+			        "1-60000 milliseconds\n",
+			        cli->prog, v);
 			return false;
 		}
 		c->connect_timeout_ms = ms;
@@ -320,9 +340,10 @@ cli_main(const struct cli_cmd *root, int argc, char **argv)
 			} else if (i + 1 < argc) {
 				value = argv[++i];
 			} else {
-				rc = cli_usage_error(&cli, "%s needs a value "
-				                           "(%s)", o->name,
-				                     o->arg);
+				rc = cli_usage_error(&cli,
+				                     "%s needs a value "
+				                     "(%s)",
+				                     o->name, o->arg);
 				goto out;
 			}
 		} else if (a[len] == '=') {

@@ -12,13 +12,13 @@
 
 #include "mesh/mesh.h"
 
-#define CLI_OK 0
-#define CLI_FAIL 1
+#define CLI_OK    0
+#define CLI_FAIL  1
 #define CLI_USAGE 2
 
 struct cli_opt {
-	const char *name;  /* "--max" */
-	const char *arg;   /* "N" when the option takes a value, else NULL */
+	const char *name; /* "--max" */
+	const char *arg;  /* "N" when the option takes a value, else NULL */
 	const char *help;
 };
 
@@ -39,9 +39,9 @@ struct cli {
 
 struct cli_cmd {
 	const char *name;
-	const char *summary;    /* one line, for the parent's list */
-	const char *usage;      /* after "meshctl <path> " */
-	const char *help;       /* paragraphs after the usage; may be NULL */
+	const char *summary; /* one line, for the parent's list */
+	const char *usage;   /* after "meshctl <path> " */
+	const char *help;    /* paragraphs after the usage; may be NULL */
 	const struct cli_opt *opts; /* terminated by {NULL} */
 	int (*run)(struct cli *cli);
 	const struct cli_cmd *subs; /* terminated by {NULL}; or NULL */
@@ -65,7 +65,7 @@ bool cli_opt_long(const struct cli *cli, const char *name, long long min,
 
 /* Report a usage error ("meshctl queue create: ...") and return CLI_USAGE. */
 int cli_usage_error(const struct cli *cli, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+        __attribute__((format(printf, 2, 3)));
 /* Report a failed call: "meshctl <cmd>: <detail or strerror>", CLI_FAIL. */
 int cli_fail(const struct cli *cli, mesh_err err);
 

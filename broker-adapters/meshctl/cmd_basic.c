@@ -7,7 +7,7 @@
 #include "cli.h"
 #include "commands.h"
 
-#define SMOKE_STREAM "MESH_SMOKE"
+#define SMOKE_STREAM   "MESH_SMOKE"
 #define SMOKE_SUBJECTS "mesh.smoke.>"
 
 static int64_t
@@ -49,8 +49,8 @@ cmd_ping(struct cli *cli)
 	}
 	mesh_conn_url(c, url, sizeof(url));
 	if (cli->json) {
-		cli_print_json(json_pack("{s:s, s:I}", "server", url,
-		                         "rtt_us", (json_int_t)rtt));
+		cli_print_json(json_pack("{s:s, s:I}", "server", url, "rtt_us",
+		                         (json_int_t)rtt));
 	} else {
 		printf("connected to %s, round trip %.3f ms\n", url,
 		       (double)rtt / 1000.0);
@@ -134,10 +134,10 @@ cmd_smoke(struct cli *cli)
 	}
 	if (s != NATS_OK || list.Count != 1) {
 		rc = cli_fail(cli, s != NATS_OK
-		                          ? mesh_err_nats(s, jerr,
-		                                          "reading back %s",
-		                                          subject)
-		                          : MESH_ENOTFOUND);
+		                           ? mesh_err_nats(s, jerr,
+		                                           "reading back %s",
+		                                           subject)
+		                           : MESH_ENOTFOUND);
 		goto out;
 	}
 	if ((err = mesh_wire_decode(list.Msgs[0], 0, &got)) != MESH_OK) {
@@ -154,11 +154,11 @@ cmd_smoke(struct cli *cli)
 		goto out;
 	}
 	if (cli->json) {
-		cli_print_json(json_pack("{s:s, s:s, s:s, s:I, s:f}", "id",
-		                         mesh_event_id(got), "subject", subject,
-		                         "stream", SMOKE_STREAM, "sequence",
-		                         (json_int_t)seq, "round_trip_ms",
-		                         (double)(t1 - t0) / 1000.0));
+		cli_print_json(json_pack(
+		        "{s:s, s:s, s:s, s:I, s:f}", "id", mesh_event_id(got),
+		        "subject", subject, "stream", SMOKE_STREAM, "sequence",
+		        (json_int_t)seq, "round_trip_ms",
+		        (double)(t1 - t0) / 1000.0));
 	} else {
 		printf("smoke: published event %s to %s (stream %s, "
 		       "sequence %llu)\n",

@@ -5,34 +5,36 @@
 static const struct cli_opt no_opts[] = {{NULL, NULL, NULL}};
 
 static const struct cli_cmd commands[] = {
-	{.name = "version",
-	 .summary = "Print meshctl's version and the NATS client's.",
-	 .usage = "",
-	 .opts = no_opts,
-	 .run = cmd_version},
-	{.name = "ping",
-	 .summary = "Connect to NATS and print the round-trip time.",
-	 .usage = "",
-	 .opts = no_opts,
-	 .run = cmd_ping},
-	{.name = "smoke",
-	 .summary = "Publish an event to JetStream and consume it back.",
-	 .usage = "",
-	 .help = "Creates the stream MESH_SMOKE (subjects mesh.smoke.>, kept an "
-	         "hour) if missing,\npublishes one CloudEvents envelope, "
-	         "reads it back through a pull consumer,\nchecks it and "
-	         "prints the round trip.",
-	 .opts = no_opts,
-	 .run = cmd_smoke},
-	{NULL},
+        {.name = "version",
+         .summary = "Print meshctl's version and the NATS client's.",
+         .usage = "",
+         .opts = no_opts,
+         .run = cmd_version},
+        {.name = "ping",
+         .summary = "Connect to NATS and print the round-trip time.",
+         .usage = "",
+         .opts = no_opts,
+         .run = cmd_ping},
+        {.name = "smoke",
+         .summary = "Publish an event to JetStream and consume it back.",
+         .usage = "",
+         .help = "Creates the stream MESH_SMOKE (subjects mesh.smoke.>, kept "
+                 "an "
+                 "hour) if missing,\npublishes one CloudEvents envelope, "
+                 "reads it back through a pull consumer,\nchecks it and "
+                 "prints the round trip.",
+         .opts = no_opts,
+         .run = cmd_smoke},
+        {NULL},
 };
 
 static const struct cli_cmd root = {
-	.name = "meshctl",
-	.summary = "meshctl: publish, inspect and operate an evmesh event mesh.",
-	.usage = "[GLOBAL OPTIONS] COMMAND [ARGS]",
-	.opts = no_opts,
-	.subs = commands,
+        .name = "meshctl",
+        .summary =
+                "meshctl: publish, inspect and operate an evmesh event mesh.",
+        .usage = "[GLOBAL OPTIONS] COMMAND [ARGS]",
+        .opts = no_opts,
+        .subs = commands,
 };
 
 int

@@ -1,0 +1,47 @@
+# TAP helpers for shell tests: source it, call ok/is/has, end with done_testing.
+tap_n=0
+tap_failed=0
+
+ok() { # ok CONDITION-EXIT-CODE DESCRIPTION
+	tap_n=$((tap_n + 1))
+	if [ "$1" -eq 0 ]; then
+		echo "ok $tap_n - $2"
+	else
+		echo "not ok $tap_n - $2"
+		tap_failed=$((tap_failed + 1))
+	fi
+}
+
+is() { # is GOT WANT DESCRIPTION
+	[ "$1" = "$2" ]
+	local r=$?
+	ok $r "$3"
+	[ $r -eq 0 ] || printf '#   got:  %s\n#   want: %s\n' "$1" "$2"
+}
+
+has() { # has HAYSTACK NEEDLE DESCRIPTION
+	case "$1" in *"$2"*) ok 0 "$3" ;; *)
+		ok 1 "$3"
+		printf '#   %s\n#   does not contain: %s\n' "$1" "$2" ;;
+	esac
+}
+
+done_testing() {
+	echo "1..$tap_n"
+	[ "$tap_failed" -eq 0 ]
+	exit $?
+}
+
+# start_broker [EXTRA-CONF]: a nats-server of our own in $BROKER_URL and
+# $BROKER_DIR; it stops when this shell ends (its stdin pipe closes).
+start_broker() {
+	coproc BROKER { "$TEST_BROKER" "$@"; }
+	read -r BROKER_URL BROKER_DIR <&"${BROKER[0]}" || return 1
+	export BROKER_URL BROKER_DIR
+}
+
+stop_broker() {
+	local pid=$BROKER_PID
+	eval "exec ${BROKER[1]}>&-"
+	wait "$pid" 2>/dev/null
+}

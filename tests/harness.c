@@ -1,0 +1,292 @@
+/* harness.c: TAP output and per-test nats-servers; see harness.h. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static int tap_count;
+static int tap_failed;
+
+bool
+tap_ok(bool pass, const char *file, int line, const char *fmt, ...)
+{
+	va_list ap;
+
+	printf("%sok %d - ", pass ? "" : "not ", ++tap_count);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf("\n");
+	if (!pass) {
+		tap_failed++;
+		printf("#   failed at %s:%d\n", file, line);
+	}
+	fflush(stdout);
+	return pass;
+}
+
+void
+tap_diag(const char *fmt, ...)
+{
+	va_list ap;
+
+	printf("#   ");
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf("\n");
+	fflush(stdout);
+}
+
+int
+tap_done(void)
+{
+	printf("1..%d\n", tap_count);
+	if (tap_failed > 0) {
+		printf("# %d of %d checks failed\n", tap_failed, tap_count);
+	}
+	fflush(stdout);
+	return tap_failed > 0 || tap_count == 0 ? 1 : 0;
+}
+
+void
+tap_skip_all(const char *why)
+{
+	printf("1..0 # SKIP %s\n", why);
+	fflush(stdout);
+	exit(77);
+}
+
+long long
+test_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+bool
+test_tmpdir(char *out, size_t size)
+{
+	const char *base = getenv("TMPDIR");
+
+	snprintf(out, size, "%s/evmesh-test-XXXXXX", base ? base : "/tmp");
+	return mkdtemp(out) != NULL;
+}
+
+void
+test_rmtree(const char *dir)
+{
+	pid_t pid;
+
+	if (dir == NULL || dir[0] == '\0' || strcmp(dir, "/") == 0) {
+		return;
+	}
+	if ((pid = fork()) == 0) {
+		execlp("rm", "rm", "-rf", "--", dir, (char *)NULL);
+		_exit(127);
+	}
+	if (pid > 0) {
+		waitpid(pid, NULL, 0);
+	}
+}
+
+static int
+free_port(void)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	int port = -1;
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&sa, &len) == 0) {
+		port = ntohs(sa.sin_port);
+	}
+	if (fd >= 0) {
+		close(fd);
+	}
+	return port;
+}
+
+static bool
+port_open(int port)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+	                         .sin_port = htons((uint16_t)port)};
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	bool open;
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	open = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	if (fd >= 0) {
+		close(fd);
+	}
+	return open;
+}
+
+static bool
+wait_port(int port, bool want_open)
+{
+	long long deadline = test_now_ms() + 10000;
+
+	while (test_now_ms() < deadline) {
+		if (port_open(port) == want_open) {
+			return true;
+		}
+		usleep(20000);
+	}
+	return false;
+}
+
+static pid_t
+spawn_server(const struct test_broker *b)
+{
+	char conf[PATH_MAX + 16], log[PATH_MAX + 16];
+	pid_t pid;
+
+	snprintf(conf, sizeof(conf), "%s/nats.conf", b->dir);
+	snprintf(log, sizeof(log), "%s/nats.log", b->dir);
+	if ((pid = fork()) == 0) {
+		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+			close(fd);
+		}
+		execlp("nats-server", "nats-server", "-c", conf, (char *)NULL);
+		_exit(127);
+	}
+	return pid;
+}
+
+/* The reaper: owns the server; obeys one-byte commands on its pipe:
+ * 'k' kill -9, 'u' start again; EOF (the test ended) stops everything. */
+static void
+reaper_main(struct test_broker *b, int rd)
+{
+	pid_t server = spawn_server(b);
+	char c;
+
+	signal(SIGINT, SIG_IGN);
+	signal(SIGTERM, SIG_IGN);
+	while (read(rd, &c, 1) == 1) {
+		if (c == 'k' && server > 0) {
+			kill(server, SIGKILL);
+			waitpid(server, NULL, 0);
+			server = -1;
+		} else if (c == 'u' && server <= 0) {
+			server = spawn_server(b);
+		}
+	}
+	if (server > 0) {
+		kill(server, SIGTERM);
+		for (int i = 0; i < 100; i++) {
+			if (waitpid(server, NULL, WNOHANG) == server) {
+				server = -1;
+				break;
+			}
+			usleep(20000);
+		}
+		if (server > 0) {
+			kill(server, SIGKILL);
+			waitpid(server, NULL, 0);
+		}
+	}
+	test_rmtree(b->dir);
+	_exit(0);
+}
+
+static bool
+have_nats_server(void)
+{
+	return system("command -v nats-server >/dev/null 2>&1") == 0;
+}
+
+bool
+test_broker_start(struct test_broker *b, const char *extra_conf)
+{
+	char conf[PATH_MAX + 16];
+	int fds[2];
+	FILE *f;
+
+	memset(b, 0, sizeof(*b));
+	b->ctl = -1;
+	if (!have_nats_server()) {
+		tap_skip_all("nats-server is not installed (apt-get install "
+		             "nats-server)");
+	}
+	if (!test_tmpdir(b->dir, sizeof(b->dir)) ||
+	    (b->port = free_port()) < 0) {
+		tap_diag("cannot make a temp dir or find a free port: %s",
+		         strerror(errno));
+		return false;
+	}
+	snprintf(b->url, sizeof(b->url), "nats://127.0.0.1:%d", b->port);
+	snprintf(conf, sizeof(conf), "%s/nats.conf", b->dir);
+	if ((f = fopen(conf, "w")) == NULL) {
+		return false;
+	}
+	fprintf(f,
+	        "listen: \"127.0.0.1:%d\"\n"
+	        "jetstream { store_dir: \"%s/js\" }\n%s\n",
+	        b->port, b->dir, extra_conf ? extra_conf : "");
+	fclose(f);
+	if (pipe2(fds, O_CLOEXEC) != 0) {
+		return false;
+	}
+	fflush(stdout);
+	if ((b->reaper = fork()) == 0) {
+		close(fds[1]);
+		/* Not in the test's process group: a ^C to the test run
+		 * still ends the server through the pipe. */
+		setpgid(0, 0);
+		reaper_main(b, fds[0]);
+	}
+	close(fds[0]);
+	b->ctl = fds[1];
+	if (b->reaper < 0 || !wait_port(b->port, true)) {
+		tap_diag("nats-server did not start on port %d; its log is "
+		         "%s/nats.log",
+		         b->port, b->dir);
+		return false;
+	}
+	return true;
+}
+
+void
+test_broker_stop(struct test_broker *b)
+{
+	if (b->ctl >= 0) {
+		close(b->ctl);
+		b->ctl = -1;
+		waitpid(b->reaper, NULL, 0);
+	}
+}
+
+void
+test_broker_kill(struct test_broker *b)
+{
+	if (write(b->ctl, "k", 1) == 1) {
+		wait_port(b->port, false);
+	}
+}
+
+bool
+test_broker_restart(struct test_broker *b)
+{
+	return write(b->ctl, "u", 1) == 1 && wait_port(b->port, true);
+}
