@@ -46,6 +46,8 @@ mesh_strerror(mesh_err err)
 		return "store full";
 	case MESH_EIO:
 		return "I/O error";
+	case MESH_ESTALE:
+		return "stale handle";
 	case MESH_EINTERNAL:
 		return "internal error";
 	}

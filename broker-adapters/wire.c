@@ -6,8 +6,8 @@
 #include "mesh/wire.h"
 
 mesh_err
-mesh_wire_msg(const char *subject, const struct mesh_event *ev,
-              const char *msg_id, natsMsg **out)
+mesh_wire_msg(const char *subject, const char *reply,
+              const struct mesh_event *ev, const char *msg_id, natsMsg **out)
 {
 	uint8_t *buf;
 	size_t len;
@@ -26,7 +26,7 @@ mesh_wire_msg(const char *subject, const struct mesh_event *ev,
 	if ((err = mesh_event_pack(ev, &buf, &len)) != MESH_OK) {
 		return err;
 	}
-	s = natsMsg_Create(&m, subject, NULL, (const char *)buf, (int)len);
+	s = natsMsg_Create(&m, subject, reply, (const char *)buf, (int)len);
 	free(buf);
 	if (s == NATS_OK) {
 		s = natsMsgHeader_Set(m, MESH_HDR_CONTENT_TYPE,
@@ -35,6 +35,9 @@ mesh_wire_msg(const char *subject, const struct mesh_event *ev,
 	if (s == NATS_OK) {
 		s = natsMsgHeader_Set(m, MESH_HDR_MSG_ID,
 		                      msg_id ? msg_id : mesh_event_id(ev));
+	}
+	if (s == NATS_OK) {
+		s = natsMsgHeader_Set(m, MESH_HDR_CE_ID, mesh_event_id(ev));
 	}
 	if (s == NATS_OK) {
 		s = natsMsgHeader_Set(m, MESH_HDR_CE_TYPE,
@@ -68,7 +71,7 @@ mesh_wire_publish(struct mesh_conn *c, const char *subject,
 	natsStatus s;
 	mesh_err err;
 
-	if ((err = mesh_wire_msg(subject, ev, msg_id, &m)) != MESH_OK) {
+	if ((err = mesh_wire_msg(subject, NULL, ev, msg_id, &m)) != MESH_OK) {
 		return err;
 	}
 	s = js_PublishMsg(&ack, mesh_conn_js(c), m, NULL, &jerr);

@@ -25,6 +25,7 @@ typedef enum {
 	MESH_ESTORE,       /* the LMDB environment failed */
 	MESH_EFULL,        /* a store is full (LMDB map size) */
 	MESH_EIO,          /* an operating-system call failed */
+	MESH_ESTALE,       /* a receipt handle that is expired or superseded */
 	MESH_EINTERNAL,    /* a bug: please report it */
 } mesh_err;
 

@@ -4,7 +4,7 @@
  * serialized CloudEvent, with headers
  *   Content-Type: application/cloudevents+protobuf
  *   Nats-Msg-Id:  the event id (JetStream de-duplication)
- *   Ce-Type, Ce-Source, Ce-Subject: copies, so that routers and tools can
+ *   Ce-Id, Ce-Type, Ce-Source, Ce-Subject: copies, so that routers and tools can
  *                 read them without decoding the body.
  */
 #ifndef MESH_WIRE_H
@@ -20,16 +20,19 @@
 
 #define MESH_HDR_CONTENT_TYPE "Content-Type"
 #define MESH_HDR_MSG_ID       "Nats-Msg-Id"
+#define MESH_HDR_CE_ID        "Ce-Id"
 #define MESH_HDR_CE_TYPE      "Ce-Type"
 #define MESH_HDR_CE_SOURCE    "Ce-Source"
 #define MESH_HDR_CE_SUBJECT   "Ce-Subject"
 
-/* Build the NATS message for ev on `subject`. msg_id overrides the
+/* Build the NATS message for ev on `subject` (reply may be NULL). msg_id
+ * overrides the
  * de-duplication id (NULL: the event id).
  * Errors: MESH_EINVAL (bad subject), MESH_ENOMEM. On success *out is a new
  * natsMsg the caller destroys (or hands to cnats). */
-mesh_err mesh_wire_msg(const char *subject, const struct mesh_event *ev,
-                       const char *msg_id, natsMsg **out);
+mesh_err mesh_wire_msg(const char *subject, const char *reply,
+                       const struct mesh_event *ev, const char *msg_id,
+                       natsMsg **out);
 
 /* Publish ev to JetStream and wait for the stream's acknowledgement. After
  * MESH_OK the event is stored. *seq (optional) gets its stream sequence,

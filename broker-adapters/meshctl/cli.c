@@ -131,6 +131,18 @@ cli_opt(const struct cli *cli, const char *name)
 	return v;
 }
 
+const char *
+cli_opt_nth(const struct cli *cli, const char *name, size_t n)
+{
+	for (size_t i = 0; i < cli->n_args; i++) {
+		if (cli->args[i].name && strcmp(cli->args[i].name, name) == 0 &&
+		    n-- == 0) {
+			return cli->args[i].value;
+		}
+	}
+	return NULL;
+}
+
 bool
 cli_flag(const struct cli *cli, const char *name)
 {

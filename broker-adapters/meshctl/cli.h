@@ -54,6 +54,8 @@ int cli_main(const struct cli_cmd *root, int argc, char **argv);
 /* The value of option `name` (the last one given), or NULL. */
 const char *cli_opt(const struct cli *cli, const char *name);
 bool cli_flag(const struct cli *cli, const char *name);
+/* The n-th value of a repeatable option (0 first), or NULL past the end. */
+const char *cli_opt_nth(const struct cli *cli, const char *name, size_t n);
 /* The i-th positional word, or NULL. */
 const char *cli_pos(const struct cli *cli, size_t i);
 size_t cli_npos(const struct cli *cli);

@@ -8,4 +8,24 @@ int cmd_version(struct cli *cli);
 int cmd_ping(struct cli *cli);
 int cmd_smoke(struct cli *cli);
 
+/* The `meshctl queue` tree (queue_table.c). */
+extern const struct cli_cmd queue_commands[];
+
+int cmd_queue_create(struct cli *cli);
+int cmd_queue_set_attributes(struct cli *cli);
+int cmd_queue_delete(struct cli *cli);
+int cmd_queue_purge(struct cli *cli);
+int cmd_queue_list(struct cli *cli);
+int cmd_queue_info(struct cli *cli);
+int cmd_queue_send(struct cli *cli);
+int cmd_queue_send_batch(struct cli *cli);
+int cmd_queue_receive(struct cli *cli);
+int cmd_queue_peek(struct cli *cli);
+int cmd_queue_delete_message(struct cli *cli);
+int cmd_queue_delete_message_batch(struct cli *cli);
+int cmd_queue_change_visibility(struct cli *cli);
+int cmd_queue_change_visibility_batch(struct cli *cli);
+int cmd_queue_dead_letter(struct cli *cli);
+int cmd_queue_redrive(struct cli *cli);
+
 #endif

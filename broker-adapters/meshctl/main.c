@@ -25,6 +25,11 @@ static const struct cli_cmd commands[] = {
                  "prints the round trip.",
          .opts = no_opts,
          .run = cmd_smoke},
+        {.name = "queue",
+         .summary = "Queues with SQS semantics: create, send, receive, ...",
+         .usage = "COMMAND [ARGS]",
+         .opts = no_opts,
+         .subs = queue_commands},
         {NULL},
 };
 

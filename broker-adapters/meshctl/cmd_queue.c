@@ -1,0 +1,974 @@
+/* cmd_queue.c: meshctl queue ..., SQS's calls from the shell. With --json
+ * the output has the AWS CLI's shapes, so scripts carry over. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "cli.h"
+#include "commands.h"
+
+/* A queue may be named by its name or by the URL `create` printed. */
+static const char *
+queue_arg(const struct cli *cli, size_t i)
+{
+	const char *q = cli_pos(cli, i);
+	const char *slash = q ? strrchr(q, '/') : NULL;
+
+	return slash ? slash + 1 : q;
+}
+
+static json_t *
+queue_url(struct cli *cli, const char *name)
+{
+	char url[512];
+	const char *server = cli->conn.servers;
+	size_t n = strcspn(server, ",");
+
+	snprintf(url, sizeof(url), "%.*s/queue/%s", (int)n, server, name);
+	return json_string(url);
+}
+
+/* ---- attributes from flags ------------------------------------------------ */
+
+static bool
+attrs_from_flags(struct cli *cli, struct mesh_queue_attrs *a)
+{
+	long long v;
+
+	if (cli_flag(cli, "--fifo")) {
+		a->fifo = true;
+	}
+	if (cli_flag(cli, "--content-based-dedup")) {
+		a->content_based_dedup = true;
+	}
+	if (cli_flag(cli, "--no-content-based-dedup")) {
+		a->content_based_dedup = false;
+	}
+#define NUM(flag, field, lo, hi)                                             \
+	do {                                                                 \
+		if (!cli_opt_long(cli, flag, lo, hi, a->field, &v))          \
+			return false;                                        \
+		a->field = v;                                                \
+	} while (0)
+	NUM("--visibility-timeout", visibility_timeout_s, 0, 43200);
+	NUM("--delay", delay_s, 0, 900);
+	NUM("--retention", retention_s, 60, 1209600);
+	NUM("--max-size", max_message_size, 1024, 1048576);
+	NUM("--receive-wait", receive_wait_s, 0, 20);
+	NUM("--max-receive", max_receive_count, 1, 1000);
+	NUM("--partitions", partitions, 1, 256);
+#undef NUM
+	if (cli_opt(cli, "--dlq") != NULL) {
+		snprintf(a->dlq, sizeof(a->dlq), "%s", cli_opt(cli, "--dlq"));
+	}
+	if (cli_flag(cli, "--no-dlq")) {
+		a->dlq[0] = '\0';
+	}
+	if (cli_opt(cli, "--max-receive") != NULL && a->dlq[0] == '\0') {
+		cli_usage_error(cli, "--max-receive goes with --dlq NAME");
+		return false;
+	}
+	return true;
+}
+
+int
+cmd_queue_create(struct cli *cli)
+{
+	const char *name = queue_arg(cli, 0);
+	struct mesh_queue_attrs a;
+	struct mesh_conn *c;
+	mesh_err err;
+
+	mesh_queue_attrs_init(&a);
+	if (name != NULL && strlen(name) > 5 &&
+	    strcmp(name + strlen(name) - 5, ".fifo") == 0) {
+		a.fifo = true; /* as SQS: the name says it */
+	}
+	if (!attrs_from_flags(cli, &a)) {
+		return CLI_USAGE;
+	}
+	if ((err = mesh_queue_attrs_check(name, &a)) != MESH_OK) {
+		return cli_fail(cli, err);
+	}
+	if (cli_connect(cli, &c) != MESH_OK) {
+		return CLI_FAIL;
+	}
+	err = mesh_queue_create(c, name, &a);
+	if (err == MESH_OK) {
+		if (cli->json) {
+			cli_print_json(json_pack("{s:o}", "QueueUrl",
+			                         queue_url(cli, name)));
+		} else {
+			printf("created queue %s\n", name);
+		}
+	}
+	mesh_conn_close(c);
+	return err == MESH_OK ? CLI_OK : cli_fail(cli, err);
+}
+
+int
+cmd_queue_set_attributes(struct cli *cli)
+{
+	const char *name = queue_arg(cli, 0);
+	struct mesh_queue_info info;
+	struct mesh_conn *c;
+	mesh_err err;
+
+	if (cli_connect(cli, &c) != MESH_OK) {
+		return CLI_FAIL;
+	}
+	if ((err = mesh_queue_info(c, name, &info)) == MESH_OK) {
+		if (!attrs_from_flags(cli, &info.attrs)) {
+			mesh_conn_close(c);
+			return CLI_USAGE;
+		}
+		err = mesh_queue_set_attrs(c, name, &info.attrs);
+	}
+	mesh_conn_close(c);
+	if (err != MESH_OK) {
+		return cli_fail(cli, err);
+	}
+	if (!cli->json) {
+		printf("updated queue %s\n", name);
+	}
+	return CLI_OK;
+}
+
+/* Connect, run fn on the queue name, print "done" text. */
+static int
+simple(struct cli *cli, mesh_err (*fn)(struct mesh_conn *, const char *),
+       const char *done)
+{
+	const char *name = queue_arg(cli, 0);
+	struct mesh_conn *c;
+	mesh_err err;
+
+	if (cli_connect(cli, &c) != MESH_OK) {
+		return CLI_FAIL;
+	}
+	err = fn(c, name);
+	mesh_conn_close(c);
+	if (err != MESH_OK) {
+		return cli_fail(cli, err);
+	}
+	if (!cli->json) {
+		printf("%s %s\n", done, name);
+	}
+	return CLI_OK;
+}
+
+int
+cmd_queue_delete(struct cli *cli)
+{
+	return simple(cli, mesh_queue_delete, "deleted queue");
+}
+
+int
+cmd_queue_purge(struct cli *cli)
+{
+	return simple(cli, mesh_queue_purge, "purged queue");
+}
+
+int
+cmd_queue_list(struct cli *cli)
+{
+	struct mesh_conn *c;
+	char **names;
+	size_t n;
+	mesh_err err;
+
+	if (cli_connect(cli, &c) != MESH_OK) {
+		return CLI_FAIL;
+	}
+	err = mesh_queue_list(c, cli_opt(cli, "--prefix"), &names, &n);
+	mesh_conn_close(c);
+	if (err != MESH_OK) {
+		return cli_fail(cli, err);
+	}
+	if (cli->json) {
+		json_t *urls = json_array();
+		for (size_t i = 0; i < n; i++) {
+			json_array_append_new(urls, queue_url(cli, names[i]));
+		}
+		cli_print_json(json_pack("{s:o}", "QueueUrls", urls));
+	} else {
+		for (size_t i = 0; i < n; i++) {
+			printf("%s\n", names[i]);
+		}
+	}
+	mesh_queue_list_free(names, n);
+	return CLI_OK;
+}
+
+static void
+put_num(json_t *o, const char *key, int64_t v)
+{
+	char buf[32];
+
+	snprintf(buf, sizeof(buf), "%" PRId64, v);
+	json_object_set_new(o, key, json_string(buf));
+}
+
+int
+cmd_queue_info(struct cli *cli)
+{
+	const char *name = queue_arg(cli, 0);
+	struct mesh_queue_info i;
+	const struct mesh_queue_attrs *a = &i.attrs;
+	struct mesh_conn *c;
+	json_t *at;
+	mesh_err err;
+
+	if (cli_connect(cli, &c) != MESH_OK) {
+		return CLI_FAIL;
+	}
+	err = mesh_queue_info(c, name, &i);
+	mesh_conn_close(c);
+	if (err != MESH_OK) {
+		return cli_fail(cli, err);
+	}
+	/* get-queue-attributes: every value a string. */
+	at = json_object();
+	put_num(at, "ApproximateNumberOfMessages", (int64_t)i.visible);
+	put_num(at, "ApproximateNumberOfMessagesNotVisible",
+	        (int64_t)i.not_visible);
+	put_num(at, "ApproximateNumberOfMessagesDelayed", (int64_t)i.delayed);
+	put_num(at, "CreatedTimestamp", a->created_ms / 1000);
+	put_num(at, "LastModifiedTimestamp", a->modified_ms / 1000);
+	put_num(at, "VisibilityTimeout", a->visibility_timeout_s);
+	put_num(at, "DelaySeconds", a->delay_s);
+	put_num(at, "MessageRetentionPeriod", a->retention_s);
+	put_num(at, "MaximumMessageSize", a->max_message_size);
+	put_num(at, "ReceiveMessageWaitTimeSeconds", a->receive_wait_s);
+	if (a->dlq[0] != '\0') {
+		char rp[256];
+		snprintf(rp, sizeof(rp),
+		         "{\"deadLetterTargetArn\":\"%s\",\"maxReceiveCount\":%"
+		         PRId64 "}",
+		         a->dlq, a->max_receive_count);
+		json_object_set_new(at, "RedrivePolicy", json_string(rp));
+	}
+	json_object_set_new(at, "QueueArn", json_string(name));
+	if (a->fifo) {
+		json_object_set_new(at, "FifoQueue", json_string("true"));
+		json_object_set_new(at, "ContentBasedDeduplication",
+		                    json_string(a->content_based_dedup
+		                                        ? "true"
+		                                        : "false"));
+		put_num(at, "Partitions", a->partitions);
+	}
+	if (cli->json) {
+		cli_print_json(json_pack("{s:o}", "Attributes", at));
+		return CLI_OK;
+	}
+	{
+		const char *key;
+		json_t *v;
+		json_object_foreach(at, key, v) {
+			printf("%-40s %s\n", key, json_string_value(v));
+		}
+	}
+	json_decref(at);
+	return CLI_OK;
+}
+
+/* ---- messages ------------------------------------------------------------- */
+
+/* Parse NAME=TYPE:VALUE into the event (Binary values are base64). */
+static mesh_err
+attr_from_flag(struct mesh_event *ev, const char *spec)
+{
+	const char *eq = strchr(spec, '=');
+	const char *colon = eq ? strchr(eq + 1, ':') : NULL;
+	char name[260], type[260];
+	mesh_err err;
+
+	if (eq == NULL || colon == NULL || eq == spec ||
+	    (size_t)(eq - spec) >= sizeof(name) ||
+	    (size_t)(colon - eq - 1) >= sizeof(type)) {
+		return MESH_EINVAL;
+	}
+	snprintf(name, sizeof(name), "%.*s", (int)(eq - spec), spec);
+	snprintf(type, sizeof(type), "%.*s", (int)(colon - eq - 1), eq + 1);
+	if (strncmp(type, "Binary", 6) == 0) {
+		size_t cap = strlen(colon + 1) + 1, len = 0;
+		unsigned char *bin = malloc(cap);
+		if (bin == NULL) {
+			return MESH_ENOMEM;
+		}
+		if (sodium_base642bin(bin, cap, colon + 1, strlen(colon + 1),
+		                      NULL, &len, NULL,
+		                      sodium_base64_VARIANT_ORIGINAL) != 0) {
+			free(bin);
+			return MESH_EINVAL;
+		}
+		err = mesh_event_attr_set(ev, name, type, bin, len);
+		free(bin);
+		return err;
+	}
+	return mesh_event_attr_set(ev, name, type, colon + 1,
+	                           strlen(colon + 1));
+}
+
+static mesh_err
+body_event(const char *body, struct mesh_event **out)
+{
+	struct mesh_event *ev;
+	mesh_err err;
+
+	if ((err = mesh_event_new("evmesh.message", "meshctl", &ev)) !=
+	            MESH_OK ||
+	    (err = mesh_event_set_text(ev, body, strlen(body))) != MESH_OK) {
+		mesh_event_free(ev);
+		return err;
+	}
+	*out = ev;
+	return MESH_OK;
+}
+
+int
+cmd_queue_send(struct cli *cli)
+{
+	const char *name = queue_arg(cli, 0);
+	const char *body = cli_opt(cli, "--body");
+	struct mesh_queue_entry e = {.delay_s = -1};
+	struct mesh_queue_sent sent;
+	struct mesh_event *ev = NULL;
+	struct mesh_conn *c = NULL;
+	struct mesh_queue *q = NULL;
+	const char *spec;
+	long long delay;
+	mesh_err err;
+	int rc = CLI_FAIL;
+
+	if (body == NULL) {
+		return cli_usage_error(cli, "--body TEXT is required");
+	}
+	if (!cli_opt_long(cli, "--delay", 0, 900, -1, &delay)) {
+		return CLI_USAGE;
+	}
+	if ((err = body_event(body, &ev)) != MESH_OK) {
+		return cli_fail(cli, err);
+	}
+	for (size_t i = 0; (spec = cli_opt_nth(cli, "--attr", i)); i++) {
+		if ((err = attr_from_flag(ev, spec)) != MESH_OK) {
+			mesh_event_free(ev);
+			if (err == MESH_EINVAL && mesh_errdetail()[0] &&
+			    strchr(spec, ':') && strchr(spec, '=')) {
+				return cli_fail(cli, err);
+			}
+			return cli_usage_error(cli,
+			                       "--attr '%s': want NAME=TYPE:VALUE "
+			                       "(TYPE String, Number, "
+			                       "String.Array or Binary, base64)",
+			                       spec);
+		}
+	}
+	e.event = ev;
+	e.delay_s = delay;
+	e.group_id = cli_opt(cli, "--group");
+	e.dedup_id = cli_opt(cli, "--dedup-id");
+	if (cli_connect(cli, &c) != MESH_OK) {
+		mesh_event_free(ev);
+		return CLI_FAIL;
+	}
+	if ((err = mesh_queue_open(c, name, &q)) != MESH_OK ||
+	    (err = mesh_queue_send(q, &e, &sent)) != MESH_OK) {
+		rc = cli_fail(cli, err);
+		goto out;
+	}
+	if (cli->json) {
+		json_t *j = json_pack("{s:s}", "MessageId", sent.message_id);
+		if (mesh_queue_attrs(q)->fifo) {
+			put_num(j, "SequenceNumber", (int64_t)sent.sequence);
+		}
+		cli_print_json(j);
+	} else {
+		printf("sent %s%s\n", sent.message_id,
+		       sent.duplicate ? " (duplicate: already sent within 5 "
+		                        "minutes)"
+		                      : "");
+	}
+	rc = CLI_OK;
+out:
+	mesh_queue_close(q);
+	mesh_conn_close(c);
+	mesh_event_free(ev);
+	return rc;
+}
+
+/* Read an AWS-shaped --entries array. */
+static json_t *
+entries_arg(struct cli *cli)
+{
+	const char *text = cli_opt(cli, "--entries");
+	json_error_t jerr;
+	json_t *j;
+
+	if (text == NULL) {
+		cli_usage_error(cli, "--entries JSON is required");
+		return NULL;
+	}
+	j = json_loads(text, 0, &jerr);
+	if (j == NULL || !json_is_array(j)) {
+		cli_usage_error(cli, "--entries: not a JSON array (%s)",
+		                j ? "another JSON value" : jerr.text);
+		json_decref(j);
+		return NULL;
+	}
+	return j;
+}
+
+static json_t *
+failed_entry(const char *id, mesh_err err, const char *msg)
+{
+	return json_pack("{s:s, s:b, s:s, s:s}", "Id", id ? id : "",
+	                 "SenderFault", err != MESH_EBROKER &&
+	                                        err != MESH_ETIMEDOUT,
+	                 "Code", mesh_strerror(err), "Message", msg);
+}
+
+/* Print Successful/Failed; exit 1 when any entry failed. */
+static int
+batch_output(struct cli *cli, json_t *ok, json_t *failed)
+{
+	size_t nf = json_array_size(failed);
+	int rc = nf > 0 ? CLI_FAIL : CLI_OK;
+
+	if (cli->json) {
+		cli_print_json(json_pack("{s:o, s:o}", "Successful", ok,
+		                         "Failed", failed));
+		return rc;
+	}
+	{
+		size_t i;
+		json_t *v;
+		json_array_foreach(ok, i, v) {
+			const char *mid = json_string_value(
+			        json_object_get(v, "MessageId"));
+			printf("ok     %s%s%s\n",
+			       json_string_value(json_object_get(v, "Id")),
+			       mid ? " " : "", mid ? mid : "");
+		}
+		json_array_foreach(failed, i, v) {
+			fprintf(stderr, "failed %s: %s\n",
+			        json_string_value(json_object_get(v, "Id")),
+			        json_string_value(json_object_get(v, "Message")));
+		}
+	}
+	json_decref(ok);
+	json_decref(failed);
+	return rc;
+}
+
+int
+cmd_queue_send_batch(struct cli *cli)
+{
+	const char *name = queue_arg(cli, 0);
+	struct mesh_queue_entry e[MESH_QUEUE_BATCH_MAX];
+	struct mesh_queue_sent sent[MESH_QUEUE_BATCH_MAX];
+	struct mesh_event *evs[MESH_QUEUE_BATCH_MAX] = {0};
+	json_t *entries = entries_arg(cli), *ok, *failed, *v;
+	struct mesh_conn *c = NULL;
+	struct mesh_queue *q = NULL;
+	size_t n, i;
+	mesh_err err;
+	int rc = CLI_FAIL;
+
+	if (entries == NULL) {
+		return CLI_USAGE;
+	}
+	n = json_array_size(entries);
+	if (n == 0 || n > MESH_QUEUE_BATCH_MAX) {
+		json_decref(entries);
+		return cli_usage_error(cli, "--entries: 1-10 entries, not %zu",
+		                       n);
+	}
+	json_array_foreach(entries, i, v) {
+		const char *body = json_string_value(
+		        json_object_get(v, "MessageBody"));
+		json_t *attrs = json_object_get(v, "MessageAttributes");
+		json_t *delay = json_object_get(v, "DelaySeconds");
+		const char *key;
+		json_t *av;
+		e[i] = (struct mesh_queue_entry){
+		        .id = json_string_value(json_object_get(v, "Id")),
+		        .delay_s = json_is_integer(delay)
+		                           ? json_integer_value(delay)
+		                           : -1,
+		        .group_id = json_string_value(
+		                json_object_get(v, "MessageGroupId")),
+		        .dedup_id = json_string_value(
+		                json_object_get(v, "MessageDeduplicationId"))};
+		if (body == NULL) {
+			rc = cli_usage_error(cli, "--entries[%zu]: MessageBody "
+			                          "(a string) is required",
+			                     i);
+			goto out;
+		}
+		if ((err = body_event(body, &evs[i])) != MESH_OK) {
+			rc = cli_fail(cli, err);
+			goto out;
+		}
+		json_object_foreach(attrs, key, av) {
+			const char *type = json_string_value(
+			        json_object_get(av, "DataType"));
+			const char *sv = json_string_value(
+			        json_object_get(av, "StringValue"));
+			char spec[2048];
+			snprintf(spec, sizeof(spec), "%s=%s:%s", key,
+			         type ? type : "",
+			         sv ? sv : json_string_value(json_object_get(
+			                           av, "BinaryValue")));
+			if ((err = attr_from_flag(evs[i], spec)) != MESH_OK) {
+				rc = cli_fail(cli, err);
+				goto out;
+			}
+		}
+		e[i].event = evs[i];
+	}
+	if (cli_connect(cli, &c) != MESH_OK) {
+		goto out;
+	}
+	if ((err = mesh_queue_open(c, name, &q)) != MESH_OK ||
+	    (err = mesh_queue_send_batch(q, e, n, sent)) != MESH_OK) {
+		rc = cli_fail(cli, err);
+		goto out;
+	}
+	ok = json_array();
+	failed = json_array();
+	for (i = 0; i < n; i++) {
+		if (sent[i].err != MESH_OK) {
+			json_array_append_new(failed,
+			                      failed_entry(e[i].id, sent[i].err,
+			                                   sent[i].error));
+			continue;
+		}
+		v = json_pack("{s:s, s:s}", "Id", e[i].id, "MessageId",
+		              sent[i].message_id);
+		if (mesh_queue_attrs(q)->fifo) {
+			put_num(v, "SequenceNumber", (int64_t)sent[i].sequence);
+		}
+		json_array_append_new(ok, v);
+	}
+	rc = batch_output(cli, ok, failed);
+out:
+	for (i = 0; i < MESH_QUEUE_BATCH_MAX; i++) {
+		mesh_event_free(evs[i]);
+	}
+	mesh_queue_close(q);
+	mesh_conn_close(c);
+	json_decref(entries);
+	return rc;
+}
+
+static char *
+b64(const void *data, size_t len)
+{
+	size_t cap = sodium_base64_ENCODED_LEN(len,
+	                                       sodium_base64_VARIANT_ORIGINAL);
+	char *out = malloc(cap);
+
+	if (out != NULL) {
+		sodium_bin2base64(out, cap, data, len,
+		                  sodium_base64_VARIANT_ORIGINAL);
+	}
+	return out;
+}
+
+/* One message in receive-message's shape. */
+static json_t *
+msg_json(const struct mesh_queue_msg *m, bool fifo)
+{
+	const void *data;
+	size_t len;
+	mesh_data_kind kind = mesh_event_data(m->event, &data, &len, NULL);
+	json_t *j = json_object(), *attrs = json_object(), *mattrs;
+	const struct mesh_event *ev = m->event;
+
+	json_object_set_new(j, "MessageId", json_string(mesh_event_id(ev)));
+	if (m->receipt[0] != '\0') {
+		json_object_set_new(j, "ReceiptHandle",
+		                    json_string(m->receipt));
+	}
+	if (kind == MESH_DATA_TEXT || kind == MESH_DATA_NONE) {
+		json_object_set_new(j, "Body",
+		                    json_stringn(len ? data : "", len));
+	} else {
+		char *s = b64(data, len);
+		json_object_set_new(j, "Body", json_string(s ? s : ""));
+		free(s);
+	}
+	if (m->receive_count > 0) {
+		put_num(attrs, "ApproximateReceiveCount",
+		        (int64_t)m->receive_count);
+		put_num(attrs, "ApproximateFirstReceiveTimestamp",
+		        m->first_receive_ms);
+	}
+	put_num(attrs, "SentTimestamp", m->sent_ms);
+	if (fifo) {
+		json_object_set_new(attrs, "MessageGroupId",
+		                    json_string(m->group_id));
+		json_object_set_new(attrs, "MessageDeduplicationId",
+		                    json_string(m->dedup_id));
+		put_num(attrs, "SequenceNumber", (int64_t)m->sequence);
+	}
+	if (m->dlq_source[0] != '\0') {
+		json_object_set_new(attrs, "DeadLetterQueueSourceArn",
+		                    json_string(m->dlq_source));
+		json_object_set_new(attrs, "DeadLetterReason",
+		                    json_string(m->dlq_reason));
+	}
+	json_object_set_new(j, "Attributes", attrs);
+	mattrs = json_object();
+	for (size_t i = 0; i < mesh_event_ext_count(ev); i++) {
+		const char *name = mesh_event_ext_at(ev, i, NULL);
+		const char *type;
+		const void *val;
+		size_t vlen;
+		json_t *a;
+		if (!mesh_event_attr_is_message_attr(name) ||
+		    mesh_event_attr_get(ev, name, &type, &val, &vlen) !=
+		            MESH_OK) {
+			continue;
+		}
+		a = json_pack("{s:s}", "DataType", type);
+		if (strncmp(type, "Binary", 6) == 0) {
+			char *s = b64(val, vlen);
+			json_object_set_new(a, "BinaryValue",
+			                    json_string(s ? s : ""));
+			free(s);
+		} else {
+			json_object_set_new(a, "StringValue",
+			                    json_stringn(val, vlen));
+		}
+		json_object_set_new(mattrs, name, a);
+	}
+	if (json_object_size(mattrs) > 0) {
+		json_object_set_new(j, "MessageAttributes", mattrs);
+	} else {
+		json_decref(mattrs);
+	}
+	return j;
+}
+
+static void
+print_msgs(struct cli *cli, const struct mesh_queue_msg *m, size_t n,
+           bool fifo)
+{
+	json_t *arr = json_array();
+
+	for (size_t i = 0; i < n; i++) {
+		json_array_append_new(arr, msg_json(&m[i], fifo));
+	}
+	if (cli->json) {
+		cli_print_json(json_pack("{s:o}", "Messages", arr));
+		return;
+	}
+	if (n == 0) {
+		printf("no messages\n");
+	}
+	for (size_t i = 0; i < n; i++) {
+		json_t *j = json_array_get(arr, i), *v;
+		const char *key;
+		printf("%sMessageId      %s\n", i ? "\n" : "",
+		       json_string_value(json_object_get(j, "MessageId")));
+		if ((v = json_object_get(j, "ReceiptHandle")) != NULL) {
+			printf("ReceiptHandle  %s\n", json_string_value(v));
+		}
+		printf("Body           %s\n",
+		       json_string_value(json_object_get(j, "Body")));
+		json_object_foreach(json_object_get(j, "Attributes"), key, v) {
+			printf("%-32s %s\n", key, json_string_value(v));
+		}
+		json_object_foreach(json_object_get(j, "MessageAttributes"),
+		                    key, v) {
+			json_t *sv = json_object_get(v, "StringValue");
+			printf("attr %-27s %s (%s)\n", key,
+			       json_string_value(
+			               sv ? sv : json_object_get(v,
+			                                         "BinaryValue")),
+			       json_string_value(json_object_get(v,
+			                                         "DataType")));
+		}
+	}
+	json_decref(arr);
+}
+
+int
+cmd_queue_receive(struct cli *cli)
+{
+	const char *name = queue_arg(cli, 0);
+	struct mesh_queue_msg *msgs = NULL;
+	struct mesh_conn *c = NULL;
+	struct mesh_queue *q = NULL;
+	long long max, wait, vis;
+	size_t n = 0;
+	mesh_err err;
+
+	if (!cli_opt_long(cli, "--max", 1, 10, 1, &max) ||
+	    !cli_opt_long(cli, "--wait", 0, 20, -1, &wait) ||
+	    !cli_opt_long(cli, "--visibility-timeout", 0, 43200, -1, &vis)) {
+		return CLI_USAGE;
+	}
+	if (cli_connect(cli, &c) != MESH_OK) {
+		return CLI_FAIL;
+	}
+	if ((err = mesh_queue_open(c, name, &q)) == MESH_OK) {
+		err = mesh_queue_receive(q, (int)max, (int)wait, vis, &msgs,
+		                         &n);
+	}
+	if (err == MESH_OK) {
+		print_msgs(cli, msgs, n, mesh_queue_attrs(q)->fifo);
+	}
+	mesh_queue_msgs_free(msgs, n);
+	mesh_queue_close(q);
+	mesh_conn_close(c);
+	return err == MESH_OK ? CLI_OK : cli_fail(cli, err);
+}
+
+int
+cmd_queue_peek(struct cli *cli)
+{
+	const char *name = queue_arg(cli, 0);
+	struct mesh_queue_msg *msgs = NULL;
+	struct mesh_conn *c = NULL;
+	struct mesh_queue *q = NULL;
+	long long max;
+	size_t n = 0;
+	mesh_err err;
+
+	if (!cli_opt_long(cli, "--max", 1, 10000, 10, &max)) {
+		return CLI_USAGE;
+	}
+	if (cli_connect(cli, &c) != MESH_OK) {
+		return CLI_FAIL;
+	}
+	if ((err = mesh_queue_open(c, name, &q)) == MESH_OK) {
+		err = mesh_queue_peek(q, (size_t)max, &msgs, &n);
+	}
+	if (err == MESH_OK) {
+		print_msgs(cli, msgs, n, mesh_queue_attrs(q)->fifo);
+	}
+	mesh_queue_msgs_free(msgs, n);
+	mesh_queue_close(q);
+	mesh_conn_close(c);
+	return err == MESH_OK ? CLI_OK : cli_fail(cli, err);
+}
+
+/* Open the queue named by the first word, run fn, close. */
+static int
+with_queue(struct cli *cli, mesh_err (*fn)(struct cli *, struct mesh_queue *))
+{
+	struct mesh_conn *c = NULL;
+	struct mesh_queue *q = NULL;
+	mesh_err err;
+
+	if (cli_connect(cli, &c) != MESH_OK) {
+		return CLI_FAIL;
+	}
+	if ((err = mesh_queue_open(c, queue_arg(cli, 0), &q)) == MESH_OK) {
+		err = fn(cli, q);
+	}
+	mesh_queue_close(q);
+	mesh_conn_close(c);
+	return err == MESH_OK ? CLI_OK : cli_fail(cli, err);
+}
+
+static mesh_err
+do_delete_message(struct cli *cli, struct mesh_queue *q)
+{
+	mesh_err err = mesh_queue_delete_message(q, cli_pos(cli, 1));
+
+	if (err == MESH_OK && !cli->json) {
+		printf("deleted\n");
+	}
+	return err;
+}
+
+int
+cmd_queue_delete_message(struct cli *cli)
+{
+	return with_queue(cli, do_delete_message);
+}
+
+static mesh_err
+do_change_visibility(struct cli *cli, struct mesh_queue *q)
+{
+	long long secs = strtoll(cli_pos(cli, 2), NULL, 10);
+	mesh_err err;
+
+	err = mesh_queue_change_visibility(q, cli_pos(cli, 1), secs);
+	if (err == MESH_OK && !cli->json) {
+		printf("visible again in %lld s\n", secs);
+	}
+	return err;
+}
+
+int
+cmd_queue_change_visibility(struct cli *cli)
+{
+	const char *s = cli_pos(cli, 2);
+	char *end;
+	long long secs = strtoll(s, &end, 10);
+
+	if (*s == '\0' || *end != '\0' || secs < 0 || secs > 43200) {
+		return cli_usage_error(cli, "visibility timeout '%s': must be "
+		                            "0-43200 seconds",
+		                       s);
+	}
+	return with_queue(cli, do_change_visibility);
+}
+
+static mesh_err
+do_dead_letter(struct cli *cli, struct mesh_queue *q)
+{
+	mesh_err err = mesh_queue_dead_letter(q, cli_pos(cli, 1),
+	                                      cli_opt(cli, "--reason"));
+
+	if (err == MESH_OK && !cli->json) {
+		printf("moved to %s\n", mesh_queue_attrs(q)->dlq);
+	}
+	return err;
+}
+
+int
+cmd_queue_dead_letter(struct cli *cli)
+{
+	return with_queue(cli, do_dead_letter);
+}
+
+/* delete-message-batch and change-message-visibility-batch. */
+static int
+receipt_batch(struct cli *cli, bool visibility)
+{
+	const char *ids[MESH_QUEUE_BATCH_MAX], *rh[MESH_QUEUE_BATCH_MAX];
+	int64_t secs[MESH_QUEUE_BATCH_MAX];
+	struct mesh_queue_result res[MESH_QUEUE_BATCH_MAX];
+	json_t *entries = entries_arg(cli), *v, *ok, *failed;
+	struct mesh_conn *c = NULL;
+	struct mesh_queue *q = NULL;
+	size_t n, i;
+	mesh_err err;
+	int rc;
+
+	if (entries == NULL) {
+		return CLI_USAGE;
+	}
+	n = json_array_size(entries);
+	if (n == 0 || n > MESH_QUEUE_BATCH_MAX) {
+		json_decref(entries);
+		return cli_usage_error(cli, "--entries: 1-10 entries, not %zu",
+		                       n);
+	}
+	json_array_foreach(entries, i, v) {
+		ids[i] = json_string_value(json_object_get(v, "Id"));
+		rh[i] = json_string_value(json_object_get(v, "ReceiptHandle"));
+		secs[i] = json_integer_value(
+		        json_object_get(v, "VisibilityTimeout"));
+		if (rh[i] == NULL ||
+		    (visibility &&
+		     !json_is_integer(json_object_get(v, "VisibilityTimeout")))) {
+			json_decref(entries);
+			return cli_usage_error(
+			        cli, "--entries[%zu]: needs Id, ReceiptHandle%s",
+			        i, visibility ? " and VisibilityTimeout" : "");
+		}
+	}
+	if (cli_connect(cli, &c) != MESH_OK) {
+		json_decref(entries);
+		return CLI_FAIL;
+	}
+	if ((err = mesh_queue_open(c, queue_arg(cli, 0), &q)) == MESH_OK) {
+		err = visibility ? mesh_queue_change_visibility_batch(
+		                           q, ids, rh, secs, n, res)
+		                 : mesh_queue_delete_batch(q, ids, rh, n, res);
+	}
+	if (err != MESH_OK) {
+		rc = cli_fail(cli, err);
+	} else {
+		ok = json_array();
+		failed = json_array();
+		for (i = 0; i < n; i++) {
+			if (res[i].err == MESH_OK) {
+				json_array_append_new(ok, json_pack("{s:s}", "Id",
+				                                    ids[i]));
+			} else {
+				json_array_append_new(
+				        failed, failed_entry(ids[i], res[i].err,
+				                             res[i].error));
+			}
+		}
+		rc = batch_output(cli, ok, failed);
+	}
+	mesh_queue_close(q);
+	mesh_conn_close(c);
+	json_decref(entries);
+	return rc;
+}
+
+int
+cmd_queue_delete_message_batch(struct cli *cli)
+{
+	return receipt_batch(cli, false);
+}
+
+int
+cmd_queue_change_visibility_batch(struct cli *cli)
+{
+	return receipt_batch(cli, true);
+}
+
+int
+cmd_queue_redrive(struct cli *cli)
+{
+	struct mesh_queue_redrive r = {.to = cli_opt(cli, "--to")};
+	const char *ids[1024];
+	const char *match = cli_opt(cli, "--attr-match");
+	char attr_name[260];
+	struct mesh_conn *c;
+	long long rate, max;
+	size_t moved = 0;
+	mesh_err err;
+
+	if (!cli_opt_long(cli, "--rate", 0, 1000000, 0, &rate) ||
+	    !cli_opt_long(cli, "--max", 0, 1000000000, 0, &max)) {
+		return CLI_USAGE;
+	}
+	while (r.n_ids < 1024 &&
+	       (ids[r.n_ids] = cli_opt_nth(cli, "--id", r.n_ids)) != NULL) {
+		r.n_ids++;
+	}
+	if (match != NULL) {
+		const char *eq = strchr(match, '=');
+		if (eq == NULL || eq == match ||
+		    (size_t)(eq - match) >= sizeof(attr_name)) {
+			return cli_usage_error(cli, "--attr-match '%s': want "
+			                            "NAME=VALUE",
+			                       match);
+		}
+		snprintf(attr_name, sizeof(attr_name), "%.*s",
+		         (int)(eq - match), match);
+		r.attr_name = attr_name;
+		r.attr_value = eq + 1;
+	}
+	r.ids = ids;
+	r.rate = (double)rate;
+	r.max = (size_t)max;
+	if (cli_connect(cli, &c) != MESH_OK) {
+		return CLI_FAIL;
+	}
+	err = mesh_queue_redrive(c, queue_arg(cli, 0), &r, &moved);
+	mesh_conn_close(c);
+	if (cli->json) {
+		cli_print_json(json_pack("{s:I}", "ApproximateNumberOfMessagesMoved",
+		                         (json_int_t)moved));
+	} else {
+		printf("moved %zu message%s from %s\n", moved,
+		       moved == 1 ? "" : "s", queue_arg(cli, 0));
+	}
+	return err == MESH_OK ? CLI_OK : cli_fail(cli, err);
+}

@@ -1,0 +1,2458 @@
+/* queue.c: SQS queues on JetStream. The mapping is described in
+ * mesh/queue.h; the JetStream requests that need pipelining (send batches,
+ * acknowledgements, FIFO partition pulls) are made by hand on one inbox per
+ * open queue, so that a batch costs one round trip. */
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+#include <sodium.h>
+
+#include "internal.h"
+#include "mesh/queue.h"
+#include "mesh/wire.h"
+
+#define HDR_GROUP "Mesh-Group"
+#define HDR_DEDUP "Mesh-Dedup-Id"
+#define HDR_NOT_BEFORE "Mesh-Not-Before"
+#define HDR_DLQ_SOURCE "Mesh-Dlq-Source"
+#define HDR_DLQ_REASON "Mesh-Dlq-Reason"
+#define HDR_DLQ_COUNT "Mesh-Dlq-Receive-Count"
+#define HDR_STATUS "Status"
+
+#define RECEIVERS "receivers"
+#define MOVER "mover"
+#define LEDGER_STREAM "MESH_RECEIPTS"
+#define LEDGER_PREFIX "mesh.receipts."
+#define ENVELOPE_ROOM (64 * 1024) /* stream MaxMsgSize above the body */
+#define RELEASE_EVERY_MS 200
+#define POLL_SLICE_MS 1000
+#define RPC_TIMEOUT_MS 5000
+#define MAX_VISIBILITY_S 43200
+#define RECEIPT_TAG 16
+#define NS_PER_MS ((int64_t)1000000)
+
+struct qnames {
+	char stream[96];   /* MQ_name / MF_base */
+	char dstream[96];  /* MQD_name / MFD_base */
+	char subject[128]; /* mesh.queue.name (FIFO: + ".<partition>") */
+	char filter[132];  /* the stream's subject: subject or subject.* */
+	char dsubject[128];
+};
+
+struct qcfg {
+	struct mesh_queue_attrs a;
+	uint8_t key[32]; /* receipt handles' HMAC key */
+};
+
+struct mesh_queue {
+	struct mesh_conn *c;
+	char name[MESH_QUEUE_NAME_MAX + 1];
+	struct qcfg cfg;
+	struct qnames n;
+	bool have_dlq;
+	struct qcfg dlq_cfg;
+	struct qnames dlq_n;
+	natsSubscription *inbox_sub;
+	char inbox[64];
+	uint64_t rid;
+	int64_t next_release_ms;
+	uint32_t rr;
+};
+
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static int64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static bool
+ends_with(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), m = strlen(suffix);
+
+	return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+static uint32_t
+partition_of(const char *group, int64_t partitions)
+{
+	uint64_t h = 1469598103934665603ULL;
+
+	for (const unsigned char *p = (const unsigned char *)group; *p; p++) {
+		h = (h ^ *p) * 1099511628211ULL;
+	}
+	return (uint32_t)(h % (uint64_t)partitions);
+}
+
+static void
+names_of(const char *name, bool fifo, struct qnames *n)
+{
+	int base = (int)strlen(name) - (fifo ? 5 : 0);
+
+	snprintf(n->stream, sizeof(n->stream), "%s_%.*s", fifo ? "MF" : "MQ",
+	         base, name);
+	snprintf(n->dstream, sizeof(n->dstream), "%s_%.*s",
+	         fifo ? "MFD" : "MQD", base, name);
+	snprintf(n->subject, sizeof(n->subject), "mesh.queue.%s", name);
+	snprintf(n->filter, sizeof(n->filter), "%s%s", n->subject,
+	         fifo ? ".*" : "");
+	snprintf(n->dsubject, sizeof(n->dsubject), "mesh.delay.%s", name);
+}
+
+static void
+target_subject(const struct qnames *n, const struct qcfg *cfg,
+               const char *group, char *out, size_t size)
+{
+	if (cfg->a.fifo) {
+		snprintf(out, size, "%s.%" PRIu32, n->subject,
+		         partition_of(group ? group : "", cfg->a.partitions));
+	} else {
+		snprintf(out, size, "%s", n->subject);
+	}
+}
+
+/* A header's value or NULL. */
+static const char *
+hdr(natsMsg *m, const char *key)
+{
+	const char *v = NULL;
+
+	return natsMsgHeader_Get(m, key, &v) == NATS_OK ? v : NULL;
+}
+
+static void
+copy_str(char *dst, size_t size, const char *src)
+{
+	snprintf(dst, size, "%s", src ? src : "");
+}
+
+struct receipt {
+	int64_t deadline_ms;
+	char ack[200];    /* the delivery's ack subject */
+	char stream[96];
+	char consumer[32];
+	uint64_t delivered, sseq, dseq;
+	int64_t ts_ns; /* when the message was stored */
+};
+
+static void
+receipt_make(const struct mesh_queue *q, const char *ack, int64_t deadline_ms,
+             char *out, size_t size)
+{
+	uint8_t buf[1 + 8 + 200 + RECEIPT_TAG];
+	size_t alen = strlen(ack), len;
+
+	assert(alen <= 200);
+	buf[0] = 1;
+	for (int i = 0; i < 8; i++) {
+		buf[1 + i] = (uint8_t)((uint64_t)deadline_ms >> (56 - 8 * i));
+	}
+	memcpy(buf + 9, ack, alen);
+	len = 9 + alen;
+	crypto_generichash(buf + len, RECEIPT_TAG, buf, len, q->cfg.key,
+	                   sizeof(q->cfg.key));
+	sodium_bin2base64(out, size, buf, len + RECEIPT_TAG,
+	                  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+}
+
+/* Parse "$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<dseq>.<ts>.<pending>"
+ * (and the longer form with domain and account hash). */
+static bool
+ack_parse(const char *ack, struct receipt *r)
+{
+	char copy[200], *tok[16], *save = NULL;
+	int n = 0, base;
+
+	copy_str(copy, sizeof(copy), ack);
+	for (char *t = strtok_r(copy, ".", &save); t && n < 16;
+	     t = strtok_r(NULL, ".", &save)) {
+		tok[n++] = t;
+	}
+	if (n < 9 || strcmp(tok[0], "$JS") != 0 || strcmp(tok[1], "ACK")) {
+		return false;
+	}
+	base = n == 9 ? 2 : 4;
+	if (n != 9 && n < 12) {
+		return false;
+	}
+	copy_str(r->stream, sizeof(r->stream), tok[base]);
+	copy_str(r->consumer, sizeof(r->consumer), tok[base + 1]);
+	r->delivered = strtoull(tok[base + 2], NULL, 10);
+	r->sseq = strtoull(tok[base + 3], NULL, 10);
+	r->dseq = strtoull(tok[base + 4], NULL, 10);
+	r->ts_ns = strtoll(tok[base + 5], NULL, 10);
+	return r->sseq > 0 && r->dseq > 0;
+}
+
+/* Whether a delivered message comes from stream/consumer. */
+static bool
+from_consumer(natsMsg *m, const char *stream, const char *consumer)
+{
+	struct receipt r;
+
+	return natsMsg_GetReply(m) != NULL &&
+	       ack_parse(natsMsg_GetReply(m), &r) &&
+	       strcmp(r.stream, stream) == 0 &&
+	       strcmp(r.consumer, consumer) == 0;
+}
+
+/* ---- names and attributes ------------------------------------------------ */
+
+void
+mesh_queue_attrs_init(struct mesh_queue_attrs *a)
+{
+	memset(a, 0, sizeof(*a));
+	a->visibility_timeout_s = 30;
+	a->retention_s = 345600;
+	a->max_message_size = 262144;
+	a->max_receive_count = 10;
+	a->partitions = 64;
+}
+
+mesh_err
+mesh_queue_name_check(const char *name, bool *fifo)
+{
+	size_t len = name ? strlen(name) : 0;
+	bool is_fifo = name && ends_with(name, ".fifo");
+	size_t base = is_fifo ? len - 5 : len;
+
+	if (len == 0 || len > MESH_QUEUE_NAME_MAX || base == 0) {
+		return mesh__seterr(MESH_EINVAL,
+		                    "queue name '%.100s': must be 1-%d "
+		                    "characters",
+		                    name ? name : "", MESH_QUEUE_NAME_MAX);
+	}
+	for (size_t i = 0; i < base; i++) {
+		char ch = name[i];
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		      (ch >= '0' && ch <= '9') || ch == '_' || ch == '-')) {
+			return mesh__seterr(MESH_EINVAL,
+			                    "queue name '%s': may contain only "
+			                    "A-Z, a-z, 0-9, '-' and '_' (and end "
+			                    "in .fifo for a FIFO queue)",
+			                    name);
+		}
+	}
+	if (fifo != NULL) {
+		*fifo = is_fifo;
+	}
+	return MESH_OK;
+}
+
+static mesh_err
+range(const char *queue, const char *attr, int64_t v, int64_t lo, int64_t hi)
+{
+	if (v < lo || v > hi) {
+		return mesh__seterr(MESH_EINVAL,
+		                    "queue '%s': %s %" PRId64
+		                    " is out of range %" PRId64 "-%" PRId64,
+		                    queue, attr, v, lo, hi);
+	}
+	return MESH_OK;
+}
+
+mesh_err
+mesh_queue_attrs_check(const char *name, const struct mesh_queue_attrs *a)
+{
+	bool fifo;
+	mesh_err err;
+
+	if ((err = mesh_queue_name_check(name, &fifo)) != MESH_OK) {
+		return err;
+	}
+	if (fifo != a->fifo) {
+		return mesh__seterr(MESH_EINVAL,
+		                    "queue '%s': %s", name,
+		                    a->fifo ? "a FIFO queue's name must end in "
+		                              "'.fifo'"
+		                            : "a name ending in '.fifo' is for "
+		                              "FIFO queues (--fifo)");
+	}
+	if (a->content_based_dedup && !a->fifo) {
+		return mesh__seterr(MESH_EINVAL,
+		                    "queue '%s': ContentBasedDeduplication is "
+		                    "for FIFO queues only",
+		                    name);
+	}
+	if ((err = range(name, "VisibilityTimeout", a->visibility_timeout_s,
+	                 0, MAX_VISIBILITY_S)) != MESH_OK ||
+	    (err = range(name, "DelaySeconds", a->delay_s, 0, 900)) !=
+	            MESH_OK ||
+	    (err = range(name, "MessageRetentionPeriod", a->retention_s, 60,
+	                 1209600)) != MESH_OK ||
+	    (err = range(name, "MaximumMessageSize", a->max_message_size,
+	                 1024, 1048576)) != MESH_OK ||
+	    (err = range(name, "ReceiveMessageWaitTimeSeconds",
+	                 a->receive_wait_s, 0, 20)) != MESH_OK ||
+	    (err = range(name, "partitions", a->partitions, 1, 256)) !=
+	            MESH_OK) {
+		return err;
+	}
+	if (a->dlq[0] != '\0') {
+		bool dfifo;
+		if ((err = mesh_queue_name_check(a->dlq, &dfifo)) != MESH_OK) {
+			return err;
+		}
+		if (dfifo != a->fifo) {
+			return mesh__seterr(MESH_EINVAL,
+			                    "queue '%s': its dead-letter queue "
+			                    "'%s' must be %s too",
+			                    name, a->dlq,
+			                    a->fifo ? "a FIFO queue"
+			                            : "a standard queue");
+		}
+		if (strcmp(a->dlq, name) == 0) {
+			return mesh__seterr(MESH_EINVAL,
+			                    "queue '%s': cannot be its own "
+			                    "dead-letter queue",
+			                    name);
+		}
+		if ((err = range(name, "maxReceiveCount", a->max_receive_count,
+		                 1, 1000)) != MESH_OK) {
+			return err;
+		}
+	}
+	return MESH_OK;
+}
+
+/* ---- the configuration kept in the stream's description ----------------- */
+
+/* "evmesh-queue v1 fifo=0 cbd=0 vt=30 ... key=<hex>": cnats writes the
+ * description into JSON unescaped, so it holds no quotes. */
+static char *
+cfg_encode(const char *name, const struct qcfg *cfg)
+{
+	const struct mesh_queue_attrs *a = &cfg->a;
+	char key[65];
+	char *s = NULL;
+
+	sodium_bin2hex(key, sizeof(key), cfg->key, sizeof(cfg->key));
+	if (asprintf(&s,
+	             "evmesh-queue v1 name=%s fifo=%d cbd=%d vt=%" PRId64
+	             " delay=%" PRId64 " retention=%" PRId64 " max=%" PRId64
+	             " wait=%" PRId64 " dlq=%s maxrc=%" PRId64 " parts=%" PRId64
+	             " created=%" PRId64 " modified=%" PRId64 " key=%s",
+	             name, a->fifo, a->content_based_dedup,
+	             a->visibility_timeout_s, a->delay_s, a->retention_s,
+	             a->max_message_size, a->receive_wait_s, a->dlq,
+	             a->max_receive_count, a->partitions, a->created_ms,
+	             a->modified_ms, key) < 0) {
+		return NULL;
+	}
+	return s;
+}
+
+static mesh_err
+cfg_decode(const char *name, const char *desc, struct qcfg *cfg)
+{
+	char copy[1024], *save = NULL;
+	int found = 0;
+	size_t klen = 0;
+
+	if (desc == NULL || strncmp(desc, "evmesh-queue v1 ", 16) != 0) {
+		return mesh__seterr(MESH_EBROKER,
+		                    "queue '%s': its stream holds no queue "
+		                    "attributes (not made by evmesh?)",
+		                    name);
+	}
+	mesh_queue_attrs_init(&cfg->a);
+	copy_str(copy, sizeof(copy), desc + 16);
+	for (char *t = strtok_r(copy, " ", &save); t != NULL;
+	     t = strtok_r(NULL, " ", &save)) {
+		char *eq = strchr(t, '=');
+		const char *v;
+		int64_t n;
+		if (eq == NULL) {
+			continue;
+		}
+		*eq = '\0';
+		v = eq + 1;
+		n = strtoll(v, NULL, 10);
+		found++;
+		if (strcmp(t, "fifo") == 0) cfg->a.fifo = n != 0;
+		else if (strcmp(t, "cbd") == 0) cfg->a.content_based_dedup = n;
+		else if (strcmp(t, "vt") == 0) cfg->a.visibility_timeout_s = n;
+		else if (strcmp(t, "delay") == 0) cfg->a.delay_s = n;
+		else if (strcmp(t, "retention") == 0) cfg->a.retention_s = n;
+		else if (strcmp(t, "max") == 0) cfg->a.max_message_size = n;
+		else if (strcmp(t, "wait") == 0) cfg->a.receive_wait_s = n;
+		else if (strcmp(t, "dlq") == 0)
+			copy_str(cfg->a.dlq, sizeof(cfg->a.dlq), v);
+		else if (strcmp(t, "maxrc") == 0) cfg->a.max_receive_count = n;
+		else if (strcmp(t, "parts") == 0) cfg->a.partitions = n;
+		else if (strcmp(t, "created") == 0) cfg->a.created_ms = n;
+		else if (strcmp(t, "modified") == 0) cfg->a.modified_ms = n;
+		else if (strcmp(t, "key") == 0) {
+			if (sodium_hex2bin(cfg->key, sizeof(cfg->key), v,
+			                   strlen(v), NULL, &klen, NULL) != 0)
+				klen = 0;
+		} else
+			found--;
+	}
+	if (klen != sizeof(cfg->key) || found < 13 ||
+	    (cfg->a.fifo && cfg->a.partitions < 1)) {
+		return mesh__seterr(MESH_EBROKER,
+		                    "queue '%s': its stream's attributes are "
+		                    "damaged",
+		                    name);
+	}
+	return MESH_OK;
+}
+
+/* Read a queue's configuration. MESH_ENOTFOUND when there is no queue. */
+static mesh_err
+cfg_load(struct mesh_conn *c, const char *name, struct qcfg *cfg,
+         struct qnames *n)
+{
+	jsStreamInfo *si = NULL;
+	jsErrCode jerr = 0;
+	bool fifo;
+	natsStatus s;
+	mesh_err err;
+
+	if ((err = mesh_queue_name_check(name, &fifo)) != MESH_OK) {
+		return err;
+	}
+	names_of(name, fifo, n);
+	s = js_GetStreamInfo(&si, mesh_conn_js(c), n->stream, NULL, &jerr);
+	if (s != NATS_OK) {
+		if (jerr == JSStreamNotFoundErr || s == NATS_NOT_FOUND) {
+			return mesh__seterr(MESH_ENOTFOUND,
+			                    "queue '%s': does not exist", name);
+		}
+		return mesh_err_nats(s, jerr, "queue '%s'", name);
+	}
+	err = cfg_decode(name, si->Config->Description, cfg);
+	jsStreamInfo_Destroy(si);
+	return err;
+}
+
+static bool
+attrs_same(const struct mesh_queue_attrs *x, const struct mesh_queue_attrs *y)
+{
+	return x->fifo == y->fifo &&
+	       x->content_based_dedup == y->content_based_dedup &&
+	       x->visibility_timeout_s == y->visibility_timeout_s &&
+	       x->delay_s == y->delay_s && x->retention_s == y->retention_s &&
+	       x->max_message_size == y->max_message_size &&
+	       x->receive_wait_s == y->receive_wait_s &&
+	       strcmp(x->dlq, y->dlq) == 0 &&
+	       (x->dlq[0] == '\0' ||
+	        x->max_receive_count == y->max_receive_count) &&
+	       (!x->fifo || x->partitions == y->partitions);
+}
+
+/* ---- streams and consumers ----------------------------------------------- */
+
+static void
+stream_config(jsStreamConfig *sc, const char *stream, const char **subject,
+              const struct mesh_queue_attrs *a, const char *desc)
+{
+	jsStreamConfig_Init(sc);
+	sc->Name = stream;
+	sc->Subjects = subject;
+	sc->SubjectsLen = 1;
+	sc->Retention = js_WorkQueuePolicy;
+	sc->Storage = js_FileStorage;
+	sc->MaxAge = a->retention_s * 1000 * NS_PER_MS;
+	sc->MaxMsgSize = (int32_t)(a->max_message_size + ENVELOPE_ROOM);
+	sc->Duplicates = (int64_t)MESH_QUEUE_DEDUP_WINDOW_S * 1000 * NS_PER_MS;
+	sc->AllowDirect = true;
+	sc->Description = desc;
+}
+
+static int64_t
+ack_wait_ns(const struct mesh_queue_attrs *a)
+{
+	/* A zero visibility timeout is a NAK at receive; AckWait must be
+	 * positive, so it backs that up with a second. */
+	int64_t s = a->visibility_timeout_s > 0 ? a->visibility_timeout_s : 1;
+
+	return s * 1000 * NS_PER_MS;
+}
+
+static void
+consumer_config(jsConsumerConfig *cc, const char *durable, const char *filter,
+                int64_t ack_wait, int64_t max_ack_pending)
+{
+	jsConsumerConfig_Init(cc);
+	cc->Durable = durable;
+	cc->AckPolicy = js_AckExplicit;
+	cc->AckWait = ack_wait;
+	cc->MaxDeliver = -1;
+	cc->MaxAckPending = max_ack_pending;
+	cc->MaxWaiting = 4096;
+	cc->FilterSubject = filter;
+	cc->DeliverPolicy = js_DeliverAll;
+}
+
+/* Add or update the consumers of a queue's streams. */
+static mesh_err
+ensure_consumers(struct mesh_conn *c, const char *name, const struct qnames *n,
+                 const struct mesh_queue_attrs *a, bool update)
+{
+	jsConsumerConfig cc;
+	jsConsumerInfo *ci = NULL;
+	jsErrCode jerr = 0;
+	natsStatus s;
+	int parts = a->fifo ? (int)a->partitions : 1;
+
+	for (int p = 0; p < parts; p++) {
+		char durable[16], filter[160];
+		if (a->fifo) {
+			snprintf(durable, sizeof(durable), "p%d", p);
+			snprintf(filter, sizeof(filter), "%s.%d", n->subject, p);
+		}
+		/* A FIFO partition has one message in flight: that is what
+		 * keeps each of its groups in order. */
+		consumer_config(&cc, a->fifo ? durable : RECEIVERS,
+		                a->fifo ? filter : NULL, ack_wait_ns(a),
+		                a->fifo ? 1 : 120000);
+		s = update ? js_UpdateConsumer(&ci, mesh_conn_js(c), n->stream,
+		                               &cc, NULL, &jerr)
+		           : js_AddConsumer(&ci, mesh_conn_js(c), n->stream,
+		                            &cc, NULL, &jerr);
+		jsConsumerInfo_Destroy(ci);
+		ci = NULL;
+		if (s != NATS_OK) {
+			return mesh_err_nats(s, jerr, "queue '%s': consumer",
+			                     name);
+		}
+	}
+	if (!update) {
+		consumer_config(&cc, MOVER, NULL, 30 * 1000 * NS_PER_MS,
+		                100000);
+		s = js_AddConsumer(&ci, mesh_conn_js(c), n->dstream, &cc, NULL,
+		                   &jerr);
+		jsConsumerInfo_Destroy(ci);
+		if (s != NATS_OK) {
+			return mesh_err_nats(s, jerr,
+			                     "queue '%s': delay consumer", name);
+		}
+	}
+	return MESH_OK;
+}
+
+static mesh_err
+check_dlq(struct mesh_conn *c, const char *name,
+          const struct mesh_queue_attrs *a)
+{
+	struct qcfg dcfg;
+	struct qnames dn;
+	mesh_err err;
+
+	if (a->dlq[0] == '\0') {
+		return MESH_OK;
+	}
+	err = cfg_load(c, a->dlq, &dcfg, &dn);
+	if (err == MESH_ENOTFOUND) {
+		return mesh__seterr(MESH_ENOTFOUND,
+		                    "queue '%s': dead-letter queue '%s' does "
+		                    "not exist; create it first",
+		                    name, a->dlq);
+	}
+	return err;
+}
+
+mesh_err
+mesh_queue_create(struct mesh_conn *c, const char *name,
+                  const struct mesh_queue_attrs *attrs)
+{
+	struct qcfg cfg = {.a = *attrs}, old;
+	struct qnames n;
+	jsStreamConfig sc;
+	jsStreamInfo *si = NULL;
+	jsErrCode jerr = 0;
+	const char *subj[1];
+	char *desc = NULL;
+	natsStatus s;
+	mesh_err err;
+
+	if ((err = mesh_queue_attrs_check(name, attrs)) != MESH_OK) {
+		return err;
+	}
+	err = cfg_load(c, name, &old, &n);
+	if (err == MESH_OK) {
+		if (attrs_same(&old.a, attrs)) {
+			return MESH_OK;
+		}
+		return mesh__seterr(MESH_EEXIST,
+		                    "queue '%s': already exists with other "
+		                    "attributes (use set-attributes to change "
+		                    "them)",
+		                    name);
+	}
+	if (err != MESH_ENOTFOUND) {
+		return err;
+	}
+	if ((err = check_dlq(c, name, attrs)) != MESH_OK) {
+		return err;
+	}
+	randombytes_buf(cfg.key, sizeof(cfg.key));
+	cfg.a.created_ms = cfg.a.modified_ms = now_ms();
+	if ((desc = cfg_encode(name, &cfg)) == NULL) {
+		return mesh__seterr(MESH_ENOMEM, "queue '%s'", name);
+	}
+	/* The delay stream first: the main stream, which makes the queue
+	 * exist, comes last, and a failure removes what was made. */
+	subj[0] = n.dsubject;
+	stream_config(&sc, n.dstream, subj, &cfg.a, NULL);
+	s = js_AddStream(&si, mesh_conn_js(c), &sc, NULL, &jerr);
+	jsStreamInfo_Destroy(si);
+	si = NULL;
+	if (s != NATS_OK) {
+		err = mesh_err_nats(s, jerr, "queue '%s': delay stream", name);
+		goto fail;
+	}
+	subj[0] = n.filter;
+	stream_config(&sc, n.stream, subj, &cfg.a, desc);
+	s = js_AddStream(&si, mesh_conn_js(c), &sc, NULL, &jerr);
+	jsStreamInfo_Destroy(si);
+	if (s != NATS_OK) {
+		err = mesh_err_nats(s, jerr, "queue '%s': stream", name);
+		goto fail;
+	}
+	if ((err = ensure_consumers(c, name, &n, &cfg.a, false)) != MESH_OK) {
+		goto fail;
+	}
+	free(desc);
+	return MESH_OK;
+fail:
+	js_DeleteStream(mesh_conn_js(c), n.stream, NULL, NULL);
+	js_DeleteStream(mesh_conn_js(c), n.dstream, NULL, NULL);
+	free(desc);
+	return err;
+}
+
+mesh_err
+mesh_queue_set_attrs(struct mesh_conn *c, const char *name,
+                     const struct mesh_queue_attrs *attrs)
+{
+	struct qcfg cfg;
+	struct qnames n;
+	jsStreamConfig sc;
+	jsStreamInfo *si = NULL;
+	jsErrCode jerr = 0;
+	const char *subj[1];
+	char *desc;
+	natsStatus s;
+	mesh_err err;
+
+	if ((err = cfg_load(c, name, &cfg, &n)) != MESH_OK) {
+		return err;
+	}
+	if (attrs->fifo != cfg.a.fifo) {
+		return mesh__seterr(MESH_EINVAL,
+		                    "queue '%s': FifoQueue cannot be changed",
+		                    name);
+	}
+	if (attrs->fifo && attrs->partitions != cfg.a.partitions) {
+		return mesh__seterr(MESH_EINVAL,
+		                    "queue '%s': partitions cannot be changed",
+		                    name);
+	}
+	if ((err = mesh_queue_attrs_check(name, attrs)) != MESH_OK ||
+	    (err = check_dlq(c, name, attrs)) != MESH_OK) {
+		return err;
+	}
+	{
+		int64_t created = cfg.a.created_ms;
+		cfg.a = *attrs;
+		cfg.a.created_ms = created;
+		cfg.a.modified_ms = now_ms();
+	}
+	if ((desc = cfg_encode(name, &cfg)) == NULL) {
+		return mesh__seterr(MESH_ENOMEM, "queue '%s'", name);
+	}
+	subj[0] = n.dsubject;
+	stream_config(&sc, n.dstream, subj, &cfg.a, NULL);
+	s = js_UpdateStream(&si, mesh_conn_js(c), &sc, NULL, &jerr);
+	jsStreamInfo_Destroy(si);
+	si = NULL;
+	if (s == NATS_OK) {
+		subj[0] = n.filter;
+		stream_config(&sc, n.stream, subj, &cfg.a, desc);
+		s = js_UpdateStream(&si, mesh_conn_js(c), &sc, NULL, &jerr);
+		jsStreamInfo_Destroy(si);
+	}
+	free(desc);
+	if (s != NATS_OK) {
+		return mesh_err_nats(s, jerr, "queue '%s': updating", name);
+	}
+	return ensure_consumers(c, name, &n, &cfg.a, true);
+}
+
+mesh_err
+mesh_queue_delete(struct mesh_conn *c, const char *name)
+{
+	struct qcfg cfg;
+	struct qnames n;
+	jsErrCode jerr = 0;
+	natsStatus s;
+	mesh_err err;
+
+	if ((err = cfg_load(c, name, &cfg, &n)) != MESH_OK) {
+		return err;
+	}
+	s = js_DeleteStream(mesh_conn_js(c), n.stream, NULL, &jerr);
+	if (s != NATS_OK) {
+		return mesh_err_nats(s, jerr, "queue '%s': deleting", name);
+	}
+	js_DeleteStream(mesh_conn_js(c), n.dstream, NULL, NULL);
+	return MESH_OK;
+}
+
+mesh_err
+mesh_queue_purge(struct mesh_conn *c, const char *name)
+{
+	struct qcfg cfg;
+	struct qnames n;
+	jsErrCode jerr = 0;
+	natsStatus s;
+	mesh_err err;
+
+	if ((err = cfg_load(c, name, &cfg, &n)) != MESH_OK) {
+		return err;
+	}
+	s = js_PurgeStream(mesh_conn_js(c), n.stream, NULL, &jerr);
+	if (s == NATS_OK) {
+		s = js_PurgeStream(mesh_conn_js(c), n.dstream, NULL, &jerr);
+	}
+	if (s != NATS_OK) {
+		return mesh_err_nats(s, jerr, "queue '%s': purging", name);
+	}
+	return MESH_OK;
+}
+
+static int
+cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void
+mesh_queue_list_free(char **names, size_t n)
+{
+	for (size_t i = 0; names != NULL && i < n; i++) {
+		free(names[i]);
+	}
+	free(names);
+}
+
+mesh_err
+mesh_queue_list(struct mesh_conn *c, const char *prefix, char ***names,
+                size_t *n)
+{
+	jsStreamNamesList *list = NULL;
+	jsErrCode jerr = 0;
+	natsStatus s;
+	char **out;
+	size_t k = 0;
+
+	s = js_StreamNames(&list, mesh_conn_js(c), NULL, &jerr);
+	if (s == NATS_NOT_FOUND) {
+		*names = NULL;
+		*n = 0;
+		return MESH_OK;
+	}
+	if (s != NATS_OK) {
+		return mesh_err_nats(s, jerr, "listing queues");
+	}
+	out = calloc((size_t)list->Count + 1, sizeof(*out));
+	if (out == NULL) {
+		jsStreamNamesList_Destroy(list);
+		return mesh__seterr(MESH_ENOMEM, "listing queues");
+	}
+	for (int i = 0; i < list->Count; i++) {
+		const char *sn = list->List[i];
+		char name[MESH_QUEUE_NAME_MAX + 8];
+		if (strncmp(sn, "MQ_", 3) == 0) {
+			snprintf(name, sizeof(name), "%s", sn + 3);
+		} else if (strncmp(sn, "MF_", 3) == 0) {
+			snprintf(name, sizeof(name), "%s.fifo", sn + 3);
+		} else {
+			continue;
+		}
+		if (prefix != NULL && strncmp(name, prefix, strlen(prefix))) {
+			continue;
+		}
+		if ((out[k] = strdup(name)) == NULL) {
+			mesh_queue_list_free(out, k);
+			jsStreamNamesList_Destroy(list);
+			return mesh__seterr(MESH_ENOMEM, "listing queues");
+		}
+		k++;
+	}
+	jsStreamNamesList_Destroy(list);
+	qsort(out, k, sizeof(*out), cmp_str);
+	*names = out;
+	*n = k;
+	return MESH_OK;
+}
+
+static mesh_err
+stream_msgs(struct mesh_conn *c, const char *stream, uint64_t *msgs)
+{
+	jsStreamInfo *si = NULL;
+	jsErrCode jerr = 0;
+	natsStatus s = js_GetStreamInfo(&si, mesh_conn_js(c), stream, NULL,
+	                                &jerr);
+
+	if (s != NATS_OK) {
+		return mesh_err_nats(s, jerr, "stream %s", stream);
+	}
+	*msgs = si->State.Msgs;
+	jsStreamInfo_Destroy(si);
+	return MESH_OK;
+}
+
+mesh_err
+mesh_queue_info(struct mesh_conn *c, const char *name,
+                struct mesh_queue_info *out)
+{
+	struct qcfg cfg;
+	struct qnames n;
+	uint64_t stored = 0, in_flight = 0, delayed = 0;
+	int parts;
+	mesh_err err;
+
+	if ((err = cfg_load(c, name, &cfg, &n)) != MESH_OK ||
+	    (err = stream_msgs(c, n.stream, &stored)) != MESH_OK) {
+		return err;
+	}
+	stream_msgs(c, n.dstream, &delayed);
+	parts = cfg.a.fifo ? (int)cfg.a.partitions : 1;
+	for (int p = 0; p < parts; p++) {
+		char durable[16];
+		jsConsumerInfo *ci = NULL;
+		jsErrCode jerr = 0;
+		natsStatus s;
+		snprintf(durable, sizeof(durable), "p%d", p);
+		s = js_GetConsumerInfo(&ci, mesh_conn_js(c), n.stream,
+		                       cfg.a.fifo ? durable : RECEIVERS, NULL,
+		                       &jerr);
+		if (s != NATS_OK) {
+			return mesh_err_nats(s, jerr, "queue '%s': consumer",
+			                     name);
+		}
+		in_flight += (uint64_t)ci->NumAckPending;
+		jsConsumerInfo_Destroy(ci);
+	}
+	out->attrs = cfg.a;
+	out->not_visible = in_flight < stored ? in_flight : stored;
+	out->visible = stored - out->not_visible;
+	out->delayed = delayed;
+	return MESH_OK;
+}
+
+/* ---- open queues and the request pipeline -------------------------------- */
+
+mesh_err
+mesh_queue_open(struct mesh_conn *c, const char *name, struct mesh_queue **out)
+{
+	struct mesh_queue *q = calloc(1, sizeof(*q));
+	natsInbox *inbox = NULL;
+	char wildcard[80];
+	natsStatus s;
+	mesh_err err;
+
+	if (q == NULL) {
+		return mesh__seterr(MESH_ENOMEM, "queue '%s'", name);
+	}
+	q->c = c;
+	if ((err = cfg_load(c, name, &q->cfg, &q->n)) != MESH_OK) {
+		free(q);
+		return err;
+	}
+	copy_str(q->name, sizeof(q->name), name);
+	if (q->cfg.a.dlq[0] != '\0') {
+		err = cfg_load(c, q->cfg.a.dlq, &q->dlq_cfg, &q->dlq_n);
+		if (err == MESH_OK) {
+			q->have_dlq = true;
+		} else if (err != MESH_ENOTFOUND) {
+			free(q);
+			return err;
+		}
+	}
+	s = natsInbox_Create(&inbox);
+	if (s == NATS_OK) {
+		copy_str(q->inbox, sizeof(q->inbox), inbox);
+		snprintf(wildcard, sizeof(wildcard), "%s.*", q->inbox);
+		s = natsConnection_SubscribeSync(&q->inbox_sub,
+		                                 mesh_conn_nats(c), wildcard);
+	}
+	natsInbox_Destroy(inbox);
+	if (s == NATS_OK) {
+		s = natsSubscription_SetPendingLimits(q->inbox_sub, -1, -1);
+	}
+	if (s != NATS_OK) {
+		err = mesh_err_nats(s, 0, "queue '%s': inbox", name);
+		mesh_queue_close(q);
+		return err;
+	}
+	randombytes_buf(&q->rr, sizeof(q->rr));
+	*out = q;
+	return MESH_OK;
+}
+
+void
+mesh_queue_close(struct mesh_queue *q)
+{
+	if (q == NULL) {
+		return;
+	}
+	if (q->inbox_sub != NULL) {
+		natsSubscription_Unsubscribe(q->inbox_sub);
+		natsSubscription_Destroy(q->inbox_sub);
+	}
+	free(q);
+}
+
+const struct mesh_queue_attrs *
+mesh_queue_attrs(const struct mesh_queue *q)
+{
+	return &q->cfg.a;
+}
+
+const char *
+mesh_queue_name(const struct mesh_queue *q)
+{
+	return q->name;
+}
+
+/* The request id of a reply on our inbox, or 0. */
+static uint64_t
+reply_rid(const struct mesh_queue *q, natsMsg *m)
+{
+	const char *subj = natsMsg_GetSubject(m);
+	size_t n = strlen(q->inbox);
+
+	if (strncmp(subj, q->inbox, n) != 0 || subj[n] != '.') {
+		return 0;
+	}
+	return strtoull(subj + n + 1, NULL, 10);
+}
+
+/* A JetStream status reply (404 no messages, 408 expired, 409 ...). */
+static int
+status_of(natsMsg *m)
+{
+	const char *st;
+
+	if (natsMsg_GetDataLength(m) != 0 || (st = hdr(m, HDR_STATUS)) == NULL) {
+		return 0;
+	}
+	return atoi(st);
+}
+
+/* rpc_many, where a reply that is a delivered message is matched to its
+ * request by the consumer (consumers[i]) named in its ack subject. */
+static mesh_err
+rpc_many_from(struct mesh_queue *q, natsMsg **msgs, size_t n,
+              int64_t timeout_ms, natsMsg **replies,
+              const char *const *consumers)
+{
+	natsConnection *nc = mesh_conn_nats(q->c);
+	uint64_t first = q->rid + 1;
+	size_t got = 0;
+	int64_t deadline;
+	natsStatus s = NATS_OK;
+
+	for (size_t i = 0; i < n; i++) {
+		char reply[96];
+		natsMsg *m;
+		replies[i] = NULL;
+		snprintf(reply, sizeof(reply), "%s.%" PRIu64, q->inbox,
+		         ++q->rid);
+		if (s == NATS_OK) {
+			s = natsMsg_Create(&m, natsMsg_GetSubject(msgs[i]),
+			                   reply, natsMsg_GetData(msgs[i]),
+			                   natsMsg_GetDataLength(msgs[i]));
+			if (s == NATS_OK) {
+				const char **keys = NULL;
+				int nk = 0;
+				natsMsgHeader_Keys(msgs[i], &keys, &nk);
+				for (int k = 0; k < nk && s == NATS_OK; k++) {
+					const char **vals = NULL;
+					int nv = 0;
+					natsMsgHeader_Values(msgs[i], keys[k],
+					                     &vals, &nv);
+					for (int v = 0; v < nv && s == NATS_OK;
+					     v++) {
+						s = natsMsgHeader_Add(
+						        m, keys[k], vals[v]);
+					}
+					free((void *)vals);
+				}
+				free((void *)keys);
+				if (s == NATS_OK) {
+					s = natsConnection_PublishMsg(nc, m);
+				}
+				natsMsg_Destroy(m);
+			}
+		}
+		natsMsg_Destroy(msgs[i]);
+		msgs[i] = NULL;
+	}
+	if (s == NATS_OK) {
+		s = natsConnection_Flush(nc);
+	}
+	if (s != NATS_OK) {
+		return mesh_err_nats(s, 0, "queue '%s': request", q->name);
+	}
+	deadline = mono_ms() + timeout_ms;
+	while (got < n) {
+		natsMsg *r = NULL;
+		int64_t left = deadline - mono_ms();
+		uint64_t rid;
+		if (left <= 0) {
+			break;
+		}
+		s = natsSubscription_NextMsg(&r, q->inbox_sub, left);
+		if (s == NATS_TIMEOUT) {
+			break;
+		}
+		if (s != NATS_OK) {
+			return mesh_err_nats(s, 0, "queue '%s': reply",
+			                     q->name);
+		}
+		rid = reply_rid(q, r);
+		for (size_t i = 0; rid == 0 && consumers != NULL && i < n; i++) {
+			if (from_consumer(r, q->n.stream, consumers[i])) {
+				rid = first + i;
+			}
+		}
+		if (rid >= first && rid < first + n &&
+		    replies[rid - first] == NULL) {
+			replies[rid - first] = r;
+			got++;
+		} else {
+			natsMsg_Destroy(r); /* late, from an earlier call */
+		}
+	}
+	return MESH_OK;
+}
+
+static mesh_err rpc_many_from(struct mesh_queue *q, natsMsg **msgs, size_t n,
+                              int64_t timeout_ms, natsMsg **replies,
+                              const char *const *consumers);
+
+/* Publish msgs[i] (their reply subjects are set here) and collect one
+ * reply each into replies[i] (NULL when none came in time). Takes the
+ * messages. */
+static mesh_err
+rpc_many(struct mesh_queue *q, natsMsg **msgs, size_t n, int64_t timeout_ms,
+         natsMsg **replies)
+{
+	return rpc_many_from(q, msgs, n, timeout_ms, replies, NULL);
+}
+
+/* Make the message for a JetStream API request. */
+static mesh_err
+api_msg(const char *subject, const char *body, natsMsg **out)
+{
+	natsStatus s = natsMsg_Create(out, subject, NULL, body,
+	                              body ? (int)strlen(body) : 0);
+
+	return s == NATS_OK ? MESH_OK : mesh_err_nats(s, 0, "%s", subject);
+}
+
+/* Pull up to batch messages from one consumer: no_wait, or waiting up to
+ * expires_ms for the first. Appends to *out (capacity cap). */
+static mesh_err
+pull(struct mesh_queue *q, const char *stream, const char *consumer,
+     int batch, int64_t expires_ms, natsMsg **out, size_t *n, size_t cap)
+{
+	natsConnection *nc = mesh_conn_nats(q->c);
+	char subject[256], reply[96], body[96];
+	uint64_t rid = ++q->rid;
+	int64_t deadline;
+	int got = 0;
+	natsStatus s;
+
+	snprintf(subject, sizeof(subject), "$JS.API.CONSUMER.MSG.NEXT.%s.%s",
+	         stream, consumer);
+	snprintf(reply, sizeof(reply), "%s.%" PRIu64, q->inbox, rid);
+	if (expires_ms > 0) {
+		snprintf(body, sizeof(body), "{\"batch\":%d,\"expires\":%" PRId64
+		                             "}",
+		         batch, expires_ms * NS_PER_MS);
+	} else {
+		snprintf(body, sizeof(body), "{\"batch\":%d,\"no_wait\":true}",
+		         batch);
+	}
+	s = natsConnection_PublishRequestString(nc, subject, reply, body);
+	if (s != NATS_OK) {
+		return mesh_err_nats(s, 0, "queue '%s': pull", q->name);
+	}
+	deadline = mono_ms() + (expires_ms > 0 ? expires_ms : 0) +
+	           RPC_TIMEOUT_MS;
+	while (got < batch && *n < cap) {
+		natsMsg *m = NULL;
+		int64_t left = deadline - mono_ms();
+		int st;
+		if (left <= 0) {
+			break;
+		}
+		s = natsSubscription_NextMsg(&m, q->inbox_sub, left);
+		if (s == NATS_TIMEOUT) {
+			break;
+		}
+		if (s != NATS_OK) {
+			return mesh_err_nats(s, 0, "queue '%s': pull", q->name);
+		}
+		/* Statuses come on our reply subject; messages keep their
+		 * own subject, and their ack subject names the consumer. */
+		if ((st = status_of(m)) != 0 && reply_rid(q, m) != rid) {
+			natsMsg_Destroy(m);
+			continue;
+		}
+		if (st == 0 && !from_consumer(m, stream, consumer)) {
+			natsMsg_Destroy(m);
+			continue;
+		}
+		if (st != 0) {
+			natsMsg_Destroy(m);
+			if (st == 100) {
+				continue; /* heartbeat */
+			}
+			if (st == 503) { /* no responders */
+				return mesh__seterr(MESH_ENOTFOUND,
+				                    "queue '%s': its consumer is "
+				                    "gone (was the queue deleted?)",
+				                    q->name);
+			}
+			break; /* 404, 408, 409: the request is over */
+		}
+		out[(*n)++] = m;
+		got++;
+	}
+	return MESH_OK;
+}
+
+/* ---- receipt handles ------------------------------------------------------ */
+
+static mesh_err
+receipt_open(const struct mesh_queue *q, const char *text, struct receipt *r)
+{
+	uint8_t buf[1 + 8 + 200 + RECEIPT_TAG];
+	uint8_t tag[RECEIPT_TAG];
+	size_t len = 0;
+
+	if (text == NULL || text[0] == '\0' || strlen(text) > 400 ||
+	    sodium_base642bin(buf, sizeof(buf), text, strlen(text), NULL, &len,
+	                      NULL,
+	                      sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
+	    len < 9 + 10 + RECEIPT_TAG || buf[0] != 1) {
+		return mesh__seterr(MESH_EINVAL,
+		                    "queue '%s': malformed receipt handle '%.40s'",
+		                    q->name, text ? text : "");
+	}
+	len -= RECEIPT_TAG;
+	crypto_generichash(tag, sizeof(tag), buf, len, q->cfg.key,
+	                   sizeof(q->cfg.key));
+	if (sodium_memcmp(tag, buf + len, RECEIPT_TAG) != 0) {
+		return mesh__seterr(MESH_EINVAL,
+		                    "queue '%s': receipt handle '%.40s...' was "
+		                    "not issued by this queue (forged, damaged "
+		                    "or another queue's)",
+		                    q->name, text);
+	}
+	r->deadline_ms = 0;
+	for (int i = 0; i < 8; i++) {
+		r->deadline_ms = (int64_t)(((uint64_t)r->deadline_ms << 8) |
+		                           buf[1 + i]);
+	}
+	memcpy(r->ack, buf + 9, len - 9);
+	r->ack[len - 9] = '\0';
+	if (!ack_parse(r->ack, r) || strcmp(r->stream, q->n.stream) != 0) {
+		return mesh__seterr(MESH_EINVAL,
+		                    "queue '%s': receipt handle names another "
+		                    "queue",
+		                    q->name);
+	}
+	return MESH_OK;
+}
+
+/* The ledger of visibility changes: one entry per message whose
+ * visibility was changed, "<delivery sequence> <deadline ms>". A receipt is
+ * current while its deadline (or its changed one) has not passed. */
+static mesh_err
+ledger_ensure(struct mesh_queue *q)
+{
+	jsStreamConfig sc;
+	jsStreamInfo *si = NULL;
+	jsErrCode jerr = 0;
+	const char *subj[] = {LEDGER_PREFIX ">"};
+	natsStatus s;
+
+	jsStreamConfig_Init(&sc);
+	sc.Name = LEDGER_STREAM;
+	sc.Subjects = subj;
+	sc.SubjectsLen = 1;
+	sc.Storage = js_FileStorage;
+	sc.MaxMsgsPerSubject = 1;
+	sc.MaxAge = (int64_t)(MAX_VISIBILITY_S + 3600) * 1000 * NS_PER_MS;
+	sc.AllowDirect = true;
+	s = js_AddStream(&si, mesh_conn_js(q->c), &sc, NULL, &jerr);
+	jsStreamInfo_Destroy(si);
+	if (s != NATS_OK && jerr != JSStreamNameExistErr) {
+		return mesh_err_nats(s, jerr, "receipt ledger");
+	}
+	return MESH_OK;
+}
+
+/* Check receipts against their deadlines and the ledger; errs[i] gets
+ * MESH_ESTALE (with text) for a receipt that may have been superseded. */
+static void
+receipts_current(struct mesh_queue *q, struct receipt *r, size_t n,
+                 struct mesh_queue_result *res)
+{
+	jsOptions o;
+	jsStreamInfo *si = NULL;
+	jsErrCode jerr = 0;
+	char filter[160];
+	int64_t now = now_ms();
+
+	jsOptions_Init(&o);
+	snprintf(filter, sizeof(filter), LEDGER_PREFIX "%s.>", q->n.stream);
+	o.Stream.Info.SubjectsFilter = filter;
+	if (js_GetStreamInfo(&si, mesh_conn_js(q->c), LEDGER_STREAM, &o,
+	                     &jerr) != NATS_OK) {
+		si = NULL; /* no ledger yet: no changes */
+	}
+	for (size_t i = 0; i < n; i++) {
+		int64_t deadline = r[i].deadline_ms;
+		char subj[200];
+		if (res[i].err != MESH_OK) {
+			continue;
+		}
+		snprintf(subj, sizeof(subj), LEDGER_PREFIX "%s.%" PRIu64,
+		         q->n.stream, r[i].sseq);
+		for (int k = 0; si && si->State.Subjects &&
+		                k < si->State.Subjects->Count;
+		     k++) {
+			natsMsg *m = NULL;
+			unsigned long long dseq = 0;
+			long long dl = 0;
+			if (strcmp(si->State.Subjects->List[k].Subject, subj)) {
+				continue;
+			}
+			if (js_GetLastMsg(&m, mesh_conn_js(q->c), LEDGER_STREAM,
+			                  subj, NULL, NULL) == NATS_OK &&
+			    sscanf(natsMsg_GetData(m), "%llu %lld", &dseq,
+			           &dl) == 2) {
+				if (dseq > r[i].dseq) {
+					deadline = 0; /* a newer receipt */
+				} else if (dseq == r[i].dseq) {
+					deadline = dl;
+				}
+			}
+			natsMsg_Destroy(m);
+		}
+		if (now >= deadline) {
+			res[i].err = MESH_ESTALE;
+			snprintf(res[i].error, sizeof(res[i].error),
+			         "queue '%s': receipt handle has expired: the "
+			         "message became visible again and may have "
+			         "been received since; receive it again",
+			         q->name);
+		}
+	}
+	jsStreamInfo_Destroy(si);
+}
+
+/* Open n receipts into r[], judging each into res[]. */
+static void
+receipts_open(struct mesh_queue *q, const char *const *texts, size_t n,
+              struct receipt *r, struct mesh_queue_result *res)
+{
+	for (size_t i = 0; i < n; i++) {
+		res[i].err = receipt_open(q, texts[i], &r[i]);
+		if (res[i].err != MESH_OK) {
+			copy_str(res[i].error, sizeof(res[i].error),
+			         mesh_errdetail());
+		}
+	}
+	receipts_current(q, r, n, res);
+}
+
+/* ---- batch-level checks -------------------------------------------------- */
+
+static mesh_err
+batch_check(const struct mesh_queue *q, const char *const *ids, size_t n,
+            size_t stride)
+{
+	if (n == 0 || n > MESH_QUEUE_BATCH_MAX) {
+		return mesh__seterr(MESH_EINVAL,
+		                    "queue '%s': a batch holds 1-%d entries, "
+		                    "not %zu",
+		                    q->name, MESH_QUEUE_BATCH_MAX, n);
+	}
+	for (size_t i = 0; i < n; i++) {
+		const char *id = *(const char *const *)((const char *)ids +
+		                                        i * stride);
+		size_t len = id ? strlen(id) : 0;
+		if (len == 0 || len > 80 ||
+		    strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTU"
+		               "VWXYZ0123456789-_") != len) {
+			return mesh__seterr(MESH_EINVAL,
+			                    "queue '%s': batch entry id '%.80s' "
+			                    "must be 1-80 of A-Z, a-z, 0-9, '-' "
+			                    "and '_'",
+			                    q->name, id ? id : "");
+		}
+		for (size_t k = 0; k < i; k++) {
+			const char *other = *(const char *const *)((
+			        const char *)ids + k * stride);
+			if (strcmp(id, other) == 0) {
+				return mesh__seterr(MESH_EINVAL,
+				                    "queue '%s': batch entry id "
+				                    "'%s' is repeated; ids must "
+				                    "be distinct",
+				                    q->name, id);
+			}
+		}
+	}
+	return MESH_OK;
+}
+
+/* ---- send ---------------------------------------------------------------- */
+
+static bool
+id_valid(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > MESH_QUEUE_ID_MAX) {
+		return false;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '!' || s[i] > '~') {
+			return false;
+		}
+	}
+	return true;
+}
+
+/* SQS counts body and attributes (names, types, values) in the size. */
+static size_t
+message_size(const struct mesh_event *ev, size_t *n_attrs)
+{
+	size_t size, len;
+	const void *data;
+
+	mesh_event_data(ev, &data, &size, NULL);
+	*n_attrs = 0;
+	for (size_t i = 0; i < mesh_event_ext_count(ev); i++) {
+		const char *name = mesh_event_ext_at(ev, i, NULL);
+		const char *type;
+		const void *val;
+		if (!mesh_event_attr_is_message_attr(name) ||
+		    mesh_event_attr_get(ev, name, &type, &val, &len) !=
+		            MESH_OK) {
+			continue;
+		}
+		size += strlen(name) + strlen(type) + len;
+		(*n_attrs)++;
+	}
+	return size;
+}
+
+static void
+uuid_from(const uint8_t h[16], char out[37])
+{
+	uint8_t b[16];
+
+	memcpy(b, h, 16);
+	b[6] = (uint8_t)((b[6] & 0x0f) | 0x80); /* version 8: derived */
+	b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
+	snprintf(out, 37,
+	         "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
+	         "%02x%02x%02x%02x%02x%02x",
+	         b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9],
+	         b[10], b[11], b[12], b[13], b[14], b[15]);
+}
+
+/* Validate one entry and build its NATS message. */
+static mesh_err
+send_prepare(struct mesh_queue *q, const struct mesh_queue_entry *e,
+             natsMsg **out, char message_id[64])
+{
+	const struct mesh_queue_attrs *a = &q->cfg.a;
+	struct mesh_event *copy = NULL;
+	const struct mesh_event *ev = e->event;
+	char dedup[MESH_QUEUE_ID_MAX + 1] = "";
+	char subject[200], not_before[32];
+	int64_t delay = e->delay_s < 0 ? a->delay_s : e->delay_s;
+	size_t size, n_attrs;
+	natsMsg *m = NULL;
+	natsStatus s = NATS_OK;
+	mesh_err err;
+
+	if (ev == NULL) {
+		return mesh__seterr(MESH_EINVAL, "queue '%s': no message",
+		                    q->name);
+	}
+	size = message_size(ev, &n_attrs);
+	if (size > (size_t)a->max_message_size) {
+		return mesh__seterr(MESH_ETOOBIG,
+		                    "queue '%s': message of %zu bytes is over "
+		                    "the queue's MaximumMessageSize of %" PRId64
+		                    " bytes",
+		                    q->name, size, a->max_message_size);
+	}
+	if (n_attrs > MESH_QUEUE_MAX_ATTRS) {
+		return mesh__seterr(MESH_EINVAL,
+		                    "queue '%s': %zu message attributes, more "
+		                    "than %d",
+		                    q->name, n_attrs, MESH_QUEUE_MAX_ATTRS);
+	}
+	if (e->delay_s > 900) {
+		return mesh__seterr(MESH_EINVAL,
+		                    "queue '%s': DelaySeconds %" PRId64
+		                    " is out of range 0-900",
+		                    q->name, e->delay_s);
+	}
+	if (e->group_id != NULL && !id_valid(e->group_id)) {
+		return mesh__seterr(MESH_EINVAL,
+		                    "queue '%s': MessageGroupId '%.128s' must be "
+		                    "1-128 printable ASCII characters",
+		                    q->name, e->group_id);
+	}
+	if (e->dedup_id != NULL && !id_valid(e->dedup_id)) {
+		return mesh__seterr(MESH_EINVAL,
+		                    "queue '%s': MessageDeduplicationId '%.128s' "
+		                    "must be 1-128 printable ASCII characters",
+		                    q->name, e->dedup_id);
+	}
+	if (a->fifo) {
+		uint8_t h[32];
+		if (e->group_id == NULL) {
+			return mesh__seterr(MESH_EINVAL,
+			                    "queue '%s': MessageGroupId is "
+			                    "required on a FIFO queue",
+			                    q->name);
+		}
+		if (e->delay_s >= 0) {
+			return mesh__seterr(MESH_EINVAL,
+			                    "queue '%s': a FIFO queue takes no "
+			                    "per-message DelaySeconds (set the "
+			                    "queue's)",
+			                    q->name);
+		}
+		if (e->dedup_id != NULL) {
+			copy_str(dedup, sizeof(dedup), e->dedup_id);
+		} else if (a->content_based_dedup) {
+			const void *data;
+			size_t len;
+			mesh_event_data(ev, &data, &len, NULL);
+			crypto_hash_sha256(h, data, len);
+			sodium_bin2hex(dedup, sizeof(dedup), h, 32);
+		} else {
+			return mesh__seterr(MESH_EINVAL,
+			                    "queue '%s': MessageDeduplicationId "
+			                    "is required unless the queue has "
+			                    "ContentBasedDeduplication",
+			                    q->name);
+		}
+		/* The MessageId derives from the de-duplication id, so that
+		 * a duplicate's send returns the original's id. */
+		crypto_generichash(h, 16, (const uint8_t *)dedup, strlen(dedup),
+		                   q->cfg.key, sizeof(q->cfg.key));
+		uuid_from(h, message_id);
+		if ((err = mesh_event_dup(ev, &copy)) != MESH_OK ||
+		    (err = mesh_event_set_id(copy, message_id)) != MESH_OK) {
+			mesh_event_free(copy);
+			return err;
+		}
+		ev = copy;
+	} else {
+		if (e->dedup_id != NULL) {
+			return mesh__seterr(MESH_EINVAL,
+			                    "queue '%s': MessageDeduplicationId "
+			                    "is for FIFO queues only",
+			                    q->name);
+		}
+		copy_str(message_id, 64, mesh_event_id(ev));
+	}
+	if (delay > 0) {
+		copy_str(subject, sizeof(subject), q->n.dsubject);
+	} else {
+		target_subject(&q->n, &q->cfg, e->group_id, subject,
+		               sizeof(subject));
+	}
+	err = mesh_wire_msg(subject, NULL, ev, a->fifo ? dedup : NULL, &m);
+	mesh_event_free(copy);
+	if (err != MESH_OK) {
+		return err;
+	}
+	if (e->group_id != NULL) {
+		s = natsMsgHeader_Set(m, HDR_GROUP, e->group_id);
+	}
+	if (s == NATS_OK && a->fifo) {
+		s = natsMsgHeader_Set(m, HDR_DEDUP, dedup);
+	}
+	if (s == NATS_OK && delay > 0) {
+		snprintf(not_before, sizeof(not_before), "%" PRId64,
+		         now_ms() + delay * 1000);
+		s = natsMsgHeader_Set(m, HDR_NOT_BEFORE, not_before);
+	}
+	if (s != NATS_OK) {
+		natsMsg_Destroy(m);
+		return mesh_err_nats(s, 0, "queue '%s': message", q->name);
+	}
+	*out = m;
+	return MESH_OK;
+}
+
+/* Judge a publish acknowledgement. */
+static mesh_err
+pub_ack(struct mesh_queue *q, natsMsg *r, uint64_t *seq, bool *dup)
+{
+	json_t *j, *e;
+	mesh_err err = MESH_OK;
+
+	if (r == NULL) {
+		return mesh__seterr(MESH_ETIMEDOUT,
+		                    "queue '%s': no acknowledgement from "
+		                    "JetStream in time",
+		                    q->name);
+	}
+	if (natsMsg_IsNoResponders(r)) {
+		return mesh__seterr(MESH_ENOTFOUND,
+		                    "queue '%s': no stream takes its messages "
+		                    "(was the queue deleted?)",
+		                    q->name);
+	}
+	j = json_loadb(natsMsg_GetData(r), (size_t)natsMsg_GetDataLength(r), 0,
+	               NULL);
+	if (j == NULL) {
+		return mesh__seterr(MESH_EBROKER,
+		                    "queue '%s': unreadable acknowledgement",
+		                    q->name);
+	}
+	if ((e = json_object_get(j, "error")) != NULL) {
+		json_int_t code = json_integer_value(
+		        json_object_get(e, "err_code"));
+		const char *d = json_string_value(
+		        json_object_get(e, "description"));
+		err = code == JSStreamMessageExceedsMaximumErr ? MESH_ETOOBIG
+		                                               : MESH_EBROKER;
+		mesh__seterr(err, "queue '%s': JetStream refused the message: %s",
+		             q->name, d ? d : "unknown error");
+	} else {
+		*seq = (uint64_t)json_integer_value(json_object_get(j, "seq"));
+		*dup = json_is_true(json_object_get(j, "duplicate"));
+	}
+	json_decref(j);
+	return err;
+}
+
+static void
+sent_fail(struct mesh_queue_sent *r, mesh_err err)
+{
+	r->err = err;
+	copy_str(r->error, sizeof(r->error), mesh_errdetail());
+}
+
+mesh_err
+mesh_queue_send_batch(struct mesh_queue *q, const struct mesh_queue_entry *e,
+                      size_t n, struct mesh_queue_sent *out)
+{
+	natsMsg *msgs[MESH_QUEUE_BATCH_MAX], *replies[MESH_QUEUE_BATCH_MAX];
+	size_t idx[MESH_QUEUE_BATCH_MAX], k = 0, total = 0, na;
+	mesh_err err;
+
+	if ((err = batch_check(q, &e[0].id, n, sizeof(*e))) != MESH_OK) {
+		return err;
+	}
+	for (size_t i = 0; i < n; i++) {
+		total += e[i].event ? message_size(e[i].event, &na) : 0;
+	}
+	if (total > (size_t)q->cfg.a.max_message_size) {
+		return mesh__seterr(MESH_EINVAL,
+		                    "queue '%s': the batch's %zu bytes are over "
+		                    "the queue's MaximumMessageSize of %" PRId64
+		                    " bytes in all",
+		                    q->name, total, q->cfg.a.max_message_size);
+	}
+	for (size_t i = 0; i < n; i++) {
+		memset(&out[i], 0, sizeof(out[i]));
+		err = send_prepare(q, &e[i], &msgs[k], out[i].message_id);
+		if (err != MESH_OK) {
+			sent_fail(&out[i], err);
+			continue;
+		}
+		idx[k++] = i;
+	}
+	if (k == 0) {
+		return MESH_OK;
+	}
+	if ((err = rpc_many(q, msgs, k, RPC_TIMEOUT_MS, replies)) != MESH_OK) {
+		for (size_t i = 0; i < k; i++) {
+			sent_fail(&out[idx[i]], err);
+		}
+		return MESH_OK;
+	}
+	for (size_t i = 0; i < k; i++) {
+		struct mesh_queue_sent *r = &out[idx[i]];
+		err = pub_ack(q, replies[i], &r->sequence, &r->duplicate);
+		if (err != MESH_OK) {
+			sent_fail(r, err);
+		}
+		natsMsg_Destroy(replies[i]);
+	}
+	return MESH_OK;
+}
+
+mesh_err
+mesh_queue_send(struct mesh_queue *q, const struct mesh_queue_entry *e,
+                struct mesh_queue_sent *out)
+{
+	struct mesh_queue_entry one = *e;
+	mesh_err err;
+
+	one.id = "single";
+	if ((err = mesh_queue_send_batch(q, &one, 1, out)) != MESH_OK) {
+		return err;
+	}
+	if (out->err != MESH_OK) {
+		return mesh__seterr(out->err, "%s", out->error);
+	}
+	return MESH_OK;
+}
+
+/* ---- moving messages: delayed ones in, dead letters out ------------------ */
+
+/* Publish a stored message's body and headers to `subject` with a new
+ * de-duplication id, leaving out the headers in `drop` and adding `add`
+ * (pairs). Waits for the stream's acknowledgement. */
+static mesh_err
+republish(struct mesh_queue *q, natsMsg *src, const char *subject,
+          const char *msg_id, const char *const *drop,
+          const char *const *add)
+{
+	natsMsg *m = NULL, *reply = NULL;
+	const char **keys = NULL;
+	int nk = 0;
+	uint64_t seq;
+	bool dup;
+	natsStatus s;
+	mesh_err err;
+
+	s = natsMsg_Create(&m, subject, NULL, natsMsg_GetData(src),
+	                   natsMsg_GetDataLength(src));
+	if (s == NATS_OK) {
+		natsMsgHeader_Keys(src, &keys, &nk);
+	}
+	for (int k = 0; s == NATS_OK && k < nk; k++) {
+		bool skip = strcmp(keys[k], MESH_HDR_MSG_ID) == 0 ||
+		            strncmp(keys[k], "Nats-", 5) == 0;
+		for (const char *const *d = drop; d && *d && !skip; d++) {
+			skip = strcmp(keys[k], *d) == 0;
+		}
+		if (!skip) {
+			const char *v = hdr(src, keys[k]);
+			s = natsMsgHeader_Set(m, keys[k], v ? v : "");
+		}
+	}
+	free((void *)keys);
+	if (s == NATS_OK) {
+		s = natsMsgHeader_Set(m, MESH_HDR_MSG_ID, msg_id);
+	}
+	for (const char *const *a = add; s == NATS_OK && a && *a; a += 2) {
+		s = natsMsgHeader_Set(m, a[0], a[1]);
+	}
+	if (s != NATS_OK) {
+		natsMsg_Destroy(m);
+		return mesh_err_nats(s, 0, "queue '%s': moving a message",
+		                     q->name);
+	}
+	if ((err = rpc_many(q, &m, 1, RPC_TIMEOUT_MS, &reply)) != MESH_OK) {
+		return err;
+	}
+	err = pub_ack(q, reply, &seq, &dup);
+	natsMsg_Destroy(reply);
+	return err;
+}
+
+/* Acknowledge deliveries (by ack subject) and wait for the server. */
+static void
+ack_many(struct mesh_queue *q, const char *const *acks, const char *body,
+         size_t n, struct mesh_queue_result *res)
+{
+	natsMsg *msgs[MESH_QUEUE_BATCH_MAX], *replies[MESH_QUEUE_BATCH_MAX];
+	size_t idx[MESH_QUEUE_BATCH_MAX], k = 0;
+	mesh_err err;
+
+	for (size_t i = 0; i < n && k < MESH_QUEUE_BATCH_MAX; i++) {
+		if (res[i].err != MESH_OK) {
+			continue;
+		}
+		if ((err = api_msg(acks[i], body, &msgs[k])) != MESH_OK) {
+			res[i].err = err;
+			copy_str(res[i].error, sizeof(res[i].error),
+			         mesh_errdetail());
+			continue;
+		}
+		idx[k++] = i;
+	}
+	if (k == 0) {
+		return;
+	}
+	err = rpc_many(q, msgs, k, RPC_TIMEOUT_MS, replies);
+	for (size_t i = 0; i < k; i++) {
+		struct mesh_queue_result *r = &res[idx[i]];
+		if (err != MESH_OK) {
+			r->err = err;
+		} else if (replies[i] == NULL) {
+			r->err = MESH_ETIMEDOUT;
+			snprintf(r->error, sizeof(r->error),
+			         "queue '%s': JetStream did not confirm in time",
+			         q->name);
+		} else if (natsMsg_IsNoResponders(replies[i])) {
+			r->err = MESH_ENOTFOUND;
+			snprintf(r->error, sizeof(r->error),
+			         "queue '%s': the message's consumer is gone",
+			         q->name);
+		}
+		natsMsg_Destroy(replies[i]);
+	}
+}
+
+static mesh_err
+ack_one(struct mesh_queue *q, const char *ack, const char *body)
+{
+	struct mesh_queue_result r = {MESH_OK, ""};
+
+	ack_many(q, &ack, body, 1, &r);
+	return r.err == MESH_OK ? MESH_OK
+	                        : mesh__seterr(r.err, "%s", r.error);
+}
+
+/* Move a delivered message to the dead-letter queue, then acknowledge it
+ * here. A crash between the two leaves it here, and moving it again is
+ * dropped there as a duplicate. */
+static mesh_err
+dead_letter(struct mesh_queue *q, natsMsg *m, uint64_t sseq,
+            uint64_t receives, const char *ack, const char *reason)
+{
+	char subject[200], id[160], count[24];
+	const char *drop[] = {HDR_NOT_BEFORE, HDR_DLQ_SOURCE, HDR_DLQ_REASON,
+	                      HDR_DLQ_COUNT, NULL};
+	const char *add[] = {HDR_DLQ_SOURCE, q->name,   HDR_DLQ_REASON,
+	                     reason,         HDR_DLQ_COUNT, count,
+	                     NULL};
+	mesh_err err;
+
+	if (!q->have_dlq) {
+		return mesh__seterr(MESH_EINVAL,
+		                    "queue '%s': has no dead-letter queue%s%s",
+		                    q->name, q->cfg.a.dlq[0] ? " (missing: " : "",
+		                    q->cfg.a.dlq[0] ? q->cfg.a.dlq : "");
+	}
+	snprintf(count, sizeof(count), "%" PRIu64, receives);
+	snprintf(id, sizeof(id), "dlq:%s:%" PRIu64, q->n.stream, sseq);
+	target_subject(&q->dlq_n, &q->dlq_cfg, hdr(m, HDR_GROUP), subject,
+	               sizeof(subject));
+	if ((err = republish(q, m, subject, id, drop, add)) != MESH_OK) {
+		return err;
+	}
+	return ack_one(q, ack, "+ACK");
+}
+
+/* Move delayed messages whose time has come into the queue. Rate limited
+ * per open queue; "receivable within one second after the delay". */
+static mesh_err
+release_due(struct mesh_queue *q)
+{
+	natsMsg *got[64];
+	size_t n = 0;
+	int64_t now = now_ms();
+	mesh_err err;
+
+	if (mono_ms() < q->next_release_ms) {
+		return MESH_OK;
+	}
+	q->next_release_ms = mono_ms() + RELEASE_EVERY_MS;
+	err = pull(q, q->n.dstream, MOVER, 64, 0, got, &n, 64);
+	for (size_t i = 0; i < n; i++) {
+		const char *nb = hdr(got[i], HDR_NOT_BEFORE);
+		int64_t due = nb ? strtoll(nb, NULL, 10) : 0;
+		struct receipt meta;
+		char subject[200], id[160], body[64];
+		const char *drop[] = {HDR_NOT_BEFORE, NULL};
+
+		if (due > now) {
+			snprintf(body, sizeof(body), "-NAK {\"delay\":%" PRId64 "}",
+			         (due - now) * NS_PER_MS);
+			natsConnection_PublishString(mesh_conn_nats(q->c),
+			                             natsMsg_GetReply(got[i]),
+			                             body);
+			natsMsg_Destroy(got[i]);
+			continue;
+		}
+		if (!ack_parse(natsMsg_GetReply(got[i]), &meta)) {
+			natsMsg_Destroy(got[i]);
+			continue;
+		}
+		snprintf(id, sizeof(id), "mv:%s:%" PRIu64, q->n.dstream,
+		         meta.sseq);
+		target_subject(&q->n, &q->cfg, hdr(got[i], HDR_GROUP), subject,
+		               sizeof(subject));
+		/* A FIFO message keeps its de-duplication id as the id. */
+		if (q->cfg.a.fifo && hdr(got[i], HDR_DEDUP) != NULL) {
+			snprintf(id, sizeof(id), "%s", hdr(got[i], HDR_DEDUP));
+		}
+		if (republish(q, got[i], subject, id, drop, NULL) == MESH_OK) {
+			ack_one(q, natsMsg_GetReply(got[i]), "+ACK");
+		}
+		natsMsg_Destroy(got[i]);
+	}
+	return err;
+}
+
+/* ---- receive ------------------------------------------------------------- */
+
+void
+mesh_queue_msgs_free(struct mesh_queue_msg *msgs, size_t n)
+{
+	for (size_t i = 0; msgs != NULL && i < n; i++) {
+		mesh_event_free(msgs[i].event);
+	}
+	free(msgs);
+}
+
+/* Turn a stored message into an event: ours decode; anything else that a
+ * foreign client put on the subject is carried as its bytes. */
+static mesh_err
+msg_event(struct mesh_queue *q, natsMsg *m, uint64_t sseq,
+          struct mesh_event **out)
+{
+	const char *ct = hdr(m, MESH_HDR_CONTENT_TYPE);
+	struct mesh_event *ev;
+	const char *id = hdr(m, MESH_HDR_MSG_ID);
+	char fallback[128];
+	mesh_err err;
+
+	if (ct != NULL && strcmp(ct, MESH_EVENT_CONTENT_TYPE) == 0) {
+		return mesh_wire_decode(m, SIZE_MAX, out);
+	}
+	if ((err = mesh_event_new("evmesh.raw", "nats", &ev)) != MESH_OK) {
+		return err;
+	}
+	snprintf(fallback, sizeof(fallback), "%s-%" PRIu64, q->n.stream, sseq);
+	if ((err = mesh_event_set_id(ev, id ? id : fallback)) != MESH_OK ||
+	    (err = mesh_event_set_binary(ev, natsMsg_GetData(m),
+	                                 (size_t)natsMsg_GetDataLength(m))) !=
+	            MESH_OK) {
+		mesh_event_free(ev);
+		return err;
+	}
+	*out = ev;
+	return MESH_OK;
+}
+
+static void
+msg_fill(natsMsg *m, struct mesh_queue_msg *out)
+{
+	copy_str(out->group_id, sizeof(out->group_id), hdr(m, HDR_GROUP));
+	copy_str(out->dedup_id, sizeof(out->dedup_id), hdr(m, HDR_DEDUP));
+	copy_str(out->dlq_source, sizeof(out->dlq_source),
+	         hdr(m, HDR_DLQ_SOURCE));
+	copy_str(out->dlq_reason, sizeof(out->dlq_reason),
+	         hdr(m, HDR_DLQ_REASON));
+}
+
+/* Judge delivered messages: dead-letter those over maxReceiveCount, set
+ * visibility, and make receipts. Takes got[]. */
+static mesh_err
+deliver(struct mesh_queue *q, natsMsg **got, size_t n, int64_t t_request,
+        int64_t visibility_s, struct mesh_queue_msg *out, size_t *n_out)
+{
+	const struct mesh_queue_attrs *a = &q->cfg.a;
+	int64_t vis = visibility_s < 0 ? a->visibility_timeout_s : visibility_s;
+	bool nak = vis != a->visibility_timeout_s || vis == 0;
+	int64_t now = now_ms();
+	mesh_err err = MESH_OK;
+
+	for (size_t i = 0; i < n; i++) {
+		natsMsg *m = got[i];
+		struct receipt meta;
+		struct mesh_queue_msg *r = &out[*n_out];
+		const char *ack = natsMsg_GetReply(m);
+
+		if (ack == NULL || !ack_parse(ack, &meta)) {
+			natsMsg_Destroy(m);
+			continue;
+		}
+		if (a->dlq[0] != '\0' &&
+		    meta.delivered > (uint64_t)a->max_receive_count) {
+			char reason[64];
+			snprintf(reason, sizeof(reason),
+			         "maxReceiveCount %" PRId64 " exceeded",
+			         a->max_receive_count);
+			dead_letter(q, m, meta.sseq, meta.delivered - 1, ack,
+			            reason);
+			natsMsg_Destroy(m);
+			continue;
+		}
+		memset(r, 0, sizeof(*r));
+		if (msg_event(q, m, meta.sseq, &r->event) != MESH_OK) {
+			/* Unreadable even as bytes: out of memory. */
+			err = MESH_ENOMEM;
+			natsMsg_Destroy(m);
+			continue;
+		}
+		if (nak) {
+			char body[64];
+			snprintf(body, sizeof(body), "-NAK {\"delay\":%" PRId64 "}",
+			         vis * 1000 * NS_PER_MS);
+			natsConnection_PublishString(mesh_conn_nats(q->c), ack,
+			                             body);
+		}
+		receipt_make(q, ack, t_request + vis * 1000, r->receipt,
+		             sizeof(r->receipt));
+		r->receive_count = meta.delivered;
+		r->sequence = meta.sseq;
+		r->sent_ms = meta.ts_ns / NS_PER_MS;
+		/* JetStream keeps no first-receive time: the first receive is
+		 * now, a later one is estimated from the visibility timeout. */
+		r->first_receive_ms =
+		        now - (int64_t)(meta.delivered - 1) *
+		                      a->visibility_timeout_s * 1000;
+		if (r->first_receive_ms < r->sent_ms) {
+			r->first_receive_ms = r->sent_ms;
+		}
+		msg_fill(m, r);
+		(*n_out)++;
+		natsMsg_Destroy(m);
+	}
+	if (nak) {
+		natsConnection_Flush(mesh_conn_nats(q->c));
+	}
+	return err;
+}
+
+/* The FIFO partitions that hold messages, in a rotating order. */
+static int
+busy_partitions(struct mesh_queue *q, uint32_t *parts, int cap)
+{
+	jsOptions o;
+	jsStreamInfo *si = NULL;
+	int n = 0;
+
+	jsOptions_Init(&o);
+	o.Stream.Info.SubjectsFilter = q->n.filter;
+	if (js_GetStreamInfo(&si, mesh_conn_js(q->c), q->n.stream, &o, NULL) !=
+	    NATS_OK) {
+		return 0;
+	}
+	for (int k = 0; si->State.Subjects && k < si->State.Subjects->Count &&
+	                n < cap;
+	     k++) {
+		const char *subj = si->State.Subjects->List[k].Subject;
+		const char *dot = strrchr(subj, '.');
+		if (dot != NULL && si->State.Subjects->List[k].Msgs > 0) {
+			parts[n++] = (uint32_t)strtoul(dot + 1, NULL, 10);
+		}
+	}
+	jsStreamInfo_Destroy(si);
+	/* Start somewhere new each time, so no partition starves. */
+	for (int i = n - 1; i > 0; i--) {
+		uint32_t j = randombytes_uniform((uint32_t)i + 1), t = parts[i];
+		parts[i] = parts[j];
+		parts[j] = t;
+	}
+	return n;
+}
+
+/* Pull one message from each of up to `want` busy partitions at once. */
+static mesh_err
+fifo_pull(struct mesh_queue *q, int want, natsMsg **got, size_t *n)
+{
+	uint32_t parts[256];
+	int np = busy_partitions(q, parts, 256);
+	mesh_err err;
+
+	for (int at = 0; at < np && (int)*n < want;) {
+		natsMsg *reqs[MESH_QUEUE_BATCH_MAX],
+		        *replies[MESH_QUEUE_BATCH_MAX];
+		char names[MESH_QUEUE_BATCH_MAX][16];
+		const char *consumers[MESH_QUEUE_BATCH_MAX];
+		int k = 0;
+		while (k < want - (int)*n && at < np) {
+			char subject[200];
+			snprintf(names[k], sizeof(names[k]), "p%" PRIu32,
+			         parts[at++]);
+			consumers[k] = names[k];
+			snprintf(subject, sizeof(subject),
+			         "$JS.API.CONSUMER.MSG.NEXT.%s.%s", q->n.stream,
+			         names[k]);
+			if ((err = api_msg(subject,
+			                   "{\"batch\":1,\"no_wait\":true}",
+			                   &reqs[k])) != MESH_OK) {
+				return err;
+			}
+			k++;
+		}
+		if ((err = rpc_many_from(q, reqs, (size_t)k, RPC_TIMEOUT_MS,
+		                         replies, consumers)) != MESH_OK) {
+			return err;
+		}
+		for (int i = 0; i < k; i++) {
+			if (replies[i] != NULL && status_of(replies[i]) == 0 &&
+			    !natsMsg_IsNoResponders(replies[i])) {
+				got[(*n)++] = replies[i];
+			} else {
+				natsMsg_Destroy(replies[i]);
+			}
+		}
+	}
+	return MESH_OK;
+}
+
+/* Wait up to ms for a message to be published to a FIFO queue. */
+static void
+fifo_wait(struct mesh_queue *q, natsSubscription **watch, int64_t ms)
+{
+	natsMsg *m = NULL;
+
+	if (*watch == NULL &&
+	    natsConnection_SubscribeSync(watch, mesh_conn_nats(q->c),
+	                                 q->n.filter) != NATS_OK) {
+		*watch = NULL;
+	}
+	if (*watch == NULL ||
+	    natsSubscription_NextMsg(&m, *watch, ms) != NATS_OK) {
+		return;
+	}
+	natsMsg_Destroy(m);
+}
+
+mesh_err
+mesh_queue_receive(struct mesh_queue *q, int max, int wait_s,
+                   int64_t visibility_s, struct mesh_queue_msg **msgs,
+                   size_t *n)
+{
+	natsMsg *got[MESH_QUEUE_BATCH_MAX];
+	struct mesh_queue_msg *out;
+	natsSubscription *watch = NULL;
+	size_t ngot = 0, nout = 0;
+	int64_t wait_ms, deadline, t_request;
+	mesh_err err = MESH_OK;
+
+	if (max < 1 || max > MESH_QUEUE_BATCH_MAX) {
+		return mesh__seterr(MESH_EINVAL,
+		                    "queue '%s': MaxNumberOfMessages %d is out "
+		                    "of range 1-%d",
+		                    q->name, max, MESH_QUEUE_BATCH_MAX);
+	}
+	if (wait_s > 20) {
+		return mesh__seterr(MESH_EINVAL,
+		                    "queue '%s': WaitTimeSeconds %d is out of "
+		                    "range 0-20",
+		                    q->name, wait_s);
+	}
+	if (visibility_s > MAX_VISIBILITY_S) {
+		return mesh__seterr(MESH_EINVAL,
+		                    "queue '%s': VisibilityTimeout %" PRId64
+		                    " is out of range 0-%d",
+		                    q->name, visibility_s, MAX_VISIBILITY_S);
+	}
+	if ((out = calloc((size_t)max, sizeof(*out))) == NULL) {
+		return mesh__seterr(MESH_ENOMEM, "queue '%s'", q->name);
+	}
+	wait_ms = (wait_s < 0 ? q->cfg.a.receive_wait_s : wait_s) * 1000;
+	deadline = mono_ms() + wait_ms;
+	for (;;) {
+		int64_t left = deadline - mono_ms();
+		if ((err = release_due(q)) != MESH_OK) {
+			break;
+		}
+		t_request = now_ms();
+		if (q->cfg.a.fifo) {
+			err = fifo_pull(q, max - (int)nout, got, &ngot);
+		} else {
+			err = pull(q, q->n.stream, RECEIVERS, max - (int)nout,
+			           0, got, &ngot, MESH_QUEUE_BATCH_MAX);
+			if (err == MESH_OK && ngot == 0 && left > 0) {
+				/* Long poll for the first message, in slices
+				 * so that delayed messages come due. */
+				err = pull(q, q->n.stream, RECEIVERS, 1,
+				           left < POLL_SLICE_MS ? left
+				                                : POLL_SLICE_MS,
+				           got, &ngot, MESH_QUEUE_BATCH_MAX);
+				if (err == MESH_OK && ngot == 1 && max > 1) {
+					err = pull(q, q->n.stream, RECEIVERS,
+					           max - 1, 0, got, &ngot,
+					           MESH_QUEUE_BATCH_MAX);
+				}
+			}
+		}
+		if (err == MESH_OK) {
+			err = deliver(q, got, ngot, t_request, visibility_s,
+			              out, &nout);
+		} else {
+			for (size_t i = 0; i < ngot; i++) {
+				natsMsg_Destroy(got[i]);
+			}
+		}
+		ngot = 0;
+		left = deadline - mono_ms();
+		if (err != MESH_OK || nout > 0 || left <= 0) {
+			break;
+		}
+		if (q->cfg.a.fifo) {
+			fifo_wait(q, &watch, left < 250 ? left : 250);
+		}
+	}
+	natsSubscription_Destroy(watch);
+	if (err != MESH_OK) {
+		mesh_queue_msgs_free(out, nout);
+		return err;
+	}
+	*msgs = out;
+	*n = nout;
+	return MESH_OK;
+}
+
+/* ---- delete, change visibility, dead-letter ------------------------------ */
+
+static mesh_err
+batch_result(struct mesh_queue_result *r)
+{
+	return r->err == MESH_OK ? MESH_OK : mesh__seterr(r->err, "%s", r->error);
+}
+
+mesh_err
+mesh_queue_delete_batch(struct mesh_queue *q, const char *const *ids,
+                        const char *const *receipts, size_t n,
+                        struct mesh_queue_result *res)
+{
+	struct receipt r[MESH_QUEUE_BATCH_MAX];
+	const char *acks[MESH_QUEUE_BATCH_MAX];
+	mesh_err err;
+
+	if ((err = batch_check(q, ids, n, sizeof(*ids))) != MESH_OK) {
+		return err;
+	}
+	memset(res, 0, n * sizeof(*res));
+	receipts_open(q, receipts, n, r, res);
+	for (size_t i = 0; i < n; i++) {
+		acks[i] = r[i].ack;
+	}
+	ack_many(q, acks, "+ACK", n, res);
+	return MESH_OK;
+}
+
+mesh_err
+mesh_queue_delete_message(struct mesh_queue *q, const char *receipt)
+{
+	const char *id = "single";
+	struct mesh_queue_result r;
+	mesh_err err = mesh_queue_delete_batch(q, &id, &receipt, 1, &r);
+
+	return err != MESH_OK ? err : batch_result(&r);
+}
+
+mesh_err
+mesh_queue_change_visibility_batch(struct mesh_queue *q,
+                                   const char *const *ids,
+                                   const char *const *receipts,
+                                   const int64_t *seconds, size_t n,
+                                   struct mesh_queue_result *res)
+{
+	struct receipt r[MESH_QUEUE_BATCH_MAX];
+	mesh_err err;
+
+	if ((err = batch_check(q, ids, n, sizeof(*ids))) != MESH_OK) {
+		return err;
+	}
+	memset(res, 0, n * sizeof(*res));
+	for (size_t i = 0; i < n; i++) {
+		if (seconds[i] < 0 || seconds[i] > MAX_VISIBILITY_S) {
+			res[i].err = MESH_EINVAL;
+			snprintf(res[i].error, sizeof(res[i].error),
+			         "queue '%s': VisibilityTimeout %" PRId64
+			         " is out of range 0-%d",
+			         q->name, seconds[i], MAX_VISIBILITY_S);
+		}
+	}
+	receipts_open(q, receipts, n, r, res);
+	if ((err = ledger_ensure(q)) != MESH_OK) {
+		return err;
+	}
+	for (size_t i = 0; i < n; i++) {
+		char subj[200], val[64], body[64];
+		natsMsg *m = NULL, *reply = NULL;
+		int64_t deadline = now_ms() + seconds[i] * 1000;
+		if (res[i].err != MESH_OK) {
+			continue;
+		}
+		/* Record the new deadline first: if the NAK is lost, the
+		 * ledger errs on the side of calling the receipt stale. */
+		snprintf(subj, sizeof(subj), LEDGER_PREFIX "%s.%" PRIu64,
+		         q->n.stream, r[i].sseq);
+		snprintf(val, sizeof(val), "%" PRIu64 " %" PRId64, r[i].dseq,
+		         deadline);
+		if ((err = api_msg(subj, val, &m)) == MESH_OK &&
+		    (err = rpc_many(q, &m, 1, RPC_TIMEOUT_MS, &reply)) ==
+		            MESH_OK) {
+			uint64_t seq;
+			bool dup;
+			err = pub_ack(q, reply, &seq, &dup);
+		}
+		natsMsg_Destroy(reply);
+		if (err == MESH_OK) {
+			snprintf(body, sizeof(body), "-NAK {\"delay\":%" PRId64 "}",
+			         seconds[i] * 1000 * NS_PER_MS);
+			err = ack_one(q, r[i].ack, body);
+		}
+		if (err != MESH_OK) {
+			res[i].err = err;
+			copy_str(res[i].error, sizeof(res[i].error),
+			         mesh_errdetail());
+		}
+	}
+	return MESH_OK;
+}
+
+mesh_err
+mesh_queue_change_visibility(struct mesh_queue *q, const char *receipt,
+                             int64_t seconds)
+{
+	const char *id = "single";
+	struct mesh_queue_result r;
+	mesh_err err = mesh_queue_change_visibility_batch(q, &id, &receipt,
+	                                                  &seconds, 1, &r);
+
+	return err != MESH_OK ? err : batch_result(&r);
+}
+
+mesh_err
+mesh_queue_dead_letter(struct mesh_queue *q, const char *receipt,
+                       const char *reason)
+{
+	struct receipt r;
+	struct mesh_queue_result res = {MESH_OK, ""};
+	natsMsg *m = NULL;
+	jsErrCode jerr = 0;
+	natsStatus s;
+	mesh_err err;
+
+	receipts_open(q, &receipt, 1, &r, &res);
+	if (res.err != MESH_OK) {
+		return batch_result(&res);
+	}
+	s = js_GetMsg(&m, mesh_conn_js(q->c), q->n.stream, r.sseq, NULL, &jerr);
+	if (s != NATS_OK) {
+		return mesh_err_nats(s, jerr, "queue '%s': message %" PRIu64,
+		                     q->name, r.sseq);
+	}
+	err = dead_letter(q, m, r.sseq, r.delivered, r.ack,
+	                  reason && reason[0] ? reason : "dead-lettered by "
+	                                                 "request");
+	natsMsg_Destroy(m);
+	return err;
+}
+
+/* ---- peek and redrive ---------------------------------------------------- */
+
+/* The next stored message at or after *seq, by direct get; NULL at end. */
+static natsMsg *
+next_stored(struct mesh_conn *c, const struct qnames *n, uint64_t *seq)
+{
+	jsDirectGetMsgOptions o;
+	natsMsg *m = NULL;
+
+	jsDirectGetMsgOptions_Init(&o);
+	o.Sequence = *seq;
+	o.NextBySubject = n->filter;
+	if (js_DirectGetMsg(&m, mesh_conn_js(c), n->stream, NULL, &o) !=
+	    NATS_OK) {
+		return NULL;
+	}
+	*seq = natsMsg_GetSequence(m) + 1;
+	return m;
+}
+
+static mesh_err
+stored_to_msg(struct mesh_queue *q, natsMsg *m, struct mesh_queue_msg *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->sequence = natsMsg_GetSequence(m);
+	r->sent_ms = natsMsg_GetTime(m) / NS_PER_MS;
+	msg_fill(m, r);
+	return msg_event(q, m, r->sequence, &r->event);
+}
+
+mesh_err
+mesh_queue_peek(struct mesh_queue *q, size_t max,
+                struct mesh_queue_msg **msgs, size_t *n)
+{
+	struct mesh_queue_msg *out = calloc(max ? max : 1, sizeof(*out));
+	uint64_t seq = 1;
+	size_t k = 0;
+	natsMsg *m;
+
+	if (out == NULL) {
+		return mesh__seterr(MESH_ENOMEM, "queue '%s'", q->name);
+	}
+	while (k < max && (m = next_stored(q->c, &q->n, &seq)) != NULL) {
+		mesh_err err = stored_to_msg(q, m, &out[k]);
+		natsMsg_Destroy(m);
+		if (err != MESH_OK) {
+			mesh_queue_msgs_free(out, k);
+			return err;
+		}
+		k++;
+	}
+	*msgs = out;
+	*n = k;
+	return MESH_OK;
+}
+
+static bool
+redrive_wanted(const struct mesh_queue_redrive *r, natsMsg *m,
+               const struct mesh_event *ev)
+{
+	bool ok = r->n_ids == 0;
+
+	for (size_t i = 0; i < r->n_ids && !ok; i++) {
+		ok = strcmp(r->ids[i], mesh_event_id(ev)) == 0;
+	}
+	if (ok && r->attr_name != NULL) {
+		const char *type;
+		const void *val;
+		size_t len;
+		ok = mesh_event_attr_get(ev, r->attr_name, &type, &val, &len) ==
+		             MESH_OK &&
+		     len == strlen(r->attr_value) &&
+		     memcmp(val, r->attr_value, len) == 0;
+	}
+	(void)m;
+	return ok;
+}
+
+mesh_err
+mesh_queue_redrive(struct mesh_conn *c, const char *dlq,
+                   const struct mesh_queue_redrive *r, size_t *moved)
+{
+	struct mesh_queue *src = NULL, *dst = NULL;
+	uint64_t seq = 1;
+	size_t count = 0;
+	int64_t start = mono_ms();
+	natsMsg *m;
+	mesh_err err;
+
+	if ((err = mesh_queue_open(c, dlq, &src)) != MESH_OK) {
+		return err;
+	}
+	if (r->to != NULL && (err = mesh_queue_open(c, r->to, &dst)) != MESH_OK) {
+		mesh_queue_close(src);
+		return err;
+	}
+	while ((r->max == 0 || count < r->max) &&
+	       (m = next_stored(c, &src->n, &seq)) != NULL) {
+		struct mesh_queue_msg qm;
+		struct mesh_queue *to = dst;
+		char subject[200], id[160];
+		const char *drop[] = {HDR_DLQ_SOURCE, HDR_DLQ_REASON,
+		                      HDR_DLQ_COUNT, HDR_NOT_BEFORE, NULL};
+		jsErrCode jerr = 0;
+		natsStatus s;
+
+		if ((err = stored_to_msg(src, m, &qm)) != MESH_OK) {
+			natsMsg_Destroy(m);
+			break;
+		}
+		if (!redrive_wanted(r, m, qm.event)) {
+			mesh_event_free(qm.event);
+			natsMsg_Destroy(m);
+			continue;
+		}
+		mesh_event_free(qm.event);
+		if (to == NULL) {
+			if (qm.dlq_source[0] == '\0') {
+				err = mesh__seterr(MESH_EINVAL,
+				                   "queue '%s': message %" PRIu64
+				                   " records no source queue; "
+				                   "give --to",
+				                   dlq, qm.sequence);
+				natsMsg_Destroy(m);
+				break;
+			}
+			if (dst == NULL ||
+			    strcmp(dst->name, qm.dlq_source) != 0) {
+				mesh_queue_close(dst);
+				dst = NULL;
+				err = mesh_queue_open(c, qm.dlq_source, &dst);
+				if (err != MESH_OK) {
+					natsMsg_Destroy(m);
+					break;
+				}
+			}
+			to = dst;
+		}
+		target_subject(&to->n, &to->cfg, hdr(m, HDR_GROUP), subject,
+		               sizeof(subject));
+		snprintf(id, sizeof(id), "rd:%s:%" PRIu64, src->n.stream,
+		         qm.sequence);
+		if (to->cfg.a.fifo && hdr(m, HDR_DEDUP) != NULL) {
+			snprintf(id, sizeof(id), "%s", hdr(m, HDR_DEDUP));
+		}
+		/* Published first, deleted after: a rerun re-publishes
+		 * what was not deleted, and JetStream drops the copy. */
+		err = republish(src, m, subject, id, drop, NULL);
+		natsMsg_Destroy(m);
+		if (err != MESH_OK) {
+			break;
+		}
+		s = js_DeleteMsg(mesh_conn_js(c), src->n.stream, qm.sequence,
+		                 NULL, &jerr);
+		if (s != NATS_OK && jerr != JSNoMessageFoundErr) {
+			err = mesh_err_nats(s, jerr, "queue '%s': message %" PRIu64,
+			                    dlq, qm.sequence);
+			break;
+		}
+		count++;
+		if (r->rate > 0) {
+			int64_t due = start + (int64_t)(count * 1000 / r->rate);
+			int64_t wait = due - mono_ms();
+			if (wait > 0) {
+				struct timespec ts = {wait / 1000,
+				                      (wait % 1000) * NS_PER_MS};
+				nanosleep(&ts, NULL);
+			}
+		}
+	}
+	mesh_queue_close(dst);
+	mesh_queue_close(src);
+	if (moved != NULL) {
+		*moved = count;
+	}
+	return err;
+}
