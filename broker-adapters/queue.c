@@ -1591,8 +1591,9 @@ mesh_queue_send_batch(struct mesh_queue *q, const struct mesh_queue_entry *e,
 	for (size_t i = 0; i < n; i++) {
 		total += e[i].event ? message_size(e[i].event, &na) : 0;
 	}
-	if (total > (size_t)q->cfg.a.max_message_size) {
-		return mesh__seterr(MESH_EINVAL,
+	/* One entry is judged alone, below, as SendMessage does. */
+	if (n > 1 && total > (size_t)q->cfg.a.max_message_size) {
+		return mesh__seterr(MESH_ETOOBIG,
 		                    "queue '%s': the batch's %zu bytes are over "
 		                    "the queue's MaximumMessageSize of %" PRId64
 		                    " bytes in all",
@@ -2011,8 +2012,11 @@ fifo_pull(struct mesh_queue *q, int want, natsMsg **got, size_t *n)
 			snprintf(subject, sizeof(subject),
 			         "$JS.API.CONSUMER.MSG.NEXT.%s.%s", q->n.stream,
 			         names[k]);
+			/* Not no_wait: a partition at its one message in
+			 * flight answers a no_wait pull with silence, but
+			 * an expiring one with a 408 in a few ms. */
 			if ((err = api_msg(subject,
-			                   "{\"batch\":1,\"no_wait\":true}",
+			                   "{\"batch\":1,\"expires\":5000000}",
 			                   &reqs[k])) != MESH_OK) {
 				return err;
 			}
