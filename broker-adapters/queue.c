@@ -5,6 +5,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,8 @@
 #define RELEASE_EVERY_MS 200
 #define POLL_SLICE_MS 1000
 #define RPC_TIMEOUT_MS 5000
+#define FIFO_PULL_WAIT_MS 50 /* 2 ms pull expiry + network */
+#define BUSY_CACHE_MS 100
 #define MAX_VISIBILITY_S 43200
 #define RECEIPT_TAG 16
 #define NS_PER_MS ((int64_t)1000000)
@@ -63,8 +66,85 @@ struct mesh_queue {
 	uint64_t rid;
 	int64_t next_release_ms;
 	uint32_t rr;
+	struct plocks *locks; /* FIFO: partitions this process holds */
 };
 
+/* The FIFO partitions that some open queue of this process has a message
+ * of in flight, and until when (realtime ms). Threads of one process then
+ * do not ask JetStream for partitions they know to be taken. Entries live
+ * as long as the process. */
+struct plocks {
+	struct plocks *next;
+	const struct mesh_conn *c;
+	char stream[96];
+	int64_t until[256];
+	/* The partitions that held messages when last asked, so that
+	 * receives do not ask JetStream each time. */
+	int64_t busy_until;
+	bool busy[256];
+};
+static pthread_mutex_t plocks_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct plocks *plocks_head;
+
+static struct plocks *
+plocks_of(const struct mesh_conn *c, const char *stream)
+{
+	struct plocks *p;
+
+	pthread_mutex_lock(&plocks_mu);
+	for (p = plocks_head; p != NULL; p = p->next) {
+		if (p->c == c && strcmp(p->stream, stream) == 0) {
+			break;
+		}
+	}
+	if (p == NULL && (p = calloc(1, sizeof(*p))) != NULL) {
+		p->c = c;
+		snprintf(p->stream, sizeof(p->stream), "%s", stream);
+		p->next = plocks_head;
+		plocks_head = p;
+	}
+	pthread_mutex_unlock(&plocks_mu);
+	return p;
+}
+
+static void
+plock_set(struct mesh_queue *q, const char *consumer, int64_t until)
+{
+	unsigned long part;
+
+	if (q->locks == NULL || consumer[0] != 'p') {
+		return;
+	}
+	part = strtoul(consumer + 1, NULL, 10);
+	if (part < 256) {
+		pthread_mutex_lock(&plocks_mu);
+		q->locks->until[part] = until;
+		pthread_mutex_unlock(&plocks_mu);
+	}
+}
+
+/* Take a partition for a pull, unless another thread has it. */
+static bool
+plock_claim(struct mesh_queue *q, uint32_t part, int64_t now)
+{
+	bool got = true;
+
+	if (q->locks == NULL || part >= 256) {
+		return true;
+	}
+	pthread_mutex_lock(&plocks_mu);
+	if (q->locks->until[part] > now) {
+		got = false;
+	} else {
+		q->locks->until[part] = now + RPC_TIMEOUT_MS;
+	}
+	pthread_mutex_unlock(&plocks_mu);
+	return got;
+}
+
+
+
+static void drop_reply(struct mesh_queue *q, natsMsg *m);
 
 /* ---- small helpers ------------------------------------------------------ */
 
@@ -912,6 +992,9 @@ mesh_queue_open(struct mesh_conn *c, const char *name, struct mesh_queue **out)
 		return err;
 	}
 	randombytes_buf(&q->rr, sizeof(q->rr));
+	if (q->cfg.a.fifo) {
+		q->locks = plocks_of(c, q->n.stream);
+	}
 	*out = q;
 	return MESH_OK;
 }
@@ -1048,10 +1131,24 @@ rpc_many_from(struct mesh_queue *q, natsMsg **msgs, size_t n,
 			replies[rid - first] = r;
 			got++;
 		} else {
-			natsMsg_Destroy(r); /* late, from an earlier call */
+			drop_reply(q, r); /* late, from an earlier call */
 		}
 	}
 	return MESH_OK;
+}
+
+/* A reply nobody waits for any more. A delivered message among them (it
+ * came after its request was given up) is handed back at once, so that it
+ * is not hidden for a whole visibility timeout. */
+static void
+drop_reply(struct mesh_queue *q, natsMsg *m)
+{
+	const char *ack = natsMsg_GetReply(m);
+
+	if (ack != NULL && strncmp(ack, "$JS.ACK.", 8) == 0) {
+		natsConnection_PublishString(mesh_conn_nats(q->c), ack, "-NAK");
+	}
+	natsMsg_Destroy(m);
 }
 
 static mesh_err rpc_many_from(struct mesh_queue *q, natsMsg **msgs, size_t n,
@@ -1129,7 +1226,7 @@ pull(struct mesh_queue *q, const char *stream, const char *consumer,
 			continue;
 		}
 		if (st == 0 && !from_consumer(m, stream, consumer)) {
-			natsMsg_Destroy(m);
+			drop_reply(q, m);
 			continue;
 		}
 		if (st != 0) {
@@ -1936,6 +2033,7 @@ deliver(struct mesh_queue *q, natsMsg **got, size_t n, int64_t t_request,
 		}
 		receipt_make(q, ack, t_request + vis * 1000, r->receipt,
 		             sizeof(r->receipt));
+		plock_set(q, meta.consumer, t_request + vis * 1000);
 		r->receive_count = meta.delivered;
 		r->sequence = meta.sseq;
 		r->sent_ms = meta.ts_ns / NS_PER_MS;
@@ -1957,30 +2055,69 @@ deliver(struct mesh_queue *q, natsMsg **got, size_t n, int64_t t_request,
 	return err;
 }
 
-/* The FIFO partitions that hold messages, in a rotating order. */
+/* The FIFO partitions that hold messages and that no open queue of this
+ * process has in flight, in a random order. Which partitions hold messages
+ * is asked of JetStream (a stream info with subjects) at most every
+ * BUSY_CACHE_MS per process; pulls that find a partition empty, sends, and
+ * publish signals keep the answer current in between. */
 static int
 busy_partitions(struct mesh_queue *q, uint32_t *parts, int cap)
 {
-	jsOptions o;
-	jsStreamInfo *si = NULL;
+	int64_t now = now_ms();
+	bool fresh;
 	int n = 0;
 
-	jsOptions_Init(&o);
-	o.Stream.Info.SubjectsFilter = q->n.filter;
-	if (js_GetStreamInfo(&si, mesh_conn_js(q->c), q->n.stream, &o, NULL) !=
-	    NATS_OK) {
-		return 0;
+	pthread_mutex_lock(&plocks_mu);
+	fresh = q->locks != NULL && now < q->locks->busy_until;
+	pthread_mutex_unlock(&plocks_mu);
+	if (!fresh) {
+		jsOptions o;
+		jsStreamInfo *si = NULL;
+		bool busy[256] = {false};
+
+		jsOptions_Init(&o);
+		o.Stream.Info.SubjectsFilter = q->n.filter;
+		if (js_GetStreamInfo(&si, mesh_conn_js(q->c), q->n.stream, &o,
+		                     NULL) != NATS_OK) {
+			return 0;
+		}
+		for (int k = 0; si->State.Subjects &&
+		                k < si->State.Subjects->Count;
+		     k++) {
+			const char *subj = si->State.Subjects->List[k].Subject;
+			const char *dot = strrchr(subj, '.');
+			unsigned long part;
+			if (dot == NULL ||
+			    si->State.Subjects->List[k].Msgs == 0) {
+				continue;
+			}
+			part = strtoul(dot + 1, NULL, 10);
+			if (part < 256) {
+				busy[part] = true;
+			}
+		}
+		jsStreamInfo_Destroy(si);
+		if (q->locks == NULL) {
+			for (uint32_t p = 0; p < 256 && n < cap; p++) {
+				if (busy[p]) {
+					parts[n++] = p;
+				}
+			}
+			goto shuffle;
+		}
+		pthread_mutex_lock(&plocks_mu);
+		memcpy(q->locks->busy, busy, sizeof(busy));
+		q->locks->busy_until = now + BUSY_CACHE_MS;
+		pthread_mutex_unlock(&plocks_mu);
 	}
-	for (int k = 0; si->State.Subjects && k < si->State.Subjects->Count &&
-	                n < cap;
-	     k++) {
-		const char *subj = si->State.Subjects->List[k].Subject;
-		const char *dot = strrchr(subj, '.');
-		if (dot != NULL && si->State.Subjects->List[k].Msgs > 0) {
-			parts[n++] = (uint32_t)strtoul(dot + 1, NULL, 10);
+	pthread_mutex_lock(&plocks_mu);
+	for (uint32_t p = 0; p < 256 && n < cap; p++) {
+		if (q->locks->busy[p] && q->locks->until[p] <= now) {
+			parts[n++] = p;
 		}
 	}
-	jsStreamInfo_Destroy(si);
+	pthread_mutex_unlock(&plocks_mu);
+shuffle:
 	/* Start somewhere new each time, so no partition starves. */
 	for (int i = n - 1; i > 0; i--) {
 		uint32_t j = randombytes_uniform((uint32_t)i + 1), t = parts[i];
@@ -1988,6 +2125,27 @@ busy_partitions(struct mesh_queue *q, uint32_t *parts, int cap)
 		parts[j] = t;
 	}
 	return n;
+}
+
+/* Note what a pull or send learnt about a partition. */
+static void
+busy_note(struct mesh_queue *q, const char *consumer_or_subject, bool busy)
+{
+	const char *dot = strrchr(consumer_or_subject, '.');
+	const char *num = consumer_or_subject[0] == 'p' ? consumer_or_subject + 1
+	                  : dot                        ? dot + 1
+	                                               : NULL;
+	unsigned long part;
+
+	if (q->locks == NULL || num == NULL) {
+		return;
+	}
+	part = strtoul(num, NULL, 10);
+	if (part < 256) {
+		pthread_mutex_lock(&plocks_mu);
+		q->locks->busy[part] = busy;
+		pthread_mutex_unlock(&plocks_mu);
+	}
 }
 
 /* Pull one message from each of up to `want` busy partitions at once. */
@@ -2006,32 +2164,47 @@ fifo_pull(struct mesh_queue *q, int want, natsMsg **got, size_t *n)
 		int k = 0;
 		while (k < want - (int)*n && at < np) {
 			char subject[200];
+			if (!plock_claim(q, parts[at], now_ms())) {
+				at++;
+				continue;
+			}
 			snprintf(names[k], sizeof(names[k]), "p%" PRIu32,
 			         parts[at++]);
 			consumers[k] = names[k];
 			snprintf(subject, sizeof(subject),
 			         "$JS.API.CONSUMER.MSG.NEXT.%s.%s", q->n.stream,
 			         names[k]);
-			/* Not no_wait: a partition at its one message in
-			 * flight answers a no_wait pull with silence, but
-			 * an expiring one with a 408 in a few ms. */
+			/* An empty partition answers no_wait with a 404 at
+			 * once; one at its one message in flight answers a
+			 * bare no_wait with silence, but an expiring one
+			 * with a 408 after the expiry. */
 			if ((err = api_msg(subject,
-			                   "{\"batch\":1,\"expires\":5000000}",
+			                   "{\"batch\":1,\"no_wait\":true,"
+			                   "\"expires\":2000000}",
 			                   &reqs[k])) != MESH_OK) {
 				return err;
 			}
 			k++;
 		}
-		if ((err = rpc_many_from(q, reqs, (size_t)k, RPC_TIMEOUT_MS,
+		/* nats-server 2.9 may drop an expired pull without a 408;
+		 * after its expiry no message can come for it, so a short
+		 * wait past it is enough. */
+		if ((err = rpc_many_from(q, reqs, (size_t)k, FIFO_PULL_WAIT_MS,
 		                         replies, consumers)) != MESH_OK) {
 			return err;
 		}
 		for (int i = 0; i < k; i++) {
 			if (replies[i] != NULL && status_of(replies[i]) == 0 &&
 			    !natsMsg_IsNoResponders(replies[i])) {
-				got[(*n)++] = replies[i];
+				got[(*n)++] = replies[i]; /* deliver() locks */
 			} else {
+				/* 404: empty; 408: held by another process. */
+				if (replies[i] != NULL &&
+				    status_of(replies[i]) == 404) {
+					busy_note(q, names[i], false);
+				}
 				natsMsg_Destroy(replies[i]);
+				plock_set(q, names[i], 0);
 			}
 		}
 	}
@@ -2053,6 +2226,7 @@ fifo_wait(struct mesh_queue *q, natsSubscription **watch, int64_t ms)
 	    natsSubscription_NextMsg(&m, *watch, ms) != NATS_OK) {
 		return;
 	}
+	busy_note(q, natsMsg_GetSubject(m), true);
 	natsMsg_Destroy(m);
 }
 
@@ -2157,7 +2331,7 @@ mesh_queue_delete_batch(struct mesh_queue *q, const char *const *ids,
                         struct mesh_queue_result *res)
 {
 	struct receipt r[MESH_QUEUE_BATCH_MAX];
-	const char *acks[MESH_QUEUE_BATCH_MAX];
+	const char *acks[MESH_QUEUE_BATCH_MAX] = {0};
 	mesh_err err;
 
 	if ((err = batch_check(q, ids, n, sizeof(*ids))) != MESH_OK) {
@@ -2169,6 +2343,11 @@ mesh_queue_delete_batch(struct mesh_queue *q, const char *const *ids,
 		acks[i] = r[i].ack;
 	}
 	ack_many(q, acks, "+ACK", n, res);
+	for (size_t i = 0; i < n; i++) {
+		if (res[i].err == MESH_OK) {
+			plock_set(q, r[i].consumer, 0);
+		}
+	}
 	return MESH_OK;
 }
 
@@ -2235,6 +2414,9 @@ mesh_queue_change_visibility_batch(struct mesh_queue *q,
 			         seconds[i] * 1000 * NS_PER_MS);
 			err = ack_one(q, r[i].ack, body);
 		}
+		if (err == MESH_OK) {
+			plock_set(q, r[i].consumer, deadline);
+		}
 		if (err != MESH_OK) {
 			res[i].err = err;
 			copy_str(res[i].error, sizeof(res[i].error),
@@ -2279,6 +2461,9 @@ mesh_queue_dead_letter(struct mesh_queue *q, const char *receipt,
 	err = dead_letter(q, m, r.sseq, r.delivered, r.ack,
 	                  reason && reason[0] ? reason : "dead-lettered by "
 	                                                 "request");
+	if (err == MESH_OK) {
+		plock_set(q, r.consumer, 0);
+	}
 	natsMsg_Destroy(m);
 	return err;
 }

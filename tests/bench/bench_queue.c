@@ -1,0 +1,346 @@
+/* bench_queue: queue throughput beside the raw cnats baseline, measured in
+ * the same run on the same nats-server (started here, like the tests).
+ *
+ *   (a) raw cnats: async publish, pull fetch and ack of N 256-byte messages
+ *   (b) the queue API: send batch, receive batch, delete batch
+ *   (c) FIFO, each message taking 1 ms to handle: 64 groups against 1
+ *
+ * Environment: BENCH_MESSAGES (200000), BENCH_FIFO_MESSAGES (5000),
+ * BENCH_WORKERS (16). Prints "NAME: VALUE UNIT (baseline VALUE UNIT,
+ * ratio R)". Run: meson test -C build --benchmark --suite queues -v */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "mesh/mesh.h"
+
+#define BODY 256
+#define BATCH 10
+
+static struct mesh_conn *conn;
+static long n_msgs = 200000;
+static long n_fifo = 5000;
+static int workers = 16;
+static int fifo_batch = 2;
+
+static long env_long(const char *name, long def);
+
+static double
+secs_since(long long t0)
+{
+	return (double)(test_now_ms() - t0) / 1000.0;
+}
+
+static void
+figure(const char *name, double v, double base, const char *unit)
+{
+	printf("%s: %.0f %s (baseline %.0f %s, ratio %.2f)\n", name, v, unit,
+	       base, unit, base > 0 ? v / base : 0.0);
+	fflush(stdout);
+}
+
+/* (a): publish and consume with cnats alone; returns msgs/s for each. */
+static bool
+raw_baseline(double *pub_rate, double *con_rate)
+{
+	jsCtx *js = mesh_conn_js(conn);
+	jsStreamConfig sc;
+	jsConsumerConfig cc;
+	jsSubOptions so;
+	natsSubscription *sub = NULL;
+	const char *subj[] = {"bench.raw"};
+	char body[BODY];
+	long got = 0;
+	long long t0;
+
+	memset(body, 'x', sizeof(body));
+	jsStreamConfig_Init(&sc);
+	sc.Name = "BENCH_RAW";
+	sc.Subjects = subj;
+	sc.SubjectsLen = 1;
+	sc.Retention = js_WorkQueuePolicy;
+	sc.Storage = js_FileStorage;
+	if (js_AddStream(NULL, js, &sc, NULL, NULL) != NATS_OK) {
+		return false;
+	}
+	jsConsumerConfig_Init(&cc);
+	cc.Durable = "raw";
+	cc.AckPolicy = js_AckExplicit;
+	cc.MaxAckPending = 120000;
+	if (js_AddConsumer(NULL, js, "BENCH_RAW", &cc, NULL, NULL) != NATS_OK) {
+		return false;
+	}
+	t0 = test_now_ms();
+	for (long i = 0; i < n_msgs; i++) {
+		if (js_PublishAsync(js, "bench.raw", body, BODY, NULL) !=
+		    NATS_OK) {
+			return false;
+		}
+	}
+	if (js_PublishAsyncComplete(js, NULL) != NATS_OK) {
+		return false;
+	}
+	*pub_rate = (double)n_msgs / secs_since(t0);
+
+	jsSubOptions_Init(&so);
+	so.Stream = "BENCH_RAW";
+	so.Consumer = "raw";
+	if (js_PullSubscribe(&sub, js, "bench.raw", "raw", NULL, &so, NULL) !=
+	    NATS_OK) {
+		return false;
+	}
+	t0 = test_now_ms();
+	while (got < n_msgs) {
+		natsMsgList l = {0};
+		if (natsSubscription_Fetch(&l, sub, BATCH, 5000, NULL) !=
+		    NATS_OK) {
+			break;
+		}
+		for (int i = 0; i < l.Count; i++) {
+			natsMsg_Ack(l.Msgs[i], NULL);
+		}
+		got += l.Count;
+		natsMsgList_Destroy(&l);
+	}
+	natsConnection_Flush(mesh_conn_nats(conn));
+	*con_rate = (double)got / secs_since(t0);
+	natsSubscription_Destroy(sub);
+	return got == n_msgs;
+}
+
+/* (b): the same through the queue API. */
+static bool
+queue_api(double *send_rate, double *con_rate)
+{
+	struct mesh_queue_attrs a;
+	struct mesh_queue *q;
+	struct mesh_event *ev[BATCH];
+	struct mesh_queue_entry e[BATCH];
+	struct mesh_queue_sent sent[BATCH];
+	char body[BODY + 1], ids[BATCH][4];
+	const char *idp[BATCH], *rh[BATCH];
+	struct mesh_queue_result res[BATCH];
+	long got = 0;
+	long long t0;
+
+	memset(body, 'x', BODY);
+	body[BODY] = '\0';
+	mesh_queue_attrs_init(&a);
+	if (mesh_queue_create(conn, "bench", &a) != MESH_OK ||
+	    mesh_queue_open(conn, "bench", &q) != MESH_OK) {
+		fprintf(stderr, "bench: %s\n", mesh_errdetail());
+		return false;
+	}
+	for (int i = 0; i < BATCH; i++) {
+		snprintf(ids[i], sizeof(ids[i]), "%d", i);
+		idp[i] = ids[i];
+		mesh_event_new("bench", "bench", &ev[i]);
+		mesh_event_set_text(ev[i], body, BODY);
+		e[i] = (struct mesh_queue_entry){.id = ids[i], .event = ev[i],
+		                                 .delay_s = -1};
+	}
+	t0 = test_now_ms();
+	for (long i = 0; i < n_msgs; i += BATCH) {
+		for (int k = 0; k < BATCH; k++) {
+			char id[37];
+			snprintf(id, sizeof(id), "m%ld", i + k);
+			mesh_event_set_id(ev[k], id);
+		}
+		if (mesh_queue_send_batch(q, e, BATCH, sent) != MESH_OK ||
+		    sent[0].err != MESH_OK) {
+			fprintf(stderr, "bench: send: %s\n", mesh_errdetail());
+			return false;
+		}
+	}
+	*send_rate = (double)n_msgs / secs_since(t0);
+
+	t0 = test_now_ms();
+	while (got < n_msgs) {
+		struct mesh_queue_msg *m = NULL;
+		size_t n = 0;
+		if (mesh_queue_receive(q, BATCH, 1, -1, &m, &n) != MESH_OK ||
+		    n == 0) {
+			fprintf(stderr, "bench: receive: %s\n",
+			        mesh_errdetail());
+			mesh_queue_msgs_free(m, n);
+			break;
+		}
+		for (size_t k = 0; k < n; k++) {
+			rh[k] = m[k].receipt;
+		}
+		if (mesh_queue_delete_batch(q, idp, rh, n, res) != MESH_OK) {
+			mesh_queue_msgs_free(m, n);
+			break;
+		}
+		got += (long)n;
+		mesh_queue_msgs_free(m, n);
+	}
+	*con_rate = (double)got / secs_since(t0);
+	for (int i = 0; i < BATCH; i++) {
+		mesh_event_free(ev[i]);
+	}
+	mesh_queue_close(q);
+	return got == n_msgs;
+}
+
+/* (c): workers receive up to 10, handle each for 1 ms, delete. */
+struct fifo_run {
+	const char *queue;
+	long target;
+	long done;
+	long long finished_ms; /* when the last message was deleted */
+	pthread_mutex_t lock;
+};
+
+static void *
+fifo_worker(void *arg)
+{
+	struct fifo_run *r = arg;
+	struct mesh_queue *q;
+	const char *ids[BATCH] = {"0", "1", "2", "3", "4",
+	                          "5", "6", "7", "8", "9"};
+	const char *rh[BATCH];
+	struct mesh_queue_result res[BATCH];
+
+	if (mesh_queue_open(conn, r->queue, &q) != MESH_OK) {
+		return NULL;
+	}
+	for (;;) {
+		struct mesh_queue_msg *m = NULL;
+		size_t n = 0;
+		pthread_mutex_lock(&r->lock);
+		bool over = r->done >= r->target;
+		pthread_mutex_unlock(&r->lock);
+		if (over) {
+			break;
+		}
+		if (mesh_queue_receive(q, fifo_batch, 1, 30, &m, &n) !=
+		    MESH_OK) {
+			break;
+		}
+		for (size_t k = 0; k < n; k++) {
+			usleep(1000); /* the handler */
+			rh[k] = m[k].receipt;
+		}
+		if (n > 0) {
+			mesh_queue_delete_batch(q, ids, rh, n, res);
+			pthread_mutex_lock(&r->lock);
+			r->done += (long)n;
+			if (r->done >= r->target && r->finished_ms == 0) {
+				r->finished_ms = test_now_ms();
+			}
+			pthread_mutex_unlock(&r->lock);
+		}
+		mesh_queue_msgs_free(m, n);
+	}
+	mesh_queue_close(q);
+	return NULL;
+}
+
+static double
+fifo_rate(const char *name, int groups)
+{
+	struct mesh_queue_attrs a;
+	struct mesh_queue *q;
+	struct fifo_run r = {.queue = name, .target = n_fifo};
+	pthread_t *t = calloc((size_t)workers, sizeof(*t));
+	long long t0;
+
+	mesh_queue_attrs_init(&a);
+	a.fifo = true;
+	a.partitions = env_long("BENCH_PARTITIONS", a.partitions);
+	if (mesh_queue_create(conn, name, &a) != MESH_OK ||
+	    mesh_queue_open(conn, name, &q) != MESH_OK) {
+		fprintf(stderr, "bench: %s\n", mesh_errdetail());
+		return 0;
+	}
+	for (long i = 0; i < n_fifo; i += BATCH) {
+		struct mesh_queue_entry e[BATCH];
+		struct mesh_queue_sent sent[BATCH];
+		struct mesh_event *ev[BATCH];
+		char ids[BATCH][4], grp[BATCH][16], dd[BATCH][24];
+		for (int k = 0; k < BATCH; k++) {
+			snprintf(ids[k], sizeof(ids[k]), "%d", k);
+			snprintf(grp[k], sizeof(grp[k]), "g%ld",
+			         (i + k) % groups);
+			snprintf(dd[k], sizeof(dd[k]), "d%ld", i + k);
+			mesh_event_new("bench", "bench", &ev[k]);
+			mesh_event_set_text(ev[k], "x", 1);
+			e[k] = (struct mesh_queue_entry){
+			        .id = ids[k], .event = ev[k], .delay_s = -1,
+			        .group_id = grp[k], .dedup_id = dd[k]};
+		}
+		mesh_queue_send_batch(q, e, BATCH, sent);
+		for (int k = 0; k < BATCH; k++) {
+			mesh_event_free(ev[k]);
+		}
+	}
+	mesh_queue_close(q);
+	pthread_mutex_init(&r.lock, NULL);
+	t0 = test_now_ms();
+	for (int i = 0; i < workers; i++) {
+		pthread_create(&t[i], NULL, fifo_worker, &r);
+	}
+	for (int i = 0; i < workers; i++) {
+		pthread_join(t[i], NULL);
+	}
+	free(t);
+	/* Until the last delete: idle workers' last long polls are not
+	 * the queue's time. */
+	return r.finished_ms ? (double)r.done / ((double)(r.finished_ms - t0) /
+	                                         1000.0)
+	                     : 0.0;
+}
+
+static long
+env_long(const char *name, long def)
+{
+	const char *v = getenv(name);
+
+	return v && atol(v) > 0 ? atol(v) : def;
+}
+
+int
+main(void)
+{
+	struct test_broker b;
+	struct mesh_conn_opts o;
+	double raw_pub = 0, raw_con = 0, q_send = 0, q_con = 0;
+
+	n_msgs = env_long("BENCH_MESSAGES", n_msgs) / BATCH * BATCH;
+	n_fifo = env_long("BENCH_FIFO_MESSAGES", n_fifo) / BATCH * BATCH;
+	workers = (int)env_long("BENCH_WORKERS", workers);
+	fifo_batch = (int)env_long("BENCH_FIFO_BATCH", fifo_batch);
+	if (!test_broker_start(&b, NULL)) {
+		return 1;
+	}
+	mesh_conn_opts_init(&o);
+	o.servers = b.url;
+	if (mesh_conn_open(&o, &conn) != MESH_OK) {
+		fprintf(stderr, "bench: %s\n", mesh_errdetail());
+		return 1;
+	}
+	printf("# %ld messages of %d bytes, batches of %d; FIFO: %ld "
+	       "messages, %d workers, 1 ms per message\n",
+	       n_msgs, BODY, BATCH, n_fifo, workers);
+	if (!raw_baseline(&raw_pub, &raw_con) || !queue_api(&q_send, &q_con)) {
+		fprintf(stderr, "bench: a phase failed\n");
+		return 1;
+	}
+	figure("queue send", q_send, raw_pub, "msgs/s");
+	figure("queue receive+delete", q_con, raw_con, "msgs/s");
+	figure("queue end to end", 1.0 / (1.0 / q_send + 1.0 / q_con),
+	       1.0 / (1.0 / raw_pub + 1.0 / raw_con), "msgs/s");
+	{
+		double one = fifo_rate("one.fifo", 1);
+		double many = fifo_rate("many.fifo", 64);
+		figure("fifo 64 groups vs 1 group", many, one, "msgs/s");
+	}
+	mesh_conn_close(conn);
+	test_broker_stop(&b);
+	mesh_shutdown();
+	return 0;
+}
