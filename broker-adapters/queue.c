@@ -32,7 +32,11 @@
 #define LEDGER_PREFIX "mesh.receipts."
 #define ENVELOPE_ROOM (64 * 1024) /* stream MaxMsgSize above the body */
 #define RELEASE_EVERY_MS 200
-#define POLL_SLICE_MS 1000
+/* Long polls wait in slices (delayed messages come due between them). Not
+ * a whole second: a slice ending just as a whole-second visibility timeout
+ * ends makes nats-server 2.9 lose that redelivery now and then. */
+#define POLL_SLICE_MS 950
+#define PULL_GRACE_MS 250
 #define RPC_TIMEOUT_MS 5000
 #define FIFO_PULL_WAIT_MS 50 /* 2 ms pull expiry + network */
 #define BUSY_CACHE_MS 100
@@ -67,6 +71,18 @@ struct mesh_queue {
 	int64_t next_release_ms;
 	uint32_t rr;
 	struct plocks *locks; /* FIFO: partitions this process holds */
+	/* The ledger of visibility changes, as far as this queue is
+	 * concerned: loaded at first use, then kept current by a
+	 * subscription to its subjects. */
+	bool ledger_loaded;
+	natsSubscription *ledger_sub;
+	struct lentry *ledger;
+	size_t n_ledger, cap_ledger;
+};
+
+struct lentry {
+	uint64_t sseq, dseq;
+	int64_t deadline_ms;
 };
 
 /* The FIFO partitions that some open queue of this process has a message
@@ -1009,6 +1025,11 @@ mesh_queue_close(struct mesh_queue *q)
 		natsSubscription_Unsubscribe(q->inbox_sub);
 		natsSubscription_Destroy(q->inbox_sub);
 	}
+	if (q->ledger_sub != NULL) {
+		natsSubscription_Unsubscribe(q->ledger_sub);
+		natsSubscription_Destroy(q->ledger_sub);
+	}
+	free(q->ledger);
 	free(q);
 }
 
@@ -1203,8 +1224,11 @@ pull(struct mesh_queue *q, const char *stream, const char *consumer,
 	if (s != NATS_OK) {
 		return mesh_err_nats(s, 0, "queue '%s': pull", q->name);
 	}
-	deadline = mono_ms() + (expires_ms > 0 ? expires_ms : 0) +
-	           RPC_TIMEOUT_MS;
+	/* nats-server 2.9 may let a waiting pull expire without a 408; no
+	 * message can come for it after its expiry, so wait a little past
+	 * it and no longer. */
+	deadline = mono_ms() + (expires_ms > 0 ? expires_ms + PULL_GRACE_MS
+	                                       : RPC_TIMEOUT_MS);
 	while (got < batch && *n < cap) {
 		natsMsg *m = NULL;
 		int64_t left = deadline - mono_ms();
@@ -1320,53 +1344,125 @@ ledger_ensure(struct mesh_queue *q)
 	return MESH_OK;
 }
 
-/* Check receipts against their deadlines and the ledger; errs[i] gets
+static void
+ledger_put(struct mesh_queue *q, uint64_t sseq, uint64_t dseq,
+           int64_t deadline_ms)
+{
+	int64_t horizon = now_ms() - (int64_t)(MAX_VISIBILITY_S + 3600) * 1000;
+	size_t k = 0;
+
+	/* Forget entries older than any receipt can be. */
+	for (size_t i = 0; i < q->n_ledger; i++) {
+		if (q->ledger[i].deadline_ms >= horizon &&
+		    q->ledger[i].sseq != sseq) {
+			q->ledger[k++] = q->ledger[i];
+		}
+	}
+	q->n_ledger = k;
+	if (q->n_ledger == q->cap_ledger) {
+		size_t cap = q->cap_ledger ? q->cap_ledger * 2 : 16;
+		struct lentry *n = realloc(q->ledger, cap * sizeof(*n));
+		if (n == NULL) {
+			return; /* the broker's copy still holds it */
+		}
+		q->ledger = n;
+		q->cap_ledger = cap;
+	}
+	q->ledger[q->n_ledger++] = (struct lentry){sseq, dseq, deadline_ms};
+}
+
+/* Take a ledger message ("<dseq> <deadline>" on ...<stream>.<sseq>). */
+static void
+ledger_take(struct mesh_queue *q, natsMsg *m)
+{
+	const char *dot = strrchr(natsMsg_GetSubject(m), '.');
+	unsigned long long dseq = 0;
+	long long dl = 0;
+
+	if (dot != NULL && natsMsg_GetData(m) != NULL &&
+	    sscanf(natsMsg_GetData(m), "%llu %lld", &dseq, &dl) == 2) {
+		ledger_put(q, strtoull(dot + 1, NULL, 10), dseq, dl);
+	}
+}
+
+static void
+ledger_sync(struct mesh_queue *q)
+{
+	natsMsg *m;
+
+	if (!q->ledger_loaded) {
+		jsOptions o;
+		jsStreamInfo *si = NULL;
+		char filter[160];
+
+		snprintf(filter, sizeof(filter), LEDGER_PREFIX "%s.*",
+		         q->n.stream);
+		/* Subscribe first, so that nothing falls between. */
+		if (natsConnection_SubscribeSync(&q->ledger_sub,
+		                                 mesh_conn_nats(q->c),
+		                                 filter) != NATS_OK) {
+			q->ledger_sub = NULL;
+			return;
+		}
+		q->ledger_loaded = true;
+		jsOptions_Init(&o);
+		o.Stream.Info.SubjectsFilter = filter;
+		if (js_GetStreamInfo(&si, mesh_conn_js(q->c), LEDGER_STREAM,
+		                     &o, NULL) == NATS_OK) {
+			for (int k = 0; si->State.Subjects &&
+			                k < si->State.Subjects->Count;
+			     k++) {
+				m = NULL;
+				if (js_GetLastMsg(&m, mesh_conn_js(q->c),
+				                  LEDGER_STREAM,
+				                  si->State.Subjects->List[k]
+				                          .Subject,
+				                  NULL, NULL) == NATS_OK) {
+					ledger_take(q, m);
+				}
+				natsMsg_Destroy(m);
+			}
+			jsStreamInfo_Destroy(si);
+		}
+	}
+	while (q->ledger_sub != NULL) {
+		uint64_t queued = 0;
+		m = NULL;
+		if (natsSubscription_QueuedMsgs(q->ledger_sub, &queued) !=
+		            NATS_OK ||
+		    queued == 0 ||
+		    natsSubscription_NextMsg(&m, q->ledger_sub, 1) != NATS_OK) {
+			break;
+		}
+		ledger_take(q, m);
+		natsMsg_Destroy(m);
+	}
+}
+
+/* Check receipts against their deadlines and the ledger; res[i] gets
  * MESH_ESTALE (with text) for a receipt that may have been superseded. */
 static void
 receipts_current(struct mesh_queue *q, struct receipt *r, size_t n,
                  struct mesh_queue_result *res)
 {
-	jsOptions o;
-	jsStreamInfo *si = NULL;
-	jsErrCode jerr = 0;
-	char filter[160];
 	int64_t now = now_ms();
 
-	jsOptions_Init(&o);
-	snprintf(filter, sizeof(filter), LEDGER_PREFIX "%s.>", q->n.stream);
-	o.Stream.Info.SubjectsFilter = filter;
-	if (js_GetStreamInfo(&si, mesh_conn_js(q->c), LEDGER_STREAM, &o,
-	                     &jerr) != NATS_OK) {
-		si = NULL; /* no ledger yet: no changes */
-	}
+	ledger_sync(q);
 	for (size_t i = 0; i < n; i++) {
 		int64_t deadline = r[i].deadline_ms;
-		char subj[200];
 		if (res[i].err != MESH_OK) {
 			continue;
 		}
-		snprintf(subj, sizeof(subj), LEDGER_PREFIX "%s.%" PRIu64,
-		         q->n.stream, r[i].sseq);
-		for (int k = 0; si && si->State.Subjects &&
-		                k < si->State.Subjects->Count;
-		     k++) {
-			natsMsg *m = NULL;
-			unsigned long long dseq = 0;
-			long long dl = 0;
-			if (strcmp(si->State.Subjects->List[k].Subject, subj)) {
+		for (size_t k = 0; k < q->n_ledger; k++) {
+			const struct lentry *e = &q->ledger[k];
+			if (e->sseq != r[i].sseq) {
 				continue;
 			}
-			if (js_GetLastMsg(&m, mesh_conn_js(q->c), LEDGER_STREAM,
-			                  subj, NULL, NULL) == NATS_OK &&
-			    sscanf(natsMsg_GetData(m), "%llu %lld", &dseq,
-			           &dl) == 2) {
-				if (dseq > r[i].dseq) {
-					deadline = 0; /* a newer receipt */
-				} else if (dseq == r[i].dseq) {
-					deadline = dl;
-				}
+			if (e->dseq > r[i].dseq) {
+				deadline = 0; /* a newer receipt */
+			} else if (e->dseq == r[i].dseq) {
+				deadline = e->deadline_ms;
 			}
-			natsMsg_Destroy(m);
 		}
 		if (now >= deadline) {
 			res[i].err = MESH_ESTALE;
@@ -1377,7 +1473,6 @@ receipts_current(struct mesh_queue *q, struct receipt *r, size_t n,
 			         q->name);
 		}
 	}
-	jsStreamInfo_Destroy(si);
 }
 
 /* Open n receipts into r[], judging each into res[]. */
@@ -1796,47 +1891,37 @@ republish(struct mesh_queue *q, natsMsg *src, const char *subject,
 	return err;
 }
 
-/* Acknowledge deliveries (by ack subject) and wait for the server. */
+/* Acknowledge deliveries (by ack subject) and wait until the server has
+ * them. The flush's PONG comes after the server read every ack before it;
+ * JetStream applies them in order (its consumer state reaches disk
+ * asynchronously, as for every acknowledgement). */
 static void
 ack_many(struct mesh_queue *q, const char *const *acks, const char *body,
          size_t n, struct mesh_queue_result *res)
 {
-	natsMsg *msgs[MESH_QUEUE_BATCH_MAX], *replies[MESH_QUEUE_BATCH_MAX];
-	size_t idx[MESH_QUEUE_BATCH_MAX], k = 0;
-	mesh_err err;
+	natsConnection *nc = mesh_conn_nats(q->c);
+	natsStatus s = NATS_OK;
+	size_t k = 0;
 
-	for (size_t i = 0; i < n && k < MESH_QUEUE_BATCH_MAX; i++) {
-		if (res[i].err != MESH_OK) {
-			continue;
+	for (size_t i = 0; i < n && s == NATS_OK; i++) {
+		if (res[i].err == MESH_OK) {
+			s = natsConnection_PublishString(nc, acks[i], body);
+			k++;
 		}
-		if ((err = api_msg(acks[i], body, &msgs[k])) != MESH_OK) {
-			res[i].err = err;
-			copy_str(res[i].error, sizeof(res[i].error),
-			         mesh_errdetail());
-			continue;
-		}
-		idx[k++] = i;
 	}
-	if (k == 0) {
-		return;
+	if (k > 0 && s == NATS_OK) {
+		s = natsConnection_FlushTimeout(nc, RPC_TIMEOUT_MS);
 	}
-	err = rpc_many(q, msgs, k, RPC_TIMEOUT_MS, replies);
-	for (size_t i = 0; i < k; i++) {
-		struct mesh_queue_result *r = &res[idx[i]];
-		if (err != MESH_OK) {
-			r->err = err;
-		} else if (replies[i] == NULL) {
-			r->err = MESH_ETIMEDOUT;
-			snprintf(r->error, sizeof(r->error),
-			         "queue '%s': JetStream did not confirm in time",
-			         q->name);
-		} else if (natsMsg_IsNoResponders(replies[i])) {
-			r->err = MESH_ENOTFOUND;
-			snprintf(r->error, sizeof(r->error),
-			         "queue '%s': the message's consumer is gone",
-			         q->name);
+	if (s != NATS_OK) {
+		mesh_err err = mesh_err_nats(s, 0, "queue '%s': acknowledging",
+		                             q->name);
+		for (size_t i = 0; i < n; i++) {
+			if (res[i].err == MESH_OK) {
+				res[i].err = err;
+				copy_str(res[i].error, sizeof(res[i].error),
+				         mesh_errdetail());
+			}
 		}
-		natsMsg_Destroy(replies[i]);
 	}
 }
 
@@ -2415,6 +2500,7 @@ mesh_queue_change_visibility_batch(struct mesh_queue *q,
 			err = ack_one(q, r[i].ack, body);
 		}
 		if (err == MESH_OK) {
+			ledger_put(q, r[i].sseq, r[i].dseq, deadline);
 			plock_set(q, r[i].consumer, deadline);
 		}
 		if (err != MESH_OK) {
