@@ -303,7 +303,10 @@ build_options(const struct mesh_conn_opts *o, struct mesh_conn *c,
 	    (s = natsOptions_SetCustomReconnectDelay(no, reconnect_delay,
 	                                             c)) != NATS_OK ||
 	    (s = natsOptions_SetReconnectBufSize(no, 16 * 1024 * 1024)) !=
-	            NATS_OK) {
+	            NATS_OK ||
+	    /* Requests are latency-bound: write each at once rather than
+	     * wait for cnats' flusher to coalesce. */
+	    (s = natsOptions_SetSendAsap(no, true)) != NATS_OK) {
 		return mesh_err_nats(s, 0, "connection options");
 	}
 	if (o->name != NULL &&

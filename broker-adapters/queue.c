@@ -67,6 +67,7 @@ struct mesh_queue {
 	struct qnames dlq_n;
 	natsSubscription *inbox_sub;
 	char inbox[64];
+	struct inbox *box;
 	uint64_t rid;
 	int64_t next_release_ms;
 	uint32_t rr;
@@ -161,6 +162,108 @@ plock_claim(struct mesh_queue *q, uint32_t part, int64_t now)
 
 
 static void drop_reply(struct mesh_queue *q, natsMsg *m);
+
+/* Replies to an open queue's requests. cnats' thread puts them here and
+ * wakes the waiter only when as many as it waits for are in (or a status
+ * ends a pull): a batch of ten replies costs one wake-up, not ten. */
+struct inbox {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	natsMsg **msgs;
+	size_t head, n, cap;
+	size_t want;     /* wake when n reaches this */
+	bool on_status;  /* ... or when a status reply comes */
+};
+
+static int status_of(natsMsg *m);
+static int64_t mono_ms(void);
+
+static void
+inbox_put(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
+{
+	struct inbox *b = arg;
+
+	(void)nc;
+	(void)sub;
+	pthread_mutex_lock(&b->mu);
+	if (b->head + b->n == b->cap) {
+		if (b->head > 0) {
+			memmove(b->msgs, b->msgs + b->head,
+			        b->n * sizeof(*b->msgs));
+			b->head = 0;
+		} else {
+			size_t cap = b->cap ? b->cap * 2 : 64;
+			natsMsg **nm = realloc(b->msgs, cap * sizeof(*nm));
+			if (nm == NULL) {
+				pthread_mutex_unlock(&b->mu);
+				natsMsg_Destroy(m);
+				return;
+			}
+			b->msgs = nm;
+			b->cap = cap;
+		}
+	}
+	b->msgs[b->head + b->n++] = m;
+	if (b->n >= b->want || (b->on_status && status_of(m) != 0)) {
+		pthread_cond_signal(&b->cv);
+	}
+	pthread_mutex_unlock(&b->mu);
+}
+
+/* The oldest reply, waiting until `want` are in (or a status, when
+ * on_status) or until deadline (monotonic ms); NULL on timeout. */
+static natsMsg *
+inbox_take(struct inbox *b, size_t want, bool on_status, int64_t deadline)
+{
+	natsMsg *m = NULL;
+
+	pthread_mutex_lock(&b->mu);
+	b->want = want > 0 ? want : 1;
+	b->on_status = on_status;
+	while (b->n < b->want) {
+		bool status_in = false;
+		struct timespec ts;
+		int64_t left = deadline - mono_ms();
+		for (size_t i = 0; on_status && i < b->n && !status_in; i++) {
+			status_in = status_of(b->msgs[b->head + i]) != 0;
+		}
+		if (status_in || left <= 0) {
+			break;
+		}
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += left / 1000;
+		ts.tv_nsec += (left % 1000) * 1000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&b->cv, &b->mu, &ts);
+	}
+	if (b->n > 0) {
+		m = b->msgs[b->head++];
+		if (--b->n == 0) {
+			b->head = 0;
+		}
+	}
+	b->want = SIZE_MAX;
+	pthread_mutex_unlock(&b->mu);
+	return m;
+}
+
+static void
+inbox_free(struct inbox *b)
+{
+	if (b == NULL) {
+		return;
+	}
+	for (size_t i = 0; i < b->n; i++) {
+		natsMsg_Destroy(b->msgs[b->head + i]);
+	}
+	free(b->msgs);
+	pthread_cond_destroy(&b->cv);
+	pthread_mutex_destroy(&b->mu);
+	free(b);
+}
 
 /* ---- small helpers ------------------------------------------------------ */
 
@@ -995,8 +1098,16 @@ mesh_queue_open(struct mesh_conn *c, const char *name, struct mesh_queue **out)
 	if (s == NATS_OK) {
 		copy_str(q->inbox, sizeof(q->inbox), inbox);
 		snprintf(wildcard, sizeof(wildcard), "%s.*", q->inbox);
-		s = natsConnection_SubscribeSync(&q->inbox_sub,
-		                                 mesh_conn_nats(c), wildcard);
+		if ((q->box = calloc(1, sizeof(*q->box))) == NULL) {
+			s = NATS_NO_MEMORY;
+		} else {
+			pthread_mutex_init(&q->box->mu, NULL);
+			pthread_cond_init(&q->box->cv, NULL);
+			q->box->want = SIZE_MAX;
+			s = natsConnection_Subscribe(&q->inbox_sub,
+			                             mesh_conn_nats(c), wildcard,
+			                             inbox_put, q->box);
+		}
 	}
 	natsInbox_Destroy(inbox);
 	if (s == NATS_OK) {
@@ -1022,9 +1133,12 @@ mesh_queue_close(struct mesh_queue *q)
 		return;
 	}
 	if (q->inbox_sub != NULL) {
+		/* Unsubscribe returns once the callback has stopped. */
 		natsSubscription_Unsubscribe(q->inbox_sub);
+		natsSubscription_WaitForDrainCompletion(q->inbox_sub, 0);
 		natsSubscription_Destroy(q->inbox_sub);
 	}
+	inbox_free(q->box);
 	if (q->ledger_sub != NULL) {
 		natsSubscription_Unsubscribe(q->ledger_sub);
 		natsSubscription_Destroy(q->ledger_sub);
@@ -1045,17 +1159,25 @@ mesh_queue_name(const struct mesh_queue *q)
 	return q->name;
 }
 
-/* The request id of a reply on our inbox, or 0. */
+/* The request id in a subject on our inbox, or 0. */
 static uint64_t
-reply_rid(const struct mesh_queue *q, natsMsg *m)
+reply_rid(const struct mesh_queue *q, const char *subj)
 {
-	const char *subj = natsMsg_GetSubject(m);
 	size_t n = strlen(q->inbox);
 
-	if (strncmp(subj, q->inbox, n) != 0 || subj[n] != '.') {
+	if (subj == NULL || strncmp(subj, q->inbox, n) != 0 ||
+	    subj[n] != '.') {
 		return 0;
 	}
 	return strtoull(subj + n + 1, NULL, 10);
+}
+
+/* Reserve the next request id and write its reply subject. */
+static const char *
+req_reply(struct mesh_queue *q, char *buf, size_t size)
+{
+	snprintf(buf, size, "%s.%" PRIu64, q->inbox, ++q->rid);
+	return buf;
 }
 
 /* A JetStream status reply (404 no messages, 408 expired, 409 ...). */
@@ -1078,50 +1200,25 @@ rpc_many_from(struct mesh_queue *q, natsMsg **msgs, size_t n,
               const char *const *consumers)
 {
 	natsConnection *nc = mesh_conn_nats(q->c);
-	uint64_t first = q->rid + 1;
+	uint64_t first = 0;
 	size_t got = 0;
 	int64_t deadline;
 	natsStatus s = NATS_OK;
 
+	/* The messages carry their replies, reserved in order (req_reply). */
 	for (size_t i = 0; i < n; i++) {
-		char reply[96];
-		natsMsg *m;
 		replies[i] = NULL;
-		snprintf(reply, sizeof(reply), "%s.%" PRIu64, q->inbox,
-		         ++q->rid);
+		if (i == 0) {
+			first = reply_rid(q, natsMsg_GetReply(msgs[0]));
+		}
 		if (s == NATS_OK) {
-			s = natsMsg_Create(&m, natsMsg_GetSubject(msgs[i]),
-			                   reply, natsMsg_GetData(msgs[i]),
-			                   natsMsg_GetDataLength(msgs[i]));
-			if (s == NATS_OK) {
-				const char **keys = NULL;
-				int nk = 0;
-				natsMsgHeader_Keys(msgs[i], &keys, &nk);
-				for (int k = 0; k < nk && s == NATS_OK; k++) {
-					const char **vals = NULL;
-					int nv = 0;
-					natsMsgHeader_Values(msgs[i], keys[k],
-					                     &vals, &nv);
-					for (int v = 0; v < nv && s == NATS_OK;
-					     v++) {
-						s = natsMsgHeader_Add(
-						        m, keys[k], vals[v]);
-					}
-					free((void *)vals);
-				}
-				free((void *)keys);
-				if (s == NATS_OK) {
-					s = natsConnection_PublishMsg(nc, m);
-				}
-				natsMsg_Destroy(m);
-			}
+			s = natsConnection_PublishMsg(nc, msgs[i]);
 		}
 		natsMsg_Destroy(msgs[i]);
 		msgs[i] = NULL;
 	}
-	if (s == NATS_OK) {
-		s = natsConnection_Flush(nc);
-	}
+	/* No flush: cnats' flusher sends at once, and a flush would add
+	 * a round trip of its own. */
 	if (s != NATS_OK) {
 		return mesh_err_nats(s, 0, "queue '%s': request", q->name);
 	}
@@ -1133,15 +1230,11 @@ rpc_many_from(struct mesh_queue *q, natsMsg **msgs, size_t n,
 		if (left <= 0) {
 			break;
 		}
-		s = natsSubscription_NextMsg(&r, q->inbox_sub, left);
-		if (s == NATS_TIMEOUT) {
+		if ((r = inbox_take(q->box, n - got, false, deadline)) ==
+		    NULL) {
 			break;
 		}
-		if (s != NATS_OK) {
-			return mesh_err_nats(s, 0, "queue '%s': reply",
-			                     q->name);
-		}
-		rid = reply_rid(q, r);
+		rid = reply_rid(q, natsMsg_GetSubject(r));
 		for (size_t i = 0; rid == 0 && consumers != NULL && i < n; i++) {
 			if (from_consumer(r, q->n.stream, consumers[i])) {
 				rid = first + i;
@@ -1186,11 +1279,14 @@ rpc_many(struct mesh_queue *q, natsMsg **msgs, size_t n, int64_t timeout_ms,
 	return rpc_many_from(q, msgs, n, timeout_ms, replies, NULL);
 }
 
-/* Make the message for a JetStream API request. */
+/* Make the message for a JetStream API request, with its reply. */
 static mesh_err
-api_msg(const char *subject, const char *body, natsMsg **out)
+api_msg(struct mesh_queue *q, const char *subject, const char *body,
+        natsMsg **out)
 {
-	natsStatus s = natsMsg_Create(out, subject, NULL, body,
+	char reply[96];
+	natsStatus s = natsMsg_Create(out, subject,
+	                              req_reply(q, reply, sizeof(reply)), body,
 	                              body ? (int)strlen(body) : 0);
 
 	return s == NATS_OK ? MESH_OK : mesh_err_nats(s, 0, "%s", subject);
@@ -1236,16 +1332,13 @@ pull(struct mesh_queue *q, const char *stream, const char *consumer,
 		if (left <= 0) {
 			break;
 		}
-		s = natsSubscription_NextMsg(&m, q->inbox_sub, left);
-		if (s == NATS_TIMEOUT) {
+		if ((m = inbox_take(q->box, (size_t)(batch - got), true,
+		                    deadline)) == NULL) {
 			break;
-		}
-		if (s != NATS_OK) {
-			return mesh_err_nats(s, 0, "queue '%s': pull", q->name);
 		}
 		/* Statuses come on our reply subject; messages keep their
 		 * own subject, and their ack subject names the consumer. */
-		if ((st = status_of(m)) != 0 && reply_rid(q, m) != rid) {
+		if ((st = status_of(m)) != 0 && reply_rid(q, natsMsg_GetSubject(m)) != rid) {
 			natsMsg_Destroy(m);
 			continue;
 		}
@@ -1596,7 +1689,7 @@ send_prepare(struct mesh_queue *q, const struct mesh_queue_entry *e,
 	struct mesh_event *copy = NULL;
 	const struct mesh_event *ev = e->event;
 	char dedup[MESH_QUEUE_ID_MAX + 1] = "";
-	char subject[200], not_before[32];
+	char subject[200], not_before[32], reply[96];
 	int64_t delay = e->delay_s < 0 ? a->delay_s : e->delay_s;
 	size_t size, n_attrs;
 	natsMsg *m = NULL;
@@ -1695,7 +1788,8 @@ send_prepare(struct mesh_queue *q, const struct mesh_queue_entry *e,
 		target_subject(&q->n, &q->cfg, e->group_id, subject,
 		               sizeof(subject));
 	}
-	err = mesh_wire_msg(subject, NULL, ev, a->fifo ? dedup : NULL, &m);
+	err = mesh_wire_msg(subject, req_reply(q, reply, sizeof(reply)), ev,
+	                    a->fifo ? dedup : NULL, &m);
 	mesh_event_free(copy);
 	if (err != MESH_OK) {
 		return err;
@@ -1719,12 +1813,13 @@ send_prepare(struct mesh_queue *q, const struct mesh_queue_entry *e,
 	return MESH_OK;
 }
 
-/* Judge a publish acknowledgement. */
+/* Judge a publish acknowledgement: {"stream":"S","seq":N[,"duplicate":
+ * true]} or {"error":{"code":..,"err_code":..,"description":".."}}. Read
+ * by hand: it is on the hot path and its shape is fixed. */
 static mesh_err
 pub_ack(struct mesh_queue *q, natsMsg *r, uint64_t *seq, bool *dup)
 {
-	json_t *j, *e;
-	mesh_err err = MESH_OK;
+	const char *d, *p;
 
 	if (r == NULL) {
 		return mesh__seterr(MESH_ETIMEDOUT,
@@ -1738,28 +1833,36 @@ pub_ack(struct mesh_queue *q, natsMsg *r, uint64_t *seq, bool *dup)
 		                    "(was the queue deleted?)",
 		                    q->name);
 	}
-	j = json_loadb(natsMsg_GetData(r), (size_t)natsMsg_GetDataLength(r), 0,
-	               NULL);
-	if (j == NULL) {
+	d = natsMsg_GetData(r);
+	if (d != NULL && strstr(d, "\"error\"") != NULL) {
+		const char *desc = strstr(d, "\"description\":\"");
+		int len = 0;
+		mesh_err err = strstr(d, "\"err_code\":10054") != NULL
+		                       ? MESH_ETOOBIG
+		                       : MESH_EBROKER;
+		if (desc != NULL) {
+			desc += 15;
+			len = (int)strcspn(desc, "\"");
+		}
+		return mesh__seterr(err,
+		                    "queue '%s': JetStream refused the message: "
+		                    "%.*s",
+		                    q->name, len, desc ? desc : "");
+	}
+	if (d == NULL || (p = strstr(d, "\"seq\":")) == NULL) {
 		return mesh__seterr(MESH_EBROKER,
 		                    "queue '%s': unreadable acknowledgement",
 		                    q->name);
 	}
-	if ((e = json_object_get(j, "error")) != NULL) {
-		json_int_t code = json_integer_value(
-		        json_object_get(e, "err_code"));
-		const char *d = json_string_value(
-		        json_object_get(e, "description"));
-		err = code == JSStreamMessageExceedsMaximumErr ? MESH_ETOOBIG
-		                                               : MESH_EBROKER;
-		mesh__seterr(err, "queue '%s': JetStream refused the message: %s",
-		             q->name, d ? d : "unknown error");
+	*seq = strtoull(p + 6, NULL, 10);
+	if ((p = strstr(d, "\"duplicate\":")) != NULL) {
+		p += 12;
+		p += strspn(p, " ");
+		*dup = strncmp(p, "true", 4) == 0;
 	} else {
-		*seq = (uint64_t)json_integer_value(json_object_get(j, "seq"));
-		*dup = json_is_true(json_object_get(j, "duplicate"));
+		*dup = false;
 	}
-	json_decref(j);
-	return err;
+	return MESH_OK;
 }
 
 static void
@@ -1847,16 +1950,17 @@ republish(struct mesh_queue *q, natsMsg *src, const char *subject,
           const char *msg_id, const char *const *drop,
           const char *const *add)
 {
-	natsMsg *m = NULL, *reply = NULL;
+	natsMsg *m = NULL, *ack = NULL;
 	const char **keys = NULL;
+	char reply[96];
 	int nk = 0;
 	uint64_t seq;
 	bool dup;
 	natsStatus s;
 	mesh_err err;
 
-	s = natsMsg_Create(&m, subject, NULL, natsMsg_GetData(src),
-	                   natsMsg_GetDataLength(src));
+	s = natsMsg_Create(&m, subject, req_reply(q, reply, sizeof(reply)),
+	                   natsMsg_GetData(src), natsMsg_GetDataLength(src));
 	if (s == NATS_OK) {
 		natsMsgHeader_Keys(src, &keys, &nk);
 	}
@@ -1883,11 +1987,11 @@ republish(struct mesh_queue *q, natsMsg *src, const char *subject,
 		return mesh_err_nats(s, 0, "queue '%s': moving a message",
 		                     q->name);
 	}
-	if ((err = rpc_many(q, &m, 1, RPC_TIMEOUT_MS, &reply)) != MESH_OK) {
+	if ((err = rpc_many(q, &m, 1, RPC_TIMEOUT_MS, &ack)) != MESH_OK) {
 		return err;
 	}
-	err = pub_ack(q, reply, &seq, &dup);
-	natsMsg_Destroy(reply);
+	err = pub_ack(q, ack, &seq, &dup);
+	natsMsg_Destroy(ack);
 	return err;
 }
 
@@ -2263,7 +2367,7 @@ fifo_pull(struct mesh_queue *q, int want, natsMsg **got, size_t *n)
 			 * once; one at its one message in flight answers a
 			 * bare no_wait with silence, but an expiring one
 			 * with a 408 after the expiry. */
-			if ((err = api_msg(subject,
+			if ((err = api_msg(q, subject,
 			                   "{\"batch\":1,\"no_wait\":true,"
 			                   "\"expires\":2000000}",
 			                   &reqs[k])) != MESH_OK) {
@@ -2486,7 +2590,7 @@ mesh_queue_change_visibility_batch(struct mesh_queue *q,
 		         q->n.stream, r[i].sseq);
 		snprintf(val, sizeof(val), "%" PRIu64 " %" PRId64, r[i].dseq,
 		         deadline);
-		if ((err = api_msg(subj, val, &m)) == MESH_OK &&
+		if ((err = api_msg(q, subj, val, &m)) == MESH_OK &&
 		    (err = rpc_many(q, &m, 1, RPC_TIMEOUT_MS, &reply)) ==
 		            MESH_OK) {
 			uint64_t seq;
@@ -2708,7 +2812,14 @@ mesh_queue_redrive(struct mesh_conn *c, const char *dlq,
 		}
 		s = js_DeleteMsg(mesh_conn_js(c), src->n.stream, qm.sequence,
 		                 NULL, &jerr);
-		if (s != NATS_OK && jerr != JSNoMessageFoundErr) {
+		/* Already gone (a killed run's delete that the server took
+		 * after it died) is what we wanted. nats-server 2.9 says so
+		 * with JSStreamMsgDeleteFailedF and "no message found". */
+		if (s != NATS_OK && jerr != JSNoMessageFoundErr &&
+		    jerr != JSSequenceNotFoundErr &&
+		    strstr(nats_GetLastError(NULL) ? nats_GetLastError(NULL)
+		                                   : "",
+		           "no message found") == NULL) {
 			err = mesh_err_nats(s, jerr, "queue '%s': message %" PRIu64,
 			                    dlq, qm.sequence);
 			break;

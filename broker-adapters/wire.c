@@ -1,9 +1,20 @@
 /* wire.c: events as NATS messages (CloudEvents structured mode). */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
 #include "mesh/wire.h"
+
+/* cnats must be initialised before a message is made or freed, even
+ * without a connection. */
+static pthread_once_t nats_once = PTHREAD_ONCE_INIT;
+
+static void
+open_nats(void)
+{
+	nats_Open(-1);
+}
 
 mesh_err
 mesh_wire_msg(const char *subject, const char *reply,
@@ -23,6 +34,7 @@ mesh_wire_msg(const char *subject, const char *reply,
 		        "or wildcards",
 		        subject ? subject : "");
 	}
+	pthread_once(&nats_once, open_nats);
 	if ((err = mesh_event_pack(ev, &buf, &len)) != MESH_OK) {
 		return err;
 	}

@@ -1,5 +1,6 @@
 /* cmd_queue.c: meshctl queue ..., SQS's calls from the shell. With --json
  * the output has the AWS CLI's shapes, so scripts carry over. */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -313,6 +314,46 @@ attr_from_flag(struct mesh_event *ev, const char *spec)
 	                           strlen(colon + 1));
 }
 
+/* A whole file ("-": standard input) as a string; NULL after printing
+ * why. */
+static char *
+read_file(struct cli *cli, const char *path)
+{
+	FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+	size_t cap = 65536, n = 0, r;
+	char *buf;
+
+	if (f == NULL) {
+		fprintf(stderr, "meshctl %s: cannot read '%s': %s\n",
+		        cli->cmd_path, path, strerror(errno));
+		return NULL;
+	}
+	buf = malloc(cap + 1);
+	while (buf != NULL && (r = fread(buf + n, 1, cap - n, f)) > 0) {
+		n += r;
+		if (n == cap) {
+			char *nb = realloc(buf, cap * 2 + 1);
+			if (nb == NULL) {
+				free(buf);
+				buf = NULL;
+				break;
+			}
+			buf = nb;
+			cap *= 2;
+		}
+	}
+	if (f != stdin) {
+		fclose(f);
+	}
+	if (buf == NULL) {
+		fprintf(stderr, "meshctl %s: '%s': out of memory\n",
+		        cli->cmd_path, path);
+		return NULL;
+	}
+	buf[n] = '\0';
+	return buf;
+}
+
 static mesh_err
 body_event(const char *body, struct mesh_event **out)
 {
@@ -344,13 +385,29 @@ cmd_queue_send(struct cli *cli)
 	mesh_err err;
 	int rc = CLI_FAIL;
 
+	char *from_file = NULL;
+
+	if (cli_opt(cli, "--body-file") != NULL) {
+		if (body != NULL) {
+			return cli_usage_error(cli, "--body and --body-file "
+			                            "exclude each other");
+		}
+		if ((from_file = read_file(cli, cli_opt(cli, "--body-file"))) ==
+		    NULL) {
+			return CLI_FAIL;
+		}
+		body = from_file;
+	}
 	if (body == NULL) {
-		return cli_usage_error(cli, "--body TEXT is required");
+		return cli_usage_error(cli, "--body TEXT (or --body-file FILE) "
+		                            "is required");
 	}
 	if (!cli_opt_long(cli, "--delay", 0, 900, -1, &delay)) {
 		return CLI_USAGE;
 	}
-	if ((err = body_event(body, &ev)) != MESH_OK) {
+	err = body_event(body, &ev);
+	free(from_file);
+	if (err != MESH_OK) {
 		return cli_fail(cli, err);
 	}
 	for (size_t i = 0; (spec = cli_opt_nth(cli, "--attr", i)); i++) {

@@ -32,7 +32,8 @@ static const struct cli_opt set_opts[] = {
 };
 
 static const struct cli_opt send_opts[] = {
-	{"--body", "TEXT", "the message body (required)"},
+	{"--body", "TEXT", "the message body"},
+	{"--body-file", "FILE", "the message body from a file (- for stdin)"},
 	{"--delay", "S", "DelaySeconds for this message, 0-900 (standard "
 	                 "queues)"},
 	{"--group", "G", "MessageGroupId (required on FIFO queues)"},

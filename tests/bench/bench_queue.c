@@ -44,9 +44,17 @@ figure(const char *name, double v, double base, const char *unit)
 
 /* (a): publish and consume with cnats alone; returns msgs/s for each. */
 static bool
-raw_baseline(double *pub_rate, double *con_rate)
+raw_baseline(const char *url, double *pub_rate, double *con_rate)
 {
-	jsCtx *js = mesh_conn_js(conn);
+	natsConnection *nc = NULL;
+	jsCtx *js = NULL;
+
+	/* Plain cnats, its default options: the baseline owes nothing to
+	 * evmesh's connection settings. */
+	if (natsConnection_ConnectTo(&nc, url) != NATS_OK ||
+	    natsConnection_JetStream(&js, nc, NULL) != NATS_OK) {
+		return false;
+	}
 	jsStreamConfig sc;
 	jsConsumerConfig cc;
 	jsSubOptions so;
@@ -105,9 +113,11 @@ raw_baseline(double *pub_rate, double *con_rate)
 		got += l.Count;
 		natsMsgList_Destroy(&l);
 	}
-	natsConnection_Flush(mesh_conn_nats(conn));
+	natsConnection_Flush(nc);
 	*con_rate = (double)got / secs_since(t0);
 	natsSubscription_Destroy(sub);
+	jsCtx_Destroy(js);
+	natsConnection_Destroy(nc);
 	return got == n_msgs;
 }
 
@@ -326,7 +336,7 @@ main(void)
 	printf("# %ld messages of %d bytes, batches of %d; FIFO: %ld "
 	       "messages, %d workers, 1 ms per message\n",
 	       n_msgs, BODY, BATCH, n_fifo, workers);
-	if (!raw_baseline(&raw_pub, &raw_con) || !queue_api(&q_send, &q_con)) {
+	if (!raw_baseline(b.url, &raw_pub, &raw_con) || !queue_api(&q_send, &q_con)) {
 		fprintf(stderr, "bench: a phase failed\n");
 		return 1;
 	}

@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# meshctl queue ...: the shell contract, AWS CLI JSON shapes, exit codes,
+# bad input, and a redrive killed with SIGKILL and run again.
+# Usage: test_queue_cli.sh MESHCTL TEST-BROKER
+set -u
+MESHCTL=$1
+TEST_BROKER=$2
+. "$(dirname "$0")/tap.sh"
+unset NATS_URL NATS_USER NATS_PASSWORD NATS_TOKEN NATS_NKEY NATS_CREDS
+
+start_broker || { echo "Bail out! no broker"; exit 1; }
+export NATS_URL=$BROKER_URL
+m() { "$MESHCTL" "$@"; }
+json() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))" "$1"; }
+
+out=$(m queue create jobs --visibility-timeout 5 --json); ok $? "queue create exits 0"
+has "$out" '"QueueUrl"' "and prints a QueueUrl"
+url=$(printf '%s' "$out" | json 'd["QueueUrl"]')
+out=$(m queue info "$url" --json); ok $? "a QueueUrl names the queue too"
+is "$(printf '%s' "$out" | json 'd["Attributes"]["VisibilityTimeout"]')" "5" \
+	"get-queue-attributes shape: Attributes.VisibilityTimeout is \"5\""
+is "$(printf '%s' "$out" | json 'd["Attributes"]["MaximumMessageSize"]')" "262144" \
+	"defaults are SQS's (MaximumMessageSize 262144)"
+out=$(m queue list --json); has "$out" '/queue/jobs' "list-queues shape: QueueUrls"
+
+out=$(m queue send jobs --body 'hello world' --attr color=String:red --attr n=Number:7 --json)
+ok $? "send exits 0"
+mid=$(printf '%s' "$out" | json 'd["MessageId"]')
+[ ${#mid} -eq 36 ]; ok $? "send-message shape: a MessageId"
+out=$(m queue peek jobs --json)
+is "$(printf '%s' "$out" | json 'len(d["Messages"])')" "1" "peek shows the waiting message"
+out=$(m queue receive jobs --json); ok $? "receive exits 0"
+is "$(printf '%s' "$out" | json 'd["Messages"][0]["Body"]')" "hello world" "receive-message shape: Messages[0].Body"
+is "$(printf '%s' "$out" | json 'd["Messages"][0]["MessageId"]')" "$mid" "with its MessageId"
+is "$(printf '%s' "$out" | json 'd["Messages"][0]["Attributes"]["ApproximateReceiveCount"]')" "1" \
+	"Attributes.ApproximateReceiveCount is \"1\" (peek did not count)"
+is "$(printf '%s' "$out" | json 'd["Messages"][0]["MessageAttributes"]["n"]["DataType"]')" "Number" \
+	"MessageAttributes keep their DataType"
+rh=$(printf '%s' "$out" | json 'd["Messages"][0]["ReceiptHandle"]')
+out=$(m queue delete-message jobs "$rh"); ok $? "delete-message with the receipt exits 0"
+out=$(m queue info jobs --json)
+is "$(printf '%s' "$out" | json 'd["Attributes"]["ApproximateNumberOfMessages"] + d["Attributes"]["ApproximateNumberOfMessagesNotVisible"]')" "00" \
+	"and the queue is empty"
+
+# Batches.
+out=$(m queue send-batch jobs --json --entries '[{"Id":"a","MessageBody":"1"},{"Id":"b","MessageBody":"2","MessageAttributes":{"k":{"DataType":"String","StringValue":"v"}}}]')
+ok $? "send-batch exits 0"
+is "$(printf '%s' "$out" | json 'len(d["Successful"])')" "2" "Successful lists both"
+out=$(m queue send-batch jobs --json --entries '[{"Id":"a","MessageBody":"1"},{"Id":"a","MessageBody":"2"}]' 2>&1)
+is $? 1 "a batch with repeated ids exits 1"
+has "$out" "'a' is repeated" "and names the id"
+out=$(m queue receive jobs --max 10 --json)
+is "$(printf '%s' "$out" | json 'len(d["Messages"])')" "2" "only the 2 good messages were stored"
+entries=$(printf '%s' "$out" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(json.dumps([{"Id":"e%d"%i,"ReceiptHandle":m["ReceiptHandle"]} for i,m in enumerate(d["Messages"])]+[{"Id":"bad","ReceiptHandle":"nonsense"}]))')
+out=$(m queue delete-message-batch jobs --json --entries "$entries" 2>&1); r=$?
+is $r 1 "a delete batch with a bad receipt exits 1"
+is "$(printf '%s' "$out" | json 'len(d["Successful"]), len(d["Failed"]), d["Failed"][0]["Id"]')" "(2, 1, 'bad')" \
+	"with Successful and Failed per entry"
+
+# Bad input: clear errors, non-zero exits, nothing stored.
+out=$(m queue send nosuch --body x 2>&1); is $? 1 "sending to an unknown queue exits 1"
+has "$out" "queue 'nosuch': does not exist" "and names the queue"
+out=$(m queue create 'bad name' 2>&1); is $? 1 "an invalid name exits 1"
+has "$out" "'bad name'" "and names it"
+out=$(m queue create q2 --visibility-timeout 99999 2>&1); is $? 2 "an out-of-range attribute exits 2"
+has "$out" "--visibility-timeout '99999'" "and names the flag and value"
+out=$(m queue send jobs 2>&1); is $? 2 "send without --body exits 2"
+tmp=$(mktemp)
+trap 'rm -f "$tmp"' EXIT
+head -c 262145 /dev/zero | tr '\0' x > "$tmp"
+out=$(m queue send jobs --body-file "$tmp" 2>&1); is $? 1 "a body one byte over 256 KiB exits 1"
+has "$out" "MaximumMessageSize" "naming the limit"
+head -c 262144 /dev/zero | tr '\0' y > "$tmp"
+out=$(m queue send jobs --body-file "$tmp" 2>&1); ok $? "a body of exactly 256 KiB is sent (--body-file)"
+out=$(m queue receive jobs --json | python3 -c 'import json,sys; d=json.load(sys.stdin); print(len(d["Messages"][0]["Body"]))')
+is "$out" "262144" "and received whole"
+m queue purge jobs >/dev/null
+out=$(m queue send jobs --body x --attr 'n=Number:abc' 2>&1); is $? 1 "a bad Number attribute exits 1"
+has "$out" "'abc' is not a number" "and says why"
+out=$(m queue delete-message jobs 'AAAA' 2>&1); is $? 1 "a malformed receipt exits 1"
+has "$out" "malformed receipt handle" "and says so"
+m queue create orders.fifo >/dev/null
+out=$(m queue send orders.fifo --body x --dedup-id d 2>&1); is $? 1 "a FIFO send without --group exits 1"
+has "$out" "MessageGroupId is required" "and says which field"
+out=$(m queue info jobs --json)
+is "$(printf '%s' "$out" | json 'd["Attributes"]["ApproximateNumberOfMessages"]')" "0" \
+	"none of the refused sends stored anything"
+
+# A redrive killed with SIGKILL mid-way, then run again: nothing lost,
+# nothing twice.
+m queue create dlq >/dev/null
+m queue create src --visibility-timeout 0 --dlq dlq --max-receive 1 >/dev/null
+for b in $(seq 0 9); do
+	e=$(python3 -c "import json; print(json.dumps([{'Id':'i%d'%i,'MessageBody':'msg-%d-%d'%($b,i)} for i in range(10)]))")
+	m queue send-batch src --entries "$e" >/dev/null
+done
+for _ in $(seq 1 40); do m queue receive src --max 10 >/dev/null; done
+n_dlq=$(m queue info dlq --json | json 'd["Attributes"]["ApproximateNumberOfMessages"]')
+is "$n_dlq" "100" "100 messages received twice with maxReceiveCount 1 are in the DLQ"
+m queue redrive dlq --rate 100 >/dev/null 2>&1 &
+pid=$!
+sleep 0.4
+kill -9 $pid 2>/dev/null
+wait $pid 2>/dev/null
+mid_src=$(m queue info src --json | json 'd["Attributes"]["ApproximateNumberOfMessages"]')
+[ "$mid_src" -gt 0 ] && [ "$mid_src" -lt 100 ]
+ok $? "the killed redrive had moved some ($mid_src)"
+out=$(m queue redrive dlq 2>&1); ok $? "the redrive run again exits 0"
+bodies=$(m queue peek src --max 1000 --json | python3 -c 'import json,sys; d=json.load(sys.stdin); print("\n".join(m["Body"] for m in d["Messages"]))')
+is "$(printf '%s\n' "$bodies" | sort -u | wc -l)" "100" "all 100 messages are back in src"
+is "$(printf '%s\n' "$bodies" | wc -l)" "100" "each once"
+is "$(m queue info dlq --json | json 'd["Attributes"]["ApproximateNumberOfMessages"]')" "0" "and the DLQ is empty"
+
+stop_broker
+done_testing
