@@ -353,19 +353,28 @@ set_owned_string(char **field, const char *what, const char *value)
 	return MESH_OK;
 }
 
+void
+mesh__uuid_format(const uint8_t bytes[16], int version, char out[37])
+{
+	uint8_t b[16];
+
+	memcpy(b, bytes, sizeof(b));
+	b[6] = (uint8_t)((b[6] & 0x0f) | (version << 4));
+	b[8] = (uint8_t)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+	snprintf(out, 37,
+	         "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
+	         "%02x%02x%02x%02x%02x%02x",
+	         b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9],
+	         b[10], b[11], b[12], b[13], b[14], b[15]);
+}
+
 static void
 uuid4(char out[37])
 {
 	uint8_t b[16];
 
 	randombytes_buf(b, sizeof(b));
-	b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
-	b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
-	snprintf(out, 37,
-	         "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
-	         "%02x%02x%02x%02x%02x%02x",
-	         b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9],
-	         b[10], b[11], b[12], b[13], b[14], b[15]);
+	mesh__uuid_format(b, 4, out);
 }
 
 static struct mesh_event *

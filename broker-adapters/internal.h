@@ -34,5 +34,9 @@ mesh_err mesh__nkey_public_from_seed(const char *seed,
 void mesh__nkey_seed_encode(const unsigned char raw[32],
                             char seed[MESH__NKEY_SEED_LEN + 1]);
 
+/* Format 16 bytes as a UUID of the given version (4: random, 8: derived
+ * from other data). */
+void mesh__uuid_format(const uint8_t bytes[16], int version, char out[37]);
+
 /* Copy url into buf with any password replaced by "***". */
 const char *mesh__url_redact(const char *url, char *buf, size_t size);

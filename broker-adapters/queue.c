@@ -18,31 +18,31 @@
 #include "mesh/queue.h"
 #include "mesh/wire.h"
 
-#define HDR_GROUP "Mesh-Group"
-#define HDR_DEDUP "Mesh-Dedup-Id"
+#define HDR_GROUP      "Mesh-Group"
+#define HDR_DEDUP      "Mesh-Dedup-Id"
 #define HDR_NOT_BEFORE "Mesh-Not-Before"
 #define HDR_DLQ_SOURCE "Mesh-Dlq-Source"
 #define HDR_DLQ_REASON "Mesh-Dlq-Reason"
-#define HDR_DLQ_COUNT "Mesh-Dlq-Receive-Count"
-#define HDR_STATUS "Status"
+#define HDR_DLQ_COUNT  "Mesh-Dlq-Receive-Count"
+#define HDR_STATUS     "Status"
 
-#define RECEIVERS "receivers"
-#define MOVER "mover"
-#define LEDGER_STREAM "MESH_RECEIPTS"
-#define LEDGER_PREFIX "mesh.receipts."
-#define ENVELOPE_ROOM (64 * 1024) /* stream MaxMsgSize above the body */
+#define RECEIVERS        "receivers"
+#define MOVER            "mover"
+#define LEDGER_STREAM    "MESH_RECEIPTS"
+#define LEDGER_PREFIX    "mesh.receipts."
+#define ENVELOPE_ROOM    (64 * 1024) /* stream MaxMsgSize above the body */
 #define RELEASE_EVERY_MS 200
 /* Long polls wait in slices (delayed messages come due between them). Not
  * a whole second: a slice ending just as a whole-second visibility timeout
  * ends makes nats-server 2.9 lose that redelivery now and then. */
-#define POLL_SLICE_MS 950
-#define PULL_GRACE_MS 250
-#define RPC_TIMEOUT_MS 5000
+#define POLL_SLICE_MS     950
+#define PULL_GRACE_MS     250
+#define RPC_TIMEOUT_MS    5000
 #define FIFO_PULL_WAIT_MS 50 /* 2 ms pull expiry + network */
-#define BUSY_CACHE_MS 100
-#define MAX_VISIBILITY_S 43200
-#define RECEIPT_TAG 16
-#define NS_PER_MS ((int64_t)1000000)
+#define BUSY_CACHE_MS     100
+#define MAX_VISIBILITY_S  43200
+#define RECEIPT_TAG       16
+#define NS_PER_MS         ((int64_t)1000000)
 
 struct qnames {
 	char stream[96];   /* MQ_name / MF_base */
@@ -159,8 +159,6 @@ plock_claim(struct mesh_queue *q, uint32_t part, int64_t now)
 	return got;
 }
 
-
-
 static void drop_reply(struct mesh_queue *q, natsMsg *m);
 
 /* Replies to an open queue's requests. cnats' thread puts them here and
@@ -171,8 +169,8 @@ struct inbox {
 	pthread_cond_t cv;
 	natsMsg **msgs;
 	size_t head, n, cap;
-	size_t want;     /* wake when n reaches this */
-	bool on_status;  /* ... or when a status reply comes */
+	size_t want;    /* wake when n reaches this */
+	bool on_status; /* ... or when a status reply comes */
 };
 
 static int status_of(natsMsg *m);
@@ -348,7 +346,7 @@ copy_str(char *dst, size_t size, const char *src)
 
 struct receipt {
 	int64_t deadline_ms;
-	char ack[200];    /* the delivery's ack subject */
+	char ack[200]; /* the delivery's ack subject */
 	char stream[96];
 	char consumer[32];
 	uint64_t delivered, sseq, dseq;
@@ -416,7 +414,8 @@ from_consumer(natsMsg *m, const char *stream, const char *consumer)
 	       strcmp(r.consumer, consumer) == 0;
 }
 
-/* ---- names and attributes ------------------------------------------------ */
+/* ---- names and attributes ------------------------------------------------
+ */
 
 void
 mesh_queue_attrs_init(struct mesh_queue_attrs *a)
@@ -446,11 +445,12 @@ mesh_queue_name_check(const char *name, bool *fifo)
 		char ch = name[i];
 		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
 		      (ch >= '0' && ch <= '9') || ch == '_' || ch == '-')) {
-			return mesh__seterr(MESH_EINVAL,
-			                    "queue name '%s': may contain only "
-			                    "A-Z, a-z, 0-9, '-' and '_' (and end "
-			                    "in .fifo for a FIFO queue)",
-			                    name);
+			return mesh__seterr(
+			        MESH_EINVAL,
+			        "queue name '%s': may contain only "
+			        "A-Z, a-z, 0-9, '-' and '_' (and end "
+			        "in .fifo for a FIFO queue)",
+			        name);
 		}
 	}
 	if (fifo != NULL) {
@@ -481,12 +481,12 @@ mesh_queue_attrs_check(const char *name, const struct mesh_queue_attrs *a)
 		return err;
 	}
 	if (fifo != a->fifo) {
-		return mesh__seterr(MESH_EINVAL,
-		                    "queue '%s': %s", name,
-		                    a->fifo ? "a FIFO queue's name must end in "
-		                              "'.fifo'"
-		                            : "a name ending in '.fifo' is for "
-		                              "FIFO queues (--fifo)");
+		return mesh__seterr(
+		        MESH_EINVAL, "queue '%s': %s", name,
+		        a->fifo ? "a FIFO queue's name must end in "
+		                  "'.fifo'"
+		                : "a name ending in '.fifo' is for "
+		                  "FIFO queues (--fifo)");
 	}
 	if (a->content_based_dedup && !a->fifo) {
 		return mesh__seterr(MESH_EINVAL,
@@ -494,14 +494,14 @@ mesh_queue_attrs_check(const char *name, const struct mesh_queue_attrs *a)
 		                    "for FIFO queues only",
 		                    name);
 	}
-	if ((err = range(name, "VisibilityTimeout", a->visibility_timeout_s,
-	                 0, MAX_VISIBILITY_S)) != MESH_OK ||
+	if ((err = range(name, "VisibilityTimeout", a->visibility_timeout_s, 0,
+	                 MAX_VISIBILITY_S)) != MESH_OK ||
 	    (err = range(name, "DelaySeconds", a->delay_s, 0, 900)) !=
 	            MESH_OK ||
 	    (err = range(name, "MessageRetentionPeriod", a->retention_s, 60,
 	                 1209600)) != MESH_OK ||
-	    (err = range(name, "MaximumMessageSize", a->max_message_size,
-	                 1024, 1048576)) != MESH_OK ||
+	    (err = range(name, "MaximumMessageSize", a->max_message_size, 1024,
+	                 1048576)) != MESH_OK ||
 	    (err = range(name, "ReceiveMessageWaitTimeSeconds",
 	                 a->receive_wait_s, 0, 20)) != MESH_OK ||
 	    (err = range(name, "partitions", a->partitions, 1, 256)) !=
@@ -514,12 +514,12 @@ mesh_queue_attrs_check(const char *name, const struct mesh_queue_attrs *a)
 			return err;
 		}
 		if (dfifo != a->fifo) {
-			return mesh__seterr(MESH_EINVAL,
-			                    "queue '%s': its dead-letter queue "
-			                    "'%s' must be %s too",
-			                    name, a->dlq,
-			                    a->fifo ? "a FIFO queue"
-			                            : "a standard queue");
+			return mesh__seterr(
+			        MESH_EINVAL,
+			        "queue '%s': its dead-letter queue "
+			        "'%s' must be %s too",
+			        name, a->dlq,
+			        a->fifo ? "a FIFO queue" : "a standard queue");
 		}
 		if (strcmp(a->dlq, name) == 0) {
 			return mesh__seterr(MESH_EINVAL,
@@ -550,8 +550,9 @@ cfg_encode(const char *name, const struct qcfg *cfg)
 	if (asprintf(&s,
 	             "evmesh-queue v1 name=%s fifo=%d cbd=%d vt=%" PRId64
 	             " delay=%" PRId64 " retention=%" PRId64 " max=%" PRId64
-	             " wait=%" PRId64 " dlq=%s maxrc=%" PRId64 " parts=%" PRId64
-	             " created=%" PRId64 " modified=%" PRId64 " key=%s",
+	             " wait=%" PRId64 " dlq=%s maxrc=%" PRId64
+	             " parts=%" PRId64 " created=%" PRId64 " modified=%" PRId64
+	             " key=%s",
 	             name, a->fifo, a->content_based_dedup,
 	             a->visibility_timeout_s, a->delay_s, a->retention_s,
 	             a->max_message_size, a->receive_wait_s, a->dlq,
@@ -589,19 +590,30 @@ cfg_decode(const char *name, const char *desc, struct qcfg *cfg)
 		v = eq + 1;
 		n = strtoll(v, NULL, 10);
 		found++;
-		if (strcmp(t, "fifo") == 0) cfg->a.fifo = n != 0;
-		else if (strcmp(t, "cbd") == 0) cfg->a.content_based_dedup = n;
-		else if (strcmp(t, "vt") == 0) cfg->a.visibility_timeout_s = n;
-		else if (strcmp(t, "delay") == 0) cfg->a.delay_s = n;
-		else if (strcmp(t, "retention") == 0) cfg->a.retention_s = n;
-		else if (strcmp(t, "max") == 0) cfg->a.max_message_size = n;
-		else if (strcmp(t, "wait") == 0) cfg->a.receive_wait_s = n;
+		if (strcmp(t, "fifo") == 0)
+			cfg->a.fifo = n != 0;
+		else if (strcmp(t, "cbd") == 0)
+			cfg->a.content_based_dedup = n;
+		else if (strcmp(t, "vt") == 0)
+			cfg->a.visibility_timeout_s = n;
+		else if (strcmp(t, "delay") == 0)
+			cfg->a.delay_s = n;
+		else if (strcmp(t, "retention") == 0)
+			cfg->a.retention_s = n;
+		else if (strcmp(t, "max") == 0)
+			cfg->a.max_message_size = n;
+		else if (strcmp(t, "wait") == 0)
+			cfg->a.receive_wait_s = n;
 		else if (strcmp(t, "dlq") == 0)
 			copy_str(cfg->a.dlq, sizeof(cfg->a.dlq), v);
-		else if (strcmp(t, "maxrc") == 0) cfg->a.max_receive_count = n;
-		else if (strcmp(t, "parts") == 0) cfg->a.partitions = n;
-		else if (strcmp(t, "created") == 0) cfg->a.created_ms = n;
-		else if (strcmp(t, "modified") == 0) cfg->a.modified_ms = n;
+		else if (strcmp(t, "maxrc") == 0)
+			cfg->a.max_receive_count = n;
+		else if (strcmp(t, "parts") == 0)
+			cfg->a.partitions = n;
+		else if (strcmp(t, "created") == 0)
+			cfg->a.created_ms = n;
+		else if (strcmp(t, "modified") == 0)
+			cfg->a.modified_ms = n;
 		else if (strcmp(t, "key") == 0) {
 			if (sodium_hex2bin(cfg->key, sizeof(cfg->key), v,
 			                   strlen(v), NULL, &klen, NULL) != 0)
@@ -638,7 +650,8 @@ cfg_load(struct mesh_conn *c, const char *name, struct qcfg *cfg,
 	if (s != NATS_OK) {
 		if (jerr == JSStreamNotFoundErr || s == NATS_NOT_FOUND) {
 			return mesh__seterr(MESH_ENOTFOUND,
-			                    "queue '%s': does not exist", name);
+			                    "queue '%s': does not exist",
+			                    name);
 		}
 		return mesh_err_nats(s, jerr, "queue '%s'", name);
 	}
@@ -662,7 +675,8 @@ attrs_same(const struct mesh_queue_attrs *x, const struct mesh_queue_attrs *y)
 	       (!x->fifo || x->partitions == y->partitions);
 }
 
-/* ---- streams and consumers ----------------------------------------------- */
+/* ---- streams and consumers -----------------------------------------------
+ */
 
 static void
 stream_config(jsStreamConfig *sc, const char *stream, const char **subject,
@@ -721,7 +735,8 @@ ensure_consumers(struct mesh_conn *c, const char *name, const struct qnames *n,
 		char durable[16], filter[160];
 		if (a->fifo) {
 			snprintf(durable, sizeof(durable), "p%d", p);
-			snprintf(filter, sizeof(filter), "%s.%d", n->subject, p);
+			snprintf(filter, sizeof(filter), "%s.%d", n->subject,
+			         p);
 		}
 		/* A FIFO partition has one message in flight: that is what
 		 * keeps each of its groups in order. */
@@ -746,8 +761,8 @@ ensure_consumers(struct mesh_conn *c, const char *name, const struct qnames *n,
 		                   &jerr);
 		jsConsumerInfo_Destroy(ci);
 		if (s != NATS_OK) {
-			return mesh_err_nats(s, jerr,
-			                     "queue '%s': delay consumer", name);
+			return mesh_err_nats(
+			        s, jerr, "queue '%s': delay consumer", name);
 		}
 	}
 	return MESH_OK;
@@ -902,8 +917,9 @@ mesh_queue_set_attrs(struct mesh_conn *c, const char *name,
 	return ensure_consumers(c, name, &n, &cfg.a, true);
 }
 
-mesh_err
-mesh_queue_delete(struct mesh_conn *c, const char *name)
+/* Delete, or purge, a queue's two streams. */
+static mesh_err
+both_streams(struct mesh_conn *c, const char *name, bool purge)
 {
 	struct qcfg cfg;
 	struct qnames n;
@@ -914,34 +930,35 @@ mesh_queue_delete(struct mesh_conn *c, const char *name)
 	if ((err = cfg_load(c, name, &cfg, &n)) != MESH_OK) {
 		return err;
 	}
-	s = js_DeleteStream(mesh_conn_js(c), n.stream, NULL, &jerr);
-	if (s != NATS_OK) {
-		return mesh_err_nats(s, jerr, "queue '%s': deleting", name);
+	/* The main stream first: once it is gone, the queue is. */
+	s = purge ? js_PurgeStream(mesh_conn_js(c), n.stream, NULL, &jerr)
+	          : js_DeleteStream(mesh_conn_js(c), n.stream, NULL, &jerr);
+	if (s == NATS_OK) {
+		s = purge ? js_PurgeStream(mesh_conn_js(c), n.dstream, NULL,
+		                           &jerr)
+		          : js_DeleteStream(mesh_conn_js(c), n.dstream, NULL,
+		                            &jerr);
+		if (!purge && s != NATS_OK) {
+			s = NATS_OK; /* a queue made half-way has no delays */
+		}
 	}
-	js_DeleteStream(mesh_conn_js(c), n.dstream, NULL, NULL);
+	if (s != NATS_OK) {
+		return mesh_err_nats(s, jerr, "queue '%s': %s", name,
+		                     purge ? "purging" : "deleting");
+	}
 	return MESH_OK;
+}
+
+mesh_err
+mesh_queue_delete(struct mesh_conn *c, const char *name)
+{
+	return both_streams(c, name, false);
 }
 
 mesh_err
 mesh_queue_purge(struct mesh_conn *c, const char *name)
 {
-	struct qcfg cfg;
-	struct qnames n;
-	jsErrCode jerr = 0;
-	natsStatus s;
-	mesh_err err;
-
-	if ((err = cfg_load(c, name, &cfg, &n)) != MESH_OK) {
-		return err;
-	}
-	s = js_PurgeStream(mesh_conn_js(c), n.stream, NULL, &jerr);
-	if (s == NATS_OK) {
-		s = js_PurgeStream(mesh_conn_js(c), n.dstream, NULL, &jerr);
-	}
-	if (s != NATS_OK) {
-		return mesh_err_nats(s, jerr, "queue '%s': purging", name);
-	}
-	return MESH_OK;
+	return both_streams(c, name, true);
 }
 
 static int
@@ -1015,8 +1032,8 @@ stream_msgs(struct mesh_conn *c, const char *stream, uint64_t *msgs)
 {
 	jsStreamInfo *si = NULL;
 	jsErrCode jerr = 0;
-	natsStatus s = js_GetStreamInfo(&si, mesh_conn_js(c), stream, NULL,
-	                                &jerr);
+	natsStatus s =
+	        js_GetStreamInfo(&si, mesh_conn_js(c), stream, NULL, &jerr);
 
 	if (s != NATS_OK) {
 		return mesh_err_nats(s, jerr, "stream %s", stream);
@@ -1065,7 +1082,8 @@ mesh_queue_info(struct mesh_conn *c, const char *name,
 	return MESH_OK;
 }
 
-/* ---- open queues and the request pipeline -------------------------------- */
+/* ---- open queues and the request pipeline --------------------------------
+ */
 
 mesh_err
 mesh_queue_open(struct mesh_conn *c, const char *name, struct mesh_queue **out)
@@ -1104,9 +1122,9 @@ mesh_queue_open(struct mesh_conn *c, const char *name, struct mesh_queue **out)
 			pthread_mutex_init(&q->box->mu, NULL);
 			pthread_cond_init(&q->box->cv, NULL);
 			q->box->want = SIZE_MAX;
-			s = natsConnection_Subscribe(&q->inbox_sub,
-			                             mesh_conn_nats(c), wildcard,
-			                             inbox_put, q->box);
+			s = natsConnection_Subscribe(
+			        &q->inbox_sub, mesh_conn_nats(c), wildcard,
+			        inbox_put, q->box);
 		}
 	}
 	natsInbox_Destroy(inbox);
@@ -1186,7 +1204,8 @@ status_of(natsMsg *m)
 {
 	const char *st;
 
-	if (natsMsg_GetDataLength(m) != 0 || (st = hdr(m, HDR_STATUS)) == NULL) {
+	if (natsMsg_GetDataLength(m) != 0 ||
+	    (st = hdr(m, HDR_STATUS)) == NULL) {
 		return 0;
 	}
 	return atoi(st);
@@ -1235,7 +1254,8 @@ rpc_many_from(struct mesh_queue *q, natsMsg **msgs, size_t n,
 			break;
 		}
 		rid = reply_rid(q, natsMsg_GetSubject(r));
-		for (size_t i = 0; rid == 0 && consumers != NULL && i < n; i++) {
+		for (size_t i = 0; rid == 0 && consumers != NULL && i < n;
+		     i++) {
 			if (from_consumer(r, q->n.stream, consumers[i])) {
 				rid = first + i;
 			}
@@ -1260,7 +1280,8 @@ drop_reply(struct mesh_queue *q, natsMsg *m)
 	const char *ack = natsMsg_GetReply(m);
 
 	if (ack != NULL && strncmp(ack, "$JS.ACK.", 8) == 0) {
-		natsConnection_PublishString(mesh_conn_nats(q->c), ack, "-NAK");
+		natsConnection_PublishString(mesh_conn_nats(q->c), ack,
+		                             "-NAK");
 	}
 	natsMsg_Destroy(m);
 }
@@ -1295,8 +1316,8 @@ api_msg(struct mesh_queue *q, const char *subject, const char *body,
 /* Pull up to batch messages from one consumer: no_wait, or waiting up to
  * expires_ms for the first. Appends to *out (capacity cap). */
 static mesh_err
-pull(struct mesh_queue *q, const char *stream, const char *consumer,
-     int batch, int64_t expires_ms, natsMsg **out, size_t *n, size_t cap)
+pull(struct mesh_queue *q, const char *stream, const char *consumer, int batch,
+     int64_t expires_ms, natsMsg **out, size_t *n, size_t cap)
 {
 	natsConnection *nc = mesh_conn_nats(q->c);
 	char subject[256], reply[96], body[96];
@@ -1309,9 +1330,9 @@ pull(struct mesh_queue *q, const char *stream, const char *consumer,
 	         stream, consumer);
 	snprintf(reply, sizeof(reply), "%s.%" PRIu64, q->inbox, rid);
 	if (expires_ms > 0) {
-		snprintf(body, sizeof(body), "{\"batch\":%d,\"expires\":%" PRId64
-		                             "}",
-		         batch, expires_ms * NS_PER_MS);
+		snprintf(body, sizeof(body),
+		         "{\"batch\":%d,\"expires\":%" PRId64 "}", batch,
+		         expires_ms * NS_PER_MS);
 	} else {
 		snprintf(body, sizeof(body), "{\"batch\":%d,\"no_wait\":true}",
 		         batch);
@@ -1338,7 +1359,8 @@ pull(struct mesh_queue *q, const char *stream, const char *consumer,
 		}
 		/* Statuses come on our reply subject; messages keep their
 		 * own subject, and their ack subject names the consumer. */
-		if ((st = status_of(m)) != 0 && reply_rid(q, natsMsg_GetSubject(m)) != rid) {
+		if ((st = status_of(m)) != 0 &&
+		    reply_rid(q, natsMsg_GetSubject(m)) != rid) {
 			natsMsg_Destroy(m);
 			continue;
 		}
@@ -1352,10 +1374,11 @@ pull(struct mesh_queue *q, const char *stream, const char *consumer,
 				continue; /* heartbeat */
 			}
 			if (st == 503) { /* no responders */
-				return mesh__seterr(MESH_ENOTFOUND,
-				                    "queue '%s': its consumer is "
-				                    "gone (was the queue deleted?)",
-				                    q->name);
+				return mesh__seterr(
+				        MESH_ENOTFOUND,
+				        "queue '%s': its consumer is "
+				        "gone (was the queue deleted?)",
+				        q->name);
 			}
 			break; /* 404, 408, 409: the request is over */
 		}
@@ -1365,7 +1388,8 @@ pull(struct mesh_queue *q, const char *stream, const char *consumer,
 	return MESH_OK;
 }
 
-/* ---- receipt handles ------------------------------------------------------ */
+/* ---- receipt handles ------------------------------------------------------
+ */
 
 static mesh_err
 receipt_open(const struct mesh_queue *q, const char *text, struct receipt *r)
@@ -1379,19 +1403,21 @@ receipt_open(const struct mesh_queue *q, const char *text, struct receipt *r)
 	                      NULL,
 	                      sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
 	    len < 9 + 10 + RECEIPT_TAG || buf[0] != 1) {
-		return mesh__seterr(MESH_EINVAL,
-		                    "queue '%s': malformed receipt handle '%.40s'",
-		                    q->name, text ? text : "");
+		return mesh__seterr(
+		        MESH_EINVAL,
+		        "queue '%s': malformed receipt handle '%.40s'",
+		        q->name, text ? text : "");
 	}
 	len -= RECEIPT_TAG;
 	crypto_generichash(tag, sizeof(tag), buf, len, q->cfg.key,
 	                   sizeof(q->cfg.key));
 	if (sodium_memcmp(tag, buf + len, RECEIPT_TAG) != 0) {
-		return mesh__seterr(MESH_EINVAL,
-		                    "queue '%s': receipt handle '%.40s...' was "
-		                    "not issued by this queue (forged, damaged "
-		                    "or another queue's)",
-		                    q->name, text);
+		return mesh__seterr(
+		        MESH_EINVAL,
+		        "queue '%s': receipt handle '%.40s...' was "
+		        "not issued by this queue (forged, damaged "
+		        "or another queue's)",
+		        q->name, text);
 	}
 	r->deadline_ms = 0;
 	for (int i = 0; i < 8; i++) {
@@ -1524,7 +1550,8 @@ ledger_sync(struct mesh_queue *q)
 		if (natsSubscription_QueuedMsgs(q->ledger_sub, &queued) !=
 		            NATS_OK ||
 		    queued == 0 ||
-		    natsSubscription_NextMsg(&m, q->ledger_sub, 1) != NATS_OK) {
+		    natsSubscription_NextMsg(&m, q->ledger_sub, 1) !=
+		            NATS_OK) {
 			break;
 		}
 		ledger_take(q, m);
@@ -1583,7 +1610,8 @@ receipts_open(struct mesh_queue *q, const char *const *texts, size_t n,
 	receipts_current(q, r, n, res);
 }
 
-/* ---- batch-level checks -------------------------------------------------- */
+/* ---- batch-level checks --------------------------------------------------
+ */
 
 static mesh_err
 batch_check(const struct mesh_queue *q, const char *const *ids, size_t n,
@@ -1596,34 +1624,39 @@ batch_check(const struct mesh_queue *q, const char *const *ids, size_t n,
 		                    q->name, MESH_QUEUE_BATCH_MAX, n);
 	}
 	for (size_t i = 0; i < n; i++) {
-		const char *id = *(const char *const *)((const char *)ids +
-		                                        i * stride);
+		const char *id =
+		        *(const char *const *)((const char *)ids + i * stride);
 		size_t len = id ? strlen(id) : 0;
 		if (len == 0 || len > 80 ||
-		    strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTU"
-		               "VWXYZ0123456789-_") != len) {
-			return mesh__seterr(MESH_EINVAL,
-			                    "queue '%s': batch entry id '%.80s' "
-			                    "must be 1-80 of A-Z, a-z, 0-9, '-' "
-			                    "and '_'",
-			                    q->name, id ? id : "");
+		    strspn(id,
+		           "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTU"
+		           "VWXYZ0123456789-_") != len) {
+			return mesh__seterr(
+			        MESH_EINVAL,
+			        "queue '%s': batch entry id '%.80s' "
+			        "must be 1-80 of A-Z, a-z, 0-9, '-' "
+			        "and '_'",
+			        q->name, id ? id : "");
 		}
 		for (size_t k = 0; k < i; k++) {
-			const char *other = *(const char *const *)((
-			        const char *)ids + k * stride);
+			const char *other =
+			        *(const char *const *)((const char *)ids +
+			                               k * stride);
 			if (strcmp(id, other) == 0) {
-				return mesh__seterr(MESH_EINVAL,
-				                    "queue '%s': batch entry id "
-				                    "'%s' is repeated; ids must "
-				                    "be distinct",
-				                    q->name, id);
+				return mesh__seterr(
+				        MESH_EINVAL,
+				        "queue '%s': batch entry id "
+				        "'%s' is repeated; ids must "
+				        "be distinct",
+				        q->name, id);
 			}
 		}
 	}
 	return MESH_OK;
 }
 
-/* ---- send ---------------------------------------------------------------- */
+/* ---- send ----------------------------------------------------------------
+ */
 
 static bool
 id_valid(const char *s)
@@ -1665,21 +1698,6 @@ message_size(const struct mesh_event *ev, size_t *n_attrs)
 	return size;
 }
 
-static void
-uuid_from(const uint8_t h[16], char out[37])
-{
-	uint8_t b[16];
-
-	memcpy(b, h, 16);
-	b[6] = (uint8_t)((b[6] & 0x0f) | 0x80); /* version 8: derived */
-	b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
-	snprintf(out, 37,
-	         "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
-	         "%02x%02x%02x%02x%02x%02x",
-	         b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9],
-	         b[10], b[11], b[12], b[13], b[14], b[15]);
-}
-
 /* Validate one entry and build its NATS message. */
 static mesh_err
 send_prepare(struct mesh_queue *q, const struct mesh_queue_entry *e,
@@ -1702,11 +1720,11 @@ send_prepare(struct mesh_queue *q, const struct mesh_queue_entry *e,
 	}
 	size = message_size(ev, &n_attrs);
 	if (size > (size_t)a->max_message_size) {
-		return mesh__seterr(MESH_ETOOBIG,
-		                    "queue '%s': message of %zu bytes is over "
-		                    "the queue's MaximumMessageSize of %" PRId64
-		                    " bytes",
-		                    q->name, size, a->max_message_size);
+		return mesh__seterr(
+		        MESH_ETOOBIG,
+		        "queue '%s': message of %zu bytes is over "
+		        "the queue's MaximumMessageSize of %" PRId64 " bytes",
+		        q->name, size, a->max_message_size);
 	}
 	if (n_attrs > MESH_QUEUE_MAX_ATTRS) {
 		return mesh__seterr(MESH_EINVAL,
@@ -1721,16 +1739,18 @@ send_prepare(struct mesh_queue *q, const struct mesh_queue_entry *e,
 		                    q->name, e->delay_s);
 	}
 	if (e->group_id != NULL && !id_valid(e->group_id)) {
-		return mesh__seterr(MESH_EINVAL,
-		                    "queue '%s': MessageGroupId '%.128s' must be "
-		                    "1-128 printable ASCII characters",
-		                    q->name, e->group_id);
+		return mesh__seterr(
+		        MESH_EINVAL,
+		        "queue '%s': MessageGroupId '%.128s' must be "
+		        "1-128 printable ASCII characters",
+		        q->name, e->group_id);
 	}
 	if (e->dedup_id != NULL && !id_valid(e->dedup_id)) {
-		return mesh__seterr(MESH_EINVAL,
-		                    "queue '%s': MessageDeduplicationId '%.128s' "
-		                    "must be 1-128 printable ASCII characters",
-		                    q->name, e->dedup_id);
+		return mesh__seterr(
+		        MESH_EINVAL,
+		        "queue '%s': MessageDeduplicationId '%.128s' "
+		        "must be 1-128 printable ASCII characters",
+		        q->name, e->dedup_id);
 	}
 	if (a->fifo) {
 		uint8_t h[32];
@@ -1741,11 +1761,12 @@ send_prepare(struct mesh_queue *q, const struct mesh_queue_entry *e,
 			                    q->name);
 		}
 		if (e->delay_s >= 0) {
-			return mesh__seterr(MESH_EINVAL,
-			                    "queue '%s': a FIFO queue takes no "
-			                    "per-message DelaySeconds (set the "
-			                    "queue's)",
-			                    q->name);
+			return mesh__seterr(
+			        MESH_EINVAL,
+			        "queue '%s': a FIFO queue takes no "
+			        "per-message DelaySeconds (set the "
+			        "queue's)",
+			        q->name);
 		}
 		if (e->dedup_id != NULL) {
 			copy_str(dedup, sizeof(dedup), e->dedup_id);
@@ -1756,17 +1777,19 @@ send_prepare(struct mesh_queue *q, const struct mesh_queue_entry *e,
 			crypto_hash_sha256(h, data, len);
 			sodium_bin2hex(dedup, sizeof(dedup), h, 32);
 		} else {
-			return mesh__seterr(MESH_EINVAL,
-			                    "queue '%s': MessageDeduplicationId "
-			                    "is required unless the queue has "
-			                    "ContentBasedDeduplication",
-			                    q->name);
+			return mesh__seterr(
+			        MESH_EINVAL,
+			        "queue '%s': MessageDeduplicationId "
+			        "is required unless the queue has "
+			        "ContentBasedDeduplication",
+			        q->name);
 		}
 		/* The MessageId derives from the de-duplication id, so that
 		 * a duplicate's send returns the original's id. */
-		crypto_generichash(h, 16, (const uint8_t *)dedup, strlen(dedup),
-		                   q->cfg.key, sizeof(q->cfg.key));
-		uuid_from(h, message_id);
+		crypto_generichash(h, 16, (const uint8_t *)dedup,
+		                   strlen(dedup), q->cfg.key,
+		                   sizeof(q->cfg.key));
+		mesh__uuid_format(h, 8, message_id);
 		if ((err = mesh_event_dup(ev, &copy)) != MESH_OK ||
 		    (err = mesh_event_set_id(copy, message_id)) != MESH_OK) {
 			mesh_event_free(copy);
@@ -1775,10 +1798,11 @@ send_prepare(struct mesh_queue *q, const struct mesh_queue_entry *e,
 		ev = copy;
 	} else {
 		if (e->dedup_id != NULL) {
-			return mesh__seterr(MESH_EINVAL,
-			                    "queue '%s': MessageDeduplicationId "
-			                    "is for FIFO queues only",
-			                    q->name);
+			return mesh__seterr(
+			        MESH_EINVAL,
+			        "queue '%s': MessageDeduplicationId "
+			        "is for FIFO queues only",
+			        q->name);
 		}
 		copy_str(message_id, 64, mesh_event_id(ev));
 	}
@@ -1844,10 +1868,11 @@ pub_ack(struct mesh_queue *q, natsMsg *r, uint64_t *seq, bool *dup)
 			desc += 15;
 			len = (int)strcspn(desc, "\"");
 		}
-		return mesh__seterr(err,
-		                    "queue '%s': JetStream refused the message: "
-		                    "%.*s",
-		                    q->name, len, desc ? desc : "");
+		return mesh__seterr(
+		        err,
+		        "queue '%s': JetStream refused the message: "
+		        "%.*s",
+		        q->name, len, desc ? desc : "");
 	}
 	if (d == NULL || (p = strstr(d, "\"seq\":")) == NULL) {
 		return mesh__seterr(MESH_EBROKER,
@@ -1888,11 +1913,12 @@ mesh_queue_send_batch(struct mesh_queue *q, const struct mesh_queue_entry *e,
 	}
 	/* One entry is judged alone, below, as SendMessage does. */
 	if (n > 1 && total > (size_t)q->cfg.a.max_message_size) {
-		return mesh__seterr(MESH_ETOOBIG,
-		                    "queue '%s': the batch's %zu bytes are over "
-		                    "the queue's MaximumMessageSize of %" PRId64
-		                    " bytes in all",
-		                    q->name, total, q->cfg.a.max_message_size);
+		return mesh__seterr(
+		        MESH_ETOOBIG,
+		        "queue '%s': the batch's %zu bytes are over "
+		        "the queue's MaximumMessageSize of %" PRId64
+		        " bytes in all",
+		        q->name, total, q->cfg.a.max_message_size);
 	}
 	for (size_t i = 0; i < n; i++) {
 		memset(&out[i], 0, sizeof(out[i]));
@@ -1940,15 +1966,15 @@ mesh_queue_send(struct mesh_queue *q, const struct mesh_queue_entry *e,
 	return MESH_OK;
 }
 
-/* ---- moving messages: delayed ones in, dead letters out ------------------ */
+/* ---- moving messages: delayed ones in, dead letters out ------------------
+ */
 
 /* Publish a stored message's body and headers to `subject` with a new
  * de-duplication id, leaving out the headers in `drop` and adding `add`
  * (pairs). Waits for the stream's acknowledgement. */
 static mesh_err
 republish(struct mesh_queue *q, natsMsg *src, const char *subject,
-          const char *msg_id, const char *const *drop,
-          const char *const *add)
+          const char *msg_id, const char *const *drop, const char *const *add)
 {
 	natsMsg *m = NULL, *ack = NULL;
 	const char **keys = NULL;
@@ -2035,29 +2061,29 @@ ack_one(struct mesh_queue *q, const char *ack, const char *body)
 	struct mesh_queue_result r = {MESH_OK, ""};
 
 	ack_many(q, &ack, body, 1, &r);
-	return r.err == MESH_OK ? MESH_OK
-	                        : mesh__seterr(r.err, "%s", r.error);
+	return r.err == MESH_OK ? MESH_OK : mesh__seterr(r.err, "%s", r.error);
 }
 
 /* Move a delivered message to the dead-letter queue, then acknowledge it
  * here. A crash between the two leaves it here, and moving it again is
  * dropped there as a duplicate. */
 static mesh_err
-dead_letter(struct mesh_queue *q, natsMsg *m, uint64_t sseq,
-            uint64_t receives, const char *ack, const char *reason)
+dead_letter(struct mesh_queue *q, natsMsg *m, uint64_t sseq, uint64_t receives,
+            const char *ack, const char *reason)
 {
 	char subject[200], id[160], count[24];
 	const char *drop[] = {HDR_NOT_BEFORE, HDR_DLQ_SOURCE, HDR_DLQ_REASON,
 	                      HDR_DLQ_COUNT, NULL};
-	const char *add[] = {HDR_DLQ_SOURCE, q->name,   HDR_DLQ_REASON,
-	                     reason,         HDR_DLQ_COUNT, count,
-	                     NULL};
+	const char *add[] = {
+	        HDR_DLQ_SOURCE, q->name, HDR_DLQ_REASON, reason, HDR_DLQ_COUNT,
+	        count,          NULL};
 	mesh_err err;
 
 	if (!q->have_dlq) {
 		return mesh__seterr(MESH_EINVAL,
 		                    "queue '%s': has no dead-letter queue%s%s",
-		                    q->name, q->cfg.a.dlq[0] ? " (missing: " : "",
+		                    q->name,
+		                    q->cfg.a.dlq[0] ? " (missing: " : "",
 		                    q->cfg.a.dlq[0] ? q->cfg.a.dlq : "");
 	}
 	snprintf(count, sizeof(count), "%" PRIu64, receives);
@@ -2093,7 +2119,8 @@ release_due(struct mesh_queue *q)
 		const char *drop[] = {HDR_NOT_BEFORE, NULL};
 
 		if (due > now) {
-			snprintf(body, sizeof(body), "-NAK {\"delay\":%" PRId64 "}",
+			snprintf(body, sizeof(body),
+			         "-NAK {\"delay\":%" PRId64 "}",
 			         (due - now) * NS_PER_MS);
 			natsConnection_PublishString(mesh_conn_nats(q->c),
 			                             natsMsg_GetReply(got[i]),
@@ -2121,7 +2148,8 @@ release_due(struct mesh_queue *q)
 	return err;
 }
 
-/* ---- receive ------------------------------------------------------------- */
+/* ---- receive -------------------------------------------------------------
+ */
 
 void
 mesh_queue_msgs_free(struct mesh_queue_msg *msgs, size_t n)
@@ -2180,7 +2208,8 @@ deliver(struct mesh_queue *q, natsMsg **got, size_t n, int64_t t_request,
         int64_t visibility_s, struct mesh_queue_msg *out, size_t *n_out)
 {
 	const struct mesh_queue_attrs *a = &q->cfg.a;
-	int64_t vis = visibility_s < 0 ? a->visibility_timeout_s : visibility_s;
+	int64_t vis =
+	        visibility_s < 0 ? a->visibility_timeout_s : visibility_s;
 	bool nak = vis != a->visibility_timeout_s || vis == 0;
 	int64_t now = now_ms();
 	mesh_err err = MESH_OK;
@@ -2215,7 +2244,8 @@ deliver(struct mesh_queue *q, natsMsg **got, size_t n, int64_t t_request,
 		}
 		if (nak) {
 			char body[64];
-			snprintf(body, sizeof(body), "-NAK {\"delay\":%" PRId64 "}",
+			snprintf(body, sizeof(body),
+			         "-NAK {\"delay\":%" PRId64 "}",
 			         vis * 1000 * NS_PER_MS);
 			natsConnection_PublishString(mesh_conn_nats(q->c), ack,
 			                             body);
@@ -2227,10 +2257,11 @@ deliver(struct mesh_queue *q, natsMsg **got, size_t n, int64_t t_request,
 		r->sequence = meta.sseq;
 		r->sent_ms = meta.ts_ns / NS_PER_MS;
 		/* JetStream keeps no first-receive time: the first receive is
-		 * now, a later one is estimated from the visibility timeout. */
-		r->first_receive_ms =
-		        now - (int64_t)(meta.delivered - 1) *
-		                      a->visibility_timeout_s * 1000;
+		 * now, a later one is estimated from the visibility timeout.
+		 */
+		r->first_receive_ms = now - (int64_t)(meta.delivered - 1) *
+		                                    a->visibility_timeout_s *
+		                                    1000;
 		if (r->first_receive_ms < r->sent_ms) {
 			r->first_receive_ms = r->sent_ms;
 		}
@@ -2270,8 +2301,8 @@ busy_partitions(struct mesh_queue *q, uint32_t *parts, int cap)
 		                     NULL) != NATS_OK) {
 			return 0;
 		}
-		for (int k = 0; si->State.Subjects &&
-		                k < si->State.Subjects->Count;
+		for (int k = 0;
+		     si->State.Subjects && k < si->State.Subjects->Count;
 		     k++) {
 			const char *subj = si->State.Subjects->List[k].Subject;
 			const char *dot = strrchr(subj, '.');
@@ -2309,7 +2340,8 @@ busy_partitions(struct mesh_queue *q, uint32_t *parts, int cap)
 shuffle:
 	/* Start somewhere new each time, so no partition starves. */
 	for (int i = n - 1; i > 0; i--) {
-		uint32_t j = randombytes_uniform((uint32_t)i + 1), t = parts[i];
+		uint32_t j = randombytes_uniform((uint32_t)i + 1),
+		         t = parts[i];
 		parts[i] = parts[j];
 		parts[j] = t;
 	}
@@ -2321,9 +2353,10 @@ static void
 busy_note(struct mesh_queue *q, const char *consumer_or_subject, bool busy)
 {
 	const char *dot = strrchr(consumer_or_subject, '.');
-	const char *num = consumer_or_subject[0] == 'p' ? consumer_or_subject + 1
-	                  : dot                        ? dot + 1
-	                                               : NULL;
+	const char *num = consumer_or_subject[0] == 'p'
+	                          ? consumer_or_subject + 1
+	                  : dot ? dot + 1
+	                        : NULL;
 	unsigned long part;
 
 	if (q->locks == NULL || num == NULL) {
@@ -2361,8 +2394,8 @@ fifo_pull(struct mesh_queue *q, int want, natsMsg **got, size_t *n)
 			         parts[at++]);
 			consumers[k] = names[k];
 			snprintf(subject, sizeof(subject),
-			         "$JS.API.CONSUMER.MSG.NEXT.%s.%s", q->n.stream,
-			         names[k]);
+			         "$JS.API.CONSUMER.MSG.NEXT.%s.%s",
+			         q->n.stream, names[k]);
 			/* An empty partition answers no_wait with a 404 at
 			 * once; one at its one message in flight answers a
 			 * bare no_wait with silence, but an expiring one
@@ -2432,10 +2465,11 @@ mesh_queue_receive(struct mesh_queue *q, int max, int wait_s,
 	mesh_err err = MESH_OK;
 
 	if (max < 1 || max > MESH_QUEUE_BATCH_MAX) {
-		return mesh__seterr(MESH_EINVAL,
-		                    "queue '%s': MaxNumberOfMessages %d is out "
-		                    "of range 1-%d",
-		                    q->name, max, MESH_QUEUE_BATCH_MAX);
+		return mesh__seterr(
+		        MESH_EINVAL,
+		        "queue '%s': MaxNumberOfMessages %d is out "
+		        "of range 1-%d",
+		        q->name, max, MESH_QUEUE_BATCH_MAX);
 	}
 	if (wait_s > 20) {
 		return mesh__seterr(MESH_EINVAL,
@@ -2469,8 +2503,9 @@ mesh_queue_receive(struct mesh_queue *q, int max, int wait_s,
 				/* Long poll for the first message, in slices
 				 * so that delayed messages come due. */
 				err = pull(q, q->n.stream, RECEIVERS, 1,
-				           left < POLL_SLICE_MS ? left
-				                                : POLL_SLICE_MS,
+				           left < POLL_SLICE_MS
+				                   ? left
+				                   : POLL_SLICE_MS,
 				           got, &ngot, MESH_QUEUE_BATCH_MAX);
 				if (err == MESH_OK && ngot == 1 && max > 1) {
 					err = pull(q, q->n.stream, RECEIVERS,
@@ -2506,12 +2541,14 @@ mesh_queue_receive(struct mesh_queue *q, int max, int wait_s,
 	return MESH_OK;
 }
 
-/* ---- delete, change visibility, dead-letter ------------------------------ */
+/* ---- delete, change visibility, dead-letter ------------------------------
+ */
 
 static mesh_err
 batch_result(struct mesh_queue_result *r)
 {
-	return r->err == MESH_OK ? MESH_OK : mesh__seterr(r->err, "%s", r->error);
+	return r->err == MESH_OK ? MESH_OK
+	                         : mesh__seterr(r->err, "%s", r->error);
 }
 
 mesh_err
@@ -2599,7 +2636,8 @@ mesh_queue_change_visibility_batch(struct mesh_queue *q,
 		}
 		natsMsg_Destroy(reply);
 		if (err == MESH_OK) {
-			snprintf(body, sizeof(body), "-NAK {\"delay\":%" PRId64 "}",
+			snprintf(body, sizeof(body),
+			         "-NAK {\"delay\":%" PRId64 "}",
 			         seconds[i] * 1000 * NS_PER_MS);
 			err = ack_one(q, r[i].ack, body);
 		}
@@ -2643,14 +2681,16 @@ mesh_queue_dead_letter(struct mesh_queue *q, const char *receipt,
 	if (res.err != MESH_OK) {
 		return batch_result(&res);
 	}
-	s = js_GetMsg(&m, mesh_conn_js(q->c), q->n.stream, r.sseq, NULL, &jerr);
+	s = js_GetMsg(&m, mesh_conn_js(q->c), q->n.stream, r.sseq, NULL,
+	              &jerr);
 	if (s != NATS_OK) {
 		return mesh_err_nats(s, jerr, "queue '%s': message %" PRIu64,
 		                     q->name, r.sseq);
 	}
 	err = dead_letter(q, m, r.sseq, r.delivered, r.ack,
-	                  reason && reason[0] ? reason : "dead-lettered by "
-	                                                 "request");
+	                  reason && reason[0] ? reason
+	                                      : "dead-lettered by "
+	                                        "request");
 	if (err == MESH_OK) {
 		plock_set(q, r.consumer, 0);
 	}
@@ -2658,7 +2698,8 @@ mesh_queue_dead_letter(struct mesh_queue *q, const char *receipt,
 	return err;
 }
 
-/* ---- peek and redrive ---------------------------------------------------- */
+/* ---- peek and redrive ----------------------------------------------------
+ */
 
 /* The next stored message at or after *seq, by direct get; NULL at end. */
 static natsMsg *
@@ -2689,8 +2730,8 @@ stored_to_msg(struct mesh_queue *q, natsMsg *m, struct mesh_queue_msg *r)
 }
 
 mesh_err
-mesh_queue_peek(struct mesh_queue *q, size_t max,
-                struct mesh_queue_msg **msgs, size_t *n)
+mesh_queue_peek(struct mesh_queue *q, size_t max, struct mesh_queue_msg **msgs,
+                size_t *n)
 {
 	struct mesh_queue_msg *out = calloc(max ? max : 1, sizeof(*out));
 	uint64_t seq = 1;
@@ -2727,8 +2768,8 @@ redrive_wanted(const struct mesh_queue_redrive *r, natsMsg *m,
 		const char *type;
 		const void *val;
 		size_t len;
-		ok = mesh_event_attr_get(ev, r->attr_name, &type, &val, &len) ==
-		             MESH_OK &&
+		ok = mesh_event_attr_get(ev, r->attr_name, &type, &val,
+		                         &len) == MESH_OK &&
 		     len == strlen(r->attr_value) &&
 		     memcmp(val, r->attr_value, len) == 0;
 	}
@@ -2750,7 +2791,8 @@ mesh_queue_redrive(struct mesh_conn *c, const char *dlq,
 	if ((err = mesh_queue_open(c, dlq, &src)) != MESH_OK) {
 		return err;
 	}
-	if (r->to != NULL && (err = mesh_queue_open(c, r->to, &dst)) != MESH_OK) {
+	if (r->to != NULL &&
+	    (err = mesh_queue_open(c, r->to, &dst)) != MESH_OK) {
 		mesh_queue_close(src);
 		return err;
 	}
@@ -2776,11 +2818,12 @@ mesh_queue_redrive(struct mesh_conn *c, const char *dlq,
 		mesh_event_free(qm.event);
 		if (to == NULL) {
 			if (qm.dlq_source[0] == '\0') {
-				err = mesh__seterr(MESH_EINVAL,
-				                   "queue '%s': message %" PRIu64
-				                   " records no source queue; "
-				                   "give --to",
-				                   dlq, qm.sequence);
+				err = mesh__seterr(
+				        MESH_EINVAL,
+				        "queue '%s': message %" PRIu64
+				        " records no source queue; "
+				        "give --to",
+				        dlq, qm.sequence);
 				natsMsg_Destroy(m);
 				break;
 			}
@@ -2820,17 +2863,20 @@ mesh_queue_redrive(struct mesh_conn *c, const char *dlq,
 		    strstr(nats_GetLastError(NULL) ? nats_GetLastError(NULL)
 		                                   : "",
 		           "no message found") == NULL) {
-			err = mesh_err_nats(s, jerr, "queue '%s': message %" PRIu64,
+			err = mesh_err_nats(s, jerr,
+			                    "queue '%s': message %" PRIu64,
 			                    dlq, qm.sequence);
 			break;
 		}
 		count++;
 		if (r->rate > 0) {
-			int64_t due = start + (int64_t)(count * 1000 / r->rate);
+			int64_t due =
+			        start + (int64_t)(count * 1000 / r->rate);
 			int64_t wait = due - mono_ms();
 			if (wait > 0) {
 				struct timespec ts = {wait / 1000,
-				                      (wait % 1000) * NS_PER_MS};
+				                      (wait % 1000) *
+				                              NS_PER_MS};
 				nanosleep(&ts, NULL);
 			}
 		}

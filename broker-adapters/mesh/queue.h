@@ -29,12 +29,12 @@
 #include "mesh/err.h"
 #include "mesh/event.h"
 
-#define MESH_QUEUE_NAME_MAX 80
-#define MESH_QUEUE_BATCH_MAX 10
-#define MESH_QUEUE_ID_MAX 128 /* group, de-duplication and batch-entry ids */
-#define MESH_QUEUE_MAX_ATTRS 10
+#define MESH_QUEUE_NAME_MAX       80
+#define MESH_QUEUE_BATCH_MAX      10
+#define MESH_QUEUE_ID_MAX         128 /* group, de-duplication and batch-entry ids */
+#define MESH_QUEUE_MAX_ATTRS      10
 #define MESH_QUEUE_DEDUP_WINDOW_S 300
-#define MESH_QUEUE_RECEIPT_MAX 256
+#define MESH_QUEUE_RECEIPT_MAX    256
 
 /* Attributes, with SQS's names, ranges and defaults (set by _init). */
 struct mesh_queue_attrs {
@@ -46,12 +46,12 @@ struct mesh_queue_attrs {
 	                                 345600 (4 days) */
 	int64_t max_message_size;     /* MaximumMessageSize 1024-1048576;
 	                                 262144 */
-	int64_t receive_wait_s;       /* ReceiveMessageWaitTimeSeconds 0-20; 0 */
+	int64_t receive_wait_s; /* ReceiveMessageWaitTimeSeconds 0-20; 0 */
 	char dlq[MESH_QUEUE_NAME_MAX + 1]; /* RedrivePolicy target; "" none */
-	int64_t max_receive_count;    /* RedrivePolicy maxReceiveCount 1-1000 */
-	int64_t partitions;           /* FIFO: 1-256 partitions; 64 */
-	int64_t created_ms;           /* CreatedTimestamp (read only) */
-	int64_t modified_ms;          /* LastModifiedTimestamp (read only) */
+	int64_t max_receive_count; /* RedrivePolicy maxReceiveCount 1-1000 */
+	int64_t partitions;        /* FIFO: 1-256 partitions; 64 */
+	int64_t created_ms;        /* CreatedTimestamp (read only) */
+	int64_t modified_ms;       /* LastModifiedTimestamp (read only) */
 };
 
 void mesh_queue_attrs_init(struct mesh_queue_attrs *a);
@@ -128,12 +128,12 @@ struct mesh_queue_entry {
 };
 
 struct mesh_queue_sent {
-	mesh_err err;                   /* this entry's outcome */
-	char error[256];                /* its detail when err != MESH_OK */
-	char message_id[64];            /* MessageId */
-	uint64_t sequence;              /* SequenceNumber (FIFO) */
-	bool duplicate;                 /* dropped as a duplicate (FIFO) */
-	char md5_body[33];              /* MD5OfMessageBody */
+	mesh_err err;        /* this entry's outcome */
+	char error[256];     /* its detail when err != MESH_OK */
+	char message_id[64]; /* MessageId */
+	uint64_t sequence;   /* SequenceNumber (FIFO) */
+	bool duplicate;      /* dropped as a duplicate (FIFO) */
+	char md5_body[33];   /* MD5OfMessageBody */
 };
 
 /* Send one message. Errors: MESH_EINVAL (the detail names the field),
@@ -155,12 +155,12 @@ mesh_err mesh_queue_send_batch(struct mesh_queue *q,
 
 /* A received (or peeked) message. */
 struct mesh_queue_msg {
-	struct mesh_event *event;       /* owned; body = its data */
+	struct mesh_event *event;             /* owned; body = its data */
 	char receipt[MESH_QUEUE_RECEIPT_MAX]; /* "" for a peeked message */
-	uint64_t receive_count;         /* ApproximateReceiveCount */
-	int64_t sent_ms;                /* SentTimestamp */
-	int64_t first_receive_ms;       /* ApproximateFirstReceiveTimestamp */
-	uint64_t sequence;              /* stream sequence (SequenceNumber) */
+	uint64_t receive_count;               /* ApproximateReceiveCount */
+	int64_t sent_ms;                      /* SentTimestamp */
+	int64_t first_receive_ms; /* ApproximateFirstReceiveTimestamp */
+	uint64_t sequence;        /* stream sequence (SequenceNumber) */
 	char group_id[MESH_QUEUE_ID_MAX + 1];
 	char dedup_id[MESH_QUEUE_ID_MAX + 1];
 	char dlq_source[MESH_QUEUE_NAME_MAX + 1]; /* in a DLQ: where from */
@@ -175,8 +175,8 @@ struct mesh_queue_msg {
  * messages (possibly 0): free with mesh_queue_msgs_free().
  * Errors: MESH_EINVAL, MESH_ENOTFOUND (queue deleted), the connection's. */
 mesh_err mesh_queue_receive(struct mesh_queue *q, int max, int wait_s,
-                            int64_t visibility_s,
-                            struct mesh_queue_msg **msgs, size_t *n);
+                            int64_t visibility_s, struct mesh_queue_msg **msgs,
+                            size_t *n);
 void mesh_queue_msgs_free(struct mesh_queue_msg *msgs, size_t n);
 
 /* Delete a received message. Errors: MESH_EINVAL (malformed receipt, or
@@ -225,16 +225,15 @@ mesh_err mesh_queue_peek(struct mesh_queue *q, size_t max,
  * duplicates (within the 5-minute de-duplication window).
  * *moved (optional) counts the messages moved. */
 struct mesh_queue_redrive {
-	const char *to;            /* NULL: each message's source queue */
-	double rate;               /* messages per second; 0: unlimited */
-	const char *const *ids;    /* NULL: every message */
+	const char *to;         /* NULL: each message's source queue */
+	double rate;            /* messages per second; 0: unlimited */
+	const char *const *ids; /* NULL: every message */
 	size_t n_ids;
-	const char *attr_name;     /* NULL: no attribute filter */
+	const char *attr_name; /* NULL: no attribute filter */
 	const char *attr_value;
-	size_t max;                /* 0: all */
+	size_t max; /* 0: all */
 };
 mesh_err mesh_queue_redrive(struct mesh_conn *c, const char *dlq,
-                            const struct mesh_queue_redrive *r,
-                            size_t *moved);
+                            const struct mesh_queue_redrive *r, size_t *moved);
 
 #endif

@@ -4,8 +4,8 @@
  * serialized CloudEvent, with headers
  *   Content-Type: application/cloudevents+protobuf
  *   Nats-Msg-Id:  the event id (JetStream de-duplication)
- *   Ce-Id, Ce-Type, Ce-Source, Ce-Subject: copies, so that routers and tools can
- *                 read them without decoding the body.
+ *   Ce-Id, Ce-Type, Ce-Source, Ce-Subject: copies, so that routers and tools
+ * can read them without decoding the body.
  */
 #ifndef MESH_WIRE_H
 #define MESH_WIRE_H

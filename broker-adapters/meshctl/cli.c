@@ -135,8 +135,8 @@ const char *
 cli_opt_nth(const struct cli *cli, const char *name, size_t n)
 {
 	for (size_t i = 0; i < cli->n_args; i++) {
-		if (cli->args[i].name && strcmp(cli->args[i].name, name) == 0 &&
-		    n-- == 0) {
+		if (cli->args[i].name &&
+		    strcmp(cli->args[i].name, name) == 0 && n-- == 0) {
 			return cli->args[i].value;
 		}
 	}

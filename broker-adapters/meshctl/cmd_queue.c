@@ -32,7 +32,8 @@ queue_url(struct cli *cli, const char *name)
 	return json_string(url);
 }
 
-/* ---- attributes from flags ------------------------------------------------ */
+/* ---- attributes from flags ------------------------------------------------
+ */
 
 static bool
 attrs_from_flags(struct cli *cli, struct mesh_queue_attrs *a)
@@ -48,11 +49,11 @@ attrs_from_flags(struct cli *cli, struct mesh_queue_attrs *a)
 	if (cli_flag(cli, "--no-content-based-dedup")) {
 		a->content_based_dedup = false;
 	}
-#define NUM(flag, field, lo, hi)                                             \
-	do {                                                                 \
-		if (!cli_opt_long(cli, flag, lo, hi, a->field, &v))          \
-			return false;                                        \
-		a->field = v;                                                \
+#define NUM(flag, field, lo, hi)                                              \
+	do {                                                                  \
+		if (!cli_opt_long(cli, flag, lo, hi, a->field, &v))           \
+			return false;                                         \
+		a->field = v;                                                 \
 	} while (0)
 	NUM("--visibility-timeout", visibility_timeout_s, 0, 43200);
 	NUM("--delay", delay_s, 0, 900);
@@ -247,8 +248,8 @@ cmd_queue_info(struct cli *cli)
 	if (a->dlq[0] != '\0') {
 		char rp[256];
 		snprintf(rp, sizeof(rp),
-		         "{\"deadLetterTargetArn\":\"%s\",\"maxReceiveCount\":%"
-		         PRId64 "}",
+		         "{\"deadLetterTargetArn\":\"%s\",\"maxReceiveCount\":"
+		         "%" PRId64 "}",
 		         a->dlq, a->max_receive_count);
 		json_object_set_new(at, "RedrivePolicy", json_string(rp));
 	}
@@ -268,7 +269,8 @@ cmd_queue_info(struct cli *cli)
 	{
 		const char *key;
 		json_t *v;
-		json_object_foreach(at, key, v) {
+		json_object_foreach(at, key, v)
+		{
 			printf("%-40s %s\n", key, json_string_value(v));
 		}
 	}
@@ -276,7 +278,8 @@ cmd_queue_info(struct cli *cli)
 	return CLI_OK;
 }
 
-/* ---- messages ------------------------------------------------------------- */
+/* ---- messages -------------------------------------------------------------
+ */
 
 /* Parse NAME=TYPE:VALUE into the event (Binary values are base64). */
 static mesh_err
@@ -392,15 +395,16 @@ cmd_queue_send(struct cli *cli)
 			return cli_usage_error(cli, "--body and --body-file "
 			                            "exclude each other");
 		}
-		if ((from_file = read_file(cli, cli_opt(cli, "--body-file"))) ==
-		    NULL) {
+		if ((from_file = read_file(
+		             cli, cli_opt(cli, "--body-file"))) == NULL) {
 			return CLI_FAIL;
 		}
 		body = from_file;
 	}
 	if (body == NULL) {
-		return cli_usage_error(cli, "--body TEXT (or --body-file FILE) "
-		                            "is required");
+		return cli_usage_error(cli,
+		                       "--body TEXT (or --body-file FILE) "
+		                       "is required");
 	}
 	if (!cli_opt_long(cli, "--delay", 0, 900, -1, &delay)) {
 		return CLI_USAGE;
@@ -417,11 +421,12 @@ cmd_queue_send(struct cli *cli)
 			    strchr(spec, ':') && strchr(spec, '=')) {
 				return cli_fail(cli, err);
 			}
-			return cli_usage_error(cli,
-			                       "--attr '%s': want NAME=TYPE:VALUE "
-			                       "(TYPE String, Number, "
-			                       "String.Array or Binary, base64)",
-			                       spec);
+			return cli_usage_error(
+			        cli,
+			        "--attr '%s': want NAME=TYPE:VALUE "
+			        "(TYPE String, Number, "
+			        "String.Array or Binary, base64)",
+			        spec);
 		}
 	}
 	e.event = ev;
@@ -476,6 +481,13 @@ entries_arg(struct cli *cli)
 		json_decref(j);
 		return NULL;
 	}
+	if (json_array_size(j) == 0 ||
+	    json_array_size(j) > MESH_QUEUE_BATCH_MAX) {
+		cli_usage_error(cli, "--entries: 1-%d entries, not %zu",
+		                MESH_QUEUE_BATCH_MAX, json_array_size(j));
+		json_decref(j);
+		return NULL;
+	}
 	return j;
 }
 
@@ -483,9 +495,9 @@ static json_t *
 failed_entry(const char *id, mesh_err err, const char *msg)
 {
 	return json_pack("{s:s, s:b, s:s, s:s}", "Id", id ? id : "",
-	                 "SenderFault", err != MESH_EBROKER &&
-	                                        err != MESH_ETIMEDOUT,
-	                 "Code", mesh_strerror(err), "Message", msg);
+	                 "SenderFault",
+	                 err != MESH_EBROKER && err != MESH_ETIMEDOUT, "Code",
+	                 mesh_strerror(err), "Message", msg);
 }
 
 /* Print Successful/Failed; exit 1 when any entry failed. */
@@ -503,17 +515,20 @@ batch_output(struct cli *cli, json_t *ok, json_t *failed)
 	{
 		size_t i;
 		json_t *v;
-		json_array_foreach(ok, i, v) {
+		json_array_foreach(ok, i, v)
+		{
 			const char *mid = json_string_value(
 			        json_object_get(v, "MessageId"));
 			printf("ok     %s%s%s\n",
 			       json_string_value(json_object_get(v, "Id")),
 			       mid ? " " : "", mid ? mid : "");
 		}
-		json_array_foreach(failed, i, v) {
+		json_array_foreach(failed, i, v)
+		{
 			fprintf(stderr, "failed %s: %s\n",
 			        json_string_value(json_object_get(v, "Id")),
-			        json_string_value(json_object_get(v, "Message")));
+			        json_string_value(
+			                json_object_get(v, "Message")));
 		}
 	}
 	json_decref(ok);
@@ -539,14 +554,10 @@ cmd_queue_send_batch(struct cli *cli)
 		return CLI_USAGE;
 	}
 	n = json_array_size(entries);
-	if (n == 0 || n > MESH_QUEUE_BATCH_MAX) {
-		json_decref(entries);
-		return cli_usage_error(cli, "--entries: 1-10 entries, not %zu",
-		                       n);
-	}
-	json_array_foreach(entries, i, v) {
-		const char *body = json_string_value(
-		        json_object_get(v, "MessageBody"));
+	json_array_foreach(entries, i, v)
+	{
+		const char *body =
+		        json_string_value(json_object_get(v, "MessageBody"));
 		json_t *attrs = json_object_get(v, "MessageAttributes");
 		json_t *delay = json_object_get(v, "DelaySeconds");
 		const char *key;
@@ -561,8 +572,9 @@ cmd_queue_send_batch(struct cli *cli)
 		        .dedup_id = json_string_value(
 		                json_object_get(v, "MessageDeduplicationId"))};
 		if (body == NULL) {
-			rc = cli_usage_error(cli, "--entries[%zu]: MessageBody "
-			                          "(a string) is required",
+			rc = cli_usage_error(cli,
+			                     "--entries[%zu]: MessageBody "
+			                     "(a string) is required",
 			                     i);
 			goto out;
 		}
@@ -570,7 +582,8 @@ cmd_queue_send_batch(struct cli *cli)
 			rc = cli_fail(cli, err);
 			goto out;
 		}
-		json_object_foreach(attrs, key, av) {
+		json_object_foreach(attrs, key, av)
+		{
 			const char *type = json_string_value(
 			        json_object_get(av, "DataType"));
 			const char *sv = json_string_value(
@@ -578,8 +591,9 @@ cmd_queue_send_batch(struct cli *cli)
 			char spec[2048];
 			snprintf(spec, sizeof(spec), "%s=%s:%s", key,
 			         type ? type : "",
-			         sv ? sv : json_string_value(json_object_get(
-			                           av, "BinaryValue")));
+			         sv ? sv
+			            : json_string_value(json_object_get(
+			                      av, "BinaryValue")));
 			if ((err = attr_from_flag(evs[i], spec)) != MESH_OK) {
 				rc = cli_fail(cli, err);
 				goto out;
@@ -599,15 +613,16 @@ cmd_queue_send_batch(struct cli *cli)
 	failed = json_array();
 	for (i = 0; i < n; i++) {
 		if (sent[i].err != MESH_OK) {
-			json_array_append_new(failed,
-			                      failed_entry(e[i].id, sent[i].err,
-			                                   sent[i].error));
+			json_array_append_new(
+			        failed, failed_entry(e[i].id, sent[i].err,
+			                             sent[i].error));
 			continue;
 		}
 		v = json_pack("{s:s, s:s}", "Id", e[i].id, "MessageId",
 		              sent[i].message_id);
 		if (mesh_queue_attrs(q)->fifo) {
-			put_num(v, "SequenceNumber", (int64_t)sent[i].sequence);
+			put_num(v, "SequenceNumber",
+			        (int64_t)sent[i].sequence);
 		}
 		json_array_append_new(ok, v);
 	}
@@ -625,8 +640,8 @@ out:
 static char *
 b64(const void *data, size_t len)
 {
-	size_t cap = sodium_base64_ENCODED_LEN(len,
-	                                       sodium_base64_VARIANT_ORIGINAL);
+	size_t cap =
+	        sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_ORIGINAL);
 	char *out = malloc(cap);
 
 	if (out != NULL) {
@@ -738,18 +753,20 @@ print_msgs(struct cli *cli, const struct mesh_queue_msg *m, size_t n,
 		}
 		printf("Body           %s\n",
 		       json_string_value(json_object_get(j, "Body")));
-		json_object_foreach(json_object_get(j, "Attributes"), key, v) {
+		json_object_foreach(json_object_get(j, "Attributes"), key, v)
+		{
 			printf("%-32s %s\n", key, json_string_value(v));
 		}
 		json_object_foreach(json_object_get(j, "MessageAttributes"),
-		                    key, v) {
+		                    key, v)
+		{
 			json_t *sv = json_object_get(v, "StringValue");
 			printf("attr %-27s %s (%s)\n", key,
 			       json_string_value(
-			               sv ? sv : json_object_get(v,
-			                                         "BinaryValue")),
-			       json_string_value(json_object_get(v,
-			                                         "DataType")));
+			               sv ? sv
+			                  : json_object_get(v, "BinaryValue")),
+			       json_string_value(
+			               json_object_get(v, "DataType")));
 		}
 	}
 	json_decref(arr);
@@ -873,8 +890,9 @@ cmd_queue_change_visibility(struct cli *cli)
 	long long secs = strtoll(s, &end, 10);
 
 	if (*s == '\0' || *end != '\0' || secs < 0 || secs > 43200) {
-		return cli_usage_error(cli, "visibility timeout '%s': must be "
-		                            "0-43200 seconds",
+		return cli_usage_error(cli,
+		                       "visibility timeout '%s': must be "
+		                       "0-43200 seconds",
 		                       s);
 	}
 	return with_queue(cli, do_change_visibility);
@@ -916,23 +934,20 @@ receipt_batch(struct cli *cli, bool visibility)
 		return CLI_USAGE;
 	}
 	n = json_array_size(entries);
-	if (n == 0 || n > MESH_QUEUE_BATCH_MAX) {
-		json_decref(entries);
-		return cli_usage_error(cli, "--entries: 1-10 entries, not %zu",
-		                       n);
-	}
-	json_array_foreach(entries, i, v) {
+	json_array_foreach(entries, i, v)
+	{
 		ids[i] = json_string_value(json_object_get(v, "Id"));
 		rh[i] = json_string_value(json_object_get(v, "ReceiptHandle"));
 		secs[i] = json_integer_value(
 		        json_object_get(v, "VisibilityTimeout"));
 		if (rh[i] == NULL ||
-		    (visibility &&
-		     !json_is_integer(json_object_get(v, "VisibilityTimeout")))) {
+		    (visibility && !json_is_integer(json_object_get(
+		                           v, "VisibilityTimeout")))) {
 			json_decref(entries);
 			return cli_usage_error(
-			        cli, "--entries[%zu]: needs Id, ReceiptHandle%s",
-			        i, visibility ? " and VisibilityTimeout" : "");
+			        cli,
+			        "--entries[%zu]: needs Id, ReceiptHandle%s", i,
+			        visibility ? " and VisibilityTimeout" : "");
 		}
 	}
 	if (cli_connect(cli, &c) != MESH_OK) {
@@ -951,12 +966,13 @@ receipt_batch(struct cli *cli, bool visibility)
 		failed = json_array();
 		for (i = 0; i < n; i++) {
 			if (res[i].err == MESH_OK) {
-				json_array_append_new(ok, json_pack("{s:s}", "Id",
-				                                    ids[i]));
+				json_array_append_new(
+				        ok, json_pack("{s:s}", "Id", ids[i]));
 			} else {
 				json_array_append_new(
-				        failed, failed_entry(ids[i], res[i].err,
-				                             res[i].error));
+				        failed,
+				        failed_entry(ids[i], res[i].err,
+				                     res[i].error));
 			}
 		}
 		rc = batch_output(cli, ok, failed);
@@ -1003,8 +1019,9 @@ cmd_queue_redrive(struct cli *cli)
 		const char *eq = strchr(match, '=');
 		if (eq == NULL || eq == match ||
 		    (size_t)(eq - match) >= sizeof(attr_name)) {
-			return cli_usage_error(cli, "--attr-match '%s': want "
-			                            "NAME=VALUE",
+			return cli_usage_error(cli,
+			                       "--attr-match '%s': want "
+			                       "NAME=VALUE",
 			                       match);
 		}
 		snprintf(attr_name, sizeof(attr_name), "%.*s",
@@ -1021,7 +1038,8 @@ cmd_queue_redrive(struct cli *cli)
 	err = mesh_queue_redrive(c, queue_arg(cli, 0), &r, &moved);
 	mesh_conn_close(c);
 	if (cli->json) {
-		cli_print_json(json_pack("{s:I}", "ApproximateNumberOfMessagesMoved",
+		cli_print_json(json_pack("{s:I}",
+		                         "ApproximateNumberOfMessagesMoved",
 		                         (json_int_t)moved));
 	} else {
 		printf("moved %zu message%s from %s\n", moved,

@@ -17,7 +17,7 @@
 #include "harness.h"
 #include "mesh/mesh.h"
 
-#define BODY 256
+#define BODY  256
 #define BATCH 10
 
 static struct mesh_conn *conn;
@@ -78,7 +78,8 @@ raw_baseline(const char *url, double *pub_rate, double *con_rate)
 	cc.Durable = "raw";
 	cc.AckPolicy = js_AckExplicit;
 	cc.MaxAckPending = 120000;
-	if (js_AddConsumer(NULL, js, "BENCH_RAW", &cc, NULL, NULL) != NATS_OK) {
+	if (js_AddConsumer(NULL, js, "BENCH_RAW", &cc, NULL, NULL) !=
+	    NATS_OK) {
 		return false;
 	}
 	t0 = test_now_ms();
@@ -149,8 +150,8 @@ queue_api(double *send_rate, double *con_rate)
 		idp[i] = ids[i];
 		mesh_event_new("bench", "bench", &ev[i]);
 		mesh_event_set_text(ev[i], body, BODY);
-		e[i] = (struct mesh_queue_entry){.id = ids[i], .event = ev[i],
-		                                 .delay_s = -1};
+		e[i] = (struct mesh_queue_entry){
+		        .id = ids[i], .event = ev[i], .delay_s = -1};
 	}
 	t0 = test_now_ms();
 	for (long i = 0; i < n_msgs; i += BATCH) {
@@ -279,9 +280,11 @@ fifo_rate(const char *name, int groups)
 			snprintf(dd[k], sizeof(dd[k]), "d%ld", i + k);
 			mesh_event_new("bench", "bench", &ev[k]);
 			mesh_event_set_text(ev[k], "x", 1);
-			e[k] = (struct mesh_queue_entry){
-			        .id = ids[k], .event = ev[k], .delay_s = -1,
-			        .group_id = grp[k], .dedup_id = dd[k]};
+			e[k] = (struct mesh_queue_entry){.id = ids[k],
+			                                 .event = ev[k],
+			                                 .delay_s = -1,
+			                                 .group_id = grp[k],
+			                                 .dedup_id = dd[k]};
 		}
 		mesh_queue_send_batch(q, e, BATCH, sent);
 		for (int k = 0; k < BATCH; k++) {
@@ -300,8 +303,8 @@ fifo_rate(const char *name, int groups)
 	free(t);
 	/* Until the last delete: idle workers' last long polls are not
 	 * the queue's time. */
-	return r.finished_ms ? (double)r.done / ((double)(r.finished_ms - t0) /
-	                                         1000.0)
+	return r.finished_ms ? (double)r.done /
+	                               ((double)(r.finished_ms - t0) / 1000.0)
 	                     : 0.0;
 }
 
@@ -336,7 +339,8 @@ main(void)
 	printf("# %ld messages of %d bytes, batches of %d; FIFO: %ld "
 	       "messages, %d workers, 1 ms per message\n",
 	       n_msgs, BODY, BATCH, n_fifo, workers);
-	if (!raw_baseline(b.url, &raw_pub, &raw_con) || !queue_api(&q_send, &q_con)) {
+	if (!raw_baseline(b.url, &raw_pub, &raw_con) ||
+	    !queue_api(&q_send, &q_con)) {
 		fprintf(stderr, "bench: a phase failed\n");
 		return 1;
 	}

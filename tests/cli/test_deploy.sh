@@ -14,6 +14,7 @@ trap '"$root/deploy/down" >/dev/null 2>&1; rm -rf "$EVMESH_STATE"' EXIT
 out=$("$root/deploy/up" 2>&1); ok $? "deploy/up exits 0"
 has "$out" "starting nats-server" "and starts a broker"
 has "$out" "smoke: round trip" "and prints the event's round trip"
+has "$out" "Body           hello from deploy/up" "and round-trips a queue message"
 out=$("$root/deploy/up" 2>&1); ok $? "deploy/up again exits 0"
 has "$out" "already running" "and reuses the running broker"
 has "$out" "sequence 2" "whose stream kept the first run's event"

@@ -36,8 +36,10 @@ send_text(struct mesh_queue *q, const char *text, const char *group,
 {
 	struct mesh_queue_sent tmp;
 	struct mesh_event *ev = body(text);
-	struct mesh_queue_entry e = {.event = ev, .delay_s = delay,
-	                             .group_id = group, .dedup_id = dedup};
+	struct mesh_queue_entry e = {.event = ev,
+	                             .delay_s = delay,
+	                             .group_id = group,
+	                             .dedup_id = dedup};
 	mesh_err err = mesh_queue_send(q, &e, out ? out : &tmp);
 
 	mesh_event_free(ev);
@@ -127,8 +129,7 @@ test_create(void)
 	a.max_receive_count = 1001;
 	is_int(mesh_queue_create(conn, "q1", &a), MESH_EINVAL,
 	       "maxReceiveCount over 1000 is refused");
-	is_int(mesh_queue_list(conn, NULL, &names, &n), MESH_OK,
-	       "list works");
+	is_int(mesh_queue_list(conn, NULL, &names, &n), MESH_OK, "list works");
 	is_int(n, 0, "and nothing was half-created by the refusals");
 	mesh_queue_list_free(names, n);
 
@@ -155,7 +156,8 @@ test_create(void)
 	mesh_queue_create(conn, "q2", &a);
 	is_int(mesh_queue_list(conn, "q", &names, &n), MESH_OK,
 	       "list with a prefix");
-	ok(n == 2 && strcmp(names[0], "q1") == 0 && strcmp(names[1], "q2") == 0,
+	ok(n == 2 && strcmp(names[0], "q1") == 0 &&
+	           strcmp(names[1], "q2") == 0,
 	   "lists q1 and q2, sorted");
 	mesh_queue_list_free(names, n);
 	is_int(mesh_queue_delete(conn, "q2"), MESH_OK, "q2 is deleted");
@@ -205,7 +207,8 @@ test_standard(void)
 		return;
 	}
 	is_str(body_of(&m[0]), "hello", "with its body");
-	ok(mesh_event_attr_get(m[0].event, "n", &type, &val, &len) == MESH_OK &&
+	ok(mesh_event_attr_get(m[0].event, "n", &type, &val, &len) ==
+	                   MESH_OK &&
 	           strcmp(type, "Number") == 0 && memcmp(val, "3.5", 3) == 0,
 	   "with its Number attribute");
 	ok(mesh_event_attr_get(m[0].event, "raw", &type, &val, &len) ==
@@ -238,7 +241,8 @@ test_standard(void)
 		ok(n2 == 1 && m2[0].receive_count == 3,
 		   "makes it receivable at once, receive count 3");
 		is_int(mesh_queue_delete_message(q, m[0].receipt), MESH_ESTALE,
-		       "and the receipt whose visibility was changed is stale");
+		       "and the receipt whose visibility was changed is "
+		       "stale");
 		if (n2 == 1) {
 			struct mesh_queue_msg *m3;
 			is_int(mesh_queue_change_visibility(q, m2[0].receipt,
@@ -334,8 +338,8 @@ test_batches(void)
 	for (int i = 0; i < 11; i++) {
 		snprintf(idbuf[i], sizeof(idbuf[i]), "e%d", i);
 		evs[i] = body(idbuf[i]);
-		e[i] = (struct mesh_queue_entry){.id = idbuf[i],
-		                                 .event = evs[i], .delay_s = -1};
+		e[i] = (struct mesh_queue_entry){
+		        .id = idbuf[i], .event = evs[i], .delay_s = -1};
 	}
 	is_int(mesh_queue_send_batch(q, e, 11, sent), MESH_EINVAL,
 	       "a batch of 11 is refused");
@@ -392,7 +396,8 @@ test_delay(void)
 
 	mesh_queue_attrs_init(&a);
 	a.delay_s = 2;
-	if (!ok((q = make("delayed", &a)) != NULL, "a queue with a 2 s delay")) {
+	if (!ok((q = make("delayed", &a)) != NULL,
+	        "a queue with a 2 s delay")) {
 		return;
 	}
 	t0 = test_now_ms();
@@ -462,7 +467,8 @@ test_dlq(void)
 		if (!ok(n == 1 && m[0].receive_count == (uint64_t)i,
 		        "receive %d of the poison message", i)) {
 			tap_diag("n %zu, count %llu", n,
-			         n ? (unsigned long long)m[0].receive_count : 0);
+			         n ? (unsigned long long)m[0].receive_count
+			           : 0);
 		}
 		mesh_queue_msgs_free(m, n);
 	}
@@ -489,7 +495,8 @@ test_dlq(void)
 	n = 0;
 	mesh_queue_peek(dlq, 10, &m, &n);
 	mesh_queue_msgs_free(m, n);
-	ok(mesh_queue_info(conn, "dead", &info) == MESH_OK && info.visible == 1,
+	ok(mesh_queue_info(conn, "dead", &info) == MESH_OK &&
+	           info.visible == 1,
 	   "peeking twice changed nothing (still 1 visible)");
 
 	/* Dead-letter at once, with a reason. */
@@ -501,7 +508,8 @@ test_dlq(void)
 		       MESH_OK, "a message is dead-lettered on request");
 	}
 	mesh_queue_msgs_free(m, n);
-	ok(mesh_queue_info(conn, "dead", &info) == MESH_OK && info.visible == 2,
+	ok(mesh_queue_info(conn, "dead", &info) == MESH_OK &&
+	           info.visible == 2,
 	   "the DLQ now holds 2");
 
 	/* Selective redrive, then all; a second run moves nothing. */
@@ -517,7 +525,8 @@ test_dlq(void)
 	is_int(mesh_queue_redrive(conn, "dead", &rd, &moved), MESH_OK,
 	       "running it again");
 	is_int(moved, 0, "moves nothing");
-	ok(mesh_queue_info(conn, "work", &info) == MESH_OK && info.visible == 2,
+	ok(mesh_queue_info(conn, "work", &info) == MESH_OK &&
+	           info.visible == 2,
 	   "both are back in their source queue, once each");
 	n = recv(q, 10, 1, -1, &m);
 	ok(n == 2 && m[0].receive_count == 1,

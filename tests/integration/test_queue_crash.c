@@ -73,8 +73,8 @@ consumer(int fd)
 		                       "5", "6", "7", "8", "9"};
 		const char *rh[10];
 		struct mesh_queue_result res[10];
-		if (q == NULL || mesh_queue_receive(q, 10, 1, -1, &m, &n) !=
-		                         MESH_OK) {
+		if (q == NULL ||
+		    mesh_queue_receive(q, 10, 1, -1, &m, &n) != MESH_OK) {
 			_exit(1);
 		}
 		for (size_t i = 0; i < n; i++) {
@@ -131,7 +131,8 @@ run_and_kill(const char *role, int ms, char *seen, char *received)
 	f = fdopen(fds[0], "r");
 	while (fgets(line, sizeof(line), f) != NULL) {
 		bool r = line[0] == 'r';
-		int i = atoi(line[0] == 'r' || line[0] == 'd' ? line + 2 : line);
+		int i = atoi(line[0] == 'r' || line[0] == 'd' ? line + 2
+		                                              : line);
 		if (i < 0 || i >= TOTAL) {
 			continue;
 		}
@@ -153,7 +154,8 @@ main(int argc, char **argv)
 	struct mesh_conn *c;
 	struct mesh_queue_attrs a;
 	struct mesh_queue *q;
-	static char acked[TOTAL], deleted[TOTAL], drained[TOTAL], received[TOTAL];
+	static char acked[TOTAL], deleted[TOTAL], drained[TOTAL],
+	        received[TOTAL];
 	int n_acked, n_deleted, lost = 0, again = 0, missing = 0;
 
 	if (argc == 4) {
