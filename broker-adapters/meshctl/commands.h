@@ -28,4 +28,7 @@ int cmd_queue_change_visibility_batch(struct cli *cli);
 int cmd_queue_dead_letter(struct cli *cli);
 int cmd_queue_redrive(struct cli *cli);
 
+/* The `meshctl schedule` tree (main.c). */
+int cmd_schedule_next(struct cli *cli);
+
 #endif
