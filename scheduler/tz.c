@@ -274,6 +274,19 @@ be64(const uint8_t *p)
 	return (int64_t)((uint64_t)be32(p) << 32 | be32(p + 4));
 }
 
+/* The six counts of a TZif header. */
+static void
+counts(const uint8_t *h, uint32_t *isut, uint32_t *isstd, uint32_t *leap_n,
+       uint32_t *time_n, uint32_t *type_n, uint32_t *char_n)
+{
+	*isut = be32(h + 20);
+	*isstd = be32(h + 24);
+	*leap_n = be32(h + 28);
+	*time_n = be32(h + 32);
+	*type_n = be32(h + 36);
+	*char_n = be32(h + 40);
+}
+
 /* Parse a TZif file held in buf; false when malformed. */
 static bool
 tzif_parse(struct mesh_tz *tz, const uint8_t *buf, size_t len)
@@ -286,12 +299,7 @@ tzif_parse(struct mesh_tz *tz, const uint8_t *buf, size_t len)
 		return false;
 	}
 	/* Skip the version 1 block (32-bit times). */
-	isutcnt = be32(p + 20);
-	isstdcnt = be32(p + 24);
-	leapcnt = be32(p + 28);
-	timecnt = be32(p + 32);
-	typecnt = be32(p + 36);
-	charcnt = be32(p + 40);
+	counts(p, &isutcnt, &isstdcnt, &leapcnt, &timecnt, &typecnt, &charcnt);
 	skip = 44 + (size_t)timecnt * 5 + (size_t)typecnt * 6 + charcnt +
 	       (size_t)leapcnt * 8 + isstdcnt + isutcnt;
 	if (skip + 44 > len) {
@@ -301,12 +309,7 @@ tzif_parse(struct mesh_tz *tz, const uint8_t *buf, size_t len)
 	if (memcmp(p, "TZif", 4) != 0) {
 		return false;
 	}
-	isutcnt = be32(p + 20);
-	isstdcnt = be32(p + 24);
-	leapcnt = be32(p + 28);
-	timecnt = be32(p + 32);
-	typecnt = be32(p + 36);
-	charcnt = be32(p + 40);
+	counts(p, &isutcnt, &isstdcnt, &leapcnt, &timecnt, &typecnt, &charcnt);
 	p += 44;
 	if (timecnt > MAX_TRANSITIONS || typecnt == 0 || typecnt > MAX_TYPES ||
 	    (size_t)(end - p) < (size_t)timecnt * 9 + (size_t)typecnt * 6 +

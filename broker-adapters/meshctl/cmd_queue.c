@@ -772,67 +772,6 @@ print_msgs(struct cli *cli, const struct mesh_queue_msg *m, size_t n,
 	json_decref(arr);
 }
 
-int
-cmd_queue_receive(struct cli *cli)
-{
-	const char *name = queue_arg(cli, 0);
-	struct mesh_queue_msg *msgs = NULL;
-	struct mesh_conn *c = NULL;
-	struct mesh_queue *q = NULL;
-	long long max, wait, vis;
-	size_t n = 0;
-	mesh_err err;
-
-	if (!cli_opt_long(cli, "--max", 1, 10, 1, &max) ||
-	    !cli_opt_long(cli, "--wait", 0, 20, -1, &wait) ||
-	    !cli_opt_long(cli, "--visibility-timeout", 0, 43200, -1, &vis)) {
-		return CLI_USAGE;
-	}
-	if (cli_connect(cli, &c) != MESH_OK) {
-		return CLI_FAIL;
-	}
-	if ((err = mesh_queue_open(c, name, &q)) == MESH_OK) {
-		err = mesh_queue_receive(q, (int)max, (int)wait, vis, &msgs,
-		                         &n);
-	}
-	if (err == MESH_OK) {
-		print_msgs(cli, msgs, n, mesh_queue_attrs(q)->fifo);
-	}
-	mesh_queue_msgs_free(msgs, n);
-	mesh_queue_close(q);
-	mesh_conn_close(c);
-	return err == MESH_OK ? CLI_OK : cli_fail(cli, err);
-}
-
-int
-cmd_queue_peek(struct cli *cli)
-{
-	const char *name = queue_arg(cli, 0);
-	struct mesh_queue_msg *msgs = NULL;
-	struct mesh_conn *c = NULL;
-	struct mesh_queue *q = NULL;
-	long long max;
-	size_t n = 0;
-	mesh_err err;
-
-	if (!cli_opt_long(cli, "--max", 1, 10000, 10, &max)) {
-		return CLI_USAGE;
-	}
-	if (cli_connect(cli, &c) != MESH_OK) {
-		return CLI_FAIL;
-	}
-	if ((err = mesh_queue_open(c, name, &q)) == MESH_OK) {
-		err = mesh_queue_peek(q, (size_t)max, &msgs, &n);
-	}
-	if (err == MESH_OK) {
-		print_msgs(cli, msgs, n, mesh_queue_attrs(q)->fifo);
-	}
-	mesh_queue_msgs_free(msgs, n);
-	mesh_queue_close(q);
-	mesh_conn_close(c);
-	return err == MESH_OK ? CLI_OK : cli_fail(cli, err);
-}
-
 /* Open the queue named by the first word, run fn, close. */
 static int
 with_queue(struct cli *cli, mesh_err (*fn)(struct cli *, struct mesh_queue *))
@@ -850,6 +789,67 @@ with_queue(struct cli *cli, mesh_err (*fn)(struct cli *, struct mesh_queue *))
 	mesh_queue_close(q);
 	mesh_conn_close(c);
 	return err == MESH_OK ? CLI_OK : cli_fail(cli, err);
+}
+
+static mesh_err
+do_receive(struct cli *cli, struct mesh_queue *q)
+{
+	struct mesh_queue_msg *msgs = NULL;
+	long long max, wait, vis;
+	size_t n = 0;
+	mesh_err err;
+
+	/* Checked by cmd_queue_receive already. */
+	cli_opt_long(cli, "--max", 1, 10, 1, &max);
+	cli_opt_long(cli, "--wait", 0, 20, -1, &wait);
+	cli_opt_long(cli, "--visibility-timeout", 0, 43200, -1, &vis);
+	err = mesh_queue_receive(q, (int)max, (int)wait, vis, &msgs, &n);
+	if (err == MESH_OK) {
+		print_msgs(cli, msgs, n, mesh_queue_attrs(q)->fifo);
+		mesh_queue_msgs_free(msgs, n);
+	}
+	return err;
+}
+
+int
+cmd_queue_receive(struct cli *cli)
+{
+	long long v;
+
+	if (!cli_opt_long(cli, "--max", 1, 10, 1, &v) ||
+	    !cli_opt_long(cli, "--wait", 0, 20, -1, &v) ||
+	    !cli_opt_long(cli, "--visibility-timeout", 0, 43200, -1, &v)) {
+		return CLI_USAGE;
+	}
+	return with_queue(cli, do_receive);
+}
+
+static mesh_err
+do_peek(struct cli *cli, struct mesh_queue *q)
+{
+	struct mesh_queue_msg *msgs = NULL;
+	long long max;
+	size_t n = 0;
+	mesh_err err;
+
+	cli_opt_long(cli, "--max", 1, 10000, 10, &max);
+	err = mesh_queue_peek(q, (size_t)max, &msgs, &n);
+	if (err == MESH_OK) {
+		print_msgs(cli, msgs, n, mesh_queue_attrs(q)->fifo);
+		mesh_queue_msgs_free(msgs, n);
+	}
+	return err;
+}
+
+int
+cmd_queue_peek(struct cli *cli)
+{
+	long long v;
+
+	if (!cli_opt_long(cli, "--max", 1, 10000, 10, &v)) {
+		return CLI_USAGE;
+	}
+	return with_queue(cli, do_peek);
 }
 
 static mesh_err
