@@ -2230,10 +2230,13 @@ deliver(struct mesh_queue *q, natsMsg **got, size_t n, int64_t t_request,
 			snprintf(reason, sizeof(reason),
 			         "maxReceiveCount %" PRId64 " exceeded",
 			         a->max_receive_count);
-			dead_letter(q, m, meta.sseq, meta.delivered - 1, ack,
-			            reason);
-			natsMsg_Destroy(m);
-			continue;
+			if (dead_letter(q, m, meta.sseq, meta.delivered - 1,
+			                ack, reason) == MESH_OK) {
+				natsMsg_Destroy(m);
+				continue;
+			}
+			/* The dead-letter queue is gone or refused it: hand
+			 * the message out rather than hide it again. */
 		}
 		memset(r, 0, sizeof(*r));
 		if (msg_event(q, m, meta.sseq, &r->event) != MESH_OK) {

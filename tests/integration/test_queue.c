@@ -531,9 +531,33 @@ test_dlq(void)
 	n = recv(q, 10, 1, -1, &m);
 	ok(n == 2 && m[0].receive_count == 1,
 	   "and received afresh (receive count 1)");
+	{
+		const char *ids[] = {"a", "b"}, *rh[2];
+		struct mesh_queue_result res[2];
+		for (size_t i = 0; i < n && i < 2; i++) {
+			rh[i] = m[i].receipt;
+		}
+		mesh_queue_delete_batch(q, ids, rh, n < 2 ? n : 2, res);
+	}
 	mesh_queue_msgs_free(m, n);
 	mesh_queue_close(q);
 	mesh_queue_close(dlq);
+
+	/* With its dead-letter queue deleted, a queue hands a message out
+	 * past maxReceiveCount rather than hide it. */
+	mesh_queue_delete(conn, "dead");
+	mesh_queue_open(conn, "work", &q);
+	send_text(q, "orphan", NULL, NULL, -1, NULL);
+	for (int i = 1; i <= 3; i++) {
+		n = recv(q, 1, 3, -1, &m);
+		if (i == 3) {
+			ok(n == 1 && m[0].receive_count == 3,
+			   "a third receive still gets it when the DLQ is "
+			   "gone");
+		}
+		mesh_queue_msgs_free(m, n);
+	}
+	mesh_queue_close(q);
 }
 
 static void
