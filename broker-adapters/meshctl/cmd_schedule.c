@@ -2,11 +2,14 @@
  * of an expression; no server needed). */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "cli.h"
 #include "commands.h"
+#include "daemon.h"
 #include "expr.h"
+#include "schedule.h"
 
 int
 cmd_schedule_next(struct cli *cli)
@@ -64,5 +67,321 @@ cmd_schedule_next(struct cli *cli)
 		                         list));
 	}
 	mesh_tz_free(tz);
+	return CLI_OK;
+}
+
+/* ---- schedules on the mesh ------------------------------------------------
+ */
+
+static bool
+schedule_from_flags(struct cli *cli, struct mesh_schedule *s)
+{
+	const char *v;
+
+#define COPY(flag, field)                                                     \
+	do {                                                                  \
+		if ((v = cli_opt(cli, flag)) != NULL) {                       \
+			if (strlen(v) >= sizeof(s->field)) {                  \
+				cli_usage_error(cli, "%s: too long", flag);   \
+				return false;                                 \
+			}                                                     \
+			snprintf(s->field, sizeof(s->field), "%s", v);        \
+		}                                                             \
+	} while (0)
+	COPY("--expression", expression);
+	COPY("--tz", tz);
+	COPY("--target", target);
+	COPY("--type", type);
+#undef COPY
+	if ((v = cli_opt(cli, "--body")) != NULL) {
+		free(s->body);
+		if ((s->body = strdup(v)) == NULL) {
+			return false;
+		}
+	}
+	if ((v = cli_opt(cli, "--missed")) != NULL) {
+		if (strcmp(v, "latest") == 0) {
+			s->missed = MESH_MISSED_LATEST;
+		} else if (strcmp(v, "all") == 0) {
+			s->missed = MESH_MISSED_ALL;
+		} else if (strcmp(v, "skip") == 0) {
+			s->missed = MESH_MISSED_SKIP;
+		} else {
+			cli_usage_error(cli,
+			                "--missed '%s': latest, all or "
+			                "skip",
+			                v);
+			return false;
+		}
+	}
+	for (int i = 0; i < 2; i++) {
+		const char *flag = i ? "--end" : "--start";
+		int64_t *field = i ? &s->end : &s->start;
+		if ((v = cli_opt(cli, flag)) != NULL &&
+		    mesh_sched_parse_time(v, NULL, field) != MESH_OK) {
+			cli_usage_error(cli, "%s: %s", flag, mesh_errdetail());
+			return false;
+		}
+	}
+	if (cli_flag(cli, "--delete-after")) {
+		s->delete_after = true;
+	}
+	return true;
+}
+
+/* Check a schedule and its target on the mesh; print why not. */
+static int
+schedule_write(struct cli *cli, struct mesh_schedule *s, bool create)
+{
+	struct mesh_queue_info qi;
+	struct mesh_conn *c;
+	mesh_err err;
+
+	if ((err = mesh_schedule_check(s)) != MESH_OK) {
+		fprintf(stderr, "meshctl %s: %s\n", cli->cmd_path,
+		        mesh_errdetail());
+		return CLI_USAGE;
+	}
+	if (cli_connect(cli, &c) != MESH_OK) {
+		return CLI_FAIL;
+	}
+	err = mesh_queue_info(c, s->target + 6, &qi);
+	if (err == MESH_OK) {
+		err = mesh_schedules_put(c, s, create);
+	}
+	mesh_conn_close(c);
+	if (err != MESH_OK) {
+		return cli_fail(cli, err);
+	}
+	if (!cli->json) {
+		printf("%s schedule %s\n", create ? "created" : "updated",
+		       s->name);
+	}
+	return CLI_OK;
+}
+
+int
+cmd_schedule_create(struct cli *cli)
+{
+	struct mesh_schedule s;
+	int rc;
+
+	mesh_schedule_init(&s);
+	if (strlen(cli_pos(cli, 0)) > MESH_SCHEDULE_NAME_MAX) {
+		return cli_usage_error(cli,
+		                       "schedule name: at most %d "
+		                       "characters",
+		                       MESH_SCHEDULE_NAME_MAX);
+	}
+	snprintf(s.name, sizeof(s.name), "%s", cli_pos(cli, 0));
+	s.created = (int64_t)time(NULL);
+	if (cli_opt(cli, "--expression") == NULL ||
+	    cli_opt(cli, "--target") == NULL) {
+		return cli_usage_error(cli, "--expression EXPR and --target "
+		                            "queue:NAME are required");
+	}
+	if (!schedule_from_flags(cli, &s)) {
+		mesh_schedule_fini(&s);
+		return CLI_USAGE;
+	}
+	rc = schedule_write(cli, &s, true);
+	mesh_schedule_fini(&s);
+	return rc;
+}
+
+/* Load a schedule, let fn change it, write it back. */
+static int
+schedule_change(struct cli *cli,
+                bool (*fn)(struct cli *, struct mesh_schedule *))
+{
+	struct mesh_schedule s;
+	struct mesh_conn *c;
+	mesh_err err;
+	int rc;
+
+	if (cli_connect(cli, &c) != MESH_OK) {
+		return CLI_FAIL;
+	}
+	err = mesh_schedules_get(c, cli_pos(cli, 0), &s);
+	mesh_conn_close(c);
+	if (err != MESH_OK) {
+		return cli_fail(cli, err);
+	}
+	if (!fn(cli, &s)) {
+		mesh_schedule_fini(&s);
+		return CLI_USAGE;
+	}
+	rc = schedule_write(cli, &s, false);
+	mesh_schedule_fini(&s);
+	return rc;
+}
+
+int
+cmd_schedule_update(struct cli *cli)
+{
+	return schedule_change(cli, schedule_from_flags);
+}
+
+static bool
+set_paused(struct cli *cli, struct mesh_schedule *s)
+{
+	s->enabled = false;
+	(void)cli;
+	return true;
+}
+
+static bool
+set_resumed(struct cli *cli, struct mesh_schedule *s)
+{
+	s->enabled = true;
+	(void)cli;
+	return true;
+}
+
+int
+cmd_schedule_pause(struct cli *cli)
+{
+	return schedule_change(cli, set_paused);
+}
+
+int
+cmd_schedule_resume(struct cli *cli)
+{
+	return schedule_change(cli, set_resumed);
+}
+
+int
+cmd_schedule_delete(struct cli *cli)
+{
+	struct mesh_conn *c;
+	mesh_err err;
+
+	if (cli_connect(cli, &c) != MESH_OK) {
+		return CLI_FAIL;
+	}
+	err = mesh_schedules_delete(c, cli_pos(cli, 0));
+	mesh_conn_close(c);
+	if (err != MESH_OK) {
+		return cli_fail(cli, err);
+	}
+	if (!cli->json) {
+		printf("deleted schedule %s\n", cli_pos(cli, 0));
+	}
+	return CLI_OK;
+}
+
+int
+cmd_schedule_info(struct cli *cli)
+{
+	struct mesh_schedule s;
+	struct mesh_tz *tz = NULL;
+	struct mesh_conn *c;
+	char outcome[320] = "", iso[32];
+	int64_t last = 0, t;
+	json_t *j, *next;
+	mesh_err err;
+
+	if (cli_connect(cli, &c) != MESH_OK) {
+		return CLI_FAIL;
+	}
+	err = mesh_schedules_get(c, cli_pos(cli, 0), &s);
+	if (err == MESH_OK) {
+		mesh_schedules_last_fired(c, s.name, &last, outcome,
+		                          sizeof(outcome));
+	}
+	mesh_conn_close(c);
+	if (err != MESH_OK) {
+		return cli_fail(cli, err);
+	}
+	j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "Name", s.name,
+	              "ScheduleExpression", s.expression,
+	              "ScheduleExpressionTimezone", s.tz, "Target", s.target,
+	              "Type", s.type, "State",
+	              s.enabled ? "ENABLED" : "DISABLED", "Body",
+	              s.body ? s.body : "");
+	next = json_array();
+	t = (int64_t)time(NULL);
+	if (s.enabled && mesh_tz_load(s.tz, NULL, &tz) == MESH_OK) {
+		for (int i = 0;
+		     i < 5 && mesh_schedule_next(&s, tz, t, &t) == MESH_OK;
+		     i++) {
+			mesh_sched_format(t, iso);
+			json_array_append_new(next, json_string(iso));
+		}
+	}
+	json_object_set_new(j, "NextFirings", next);
+	if (last != 0) {
+		mesh_sched_format(last, iso);
+		json_object_set_new(j, "LastFiring", json_string(iso));
+		json_object_set_new(j, "LastOutcome", json_string(outcome));
+	}
+	if (cli->json) {
+		cli_print_json(j);
+	} else {
+		const char *key;
+		json_t *v;
+		json_object_foreach(j, key, v)
+		{
+			if (json_is_array(v)) {
+				size_t i;
+				json_t *x;
+				json_array_foreach(v, i, x)
+				{
+					printf("%-28s %s\n", i ? "" : key,
+					       json_string_value(x));
+				}
+			} else {
+				printf("%-28s %s\n", key,
+				       json_string_value(v));
+			}
+		}
+		json_decref(j);
+	}
+	mesh_tz_free(tz);
+	mesh_schedule_fini(&s);
+	return CLI_OK;
+}
+
+int
+cmd_schedule_list(struct cli *cli)
+{
+	jsOptions o;
+	jsStreamInfo *si = NULL;
+	struct mesh_conn *c;
+	json_t *names = json_array();
+	natsStatus st;
+
+	if (cli_connect(cli, &c) != MESH_OK) {
+		json_decref(names);
+		return CLI_FAIL;
+	}
+	jsOptions_Init(&o);
+	o.Stream.Info.SubjectsFilter = MESH_SCHEDULES_PREFIX "*";
+	st = js_GetStreamInfo(&si, mesh_conn_js(c), MESH_SCHEDULES_STREAM, &o,
+	                      NULL);
+	for (int k = 0; st == NATS_OK && si->State.Subjects &&
+	                k < si->State.Subjects->Count;
+	     k++) {
+		const char *name = si->State.Subjects->List[k].Subject +
+		                   strlen(MESH_SCHEDULES_PREFIX);
+		struct mesh_schedule s;
+		if (mesh_schedules_get(c, name, &s) == MESH_OK) {
+			json_array_append_new(names, json_string(s.name));
+			mesh_schedule_fini(&s);
+		}
+	}
+	jsStreamInfo_Destroy(si);
+	mesh_conn_close(c);
+	if (cli->json) {
+		cli_print_json(json_pack("{s:o}", "Schedules", names));
+	} else {
+		size_t i;
+		json_t *v;
+		json_array_foreach(names, i, v)
+		{
+			printf("%s\n", json_string_value(v));
+		}
+		json_decref(names);
+	}
 	return CLI_OK;
 }

@@ -30,5 +30,12 @@ int cmd_queue_redrive(struct cli *cli);
 
 /* The `meshctl schedule` tree (main.c). */
 int cmd_schedule_next(struct cli *cli);
+int cmd_schedule_create(struct cli *cli);
+int cmd_schedule_update(struct cli *cli);
+int cmd_schedule_pause(struct cli *cli);
+int cmd_schedule_resume(struct cli *cli);
+int cmd_schedule_delete(struct cli *cli);
+int cmd_schedule_info(struct cli *cli);
+int cmd_schedule_list(struct cli *cli);
 
 #endif

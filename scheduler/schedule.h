@@ -1,0 +1,73 @@
+/* A schedule: when (an expression in a zone, between optional start and
+ * end), what (a target queue, an event type, a text body with
+ * placeholders), and what to do about firings missed while no scheduler
+ * ran. Stored as JSON in the change log and in each replica's LMDB.
+ */
+#ifndef MESH_SCHEDULE_H
+#define MESH_SCHEDULE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "expr.h"
+#include "mesh/err.h"
+
+#define MESH_SCHEDULE_NAME_MAX 64
+#define MESH_SCHEDULE_BODY_MAX (256 * 1024)
+
+typedef enum {
+	MESH_MISSED_LATEST = 0, /* fire the latest missed firing once */
+	MESH_MISSED_ALL,        /* fire every missed firing */
+	MESH_MISSED_SKIP,       /* fire none */
+} mesh_missed;
+
+struct mesh_schedule {
+	char name[MESH_SCHEDULE_NAME_MAX + 1];
+	char expression[MESH_SCHED_EXPR_MAX + 1];
+	char tz[100];
+	char target[96];    /* "queue:NAME" */
+	char type[129];     /* the event type */
+	char *body;         /* owned; may hold placeholders */
+	int64_t start, end; /* Unix seconds; 0: none */
+	mesh_missed missed;
+	bool enabled;
+	bool delete_after;           /* a one-time schedule deletes itself */
+	int64_t created;             /* Unix seconds */
+	struct mesh_sched_expr expr; /* derived by mesh_schedule_check */
+};
+
+/* Set defaults: UTC, type "evmesh.scheduled", missed latest, enabled. */
+void mesh_schedule_init(struct mesh_schedule *s);
+void mesh_schedule_fini(struct mesh_schedule *s);
+
+/* Check every field (name 1-64 of [A-Za-z0-9_.-], the expression, the
+ * zone, a target "queue:NAME", a body of at most 256 KiB, end after
+ * start) and derive s->expr. Errors: MESH_EINVAL (the field at fault in
+ * the detail), MESH_ENOTFOUND (unknown zone). */
+mesh_err mesh_schedule_check(struct mesh_schedule *s);
+
+/* JSON forms. to_json: *out is malloc'ed. from_json checks the result. */
+mesh_err mesh_schedule_to_json(const struct mesh_schedule *s, char **out);
+mesh_err mesh_schedule_from_json(const char *json, size_t len,
+                                 struct mesh_schedule *out);
+
+/* The first firing after `after`, within start and end.
+ * Errors: MESH_ENOTFOUND when there is none. */
+mesh_err mesh_schedule_next(const struct mesh_schedule *s,
+                            const struct mesh_tz *tz, int64_t after,
+                            int64_t *next);
+
+/* The body with EventBridge's placeholders filled in:
+ * <aws.scheduler.scheduled-time>, <aws.scheduler.schedule-arn> (the name)
+ * and <aws.scheduler.attempt-number>. Returns a malloc'ed string or NULL
+ * when out of memory. */
+char *mesh_schedule_render(const struct mesh_schedule *s, int64_t fire,
+                           int attempt);
+
+/* The id of the event of a firing: the same on every replica, so that
+ * JetStream's de-duplication keeps one ("<name>/<fire time>" hashed into
+ * a UUID). */
+void mesh_schedule_firing_id(const char *name, int64_t fire, char out[37]);
+
+#endif
