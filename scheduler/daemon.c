@@ -18,6 +18,10 @@ struct entry {
 	struct mesh_tz *tz;
 	int64_t next; /* next firing, Unix seconds; 0: none */
 	bool live;
+	/* A failed firing being retried (one at a time). */
+	int64_t retry_fire; /* its scheduled time; 0: none */
+	int64_t retry_at;
+	int attempt;
 };
 
 struct replica {
@@ -247,6 +251,25 @@ mesh_schedules_last_fired(struct mesh_conn *c, const char *name, int64_t *fire,
 
 /* ---- the replica -------------------------------------------------------- */
 
+/* When an entry next needs the loop (a firing, with its window, or a
+ * retry); 0 for never. */
+static int64_t
+entry_due(const struct entry *e)
+{
+	int64_t due = 0;
+
+	if (!e->live) {
+		return 0;
+	}
+	if (e->next > 0) {
+		due = e->next + mesh_schedule_window_offset(&e->s, e->next);
+	}
+	if (e->retry_fire != 0 && (due == 0 || e->retry_at < due)) {
+		due = e->retry_at;
+	}
+	return due;
+}
+
 static struct entry *
 find(struct replica *r, const char *name)
 {
@@ -290,16 +313,16 @@ queue_of(struct replica *r, const char *name)
 	return q;
 }
 
-/* Publish one firing and record it, here and for the other replicas. */
-static void
-fire(struct replica *r, struct entry *e, int64_t when, const char *why)
+/* Publish one firing to `queue`. */
+static mesh_err
+publish(struct replica *r, struct entry *e, const char *queue, int64_t when,
+        int attempt, const char *error, struct mesh_queue_sent *sent)
 {
-	char id[37], iso[32], outcome[300], source[96], rec[320], subj[128];
+	char id[37], iso[32], source[96];
 	struct mesh_event *ev = NULL;
 	struct mesh_queue_entry qe = {.delay_s = -1};
-	struct mesh_queue_sent sent;
 	struct mesh_queue *q;
-	char *body = mesh_schedule_render(&e->s, when, 1);
+	char *body = mesh_schedule_render(&e->s, when, attempt);
 	mesh_err err;
 
 	mesh_schedule_firing_id(e->s.name, when, id);
@@ -314,45 +337,123 @@ fire(struct replica *r, struct entry *e, int64_t when, const char *why)
 		err = mesh_event_attr_set(ev, "scheduledTime", "String", iso,
 		                          strlen(iso));
 	}
+	if (err == MESH_OK && error != NULL) {
+		err = mesh_event_attr_set(ev, "error", "String", error,
+		                          strlen(error));
+	}
 	if (err == MESH_OK) {
-		if ((q = queue_of(r, e->s.target + 6)) == NULL) {
+		if ((q = queue_of(r, queue)) == NULL) {
 			err = mesh__seterr(MESH_ENOTFOUND,
-			                   "target queue '%s' is missing",
-			                   e->s.target + 6);
+			                   "queue '%s': does not exist",
+			                   queue);
 		} else {
 			qe.event = ev;
 			if (mesh_queue_attrs(q)->fifo) {
 				qe.group_id = e->s.name;
 				qe.dedup_id = id;
 			}
-			err = mesh_queue_send(q, &qe, &sent);
+			err = mesh_queue_send(q, &qe, sent);
 		}
-	}
-	if (err == MESH_OK) {
-		snprintf(outcome, sizeof(outcome), "%s %s: sent %s%s", why,
-		         iso, sent.message_id,
-		         sent.duplicate ? " (another replica sent it first)"
-		                        : "");
-	} else {
-		snprintf(outcome, sizeof(outcome), "%s %s: failed: %.200s",
-		         why, iso, mesh_errdetail());
-	}
-	log_line(r, err == MESH_OK ? "fired" : "failed", e->s.name, outcome);
-	mesh_sched_store_set_fired(r->st, e->s.name, when, outcome);
-	/* Shared, de-duplicated like the firing itself. */
-	snprintf(subj, sizeof(subj), MESH_FIRINGS_PREFIX "%s", e->s.name);
-	snprintf(rec, sizeof(rec), "%" PRId64 " %.300s", when, outcome);
-	{
-		natsMsg *m = NULL;
-		if (natsMsg_Create(&m, subj, NULL, rec, (int)strlen(rec)) ==
-		            NATS_OK &&
-		    natsMsgHeader_Set(m, "Nats-Msg-Id", id) == NATS_OK) {
-			js_PublishMsg(NULL, mesh_conn_js(r->c), m, NULL, NULL);
-		}
-		natsMsg_Destroy(m);
 	}
 	mesh_event_free(ev);
 	free(body);
+	return err;
+}
+
+/* Record a firing's outcome, here and for the other replicas. */
+static void
+record(struct replica *r, struct entry *e, int64_t when, const char *outcome,
+       bool failed)
+{
+	char id[37], rec[400], subj[128];
+	natsMsg *m = NULL;
+
+	log_line(r, failed ? "failed" : "fired", e->s.name, outcome);
+	mesh_sched_store_set_fired(r->st, e->s.name, when, outcome);
+	mesh_schedule_firing_id(e->s.name, when, id);
+	snprintf(subj, sizeof(subj), MESH_FIRINGS_PREFIX "%s", e->s.name);
+	snprintf(rec, sizeof(rec), "%" PRId64 " %.300s", when, outcome);
+	/* De-duplicated like the firing itself. */
+	if (natsMsg_Create(&m, subj, NULL, rec, (int)strlen(rec)) == NATS_OK &&
+	    natsMsgHeader_Set(m, "Nats-Msg-Id", id) == NATS_OK) {
+		js_PublishMsg(NULL, mesh_conn_js(r->c), m, NULL, NULL);
+	}
+	natsMsg_Destroy(m);
+}
+
+/* Give a failed firing up: to the dead-letter queue if there is one. */
+static void
+give_up(struct replica *r, struct entry *e, int64_t when, int attempts,
+        const char *error)
+{
+	char iso[32], outcome[400];
+	struct mesh_queue_sent sent;
+
+	mesh_sched_format(when, iso);
+	if (e->s.dlq[0] != '\0' &&
+	    publish(r, e, e->s.dlq, when, attempts, error, &sent) == MESH_OK) {
+		snprintf(outcome, sizeof(outcome),
+		         "%s: gave up after %d attempts (%.200s); "
+		         "dead-lettered to %s",
+		         iso, attempts, error, e->s.dlq);
+	} else {
+		snprintf(outcome, sizeof(outcome),
+		         "%s: gave up after %d attempts (%.200s)%s", iso,
+		         attempts, error,
+		         e->s.dlq[0] ? "; the dead-letter queue failed too"
+		                     : "");
+	}
+	record(r, e, when, outcome, true);
+}
+
+/* Publish one firing, attempt `attempt`; on failure arrange a retry, or
+ * give up when the retries or the event's age are used up. */
+static void
+fire(struct replica *r, struct entry *e, int64_t when, const char *why,
+     int attempt)
+{
+	char iso[32], outcome[400];
+	struct mesh_queue_sent sent;
+	mesh_err err;
+
+	mesh_sched_format(when, iso);
+	err = publish(r, e, e->s.target + 6, when, attempt, NULL, &sent);
+	if (err == MESH_OK) {
+		snprintf(outcome, sizeof(outcome), "%s %s: sent %s%s%s", why,
+		         iso, sent.message_id,
+		         sent.duplicate ? " (another replica sent it first)"
+		                        : "",
+		         attempt > 1 ? " on a retry" : "");
+		record(r, e, when, outcome, false);
+		if (e->retry_fire == when) {
+			e->retry_fire = 0;
+		}
+		return;
+	}
+	char error[256];
+	snprintf(error, sizeof(error), "%s", mesh_errdetail());
+	if (attempt <= e->s.retry_max && now_s() - when < e->s.max_age_s) {
+		int64_t backoff =
+		        attempt < 7 ? (int64_t)1 << (attempt - 1) : 60;
+		if (e->retry_fire != 0 && e->retry_fire != when) {
+			give_up(r, e, e->retry_fire, e->attempt,
+			        "superseded by a later failed firing");
+		}
+		e->retry_fire = when;
+		e->attempt = attempt + 1;
+		e->retry_at = now_s() + (backoff > 60 ? 60 : backoff);
+		snprintf(outcome, sizeof(outcome),
+		         "%s %s: attempt %d failed (%.200s); retrying in %lld "
+		         "s",
+		         why, iso, attempt, error,
+		         (long long)(e->retry_at - now_s()));
+		log_line(r, "retrying", e->s.name, outcome);
+		return;
+	}
+	if (e->retry_fire == when) {
+		e->retry_fire = 0;
+	}
+	give_up(r, e, when, attempt, error);
 }
 
 /* The last firing of a schedule that any replica made, or 0. */
@@ -423,11 +524,10 @@ adopt(struct replica *r, struct mesh_schedule *s, bool at_start)
 		}
 		if (n > 0 && e->s.missed == MESH_MISSED_LATEST) {
 			fire(r, e, missed[n - 1],
-			     "missed (latest of those "
-			     "missed fired)");
+			     "missed (latest of those missed fired)", 1);
 		} else if (n > 0 && e->s.missed == MESH_MISSED_ALL) {
 			for (size_t i = 0; i < n; i++) {
-				fire(r, e, missed[i], "missed (all fired)");
+				fire(r, e, missed[i], "missed (all fired)", 1);
 			}
 		} else if (n > 0) {
 			char note[96], iso[32];
@@ -563,9 +663,9 @@ mesh_scheduler_run(struct mesh_conn *c, struct mesh_sched_store *st,
 		natsMsgList list = {0};
 
 		for (size_t i = 0; i < r.n; i++) {
-			if (r.e[i].live && r.e[i].next > 0 &&
-			    r.e[i].next < due) {
-				due = r.e[i].next;
+			int64_t d = entry_due(&r.e[i]);
+			if (d > 0 && d < due) {
+				due = d;
 			}
 		}
 		/* Sleep in the fetch until a change comes or a firing is
@@ -585,10 +685,18 @@ mesh_scheduler_run(struct mesh_conn *c, struct mesh_sched_store *st,
 		for (size_t i = 0; i < r.n; i++) {
 			struct entry *e = &r.e[i];
 			int64_t t;
-			if (!e->live || e->next == 0 || e->next > now_s()) {
+			if (e->live && e->retry_fire != 0 &&
+			    e->retry_at <= now_s()) {
+				fire(&r, e, e->retry_fire, "retried",
+				     e->attempt);
+			}
+			if (!e->live || e->next == 0 ||
+			    e->next + mesh_schedule_window_offset(&e->s,
+			                                          e->next) >
+			            now_s()) {
 				continue;
 			}
-			fire(&r, e, e->next, "scheduled");
+			fire(&r, e, e->next, "scheduled", 1);
 			t = e->next;
 			e->next = 0;
 			if (mesh_schedule_next(&e->s, e->tz, t, &t) ==

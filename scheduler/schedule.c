@@ -18,6 +18,8 @@ mesh_schedule_init(struct mesh_schedule *s)
 	snprintf(s->tz, sizeof(s->tz), "UTC");
 	snprintf(s->type, sizeof(s->type), "evmesh.scheduled");
 	s->enabled = true;
+	s->retry_max = 185;
+	s->max_age_s = 86400;
 }
 
 void
@@ -70,6 +72,30 @@ mesh_schedule_check(struct mesh_schedule *s)
 		        "%d",
 		        s->name, strlen(s->body), MESH_SCHEDULE_BODY_MAX);
 	}
+	if (s->window_s != 0 && (s->window_s < 60 || s->window_s > 86400)) {
+		return mesh__seterr(
+		        MESH_EINVAL,
+		        "schedule '%s': a flexible window is 1-1440 "
+		        "minutes, not %lld s",
+		        s->name, (long long)s->window_s);
+	}
+	if (s->retry_max < 0 || s->retry_max > 185) {
+		return mesh__seterr(
+		        MESH_EINVAL,
+		        "schedule '%s': maximum retry attempts %lld "
+		        "is out of range 0-185",
+		        s->name, (long long)s->retry_max);
+	}
+	if (s->max_age_s < 60 || s->max_age_s > 86400) {
+		return mesh__seterr(
+		        MESH_EINVAL,
+		        "schedule '%s': maximum event age %lld s is "
+		        "out of range 60-86400",
+		        s->name, (long long)s->max_age_s);
+	}
+	if (s->dlq[0] != '\0' && strncmp(s->dlq, "queue:", 6) == 0) {
+		memmove(s->dlq, s->dlq + 6, strlen(s->dlq + 6) + 1);
+	}
 	if (s->start != 0 && s->end != 0 && s->end <= s->start) {
 		return mesh__seterr(MESH_EINVAL,
 		                    "schedule '%s': the end is not after the "
@@ -82,15 +108,17 @@ mesh_schedule_check(struct mesh_schedule *s)
 mesh_err
 mesh_schedule_to_json(const struct mesh_schedule *s, char **out)
 {
-	json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:s, "
-	                      "s:b, s:b, s:I}",
-	                      "name", s->name, "expression", s->expression,
-	                      "tz", s->tz, "target", s->target, "type",
-	                      s->type, "body", s->body ? s->body : "", "start",
-	                      (json_int_t)s->start, "end", (json_int_t)s->end,
-	                      "missed", missed_names[s->missed], "enabled",
-	                      s->enabled, "delete_after", s->delete_after,
-	                      "created", (json_int_t)s->created);
+	json_t *j = json_pack(
+	        "{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:s, "
+	        "s:b, s:b, s:I, s:I, s:I, s:I, s:s}",
+	        "name", s->name, "expression", s->expression, "tz", s->tz,
+	        "target", s->target, "type", s->type, "body",
+	        s->body ? s->body : "", "start", (json_int_t)s->start, "end",
+	        (json_int_t)s->end, "missed", missed_names[s->missed],
+	        "enabled", s->enabled, "delete_after", s->delete_after,
+	        "created", (json_int_t)s->created, "window",
+	        (json_int_t)s->window_s, "retry_max", (json_int_t)s->retry_max,
+	        "max_age", (json_int_t)s->max_age_s, "dlq", s->dlq);
 	char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
 
 	json_decref(j);
@@ -109,7 +137,9 @@ mesh_schedule_from_json(const char *json, size_t len,
 	json_error_t jerr;
 	json_t *j = json_loadb(json, len, 0, &jerr);
 	const char *name, *expr, *tz, *target, *type, *body, *missed;
-	json_int_t start, end, created;
+	json_int_t start, end, created, window = 0, retry_max = 185;
+	json_int_t max_age = 86400;
+	const char *dlq = "";
 	int enabled, del;
 	mesh_err err;
 
@@ -117,12 +147,14 @@ mesh_schedule_from_json(const char *json, size_t len,
 	if (j == NULL ||
 	    json_unpack(j,
 	                "{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:s, s:b, "
-	                "s:b, s:I}",
+	                "s:b, s:I, s?I, s?I, s?I, s?s}",
 	                "name", &name, "expression", &expr, "tz", &tz,
 	                "target", &target, "type", &type, "body", &body,
 	                "start", &start, "end", &end, "missed", &missed,
 	                "enabled", &enabled, "delete_after", &del, "created",
-	                &created) != 0 ||
+	                &created, "window", &window, "retry_max", &retry_max,
+	                "max_age", &max_age, "dlq", &dlq) != 0 ||
+	    strlen(dlq) >= sizeof(s.dlq) ||
 	    strlen(name) > MESH_SCHEDULE_NAME_MAX ||
 	    strlen(expr) > MESH_SCHED_EXPR_MAX || strlen(tz) >= sizeof(s.tz) ||
 	    strlen(target) >= sizeof(s.target) ||
@@ -141,6 +173,10 @@ mesh_schedule_from_json(const char *json, size_t len,
 	s.enabled = enabled;
 	s.delete_after = del;
 	s.created = created;
+	s.window_s = window;
+	s.retry_max = retry_max;
+	s.max_age_s = max_age;
+	snprintf(s.dlq, sizeof(s.dlq), "%s", dlq);
 	s.missed = strcmp(missed, "all") == 0    ? MESH_MISSED_ALL
 	           : strcmp(missed, "skip") == 0 ? MESH_MISSED_SKIP
 	                                         : MESH_MISSED_LATEST;
@@ -229,6 +265,25 @@ mesh_schedule_render(const struct mesh_schedule *s, int64_t fire, int attempt)
 		return NULL;
 	}
 	return text;
+}
+
+int64_t
+mesh_schedule_window_offset(const struct mesh_schedule *s, int64_t fire)
+{
+	char key[128];
+	uint8_t h[8];
+	uint64_t v = 0;
+
+	if (s->window_s <= 0) {
+		return 0;
+	}
+	snprintf(key, sizeof(key), "%s/%lld/window", s->name, (long long)fire);
+	crypto_generichash(h, sizeof(h), (const uint8_t *)key, strlen(key),
+	                   NULL, 0);
+	for (int i = 0; i < 8; i++) {
+		v = v << 8 | h[i];
+	}
+	return (int64_t)(v % (uint64_t)s->window_s);
 }
 
 void

@@ -33,11 +33,16 @@ struct mesh_schedule {
 	mesh_missed missed;
 	bool enabled;
 	bool delete_after;           /* a one-time schedule deletes itself */
+	int64_t window_s;            /* flexible window, 0 or 60-86400 */
+	int64_t retry_max;           /* retries of a failed firing, 0-185 */
+	int64_t max_age_s;           /* give up after, 60-86400 */
+	char dlq[96];                /* queue for firings given up; "" */
 	int64_t created;             /* Unix seconds */
 	struct mesh_sched_expr expr; /* derived by mesh_schedule_check */
 };
 
-/* Set defaults: UTC, type "evmesh.scheduled", missed latest, enabled. */
+/* Set defaults: UTC, type "evmesh.scheduled", missed latest, enabled,
+ * 185 retries within 24 hours (EventBridge's), no window, no DLQ. */
 void mesh_schedule_init(struct mesh_schedule *s);
 void mesh_schedule_fini(struct mesh_schedule *s);
 
@@ -64,6 +69,12 @@ mesh_err mesh_schedule_next(const struct mesh_schedule *s,
  * when out of memory. */
 char *mesh_schedule_render(const struct mesh_schedule *s, int64_t fire,
                            int attempt);
+
+/* How long after its scheduled time a firing is published: a point in
+ * the flexible window derived from name and time, so every replica picks
+ * the same one. */
+int64_t mesh_schedule_window_offset(const struct mesh_schedule *s,
+                                    int64_t fire);
 
 /* The id of the event of a firing: the same on every replica, so that
  * JetStream's de-duplication keeps one ("<name>/<fire time>" hashed into

@@ -73,6 +73,41 @@ cmd_schedule_next(struct cli *cli)
 /* ---- schedules on the mesh ------------------------------------------------
  */
 
+/* "90", "90s", "15m", "2h", "1d": a bare number counts in unit seconds. */
+static bool
+duration(const char *text, int64_t unit, int64_t *out)
+{
+	char *end;
+	long long n = strtoll(text, &end, 10);
+
+	if (end == text || n < 0) {
+		return false;
+	}
+	switch (*end) {
+	case '\0':
+		break;
+	case 's':
+		unit = 1;
+		break;
+	case 'm':
+		unit = 60;
+		break;
+	case 'h':
+		unit = 3600;
+		break;
+	case 'd':
+		unit = 86400;
+		break;
+	default:
+		return false;
+	}
+	if (*end != '\0' && end[1] != '\0') {
+		return false;
+	}
+	*out = n * unit;
+	return true;
+}
+
 static bool
 schedule_from_flags(struct cli *cli, struct mesh_schedule *s)
 {
@@ -126,6 +161,37 @@ schedule_from_flags(struct cli *cli, struct mesh_schedule *s)
 	if (cli_flag(cli, "--delete-after")) {
 		s->delete_after = true;
 	}
+	if ((v = cli_opt(cli, "--window")) != NULL &&
+	    !duration(v, 60, &s->window_s)) {
+		cli_usage_error(cli,
+		                "--window '%s': a duration like 15 (minutes), "
+		                "15m or 2h",
+		                v);
+		return false;
+	}
+	if ((v = cli_opt(cli, "--max-age")) != NULL &&
+	    !duration(v, 1, &s->max_age_s)) {
+		cli_usage_error(cli,
+		                "--max-age '%s': a duration like 3600 "
+		                "(seconds), 60m or 24h",
+		                v);
+		return false;
+	}
+	{
+		long long n;
+		if (!cli_opt_long(cli, "--retry-max", 0, 185, s->retry_max,
+		                  &n)) {
+			return false;
+		}
+		s->retry_max = n;
+	}
+	if ((v = cli_opt(cli, "--dlq")) != NULL) {
+		if (strlen(v) >= sizeof(s->dlq)) {
+			cli_usage_error(cli, "--dlq: too long");
+			return false;
+		}
+		snprintf(s->dlq, sizeof(s->dlq), "%s", v);
+	}
 	return true;
 }
 
@@ -146,6 +212,9 @@ schedule_write(struct cli *cli, struct mesh_schedule *s, bool create)
 		return CLI_FAIL;
 	}
 	err = mesh_queue_info(c, s->target + 6, &qi);
+	if (err == MESH_OK && s->dlq[0] != '\0') {
+		err = mesh_queue_info(c, s->dlq, &qi);
+	}
 	if (err == MESH_OK) {
 		err = mesh_schedules_put(c, s, create);
 	}

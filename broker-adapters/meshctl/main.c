@@ -28,6 +28,12 @@ static const struct cli_opt sched_opts[] = {
         {"--delete-after", NULL,
          "a one-time schedule deletes itself after "
          "firing"},
+        {"--window", "DURATION",
+         "flexible window, 1-1440 minutes (15, 15m, 2h): each firing at a "
+         "point in it"},
+        {"--retry-max", "N", "retries of a failed firing, 0-185 (185)"},
+        {"--max-age", "DURATION", "give a firing up after, 60 s-24 h (24h)"},
+        {"--dlq", "QUEUE", "queue for firings given up"},
         {NULL, NULL, NULL},
 };
 

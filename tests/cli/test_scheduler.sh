@@ -90,6 +90,25 @@ after_downtime
 is "$(grep -c 'missed (' "$tmp/r1.log")" "0" "policy skip fires none of them"
 has "$(cat "$tmp/r1.log")" "skipped by policy" "and the replica says so"
 
+# A firing that cannot be delivered is retried, then dead-lettered.
+m queue create gone >/dev/null
+m queue create dead >/dev/null
+when=$(date -u -d '+2 seconds' +%Y-%m-%dT%H:%M:%S)
+m schedule create once --expression "at($when)" --target queue:gone \
+	--retry-max 2 --dlq dead --body 'once' >/dev/null
+ok $? "a one-time schedule with 2 retries and a dead-letter queue"
+m queue delete gone >/dev/null
+: >"$tmp/r1.log"
+replica r1
+sleep 7
+has "$(cat "$tmp/r1.log")" "attempt 1 failed" "its failed firing is retried"
+out=$(m queue receive dead --json)
+is "$(printf '%s' "$out" | python3 -c 'import json,sys; m=json.load(sys.stdin)["Messages"]; print(len(m), m[0]["MessageAttributes"]["schedule"]["StringValue"] if m else "")')" \
+	"1 once" "after the retries it is in the dead-letter queue"
+has "$out" "does not exist" "with the error as an attribute"
+has "$(m schedule info once)" "gave up after 3 attempts" "and info says what happened"
+kill -TERM "$pid_r1"; wait "$pid_r1"
+
 # Pause and delete stop the firings.
 m schedule pause tick >/dev/null
 has "$(m schedule info tick)" "DISABLED" "pause disables it"
@@ -109,10 +128,19 @@ has "$out" "queue 'nosuch': does not exist" "naming it"
 out=$(m schedule create bad --expression 'rate(1 hour)' --target queue:ticks \
 	--start 2027-01-01T00:00:00Z --end 2026-01-01T00:00:00Z 2>&1)
 is $? 2 "an end before the start exits 2"
+out=$(m schedule create bad --expression 'rate(1 hour)' --target queue:ticks --window 2000m 2>&1)
+is $? 2 "a window over 1440 minutes exits 2"
+has "$out" "1-1440 minutes" "and says the range"
+out=$(m schedule create bad --expression 'rate(1 hour)' --target queue:ticks --retry-max 186 2>&1)
+is $? 2 "more than 185 retries exits 2"
+out=$(m schedule create bad --expression 'rate(1 hour)' --target queue:ticks --max-age 30s 2>&1)
+is $? 2 "a maximum event age under 60 s exits 2"
+out=$(m schedule create bad --expression 'rate(1 hour)' --target queue:ticks --dlq nosuch 2>&1)
+is $? 1 "an unknown dead-letter queue exits 1"
 out=$(m schedule create later --expression 'rate(1 hour)' --target queue:other 2>&1)
 is $? 1 "creating an existing schedule exits 1"
 has "$out" "already exists" "and says so"
-is "$(m schedule list)" "later" "none of the refused schedules was stored"
+is "$(m schedule list | sort | tr '\n' ' ')" "later once " "none of the refused schedules was stored"
 
 stop_broker
 done_testing

@@ -2,10 +2,12 @@
  * EventBridge documentation's examples, and both DST transitions in
  * America/New_York, Europe/Berlin and Australia/Lord_Howe under each
  * format's rules; and hostile input. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "expr.h"
+#include "schedule.h"
 #include "harness.h"
 
 struct expect {
@@ -372,9 +374,35 @@ test_random(void)
 	mesh_tz_free(tz);
 }
 
+static void
+test_window(void)
+{
+	struct mesh_schedule s;
+	int64_t lo = INT64_MAX, hi = 0;
+	bool stable = true;
+
+	mesh_schedule_init(&s);
+	snprintf(s.name, sizeof(s.name), "nightly");
+	s.window_s = 900;
+	for (int64_t t = 0; t < 100 * 86400; t += 86400) {
+		int64_t o = mesh_schedule_window_offset(&s, t);
+		lo = o < lo ? o : lo;
+		hi = o > hi ? o : hi;
+		stable = stable && o == mesh_schedule_window_offset(&s, t);
+	}
+	ok(lo >= 0 && hi < 900 && hi - lo > 450,
+	   "a 15-minute window spreads firings over it (%lld-%lld s)",
+	   (long long)lo, (long long)hi);
+	ok(stable, "and every replica computes the same point");
+	s.window_s = 0;
+	is_int(mesh_schedule_window_offset(&s, 12345), 0,
+	       "no window, no delay");
+}
+
 int
 main(void)
 {
+	test_window();
 	test_cases();
 	test_bad();
 	test_random();
