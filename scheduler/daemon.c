@@ -6,6 +6,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <jansson.h>
+
 #include "daemon.h"
 #include "internal.h"
 #include "mesh/queue.h"
@@ -36,6 +38,8 @@ struct replica {
 	} queues[64];
 	size_t n_queues;
 	bool catching_up; /* reading the log's backlog into LMDB, at start */
+	mesh_sched_log_fn log;
+	void *log_arg;
 };
 
 static int64_t
@@ -59,13 +63,22 @@ log_line(const struct replica *r, const char *event, const char *schedule,
          const char *detail)
 {
 	char iso[32];
+	json_t *j;
+	char *line;
 
+	if (r->log == NULL) {
+		return;
+	}
 	mesh_sched_format(now_s(), iso);
-	fprintf(stderr,
-	        "{\"time\":\"%s\",\"replica\":\"%s\",\"event\":\"%s\","
-	        "\"schedule\":\"%s\",\"detail\":\"%s\"}\n",
-	        iso, r->id, event, schedule ? schedule : "",
-	        detail ? detail : "");
+	j = json_pack("{s:s, s:s, s:s, s:s, s:s}", "time", iso, "replica",
+	              r->id, "event", event, "schedule",
+	              schedule ? schedule : "", "detail", detail ? detail : "");
+	line = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	if (line != NULL) {
+		r->log(line, r->log_arg);
+	}
+	free(line);
+	json_decref(j);
 }
 
 static mesh_err
@@ -614,9 +627,11 @@ apply(struct replica *r, natsMsg *m)
 
 mesh_err
 mesh_scheduler_run(struct mesh_conn *c, struct mesh_sched_store *st,
-                   const char *id, volatile sig_atomic_t *stop)
+                   const char *id, volatile sig_atomic_t *stop,
+                   mesh_sched_log_fn log, void *log_arg)
 {
-	struct replica r = {.c = c, .st = st, .id = id};
+	struct replica r = {.c = c, .st = st, .id = id, .log = log,
+	                    .log_arg = log_arg};
 	natsSubscription *sub = NULL;
 	jsSubOptions so;
 	jsErrCode jerr = 0;

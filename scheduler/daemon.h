@@ -45,10 +45,16 @@ mesh_err mesh_schedules_get(struct mesh_conn *c, const char *name,
 mesh_err mesh_schedules_last_fired(struct mesh_conn *c, const char *name,
                                    int64_t *fire, char *outcome, size_t size);
 
+/* Receives one JSON line per event of a replica (started, applied,
+ * fired, retrying, failed, skipped, deleted, stopped); the line is valid
+ * during the call. */
+typedef void (*mesh_sched_log_fn)(const char *line, void *arg);
+
 /* Run a replica until *stop is set: follow the change log into st, fire
- * what is due. `id` names the replica (its durable consumer). Logs one
- * JSON line per event to stderr. */
+ * what is due. `id` names the replica (its durable consumer). log may be
+ * NULL. */
 mesh_err mesh_scheduler_run(struct mesh_conn *c, struct mesh_sched_store *st,
-                            const char *id, volatile sig_atomic_t *stop);
+                            const char *id, volatile sig_atomic_t *stop,
+                            mesh_sched_log_fn log, void *log_arg);
 
 #endif

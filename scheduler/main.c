@@ -20,6 +20,13 @@ on_signal(int sig)
 }
 
 static void
+log_to_stderr(const char *line, void *arg)
+{
+	(void)arg;
+	fprintf(stderr, "%s\n", line);
+}
+
+static void
 usage(FILE *f)
 {
 	fprintf(f,
@@ -125,7 +132,7 @@ main(int argc, char **argv)
 	}
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
-	err = mesh_scheduler_run(c, st, id, &stop);
+	err = mesh_scheduler_run(c, st, id, &stop, log_to_stderr, NULL);
 	if (err != MESH_OK) {
 		fprintf(stderr, "mesh-scheduler: %s\n", mesh_errdetail());
 	}
