@@ -1442,10 +1442,7 @@ static mesh_err
 ledger_ensure(struct mesh_queue *q)
 {
 	jsStreamConfig sc;
-	jsStreamInfo *si = NULL;
-	jsErrCode jerr = 0;
 	const char *subj[] = {LEDGER_PREFIX ">"};
-	natsStatus s;
 
 	jsStreamConfig_Init(&sc);
 	sc.Name = LEDGER_STREAM;
@@ -1455,12 +1452,7 @@ ledger_ensure(struct mesh_queue *q)
 	sc.MaxMsgsPerSubject = 1;
 	sc.MaxAge = (int64_t)(MAX_VISIBILITY_S + 3600) * 1000 * NS_PER_MS;
 	sc.AllowDirect = true;
-	s = js_AddStream(&si, mesh_conn_js(q->c), &sc, NULL, &jerr);
-	jsStreamInfo_Destroy(si);
-	if (s != NATS_OK && jerr != JSStreamNameExistErr) {
-		return mesh_err_nats(s, jerr, "receipt ledger");
-	}
-	return MESH_OK;
+	return mesh_stream_ensure(q->c, &sc);
 }
 
 static void

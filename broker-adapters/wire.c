@@ -125,3 +125,17 @@ mesh_wire_decode(natsMsg *msg, size_t max_size, struct mesh_event **out)
 	                        (size_t)natsMsg_GetDataLength(msg), max_size,
 	                        out);
 }
+
+mesh_err
+mesh_stream_ensure(struct mesh_conn *c, jsStreamConfig *cfg)
+{
+	jsStreamInfo *si = NULL;
+	jsErrCode jerr = 0;
+	natsStatus s = js_AddStream(&si, mesh_conn_js(c), cfg, NULL, &jerr);
+
+	jsStreamInfo_Destroy(si);
+	if (s != NATS_OK && jerr != JSStreamNameExistErr) {
+		return mesh_err_nats(s, jerr, "stream %s", cfg->Name);
+	}
+	return MESH_OK;
+}

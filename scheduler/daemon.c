@@ -11,6 +11,7 @@
 #include "daemon.h"
 #include "internal.h"
 #include "mesh/queue.h"
+#include "mesh/wire.h"
 
 #define HDR_OP       "Mesh-Op"
 #define MAX_CATCH_UP 10000 /* missed firings fired at most, policy all */
@@ -72,7 +73,8 @@ log_line(const struct replica *r, const char *event, const char *schedule,
 	mesh_sched_format(now_s(), iso);
 	j = json_pack("{s:s, s:s, s:s, s:s, s:s}", "time", iso, "replica",
 	              r->id, "event", event, "schedule",
-	              schedule ? schedule : "", "detail", detail ? detail : "");
+	              schedule ? schedule : "", "detail",
+	              detail ? detail : "");
 	line = j ? json_dumps(j, JSON_COMPACT) : NULL;
 	if (line != NULL) {
 		r->log(line, r->log_arg);
@@ -85,10 +87,7 @@ static mesh_err
 ensure_stream(struct mesh_conn *c, const char *name, const char *subject)
 {
 	jsStreamConfig sc;
-	jsStreamInfo *si = NULL;
-	jsErrCode jerr = 0;
 	const char *subj[] = {subject};
-	natsStatus s;
 
 	jsStreamConfig_Init(&sc);
 	sc.Name = name;
@@ -97,12 +96,7 @@ ensure_stream(struct mesh_conn *c, const char *name, const char *subject)
 	sc.Storage = js_FileStorage;
 	sc.MaxMsgsPerSubject = 1;
 	sc.AllowDirect = true;
-	s = js_AddStream(&si, mesh_conn_js(c), &sc, NULL, &jerr);
-	jsStreamInfo_Destroy(si);
-	if (s != NATS_OK && jerr != JSStreamNameExistErr) {
-		return mesh_err_nats(s, jerr, "stream %s", name);
-	}
-	return MESH_OK;
+	return mesh_stream_ensure(c, &sc);
 }
 
 mesh_err
@@ -630,8 +624,8 @@ mesh_scheduler_run(struct mesh_conn *c, struct mesh_sched_store *st,
                    const char *id, volatile sig_atomic_t *stop,
                    mesh_sched_log_fn log, void *log_arg)
 {
-	struct replica r = {.c = c, .st = st, .id = id, .log = log,
-	                    .log_arg = log_arg};
+	struct replica r = {
+	        .c = c, .st = st, .id = id, .log = log, .log_arg = log_arg};
 	natsSubscription *sub = NULL;
 	jsSubOptions so;
 	jsErrCode jerr = 0;

@@ -43,6 +43,10 @@ mesh_err mesh_wire_publish(struct mesh_conn *c, const char *subject,
                            const struct mesh_event *ev, const char *msg_id,
                            uint64_t *seq, bool *duplicate);
 
+/* Create a stream unless one of that name exists (an existing stream is
+ * left as it is). Errors: the broker's, with the stream named. */
+mesh_err mesh_stream_ensure(struct mesh_conn *c, jsStreamConfig *cfg);
+
 /* Decode a received message into an event (max_size as mesh_event_parse).
  * Errors: those of mesh_event_parse, and MESH_EPARSE when the
  * Content-Type says the body is something else. */

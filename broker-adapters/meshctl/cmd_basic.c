@@ -64,10 +64,7 @@ static mesh_err
 smoke_stream(struct mesh_conn *c)
 {
 	jsStreamConfig cfg;
-	jsStreamInfo *si = NULL;
-	jsErrCode jerr = 0;
 	const char *subjects[] = {SMOKE_SUBJECTS};
-	natsStatus s;
 
 	jsStreamConfig_Init(&cfg);
 	cfg.Name = SMOKE_STREAM;
@@ -76,12 +73,7 @@ smoke_stream(struct mesh_conn *c)
 	cfg.Storage = js_FileStorage;
 	cfg.MaxAge = (int64_t)3600 * 1000000000; /* an hour */
 	cfg.MaxMsgs = 1000;
-	s = js_AddStream(&si, mesh_conn_js(c), &cfg, NULL, &jerr);
-	jsStreamInfo_Destroy(si);
-	if (s != NATS_OK && jerr != JSStreamNameExistErr) {
-		return mesh_err_nats(s, jerr, "stream %s", SMOKE_STREAM);
-	}
-	return MESH_OK;
+	return mesh_stream_ensure(c, &cfg);
 }
 
 int

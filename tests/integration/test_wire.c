@@ -9,17 +9,13 @@ static bool
 make_stream(struct mesh_conn *c, const char *name, const char *subject)
 {
 	jsStreamConfig cfg;
-	jsStreamInfo *si = NULL;
 	const char *subjects[] = {subject};
-	natsStatus s;
 
 	jsStreamConfig_Init(&cfg);
 	cfg.Name = name;
 	cfg.Subjects = subjects;
 	cfg.SubjectsLen = 1;
-	s = js_AddStream(&si, mesh_conn_js(c), &cfg, NULL, NULL);
-	jsStreamInfo_Destroy(si);
-	return s == NATS_OK;
+	return mesh_stream_ensure(c, &cfg) == MESH_OK;
 }
 
 int
