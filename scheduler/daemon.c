@@ -13,8 +13,9 @@
 #include "mesh/queue.h"
 #include "mesh/wire.h"
 
-#define HDR_OP       "Mesh-Op"
-#define MAX_CATCH_UP 10000 /* missed firings fired at most, policy all */
+#define HDR_OP          "Mesh-Op"
+#define MAX_CATCH_UP    10000 /* missed firings fired at most, policy all */
+#define MAX_MISSED_SCAN 10000000 /* missed firings looked at, at most */
 
 struct entry {
 	struct mesh_schedule s;
@@ -521,32 +522,46 @@ adopt(struct replica *r, struct mesh_schedule *s, bool at_start)
 		last = e->s.created > 0 ? e->s.created : now;
 	}
 	if (at_start && e->s.enabled) {
-		int64_t missed[MAX_CATCH_UP];
-		size_t n = 0;
+		/* The missed firings, counted all; the latest MAX_CATCH_UP
+		 * of them kept (a ring), for policy all. */
+		static int64_t ring[MAX_CATCH_UP];
+		uint64_t n = 0;
 		for (t = last;
-		     n < MAX_CATCH_UP &&
+		     n < MAX_MISSED_SCAN &&
 		     mesh_schedule_next(&e->s, e->tz, t, &t) == MESH_OK &&
 		     t < now;) {
-			missed[n++] = t;
+			ring[n++ % MAX_CATCH_UP] = t;
 		}
 		if (n > 0 && e->s.missed == MESH_MISSED_LATEST) {
-			fire(r, e, missed[n - 1],
+			fire(r, e, ring[(n - 1) % MAX_CATCH_UP],
 			     "missed (latest of those missed fired)", 1);
 		} else if (n > 0 && e->s.missed == MESH_MISSED_ALL) {
-			for (size_t i = 0; i < n; i++) {
-				fire(r, e, missed[i], "missed (all fired)", 1);
+			uint64_t from =
+			        n > MAX_CATCH_UP ? n - MAX_CATCH_UP : 0;
+			if (from > 0) {
+				char note[96];
+				snprintf(note, sizeof(note),
+				         "missed %llu; only the latest %d "
+				         "fired",
+				         (unsigned long long)n, MAX_CATCH_UP);
+				log_line(r, "skipped", e->s.name, note);
+			}
+			for (uint64_t i = from; i < n; i++) {
+				fire(r, e, ring[i % MAX_CATCH_UP],
+				     "missed (all fired)", 1);
 			}
 		} else if (n > 0) {
-			char note[96], iso[32];
-			mesh_sched_format(missed[n - 1], iso);
+			char note[96];
 			snprintf(note, sizeof(note),
-			         "missed %zu, skipped by policy", n);
+			         "missed %llu, skipped by policy",
+			         (unsigned long long)n);
 			log_line(r, "skipped", e->s.name, note);
-			mesh_sched_store_set_fired(r->st, e->s.name,
-			                           missed[n - 1], note);
+			mesh_sched_store_set_fired(
+			        r->st, e->s.name, ring[(n - 1) % MAX_CATCH_UP],
+			        note);
 		}
 		if (n > 0) {
-			last = missed[n - 1];
+			last = ring[(n - 1) % MAX_CATCH_UP];
 		}
 	}
 	if (last < now - 1 && !at_start) {
