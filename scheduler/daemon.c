@@ -14,13 +14,13 @@
 #include "mesh/wire.h"
 
 #define HDR_OP          "Mesh-Op"
-#define MAX_CATCH_UP    10000 /* missed firings fired at most, policy all */
+#define MAX_CATCH_UP    10000    /* missed firings fired at most, policy all */
 #define MAX_MISSED_SCAN 10000000 /* missed firings looked at, at most */
 
 struct entry {
 	struct mesh_schedule s;
-	struct mesh_tz *tz;
-	int64_t next; /* next firing, Unix seconds; 0: none */
+	const struct mesh_tz *tz; /* borrowed from the replica's zones */
+	int64_t next;             /* next firing, Unix seconds; 0: none */
 	bool live;
 	/* A failed firing being retried (one at a time). */
 	int64_t retry_fire; /* its scheduled time; 0: none */
@@ -42,6 +42,9 @@ struct replica {
 	bool catching_up; /* reading the log's backlog into LMDB, at start */
 	mesh_sched_log_fn log;
 	void *log_arg;
+	/* Zones, loaded once each: schedules share a handful. */
+	struct mesh_tz **zones;
+	size_t n_zones;
 };
 
 static int64_t
@@ -293,8 +296,33 @@ static void
 drop(struct entry *e)
 {
 	mesh_schedule_fini(&e->s);
-	mesh_tz_free(e->tz);
 	memset(e, 0, sizeof(*e));
+}
+
+static mesh_err
+zone(struct replica *r, const char *name, const struct mesh_tz **out)
+{
+	struct mesh_tz *tz, **nz;
+	mesh_err err;
+
+	for (size_t i = 0; i < r->n_zones; i++) {
+		if (strcmp(mesh_tz_name(r->zones[i]), name) == 0) {
+			*out = r->zones[i];
+			return MESH_OK;
+		}
+	}
+	if ((err = mesh_tz_load(name, NULL, &tz)) != MESH_OK) {
+		return err;
+	}
+	nz = realloc(r->zones, (r->n_zones + 1) * sizeof(*nz));
+	if (nz == NULL) {
+		mesh_tz_free(tz);
+		return mesh__seterr(MESH_ENOMEM, "time zone '%s'", name);
+	}
+	r->zones = nz;
+	r->zones[r->n_zones++] = tz;
+	*out = tz;
+	return MESH_OK;
 }
 
 static struct mesh_queue *
@@ -510,7 +538,7 @@ adopt(struct replica *r, struct mesh_schedule *s, bool at_start)
 	e->s = *s;
 	e->live = true;
 	e->next = 0;
-	if ((err = mesh_tz_load(e->s.tz, NULL, &e->tz)) != MESH_OK) {
+	if ((err = zone(r, e->s.tz, &e->tz)) != MESH_OK) {
 		log_line(r, "invalid", e->s.name, mesh_errdetail());
 		drop(e);
 		return;
@@ -742,5 +770,9 @@ mesh_scheduler_run(struct mesh_conn *c, struct mesh_sched_store *st,
 	for (size_t i = 0; i < r.n_queues; i++) {
 		mesh_queue_close(r.queues[i].q);
 	}
+	for (size_t i = 0; i < r.n_zones; i++) {
+		mesh_tz_free(r.zones[i]);
+	}
+	free(r.zones);
 	return MESH_OK;
 }
