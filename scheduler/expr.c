@@ -700,6 +700,20 @@ consider(const struct mesh_sched_expr *e, const struct mesh_tz *tz,
 	}
 }
 
+/* How much further to look once a firing at instant t is found: nothing
+ * when no transition is near (wall time and instants keep step), else the
+ * DST window, since a repeated hour can put a later wall time earlier. */
+static int64_t
+settle(const struct mesh_tz *tz, int64_t t)
+{
+	int32_t off = mesh_tz_offset(tz, t);
+
+	return mesh_tz_offset(tz, t - DST_WINDOW) != off ||
+	                       mesh_tz_offset(tz, t + DST_WINDOW) != off
+	               ? DST_WINDOW
+	               : 0;
+}
+
 static int
 next_bit(uint64_t bits, int from, int to)
 {
@@ -718,7 +732,12 @@ cron_next(const struct mesh_sched_expr *e, const struct mesh_tz *tz,
 	/* Walk local wall times upward from a little before `after`'s
 	 * local time; once a firing is found, look a DST window further, since
 	 * a repeated hour can put a later wall time at an earlier instant. */
-	int64_t start = after + mesh_tz_offset(tz, after) - DST_WINDOW;
+	int32_t off = mesh_tz_offset(tz, after);
+	/* Away from a transition, wall time and instants keep step: start
+	 * at after's own wall time. */
+	bool near = mesh_tz_offset(tz, after - DST_WINDOW) != off ||
+	            mesh_tz_offset(tz, after + DST_WINDOW) != off;
+	int64_t start = after + off - (near ? DST_WINDOW : 0);
 	int64_t start_day = start / 86400 - (start % 86400 < 0);
 	int64_t y0;
 	unsigned m0, d0;
@@ -744,14 +763,28 @@ cron_next(const struct mesh_sched_expr *e, const struct mesh_tz *tz,
 				if (!day_matches(e, y, m, d)) {
 					continue;
 				}
-				for (int h = next_bit(e->hour, 0, 23); h >= 0;
+				/* On the first day, start at start's own
+				 * hour, minute and second. */
+				int64_t into = day == start_day
+				                       ? start - day * 86400
+				                       : 0;
+				int h0 = (int)(into / 3600);
+				for (int h = next_bit(e->hour, h0, 23); h >= 0;
 				     h = next_bit(e->hour, h + 1, 23)) {
-					for (int mi = next_bit(e->min, 0, 59);
+					int mi0 =
+					        h == h0 ? (int)(into / 60 % 60)
+					                : 0;
+					for (int mi =
+					             next_bit(e->min, mi0, 59);
 					     mi >= 0;
 					     mi = next_bit(e->min, mi + 1,
 					                   59)) {
+						int s0 = h == h0 && mi == mi0
+						                 ? (int)(into %
+						                         60)
+						                 : 0;
 						for (int s = next_bit(e->sec,
-						                      0, 59);
+						                      s0, 59);
 						     s >= 0;
 						     s = next_bit(e->sec,
 						                  s + 1, 59)) {
@@ -770,7 +803,8 @@ cron_next(const struct mesh_sched_expr *e, const struct mesh_tz *tz,
 							if (best != INT64_MIN &&
 							    stop == INT64_MAX) {
 								stop = L +
-								       DST_WINDOW;
+								       settle(tz,
+								              best);
 							}
 						}
 					}
