@@ -3,6 +3,8 @@
 #define MESH_INTERNAL_H
 
 #include <stdarg.h>
+#include <stdint.h>
+#include <time.h>
 #include <nats/nats.h>
 
 #include "mesh/conn.h"
@@ -21,6 +23,26 @@ mesh_err mesh__err_errno(int errnum, const char *fmt, ...) MESH__PRINTF(2, 3);
 
 /* Forget the calling thread's last error. */
 void mesh__clearerr(void);
+
+/* Milliseconds: wall clock (deadlines other hosts share) and monotonic
+ * (waits). */
+static inline int64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static inline int64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 #endif
 

@@ -70,7 +70,6 @@ struct mesh_queue {
 	struct inbox *box;
 	uint64_t rid;
 	int64_t next_release_ms;
-	uint32_t rr;
 	struct plocks *locks; /* FIFO: partitions this process holds */
 	/* The ledger of visibility changes, as far as this queue is
 	 * concerned: loaded at first use, then kept current by a
@@ -174,7 +173,6 @@ struct inbox {
 };
 
 static int status_of(natsMsg *m);
-static int64_t mono_ms(void);
 
 static void
 inbox_put(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
@@ -264,24 +262,6 @@ inbox_free(struct inbox *b)
 }
 
 /* ---- small helpers ------------------------------------------------------ */
-
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t
-mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static bool
 ends_with(const char *s, const char *suffix)
@@ -1136,7 +1116,6 @@ mesh_queue_open(struct mesh_conn *c, const char *name, struct mesh_queue **out)
 		mesh_queue_close(q);
 		return err;
 	}
-	randombytes_buf(&q->rr, sizeof(q->rr));
 	if (q->cfg.a.fifo) {
 		q->locks = plocks_of(c, q->n.stream);
 	}

@@ -53,15 +53,6 @@ now_s(void)
 	return (int64_t)time(NULL);
 }
 
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* One JSON line per event, for humans and log shippers. */
 static void
 log_line(const struct replica *r, const char *event, const char *schedule,

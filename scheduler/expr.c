@@ -151,7 +151,6 @@ parse_eb_dom(struct field *f, const char *t, struct mesh_sched_expr *e)
 
 	/* '?' leaves the choice to day-of-week: every day passes here. */
 	if (strcmp(t, "?") == 0 || strcmp(t, "*") == 0) {
-		e->dom_any = true;
 		e->dom = ~0u;
 		return MESH_OK;
 	}
@@ -195,7 +194,6 @@ parse_eb_dow(struct field *f, const char *t, struct mesh_sched_expr *e)
 	mesh_err err;
 
 	if (strcmp(t, "?") == 0 || strcmp(t, "*") == 0) {
-		e->dow_any = true;
 		e->dow = 0x7f;
 		return MESH_OK;
 	}

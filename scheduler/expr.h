@@ -53,9 +53,7 @@ struct mesh_sched_expr {
 	uint16_t month;   /* 1-12 */
 	uint8_t dow;      /* 0-6, 0 = Sunday */
 	uint64_t year[4]; /* 1970-2199 (cron); all for Unix */
-	bool dom_any;     /* `?` or `*`: day-of-month does not restrict */
-	bool dow_any;
-	bool dom_star; /* Vixie: the field starts with `*` */
+	bool dom_star;    /* Vixie: the field starts with `*` */
 	bool dow_star;
 	bool dom_last;         /* L: the last day of the month */
 	bool dom_last_weekday; /* LW */

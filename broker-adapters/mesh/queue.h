@@ -133,7 +133,6 @@ struct mesh_queue_sent {
 	char message_id[64]; /* MessageId */
 	uint64_t sequence;   /* SequenceNumber (FIFO) */
 	bool duplicate;      /* dropped as a duplicate (FIFO) */
-	char md5_body[33];   /* MD5OfMessageBody */
 };
 
 /* Send one message. Errors: MESH_EINVAL (the detail names the field),
