@@ -3,6 +3,8 @@
 #define MESH_INTERNAL_H
 
 #include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <time.h>
 #include <nats/nats.h>
@@ -44,8 +46,6 @@ mono_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-#endif
-
 /* NKeys (nkey.c): the user public key ("U...") of a seed ("SU..."), and
  * the seed text of 32 raw Ed25519 seed bytes (for tests and tooling).
  * Errors: MESH_EINVAL when the seed is malformed or not a user seed. */
@@ -62,3 +62,53 @@ void mesh__uuid_format(const uint8_t bytes[16], int version, char out[37]);
 
 /* Copy url into buf with any password replaced by "***". */
 const char *mesh__url_redact(const char *url, char *buf, size_t size);
+
+/* Send any number of messages to a queue, pipelined, for the topic router:
+ * wire_ids[i] is entry i's JetStream de-duplication id (a FIFO entry names
+ * it as its dedup_id), so a forward repeated within 5 minutes is stored
+ * once. Each entry's outcome is in out[i]. */
+struct mesh_queue;
+struct mesh_queue_entry;
+struct mesh_queue_sent;
+void mesh__queue_forward(struct mesh_queue *q,
+                         const struct mesh_queue_entry *e,
+                         const char *const *wire_ids, size_t n,
+                         struct mesh_queue_sent *out);
+
+/* Names of queues and topics (wire.c): 1-max characters of
+ * [A-Za-z0-9_-], FIFO ones ending in ".fifo"; `noun` names the kind in
+ * errors. Errors: MESH_EINVAL. */
+mesh_err mesh__name_check(const char *noun, const char *name, size_t max,
+                          bool *fifo);
+/* The sorted names of the streams beginning with std_prefix (the name
+ * follows) or fifo_prefix (BASE follows; the name is BASE.fifo), only those
+ * beginning with `prefix` when it is not NULL. Free with mesh__names_free. */
+mesh_err mesh__stream_names(struct mesh_conn *c, const char *noun,
+                            const char *std_prefix, const char *fifo_prefix,
+                            const char *prefix, char ***names, size_t *n);
+void mesh__names_free(char **names, size_t n);
+
+/* Batches of SQS and SNS calls (wire.c): 1-10 entries whose ids (found
+ * every `stride` bytes from `ids`) are 1-80 of [A-Za-z0-9_-] and distinct.
+ * `what` names the target in errors ("queue 'q'"). */
+#define MESH__BATCH_MAX 10
+mesh_err mesh__batch_check(const char *what, const char *const *ids,
+                           size_t n, size_t stride);
+/* Group and de-duplication ids: 1-128 printable ASCII characters. */
+#define MESH__ID_MAX 128
+bool mesh__id_valid(const char *s);
+/* A message's size as SQS and SNS count it: body, and the message
+ * attributes' names, types and values; *n_attrs gets their number. */
+struct mesh_event;
+size_t mesh__message_size(const struct mesh_event *ev, size_t *n_attrs);
+
+/* A topic's stream and subject (topic.c). Errors: MESH_EINVAL (name). */
+mesh_err mesh__topic_names(const char *name, char *stream, size_t ssize,
+                           char *subject, size_t subsize);
+/* Remove the records of a deleted topic's subscriptions
+ * (subscription.c). */
+mesh_err mesh__subscriptions_forget(struct mesh_conn *c, const char *topic);
+/* The key-value bucket of subscription records, made when missing. */
+mesh_err mesh__subscriptions_bucket(struct mesh_conn *c, kvStore **kv);
+
+#endif

@@ -16,15 +16,13 @@
 
 #include "internal.h"
 #include "mesh/queue.h"
+#include "rpc.h"
 #include "mesh/wire.h"
 
-#define HDR_GROUP      "Mesh-Group"
-#define HDR_DEDUP      "Mesh-Dedup-Id"
 #define HDR_NOT_BEFORE "Mesh-Not-Before"
 #define HDR_DLQ_SOURCE "Mesh-Dlq-Source"
 #define HDR_DLQ_REASON "Mesh-Dlq-Reason"
 #define HDR_DLQ_COUNT  "Mesh-Dlq-Receive-Count"
-#define HDR_STATUS     "Status"
 
 #define RECEIVERS        "receivers"
 #define MOVER            "mover"
@@ -38,6 +36,7 @@
 #define POLL_SLICE_MS     950
 #define PULL_GRACE_MS     250
 #define RPC_TIMEOUT_MS    5000
+#define FORWARD_CHUNK     256 /* messages sent in one round trip, at most */
 #define FIFO_PULL_WAIT_MS 50 /* 2 ms pull expiry + network */
 #define BUSY_CACHE_MS     100
 #define MAX_VISIBILITY_S  43200
@@ -65,10 +64,7 @@ struct mesh_queue {
 	bool have_dlq;
 	struct qcfg dlq_cfg;
 	struct qnames dlq_n;
-	natsSubscription *inbox_sub;
-	char inbox[64];
-	struct inbox *box;
-	uint64_t rid;
+	struct mesh__rpc *rpc; /* its JetStream requests */
 	int64_t next_release_ms;
 	struct plocks *locks; /* FIFO: partitions this process holds */
 	/* The ledger of visibility changes, as far as this queue is
@@ -160,116 +156,7 @@ plock_claim(struct mesh_queue *q, uint32_t part, int64_t now)
 
 static void drop_reply(struct mesh_queue *q, natsMsg *m);
 
-/* Replies to an open queue's requests. cnats' thread puts them here and
- * wakes the waiter only when as many as it waits for are in (or a status
- * ends a pull): a batch of ten replies costs one wake-up, not ten. */
-struct inbox {
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	natsMsg **msgs;
-	size_t head, n, cap;
-	size_t want;    /* wake when n reaches this */
-	bool on_status; /* ... or when a status reply comes */
-};
-
-static int status_of(natsMsg *m);
-
-static void
-inbox_put(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
-{
-	struct inbox *b = arg;
-
-	(void)nc;
-	(void)sub;
-	pthread_mutex_lock(&b->mu);
-	if (b->head + b->n == b->cap) {
-		if (b->head > 0) {
-			memmove(b->msgs, b->msgs + b->head,
-			        b->n * sizeof(*b->msgs));
-			b->head = 0;
-		} else {
-			size_t cap = b->cap ? b->cap * 2 : 64;
-			natsMsg **nm = realloc(b->msgs, cap * sizeof(*nm));
-			if (nm == NULL) {
-				pthread_mutex_unlock(&b->mu);
-				natsMsg_Destroy(m);
-				return;
-			}
-			b->msgs = nm;
-			b->cap = cap;
-		}
-	}
-	b->msgs[b->head + b->n++] = m;
-	if (b->n >= b->want || (b->on_status && status_of(m) != 0)) {
-		pthread_cond_signal(&b->cv);
-	}
-	pthread_mutex_unlock(&b->mu);
-}
-
-/* The oldest reply, waiting until `want` are in (or a status, when
- * on_status) or until deadline (monotonic ms); NULL on timeout. */
-static natsMsg *
-inbox_take(struct inbox *b, size_t want, bool on_status, int64_t deadline)
-{
-	natsMsg *m = NULL;
-
-	pthread_mutex_lock(&b->mu);
-	b->want = want > 0 ? want : 1;
-	b->on_status = on_status;
-	while (b->n < b->want) {
-		bool status_in = false;
-		struct timespec ts;
-		int64_t left = deadline - mono_ms();
-		for (size_t i = 0; on_status && i < b->n && !status_in; i++) {
-			status_in = status_of(b->msgs[b->head + i]) != 0;
-		}
-		if (status_in || left <= 0) {
-			break;
-		}
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += left / 1000;
-		ts.tv_nsec += (left % 1000) * 1000000;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
-		pthread_cond_timedwait(&b->cv, &b->mu, &ts);
-	}
-	if (b->n > 0) {
-		m = b->msgs[b->head++];
-		if (--b->n == 0) {
-			b->head = 0;
-		}
-	}
-	b->want = SIZE_MAX;
-	pthread_mutex_unlock(&b->mu);
-	return m;
-}
-
-static void
-inbox_free(struct inbox *b)
-{
-	if (b == NULL) {
-		return;
-	}
-	for (size_t i = 0; i < b->n; i++) {
-		natsMsg_Destroy(b->msgs[b->head + i]);
-	}
-	free(b->msgs);
-	pthread_cond_destroy(&b->cv);
-	pthread_mutex_destroy(&b->mu);
-	free(b);
-}
-
 /* ---- small helpers ------------------------------------------------------ */
-
-static bool
-ends_with(const char *s, const char *suffix)
-{
-	size_t n = strlen(s), m = strlen(suffix);
-
-	return n >= m && strcmp(s + n - m, suffix) == 0;
-}
 
 static uint32_t
 partition_of(const char *group, int64_t partitions)
@@ -411,32 +298,7 @@ mesh_queue_attrs_init(struct mesh_queue_attrs *a)
 mesh_err
 mesh_queue_name_check(const char *name, bool *fifo)
 {
-	size_t len = name ? strlen(name) : 0;
-	bool is_fifo = name && ends_with(name, ".fifo");
-	size_t base = is_fifo ? len - 5 : len;
-
-	if (len == 0 || len > MESH_QUEUE_NAME_MAX || base == 0) {
-		return mesh__seterr(MESH_EINVAL,
-		                    "queue name '%.100s': must be 1-%d "
-		                    "characters",
-		                    name ? name : "", MESH_QUEUE_NAME_MAX);
-	}
-	for (size_t i = 0; i < base; i++) {
-		char ch = name[i];
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-		      (ch >= '0' && ch <= '9') || ch == '_' || ch == '-')) {
-			return mesh__seterr(
-			        MESH_EINVAL,
-			        "queue name '%s': may contain only "
-			        "A-Z, a-z, 0-9, '-' and '_' (and end "
-			        "in .fifo for a FIFO queue)",
-			        name);
-		}
-	}
-	if (fifo != NULL) {
-		*fifo = is_fifo;
-	}
-	return MESH_OK;
+	return mesh__name_check("queue", name, MESH_QUEUE_NAME_MAX, fifo);
 }
 
 static mesh_err
@@ -941,70 +803,17 @@ mesh_queue_purge(struct mesh_conn *c, const char *name)
 	return both_streams(c, name, true);
 }
 
-static int
-cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 void
 mesh_queue_list_free(char **names, size_t n)
 {
-	for (size_t i = 0; names != NULL && i < n; i++) {
-		free(names[i]);
-	}
-	free(names);
+	mesh__names_free(names, n);
 }
 
 mesh_err
 mesh_queue_list(struct mesh_conn *c, const char *prefix, char ***names,
                 size_t *n)
 {
-	jsStreamNamesList *list = NULL;
-	jsErrCode jerr = 0;
-	natsStatus s;
-	char **out;
-	size_t k = 0;
-
-	s = js_StreamNames(&list, mesh_conn_js(c), NULL, &jerr);
-	if (s == NATS_NOT_FOUND) {
-		*names = NULL;
-		*n = 0;
-		return MESH_OK;
-	}
-	if (s != NATS_OK) {
-		return mesh_err_nats(s, jerr, "listing queues");
-	}
-	out = calloc((size_t)list->Count + 1, sizeof(*out));
-	if (out == NULL) {
-		jsStreamNamesList_Destroy(list);
-		return mesh__seterr(MESH_ENOMEM, "listing queues");
-	}
-	for (int i = 0; i < list->Count; i++) {
-		const char *sn = list->List[i];
-		char name[MESH_QUEUE_NAME_MAX + 8];
-		if (strncmp(sn, "MQ_", 3) == 0) {
-			snprintf(name, sizeof(name), "%s", sn + 3);
-		} else if (strncmp(sn, "MF_", 3) == 0) {
-			snprintf(name, sizeof(name), "%s.fifo", sn + 3);
-		} else {
-			continue;
-		}
-		if (prefix != NULL && strncmp(name, prefix, strlen(prefix))) {
-			continue;
-		}
-		if ((out[k] = strdup(name)) == NULL) {
-			mesh_queue_list_free(out, k);
-			jsStreamNamesList_Destroy(list);
-			return mesh__seterr(MESH_ENOMEM, "listing queues");
-		}
-		k++;
-	}
-	jsStreamNamesList_Destroy(list);
-	qsort(out, k, sizeof(*out), cmp_str);
-	*names = out;
-	*n = k;
-	return MESH_OK;
+	return mesh__stream_names(c, "queue", "MQ_", "MF_", prefix, names, n);
 }
 
 static mesh_err
@@ -1069,9 +878,6 @@ mesh_err
 mesh_queue_open(struct mesh_conn *c, const char *name, struct mesh_queue **out)
 {
 	struct mesh_queue *q = calloc(1, sizeof(*q));
-	natsInbox *inbox = NULL;
-	char wildcard[80];
-	natsStatus s;
 	mesh_err err;
 
 	if (q == NULL) {
@@ -1092,27 +898,7 @@ mesh_queue_open(struct mesh_conn *c, const char *name, struct mesh_queue **out)
 			return err;
 		}
 	}
-	s = natsInbox_Create(&inbox);
-	if (s == NATS_OK) {
-		copy_str(q->inbox, sizeof(q->inbox), inbox);
-		snprintf(wildcard, sizeof(wildcard), "%s.*", q->inbox);
-		if ((q->box = calloc(1, sizeof(*q->box))) == NULL) {
-			s = NATS_NO_MEMORY;
-		} else {
-			pthread_mutex_init(&q->box->mu, NULL);
-			pthread_cond_init(&q->box->cv, NULL);
-			q->box->want = SIZE_MAX;
-			s = natsConnection_Subscribe(
-			        &q->inbox_sub, mesh_conn_nats(c), wildcard,
-			        inbox_put, q->box);
-		}
-	}
-	natsInbox_Destroy(inbox);
-	if (s == NATS_OK) {
-		s = natsSubscription_SetPendingLimits(q->inbox_sub, -1, -1);
-	}
-	if (s != NATS_OK) {
-		err = mesh_err_nats(s, 0, "queue '%s': inbox", name);
+	if ((err = mesh__rpc_open(c, "queue", &q->rpc)) != MESH_OK) {
 		mesh_queue_close(q);
 		return err;
 	}
@@ -1129,13 +915,7 @@ mesh_queue_close(struct mesh_queue *q)
 	if (q == NULL) {
 		return;
 	}
-	if (q->inbox_sub != NULL) {
-		/* Unsubscribe returns once the callback has stopped. */
-		natsSubscription_Unsubscribe(q->inbox_sub);
-		natsSubscription_WaitForDrainCompletion(q->inbox_sub, 0);
-		natsSubscription_Destroy(q->inbox_sub);
-	}
-	inbox_free(q->box);
+	mesh__rpc_close(q->rpc);
 	if (q->ledger_sub != NULL) {
 		natsSubscription_Unsubscribe(q->ledger_sub);
 		natsSubscription_Destroy(q->ledger_sub);
@@ -1156,38 +936,38 @@ mesh_queue_name(const struct mesh_queue *q)
 	return q->name;
 }
 
-/* The request id in a subject on our inbox, or 0. */
-static uint64_t
-reply_rid(const struct mesh_queue *q, const char *subj)
-{
-	size_t n = strlen(q->inbox);
-
-	if (subj == NULL || strncmp(subj, q->inbox, n) != 0 ||
-	    subj[n] != '.') {
-		return 0;
-	}
-	return strtoull(subj + n + 1, NULL, 10);
-}
-
-/* Reserve the next request id and write its reply subject. */
 static const char *
 req_reply(struct mesh_queue *q, char *buf, size_t size)
 {
-	snprintf(buf, size, "%s.%" PRIu64, q->inbox, ++q->rid);
-	return buf;
+	return mesh__rpc_reply(q->rpc, buf, size);
 }
 
-/* A JetStream status reply (404 no messages, 408 expired, 409 ...). */
-static int
-status_of(natsMsg *m)
-{
-	const char *st;
+struct from_consumers {
+	const char *stream;
+	const char *const *consumers;
+	size_t n;
+	struct mesh_queue *q;
+};
 
-	if (natsMsg_GetDataLength(m) != 0 ||
-	    (st = hdr(m, HDR_STATUS)) == NULL) {
-		return 0;
+/* A reply that is a delivered message answers the pull of the consumer
+ * named in its ack subject. */
+static long
+match_consumer(natsMsg *m, void *arg)
+{
+	const struct from_consumers *f = arg;
+
+	for (size_t i = 0; f->consumers != NULL && i < f->n; i++) {
+		if (from_consumer(m, f->stream, f->consumers[i])) {
+			return (long)i;
+		}
 	}
-	return atoi(st);
+	return -1;
+}
+
+static void
+drop_hook(natsMsg *m, void *arg)
+{
+	drop_reply(((struct from_consumers *)arg)->q, m);
 }
 
 /* rpc_many, where a reply that is a delivered message is matched to its
@@ -1197,57 +977,10 @@ rpc_many_from(struct mesh_queue *q, natsMsg **msgs, size_t n,
               int64_t timeout_ms, natsMsg **replies,
               const char *const *consumers)
 {
-	natsConnection *nc = mesh_conn_nats(q->c);
-	uint64_t first = 0;
-	size_t got = 0;
-	int64_t deadline;
-	natsStatus s = NATS_OK;
+	struct from_consumers f = {q->n.stream, consumers, n, q};
+	struct mesh__rpc_hooks hooks = {match_consumer, drop_hook, &f};
 
-	/* The messages carry their replies, reserved in order (req_reply). */
-	for (size_t i = 0; i < n; i++) {
-		replies[i] = NULL;
-		if (i == 0) {
-			first = reply_rid(q, natsMsg_GetReply(msgs[0]));
-		}
-		if (s == NATS_OK) {
-			s = natsConnection_PublishMsg(nc, msgs[i]);
-		}
-		natsMsg_Destroy(msgs[i]);
-		msgs[i] = NULL;
-	}
-	/* No flush: cnats' flusher sends at once, and a flush would add
-	 * a round trip of its own. */
-	if (s != NATS_OK) {
-		return mesh_err_nats(s, 0, "queue '%s': request", q->name);
-	}
-	deadline = mono_ms() + timeout_ms;
-	while (got < n) {
-		natsMsg *r = NULL;
-		int64_t left = deadline - mono_ms();
-		uint64_t rid;
-		if (left <= 0) {
-			break;
-		}
-		if ((r = inbox_take(q->box, n - got, false, deadline)) ==
-		    NULL) {
-			break;
-		}
-		rid = reply_rid(q, natsMsg_GetSubject(r));
-		for (size_t i = 0; rid == 0 && consumers != NULL && i < n;
-		     i++) {
-			if (from_consumer(r, q->n.stream, consumers[i])) {
-				rid = first + i;
-			}
-		}
-		if (rid >= first && rid < first + n &&
-		    replies[rid - first] == NULL) {
-			replies[rid - first] = r;
-			got++;
-		} else {
-			drop_reply(q, r); /* late, from an earlier call */
-		}
-	}
-	return MESH_OK;
+	return mesh__rpc_many(q->rpc, msgs, n, timeout_ms, replies, &hooks);
 }
 
 /* A reply nobody waits for any more. A delivered message among them (it
@@ -1264,10 +997,6 @@ drop_reply(struct mesh_queue *q, natsMsg *m)
 	}
 	natsMsg_Destroy(m);
 }
-
-static mesh_err rpc_many_from(struct mesh_queue *q, natsMsg **msgs, size_t n,
-                              int64_t timeout_ms, natsMsg **replies,
-                              const char *const *consumers);
 
 /* Publish msgs[i] (their reply subjects are set here) and collect one
  * reply each into replies[i] (NULL when none came in time). Takes the
@@ -1300,14 +1029,14 @@ pull(struct mesh_queue *q, const char *stream, const char *consumer, int batch,
 {
 	natsConnection *nc = mesh_conn_nats(q->c);
 	char subject[256], reply[96], body[96];
-	uint64_t rid = ++q->rid;
+	uint64_t rid;
 	int64_t deadline;
 	int got = 0;
 	natsStatus s;
 
 	snprintf(subject, sizeof(subject), "$JS.API.CONSUMER.MSG.NEXT.%s.%s",
 	         stream, consumer);
-	snprintf(reply, sizeof(reply), "%s.%" PRIu64, q->inbox, rid);
+	rid = mesh__rpc_rid(q->rpc, req_reply(q, reply, sizeof(reply)));
 	if (expires_ms > 0) {
 		snprintf(body, sizeof(body),
 		         "{\"batch\":%d,\"expires\":%" PRId64 "}", batch,
@@ -1332,14 +1061,14 @@ pull(struct mesh_queue *q, const char *stream, const char *consumer, int batch,
 		if (left <= 0) {
 			break;
 		}
-		if ((m = inbox_take(q->box, (size_t)(batch - got), true,
+		if ((m = mesh__rpc_take(q->rpc, (size_t)(batch - got), true,
 		                    deadline)) == NULL) {
 			break;
 		}
 		/* Statuses come on our reply subject; messages keep their
 		 * own subject, and their ack subject names the consumer. */
-		if ((st = status_of(m)) != 0 &&
-		    reply_rid(q, natsMsg_GetSubject(m)) != rid) {
+		if ((st = mesh__rpc_status(m)) != 0 &&
+		    mesh__rpc_rid(q->rpc, natsMsg_GetSubject(m)) != rid) {
 			natsMsg_Destroy(m);
 			continue;
 		}
@@ -1584,95 +1313,16 @@ receipts_open(struct mesh_queue *q, const char *const *texts, size_t n,
 /* ---- batch-level checks --------------------------------------------------
  */
 
-static mesh_err
-batch_check(const struct mesh_queue *q, const char *const *ids, size_t n,
-            size_t stride)
-{
-	if (n == 0 || n > MESH_QUEUE_BATCH_MAX) {
-		return mesh__seterr(MESH_EINVAL,
-		                    "queue '%s': a batch holds 1-%d entries, "
-		                    "not %zu",
-		                    q->name, MESH_QUEUE_BATCH_MAX, n);
-	}
-	for (size_t i = 0; i < n; i++) {
-		const char *id =
-		        *(const char *const *)((const char *)ids + i * stride);
-		size_t len = id ? strlen(id) : 0;
-		if (len == 0 || len > 80 ||
-		    strspn(id,
-		           "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTU"
-		           "VWXYZ0123456789-_") != len) {
-			return mesh__seterr(
-			        MESH_EINVAL,
-			        "queue '%s': batch entry id '%.80s' "
-			        "must be 1-80 of A-Z, a-z, 0-9, '-' "
-			        "and '_'",
-			        q->name, id ? id : "");
-		}
-		for (size_t k = 0; k < i; k++) {
-			const char *other =
-			        *(const char *const *)((const char *)ids +
-			                               k * stride);
-			if (strcmp(id, other) == 0) {
-				return mesh__seterr(
-				        MESH_EINVAL,
-				        "queue '%s': batch entry id "
-				        "'%s' is repeated; ids must "
-				        "be distinct",
-				        q->name, id);
-			}
-		}
-	}
-	return MESH_OK;
-}
 
 /* ---- send ----------------------------------------------------------------
  */
 
-static bool
-id_valid(const char *s)
-{
-	size_t n = strlen(s);
 
-	if (n == 0 || n > MESH_QUEUE_ID_MAX) {
-		return false;
-	}
-	for (size_t i = 0; i < n; i++) {
-		if (s[i] < '!' || s[i] > '~') {
-			return false;
-		}
-	}
-	return true;
-}
-
-/* SQS counts body and attributes (names, types, values) in the size. */
-static size_t
-message_size(const struct mesh_event *ev, size_t *n_attrs)
-{
-	size_t size, len;
-	const void *data;
-
-	mesh_event_data(ev, &data, &size, NULL);
-	*n_attrs = 0;
-	for (size_t i = 0; i < mesh_event_ext_count(ev); i++) {
-		const char *name = mesh_event_ext_at(ev, i, NULL);
-		const char *type;
-		const void *val;
-		if (!mesh_event_attr_is_message_attr(name) ||
-		    mesh_event_attr_get(ev, name, &type, &val, &len) !=
-		            MESH_OK) {
-			continue;
-		}
-		size += strlen(name) + strlen(type) + len;
-		(*n_attrs)++;
-	}
-	return size;
-}
 
 /* Validate one entry and build its NATS message. */
 static mesh_err
 send_prepare(struct mesh_queue *q, const struct mesh_queue_entry *e,
-             natsMsg **out, char message_id[64])
+             const char *wire_id, natsMsg **out, char message_id[64])
 {
 	const struct mesh_queue_attrs *a = &q->cfg.a;
 	struct mesh_event *copy = NULL;
@@ -1689,7 +1339,7 @@ send_prepare(struct mesh_queue *q, const struct mesh_queue_entry *e,
 		return mesh__seterr(MESH_EINVAL, "queue '%s': no message",
 		                    q->name);
 	}
-	size = message_size(ev, &n_attrs);
+	size = mesh__message_size(ev, &n_attrs);
 	if (size > (size_t)a->max_message_size) {
 		return mesh__seterr(
 		        MESH_ETOOBIG,
@@ -1709,14 +1359,14 @@ send_prepare(struct mesh_queue *q, const struct mesh_queue_entry *e,
 		                    " is out of range 0-900",
 		                    q->name, e->delay_s);
 	}
-	if (e->group_id != NULL && !id_valid(e->group_id)) {
+	if (e->group_id != NULL && !mesh__id_valid(e->group_id)) {
 		return mesh__seterr(
 		        MESH_EINVAL,
 		        "queue '%s': MessageGroupId '%.128s' must be "
 		        "1-128 printable ASCII characters",
 		        q->name, e->group_id);
 	}
-	if (e->dedup_id != NULL && !id_valid(e->dedup_id)) {
+	if (e->dedup_id != NULL && !mesh__id_valid(e->dedup_id)) {
 		return mesh__seterr(
 		        MESH_EINVAL,
 		        "queue '%s': MessageDeduplicationId '%.128s' "
@@ -1784,16 +1434,16 @@ send_prepare(struct mesh_queue *q, const struct mesh_queue_entry *e,
 		               sizeof(subject));
 	}
 	err = mesh_wire_msg(subject, req_reply(q, reply, sizeof(reply)), ev,
-	                    a->fifo ? dedup : NULL, &m);
+	                    a->fifo ? dedup : wire_id, &m);
 	mesh_event_free(copy);
 	if (err != MESH_OK) {
 		return err;
 	}
 	if (e->group_id != NULL) {
-		s = natsMsgHeader_Set(m, HDR_GROUP, e->group_id);
+		s = natsMsgHeader_Set(m, MESH_HDR_GROUP, e->group_id);
 	}
 	if (s == NATS_OK && a->fifo) {
-		s = natsMsgHeader_Set(m, HDR_DEDUP, dedup);
+		s = natsMsgHeader_Set(m, MESH_HDR_DEDUP, dedup);
 	}
 	if (s == NATS_OK && delay > 0) {
 		snprintf(not_before, sizeof(not_before), "%" PRId64,
@@ -1808,57 +1458,23 @@ send_prepare(struct mesh_queue *q, const struct mesh_queue_entry *e,
 	return MESH_OK;
 }
 
-/* Judge a publish acknowledgement: {"stream":"S","seq":N[,"duplicate":
- * true]} or {"error":{"code":..,"err_code":..,"description":".."}}. Read
- * by hand: it is on the hot path and its shape is fixed. */
 static mesh_err
 pub_ack(struct mesh_queue *q, natsMsg *r, uint64_t *seq, bool *dup)
 {
-	const char *d, *p;
+	char what[MESH_QUEUE_NAME_MAX + 16];
 
-	if (r == NULL) {
-		return mesh__seterr(MESH_ETIMEDOUT,
-		                    "queue '%s': no acknowledgement from "
-		                    "JetStream in time",
-		                    q->name);
-	}
-	if (natsMsg_IsNoResponders(r)) {
-		return mesh__seterr(MESH_ENOTFOUND,
-		                    "queue '%s': no stream takes its messages "
-		                    "(was the queue deleted?)",
-		                    q->name);
-	}
-	d = natsMsg_GetData(r);
-	if (d != NULL && strstr(d, "\"error\"") != NULL) {
-		const char *desc = strstr(d, "\"description\":\"");
-		int len = 0;
-		mesh_err err = strstr(d, "\"err_code\":10054") != NULL
-		                       ? MESH_ETOOBIG
-		                       : MESH_EBROKER;
-		if (desc != NULL) {
-			desc += 15;
-			len = (int)strcspn(desc, "\"");
-		}
-		return mesh__seterr(
-		        err,
-		        "queue '%s': JetStream refused the message: "
-		        "%.*s",
-		        q->name, len, desc ? desc : "");
-	}
-	if (d == NULL || (p = strstr(d, "\"seq\":")) == NULL) {
-		return mesh__seterr(MESH_EBROKER,
-		                    "queue '%s': unreadable acknowledgement",
-		                    q->name);
-	}
-	*seq = strtoull(p + 6, NULL, 10);
-	if ((p = strstr(d, "\"duplicate\":")) != NULL) {
-		p += 12;
-		p += strspn(p, " ");
-		*dup = strncmp(p, "true", 4) == 0;
-	} else {
-		*dup = false;
-	}
-	return MESH_OK;
+	snprintf(what, sizeof(what), "queue '%s'", q->name);
+	return mesh__pub_ack(r, what, seq, dup);
+}
+
+static mesh_err
+batch_check(const struct mesh_queue *q, const char *const *ids, size_t n,
+            size_t stride)
+{
+	char what[MESH_QUEUE_NAME_MAX + 16];
+
+	snprintf(what, sizeof(what), "queue '%s'", q->name);
+	return mesh__batch_check(what, ids, n, stride);
 }
 
 static void
@@ -1868,19 +1484,57 @@ sent_fail(struct mesh_queue_sent *r, mesh_err err)
 	copy_str(r->error, sizeof(r->error), mesh_errdetail());
 }
 
+/* Send n prepared-here messages in one round trip; outcomes in out[]. */
+static void
+send_many(struct mesh_queue *q, const struct mesh_queue_entry *e,
+          const char *const *wire_ids, size_t n, struct mesh_queue_sent *out)
+{
+	natsMsg *msgs[FORWARD_CHUNK], *replies[FORWARD_CHUNK];
+	size_t idx[FORWARD_CHUNK], k = 0;
+	mesh_err err;
+
+	assert(n <= FORWARD_CHUNK);
+	for (size_t i = 0; i < n; i++) {
+		memset(&out[i], 0, sizeof(out[i]));
+		err = send_prepare(q, &e[i], wire_ids ? wire_ids[i] : NULL,
+		                   &msgs[k], out[i].message_id);
+		if (err != MESH_OK) {
+			sent_fail(&out[i], err);
+			continue;
+		}
+		idx[k++] = i;
+	}
+	if (k == 0) {
+		return;
+	}
+	if ((err = rpc_many(q, msgs, k, RPC_TIMEOUT_MS, replies)) != MESH_OK) {
+		for (size_t i = 0; i < k; i++) {
+			sent_fail(&out[idx[i]], err);
+		}
+		return;
+	}
+	for (size_t i = 0; i < k; i++) {
+		struct mesh_queue_sent *r = &out[idx[i]];
+		err = pub_ack(q, replies[i], &r->sequence, &r->duplicate);
+		if (err != MESH_OK) {
+			sent_fail(r, err);
+		}
+		natsMsg_Destroy(replies[i]);
+	}
+}
+
 mesh_err
 mesh_queue_send_batch(struct mesh_queue *q, const struct mesh_queue_entry *e,
                       size_t n, struct mesh_queue_sent *out)
 {
-	natsMsg *msgs[MESH_QUEUE_BATCH_MAX], *replies[MESH_QUEUE_BATCH_MAX];
-	size_t idx[MESH_QUEUE_BATCH_MAX], k = 0, total = 0, na;
+	size_t total = 0, na;
 	mesh_err err;
 
 	if ((err = batch_check(q, &e[0].id, n, sizeof(*e))) != MESH_OK) {
 		return err;
 	}
 	for (size_t i = 0; i < n; i++) {
-		total += e[i].event ? message_size(e[i].event, &na) : 0;
+		total += e[i].event ? mesh__message_size(e[i].event, &na) : 0;
 	}
 	/* One entry is judged alone, below, as SendMessage does. */
 	if (n > 1 && total > (size_t)q->cfg.a.max_message_size) {
@@ -1891,33 +1545,19 @@ mesh_queue_send_batch(struct mesh_queue *q, const struct mesh_queue_entry *e,
 		        " bytes in all",
 		        q->name, total, q->cfg.a.max_message_size);
 	}
-	for (size_t i = 0; i < n; i++) {
-		memset(&out[i], 0, sizeof(out[i]));
-		err = send_prepare(q, &e[i], &msgs[k], out[i].message_id);
-		if (err != MESH_OK) {
-			sent_fail(&out[i], err);
-			continue;
-		}
-		idx[k++] = i;
-	}
-	if (k == 0) {
-		return MESH_OK;
-	}
-	if ((err = rpc_many(q, msgs, k, RPC_TIMEOUT_MS, replies)) != MESH_OK) {
-		for (size_t i = 0; i < k; i++) {
-			sent_fail(&out[idx[i]], err);
-		}
-		return MESH_OK;
-	}
-	for (size_t i = 0; i < k; i++) {
-		struct mesh_queue_sent *r = &out[idx[i]];
-		err = pub_ack(q, replies[i], &r->sequence, &r->duplicate);
-		if (err != MESH_OK) {
-			sent_fail(r, err);
-		}
-		natsMsg_Destroy(replies[i]);
-	}
+	send_many(q, e, NULL, n, out);
 	return MESH_OK;
+}
+
+void
+mesh__queue_forward(struct mesh_queue *q, const struct mesh_queue_entry *e,
+                    const char *const *wire_ids, size_t n,
+                    struct mesh_queue_sent *out)
+{
+	for (size_t at = 0; at < n; at += FORWARD_CHUNK) {
+		size_t k = n - at < FORWARD_CHUNK ? n - at : FORWARD_CHUNK;
+		send_many(q, e + at, wire_ids + at, k, out + at);
+	}
 }
 
 mesh_err
@@ -2059,7 +1699,7 @@ dead_letter(struct mesh_queue *q, natsMsg *m, uint64_t sseq, uint64_t receives,
 	}
 	snprintf(count, sizeof(count), "%" PRIu64, receives);
 	snprintf(id, sizeof(id), "dlq:%s:%" PRIu64, q->n.stream, sseq);
-	target_subject(&q->dlq_n, &q->dlq_cfg, hdr(m, HDR_GROUP), subject,
+	target_subject(&q->dlq_n, &q->dlq_cfg, hdr(m, MESH_HDR_GROUP), subject,
 	               sizeof(subject));
 	if ((err = republish(q, m, subject, id, drop, add)) != MESH_OK) {
 		return err;
@@ -2105,11 +1745,11 @@ release_due(struct mesh_queue *q)
 		}
 		snprintf(id, sizeof(id), "mv:%s:%" PRIu64, q->n.dstream,
 		         meta.sseq);
-		target_subject(&q->n, &q->cfg, hdr(got[i], HDR_GROUP), subject,
+		target_subject(&q->n, &q->cfg, hdr(got[i], MESH_HDR_GROUP), subject,
 		               sizeof(subject));
 		/* A FIFO message keeps its de-duplication id as the id. */
-		if (q->cfg.a.fifo && hdr(got[i], HDR_DEDUP) != NULL) {
-			snprintf(id, sizeof(id), "%s", hdr(got[i], HDR_DEDUP));
+		if (q->cfg.a.fifo && hdr(got[i], MESH_HDR_DEDUP) != NULL) {
+			snprintf(id, sizeof(id), "%s", hdr(got[i], MESH_HDR_DEDUP));
 		}
 		if (republish(q, got[i], subject, id, drop, NULL) == MESH_OK) {
 			ack_one(q, natsMsg_GetReply(got[i]), "+ACK");
@@ -2164,8 +1804,8 @@ msg_event(struct mesh_queue *q, natsMsg *m, uint64_t sseq,
 static void
 msg_fill(natsMsg *m, struct mesh_queue_msg *out)
 {
-	copy_str(out->group_id, sizeof(out->group_id), hdr(m, HDR_GROUP));
-	copy_str(out->dedup_id, sizeof(out->dedup_id), hdr(m, HDR_DEDUP));
+	copy_str(out->group_id, sizeof(out->group_id), hdr(m, MESH_HDR_GROUP));
+	copy_str(out->dedup_id, sizeof(out->dedup_id), hdr(m, MESH_HDR_DEDUP));
 	copy_str(out->dlq_source, sizeof(out->dlq_source),
 	         hdr(m, HDR_DLQ_SOURCE));
 	copy_str(out->dlq_reason, sizeof(out->dlq_reason),
@@ -2390,13 +2030,13 @@ fifo_pull(struct mesh_queue *q, int want, natsMsg **got, size_t *n)
 			return err;
 		}
 		for (int i = 0; i < k; i++) {
-			if (replies[i] != NULL && status_of(replies[i]) == 0 &&
+			if (replies[i] != NULL && mesh__rpc_status(replies[i]) == 0 &&
 			    !natsMsg_IsNoResponders(replies[i])) {
 				got[(*n)++] = replies[i]; /* deliver() locks */
 			} else {
 				/* 404: empty; 408: held by another process. */
 				if (replies[i] != NULL &&
-				    status_of(replies[i]) == 404) {
+				    mesh__rpc_status(replies[i]) == 404) {
 					busy_note(q, names[i], false);
 				}
 				natsMsg_Destroy(replies[i]);
@@ -2813,12 +2453,12 @@ mesh_queue_redrive(struct mesh_conn *c, const char *dlq,
 			}
 			to = dst;
 		}
-		target_subject(&to->n, &to->cfg, hdr(m, HDR_GROUP), subject,
+		target_subject(&to->n, &to->cfg, hdr(m, MESH_HDR_GROUP), subject,
 		               sizeof(subject));
 		snprintf(id, sizeof(id), "rd:%s:%" PRIu64, src->n.stream,
 		         qm.sequence);
-		if (to->cfg.a.fifo && hdr(m, HDR_DEDUP) != NULL) {
-			snprintf(id, sizeof(id), "%s", hdr(m, HDR_DEDUP));
+		if (to->cfg.a.fifo && hdr(m, MESH_HDR_DEDUP) != NULL) {
+			snprintf(id, sizeof(id), "%s", hdr(m, MESH_HDR_DEDUP));
 		}
 		/* Published first, deleted after: a rerun re-publishes
 		 * what was not deleted, and JetStream drops the copy. */

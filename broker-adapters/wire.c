@@ -1,5 +1,6 @@
 /* wire.c: events as NATS messages (CloudEvents structured mode). */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -138,4 +139,179 @@ mesh_stream_ensure(struct mesh_conn *c, jsStreamConfig *cfg)
 		return mesh_err_nats(s, jerr, "stream %s", cfg->Name);
 	}
 	return MESH_OK;
+}
+
+mesh_err
+mesh__name_check(const char *noun, const char *name, size_t max, bool *fifo)
+{
+	size_t len = name ? strlen(name) : 0;
+	bool is_fifo = len > 5 && strcmp(name + len - 5, ".fifo") == 0;
+	size_t base = is_fifo ? len - 5 : len;
+
+	if (len == 0 || len > max || base == 0) {
+		return mesh__seterr(MESH_EINVAL,
+		                    "%s name '%.100s': must be 1-%zu characters",
+		                    noun, name ? name : "", max);
+	}
+	for (size_t i = 0; i < base; i++) {
+		char ch = name[i];
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		      (ch >= '0' && ch <= '9') || ch == '_' || ch == '-')) {
+			return mesh__seterr(
+			        MESH_EINVAL,
+			        "%s name '%s': may contain only A-Z, a-z, 0-9, "
+			        "'-' and '_' (and end in .fifo for a FIFO %s)",
+			        noun, name, noun);
+		}
+	}
+	if (fifo != NULL) {
+		*fifo = is_fifo;
+	}
+	return MESH_OK;
+}
+
+static int
+cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void
+mesh__names_free(char **names, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(names[i]);
+	}
+	free(names);
+}
+
+mesh_err
+mesh__stream_names(struct mesh_conn *c, const char *noun,
+                   const char *std_prefix, const char *fifo_prefix,
+                   const char *prefix, char ***names, size_t *n)
+{
+	size_t ls = strlen(std_prefix), lf = strlen(fifo_prefix), k = 0;
+	jsStreamNamesList *list = NULL;
+	jsErrCode jerr = 0;
+	natsStatus s;
+	char **out;
+
+	s = js_StreamNames(&list, mesh_conn_js(c), NULL, &jerr);
+	if (s == NATS_NOT_FOUND) {
+		*names = NULL;
+		*n = 0;
+		return MESH_OK;
+	}
+	if (s != NATS_OK) {
+		return mesh_err_nats(s, jerr, "listing %ss", noun);
+	}
+	if ((out = calloc((size_t)list->Count + 1, sizeof(*out))) == NULL) {
+		jsStreamNamesList_Destroy(list);
+		return mesh__seterr(MESH_ENOMEM, "listing %ss", noun);
+	}
+	for (int i = 0; i < list->Count; i++) {
+		const char *sn = list->List[i];
+		char *name = NULL;
+		int rc;
+		if (strncmp(sn, std_prefix, ls) == 0) {
+			rc = asprintf(&name, "%s", sn + ls);
+		} else if (strncmp(sn, fifo_prefix, lf) == 0) {
+			rc = asprintf(&name, "%s.fifo", sn + lf);
+		} else {
+			continue;
+		}
+		if (rc < 0) {
+			mesh__names_free(out, k);
+			jsStreamNamesList_Destroy(list);
+			return mesh__seterr(MESH_ENOMEM, "listing %ss", noun);
+		}
+		if (prefix != NULL && strncmp(name, prefix, strlen(prefix))) {
+			free(name);
+			continue;
+		}
+		out[k++] = name;
+	}
+	jsStreamNamesList_Destroy(list);
+	qsort(out, k, sizeof(*out), cmp_str);
+	*names = out;
+	*n = k;
+	return MESH_OK;
+}
+
+mesh_err
+mesh__batch_check(const char *what, const char *const *ids, size_t n,
+                  size_t stride)
+{
+	if (n == 0 || n > MESH__BATCH_MAX) {
+		return mesh__seterr(MESH_EINVAL,
+		                    "%s: a batch holds 1-%d entries, not %zu",
+		                    what, MESH__BATCH_MAX, n);
+	}
+	for (size_t i = 0; i < n; i++) {
+		const char *id =
+		        *(const char *const *)((const char *)ids + i * stride);
+		size_t len = id ? strlen(id) : 0;
+		if (len == 0 || len > 80 ||
+		    strspn(id,
+		           "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTU"
+		           "VWXYZ0123456789-_") != len) {
+			return mesh__seterr(
+			        MESH_EINVAL,
+			        "%s: batch entry id '%.80s' must be 1-80 of "
+			        "A-Z, a-z, 0-9, '-' and '_'",
+			        what, id ? id : "");
+		}
+		for (size_t k = 0; k < i; k++) {
+			const char *other =
+			        *(const char *const *)((const char *)ids +
+			                               k * stride);
+			if (strcmp(id, other) == 0) {
+				return mesh__seterr(
+				        MESH_EINVAL,
+				        "%s: batch entry id '%s' is repeated; "
+				        "ids must be distinct",
+				        what, id);
+			}
+		}
+	}
+	return MESH_OK;
+}
+
+bool
+mesh__id_valid(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > MESH__ID_MAX) {
+		return false;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '!' || s[i] > '~') {
+			return false;
+		}
+	}
+	return true;
+}
+
+size_t
+mesh__message_size(const struct mesh_event *ev, size_t *n_attrs)
+{
+	size_t size, len;
+	const void *data;
+
+	mesh_event_data(ev, &data, &size, NULL);
+	*n_attrs = 0;
+	for (size_t i = 0; i < mesh_event_ext_count(ev); i++) {
+		const char *name = mesh_event_ext_at(ev, i, NULL);
+		const char *type;
+		const void *val;
+		if (!mesh_event_attr_is_message_attr(name) ||
+		    mesh_event_attr_get(ev, name, &type, &val, &len) !=
+		            MESH_OK) {
+			continue;
+		}
+		size += strlen(name) + strlen(type) + len;
+		(*n_attrs)++;
+	}
+	return size;
 }

@@ -24,6 +24,8 @@
 #define MESH_HDR_CE_TYPE      "Ce-Type"
 #define MESH_HDR_CE_SOURCE    "Ce-Source"
 #define MESH_HDR_CE_SUBJECT   "Ce-Subject"
+#define MESH_HDR_GROUP        "Mesh-Group"    /* FIFO MessageGroupId */
+#define MESH_HDR_DEDUP        "Mesh-Dedup-Id" /* FIFO de-duplication id */
 
 /* Build the NATS message for ev on `subject` (reply may be NULL). msg_id
  * overrides the
