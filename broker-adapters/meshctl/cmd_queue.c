@@ -10,6 +10,7 @@
 
 #include "cli.h"
 #include "commands.h"
+#include "message.h"
 
 /* A queue may be named by its name or by the URL `create` printed. */
 static const char *
@@ -205,15 +206,6 @@ cmd_queue_list(struct cli *cli)
 	return CLI_OK;
 }
 
-static void
-put_num(json_t *o, const char *key, int64_t v)
-{
-	char buf[32];
-
-	snprintf(buf, sizeof(buf), "%" PRId64, v);
-	json_object_set_new(o, key, json_string(buf));
-}
-
 int
 cmd_queue_info(struct cli *cli)
 {
@@ -281,154 +273,26 @@ cmd_queue_info(struct cli *cli)
 /* ---- messages -------------------------------------------------------------
  */
 
-/* Parse NAME=TYPE:VALUE into the event (Binary values are base64). */
-static mesh_err
-attr_from_flag(struct mesh_event *ev, const char *spec)
-{
-	const char *eq = strchr(spec, '=');
-	const char *colon = eq ? strchr(eq + 1, ':') : NULL;
-	char name[260], type[260];
-	mesh_err err;
-
-	if (eq == NULL || colon == NULL || eq == spec ||
-	    (size_t)(eq - spec) >= sizeof(name) ||
-	    (size_t)(colon - eq - 1) >= sizeof(type)) {
-		return MESH_EINVAL;
-	}
-	snprintf(name, sizeof(name), "%.*s", (int)(eq - spec), spec);
-	snprintf(type, sizeof(type), "%.*s", (int)(colon - eq - 1), eq + 1);
-	if (strncmp(type, "Binary", 6) == 0) {
-		size_t cap = strlen(colon + 1) + 1, len = 0;
-		unsigned char *bin = malloc(cap);
-		if (bin == NULL) {
-			return MESH_ENOMEM;
-		}
-		if (sodium_base642bin(bin, cap, colon + 1, strlen(colon + 1),
-		                      NULL, &len, NULL,
-		                      sodium_base64_VARIANT_ORIGINAL) != 0) {
-			free(bin);
-			return MESH_EINVAL;
-		}
-		err = mesh_event_attr_set(ev, name, type, bin, len);
-		free(bin);
-		return err;
-	}
-	return mesh_event_attr_set(ev, name, type, colon + 1,
-	                           strlen(colon + 1));
-}
-
-/* A whole file ("-": standard input) as a string; NULL after printing
- * why. */
-static char *
-read_file(struct cli *cli, const char *path)
-{
-	FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
-	size_t cap = 65536, n = 0, r;
-	char *buf;
-
-	if (f == NULL) {
-		fprintf(stderr, "meshctl %s: cannot read '%s': %s\n",
-		        cli->cmd_path, path, strerror(errno));
-		return NULL;
-	}
-	buf = malloc(cap + 1);
-	while (buf != NULL && (r = fread(buf + n, 1, cap - n, f)) > 0) {
-		n += r;
-		if (n == cap) {
-			char *nb = realloc(buf, cap * 2 + 1);
-			if (nb == NULL) {
-				free(buf);
-				buf = NULL;
-				break;
-			}
-			buf = nb;
-			cap *= 2;
-		}
-	}
-	if (f != stdin) {
-		fclose(f);
-	}
-	if (buf == NULL) {
-		fprintf(stderr, "meshctl %s: '%s': out of memory\n",
-		        cli->cmd_path, path);
-		return NULL;
-	}
-	buf[n] = '\0';
-	return buf;
-}
-
-static mesh_err
-body_event(const char *body, struct mesh_event **out)
-{
-	struct mesh_event *ev;
-	mesh_err err;
-
-	if ((err = mesh_event_new("evmesh.message", "meshctl", &ev)) !=
-	            MESH_OK ||
-	    (err = mesh_event_set_text(ev, body, strlen(body))) != MESH_OK) {
-		mesh_event_free(ev);
-		return err;
-	}
-	*out = ev;
-	return MESH_OK;
-}
-
 int
 cmd_queue_send(struct cli *cli)
 {
 	const char *name = queue_arg(cli, 0);
-	const char *body = cli_opt(cli, "--body");
 	struct mesh_queue_entry e = {.delay_s = -1};
 	struct mesh_queue_sent sent;
 	struct mesh_event *ev = NULL;
 	struct mesh_conn *c = NULL;
 	struct mesh_queue *q = NULL;
-	const char *spec;
 	long long delay;
 	mesh_err err;
-	int rc = CLI_FAIL;
+	int rc;
 
-	char *from_file = NULL;
-
-	if (cli_opt(cli, "--body-file") != NULL) {
-		if (body != NULL) {
-			return cli_usage_error(cli, "--body and --body-file "
-			                            "exclude each other");
-		}
-		if ((from_file = read_file(
-		             cli, cli_opt(cli, "--body-file"))) == NULL) {
-			return CLI_FAIL;
-		}
-		body = from_file;
-	}
-	if (body == NULL) {
-		return cli_usage_error(cli,
-		                       "--body TEXT (or --body-file FILE) "
-		                       "is required");
-	}
 	if (!cli_opt_long(cli, "--delay", 0, 900, -1, &delay)) {
 		return CLI_USAGE;
 	}
-	err = body_event(body, &ev);
-	free(from_file);
-	if (err != MESH_OK) {
-		return cli_fail(cli, err);
+	if ((rc = msg_from_flags(cli, &ev)) != CLI_OK) {
+		return rc;
 	}
-	for (size_t i = 0; (spec = cli_opt_nth(cli, "--attr", i)); i++) {
-		if ((err = attr_from_flag(ev, spec)) != MESH_OK) {
-			mesh_event_free(ev);
-			if (err == MESH_EINVAL && mesh_errdetail()[0] &&
-			    strchr(spec, ':') && strchr(spec, '=')) {
-				return cli_fail(cli, err);
-			}
-			return cli_usage_error(
-			        cli,
-			        "--attr '%s': want NAME=TYPE:VALUE "
-			        "(TYPE String, Number, "
-			        "String.Array or Binary, base64)",
-			        spec);
-		}
-	}
+	rc = CLI_FAIL;
 	e.event = ev;
 	e.delay_s = delay;
 	e.group_id = cli_opt(cli, "--group");
@@ -462,80 +326,6 @@ out:
 	return rc;
 }
 
-/* Read an AWS-shaped --entries array. */
-static json_t *
-entries_arg(struct cli *cli)
-{
-	const char *text = cli_opt(cli, "--entries");
-	json_error_t jerr;
-	json_t *j;
-
-	if (text == NULL) {
-		cli_usage_error(cli, "--entries JSON is required");
-		return NULL;
-	}
-	j = json_loads(text, 0, &jerr);
-	if (j == NULL || !json_is_array(j)) {
-		cli_usage_error(cli, "--entries: not a JSON array (%s)",
-		                j ? "another JSON value" : jerr.text);
-		json_decref(j);
-		return NULL;
-	}
-	if (json_array_size(j) == 0 ||
-	    json_array_size(j) > MESH_QUEUE_BATCH_MAX) {
-		cli_usage_error(cli, "--entries: 1-%d entries, not %zu",
-		                MESH_QUEUE_BATCH_MAX, json_array_size(j));
-		json_decref(j);
-		return NULL;
-	}
-	return j;
-}
-
-static json_t *
-failed_entry(const char *id, mesh_err err, const char *msg)
-{
-	return json_pack("{s:s, s:b, s:s, s:s}", "Id", id ? id : "",
-	                 "SenderFault",
-	                 err != MESH_EBROKER && err != MESH_ETIMEDOUT, "Code",
-	                 mesh_strerror(err), "Message", msg);
-}
-
-/* Print Successful/Failed; exit 1 when any entry failed. */
-static int
-batch_output(struct cli *cli, json_t *ok, json_t *failed)
-{
-	size_t nf = json_array_size(failed);
-	int rc = nf > 0 ? CLI_FAIL : CLI_OK;
-
-	if (cli->json) {
-		cli_print_json(json_pack("{s:o, s:o}", "Successful", ok,
-		                         "Failed", failed));
-		return rc;
-	}
-	{
-		size_t i;
-		json_t *v;
-		json_array_foreach(ok, i, v)
-		{
-			const char *mid = json_string_value(
-			        json_object_get(v, "MessageId"));
-			printf("ok     %s%s%s\n",
-			       json_string_value(json_object_get(v, "Id")),
-			       mid ? " " : "", mid ? mid : "");
-		}
-		json_array_foreach(failed, i, v)
-		{
-			fprintf(stderr, "failed %s: %s\n",
-			        json_string_value(json_object_get(v, "Id")),
-			        json_string_value(
-			                json_object_get(v, "Message")));
-		}
-	}
-	json_decref(ok);
-	json_decref(failed);
-	return rc;
-}
-
 int
 cmd_queue_send_batch(struct cli *cli)
 {
@@ -543,7 +333,7 @@ cmd_queue_send_batch(struct cli *cli)
 	struct mesh_queue_entry e[MESH_QUEUE_BATCH_MAX];
 	struct mesh_queue_sent sent[MESH_QUEUE_BATCH_MAX];
 	struct mesh_event *evs[MESH_QUEUE_BATCH_MAX] = {0};
-	json_t *entries = entries_arg(cli), *ok, *failed, *v;
+	json_t *entries = entries_arg(cli, MESH_QUEUE_BATCH_MAX), *ok, *failed, *v;
 	struct mesh_conn *c = NULL;
 	struct mesh_queue *q = NULL;
 	size_t n, i;
@@ -556,12 +346,7 @@ cmd_queue_send_batch(struct cli *cli)
 	n = json_array_size(entries);
 	json_array_foreach(entries, i, v)
 	{
-		const char *body =
-		        json_string_value(json_object_get(v, "MessageBody"));
-		json_t *attrs = json_object_get(v, "MessageAttributes");
 		json_t *delay = json_object_get(v, "DelaySeconds");
-		const char *key;
-		json_t *av;
 		e[i] = (struct mesh_queue_entry){
 		        .id = json_string_value(json_object_get(v, "Id")),
 		        .delay_s = json_is_integer(delay)
@@ -571,33 +356,9 @@ cmd_queue_send_batch(struct cli *cli)
 		                json_object_get(v, "MessageGroupId")),
 		        .dedup_id = json_string_value(
 		                json_object_get(v, "MessageDeduplicationId"))};
-		if (body == NULL) {
-			rc = cli_usage_error(cli,
-			                     "--entries[%zu]: MessageBody "
-			                     "(a string) is required",
-			                     i);
+		if ((rc = msg_from_entry(cli, v, i, "MessageBody", &evs[i])) !=
+		    CLI_OK) {
 			goto out;
-		}
-		if ((err = body_event(body, &evs[i])) != MESH_OK) {
-			rc = cli_fail(cli, err);
-			goto out;
-		}
-		json_object_foreach(attrs, key, av)
-		{
-			const char *type = json_string_value(
-			        json_object_get(av, "DataType"));
-			const char *sv = json_string_value(
-			        json_object_get(av, "StringValue"));
-			char spec[2048];
-			snprintf(spec, sizeof(spec), "%s=%s:%s", key,
-			         type ? type : "",
-			         sv ? sv
-			            : json_string_value(json_object_get(
-			                      av, "BinaryValue")));
-			if ((err = attr_from_flag(evs[i], spec)) != MESH_OK) {
-				rc = cli_fail(cli, err);
-				goto out;
-			}
 		}
 		e[i].event = evs[i];
 	}
@@ -635,20 +396,6 @@ out:
 	mesh_conn_close(c);
 	json_decref(entries);
 	return rc;
-}
-
-static char *
-b64(const void *data, size_t len)
-{
-	size_t cap =
-	        sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_ORIGINAL);
-	char *out = malloc(cap);
-
-	if (out != NULL) {
-		sodium_bin2base64(out, cap, data, len,
-		                  sodium_base64_VARIANT_ORIGINAL);
-	}
-	return out;
 }
 
 /* One message in receive-message's shape. */
@@ -923,7 +670,8 @@ receipt_batch(struct cli *cli, bool visibility)
 	const char *ids[MESH_QUEUE_BATCH_MAX], *rh[MESH_QUEUE_BATCH_MAX];
 	int64_t secs[MESH_QUEUE_BATCH_MAX];
 	struct mesh_queue_result res[MESH_QUEUE_BATCH_MAX];
-	json_t *entries = entries_arg(cli), *v, *ok, *failed;
+	json_t *entries = entries_arg(cli, MESH_QUEUE_BATCH_MAX), *v, *ok,
+	       *failed;
 	struct mesh_conn *c = NULL;
 	struct mesh_queue *q = NULL;
 	size_t n, i;

@@ -1,0 +1,288 @@
+/* message.c: messages from flags and entries, batch results (see
+ * message.h). */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "message.h"
+
+void
+put_num(json_t *o, const char *key, int64_t v)
+{
+	char buf[32];
+
+	snprintf(buf, sizeof(buf), "%" PRId64, v);
+	json_object_set_new(o, key, json_string(buf));
+}
+
+/* Parse NAME=TYPE:VALUE into the event (Binary values are base64). */
+mesh_err
+msg_attr_from_spec(struct mesh_event *ev, const char *spec)
+{
+	const char *eq = strchr(spec, '=');
+	const char *colon = eq ? strchr(eq + 1, ':') : NULL;
+	char name[260], type[260];
+	mesh_err err;
+
+	if (eq == NULL || colon == NULL || eq == spec ||
+	    (size_t)(eq - spec) >= sizeof(name) ||
+	    (size_t)(colon - eq - 1) >= sizeof(type)) {
+		return MESH_EINVAL;
+	}
+	snprintf(name, sizeof(name), "%.*s", (int)(eq - spec), spec);
+	snprintf(type, sizeof(type), "%.*s", (int)(colon - eq - 1), eq + 1);
+	if (strncmp(type, "Binary", 6) == 0) {
+		size_t cap = strlen(colon + 1) + 1, len = 0;
+		unsigned char *bin = malloc(cap);
+		if (bin == NULL) {
+			return MESH_ENOMEM;
+		}
+		if (sodium_base642bin(bin, cap, colon + 1, strlen(colon + 1),
+		                      NULL, &len, NULL,
+		                      sodium_base64_VARIANT_ORIGINAL) != 0) {
+			free(bin);
+			return MESH_EINVAL;
+		}
+		err = mesh_event_attr_set(ev, name, type, bin, len);
+		free(bin);
+		return err;
+	}
+	return mesh_event_attr_set(ev, name, type, colon + 1,
+	                           strlen(colon + 1));
+}
+
+/* A whole file ("-": standard input) as a string; NULL after printing
+ * why. */
+char *
+read_file(struct cli *cli, const char *path)
+{
+	FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+	size_t cap = 65536, n = 0, r;
+	char *buf;
+
+	if (f == NULL) {
+		fprintf(stderr, "meshctl %s: cannot read '%s': %s\n",
+		        cli->cmd_path, path, strerror(errno));
+		return NULL;
+	}
+	buf = malloc(cap + 1);
+	while (buf != NULL && (r = fread(buf + n, 1, cap - n, f)) > 0) {
+		n += r;
+		if (n == cap) {
+			char *nb = realloc(buf, cap * 2 + 1);
+			if (nb == NULL) {
+				free(buf);
+				buf = NULL;
+				break;
+			}
+			buf = nb;
+			cap *= 2;
+		}
+	}
+	if (f != stdin) {
+		fclose(f);
+	}
+	if (buf == NULL) {
+		fprintf(stderr, "meshctl %s: '%s': out of memory\n",
+		        cli->cmd_path, path);
+		return NULL;
+	}
+	buf[n] = '\0';
+	return buf;
+}
+
+static mesh_err
+body_event(const char *body, struct mesh_event **out)
+{
+	struct mesh_event *ev;
+	mesh_err err;
+
+	if ((err = mesh_event_new("evmesh.message", "meshctl", &ev)) !=
+	            MESH_OK ||
+	    (err = mesh_event_set_text(ev, body, strlen(body))) != MESH_OK) {
+		mesh_event_free(ev);
+		return err;
+	}
+	*out = ev;
+	return MESH_OK;
+}
+
+/* Read an AWS-shaped --entries array. */
+json_t *
+entries_arg(struct cli *cli, size_t max)
+{
+	const char *text = cli_opt(cli, "--entries");
+	json_error_t jerr;
+	json_t *j;
+
+	if (text == NULL) {
+		cli_usage_error(cli, "--entries JSON is required");
+		return NULL;
+	}
+	j = json_loads(text, 0, &jerr);
+	if (j == NULL || !json_is_array(j)) {
+		cli_usage_error(cli, "--entries: not a JSON array (%s)",
+		                j ? "another JSON value" : jerr.text);
+		json_decref(j);
+		return NULL;
+	}
+	if (json_array_size(j) == 0 || json_array_size(j) > max) {
+		cli_usage_error(cli, "--entries: 1-%zu entries, not %zu", max,
+		                json_array_size(j));
+		json_decref(j);
+		return NULL;
+	}
+	return j;
+}
+
+json_t *
+failed_entry(const char *id, mesh_err err, const char *msg)
+{
+	return json_pack("{s:s, s:b, s:s, s:s}", "Id", id ? id : "",
+	                 "SenderFault",
+	                 err != MESH_EBROKER && err != MESH_ETIMEDOUT, "Code",
+	                 mesh_strerror(err), "Message", msg);
+}
+
+/* Print Successful/Failed; exit 1 when any entry failed. */
+int
+batch_output(struct cli *cli, json_t *ok, json_t *failed)
+{
+	size_t nf = json_array_size(failed);
+	int rc = nf > 0 ? CLI_FAIL : CLI_OK;
+
+	if (cli->json) {
+		cli_print_json(json_pack("{s:o, s:o}", "Successful", ok,
+		                         "Failed", failed));
+		return rc;
+	}
+	{
+		size_t i;
+		json_t *v;
+		json_array_foreach(ok, i, v)
+		{
+			const char *mid = json_string_value(
+			        json_object_get(v, "MessageId"));
+			printf("ok     %s%s%s\n",
+			       json_string_value(json_object_get(v, "Id")),
+			       mid ? " " : "", mid ? mid : "");
+		}
+		json_array_foreach(failed, i, v)
+		{
+			fprintf(stderr, "failed %s: %s\n",
+			        json_string_value(json_object_get(v, "Id")),
+			        json_string_value(
+			                json_object_get(v, "Message")));
+		}
+	}
+	json_decref(ok);
+	json_decref(failed);
+	return rc;
+}
+
+char *
+b64(const void *data, size_t len)
+{
+	size_t cap =
+	        sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_ORIGINAL);
+	char *out = malloc(cap);
+
+	if (out != NULL) {
+		sodium_bin2base64(out, cap, data, len,
+		                  sodium_base64_VARIANT_ORIGINAL);
+	}
+	return out;
+}
+
+int
+msg_from_flags(struct cli *cli, struct mesh_event **out)
+{
+	const char *body = cli_opt(cli, "--body");
+	const char *file = cli_opt(cli, "--body-file");
+	struct mesh_event *ev = NULL;
+	char *from_file = NULL;
+	const char *spec;
+	mesh_err err;
+
+	if (file != NULL) {
+		if (body != NULL) {
+			return cli_usage_error(cli, "--body and --body-file "
+			                            "exclude each other");
+		}
+		if ((from_file = read_file(cli, file)) == NULL) {
+			return CLI_FAIL;
+		}
+		body = from_file;
+	}
+	if (body == NULL) {
+		return cli_usage_error(cli,
+		                       "--body TEXT (or --body-file FILE) "
+		                       "is required");
+	}
+	err = body_event(body, &ev);
+	free(from_file);
+	if (err != MESH_OK) {
+		return cli_fail(cli, err);
+	}
+	for (size_t i = 0; (spec = cli_opt_nth(cli, "--attr", i)); i++) {
+		if ((err = msg_attr_from_spec(ev, spec)) != MESH_OK) {
+			mesh_event_free(ev);
+			if (err == MESH_EINVAL && mesh_errdetail()[0] &&
+			    strchr(spec, ':') && strchr(spec, '=')) {
+				return cli_fail(cli, err);
+			}
+			return cli_usage_error(
+			        cli,
+			        "--attr '%s': want NAME=TYPE:VALUE "
+			        "(TYPE String, Number, "
+			        "String.Array or Binary, base64)",
+			        spec);
+		}
+	}
+	*out = ev;
+	return CLI_OK;
+}
+
+int
+msg_from_entry(struct cli *cli, json_t *entry, size_t i, const char *body_key,
+               struct mesh_event **out)
+{
+	const char *body = json_string_value(json_object_get(entry, body_key));
+	json_t *attrs = json_object_get(entry, "MessageAttributes");
+	struct mesh_event *ev = NULL;
+	const char *key;
+	json_t *av;
+	mesh_err err;
+
+	if (body == NULL) {
+		return cli_usage_error(cli,
+		                       "--entries[%zu]: %s (a string) is "
+		                       "required",
+		                       i, body_key);
+	}
+	if ((err = body_event(body, &ev)) != MESH_OK) {
+		return cli_fail(cli, err);
+	}
+	json_object_foreach(attrs, key, av)
+	{
+		const char *type =
+		        json_string_value(json_object_get(av, "DataType"));
+		const char *sv =
+		        json_string_value(json_object_get(av, "StringValue"));
+		const char *bv =
+		        json_string_value(json_object_get(av, "BinaryValue"));
+		char spec[2048];
+		snprintf(spec, sizeof(spec), "%s=%s:%s", key, type ? type : "",
+		         sv ? sv : bv ? bv : "");
+		if ((err = msg_attr_from_spec(ev, spec)) != MESH_OK) {
+			mesh_event_free(ev);
+			return cli_fail(cli, err);
+		}
+	}
+	*out = ev;
+	return CLI_OK;
+}

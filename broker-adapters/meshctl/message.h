@@ -1,0 +1,45 @@
+/* message.h: what meshctl's sending commands share: a message (an event)
+ * from flags or from an AWS-shaped entry, and batch results in the AWS
+ * CLI's shapes. */
+#ifndef MESHCTL_MESSAGE_H
+#define MESHCTL_MESSAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "cli.h"
+
+/* The message of --body TEXT | --body-file FILE | --type T --json OBJ,
+ * with its --attr NAME=TYPE:VALUE attributes. Returns CLI_OK with *out
+ * set, or the exit code after printing why. */
+int msg_from_flags(struct cli *cli, struct mesh_event **out);
+
+/* The message of --entries[i]: its text under body_key ("MessageBody",
+ * "Message") and its MessageAttributes ({"k": {"DataType": "String",
+ * "StringValue": "v"}}). Returns CLI_OK or the exit code after printing
+ * why. */
+int msg_from_entry(struct cli *cli, json_t *entry, size_t i,
+                   const char *body_key, struct mesh_event **out);
+
+/* Parse NAME=TYPE:VALUE into ev (Binary values in base64). */
+mesh_err msg_attr_from_spec(struct mesh_event *ev, const char *spec);
+
+/* --entries JSON: an array of 1-max objects; NULL after printing why. */
+json_t *entries_arg(struct cli *cli, size_t max);
+/* A Failed entry: {"Id", "SenderFault", "Code", "Message"}. */
+json_t *failed_entry(const char *id, mesh_err err, const char *msg);
+/* Print {"Successful": ok, "Failed": failed} (takes both); exit code 1
+ * when any entry failed. */
+int batch_output(struct cli *cli, json_t *ok, json_t *failed);
+
+/* A whole file ("-": standard input) as a string; NULL after printing
+ * why. */
+char *read_file(struct cli *cli, const char *path);
+/* base64 (standard alphabet), malloc'ed; NULL when out of memory. */
+char *b64(const void *data, size_t len);
+/* o[key] = v as a decimal string, as the AWS CLI prints counts. */
+void put_num(json_t *o, const char *key, int64_t v);
+
+#endif
