@@ -80,6 +80,9 @@ path_pop(struct walk *w, size_t old)
 static mesh_err
 field_err(const struct walk *w, const char *what)
 {
+	if (w->len == 0) {
+		return mesh__seterr(MESH_EINVAL, "%s", what);
+	}
 	return mesh__seterr(MESH_EINVAL, "field \"%s\": %s", w->path, what);
 }
 
@@ -543,6 +546,15 @@ timestamp_from_json(struct walk *w, const json_t *j, ProtobufCMessage **out)
 	return MESH_OK;
 }
 
+/* The well-known types whose JSON is not an object of their fields: in an
+ * Any they go under "value". */
+static bool
+has_own_json(const ProtobufCMessageDescriptor *desc)
+{
+	return strcmp(desc->name, TIMESTAMP_NAME) == 0 ||
+	       strcmp(desc->name, ANY_NAME) == 0;
+}
+
 static const ProtobufCMessageDescriptor *
 type_url_find(const char *url)
 {
@@ -582,7 +594,7 @@ any_from_json(struct walk *w, const json_t *j, ProtobufCMessage **out)
 		                    "the schema registry",
 		                    w->path, json_string_value(type));
 	}
-	if (strcmp(desc->name, TIMESTAMP_NAME) == 0) {
+	if (has_own_json(desc)) {
 		const json_t *v = json_object_get(j, "value");
 
 		if (json_object_size(j) != 2 || v == NULL) {
@@ -1258,7 +1270,7 @@ any_to_json(struct walk *w, const ProtobufCMessage *m, json_t **out)
 	if (err != MESH_OK) {
 		return err;
 	}
-	if (json_is_object(j)) {
+	if (!has_own_json(desc)) {
 		obj = j;
 	} else if ((obj = json_object()) == NULL) {
 		json_decref(j);
@@ -1280,11 +1292,15 @@ nomem:
 static mesh_err
 message_to_json(struct walk *w, const ProtobufCMessage *m, json_t **out)
 {
-	const ProtobufCMessageDescriptor *desc = m->descriptor;
+	const ProtobufCMessageDescriptor *desc;
 	json_t *obj, *v;
 	char name[256];
 	mesh_err err = MESH_OK;
 
+	if (m == NULL) {
+		return field_err(w, "no message (NULL)");
+	}
+	desc = m->descriptor;
 	if (w->depth >= MESH_PBJSON_MAX_DEPTH) {
 		return field_err(w, "nested too deeply");
 	}

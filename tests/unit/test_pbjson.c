@@ -327,6 +327,12 @@ test_kinds(void)
 	           "\"2026-01-01T00:00:00Z\"}}",
 	           NULL, "an Any of a Timestamp");
 	round_trip(k, "{\"any\":{}}", NULL, "an empty Any");
+	round_trip(k,
+	           "{\"any\":{\"@type\":\"type.googleapis.com/"
+	           "google.protobuf.Any\",\"value\":{\"@type\":"
+	           "\"type.googleapis.com/evmesh.shop.LineItem\","
+	           "\"sku\":\"s\"}}}",
+	           NULL, "an Any in an Any");
 
 	if (encode_text(k,
 	                "{\"cNum\":5,\"u64\":\"18446744073709551615\","
@@ -418,6 +424,9 @@ test_errors(void)
 	      "field \"order_id\": given twice (under both of its names)");
 	fails(po, "[]", MESH_EINVAL,
 	      "expected a JSON object for evmesh.shop.PlaceOrder");
+	fails(&google__protobuf__timestamp__descriptor, "{}", MESH_EINVAL,
+	      "expected an RFC 3339 timestamp string "
+	      "(\"2026-01-01T00:00:00Z\")");
 	fails(&evmesh__shop__order_placed__descriptor,
 	      "{\"placedAt\":\"2026-02-30T00:00:00Z\"}", MESH_EINVAL,
 	      "field \"placedAt\": expected an RFC 3339 timestamp string "
@@ -674,6 +683,42 @@ test_random(void)
 	is_int(stable, accepted, "and reads back to the same JSON");
 }
 
+/* Valid JSON text with random bytes changed, as an event's payload. */
+static void
+test_random_text(void)
+{
+	static const char order[] =
+	        "{\"orderId\":\"o-1\",\"items\":[{\"sku\":\"A\","
+	        "\"quantity\":2,\"priceCents\":\"125\"}],\"totalCents\":"
+	        "250,\"priority\":\"EXPRESS\"}";
+	struct mesh_event *ev = NULL;
+	char text[sizeof(order)];
+	int accepted = 0, counts[MESH_EINTERNAL + 1] = {0};
+
+	if (mesh_event_new("t", "/test", &ev) != MESH_OK) {
+		ok(false, "event");
+		return;
+	}
+	for (int i = 0; i < 5000; i++) {
+		size_t len = sizeof(order) - 1 - rnd() % 4;
+		mesh_err err;
+
+		memcpy(text, order, sizeof(order));
+		for (unsigned n = 1 + rnd() % 3; n > 0; n--) {
+			text[rnd() % len] = "{}[]\",:0-e.\\x\x80"[rnd() % 15];
+		}
+		err = mesh_pbjson_set_event_data(ev, "evmesh.shop.PlaceOrder",
+		                                 text, len);
+		accepted += err == MESH_OK;
+		counts[err <= MESH_EINTERNAL ? err : MESH_EINTERNAL]++;
+	}
+	tap_diag("mutated JSON: %d accepted, %d EPARSE, %d EINVAL", accepted,
+	         counts[MESH_EPARSE], counts[MESH_EINVAL]);
+	is_int(accepted + counts[MESH_EPARSE] + counts[MESH_EINVAL], 5000,
+	       "5000 mutated JSON texts: accepted, EPARSE or EINVAL");
+	mesh_event_free(ev);
+}
+
 /* Random bytes as a registered payload: refused or written, never worse. */
 static void
 test_random_payloads(void)
@@ -717,6 +762,7 @@ main(void)
 	test_errors();
 	test_events();
 	test_random();
+	test_random_text();
 	test_random_payloads();
 	return tap_done();
 }
