@@ -34,8 +34,8 @@ struct walk {
 	unsigned depth;
 };
 
-static size_t
-path_add(struct walk *w, const char *fmt, ...) MESH__PRINTF(2, 3);
+static size_t path_add(struct walk *w, const char *fmt, ...)
+        MESH__PRINTF(2, 3);
 
 /* Append to the path (truncated when long); returns the length to pop
  * back to. */
@@ -263,12 +263,11 @@ time_parse(const char *s, int64_t *sec, int32_t *nsec)
 			scale /= 10;
 		}
 	}
-	t = days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 +
-	    h * 3600 + mi * 60 + se;
+	t = days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 +
+	    mi * 60 + se;
 	if ((*s == 'Z' || *s == 'z') && s[1] == '\0') {
 		/* UTC */
-	} else if ((*s == '+' || *s == '-') && strlen(s) == 6 &&
-	           s[3] == ':') {
+	} else if ((*s == '+' || *s == '-') && strlen(s) == 6 && s[3] == ':') {
 		int oh = digits(s + 1, 2), om = digits(s + 4, 2);
 
 		if (oh < 0 || oh > 23 || om < 0 || om > 59) {
@@ -380,7 +379,8 @@ int_from_json(struct walk *w, const json_t *j, bool is_signed, int bits,
 			u = strtoull(s, &end, 10);
 			v = (int64_t)u;
 		}
-		if (*end != '\0' || (size_t)(end - s) != json_string_length(j)) {
+		if (*end != '\0' ||
+		    (size_t)(end - s) != json_string_length(j)) {
 			return field_err(w, "expected an integer");
 		}
 		if (errno == ERANGE) {
@@ -391,7 +391,7 @@ int_from_json(struct walk *w, const json_t *j, bool is_signed, int bits,
 	}
 	if (is_signed) {
 		if (!neg && u > (bits == 32 ? (uint64_t)INT32_MAX
-		                             : (uint64_t)INT64_MAX)) {
+		                            : (uint64_t)INT64_MAX)) {
 			return field_err(w, what);
 		}
 		if (neg && bits == 32 && v < INT32_MIN) {
@@ -598,7 +598,8 @@ any_from_json(struct walk *w, const json_t *j, ProtobufCMessage **out)
 		const json_t *v = json_object_get(j, "value");
 
 		if (json_object_size(j) != 2 || v == NULL) {
-			return field_err(w, "expected \"@type\" and \"value\"");
+			return field_err(w,
+			                 "expected \"@type\" and \"value\"");
 		}
 		err = message_from_json(w, desc, v, &inner);
 	} else {
@@ -641,6 +642,8 @@ static mesh_err
 value_from_json(struct walk *w, const ProtobufCFieldDescriptor *f,
                 const json_t *j, void *slot)
 {
+	bool is_signed = false;
+	size_t size;
 	uint64_t u;
 	double d;
 	mesh_err err;
@@ -649,27 +652,23 @@ value_from_json(struct walk *w, const ProtobufCFieldDescriptor *f,
 	case PROTOBUF_C_TYPE_INT32:
 	case PROTOBUF_C_TYPE_SINT32:
 	case PROTOBUF_C_TYPE_SFIXED32:
-		if ((err = int_from_json(w, j, true, 32, &u)) == MESH_OK) {
-			*(int32_t *)slot = (int32_t)(int64_t)u;
-		}
-		return err;
-	case PROTOBUF_C_TYPE_UINT32:
-	case PROTOBUF_C_TYPE_FIXED32:
-		if ((err = int_from_json(w, j, false, 32, &u)) == MESH_OK) {
-			*(uint32_t *)slot = (uint32_t)u;
-		}
-		return err;
 	case PROTOBUF_C_TYPE_INT64:
 	case PROTOBUF_C_TYPE_SINT64:
 	case PROTOBUF_C_TYPE_SFIXED64:
-		if ((err = int_from_json(w, j, true, 64, &u)) == MESH_OK) {
-			*(int64_t *)slot = (int64_t)u;
-		}
-		return err;
+		is_signed = true;
+		/* fall through */
+	case PROTOBUF_C_TYPE_UINT32:
+	case PROTOBUF_C_TYPE_FIXED32:
 	case PROTOBUF_C_TYPE_UINT64:
 	case PROTOBUF_C_TYPE_FIXED64:
-		if ((err = int_from_json(w, j, false, 64, &u)) == MESH_OK) {
-			*(uint64_t *)slot = u;
+		size = value_size(f->type);
+		err = int_from_json(w, j, is_signed, (int)size * 8, &u);
+		if (err == MESH_OK) {
+			/* two's complement: the low bytes are the value */
+			uint32_t low = (uint32_t)u;
+
+			memcpy(slot, size == 8 ? (void *)&u : (void *)&low,
+			       size);
 		}
 		return err;
 	case PROTOBUF_C_TYPE_FLOAT:
@@ -731,8 +730,7 @@ map_key_json(const ProtobufCFieldDescriptor *kf, const char *key)
 
 static mesh_err
 map_entry_from_json(struct walk *w, const ProtobufCFieldDescriptor *f,
-                    const char *key, const json_t *val,
-                    ProtobufCMessage **out)
+                    const char *key, const json_t *val, ProtobufCMessage **out)
 {
 	const ProtobufCMessageDescriptor *ed = f->descriptor;
 	ProtobufCMessage *e;
@@ -792,11 +790,11 @@ repeated_from_json(struct walk *w, ProtobufCMessage *m,
 		return mesh__seterr(MESH_ENOMEM, "field \"%s\"", w->path);
 	}
 	if (map) {
-		json_object_foreach((json_t *)j, key, val) {
+		json_object_foreach((json_t *)j, key, val)
+		{
 			old = path_add(w, "[\"%.32s\"]", key);
 			err = map_entry_from_json(
-			        w, f, key, val,
-			        (ProtobufCMessage **)*arr + i);
+			        w, f, key, val, (ProtobufCMessage **)*arr + i);
 			path_pop(w, old);
 			if (err != MESH_OK) {
 				return err;
@@ -884,7 +882,8 @@ message_from_json(struct walk *w, const ProtobufCMessageDescriptor *desc,
 		return timestamp_from_json(w, j, out);
 	}
 	if (!json_is_object(j) && w->len == 0) {
-		return mesh__seterr(MESH_EINVAL, "expected a JSON object for %s",
+		return mesh__seterr(MESH_EINVAL,
+		                    "expected a JSON object for %s",
 		                    desc->name);
 	}
 	if (!json_is_object(j)) {
@@ -907,7 +906,8 @@ message_from_json(struct walk *w, const ProtobufCMessageDescriptor *desc,
 	}
 	protobuf_c_message_init(desc, m);
 	w->depth++;
-	json_object_foreach((json_t *)j, key, val) {
+	json_object_foreach((json_t *)j, key, val)
+	{
 		const ProtobufCFieldDescriptor *f = field_find(desc, key);
 		size_t old;
 
@@ -999,8 +999,8 @@ enum_to_json(const ProtobufCEnumDescriptor *ed, int32_t v)
 static json_t *
 bytes_to_json(const ProtobufCBinaryData *b)
 {
-	size_t size =
-	        sodium_base64_ENCODED_LEN(b->len, sodium_base64_VARIANT_ORIGINAL);
+	size_t size = sodium_base64_ENCODED_LEN(
+	        b->len, sodium_base64_VARIANT_ORIGINAL);
 	char *text = malloc(size);
 	json_t *j;
 
