@@ -19,10 +19,11 @@ def main():
     for path in headers:
         with open(path, encoding="utf-8") as f:
             found = DECL.findall(f.read())
-        # protoc-c names Google's types' headers google/protobuf/<x>.pb-c.h
+        # Google's types' headers are included as google/protobuf/<x>.pb-c.h
+        # (the build folder's own path may hold a "google" too).
         parts = os.path.normpath(path).split(os.sep)
-        if "google" in parts:
-            inc = "/".join(parts[parts.index("google"):])
+        if parts[-3:-1] == ["google", "protobuf"]:
+            inc = "/".join(parts[-3:])
         else:
             inc = parts[-1]
         includes.append(inc)
