@@ -1651,10 +1651,11 @@ body_sat(const struct mesh_filter *f, const uint32_t *ids, uint64_t mask,
 		}
 		/* Its companions: the same key, and the same kind of end. */
 		for (unsigned c = b; c < MAX_LEAVES; c++) {
-			const struct leaf *m = &f->leaves[ids[c]];
+			const struct leaf *m;
 			if (!(rest >> c & 1)) {
 				continue;
 			}
+			m = &f->leaves[ids[c]];
 			if (next_key(f, m, off, v, &klen2, &kv2) == key &&
 			    (m->path_len == off + klen) == ends) {
 				group |= (uint64_t)1 << c;
