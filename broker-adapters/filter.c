@@ -1168,6 +1168,41 @@ leaf_value(const struct mesh_filter *f, const struct leaf *l,
 	return false;
 }
 
+/* A plain decimal ("-210.75": up to 9 digits, then up to 5 decimals)
+ * straight to the scaled form: exact, and far cheaper than strtod. */
+static bool
+fast_decimal(const char *s, size_t len, struct val *v)
+{
+	size_t i = s[0] == '-', digits = 0, decimals = 0;
+	int64_t x = 0;
+
+	for (; i < len && s[i] >= '0' && s[i] <= '9'; i++, digits++) {
+		x = x * 10 + (s[i] - '0');
+	}
+	if (digits == 0 || digits > 9) {
+		return false;
+	}
+	if (i < len && s[i] == '.') {
+		for (i++; i < len && s[i] >= '0' && s[i] <= '9'; i++) {
+			x = x * 10 + (s[i] - '0');
+			decimals++;
+		}
+		if (decimals == 0 || decimals > 5) {
+			return false;
+		}
+	}
+	if (i != len) {
+		return false;
+	}
+	for (; decimals < 5; decimals++) {
+		x *= 10;
+	}
+	v->t = V_NUMBER;
+	v->n.scaled = s[0] == '-' ? -x : x;
+	v->n.d = (double)v->n.scaled / NUM_SCALE;
+	return true;
+}
+
 /* A number's text (JSON's grammar, at most 63 characters) as a value. */
 static bool
 parse_number(const char *s, size_t len, struct val *v)
@@ -1175,6 +1210,9 @@ parse_number(const char *s, size_t len, struct val *v)
 	char buf[64], *end;
 	double d;
 
+	if (len > 0 && fast_decimal(s, len, v)) {
+		return true;
+	}
 	if (len == 0 || len >= sizeof(buf)) {
 		return false;
 	}
