@@ -19,12 +19,12 @@
 
 #define ERR_PREFIX "Invalid parameter: FilterPolicy: "
 /* SNS's numeric range and precision: +-1e9, five decimal places. */
-#define NUM_LIMIT   1e9
-#define NUM_SCALE   1e5
-#define NUM_SAT     9e13 /* beyond this, scaled values saturate */
-#define MAX_LEAVES  64   /* per branch: a bit mask in the body walk */
-#define MAX_DEPTH   256  /* body nesting followed (arrays included) */
-#define STR_BUF     1024 /* a String.Array element with escapes */
+#define NUM_LIMIT  1e9
+#define NUM_SCALE  1e5
+#define NUM_SAT    9e13 /* beyond this, scaled values saturate */
+#define MAX_LEAVES 64   /* per branch: a bit mask in the body walk */
+#define MAX_DEPTH  256  /* body nesting followed (arrays included) */
+#define STR_BUF    1024 /* a String.Array element with escapes */
 
 enum cond_kind {
 	C_STRING,
@@ -52,18 +52,18 @@ struct num {
 
 struct cond {
 	uint8_t kind;
-	uint8_t lit;    /* C_LITERAL: a vtype; C_EXISTS: true or false */
+	uint8_t lit; /* C_LITERAL: a vtype; C_EXISTS: true or false */
 	uint8_t has_lo, lo_incl, has_hi, hi_incl; /* C_NUMERIC */
 	uint8_t v6, bits;                         /* C_CIDR */
-	uint32_t off, len;   /* a string in f->text; sets: in strs/nums */
-	struct num n;        /* C_NUMBER */
-	int64_t lo, hi;      /* C_NUMERIC, scaled */
-	uint8_t addr[16];    /* C_CIDR, the network */
+	uint32_t off, len; /* a string in f->p.text; sets: in strs/nums */
+	struct num n;      /* C_NUMBER */
+	int64_t lo, hi;    /* C_NUMERIC, scaled */
+	uint8_t addr[16];  /* C_CIDR, the network */
 };
 
 struct leaf {
-	uint32_t path, path_len; /* in f->text, NUL-terminated */
-	uint32_t first, n;       /* in f->conds */
+	uint32_t path, path_len; /* in f->p.text, NUL-terminated */
+	uint32_t first, n;       /* in f->p.conds */
 	bool absent_ok;          /* has {"exists": false} */
 	bool present_ok;         /* has {"exists": true} */
 };
@@ -72,14 +72,20 @@ struct span {
 	uint32_t first, n;
 };
 
-struct mesh_filter {
-	mesh_filter_scope scope;
-	char *text;
+/* What a policy compiles to, owned by a build until it becomes a
+ * filter's. */
+struct parts {
+	char *text; /* strings and key paths, NUL-terminated */
 	struct cond *conds;
 	struct leaf *leaves;
 	struct span *strs; /* anything-but string sets: offsets into text */
 	struct num *nums;  /* anything-but number sets */
-	uint32_t *ids;     /* each branch's leaves */
+};
+
+struct mesh_filter {
+	mesh_filter_scope scope;
+	struct parts p;
+	uint32_t *ids; /* each branch's leaves */
 	struct span *branches;
 	size_t n_branches;
 };
@@ -100,16 +106,9 @@ struct bset {
 struct build {
 	mesh_filter_scope scope;
 	bool dry; /* checking only: nothing is stored */
-	char *text;
-	size_t text_n, text_cap;
-	struct cond *conds;
-	size_t conds_n, conds_cap;
-	struct leaf *leaves;
-	size_t leaves_n, leaves_cap;
-	struct span *strs;
-	size_t strs_n, strs_cap;
-	struct num *nums;
-	size_t nums_n, nums_cap;
+	struct parts p;
+	size_t text_n, text_cap, conds_n, conds_cap, leaves_n, leaves_cap;
+	size_t strs_n, strs_cap, nums_n, nums_cap;
 	char *path; /* the key path being compiled, dotted */
 	size_t path_n, path_cap;
 };
@@ -143,9 +142,8 @@ nomem(void)
 }
 
 /* Record SNS's text for a fault, naming the key (and operator). */
-static mesh_err
-fault(const struct build *b, const char *op, const char *fmt, ...)
-        MESH__PRINTF(3, 4);
+static mesh_err fault(const struct build *b, const char *op, const char *fmt,
+                      ...) MESH__PRINTF(3, 4);
 
 static mesh_err
 fault(const struct build *b, const char *op, const char *fmt, ...)
@@ -158,7 +156,8 @@ fault(const struct build *b, const char *op, const char *fmt, ...)
 	va_end(ap);
 	if (op != NULL) {
 		return mesh__seterr(MESH_EINVAL,
-		                    ERR_PREFIX "%s (key '%.*s', operator '%s')",
+		                    ERR_PREFIX
+		                    "%s (key '%.*s', operator '%s')",
 		                    text, (int)b->path_n, b->path, op);
 	}
 	return mesh__seterr(MESH_EINVAL, ERR_PREFIX "%s (key '%.*s')", text,
@@ -170,12 +169,12 @@ static bool
 text_add(struct build *b, const char *s, size_t len, uint32_t *off)
 {
 	while (b->text_n + len + 1 > b->text_cap) {
-		if (!grow(&b->text, &b->text_cap, b->text_cap, 1)) {
+		if (!grow(&b->p.text, &b->text_cap, b->text_cap, 1)) {
 			return false;
 		}
 	}
-	memcpy(b->text + b->text_n, s, len);
-	b->text[b->text_n + len] = '\0';
+	memcpy(b->p.text + b->text_n, s, len);
+	b->p.text[b->text_n + len] = '\0';
 	*off = (uint32_t)b->text_n;
 	b->text_n += len + 1;
 	return true;
@@ -286,10 +285,12 @@ numeric_compile(const struct build *b, const json_t *a, struct cond *c)
 		             "Value of numeric must be an array.");
 	}
 	if (n == 0) {
-		return fault(b, "numeric", "Invalid member in numeric match: ]");
+		return fault(b, "numeric",
+		             "Invalid member in numeric match: ]");
 	}
 	if (!json_is_string(v)) {
-		return fault(b, "numeric", "Invalid member in numeric match: %s",
+		return fault(b, "numeric",
+		             "Invalid member in numeric match: %s",
 		             token_text(v, buf, sizeof(buf)));
 	}
 	op = json_string_value(v);
@@ -356,7 +357,8 @@ cidr_compile(const struct build *b, const json_t *v, struct cond *c)
 
 	if (s == NULL) {
 		/* Sic: SNS names the wrong operator here. */
-		return fault(b, "cidr", "prefix match pattern must be a string");
+		return fault(b, "cidr",
+		             "prefix match pattern must be a string");
 	}
 	slash = strchr(s, '/');
 	if (slash == NULL || strchr(slash + 1, '/') != NULL ||
@@ -386,7 +388,8 @@ cidr_compile(const struct build *b, const json_t *v, struct cond *c)
 		}
 	} else if (inet_pton(AF_INET6, ip, c->addr) == 1) {
 		if (bits > 127) {
-			return fault(b, "cidr", "IPv6 mask bits must be < 128");
+			return fault(b, "cidr",
+			             "IPv6 mask bits must be < 128");
 		}
 		c->v6 = 1;
 	} else {
@@ -416,18 +419,19 @@ set_add(struct build *b, const json_t *v)
 		return MESH_OK;
 	}
 	if (json_is_number(v)) {
-		if (!grow(&b->nums, &b->nums_cap, b->nums_n, sizeof(*b->nums))) {
+		if (!grow(&b->p.nums, &b->nums_cap, b->nums_n,
+		          sizeof(*b->p.nums))) {
 			return nomem();
 		}
-		b->nums[b->nums_n++] = num_make(json_number_value(v));
+		b->p.nums[b->nums_n++] = num_make(json_number_value(v));
 		return MESH_OK;
 	}
-	if (!grow(&b->strs, &b->strs_cap, b->strs_n, sizeof(*b->strs))) {
+	if (!grow(&b->p.strs, &b->strs_cap, b->strs_n, sizeof(*b->p.strs))) {
 		return nomem();
 	}
-	b->strs[b->strs_n].n = (uint32_t)json_string_length(v);
+	b->p.strs[b->strs_n].n = (uint32_t)json_string_length(v);
 	if (!text_add(b, json_string_value(v), json_string_length(v),
-	              &b->strs[b->strs_n].first)) {
+	              &b->p.strs[b->strs_n].first)) {
 		return nomem();
 	}
 	b->strs_n++;
@@ -448,18 +452,21 @@ anything_but_compile(struct build *b, const json_t *v, struct cond *c)
 			             "Anything-But expression name not found");
 		}
 		if (json_object_size(v) > 1) {
-			return fault(b, op,
-			             "Only one key allowed in match expression");
+			return fault(
+			        b, op,
+			        "Only one key allowed in match expression");
 		}
 		inner = json_object_iter_key(json_object_iter((json_t *)v));
 		x = json_object_iter_value(json_object_iter((json_t *)v));
 		if (strcmp(inner, "prefix") != 0 &&
 		    strcmp(inner, "suffix") != 0) {
-			return fault(b, op, "Unsupported anything-but pattern: %s",
+			return fault(b, op,
+			             "Unsupported anything-but pattern: %s",
 			             inner);
 		}
 		if (!json_is_string(x)) {
-			return fault(b, op, "%s match pattern must be a string",
+			return fault(b, op,
+			             "%s match pattern must be a string",
 			             inner);
 		}
 		if (json_string_length(x) == 0) {
@@ -469,9 +476,10 @@ anything_but_compile(struct build *b, const json_t *v, struct cond *c)
 		return cond_string(b, x, c);
 	}
 	if (!json_is_array(v) && !json_is_string(v) && !json_is_number(v)) {
-		return fault(b, op,
-		             "Value of anything-but must be an array or single "
-		             "string/number value.");
+		return fault(
+		        b, op,
+		        "Value of anything-but must be an array or single "
+		        "string/number value.");
 	}
 	c->off = (uint32_t)(json_is_number(v) ? b->nums_n : b->strs_n);
 	if (!json_is_array(v)) {
@@ -479,7 +487,8 @@ anything_but_compile(struct build *b, const json_t *v, struct cond *c)
 		c->len = 1;
 		return set_add(b, v);
 	}
-	json_array_foreach(v, i, x) {
+	json_array_foreach(v, i, x)
+	{
 		if (json_is_number(x)) {
 			n_num++;
 		} else if (json_is_string(x)) {
@@ -498,7 +507,8 @@ anything_but_compile(struct build *b, const json_t *v, struct cond *c)
 	c->kind = n_num > 0 ? C_NOT_NUMBERS : C_NOT_STRINGS;
 	c->off = (uint32_t)(n_num > 0 ? b->nums_n : b->strs_n);
 	c->len = (uint32_t)(n_num + n_str);
-	json_array_foreach(v, i, x) {
+	json_array_foreach(v, i, x)
+	{
 		if ((err = set_add(b, x)) != MESH_OK) {
 			return err;
 		}
@@ -532,9 +542,10 @@ cond_compile(struct build *b, const json_t *v, struct cond *c)
 		                            : V_NULL;
 		return MESH_OK;
 	case JSON_ARRAY:
-		return fault(b, NULL,
-		             "Match value must be String, number, true, false, "
-		             "or null");
+		return fault(
+		        b, NULL,
+		        "Match value must be String, number, true, false, "
+		        "or null");
 	default:
 		break;
 	}
@@ -542,15 +553,16 @@ cond_compile(struct build *b, const json_t *v, struct cond *c)
 		return fault(b, NULL, "Match expression name not found");
 	}
 	if (json_object_size(v) > 1) {
-		return fault(b, NULL, "Only one key allowed in match expression");
+		return fault(b, NULL,
+		             "Only one key allowed in match expression");
 	}
 	op = json_object_iter_key(json_object_iter((json_t *)v));
 	x = json_object_iter_value(json_object_iter((json_t *)v));
 	if (strcmp(op, "prefix") == 0 || strcmp(op, "suffix") == 0 ||
 	    strcmp(op, "equals-ignore-case") == 0) {
 		if (!json_is_string(x)) {
-			return fault(b, op, "%s match pattern must be a string",
-			             op);
+			return fault(b, op,
+			             "%s match pattern must be a string", op);
 		}
 		c->kind = op[0] == 'p'   ? C_PREFIX
 		          : op[0] == 's' ? C_SUFFIX
@@ -565,9 +577,10 @@ cond_compile(struct build *b, const json_t *v, struct cond *c)
 	}
 	if (strcmp(op, "exists") == 0) {
 		if (!json_is_boolean(x)) {
-			return fault(b, op,
-			             "exists match pattern must be either true "
-			             "or false.");
+			return fault(
+			        b, op,
+			        "exists match pattern must be either true "
+			        "or false.");
 		}
 		c->kind = C_EXISTS;
 		c->lit = json_is_true(x);
@@ -592,7 +605,8 @@ leaf_compile(struct build *b, const json_t *list, uint32_t *id)
 	if (json_array_size(list) == 0) {
 		return fault(b, NULL, "Empty arrays are not allowed");
 	}
-	json_array_foreach(list, i, v) {
+	json_array_foreach(list, i, v)
+	{
 		if ((err = cond_compile(b, v, &c)) != MESH_OK) {
 			return err;
 		}
@@ -601,11 +615,10 @@ leaf_compile(struct build *b, const json_t *list, uint32_t *id)
 		}
 		l.absent_ok |= c.kind == C_EXISTS && !c.lit;
 		l.present_ok |= c.kind == C_EXISTS && c.lit;
-		if (!grow(&b->conds, &b->conds_cap, b->conds_n,
-		          sizeof(c))) {
+		if (!grow(&b->p.conds, &b->conds_cap, b->conds_n, sizeof(c))) {
 			return nomem();
 		}
-		b->conds[b->conds_n++] = c;
+		b->p.conds[b->conds_n++] = c;
 		l.n++;
 	}
 	if (b->dry) {
@@ -613,11 +626,11 @@ leaf_compile(struct build *b, const json_t *list, uint32_t *id)
 	}
 	l.path_len = (uint32_t)b->path_n;
 	if (!text_add(b, b->path, b->path_n, &l.path) ||
-	    !grow(&b->leaves, &b->leaves_cap, b->leaves_n, sizeof(l))) {
+	    !grow(&b->p.leaves, &b->leaves_cap, b->leaves_n, sizeof(l))) {
 		return nomem();
 	}
 	*id = (uint32_t)b->leaves_n;
-	b->leaves[b->leaves_n++] = l;
+	b->p.leaves[b->leaves_n++] = l;
 	return MESH_OK;
 }
 
@@ -627,8 +640,9 @@ static bool
 is_or(const char *key, const json_t *v)
 {
 	static const char *const reserved[] = {
-	        "anything-but", "numeric", "exists", "prefix", "suffix",
-	        "equals-ignore-case", "cidr", "wildcard", NULL};
+	        "anything-but", "numeric",  "exists",
+	        "prefix",       "suffix",   "equals-ignore-case",
+	        "cidr",         "wildcard", NULL};
 	const json_t *alt;
 	const char *k;
 	json_t *x;
@@ -637,11 +651,13 @@ is_or(const char *key, const json_t *v)
 	if (strcmp(key, "$or") != 0 || json_array_size(v) < 2) {
 		return false;
 	}
-	json_array_foreach(v, i, alt) {
+	json_array_foreach(v, i, alt)
+	{
 		if (!json_is_object(alt)) {
 			return false;
 		}
-		json_object_foreach((json_t *)alt, k, x) {
+		json_object_foreach((json_t *)alt, k, x)
+		{
 			if (is_op(k, reserved)) {
 				return false;
 			}
@@ -712,7 +728,8 @@ walk_or(struct build *b, const json_t *alts, size_t depth, struct bset *set,
 	size_t i, sum = 0, c;
 	mesh_err err = MESH_OK;
 
-	json_array_foreach(alts, i, alt) {
+	json_array_foreach(alts, i, alt)
+	{
 		c = *combos;
 		for (size_t k = 0; set != NULL && k < set->n; k++) {
 			if (!bset_add(&copy, &set->v[k])) {
@@ -763,7 +780,8 @@ walk(struct build *b, const json_t *obj, size_t depth, struct bset *set,
 	if (json_object_size(obj) == 0) {
 		return fault(b, NULL, "Empty objects are not allowed");
 	}
-	json_object_foreach((json_t *)obj, key, v) {
+	json_object_foreach((json_t *)obj, key, v)
+	{
 		if (is_or(key, v)) {
 			if ((err = walk_or(b, v, depth, set, combos)) !=
 			    MESH_OK) {
@@ -792,8 +810,8 @@ walk(struct build *b, const json_t *obj, size_t depth, struct bset *set,
 			*combos = *combos > 1000000 / (n ? n : 1)
 			                  ? 1000000
 			                  : *combos * n;
-			for (size_t k = 0; err == MESH_OK && set != NULL &&
-			                   k < set->n;
+			for (size_t k = 0;
+			     err == MESH_OK && set != NULL && k < set->n;
 			     k++) {
 				struct bvec *bv = &set->v[k];
 				if (!grow(&bv->ids, &bv->cap, bv->n,
@@ -804,7 +822,8 @@ walk(struct build *b, const json_t *obj, size_t depth, struct bset *set,
 				bv->ids[bv->n++] = id;
 			}
 		} else {
-			err = fault(b, NULL, "\"%s\" must be an object or an array",
+			err = fault(b, NULL,
+			            "\"%s\" must be an object or an array",
 			            key);
 		}
 		b->path_n = saved;
@@ -824,13 +843,15 @@ top_keys(const json_t *obj)
 	json_t *v, *alt;
 	size_t n = 0, i, m;
 
-	json_object_foreach((json_t *)obj, key, v) {
+	json_object_foreach((json_t *)obj, key, v)
+	{
 		if (!is_or(key, v)) {
 			n++;
 			continue;
 		}
 		m = 0;
-		json_array_foreach(v, i, alt) {
+		json_array_foreach(v, i, alt)
+		{
 			size_t k = top_keys(alt);
 			m = k > m ? k : m;
 		}
@@ -840,14 +861,13 @@ top_keys(const json_t *obj)
 }
 
 static void
-build_free(struct build *b)
+parts_free(struct parts *p)
 {
-	free(b->text);
-	free(b->conds);
-	free(b->leaves);
-	free(b->strs);
-	free(b->nums);
-	free(b->path);
+	free(p->text);
+	free(p->conds);
+	free(p->leaves);
+	free(p->strs);
+	free(p->nums);
 }
 
 /* Move the compiled parts into f. */
@@ -870,8 +890,8 @@ finish(struct build *b, struct bset *set, struct mesh_filter *f)
 	}
 	total = 0;
 	for (size_t i = 0; i < set->n; i++) {
-		f->branches[i] = (struct span){(uint32_t)total,
-		                               (uint32_t)set->v[i].n};
+		f->branches[i] =
+		        (struct span){(uint32_t)total, (uint32_t)set->v[i].n};
 		if (set->v[i].n > 0) {
 			memcpy(f->ids + total, set->v[i].ids,
 			       set->v[i].n * sizeof(*f->ids));
@@ -879,16 +899,8 @@ finish(struct build *b, struct bset *set, struct mesh_filter *f)
 		total += set->v[i].n;
 	}
 	f->n_branches = set->n;
-	f->text = b->text;
-	f->conds = b->conds;
-	f->leaves = b->leaves;
-	f->strs = b->strs;
-	f->nums = b->nums;
-	b->text = NULL;
-	b->conds = NULL;
-	b->leaves = NULL;
-	b->strs = NULL;
-	b->nums = NULL;
+	f->p = b->p;
+	memset(&b->p, 0, sizeof(b->p));
 	return MESH_OK;
 }
 
@@ -909,12 +921,13 @@ mesh_filter_compile(const char *policy, size_t len, mesh_filter_scope scope,
 	assert(out != NULL);
 	if (len > MESH_FILTER_MAX_SIZE) {
 		return mesh__seterr(MESH_ETOOBIG,
-		                    ERR_PREFIX "policy of %zu bytes is over "
-		                               "the limit of %d bytes (256 KB)",
+		                    ERR_PREFIX
+		                    "policy of %zu bytes is over "
+		                    "the limit of %d bytes (256 KB)",
 		                    len, MESH_FILTER_MAX_SIZE);
 	}
-	root = json_loadb(policy, len, JSON_DECODE_ANY | JSON_DECODE_INT_AS_REAL,
-	                  &jerr);
+	root = json_loadb(policy, len,
+	                  JSON_DECODE_ANY | JSON_DECODE_INT_AS_REAL, &jerr);
 	if (root == NULL) {
 		return mesh__seterr(MESH_EINVAL,
 		                    ERR_PREFIX "not valid JSON: %s (line %d, "
@@ -966,7 +979,8 @@ mesh_filter_compile(const char *policy, size_t len, mesh_filter_scope scope,
 out:
 	mesh_filter_free(f);
 	bset_free(&set);
-	build_free(&b);
+	parts_free(&b.p);
+	free(b.path);
 	json_decref(root);
 	return err;
 }
@@ -977,11 +991,7 @@ mesh_filter_free(struct mesh_filter *f)
 	if (f == NULL) {
 		return;
 	}
-	free(f->text);
-	free(f->conds);
-	free(f->leaves);
-	free(f->strs);
-	free(f->nums);
+	parts_free(&f->p);
 	free(f->ids);
 	free(f->branches);
 	free(f);
@@ -1071,8 +1081,8 @@ cidr_match(const struct cond *c, const struct val *v)
 	if (memcmp(a, c->addr, full) != 0) {
 		return false;
 	}
-	return rem == 0 || ((a[full] ^ c->addr[full]) &
-	                    (uint8_t)(0xff << (8 - rem))) == 0;
+	return rem == 0 ||
+	       ((a[full] ^ c->addr[full]) & (uint8_t)(0xff << (8 - rem))) == 0;
 }
 
 static bool
@@ -1080,8 +1090,8 @@ in_strings(const struct mesh_filter *f, const struct cond *c,
            const struct val *v)
 {
 	for (uint32_t i = 0; i < c->len; i++) {
-		const struct span *s = &f->strs[c->off + i];
-		if (bytes_eq(f->text + s->first, s->n, v->s, v->len)) {
+		const struct span *s = &f->p.strs[c->off + i];
+		if (bytes_eq(f->p.text + s->first, s->n, v->s, v->len)) {
 			return true;
 		}
 	}
@@ -1093,7 +1103,7 @@ in_numbers(const struct mesh_filter *f, const struct cond *c,
            const struct val *v)
 {
 	for (uint32_t i = 0; i < c->len; i++) {
-		if (num_eq(f->nums[c->off + i], v->n)) {
+		if (num_eq(f->p.nums[c->off + i], v->n)) {
 			return true;
 		}
 	}
@@ -1105,7 +1115,7 @@ static bool
 cond_match(const struct mesh_filter *f, const struct cond *c,
            const struct val *v)
 {
-	const char *s = f->text + c->off;
+	const char *s = f->p.text + c->off;
 	bool str = v->t == V_STRING;
 
 	switch (c->kind) {
@@ -1121,16 +1131,16 @@ cond_match(const struct mesh_filter *f, const struct cond *c,
 		return str && v->len >= c->len &&
 		       memcmp(v->s + v->len - c->len, s, c->len) == 0;
 	case C_IGNORE_CASE:
-		return str && v->len == c->len && ascii_eq_nocase(v->s, s, c->len);
+		return str && v->len == c->len &&
+		       ascii_eq_nocase(v->s, s, c->len);
 	case C_NOT_STRINGS:
 		return v->t != V_NULL && !(str && in_strings(f, c, v));
 	case C_NOT_NUMBERS:
 		return v->t != V_NULL &&
 		       !(v->t == V_NUMBER && in_numbers(f, c, v));
 	case C_NOT_PREFIX:
-		return v->t != V_NULL &&
-		       !(str && v->len >= c->len &&
-		         memcmp(v->s, s, c->len) == 0);
+		return v->t != V_NULL && !(str && v->len >= c->len &&
+		                           memcmp(v->s, s, c->len) == 0);
 	case C_NOT_SUFFIX:
 		return v->t != V_NULL &&
 		       !(str && v->len >= c->len &&
@@ -1161,7 +1171,7 @@ leaf_value(const struct mesh_filter *f, const struct leaf *l,
 		return true;
 	}
 	for (uint32_t i = 0; i < l->n; i++) {
-		if (cond_match(f, &f->conds[l->first + i], v)) {
+		if (cond_match(f, &f->p.conds[l->first + i], v)) {
 			return true;
 		}
 	}
@@ -1235,7 +1245,8 @@ parse_number(const char *s, size_t len, struct val *v)
 static const char *
 skip_ws(const char *p, const char *end)
 {
-	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) {
+	while (p < end &&
+	       (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) {
 		p++;
 	}
 	return p;
@@ -1518,11 +1529,12 @@ match_attributes_event(const struct mesh_filter *f,
 		const struct span *br = &f->branches[i];
 		bool ok = true;
 		for (uint32_t k = 0; ok && k < br->n; k++) {
-			const struct leaf *l = &f->leaves[f->ids[br->first + k]];
+			const struct leaf *l =
+			        &f->p.leaves[f->ids[br->first + k]];
 			const char *type = NULL;
 			const void *value = NULL;
 			size_t type_len = 0, len = 0;
-			mesh__event_attr_peek(ev, f->text + l->path, &type,
+			mesh__event_attr_peek(ev, f->p.text + l->path, &type,
 			                      &type_len, &value, &len);
 			ok = attr_leaf(f, l, type, type_len, value, len);
 		}
@@ -1570,7 +1582,7 @@ static bool
 body_absent(const struct mesh_filter *f, const uint32_t *ids, uint64_t mask)
 {
 	for (unsigned b = 0; b < MAX_LEAVES; b++) {
-		if ((mask >> b & 1) && !f->leaves[ids[b]].absent_ok) {
+		if ((mask >> b & 1) && !f->p.leaves[ids[b]].absent_ok) {
 			return false;
 		}
 	}
@@ -1614,15 +1626,17 @@ static const char *
 next_key(const struct mesh_filter *f, const struct leaf *l, size_t off,
          const json_t *v, size_t *klen, const json_t **kv)
 {
-	const char *rest = f->text + l->path + off, *best = NULL;
+	const char *rest = f->p.text + l->path + off, *best = NULL;
 	size_t rlen = l->path_len - off, n;
 	const char *key;
 	json_t *x;
 
-	json_object_foreach((json_t *)v, key, x) {
+	json_object_foreach((json_t *)v, key, x)
+	{
 		n = strlen(key);
 		if (n <= rlen && memcmp(rest, key, n) == 0 &&
-		    (n == rlen || rest[n] == '.') && (best == NULL || n > *klen)) {
+		    (n == rlen || rest[n] == '.') &&
+		    (best == NULL || n > *klen)) {
 			best = key;
 			*klen = n;
 			*kv = x;
@@ -1658,7 +1672,7 @@ body_sat(const struct mesh_filter *f, const uint32_t *ids, uint64_t mask,
 		if (!(mask >> b & 1)) {
 			continue;
 		}
-		l = &f->leaves[ids[b]];
+		l = &f->p.leaves[ids[b]];
 		if (l->path_len > off) {
 			rest |= (uint64_t)1 << b;
 		} else if (!body_leaf(f, l, v)) {
@@ -1673,7 +1687,7 @@ body_sat(const struct mesh_filter *f, const uint32_t *ids, uint64_t mask,
 	}
 	while (rest != 0) {
 		unsigned b = (unsigned)__builtin_ctzll(rest);
-		const struct leaf *l = &f->leaves[ids[b]];
+		const struct leaf *l = &f->p.leaves[ids[b]];
 		const json_t *kv = NULL, *kv2;
 		size_t klen = 0, klen2, next;
 		const char *key = next_key(f, l, off, v, &klen, &kv);
@@ -1693,7 +1707,7 @@ body_sat(const struct mesh_filter *f, const uint32_t *ids, uint64_t mask,
 			if (!(rest >> c & 1)) {
 				continue;
 			}
-			m = &f->leaves[ids[c]];
+			m = &f->p.leaves[ids[c]];
 			if (next_key(f, m, off, v, &klen2, &kv2) == key &&
 			    (m->path_len == off + klen) == ends) {
 				group |= (uint64_t)1 << c;
@@ -1740,10 +1754,11 @@ sns_attr(const char *name, const json_t *a, const char **type,
 	if (!json_is_object(a) || !json_is_string(t) ||
 	    attr_base(json_string_value(t), json_string_length(t)) ==
 	            A_UNKNOWN) {
-		return mesh__seterr(MESH_EINVAL,
-		                    "message attribute '%s': needs a DataType "
-		                    "of String, Number, String.Array or Binary",
-		                    name);
+		return mesh__seterr(
+		        MESH_EINVAL,
+		        "message attribute '%s': needs a DataType "
+		        "of String, Number, String.Array or Binary",
+		        name);
 	}
 	*type = json_string_value(t);
 	if (attr_base(*type, strlen(*type)) == A_BINARY) {
@@ -1780,8 +1795,10 @@ mesh_filter_match_sns_attrs(const struct mesh_filter *f, const json_t *attrs,
 		return mesh__seterr(MESH_EINVAL,
 		                    "message attributes: not a JSON object");
 	}
-	json_object_foreach((json_t *)attrs, name, a) {
-		if ((err = sns_attr(name, a, &type, &value, &len)) != MESH_OK) {
+	json_object_foreach((json_t *)attrs, name, a)
+	{
+		if ((err = sns_attr(name, a, &type, &value, &len)) !=
+		    MESH_OK) {
 			return err;
 		}
 	}
@@ -1790,11 +1807,12 @@ mesh_filter_match_sns_attrs(const struct mesh_filter *f, const json_t *attrs,
 		const struct span *br = &f->branches[i];
 		bool ok = true;
 		for (uint32_t k = 0; ok && k < br->n; k++) {
-			const struct leaf *l = &f->leaves[f->ids[br->first + k]];
-			a = json_object_get(attrs, f->text + l->path);
+			const struct leaf *l =
+			        &f->p.leaves[f->ids[br->first + k]];
+			a = json_object_get(attrs, f->p.text + l->path);
 			type = NULL;
 			if (a != NULL) {
-				sns_attr(f->text + l->path, a, &type, &value,
+				sns_attr(f->p.text + l->path, a, &type, &value,
 				         &len);
 			}
 			ok = attr_leaf(f, l, type, type ? strlen(type) : 0,

@@ -14,8 +14,8 @@ json_opt(const struct cli *cli, const char *name, const char *text)
 	json_t *j = json_loads(text, JSON_DECODE_ANY, &jerr);
 
 	if (j == NULL) {
-		cli_usage_error(cli, "%s: not valid JSON: %s (column %d)", name,
-		                jerr.text, jerr.column);
+		cli_usage_error(cli, "%s: not valid JSON: %s (column %d)",
+		                name, jerr.text, jerr.column);
 	}
 	return j;
 }
