@@ -154,6 +154,9 @@ fault(const struct build *b, const char *op, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
+	if (b->path_n == 0) { /* an empty "$or" alternative */
+		return mesh__seterr(MESH_EINVAL, ERR_PREFIX "%s", text);
+	}
 	if (op != NULL) {
 		return mesh__seterr(MESH_EINVAL,
 		                    ERR_PREFIX
@@ -366,8 +369,10 @@ cidr_compile(const struct build *b, const json_t *v, struct cond *c)
 		return fault(b, "cidr", "Malformed CIDR, one '/' required");
 	}
 	bits = strtol(slash + 1, &end, 10);
-	if (*end != '\0' || end == slash + 1 || slash[1] == ' ' ||
-	    bits > INT32_MAX || bits < INT32_MIN) {
+	/* Java's parseInt: a sign and digits, nothing else. */
+	if (*end != '\0' || end == slash + 1 ||
+	    strchr("+-0123456789", slash[1]) == NULL || bits > INT32_MAX ||
+	    bits < INT32_MIN) {
 		return fault(b, "cidr",
 		             "Malformed CIDR, mask bits must be an integer");
 	}
@@ -1566,7 +1571,7 @@ mesh_filter_match_event(const struct mesh_filter *f,
 		return false;
 	}
 	/* Only the body scope parses: the payload is JSON text. */
-	body = json_loadb(data, len, 0, NULL);
+	body = json_loadb(data, len, JSON_DECODE_INT_AS_REAL, NULL);
 	match = body != NULL && mesh_filter_match_json(f, body);
 	json_decref(body);
 	return match;

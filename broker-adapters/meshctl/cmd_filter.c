@@ -11,7 +11,8 @@ static json_t *
 json_opt(const struct cli *cli, const char *name, const char *text)
 {
 	json_error_t jerr;
-	json_t *j = json_loads(text, JSON_DECODE_ANY, &jerr);
+	json_t *j = json_loads(text, JSON_DECODE_ANY | JSON_DECODE_INT_AS_REAL,
+	                       &jerr);
 
 	if (j == NULL) {
 		cli_usage_error(cli, "%s: not valid JSON: %s (column %d)",

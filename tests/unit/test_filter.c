@@ -596,6 +596,58 @@ test_validation(void)
 }
 
 static void
+test_or_misuse(void)
+{
+	has_str(bad("{\"$or\":[{\"a\":[\"x\"]}]}", ATTRS),
+	        FP "Unrecognized match type a (key '$or', operator 'a')",
+	        "$or with one object: an ordinary key, whose object is a "
+	        "match "
+	        "expression");
+	has_str(bad("{\"$or\":\"x\"}", ATTRS),
+	        FP "\"$or\" must be an object or an array",
+	        "$or with a string");
+	has_str(bad("{\"$or\":[{}, {\"a\":[1]}]}", ATTRS),
+	        FP "Empty objects are not allowed",
+	        "$or with an empty object");
+	is_int(attrs("{\"$or\":[{\"prefix\":\"a\"},{\"suffix\":\"z\"}]}",
+	             "{" S("$or", "\"abc\"") "}"),
+	       1,
+	       "$or whose objects use operator names: an ordinary key with "
+	       "operators, as SNS");
+	has_str(bad("{\"a\":{\"$or\":[{\"b\":[1]},{\"c\":[2]}]}}", ATTRS),
+	        "does not support nested filter policy",
+	        "$or under a nested key is still nesting in "
+	        "MessageAttributes");
+}
+
+static void
+test_sns_attrs_errors(void)
+{
+	struct mesh_filter *f = compile("{\"a\": [\"x\"]}", ATTRS);
+	json_t *j = json_loads("[1]", 0, NULL);
+	bool m = false;
+
+	is_int(mesh_filter_match_sns_attrs(f, j, &m), MESH_EINVAL,
+	       "SNS attributes that are not an object: MESH_EINVAL");
+	json_decref(j);
+	j = json_loads("{\"b\": {\"StringValue\": \"x\"}}", 0, NULL);
+	is_int(mesh_filter_match_sns_attrs(f, j, &m), MESH_EINVAL,
+	       "an attribute without a DataType: MESH_EINVAL");
+	has_str(mesh_errdetail(), "'b'", "naming the attribute");
+	json_decref(j);
+	j = json_loads("{\"a\": {\"DataType\": \"String\"}}", 0, NULL);
+	is_int(mesh_filter_match_sns_attrs(f, j, &m), MESH_EINVAL,
+	       "a String attribute without a StringValue: MESH_EINVAL");
+	json_decref(j);
+	j = json_loads("{\"a\": {\"Type\": \"String\", \"Value\": \"x\"}}", 0,
+	               NULL);
+	ok(mesh_filter_match_sns_attrs(f, j, &m) == MESH_OK && m,
+	   "the delivered form (Type, Value) is read too");
+	json_decref(j);
+	mesh_filter_free(f);
+}
+
+static void
 test_limits(void)
 {
 	const char *six = "{\"a\":[1],\"b\":[1],\"c\":[1],\"d\":[1],\"e\":[1],"
@@ -899,6 +951,8 @@ main(void)
 	test_body();
 	test_event_attrs();
 	test_validation();
+	test_or_misuse();
+	test_sns_attrs_errors();
 	test_limits();
 	test_scope_names();
 	test_no_alloc();
