@@ -252,6 +252,13 @@ static const struct {
          "anything-but, body: null does not match"},
         {BODY, "{\"a\": [{\"anything-but\": \"x\"}]}", "{\"b\": 1}", 0,
          "anything-but, body: a missing key does not match"},
+        {ATTRS,
+         "{\"c\": [{\"anything-but\": [\"rugby\"]}, {\"exists\": false}]}",
+         "{}", 1, "anything-but combined with exists false: absent passes"},
+        {ATTRS,
+         "{\"c\": [{\"anything-but\": [\"rugby\"]}, {\"exists\": false}]}",
+         "{" S("c", "\"rugby\"") "}", 0,
+         "anything-but combined with exists false: rugby does not"},
         /* strings */
         {ATTRS, "{\"c\": [{\"prefix\": \"bas\"}]}",
          "{" S("c", "\"baseball\"") "}", 1,
