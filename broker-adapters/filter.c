@@ -4,8 +4,8 @@
  * A policy compiles to branches (its "$or" alternatives multiplied out, as
  * SNS's engine does), each a list of leaves (a key path and its match
  * values); a branch matches when all its leaves do, a leaf when any of its
- * values does. Checks and their texts follow SNS (which runs AWS's Event
- * Ruler): the first fault in document order is reported. */
+ * values does. Checks and their texts follow SNS's (which are those of
+ * AWS's Event Ruler): the first fault in document order is reported. */
 #include <arpa/inet.h>
 #include <assert.h>
 #include <stdint.h>
@@ -1049,22 +1049,77 @@ bytes_eq(const char *a, size_t alen, const char *b, size_t blen)
 	return alen == blen && memcmp(a, b, alen) == 0;
 }
 
-static bool
-ascii_eq_nocase(const char *a, const char *b, size_t len)
+/* The next code point of UTF-8 text (invalid bytes stand for
+ * themselves). */
+static unsigned
+utf8_next(const char **p, const char *end)
 {
-	for (size_t i = 0; i < len; i++) {
-		unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
-		if (x >= 'A' && x <= 'Z') {
-			x = (unsigned char)(x + 32);
+	const unsigned char *s = (const unsigned char *)*p;
+	size_t avail = (size_t)(end - *p), n;
+	unsigned cp;
+
+	if (s[0] < 0xc0 || avail < 2) {
+		n = 1;
+		cp = s[0];
+	} else if (s[0] < 0xe0) {
+		n = 2;
+		cp = s[0] & 0x1fu;
+	} else if (s[0] < 0xf0 && avail >= 3) {
+		n = 3;
+		cp = s[0] & 0x0fu;
+	} else if (avail >= 4) {
+		n = 4;
+		cp = s[0] & 0x07u;
+	} else {
+		n = 1;
+		cp = s[0];
+	}
+	for (size_t i = 1; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80) {
+			n = 1;
+			cp = s[0];
+			break;
 		}
-		if (y >= 'A' && y <= 'Z') {
-			y = (unsigned char)(y + 32);
-		}
-		if (x != y) {
+		cp = cp << 6 | (s[i] & 0x3fu);
+	}
+	*p += n;
+	return cp;
+}
+
+/* Lower case for the alphabets of Europe (ASCII, Latin-1, Latin
+ * Extended-A, Greek, Cyrillic); other code points stay. */
+static unsigned
+fold(unsigned c)
+{
+	if ((c >= 'A' && c <= 'Z') || (c >= 0xc0 && c <= 0xde && c != 0xd7) ||
+	    (c >= 0x391 && c <= 0x3ab && c != 0x3a2) ||
+	    (c >= 0x410 && c <= 0x42f)) {
+		return c + 0x20;
+	}
+	if (c >= 0x400 && c <= 0x40f) {
+		return c + 0x50;
+	}
+	if ((c >= 0x100 && c <= 0x137 && c != 0x130) ||
+	    (c >= 0x14a && c <= 0x177)) {
+		return c | 1;
+	}
+	if ((c >= 0x139 && c <= 0x148) || (c >= 0x179 && c <= 0x17e)) {
+		return (c & 1) ? c + 1 : c;
+	}
+	return c;
+}
+
+static bool
+eq_nocase(const char *a, size_t alen, const char *b, size_t blen)
+{
+	const char *ae = a + alen, *be = b + blen;
+
+	while (a < ae && b < be) {
+		if (fold(utf8_next(&a, ae)) != fold(utf8_next(&b, be))) {
 			return false;
 		}
 	}
-	return true;
+	return a == ae && b == be;
 }
 
 static bool
@@ -1136,8 +1191,7 @@ cond_match(const struct mesh_filter *f, const struct cond *c,
 		return str && v->len >= c->len &&
 		       memcmp(v->s + v->len - c->len, s, c->len) == 0;
 	case C_IGNORE_CASE:
-		return str && v->len == c->len &&
-		       ascii_eq_nocase(v->s, s, c->len);
+		return str && eq_nocase(v->s, v->len, s, c->len);
 	case C_NOT_STRINGS:
 		return v->t != V_NULL && !(str && in_strings(f, c, v));
 	case C_NOT_NUMBERS:
