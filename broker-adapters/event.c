@@ -634,6 +634,11 @@ mesh_event_ext_at(const struct mesh_event *ev, size_t i,
 bool
 mesh_event_attr_is_message_attr(const char *name)
 {
+	/* Every reserved name begins with one of these: most names are
+	 * decided by their first letter (filters ask on every lookup). */
+	if (strchr("dimst", name[0]) == NULL || name[0] == '\0') {
+		return true;
+	}
 	return optional_index(name) < 0 && !is_required_name(name) &&
 	       strncmp(name, "mesh", 4) != 0 &&
 	       strcmp(name, "traceparent") != 0 &&
