@@ -109,7 +109,8 @@ struct build {
 	struct parts p;
 	size_t text_n, text_cap, conds_n, conds_cap, leaves_n, leaves_cap;
 	size_t strs_n, strs_cap, nums_n, nums_cap;
-	char *path; /* the key path being compiled, dotted */
+	char nested[128]; /* the first nested key, if any */
+	char *path;       /* the key path being compiled, dotted */
 	size_t path_n, path_cap;
 };
 
@@ -798,15 +799,11 @@ walk(struct build *b, const json_t *obj, size_t depth, struct bset *set,
 			break;
 		}
 		if (json_is_object(v)) {
-			if (b->scope == MESH_FILTER_SCOPE_ATTRIBUTES) {
-				err = mesh__seterr(
-				        MESH_EINVAL,
-				        "Invalid parameter: Filter policy "
-				        "scope MessageAttributes does not "
-				        "support nested filter policy (key "
-				        "'%.*s')",
-				        (int)b->path_n, b->path);
-				break;
+			/* SNS checks the whole policy before it refuses
+			 * nesting in the MessageAttributes scope. */
+			if (b->nested[0] == '\0') {
+				snprintf(b->nested, sizeof(b->nested), "%.*s",
+				         (int)b->path_n, b->path);
 			}
 			err = walk(b, v, depth + 1, set, combos);
 		} else if (json_is_array(v)) {
@@ -953,6 +950,15 @@ mesh_filter_compile(const char *policy, size_t len, mesh_filter_scope scope,
 			err = mesh__seterr(MESH_EINVAL,
 			                   ERR_PREFIX "Filter policy can not "
 			                              "have more than 5 keys");
+			goto out;
+		}
+		if (scope == MESH_FILTER_SCOPE_ATTRIBUTES && b.nested[0]) {
+			err = mesh__seterr(
+			        MESH_EINVAL,
+			        "Invalid parameter: Filter policy scope "
+			        "MessageAttributes does not support "
+			        "nested filter policy (key '%s')",
+			        b.nested);
 			goto out;
 		}
 		if (combos > MESH_FILTER_MAX_COMBINATIONS) {

@@ -507,6 +507,10 @@ static const struct {
         {"{\"key\":{\"suffix\":\"value\"}}", BODY,
          FP "\"suffix\" must be an object or an array",
          "an operator outside a list"},
+        {"{\"key\":{\"suffix\":\"value\",\"prefix\":\"value\"}}", ATTRS,
+         FP "\"suffix\" must be an object or an array",
+         "MessageAttributes scope: the policy is checked before nesting "
+         "is refused (as SNS)"},
         {"{\"key_a\":\"value_one\"}", BODY,
          FP "\"key_a\" must be an object or an array", "a bare value"},
         {"{\"key\":[{\"numeric\":[]}]}", ATTRS,
