@@ -747,11 +747,13 @@ walk_or(struct build *b, const json_t *alts, size_t depth, struct bset *set,
 		    MESH_OK) {
 			goto out;
 		}
+		/* Room first, then move: a branch is owned by one set. */
+		if (copy.n > 0 && !grow(&out.v, &out.cap, out.n + copy.n - 1,
+		                        sizeof(*out.v))) {
+			err = nomem();
+			goto out;
+		}
 		for (size_t k = 0; k < copy.n; k++) {
-			if (!grow(&out.v, &out.cap, out.n, sizeof(*out.v))) {
-				err = nomem();
-				goto out;
-			}
 			out.v[out.n++] = copy.v[k];
 		}
 		free(copy.v);

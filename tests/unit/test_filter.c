@@ -10,6 +10,7 @@
 /* Calls to malloc, calloc and realloc from the code linked into this
  * program (libmesh is static): the test links with --wrap. */
 static long allocs;
+static long fail_after = -1; /* >= 0: that many succeed, then NULL */
 void *__real_malloc(size_t n);
 void *__real_calloc(size_t n, size_t size);
 void *__real_realloc(void *p, size_t n);
@@ -21,6 +22,9 @@ void *
 __wrap_malloc(size_t n)
 {
 	allocs++;
+	if (fail_after >= 0 && fail_after-- == 0) {
+		return NULL;
+	}
 	return __real_malloc(n);
 }
 
@@ -28,6 +32,9 @@ void *
 __wrap_calloc(size_t n, size_t size)
 {
 	allocs++;
+	if (fail_after >= 0 && fail_after-- == 0) {
+		return NULL;
+	}
 	return __real_calloc(n, size);
 }
 
@@ -35,6 +42,9 @@ void *
 __wrap_realloc(void *p, size_t n)
 {
 	allocs++;
+	if (fail_after >= 0 && fail_after-- == 0) {
+		return NULL;
+	}
 	return __real_realloc(p, n);
 }
 
@@ -752,6 +762,42 @@ test_scope_names(void)
 	mesh_filter_free(NULL);
 }
 
+/* Out of memory at each allocation of a compile in turn: MESH_ENOMEM
+ * and nothing leaked (ASan), or a filter that still decides right. */
+static void
+test_oom(void)
+{
+	static const char policy[] =
+	        "{\"a\": {\"b\": [\"x\", {\"anything-but\": [\"p\", \"q\"]}]},"
+	        " \"n\": [{\"anything-but\": [1, 2]}], \"$or\": [{\"c\": "
+	        "[{\"prefix\": \"y\"}]}, {\"d\": {\"e\": [{\"exists\": "
+	        "false}]}}]}";
+	json_t *b = json_loads(
+	        "{\"a\": {\"b\": \"x\"}, \"n\": 3, \"c\": \"yes\"}", 0, NULL);
+	int nomem = 0, good = 0, bad_other = 0;
+
+	for (long k = 0; k < 400; k++) {
+		struct mesh_filter *f = NULL;
+		mesh_err err;
+		fail_after = k;
+		err = mesh_filter_compile(policy, strlen(policy), BODY, &f);
+		fail_after = -1;
+		if (err == MESH_ENOMEM && f == NULL) {
+			nomem++;
+		} else if (err == MESH_OK && mesh_filter_match_json(f, b)) {
+			good++;
+		} else {
+			bad_other++;
+		}
+		mesh_filter_free(f);
+	}
+	tap_diag("oom: %d compiles out of memory, %d good", nomem, good);
+	ok(nomem > 10 && good > 0 && bad_other == 0,
+	   "out of memory at every allocation of a compile in turn: "
+	   "MESH_ENOMEM, or a filter that decides right");
+	json_decref(b);
+}
+
 static void
 test_no_alloc(void)
 {
@@ -974,6 +1020,7 @@ main(void)
 	test_sns_attrs_errors();
 	test_limits();
 	test_scope_names();
+	test_oom();
 	test_no_alloc();
 	test_fuzz();
 	return tap_done();
