@@ -1627,7 +1627,6 @@ mesh_filter_match_event(const struct mesh_filter *f,
 	}
 	switch (mesh_event_data(ev, &data, &len, NULL)) {
 	case MESH_DATA_TEXT:
-	case MESH_DATA_BINARY:
 		break;
 	default:
 		return false;

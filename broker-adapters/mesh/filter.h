@@ -63,8 +63,8 @@ mesh_filter_scope mesh_filter_scope_of(const struct mesh_filter *f);
 
 /* Does the event pass? MessageAttributes scope: the event's message
  * attributes (mesh_event_attr_get()). MessageBody scope: the event's
- * payload when it is text (or bytes) holding a JSON object; anything else
- * does not match. Binary attributes are ignored, as SNS ignores them.
+ * payload when it is text (MESH_DATA_TEXT) holding a JSON object; anything
+ * else does not match. Binary attributes are ignored, as SNS ignores them.
  * MessageBody scope parses the payload (jansson allocates); the
  * MessageAttributes scope allocates nothing. */
 bool mesh_filter_match_event(const struct mesh_filter *f,

@@ -436,6 +436,9 @@ test_body(void)
 	mesh_event_set_text(ev, "{\"a\": \"b\"}", 10);
 	ok(f && ev && mesh_filter_match_event(f, ev),
 	   "match_event, body scope: a text payload holding JSON");
+	mesh_event_set_binary(ev, "{\"a\": \"b\"}", 10);
+	ok(f && ev && !mesh_filter_match_event(f, ev),
+	   "match_event, body scope: a binary payload is not a text body");
 	mesh_event_set_text(ev, "not json", 8);
 	ok(f && ev && !mesh_filter_match_event(f, ev),
 	   "match_event, body scope: text that is not JSON does not match");
