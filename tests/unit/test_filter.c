@@ -474,8 +474,14 @@ test_event_attrs(void)
 	mesh_event_attr_set(ev, "price_usd", "Number.usd", "99.99", 5);
 	ok(f && ev && !mesh_filter_match_event(f, ev),
 	   "a custom Number type (Number.usd) compares as a number");
-	mesh_event_set_subject(ev, "s");
-	mesh_errdetail();
+	mesh_filter_free(f);
+
+	f = compile("{\"store\": [\"example_corp\"], \"event\": "
+	            "[\"order_cancelled\"], \"encrypted\": [false], "
+	            "\"customer_interests\": [\"basketball\", \"baseball\"]}",
+	            ATTRS);
+	ok(f && ev && !mesh_filter_match_event(f, ev),
+	   "AWS's example of a policy that rejects the example message");
 	mesh_filter_free(f);
 
 	f = compile("{\"blob\": [{\"exists\": false}]}", ATTRS);
