@@ -24,7 +24,6 @@
 #define NUM_SAT    9e13 /* beyond this, scaled values saturate */
 #define MAX_LEAVES 64   /* per branch: a bit mask in the body walk */
 #define MAX_DEPTH  256  /* body nesting followed (arrays included) */
-#define STR_BUF    1024 /* a String.Array element with escapes */
 
 enum cond_kind {
 	C_STRING,
@@ -1048,8 +1047,143 @@ struct val {
 	enum vtype t;
 	const char *s; /* V_STRING: not NUL-terminated */
 	size_t len;
+	bool esc;    /* s is a JSON string body whose escapes decode as read */
+	size_t dlen; /* the decoded length (len when !esc) */
 	struct num n; /* V_NUMBER */
 };
+
+static int
+hexval(char c)
+{
+	if (c >= '0' && c <= '9') {
+		return c - '0';
+	}
+	if (c >= 'a' && c <= 'f') {
+		return c - 'a' + 10;
+	}
+	if (c >= 'A' && c <= 'F') {
+		return c - 'A' + 10;
+	}
+	return -1;
+}
+
+static bool
+hex4(const char *p, const char *end, unsigned *out)
+{
+	unsigned x = 0;
+
+	if (end - p < 4) {
+		return false;
+	}
+	for (int i = 0; i < 4; i++) {
+		int h = hexval(p[i]);
+		if (h < 0) {
+			return false;
+		}
+		x = x * 16 + (unsigned)h;
+	}
+	*out = x;
+	return true;
+}
+
+/* Decode the escape after a backslash at *pp (lenient: an unknown one
+ * stands for its character) into buf as UTF-8; returns its length. */
+static unsigned
+escape_decode(const char **pp, const char *end, char *buf)
+{
+	const char *p = *pp;
+	unsigned cp, lo;
+
+	switch (*p) {
+	case 'b':
+		cp = '\b';
+		break;
+	case 'f':
+		cp = '\f';
+		break;
+	case 'n':
+		cp = '\n';
+		break;
+	case 'r':
+		cp = '\r';
+		break;
+	case 't':
+		cp = '\t';
+		break;
+	case 'u':
+		if (!hex4(p + 1, end, &cp)) {
+			cp = 'u';
+			break;
+		}
+		p += 4;
+		if (cp >= 0xd800 && cp < 0xdc00 && end - p > 6 &&
+		    p[1] == '\\' && p[2] == 'u' && hex4(p + 3, end, &lo) &&
+		    lo >= 0xdc00 && lo < 0xe000) {
+			cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+			p += 6;
+		}
+		break;
+	default:
+		cp = (unsigned char)*p;
+		break;
+	}
+	*pp = p + 1;
+	if (cp < 0x80) {
+		buf[0] = (char)cp;
+		return 1;
+	}
+	if (cp < 0x800) {
+		buf[0] = (char)(0xc0 | (cp >> 6));
+		buf[1] = (char)(0x80 | (cp & 0x3f));
+		return 2;
+	}
+	if (cp < 0x10000) {
+		buf[0] = (char)(0xe0 | (cp >> 12));
+		buf[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
+		buf[2] = (char)(0x80 | (cp & 0x3f));
+		return 3;
+	}
+	buf[0] = (char)(0xf0 | (cp >> 18));
+	buf[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
+	buf[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
+	buf[3] = (char)(0x80 | (cp & 0x3f));
+	return 4;
+}
+
+/* A string's bytes as matching reads them: plain, or (String.Array
+ * elements) decoded escape by escape, so no string is too long to match
+ * and none is copied. */
+struct src {
+	const char *p, *end;
+	bool esc;
+	char buf[4];
+	unsigned n, i;
+};
+
+static struct src
+src_of(const char *s, size_t len, bool esc)
+{
+	return (struct src){.p = s, .end = s + len, .esc = esc};
+}
+
+/* The next byte, or -1 at the end. */
+static int
+src_byte(struct src *r)
+{
+	if (r->i < r->n) {
+		return (unsigned char)r->buf[r->i++];
+	}
+	if (r->p >= r->end) {
+		return -1;
+	}
+	if (!r->esc || *r->p != '\\' || r->p + 1 >= r->end) {
+		return (unsigned char)*r->p++;
+	}
+	r->p++;
+	r->n = escape_decode(&r->p, r->end, r->buf);
+	r->i = 1;
+	return (unsigned char)r->buf[0];
+}
 
 static bool
 bytes_eq(const char *a, size_t alen, const char *b, size_t blen)
@@ -1057,40 +1191,75 @@ bytes_eq(const char *a, size_t alen, const char *b, size_t blen)
 	return alen == blen && memcmp(a, b, alen) == 0;
 }
 
-/* The next code point of UTF-8 text (invalid bytes stand for
- * themselves). */
-static unsigned
-utf8_next(const char **p, const char *end)
+static size_t
+decoded_len(const char *s, size_t len)
 {
-	const unsigned char *s = (const unsigned char *)*p;
-	size_t avail = (size_t)(end - *p), n;
-	unsigned cp;
+	struct src r = src_of(s, len, true);
+	size_t n = 0;
 
-	if (s[0] < 0xc0 || avail < 2) {
-		n = 1;
-		cp = s[0];
-	} else if (s[0] < 0xe0) {
-		n = 2;
-		cp = s[0] & 0x1fu;
-	} else if (s[0] < 0xf0 && avail >= 3) {
-		n = 3;
-		cp = s[0] & 0x0fu;
-	} else if (avail >= 4) {
-		n = 4;
-		cp = s[0] & 0x07u;
-	} else {
-		n = 1;
-		cp = s[0];
+	while (src_byte(&r) >= 0) {
+		n++;
 	}
-	for (size_t i = 1; i < n; i++) {
-		if ((s[i] & 0xc0) != 0x80) {
-			n = 1;
-			cp = s[0];
-			break;
+	return n;
+}
+
+/* Are v's decoded bytes from `from` on pat (plen bytes)? */
+static bool
+str_at(const struct val *v, size_t from, const char *pat, size_t plen)
+{
+	struct src r = src_of(v->s, v->len, true);
+
+	if (!v->esc) {
+		return memcmp(v->s + from, pat, plen) == 0;
+	}
+	for (size_t i = 0; i < from; i++) {
+		src_byte(&r);
+	}
+	for (size_t i = 0; i < plen; i++) {
+		if (src_byte(&r) != (unsigned char)pat[i]) {
+			return false;
 		}
-		cp = cp << 6 | (s[i] & 0x3fu);
 	}
-	*p += n;
+	return true;
+}
+
+static bool
+str_eq(const struct val *v, const char *pat, size_t plen)
+{
+	return v->dlen == plen && str_at(v, 0, pat, plen);
+}
+
+static bool
+str_prefix(const struct val *v, const char *pat, size_t plen)
+{
+	return v->dlen >= plen && str_at(v, 0, pat, plen);
+}
+
+static bool
+str_suffix(const struct val *v, const char *pat, size_t plen)
+{
+	return v->dlen >= plen && str_at(v, v->dlen - plen, pat, plen);
+}
+
+/* The next code point (UTF-8, not checked further), or -1 at the end. */
+static long
+src_cp(struct src *r)
+{
+	int b = src_byte(r), c;
+	unsigned n;
+	long cp;
+
+	if (b < 0xc0) {
+		return b;
+	}
+	n = b < 0xe0 ? 1 : b < 0xf0 ? 2 : 3;
+	cp = b & (b < 0xe0 ? 0x1f : b < 0xf0 ? 0x0f : 0x07);
+	while (n-- > 0) {
+		if ((c = src_byte(r)) < 0) {
+			return 0xfffd;
+		}
+		cp = cp << 6 | (c & 0x3f);
+	}
 	return cp;
 }
 
@@ -1118,31 +1287,40 @@ fold(unsigned c)
 }
 
 static bool
-eq_nocase(const char *a, size_t alen, const char *b, size_t blen)
+eq_nocase(const struct val *v, const char *pat, size_t plen)
 {
-	const char *ae = a + alen, *be = b + blen;
+	struct src a = src_of(v->s, v->len, v->esc);
+	struct src b = src_of(pat, plen, false);
+	long x, y;
 
-	while (a < ae && b < be) {
-		if (fold(utf8_next(&a, ae)) != fold(utf8_next(&b, be))) {
+	do {
+		x = src_cp(&a);
+		y = src_cp(&b);
+		if (x != y && (x < 0 || y < 0 ||
+		               fold((unsigned)x) != fold((unsigned)y))) {
 			return false;
 		}
-	}
-	return a == ae && b == be;
+	} while (x >= 0);
+	return true;
 }
 
 static bool
 cidr_match(const struct cond *c, const struct val *v)
 {
+	struct src r = src_of(v->s, v->len, v->esc);
 	char buf[64];
 	uint8_t a[16];
-	size_t full = c->bits / 8;
+	size_t full = c->bits / 8, n = 0;
 	unsigned rem = c->bits % 8;
+	int b;
 
-	if (v->len >= sizeof(buf)) {
+	if (v->dlen >= sizeof(buf)) {
 		return false;
 	}
-	memcpy(buf, v->s, v->len);
-	buf[v->len] = '\0';
+	while ((b = src_byte(&r)) >= 0) {
+		buf[n++] = (char)b;
+	}
+	buf[n] = '\0';
 	if (inet_pton(c->v6 ? AF_INET6 : AF_INET, buf, a) != 1) {
 		return false;
 	}
@@ -1159,7 +1337,7 @@ in_strings(const struct mesh_filter *f, const struct cond *c,
 {
 	for (uint32_t i = 0; i < c->len; i++) {
 		const struct span *s = &f->p.strs[c->off + i];
-		if (bytes_eq(f->p.text + s->first, s->n, v->s, v->len)) {
+		if (str_eq(v, f->p.text + s->first, s->n)) {
 			return true;
 		}
 	}
@@ -1188,30 +1366,26 @@ cond_match(const struct mesh_filter *f, const struct cond *c,
 
 	switch (c->kind) {
 	case C_STRING:
-		return str && bytes_eq(s, c->len, v->s, v->len);
+		return str && str_eq(v, s, c->len);
 	case C_NUMBER:
 		return v->t == V_NUMBER && num_eq(c->n, v->n);
 	case C_LITERAL:
 		return v->t == c->lit;
 	case C_PREFIX:
-		return str && v->len >= c->len && memcmp(v->s, s, c->len) == 0;
+		return str && str_prefix(v, s, c->len);
 	case C_SUFFIX:
-		return str && v->len >= c->len &&
-		       memcmp(v->s + v->len - c->len, s, c->len) == 0;
+		return str && str_suffix(v, s, c->len);
 	case C_IGNORE_CASE:
-		return str && eq_nocase(v->s, v->len, s, c->len);
+		return str && eq_nocase(v, s, c->len);
 	case C_NOT_STRINGS:
 		return v->t != V_NULL && !(str && in_strings(f, c, v));
 	case C_NOT_NUMBERS:
 		return v->t != V_NULL &&
 		       !(v->t == V_NUMBER && in_numbers(f, c, v));
 	case C_NOT_PREFIX:
-		return v->t != V_NULL && !(str && v->len >= c->len &&
-		                           memcmp(v->s, s, c->len) == 0);
+		return v->t != V_NULL && !(str && str_prefix(v, s, c->len));
 	case C_NOT_SUFFIX:
-		return v->t != V_NULL &&
-		       !(str && v->len >= c->len &&
-		         memcmp(v->s + v->len - c->len, s, c->len) == 0);
+		return v->t != V_NULL && !(str && str_suffix(v, s, c->len));
 	case C_NUMERIC:
 		if (v->t != V_NUMBER) {
 			return false;
@@ -1319,119 +1493,6 @@ skip_ws(const char *p, const char *end)
 	return p;
 }
 
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9') {
-		return c - '0';
-	}
-	if (c >= 'a' && c <= 'f') {
-		return c - 'a' + 10;
-	}
-	if (c >= 'A' && c <= 'F') {
-		return c - 'A' + 10;
-	}
-	return -1;
-}
-
-static bool
-hex4(const char *p, const char *end, unsigned *out)
-{
-	unsigned x = 0;
-
-	if (end - p < 4) {
-		return false;
-	}
-	for (int i = 0; i < 4; i++) {
-		int h = hexval(p[i]);
-		if (h < 0) {
-			return false;
-		}
-		x = x * 16 + (unsigned)h;
-	}
-	*out = x;
-	return true;
-}
-
-/* Decode the escapes of a JSON string body [p, end) into buf; false when
- * malformed or longer than the buffer. */
-static bool
-unescape(const char *p, const char *end, char *buf, size_t *len)
-{
-	size_t n = 0;
-
-	while (p < end) {
-		unsigned cp;
-		if (*p != '\\') {
-			if (n >= STR_BUF) {
-				return false;
-			}
-			buf[n++] = *p++;
-			continue;
-		}
-		if (++p >= end) {
-			return false;
-		}
-		switch (*p) {
-		case 'b':
-			cp = '\b';
-			break;
-		case 'f':
-			cp = '\f';
-			break;
-		case 'n':
-			cp = '\n';
-			break;
-		case 'r':
-			cp = '\r';
-			break;
-		case 't':
-			cp = '\t';
-			break;
-		case 'u':
-			if (!hex4(p + 1, end, &cp)) {
-				return false;
-			}
-			p += 4;
-			if (cp >= 0xd800 && cp < 0xdc00 && end - p > 6 &&
-			    p[1] == '\\' && p[2] == 'u') {
-				unsigned lo;
-				if (hex4(p + 3, end, &lo) && lo >= 0xdc00 &&
-				    lo < 0xe000) {
-					cp = 0x10000 + ((cp - 0xd800) << 10) +
-					     (lo - 0xdc00);
-					p += 6;
-				}
-			}
-			break;
-		default:
-			cp = (unsigned char)*p;
-			break;
-		}
-		p++;
-		if (n + 4 > STR_BUF) {
-			return false;
-		}
-		if (cp < 0x80) {
-			buf[n++] = (char)cp;
-		} else if (cp < 0x800) {
-			buf[n++] = (char)(0xc0 | (cp >> 6));
-			buf[n++] = (char)(0x80 | (cp & 0x3f));
-		} else if (cp < 0x10000) {
-			buf[n++] = (char)(0xe0 | (cp >> 12));
-			buf[n++] = (char)(0x80 | ((cp >> 6) & 0x3f));
-			buf[n++] = (char)(0x80 | (cp & 0x3f));
-		} else {
-			buf[n++] = (char)(0xf0 | (cp >> 18));
-			buf[n++] = (char)(0x80 | ((cp >> 12) & 0x3f));
-			buf[n++] = (char)(0x80 | ((cp >> 6) & 0x3f));
-			buf[n++] = (char)(0x80 | (cp & 0x3f));
-		}
-	}
-	*len = n;
-	return true;
-}
-
 /* The end of a JSON string starting after its opening quote, or NULL;
  * *escaped tells whether it holds escapes. */
 static const char *
@@ -1477,7 +1538,6 @@ array_match(const struct mesh_filter *f, const struct leaf *l, const char *s,
             size_t len)
 {
 	const char *p = s, *end = s + len, *q;
-	char buf[STR_BUF];
 	struct val v;
 	bool esc;
 
@@ -1502,10 +1562,8 @@ array_match(const struct mesh_filter *f, const struct leaf *l, const char *s,
 			v.t = V_STRING;
 			v.s = p + 1;
 			v.len = (size_t)(q - p - 1);
-			if (esc) {
-				have = unescape(p + 1, q, buf, &v.len);
-				v.s = buf;
-			}
+			v.esc = esc;
+			v.dlen = esc ? decoded_len(v.s, v.len) : v.len;
 			p = q + 1;
 		} else if (*p == '[' || *p == '{') {
 			if ((p = skip_nested(p, end)) == NULL) {
@@ -1571,7 +1629,7 @@ attr_leaf(const struct mesh_filter *f, const struct leaf *l, const char *type,
 {
 	enum attr_base base =
 	        type != NULL ? attr_base(type, type_len) : A_BINARY;
-	struct val v = {.t = V_STRING, .s = value, .len = len};
+	struct val v = {.t = V_STRING, .s = value, .len = len, .dlen = len};
 
 	if (base == A_BINARY || base == A_UNKNOWN) {
 		return l->absent_ok;
@@ -1667,6 +1725,7 @@ body_leaf(const struct mesh_filter *f, const struct leaf *l, const json_t *v)
 		x.t = V_STRING;
 		x.s = json_string_value(v);
 		x.len = json_string_length(v);
+		x.dlen = x.len;
 		break;
 	case JSON_INTEGER:
 	case JSON_REAL:

@@ -446,6 +446,42 @@ test_body(void)
 	mesh_filter_free(f);
 }
 
+/* String.Array elements are matched escape by escape, however long. */
+static void
+test_long_escaped(void)
+{
+	enum { N = 3000 };
+	char *policy = malloc(4 * N), *attr = malloc(4 * N);
+	char *mid = malloc(N + 1);
+	/* Each policy value: what comes before and after the x's. */
+	static const char *const ops[][3] = {
+	        {"\"\\\"", "\\u00e9\"", "exact"},
+	        {"{\"prefix\": \"\\\"", "\"}", "prefix"},
+	        {"{\"suffix\": \"", "\\u00e9\"}", "suffix"},
+	        {"{\"equals-ignore-case\": \"\\\"", "\\u00c9\"}",
+	         "equals-ignore-case"},
+	        {"{\"anything-but\": [\"\\\"", "\\u00e9\"]}", "anything-but"},
+	};
+
+	memset(mid, 'x', N);
+	mid[N] = '\0';
+	/* The element is "\"xxx...xxx\u00e9", escapes at both ends. */
+	snprintf(attr, 4 * N,
+	         "{\"c\": {\"DataType\": \"String.Array\", \"StringValue\": "
+	         "\"[\\\"\\\\\\\"%s\\\\u00e9\\\"]\"}}",
+	         mid);
+	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+		snprintf(policy, 4 * N, "{\"c\": [%s%s%s]}", ops[i][0], mid,
+		         ops[i][1]);
+		is_int(attrs(policy, attr), i < 4,
+		       "a 3002-byte String.Array element with escapes: %s",
+		       ops[i][2]);
+	}
+	free(policy);
+	free(attr);
+	free(mid);
+}
+
 static void
 test_event_attrs(void)
 {
@@ -1023,6 +1059,7 @@ main(void)
 {
 	test_cases();
 	test_body();
+	test_long_escaped();
 	test_event_attrs();
 	test_validation();
 	test_or_misuse();
