@@ -634,6 +634,11 @@ mesh_event_ext_at(const struct mesh_event *ev, size_t i,
 bool
 mesh_event_attr_is_message_attr(const char *name)
 {
+	/* Every reserved name begins with one of these: most names are
+	 * decided by their first letter (filters ask on every lookup). */
+	if (strchr("dimst", name[0]) == NULL || name[0] == '\0') {
+		return true;
+	}
 	return optional_index(name) < 0 && !is_required_name(name) &&
 	       strncmp(name, "mesh", 4) != 0 &&
 	       strcmp(name, "traceparent") != 0 &&
@@ -879,31 +884,32 @@ mesh_event_attr_set(struct mesh_event *ev, const char *name,
 	return err;
 }
 
-mesh_err
-mesh_event_attr_get(const struct mesh_event *ev, const char *name,
-                    const char **data_type, const void **value, size_t *len)
+bool
+mesh__event_attr_peek(const struct mesh_event *ev, const char *name,
+                      const char **data_type, size_t *type_len,
+                      const void **value, size_t *len)
 {
-	static _Thread_local char type_buf[260];
 	const struct ext *x = ext_find(ev, name);
 	const char *rec;
 	size_t rec_len = 0;
 
 	if (x == NULL || !mesh_event_attr_is_message_attr(name)) {
-		return mesh__seterr(MESH_ENOTFOUND,
-		                    "message attribute '%s': not set", name);
+		return false;
 	}
 	rec = recorded_type(ev, name, &rec_len);
-	if (rec != NULL && rec_len < sizeof(type_buf)) {
-		memcpy(type_buf, rec, rec_len);
-		type_buf[rec_len] = '\0';
-		*data_type = type_buf;
+	if (rec != NULL) {
+		*data_type = rec;
 	} else if (x->type == MESH_EXT_BYTES) {
 		*data_type = "Binary";
+		rec_len = 6;
 	} else if (x->type == MESH_EXT_INT) {
 		*data_type = "Number";
+		rec_len = 6;
 	} else {
 		*data_type = "String";
+		rec_len = 6;
 	}
+	*type_len = rec_len;
 	switch (x->type) {
 	case MESH_EXT_BOOL:
 	case MESH_EXT_INT:
@@ -916,6 +922,25 @@ mesh_event_attr_get(const struct mesh_event *ev, const char *name,
 		*len = x->len;
 		break;
 	}
+	return true;
+}
+
+mesh_err
+mesh_event_attr_get(const struct mesh_event *ev, const char *name,
+                    const char **data_type, const void **value, size_t *len)
+{
+	static _Thread_local char type_buf[260];
+	const char *type;
+	size_t type_len;
+
+	if (!mesh__event_attr_peek(ev, name, &type, &type_len, value, len)) {
+		return mesh__seterr(MESH_ENOTFOUND,
+		                    "message attribute '%s': not set", name);
+	}
+	assert(type_len < sizeof(type_buf)); /* set refuses longer types */
+	memcpy(type_buf, type, type_len);
+	type_buf[type_len] = '\0';
+	*data_type = type_buf;
 	return MESH_OK;
 }
 

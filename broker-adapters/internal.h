@@ -60,6 +60,14 @@ void mesh__nkey_seed_encode(const unsigned char raw[32],
  * from other data). */
 void mesh__uuid_format(const uint8_t bytes[16], int version, char out[37]);
 
+/* A message attribute as mesh_event_attr_get() sees it, without recording
+ * an error when it is absent (false). *data_type is not NUL-terminated: it
+ * has *type_len bytes. Everything is borrowed from the event. */
+struct mesh_event;
+bool mesh__event_attr_peek(const struct mesh_event *ev, const char *name,
+                           const char **data_type, size_t *type_len,
+                           const void **value, size_t *len);
+
 /* Copy url into buf with any password replaced by "***". */
 const char *mesh__url_redact(const char *url, char *buf, size_t size);
 

@@ -7,6 +7,7 @@
 #include "mesh/conn.h"
 #include "mesh/err.h"
 #include "mesh/event.h"
+#include "mesh/filter.h"
 #include "mesh/pbjson.h"
 #include "mesh/queue.h"
 #include "mesh/wire.h"

@@ -28,6 +28,9 @@ int cmd_queue_change_visibility_batch(struct cli *cli);
 int cmd_queue_dead_letter(struct cli *cli);
 int cmd_queue_redrive(struct cli *cli);
 
+/* meshctl filter test (cmd_filter.c). */
+int cmd_filter_test(struct cli *cli);
+
 /* The `meshctl schedule` tree (main.c). */
 int cmd_schedule_next(struct cli *cli);
 int cmd_schedule_create(struct cli *cli);

@@ -99,6 +99,31 @@ static const struct cli_cmd schedule_commands[] = {
         {NULL},
 };
 
+static const struct cli_opt filter_test_opts[] = {
+        {"--policy", "JSON", "the SNS filter policy"},
+        {"--scope", "SCOPE", "MessageAttributes (default) or MessageBody"},
+        {"--attributes", "JSON",
+         "message attributes, as SNS's API takes them: {\"name\": "
+         "{\"DataType\": \"String\", \"StringValue\": \"x\"}}"},
+        {"--body", "JSON", "the message body"},
+        {NULL, NULL, NULL},
+};
+
+static const struct cli_cmd filter_commands[] = {
+        {.name = "test",
+         .summary = "Print whether a filter policy passes a message.",
+         .usage = "--policy JSON [--scope MessageAttributes|MessageBody] "
+                  "(--attributes JSON | --body JSON)",
+         .help = "Decides as SNS does and prints 'match' or 'no match' "
+                 "(exit 0 either way;\n--json prints {\"Match\": "
+                 "true}). Needs no server. An invalid policy prints\nSNS's "
+                 "reason, naming the key and operator, and exits 2; so "
+                 "does input\nthat is not JSON.",
+         .opts = filter_test_opts,
+         .run = cmd_filter_test},
+        {NULL},
+};
+
 static const struct cli_cmd commands[] = {
         {.name = "version",
          .summary = "Print meshctl's version and the NATS client's.",
@@ -125,6 +150,11 @@ static const struct cli_cmd commands[] = {
          .usage = "COMMAND [ARGS]",
          .opts = no_opts,
          .subs = queue_commands},
+        {.name = "filter",
+         .summary = "SNS subscription filter policies: test one offline.",
+         .usage = "COMMAND [ARGS]",
+         .opts = no_opts,
+         .subs = filter_commands},
         {.name = "schedule",
          .summary = "Schedules: create, list, preview when they fire, ...",
          .usage = "COMMAND [ARGS]",
