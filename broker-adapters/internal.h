@@ -74,14 +74,18 @@ const char *mesh__url_redact(const char *url, char *buf, size_t size);
 /* Send any number of messages to a queue, pipelined, for the topic router:
  * wire_ids[i] is entry i's JetStream de-duplication id (a FIFO entry names
  * it as its dedup_id), so a forward repeated within 5 minutes is stored
- * once. Each entry's outcome is in out[i]. */
+ * once. srcs (optional): where srcs[i] is a stored event message and the
+ * queue passes messages through (standard, no delay, and the message
+ * within its size), its bytes and envelope headers go as they are and
+ * e[i].event may be NULL. Each entry's outcome is in out[i]. */
 struct mesh_queue;
 struct mesh_queue_entry;
 struct mesh_queue_sent;
 void mesh__queue_forward(struct mesh_queue *q,
                          const struct mesh_queue_entry *e,
-                         const char *const *wire_ids, size_t n,
-                         struct mesh_queue_sent *out);
+                         const char *const *wire_ids, natsMsg *const *srcs,
+                         size_t n, struct mesh_queue_sent *out);
+bool mesh__queue_passes_through(const struct mesh_queue *q);
 
 /* Names of queues and topics (wire.c): 1-max characters of
  * [A-Za-z0-9_-], FIFO ones ending in ".fifo"; `noun` names the kind in
@@ -105,6 +109,16 @@ mesh_err mesh__batch_check(const char *what, const char *const *ids,
 /* Group and de-duplication ids: 1-128 printable ASCII characters. */
 #define MESH__ID_MAX 128
 bool mesh__id_valid(const char *s);
+/* Check the group and de-duplication ids given (either may be NULL). */
+mesh_err mesh__ids_check(const char *what, const char *group_id,
+                         const char *dedup_id);
+/* A FIFO message's de-duplication id (dedup_id, or the body's SHA-256 when
+ * content-based de-duplication is on) and the MessageId derived from it
+ * under key. Errors: MESH_EINVAL (no group; no de-duplication id). */
+mesh_err mesh__fifo_ids(const char *what, const struct mesh_event *ev,
+                        const char *group_id, const char *dedup_id, bool cbd,
+                        const uint8_t *key, size_t key_len,
+                        char dedup[MESH__ID_MAX + 1], char message_id[64]);
 /* A message's size as SQS and SNS count it: body, and the message
  * attributes' names, types and values; *n_attrs gets their number. */
 struct mesh_event;
@@ -116,6 +130,16 @@ mesh_err mesh__topic_names(const char *name, char *stream, size_t ssize,
 /* Remove the records of a deleted topic's subscriptions
  * (subscription.c). */
 mesh_err mesh__subscriptions_forget(struct mesh_conn *c, const char *topic);
+/* mesh_subscriber_fetch, leaving deliveries' events NULL unless the
+ * subscription's filter needed them decoded (decode false): the router
+ * passes raw messages through without decoding them. */
+struct mesh_subscriber;
+struct mesh_delivery;
+mesh_err mesh__subscriber_fetch(struct mesh_subscriber *s, int max,
+                                int64_t wait_ms, bool decode,
+                                struct mesh_delivery *out, size_t *n,
+                                size_t *filtered);
+
 /* The key-value bucket of subscription records, made when missing. */
 mesh_err mesh__subscriptions_bucket(struct mesh_conn *c, kvStore **kv);
 

@@ -1329,6 +1329,7 @@ send_prepare(struct mesh_queue *q, const struct mesh_queue_entry *e,
 	const struct mesh_event *ev = e->event;
 	char dedup[MESH_QUEUE_ID_MAX + 1] = "";
 	char subject[200], not_before[32], reply[96];
+	char what[MESH_QUEUE_NAME_MAX + 16];
 	int64_t delay = e->delay_s < 0 ? a->delay_s : e->delay_s;
 	size_t size, n_attrs;
 	natsMsg *m = NULL;
@@ -1359,27 +1360,17 @@ send_prepare(struct mesh_queue *q, const struct mesh_queue_entry *e,
 		                    " is out of range 0-900",
 		                    q->name, e->delay_s);
 	}
-	if (e->group_id != NULL && !mesh__id_valid(e->group_id)) {
-		return mesh__seterr(
-		        MESH_EINVAL,
-		        "queue '%s': MessageGroupId '%.128s' must be "
-		        "1-128 printable ASCII characters",
-		        q->name, e->group_id);
-	}
-	if (e->dedup_id != NULL && !mesh__id_valid(e->dedup_id)) {
-		return mesh__seterr(
-		        MESH_EINVAL,
-		        "queue '%s': MessageDeduplicationId '%.128s' "
-		        "must be 1-128 printable ASCII characters",
-		        q->name, e->dedup_id);
+	snprintf(what, sizeof(what), "queue '%s'", q->name);
+	if ((err = mesh__ids_check(what, e->group_id, e->dedup_id)) !=
+	    MESH_OK) {
+		return err;
 	}
 	if (a->fifo) {
-		uint8_t h[32];
-		if (e->group_id == NULL) {
-			return mesh__seterr(MESH_EINVAL,
-			                    "queue '%s': MessageGroupId is "
-			                    "required on a FIFO queue",
-			                    q->name);
+		if ((err = mesh__fifo_ids(what, ev, e->group_id, e->dedup_id,
+		                          a->content_based_dedup, q->cfg.key,
+		                          sizeof(q->cfg.key), dedup,
+		                          message_id)) != MESH_OK) {
+			return err;
 		}
 		if (e->delay_s >= 0) {
 			return mesh__seterr(
@@ -1389,28 +1380,6 @@ send_prepare(struct mesh_queue *q, const struct mesh_queue_entry *e,
 			        "queue's)",
 			        q->name);
 		}
-		if (e->dedup_id != NULL) {
-			copy_str(dedup, sizeof(dedup), e->dedup_id);
-		} else if (a->content_based_dedup) {
-			const void *data;
-			size_t len;
-			mesh_event_data(ev, &data, &len, NULL);
-			crypto_hash_sha256(h, data, len);
-			sodium_bin2hex(dedup, sizeof(dedup), h, 32);
-		} else {
-			return mesh__seterr(
-			        MESH_EINVAL,
-			        "queue '%s': MessageDeduplicationId "
-			        "is required unless the queue has "
-			        "ContentBasedDeduplication",
-			        q->name);
-		}
-		/* The MessageId derives from the de-duplication id, so that
-		 * a duplicate's send returns the original's id. */
-		crypto_generichash(h, 16, (const uint8_t *)dedup,
-		                   strlen(dedup), q->cfg.key,
-		                   sizeof(q->cfg.key));
-		mesh__uuid_format(h, 8, message_id);
 		if ((err = mesh_event_dup(ev, &copy)) != MESH_OK ||
 		    (err = mesh_event_set_id(copy, message_id)) != MESH_OK) {
 			mesh_event_free(copy);
@@ -1484,10 +1453,53 @@ sent_fail(struct mesh_queue_sent *r, mesh_err err)
 	copy_str(r->error, sizeof(r->error), mesh_errdetail());
 }
 
+/* A stored message passed through unchanged (its bytes and envelope
+ * headers) to a standard queue without delay: the router's fast path for
+ * raw delivery. False when the queue needs more (FIFO, delays) or the
+ * message may be over its size; then the event path is taken. */
+static bool
+pass_through(struct mesh_queue *q, natsMsg *src, const char *wire_id,
+             natsMsg **out, char message_id[64])
+{
+	static const char *const keep[] = {
+	        MESH_HDR_CONTENT_TYPE, MESH_HDR_CE_ID, MESH_HDR_CE_TYPE,
+	        MESH_HDR_CE_SOURCE, MESH_HDR_CE_SUBJECT};
+	const char *id = NULL;
+	char reply[96];
+	natsMsg *m = NULL;
+	natsStatus s;
+
+	if (q->cfg.a.fifo || q->cfg.a.delay_s > 0 ||
+	    natsMsg_GetDataLength(src) > q->cfg.a.max_message_size ||
+	    natsMsgHeader_Get(src, MESH_HDR_CE_ID, &id) != NATS_OK) {
+		return false;
+	}
+	s = natsMsg_Create(&m, q->n.subject, req_reply(q, reply, sizeof(reply)),
+	                   natsMsg_GetData(src), natsMsg_GetDataLength(src));
+	for (size_t i = 0; s == NATS_OK && i < sizeof(keep) / sizeof(*keep);
+	     i++) {
+		const char *v = NULL;
+		if (natsMsgHeader_Get(src, keep[i], &v) == NATS_OK) {
+			s = natsMsgHeader_Set(m, keep[i], v);
+		}
+	}
+	if (s == NATS_OK) {
+		s = natsMsgHeader_Set(m, MESH_HDR_MSG_ID, wire_id);
+	}
+	if (s != NATS_OK) {
+		natsMsg_Destroy(m);
+		return false;
+	}
+	copy_str(message_id, 64, id);
+	*out = m;
+	return true;
+}
+
 /* Send n prepared-here messages in one round trip; outcomes in out[]. */
 static void
 send_many(struct mesh_queue *q, const struct mesh_queue_entry *e,
-          const char *const *wire_ids, size_t n, struct mesh_queue_sent *out)
+          const char *const *wire_ids, natsMsg *const *srcs, size_t n,
+          struct mesh_queue_sent *out)
 {
 	natsMsg *msgs[FORWARD_CHUNK], *replies[FORWARD_CHUNK];
 	size_t idx[FORWARD_CHUNK], k = 0;
@@ -1496,6 +1508,18 @@ send_many(struct mesh_queue *q, const struct mesh_queue_entry *e,
 	assert(n <= FORWARD_CHUNK);
 	for (size_t i = 0; i < n; i++) {
 		memset(&out[i], 0, sizeof(out[i]));
+		if (srcs != NULL && srcs[i] != NULL && wire_ids != NULL &&
+		    pass_through(q, srcs[i], wire_ids[i], &msgs[k],
+		                 out[i].message_id)) {
+			idx[k++] = i;
+			continue;
+		}
+		if (e[i].event == NULL) {
+			sent_fail(&out[i], mesh__seterr(MESH_EINVAL,
+			                                "queue '%s': no message",
+			                                q->name));
+			continue;
+		}
 		err = send_prepare(q, &e[i], wire_ids ? wire_ids[i] : NULL,
 		                   &msgs[k], out[i].message_id);
 		if (err != MESH_OK) {
@@ -1545,18 +1569,25 @@ mesh_queue_send_batch(struct mesh_queue *q, const struct mesh_queue_entry *e,
 		        " bytes in all",
 		        q->name, total, q->cfg.a.max_message_size);
 	}
-	send_many(q, e, NULL, n, out);
+	send_many(q, e, NULL, NULL, n, out);
 	return MESH_OK;
+}
+
+bool
+mesh__queue_passes_through(const struct mesh_queue *q)
+{
+	return !q->cfg.a.fifo && q->cfg.a.delay_s == 0;
 }
 
 void
 mesh__queue_forward(struct mesh_queue *q, const struct mesh_queue_entry *e,
-                    const char *const *wire_ids, size_t n,
-                    struct mesh_queue_sent *out)
+                    const char *const *wire_ids, natsMsg *const *srcs,
+                    size_t n, struct mesh_queue_sent *out)
 {
 	for (size_t at = 0; at < n; at += FORWARD_CHUNK) {
 		size_t k = n - at < FORWARD_CHUNK ? n - at : FORWARD_CHUNK;
-		send_many(q, e + at, wire_ids + at, k, out + at);
+		send_many(q, e + at, wire_ids + at, srcs ? srcs + at : NULL, k,
+		          out + at);
 	}
 }
 

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "internal.h"
 #include "mesh/wire.h"
 
@@ -314,4 +316,57 @@ mesh__message_size(const struct mesh_event *ev, size_t *n_attrs)
 		(*n_attrs)++;
 	}
 	return size;
+}
+
+mesh_err
+mesh__ids_check(const char *what, const char *group_id, const char *dedup_id)
+{
+	if (group_id != NULL && !mesh__id_valid(group_id)) {
+		return mesh__seterr(MESH_EINVAL,
+		                    "%s: MessageGroupId '%.128s' must be 1-128 "
+		                    "printable ASCII characters",
+		                    what, group_id);
+	}
+	if (dedup_id != NULL && !mesh__id_valid(dedup_id)) {
+		return mesh__seterr(MESH_EINVAL,
+		                    "%s: MessageDeduplicationId '%.128s' must "
+		                    "be 1-128 printable ASCII characters",
+		                    what, dedup_id);
+	}
+	return MESH_OK;
+}
+
+mesh_err
+mesh__fifo_ids(const char *what, const struct mesh_event *ev,
+               const char *group_id, const char *dedup_id, bool cbd,
+               const uint8_t *key, size_t key_len,
+               char dedup[MESH__ID_MAX + 1], char message_id[64])
+{
+	uint8_t h[32];
+
+	if (group_id == NULL) {
+		return mesh__seterr(MESH_EINVAL,
+		                    "%s: MessageGroupId is required on FIFO",
+		                    what);
+	}
+	if (dedup_id != NULL) {
+		snprintf(dedup, MESH__ID_MAX + 1, "%s", dedup_id);
+	} else if (cbd) {
+		const void *data;
+		size_t len;
+		mesh_event_data(ev, &data, &len, NULL);
+		crypto_hash_sha256(h, data, len);
+		sodium_bin2hex(dedup, MESH__ID_MAX + 1, h, 32);
+	} else {
+		return mesh__seterr(MESH_EINVAL,
+		                    "%s: MessageDeduplicationId is required "
+		                    "unless ContentBasedDeduplication is on",
+		                    what);
+	}
+	/* The MessageId derives from the de-duplication id, so that a
+	 * duplicate's send returns the original's id. */
+	crypto_generichash(h, 16, (const uint8_t *)dedup, strlen(dedup), key,
+	                   key_len);
+	mesh__uuid_format(h, 8, message_id);
+	return MESH_OK;
 }

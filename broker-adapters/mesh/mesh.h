@@ -10,6 +10,9 @@
 #include "mesh/filter.h"
 #include "mesh/pbjson.h"
 #include "mesh/queue.h"
+#include "mesh/router.h"
+#include "mesh/subscription.h"
+#include "mesh/topic.h"
 #include "mesh/wire.h"
 
 #endif

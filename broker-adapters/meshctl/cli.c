@@ -12,6 +12,9 @@ static const struct cli_opt global_opts[] = {
          "NATS server URLs, comma-separated "
          "(default: $NATS_URL, then " MESH_DEFAULT_URL ")"},
         {"--json", NULL, "print results as JSON"},
+        {"--output", "FORMAT",
+         "text or json (--json is short for --output json; use this "
+         "where a command's --json takes a payload)"},
         {"--user", "USER", "user name ($NATS_USER)"},
         {"--password", "PASSWORD", "password ($NATS_PASSWORD)"},
         {"--token", "TOKEN", "authentication token ($NATS_TOKEN)"},
@@ -233,6 +236,12 @@ apply_global(struct cli *cli, const char *name, const char *v)
 		c->servers = v;
 	else if (strcmp(name, "--json") == 0)
 		cli->json = true;
+	else if (strcmp(name, "--output") == 0) {
+		if (strcmp(v, "json") != 0 && strcmp(v, "text") != 0) {
+			return false;
+		}
+		cli->json = strcmp(v, "json") == 0;
+	}
 	else if (strcmp(name, "--user") == 0)
 		c->user = v;
 	else if (strcmp(name, "--password") == 0)
@@ -341,6 +350,14 @@ cli_main(const struct cli_cmd *root, int argc, char **argv)
 		bool global;
 		const struct cli_opt *o = lookup(cmd, a, len, &global);
 		const char *value = NULL;
+		/* A command's own --json OBJ (a payload) is the global flag
+		 * when no value follows it. */
+		if (o != NULL && !global && o->arg != NULL && a[len] != '=' &&
+		    (i + 1 >= argc || strncmp(argv[i + 1], "--", 2) == 0) &&
+		    find_opt(global_opts, a, len) != NULL) {
+			o = find_opt(global_opts, a, len);
+			global = true;
+		}
 		if (o == NULL) {
 			rc = cli_usage_error(&cli, "unknown option '%.*s'",
 			                     (int)len, a);

@@ -31,6 +31,22 @@ int cmd_queue_redrive(struct cli *cli);
 /* meshctl filter test (cmd_filter.c). */
 int cmd_filter_test(struct cli *cli);
 
+/* The `meshctl topic` and `meshctl subscription` trees (topic_table.c). */
+extern const struct cli_cmd topic_commands[];
+extern const struct cli_cmd subscription_commands[];
+
+int cmd_topic_create(struct cli *cli);
+int cmd_topic_delete(struct cli *cli);
+int cmd_topic_list(struct cli *cli);
+int cmd_topic_info(struct cli *cli);
+int cmd_topic_publish(struct cli *cli);
+int cmd_topic_publish_batch(struct cli *cli);
+int cmd_topic_subscribe(struct cli *cli);
+int cmd_subscription_list(struct cli *cli);
+int cmd_subscription_info(struct cli *cli);
+int cmd_subscription_set_attributes(struct cli *cli);
+int cmd_subscription_delete(struct cli *cli);
+
 /* The `meshctl schedule` tree (main.c). */
 int cmd_schedule_next(struct cli *cli);
 int cmd_schedule_create(struct cli *cli);

@@ -96,12 +96,12 @@ read_file(struct cli *cli, const char *path)
 }
 
 static mesh_err
-body_event(const char *body, struct mesh_event **out)
+body_event(const char *type, const char *body, struct mesh_event **out)
 {
 	struct mesh_event *ev;
 	mesh_err err;
 
-	if ((err = mesh_event_new("evmesh.message", "meshctl", &ev)) !=
+	if ((err = mesh_event_new(type, "meshctl", &ev)) !=
 	            MESH_OK ||
 	    (err = mesh_event_set_text(ev, body, strlen(body))) != MESH_OK) {
 		mesh_event_free(ev);
@@ -203,29 +203,46 @@ msg_from_flags(struct cli *cli, struct mesh_event **out)
 {
 	const char *body = cli_opt(cli, "--body");
 	const char *file = cli_opt(cli, "--body-file");
+	const char *type = cli_opt(cli, "--type");
+	const char *json = cli_opt(cli, "--json");
 	struct mesh_event *ev = NULL;
 	char *from_file = NULL;
 	const char *spec;
 	mesh_err err;
 
-	if (file != NULL) {
-		if (body != NULL) {
-			return cli_usage_error(cli, "--body and --body-file "
-			                            "exclude each other");
-		}
-		if ((from_file = read_file(cli, file)) == NULL) {
-			return CLI_FAIL;
-		}
+	if ((body != NULL) + (file != NULL) + (json != NULL) != 1) {
+		return cli_usage_error(cli, "give one of --body TEXT, "
+		                            "--body-file FILE and --type T "
+		                            "--json OBJ");
+	}
+	if (json != NULL && type == NULL) {
+		return cli_usage_error(cli, "--json OBJ needs --type T, the "
+		                            "protobuf message to encode it as");
+	}
+	if (file != NULL && (from_file = read_file(cli, file)) == NULL) {
+		return CLI_FAIL;
+	}
+	if (from_file != NULL) {
 		body = from_file;
 	}
-	if (body == NULL) {
-		return cli_usage_error(cli,
-		                       "--body TEXT (or --body-file FILE) "
-		                       "is required");
+	if (json != NULL) {
+		err = mesh_event_new(type, "meshctl", &ev);
+		if (err == MESH_OK) {
+			err = mesh_pbjson_set_event_data(ev, type, json,
+			                                 strlen(json));
+		}
+		if (err == MESH_EINVAL || err == MESH_ENOTFOUND ||
+		    err == MESH_EPARSE) {
+			mesh_event_free(ev);
+			return cli_usage_error(cli, "--json: %s",
+			                       mesh_errdetail());
+		}
+	} else {
+		err = body_event(type ? type : "evmesh.message", body, &ev);
 	}
-	err = body_event(body, &ev);
 	free(from_file);
 	if (err != MESH_OK) {
+		mesh_event_free(ev);
 		return cli_fail(cli, err);
 	}
 	for (size_t i = 0; (spec = cli_opt_nth(cli, "--attr", i)); i++) {
@@ -264,7 +281,7 @@ msg_from_entry(struct cli *cli, json_t *entry, size_t i, const char *body_key,
 		                       "required",
 		                       i, body_key);
 	}
-	if ((err = body_event(body, &ev)) != MESH_OK) {
+	if ((err = body_event("evmesh.message", body, &ev)) != MESH_OK) {
 		return cli_fail(cli, err);
 	}
 	json_object_foreach(attrs, key, av)

@@ -11,6 +11,22 @@
 
 #include "cli.h"
 
+/* The options msg_from_flags reads, for a command's option table. */
+#define MSG_OPTS                                                              \
+	{"--body", "TEXT", "the message body (text)"},                        \
+	        {"--body-file", "FILE",                                       \
+	         "the message body from a file (- for stdin)"},               \
+	        {"--type", "T",                                               \
+	         "the event type (evmesh.message); with --json, the "         \
+	         "protobuf message (see schemas/)"},                          \
+	        {"--json", "OBJ",                                             \
+	         "the body as JSON, encoded as protobuf message --type"},     \
+	{                                                                     \
+		"--attr", "NAME=TYPE:VALUE",                                  \
+		        "a message attribute; TYPE String, Number, "          \
+		        "String.Array or Binary (base64); repeatable"         \
+	}
+
 /* The message of --body TEXT | --body-file FILE | --type T --json OBJ,
  * with its --attr NAME=TYPE:VALUE attributes. Returns CLI_OK with *out
  * set, or the exit code after printing why. */

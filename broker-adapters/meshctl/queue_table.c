@@ -1,6 +1,7 @@
 /* queue_table.c: the `meshctl queue` command tree. */
 #include "cli.h"
 #include "commands.h"
+#include "message.h"
 
 static const struct cli_opt none[] = {{NULL, NULL, NULL}};
 
@@ -42,17 +43,12 @@ static const struct cli_opt set_opts[] = {
 };
 
 static const struct cli_opt send_opts[] = {
-        {"--body", "TEXT", "the message body"},
-        {"--body-file", "FILE", "the message body from a file (- for stdin)"},
+        MSG_OPTS,
         {"--delay", "S",
          "DelaySeconds for this message, 0-900 (standard "
          "queues)"},
         {"--group", "G", "MessageGroupId (required on FIFO queues)"},
         {"--dedup-id", "D", "MessageDeduplicationId (FIFO)"},
-        {"--attr", "NAME=TYPE:VALUE",
-         "a message attribute; TYPE String, "
-         "Number, String.Array or Binary "
-         "(base64); repeatable"},
         {NULL, NULL, NULL},
 };
 

@@ -1,0 +1,569 @@
+/* cmd_topic.c: meshctl topic ... and subscription ..., SNS's calls from the
+ * shell. With --json the output has the AWS CLI's shapes (a topic's or a
+ * subscription's "ARN" is its name or id). */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "commands.h"
+#include "expr.h"
+#include "message.h"
+
+static const char *
+bool_str(bool b)
+{
+	return b ? "true" : "false";
+}
+
+/* Run fn with a connection; print the failure. */
+static int
+connected(struct cli *cli, int (*fn)(struct cli *, struct mesh_conn *))
+{
+	struct mesh_conn *c = NULL;
+	int rc;
+
+	if (cli_connect(cli, &c) != MESH_OK) {
+		return CLI_FAIL;
+	}
+	rc = fn(cli, c);
+	mesh_conn_close(c);
+	return rc;
+}
+
+/* ---- topics ------------------------------------------------------------- */
+
+static int
+do_topic_create(struct cli *cli, struct mesh_conn *c)
+{
+	const char *name = cli_pos(cli, 0);
+	struct mesh_topic_attrs a;
+	long long days;
+	bool fifo = false;
+	mesh_err err;
+
+	mesh_topic_attrs_init(&a);
+	if (!cli_opt_long(cli, "--archive-days", 1, MESH_TOPIC_ARCHIVE_DAYS, 0,
+	                  &days)) {
+		return CLI_USAGE;
+	}
+	if ((err = mesh_topic_name_check(name, &fifo)) != MESH_OK) {
+		return cli_usage_error(cli, "%s", mesh_errdetail());
+	}
+	a.fifo = fifo || cli_flag(cli, "--fifo");
+	a.content_based_dedup = cli_flag(cli, "--content-based-dedup");
+	a.archive_days = days;
+	if ((err = mesh_topic_create(c, name, &a)) != MESH_OK) {
+		return err == MESH_EINVAL ? cli_usage_error(cli, "%s",
+		                                            mesh_errdetail())
+		                          : cli_fail(cli, err);
+	}
+	if (cli->json) {
+		cli_print_json(json_pack("{s:s}", "TopicArn", name));
+	} else {
+		printf("%s\n", name);
+	}
+	return CLI_OK;
+}
+
+int
+cmd_topic_create(struct cli *cli)
+{
+	return connected(cli, do_topic_create);
+}
+
+static int
+do_topic_delete(struct cli *cli, struct mesh_conn *c)
+{
+	mesh_err err = mesh_topic_delete(c, cli_pos(cli, 0));
+
+	return err == MESH_OK ? CLI_OK : cli_fail(cli, err);
+}
+
+int
+cmd_topic_delete(struct cli *cli)
+{
+	return connected(cli, do_topic_delete);
+}
+
+static int
+do_topic_list(struct cli *cli, struct mesh_conn *c)
+{
+	char **names = NULL;
+	size_t n = 0;
+	json_t *arr;
+	mesh_err err;
+
+	if ((err = mesh_topic_list(c, &names, &n)) != MESH_OK) {
+		return cli_fail(cli, err);
+	}
+	arr = json_array();
+	for (size_t i = 0; i < n; i++) {
+		if (cli->json) {
+			json_array_append_new(arr, json_pack("{s:s}", "TopicArn",
+			                                     names[i]));
+		} else {
+			printf("%s\n", names[i]);
+		}
+	}
+	if (cli->json) {
+		cli_print_json(json_pack("{s:o}", "Topics", arr));
+	} else {
+		json_decref(arr);
+	}
+	mesh_topic_list_free(names, n);
+	return CLI_OK;
+}
+
+int
+cmd_topic_list(struct cli *cli)
+{
+	return connected(cli, do_topic_list);
+}
+
+static int
+do_topic_info(struct cli *cli, struct mesh_conn *c)
+{
+	const char *name = cli_pos(cli, 0);
+	struct mesh_topic_info ti;
+	json_t *at;
+	mesh_err err;
+
+	if ((err = mesh_topic_info(c, name, &ti)) != MESH_OK) {
+		return cli_fail(cli, err);
+	}
+	at = json_pack("{s:s, s:s, s:s}", "TopicArn", name, "FifoTopic",
+	               bool_str(ti.a.fifo), "ContentBasedDeduplication",
+	               bool_str(ti.a.content_based_dedup));
+	put_num(at, "SubscriptionsConfirmed", (int64_t)ti.subscriptions);
+	put_num(at, "MessagesStored", (int64_t)ti.messages);
+	put_num(at, "CreatedTimestamp", ti.a.created_ms);
+	if (ti.a.archive_days > 0) {
+		char policy[64];
+		snprintf(policy, sizeof(policy),
+		         "{\"MessageRetentionPeriod\":\"%" PRId64 "\"}",
+		         ti.a.archive_days);
+		json_object_set_new(at, "ArchivePolicy", json_string(policy));
+	}
+	if (cli->json) {
+		cli_print_json(json_pack("{s:o}", "Attributes", at));
+		return CLI_OK;
+	}
+	printf("topic          %s (%s)\n", name,
+	       ti.a.fifo ? "FIFO" : "standard");
+	if (ti.a.fifo) {
+		printf("content dedup  %s\n",
+		       bool_str(ti.a.content_based_dedup));
+	}
+	if (ti.a.archive_days > 0) {
+		printf("archive        %" PRId64 " days\n", ti.a.archive_days);
+	} else {
+		printf("archive        none\n");
+	}
+	printf("subscriptions  %zu\n", ti.subscriptions);
+	printf("stored         %" PRIu64 " messages\n", ti.messages);
+	json_decref(at);
+	return CLI_OK;
+}
+
+int
+cmd_topic_info(struct cli *cli)
+{
+	return connected(cli, do_topic_info);
+}
+
+/* ---- publishing --------------------------------------------------------- */
+
+static json_t *
+published_json(const char *id, const struct mesh_topic_published *p,
+               bool fifo)
+{
+	json_t *j = json_pack("{s:s}", "MessageId", p->message_id);
+
+	if (id != NULL) {
+		json_object_set_new(j, "Id", json_string(id));
+	}
+	if (fifo) {
+		char seq[24];
+		snprintf(seq, sizeof(seq), "%020" PRIu64, p->sequence);
+		json_object_set_new(j, "SequenceNumber", json_string(seq));
+	}
+	return j;
+}
+
+int
+cmd_topic_publish(struct cli *cli)
+{
+	const char *name = cli_pos(cli, 0);
+	const char *subject = cli_opt(cli, "--subject");
+	struct mesh_topic_entry e = {0};
+	struct mesh_topic_published p;
+	struct mesh_event *ev = NULL;
+	struct mesh_conn *c = NULL;
+	struct mesh_topic *t = NULL;
+	mesh_err err;
+	int rc;
+
+	if ((rc = msg_from_flags(cli, &ev)) != CLI_OK) {
+		return rc;
+	}
+	if (subject != NULL &&
+	    (err = mesh_event_set_subject(ev, subject)) != MESH_OK) {
+		mesh_event_free(ev);
+		return cli_usage_error(cli, "--subject: %s", mesh_errdetail());
+	}
+	e.event = ev;
+	e.group_id = cli_opt(cli, "--group");
+	e.dedup_id = cli_opt(cli, "--dedup-id");
+	rc = CLI_FAIL;
+	if (cli_connect(cli, &c) != MESH_OK) {
+		goto out;
+	}
+	if ((err = mesh_topic_open(c, name, &t)) != MESH_OK ||
+	    (err = mesh_topic_publish(t, &e, &p)) != MESH_OK) {
+		rc = err == MESH_EINVAL ? cli_usage_error(cli, "%s",
+		                                          mesh_errdetail())
+		                        : cli_fail(cli, err);
+		goto out;
+	}
+	if (cli->json) {
+		cli_print_json(
+		        published_json(NULL, &p, mesh_topic_attrs(t)->fifo));
+	} else {
+		printf("published %s%s\n", p.message_id,
+		       p.duplicate ? " (duplicate: already published within "
+		                     "5 minutes)"
+		                   : "");
+	}
+	rc = CLI_OK;
+out:
+	mesh_topic_close(t);
+	mesh_conn_close(c);
+	mesh_event_free(ev);
+	return rc;
+}
+
+int
+cmd_topic_publish_batch(struct cli *cli)
+{
+	const char *name = cli_pos(cli, 0);
+	struct mesh_topic_entry e[MESH_TOPIC_BATCH_MAX];
+	struct mesh_topic_published p[MESH_TOPIC_BATCH_MAX];
+	struct mesh_event *evs[MESH_TOPIC_BATCH_MAX] = {0};
+	json_t *entries = entries_arg(cli, MESH_TOPIC_BATCH_MAX), *ok, *failed,
+	       *v;
+	struct mesh_conn *c = NULL;
+	struct mesh_topic *t = NULL;
+	size_t n, i;
+	mesh_err err;
+	int rc = CLI_FAIL;
+
+	if (entries == NULL) {
+		return CLI_USAGE;
+	}
+	n = json_array_size(entries);
+	json_array_foreach(entries, i, v)
+	{
+		const char *subject =
+		        json_string_value(json_object_get(v, "Subject"));
+		e[i] = (struct mesh_topic_entry){
+		        .id = json_string_value(json_object_get(v, "Id")),
+		        .group_id = json_string_value(
+		                json_object_get(v, "MessageGroupId")),
+		        .dedup_id = json_string_value(
+		                json_object_get(v, "MessageDeduplicationId"))};
+		if ((rc = msg_from_entry(cli, v, i, "Message", &evs[i])) !=
+		    CLI_OK) {
+			goto out;
+		}
+		if (subject != NULL &&
+		    (err = mesh_event_set_subject(evs[i], subject)) !=
+		            MESH_OK) {
+			rc = cli_usage_error(cli, "--entries[%zu]: Subject: %s",
+			                     i, mesh_errdetail());
+			goto out;
+		}
+		e[i].event = evs[i];
+	}
+	rc = CLI_FAIL;
+	if (cli_connect(cli, &c) != MESH_OK) {
+		goto out;
+	}
+	if ((err = mesh_topic_open(c, name, &t)) != MESH_OK ||
+	    (err = mesh_topic_publish_batch(t, e, n, p)) != MESH_OK) {
+		rc = err == MESH_EINVAL ? cli_usage_error(cli, "%s",
+		                                          mesh_errdetail())
+		                        : cli_fail(cli, err);
+		goto out;
+	}
+	ok = json_array();
+	failed = json_array();
+	for (i = 0; i < n; i++) {
+		if (p[i].err != MESH_OK) {
+			json_array_append_new(failed,
+			                      failed_entry(e[i].id, p[i].err,
+			                                   p[i].error));
+		} else {
+			json_array_append_new(
+			        ok, published_json(e[i].id, &p[i],
+			                           mesh_topic_attrs(t)->fifo));
+		}
+	}
+	rc = batch_output(cli, ok, failed);
+out:
+	for (i = 0; i < MESH_TOPIC_BATCH_MAX; i++) {
+		mesh_event_free(evs[i]);
+	}
+	mesh_topic_close(t);
+	mesh_conn_close(c);
+	json_decref(entries);
+	return rc;
+}
+
+/* ---- subscriptions ------------------------------------------------------ */
+
+/* The attributes given as flags; CLI_OK or an exit code. `set` reads
+ * the set-attributes spelling (--no-filter-policy, --no-raw). */
+static int
+sub_attrs(struct cli *cli, struct mesh_sub_attrs *a,
+          const struct mesh_subscription *old)
+{
+	const char *scope = cli_opt(cli, "--filter-scope");
+	const char *from = cli_opt(cli, "--replay-from");
+
+	mesh_sub_attrs_init(a);
+	if (old != NULL) {
+		a->filter_policy = old->filter_policy;
+		a->filter_scope = old->filter_scope;
+		a->raw = old->raw;
+	}
+	if (cli_opt(cli, "--filter-policy") != NULL) {
+		a->filter_policy = cli_opt(cli, "--filter-policy");
+	}
+	if (cli_flag(cli, "--no-filter-policy")) {
+		a->filter_policy = NULL;
+	}
+	if (scope != NULL &&
+	    mesh_filter_scope_parse(scope, &a->filter_scope) != MESH_OK) {
+		return cli_usage_error(cli,
+		                       "--filter-scope '%s': must be "
+		                       "MessageAttributes or MessageBody",
+		                       scope);
+	}
+	if (cli_flag(cli, "--raw")) {
+		a->raw = true;
+	}
+	if (cli_flag(cli, "--no-raw")) {
+		a->raw = false;
+	}
+	if (from != NULL) {
+		int64_t t;
+		if (mesh_sched_parse_time(from, NULL, &t) != MESH_OK) {
+			return cli_usage_error(cli,
+			                       "--replay-from '%s': not an "
+			                       "ISO-8601 time",
+			                       from);
+		}
+		a->replay_from_ms = t * 1000;
+	}
+	return CLI_OK;
+}
+
+/* Errors of bad input exit 2, others 1. */
+static int
+sub_fail(struct cli *cli, mesh_err err)
+{
+	return err == MESH_EINVAL ? cli_usage_error(cli, "%s", mesh_errdetail())
+	                          : cli_fail(cli, err);
+}
+
+static int
+do_topic_subscribe(struct cli *cli, struct mesh_conn *c)
+{
+	const char *queue = cli_opt(cli, "--queue");
+	const char *service = cli_opt(cli, "--service");
+	struct mesh_subscription s;
+	struct mesh_sub_attrs a;
+	mesh_err err;
+	int rc;
+
+	if ((queue != NULL) == (service != NULL)) {
+		return cli_usage_error(cli, "give one of --queue Q and "
+		                            "--service NAME");
+	}
+	if ((rc = sub_attrs(cli, &a, NULL)) != CLI_OK) {
+		return rc;
+	}
+	err = mesh_subscription_create(c, cli_pos(cli, 0),
+	                               queue ? MESH_SUB_QUEUE
+	                                     : MESH_SUB_SERVICE,
+	                               queue ? queue : service, &a, &s);
+	if (err != MESH_OK) {
+		return sub_fail(cli, err);
+	}
+	if (cli->json) {
+		cli_print_json(json_pack("{s:s}", "SubscriptionArn", s.id));
+	} else {
+		printf("%s\n", s.id);
+	}
+	mesh_subscription_fini(&s);
+	return CLI_OK;
+}
+
+int
+cmd_topic_subscribe(struct cli *cli)
+{
+	return connected(cli, do_topic_subscribe);
+}
+
+static json_t *
+sub_json(const struct mesh_subscription *s, bool attributes)
+{
+	json_t *j = json_pack("{s:s, s:s, s:s, s:s}", "SubscriptionArn", s->id,
+	                      "TopicArn", s->topic, "Protocol",
+	                      mesh_sub_protocol_name(s->protocol), "Endpoint",
+	                      s->endpoint);
+
+	if (attributes) {
+		json_object_set_new(j, "RawMessageDelivery",
+		                    json_string(bool_str(s->raw)));
+		json_object_set_new(
+		        j, "FilterPolicyScope",
+		        json_string(mesh_filter_scope_name(s->filter_scope)));
+		if (s->filter_policy != NULL) {
+			json_object_set_new(j, "FilterPolicy",
+			                    json_string(s->filter_policy));
+		}
+		put_num(j, "PendingMessages", (int64_t)s->pending);
+		json_object_set_new(j, "ConfirmationWasAuthenticated",
+		                    json_string("true"));
+		j = json_pack("{s:o}", "Attributes", j);
+	}
+	return j;
+}
+
+static int
+do_subscription_list(struct cli *cli, struct mesh_conn *c)
+{
+	struct mesh_subscription *subs = NULL;
+	size_t n = 0;
+	json_t *arr;
+	mesh_err err;
+
+	err = mesh_subscription_list(c, cli_opt(cli, "--topic"), &subs, &n);
+	if (err != MESH_OK) {
+		return sub_fail(cli, err);
+	}
+	arr = json_array();
+	if (!cli->json && n > 0) {
+		printf("%-40s %-8s %-24s %8s %s\n", "SUBSCRIPTION", "PROTOCOL",
+		       "ENDPOINT", "PENDING", "FILTER");
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (cli->json) {
+			json_array_append_new(arr, sub_json(&subs[i], false));
+			continue;
+		}
+		printf("%-40s %-8s %-24s %8" PRIu64 " %s%s\n", subs[i].id,
+		       mesh_sub_protocol_name(subs[i].protocol),
+		       subs[i].endpoint, subs[i].pending,
+		       subs[i].filter_policy ? subs[i].filter_policy : "-",
+		       subs[i].raw ? " (raw)" : "");
+	}
+	if (cli->json) {
+		cli_print_json(json_pack("{s:o}", "Subscriptions", arr));
+	} else {
+		json_decref(arr);
+	}
+	mesh_subscription_list_free(subs, n);
+	return CLI_OK;
+}
+
+int
+cmd_subscription_list(struct cli *cli)
+{
+	return connected(cli, do_subscription_list);
+}
+
+static int
+do_subscription_info(struct cli *cli, struct mesh_conn *c)
+{
+	struct mesh_subscription s;
+	mesh_err err = mesh_subscription_get(c, cli_pos(cli, 0), &s);
+
+	if (err != MESH_OK) {
+		return sub_fail(cli, err);
+	}
+	if (cli->json) {
+		cli_print_json(sub_json(&s, true));
+	} else {
+		printf("subscription  %s\n", s.id);
+		printf("topic         %s\n", s.topic);
+		printf("endpoint      %s %s\n",
+		       mesh_sub_protocol_name(s.protocol), s.endpoint);
+		printf("filter        %s (%s)\n",
+		       s.filter_policy ? s.filter_policy : "none",
+		       mesh_filter_scope_name(s.filter_scope));
+		printf("raw delivery  %s\n", bool_str(s.raw));
+		printf("pending       %" PRIu64 " messages\n", s.pending);
+	}
+	mesh_subscription_fini(&s);
+	return CLI_OK;
+}
+
+int
+cmd_subscription_info(struct cli *cli)
+{
+	return connected(cli, do_subscription_info);
+}
+
+static int
+do_subscription_set(struct cli *cli, struct mesh_conn *c)
+{
+	struct mesh_subscription old;
+	struct mesh_sub_attrs a;
+	mesh_err err;
+	int rc;
+
+	if (cli_opt(cli, "--filter-policy") != NULL &&
+	    cli_flag(cli, "--no-filter-policy")) {
+		return cli_usage_error(cli, "--filter-policy and "
+		                            "--no-filter-policy exclude each "
+		                            "other");
+	}
+	if (cli_flag(cli, "--raw") && cli_flag(cli, "--no-raw")) {
+		return cli_usage_error(cli, "--raw and --no-raw exclude each "
+		                            "other");
+	}
+	if ((err = mesh_subscription_get(c, cli_pos(cli, 0), &old)) !=
+	    MESH_OK) {
+		return sub_fail(cli, err);
+	}
+	if ((rc = sub_attrs(cli, &a, &old)) == CLI_OK) {
+		err = mesh_subscription_set_attrs(c, old.id, &a);
+		rc = err == MESH_OK ? CLI_OK : sub_fail(cli, err);
+	}
+	mesh_subscription_fini(&old);
+	return rc;
+}
+
+int
+cmd_subscription_set_attributes(struct cli *cli)
+{
+	return connected(cli, do_subscription_set);
+}
+
+static int
+do_subscription_delete(struct cli *cli, struct mesh_conn *c)
+{
+	mesh_err err = mesh_subscription_delete(c, cli_pos(cli, 0));
+
+	return err == MESH_OK ? CLI_OK : sub_fail(cli, err);
+}
+
+int
+cmd_subscription_delete(struct cli *cli)
+{
+	return connected(cli, do_subscription_delete);
+}

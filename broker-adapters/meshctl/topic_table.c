@@ -1,0 +1,106 @@
+/* topic_table.c: the `meshctl topic` and `meshctl subscription` trees. */
+#include "cli.h"
+#include "commands.h"
+#include "message.h"
+
+static const struct cli_opt none[] = {{NULL, NULL, NULL}};
+
+static const struct cli_opt create_opts[] = {
+        {"--fifo", NULL, "a FIFO topic (the name must end in .fifo)"},
+        {"--content-based-dedup", NULL,
+         "ContentBasedDeduplication (FIFO): the body's SHA-256 is the "
+         "de-duplication id"},
+        {"--archive-days", "N",
+         "keep every message N days (1-365) for replay "
+         "(ArchivePolicy)"},
+        {NULL, NULL, NULL},
+};
+
+static const struct cli_opt publish_opts[] = {
+        MSG_OPTS,
+        {"--subject", "TEXT", "the Subject (CloudEvents subject)"},
+        {"--group", "G", "MessageGroupId (required on FIFO topics)"},
+        {"--dedup-id", "D", "MessageDeduplicationId (FIFO)"},
+        {NULL, NULL, NULL},
+};
+
+static const struct cli_opt entries_opts[] = {
+        {"--entries", "JSON", "the entries, in the AWS CLI's JSON shape"},
+        {NULL, NULL, NULL},
+};
+
+#define FILTER_OPTS                                                           \
+	{"--filter-policy", "JSON", "SNS filter policy"},                     \
+	{                                                                     \
+		"--filter-scope", "SCOPE",                                    \
+		        "MessageAttributes (default) or MessageBody"          \
+	}
+
+static const struct cli_opt subscribe_opts[] = {
+        {"--queue", "Q", "deliver to this queue (mesh-router forwards)"},
+        {"--service", "NAME", "a service's subscription (it consumes it)"},
+        FILTER_OPTS,
+        {"--raw", NULL, "RawMessageDelivery: the event as published"},
+        {"--replay-from", "TIME",
+         "start with the archived messages from TIME (ISO-8601)"},
+        {NULL, NULL, NULL},
+};
+
+static const struct cli_opt sub_list_opts[] = {
+        {"--topic", "T", "only this topic's subscriptions"},
+        {NULL, NULL, NULL},
+};
+
+static const struct cli_opt sub_set_opts[] = {
+        FILTER_OPTS,
+        {"--no-filter-policy", NULL, "remove the filter policy"},
+        {"--raw", NULL, "RawMessageDelivery on"},
+        {"--no-raw", NULL, "RawMessageDelivery off"},
+        {NULL, NULL, NULL},
+};
+
+const struct cli_cmd topic_commands[] = {
+        {"create", "Create a topic (idempotent, as SNS's CreateTopic).",
+         "NAME [--fifo] [--content-based-dedup] [--archive-days N]", NULL,
+         create_opts, cmd_topic_create, NULL, 1, 1},
+        {"delete", "Delete a topic, its messages and its subscriptions.",
+         "NAME", NULL, none, cmd_topic_delete, NULL, 1, 1},
+        {"list", "List topics.", "", NULL, none, cmd_topic_list, NULL, 0, 0},
+        {"info", "Show a topic's attributes and counts.", "NAME", NULL, none,
+         cmd_topic_info, NULL, 1, 1},
+        {"publish", "Publish a message to every subscription.",
+         "NAME (--body TEXT | --type T --json OBJ) [OPTIONS]",
+         "With --json OBJ as the payload, use --output json for JSON "
+         "output.",
+         publish_opts, cmd_topic_publish, NULL, 1, 1},
+        {"publish-batch", "Publish up to 10 messages (publish-batch).",
+         "NAME --entries JSON",
+         "JSON: [{\"Id\":\"a\",\"Message\":\"...\",\"Subject\":\"s\",\n"
+         "        \"MessageGroupId\":\"g\",\"MessageDeduplicationId\":\"d\",\n"
+         "        \"MessageAttributes\":{\"k\":{\"DataType\":\"String\","
+         "\"StringValue\":\"v\"}}}, ...]\nExits 1 when any entry failed.",
+         entries_opts, cmd_topic_publish_batch, NULL, 1, 1},
+        {"subscribe", "Subscribe a queue (or a service) to a topic.",
+         "NAME (--queue Q | --service NAME) [OPTIONS]",
+         "Prints the subscription's id (TOPIC:HEX). Subscribing again with "
+         "the same\nattributes returns the same id. A new subscription "
+         "gets the messages\npublished from now on; --replay-from "
+         "first delivers the topic's archive\nfrom that time.",
+         subscribe_opts, cmd_topic_subscribe, NULL, 1, 1},
+        {NULL},
+};
+
+const struct cli_cmd subscription_commands[] = {
+        {"list", "List subscriptions, with their pending messages.",
+         "[--topic T]", NULL, sub_list_opts, cmd_subscription_list, NULL, 0,
+         0},
+        {"info", "Show a subscription's attributes.", "ID", NULL, none,
+         cmd_subscription_info, NULL, 1, 1},
+        {"set-attributes",
+         "Change a subscription's filter policy or raw delivery (at once).",
+         "ID [OPTIONS]", NULL, sub_set_opts, cmd_subscription_set_attributes,
+         NULL, 1, 1},
+        {"delete", "Unsubscribe.", "ID", NULL, none, cmd_subscription_delete,
+         NULL, 1, 1},
+        {NULL},
+};

@@ -1,0 +1,572 @@
+/* router.c: forwards topic messages to subscribed queues (see
+ * mesh/router.h). */
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+#include <sodium.h>
+
+#include "internal.h"
+#include "mesh/pbjson.h"
+#include "mesh/queue.h"
+#include "mesh/router.h"
+#include "mesh/subscription.h"
+#include "mesh/topic.h"
+#include "mesh/wire.h"
+
+#define BUCKET         "MESH_SUBSCRIPTIONS"
+#define FETCH_WAIT_MS  1000
+#define RETRY_FIRST_MS 250
+#define RETRY_MAX_MS   10000
+
+struct worker {
+	struct worker *next;
+	struct router *r;
+	char id[MESH_SUBSCRIPTION_ID_MAX + 1];
+	pthread_t thread;
+	atomic_bool stop;
+	atomic_uint_fast64_t forwarded, filtered, failed;
+};
+
+struct router {
+	struct mesh_conn *c;
+	struct mesh_router_opts o;
+	volatile sig_atomic_t *stop;
+	pthread_mutex_t log_mu;
+	struct worker *workers;
+};
+
+void
+mesh_router_opts_init(struct mesh_router_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->batch = MESH_SUBSCRIPTION_BATCH;
+	o->stats_every_s = 60;
+}
+
+static void
+log_line(struct router *r, const char *event, const char *sub,
+         const char *fmt, ...) MESH__PRINTF(4, 5);
+
+static void
+log_line(struct router *r, const char *event, const char *sub,
+         const char *fmt, ...)
+{
+	char iso[40], detail[600];
+	time_t now = time(NULL);
+	struct tm tm;
+	va_list ap;
+	json_t *j;
+	char *line;
+
+	if (r->o.log == NULL) {
+		return;
+	}
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof(detail), fmt, ap);
+	va_end(ap);
+	gmtime_r(&now, &tm);
+	strftime(iso, sizeof(iso), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	j = json_pack("{s:s, s:s, s:s, s:s}", "time", iso, "event", event,
+	              "subscription", sub ? sub : "", "detail", detail);
+	line = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	if (line != NULL) {
+		pthread_mutex_lock(&r->log_mu);
+		r->o.log(line, r->o.log_arg);
+		pthread_mutex_unlock(&r->log_mu);
+	}
+	free(line);
+	json_decref(j);
+}
+
+/* ---- the notification (raw delivery off) -------------------------------- */
+
+static void
+iso_ms(int64_t sec, int32_t nsec, char out[32])
+{
+	time_t t = (time_t)sec;
+	struct tm tm;
+	char base[24];
+
+	gmtime_r(&t, &tm);
+	strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(out, 32, "%s.%03dZ", base, (int)(nsec / 1000000));
+}
+
+static json_t *
+base64_json(const void *data, size_t len)
+{
+	size_t size = sodium_base64_encoded_len(len,
+	                                        sodium_base64_VARIANT_ORIGINAL);
+	char *b = malloc(size);
+	json_t *j;
+
+	if (b == NULL) {
+		return NULL;
+	}
+	sodium_bin2base64(b, size, data, len, sodium_base64_VARIANT_ORIGINAL);
+	j = json_string(b);
+	free(b);
+	return j;
+}
+
+/* The message attributes in SNS's notification form. */
+static json_t *
+attrs_json(const struct mesh_event *ev)
+{
+	json_t *attrs = json_object();
+
+	for (size_t i = 0; attrs != NULL && i < mesh_event_ext_count(ev); i++) {
+		const char *name = mesh_event_ext_at(ev, i, NULL), *type;
+		const void *val;
+		size_t len;
+		json_t *v;
+		if (!mesh_event_attr_is_message_attr(name) ||
+		    mesh_event_attr_get(ev, name, &type, &val, &len) !=
+		            MESH_OK) {
+			continue;
+		}
+		v = strncmp(type, "Binary", 6) == 0
+		            ? base64_json(val, len)
+		            : json_stringn((const char *)val, len);
+		json_object_set_new(attrs, name,
+		                    json_pack("{s:s, s:o*}", "Type", type,
+		                              "Value", v));
+	}
+	return attrs;
+}
+
+mesh_err
+mesh_router_notification(const struct mesh_event *ev, const char *topic,
+                         bool fifo, uint64_t seq, struct mesh_event **out)
+{
+	struct mesh_event *copy = NULL;
+	const void *data;
+	size_t len, n;
+	int64_t sec = 0;
+	int32_t nsec = 0;
+	char when[32], seqs[24], **names = NULL;
+	json_t *j;
+	char *text = NULL;
+	mesh_err err;
+
+	if ((err = mesh_event_dup(ev, &copy)) != MESH_OK) {
+		return err;
+	}
+	if (!mesh_event_time(ev, &sec, &nsec)) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		sec = ts.tv_sec;
+		nsec = (int32_t)ts.tv_nsec;
+	}
+	iso_ms(sec, nsec, when);
+	j = json_pack("{s:s, s:s, s:s, s:s}", "Type", "Notification",
+	              "MessageId", mesh_event_id(ev), "TopicArn", topic,
+	              "Timestamp", when);
+	if (j != NULL && mesh_event_subject(ev) != NULL) {
+		json_object_set_new(j, "Subject",
+		                    json_string(mesh_event_subject(ev)));
+	}
+	if (j != NULL && fifo) {
+		snprintf(seqs, sizeof(seqs), "%020" PRIu64, seq);
+		json_object_set_new(j, "SequenceNumber", json_string(seqs));
+	}
+	/* SNS's Message is text: a text body as it is, a protobuf one of a
+	 * known type as its JSON mapping, any other as base64. */
+	if (j != NULL) {
+		json_t *msg = NULL, *pj = NULL;
+		mesh_data_kind kind = mesh_event_data(ev, &data, &len, NULL);
+		if (kind == MESH_DATA_TEXT) {
+			msg = json_stringn(data, len);
+		} else if (kind == MESH_DATA_PROTO &&
+		           mesh_pbjson_event_data(ev, &pj) == MESH_OK) {
+			char *t = json_dumps(pj, JSON_COMPACT);
+			msg = t ? json_string(t) : NULL;
+			free(t);
+		}
+		json_decref(pj);
+		if (msg == NULL) {
+			msg = base64_json(data, len);
+		}
+		json_object_set_new(j, "Message", msg ? msg : json_string(""));
+		json_object_set_new(j, "MessageAttributes", attrs_json(ev));
+		text = json_dumps(j, JSON_COMPACT);
+	}
+	json_decref(j);
+	/* The notification carries the attributes in its body only. */
+	n = mesh_event_ext_count(copy);
+	names = calloc(n + 1, sizeof(*names));
+	for (size_t i = 0; names != NULL && i < n; i++) {
+		const char *name = mesh_event_ext_at(copy, i, NULL);
+		if (mesh_event_attr_is_message_attr(name) ||
+		    strcmp(name, "meshattrtypes") == 0) {
+			names[i] = strdup(name);
+		}
+	}
+	for (size_t i = 0; names != NULL && i < n; i++) {
+		if (names[i] != NULL) {
+			mesh_event_ext_remove(copy, names[i]);
+		}
+		free(names[i]);
+	}
+	if (text == NULL || names == NULL) {
+		err = mesh__seterr(MESH_ENOMEM, "notification of %s",
+		                   mesh_event_id(ev));
+	} else if ((err = mesh_event_set_text(copy, text, strlen(text))) ==
+	           MESH_OK) {
+		err = mesh_event_set_datacontenttype(copy, "application/json");
+	}
+	free(names);
+	free(text);
+	if (err != MESH_OK) {
+		mesh_event_free(copy);
+		return err;
+	}
+	*out = copy;
+	return MESH_OK;
+}
+
+/* ---- a worker: one queue subscription ----------------------------------- */
+
+struct batch {
+	struct mesh_delivery d[MESH_SUBSCRIPTION_BATCH];
+	struct mesh_event *made[MESH_SUBSCRIPTION_BATCH];
+	struct mesh_queue_entry e[MESH_SUBSCRIPTION_BATCH];
+	struct mesh_queue_sent sent[MESH_SUBSCRIPTION_BATCH];
+	natsMsg *src[MESH_SUBSCRIPTION_BATCH];
+	char ids[MESH_SUBSCRIPTION_BATCH][96];
+	const char *wire[MESH_SUBSCRIPTION_BATCH];
+	size_t n;
+};
+
+static bool
+stopping(const struct worker *w)
+{
+	return atomic_load(&w->stop) || *w->r->stop;
+}
+
+/* Sleep up to ms, waking early when told to stop. */
+static void
+nap(const struct worker *w, int64_t ms)
+{
+	int64_t until = mono_ms() + ms;
+
+	while (!stopping(w) && mono_ms() < until) {
+		struct timespec ts = {0, 50 * 1000000};
+		nanosleep(&ts, NULL);
+	}
+}
+
+/* The event id of a delivery, decoded or not. */
+static const char *
+event_id(const struct mesh_delivery *d)
+{
+	const char *id = NULL;
+
+	if (d->event != NULL) {
+		return mesh_event_id(d->event);
+	}
+	natsMsgHeader_Get(d->msg, MESH_HDR_CE_ID, &id);
+	return id ? id : "(unreadable)";
+}
+
+/* Permanent failures: the message can never be stored in the queue. */
+static bool
+permanent(mesh_err err)
+{
+	return err == MESH_EINVAL || err == MESH_ETOOBIG;
+}
+
+/* Send the batch to the queue; ack what was stored; nak what may succeed
+ * later (for FIFO, everything after the first such failure, to keep the
+ * order); term what never can. Returns whether the queue is gone. */
+static bool
+forward(struct worker *w, struct mesh_queue *q,
+        const struct mesh_subscription *sub, int64_t topic_created, bool fifo,
+        struct batch *b, int64_t *backoff)
+{
+	bool gone = false, hold = false;
+	size_t ok = 0;
+
+	for (size_t i = 0; i < b->n; i++) {
+		struct mesh_delivery *d = &b->d[i];
+		const struct mesh_event *ev = d->event;
+		b->made[i] = NULL;
+		b->src[i] = sub->raw ? d->msg : NULL;
+		if (ev == NULL && (!sub->raw || !mesh__queue_passes_through(q)) &&
+		    mesh_wire_decode(d->msg, 0, &d->event) == MESH_OK) {
+			ev = d->event;
+		}
+		if (!sub->raw && ev != NULL &&
+		    mesh_router_notification(ev, sub->topic, fifo, d->sequence,
+		                             &b->made[i]) == MESH_OK) {
+			ev = b->made[i];
+		}
+		snprintf(b->ids[i], sizeof(b->ids[i]),
+		         "sns:%s:%" PRId64 ":%" PRIu64,
+		         sub->consumer + 2, topic_created, d->sequence);
+		memset(&b->e[i], 0, sizeof(b->e[i]));
+		b->e[i].event = ev;
+		b->e[i].delay_s = -1;
+		if (fifo) {
+			b->e[i].group_id = d->group_id;
+			b->e[i].dedup_id = b->ids[i];
+		}
+		b->wire[i] = b->ids[i];
+	}
+	mesh__queue_forward(q, b->e, b->wire, b->src, b->n, b->sent);
+	for (size_t i = 0; i < b->n; i++) {
+		struct mesh_queue_sent *s = &b->sent[i];
+		struct mesh_delivery *d = &b->d[i];
+		if (s->err == MESH_OK && !hold) {
+			mesh_delivery_ack(d);
+			ok++;
+		} else if (s->err != MESH_OK && permanent(s->err) && !hold) {
+			mesh_delivery_term(d);
+			atomic_fetch_add(&w->failed, 1);
+			log_line(w->r, "failed", w->id,
+			         "message %s (topic sequence %" PRIu64
+			         ") can never be stored in queue '%s', "
+			         "dropped: %s",
+			         event_id(d), d->sequence,
+			         sub->endpoint, s->error);
+		} else {
+			if (s->err == MESH_ENOTFOUND) {
+				gone = true;
+			}
+			if (s->err != MESH_OK && !hold) {
+				log_line(w->r, "retrying", w->id,
+				         "queue '%s': %s", sub->endpoint,
+				         s->error);
+			}
+			mesh_delivery_nak(d, *backoff);
+			hold = hold || fifo;
+		}
+		mesh_event_free(b->made[i]);
+		mesh_delivery_fini(d);
+	}
+	atomic_fetch_add(&w->forwarded, ok);
+	if (ok == b->n) {
+		*backoff = RETRY_FIRST_MS;
+	} else if (*backoff < RETRY_MAX_MS) {
+		*backoff *= 2;
+	}
+	return gone;
+}
+
+static void *
+work(void *arg)
+{
+	struct worker *w = arg;
+	struct router *r = w->r;
+	struct mesh_subscriber *s = NULL;
+	struct mesh_queue *q = NULL;
+	struct batch *b = calloc(1, sizeof(*b));
+	struct mesh_topic_info ti;
+	int64_t backoff = RETRY_FIRST_MS, wait = RETRY_FIRST_MS;
+	mesh_err err;
+
+	while (b != NULL && !stopping(w)) {
+		const struct mesh_subscription *sub;
+		size_t filtered = 0;
+		if (s == NULL) {
+			err = mesh_subscriber_bind(r->c, w->id, &s);
+			if (err == MESH_OK) {
+				sub = mesh_subscriber_subscription(s);
+				err = mesh_topic_info(r->c, sub->topic, &ti);
+			}
+			if (err != MESH_OK) {
+				log_line(r, "waiting", w->id, "%s",
+				         mesh_errdetail());
+				mesh_subscriber_close(s);
+				s = NULL;
+				nap(w, wait);
+				wait = wait < RETRY_MAX_MS ? wait * 2 : wait;
+				continue;
+			}
+			wait = RETRY_FIRST_MS;
+		}
+		sub = mesh_subscriber_subscription(s);
+		if (q == NULL) {
+			if (mesh_queue_open(r->c, sub->endpoint, &q) != MESH_OK) {
+				log_line(r, "waiting", w->id, "%s",
+				         mesh_errdetail());
+				nap(w, wait);
+				wait = wait < RETRY_MAX_MS ? wait * 2 : wait;
+				continue;
+			}
+			wait = RETRY_FIRST_MS;
+		}
+		err = mesh__subscriber_fetch(s, r->o.batch, FETCH_WAIT_MS,
+		                             false, b->d, &b->n, &filtered);
+		atomic_fetch_add(&w->filtered, filtered);
+		if (err != MESH_OK) {
+			log_line(r, "waiting", w->id, "%s", mesh_errdetail());
+			mesh_subscriber_close(s);
+			s = NULL;
+			nap(w, wait);
+			continue;
+		}
+		if (b->n > 0 &&
+		    forward(w, q, sub, ti.a.created_ms, ti.a.fifo, b,
+		            &backoff)) {
+			mesh_queue_close(q); /* gone: open it again */
+			q = NULL;
+		}
+	}
+	mesh_queue_close(q);
+	mesh_subscriber_close(s);
+	free(b);
+	return NULL;
+}
+
+/* ---- the control loop --------------------------------------------------- */
+
+static struct worker **
+find(struct router *r, const char *id)
+{
+	struct worker **p = &r->workers;
+
+	while (*p != NULL && strcmp((*p)->id, id) != 0) {
+		p = &(*p)->next;
+	}
+	return p;
+}
+
+static void
+start(struct router *r, const char *id)
+{
+	struct worker *w;
+
+	if (*find(r, id) != NULL || (w = calloc(1, sizeof(*w))) == NULL) {
+		return;
+	}
+	w->r = r;
+	snprintf(w->id, sizeof(w->id), "%s", id);
+	if (pthread_create(&w->thread, NULL, work, w) != 0) {
+		log_line(r, "failed", id, "cannot start a thread");
+		free(w);
+		return;
+	}
+	w->next = r->workers;
+	r->workers = w;
+	log_line(r, "subscribed", id, "forwarding");
+}
+
+static void
+stop_worker(struct router *r, struct worker **p)
+{
+	struct worker *w = *p;
+
+	atomic_store(&w->stop, true);
+	pthread_join(w->thread, NULL);
+	*p = w->next;
+	log_line(r, "unsubscribed", w->id,
+	         "forwarded %" PRIuFAST64 ", filtered %" PRIuFAST64
+	         ", failed %" PRIuFAST64,
+	         atomic_load(&w->forwarded), atomic_load(&w->filtered),
+	         atomic_load(&w->failed));
+	free(w);
+}
+
+/* The subscription id of a record's key "TOPIC.HEX". */
+static void
+id_of_key(const char *key, char *id, size_t size)
+{
+	const char *dot = strrchr(key, '.');
+
+	snprintf(id, size, "%.*s:%s", (int)(dot - key), key, dot + 1);
+}
+
+static void
+apply(struct router *r, kvEntry *e)
+{
+	char id[MESH_SUBSCRIPTION_ID_MAX + 1];
+	const char *key = kvEntry_Key(e);
+	struct worker **p;
+
+	if (strrchr(key, '.') == NULL) {
+		return;
+	}
+	id_of_key(key, id, sizeof(id));
+	p = find(r, id);
+	if (kvEntry_Operation(e) != kvOp_Put) {
+		if (*p != NULL) {
+			stop_worker(r, p);
+		}
+		return;
+	}
+	/* Only queue subscriptions are the router's; services consume
+	 * their own. */
+	if (kvEntry_ValueLen(e) > 0 &&
+	    strstr(kvEntry_ValueString(e), "\"protocol\":\"sqs\"") != NULL) {
+		start(r, id);
+	}
+}
+
+static void
+stats(struct router *r)
+{
+	for (struct worker *w = r->workers; w != NULL; w = w->next) {
+		log_line(r, "stats", w->id,
+		         "forwarded %" PRIuFAST64 ", filtered %" PRIuFAST64
+		         ", failed %" PRIuFAST64,
+		         atomic_load(&w->forwarded), atomic_load(&w->filtered),
+		         atomic_load(&w->failed));
+	}
+}
+
+mesh_err
+mesh_router_run(struct mesh_conn *c, const struct mesh_router_opts *o,
+                volatile sig_atomic_t *stop)
+{
+	struct router r = {.c = c, .o = *o, .stop = stop};
+	kvStore *kv = NULL;
+	kvWatcher *watch = NULL;
+	int64_t next_stats;
+	natsStatus s;
+	mesh_err err;
+
+	if (o->batch < 1 || o->batch > MESH_SUBSCRIPTION_BATCH) {
+		return mesh__seterr(MESH_EINVAL, "router batch %d: must be 1-%d",
+		                    o->batch, MESH_SUBSCRIPTION_BATCH);
+	}
+	pthread_mutex_init(&r.log_mu, NULL);
+	if ((err = mesh__subscriptions_bucket(c, &kv)) != MESH_OK) {
+		pthread_mutex_destroy(&r.log_mu);
+		return err;
+	}
+	s = kvStore_WatchAll(&watch, kv, NULL);
+	if (s != NATS_OK) {
+		kvStore_Destroy(kv);
+		pthread_mutex_destroy(&r.log_mu);
+		return mesh_err_nats(s, 0, "following the subscriptions");
+	}
+	log_line(&r, "started", NULL, "following %s", BUCKET);
+	next_stats = mono_ms() + (int64_t)o->stats_every_s * 1000;
+	while (!*stop) {
+		kvEntry *e = NULL;
+		s = kvWatcher_Next(&e, watch, 500);
+		if (s == NATS_OK && e != NULL) {
+			apply(&r, e);
+			kvEntry_Destroy(e);
+		}
+		if (o->stats_every_s > 0 && mono_ms() >= next_stats) {
+			stats(&r);
+			next_stats = mono_ms() + (int64_t)o->stats_every_s * 1000;
+		}
+	}
+	while (r.workers != NULL) {
+		stop_worker(&r, &r.workers);
+	}
+	kvWatcher_Destroy(watch);
+	kvStore_Destroy(kv);
+	log_line(&r, "stopped", NULL, "stopped");
+	pthread_mutex_destroy(&r.log_mu);
+	return MESH_OK;
+}
