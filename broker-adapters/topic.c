@@ -4,8 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <sodium.h>
-
 #include "internal.h"
 #include "mesh/topic.h"
 #include "mesh/wire.h"

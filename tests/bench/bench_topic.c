@@ -272,7 +272,7 @@ fan_out(int round, long n, const long want[QUEUES], long total, bool raw)
 		struct mesh_topic_entry e[10];
 		struct mesh_topic_published p[10];
 		struct mesh_event *ev[10];
-		char ids[10][8];
+		char ids[10][24];
 		int k, m = n - i < 10 ? (int)(n - i) : 10;
 		for (k = 0; k < m; k++) {
 			ev[k] = message(i + k);

@@ -500,7 +500,7 @@ test_two_routers(void)
 		struct mesh_topic_entry e[10];
 		struct mesh_topic_published p[10];
 		struct mesh_event *ev[10];
-		char ids[10][8];
+		char ids[10][24];
 		for (int k = 0; k < 10; k++) {
 			char body[16];
 			snprintf(body, sizeof(body), "%d", i + k);

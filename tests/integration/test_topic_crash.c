@@ -1,10 +1,12 @@
 /* Routers killed with SIGKILL at random moments under a stream of 20,000
  * topic messages: at the end every subscribed queue holds every matching
  * message exactly once. Two routers run at once, and one of them is killed
- * and restarted again and again while the producer publishes.
+ * and restarted every 50-300 ms while the producer publishes.
  *
  * Usage: test_topic_crash PATH-TO-mesh-router */
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +20,6 @@
 #include "mesh/mesh.h"
 
 #define TOTAL 20000
-#define KILLS 8
 
 static struct test_broker broker;
 static struct mesh_conn *c;
@@ -55,7 +56,7 @@ publish_range(struct mesh_topic *t, int from, int to)
 		struct mesh_topic_entry e[10];
 		struct mesh_topic_published p[10];
 		struct mesh_event *ev[10] = {0};
-		char ids[10][8];
+		char ids[10][24];
 		int k, n = to - i < 10 ? to - i : 10;
 		for (k = 0; k < n; k++) {
 			char body[16];
@@ -81,6 +82,17 @@ publish_range(struct mesh_topic *t, int from, int to)
 	return stored;
 }
 
+static atomic_bool produced;
+static int published;
+
+static void *
+produce(void *arg)
+{
+	published = publish_range(arg, 0, TOTAL);
+	atomic_store(&produced, true);
+	return NULL;
+}
+
 struct tally {
 	const char *queue;
 	bool notification; /* body is the SNS notification JSON */
@@ -102,7 +114,7 @@ take(struct tally *t)
 		size_t got = 0;
 		const char *rh[10];
 		struct mesh_queue_result res[10];
-		char ids[10][8];
+		char ids[10][24];
 		const char *idp[10];
 		if (mesh_queue_receive(q, 10, 0, -1, &m, &got) != MESH_OK ||
 		    got == 0) {
@@ -172,6 +184,7 @@ main(int argc, char **argv)
 	struct mesh_sub_attrs sa;
 	struct mesh_topic *t = NULL;
 	pid_t steady, victim;
+	pthread_t producer;
 	int stored = 0, kills = 0;
 	long long end;
 
@@ -208,21 +221,23 @@ main(int argc, char **argv)
 
 	steady = router_spawn();
 	victim = router_spawn();
-	/* Publish in slices; between them kill the victim at a random
-	 * moment and start it again. */
-	for (int slice = 0; slice < KILLS; slice++) {
-		int from = slice * (TOTAL / KILLS), to = from + TOTAL / KILLS;
-		stored += publish_range(t, from, to);
-		usleep((useconds_t)(rand() % 300000));
+	/* The producer publishes in a thread; meanwhile the victim is killed
+	 * every 50-300 ms and started again, mid-batch more often than not,
+	 * and once both routers are down at the same time. */
+	pthread_create(&producer, NULL, produce, t);
+	while (!atomic_load(&produced)) {
+		usleep((useconds_t)(50000 + rand() % 250000));
 		router_kill(victim);
 		kills++;
-		if (slice == KILLS / 2) {
-			router_kill(steady); /* both down for a moment */
+		if (kills == 3) {
+			router_kill(steady);
 			kills++;
 			steady = router_spawn();
 		}
 		victim = router_spawn();
 	}
+	pthread_join(producer, NULL);
+	stored = published;
 	mesh_topic_close(t);
 	is_int(stored, TOTAL, "20,000 messages published");
 	tap_diag("%d routers killed with SIGKILL", kills);
