@@ -1,0 +1,191 @@
+/* The service runtime: the Lambda half of the mesh.
+ *
+ * A service is a program that declares its name, the topics (each with an
+ * optional filter policy) and queues it consumes, and a handler per event
+ * type, then hands over to mesh_service_main(). The runtime subscribes the
+ * service to its topics (durably, idempotently: starting a service is
+ * subscribing it), takes batches from every source, and runs each event's
+ * handler against the service's own LMDB environment:
+ *
+ *   one write transaction per batch, committed durably once;
+ *   a nested transaction per event, so a failing event's writes vanish;
+ *   a table of processed event ids, so an event delivered again after a
+ *     crash is acknowledged without running its handler again;
+ *   an outbox: the events a handler emits are recorded in its transaction
+ *     and published after the commit with Nats-Msg-Id = the event's id
+ *     (re-published at start if a crash left them pending);
+ *   then the batch is acknowledged. Only failed events come again (partial
+ *     batch failure), after an exponential back-off with jitter, and go to
+ *     a dead-letter queue after max_receive attempts, with the reason.
+ *
+ * A kill -9 at any moment loses nothing and duplicates no effect. Several
+ * instances of a service share its subscriptions and its LMDB environment
+ * (LMDB is multi-process safe); work spreads without code.
+ *
+ * Thread safety: handlers run on the runtime's threads, one event at a time
+ * per context; a struct mesh_ctx is valid only during its handler call.
+ */
+#ifndef MESH_SERVICE_H
+#define MESH_SERVICE_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <protobuf-c/protobuf-c.h>
+
+#include "mesh/mesh.h"
+
+#define MESH_SERVICE_NAME_MAX 64
+
+struct mesh_service;
+struct mesh_ctx;
+
+/* What a handler decided. Return mesh_retry() or mesh_reject() rather than
+ * the bare values, so that the delay or reason is kept. */
+typedef enum {
+	MESH_HANDLER_OK = 0, /* done: its writes and emits are committed */
+	MESH_HANDLER_RETRY,  /* try again later; its writes are undone */
+	MESH_HANDLER_REJECT, /* dead-letter now, with a reason */
+} mesh_handler_result;
+
+/* A handler. msg is the payload decoded as the descriptor the handler was
+ * registered with (NULL when it was registered without one); ev and msg
+ * are valid during the call. */
+typedef mesh_handler_result (*mesh_handler_fn)(struct mesh_ctx *ctx,
+                                               const struct mesh_event *ev,
+                                               const ProtobufCMessage *msg,
+                                               void *arg);
+
+/* Options, with their defaults (set by mesh_service_new) and the flags and
+ * environment variables mesh_service_main reads them from. */
+struct mesh_service_opts {
+	const char *state_dir;    /* --state, MESH_STATE; var/services/NAME */
+	int batch_size;           /* --batch, MESH_BATCH; 1-256; 10 */
+	int batch_window_ms;      /* --window, MESH_WINDOW_MS: wait up to this
+	                             long to fill a batch; 0-10000; 0 */
+	int max_inflight;         /* --inflight, MESH_INFLIGHT: batches in
+	                             flight per source; 1-64; 2 */
+	int max_receive;          /* --max-receive, MESH_MAX_RECEIVE: attempts
+	                             before dead-lettering; 1-1000; 5 */
+	int64_t retry_base_ms;    /* back-off base; 1000 */
+	int64_t retry_max_ms;     /* back-off cap; 60000 */
+	int64_t horizon_s;        /* --horizon, MESH_HORIZON_S: processed ids
+	                             kept; 60-31536000; 604800 (7 days) */
+	size_t map_size;          /* LMDB map size; 1 GiB */
+	int64_t shutdown_ms;      /* the bound on a graceful stop; 10000 */
+	const char *dlq;          /* --dlq, MESH_DLQ: dead letters of topic
+	                             sources (and of queues without a redrive
+	                             policy); NAME-dlq, made when missing */
+};
+
+/* Declare a service. name: 1-64 of [A-Za-z0-9_-]. Errors: MESH_EINVAL,
+ * MESH_ENOMEM. */
+mesh_err mesh_service_new(const char *name, struct mesh_service **out);
+void mesh_service_free(struct mesh_service *s);
+const char *mesh_service_name(const struct mesh_service *s);
+/* The options, to change before mesh_service_run/main. */
+struct mesh_service_opts *mesh_service_opts(struct mesh_service *s);
+
+/* Consume a topic: the service's subscription (made at start, or updated
+ * to this policy) with an optional filter policy; replay_from_ms > 0 makes
+ * a new subscription start with the topic's archive from that time.
+ * Errors: MESH_EINVAL (name, policy, with SNS's words), MESH_ENOMEM. */
+mesh_err mesh_service_subscribe(struct mesh_service *s, const char *topic,
+                                const char *filter_policy,
+                                mesh_filter_scope scope,
+                                int64_t replay_from_ms);
+/* Consume a queue (it must exist at start). */
+mesh_err mesh_service_consume(struct mesh_service *s, const char *queue);
+
+/* The handler of events of `type` (NULL: of any type without a handler of
+ * its own). desc (optional) decodes the payload for it; an event whose
+ * payload does not decode as desc is dead-lettered. An event no handler
+ * takes is acknowledged and counted as ignored. */
+mesh_err mesh_service_on(struct mesh_service *s, const char *type,
+                         const ProtobufCMessageDescriptor *desc,
+                         mesh_handler_fn fn, void *arg);
+
+/* Called once at start, after the LMDB environment is open and before any
+ * event is taken (e.g. to seed state); may be NULL. */
+void mesh_service_on_start(struct mesh_service *s,
+                           void (*fn)(struct mesh_service *s, void *arg),
+                           void *arg);
+
+/* Run on connection c until *stop is set: then stop taking batches, finish
+ * those in hand (commit, publish, acknowledge) and return within
+ * shutdown_ms. Errors: those of start (state directory, subscriptions,
+ * queues), with the detail naming what failed. */
+mesh_err mesh_service_run(struct mesh_service *s, struct mesh_conn *c,
+                          volatile sig_atomic_t *stop);
+
+/* The whole program: read flags and environment (and --help), connect
+ * (--server, NATS_URL and the credentials of meshctl), run until SIGTERM
+ * or SIGINT; returns the exit code (0 after a graceful stop). */
+int mesh_service_main(struct mesh_service *s, int argc, char **argv);
+
+/* ---- inside a handler ----------------------------------------------- */
+
+/* The service's state, inside the event's own transaction: what a handler
+ * writes is committed with the batch, or undone when it fails. Values are
+ * borrowed until the handler returns. Errors: MESH_ENOTFOUND (get),
+ * MESH_EINVAL (empty key, or over 511 bytes), MESH_EFULL (the map is
+ * full), MESH_ESTORE. */
+mesh_err mesh_state_get(struct mesh_ctx *c, const void *key, size_t klen,
+                        const void **val, size_t *vlen);
+mesh_err mesh_state_put(struct mesh_ctx *c, const void *key, size_t klen,
+                        const void *val, size_t vlen);
+mesh_err mesh_state_del(struct mesh_ctx *c, const void *key, size_t klen);
+/* Visit the keys beginning with prefix, in order, until fn returns
+ * non-zero. */
+typedef int (*mesh_state_scan_fn)(const void *key, size_t klen,
+                                  const void *val, size_t vlen, void *arg);
+mesh_err mesh_state_scan(struct mesh_ctx *c, const void *prefix, size_t plen,
+                         mesh_state_scan_fn fn, void *arg);
+
+/* Emit an event to "topic:NAME" or "queue:NAME", recorded in the outbox
+ * and published after the batch commits. The runtime sets its source (the
+ * service's name) unless set, and carries the consumed event's W3C
+ * traceparent (a child span). group_id is for FIFO targets (the event id
+ * is then the de-duplication id). Takes a copy. Errors: MESH_EINVAL
+ * (target), MESH_ETOOBIG, MESH_ESTORE, MESH_ENOMEM. */
+mesh_err mesh_emit(struct mesh_ctx *c, const char *target,
+                   const struct mesh_event *ev, const char *group_id);
+/* The same for a protobuf message (type = its full name). */
+mesh_err mesh_emit_message(struct mesh_ctx *c, const char *target,
+                           const ProtobufCMessage *msg, const char *group_id);
+
+/* Return these from a handler: retry after delay_ms (0: the back-off's
+ * next step), or dead-letter now with a reason. */
+mesh_handler_result mesh_retry(struct mesh_ctx *c, int64_t delay_ms);
+mesh_handler_result mesh_reject(struct mesh_ctx *c, const char *reason);
+
+/* About the event in hand. */
+const char *mesh_ctx_service(const struct mesh_ctx *c);
+const char *mesh_ctx_source(const struct mesh_ctx *c); /* "topic:orders" */
+int mesh_ctx_attempt(const struct mesh_ctx *c);        /* 1 on the first */
+const char *mesh_ctx_trace_id(const struct mesh_ctx *c);
+
+/* A JSON log line on standard error with the service, the event id and
+ * the trace id. level: "info", "warn", "error". */
+void mesh_log(struct mesh_ctx *c, const char *level, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+/* ---- observing ---------------------------------------------------------- */
+
+/* Each instance answers requests on mesh.service.NAME.stats with its
+ * counters as JSON (meshctl stats gathers all instances):
+ * {"service", "instance", "received", "processed", "retried", "failed",
+ *  "dead_lettered", "duplicates", "ignored", "outbox_pending", "in_flight",
+ *  "handler_ms": {"p50", "p95", "p99"}, "commit_ms": {"p50", "p95", "p99"}}
+ * where commit_ms is publish-to-commit: from the event's time to its
+ * batch's commit. */
+#define MESH_SERVICE_STATS_SUBJECT "mesh.service.%s.stats"
+
+/* The LMDB layout of a service's environment, for tools (meshctl state):
+ * named databases "state" (the handlers'), "processed" (event id -> time
+ * ms), "processed_at" (time, id), "outbox" (sequence -> record), "meta". */
+#define MESH_SERVICE_DB_STATE "state"
+
+#endif
