@@ -1,0 +1,210 @@
+/* orders: takes PlaceOrder commands from the queue place-order, stores each
+ * order (order/<id>) and emits OrderPlaced to the topic orders, with the
+ * message attributes country (String) and total (Number, in units) for
+ * subscribers' filter policies. On each firing of the schedule
+ * orders-summary (queue orders-summary) it writes an OrderSummary of the
+ * orders stored so far (summary/<ms>) and logs it.
+ *
+ * A command repeating a stored order id (a client that sent it twice, each
+ * time with a new event id) is acknowledged without a second OrderPlaced,
+ * and counted (repeat/<id>): the order exists, which is what the client
+ * wants. A repeat with another customer, country or total is rejected
+ * (dead-lettered with the reason): it is a different order under a used
+ * id. Malformed commands are rejected too. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "shop.h"
+
+static const char *
+invalid(const Evmesh__Shop__PlaceOrder *po)
+{
+	int64_t sum = 0;
+
+	if (!shop_id_valid(po->order_id)) {
+		return "order_id: want 1-128 of [A-Za-z0-9_.:-]";
+	}
+	if (po->customer[0] == '\0') {
+		return "customer: empty";
+	}
+	if (strlen(po->country) != 2) {
+		return "country: want a two-letter code";
+	}
+	if (po->n_items == 0) {
+		return "items: none";
+	}
+	for (size_t i = 0; i < po->n_items; i++) {
+		if (po->items[i]->quantity <= 0 || po->items[i]->price_cents < 0) {
+			return "items: a quantity or price out of range";
+		}
+		sum += po->items[i]->quantity * po->items[i]->price_cents;
+	}
+	return sum == po->total_cents ? NULL : "total_cents: not the items' sum";
+}
+
+/* The order stored under the same id, if any: the same order again (1),
+ * another order (-1), none (0). */
+static int
+stored(struct mesh_ctx *ctx, const char *key, size_t klen,
+       const Evmesh__Shop__PlaceOrder *po, mesh_err *err)
+{
+	const void *val;
+	size_t vlen;
+	Evmesh__Shop__OrderPlaced *old;
+	int same;
+
+	if ((*err = mesh_state_get(ctx, key, klen, &val, &vlen)) != MESH_OK) {
+		*err = *err == MESH_ENOTFOUND ? MESH_OK : *err;
+		return 0;
+	}
+	if ((old = evmesh__shop__order_placed__unpack(NULL, vlen, val)) == NULL) {
+		return -1;
+	}
+	same = strcmp(old->customer, po->customer) == 0 &&
+	       strcmp(old->country, po->country) == 0 &&
+	       old->total_cents == po->total_cents;
+	evmesh__shop__order_placed__free_unpacked(old, NULL);
+	return same ? 1 : -1;
+}
+
+static mesh_err
+emit_placed(struct mesh_ctx *ctx, const Evmesh__Shop__OrderPlaced *op)
+{
+	struct mesh_event *ev = NULL;
+	char total[32];
+	int n = snprintf(total, sizeof total, "%lld.%02lld",
+	                 (long long)op->total_cents / 100,
+	                 (long long)op->total_cents % 100);
+	mesh_err err = mesh_event_new("evmesh.shop.OrderPlaced", "orders", &ev);
+
+	if (err == MESH_OK) {
+		err = mesh_event_set_message(ev, &op->base);
+	}
+	if (err == MESH_OK) {
+		err = mesh_event_set_subject(ev, op->order_id);
+	}
+	if (err == MESH_OK) {
+		err = mesh_event_attr_set(ev, "country", "String", op->country,
+		                          strlen(op->country));
+	}
+	if (err == MESH_OK) {
+		err = mesh_event_attr_set(ev, "total", "Number", total,
+		                          (size_t)n);
+	}
+	if (err == MESH_OK) {
+		err = mesh_emit(ctx, "topic:orders", ev, NULL);
+	}
+	mesh_event_free(ev);
+	return err;
+}
+
+static mesh_handler_result
+place_order(struct mesh_ctx *ctx, const struct mesh_event *ev,
+            const ProtobufCMessage *msg, void *arg)
+{
+	const Evmesh__Shop__PlaceOrder *po = (const void *)msg;
+	Evmesh__Shop__OrderPlaced op = EVMESH__SHOP__ORDER_PLACED__INIT;
+	Google__Protobuf__Timestamp at = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+	const char *why = invalid(po);
+	char key[SHOP_KEY_MAX];
+	size_t klen;
+	mesh_err err;
+	int was;
+
+	if (why != NULL) {
+		return mesh_reject(ctx, why);
+	}
+	klen = shop_key(key, SHOP_ORDER, po->order_id);
+	if ((was = stored(ctx, key, klen, po, &err)) != 0) {
+		if (was < 0) {
+			return mesh_reject(ctx, "order_id: used by another order");
+		}
+		mesh_log(ctx, "warn", "order %s placed again: not repeated",
+		         po->order_id);
+		err = shop_count_again(ctx, SHOP_REPEAT, po->order_id);
+		return err == MESH_OK ? MESH_HANDLER_OK : mesh_retry(ctx, 0);
+	}
+	if (err != MESH_OK) {
+		return mesh_retry(ctx, 0);
+	}
+	op.order_id = po->order_id;
+	op.customer = po->customer;
+	op.country = po->country;
+	op.total_cents = po->total_cents;
+	mesh_event_time(ev, &at.seconds, &at.nanos);
+	op.placed_at = &at;
+	err = shop_put_message(ctx, key, klen, &op.base);
+	if (err == MESH_OK) {
+		err = emit_placed(ctx, &op);
+	}
+	return err == MESH_OK ? MESH_HANDLER_OK : mesh_retry(ctx, 0);
+}
+
+static int
+add_order(const void *key, size_t klen, const void *val, size_t vlen,
+          void *arg)
+{
+	Evmesh__Shop__OrderSummary *sum = arg;
+	Evmesh__Shop__OrderPlaced *o =
+	        evmesh__shop__order_placed__unpack(NULL, vlen, val);
+
+	sum->orders++;
+	sum->total_cents += o != NULL ? o->total_cents : 0;
+	evmesh__shop__order_placed__free_unpacked(o, NULL);
+	return 0;
+}
+
+/* The scheduled job: whatever its payload, a firing asks for a summary. */
+static mesh_handler_result
+summarize(struct mesh_ctx *ctx, const struct mesh_event *ev,
+          const ProtobufCMessage *msg, void *arg)
+{
+	Evmesh__Shop__OrderSummary sum = EVMESH__SHOP__ORDER_SUMMARY__INIT;
+	char key[SHOP_KEY_MAX];
+	int64_t sec = 0;
+	int32_t nsec = 0;
+	mesh_err err;
+
+	mesh_event_time(ev, &sec, &nsec);
+	sum.window_start = sec;
+	err = mesh_state_scan(ctx, SHOP_ORDER, strlen(SHOP_ORDER), add_order,
+	                      &sum);
+	if (err == MESH_OK) {
+		int n = snprintf(key, sizeof key, SHOP_SUMMARY "%013lld",
+		                 (long long)sec * 1000 + nsec / 1000000);
+
+		err = shop_put_message(ctx, key, (size_t)n, &sum.base);
+	}
+	if (err != MESH_OK) {
+		return mesh_retry(ctx, 0);
+	}
+	mesh_log(ctx, "info", "summary: %lld orders, %lld.%02lld in all",
+	         (long long)sum.orders, (long long)sum.total_cents / 100,
+	         (long long)sum.total_cents % 100);
+	return MESH_HANDLER_OK;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct mesh_service *s = NULL;
+	mesh_err err = mesh_service_new("orders", &s);
+
+	if (err == MESH_OK) {
+		err = mesh_service_consume(s, "place-order");
+	}
+	if (err == MESH_OK) {
+		err = mesh_service_consume(s, "orders-summary");
+	}
+	if (err == MESH_OK) {
+		err = mesh_service_on(s, "evmesh.shop.PlaceOrder",
+		                      &evmesh__shop__place_order__descriptor,
+		                      place_order, NULL);
+	}
+	if (err == MESH_OK) {
+		err = mesh_service_on(s, "evmesh.shop.OrderSummary", NULL,
+		                      summarize, NULL);
+	}
+	return shop_main(s, err, argc, argv);
+}

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# The shop end to end through real processes: a broker of its own, the
+# topics and queues made with meshctl, orders, shipping and notifications
+# started as programs, 100 orders placed with meshctl (5 of every 7 to a
+# shippable country); then each service's state: shipped = shippable,
+# notified = shipped, nothing for the filtered ones; an order placed again
+# is not shipped again; a conflicting or malformed one is dead-lettered; a
+# summary firing writes a summary; SIGTERM stops each service with 0.
+# Args: meshctl test-broker orders shipping notifications shop-report
+set -u
+. "$(dirname "$0")/tap.sh"
+meshctl=$1 TEST_BROKER=$2 orders=$3 shipping=$4 notifications=$5 report=$6
+start_broker || { echo "Bail out! no broker"; exit 1; }
+dir=$(mktemp -d)
+pids=()
+stop_all() {
+	[ ${#pids[@]} -eq 0 ] || { kill "${pids[@]}"; wait "${pids[@]}"; } 2>/dev/null
+	rm -rf "$dir"
+}
+trap stop_all EXIT
+m() { "$meshctl" --server "$BROKER_URL" "$@"; }
+
+for t in orders shipments; do m topic create $t >/dev/null; done
+for q in place-order orders-summary; do m queue create $q >/dev/null; done
+for s in "$orders" "$shipping" "$notifications"; do
+	name=$(basename "$s")
+	"$s" --server "$BROKER_URL" --state "$dir/$name" 2>"$dir/$name.log" &
+	pids+=($!)
+done
+# Subscribing a service is starting it: wait for its subscriptions.
+for _ in $(seq 1 100); do
+	subs=$(m subscription list)
+	case "$subs" in *shipping*) case "$subs" in *notifications*) break ;; esac ;; esac
+	sleep 0.1
+done
+has "$subs" 'service  shipping' "shipping subscribed itself to orders"
+has "$subs" '{"country":["DE","FR","NL","US","GB"]}' "with its filter policy"
+has "$subs" 'service  notifications' "notifications to shipments"
+
+countries=(DE FR NL US GB JP BR)
+order() { # order ID COUNTRY [QUANTITY]
+	local q=${3:-2}
+	printf '{"orderId":"%s","customer":"c-%s","country":"%s","items":[{"sku":"sku-1","quantity":%d,"priceCents":250}],"totalCents":%d}' \
+		"$1" "$1" "$2" "$q" $((q * 250))
+}
+place() { m queue send place-order --type evmesh.shop.PlaceOrder --json "$1" >/dev/null; }
+failed=0
+for i in $(seq 1 100); do
+	place "$(order t-$i ${countries[$(((i - 1) % 7))]})" || failed=$((failed + 1))
+done
+is "$failed" 0 "100 orders placed with meshctl"
+out=$("$report" --state "$dir" --prefix t- --expect 100 --wait 60)
+ok $? "every order got through"
+is "$out" "orders: 100 placed, 72 shipped, 72 notified, 28 filtered, duplicates 0, lost 0" \
+	"72 shipped and notified, 28 filtered out, none doubled or lost"
+
+place "$(order t-1 DE)"
+for _ in $(seq 1 100); do
+	out=$("$report" --state "$dir" --prefix t- --verbose)
+	case "$out" in *" 1 repeats"*) break ;; esac
+	sleep 0.1
+done
+has "$out" " 1 repeats" "an order placed again (a new event id) is counted"
+sleep 1
+out=$("$report" --state "$dir" --prefix t- | head -n 1)
+is "$out" "orders: 100 placed, 72 shipped, 72 notified, 28 filtered, duplicates 0, lost 0" \
+	"and not shipped or notified again"
+
+place "$(order t-2 FR 3)"            # the id of another order
+place '{"orderId":"t-bad","customer":"x","country":"DE","items":[],"totalCents":5}'
+for _ in $(seq 1 100); do
+	n=$(m queue info orders-dlq --json 2>/dev/null | python3 -c \
+		'import json,sys; print(json.load(sys.stdin)["Attributes"]["ApproximateNumberOfMessages"])' 2>/dev/null)
+	[ "${n:-0}" -ge 2 ] && break
+	sleep 0.1
+done
+is "${n:-0}" 2 "a conflicting and a malformed order are dead-lettered"
+out=$(m queue receive orders-dlq --max 10 2>&1)
+has "$out" "order_id: used by another order" "with the reason"
+has "$out" "items: none" "each"
+
+m queue send orders-summary --type evmesh.shop.OrderSummary --json '{}' >/dev/null
+for _ in $(seq 1 100); do
+	out=$("$report" --state "$dir" --verbose)
+	case "$out" in *" 1 summaries"*) break ;; esac
+	sleep 0.1
+done
+has "$out" " 1 summaries" "a summary firing writes a summary"
+has "$(cat "$dir/orders.log")" "summary: 100 orders, 500.00 in all" "and logs it"
+has "$(cat "$dir/notifications.log")" "your order t-1 is on its way" \
+	"notifications logs what it sends"
+
+names=(orders shipping notifications)
+for i in 0 1 2; do
+	kill -TERM "${pids[$i]}"
+	wait "${pids[$i]}"
+	ok $? "${names[$i]} stops with 0 on SIGTERM"
+done
+out=$("$report" --state "$dir" --prefix t- --verbose)
+has "$out" "outbox records 0, 0, 0" "and leaves no outbox behind"
+pids=()
+done_testing
