@@ -218,6 +218,7 @@ shop_report_read(const char *root, const char *prefix, const char *countries,
 		for (int i = 0; i < NSERVICES; i++) {
 			r->outbox[i] = db_entries(&envs[i], "outbox");
 			r->processed[i] = db_entries(&envs[i], "processed");
+			r->state_keys[i] = db_entries(&envs[i], "state");
 		}
 	}
 	for (int i = 0; i < NSERVICES; i++) {

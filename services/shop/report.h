@@ -30,6 +30,7 @@ struct shop_report {
 	uint64_t outbox[3];  /* outbox records: orders, shipping,
 	                        notifications (not by prefix) */
 	uint64_t processed[3]; /* processed-id table sizes */
+	uint64_t state_keys[3]; /* every key in each "state" database */
 };
 
 /* Read the account of the orders whose id begins with prefix ("" for all)

@@ -1,0 +1,319 @@
+/* The shop under SIGKILL: a producer places 10,000 orders (5 of every 7
+ * to a shippable country, and 100 of them twice, with new event ids) at
+ * about 500 a second while orders, shipping and notifications are each
+ * killed with SIGKILL several times at random moments and started again.
+ * At the end every shippable order has exactly one shipment and one
+ * notification, the others none; every event was processed once (the
+ * processed-id tables hold exactly one id per event); no state holds a key
+ * too many or too few, and after a graceful stop every outbox is empty.
+ *
+ * Usage: test_shop_crash ORDERS SHIPPING NOTIFICATIONS */
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "mesh/mesh.h"
+#include "report.h"
+#include "shop.pb-c.h"
+
+#define TOTAL       10000
+#define REPEAT_EVERY 100  /* every 100th order is placed again, later */
+#define RATE        500   /* orders a second */
+#define MIN_KILLS   4     /* of each service */
+#define COUNTRIES   "DE,FR,NL,US,GB"
+
+static const char *const names[3] = {"orders", "shipping", "notifications"};
+static const char *const countries[7] = {"DE", "FR", "NL", "US",
+                                         "GB", "JP", "BR"};
+static const char *paths[3];
+static pid_t pids[3];
+static struct test_broker broker;
+static struct mesh_conn *conn;
+static char dir[PATH_MAX];
+static atomic_int produced, send_failures;
+static atomic_bool producing = true;
+
+static pid_t
+spawn(int i)
+{
+	char state[PATH_MAX + 32], log[PATH_MAX + 32];
+	pid_t pid;
+
+	snprintf(state, sizeof state, "%s/%s", dir, names[i]);
+	snprintf(log, sizeof log, "%s/%s.log", dir, names[i]);
+	if ((pid = fork()) == 0) {
+		if (freopen(log, "a", stderr) == NULL) {
+			_exit(127);
+		}
+		setenv("SHOP_COUNTRIES", COUNTRIES, 1);
+		execl(paths[i], paths[i], "--server", broker.url, "--state",
+		      state, (char *)NULL);
+		_exit(127);
+	}
+	return pid;
+}
+
+static mesh_err
+order_event(int i, struct mesh_event **out)
+{
+	Evmesh__Shop__PlaceOrder po = EVMESH__SHOP__PLACE_ORDER__INIT;
+	Evmesh__Shop__LineItem item = EVMESH__SHOP__LINE_ITEM__INIT;
+	Evmesh__Shop__LineItem *items[1] = {&item};
+	char id[32], customer[32];
+	mesh_err err;
+
+	snprintf(id, sizeof id, "c-%d", i);
+	snprintf(customer, sizeof customer, "customer-%d", i % 97);
+	item.sku = "sku-1";
+	item.quantity = 1 + i % 3;
+	item.price_cents = 995;
+	po.order_id = id;
+	po.customer = customer;
+	po.country = (char *)countries[i % 7];
+	po.n_items = 1;
+	po.items = items;
+	po.total_cents = item.quantity * item.price_cents;
+	if ((err = mesh_event_new("evmesh.shop.PlaceOrder", "test", out)) ==
+	    MESH_OK) {
+		err = mesh_event_set_message(*out, &po.base);
+	}
+	return err;
+}
+
+/* Send orders [from, from + n), n <= 10, until each is stored. */
+static void
+send_ten(struct mesh_queue *q, int from, int n)
+{
+	struct mesh_queue_entry e[10];
+	struct mesh_queue_sent sent[10];
+	struct mesh_event *ev[10] = {0};
+	char ids[10][8];
+	int left = n;
+
+	for (int k = 0; k < n; k++) {
+		order_event(from + k, &ev[k]);
+		snprintf(ids[k], sizeof ids[k], "e%d", k);
+		e[k] = (struct mesh_queue_entry){.id = ids[k], .event = ev[k],
+		                                 .delay_s = -1};
+	}
+	for (int tries = 0; left > 0 && tries < 50; tries++) {
+		left = 0;
+		if (mesh_queue_send_batch(q, e, (size_t)n, sent) != MESH_OK) {
+			left = n;
+		}
+		for (int k = 0; left != n && k < n; k++) {
+			left += sent[k].err != MESH_OK;
+		}
+		if (left > 0) {
+			atomic_fetch_add(&send_failures, 1);
+			usleep(100 * 1000); /* resends: new message, same event
+			                       id: the queue drops the repeat */
+		}
+	}
+	for (int k = 0; k < n; k++) {
+		mesh_event_free(ev[k]);
+	}
+}
+
+/* Whether order i - 500 is placed again after orders [i, i + 10): the
+ * same command as a new event, half a thousand orders later. */
+static bool
+repeats_at(int i)
+{
+	return i >= 500 && (i - 500) % REPEAT_EVERY == 0;
+}
+
+static void *
+producer(void *arg)
+{
+	struct mesh_queue *q = NULL;
+	long long start = test_now_ms();
+
+	if (mesh_queue_open(conn, "place-order", &q) != MESH_OK) {
+		atomic_store(&producing, false);
+		return NULL;
+	}
+	for (int i = 0; i < TOTAL; i += 10) {
+		long long due = start + (long long)i * 1000 / RATE;
+		long long now = test_now_ms();
+
+		if (due > now) {
+			usleep((useconds_t)(due - now) * 1000);
+		}
+		send_ten(q, i, 10);
+		if (repeats_at(i)) {
+			send_ten(q, i - 500, 1);
+		}
+		atomic_store(&produced, i + 10);
+	}
+	mesh_queue_close(q);
+	atomic_store(&producing, false);
+	return NULL;
+}
+
+static int
+shippable_count(int *repeats)
+{
+	int n = 0;
+
+	*repeats = 0;
+	for (int i = 0; i < TOTAL; i++) {
+		n += i % 7 < 5;
+		*repeats += i % 10 == 0 && repeats_at(i);
+	}
+	return n;
+}
+
+static bool
+subscribed(void)
+{
+	struct mesh_subscription *subs = NULL;
+	size_t n = 0, found = 0;
+
+	if (mesh_subscription_list(conn, NULL, &subs, &n) != MESH_OK) {
+		return false;
+	}
+	for (size_t i = 0; i < n; i++) {
+		found += strcmp(subs[i].endpoint, "shipping") == 0 ||
+		         strcmp(subs[i].endpoint, "notifications") == 0;
+	}
+	mesh_subscription_list_free(subs, n);
+	return found == 2;
+}
+
+static uint64_t
+queue_depth(const char *name)
+{
+	struct mesh_queue_info info;
+
+	if (mesh_queue_info(conn, name, &info) != MESH_OK) {
+		return 0; /* a dead-letter queue never made: empty */
+	}
+	return info.visible + info.not_visible + info.delayed;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct mesh_conn_opts o;
+	struct mesh_queue_attrs qa;
+	struct mesh_topic_attrs ta;
+	struct shop_report r;
+	pthread_t prod;
+	char err[512];
+	int kills[3] = {0}, repeats, shippable = shippable_count(&repeats);
+	long long t0, t1;
+	bool whole = false;
+
+	if (argc != 4) {
+		fprintf(stderr, "usage: %s ORDERS SHIPPING NOTIFICATIONS\n",
+		        argv[0]);
+		return 2;
+	}
+	memcpy(paths, argv + 1, sizeof paths);
+	srand((unsigned)time(NULL));
+	if (!test_broker_start(&broker, NULL) || !test_tmpdir(dir, sizeof dir)) {
+		tap_done();
+		return 1;
+	}
+	mesh_conn_opts_init(&o);
+	o.servers = broker.url;
+	ok(mesh_conn_open(&o, &conn) == MESH_OK, "connected");
+	mesh_topic_attrs_init(&ta);
+	mesh_queue_attrs_init(&qa);
+	qa.visibility_timeout_s = 10; /* a killed batch comes back sooner */
+	ok(mesh_topic_create(conn, "orders", &ta) == MESH_OK &&
+	           mesh_topic_create(conn, "shipments", &ta) == MESH_OK &&
+	           mesh_queue_create(conn, "place-order", &qa) == MESH_OK &&
+	           mesh_queue_create(conn, "orders-summary", &qa) == MESH_OK,
+	   "topics orders, shipments; queues place-order, orders-summary");
+	for (int i = 0; i < 3; i++) {
+		pids[i] = spawn(i);
+	}
+	for (int i = 0; i < 100 && !subscribed(); i++) {
+		usleep(100 * 1000);
+	}
+	ok(subscribed(), "shipping and notifications subscribed themselves");
+
+	t0 = test_now_ms();
+	pthread_create(&prod, NULL, producer, NULL);
+	while (atomic_load(&producing) || kills[0] < MIN_KILLS ||
+	       kills[1] < MIN_KILLS || kills[2] < MIN_KILLS) {
+		int i = rand() % 3;
+
+		usleep((useconds_t)(300 + rand() % 1200) * 1000);
+		kill(pids[i], SIGKILL);
+		waitpid(pids[i], NULL, 0);
+		kills[i]++;
+		usleep((useconds_t)(rand() % 300) * 1000);
+		pids[i] = spawn(i);
+	}
+	pthread_join(prod, NULL);
+	t1 = test_now_ms();
+	is_int(atomic_load(&produced), TOTAL, "10,000 orders placed");
+	tap_diag("placed in %lld ms (%d resent batches); kills: orders %d, "
+	         "shipping %d, notifications %d",
+	         t1 - t0, atomic_load(&send_failures), kills[0], kills[1],
+	         kills[2]);
+
+	/* Killed batches come back after their ack wait (30 s at most). */
+	while (test_now_ms() - t1 < 150 * 1000) {
+		if (!shop_report_read(dir, "", COUNTRIES, &r, err, sizeof err)) {
+			break;
+		}
+		whole = shop_report_agrees(&r, TOTAL) &&
+		        r.repeats == (uint64_t)repeats &&
+		        queue_depth("place-order") == 0;
+		if (whole) {
+			break;
+		}
+		usleep(500 * 1000);
+	}
+	ok(whole, "every order accounted for, %lld ms after the last one",
+	   test_now_ms() - t1);
+	for (int i = 0; i < 3; i++) {
+		int status = -1;
+
+		kill(pids[i], SIGTERM);
+		waitpid(pids[i], &status, 0);
+		ok(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		   "%s stops with 0 on SIGTERM", names[i]);
+	}
+	ok(shop_report_read(dir, "", COUNTRIES, &r, err, sizeof err),
+	   "the environments read: %s", err);
+	is_int(r.placed, TOTAL, "10,000 orders stored");
+	is_int(r.shipped, shippable, "every shippable one shipped");
+	is_int(r.notified, shippable, "and notified");
+	is_int(r.filtered, TOTAL - shippable, "the others filtered out");
+	is_int(r.duplicates, 0, "nothing shipped or notified twice");
+	is_int(r.lost, 0, "nothing lost");
+	is_int(r.stray, 0, "nothing shipped that should not be");
+	is_int(r.repeats, repeats, "each repeated command counted once");
+	is_int(r.state_keys[0], TOTAL + repeats,
+	       "orders' state: an order and a repeat count each, no more");
+	is_int(r.state_keys[1], shippable, "shipping's: a shipment each");
+	is_int(r.state_keys[2], shippable, "notifications': a note each");
+	is_int(r.processed[0], TOTAL + repeats,
+	       "orders processed each command once");
+	is_int(r.processed[1], shippable, "shipping each OrderPlaced once");
+	is_int(r.processed[2], shippable,
+	       "notifications each ShipmentCreated once");
+	for (int i = 0; i < 3; i++) {
+		is_int(r.outbox[i], 0, "%s's outbox is empty", names[i]);
+	}
+	is_int(queue_depth("place-order") + queue_depth("orders-dlq") +
+	               queue_depth("shipping-dlq") +
+	               queue_depth("notifications-dlq"),
+	       0, "no command left, nothing dead-lettered");
+	mesh_conn_close(conn);
+	test_broker_stop(&broker);
+	test_rmtree(dir);
+	return tap_done();
+}
