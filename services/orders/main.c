@@ -138,7 +138,13 @@ place_order(struct mesh_ctx *ctx, const struct mesh_event *ev,
 	if (err == MESH_OK) {
 		err = emit_placed(ctx, &op);
 	}
-	return err == MESH_OK ? MESH_HANDLER_OK : mesh_retry(ctx, 0);
+	if (err != MESH_OK) {
+		return mesh_retry(ctx, 0);
+	}
+	mesh_log(ctx, "info", "order %s placed: %s, %lld.%02lld", op.order_id,
+	         op.country, (long long)op.total_cents / 100,
+	         (long long)op.total_cents % 100);
+	return MESH_HANDLER_OK;
 }
 
 static int

@@ -47,7 +47,12 @@ ship(struct mesh_ctx *ctx, const struct mesh_event *ev,
 	if (err == MESH_OK) {
 		err = mesh_emit_message(ctx, "topic:shipments", &sc.base, NULL);
 	}
-	return err == MESH_OK ? MESH_HANDLER_OK : mesh_retry(ctx, 0);
+	if (err != MESH_OK) {
+		return mesh_retry(ctx, 0);
+	}
+	mesh_log(ctx, "info", "order %s shipped: %s, label %s", o->order_id,
+	         id, label);
+	return MESH_HANDLER_OK;
 }
 
 int

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# deploy/up twice in a row: the broker comes up, the smoke flow round-trips
-# an event both times, the second run reuses the first run's broker;
-# deploy/down stops it. Runs on a free port with its own state folder.
+# deploy/up three times: the broker, scheduler, router and the shop's three
+# services come up; the smoke flow round-trips an event; orders flow
+# through the shop and the account read from the services' state is whole
+# (--once 50, then the default 10 orders, shown end to end); the second run
+# reuses what the first started; --watch prints live counts until Ctrl-C
+# and exits 0; deploy/down stops everything, and the next deploy/up reads
+# the old state. Runs on a free port with its own state folder.
 set -u
 . "$(dirname "$0")/tap.sh"
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -11,25 +15,57 @@ export EVMESH_NATS_PORT
 EVMESH_NATS_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 trap '"$root/deploy/down" >/dev/null 2>&1; rm -rf "$EVMESH_STATE"' EXIT
 
-out=$("$root/deploy/up" 2>&1); ok $? "deploy/up exits 0"
+out=$("$root/deploy/up" --once 50 </dev/null 2>&1); ok $? "deploy/up --once 50 exits 0"
 has "$out" "starting nats-server" "and starts a broker"
 has "$out" "started mesh-scheduler" "and a scheduler"
 has "$out" "started mesh-router" "and a router"
+for s in orders shipping notifications; do
+	has "$out" "started $s" "and the service $s"
+done
 has "$out" "queue 'demo-all' got 2 of the 2" "which fans a topic out to a queue"
 has "$out" "queue 'demo-eu' got 1 of the 2" "and through a filter policy"
 has "$out" "smoke: round trip" "and prints the event's round trip"
 has "$out" "Body           hello from deploy/up" "and round-trips a queue message"
-out=$("$root/deploy/up" 2>&1); ok $? "deploy/up again exits 0"
+has "$out" "orders: 50 placed, 36 shipped, 36 notified, 14 filtered, duplicates 0, lost 0" \
+	"and places 50 orders, every shippable one shipped and notified once"
+out=$("$root/deploy/up" </dev/null 2>&1); ok $? "deploy/up again exits 0"
 has "$out" "nats-server already running" "and reuses the running broker"
 has "$out" "mesh-scheduler already running" "and the running scheduler"
+has "$out" "orders already running" "and the running services"
 has "$out" "NextFirings" "and shows the heartbeat schedule"
 has "$out" "sequence 2" "whose stream kept the first run's event"
 has "$out" "smoke: round trip" "and prints the round trip again"
+has "$out" "orders: 10 placed, 8 shipped, 8 notified, 2 filtered, duplicates 0, lost 0" \
+	"and places 10 orders by default"
+has "$out" "shipping: order up-" "shown going through shipping"
+has "$out" "notifications: sent: your order up-" "and notifications"
+has "$out" "stopped at orders: shipping's filter policy" \
+	"and one stopping at the filter policy"
+"$root/deploy/up" --watch </dev/null >"$EVMESH_STATE/watch.out" 2>&1 &
+watcher=$!
+for _ in $(seq 1 600); do
+	grep -q "^up: [0-9:]* orders: " "$EVMESH_STATE/watch.out" && break
+	sleep 0.1
+done
+# A background job of a script ignores SIGINT: TERM takes Ctrl-C's part.
+kill -TERM $watcher
+wait $watcher
+ok $? "deploy/up --watch exits 0 when stopped"
+out=$(cat "$EVMESH_STATE/watch.out")
+has "$out" "orders: 70 placed, 52 shipped, 52 notified, 18 filtered" \
+	"after a live line counting every order so far"
+has "$out" "still up" "and leaves the mesh up"
 out=$("$root/deploy/down" 2>&1); ok $? "deploy/down exits 0"
 has "$out" "stopped nats-server" "and stops the broker"
 has "$out" "stopped mesh-scheduler" "and the scheduler"
 has "$out" "stopped mesh-router" "and the router"
+for s in orders shipping notifications; do
+	has "$out" "stopped $s" "and the service $s"
+done
 [ -d "$EVMESH_STATE/nats/jetstream" ]; ok $? "the store stays for next time"
-out=$("$root/deploy/up" 2>&1); ok $? "deploy/up after down exits 0"
-has "$out" "sequence 3" "and the new broker reads the old store"
+out=$("$root/deploy/up" --once 7 </dev/null 2>&1); ok $? "deploy/up after down exits 0"
+has "$out" "sequence 4" "and the new broker reads the old store"
+has "$out" "orders: 7 placed, 5 shipped, 5 notified, 2 filtered, duplicates 0, lost 0" \
+	"and the services their old state"
+out=$("$root/deploy/up" --once x 2>&1); is $? 2 "--once wants a number"
 done_testing
