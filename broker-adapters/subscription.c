@@ -682,7 +682,9 @@ mesh_subscription_list(struct mesh_conn *c, const char *topic,
 		mesh_subscription_list_free(subs, k);
 		return err;
 	}
-	qsort(subs, k, sizeof(*subs), cmp_sub);
+	if (k > 1) { /* subs is NULL when there are none: not for qsort */
+		qsort(subs, k, sizeof(*subs), cmp_sub);
+	}
 	*out = subs;
 	*n = k;
 	return MESH_OK;
