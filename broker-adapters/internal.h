@@ -86,6 +86,15 @@ void mesh__queue_forward(struct mesh_queue *q,
                          const char *const *wire_ids, natsMsg *const *srcs,
                          size_t n, struct mesh_queue_sent *out);
 bool mesh__queue_passes_through(const struct mesh_queue *q);
+/* SQS's receive and delete without its limit of 10 (up to 256 at once),
+ * for pollers inside the mesh (the service runtime's queue sources). */
+struct mesh_queue_msg;
+struct mesh_queue_result;
+mesh_err mesh__queue_receive_many(struct mesh_queue *q, int max, int wait_s,
+                                  struct mesh_queue_msg **msgs, size_t *n);
+mesh_err mesh__queue_delete_many(struct mesh_queue *q,
+                                 const char *const *receipts, size_t n,
+                                 struct mesh_queue_result *res);
 
 /* Names of queues and topics (wire.c): 1-max characters of
  * [A-Za-z0-9_-], FIFO ones ending in ".fifo"; `noun` names the kind in
