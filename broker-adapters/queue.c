@@ -1872,8 +1872,7 @@ mesh_err
 mesh_queue_send_batch(struct mesh_queue *q, const struct mesh_queue_entry *e,
                       size_t n, struct mesh_queue_sent *out)
 {
-	natsMsg *msgs[MESH_QUEUE_BATCH_MAX], *replies[MESH_QUEUE_BATCH_MAX];
-	size_t idx[MESH_QUEUE_BATCH_MAX], k = 0, total = 0, na;
+	size_t total = 0, na;
 	mesh_err err;
 
 	if ((err = batch_check(q, &e[0].id, n, sizeof(*e))) != MESH_OK) {
@@ -1891,6 +1890,23 @@ mesh_queue_send_batch(struct mesh_queue *q, const struct mesh_queue_entry *e,
 		        " bytes in all",
 		        q->name, total, q->cfg.a.max_message_size);
 	}
+	return mesh_queue_send_many(q, e, n, out);
+}
+
+mesh_err
+mesh_queue_send_many(struct mesh_queue *q, const struct mesh_queue_entry *e,
+                     size_t n, struct mesh_queue_sent *out)
+{
+	natsMsg **msgs = malloc(n * sizeof(*msgs));
+	natsMsg **replies = malloc(n * sizeof(*replies));
+	size_t *idx = malloc(n * sizeof(*idx)), k = 0;
+	mesh_err err = MESH_OK;
+
+	if (msgs == NULL || replies == NULL || idx == NULL) {
+		err = mesh__seterr(MESH_ENOMEM, "queue '%s': %zu messages",
+		                   q->name, n);
+		goto out;
+	}
 	for (size_t i = 0; i < n; i++) {
 		memset(&out[i], 0, sizeof(out[i]));
 		err = send_prepare(q, &e[i], &msgs[k], out[i].message_id);
@@ -1900,24 +1916,31 @@ mesh_queue_send_batch(struct mesh_queue *q, const struct mesh_queue_entry *e,
 		}
 		idx[k++] = i;
 	}
+	err = MESH_OK;
 	if (k == 0) {
-		return MESH_OK;
+		goto out;
 	}
 	if ((err = rpc_many(q, msgs, k, RPC_TIMEOUT_MS, replies)) != MESH_OK) {
 		for (size_t i = 0; i < k; i++) {
 			sent_fail(&out[idx[i]], err);
 		}
-		return MESH_OK;
+		err = MESH_OK;
+		goto out;
 	}
 	for (size_t i = 0; i < k; i++) {
 		struct mesh_queue_sent *r = &out[idx[i]];
-		err = pub_ack(q, replies[i], &r->sequence, &r->duplicate);
-		if (err != MESH_OK) {
-			sent_fail(r, err);
+		mesh_err e1 = pub_ack(q, replies[i], &r->sequence,
+		                      &r->duplicate);
+		if (e1 != MESH_OK) {
+			sent_fail(r, e1);
 		}
 		natsMsg_Destroy(replies[i]);
 	}
-	return MESH_OK;
+out:
+	free(msgs);
+	free(replies);
+	free(idx);
+	return err;
 }
 
 mesh_err

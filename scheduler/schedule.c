@@ -35,7 +35,7 @@ mesh_err
 mesh_schedule_check(struct mesh_schedule *s)
 {
 	size_t n = strlen(s->name);
-	struct mesh_tz *tz = NULL;
+	const struct mesh_tz *tz = NULL;
 	mesh_err err;
 
 	if (n == 0 || strspn(s->name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKL"
@@ -48,10 +48,9 @@ mesh_schedule_check(struct mesh_schedule *s)
 	if ((err = mesh_sched_parse(s->expression, &s->expr)) != MESH_OK) {
 		return err;
 	}
-	if ((err = mesh_tz_load(s->tz, NULL, &tz)) != MESH_OK) {
+	if ((err = mesh_tz_shared(s->tz, &tz)) != MESH_OK) {
 		return err;
 	}
-	mesh_tz_free(tz);
 	if (strncmp(s->target, "queue:", 6) != 0 || s->target[6] == '\0') {
 		return mesh__seterr(
 		        MESH_EINVAL,
