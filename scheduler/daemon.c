@@ -224,7 +224,6 @@ struct replica {
 	size_t n_queues;
 	mesh_sched_log_fn log;
 	void *log_arg;
-	struct firing *f; /* FIRE_MAX of them, reused each round */
 };
 
 static int64_t
@@ -600,27 +599,39 @@ static void
 fire_due(struct replica *r, int64_t now)
 {
 	struct mesh_sched_entry *e;
-	size_t n = 0;
+	struct firing *f = NULL;
+	size_t n = 0, cap = 0;
 
 	while (n + 2 <= FIRE_MAX && (e = mesh_sched_table_pop(&r->t, now))) {
+		if (n + 2 > cap) {
+			size_t nc = cap ? cap * 2 : 64;
+			struct firing *nf = realloc(f, nc * sizeof(*nf));
+			if (nf == NULL) {
+				mesh_sched_table_update(&r->t, e);
+				break;
+			}
+			f = nf;
+			cap = nc;
+		}
 		if (e->retry_fire != 0 && e->retry_at <= now) {
-			r->f[n++] = (struct firing){
+			f[n++] = (struct firing){
 			        .e = e, .retry = true, .when = e->retry_fire,
 			        .attempt = e->attempt, .why = "retried"};
 		}
 		if (e->fire != 0 && e->at <= now) {
-			r->f[n++] = (struct firing){.e = e,
+			f[n++] = (struct firing){.e = e,
 			                            .when = e->fire,
 			                            .attempt = 1,
 			                            .why = "scheduled"};
 		}
-		if (n == 0 || r->f[n - 1].e != e) {
+		if (n == 0 || f[n - 1].e != e) {
 			mesh_sched_table_update(&r->t, e); /* nothing due */
 		}
 	}
 	if (n > 0) {
-		fire_round(r, r->f, n);
+		fire_round(r, f, n);
 	}
+	free(f);
 }
 
 /* ---- schedules into the table ------------------------------------------- */
@@ -916,9 +927,6 @@ mesh_scheduler_run(struct mesh_conn *c, struct mesh_sched_store *st,
 	if ((err = mesh_schedules_streams(c)) != MESH_OK) {
 		return err;
 	}
-	if ((r.f = calloc(FIRE_MAX, sizeof(*r.f))) == NULL) {
-		return mesh__seterr(MESH_ENOMEM, "scheduler");
-	}
 	mesh_sched_table_init(&r.t);
 	snprintf(durable, sizeof(durable), "replica-%s", id);
 	jsSubOptions_Init(&so);
@@ -929,7 +937,6 @@ mesh_scheduler_run(struct mesh_conn *c, struct mesh_sched_store *st,
 	s = js_PullSubscribe(&sub, mesh_conn_js(c), MESH_SCHEDULES_PREFIX "*",
 	                     durable, NULL, &so, &jerr);
 	if (s != NATS_OK) {
-		free(r.f);
 		return mesh_err_nats(s, jerr, "change log consumer %s",
 		                     durable);
 	}
@@ -981,7 +988,6 @@ mesh_scheduler_run(struct mesh_conn *c, struct mesh_sched_store *st,
 	log_line(&r, "stopped", NULL, NULL);
 	natsSubscription_Destroy(sub);
 	mesh_sched_table_fini(&r.t);
-	free(r.f);
 	for (size_t i = 0; i < r.n_queues; i++) {
 		mesh_queue_close(r.queues[i].q);
 	}
