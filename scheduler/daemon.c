@@ -8,6 +8,7 @@
 
 #include <jansson.h>
 
+#include "api.h"
 #include "daemon.h"
 #include "internal.h"
 #include "mesh/queue.h"
@@ -195,6 +196,7 @@ mesh_schedules_last_fired(struct mesh_conn *c, const char *name, int64_t *fire,
 
 #define FETCH_MAX 1000  /* change-log messages at once (MaxAckPending) */
 #define FIRE_MAX  20000 /* firings published in one round */
+#define LEAD_MS   20    /* firings are made ready this much before */
 
 /* One firing on its way: the schedule read from LMDB, the event made of
  * it, the outcome of its send. */
@@ -521,11 +523,11 @@ plan(struct mesh_sched_entry *e, const struct mesh_schedule *s,
 	}
 }
 
-/* Fire f[0..n): read each schedule from LMDB, make the events, send them
- * all at once, then judge and record every outcome in one transaction and
- * plan each schedule's next firing. */
+/* Fire f[0..n), due at `due`: read each schedule from LMDB, make the
+ * events, send them all at once (not before `due`), then judge and record
+ * every outcome in one transaction and plan each schedule's next firing. */
 static void
-fire_round(struct replica *r, struct firing *f, size_t n)
+fire_round(struct replica *r, struct firing *f, size_t n, int64_t due)
 {
 	struct mesh_sched_txn *txn = NULL;
 	const char *json;
@@ -556,6 +558,11 @@ fire_round(struct replica *r, struct firing *f, size_t n)
 			snprintf(f[i].sent.error, sizeof(f[i].sent.error),
 			         "%s", mesh_errdetail());
 		}
+	}
+	if (due * 1000 > now_ms()) {
+		/* Ready early; sent at the wall-clock instant they name. */
+		struct timespec ts = {.tv_sec = (time_t)due};
+		clock_nanosleep(CLOCK_REALTIME, TIMER_ABSTIME, &ts, NULL);
 	}
 	send_to_targets(r, f, n);
 	txn = NULL;
@@ -594,7 +601,8 @@ fire_round(struct replica *r, struct firing *f, size_t n)
 	}
 }
 
-/* Fire what is due by `now`, FIRE_MAX at most. */
+/* Fire what is due by `now` (Unix seconds; at most LEAD_MS ahead), FIRE_MAX
+ * at most. */
 static void
 fire_due(struct replica *r, int64_t now)
 {
@@ -629,7 +637,7 @@ fire_due(struct replica *r, int64_t now)
 		}
 	}
 	if (n > 0) {
-		fire_round(r, f, n);
+		fire_round(r, f, n, now);
 	}
 	free(f);
 }
@@ -917,14 +925,15 @@ mesh_scheduler_run(struct mesh_conn *c, struct mesh_sched_store *st,
 	struct replica r = {
 	        .c = c, .st = st, .id = id, .log = log, .log_arg = log_arg};
 	struct load l = {.r = &r};
-	natsSubscription *sub = NULL;
+	natsSubscription *sub = NULL, *api = NULL;
 	jsSubOptions so;
 	jsErrCode jerr = 0;
 	char durable[96];
 	natsStatus s;
 	mesh_err err;
 
-	if ((err = mesh_schedules_streams(c)) != MESH_OK) {
+	if ((err = mesh_schedules_streams(c)) != MESH_OK ||
+	    (err = mesh_sched_api_start(c, &api)) != MESH_OK) {
 		return err;
 	}
 	mesh_sched_table_init(&r.t);
@@ -937,6 +946,7 @@ mesh_scheduler_run(struct mesh_conn *c, struct mesh_sched_store *st,
 	s = js_PullSubscribe(&sub, mesh_conn_js(c), MESH_SCHEDULES_PREFIX "*",
 	                     durable, NULL, &so, &jerr);
 	if (s != NATS_OK) {
+		mesh_sched_api_stop(api);
 		return mesh_err_nats(s, jerr, "change log consumer %s",
 		                     durable);
 	}
@@ -968,14 +978,16 @@ mesh_scheduler_run(struct mesh_conn *c, struct mesh_sched_store *st,
 		natsMsgList list = {0};
 
 		if (first != NULL) {
-			wait_ms = mesh_sched_entry_due(first) * 1000 - now_ms();
-			if (wait_ms <= 0) {
-				fire_due(&r, now_s());
+			int64_t due = mesh_sched_entry_due(first);
+			wait_ms = due * 1000 - now_ms();
+			if (wait_ms <= LEAD_MS) {
+				fire_due(&r, due > now_s() ? due : now_s());
 				continue;
 			}
+			wait_ms -= LEAD_MS;
 		}
 		/* Sleep in the fetch until a change comes or a firing is
-		 * due; at most a second, to notice a stop. */
+		 * nearly due; at most a second, to notice a stop. */
 		wait_ms = wait_ms > 1000 ? 1000 : wait_ms;
 		s = natsSubscription_Fetch(&list, sub, FETCH_MAX, wait_ms,
 		                           &jerr);
@@ -986,6 +998,7 @@ mesh_scheduler_run(struct mesh_conn *c, struct mesh_sched_store *st,
 		}
 	}
 	log_line(&r, "stopped", NULL, NULL);
+	mesh_sched_api_stop(api);
 	natsSubscription_Destroy(sub);
 	mesh_sched_table_fini(&r.t);
 	for (size_t i = 0; i < r.n_queues; i++) {

@@ -454,6 +454,40 @@ mesh_schedule_from_json(const char *json, size_t len,
 	return MESH_OK;
 }
 
+bool
+mesh_schedule_parse_duration(const char *text, int64_t unit, int64_t *out)
+{
+	char *end;
+	long long n = strtoll(text, &end, 10);
+
+	if (end == text || n < 0 || n > 100 * 365 * 86400LL) {
+		return false;
+	}
+	switch (*end) {
+	case '\0':
+		break;
+	case 's':
+		unit = 1;
+		break;
+	case 'm':
+		unit = 60;
+		break;
+	case 'h':
+		unit = 3600;
+		break;
+	case 'd':
+		unit = 86400;
+		break;
+	default:
+		return false;
+	}
+	if (*end != '\0' && end[1] != '\0') {
+		return false;
+	}
+	*out = n * unit;
+	return true;
+}
+
 mesh_err
 mesh_schedule_next(const struct mesh_schedule *s, const struct mesh_tz *tz,
                    int64_t after, int64_t *next)

@@ -250,19 +250,24 @@ cmp_ll(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* Receive up to want events from queue `name`: how late each was stored
- * (ms after its scheduledTime) into late[]; returns how many. */
+/* Receive the events waiting in queue `name` (up to want): how late
+ * each scheduled in [from, to) was stored (ms after its scheduledTime),
+ * into late[]; returns how many. */
 static long
-lateness(const char *name, long want, long long *late)
+lateness(const char *name, long want, int64_t from, int64_t to,
+         long long *late)
 {
 	struct mesh_queue *q;
 	long got = 0;
 	int empty = 0;
+	bool past = false; /* an event scheduled after the range came */
+	long long deadline = test_now_ms() + 30000;
 
 	if (mesh_queue_open(conn, name, &q) != MESH_OK) {
 		return 0;
 	}
-	while (got < want && empty < 3) {
+	while (got < want && empty < 3 && !past &&
+	       test_now_ms() < deadline) {
 		struct mesh_queue_msg *m = NULL;
 		size_t n = 0;
 		if (mesh_queue_receive(q, 10, 1, 300, &m, &n) != MESH_OK ||
@@ -284,7 +289,11 @@ lateness(const char *name, long want, long long *late)
 			}
 			memcpy(iso, v, len);
 			iso[len] = '\0';
-			if (mesh_sched_parse_time(iso, NULL, &t) == MESH_OK) {
+			if (mesh_sched_parse_time(iso, NULL, &t) != MESH_OK) {
+				continue;
+			}
+			past = past || t > to;
+			if (t >= from && t < to) {
 				late[got++] = m[k].sent_ms - t * 1000;
 			}
 		}
@@ -481,12 +490,15 @@ main(void)
 		long per_s = n_late < 60 ? n_late : n_late / 60;
 		int seconds = 6;
 		long want = per_s * seconds;
+		int64_t from;
 		if (!publish_defs("late", n_late, late_expr, "late")) {
 			fprintf(stderr, "bench: publishing definitions\n");
 			return 1;
 		}
-		sleep((unsigned)seconds + 1);
-		n_got = lateness("late", want, late);
+		/* Past the second in which the replica takes them in. */
+		from = (int64_t)time(NULL) + 2;
+		sleep_until((from + seconds) * 1000 + 500);
+		n_got = lateness("late", want, from, from + seconds, late);
 		if (!raw_lateness(js, per_s, seconds, raw_late, &n_raw) ||
 		    n_got == 0 || n_raw == 0) {
 			fprintf(stderr, "bench: lateness: %ld events\n", n_got);
@@ -511,7 +523,7 @@ main(void)
 			return 1;
 		}
 		sleep_until(burst_at * 1000 + 3000);
-		n_got = lateness("burst", n_burst, late);
+		n_got = lateness("burst", n_burst, burst_at, burst_at + 1, late);
 		for (long i = 0; i < n_got; i++) {
 			last = late[i] > last ? late[i] : last;
 		}
