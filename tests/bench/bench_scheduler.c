@@ -6,6 +6,10 @@
  *             as the change log would have put them (one transaction);
  *             then the replica starts: from its start to "started" (the
  *             table built from LMDB). Baseline: that raw LMDB write.
+ *   catch-up  BENCH_CATCHUP definitions through the change log into a
+ *             fresh replica: from its start to "started" (applied in
+ *             batches of 1,000 per LMDB transaction). Baseline: the same
+ *             messages fetched (1,000 at a time) and acked with cnats.
  *   memory    resident anonymous memory (statm: resident - shared) grown
  *             by the load, per schedule. Baseline: the LMDB record.
  *   idle CPU  user + system time of this process over 5 s with none due.
@@ -19,9 +23,10 @@
  *             second to the last event stored. Baseline: raw cnats async
  *             publish of as many messages of the same size.
  *
- * Environment: BENCH_SCHEDULES (1000000), BENCH_LATE (3000), BENCH_BURST
- * (10000). Prints "NAME: VALUE UNIT (baseline VALUE UNIT, ratio R)".
+ * Environment: BENCH_SCHEDULES (1000000), BENCH_CATCHUP (100000),
+ * BENCH_LATE (3000), BENCH_BURST (10000). Prints "NAME: VALUE UNIT (baseline VALUE UNIT, ratio R)".
  * Run: meson test -C build --benchmark --suite scheduler -v */
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -39,6 +44,7 @@
 static long n_sched = 1000000;
 static long n_late = 3000;
 static long n_burst = 10000;
+static long n_catchup = 100000;
 
 static struct mesh_conn *conn;
 static volatile sig_atomic_t stop;
@@ -394,6 +400,8 @@ raw_burst(jsCtx *js, long n, int size)
 
 struct run {
 	struct mesh_sched_store *st;
+	const char *id;
+	volatile sig_atomic_t *stop;
 	mesh_err err;
 };
 
@@ -402,8 +410,75 @@ replica(void *arg)
 {
 	struct run *r = arg;
 
-	r->err = mesh_scheduler_run(conn, r->st, "bench", &stop, on_log, NULL);
+	r->err = mesh_scheduler_run(conn, r->st, r->id, r->stop, on_log, NULL);
 	return NULL;
+}
+
+static const char *
+catchup_expr(long i, char *buf)
+{
+	snprintf(buf, 96, "rate(%ld minutes)", 60 + i % 900);
+	return buf;
+}
+
+/* Catch-up through the change log, into a fresh replica of its own; the
+ * log is purged afterwards. */
+static bool
+catch_up(const char *dir, jsCtx *js, double *took, double *raw)
+{
+	struct run r = {.id = "catchup"};
+	volatile sig_atomic_t halt = 0;
+	natsSubscription *sub = NULL;
+	jsSubOptions so;
+	pthread_t th;
+	long got = 0;
+	long long t0;
+
+	r.stop = &halt;
+	if (!publish_defs("c", n_catchup, catchup_expr, "bench")) {
+		return false;
+	}
+	jsSubOptions_Init(&so);
+	so.Stream = MESH_SCHEDULES_STREAM;
+	so.Config.AckPolicy = js_AckExplicit;
+	so.Config.MaxAckPending = 1000;
+	if (js_PullSubscribe(&sub, js, MESH_SCHEDULES_PREFIX "*", "raw", NULL,
+	                     &so, NULL) != NATS_OK) {
+		return false;
+	}
+	t0 = test_now_ms();
+	while (got < n_catchup) {
+		natsMsgList l = {0};
+		if (natsSubscription_Fetch(&l, sub, 1000, 5000, NULL) !=
+		    NATS_OK) {
+			break;
+		}
+		for (int i = 0; i < l.Count; i++) {
+			natsMsg_Ack(l.Msgs[i], NULL);
+		}
+		got += l.Count;
+		natsMsgList_Destroy(&l);
+	}
+	*raw = (double)(test_now_ms() - t0) / 1000.0;
+	natsSubscription_Unsubscribe(sub);
+	natsSubscription_Destroy(sub);
+	if (got < n_catchup || mesh_sched_store_open(dir, &r.st) != MESH_OK) {
+		return false;
+	}
+	started_ms = 0;
+	t0 = test_now_ms();
+	pthread_create(&th, NULL, replica, &r);
+	while (started_ms == 0 && r.err == MESH_OK) {
+		usleep(10000);
+	}
+	*took = (double)(started_ms - t0) / 1000.0;
+	halt = 1;
+	pthread_join(th, NULL);
+	mesh_sched_store_close(r.st);
+	started_ms = 0;
+	return r.err == MESH_OK &&
+	       js_PurgeStream(js, MESH_SCHEDULES_STREAM, NULL, NULL) ==
+	               NATS_OK;
 }
 
 static bool
@@ -424,7 +499,7 @@ main(void)
 {
 	struct test_broker b;
 	struct mesh_conn_opts o;
-	struct run run = {0};
+	struct run run = {.id = "bench", .stop = &stop};
 	pthread_t th;
 	char state[sizeof(b.dir) + 16];
 	double put_s, record = 0, rss0, rss1, cpu0, cpu1, load_s;
@@ -436,6 +511,7 @@ main(void)
 	n_sched = env_long("BENCH_SCHEDULES", n_sched);
 	n_late = env_long("BENCH_LATE", n_late);
 	n_burst = env_long("BENCH_BURST", n_burst);
+	n_catchup = env_long("BENCH_CATCHUP", n_catchup);
 	late = calloc((size_t)(n_late + n_burst) * 4, sizeof(*late));
 	raw_late = calloc((size_t)n_late * 4, sizeof(*raw_late));
 	if (late == NULL || raw_late == NULL || !test_broker_start(&b, NULL)) {
@@ -451,11 +527,22 @@ main(void)
 		fprintf(stderr, "bench: %s\n", mesh_errdetail());
 		return 1;
 	}
-	printf("# %ld schedules in one replica; lateness: %ld schedules, "
+	printf("# %ld changes caught up; %ld schedules in one replica; "
+	       "lateness: %ld schedules, "
 	       "%ld due each second; burst: %ld at the same second\n",
-	       n_sched, n_late, n_late < 60 ? n_late : n_late / 60, n_burst);
+	       n_catchup, n_sched, n_late, n_late < 60 ? n_late : n_late / 60, n_burst);
 	fflush(stdout);
 
+	{
+		double took = 0, raw = 0;
+		snprintf(state, sizeof(state), "%s/catchup", b.dir);
+		if (!catch_up(state, js, &took, &raw)) {
+			fprintf(stderr, "bench: catch-up: %s\n",
+			        mesh_errdetail());
+			return 1;
+		}
+		figure("catch-up", took, raw, "s");
+	}
 	snprintf(state, sizeof(state), "%s/replica", b.dir);
 	if (mesh_sched_store_open(state, &run.st) != MESH_OK ||
 	    (put_s = write_big(run.st, &record)) < 0) {
@@ -463,7 +550,8 @@ main(void)
 		return 1;
 	}
 
-	/* Load. */
+	/* Load, from a heap with nothing freed left resident. */
+	malloc_trim(0);
 	rss0 = anon_rss();
 	t0 = test_now_ms();
 	pthread_create(&th, NULL, replica, &run);
