@@ -125,40 +125,25 @@ set_str(char *dst, size_t size, const char *key, json_t *v)
 	return MESH_OK;
 }
 
-/* A time: Unix seconds, or ISO-8601 as meshctl's --start and --end. */
+/* Seconds: an integer, or text: for a time, ISO-8601 (as meshctl's
+ * --start); for a duration, "15m", "2h" (as --window). */
 static mesh_err
-set_time(int64_t *dst, const char *key, json_t *v)
+set_seconds(int64_t *dst, const char *key, json_t *v, bool time)
 {
-	if (json_is_integer(v)) {
-		*dst = json_integer_value(v);
-		return MESH_OK;
-	}
-	if (!json_is_string(v) ||
-	    mesh_sched_parse_time(json_string_value(v), NULL, dst) != MESH_OK) {
-		return mesh__seterr(MESH_EINVAL,
-		                    "field '%s': not Unix seconds or an ISO-8601 "
-		                    "time",
-		                    key);
-	}
-	return MESH_OK;
-}
+	const char *text = json_string_value(v);
 
-/* A duration: seconds, or text as meshctl's ("15m", "2h"). */
-static mesh_err
-set_duration(int64_t *dst, const char *key, json_t *v)
-{
 	if (json_is_integer(v)) {
 		*dst = json_integer_value(v);
 		return MESH_OK;
 	}
-	if (!json_is_string(v) ||
-	    !mesh_schedule_parse_duration(json_string_value(v), 1, dst)) {
-		return mesh__seterr(MESH_EINVAL,
-		                    "field '%s': not seconds or a duration like "
-		                    "15m or 2h",
-		                    key);
+	if (text != NULL &&
+	    (time ? mesh_sched_parse_time(text, NULL, dst) == MESH_OK
+	          : mesh_schedule_parse_duration(text, 1, dst))) {
+		return MESH_OK;
 	}
-	return MESH_OK;
+	return mesh__seterr(MESH_EINVAL, "field '%s': not %s", key,
+	                    time ? "Unix seconds or an ISO-8601 time"
+	                         : "seconds or a duration like 15m or 2h");
 }
 
 static mesh_err
@@ -220,13 +205,13 @@ mesh_sched_set_fields(struct mesh_schedule *s, json_t *fields)
 				                   "skip");
 			}
 		} else if (strcmp(key, "start") == 0) {
-			err = set_time(&s->start, key, v);
+			err = set_seconds(&s->start, key, v, true);
 		} else if (strcmp(key, "end") == 0) {
-			err = set_time(&s->end, key, v);
+			err = set_seconds(&s->end, key, v, true);
 		} else if (strcmp(key, "window") == 0) {
-			err = set_duration(&s->window_s, key, v);
+			err = set_seconds(&s->window_s, key, v, false);
 		} else if (strcmp(key, "max_age") == 0) {
-			err = set_duration(&s->max_age_s, key, v);
+			err = set_seconds(&s->max_age_s, key, v, false);
 		} else if (strcmp(key, "retry_max") == 0) {
 			if (!json_is_integer(v)) {
 				err = mesh__seterr(MESH_EINVAL,

@@ -138,6 +138,7 @@ main(int argc, char **argv)
 	}
 	mesh_conn_close(c);
 	mesh_sched_store_close(st);
+	mesh_tz_shared_free();
 	mesh_shutdown();
 	return err == MESH_OK ? 0 : 1;
 }

@@ -207,24 +207,6 @@ mesh_sched_txn_fired(struct mesh_sched_txn *t, const char *name,
 	return MESH_OK;
 }
 
-mesh_err
-mesh_sched_store_apply(struct mesh_sched_store *st, const char *name,
-                       const char *json, size_t len, uint64_t seq)
-{
-	struct mesh_sched_txn *t;
-	mesh_err err;
-
-	if ((err = mesh_sched_txn_begin(st, true, &t)) != MESH_OK) {
-		return err;
-	}
-	if ((err = mesh_sched_txn_apply(t, name, json, len)) != MESH_OK ||
-	    (err = mesh_sched_txn_set_applied(t, seq)) != MESH_OK) {
-		mesh_sched_txn_abort(t);
-		return err;
-	}
-	return mesh_sched_txn_commit(t);
-}
-
 uint64_t
 mesh_sched_store_applied(struct mesh_sched_store *st)
 {
@@ -289,22 +271,4 @@ mesh_sched_store_fired(struct mesh_sched_store *st, const char *name,
 	err = mesh_sched_txn_fired(t, name, last, outcome, size);
 	mesh_sched_txn_abort(t);
 	return err;
-}
-
-mesh_err
-mesh_sched_store_set_fired(struct mesh_sched_store *st, const char *name,
-                           int64_t last, const char *outcome)
-{
-	struct mesh_sched_txn *t;
-	mesh_err err;
-
-	if ((err = mesh_sched_txn_begin(st, true, &t)) != MESH_OK) {
-		return err;
-	}
-	if ((err = mesh_sched_txn_set_fired(t, name, last, outcome)) !=
-	    MESH_OK) {
-		mesh_sched_txn_abort(t);
-		return err;
-	}
-	return mesh_sched_txn_commit(t);
 }

@@ -2,8 +2,9 @@
  *   defs   schedule name -> definition (JSON), as the change log has it
  *   fired  schedule name -> "<last fire time> <outcome>"
  *   meta   "applied" -> the change-log sequence applied last
- * Every write is one durable transaction; a batch (mesh_sched_txn) makes
- * many changes in one. Readers may run in any thread.
+ * Writes go in transactions (mesh_sched_txn), each committed durably and
+ * holding as many changes as the caller batches. Readers may run in any
+ * thread.
  */
 #ifndef MESH_SCHED_STORE_H
 #define MESH_SCHED_STORE_H
@@ -22,10 +23,7 @@ struct mesh_sched_rec;
 mesh_err mesh_sched_store_open(const char *dir, struct mesh_sched_store **out);
 void mesh_sched_store_close(struct mesh_sched_store *st);
 
-/* Apply one change-log entry: json NULL deletes the schedule. Records
- * `seq` as applied, in the same transaction. */
-mesh_err mesh_sched_store_apply(struct mesh_sched_store *st, const char *name,
-                                const char *json, size_t len, uint64_t seq);
+/* The change-log sequence applied last (0: none). */
 uint64_t mesh_sched_store_applied(struct mesh_sched_store *st);
 
 /* Call fn for every definition (in name order), in one read-only
@@ -38,17 +36,18 @@ mesh_err mesh_sched_store_each(struct mesh_sched_store *st,
 /* A transaction: a batch of writes (committed at once, durably) or a
  * read-only snapshot. One thread uses it; a thread holds at most one write
  * transaction at a time. Pointers read through it are valid until it ends.
- * Errors of begin and commit: MESH_ESTORE (MDB_MAP_FULL and the like), with
- * the folder in the detail. */
+ * Errors of begin and commit: MESH_ESTORE, MESH_EFULL (the map is full),
+ * with the folder in the detail; of the others, with the schedule's name. */
 struct mesh_sched_txn;
 mesh_err mesh_sched_txn_begin(struct mesh_sched_store *st, bool write,
                               struct mesh_sched_txn **out);
 mesh_err mesh_sched_txn_commit(struct mesh_sched_txn *t); /* frees t */
 void mesh_sched_txn_abort(struct mesh_sched_txn *t);      /* NULL is fine */
 
-/* In a write transaction: apply one change-log entry as
- * mesh_sched_store_apply does (json NULL deletes), recording the last
- * firing, or the sequence applied. */
+/* In a write transaction: apply one change-log entry (json NULL deletes
+ * the schedule and its last firing); record a last firing; record the
+ * change-log sequence applied, in the transaction of the changes it
+ * covers. */
 mesh_err mesh_sched_txn_apply(struct mesh_sched_txn *t, const char *name,
                               const char *json, size_t len);
 mesh_err mesh_sched_txn_set_fired(struct mesh_sched_txn *t, const char *name,
@@ -77,8 +76,5 @@ struct mesh_sched_rec {
 /* The last firing of a schedule: MESH_ENOTFOUND when it never fired. */
 mesh_err mesh_sched_store_fired(struct mesh_sched_store *st, const char *name,
                                 int64_t *last, char *outcome, size_t size);
-mesh_err mesh_sched_store_set_fired(struct mesh_sched_store *st,
-                                    const char *name, int64_t last,
-                                    const char *outcome);
 
 #endif
