@@ -197,6 +197,7 @@ mesh_schedules_last_fired(struct mesh_conn *c, const char *name, int64_t *fire,
 #define FETCH_MAX 1000  /* change-log messages at once (MaxAckPending) */
 #define FIRE_MAX  20000 /* firings published in one round */
 #define LEAD_MS   20    /* firings are made ready this much before */
+#define CATCH_UP_IDLE 50 /* empty fetches (200 ms) before starting anyway */
 
 /* One firing on its way: the schedule read from LMDB, the event made of
  * it, the outcome of its send. */
@@ -938,10 +939,20 @@ mesh_scheduler_run(struct mesh_conn *c, struct mesh_sched_store *st,
 	}
 	mesh_sched_table_init(&r.t);
 	snprintf(durable, sizeof(durable), "replica-%s", id);
+	/* LMDB says what was applied: the consumer starts right after it,
+	 * made anew, so that messages a killed run had fetched but not
+	 * acknowledged do not wait out their AckWait. */
+	r.applied = mesh_sched_store_applied(st);
+	js_DeleteConsumer(mesh_conn_js(c), MESH_SCHEDULES_STREAM, durable,
+	                  NULL, NULL);
 	jsSubOptions_Init(&so);
 	so.Stream = MESH_SCHEDULES_STREAM;
 	so.Config.AckPolicy = js_AckExplicit;
 	so.Config.DeliverPolicy = js_DeliverAll;
+	if (r.applied > 0) {
+		so.Config.DeliverPolicy = js_DeliverByStartSequence;
+		so.Config.OptStartSeq = r.applied + 1;
+	}
 	so.Config.MaxAckPending = FETCH_MAX;
 	s = js_PullSubscribe(&sub, mesh_conn_js(c), MESH_SCHEDULES_PREFIX "*",
 	                     durable, NULL, &so, &jerr);
@@ -953,15 +964,26 @@ mesh_scheduler_run(struct mesh_conn *c, struct mesh_sched_store *st,
 	/* The changes made while this replica was away go into LMDB first,
 	 * so that the missed-firing policy is that of the latest
 	 * definitions; then the table is built from LMDB. */
-	r.applied = mesh_sched_store_applied(st);
-	for (;;) {
+	for (int idle = 0; !*stop && idle < CATCH_UP_IDLE;) {
 		natsMsgList list = {0};
+		jsConsumerInfo *ci = NULL;
 		s = natsSubscription_Fetch(&list, sub, FETCH_MAX, 200, &jerr);
 		apply_list(&r, &list, true);
 		natsMsgList_Destroy(&list);
-		if (s != NATS_OK) {
-			break; /* NATS_TIMEOUT: nothing more waiting */
+		if (s == NATS_OK) {
+			idle = 0;
+			continue;
 		}
+		/* Nothing came: done, unless the consumer still has some
+		 * (a slow server) */
+		if (natsSubscription_GetConsumerInfo(&ci, sub, NULL, NULL) ==
+		            NATS_OK &&
+		    ci->NumPending == 0 && ci->NumAckPending == 0) {
+			jsConsumerInfo_Destroy(ci);
+			break;
+		}
+		jsConsumerInfo_Destroy(ci);
+		idle++;
 	}
 	merge_firings(&r);
 	if (mesh_sched_txn_begin(st, true, &l.txn) != MESH_OK) {
