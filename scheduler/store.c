@@ -232,27 +232,35 @@ mesh_sched_store_each(struct mesh_sched_store *st,
                       void *arg)
 {
 	MDB_txn *txn;
-	MDB_cursor *cur;
-	MDB_val k, v, f;
+	MDB_cursor *cur = NULL, *fcur = NULL;
+	MDB_val k, v, fk, fv;
 	mesh_err err = MESH_OK;
-	int rc;
+	int rc, frc = MDB_NOTFOUND;
 
 	if ((rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn)) != 0) {
 		return mesh__err_mdb(rc, "state '%s'", st->dir);
 	}
-	if ((rc = mdb_cursor_open(txn, st->defs, &cur)) != 0) {
+	if ((rc = mdb_cursor_open(txn, st->defs, &cur)) != 0 ||
+	    (rc = mdb_cursor_open(txn, st->fired, &fcur)) != 0) {
+		mdb_cursor_close(cur);
 		mdb_txn_abort(txn);
 		return mesh__err_mdb(rc, "state '%s'", st->dir);
 	}
+	/* Both tables are in name order: walk them side by side. */
+	frc = mdb_cursor_get(fcur, &fk, &fv, MDB_FIRST);
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && !err;
 	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		struct mesh_sched_rec rec = {k.mv_data, k.mv_size, v.mv_data,
 		                             v.mv_size, 0};
-		if (mdb_get(txn, st->fired, &k, &f) == 0) {
-			rec.last_fired = fired_parse(&f, NULL, 0);
+		while (frc == 0 && mdb_cmp(txn, st->fired, &fk, &k) < 0) {
+			frc = mdb_cursor_get(fcur, &fk, &fv, MDB_NEXT);
+		}
+		if (frc == 0 && mdb_cmp(txn, st->fired, &fk, &k) == 0) {
+			rec.last_fired = fired_parse(&fv, NULL, 0);
 		}
 		err = fn(&rec, arg);
 	}
+	mdb_cursor_close(fcur);
 	mdb_cursor_close(cur);
 	mdb_txn_abort(txn);
 	return err;
