@@ -831,12 +831,17 @@ static void
 apply_list(struct replica *r, natsMsgList *list, bool catching_up)
 {
 	struct mesh_sched_txn *txn = NULL;
-	struct mesh_schedule *defs = calloc((size_t)list->Count, sizeof(*defs));
-	bool *del = calloc((size_t)list->Count, sizeof(*del));
-	bool *ok = calloc((size_t)list->Count, sizeof(*ok));
+	struct mesh_schedule *defs;
+	bool *del, *ok;
 	uint64_t applied = r->applied;
 	mesh_err err;
 
+	if (list->Count == 0) {
+		return;
+	}
+	defs = calloc((size_t)list->Count, sizeof(*defs));
+	del = calloc((size_t)list->Count, sizeof(*del));
+	ok = calloc((size_t)list->Count, sizeof(*ok));
 	if (defs == NULL || del == NULL || ok == NULL ||
 	    (err = mesh_sched_txn_begin(r->st, true, &txn)) != MESH_OK) {
 		log_line(r, "store-failed", NULL, mesh_errdetail());
