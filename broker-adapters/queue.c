@@ -1190,37 +1190,19 @@ status_of(natsMsg *m)
 	return atoi(st);
 }
 
-/* rpc_many, where a reply that is a delivered message is matched to its
- * request by the consumer (consumers[i]) named in its ack subject. */
-static mesh_err
-rpc_many_from(struct mesh_queue *q, natsMsg **msgs, size_t n,
-              int64_t timeout_ms, natsMsg **replies,
-              const char *const *consumers)
+/* Collect one reply each, into replies[i], for the n requests published
+ * with the reply ids first .. first + n - 1 (NULL when none came by the
+ * deadline). A reply that is a delivered message is matched to its request
+ * by the consumer (consumers[i], when given) named in its ack subject. */
+static void
+rpc_collect(struct mesh_queue *q, uint64_t first, size_t n, int64_t deadline,
+            natsMsg **replies, const char *const *consumers)
 {
-	natsConnection *nc = mesh_conn_nats(q->c);
-	uint64_t first = 0;
 	size_t got = 0;
-	int64_t deadline;
-	natsStatus s = NATS_OK;
 
-	/* The messages carry their replies, reserved in order (req_reply). */
 	for (size_t i = 0; i < n; i++) {
 		replies[i] = NULL;
-		if (i == 0) {
-			first = reply_rid(q, natsMsg_GetReply(msgs[0]));
-		}
-		if (s == NATS_OK) {
-			s = natsConnection_PublishMsg(nc, msgs[i]);
-		}
-		natsMsg_Destroy(msgs[i]);
-		msgs[i] = NULL;
 	}
-	/* No flush: cnats' flusher sends at once, and a flush would add
-	 * a round trip of its own. */
-	if (s != NATS_OK) {
-		return mesh_err_nats(s, 0, "queue '%s': request", q->name);
-	}
-	deadline = mono_ms() + timeout_ms;
 	while (got < n) {
 		natsMsg *r = NULL;
 		int64_t left = deadline - mono_ms();
@@ -1247,6 +1229,37 @@ rpc_many_from(struct mesh_queue *q, natsMsg **msgs, size_t n,
 			drop_reply(q, r); /* late, from an earlier call */
 		}
 	}
+}
+
+/* rpc_many, where a reply that is a delivered message is matched to its
+ * request by the consumer (consumers[i]) named in its ack subject. */
+static mesh_err
+rpc_many_from(struct mesh_queue *q, natsMsg **msgs, size_t n,
+              int64_t timeout_ms, natsMsg **replies,
+              const char *const *consumers)
+{
+	natsConnection *nc = mesh_conn_nats(q->c);
+	uint64_t first = 0;
+	natsStatus s = NATS_OK;
+
+	/* The messages carry their replies, reserved in order (req_reply). */
+	for (size_t i = 0; i < n; i++) {
+		replies[i] = NULL;
+		if (i == 0) {
+			first = reply_rid(q, natsMsg_GetReply(msgs[0]));
+		}
+		if (s == NATS_OK) {
+			s = natsConnection_PublishMsg(nc, msgs[i]);
+		}
+		natsMsg_Destroy(msgs[i]);
+		msgs[i] = NULL;
+	}
+	/* No flush: cnats' flusher sends at once, and a flush would add
+	 * a round trip of its own. */
+	if (s != NATS_OK) {
+		return mesh_err_nats(s, 0, "queue '%s': request", q->name);
+	}
+	rpc_collect(q, first, n, mono_ms() + timeout_ms, replies, consumers);
 	return MESH_OK;
 }
 
@@ -1897,50 +1910,57 @@ mesh_err
 mesh_queue_send_many(struct mesh_queue *q, const struct mesh_queue_entry *e,
                      size_t n, struct mesh_queue_sent *out)
 {
-	natsMsg **msgs = malloc(n * sizeof(*msgs));
 	natsMsg **replies = malloc(n * sizeof(*replies));
 	size_t *idx = malloc(n * sizeof(*idx)), k = 0;
+	uint64_t first = 0;
+	natsStatus s = NATS_OK;
 	mesh_err err = MESH_OK;
 
-	if (msgs == NULL || replies == NULL || idx == NULL) {
-		err = mesh__seterr(MESH_ENOMEM, "queue '%s': %zu messages",
-		                   q->name, n);
-		goto out;
+	if (replies == NULL || idx == NULL) {
+		free(replies);
+		free(idx);
+		return mesh__seterr(MESH_ENOMEM, "queue '%s': %zu messages",
+		                    q->name, n);
 	}
+	/* Each message is published as soon as it is made, so JetStream
+	 * stores the first ones while the next are made; the replies are
+	 * collected at the end. */
 	for (size_t i = 0; i < n; i++) {
+		natsMsg *m = NULL;
 		memset(&out[i], 0, sizeof(out[i]));
-		err = send_prepare(q, &e[i], &msgs[k], out[i].message_id);
+		err = send_prepare(q, &e[i], &m, out[i].message_id);
 		if (err != MESH_OK) {
 			sent_fail(&out[i], err);
 			continue;
 		}
+		if (k == 0) {
+			first = reply_rid(q, natsMsg_GetReply(m));
+		}
+		if (s == NATS_OK) {
+			s = natsConnection_PublishMsg(mesh_conn_nats(q->c), m);
+		}
+		natsMsg_Destroy(m);
 		idx[k++] = i;
 	}
-	err = MESH_OK;
-	if (k == 0) {
-		goto out;
-	}
-	if ((err = rpc_many(q, msgs, k, RPC_TIMEOUT_MS, replies)) != MESH_OK) {
+	if (s != NATS_OK) {
+		err = mesh_err_nats(s, 0, "queue '%s': request", q->name);
 		for (size_t i = 0; i < k; i++) {
 			sent_fail(&out[idx[i]], err);
 		}
-		err = MESH_OK;
-		goto out;
+		k = 0;
 	}
+	rpc_collect(q, first, k, mono_ms() + RPC_TIMEOUT_MS, replies, NULL);
 	for (size_t i = 0; i < k; i++) {
 		struct mesh_queue_sent *r = &out[idx[i]];
-		mesh_err e1 = pub_ack(q, replies[i], &r->sequence,
-		                      &r->duplicate);
-		if (e1 != MESH_OK) {
-			sent_fail(r, e1);
+		err = pub_ack(q, replies[i], &r->sequence, &r->duplicate);
+		if (err != MESH_OK) {
+			sent_fail(r, err);
 		}
 		natsMsg_Destroy(replies[i]);
 	}
-out:
-	free(msgs);
 	free(replies);
 	free(idx);
-	return err;
+	return MESH_OK;
 }
 
 mesh_err
