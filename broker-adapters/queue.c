@@ -1910,8 +1910,8 @@ mesh_err
 mesh_queue_send_many(struct mesh_queue *q, const struct mesh_queue_entry *e,
                      size_t n, struct mesh_queue_sent *out)
 {
-	natsMsg **replies = malloc(n * sizeof(*replies));
-	size_t *idx = malloc(n * sizeof(*idx)), k = 0;
+	natsMsg **replies = malloc((n ? n : 1) * sizeof(*replies));
+	size_t *idx = malloc((n ? n : 1) * sizeof(*idx)), k = 0;
 	uint64_t first = 0;
 	natsStatus s = NATS_OK;
 	mesh_err err = MESH_OK;
