@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#include "bench.h"
 #include "harness.h"
 #include "mesh/mesh.h"
 #include "store.h"
@@ -447,18 +448,7 @@ catch_up(const char *dir, jsCtx *js, double *took, double *raw)
 		return false;
 	}
 	t0 = test_now_ms();
-	while (got < n_catchup) {
-		natsMsgList l = {0};
-		if (natsSubscription_Fetch(&l, sub, 1000, 5000, NULL) !=
-		    NATS_OK) {
-			break;
-		}
-		for (int i = 0; i < l.Count; i++) {
-			natsMsg_Ack(l.Msgs[i], NULL);
-		}
-		got += l.Count;
-		natsMsgList_Destroy(&l);
-	}
+	got = bench_fetch_ack(sub, 1000, n_catchup);
 	*raw = (double)(test_now_ms() - t0) / 1000.0;
 	natsSubscription_Unsubscribe(sub);
 	natsSubscription_Destroy(sub);
