@@ -1573,6 +1573,14 @@ mesh_queue_send_batch(struct mesh_queue *q, const struct mesh_queue_entry *e,
 	return MESH_OK;
 }
 
+mesh_err
+mesh_queue_send_many(struct mesh_queue *q, const struct mesh_queue_entry *e,
+                     size_t n, struct mesh_queue_sent *out)
+{
+	mesh__queue_forward(q, e, NULL, NULL, n, out);
+	return MESH_OK;
+}
+
 bool
 mesh__queue_passes_through(const struct mesh_queue *q)
 {
@@ -1586,8 +1594,8 @@ mesh__queue_forward(struct mesh_queue *q, const struct mesh_queue_entry *e,
 {
 	for (size_t at = 0; at < n; at += FORWARD_CHUNK) {
 		size_t k = n - at < FORWARD_CHUNK ? n - at : FORWARD_CHUNK;
-		send_many(q, e + at, wire_ids + at, srcs ? srcs + at : NULL, k,
-		          out + at);
+		send_many(q, e + at, wire_ids ? wire_ids + at : NULL,
+		          srcs ? srcs + at : NULL, k, out + at);
 	}
 }
 

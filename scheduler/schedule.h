@@ -57,6 +57,11 @@ mesh_err mesh_schedule_to_json(const struct mesh_schedule *s, char **out);
 mesh_err mesh_schedule_from_json(const char *json, size_t len,
                                  struct mesh_schedule *out);
 
+/* A duration: "90", "90s", "15m", "2h", "1d"; a bare number counts in
+ * `unit` seconds. Returns false when text is not one. */
+bool mesh_schedule_parse_duration(const char *text, int64_t unit,
+                                  int64_t *out);
+
 /* The first firing after `after`, within start and end.
  * Errors: MESH_ENOTFOUND when there is none. */
 mesh_err mesh_schedule_next(const struct mesh_schedule *s,
