@@ -182,6 +182,8 @@ void mesh_log(struct mesh_ctx *c, const char *level, const char *fmt, ...)
  * where commit_ms is publish-to-commit: from the event's time to its
  * batch's commit. */
 #define MESH_SERVICE_STATS_SUBJECT "mesh.service.%s.stats"
+/* ... and every instance of every service answers on this one. */
+#define MESH_SERVICES_STATS_SUBJECT "mesh.services.stats"
 
 /* The LMDB layout of a service's environment, for tools (meshctl state):
  * named databases "state" (the handlers'), "processed" (event id -> time

@@ -1,0 +1,174 @@
+/* main.c: mesh_service_main, a service's whole program: flags and
+ * environment, the connection, signals. */
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mesh/service.h"
+
+static volatile sig_atomic_t stop;
+
+static void
+on_signal(int sig)
+{
+	(void)sig;
+	stop = 1;
+}
+
+static void
+usage(FILE *f, const struct mesh_service *s)
+{
+	const struct mesh_service_opts *o =
+	        mesh_service_opts((struct mesh_service *)s);
+
+	fprintf(f,
+	        "Usage: %s [OPTIONS]\n"
+	        "\n"
+	        "The evmesh service '%s': takes its topics' and queues' events "
+	        "in batches\nand runs its handlers against its own LMDB state, "
+	        "effectively once.\n"
+	        "\n"
+	        "  --server URL      NATS servers (default: $NATS_URL, then "
+	        "%s)\n"
+	        "  --state DIR       its LMDB environment ($MESH_STATE; %s)\n"
+	        "  --batch N         events per batch, 1-256 ($MESH_BATCH; %d)\n"
+	        "  --window MS       wait to fill a batch, 0-10000 "
+	        "($MESH_WINDOW_MS; %d)\n"
+	        "  --inflight N      batches in flight per source, 1-64 "
+	        "($MESH_INFLIGHT; %d)\n"
+	        "  --max-receive N   attempts before dead-lettering, 1-1000 "
+	        "($MESH_MAX_RECEIVE; %d)\n"
+	        "  --horizon S       processed ids kept, 60-31536000 s "
+	        "($MESH_HORIZON_S; %" PRId64 ")\n"
+	        "  --dlq QUEUE       dead letters ($MESH_DLQ; %s)\n"
+	        "  --help            this text\n"
+	        "\n"
+	        "Credentials come from NATS_USER, NATS_PASSWORD, NATS_TOKEN,\n"
+	        "NATS_NKEY, NATS_CREDS, NATS_CA, NATS_CERT and NATS_KEY. Logs\n"
+	        "JSON lines on stderr. SIGTERM or SIGINT: finish the batches in\n"
+	        "hand, then exit 0.\n",
+	        mesh_service_name(s), mesh_service_name(s), MESH_DEFAULT_URL,
+	        o->state_dir, o->batch_size, o->batch_window_ms,
+	        o->max_inflight, o->max_receive, o->horizon_s, o->dlq);
+}
+
+/* A whole number in [lo, hi] from a flag or the environment. */
+static bool
+number(const char *name, const char *v, long long lo, long long hi,
+       long long *out)
+{
+	char *end;
+	long long n;
+
+	if (v == NULL) {
+		return true;
+	}
+	n = strtoll(v, &end, 10);
+	if (*v == '\0' || *end != '\0' || n < lo || n > hi) {
+		fprintf(stderr, "%s '%s': must be a number in %lld-%lld\n",
+		        name, v, lo, hi);
+		return false;
+	}
+	*out = n;
+	return true;
+}
+
+int
+mesh_service_main(struct mesh_service *s, int argc, char **argv)
+{
+	static const struct option opts[] = {
+	        {"server", required_argument, NULL, 's'},
+	        {"state", required_argument, NULL, 'd'},
+	        {"batch", required_argument, NULL, 'b'},
+	        {"window", required_argument, NULL, 'w'},
+	        {"inflight", required_argument, NULL, 'i'},
+	        {"max-receive", required_argument, NULL, 'r'},
+	        {"horizon", required_argument, NULL, 'z'},
+	        {"dlq", required_argument, NULL, 'q'},
+	        {"help", no_argument, NULL, 'h'},
+	        {NULL, 0, NULL, 0},
+	};
+	struct mesh_service_opts *o = mesh_service_opts(s);
+	const char *batch = getenv("MESH_BATCH"), *window = getenv("MESH_WINDOW_MS"),
+	           *inflight = getenv("MESH_INFLIGHT"),
+	           *max_receive = getenv("MESH_MAX_RECEIVE"),
+	           *horizon = getenv("MESH_HORIZON_S");
+	struct mesh_conn_opts co;
+	struct mesh_conn *c = NULL;
+	struct sigaction sa = {.sa_handler = on_signal};
+	long long n;
+	mesh_err err;
+	int opt;
+
+	if (getenv("MESH_STATE") != NULL) {
+		o->state_dir = getenv("MESH_STATE");
+	}
+	if (getenv("MESH_DLQ") != NULL) {
+		o->dlq = getenv("MESH_DLQ");
+	}
+	mesh_conn_opts_init(&co);
+	mesh_conn_opts_from_env(&co);
+	co.name = mesh_service_name(s);
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (opt) {
+		case 's': co.servers = optarg; break;
+		case 'd': o->state_dir = optarg; break;
+		case 'b': batch = optarg; break;
+		case 'w': window = optarg; break;
+		case 'i': inflight = optarg; break;
+		case 'r': max_receive = optarg; break;
+		case 'z': horizon = optarg; break;
+		case 'q': o->dlq = optarg; break;
+		case 'h': usage(stdout, s); return 0;
+		default: usage(stderr, s); return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "%s: unexpected argument '%s'\n",
+		        mesh_service_name(s), argv[optind]);
+		return 2;
+	}
+	n = o->batch_size;
+	if (!number("--batch", batch, 1, 256, &n)) {
+		return 2;
+	}
+	o->batch_size = (int)n;
+	n = o->batch_window_ms;
+	if (!number("--window", window, 0, 10000, &n)) {
+		return 2;
+	}
+	o->batch_window_ms = (int)n;
+	n = o->max_inflight;
+	if (!number("--inflight", inflight, 1, 64, &n)) {
+		return 2;
+	}
+	o->max_inflight = (int)n;
+	n = o->max_receive;
+	if (!number("--max-receive", max_receive, 1, 1000, &n)) {
+		return 2;
+	}
+	o->max_receive = (int)n;
+	n = o->horizon_s;
+	if (!number("--horizon", horizon, 60, 31536000, &n)) {
+		return 2;
+	}
+	o->horizon_s = n;
+	if ((err = mesh_conn_open(&co, &c)) != MESH_OK) {
+		fprintf(stderr, "%s: %s\n", mesh_service_name(s),
+		        mesh_errdetail());
+		return 1;
+	}
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	err = mesh_service_run(s, c, &stop);
+	if (err != MESH_OK) {
+		fprintf(stderr, "%s: %s\n", mesh_service_name(s),
+		        mesh_errdetail());
+	}
+	mesh_conn_close(c);
+	mesh_shutdown();
+	return err == MESH_OK ? 0 : err == MESH_EINVAL ? 2 : 1;
+}

@@ -1,0 +1,1747 @@
+/* runtime.c: the service runtime (see mesh/service.h): sources, batches,
+ * the processing contract, the outbox, retries and dead letters. */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <lmdb.h>
+#include <sodium.h>
+
+#include "internal.h"
+#include "mesh/service.h"
+#include "stats.h"
+
+#define MAX_SOURCES     32
+#define MAX_HANDLERS    64
+#define MAX_INFLIGHT    64
+#define KEY_MAX         511
+#define FETCH_WAIT_MS   1000
+#define PRUNE_PER_BATCH 256
+#define FLUSH_EVERY_MS  1000
+#define QUEUE_BATCH     MESH_QUEUE_BATCH_MAX
+
+/* ---- declarations ------------------------------------------------------- */
+
+enum source_kind { SRC_TOPIC, SRC_QUEUE };
+
+struct source {
+	enum source_kind kind;
+	char name[256];
+	char label[264]; /* "topic:orders" */
+	char *filter_policy;
+	mesh_filter_scope scope;
+	int64_t replay_from_ms;
+	char sub_id[MESH_SUBSCRIPTION_ID_MAX + 1];
+	bool fifo;
+	bool has_dlq; /* queue sources: the queue's own redrive policy */
+};
+
+struct handler {
+	char *type; /* NULL: the fallback */
+	const ProtobufCMessageDescriptor *desc;
+	mesh_handler_fn fn;
+	void *arg;
+};
+
+struct worker {
+	struct mesh_service *s;
+	struct source *src;
+	pthread_t thread;
+	bool started;
+};
+
+struct mesh_service {
+	char name[MESH_SERVICE_NAME_MAX + 1];
+	struct mesh_service_opts o;
+	char state_buf[512];
+	char dlq_buf[MESH_QUEUE_NAME_MAX + 1];
+	struct source src[MAX_SOURCES];
+	size_t n_src;
+	struct handler h[MAX_HANDLERS];
+	size_t n_h;
+	void (*on_start)(struct mesh_service *, void *);
+	void *on_start_arg;
+
+	/* Running. */
+	struct mesh_conn *c;
+	volatile sig_atomic_t *stop;
+	char instance[24];
+	MDB_env *env;
+	MDB_dbi db_state, db_processed, db_processed_at, db_outbox, db_meta;
+	struct mesh__stats stats;
+	natsSubscription *stats_sub[2];
+	/* Outbox keys published but not yet deleted: the next batch's
+	 * transaction deletes them (a crash before then re-publishes them,
+	 * which JetStream drops as duplicates). */
+	pthread_mutex_t done_mu;
+	uint64_t *done;
+	size_t n_done, cap_done;
+	pthread_mutex_t flush_mu; /* one outbox flush at a time */
+	pthread_mutex_t log_mu;
+};
+
+/* One event of a batch. */
+struct item {
+	struct mesh_event *ev;
+	int attempt;
+	const char *group; /* FIFO sources */
+	/* The source's handle. */
+	struct mesh_delivery *d;      /* topic */
+	struct mesh_queue_msg *qm;    /* queue */
+	enum {
+		OUT_ACK,    /* done (processed, duplicate or ignored) */
+		OUT_RETRY,  /* again after delay_ms */
+		OUT_RETURN, /* FIFO: after a failure in its group, unprocessed */
+		OUT_DLQ,    /* dead-letter with reason */
+	} out;
+	int64_t delay_ms;
+	char reason[256];
+};
+
+struct mesh_ctx {
+	struct mesh_service *s;
+	const struct source *src;
+	struct item *it;
+	MDB_txn *txn;
+	mesh_handler_result decided;
+	int64_t delay_ms;
+	char reason[256];
+	char trace_id[33];
+	char parent_span[17];
+};
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static int64_t
+wall_ms(void)
+{
+	return now_ms();
+}
+
+static int64_t
+mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void
+log_json(struct mesh_service *s, const char *level, const char *event_id,
+         const char *trace_id, const char *fmt, va_list ap)
+{
+	char msg[1024], when[40];
+	struct timespec ts;
+	struct tm tm;
+	json_t *j;
+	char *line;
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	strftime(when, 24, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(when + strlen(when), sizeof(when) - strlen(when), ".%03ldZ",
+	         ts.tv_nsec / 1000000);
+	j = json_pack("{s:s, s:s, s:s, s:s, s:s}", "time", when, "level", level,
+	              "service", s->name, "instance", s->instance, "msg", msg);
+	if (j != NULL && event_id != NULL) {
+		json_object_set_new(j, "event_id", json_string(event_id));
+	}
+	if (j != NULL && trace_id != NULL && trace_id[0] != '\0') {
+		json_object_set_new(j, "trace_id", json_string(trace_id));
+	}
+	line = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	if (line != NULL) {
+		pthread_mutex_lock(&s->log_mu);
+		fprintf(stderr, "%s\n", line);
+		pthread_mutex_unlock(&s->log_mu);
+	}
+	free(line);
+	json_decref(j);
+}
+
+static void slog(struct mesh_service *s, const char *level, const char *fmt,
+                 ...) MESH__PRINTF(3, 4);
+
+static void
+slog(struct mesh_service *s, const char *level, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_json(s, level, NULL, NULL, fmt, ap);
+	va_end(ap);
+}
+
+void
+mesh_log(struct mesh_ctx *c, const char *level, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_json(c->s, level, mesh_event_id(c->it->ev), c->trace_id, fmt, ap);
+	va_end(ap);
+}
+
+/* Back-off for the n-th attempt: base * 2^(n-1), capped, times a jitter
+ * of 0.5-1.5. */
+static int64_t
+backoff_ms(const struct mesh_service_opts *o, int attempt)
+{
+	int64_t d = o->retry_base_ms;
+
+	for (int i = 1; i < attempt && d < o->retry_max_ms; i++) {
+		d *= 2;
+	}
+	if (d > o->retry_max_ms) {
+		d = o->retry_max_ms;
+	}
+	return d / 2 + (int64_t)randombytes_uniform((uint32_t)(d + 1));
+}
+
+/* ---- declaring ---------------------------------------------------------- */
+
+mesh_err
+mesh_service_new(const char *name, struct mesh_service **out)
+{
+	struct mesh_service *s;
+	mesh_err err;
+
+	if ((err = mesh__name_check("service", name, MESH_SERVICE_NAME_MAX,
+	                            NULL)) != MESH_OK) {
+		return err;
+	}
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		return mesh__seterr(MESH_ENOMEM, "service '%s'", name);
+	}
+	snprintf(s->name, sizeof(s->name), "%s", name);
+	snprintf(s->state_buf, sizeof(s->state_buf), "var/services/%s", name);
+	snprintf(s->dlq_buf, sizeof(s->dlq_buf), "%.75s-dlq", name);
+	s->o.state_dir = s->state_buf;
+	s->o.dlq = s->dlq_buf;
+	s->o.batch_size = 10;
+	s->o.batch_window_ms = 0;
+	s->o.max_inflight = 2;
+	s->o.max_receive = 5;
+	s->o.retry_base_ms = 1000;
+	s->o.retry_max_ms = 60000;
+	s->o.horizon_s = 7 * 86400;
+	s->o.map_size = (size_t)1 << 30;
+	s->o.shutdown_ms = 10000;
+	pthread_mutex_init(&s->done_mu, NULL);
+	pthread_mutex_init(&s->flush_mu, NULL);
+	pthread_mutex_init(&s->log_mu, NULL);
+	mesh__stats_init(&s->stats);
+	*out = s;
+	return MESH_OK;
+}
+
+void
+mesh_service_free(struct mesh_service *s)
+{
+	if (s == NULL) {
+		return;
+	}
+	for (size_t i = 0; i < s->n_src; i++) {
+		free(s->src[i].filter_policy);
+	}
+	for (size_t i = 0; i < s->n_h; i++) {
+		free(s->h[i].type);
+	}
+	free(s->done);
+	pthread_mutex_destroy(&s->done_mu);
+	pthread_mutex_destroy(&s->flush_mu);
+	pthread_mutex_destroy(&s->log_mu);
+	free(s);
+}
+
+const char *
+mesh_service_name(const struct mesh_service *s)
+{
+	return s->name;
+}
+
+struct mesh_service_opts *
+mesh_service_opts(struct mesh_service *s)
+{
+	return &s->o;
+}
+
+static mesh_err
+add_source(struct mesh_service *s, enum source_kind kind, const char *name,
+           struct source **out)
+{
+	struct source *src;
+	mesh_err err = kind == SRC_TOPIC ? mesh_topic_name_check(name, NULL)
+	                                 : mesh_queue_name_check(name, NULL);
+
+	if (err != MESH_OK) {
+		return err;
+	}
+	if (s->n_src == MAX_SOURCES) {
+		return mesh__seterr(MESH_EINVAL,
+		                    "service '%s': more than %d sources", s->name,
+		                    MAX_SOURCES);
+	}
+	src = &s->src[s->n_src++];
+	memset(src, 0, sizeof(*src));
+	src->kind = kind;
+	snprintf(src->name, sizeof(src->name), "%s", name);
+	snprintf(src->label, sizeof(src->label), "%s:%s",
+	         kind == SRC_TOPIC ? "topic" : "queue", name);
+	*out = src;
+	return MESH_OK;
+}
+
+mesh_err
+mesh_service_subscribe(struct mesh_service *s, const char *topic,
+                       const char *filter_policy, mesh_filter_scope scope,
+                       int64_t replay_from_ms)
+{
+	struct mesh_filter *f = NULL;
+	struct source *src;
+	mesh_err err;
+
+	if (filter_policy != NULL &&
+	    (err = mesh_filter_compile(filter_policy, strlen(filter_policy),
+	                               scope, &f)) != MESH_OK) {
+		return err;
+	}
+	mesh_filter_free(f);
+	if ((err = add_source(s, SRC_TOPIC, topic, &src)) != MESH_OK) {
+		return err;
+	}
+	if (filter_policy != NULL &&
+	    (src->filter_policy = strdup(filter_policy)) == NULL) {
+		s->n_src--;
+		return mesh__seterr(MESH_ENOMEM, "service '%s'", s->name);
+	}
+	src->scope = scope;
+	src->replay_from_ms = replay_from_ms;
+	return MESH_OK;
+}
+
+mesh_err
+mesh_service_consume(struct mesh_service *s, const char *queue)
+{
+	struct source *src;
+
+	return add_source(s, SRC_QUEUE, queue, &src);
+}
+
+mesh_err
+mesh_service_on(struct mesh_service *s, const char *type,
+                const ProtobufCMessageDescriptor *desc, mesh_handler_fn fn,
+                void *arg)
+{
+	struct handler *h;
+
+	if (fn == NULL || s->n_h == MAX_HANDLERS) {
+		return mesh__seterr(MESH_EINVAL,
+		                    "service '%s': a handler needs a function "
+		                    "(at most %d handlers)",
+		                    s->name, MAX_HANDLERS);
+	}
+	h = &s->h[s->n_h];
+	memset(h, 0, sizeof(*h));
+	if (type != NULL && (h->type = strdup(type)) == NULL) {
+		return mesh__seterr(MESH_ENOMEM, "service '%s'", s->name);
+	}
+	h->desc = desc;
+	h->fn = fn;
+	h->arg = arg;
+	s->n_h++;
+	return MESH_OK;
+}
+
+void
+mesh_service_on_start(struct mesh_service *s,
+                      void (*fn)(struct mesh_service *s, void *arg), void *arg)
+{
+	s->on_start = fn;
+	s->on_start_arg = arg;
+}
+
+static const struct handler *
+handler_of(const struct mesh_service *s, const char *type)
+{
+	const struct handler *fallback = NULL;
+
+	for (size_t i = 0; i < s->n_h; i++) {
+		if (s->h[i].type == NULL) {
+			fallback = &s->h[i];
+		} else if (strcmp(s->h[i].type, type) == 0) {
+			return &s->h[i];
+		}
+	}
+	return fallback;
+}
+
+/* ---- the environment ---------------------------------------------------- */
+
+static mesh_err
+mkdirs(const char *dir)
+{
+	char path[512];
+
+	snprintf(path, sizeof(path), "%s", dir);
+	for (char *p = path + 1; *p; p++) {
+		if (*p == '/') {
+			*p = '\0';
+			if (mkdir(path, 0755) != 0 && errno != EEXIST) {
+				return mesh__err_errno(errno, "state '%s'",
+				                       path);
+			}
+			*p = '/';
+		}
+	}
+	if (mkdir(path, 0755) != 0 && errno != EEXIST) {
+		return mesh__err_errno(errno, "state '%s'", path);
+	}
+	return MESH_OK;
+}
+
+static mesh_err
+env_open(struct mesh_service *s)
+{
+	MDB_txn *txn = NULL;
+	int rc;
+	mesh_err err;
+
+	if ((err = mkdirs(s->o.state_dir)) != MESH_OK) {
+		return err;
+	}
+	if ((rc = mdb_env_create(&s->env)) != 0 ||
+	    (rc = mdb_env_set_maxdbs(s->env, 8)) != 0 ||
+	    (rc = mdb_env_set_mapsize(s->env, s->o.map_size)) != 0 ||
+	    (rc = mdb_env_set_maxreaders(s->env, 256)) != 0 ||
+	    (rc = mdb_env_open(s->env, s->o.state_dir, MDB_NOTLS, 0644)) != 0 ||
+	    (rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0 ||
+	    (rc = mdb_dbi_open(txn, MESH_SERVICE_DB_STATE, MDB_CREATE,
+	                       &s->db_state)) != 0 ||
+	    (rc = mdb_dbi_open(txn, "processed", MDB_CREATE,
+	                       &s->db_processed)) != 0 ||
+	    (rc = mdb_dbi_open(txn, "processed_at", MDB_CREATE,
+	                       &s->db_processed_at)) != 0 ||
+	    (rc = mdb_dbi_open(txn, "outbox", MDB_CREATE, &s->db_outbox)) !=
+	            0 ||
+	    (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->db_meta)) != 0 ||
+	    (rc = mdb_txn_commit(txn)) != 0) {
+		if (txn != NULL && rc != 0) {
+			mdb_txn_abort(txn);
+		}
+		err = mesh__err_mdb(rc, "service '%s': state '%s'", s->name,
+		                    s->o.state_dir);
+		mdb_env_close(s->env);
+		s->env = NULL;
+		return err;
+	}
+	return MESH_OK;
+}
+
+/* ---- the outbox --------------------------------------------------------- */
+
+static void
+be64(uint8_t out[8], uint64_t v)
+{
+	for (int i = 7; i >= 0; i--) {
+		out[i] = (uint8_t)v;
+		v >>= 8;
+	}
+}
+
+static uint64_t
+from_be64(const uint8_t in[8])
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < 8; i++) {
+		v = v << 8 | in[i];
+	}
+	return v;
+}
+
+/* The next outbox sequence, in txn (writers take turns, so it is
+ * unique). */
+static int
+outbox_seq(struct mesh_service *s, MDB_txn *txn, uint64_t *seq)
+{
+	MDB_val k = {6, "outbox"}, v;
+	uint8_t buf[8];
+	int rc = mdb_get(txn, s->db_meta, &k, &v);
+
+	*seq = rc == 0 && v.mv_size == 8 ? from_be64(v.mv_data) + 1 : 1;
+	if (rc != 0 && rc != MDB_NOTFOUND) {
+		return rc;
+	}
+	be64(buf, *seq);
+	v.mv_size = 8;
+	v.mv_data = buf;
+	return mdb_put(txn, s->db_meta, &k, &v, 0);
+}
+
+/* A record: target NUL group NUL packed event. */
+static int
+outbox_put(struct mesh_service *s, MDB_txn *txn, const char *target,
+           const char *group, const uint8_t *ev, size_t len)
+{
+	size_t tl = strlen(target) + 1, gl = group ? strlen(group) + 1 : 1;
+	uint8_t key[8], *rec = malloc(tl + gl + len);
+	MDB_val k = {8, key}, v;
+	uint64_t seq;
+	int rc;
+
+	if (rec == NULL) {
+		return ENOMEM;
+	}
+	memcpy(rec, target, tl);
+	memcpy(rec + tl, group ? group : "", gl);
+	memcpy(rec + tl + gl, ev, len);
+	if ((rc = outbox_seq(s, txn, &seq)) == 0) {
+		be64(key, seq);
+		v.mv_size = tl + gl + len;
+		v.mv_data = rec;
+		rc = mdb_put(txn, s->db_outbox, &k, &v, 0);
+	}
+	free(rec);
+	return rc;
+}
+
+struct pending {
+	uint64_t seq;
+	char target[300];
+	char group[MESH_QUEUE_ID_MAX + 1];
+	struct mesh_event *ev;
+};
+
+/* Publish up to 10 outbox records for one target; marks each published one
+ * done. */
+static void
+publish_chunk(struct mesh_service *s, struct pending *p, size_t n)
+{
+	bool topic = strncmp(p[0].target, "topic:", 6) == 0;
+	const char *name = p[0].target + 6; /* after topic: or queue: */
+	char ids[MESH_QUEUE_BATCH_MAX][24];
+	mesh_err err = MESH_OK;
+	bool ok[MESH_QUEUE_BATCH_MAX] = {0};
+
+	for (size_t i = 0; i < n; i++) {
+		snprintf(ids[i], sizeof(ids[i]), "o%zu", i);
+	}
+	if (topic) {
+		struct mesh_topic *t = NULL;
+		struct mesh_topic_entry e[MESH_TOPIC_BATCH_MAX];
+		struct mesh_topic_published r[MESH_TOPIC_BATCH_MAX];
+		bool fifo;
+		if ((err = mesh_topic_open(s->c, name, &t)) == MESH_OK) {
+			fifo = mesh_topic_attrs(t)->fifo;
+			for (size_t i = 0; i < n; i++) {
+				e[i] = (struct mesh_topic_entry){
+				        .id = ids[i], .event = p[i].ev};
+				if (fifo) {
+					e[i].group_id = p[i].group;
+					e[i].dedup_id = mesh_event_id(p[i].ev);
+				}
+			}
+			err = mesh_topic_publish_batch(t, e, n, r);
+			for (size_t i = 0; err == MESH_OK && i < n; i++) {
+				ok[i] = r[i].err == MESH_OK;
+				if (!ok[i]) {
+					slog(s, "error", "outbox: %s: %s",
+					     p[i].target, r[i].error);
+				}
+			}
+		}
+		mesh_topic_close(t);
+	} else {
+		struct mesh_queue *q = NULL;
+		struct mesh_queue_entry e[MESH_QUEUE_BATCH_MAX];
+		struct mesh_queue_sent r[MESH_QUEUE_BATCH_MAX];
+		bool fifo;
+		if ((err = mesh_queue_open(s->c, name, &q)) == MESH_OK) {
+			fifo = mesh_queue_attrs(q)->fifo;
+			for (size_t i = 0; i < n; i++) {
+				e[i] = (struct mesh_queue_entry){
+				        .id = ids[i],
+				        .event = p[i].ev,
+				        .delay_s = -1};
+				if (fifo) {
+					e[i].group_id = p[i].group;
+					e[i].dedup_id = mesh_event_id(p[i].ev);
+				}
+			}
+			err = mesh_queue_send_batch(q, e, n, r);
+			for (size_t i = 0; err == MESH_OK && i < n; i++) {
+				ok[i] = r[i].err == MESH_OK;
+				if (!ok[i]) {
+					slog(s, "error", "outbox: %s: %s",
+					     p[i].target, r[i].error);
+				}
+			}
+		}
+		mesh_queue_close(q);
+	}
+	if (err != MESH_OK) {
+		slog(s, "error", "outbox: %s: %s (kept, tried again)",
+		     p[0].target, mesh_errdetail());
+	}
+	pthread_mutex_lock(&s->done_mu);
+	for (size_t i = 0; i < n; i++) {
+		if (!ok[i]) {
+			continue;
+		}
+		if (s->n_done == s->cap_done) {
+			size_t cap = s->cap_done ? s->cap_done * 2 : 256;
+			uint64_t *d = realloc(s->done, cap * sizeof(*d));
+			if (d == NULL) {
+				break; /* published again later: a duplicate */
+			}
+			s->done = d;
+			s->cap_done = cap;
+		}
+		s->done[s->n_done++] = p[i].seq;
+	}
+	pthread_mutex_unlock(&s->done_mu);
+}
+
+static bool
+is_done(struct mesh_service *s, uint64_t seq)
+{
+	bool found = false;
+
+	pthread_mutex_lock(&s->done_mu);
+	for (size_t i = 0; i < s->n_done && !found; i++) {
+		found = s->done[i] == seq;
+	}
+	pthread_mutex_unlock(&s->done_mu);
+	return found;
+}
+
+/* Publish the outbox records from seq `from` on (0: all) that are not yet
+ * done, target by target in chunks of 10. Returns how many are left. */
+static size_t
+outbox_flush(struct mesh_service *s, uint64_t from)
+{
+	struct pending p[MESH_QUEUE_BATCH_MAX];
+	MDB_txn *txn = NULL;
+	MDB_cursor *cur = NULL;
+	MDB_val k, v;
+	uint8_t start[8];
+	size_t n = 0, left = 0;
+	int op;
+
+	pthread_mutex_lock(&s->flush_mu);
+	if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn) != 0 ||
+	    mdb_cursor_open(txn, s->db_outbox, &cur) != 0) {
+		if (txn != NULL) {
+			mdb_txn_abort(txn);
+		}
+		pthread_mutex_unlock(&s->flush_mu);
+		return 1;
+	}
+	be64(start, from);
+	k.mv_size = 8;
+	k.mv_data = start;
+	op = from > 0 ? MDB_SET_RANGE : MDB_FIRST;
+	while (mdb_cursor_get(cur, &k, &v, op) == 0) {
+		const char *rec = v.mv_data;
+		size_t tl = strnlen(rec, v.mv_size), gl;
+		uint64_t seq = from_be64(k.mv_data);
+		op = MDB_NEXT;
+		if (k.mv_size != 8 || tl >= v.mv_size || is_done(s, seq)) {
+			continue;
+		}
+		gl = strnlen(rec + tl + 1, v.mv_size - tl - 1);
+		left++;
+		/* A chunk holds one target. */
+		if (n > 0 && (n == MESH_QUEUE_BATCH_MAX ||
+		              strcmp(p[0].target, rec) != 0)) {
+			publish_chunk(s, p, n);
+			for (size_t i = 0; i < n; i++) {
+				mesh_event_free(p[i].ev);
+			}
+			n = 0;
+		}
+		p[n].seq = seq;
+		snprintf(p[n].target, sizeof(p[n].target), "%s", rec);
+		snprintf(p[n].group, sizeof(p[n].group), "%.*s", (int)gl,
+		         rec + tl + 1);
+		if (mesh_event_parse(rec + tl + 1 + gl + 1,
+		                     v.mv_size - tl - gl - 2, 0,
+		                     &p[n].ev) != MESH_OK) {
+			slog(s, "error", "outbox record %" PRIu64 " unreadable: "
+			     "%s", seq, mesh_errdetail());
+			continue;
+		}
+		n++;
+	}
+	if (n > 0) {
+		publish_chunk(s, p, n);
+		for (size_t i = 0; i < n; i++) {
+			mesh_event_free(p[i].ev);
+		}
+	}
+	mdb_cursor_close(cur);
+	mdb_txn_abort(txn);
+	pthread_mutex_unlock(&s->flush_mu);
+	return left;
+}
+
+/* Delete, in txn, the outbox records published so far. */
+static int
+outbox_forget(struct mesh_service *s, MDB_txn *txn)
+{
+	uint64_t *done;
+	size_t n;
+	int rc = 0;
+
+	pthread_mutex_lock(&s->done_mu);
+	done = s->done;
+	n = s->n_done;
+	s->done = NULL;
+	s->n_done = s->cap_done = 0;
+	pthread_mutex_unlock(&s->done_mu);
+	for (size_t i = 0; i < n && (rc == 0 || rc == MDB_NOTFOUND); i++) {
+		uint8_t key[8];
+		MDB_val k = {8, key};
+		be64(key, done[i]);
+		rc = mdb_del(txn, s->db_outbox, &k, NULL);
+	}
+	if (rc != 0 && rc != MDB_NOTFOUND) {
+		/* Keep them for the next transaction. */
+		pthread_mutex_lock(&s->done_mu);
+		for (size_t i = 0; i < n; i++) {
+			if (s->n_done == s->cap_done) {
+				size_t cap = s->cap_done ? s->cap_done * 2 : 256;
+				uint64_t *d = realloc(s->done, cap * sizeof(*d));
+				if (d == NULL) {
+					break;
+				}
+				s->done = d;
+				s->cap_done = cap;
+			}
+			s->done[s->n_done++] = done[i];
+		}
+		pthread_mutex_unlock(&s->done_mu);
+	}
+	free(done);
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+static size_t
+outbox_count(struct mesh_service *s)
+{
+	MDB_txn *txn = NULL;
+	MDB_stat st;
+	size_t n = 0;
+
+	if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn) == 0) {
+		if (mdb_stat(txn, s->db_outbox, &st) == 0) {
+			n = st.ms_entries;
+		}
+		mdb_txn_abort(txn);
+	}
+	return n;
+}
+
+/* ---- inside a handler --------------------------------------------------- */
+
+static mesh_err
+state_key(struct mesh_ctx *c, const void *key, size_t klen, MDB_val *k)
+{
+	if (key == NULL || klen == 0 || klen > KEY_MAX) {
+		return mesh__seterr(MESH_EINVAL,
+		                    "service '%s': state keys are 1-%d bytes, "
+		                    "not %zu",
+		                    c->s->name, KEY_MAX, klen);
+	}
+	k->mv_size = klen;
+	k->mv_data = (void *)key;
+	return MESH_OK;
+}
+
+static mesh_err
+state_err(struct mesh_ctx *c, int rc, const char *what)
+{
+	return mesh__err_mdb(rc, "service '%s': state %s", c->s->name, what);
+}
+
+mesh_err
+mesh_state_get(struct mesh_ctx *c, const void *key, size_t klen,
+               const void **val, size_t *vlen)
+{
+	MDB_val k, v;
+	mesh_err err;
+	int rc;
+
+	if ((err = state_key(c, key, klen, &k)) != MESH_OK) {
+		return err;
+	}
+	rc = mdb_get(c->txn, c->s->db_state, &k, &v);
+	if (rc == MDB_NOTFOUND) {
+		return mesh__seterr(MESH_ENOTFOUND, "service '%s': no such key",
+		                    c->s->name);
+	}
+	if (rc != 0) {
+		return state_err(c, rc, "get");
+	}
+	*val = v.mv_data;
+	*vlen = v.mv_size;
+	return MESH_OK;
+}
+
+mesh_err
+mesh_state_put(struct mesh_ctx *c, const void *key, size_t klen,
+               const void *val, size_t vlen)
+{
+	MDB_val k, v = {vlen, (void *)val};
+	mesh_err err;
+	int rc;
+
+	if ((err = state_key(c, key, klen, &k)) != MESH_OK) {
+		return err;
+	}
+	if ((rc = mdb_put(c->txn, c->s->db_state, &k, &v, 0)) != 0) {
+		return state_err(c, rc, "put");
+	}
+	return MESH_OK;
+}
+
+mesh_err
+mesh_state_del(struct mesh_ctx *c, const void *key, size_t klen)
+{
+	MDB_val k;
+	mesh_err err;
+	int rc;
+
+	if ((err = state_key(c, key, klen, &k)) != MESH_OK) {
+		return err;
+	}
+	rc = mdb_del(c->txn, c->s->db_state, &k, NULL);
+	if (rc == MDB_NOTFOUND) {
+		return mesh__seterr(MESH_ENOTFOUND, "service '%s': no such key",
+		                    c->s->name);
+	}
+	return rc == 0 ? MESH_OK : state_err(c, rc, "delete");
+}
+
+mesh_err
+mesh_state_scan(struct mesh_ctx *c, const void *prefix, size_t plen,
+                mesh_state_scan_fn fn, void *arg)
+{
+	MDB_cursor *cur = NULL;
+	MDB_val k = {plen, (void *)prefix}, v;
+	int rc, op = plen > 0 ? MDB_SET_RANGE : MDB_FIRST;
+
+	if ((rc = mdb_cursor_open(c->txn, c->s->db_state, &cur)) != 0) {
+		return state_err(c, rc, "scan");
+	}
+	while ((rc = mdb_cursor_get(cur, &k, &v, op)) == 0) {
+		op = MDB_NEXT;
+		if (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0) {
+			break;
+		}
+		if (fn(k.mv_data, k.mv_size, v.mv_data, v.mv_size, arg) != 0) {
+			break;
+		}
+	}
+	mdb_cursor_close(cur);
+	return rc == 0 || rc == MDB_NOTFOUND ? MESH_OK
+	                                     : state_err(c, rc, "scan");
+}
+
+/* W3C traceparent "00-<trace>-<span>-01": the consumed event's trace,
+ * or a new one. */
+static void
+trace_of(const struct mesh_event *ev, char trace[33], char span[17])
+{
+	struct mesh_ext_value v;
+	uint8_t r[16];
+
+	if (mesh_event_ext_get(ev, "traceparent", &v) == MESH_OK &&
+	    v.type == MESH_EXT_STRING && v.len == 55 &&
+	    strncmp(v.string, "00-", 3) == 0) {
+		snprintf(trace, 33, "%.32s", v.string + 3);
+		snprintf(span, 17, "%.16s", v.string + 36);
+		return;
+	}
+	randombytes_buf(r, sizeof(r));
+	sodium_bin2hex(trace, 33, r, 16);
+	span[0] = '\0';
+}
+
+mesh_err
+mesh_emit(struct mesh_ctx *c, const char *target, const struct mesh_event *ev,
+          const char *group_id)
+{
+	struct mesh_event *copy = NULL;
+	struct mesh_ext_value tp = {.type = MESH_EXT_STRING};
+	char traceparent[64], span[17];
+	uint8_t r[8], *buf = NULL;
+	size_t len = 0;
+	mesh_err err;
+	int rc;
+
+	if (target == NULL ||
+	    !((strncmp(target, "topic:", 6) == 0 &&
+	       mesh_topic_name_check(target + 6, NULL) == MESH_OK) ||
+	      (strncmp(target, "queue:", 6) == 0 &&
+	       mesh_queue_name_check(target + 6, NULL) == MESH_OK))) {
+		return mesh__seterr(MESH_EINVAL,
+		                    "service '%s': emit target '%s': want "
+		                    "topic:NAME or queue:NAME",
+		                    c->s->name, target ? target : "");
+	}
+	if ((err = mesh_event_dup(ev, &copy)) != MESH_OK) {
+		return err;
+	}
+	if (strcmp(mesh_event_source(copy), "evmesh") == 0 ||
+	    mesh_event_source(copy)[0] == '\0') {
+		mesh_event_set_source(copy, c->s->name);
+	}
+	randombytes_buf(r, sizeof(r));
+	sodium_bin2hex(span, sizeof(span), r, sizeof(r));
+	snprintf(traceparent, sizeof(traceparent), "00-%s-%s-01", c->trace_id,
+	         span);
+	tp.string = traceparent;
+	tp.len = strlen(traceparent);
+	if ((err = mesh_event_ext_set(copy, "traceparent", &tp)) != MESH_OK ||
+	    (err = mesh_event_pack(copy, &buf, &len)) != MESH_OK) {
+		mesh_event_free(copy);
+		return err;
+	}
+	mesh_event_free(copy);
+	if (len > MESH_TOPIC_MAX_MESSAGE + 65536) {
+		free(buf);
+		return mesh__seterr(MESH_ETOOBIG,
+		                    "service '%s': emitted event of %zu bytes",
+		                    c->s->name, len);
+	}
+	rc = outbox_put(c->s, c->txn, target, group_id, buf, len);
+	free(buf);
+	if (rc != 0) {
+		return state_err(c, rc, "outbox");
+	}
+	return MESH_OK;
+}
+
+mesh_err
+mesh_emit_message(struct mesh_ctx *c, const char *target,
+                  const ProtobufCMessage *msg, const char *group_id)
+{
+	struct mesh_event *ev = NULL;
+	mesh_err err;
+
+	if ((err = mesh_event_new(msg->descriptor->name, c->s->name, &ev)) ==
+	            MESH_OK &&
+	    (err = mesh_event_set_message(ev, msg)) == MESH_OK) {
+		err = mesh_emit(c, target, ev, group_id);
+	}
+	mesh_event_free(ev);
+	return err;
+}
+
+mesh_handler_result
+mesh_retry(struct mesh_ctx *c, int64_t delay_ms)
+{
+	c->delay_ms = delay_ms;
+	c->decided = MESH_HANDLER_RETRY;
+	return MESH_HANDLER_RETRY;
+}
+
+mesh_handler_result
+mesh_reject(struct mesh_ctx *c, const char *reason)
+{
+	snprintf(c->reason, sizeof(c->reason), "%s",
+	         reason ? reason : "rejected");
+	c->decided = MESH_HANDLER_REJECT;
+	return MESH_HANDLER_REJECT;
+}
+
+const char *
+mesh_ctx_service(const struct mesh_ctx *c)
+{
+	return c->s->name;
+}
+
+const char *
+mesh_ctx_source(const struct mesh_ctx *c)
+{
+	return c->src->label;
+}
+
+int
+mesh_ctx_attempt(const struct mesh_ctx *c)
+{
+	return c->it->attempt;
+}
+
+const char *
+mesh_ctx_trace_id(const struct mesh_ctx *c)
+{
+	return c->trace_id;
+}
+
+/* ---- processing a batch ------------------------------------------------- */
+
+static bool
+group_failed(char **failed, size_t n, const char *group)
+{
+	for (size_t i = 0; group != NULL && i < n; i++) {
+		if (strcmp(failed[i], group) == 0) {
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Run one event in a nested transaction of txn. */
+static void
+run_one(struct mesh_service *s, const struct source *src, MDB_txn *txn,
+        struct item *it)
+{
+	const char *id = mesh_event_id(it->ev);
+	MDB_val k = {strlen(id), (void *)id}, v;
+	const struct handler *h = handler_of(s, mesh_event_type(it->ev));
+	struct mesh_ctx ctx = {.s = s, .src = src, .it = it};
+	ProtobufCMessage *msg = NULL;
+	MDB_txn *child = NULL;
+	mesh_handler_result r;
+	int64_t t0, now;
+	uint8_t at[8 + 128];
+	int rc;
+
+	it->out = OUT_ACK;
+	if (mdb_get(txn, s->db_processed, &k, &v) == 0) {
+		atomic_fetch_add(&s->stats.duplicates, 1);
+		return;
+	}
+	if (h == NULL) {
+		atomic_fetch_add(&s->stats.ignored, 1);
+		return;
+	}
+	if (h->desc != NULL &&
+	    mesh_event_unpack_message(it->ev, h->desc, NULL, &msg) != MESH_OK) {
+		it->out = OUT_DLQ;
+		snprintf(it->reason, sizeof(it->reason),
+		         "payload is not a %s: %s", h->desc->name,
+		         mesh_errdetail());
+		return;
+	}
+	if ((rc = mdb_txn_begin(s->env, txn, 0, &child)) != 0) {
+		protobuf_c_message_free_unpacked(msg, NULL);
+		it->out = OUT_RETRY;
+		it->delay_ms = backoff_ms(&s->o, it->attempt);
+		return;
+	}
+	ctx.txn = child;
+	trace_of(it->ev, ctx.trace_id, ctx.parent_span);
+	t0 = mono_ns();
+	r = h->fn(&ctx, it->ev, msg, h->arg);
+	mesh__stats_record(&s->stats.handler, mono_ns() - t0);
+	protobuf_c_message_free_unpacked(msg, NULL);
+	if (r == MESH_HANDLER_OK) {
+		now = wall_ms();
+		be64(at, (uint64_t)now);
+		memcpy(at + 8, id, k.mv_size < 128 ? k.mv_size : 128);
+		v.mv_size = 8;
+		v.mv_data = at;
+		MDB_val ak = {8 + (k.mv_size < 128 ? k.mv_size : 128), at};
+		MDB_val empty = {0, ""};
+		if ((rc = mdb_put(child, s->db_processed, &k, &v, 0)) != 0 ||
+		    (rc = mdb_put(child, s->db_processed_at, &ak, &empty,
+		                  0)) != 0) {
+			mdb_txn_abort(child);
+		} else if ((rc = mdb_txn_commit(child)) == 0) {
+			atomic_fetch_add(&s->stats.processed, 1);
+			return;
+		}
+		slog(s, "error", "event %s: recording it failed: %s (%s)", id,
+		     mdb_strerror(rc), src->label);
+		it->out = OUT_RETRY;
+		it->delay_ms = backoff_ms(&s->o, it->attempt);
+		return;
+	}
+	mdb_txn_abort(child);
+	if (r == MESH_HANDLER_REJECT) {
+		it->out = OUT_DLQ;
+		snprintf(it->reason, sizeof(it->reason), "%s",
+		         ctx.decided == MESH_HANDLER_REJECT ? ctx.reason
+		                                            : "rejected");
+		return;
+	}
+	it->out = OUT_RETRY;
+	it->delay_ms = ctx.decided == MESH_HANDLER_RETRY && ctx.delay_ms > 0
+	                       ? ctx.delay_ms
+	                       : backoff_ms(&s->o, it->attempt);
+	if (it->attempt >= s->o.max_receive &&
+	    !(src->kind == SRC_QUEUE && src->has_dlq)) {
+		it->out = OUT_DLQ;
+		snprintf(it->reason, sizeof(it->reason),
+		         "failed %d times (max-receive %d)", it->attempt,
+		         s->o.max_receive);
+	}
+}
+
+/* Forget processed ids older than the horizon, a few per batch. */
+static int
+prune(struct mesh_service *s, MDB_txn *txn)
+{
+	MDB_cursor *cur = NULL;
+	MDB_val k, v;
+	int64_t before = wall_ms() - s->o.horizon_s * 1000;
+	int rc, n = 0;
+
+	if ((rc = mdb_cursor_open(txn, s->db_processed_at, &cur)) != 0) {
+		return rc;
+	}
+	while (n < PRUNE_PER_BATCH &&
+	       (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST)) == 0 &&
+	       k.mv_size > 8 && (int64_t)from_be64(k.mv_data) < before) {
+		MDB_val id = {k.mv_size - 8, (uint8_t *)k.mv_data + 8};
+		rc = mdb_del(txn, s->db_processed, &id, NULL);
+		if (rc != 0 && rc != MDB_NOTFOUND) {
+			break;
+		}
+		if ((rc = mdb_cursor_del(cur, 0)) != 0) {
+			break;
+		}
+		n++;
+	}
+	mdb_cursor_close(cur);
+	return rc == MDB_NOTFOUND || rc == 0 ? 0 : rc;
+}
+
+/* Send a dead letter to the service's DLQ with its reason. */
+static mesh_err
+to_dlq(struct mesh_service *s, struct mesh_queue *dlq, const struct item *it,
+       const struct source *src)
+{
+	struct mesh_event *copy = NULL;
+	struct mesh_queue_entry e = {.delay_s = -1};
+	struct mesh_queue_sent sent;
+	char count[16];
+	mesh_err err;
+
+	if (dlq == NULL) {
+		return mesh__seterr(MESH_ENOTFOUND, "service '%s': no DLQ",
+		                    s->name);
+	}
+	snprintf(count, sizeof(count), "%d", it->attempt);
+	if ((err = mesh_event_dup(it->ev, &copy)) != MESH_OK) {
+		return err;
+	}
+	mesh_event_attr_set(copy, "DeadLetterReason", "String", it->reason,
+	                    strlen(it->reason));
+	mesh_event_attr_set(copy, "DeadLetterSource", "String", src->label,
+	                    strlen(src->label));
+	mesh_event_attr_set(copy, "DeadLetterService", "String", s->name,
+	                    strlen(s->name));
+	mesh_event_attr_set(copy, "ReceiveCount", "Number", count,
+	                    strlen(count));
+	e.event = copy;
+	if (mesh_queue_attrs(dlq)->fifo) {
+		e.group_id = s->name;
+		e.dedup_id = mesh_event_id(copy);
+	}
+	err = mesh_queue_send(dlq, &e, &sent);
+	mesh_event_free(copy);
+	return err;
+}
+
+struct batch {
+	struct item it[256];
+	struct mesh_delivery d[256];
+	struct mesh_queue_msg *qm[32]; /* receive results, each up to 10 */
+	size_t nqm[32], n_recv;
+	size_t n;
+};
+
+static void log_ev(struct mesh_service *s, const struct item *it,
+                   const char *fmt, ...) MESH__PRINTF(3, 4);
+
+static void
+log_ev(struct mesh_service *s, const struct item *it, const char *fmt, ...)
+{
+	char trace[33], span[17];
+	va_list ap;
+
+	trace_of(it->ev, trace, span);
+	va_start(ap, fmt);
+	log_json(s, "warn", mesh_event_id(it->ev), trace, fmt, ap);
+	va_end(ap);
+}
+
+/* Settle each item with its source: acknowledge, retry later, or
+ * dead-letter. */
+static void
+settle(struct mesh_service *s, const struct source *src, struct mesh_queue *q,
+       struct mesh_queue *dlq, struct batch *b)
+{
+	const char *ids[QUEUE_BATCH], *rh[QUEUE_BATCH];
+	char idbuf[QUEUE_BATCH][24];
+	struct mesh_queue_result res[QUEUE_BATCH];
+	size_t k = 0;
+
+	for (size_t i = 0; i < b->n; i++) {
+		struct item *it = &b->it[i];
+		if (it->out == OUT_DLQ) {
+			mesh_err err;
+			if (src->kind == SRC_QUEUE && src->has_dlq) {
+				err = mesh_queue_dead_letter(q, it->qm->receipt,
+				                             it->reason);
+			} else {
+				err = to_dlq(s, dlq, it, src);
+				if (err == MESH_OK) {
+					it->out = OUT_ACK; /* then take it off */
+				}
+			}
+			if (err != MESH_OK) {
+				slog(s, "error",
+				     "event %s: dead-lettering failed (%s); "
+				     "it comes again",
+				     mesh_event_id(it->ev), mesh_errdetail());
+				it->out = OUT_RETRY;
+				it->delay_ms = backoff_ms(&s->o, it->attempt);
+			} else {
+				atomic_fetch_add(&s->stats.dead_lettered, 1);
+				log_ev(s, it, "dead-lettered: %s", it->reason);
+				if (src->kind == SRC_QUEUE && src->has_dlq) {
+					continue;
+				}
+			}
+		}
+		if (it->out == OUT_RETRY) {
+			atomic_fetch_add(&s->stats.retried, 1);
+		}
+		if (src->kind == SRC_TOPIC) {
+			if (it->out == OUT_ACK) {
+				mesh_delivery_ack(it->d);
+			} else {
+				mesh_delivery_nak(it->d, it->out == OUT_RETRY
+				                                 ? it->delay_ms
+				                                 : 0);
+			}
+			continue;
+		}
+		if (it->out == OUT_ACK) {
+			snprintf(idbuf[k], sizeof(idbuf[k]), "d%zu", k);
+			ids[k] = idbuf[k];
+			rh[k++] = it->qm->receipt;
+			if (k == QUEUE_BATCH) {
+				mesh_queue_delete_batch(q, ids, rh, k, res);
+				k = 0;
+			}
+		} else {
+			int64_t secs = it->out == OUT_RETRY
+			                       ? (it->delay_ms + 999) / 1000
+			                       : 0;
+			mesh_queue_change_visibility(q, it->qm->receipt, secs);
+		}
+	}
+	if (k > 0) {
+		mesh_queue_delete_batch(q, ids, rh, k, res);
+	}
+}
+
+/* The current outbox sequence (0 when none yet). */
+static uint64_t
+outbox_last(struct mesh_service *s, MDB_txn *txn)
+{
+	MDB_val k = {6, "outbox"}, v;
+
+	return mdb_get(txn, s->db_meta, &k, &v) == 0 && v.mv_size == 8
+	               ? from_be64(v.mv_data)
+	               : 0;
+}
+
+/* The contract: one transaction for the batch, a nested one per event,
+ * one durable commit, then the outbox is published. */
+static void
+process(struct mesh_service *s, const struct source *src, struct batch *b)
+{
+	const char *failed[256];
+	size_t nf = 0;
+	MDB_txn *txn = NULL;
+	uint64_t from;
+	int64_t now;
+	int rc;
+
+	atomic_fetch_add(&s->stats.received, b->n);
+	if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0) {
+		slog(s, "error", "state: %s; the batch comes again",
+		     mdb_strerror(rc));
+		for (size_t i = 0; i < b->n; i++) {
+			b->it[i].out = OUT_RETRY;
+			b->it[i].delay_ms = backoff_ms(&s->o, b->it[i].attempt);
+		}
+		return;
+	}
+	from = outbox_last(s, txn) + 1;
+	for (size_t i = 0; i < b->n; i++) {
+		struct item *it = &b->it[i];
+		/* FIFO: after a failure, the group's later events go back
+		 * unprocessed, so that the group keeps its order. */
+		if (src->fifo && group_failed((char **)failed, nf, it->group)) {
+			it->out = OUT_RETURN;
+			continue;
+		}
+		run_one(s, src, txn, it);
+		if (src->fifo && it->out != OUT_ACK && it->group != NULL) {
+			failed[nf++] = it->group;
+		}
+	}
+	if ((rc = prune(s, txn)) == 0) {
+		rc = outbox_forget(s, txn);
+	}
+	if (rc == 0) {
+		rc = mdb_txn_commit(txn);
+	} else {
+		mdb_txn_abort(txn);
+	}
+	if (rc != 0) {
+		slog(s, "error", "state: commit failed (%s); the batch comes "
+		     "again", mdb_strerror(rc));
+		for (size_t i = 0; i < b->n; i++) {
+			if (b->it[i].out == OUT_ACK) {
+				b->it[i].out = OUT_RETRY;
+				b->it[i].delay_ms =
+				        backoff_ms(&s->o, b->it[i].attempt);
+			}
+		}
+		return;
+	}
+	now = wall_ms();
+	for (size_t i = 0; i < b->n; i++) {
+		int64_t sec;
+		int32_t nsec;
+		if (b->it[i].out == OUT_ACK &&
+		    mesh_event_time(b->it[i].ev, &sec, &nsec)) {
+			int64_t ns = (now - (sec * 1000 + nsec / 1000000)) *
+			             1000000;
+			mesh__stats_record(&s->stats.commit, ns > 0 ? ns : 0);
+		}
+	}
+	outbox_flush(s, from);
+}
+
+static void
+batch_free(struct batch *b, const struct source *src)
+{
+	if (src->kind == SRC_TOPIC) {
+		for (size_t i = 0; i < b->n; i++) {
+			mesh_delivery_fini(&b->d[i]);
+		}
+	} else {
+		for (size_t i = 0; i < b->n_recv; i++) {
+			mesh_queue_msgs_free(b->qm[i], b->nqm[i]);
+		}
+	}
+	b->n = b->n_recv = 0;
+}
+
+/* Take a batch: up to batch_size, waiting up to a second for the first
+ * and up to batch_window_ms for the rest. */
+static mesh_err
+fetch(struct mesh_service *s, const struct source *src,
+      struct mesh_subscriber *sub, struct mesh_queue *q, struct batch *b)
+{
+	int want = s->o.batch_size;
+	int64_t deadline = mono_ms() + s->o.batch_window_ms;
+	mesh_err err = MESH_OK;
+
+	b->n = b->n_recv = 0;
+	if (src->kind == SRC_TOPIC) {
+		size_t got = 0;
+		err = mesh_subscriber_fetch(sub, want, FETCH_WAIT_MS, b->d, &got,
+		                            NULL);
+		b->n = got;
+		while (err == MESH_OK && got > 0 && (int)b->n < want &&
+		       mono_ms() < deadline) {
+			err = mesh_subscriber_fetch(sub, want - (int)b->n,
+			                            deadline - mono_ms(),
+			                            b->d + b->n, &got, NULL);
+			b->n += got;
+		}
+		for (size_t i = 0; i < b->n; i++) {
+			b->it[i] = (struct item){
+			        .ev = b->d[i].event,
+			        .attempt = (int)b->d[i].deliveries,
+			        .group = b->d[i].group_id,
+			        .d = &b->d[i]};
+		}
+		return err;
+	}
+	for (int wait_s = 1; (int)b->n < want && b->n_recv < 32;) {
+		struct mesh_queue_msg *m = NULL;
+		size_t got = 0;
+		int max = want - (int)b->n < QUEUE_BATCH ? want - (int)b->n
+		                                         : QUEUE_BATCH;
+		if ((err = mesh_queue_receive(q, max, wait_s, -1, &m, &got)) !=
+		    MESH_OK) {
+			break;
+		}
+		b->qm[b->n_recv] = m;
+		b->nqm[b->n_recv++] = got;
+		for (size_t i = 0; i < got; i++) {
+			b->it[b->n++] = (struct item){
+			        .ev = m[i].event,
+			        .attempt = (int)m[i].receive_count,
+			        .group = m[i].group_id[0] ? m[i].group_id : NULL,
+			        .qm = &m[i]};
+		}
+		wait_s = 0;
+		/* A short receive means the queue is drained for now. */
+		if ((int)got < max && mono_ms() >= deadline) {
+			break;
+		}
+		if (got == 0) {
+			struct timespec ts = {0, 5 * 1000000};
+			nanosleep(&ts, NULL);
+		}
+	}
+	return err;
+}
+
+static bool
+stopping(const struct mesh_service *s)
+{
+	return *s->stop != 0;
+}
+
+static void
+nap_ms(struct mesh_service *s, int64_t ms)
+{
+	for (int64_t until = mono_ms() + ms; !stopping(s) && mono_ms() < until;) {
+		struct timespec ts = {0, 50 * 1000000};
+		nanosleep(&ts, NULL);
+	}
+}
+
+static void *
+work(void *arg)
+{
+	struct worker *w = arg;
+	struct mesh_service *s = w->s;
+	const struct source *src = w->src;
+	struct mesh_subscriber *sub = NULL;
+	struct mesh_queue *q = NULL, *dlq = NULL;
+	struct batch *b = calloc(1, sizeof(*b));
+	mesh_err err;
+
+	while (b != NULL && !stopping(s)) {
+		if (src->kind == SRC_TOPIC && sub == NULL) {
+			err = mesh_subscriber_bind(s->c, src->sub_id, &sub);
+		} else if (src->kind == SRC_QUEUE && q == NULL) {
+			err = mesh_queue_open(s->c, src->name, &q);
+		} else {
+			err = MESH_OK;
+		}
+		if (dlq == NULL) {
+			mesh_queue_open(s->c, s->o.dlq, &dlq);
+		}
+		if (err == MESH_OK) {
+			err = fetch(s, src, sub, q, b);
+		}
+		if (err != MESH_OK) {
+			slog(s, "warn", "%s: %s; trying again", src->label,
+			     mesh_errdetail());
+			if (b->n == 0) {
+				batch_free(b, src);
+				mesh_subscriber_close(sub);
+				sub = NULL;
+				mesh_queue_close(q);
+				q = NULL;
+				nap_ms(s, 1000);
+				continue;
+			}
+		}
+		if (b->n == 0) {
+			batch_free(b, src);
+			continue;
+		}
+		atomic_fetch_add(&s->stats.in_flight, 1);
+		process(s, src, b);
+		settle(s, src, q, dlq, b);
+		atomic_fetch_sub(&s->stats.in_flight, 1);
+		batch_free(b, src);
+	}
+	mesh_subscriber_close(sub);
+	mesh_queue_close(q);
+	mesh_queue_close(dlq);
+	free(b);
+	return NULL;
+}
+
+/* ---- observing ---------------------------------------------------------- */
+
+static json_t *
+stats_json(struct mesh_service *s)
+{
+	struct mesh__stats *st = &s->stats;
+	json_t *j = json_object();
+
+	json_object_set_new(j, "service", json_string(s->name));
+	json_object_set_new(j, "instance", json_string(s->instance));
+#define COUNTER(name, field)                                                  \
+	json_object_set_new(j, name,                                          \
+	                    json_integer((json_int_t)atomic_load(&st->field)))
+	COUNTER("received", received);
+	COUNTER("processed", processed);
+	COUNTER("retried", retried);
+	COUNTER("failed", failed);
+	COUNTER("dead_lettered", dead_lettered);
+	COUNTER("duplicates", duplicates);
+	COUNTER("ignored", ignored);
+#undef COUNTER
+	json_object_set_new(j, "in_flight",
+	                    json_integer(atomic_load(&st->in_flight)));
+	json_object_set_new(j, "outbox_pending",
+	                    json_integer((json_int_t)outbox_count(s)));
+	json_object_set_new(j, "handler_ms", mesh__hist_json(&st->handler));
+	json_object_set_new(j, "commit_ms", mesh__hist_json(&st->commit));
+	return j;
+}
+
+static void
+on_stats(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
+{
+	struct mesh_service *s = arg;
+	const char *reply = natsMsg_GetReply(m);
+	json_t *j;
+	char *text;
+
+	(void)sub;
+	if (reply != NULL && (j = stats_json(s)) != NULL) {
+		if ((text = json_dumps(j, JSON_COMPACT)) != NULL) {
+			natsConnection_PublishString(nc, reply, text);
+			free(text);
+		}
+		json_decref(j);
+	}
+	natsMsg_Destroy(m);
+}
+
+/* ---- running ------------------------------------------------------------ */
+
+static mesh_err
+prepare_sources(struct mesh_service *s)
+{
+	mesh_err err;
+
+	for (size_t i = 0; i < s->n_src; i++) {
+		struct source *src = &s->src[i];
+		if (src->kind == SRC_TOPIC) {
+			struct mesh_sub_attrs a;
+			struct mesh_subscription rec;
+			struct mesh_topic_info ti;
+			mesh_sub_attrs_init(&a);
+			a.filter_policy = src->filter_policy;
+			a.filter_scope = src->scope;
+			a.replay_from_ms = src->replay_from_ms;
+			if ((err = mesh_topic_info(s->c, src->name, &ti)) !=
+			            MESH_OK ||
+			    (err = mesh_subscription_create(
+			             s->c, src->name, MESH_SUB_SERVICE, s->name,
+			             &a, &rec)) != MESH_OK) {
+				return err;
+			}
+			snprintf(src->sub_id, sizeof(src->sub_id), "%s", rec.id);
+			src->fifo = ti.a.fifo;
+			mesh_subscription_fini(&rec);
+		} else {
+			struct mesh_queue *q = NULL;
+			if ((err = mesh_queue_open(s->c, src->name, &q)) !=
+			    MESH_OK) {
+				return err;
+			}
+			src->fifo = mesh_queue_attrs(q)->fifo;
+			src->has_dlq = mesh_queue_attrs(q)->dlq[0] != '\0';
+			mesh_queue_close(q);
+		}
+	}
+	return MESH_OK;
+}
+
+static mesh_err
+ensure_dlq(struct mesh_service *s)
+{
+	struct mesh_queue_attrs a;
+	struct mesh_queue_info qi;
+	bool fifo;
+	mesh_err err = mesh_queue_info(s->c, s->o.dlq, &qi);
+
+	if (err != MESH_ENOTFOUND) {
+		return err;
+	}
+	mesh_queue_attrs_init(&a);
+	if (mesh_queue_name_check(s->o.dlq, &fifo) == MESH_OK && fifo) {
+		a.fifo = true;
+	}
+	a.retention_s = 1209600;
+	return mesh_queue_create(s->c, s->o.dlq, &a);
+}
+
+static mesh_err
+stats_serve(struct mesh_service *s)
+{
+	char subject[128];
+	natsStatus st;
+
+	snprintf(subject, sizeof(subject), MESH_SERVICE_STATS_SUBJECT, s->name);
+	st = natsConnection_Subscribe(&s->stats_sub[0], mesh_conn_nats(s->c),
+	                              subject, on_stats, s);
+	if (st == NATS_OK) {
+		st = natsConnection_Subscribe(&s->stats_sub[1],
+		                              mesh_conn_nats(s->c),
+		                              MESH_SERVICES_STATS_SUBJECT,
+		                              on_stats, s);
+	}
+	return st == NATS_OK ? MESH_OK
+	                     : mesh_err_nats(st, 0, "service '%s': %s",
+	                                     s->name, subject);
+}
+
+static void
+stats_stop(struct mesh_service *s)
+{
+	for (int i = 0; i < 2; i++) {
+		if (s->stats_sub[i] != NULL) {
+			natsSubscription_Unsubscribe(s->stats_sub[i]);
+			natsSubscription_WaitForDrainCompletion(s->stats_sub[i],
+			                                        0);
+			natsSubscription_Destroy(s->stats_sub[i]);
+			s->stats_sub[i] = NULL;
+		}
+	}
+}
+
+/* Delete what was published, in a transaction of its own (at stop). */
+static void
+forget_published(struct mesh_service *s)
+{
+	MDB_txn *txn = NULL;
+
+	if (mdb_txn_begin(s->env, NULL, 0, &txn) != 0) {
+		return;
+	}
+	if (outbox_forget(s, txn) == 0) {
+		mdb_txn_commit(txn);
+	} else {
+		mdb_txn_abort(txn);
+	}
+}
+
+static mesh_err
+check_opts(const struct mesh_service *s)
+{
+	const struct mesh_service_opts *o = &s->o;
+
+	if (o->batch_size < 1 || o->batch_size > MESH_SUBSCRIPTION_BATCH) {
+		return mesh__seterr(MESH_EINVAL, "batch size %d: must be 1-%d",
+		                    o->batch_size, MESH_SUBSCRIPTION_BATCH);
+	}
+	if (o->batch_window_ms < 0 || o->batch_window_ms > 10000) {
+		return mesh__seterr(MESH_EINVAL,
+		                    "batch window %d ms: must be 0-10000",
+		                    o->batch_window_ms);
+	}
+	if (o->max_inflight < 1 || o->max_inflight > MAX_INFLIGHT) {
+		return mesh__seterr(MESH_EINVAL, "in-flight %d: must be 1-%d",
+		                    o->max_inflight, MAX_INFLIGHT);
+	}
+	if (o->max_receive < 1 || o->max_receive > 1000) {
+		return mesh__seterr(MESH_EINVAL,
+		                    "max-receive %d: must be 1-1000",
+		                    o->max_receive);
+	}
+	if (o->horizon_s < 60 || o->horizon_s > 31536000) {
+		return mesh__seterr(MESH_EINVAL,
+		                    "horizon %" PRId64 " s: must be 60-31536000",
+		                    o->horizon_s);
+	}
+	if (s->n_src == 0) {
+		return mesh__seterr(MESH_EINVAL,
+		                    "service '%s' consumes nothing (declare a "
+		                    "topic or a queue)",
+		                    s->name);
+	}
+	return mesh_queue_name_check(o->dlq, NULL);
+}
+
+mesh_err
+mesh_service_run(struct mesh_service *s, struct mesh_conn *c,
+                 volatile sig_atomic_t *stop)
+{
+	struct worker workers[MAX_SOURCES * 4];
+	size_t nw = 0;
+	char host[64] = "";
+	int64_t next_flush;
+	mesh_err err;
+
+	if ((err = check_opts(s)) != MESH_OK) {
+		return err;
+	}
+	s->c = c;
+	s->stop = stop;
+	gethostname(host, sizeof(host) - 1);
+	snprintf(s->instance, sizeof(s->instance), "%.12s-%d", host,
+	         (int)getpid());
+	if ((err = env_open(s)) != MESH_OK) {
+		return err;
+	}
+	if (s->on_start != NULL) {
+		s->on_start(s, s->on_start_arg);
+	}
+	if ((err = ensure_dlq(s)) != MESH_OK ||
+	    (err = prepare_sources(s)) != MESH_OK ||
+	    (err = stats_serve(s)) != MESH_OK) {
+		goto out;
+	}
+	/* What a crash left in the outbox goes out first. */
+	outbox_flush(s, 0);
+	for (size_t i = 0; i < s->n_src; i++) {
+		int n = s->src[i].fifo ? 1 : s->o.max_inflight;
+		for (int k = 0; k < n && nw < sizeof(workers) / sizeof(*workers);
+		     k++) {
+			workers[nw] = (struct worker){.s = s, .src = &s->src[i]};
+			if (pthread_create(&workers[nw].thread, NULL, work,
+			                   &workers[nw]) == 0) {
+				workers[nw++].started = true;
+			}
+		}
+	}
+	slog(s, "info", "started: %zu sources, state %s", s->n_src,
+	     s->o.state_dir);
+	next_flush = mono_ms() + FLUSH_EVERY_MS;
+	while (!stopping(s)) {
+		struct timespec ts = {0, 50 * 1000000};
+		nanosleep(&ts, NULL);
+		if (mono_ms() >= next_flush) {
+			outbox_flush(s, 0); /* what failed to go out before */
+			next_flush = mono_ms() + FLUSH_EVERY_MS;
+		}
+	}
+	for (size_t i = 0; i < nw; i++) {
+		pthread_join(workers[i].thread, NULL);
+	}
+	outbox_flush(s, 0);
+	forget_published(s);
+	slog(s, "info", "stopped: %zu events in the outbox",
+	     outbox_count(s));
+out:
+	stats_stop(s);
+	mdb_env_close(s->env);
+	s->env = NULL;
+	return err;
+}

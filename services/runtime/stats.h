@@ -1,0 +1,37 @@
+/* stats.h: the runtime's counters and latency histograms (internal). */
+#ifndef MESH_RUNTIME_STATS_H
+#define MESH_RUNTIME_STATS_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+/* Log-scale buckets: bucket i holds values up to 1 us * 2^(i/4). */
+#define MESH__HIST_BUCKETS 128
+
+struct mesh__hist {
+	pthread_mutex_t mu;
+	uint64_t n[MESH__HIST_BUCKETS];
+	uint64_t count;
+};
+
+struct mesh__stats {
+	atomic_uint_fast64_t received, processed, retried, failed,
+	        dead_lettered, duplicates, ignored;
+	atomic_int in_flight;
+	struct mesh__hist handler; /* handler time */
+	struct mesh__hist commit;  /* publish-to-commit */
+};
+
+void mesh__stats_init(struct mesh__stats *st);
+void mesh__stats_fini(struct mesh__stats *st);
+/* Record a duration in nanoseconds. */
+void mesh__stats_record(struct mesh__hist *h, int64_t ns);
+/* {"p50": ms, "p95": ms, "p99": ms, "count": n} */
+json_t *mesh__hist_json(struct mesh__hist *h);
+/* The percentile q (0-1) in milliseconds; 0 when empty. */
+double mesh__hist_percentile(struct mesh__hist *h, double q);
+
+#endif
