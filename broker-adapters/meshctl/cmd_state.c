@@ -48,12 +48,14 @@ state_close(struct state_env *st)
 }
 
 /* Open SERVICE's environment (--state DIR, or var/services/SERVICE) read
- * only, with a read transaction on the database "state". Prints why not
- * and returns the exit code. */
+ * only, with a read transaction on the database --db (the handlers'
+ * "state"). Prints why not and returns the exit code. */
 static int
 state_open(struct cli *cli, struct state_env *st, bool nolock)
 {
 	const char *dir = cli_opt(cli, "--state");
+	const char *db = cli_opt(cli, "--db") ? cli_opt(cli, "--db")
+	                                      : MESH_SERVICE_DB_STATE;
 	char data[4200];
 	struct stat sb;
 	unsigned flags = MDB_RDONLY | (nolock ? MDB_NOLOCK : 0);
@@ -104,14 +106,13 @@ state_open(struct cli *cli, struct state_env *st, bool nolock)
 		return CLI_FAIL;
 	}
 	if ((rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &st->txn)) != 0 ||
-	    (rc = mdb_dbi_open(st->txn, MESH_SERVICE_DB_STATE, 0, &st->dbi)) !=
-	            0) {
+	    (rc = mdb_dbi_open(st->txn, db, 0, &st->dbi)) != 0) {
 		if (rc == MDB_NOTFOUND) {
 			fprintf(stderr,
 			        "%s %s: service '%s' has no database '%s' in "
 			        "%s\n",
-			        cli->prog, cli->cmd_path, st->service,
-			        MESH_SERVICE_DB_STATE, st->dir);
+			        cli->prog, cli->cmd_path, st->service, db,
+			        st->dir);
 		} else {
 			fprintf(stderr,
 			        "%s %s: service '%s': state at %s: %s\n",

@@ -32,6 +32,9 @@ const struct cli_opt stats_opts[] = {
 #define STATE_OPTS                                                            \
 	{"--state", "DIR",                                                    \
 	 "the service's LMDB environment (var/services/SERVICE)"},            \
+	        {"--db", "NAME",                                              \
+	         "the named database: state (the handlers'), or the "         \
+	         "runtime's processed, processed_at, outbox, meta"},          \
 	{                                                                     \
 		"--no-lock", NULL,                                            \
 		        "read without a slot in lock.mdb (when it is not "    \

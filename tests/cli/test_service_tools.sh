@@ -71,6 +71,9 @@ is "$(jget "$out" 'j["value_base64"], j["key"], j["size"]')" "AAEC/w== bin 4" "-
 out=$("$MESHCTL" state get demo 62696e --hex); is "$out" "0x000102ff" "--hex takes the key in hex"
 out=$("$MESHCTL" state get demo 6g --hex 2>&1); is $? 2 "bad hex is a usage error"
 out=$("$MESHCTL" state get demo bin --raw | od -An -tx1 | tr -d ' \n'); is "$out" "000102ff" "--raw writes the bytes"
+out=$("$MESHCTL" state scan demo --db meta); is "$out" "$(printf 'version\t1')" "--db names another database"
+out=$("$MESHCTL" state get demo k --db nope 2>&1); is $? 1 "a database the environment lacks exits 1"
+is "$out" "meshctl state get: service 'demo' has no database 'nope' in var/services/demo" "and is named"
 out=$("$MESHCTL" state get demo nope 2>&1); is $? 1 "a missing key exits 1"
 is "$out" "meshctl state get: service 'demo' has no key 'nope' (state at var/services/demo)" \
 	"and names the service, the key and the directory"
@@ -155,7 +158,8 @@ out=$("$MESHCTL" --server "$BROKER_URL" stats shipping --wait 5 2>&1); is $? 2 "
 # ---- the real thing: the template service ------------------------------------
 if [ -n "$SERVICE" ]; then
 	M=("$MESHCTL" --server "$BROKER_URL")
-	"${M[@]}" topic create greetings >/dev/null && "${M[@]}" topic create greeted >/dev/null
+	"${M[@]}" topic create greetings >/dev/null &&
+		"${M[@]}" topic create greeted --archive-days 1 >/dev/null
 	ok $? "the template's topics are made"
 	"$SERVICE" --server "$BROKER_URL" --state var/services/tpl >svc.log 2>&1 &
 	svc=$!
@@ -174,6 +178,14 @@ if [ -n "$SERVICE" ]; then
 	done
 	out=$("$MESHCTL" state scan template-service greeted/ --state var/services/tpl)
 	is "$out" "$(printf 'greeted/ada\t2\ngreeted/bob\t1')" "state scan reads what the running service wrote"
+	for _ in $(seq 50); do
+		out=$("${M[@]}" topic info greeted --json)
+		[ "$(jget "$out" 'j["Attributes"]["MessagesStored"]')" = 3 ] && break
+		sleep 0.1
+	done
+	is "$(jget "$out" 'j["Attributes"]["MessagesStored"]')" 3 "it emitted a Greeted event for each"
+	out=$("$MESHCTL" state scan template-service --db processed --state var/services/tpl | wc -l)
+	is "$out" 3 "--db reads the runtime's databases: 3 processed ids"
 	out=$("${M[@]}" stats template-service --json)
 	is "$(jget "$out" 'j["total"]["processed"], len(j["instances"])')" "3 1" "stats counts its 3 events"
 	out=$("${M[@]}" stats --json)
