@@ -47,6 +47,16 @@ state_close(struct state_env *st)
 	st->env = NULL;
 }
 
+/* Report an LMDB failure naming the service and its directory; returns
+ * CLI_FAIL. */
+static int
+state_fail(const struct cli *cli, const struct state_env *st, int rc)
+{
+	fprintf(stderr, "%s %s: service '%s': state at %s: %s\n", cli->prog,
+	        cli->cmd_path, st->service, st->dir, mdb_strerror(rc));
+	return CLI_FAIL;
+}
+
 /* Open SERVICE's environment (--state DIR, or var/services/SERVICE) read
  * only, with a read transaction on the database --db (the handlers'
  * "state"). Prints why not and returns the exit code. */
@@ -114,10 +124,7 @@ state_open(struct cli *cli, struct state_env *st, bool nolock)
 			        cli->prog, cli->cmd_path, st->service, db,
 			        st->dir);
 		} else {
-			fprintf(stderr,
-			        "%s %s: service '%s': state at %s: %s\n",
-			        cli->prog, cli->cmd_path, st->service, st->dir,
-			        mdb_strerror(rc));
+			state_fail(cli, st, rc);
 		}
 		state_close(st);
 		return CLI_FAIL;
@@ -278,10 +285,7 @@ cmd_state_get(struct cli *cli)
 		fprintf(stderr, "' (state at %s)\n", st.dir);
 		rc = CLI_FAIL;
 	} else if (rc != 0) {
-		fprintf(stderr, "%s %s: service '%s', state at %s: %s\n",
-		        cli->prog, cli->cmd_path, st.service, st.dir,
-		        mdb_strerror(rc));
-		rc = CLI_FAIL;
+		rc = state_fail(cli, &st, rc);
 	} else if (cli->json) {
 		json_t *o = json_item(&k, &v);
 		json_object_set_new(o, "service", json_string(st.service));
@@ -333,8 +337,9 @@ cmd_state_scan(struct cli *cli)
 		items = json_array();
 	}
 	for (; rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		if (k.mv_size < p.mv_size ||
-		    memcmp(k.mv_data, p.mv_data, p.mv_size) != 0) {
+		if (p.mv_size > 0 &&
+		    (k.mv_size < p.mv_size ||
+		     memcmp(k.mv_data, p.mv_data, p.mv_size) != 0)) {
 			break;
 		}
 		if (n == limit) {
@@ -368,9 +373,7 @@ cmd_state_scan(struct cli *cli)
 	rc = CLI_OK;
 	goto out;
 fail:
-	fprintf(stderr, "%s %s: service '%s', state at %s: %s\n", cli->prog,
-	        cli->cmd_path, st.service, st.dir, mdb_strerror(rc));
-	rc = CLI_FAIL;
+	rc = state_fail(cli, &st, rc);
 out:
 	json_decref(items);
 	mdb_cursor_close(cur);

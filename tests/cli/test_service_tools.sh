@@ -196,4 +196,8 @@ if [ -n "$SERVICE" ]; then
 fi
 
 stop_broker
+# What a stand-in said beyond "ready" (a sanitizer's report, say).
+for f in *.out; do
+	grep -v '^ready$' "$f" | sed "s|^|# $f: |"
+done
 done_testing
