@@ -14,12 +14,6 @@
 #include "commands.h"
 #include "mesh/service.h"
 
-/* Every instance of every service answers here too (without a SERVICE,
- * meshctl stats asks here). */
-#ifndef MESH_SERVICES_STATS_SUBJECT
-#define MESH_SERVICES_STATS_SUBJECT "mesh.services.stats"
-#endif
-
 /* No more replies than this are read, however many instances run. */
 #define STATS_MAX_REPLIES 4096
 
@@ -84,8 +78,9 @@ sort_array(json_t *arr, int (*cmp)(const void *, const void *))
 	free(v);
 }
 
-/* The service's total: counters summed over its instances; each latency
- * percentile the largest of the instances' (an upper bound of the
+/* The service's total: counters (and latency sample counts) summed over
+ * its instances; each latency percentile the largest of the instances'
+ * (an upper bound of the
  * service's own: no instance has more than 1% of its events above its
  * p99, so neither has the whole). */
 static json_t *
@@ -105,6 +100,13 @@ total_of(json_t *instances)
 	}
 	for (size_t l = 0; l < 2; l++) {
 		json_t *h = json_object();
+		json_int_t count = 0;
+		json_array_foreach(instances, i, inst)
+		{
+			count += json_integer_value(json_object_get(
+			        json_object_get(inst, latencies[l]), "count"));
+		}
+		json_object_set_new(h, "count", json_integer(count));
 		for (size_t p = 0; p < 3; p++) {
 			double max = 0;
 			json_array_foreach(instances, i, inst)
@@ -217,7 +219,7 @@ gather(struct cli *cli, struct mesh_conn *c, const char *subject,
 	    (s = natsConnection_SubscribeSync(&sub, nc, inbox)) != NATS_OK ||
 	    (s = natsConnection_PublishRequest(nc, subject, inbox, NULL, 0)) !=
 	            NATS_OK ||
-	    (s = natsConnection_Flush(nc)) != NATS_OK) {
+	    (s = natsConnection_FlushTimeout(nc, wait_ms)) != NATS_OK) {
 		cli_fail(cli, mesh_err_nats(s, 0, "asking %s", subject));
 		natsSubscription_Destroy(sub);
 		natsInbox_Destroy(inbox);

@@ -149,6 +149,7 @@ out=$("$MESHCTL" --server "$BROKER_URL" stats orders --json 2>/dev/null)
 is "$(jget "$out" 'j["service"], j["total"]["received"], j["total"]["duplicates"], j["total"]["in_flight"], j["total"]["handler_ms"]["p99"], len(j["instances"])')" \
 	"orders 150 4 2 7.25 2" "--json: the total and the instances' own answers"
 is "$(jget "$out" 'j["instances"][1]["received"]')" "100" "each instance's answer is kept as it came"
+is "$(jget "$out" 'j["total"]["handler_ms"]["count"]')" "150" "the latencies' sample counts are summed"
 out=$("$MESHCTL" --server "$BROKER_URL" stats --json 2>/dev/null); ok $? "stats without SERVICE asks every service"
 is "$(jget "$out" '[(s["service"], len(s["instances"]), s["total"]["received"]) for s in j["services"]]')" \
 	"[('orders', 2, 150), ('shipping', 1, 7)]" "and groups the answers by service"
