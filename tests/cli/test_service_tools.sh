@@ -78,6 +78,7 @@ out=$("$MESHCTL" state get demo nope 2>&1); is $? 1 "a missing key exits 1"
 is "$out" "meshctl state get: service 'demo' has no key 'nope' (state at var/services/demo)" \
 	"and names the service, the key and the directory"
 out=$("$MESHCTL" state get other greeted/bob --state var/services/demo); is "$out" "1" "--state names the directory"
+out=$("$MESHCTL" state get demo greeted/bob --no-lock); is "$out" "1" "--no-lock reads without a reader slot"
 
 out=$("$MESHCTL" state scan demo greeted/)
 is "$out" "$(printf 'greeted/ada\t3\ngreeted/bob\t1')" "state scan PREFIX lists the keys in order, with values"
@@ -193,6 +194,17 @@ if [ -n "$SERVICE" ]; then
 	has "$out" '"service": "template-service"' "stats without SERVICE finds it"
 	out=$("$MESHCTL" state backup template-service tpl-bk --state var/services/tpl); ok $? "state backup of the running service"
 	out=$("$MESHCTL" state get template-service greeted/ada --state tpl-bk); is "$out" "2" "and the copy holds its state"
+	"$SERVICE" --server "$BROKER_URL" --state var/services/tpl >svc2.log 2>&1 &
+	svc2=$!
+	pids+=($svc2)
+	for _ in $(seq 100); do
+		out=$("${M[@]}" stats template-service --json 2>/dev/null)
+		[ "$(jget "$out" 'len(j["instances"])' 2>/dev/null)" = 2 ] && break
+		sleep 0.1
+	done
+	is "$(jget "$out" 'len(j["instances"]), j["total"]["processed"]')" "2 3" \
+		"a second instance on the same state: both answer, the total is kept"
+	kill -TERM $svc2; wait $svc2; ok $? "the second stops on SIGTERM, exit 0"
 	kill -TERM $svc; wait $svc; ok $? "the service stops on SIGTERM, exit 0"
 fi
 
