@@ -21,49 +21,32 @@
 static const char *const template_files[] = {"main.c", "meson.build"};
 #define N_FILES (sizeof(template_files) / sizeof(template_files[0]))
 
-/* text with every @NAME@ replaced by name; malloc'ed, NULL when out of
- * memory. */
-static char *
-substitute(const char *text, const char *name)
-{
-	size_t plen = strlen(PLACEHOLDER), nlen = strlen(name), n = 0;
-	const char *p;
-	char *out, *o;
-
-	for (p = text; (p = strstr(p, PLACEHOLDER)) != NULL; p += plen) {
-		n++;
-	}
-	if ((out = malloc(strlen(text) + n * nlen + 1)) == NULL) {
-		return NULL;
-	}
-	for (o = out, p = text;;) {
-		const char *hit = strstr(p, PLACEHOLDER);
-		size_t run = hit ? (size_t)(hit - p) : strlen(p);
-		memcpy(o, p, run);
-		o += run;
-		if (hit == NULL) {
-			break;
-		}
-		memcpy(o, name, nlen);
-		o += nlen;
-		p = hit + plen;
-	}
-	*o = '\0';
-	return out;
-}
-
+/* Write text to path (fopen mode), each @NAME@ in it as name (NULL: the
+ * text as it is). Prints why not and returns false. */
 static bool
 write_file(struct cli *cli, const char *path, const char *text,
-           const char *mode)
+           const char *mode, const char *name)
 {
 	FILE *f = fopen(path, mode);
+	const char *hit;
+	bool ok = f != NULL;
 
-	if (f == NULL || fputs(text, f) == EOF || fclose(f) != 0) {
+	if (f != NULL) {
+		while (ok && name != NULL &&
+		       (hit = strstr(text, PLACEHOLDER)) != NULL) {
+			size_t run = (size_t)(hit - text);
+			ok = fwrite(text, 1, run, f) == run &&
+			     fputs(name, f) != EOF;
+			text = hit + strlen(PLACEHOLDER);
+		}
+		ok = ok && fputs(text, f) != EOF;
+		ok = fclose(f) == 0 && ok;
+	}
+	if (!ok) {
 		fprintf(stderr, "%s %s: cannot write %s: %s\n", cli->prog,
 		        cli->cmd_path, path, strerror(errno));
-		return false;
 	}
-	return true;
+	return ok;
 }
 
 /* Add subdir('NAME') to DIR/meson.build unless a line says it already. */
@@ -92,7 +75,7 @@ add_subdir(struct cli *cli, const char *list, const char *name, bool *added)
 		char entry[sizeof(line) + 2];
 		snprintf(entry, sizeof(entry), "%s%s\n",
 		         tl > 0 && text[tl - 1] != '\n' ? "\n" : "", line);
-		ok = write_file(cli, list, entry, "a");
+		ok = write_file(cli, list, entry, "a", NULL);
 	}
 	*added = ok;
 	free(text);
@@ -136,17 +119,9 @@ cmd_new_service(struct cli *cli)
 	}
 	/* Read the whole template before writing anything. */
 	for (size_t i = 0; i < N_FILES; i++) {
-		char *raw;
 		snprintf(path, sizeof(path), "%s/%s.in", tdir,
 		         template_files[i]);
-		if ((raw = read_file(cli, path)) == NULL) {
-			goto out;
-		}
-		text[i] = substitute(raw, name);
-		free(raw);
-		if (text[i] == NULL) {
-			fprintf(stderr, "%s %s: out of memory\n", cli->prog,
-			        cli->cmd_path);
+		if ((text[i] = read_file(cli, path)) == NULL) {
 			goto out;
 		}
 	}
@@ -158,7 +133,7 @@ cmd_new_service(struct cli *cli)
 	for (; made < N_FILES; made++) {
 		snprintf(path, sizeof(path), "%s/%s", target,
 		         template_files[made]);
-		if (!write_file(cli, path, text[made], "wx")) {
+		if (!write_file(cli, path, text[made], "wx", name)) {
 			goto undo;
 		}
 	}
