@@ -61,8 +61,9 @@ state_fail(const struct cli *cli, const struct state_env *st, int rc)
  * only, with a read transaction on the database --db (the handlers'
  * "state"). Prints why not and returns the exit code. */
 static int
-state_open(struct cli *cli, struct state_env *st, bool nolock)
+state_open(struct cli *cli, struct state_env *st, bool may_nolock)
 {
+	bool nolock = may_nolock && cli_flag(cli, "--no-lock");
 	const char *dir = cli_opt(cli, "--state");
 	const char *db = cli_opt(cli, "--db") ? cli_opt(cli, "--db")
 	                                      : MESH_SERVICE_DB_STATE;
@@ -106,11 +107,13 @@ state_open(struct cli *cli, struct state_env *st, bool nolock)
 		        mdb_strerror(rc));
 		if (rc == EACCES && !nolock) {
 			fprintf(stderr,
-			        "A reader needs write access to %s/lock.mdb "
-			        "(run as the service's user); --no-lock reads "
-			        "without it, safely only while the service is "
-			        "stopped.\n",
-			        st->dir);
+			        "A reader needs write access to %s/lock.mdb: "
+			        "run as the service's user%s.\n",
+			        st->dir,
+			        may_nolock ? " (--no-lock reads without it, "
+			                     "safely only while the service "
+			                     "is stopped)"
+			                   : "");
 		}
 		state_close(st);
 		return CLI_FAIL;
@@ -272,8 +275,7 @@ cmd_state_get(struct cli *cli)
 		free(buf);
 		return cli_usage_error(cli, "KEY: 1-511 bytes");
 	}
-	if ((rc = state_open(cli, &st, cli_flag(cli, "--no-lock"))) !=
-	    CLI_OK) {
+	if ((rc = state_open(cli, &st, true)) != CLI_OK) {
 		free(buf);
 		return rc;
 	}
@@ -322,8 +324,7 @@ cmd_state_scan(struct cli *cli)
 	    (ptext != NULL && !key_arg(cli, ptext, &p, &buf))) {
 		return CLI_USAGE;
 	}
-	if ((rc = state_open(cli, &st, cli_flag(cli, "--no-lock"))) !=
-	    CLI_OK) {
+	if ((rc = state_open(cli, &st, true)) != CLI_OK) {
 		free(buf);
 		return rc;
 	}

@@ -79,6 +79,22 @@ is "$out" "meshctl state get: service 'demo' has no key 'nope' (state at var/ser
 	"and names the service, the key and the directory"
 out=$("$MESHCTL" state get other greeted/bob --state var/services/demo); is "$out" "1" "--state names the directory"
 out=$("$MESHCTL" state get demo greeted/bob --no-lock); is "$out" "1" "--no-lock reads without a reader slot"
+# A reader that may not write lock.mdb (root owns it; nobody reads).
+nobody=(setpriv --reuid=65534 --regid=65534 --clear-groups)
+chmod 755 "$tmp"
+if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null &&
+	"${nobody[@]}" "$MESHCTL" version >/dev/null 2>&1; then
+	out=$("${nobody[@]}" "$MESHCTL" state get demo greeted/ada 2>&1); is $? 1 \
+		"without write access to lock.mdb, state get exits 1"
+	has "$out" "A reader needs write access to var/services/demo/lock.mdb: run as the service's user (--no-lock" \
+		"and says why and what to do"
+	out=$("${nobody[@]}" "$MESHCTL" state get demo greeted/ada --no-lock); is "$out" "3" "--no-lock reads anyway"
+	out=$("${nobody[@]}" "$MESHCTL" state backup demo /nonexistent 2>&1); is $? 1 "backup refuses"
+	has "$out" "run as the service's user." "and offers no --no-lock"
+else
+	echo "# skipping the reader without write access to lock.mdb: needs root, setpriv and a meshctl that nobody may run"
+fi
+chmod 700 "$tmp"
 
 out=$("$MESHCTL" state scan demo greeted/)
 is "$out" "$(printf 'greeted/ada\t3\ngreeted/bob\t1')" "state scan PREFIX lists the keys in order, with values"
