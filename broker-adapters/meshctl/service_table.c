@@ -68,10 +68,10 @@ static const struct cli_opt new_opts[] = {
 };
 
 #define STATE_HELP                                                            \
-	"Reads the database '" MESH_SERVICE_DB_STATE "' of the service's "    \
-	"LMDB environment read-only,\nwhile the service runs. Keys and "      \
-	"values print as text when they are\nprintable UTF-8, else as 0x "    \
-	"and hex (--json: KEY_base64, value_base64)."
+	"Reads the database '" MESH_SERVICE_DB_STATE "' (or --db's) of the "  \
+	"service's LMDB environment,\nread-only, while the service runs. "    \
+	"Keys and values print as text when they\nare printable UTF-8, "      \
+	"else as 0x and hex (--json: key_base64, value_base64)."
 
 const struct cli_cmd state_commands[] = {
         {.name = "get",
