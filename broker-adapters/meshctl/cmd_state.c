@@ -105,7 +105,8 @@ state_open(struct cli *cli, struct state_env *st, bool may_nolock)
 		        "at %s: %s\n",
 		        cli->prog, cli->cmd_path, st->service, st->dir,
 		        mdb_strerror(rc));
-		if (rc == EACCES && !nolock) {
+		/* With data.mdb readable, EACCES is the lock file's. */
+		if (rc == EACCES && !nolock && access(data, R_OK) == 0) {
 			fprintf(stderr,
 			        "A reader needs write access to %s/lock.mdb: "
 			        "run as the service's user%s.\n",
