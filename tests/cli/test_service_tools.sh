@@ -154,7 +154,7 @@ ok $? "and one of shipping"
 spawn r4.out "$STATS_RESPONDER" "$BROKER_URL" orders "not json"
 ok $? "and a broken one"
 
-out=$("$MESHCTL" --server "$BROKER_URL" stats orders 2>err); ok $? "stats orders exits 0"
+out=$("$MESHCTL" --server "$BROKER_URL" stats orders --wait 1000 2>err); ok $? "stats orders exits 0"
 row=$(printf '%s\n' "$out" | awk '$1 == "orders" {print $2, $3, $4, $8, $11}')
 is "$row" "(2) 150 150 4 2" "its row sums the instances' counters (received, processed, duplicates, in flight)"
 has "$out" "  host-a:1 " "and shows each instance"
@@ -162,15 +162,19 @@ has "$out" "  host-a:1 " "and shows each instance"
 ok $? "in order"
 has "$(printf '%s\n' "$out" | awk '$1 == "orders"')" "0.50/1.00/7.25" "its p99 is the largest instance's"
 has "$(cat err)" "ignored 1 answer(s) on mesh.service.orders.stats" "the broken answer is reported, not shown"
-out=$("$MESHCTL" --server "$BROKER_URL" stats orders --json 2>/dev/null)
+out=$("$MESHCTL" --server "$BROKER_URL" stats orders --json --wait 1000 2>/dev/null)
 is "$(jget "$out" 'j["service"], j["total"]["received"], j["total"]["duplicates"], j["total"]["in_flight"], j["total"]["handler_ms"]["p99"], len(j["instances"])')" \
 	"orders 150 4 2 7.25 2" "--json: the total and the instances' own answers"
 is "$(jget "$out" 'j["instances"][1]["received"]')" "100" "each instance's answer is kept as it came"
 is "$(jget "$out" 'j["total"]["handler_ms"]["count"]')" "150" "the latencies' sample counts are summed"
-out=$("$MESHCTL" --server "$BROKER_URL" stats --json 2>/dev/null); ok $? "stats without SERVICE asks every service"
+out=$("$MESHCTL" --server "$BROKER_URL" stats --json --wait 1000 2>/dev/null); ok $? "stats without SERVICE asks every service"
 is "$(jget "$out" '[(s["service"], len(s["instances"]), s["total"]["received"]) for s in j["services"]]')" \
 	"[('orders', 2, 150), ('shipping', 1, 7)]" "and groups the answers by service"
-out=$("$MESHCTL" --server "$BROKER_URL" stats shipping --wait 50); ok $? "--wait bounds the collection"
+start=$(date +%s%N)
+out=$("$MESHCTL" --server "$BROKER_URL" stats shipping --wait 1500); r=$?
+ms=$(( ($(date +%s%N) - start) / 1000000 ))
+ok $r "stats --wait 1500 exits 0"
+[ $ms -ge 1500 ] && [ $ms -lt 6000 ]; ok $? "and collects answers for that long, no longer ($ms ms)"
 out=$("$MESHCTL" --server "$BROKER_URL" stats shipping --wait 5 2>&1); is $? 2 "--wait under 10 ms is a usage error"
 
 # ---- the real thing: the template service ------------------------------------
@@ -183,10 +187,10 @@ if [ -n "$SERVICE" ]; then
 	svc=$!
 	pids+=($svc)
 	for _ in $(seq 100); do
-		"${M[@]}" stats template-service --wait 50 >/dev/null 2>&1 && break
+		"${M[@]}" stats template-service --wait 300 >/dev/null 2>&1 && break
 		sleep 0.1
 	done
-	out=$("${M[@]}" stats template-service); ok $? "the running template service answers stats"
+	out=$("${M[@]}" stats template-service --wait 1000); ok $? "the running template service answers stats"
 	for n in ada bob ada; do
 		"${M[@]}" topic publish greetings --type evmesh.example.Greet --json "{\"name\":\"$n\"}" >/dev/null
 	done
@@ -204,9 +208,9 @@ if [ -n "$SERVICE" ]; then
 	is "$(jget "$out" 'j["Attributes"]["MessagesStored"]')" 3 "it emitted a Greeted event for each"
 	out=$("$MESHCTL" state scan template-service --db processed --state var/services/tpl | wc -l)
 	is "$out" 3 "--db reads the runtime's databases: 3 processed ids"
-	out=$("${M[@]}" stats template-service --json)
+	out=$("${M[@]}" stats template-service --json --wait 1000)
 	is "$(jget "$out" 'j["total"]["processed"], len(j["instances"])')" "3 1" "stats counts its 3 events"
-	out=$("${M[@]}" stats --json)
+	out=$("${M[@]}" stats --json --wait 1000)
 	has "$out" '"service": "template-service"' "stats without SERVICE finds it"
 	out=$("$MESHCTL" state backup template-service tpl-bk --state var/services/tpl); ok $? "state backup of the running service"
 	out=$("$MESHCTL" state get template-service greeted/ada --state tpl-bk); is "$out" "2" "and the copy holds its state"
