@@ -171,6 +171,28 @@ static const struct cli_cmd commands[] = {
          .usage = "COMMAND [ARGS]",
          .opts = no_opts,
          .subs = schedule_commands},
+        {.name = "stats",
+         .summary = "Show the counters and latencies of running services.",
+         .usage = "[SERVICE] [--wait MS]",
+         .help = "Asks mesh.service.SERVICE.stats (without SERVICE: "
+                 "mesh.services.stats, every\nservice) and prints each "
+                 "service's counters summed over its instances, then\n"
+                 "one row per instance. A service's latency percentiles "
+                 "are the largest of\nits instances' (an upper bound). "
+                 "Exit 1 when no instance answers.",
+         .opts = stats_opts,
+         .run = cmd_stats,
+         .max_pos = 1},
+        {.name = "state",
+         .summary = "Read a service's state while it runs; back it up.",
+         .usage = "COMMAND [ARGS]",
+         .opts = no_opts,
+         .subs = state_commands},
+        {.name = "new",
+         .summary = "Make a new service from the template.",
+         .usage = "COMMAND [ARGS]",
+         .opts = no_opts,
+         .subs = new_commands},
         {NULL},
 };
 
