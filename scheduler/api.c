@@ -9,6 +9,7 @@
 #include "daemon.h"
 #include "internal.h"
 #include "mesh/queue.h"
+#include "mesh/topic.h"
 
 mesh_err
 mesh_sched_save(struct mesh_conn *c, struct mesh_schedule *s, bool create)
@@ -19,9 +20,15 @@ mesh_sched_save(struct mesh_conn *c, struct mesh_schedule *s, bool create)
 	if ((err = mesh_schedule_check(s)) != MESH_OK) {
 		return err;
 	}
-	/* The one place that knows target kinds on this side (topics come
-	 * with topics): mesh_schedule_check lets only queues through. */
-	if ((err = mesh_queue_info(c, s->target + 6, &qi)) != MESH_OK) {
+	/* The one place that knows target kinds on this side; the target
+	 * must exist (mesh_schedule_check passed only queue: and topic:). */
+	if (strncmp(s->target, "topic:", 6) == 0) {
+		struct mesh_topic_info ti;
+		err = mesh_topic_info(c, s->target + 6, &ti);
+	} else {
+		err = mesh_queue_info(c, s->target + 6, &qi);
+	}
+	if (err != MESH_OK) {
 		return err;
 	}
 	if (s->dlq[0] != '\0' &&
@@ -51,6 +58,10 @@ mesh_sched_info(struct mesh_conn *c, const char *name, json_t **out)
 	              "Type", s.type, "State",
 	              s.enabled ? "ENABLED" : "DISABLED", "Body",
 	              s.body ? s.body : "");
+	if (j != NULL) {
+		json_object_set_new(j, "Payload",
+		                    json_string(s.json_body ? "json" : "text"));
+	}
 	next = json_array();
 	if (j == NULL || next == NULL) {
 		json_decref(j);
@@ -190,6 +201,15 @@ mesh_sched_set_fields(struct mesh_schedule *s, json_t *fields)
 			} else {
 				free(s->body);
 				s->body = body;
+			}
+		} else if (strcmp(key, "payload") == 0) {
+			const char *m = json_string_value(v);
+			if (m == NULL ||
+			    (strcmp(m, "json") != 0 && strcmp(m, "text") != 0)) {
+				err = mesh__seterr(MESH_EINVAL,
+				                   "field 'payload': json or text");
+			} else {
+				s->json_body = strcmp(m, "json") == 0;
 			}
 		} else if (strcmp(key, "missed") == 0) {
 			const char *m = json_string_value(v);

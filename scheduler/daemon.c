@@ -12,6 +12,8 @@
 #include "daemon.h"
 #include "internal.h"
 #include "mesh/queue.h"
+#include "mesh/topic.h"
+#include "mesh/pbjson.h"
 #include "mesh/wire.h"
 #include "table.h"
 
@@ -303,7 +305,10 @@ make_event(const struct replica *r, const struct mesh_schedule *s,
 	                                  s->name)
 	                   : mesh_event_new(s->type, source, &ev);
 	if (err == MESH_OK && (err = mesh_event_set_id(ev, id)) == MESH_OK &&
-	    (err = mesh_event_set_text(ev, body, strlen(body))) == MESH_OK &&
+	    (err = s->json_body ? mesh_pbjson_set_event_data(ev, s->type, body,
+	                                                     strlen(body))
+	                        : mesh_event_set_text(ev, body,
+	                                              strlen(body))) == MESH_OK &&
 	    (err = mesh_event_attr_set(ev, "schedule", "String", s->name,
 	                               strlen(s->name))) == MESH_OK) {
 		err = mesh_event_attr_set(ev, "scheduledTime", "String", iso,
@@ -378,24 +383,84 @@ send_to_queue(struct replica *r, struct firing *f, size_t n, size_t first,
 	free(idx);
 }
 
-/* The one place that knows the kinds of target ("queue:NAME"; a topic
- * case comes with topics): send every firing made into an event. */
+/* Send the firings f[first..n) whose target is `target` ("topic:NAME"),
+ * in batches of 10 (FIFO topics: group = the schedule, de-duplication id
+ * = the firing's id, as for queues). */
+static void
+send_to_topic(struct replica *r, struct firing *f, size_t n, size_t first,
+              const char *target)
+{
+	struct mesh_topic *t = NULL;
+	struct mesh_topic_entry e[MESH_TOPIC_BATCH_MAX];
+	struct mesh_topic_published p[MESH_TOPIC_BATCH_MAX];
+	char ids[MESH_TOPIC_BATCH_MAX][24], dedup[MESH_TOPIC_BATCH_MAX][37];
+	size_t idx[MESH_TOPIC_BATCH_MAX], k = 0;
+	mesh_err err = mesh_topic_open(r->c, target + 6, &t);
+
+	for (size_t i = first; i <= n; i++) {
+		struct firing *x = i < n ? &f[i] : NULL;
+		if (x != NULL && (x->done || x->ev == NULL ||
+		                  strcmp(x->s.target, target) != 0)) {
+			continue;
+		}
+		if (x != NULL) {
+			x->done = true;
+			if (err != MESH_OK) {
+				x->sent.err = err;
+				snprintf(x->sent.error, sizeof(x->sent.error),
+				         "%s", mesh_errdetail());
+				continue;
+			}
+			snprintf(ids[k], sizeof(ids[k]), "f%zu", k);
+			e[k] = (struct mesh_topic_entry){.id = ids[k],
+			                                 .event = x->ev};
+			if (mesh_topic_attrs(t)->fifo) {
+				mesh_schedule_firing_id(x->s.name, x->when,
+				                        dedup[k]);
+				e[k].group_id = x->s.name;
+				e[k].dedup_id = dedup[k];
+			}
+			idx[k++] = i;
+		}
+		if (k == MESH_TOPIC_BATCH_MAX || (x == NULL && k > 0)) {
+			mesh_err berr = mesh_topic_publish_batch(t, e, k, p);
+			for (size_t j = 0; j < k; j++) {
+				struct mesh_queue_sent *s = &f[idx[j]].sent;
+				memset(s, 0, sizeof(*s));
+				s->err = berr != MESH_OK ? berr : p[j].err;
+				snprintf(s->error, sizeof(s->error), "%s",
+				         berr != MESH_OK ? mesh_errdetail()
+				                         : p[j].error);
+				snprintf(s->message_id, sizeof(s->message_id),
+				         "%s", p[j].message_id);
+				s->duplicate = p[j].duplicate;
+			}
+			k = 0;
+		}
+	}
+	mesh_topic_close(t);
+}
+
+/* The one place that knows the kinds of target: send every firing made
+ * into an event. */
 static void
 send_to_targets(struct replica *r, struct firing *f, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
+		char target[sizeof(f[i].s.target)];
 		if (f[i].done || f[i].ev == NULL) {
 			continue;
 		}
-		if (strncmp(f[i].s.target, "queue:", 6) == 0) {
-			char target[sizeof(f[i].s.target)];
-			snprintf(target, sizeof(target), "%s", f[i].s.target);
+		snprintf(target, sizeof(target), "%s", f[i].s.target);
+		if (strncmp(target, "queue:", 6) == 0) {
 			send_to_queue(r, f, n, i, target);
+		} else if (strncmp(target, "topic:", 6) == 0) {
+			send_to_topic(r, f, n, i, target);
 		} else {
 			f[i].done = true;
 			f[i].sent.err = MESH_EINVAL;
 			snprintf(f[i].sent.error, sizeof(f[i].sent.error),
-			         "target '%s': not a queue", f[i].s.target);
+			         "target '%.200s': not a queue or topic", target);
 		}
 	}
 }

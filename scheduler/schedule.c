@@ -8,6 +8,10 @@
 
 #include "internal.h"
 #include "schedule.h"
+#include "mesh/event.h"
+#include "mesh/pbjson.h"
+#include "mesh/queue.h"
+#include "mesh/topic.h"
 
 static const char *const missed_names[] = {"latest", "all", "skip"};
 
@@ -31,6 +35,34 @@ mesh_schedule_fini(struct mesh_schedule *s)
 	}
 }
 
+/* A JSON body must encode as its type once the placeholders are filled
+ * in (with a sample time), so that no firing fails on it. */
+static mesh_err
+json_body_check(const struct mesh_schedule *s)
+{
+	struct mesh_event *ev = NULL;
+	char *body = mesh_schedule_render(s, 1767225600, 1);
+	mesh_err err;
+
+	if (body == NULL) {
+		return mesh__seterr(MESH_ENOMEM, "schedule '%s'", s->name);
+	}
+	if ((err = mesh_event_new(s->type, "check", &ev)) == MESH_OK) {
+		err = mesh_pbjson_set_event_data(ev, s->type, body,
+		                                 strlen(body));
+	}
+	mesh_event_free(ev);
+	free(body);
+	if (err != MESH_OK) {
+		char why[512];
+		snprintf(why, sizeof(why), "%s", mesh_errdetail());
+		return mesh__seterr(err == MESH_ENOMEM ? err : MESH_EINVAL,
+		                    "schedule '%s': the JSON body: %s", s->name,
+		                    why);
+	}
+	return MESH_OK;
+}
+
 mesh_err
 mesh_schedule_check(struct mesh_schedule *s)
 {
@@ -51,12 +83,14 @@ mesh_schedule_check(struct mesh_schedule *s)
 	if ((err = mesh_tz_shared(s->tz, &tz)) != MESH_OK) {
 		return err;
 	}
-	if (strncmp(s->target, "queue:", 6) != 0 || s->target[6] == '\0') {
-		return mesh__seterr(
-		        MESH_EINVAL,
-		        "schedule '%s': target '%s' is not "
-		        "queue:NAME (topic targets come with topics)",
-		        s->name, s->target);
+	if (!((strncmp(s->target, "queue:", 6) == 0 &&
+	       mesh_queue_name_check(s->target + 6, NULL) == MESH_OK) ||
+	      (strncmp(s->target, "topic:", 6) == 0 &&
+	       mesh_topic_name_check(s->target + 6, NULL) == MESH_OK))) {
+		return mesh__seterr(MESH_EINVAL,
+		                    "schedule '%s': target '%s' is not "
+		                    "queue:NAME or topic:NAME",
+		                    s->name, s->target);
 	}
 	if (s->type[0] == '\0') {
 		return mesh__seterr(MESH_EINVAL,
@@ -70,6 +104,9 @@ mesh_schedule_check(struct mesh_schedule *s)
 		        "schedule '%s': a body of %zu bytes is over "
 		        "%d",
 		        s->name, strlen(s->body), MESH_SCHEDULE_BODY_MAX);
+	}
+	if (s->json_body && (err = json_body_check(s)) != MESH_OK) {
+		return err;
 	}
 	if (s->window_s != 0 && (s->window_s < 60 || s->window_s > 86400)) {
 		return mesh__seterr(
@@ -118,8 +155,12 @@ mesh_schedule_to_json(const struct mesh_schedule *s, char **out)
 	        "created", (json_int_t)s->created, "window",
 	        (json_int_t)s->window_s, "retry_max", (json_int_t)s->retry_max,
 	        "max_age", (json_int_t)s->max_age_s, "dlq", s->dlq);
-	char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	char *text;
 
+	if (j != NULL && s->json_body) {
+		json_object_set_new(j, "payload", json_string("json"));
+	}
+	text = j ? json_dumps(j, JSON_COMPACT) : NULL;
 	json_decref(j);
 	if (text == NULL) {
 		return mesh__seterr(MESH_ENOMEM, "schedule '%s'", s->name);
@@ -139,13 +180,13 @@ mesh_schedule_to_json(const struct mesh_schedule *s, char **out)
 enum {
 	F_NAME, F_EXPR, F_TZ, F_TARGET, F_TYPE, F_BODY, F_START, F_END,
 	F_MISSED, F_ENABLED, F_DELETE, F_CREATED, F_WINDOW, F_RETRY, F_MAXAGE,
-	F_DLQ, F_COUNT
+	F_DLQ, F_PAYLOAD, F_COUNT
 };
 static const char *const field_keys[F_COUNT] = {
         "name",   "expression",   "tz",      "target",  "type",
         "body",   "start",        "end",     "missed",  "enabled",
         "delete_after", "created", "window", "retry_max", "max_age",
-        "dlq"};
+        "dlq", "payload"};
 #define REQUIRED ((1u << F_WINDOW) - 1) /* name ... created */
 
 /* The values read, before they go into a schedule. */
@@ -298,7 +339,7 @@ read_fast(const char *json, size_t len, struct fields *f)
 		}
 		bool want_str = k == F_NAME || k == F_EXPR || k == F_TZ ||
 		                k == F_TARGET || k == F_TYPE || k == F_BODY ||
-		                k == F_MISSED || k == F_DLQ;
+		                k == F_MISSED || k == F_DLQ || k == F_PAYLOAD;
 		bool want_bool = k == F_ENABLED || k == F_DELETE;
 		if (*p == '"') {
 			char *start = o;
@@ -374,7 +415,7 @@ read_jansson(const char *json, size_t len, struct fields *f)
 	if (f->j == NULL ||
 	    json_unpack(f->j,
 	                "{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:s, s:b, "
-	                "s:b, s:I, s?I, s?I, s?I, s?s}",
+	                "s:b, s:I, s?I, s?I, s?I, s?s, s?s}",
 	                "name", &f->str[F_NAME], "expression", &f->str[F_EXPR],
 	                "tz", &f->str[F_TZ], "target", &f->str[F_TARGET],
 	                "type", &f->str[F_TYPE], "body", &f->str[F_BODY],
@@ -382,7 +423,8 @@ read_jansson(const char *json, size_t len, struct fields *f)
 	                &f->str[F_MISSED], "enabled", &enabled,
 	                "delete_after", &del, "created", &n[F_CREATED],
 	                "window", &n[F_WINDOW], "retry_max", &n[F_RETRY],
-	                "max_age", &n[F_MAXAGE], "dlq", &f->str[F_DLQ]) != 0) {
+	                "max_age", &n[F_MAXAGE], "dlq", &f->str[F_DLQ],
+	                "payload", &f->str[F_PAYLOAD]) != 0) {
 		return false;
 	}
 	for (int i = 0; i < F_COUNT; i++) {
@@ -438,6 +480,8 @@ mesh_schedule_from_json(const char *json, size_t len,
 	s.window_s = f.num[F_WINDOW];
 	s.retry_max = f.num[F_RETRY];
 	s.max_age_s = f.num[F_MAXAGE];
+	s.json_body = f.str[F_PAYLOAD] != NULL &&
+	              strcmp(f.str[F_PAYLOAD], "json") == 0;
 	s.missed = strcmp(f.str[F_MISSED], "all") == 0    ? MESH_MISSED_ALL
 	           : strcmp(f.str[F_MISSED], "skip") == 0 ? MESH_MISSED_SKIP
 	                                                  : MESH_MISSED_LATEST;

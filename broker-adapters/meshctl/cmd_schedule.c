@@ -95,11 +95,17 @@ schedule_from_flags(struct cli *cli, struct mesh_schedule *s)
 	COPY("--target", target);
 	COPY("--type", type);
 #undef COPY
-	if ((v = cli_opt(cli, "--body")) != NULL) {
+	if (cli_opt(cli, "--body") != NULL && cli_opt(cli, "--json") != NULL) {
+		cli_usage_error(cli, "--body and --json exclude each other");
+		return false;
+	}
+	if ((v = cli_opt(cli, "--body")) != NULL ||
+	    (v = cli_opt(cli, "--json")) != NULL) {
 		free(s->body);
 		if ((s->body = strdup(v)) == NULL) {
 			return false;
 		}
+		s->json_body = cli_opt(cli, "--json") != NULL;
 	}
 	if ((v = cli_opt(cli, "--missed")) != NULL) {
 		if (strcmp(v, "latest") == 0) {

@@ -14,12 +14,15 @@ static const struct cli_opt next_opts[] = {
 static const struct cli_opt sched_opts[] = {
         {"--expression", "EXPR", "cron(...), rate(...), at(...) or Unix cron"},
         {"--tz", "ZONE", "IANA time zone of the expression (UTC)"},
-        {"--target", "queue:NAME", "where each firing goes"},
+        {"--target", "queue:NAME|topic:NAME", "where each firing goes"},
         {"--type", "T", "the event type (evmesh.scheduled)"},
         {"--body", "TEXT",
          "the body; <aws.scheduler.scheduled-time>, "
          "<aws.scheduler.schedule-arn> and "
          "<aws.scheduler.attempt-number> are filled in"},
+        {"--json", "OBJ",
+         "the body as JSON, encoded as protobuf message --type "
+         "(placeholders filled in first)"},
         {"--start", "TIME", "no firing before (ISO-8601)"},
         {"--end", "TIME", "no firing after (ISO-8601)"},
         {"--missed", "POLICY",
