@@ -737,12 +737,14 @@ outbox_forget(struct mesh_service *s, MDB_txn *txn)
 	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
+/* Events in the outbox not yet published (those published and not yet
+ * deleted, which the next transaction deletes, do not count). */
 static size_t
 outbox_count(struct mesh_service *s)
 {
 	MDB_txn *txn = NULL;
 	MDB_stat st;
-	size_t n = 0;
+	size_t n = 0, done;
 
 	if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn) == 0) {
 		if (mdb_stat(txn, s->db_outbox, &st) == 0) {
@@ -750,7 +752,10 @@ outbox_count(struct mesh_service *s)
 		}
 		mdb_txn_abort(txn);
 	}
-	return n;
+	pthread_mutex_lock(&s->done_mu);
+	done = s->n_done;
+	pthread_mutex_unlock(&s->done_mu);
+	return n > done ? n - done : 0;
 }
 
 /* ---- inside a handler --------------------------------------------------- */
