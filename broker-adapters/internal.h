@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
+#include <jansson.h>
 #include <nats/nats.h>
 
 #include "mesh/conn.h"
@@ -148,6 +149,12 @@ mesh_err mesh__subscriber_fetch(struct mesh_subscriber *s, int max,
                                 int64_t wait_ms, bool decode,
                                 struct mesh_delivery *out, size_t *n,
                                 size_t *filtered);
+
+/* A protobuf payload as JSON for filter policies (pbjson.c): as
+ * mesh_pbjson_event_data, but 64-bit integers are numbers, so that
+ * numeric conditions see them. */
+mesh_err mesh__pbjson_event_fields(const struct mesh_event *ev,
+                                   json_t **out);
 
 /* The key-value bucket of subscription records, made when missing. */
 mesh_err mesh__subscriptions_bucket(struct mesh_conn *c, kvStore **kv);
