@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
+#include <jansson.h>
 #include <nats/nats.h>
 
 #include "mesh/conn.h"
@@ -86,6 +87,15 @@ void mesh__queue_forward(struct mesh_queue *q,
                          const char *const *wire_ids, natsMsg *const *srcs,
                          size_t n, struct mesh_queue_sent *out);
 bool mesh__queue_passes_through(const struct mesh_queue *q);
+/* SQS's receive and delete without its limit of 10 (up to 256 at once),
+ * for pollers inside the mesh (the service runtime's queue sources). */
+struct mesh_queue_msg;
+struct mesh_queue_result;
+mesh_err mesh__queue_receive_many(struct mesh_queue *q, int max, int wait_s,
+                                  struct mesh_queue_msg **msgs, size_t *n);
+mesh_err mesh__queue_delete_many(struct mesh_queue *q,
+                                 const char *const *receipts, size_t n,
+                                 struct mesh_queue_result *res);
 
 /* Names of queues and topics (wire.c): 1-max characters of
  * [A-Za-z0-9_-], FIFO ones ending in ".fifo"; `noun` names the kind in
@@ -139,6 +149,12 @@ mesh_err mesh__subscriber_fetch(struct mesh_subscriber *s, int max,
                                 int64_t wait_ms, bool decode,
                                 struct mesh_delivery *out, size_t *n,
                                 size_t *filtered);
+
+/* A protobuf payload as JSON for filter policies (pbjson.c): as
+ * mesh_pbjson_event_data, but 64-bit integers are numbers, so that
+ * numeric conditions see them. */
+mesh_err mesh__pbjson_event_fields(const struct mesh_event *ev,
+                                   json_t **out);
 
 /* The key-value bucket of subscription records, made when missing. */
 mesh_err mesh__subscriptions_bucket(struct mesh_conn *c, kvStore **kv);

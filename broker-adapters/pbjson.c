@@ -32,6 +32,7 @@ struct walk {
 	char path[256];
 	size_t len;
 	unsigned depth;
+	bool int64_numbers; /* 64-bit integers as JSON numbers, not text */
 };
 
 static size_t path_add(struct walk *w, const char *fmt, ...)
@@ -1019,10 +1020,14 @@ bytes_to_json(const ProtobufCBinaryData *b)
 }
 
 static json_t *
-int64_to_json(bool is_signed, const void *slot)
+int64_to_json(const struct walk *w, bool is_signed, const void *slot)
 {
 	char buf[24];
 
+	if (w->int64_numbers) {
+		return is_signed ? json_integer(*(const int64_t *)slot)
+		                 : json_real((double)*(const uint64_t *)slot);
+	}
 	if (is_signed) {
 		snprintf(buf, sizeof(buf), "%" PRId64, *(const int64_t *)slot);
 	} else {
@@ -1069,11 +1074,11 @@ value_to_json(struct walk *w, const ProtobufCFieldDescriptor *f,
 	case PROTOBUF_C_TYPE_INT64:
 	case PROTOBUF_C_TYPE_SINT64:
 	case PROTOBUF_C_TYPE_SFIXED64:
-		j = int64_to_json(true, slot);
+		j = int64_to_json(w, true, slot);
 		break;
 	case PROTOBUF_C_TYPE_UINT64:
 	case PROTOBUF_C_TYPE_FIXED64:
-		j = int64_to_json(false, slot);
+		j = int64_to_json(w, false, slot);
 		break;
 	case PROTOBUF_C_TYPE_FLOAT:
 		j = double_to_json(*(const float *)slot, true);
@@ -1396,11 +1401,14 @@ mesh_pbjson_set_event_data(struct mesh_event *ev, const char *type,
 	return err;
 }
 
-mesh_err
-mesh_pbjson_event_data(const struct mesh_event *ev, json_t **out)
+/* The event's protobuf payload as JSON; numbers says how 64-bit integers
+ * come out. */
+static mesh_err
+event_data(const struct mesh_event *ev, bool numbers, json_t **out)
 {
 	const ProtobufCMessageDescriptor *desc;
 	ProtobufCMessage *msg;
+	struct walk w = {.int64_numbers = numbers};
 	const char *url;
 	mesh_err err;
 
@@ -1421,7 +1429,19 @@ mesh_pbjson_event_data(const struct mesh_event *ev, json_t **out)
 	    MESH_OK) {
 		return err;
 	}
-	err = mesh_pbjson_decode(msg, out);
+	err = message_to_json(&w, msg, out);
 	protobuf_c_message_free_unpacked(msg, NULL);
 	return err;
+}
+
+mesh_err
+mesh_pbjson_event_data(const struct mesh_event *ev, json_t **out)
+{
+	return event_data(ev, false, out);
+}
+
+mesh_err
+mesh__pbjson_event_fields(const struct mesh_event *ev, json_t **out)
+{
+	return event_data(ev, true, out);
 }

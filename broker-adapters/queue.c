@@ -1573,6 +1573,14 @@ mesh_queue_send_batch(struct mesh_queue *q, const struct mesh_queue_entry *e,
 	return MESH_OK;
 }
 
+mesh_err
+mesh_queue_send_many(struct mesh_queue *q, const struct mesh_queue_entry *e,
+                     size_t n, struct mesh_queue_sent *out)
+{
+	mesh__queue_forward(q, e, NULL, NULL, n, out);
+	return MESH_OK;
+}
+
 bool
 mesh__queue_passes_through(const struct mesh_queue *q)
 {
@@ -1586,8 +1594,8 @@ mesh__queue_forward(struct mesh_queue *q, const struct mesh_queue_entry *e,
 {
 	for (size_t at = 0; at < n; at += FORWARD_CHUNK) {
 		size_t k = n - at < FORWARD_CHUNK ? n - at : FORWARD_CHUNK;
-		send_many(q, e + at, wire_ids + at, srcs ? srcs + at : NULL, k,
-		          out + at);
+		send_many(q, e + at, wire_ids ? wire_ids + at : NULL,
+		          srcs ? srcs + at : NULL, k, out + at);
 	}
 }
 
@@ -2097,38 +2105,34 @@ fifo_wait(struct mesh_queue *q, natsSubscription **watch, int64_t ms)
 	natsMsg_Destroy(m);
 }
 
-mesh_err
-mesh_queue_receive(struct mesh_queue *q, int max, int wait_s,
-                   int64_t visibility_s, struct mesh_queue_msg **msgs,
-                   size_t *n)
+/* Receive up to max messages (the callers bound max). */
+static mesh_err
+receive(struct mesh_queue *q, int max, int wait_s, int64_t visibility_s,
+        struct mesh_queue_msg **msgs, size_t *n)
 {
-	natsMsg *got[MESH_QUEUE_BATCH_MAX];
+	natsMsg **got = calloc((size_t)max, sizeof(*got));
 	struct mesh_queue_msg *out;
 	natsSubscription *watch = NULL;
 	size_t ngot = 0, nout = 0;
 	int64_t wait_ms, deadline, t_request;
 	mesh_err err = MESH_OK;
 
-	if (max < 1 || max > MESH_QUEUE_BATCH_MAX) {
-		return mesh__seterr(
-		        MESH_EINVAL,
-		        "queue '%s': MaxNumberOfMessages %d is out "
-		        "of range 1-%d",
-		        q->name, max, MESH_QUEUE_BATCH_MAX);
-	}
 	if (wait_s > 20) {
+		free(got);
 		return mesh__seterr(MESH_EINVAL,
 		                    "queue '%s': WaitTimeSeconds %d is out of "
 		                    "range 0-20",
 		                    q->name, wait_s);
 	}
 	if (visibility_s > MAX_VISIBILITY_S) {
+		free(got);
 		return mesh__seterr(MESH_EINVAL,
 		                    "queue '%s': VisibilityTimeout %" PRId64
 		                    " is out of range 0-%d",
 		                    q->name, visibility_s, MAX_VISIBILITY_S);
 	}
-	if ((out = calloc((size_t)max, sizeof(*out))) == NULL) {
+	if (got == NULL || (out = calloc((size_t)max, sizeof(*out))) == NULL) {
+		free(got);
 		return mesh__seterr(MESH_ENOMEM, "queue '%s'", q->name);
 	}
 	wait_ms = (wait_s < 0 ? q->cfg.a.receive_wait_s : wait_s) * 1000;
@@ -2143,7 +2147,7 @@ mesh_queue_receive(struct mesh_queue *q, int max, int wait_s,
 			err = fifo_pull(q, max - (int)nout, got, &ngot);
 		} else {
 			err = pull(q, q->n.stream, RECEIVERS, max - (int)nout,
-			           0, got, &ngot, MESH_QUEUE_BATCH_MAX);
+			           0, got, &ngot, (size_t)max);
 			if (err == MESH_OK && ngot == 0 && left > 0) {
 				/* Long poll for the first message, in slices
 				 * so that delayed messages come due. */
@@ -2151,11 +2155,11 @@ mesh_queue_receive(struct mesh_queue *q, int max, int wait_s,
 				           left < POLL_SLICE_MS
 				                   ? left
 				                   : POLL_SLICE_MS,
-				           got, &ngot, MESH_QUEUE_BATCH_MAX);
+				           got, &ngot, (size_t)max);
 				if (err == MESH_OK && ngot == 1 && max > 1) {
 					err = pull(q, q->n.stream, RECEIVERS,
 					           max - 1, 0, got, &ngot,
-					           MESH_QUEUE_BATCH_MAX);
+					           (size_t)max);
 				}
 			}
 		}
@@ -2177,6 +2181,7 @@ mesh_queue_receive(struct mesh_queue *q, int max, int wait_s,
 		}
 	}
 	natsSubscription_Destroy(watch);
+	free(got);
 	if (err != MESH_OK) {
 		mesh_queue_msgs_free(out, nout);
 		return err;
@@ -2184,6 +2189,33 @@ mesh_queue_receive(struct mesh_queue *q, int max, int wait_s,
 	*msgs = out;
 	*n = nout;
 	return MESH_OK;
+}
+
+mesh_err
+mesh_queue_receive(struct mesh_queue *q, int max, int wait_s,
+                   int64_t visibility_s, struct mesh_queue_msg **msgs,
+                   size_t *n)
+{
+	if (max < 1 || max > MESH_QUEUE_BATCH_MAX) {
+		return mesh__seterr(
+		        MESH_EINVAL,
+		        "queue '%s': MaxNumberOfMessages %d is out "
+		        "of range 1-%d",
+		        q->name, max, MESH_QUEUE_BATCH_MAX);
+	}
+	return receive(q, max, wait_s, visibility_s, msgs, n);
+}
+
+mesh_err
+mesh__queue_receive_many(struct mesh_queue *q, int max, int wait_s,
+                         struct mesh_queue_msg **msgs, size_t *n)
+{
+	if (max < 1 || max > FORWARD_CHUNK) {
+		return mesh__seterr(MESH_EINVAL,
+		                    "queue '%s': %d messages at once, not 1-%d",
+		                    q->name, max, FORWARD_CHUNK);
+	}
+	return receive(q, max, wait_s, -1, msgs, n);
 }
 
 /* ---- delete, change visibility, dead-letter ------------------------------
@@ -2196,17 +2228,18 @@ batch_result(struct mesh_queue_result *r)
 	                         : mesh__seterr(r->err, "%s", r->error);
 }
 
-mesh_err
-mesh_queue_delete_batch(struct mesh_queue *q, const char *const *ids,
-                        const char *const *receipts, size_t n,
-                        struct mesh_queue_result *res)
+/* Acknowledge n received messages by their receipts; res[i] each. */
+static mesh_err
+delete_many(struct mesh_queue *q, const char *const *receipts, size_t n,
+            struct mesh_queue_result *res)
 {
-	struct receipt r[MESH_QUEUE_BATCH_MAX];
-	const char *acks[MESH_QUEUE_BATCH_MAX] = {0};
-	mesh_err err;
+	struct receipt *r = calloc(n, sizeof(*r));
+	const char **acks = calloc(n, sizeof(*acks));
 
-	if ((err = batch_check(q, ids, n, sizeof(*ids))) != MESH_OK) {
-		return err;
+	if (r == NULL || acks == NULL) {
+		free(r);
+		free(acks);
+		return mesh__seterr(MESH_ENOMEM, "queue '%s'", q->name);
 	}
 	memset(res, 0, n * sizeof(*res));
 	receipts_open(q, receipts, n, r, res);
@@ -2219,7 +2252,29 @@ mesh_queue_delete_batch(struct mesh_queue *q, const char *const *ids,
 			plock_set(q, r[i].consumer, 0);
 		}
 	}
+	free(r);
+	free(acks);
 	return MESH_OK;
+}
+
+mesh_err
+mesh_queue_delete_batch(struct mesh_queue *q, const char *const *ids,
+                        const char *const *receipts, size_t n,
+                        struct mesh_queue_result *res)
+{
+	mesh_err err;
+
+	if ((err = batch_check(q, ids, n, sizeof(*ids))) != MESH_OK) {
+		return err;
+	}
+	return delete_many(q, receipts, n, res);
+}
+
+mesh_err
+mesh__queue_delete_many(struct mesh_queue *q, const char *const *receipts,
+                        size_t n, struct mesh_queue_result *res)
+{
+	return delete_many(q, receipts, n, res);
 }
 
 mesh_err

@@ -887,7 +887,7 @@ matches(const struct mesh_filter *f, const struct mesh_event *ev)
 	    mesh_event_data(ev, &data, &len, NULL) != MESH_DATA_PROTO) {
 		return mesh_filter_match_event(f, ev);
 	}
-	match = mesh_pbjson_event_data(ev, &body) == MESH_OK &&
+	match = mesh__pbjson_event_fields(ev, &body) == MESH_OK &&
 	        mesh_filter_match_json(f, body);
 	json_decref(body);
 	return match;
@@ -946,6 +946,11 @@ mesh__subscriber_fetch(struct mesh_subscriber *s, int max, int64_t wait_ms,
 			err = mesh_err_nats(st, jerr, "subscription %s: fetch",
 			                    s->rec.id);
 		}
+		return err;
+	}
+	/* A change noticed while the fetch waited applies to what it got. */
+	if (atomic_load(&s->changed) && (err = reload(s)) != MESH_OK) {
+		natsMsgList_Destroy(&list);
 		return err;
 	}
 	for (int i = 0; i < list.Count; i++) {

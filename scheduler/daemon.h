@@ -12,6 +12,10 @@
  * keeps one copy whichever replicas fire it. The last firing of each
  * schedule is also shared (stream MESH_SCHEDULE_FIRINGS), so a replica
  * coming back does not repeat what another already fired.
+ *
+ * In memory a replica keeps a compact entry per schedule in a heap by due
+ * time (table.h) and reads definitions from its LMDB when they fire; it
+ * also answers the request API (api.h).
  */
 #ifndef MESH_SCHED_DAEMON_H
 #define MESH_SCHED_DAEMON_H
@@ -50,9 +54,11 @@ mesh_err mesh_schedules_last_fired(struct mesh_conn *c, const char *name,
  * during the call. */
 typedef void (*mesh_sched_log_fn)(const char *line, void *arg);
 
-/* Run a replica until *stop is set: follow the change log into st, fire
- * what is due. `id` names the replica (its durable consumer). log may be
- * NULL. */
+/* Run a replica until *stop is set (checked at least once a second):
+ * follow the change log into st, fire what is due, answer the request API.
+ * `id` names the replica (its durable consumer, made anew at each start
+ * from what st has applied). log may be NULL; it is called from this
+ * thread. Errors: the connection's, at start. */
 mesh_err mesh_scheduler_run(struct mesh_conn *c, struct mesh_sched_store *st,
                             const char *id, volatile sig_atomic_t *stop,
                             mesh_sched_log_fn log, void *log_arg);

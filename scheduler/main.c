@@ -37,7 +37,9 @@ usage(FILE *f)
 	        "several,\n"
 	        "each with its own --state folder: every schedule change "
 	        "reaches\n"
-	        "each replica, and each firing is published once.\n"
+	        "each replica, and each firing is published once. Replicas\n"
+	        "answer requests on mesh.scheduler.api.<verb> (create, update,\n"
+	        "delete, pause, resume, info, list; JSON bodies).\n"
 	        "\n"
 	        "  --server URL  NATS servers (default: $NATS_URL, then %s)\n"
 	        "  --state DIR   this replica's LMDB environment "
@@ -138,6 +140,7 @@ main(int argc, char **argv)
 	}
 	mesh_conn_close(c);
 	mesh_sched_store_close(st);
+	mesh_tz_shared_free();
 	mesh_shutdown();
 	return err == MESH_OK ? 0 : 1;
 }

@@ -8,6 +8,10 @@
 
 #include "internal.h"
 #include "schedule.h"
+#include "mesh/event.h"
+#include "mesh/pbjson.h"
+#include "mesh/queue.h"
+#include "mesh/topic.h"
 
 static const char *const missed_names[] = {"latest", "all", "skip"};
 
@@ -31,11 +35,39 @@ mesh_schedule_fini(struct mesh_schedule *s)
 	}
 }
 
+/* A JSON body must encode as its type once the placeholders are filled
+ * in (with a sample time), so that no firing fails on it. */
+static mesh_err
+json_body_check(const struct mesh_schedule *s)
+{
+	struct mesh_event *ev = NULL;
+	char *body = mesh_schedule_render(s, 1767225600, 1);
+	mesh_err err;
+
+	if (body == NULL) {
+		return mesh__seterr(MESH_ENOMEM, "schedule '%s'", s->name);
+	}
+	if ((err = mesh_event_new(s->type, "check", &ev)) == MESH_OK) {
+		err = mesh_pbjson_set_event_data(ev, s->type, body,
+		                                 strlen(body));
+	}
+	mesh_event_free(ev);
+	free(body);
+	if (err != MESH_OK) {
+		char why[512];
+		snprintf(why, sizeof(why), "%s", mesh_errdetail());
+		return mesh__seterr(err == MESH_ENOMEM ? err : MESH_EINVAL,
+		                    "schedule '%s': the JSON body: %s", s->name,
+		                    why);
+	}
+	return MESH_OK;
+}
+
 mesh_err
 mesh_schedule_check(struct mesh_schedule *s)
 {
 	size_t n = strlen(s->name);
-	struct mesh_tz *tz = NULL;
+	const struct mesh_tz *tz = NULL;
 	mesh_err err;
 
 	if (n == 0 || strspn(s->name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKL"
@@ -48,16 +80,17 @@ mesh_schedule_check(struct mesh_schedule *s)
 	if ((err = mesh_sched_parse(s->expression, &s->expr)) != MESH_OK) {
 		return err;
 	}
-	if ((err = mesh_tz_load(s->tz, NULL, &tz)) != MESH_OK) {
+	if ((err = mesh_tz_shared(s->tz, &tz)) != MESH_OK) {
 		return err;
 	}
-	mesh_tz_free(tz);
-	if (strncmp(s->target, "queue:", 6) != 0 || s->target[6] == '\0') {
-		return mesh__seterr(
-		        MESH_EINVAL,
-		        "schedule '%s': target '%s' is not "
-		        "queue:NAME (topic targets come with topics)",
-		        s->name, s->target);
+	if (!((strncmp(s->target, "queue:", 6) == 0 &&
+	       mesh_queue_name_check(s->target + 6, NULL) == MESH_OK) ||
+	      (strncmp(s->target, "topic:", 6) == 0 &&
+	       mesh_topic_name_check(s->target + 6, NULL) == MESH_OK))) {
+		return mesh__seterr(MESH_EINVAL,
+		                    "schedule '%s': target '%s' is not "
+		                    "queue:NAME or topic:NAME",
+		                    s->name, s->target);
 	}
 	if (s->type[0] == '\0') {
 		return mesh__seterr(MESH_EINVAL,
@@ -71,6 +104,9 @@ mesh_schedule_check(struct mesh_schedule *s)
 		        "schedule '%s': a body of %zu bytes is over "
 		        "%d",
 		        s->name, strlen(s->body), MESH_SCHEDULE_BODY_MAX);
+	}
+	if (s->json_body && (err = json_body_check(s)) != MESH_OK) {
+		return err;
 	}
 	if (s->window_s != 0 && (s->window_s < 60 || s->window_s > 86400)) {
 		return mesh__seterr(
@@ -119,8 +155,12 @@ mesh_schedule_to_json(const struct mesh_schedule *s, char **out)
 	        "created", (json_int_t)s->created, "window",
 	        (json_int_t)s->window_s, "retry_max", (json_int_t)s->retry_max,
 	        "max_age", (json_int_t)s->max_age_s, "dlq", s->dlq);
-	char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	char *text;
 
+	if (j != NULL && s->json_body) {
+		json_object_set_new(j, "payload", json_string("json"));
+	}
+	text = j ? json_dumps(j, JSON_COMPACT) : NULL;
 	json_decref(j);
 	if (text == NULL) {
 		return mesh__seterr(MESH_ENOMEM, "schedule '%s'", s->name);
@@ -129,58 +169,324 @@ mesh_schedule_to_json(const struct mesh_schedule *s, char **out)
 	return MESH_OK;
 }
 
+/* ---- reading records ------------------------------------------------------
+ *
+ * A replica reads every record at start (a million of them, say), so the
+ * records it wrote itself, flat objects of strings, integers and booleans,
+ * are read in place by a small reader; anything else it does not follow
+ * (nesting, null, non-ASCII text, a repeated key, a value of the wrong
+ * kind) goes to jansson, which decides. Both fill the same fields. */
+
+enum {
+	F_NAME, F_EXPR, F_TZ, F_TARGET, F_TYPE, F_BODY, F_START, F_END,
+	F_MISSED, F_ENABLED, F_DELETE, F_CREATED, F_WINDOW, F_RETRY, F_MAXAGE,
+	F_DLQ, F_PAYLOAD, F_COUNT
+};
+static const char *const field_keys[F_COUNT] = {
+        "name",   "expression",   "tz",      "target",  "type",
+        "body",   "start",        "end",     "missed",  "enabled",
+        "delete_after", "created", "window", "retry_max", "max_age",
+        "dlq", "payload"};
+#define REQUIRED ((1u << F_WINDOW) - 1) /* name ... created */
+
+/* The values read, before they go into a schedule. */
+struct fields {
+	const char *str[F_COUNT]; /* strings: NUL-terminated */
+	int64_t num[F_COUNT];     /* integers and booleans */
+	char *owned;              /* the strings' storage (fast reader) */
+	json_t *j;                /* or jansson's */
+};
+
+static const char *
+skip_ws(const char *p, const char *end)
+{
+	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) {
+		p++;
+	}
+	return p;
+}
+
+static int
+hex4(const char *p)
+{
+	int v = 0;
+
+	for (int i = 0; i < 4; i++) {
+		int c = p[i];
+		v <<= 4;
+		if (c >= '0' && c <= '9') {
+			v |= c - '0';
+		} else if (c >= 'a' && c <= 'f') {
+			v |= c - 'a' + 10;
+		} else if (c >= 'A' && c <= 'F') {
+			v |= c - 'A' + 10;
+		} else {
+			return -1;
+		}
+	}
+	return v;
+}
+
+/* A JSON string at p (after its quote) decoded into *o; p past the closing
+ * quote, or NULL for what the fast reader leaves to jansson. */
+static const char *
+read_string(const char *p, const char *end, char **o)
+{
+	while (p < end && *p != '"') {
+		unsigned char c = (unsigned char)*p++;
+		int u;
+		if (c < 0x20 || c >= 0x80) {
+			return NULL; /* jansson checks control and UTF-8 */
+		}
+		if (c != '\\') {
+			*(*o)++ = (char)c;
+			continue;
+		}
+		if (p >= end) {
+			return NULL;
+		}
+		switch (*p++) {
+		case '"':
+			*(*o)++ = '"';
+			break;
+		case '\\':
+			*(*o)++ = '\\';
+			break;
+		case '/':
+			*(*o)++ = '/';
+			break;
+		case 'b':
+			*(*o)++ = '\b';
+			break;
+		case 'f':
+			*(*o)++ = '\f';
+			break;
+		case 'n':
+			*(*o)++ = '\n';
+			break;
+		case 'r':
+			*(*o)++ = '\r';
+			break;
+		case 't':
+			*(*o)++ = '\t';
+			break;
+		case 'u':
+			/* ASCII only; the rest (surrogates, UTF-8) to jansson */
+			if (end - p < 4 || (u = hex4(p)) <= 0 || u >= 0x80) {
+				return NULL;
+			}
+			*(*o)++ = (char)u;
+			p += 4;
+			break;
+		default:
+			return NULL;
+		}
+	}
+	if (p >= end) {
+		return NULL;
+	}
+	*(*o)++ = '\0';
+	return p + 1;
+}
+
+static bool
+read_fast(const char *json, size_t len, struct fields *f)
+{
+	const char *p = json, *end = json + len;
+	unsigned seen = 0;
+	char *o;
+
+	if ((f->owned = malloc(len + 1)) == NULL) {
+		return false;
+	}
+	o = f->owned;
+	p = skip_ws(p, end);
+	if (p == end || *p++ != '{') {
+		return false;
+	}
+	for (bool first = true;; first = false) {
+		const char *key, *kend;
+		int k = -1;
+		p = skip_ws(p, end);
+		if (p < end && *p == '}' && first) {
+			p++;
+			break;
+		}
+		if (p == end || *p++ != '"') {
+			return false;
+		}
+		key = p;
+		while (p < end && *p != '"' && *p != '\\') {
+			p++;
+		}
+		if (p == end || *p != '"') {
+			return false;
+		}
+		kend = p++;
+		for (int i = 0; i < F_COUNT && k < 0; i++) {
+			if ((size_t)(kend - key) == strlen(field_keys[i]) &&
+			    memcmp(key, field_keys[i], (size_t)(kend - key)) == 0) {
+				k = i;
+			}
+		}
+		p = skip_ws(p, end);
+		if (p == end || *p++ != ':') {
+			return false;
+		}
+		p = skip_ws(p, end);
+		if (p == end || (k >= 0 && (seen >> k & 1))) {
+			return false;
+		}
+		bool want_str = k == F_NAME || k == F_EXPR || k == F_TZ ||
+		                k == F_TARGET || k == F_TYPE || k == F_BODY ||
+		                k == F_MISSED || k == F_DLQ || k == F_PAYLOAD;
+		bool want_bool = k == F_ENABLED || k == F_DELETE;
+		if (*p == '"') {
+			char *start = o;
+			if ((k >= 0 && !want_str) ||
+			    (p = read_string(p + 1, end, &o)) == NULL) {
+				return false;
+			}
+			if (k >= 0) {
+				f->str[k] = start;
+			}
+		} else if (*p == 't' || *p == 'f') {
+			bool v = *p == 't';
+			size_t n = v ? 4 : 5;
+			if ((k >= 0 && !want_bool) || (size_t)(end - p) < n ||
+			    memcmp(p, v ? "true" : "false", n) != 0) {
+				return false;
+			}
+			p += n;
+			if (k >= 0) {
+				f->num[k] = v;
+			}
+		} else if (*p == '-' || (*p >= '0' && *p <= '9')) {
+			bool neg = *p == '-';
+			uint64_t v = 0;
+			int digits = 0;
+			p += neg;
+			while (p < end && *p >= '0' && *p <= '9' && digits < 18) {
+				v = v * 10 + (uint64_t)(*p++ - '0');
+				digits++;
+			}
+			if (digits == 0 || (p < end && (*p == '.' || *p == 'e' ||
+			                                *p == 'E' ||
+			                                (*p >= '0' && *p <= '9')))) {
+				return false; /* reals, long numbers: jansson */
+			}
+			if ((k >= 0 && (want_str || want_bool))) {
+				return false;
+			}
+			if (k >= 0) {
+				f->num[k] = neg ? -(int64_t)v : (int64_t)v;
+			}
+		} else {
+			return false;
+		}
+		if (k >= 0) {
+			seen |= 1u << k;
+		}
+		p = skip_ws(p, end);
+		if (p < end && *p == ',') {
+			p++;
+			continue;
+		}
+		if (p < end && *p == '}') {
+			p++;
+			break;
+		}
+		return false;
+	}
+	return skip_ws(p, end) == end && (seen & REQUIRED) == REQUIRED;
+}
+
+static bool
+read_jansson(const char *json, size_t len, struct fields *f)
+{
+	json_error_t jerr;
+	json_int_t n[F_COUNT];
+	int enabled, del;
+
+	for (int i = 0; i < F_COUNT; i++) {
+		n[i] = f->num[i]; /* the defaults of optional keys */
+	}
+	f->j = json_loadb(json, len, 0, &jerr);
+	if (f->j == NULL ||
+	    json_unpack(f->j,
+	                "{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:s, s:b, "
+	                "s:b, s:I, s?I, s?I, s?I, s?s, s?s}",
+	                "name", &f->str[F_NAME], "expression", &f->str[F_EXPR],
+	                "tz", &f->str[F_TZ], "target", &f->str[F_TARGET],
+	                "type", &f->str[F_TYPE], "body", &f->str[F_BODY],
+	                "start", &n[F_START], "end", &n[F_END], "missed",
+	                &f->str[F_MISSED], "enabled", &enabled,
+	                "delete_after", &del, "created", &n[F_CREATED],
+	                "window", &n[F_WINDOW], "retry_max", &n[F_RETRY],
+	                "max_age", &n[F_MAXAGE], "dlq", &f->str[F_DLQ],
+	                "payload", &f->str[F_PAYLOAD]) != 0) {
+		return false;
+	}
+	for (int i = 0; i < F_COUNT; i++) {
+		f->num[i] = n[i];
+	}
+	f->num[F_ENABLED] = enabled;
+	f->num[F_DELETE] = del;
+	return true;
+}
+
 mesh_err
 mesh_schedule_from_json(const char *json, size_t len,
                         struct mesh_schedule *out)
 {
 	struct mesh_schedule s;
-	json_error_t jerr;
-	json_t *j = json_loadb(json, len, 0, &jerr);
-	const char *name, *expr, *tz, *target, *type, *body, *missed;
-	json_int_t start, end, created, window = 0, retry_max = 185;
-	json_int_t max_age = 86400;
-	const char *dlq = "";
-	int enabled, del;
+	struct fields f = {.num = {[F_RETRY] = 185, [F_MAXAGE] = 86400}};
+	bool read;
 	mesh_err err;
 
+	read = read_fast(json, len, &f);
+	if (!read) {
+		free(f.owned);
+		f = (struct fields){.num = {[F_RETRY] = 185,
+		                            [F_MAXAGE] = 86400}};
+		read = read_jansson(json, len, &f);
+	}
+	if (f.str[F_DLQ] == NULL) {
+		f.str[F_DLQ] = "";
+	}
 	mesh_schedule_init(&s);
-	if (j == NULL ||
-	    json_unpack(j,
-	                "{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:s, s:b, "
-	                "s:b, s:I, s?I, s?I, s?I, s?s}",
-	                "name", &name, "expression", &expr, "tz", &tz,
-	                "target", &target, "type", &type, "body", &body,
-	                "start", &start, "end", &end, "missed", &missed,
-	                "enabled", &enabled, "delete_after", &del, "created",
-	                &created, "window", &window, "retry_max", &retry_max,
-	                "max_age", &max_age, "dlq", &dlq) != 0 ||
-	    strlen(dlq) >= sizeof(s.dlq) ||
-	    strlen(name) > MESH_SCHEDULE_NAME_MAX ||
-	    strlen(expr) > MESH_SCHED_EXPR_MAX || strlen(tz) >= sizeof(s.tz) ||
-	    strlen(target) >= sizeof(s.target) ||
-	    strlen(type) >= sizeof(s.type)) {
-		json_decref(j);
+	if (!read || strlen(f.str[F_DLQ]) >= sizeof(s.dlq) ||
+	    strlen(f.str[F_NAME]) > MESH_SCHEDULE_NAME_MAX ||
+	    strlen(f.str[F_EXPR]) > MESH_SCHED_EXPR_MAX ||
+	    strlen(f.str[F_TZ]) >= sizeof(s.tz) ||
+	    strlen(f.str[F_TARGET]) >= sizeof(s.target) ||
+	    strlen(f.str[F_TYPE]) >= sizeof(s.type)) {
+		free(f.owned);
+		json_decref(f.j);
 		return mesh__seterr(MESH_EPARSE, "schedule record: malformed");
 	}
-	snprintf(s.name, sizeof(s.name), "%s", name);
-	snprintf(s.expression, sizeof(s.expression), "%s", expr);
-	snprintf(s.tz, sizeof(s.tz), "%s", tz);
-	snprintf(s.target, sizeof(s.target), "%s", target);
-	snprintf(s.type, sizeof(s.type), "%s", type);
-	s.body = strdup(body);
-	s.start = start;
-	s.end = end;
-	s.enabled = enabled;
-	s.delete_after = del;
-	s.created = created;
-	s.window_s = window;
-	s.retry_max = retry_max;
-	s.max_age_s = max_age;
-	snprintf(s.dlq, sizeof(s.dlq), "%s", dlq);
-	s.missed = strcmp(missed, "all") == 0    ? MESH_MISSED_ALL
-	           : strcmp(missed, "skip") == 0 ? MESH_MISSED_SKIP
-	                                         : MESH_MISSED_LATEST;
-	json_decref(j);
+	strcpy(s.name, f.str[F_NAME]);
+	strcpy(s.expression, f.str[F_EXPR]);
+	strcpy(s.tz, f.str[F_TZ]);
+	strcpy(s.target, f.str[F_TARGET]);
+	strcpy(s.type, f.str[F_TYPE]);
+	strcpy(s.dlq, f.str[F_DLQ]);
+	s.body = strdup(f.str[F_BODY]);
+	s.start = f.num[F_START];
+	s.end = f.num[F_END];
+	s.enabled = f.num[F_ENABLED] != 0;
+	s.delete_after = f.num[F_DELETE] != 0;
+	s.created = f.num[F_CREATED];
+	s.window_s = f.num[F_WINDOW];
+	s.retry_max = f.num[F_RETRY];
+	s.max_age_s = f.num[F_MAXAGE];
+	s.json_body = f.str[F_PAYLOAD] != NULL &&
+	              strcmp(f.str[F_PAYLOAD], "json") == 0;
+	s.missed = strcmp(f.str[F_MISSED], "all") == 0    ? MESH_MISSED_ALL
+	           : strcmp(f.str[F_MISSED], "skip") == 0 ? MESH_MISSED_SKIP
+	                                                  : MESH_MISSED_LATEST;
+	free(f.owned);
+	json_decref(f.j);
 	if (s.body == NULL) {
 		return mesh__seterr(MESH_ENOMEM, "schedule record");
 	}
@@ -190,6 +496,40 @@ mesh_schedule_from_json(const char *json, size_t len,
 	}
 	*out = s;
 	return MESH_OK;
+}
+
+bool
+mesh_schedule_parse_duration(const char *text, int64_t unit, int64_t *out)
+{
+	char *end;
+	long long n = strtoll(text, &end, 10);
+
+	if (end == text || n < 0 || n > 100 * 365 * 86400LL) {
+		return false;
+	}
+	switch (*end) {
+	case '\0':
+		break;
+	case 's':
+		unit = 1;
+		break;
+	case 'm':
+		unit = 60;
+		break;
+	case 'h':
+		unit = 3600;
+		break;
+	case 'd':
+		unit = 86400;
+		break;
+	default:
+		return false;
+	}
+	if (*end != '\0' && end[1] != '\0') {
+		return false;
+	}
+	*out = n * unit;
+	return true;
 }
 
 mesh_err

@@ -1,6 +1,6 @@
 /* A schedule: when (an expression in a zone, between optional start and
- * end), what (a target queue, an event type, a text body with
- * placeholders), and what to do about firings missed while no scheduler
+ * end), what (a target queue or topic, an event type, a text or JSON
+ * body with placeholders), and what to do about firings missed while no scheduler
  * ran. Stored as JSON in the change log and in each replica's LMDB.
  */
 #ifndef MESH_SCHEDULE_H
@@ -26,9 +26,10 @@ struct mesh_schedule {
 	char name[MESH_SCHEDULE_NAME_MAX + 1];
 	char expression[MESH_SCHED_EXPR_MAX + 1];
 	char tz[100];
-	char target[96];    /* "queue:NAME" */
+	char target[256];   /* "queue:NAME" or "topic:NAME" */
 	char type[129];     /* the event type */
 	char *body;         /* owned; may hold placeholders */
+	bool json_body;     /* body is JSON, sent as protobuf message type */
 	int64_t start, end; /* Unix seconds; 0: none */
 	mesh_missed missed;
 	bool enabled;
@@ -47,8 +48,9 @@ void mesh_schedule_init(struct mesh_schedule *s);
 void mesh_schedule_fini(struct mesh_schedule *s);
 
 /* Check every field (name 1-64 of [A-Za-z0-9_.-], the expression, the
- * zone, a target "queue:NAME", a body of at most 256 KiB, end after
- * start) and derive s->expr. Errors: MESH_EINVAL (the field at fault in
+ * zone, a target "queue:NAME" or "topic:NAME", a body of at most 256 KiB
+ * (with json_body, JSON that encodes as the protobuf message named by
+ * type, placeholders filled in), end after start) and derive s->expr. Errors: MESH_EINVAL (the field at fault in
  * the detail), MESH_ENOTFOUND (unknown zone). */
 mesh_err mesh_schedule_check(struct mesh_schedule *s);
 
@@ -56,6 +58,11 @@ mesh_err mesh_schedule_check(struct mesh_schedule *s);
 mesh_err mesh_schedule_to_json(const struct mesh_schedule *s, char **out);
 mesh_err mesh_schedule_from_json(const char *json, size_t len,
                                  struct mesh_schedule *out);
+
+/* A duration: "90", "90s", "15m", "2h", "1d"; a bare number counts in
+ * `unit` seconds. Returns false when text is not one. */
+bool mesh_schedule_parse_duration(const char *text, int64_t unit,
+                                  int64_t *out);
 
 /* The first firing after `after`, within start and end.
  * Errors: MESH_ENOTFOUND when there is none. */

@@ -2,6 +2,7 @@
  * the scheduler needs: the UTC offset at an instant, and the instants of a
  * local wall time. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -520,4 +521,53 @@ mesh_tz_resolve(const struct mesh_tz *tz, int64_t local, int64_t out[2],
 		*gap_end = hi;
 	}
 	return n;
+}
+
+/* The shared zones: a process uses a handful, looked up by name. */
+static struct {
+	pthread_mutex_t lock;
+	struct mesh_tz **z;
+	size_t n;
+} shared = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+mesh_err
+mesh_tz_shared(const char *name, const struct mesh_tz **out)
+{
+	struct mesh_tz *tz, **nz;
+	mesh_err err = MESH_OK;
+
+	pthread_mutex_lock(&shared.lock);
+	for (size_t i = 0; i < shared.n; i++) {
+		if (strcmp(mesh_tz_name(shared.z[i]), name) == 0) {
+			*out = shared.z[i];
+			goto out;
+		}
+	}
+	if ((err = mesh_tz_load(name, NULL, &tz)) != MESH_OK) {
+		goto out;
+	}
+	if ((nz = realloc(shared.z, (shared.n + 1) * sizeof(*nz))) == NULL) {
+		mesh_tz_free(tz);
+		err = mesh__seterr(MESH_ENOMEM, "time zone '%s'", name);
+		goto out;
+	}
+	shared.z = nz;
+	shared.z[shared.n++] = tz;
+	*out = tz;
+out:
+	pthread_mutex_unlock(&shared.lock);
+	return err;
+}
+
+void
+mesh_tz_shared_free(void)
+{
+	pthread_mutex_lock(&shared.lock);
+	for (size_t i = 0; i < shared.n; i++) {
+		mesh_tz_free(shared.z[i]);
+	}
+	free(shared.z);
+	shared.z = NULL;
+	shared.n = 0;
+	pthread_mutex_unlock(&shared.lock);
 }

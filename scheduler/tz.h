@@ -21,6 +21,13 @@ mesh_err mesh_tz_load(const char *name, const char *dir, struct mesh_tz **out);
 void mesh_tz_free(struct mesh_tz *tz);
 const char *mesh_tz_name(const struct mesh_tz *tz);
 
+/* Zone `name` from the system's zoneinfo, loaded at most once per process
+ * and shared: *out is borrowed until mesh_tz_shared_free(). Thread safe.
+ * Errors as mesh_tz_load's. */
+mesh_err mesh_tz_shared(const char *name, const struct mesh_tz **out);
+/* Free the shared zones; none may be in use. */
+void mesh_tz_shared_free(void);
+
 /* The zone's offset from UTC, in seconds, at instant t (Unix seconds). */
 int32_t mesh_tz_offset(const struct mesh_tz *tz, int64_t t);
 

@@ -152,6 +152,16 @@ mesh_err mesh_queue_send_batch(struct mesh_queue *q,
                                const struct mesh_queue_entry *e, size_t n,
                                struct mesh_queue_sent *out);
 
+/* Send n messages at once, pipelined (all published, then the
+ * acknowledgements collected), without a batch's limits of 10 entries and
+ * MaximumMessageSize in all; entry ids are not needed. Each entry's
+ * outcome is in out[i]. Returns MESH_OK when every entry was judged, or
+ * MESH_ENOMEM. For senders with many messages due at once (the
+ * scheduler's firings). */
+mesh_err mesh_queue_send_many(struct mesh_queue *q,
+                              const struct mesh_queue_entry *e, size_t n,
+                              struct mesh_queue_sent *out);
+
 /* A received (or peeked) message. */
 struct mesh_queue_msg {
 	struct mesh_event *event;             /* owned; body = its data */

@@ -1,5 +1,6 @@
-/* cmd_schedule.c: meshctl schedule ... (for now: next, the offline preview
- * of an expression; no server needed). */
+/* cmd_schedule.c: meshctl schedule ...: next (the offline preview of an
+ * expression; no server needed), and the schedules on the mesh, through
+ * the same operations as the scheduler's request API (api.h). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,6 +8,7 @@
 
 #include "cli.h"
 #include "commands.h"
+#include "api.h"
 #include "daemon.h"
 #include "expr.h"
 #include "schedule.h"
@@ -73,41 +75,6 @@ cmd_schedule_next(struct cli *cli)
 /* ---- schedules on the mesh ------------------------------------------------
  */
 
-/* "90", "90s", "15m", "2h", "1d": a bare number counts in unit seconds. */
-static bool
-duration(const char *text, int64_t unit, int64_t *out)
-{
-	char *end;
-	long long n = strtoll(text, &end, 10);
-
-	if (end == text || n < 0) {
-		return false;
-	}
-	switch (*end) {
-	case '\0':
-		break;
-	case 's':
-		unit = 1;
-		break;
-	case 'm':
-		unit = 60;
-		break;
-	case 'h':
-		unit = 3600;
-		break;
-	case 'd':
-		unit = 86400;
-		break;
-	default:
-		return false;
-	}
-	if (*end != '\0' && end[1] != '\0') {
-		return false;
-	}
-	*out = n * unit;
-	return true;
-}
-
 static bool
 schedule_from_flags(struct cli *cli, struct mesh_schedule *s)
 {
@@ -128,11 +95,17 @@ schedule_from_flags(struct cli *cli, struct mesh_schedule *s)
 	COPY("--target", target);
 	COPY("--type", type);
 #undef COPY
-	if ((v = cli_opt(cli, "--body")) != NULL) {
+	if (cli_opt(cli, "--body") != NULL && cli_opt(cli, "--json") != NULL) {
+		cli_usage_error(cli, "--body and --json exclude each other");
+		return false;
+	}
+	if ((v = cli_opt(cli, "--body")) != NULL ||
+	    (v = cli_opt(cli, "--json")) != NULL) {
 		free(s->body);
 		if ((s->body = strdup(v)) == NULL) {
 			return false;
 		}
+		s->json_body = cli_opt(cli, "--json") != NULL;
 	}
 	if ((v = cli_opt(cli, "--missed")) != NULL) {
 		if (strcmp(v, "latest") == 0) {
@@ -162,7 +135,7 @@ schedule_from_flags(struct cli *cli, struct mesh_schedule *s)
 		s->delete_after = true;
 	}
 	if ((v = cli_opt(cli, "--window")) != NULL &&
-	    !duration(v, 60, &s->window_s)) {
+	    !mesh_schedule_parse_duration(v, 60, &s->window_s)) {
 		cli_usage_error(cli,
 		                "--window '%s': a duration like 15 (minutes), "
 		                "15m or 2h",
@@ -170,7 +143,7 @@ schedule_from_flags(struct cli *cli, struct mesh_schedule *s)
 		return false;
 	}
 	if ((v = cli_opt(cli, "--max-age")) != NULL &&
-	    !duration(v, 1, &s->max_age_s)) {
+	    !mesh_schedule_parse_duration(v, 1, &s->max_age_s)) {
 		cli_usage_error(cli,
 		                "--max-age '%s': a duration like 3600 "
 		                "(seconds), 60m or 24h",
@@ -195,11 +168,11 @@ schedule_from_flags(struct cli *cli, struct mesh_schedule *s)
 	return true;
 }
 
-/* Check a schedule and its target on the mesh; print why not. */
+/* Check a schedule and its target on the mesh (as the request API does),
+ * and save it; print why not. */
 static int
 schedule_write(struct cli *cli, struct mesh_schedule *s, bool create)
 {
-	struct mesh_queue_info qi;
 	struct mesh_conn *c;
 	mesh_err err;
 
@@ -211,13 +184,7 @@ schedule_write(struct cli *cli, struct mesh_schedule *s, bool create)
 	if (cli_connect(cli, &c) != MESH_OK) {
 		return CLI_FAIL;
 	}
-	err = mesh_queue_info(c, s->target + 6, &qi);
-	if (err == MESH_OK && s->dlq[0] != '\0') {
-		err = mesh_queue_info(c, s->dlq, &qi);
-	}
-	if (err == MESH_OK) {
-		err = mesh_schedules_put(c, s, create);
-	}
+	err = mesh_sched_save(c, s, create);
 	mesh_conn_close(c);
 	if (err != MESH_OK) {
 		return cli_fail(cli, err);
@@ -342,47 +309,17 @@ cmd_schedule_delete(struct cli *cli)
 int
 cmd_schedule_info(struct cli *cli)
 {
-	struct mesh_schedule s;
-	struct mesh_tz *tz = NULL;
 	struct mesh_conn *c;
-	char outcome[320] = "", iso[32];
-	int64_t last = 0, t;
-	json_t *j, *next;
+	json_t *j = NULL;
 	mesh_err err;
 
 	if (cli_connect(cli, &c) != MESH_OK) {
 		return CLI_FAIL;
 	}
-	err = mesh_schedules_get(c, cli_pos(cli, 0), &s);
-	if (err == MESH_OK) {
-		mesh_schedules_last_fired(c, s.name, &last, outcome,
-		                          sizeof(outcome));
-	}
+	err = mesh_sched_info(c, cli_pos(cli, 0), &j);
 	mesh_conn_close(c);
 	if (err != MESH_OK) {
 		return cli_fail(cli, err);
-	}
-	j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "Name", s.name,
-	              "ScheduleExpression", s.expression,
-	              "ScheduleExpressionTimezone", s.tz, "Target", s.target,
-	              "Type", s.type, "State",
-	              s.enabled ? "ENABLED" : "DISABLED", "Body",
-	              s.body ? s.body : "");
-	next = json_array();
-	t = (int64_t)time(NULL);
-	if (s.enabled && mesh_tz_load(s.tz, NULL, &tz) == MESH_OK) {
-		for (int i = 0;
-		     i < 5 && mesh_schedule_next(&s, tz, t, &t) == MESH_OK;
-		     i++) {
-			mesh_sched_format(t, iso);
-			json_array_append_new(next, json_string(iso));
-		}
-	}
-	json_object_set_new(j, "NextFirings", next);
-	if (last != 0) {
-		mesh_sched_format(last, iso);
-		json_object_set_new(j, "LastFiring", json_string(iso));
-		json_object_set_new(j, "LastOutcome", json_string(outcome));
 	}
 	if (cli->json) {
 		cli_print_json(j);
@@ -406,41 +343,24 @@ cmd_schedule_info(struct cli *cli)
 		}
 		json_decref(j);
 	}
-	mesh_tz_free(tz);
-	mesh_schedule_fini(&s);
 	return CLI_OK;
 }
 
 int
 cmd_schedule_list(struct cli *cli)
 {
-	jsOptions o;
-	jsStreamInfo *si = NULL;
 	struct mesh_conn *c;
-	json_t *names = json_array();
-	natsStatus st;
+	json_t *names = NULL;
+	mesh_err err;
 
 	if (cli_connect(cli, &c) != MESH_OK) {
-		json_decref(names);
 		return CLI_FAIL;
 	}
-	jsOptions_Init(&o);
-	o.Stream.Info.SubjectsFilter = MESH_SCHEDULES_PREFIX "*";
-	st = js_GetStreamInfo(&si, mesh_conn_js(c), MESH_SCHEDULES_STREAM, &o,
-	                      NULL);
-	for (int k = 0; st == NATS_OK && si->State.Subjects &&
-	                k < si->State.Subjects->Count;
-	     k++) {
-		const char *name = si->State.Subjects->List[k].Subject +
-		                   strlen(MESH_SCHEDULES_PREFIX);
-		struct mesh_schedule s;
-		if (mesh_schedules_get(c, name, &s) == MESH_OK) {
-			json_array_append_new(names, json_string(s.name));
-			mesh_schedule_fini(&s);
-		}
-	}
-	jsStreamInfo_Destroy(si);
+	err = mesh_sched_list(c, &names);
 	mesh_conn_close(c);
+	if (err != MESH_OK) {
+		return cli_fail(cli, err);
+	}
 	if (cli->json) {
 		cli_print_json(json_pack("{s:o}", "Schedules", names));
 	} else {

@@ -57,4 +57,20 @@ int cmd_schedule_delete(struct cli *cli);
 int cmd_schedule_info(struct cli *cli);
 int cmd_schedule_list(struct cli *cli);
 
+/* Services: `meshctl stats`, `meshctl state`, `meshctl new service`
+ * (service_table.c). */
+extern const struct cli_opt stats_opts[];
+extern const struct cli_cmd state_commands[];
+extern const struct cli_cmd new_commands[];
+
+int cmd_stats(struct cli *cli);
+int cmd_state_get(struct cli *cli);
+int cmd_state_scan(struct cli *cli);
+int cmd_state_backup(struct cli *cli);
+int cmd_new_service(struct cli *cli);
+
+/* A service's name is 1-64 of [A-Za-z0-9_-]; prints a usage error and
+ * returns false when it is not. */
+bool service_name_check(const struct cli *cli, const char *name);
+
 #endif

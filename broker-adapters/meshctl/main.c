@@ -14,12 +14,15 @@ static const struct cli_opt next_opts[] = {
 static const struct cli_opt sched_opts[] = {
         {"--expression", "EXPR", "cron(...), rate(...), at(...) or Unix cron"},
         {"--tz", "ZONE", "IANA time zone of the expression (UTC)"},
-        {"--target", "queue:NAME", "where each firing goes"},
+        {"--target", "queue:NAME|topic:NAME", "where each firing goes"},
         {"--type", "T", "the event type (evmesh.scheduled)"},
         {"--body", "TEXT",
          "the body; <aws.scheduler.scheduled-time>, "
          "<aws.scheduler.schedule-arn> and "
          "<aws.scheduler.attempt-number> are filled in"},
+        {"--json", "OBJ",
+         "the body as JSON, encoded as protobuf message --type "
+         "(placeholders filled in first)"},
         {"--start", "TIME", "no firing before (ISO-8601)"},
         {"--end", "TIME", "no firing after (ISO-8601)"},
         {"--missed", "POLICY",
@@ -171,6 +174,28 @@ static const struct cli_cmd commands[] = {
          .usage = "COMMAND [ARGS]",
          .opts = no_opts,
          .subs = schedule_commands},
+        {.name = "stats",
+         .summary = "Show the counters and latencies of running services.",
+         .usage = "[SERVICE] [--wait MS]",
+         .help = "Asks mesh.service.SERVICE.stats (without SERVICE: "
+                 "mesh.services.stats, every\nservice) and prints each "
+                 "service's counters summed over its instances, then\n"
+                 "one row per instance. A service's latency percentiles "
+                 "are the largest of\nits instances' (an upper bound). "
+                 "Exit 1 when no instance answers.",
+         .opts = stats_opts,
+         .run = cmd_stats,
+         .max_pos = 1},
+        {.name = "state",
+         .summary = "Read a service's state while it runs; back it up.",
+         .usage = "COMMAND [ARGS]",
+         .opts = no_opts,
+         .subs = state_commands},
+        {.name = "new",
+         .summary = "Make a new service from the template.",
+         .usage = "COMMAND [ARGS]",
+         .opts = no_opts,
+         .subs = new_commands},
         {NULL},
 };
 

@@ -27,7 +27,6 @@
 #define FETCH_WAIT_MS   1000
 #define PRUNE_PER_BATCH 256
 #define FLUSH_EVERY_MS  1000
-#define QUEUE_BATCH     MESH_QUEUE_BATCH_MAX
 
 /* ---- declarations ------------------------------------------------------- */
 
@@ -738,12 +737,14 @@ outbox_forget(struct mesh_service *s, MDB_txn *txn)
 	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
+/* Events in the outbox not yet published (those published and not yet
+ * deleted, which the next transaction deletes, do not count). */
 static size_t
 outbox_count(struct mesh_service *s)
 {
 	MDB_txn *txn = NULL;
 	MDB_stat st;
-	size_t n = 0;
+	size_t n = 0, done;
 
 	if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn) == 0) {
 		if (mdb_stat(txn, s->db_outbox, &st) == 0) {
@@ -751,7 +752,10 @@ outbox_count(struct mesh_service *s)
 		}
 		mdb_txn_abort(txn);
 	}
-	return n;
+	pthread_mutex_lock(&s->done_mu);
+	done = s->n_done;
+	pthread_mutex_unlock(&s->done_mu);
+	return n > done ? n - done : 0;
 }
 
 /* ---- inside a handler --------------------------------------------------- */
@@ -1188,9 +1192,8 @@ static void
 settle(struct mesh_service *s, const struct source *src, struct mesh_queue *q,
        struct mesh_queue *dlq, struct batch *b)
 {
-	const char *ids[QUEUE_BATCH], *rh[QUEUE_BATCH];
-	char idbuf[QUEUE_BATCH][24];
-	struct mesh_queue_result res[QUEUE_BATCH];
+	const char *rh[256];
+	struct mesh_queue_result res[256];
 	size_t k = 0;
 
 	for (size_t i = 0; i < b->n; i++) {
@@ -1235,13 +1238,7 @@ settle(struct mesh_service *s, const struct source *src, struct mesh_queue *q,
 			continue;
 		}
 		if (it->out == OUT_ACK) {
-			snprintf(idbuf[k], sizeof(idbuf[k]), "d%zu", k);
-			ids[k] = idbuf[k];
 			rh[k++] = it->qm->receipt;
-			if (k == QUEUE_BATCH) {
-				mesh_queue_delete_batch(q, ids, rh, k, res);
-				k = 0;
-			}
 		} else {
 			int64_t secs = it->out == OUT_RETRY
 			                       ? (it->delay_ms + 999) / 1000
@@ -1250,7 +1247,7 @@ settle(struct mesh_service *s, const struct source *src, struct mesh_queue *q,
 		}
 	}
 	if (k > 0) {
-		mesh_queue_delete_batch(q, ids, rh, k, res);
+		mesh__queue_delete_many(q, rh, k, res);
 	}
 }
 
@@ -1385,10 +1382,8 @@ fetch(struct mesh_service *s, const struct source *src,
 	for (int wait_s = 1; (int)b->n < want && b->n_recv < 32;) {
 		struct mesh_queue_msg *m = NULL;
 		size_t got = 0;
-		int max = want - (int)b->n < QUEUE_BATCH ? want - (int)b->n
-		                                         : QUEUE_BATCH;
-		if ((err = mesh_queue_receive(q, max, wait_s, -1, &m, &got)) !=
-		    MESH_OK) {
+		if ((err = mesh__queue_receive_many(q, want - (int)b->n, wait_s,
+		                                    &m, &got)) != MESH_OK) {
 			break;
 		}
 		b->qm[b->n_recv] = m;
@@ -1401,13 +1396,8 @@ fetch(struct mesh_service *s, const struct source *src,
 			        .qm = &m[i]};
 		}
 		wait_s = 0;
-		/* A short receive means the queue is drained for now. */
-		if ((int)got < max && mono_ms() >= deadline) {
+		if (got == 0 || mono_ms() >= deadline) {
 			break;
-		}
-		if (got == 0) {
-			struct timespec ts = {0, 5 * 1000000};
-			nanosleep(&ts, NULL);
 		}
 	}
 	return err;

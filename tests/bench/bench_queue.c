@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bench.h"
 #include "harness.h"
 #include "mesh/mesh.h"
 
@@ -102,18 +103,7 @@ raw_baseline(const char *url, double *pub_rate, double *con_rate)
 		return false;
 	}
 	t0 = test_now_ms();
-	while (got < n_msgs) {
-		natsMsgList l = {0};
-		if (natsSubscription_Fetch(&l, sub, BATCH, 5000, NULL) !=
-		    NATS_OK) {
-			break;
-		}
-		for (int i = 0; i < l.Count; i++) {
-			natsMsg_Ack(l.Msgs[i], NULL);
-		}
-		got += l.Count;
-		natsMsgList_Destroy(&l);
-	}
+	got = bench_fetch_ack(sub, BATCH, n_msgs);
 	natsConnection_Flush(nc);
 	*con_rate = (double)got / secs_since(t0);
 	natsSubscription_Destroy(sub);

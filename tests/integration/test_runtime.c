@@ -399,7 +399,7 @@ main(void)
 				                        "DeadLetterReason", &type,
 				                        &v, &len) == MESH_OK &&
 				    (memmem(v, len, "not for us", 10) != NULL ||
-				     memmem(v, len, "failed 3 times", 14) !=
+				     memmem(v, len, "(max-receive 3)", 15) !=
 				             NULL)) {
 					reasons++;
 				}

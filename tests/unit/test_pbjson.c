@@ -10,6 +10,7 @@
 #include "mesh_schemas.h"
 #include "pbjson_kinds.pb-c.h"
 #include "pbjson_legacy.pb-c.h"
+#include "example.pb-c.h"
 #include "shop.pb-c.h"
 
 typedef Evmesh__Shop__PlaceOrder place_order;
@@ -143,6 +144,9 @@ test_registry(void)
 	         &evmesh__shop__shipment_created__descriptor},
 	        {"evmesh.shop.OrderSummary",
 	         &evmesh__shop__order_summary__descriptor},
+	        {"evmesh.example.Greet", &evmesh__example__greet__descriptor},
+	        {"evmesh.example.Greeted",
+	         &evmesh__example__greeted__descriptor},
 	};
 	size_t n = mesh_schema_count();
 	bool unique = true, self = true;

@@ -399,9 +399,101 @@ test_window(void)
 	       "no window, no delay");
 }
 
+/* Records: the fast reader and jansson agree on what they read, and
+ * refuse the same things. */
+static void
+test_records(void)
+{
+	struct mesh_schedule s, back;
+	char *json = NULL;
+	static const char *const good[] = {
+	        /* whitespace, another order, unknown keys (nested too),
+	         * optional keys missing, escapes */
+	        " { \"created\" : 5 , \"name\":\"a.b-c\",\"expression\":"
+	        "\"rate(1 hour)\",\"tz\":\"UTC\",\"target\":\"queue:q\","
+	        "\"type\":\"t\",\"body\":\"x\\\"y\\n\\u0041\",\"start\":0,"
+	        "\"end\":0,\"missed\":\"all\",\"enabled\":false,"
+	        "\"delete_after\":true,\"extra\":{\"k\":[1,null]}} ",
+	        "{\"name\":\"u\",\"expression\":\"rate(1 hour)\",\"tz\":"
+	        "\"UTC\",\"target\":\"queue:q\",\"type\":\"t\",\"body\":"
+	        "\"caf\u00e9 \xc3\xa9\",\"start\":-1,\"end\":0,\"missed\":"
+	        "\"skip\",\"enabled\":true,\"delete_after\":false,"
+	        "\"created\":7,\"window\":60,\"retry_max\":3,"
+	        "\"max_age\":600,\"dlq\":\"dead\"}",
+	};
+	static const char *const malformed[] = {
+	        "{\"name\":\"a\"}",
+	        "{\"name\":1,\"expression\":\"rate(1 hour)\",\"tz\":\"UTC\","
+	        "\"target\":\"queue:q\",\"type\":\"t\",\"body\":\"\","
+	        "\"start\":0,\"end\":0,\"missed\":\"all\",\"enabled\":true,"
+	        "\"delete_after\":true,\"created\":1}",
+	        "{\"name\":\"a\",\"expression\":\"rate(1 hour)\",\"tz\":"
+	        "\"UTC\",\"target\":\"queue:q\",\"type\":\"t\",\"body\":"
+	        "\"\",\"start\":1.5,\"end\":0,\"missed\":\"all\",\"enabled\":"
+	        "true,\"delete_after\":true,\"created\":1}",
+	        "{\"name\":\"a\",\"expression\":\"rate(1 hour)\",\"tz\":"
+	        "\"UTC\",\"target\":\"queue:q\",\"type\":\"t\",\"body\":"
+	        "\"\",\"start\":0,\"end\":0,\"missed\":\"all\",\"enabled\":"
+	        "1,\"delete_after\":true,\"created\":1}",
+	        "{\"name\":\"a\",\"expression\":\"rate(1 hour)\",\"tz\":"
+	        "\"UTC\",\"target\":\"queue:q\",\"type\":\"t\",\"body\":"
+	        "\"\\u0000\",\"start\":0,\"end\":0,\"missed\":\"all\","
+	        "\"enabled\":true,\"delete_after\":true,\"created\":1}",
+	        "{\"name\":\"a\",\"expression\":\"rate(1 hour)\",\"tz\":"
+	        "\"UTC\",\"target\":\"queue:q\",\"type\":\"t\",\"body\":"
+	        "\"\",\"start\":0,\"end\":0,\"missed\":\"all\",\"enabled\":"
+	        "true,\"delete_after\":true,\"created\":1} x",
+	        "",
+	};
+
+	mesh_schedule_init(&s);
+	snprintf(s.name, sizeof(s.name), "rt");
+	snprintf(s.expression, sizeof(s.expression), "cron(0 12 * * ? *)");
+	snprintf(s.tz, sizeof(s.tz), "Europe/Berlin");
+	snprintf(s.target, sizeof(s.target), "queue:q");
+	s.body = strdup("tab\tquote\" backslash\\ \u00e9t\xc3\xa9 <x>");
+	s.created = 1767225600;
+	s.window_s = 120;
+	ok(mesh_schedule_check(&s) == MESH_OK &&
+	           mesh_schedule_to_json(&s, &json) == MESH_OK &&
+	           mesh_schedule_from_json(json, strlen(json), &back) ==
+	                   MESH_OK,
+	   "a schedule goes to JSON and back");
+	is_str(back.body, s.body, "its body unchanged");
+	is_int(back.window_s, 120, "its window");
+	is_str(back.tz, "Europe/Berlin", "its zone");
+	mesh_schedule_fini(&back);
+	free(json);
+	mesh_schedule_fini(&s);
+
+	ok(mesh_schedule_from_json(good[0], strlen(good[0]), &back) ==
+	           MESH_OK,
+	   "a record with spaces, another key order and unknown keys");
+	is_str(back.body, "x\"y\nA", "its escapes decoded");
+	ok(!back.enabled && back.delete_after &&
+	           back.missed == MESH_MISSED_ALL && back.retry_max == 185 &&
+	           back.max_age_s == 86400 && back.created == 5,
+	   "its flags, and defaults for the keys left out");
+	mesh_schedule_fini(&back);
+	ok(mesh_schedule_from_json(good[1], strlen(good[1]), &back) ==
+	           MESH_OK,
+	   "a record with non-ASCII text (read by jansson)");
+	is_str(back.body, "caf\xc3\xa9 \xc3\xa9", "decoded the same");
+	ok(back.start == -1 && back.window_s == 60 && back.retry_max == 3 &&
+	           back.max_age_s == 600 && strcmp(back.dlq, "dead") == 0,
+	   "with its optional keys");
+	mesh_schedule_fini(&back);
+	for (size_t i = 0; i < sizeof(malformed) / sizeof(malformed[0]); i++) {
+		is_int(mesh_schedule_from_json(malformed[i], strlen(malformed[i]),
+		                               &back),
+		       MESH_EPARSE, "malformed record %zu is refused", i);
+	}
+}
+
 int
 main(void)
 {
+	test_records();
 	test_window();
 	test_cases();
 	test_bad();

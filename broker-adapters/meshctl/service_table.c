@@ -1,0 +1,125 @@
+/* service_table.c: the commands about services: `meshctl stats`, the
+ * `meshctl state` tree and `meshctl new service`. */
+#include <string.h>
+
+#include "cli.h"
+#include "commands.h"
+#include "mesh/service.h"
+
+bool
+service_name_check(const struct cli *cli, const char *name)
+{
+	size_t n = strlen(name);
+
+	if (n == 0 || n > MESH_SERVICE_NAME_MAX ||
+	    strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	                 "0123456789_-") != n) {
+		cli_usage_error(cli,
+		                "service name '%s': 1-%d of A-Z a-z 0-9 _ -",
+		                name, MESH_SERVICE_NAME_MAX);
+		return false;
+	}
+	return true;
+}
+
+const struct cli_opt stats_opts[] = {
+        {"--wait", "MS",
+         "collect answers this long, 10-10000 ms (300); every instance "
+         "answers"},
+        {NULL, NULL, NULL},
+};
+
+#define STATE_OPTS                                                            \
+	{"--state", "DIR",                                                    \
+	 "the service's LMDB environment (var/services/SERVICE)"},            \
+	        {"--db", "NAME",                                              \
+	         "the named database: state (the handlers'), or the "         \
+	         "runtime's processed, processed_at, outbox, meta"},          \
+	{                                                                     \
+		"--no-lock", NULL,                                            \
+		        "read without a slot in lock.mdb (when it is not "    \
+		        "writable): safe only while the service is stopped"   \
+	}
+
+static const struct cli_opt get_opts[] = {
+        STATE_OPTS,
+        {"--hex", NULL, "KEY is given in hex"},
+        {"--raw", NULL, "write the value's bytes as they are"},
+        {NULL, NULL, NULL},
+};
+
+static const struct cli_opt scan_opts[] = {
+        STATE_OPTS,
+        {"--hex", NULL, "PREFIX is given in hex"},
+        {"--limit", "N", "at most N keys, 1-100000000 (100)"},
+        {NULL, NULL, NULL},
+};
+
+static const struct cli_opt backup_opts[] = {
+        {"--state", "DIR",
+         "the service's LMDB environment (var/services/SERVICE)"},
+        {NULL, NULL, NULL},
+};
+
+static const struct cli_opt new_opts[] = {
+        {"--dir", "DIR", "where services live (services)"},
+        {"--template", "DIR", "the template (DIR/template)"},
+        {NULL, NULL, NULL},
+};
+
+#define STATE_HELP                                                            \
+	"Reads the database '" MESH_SERVICE_DB_STATE "' (or --db's) of the "  \
+	"service's LMDB environment,\nread-only, while the service runs. "    \
+	"Keys and values print as text when they\nare printable UTF-8, "      \
+	"else as 0x and hex (--json: key_base64, value_base64)."
+
+const struct cli_cmd state_commands[] = {
+        {.name = "get",
+         .summary = "Print the value of a key in a service's state.",
+         .usage = "SERVICE KEY [--state DIR] [--hex] [--raw]",
+         .help = STATE_HELP,
+         .opts = get_opts,
+         .run = cmd_state_get,
+         .min_pos = 2,
+         .max_pos = 2},
+        {.name = "scan",
+         .summary = "List a service's keys (and values) in order.",
+         .usage = "SERVICE [PREFIX] [--state DIR] [--limit N]",
+         .help = STATE_HELP "\nOne key a line: KEY, a tab, VALUE. Says "
+                            "on standard error when --limit cut\nthe "
+                            "list short.",
+         .opts = scan_opts,
+         .run = cmd_state_scan,
+         .min_pos = 1,
+         .max_pos = 2},
+        {.name = "backup",
+         .summary = "Copy a service's environment, consistently, while it "
+                    "runs.",
+         .usage = "SERVICE DEST [--state DIR]",
+         .help = "Writes DEST/data.mdb, a compacted copy of one moment of "
+                 "the whole environment\n(every database), taken with "
+                 "mdb_env_copy2 in a read transaction: the\nservice goes "
+                 "on writing. DEST must be a new or empty directory. "
+                 "To restore,\nstop the service and put DEST/data.mdb in "
+                 "its state directory (remove\nlock.mdb there).",
+         .opts = backup_opts,
+         .run = cmd_state_backup,
+         .min_pos = 2,
+         .max_pos = 2},
+        {NULL},
+};
+
+const struct cli_cmd new_commands[] = {
+        {.name = "service",
+         .summary = "Make a new service from the template.",
+         .usage = "NAME [--dir DIR]",
+         .help = "Writes DIR/NAME/main.c and DIR/NAME/meson.build from "
+                 "DIR/template/*.in\n(@NAME@ replaced) and adds "
+                 "subdir('NAME') to DIR/meson.build. Refuses an\nexisting "
+                 "DIR/NAME. Run it from the project's root; then build.",
+         .opts = new_opts,
+         .run = cmd_new_service,
+         .min_pos = 1,
+         .max_pos = 1},
+        {NULL},
+};

@@ -1,0 +1,516 @@
+/* bench_runtime: the service runtime beside raw cnats, measured in the same
+ * run on the same nats-server (started here).
+ *
+ *   pipeline:  N PlaceOrder events wait in a queue; a service whose
+ *              handler decodes each, updates its LMDB state and (the
+ *              runtime) marks its id processed, one durable commit per
+ *              batch, then acks. Baseline: cnats fetching the same N
+ *              messages from a pull consumer and acking each.
+ *   latency:   events sent at 1,000 per second; publish-to-commit p50 and
+ *              p99 from the runtime's own histogram. Baseline: the same
+ *              rate through cnats alone, publish to fetch.
+ *   cold start: exec of a service program until it is ready to consume
+ *              (its "started" line). Baseline: exec of a cnats program
+ *              that connects and binds a pull consumer.
+ *
+ * Environment: BENCH_RUNTIME_EVENTS (50000), BENCH_RUNTIME_BATCH (256).
+ * Prints "NAME: VALUE UNIT (baseline VALUE UNIT, ratio R)". Run:
+ * meson test -C build --benchmark --suite runtime -v */
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "harness.h"
+#include "mesh/service.h"
+#include "shop.pb-c.h"
+
+static struct test_broker broker;
+static struct mesh_conn *conn;
+static atomic_long handled;
+
+static long
+env_long(const char *name, long def)
+{
+	const char *v = getenv(name);
+
+	return v && *v ? strtol(v, NULL, 10) : def;
+}
+
+static void
+figure(const char *name, double v, double base, const char *unit)
+{
+	printf("%s: %.3f %s (baseline %.3f %s, ratio %.2f)\n", name, v, unit,
+	       base, unit, base > 0 ? v / base : 0.0);
+	fflush(stdout);
+}
+
+static double
+now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static struct mesh_event *
+order(long i)
+{
+	Evmesh__Shop__PlaceOrder po;
+	struct mesh_event *ev = NULL;
+	char id[32];
+
+	evmesh__shop__place_order__init(&po);
+	snprintf(id, sizeof(id), "o-%ld", i);
+	po.order_id = id;
+	po.customer = "bench";
+	po.country = "DE";
+	po.total_cents = 1000 + i;
+	mesh_event_new("evmesh.shop.PlaceOrder", "bench", &ev);
+	mesh_event_set_message(ev, &po.base);
+	return ev;
+}
+
+/* ---- the service --------------------------------------------------------- */
+
+static mesh_handler_result
+on_order(struct mesh_ctx *ctx, const struct mesh_event *ev,
+         const ProtobufCMessage *msg, void *arg)
+{
+	const Evmesh__Shop__PlaceOrder *po =
+	        (const Evmesh__Shop__PlaceOrder *)msg;
+	char key[64], val[32];
+
+	(void)ev;
+	(void)arg;
+	snprintf(key, sizeof(key), "order/%s", po->order_id);
+	snprintf(val, sizeof(val), "%lld", (long long)po->total_cents);
+	mesh_state_put(ctx, key, strlen(key), val, strlen(val));
+	atomic_fetch_add(&handled, 1);
+	return MESH_HANDLER_OK;
+}
+
+struct running {
+	struct mesh_service *s;
+	volatile sig_atomic_t stop;
+	pthread_t t;
+};
+
+static void *
+run_main(void *arg)
+{
+	struct running *r = arg;
+
+	if (mesh_service_run(r->s, conn, &r->stop) != MESH_OK) {
+		fprintf(stderr, "bench: the service: %s\n", mesh_errdetail());
+	}
+	return NULL;
+}
+
+static void
+service_start(struct running *r, const char *queue, const char *dir,
+              int batch)
+{
+	memset(r, 0, sizeof(*r));
+	mesh_service_new("bench", &r->s);
+	mesh_service_opts(r->s)->state_dir = dir;
+	mesh_service_opts(r->s)->batch_size = batch;
+	mesh_service_opts(r->s)->max_inflight =
+	        (int)env_long("BENCH_RUNTIME_INFLIGHT", 4);
+	mesh_service_consume(r->s, queue);
+	mesh_service_on(r->s, "evmesh.shop.PlaceOrder",
+	                &evmesh__shop__place_order__descriptor, on_order, NULL);
+	pthread_create(&r->t, NULL, run_main, r);
+}
+
+static void
+service_stop(struct running *r)
+{
+	r->stop = 1;
+	pthread_join(r->t, NULL);
+	mesh_service_free(r->s);
+}
+
+static void
+fill(const char *queue, long n)
+{
+	struct mesh_queue *q = NULL;
+
+	mesh_queue_open(conn, queue, &q);
+	for (long i = 0; i < n; i += 10) {
+		struct mesh_queue_entry e[10];
+		struct mesh_queue_sent s[10];
+		struct mesh_event *ev[10];
+		char ids[10][24];
+		int k, m = n - i < 10 ? (int)(n - i) : 10;
+		for (k = 0; k < m; k++) {
+			ev[k] = order(i + k);
+			snprintf(ids[k], sizeof(ids[k]), "e%d", k);
+			e[k] = (struct mesh_queue_entry){
+			        .id = ids[k], .event = ev[k], .delay_s = -1};
+		}
+		mesh_queue_send_batch(q, e, (size_t)m, s);
+		for (k = 0; k < m; k++) {
+			mesh_event_free(ev[k]);
+		}
+	}
+	mesh_queue_close(q);
+}
+
+/* ---- baselines ---------------------------------------------------------- */
+
+static natsConnection *raw_nc;
+static jsCtx *raw_js;
+
+static void
+raw_stream(const char *name, const char *subject)
+{
+	jsStreamConfig sc;
+	jsConsumerConfig cc;
+	const char *subj[] = {subject};
+
+	jsStreamConfig_Init(&sc);
+	sc.Name = name;
+	sc.Subjects = subj;
+	sc.SubjectsLen = 1;
+	sc.Retention = js_WorkQueuePolicy;
+	sc.Storage = js_FileStorage;
+	js_AddStream(NULL, raw_js, &sc, NULL, NULL);
+	jsConsumerConfig_Init(&cc);
+	cc.Durable = "raw";
+	cc.AckPolicy = js_AckExplicit;
+	cc.MaxAckPending = 100000;
+	js_AddConsumer(NULL, raw_js, name, &cc, NULL, NULL);
+}
+
+static natsSubscription *
+raw_bind(const char *stream, const char *subject)
+{
+	jsSubOptions so;
+	natsSubscription *sub = NULL;
+
+	jsSubOptions_Init(&so);
+	so.Stream = stream;
+	so.Consumer = "raw";
+	js_PullSubscribe(&sub, raw_js, subject, "raw", NULL, &so, NULL);
+	return sub;
+}
+
+/* Fetch and ack n messages; events per second. */
+static double
+raw_pipeline(long n, int batch)
+{
+	struct mesh_event *ev = order(0);
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	natsSubscription *sub;
+	long got = 0;
+	double t0;
+
+	raw_stream("RAW_PIPE", "raw.pipe");
+	mesh_event_pack(ev, &buf, &len);
+	for (long i = 0; i < n; i++) {
+		js_PublishAsync(raw_js, "raw.pipe", buf, (int)len, NULL);
+	}
+	js_PublishAsyncComplete(raw_js, NULL);
+	free(buf);
+	mesh_event_free(ev);
+	sub = raw_bind("RAW_PIPE", "raw.pipe");
+	t0 = now_s();
+	while (got < n) {
+		natsMsgList list = {0};
+		if (natsSubscription_Fetch(&list, sub, batch, 1000, NULL) !=
+		    NATS_OK) {
+			continue;
+		}
+		for (int i = 0; i < list.Count; i++) {
+			natsMsg_Ack(list.Msgs[i], NULL);
+		}
+		got += list.Count;
+		natsMsgList_Destroy(&list);
+	}
+	natsSubscription_Destroy(sub);
+	return (double)n / (now_s() - t0);
+}
+
+static int
+cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Publish at `rate` per second for n events, fetching on the side;
+ * publish-to-fetch p50 and p99 in ms. */
+static void
+raw_latency(long n, int rate, double *p50, double *p99)
+{
+	natsSubscription *sub;
+	double *lat = calloc((size_t)n, sizeof(*lat));
+	long got = 0;
+	double t0 = now_s();
+
+	raw_stream("RAW_LAT", "raw.lat");
+	sub = raw_bind("RAW_LAT", "raw.lat");
+	for (long i = 0; i < n; i++) {
+		double sent = now_s(), due = t0 + (double)i / rate;
+		char body[32];
+		natsMsgList list = {0};
+		snprintf(body, sizeof(body), "%.9f", sent);
+		js_Publish(NULL, raw_js, "raw.lat", body, (int)strlen(body),
+		           NULL, NULL);
+		while (now_s() < due + 1.0 / rate && got < n) {
+			if (natsSubscription_Fetch(&list, sub, 64, 1, NULL) !=
+			    NATS_OK) {
+				continue;
+			}
+			for (int k = 0; k < list.Count; k++) {
+				lat[got++] = (now_s() -
+				              atof(natsMsg_GetData(list.Msgs[k]))) *
+				             1000.0;
+				natsMsg_Ack(list.Msgs[k], NULL);
+			}
+			natsMsgList_Destroy(&list);
+		}
+	}
+	qsort(lat, (size_t)got, sizeof(*lat), cmp_double);
+	*p50 = got ? lat[got / 2] : 0;
+	*p99 = got ? lat[(got * 99) / 100] : 0;
+	free(lat);
+	natsSubscription_Destroy(sub);
+}
+
+/* ---- cold start --------------------------------------------------------- */
+
+/* Exec argv and time it until a line containing `ready` on its stderr;
+ * then stop it. Milliseconds, or -1. */
+static double
+exec_until(char *const argv[], const char *ready)
+{
+	int fd[2];
+	char buf[4096];
+	size_t n = 0;
+	double t0, t = -1;
+	pid_t pid;
+
+	if (pipe(fd) != 0) {
+		return -1;
+	}
+	t0 = now_s();
+	if ((pid = fork()) == 0) {
+		dup2(fd[1], 2);
+		close(fd[0]);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	close(fd[1]);
+	while (n + 1 < sizeof(buf)) {
+		ssize_t r = read(fd[0], buf + n, sizeof(buf) - 1 - n);
+		if (r <= 0) {
+			break;
+		}
+		n += (size_t)r;
+		buf[n] = '\0';
+		if (strstr(buf, ready) != NULL) {
+			t = (now_s() - t0) * 1000.0;
+			break;
+		}
+	}
+	kill(pid, SIGTERM);
+	waitpid(pid, NULL, 0);
+	close(fd[0]);
+	return t;
+}
+
+/* The best of 5 starts. */
+static double
+cold_start(char *const argv[], const char *ready)
+{
+	double best = -1;
+
+	for (int i = 0; i < 5; i++) {
+		double t = exec_until(argv, ready);
+		if (t >= 0 && (best < 0 || t < best)) {
+			best = t;
+		}
+	}
+	return best;
+}
+
+/* As a child: a cnats program that connects and binds a pull consumer,
+ * then says so (the cold-start baseline), or the bench service. */
+static int
+child_main(int argc, char **argv)
+{
+	if (strcmp(argv[1], "--raw-start") == 0) {
+		natsConnection *nc = NULL;
+		jsCtx *js = NULL;
+		natsSubscription *sub = NULL;
+		jsSubOptions so;
+		natsConnection_ConnectTo(&nc, argv[2]);
+		natsConnection_JetStream(&js, nc, NULL);
+		jsSubOptions_Init(&so);
+		so.Stream = "RAW_PIPE";
+		so.Consumer = "raw";
+		js_PullSubscribe(&sub, js, "raw.pipe", "raw", NULL, &so, NULL);
+		fprintf(stderr, "ready\n");
+		pause();
+		return 0;
+	}
+	if (strcmp(argv[1], "--service") == 0 && argc >= 5) {
+		struct mesh_service *s = NULL;
+		char *args[] = {argv[0], "--server", argv[2], "--state", argv[3],
+		                NULL};
+		mesh_service_new("bench-cold", &s);
+		mesh_service_consume(s, argv[4]);
+		mesh_service_on(s, NULL, NULL, on_order, NULL);
+		return mesh_service_main(s, 5, args);
+	}
+	return 2;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct mesh_conn_opts o;
+	struct mesh_queue_attrs qa;
+	struct running r;
+	char dir1[PATH_MAX], dir2[PATH_MAX], dir3[PATH_MAX];
+	long n = env_long("BENCH_RUNTIME_EVENTS", 50000);
+	int batch = (int)env_long("BENCH_RUNTIME_BATCH", 256);
+	double t0, rate, base, p50, p99, b50, b99, cold, raw_cold;
+	json_t *st = NULL;
+	natsMsg *reply = NULL;
+
+	if (argc > 1) {
+		return child_main(argc, argv);
+	}
+	if (!test_broker_start(&broker, NULL) || !test_tmpdir(dir1, sizeof(dir1)) ||
+	    !test_tmpdir(dir2, sizeof(dir2)) ||
+	    !test_tmpdir(dir3, sizeof(dir3))) {
+		fprintf(stderr, "bench: no broker\n");
+		return 1;
+	}
+	mesh_conn_opts_init(&o);
+	o.servers = broker.url;
+	mesh_conn_open(&o, &conn);
+	natsConnection_ConnectTo(&raw_nc, broker.url);
+	{
+		jsOptions jo;
+		jsOptions_Init(&jo);
+		jo.PublishAsync.MaxPending = 4096;
+		natsConnection_JetStream(&raw_js, raw_nc, &jo);
+	}
+	mesh_queue_attrs_init(&qa);
+	mesh_queue_create(conn, "bench-in", &qa);
+	mesh_queue_create(conn, "bench-lat", &qa);
+	mesh_queue_create(conn, "bench-cold", &qa);
+	printf("# %ld events, batches of up to %d; durable LMDB commits\n", n,
+	       batch);
+
+	/* Pipeline. */
+	base = raw_pipeline(n, batch);
+	fill("bench-in", n);
+	t0 = now_s();
+	service_start(&r, "bench-in", dir1, batch);
+	while (atomic_load(&handled) < n && now_s() - t0 < 120) {
+		usleep(2000);
+	}
+	if (atomic_load(&handled) < n) {
+		fprintf(stderr, "bench: only %ld of %ld handled\n",
+		        atomic_load(&handled), n);
+		return 1;
+	}
+	rate = (double)atomic_load(&handled) / (now_s() - t0);
+	service_stop(&r);
+	figure("runtime pipeline", rate, base, "events/s");
+
+	/* Latency at 1,000 events per second. */
+	raw_latency(5000, 1000, &b50, &b99);
+	atomic_store(&handled, 0);
+	service_start(&r, "bench-lat", dir2, batch);
+	usleep(300000);
+	{
+		struct mesh_queue *q = NULL;
+		double start = now_s();
+		mesh_queue_open(conn, "bench-lat", &q);
+		for (long i = 0; i < 5000; i++) {
+			struct mesh_event *ev = order(i);
+			struct mesh_queue_entry e = {.event = ev, .delay_s = -1};
+			struct mesh_queue_sent s;
+			double due = start + (double)i / 1000.0;
+			while (now_s() < due) {
+				usleep(100);
+			}
+			mesh_event_set_time(ev, (int64_t)time(NULL), 0);
+			{
+				struct timespec ts;
+				clock_gettime(CLOCK_REALTIME, &ts);
+				mesh_event_set_time(ev, ts.tv_sec,
+				                    (int32_t)ts.tv_nsec);
+			}
+			mesh_queue_send(q, &e, &s);
+			mesh_event_free(ev);
+		}
+		mesh_queue_close(q);
+	}
+	for (double until = now_s() + 60; atomic_load(&handled) < 5000;) {
+		if (now_s() > until) {
+			fprintf(stderr, "bench: only %ld of 5000 handled\n",
+			        atomic_load(&handled));
+			return 1;
+		}
+		usleep(2000);
+	}
+	if (natsConnection_RequestString(&reply, mesh_conn_nats(conn),
+	                                 "mesh.service.bench.stats", "",
+	                                 2000) == NATS_OK) {
+		st = json_loadb(natsMsg_GetData(reply),
+		                (size_t)natsMsg_GetDataLength(reply), 0, NULL);
+	}
+	natsMsg_Destroy(reply);
+	p50 = json_real_value(
+	        json_object_get(json_object_get(st, "commit_ms"), "p50"));
+	p99 = json_real_value(
+	        json_object_get(json_object_get(st, "commit_ms"), "p99"));
+	json_decref(st);
+	service_stop(&r);
+	figure("publish-to-commit p50 at 1000 events/s", p50, b50, "ms");
+	figure("publish-to-commit p99 at 1000 events/s", p99, b99, "ms");
+
+	/* Cold start. */
+	{
+		char *svc[] = {argv[0], "--service", broker.url, dir3, "bench-cold",
+		               NULL};
+		char *raw[] = {argv[0], "--raw-start", broker.url, NULL};
+		char self[PATH_MAX];
+		ssize_t len = readlink("/proc/self/exe", self, sizeof(self) - 1);
+		if (len > 0) {
+			self[len] = '\0';
+			svc[0] = raw[0] = self;
+		}
+		cold = cold_start(svc, "\"started");
+		raw_cold = cold_start(raw, "ready");
+		figure("cold start (exec to ready to consume)", cold, raw_cold,
+		       "ms");
+	}
+	mesh_conn_close(conn);
+	jsCtx_Destroy(raw_js);
+	natsConnection_Destroy(raw_nc);
+	test_broker_stop(&broker);
+	test_rmtree(dir1);
+	test_rmtree(dir2);
+	test_rmtree(dir3);
+	mesh_shutdown();
+	return 0;
+}

@@ -1,0 +1,236 @@
+#!/usr/bin/env bash
+# meshctl state and meshctl stats as an operator meets them: against
+# stand-ins (an LMDB writer committing every millisecond, stats responders
+# with known counters) and, when it is given, the real template service.
+# Usage: test_service_tools.sh MESHCTL TEST-BROKER STATE-WRITER
+#        STATS-RESPONDER [TEMPLATE-SERVICE]
+set -u
+MESHCTL=$1
+TEST_BROKER=$2
+STATE_WRITER=$3
+STATS_RESPONDER=$4
+SERVICE=${5:-}
+. "$(dirname "$0")/tap.sh"
+unset NATS_URL NATS_USER NATS_PASSWORD NATS_TOKEN NATS_NKEY NATS_CREDS
+tmp=$(mktemp -d)
+pids=()
+cleanup() {
+	exec 7>&- 2>/dev/null
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+	for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+cd "$tmp" || exit 1
+mkfifo hold
+exec 7<>hold # stand-ins read it and stop when it closes
+
+# jget JSON PYTHON-EXPR: a value out of JSON (j is the document).
+jget() {
+	python3 -c 'import json, sys
+j = json.loads(sys.argv[1])
+r = eval(sys.argv[2])
+print(" ".join(map(str, r)) if isinstance(r, tuple) else r)' "$1" "$2"
+}
+
+# spawn OUT CMD...: run a stand-in in the background until 'hold' closes;
+# wait for its "ready".
+spawn() {
+	local out=$1
+	shift
+	"$@" <hold >"$out" 2>&1 &
+	pids+=($!)
+	for _ in $(seq 100); do
+		grep -q ready "$out" 2>/dev/null && return 0
+		sleep 0.05
+	done
+	return 1
+}
+
+# ---- state: input the user gets wrong ------------------------------------
+out=$("$MESHCTL" state get nosuch k 2>&1); is $? 1 "state get of a service without state exits 1"
+is "$out" "meshctl state get: service 'nosuch' has no state at var/services/nosuch" \
+	"and names the service and the directory"
+out=$("$MESHCTL" state scan nosuch --state elsewhere 2>&1); is $? 1 "state scan too"
+has "$out" "service 'nosuch' has no state at elsewhere" "and names --state's directory"
+out=$("$MESHCTL" state backup nosuch bk 2>&1); is $? 1 "state backup too"
+[ ! -e bk ]; ok $? "and makes no destination"
+out=$("$MESHCTL" state get 'bad/name' k 2>&1); is $? 2 "a malformed service name is a usage error"
+has "$out" "service name 'bad/name'" "and is named"
+out=$("$MESHCTL" state get demo 2>&1); is $? 2 "state get without KEY is a usage error"
+
+# ---- state: a live writer ---------------------------------------------------
+mkdir -p var/services
+spawn writer.out "$STATE_WRITER" var/services/demo; ok $? "a writer commits to var/services/demo"
+out=$("$MESHCTL" state get demo greeted/ada); ok $? "state get reads a key while the writer writes"
+is "$out" "3" "and prints its value"
+out=$("$MESHCTL" state get demo note); is "$out" "héllo wörld" "UTF-8 values print as text"
+out=$("$MESHCTL" state get demo bin); is "$out" "0x000102ff" "other bytes print as hex"
+out=$("$MESHCTL" state get demo bin --json)
+is "$(jget "$out" 'j["value_base64"], j["key"], j["size"]')" "AAEC/w== bin 4" "--json: value_base64 for bytes, key, size"
+out=$("$MESHCTL" state get demo 62696e --hex); is "$out" "0x000102ff" "--hex takes the key in hex"
+out=$("$MESHCTL" state get demo 6g --hex 2>&1); is $? 2 "bad hex is a usage error"
+out=$("$MESHCTL" state get demo bin --raw | od -An -tx1 | tr -d ' \n'); is "$out" "000102ff" "--raw writes the bytes"
+out=$("$MESHCTL" state scan demo --db meta); is "$out" "$(printf 'version\t1')" "--db names another database"
+out=$("$MESHCTL" state get demo k --db nope 2>&1); is $? 1 "a database the environment lacks exits 1"
+is "$out" "meshctl state get: service 'demo' has no database 'nope' in var/services/demo" "and is named"
+out=$("$MESHCTL" state get demo nope 2>&1); is $? 1 "a missing key exits 1"
+is "$out" "meshctl state get: service 'demo' has no key 'nope' (state at var/services/demo)" \
+	"and names the service, the key and the directory"
+out=$("$MESHCTL" state get other greeted/bob --state var/services/demo); is "$out" "1" "--state names the directory"
+out=$("$MESHCTL" state get demo greeted/bob --no-lock); is "$out" "1" "--no-lock reads without a reader slot"
+# A reader that may not write lock.mdb (root owns it; nobody reads).
+nobody=(setpriv --reuid=65534 --regid=65534 --clear-groups)
+chmod 755 "$tmp"
+if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null &&
+	"${nobody[@]}" "$MESHCTL" version >/dev/null 2>&1; then
+	out=$("${nobody[@]}" "$MESHCTL" state get demo greeted/ada 2>&1); is $? 1 \
+		"without write access to lock.mdb, state get exits 1"
+	has "$out" "A reader needs write access to var/services/demo/lock.mdb: run as the service's user (--no-lock" \
+		"and says why and what to do"
+	out=$("${nobody[@]}" "$MESHCTL" state get demo greeted/ada --no-lock); is "$out" "3" "--no-lock reads anyway"
+	out=$("${nobody[@]}" "$MESHCTL" state backup demo /nonexistent 2>&1); is $? 1 "backup refuses"
+	has "$out" "run as the service's user." "and offers no --no-lock"
+else
+	echo "# skipping the reader without write access to lock.mdb: needs root, setpriv and a meshctl that nobody may run"
+fi
+chmod 700 "$tmp"
+
+out=$("$MESHCTL" state scan demo greeted/)
+is "$out" "$(printf 'greeted/ada\t3\ngreeted/bob\t1')" "state scan PREFIX lists the keys in order, with values"
+out=$("$MESHCTL" state scan demo --limit 2 2>err); ok $? "state scan --limit exits 0"
+is "$(printf '%s\n' "$out" | wc -l)" 2 "and prints no more than the limit"
+has "$(cat err)" "there are more: raise --limit" "and says on stderr that it cut the list"
+out=$("$MESHCTL" state scan demo g --json)
+is "$(jget "$out" '[i["key"] for i in j["items"]], j["count"], j["truncated"]')" \
+	"['greeted/ada', 'greeted/bob'] 2 False" "--json: items, count, truncated"
+out=$("$MESHCTL" state scan demo zzz); is "$out" "" "a prefix no key has prints nothing"
+out=$("$MESHCTL" state scan demo --limit 0 2>&1); is $? 2 "--limit 0 is a usage error"
+
+c1=$("$MESHCTL" state get demo count); sleep 0.3
+c2=$("$MESHCTL" state get demo count)
+[ "$c2" -gt "$c1" ]; ok $? "each read sees the writer's latest commit ($c1, then $c2)"
+
+out=$("$MESHCTL" state backup demo bk); ok $? "state backup copies while the writer writes"
+has "$out" "backed up service 'demo' (state at var/services/demo) to bk" "and says what went where"
+[ -f bk/data.mdb ] && [ ! -e bk/lock.mdb ]; ok $? "the copy is bk/data.mdb alone"
+n=$("$MESHCTL" state get demo count --state bk)
+lines=$("$MESHCTL" state scan demo load/ --limit 100000000 --state bk | wc -l)
+is "$lines" "$n" "the copy is one moment: count ($n) = load/ keys"
+[ "$n" -ge "$c2" ]; ok $? "and no older than the last read ($n >= $c2)"
+out=$("$MESHCTL" state backup demo bk 2>&1); is $? 1 "a backup into a non-empty directory exits 1"
+has "$out" "bk is not empty" "and names it"
+mkdir empty
+out=$("$MESHCTL" state backup demo empty --json); ok $? "a backup into an empty directory works"
+[ "$(jget "$out" 'j["keys"] > 5 and j["bytes"] > 0')" = True ]; ok $? "--json counts keys and bytes"
+out=$("$MESHCTL" state backup demo no/such/dir 2>&1); is $? 1 "a destination that cannot be made exits 1"
+has "$out" "cannot make no/such/dir" "and names it"
+mkdir -p var/services/empty-env && touch var/services/empty-env/data.mdb
+out=$("$MESHCTL" state get empty-env k 2>&1); is $? 1 "a data.mdb that is no environment exits 1"
+has "$out" "service 'empty-env': cannot open its state at var/services/empty-env" "and says so"
+
+# ---- stats: stand-in instances -----------------------------------------------
+start_broker; ok $? "a broker starts"
+start=$(date +%s%N)
+out=$("$MESHCTL" --server "$BROKER_URL" stats orders 2>&1); r=$?
+ms=$(( ($(date +%s%N) - start) / 1000000 ))
+is $r 1 "stats of a service nobody runs exits 1"
+has "$out" "no instance of service orders answered" "and says so"
+[ $ms -lt 2000 ]; ok $? "quickly ($ms ms)"
+out=$("$MESHCTL" --server "$BROKER_URL" stats 2>&1); is $? 1 "stats of no service exits 1"
+has "$out" "no service answered (on mesh.services.stats" "and says so"
+out=$("$MESHCTL" --server "$BROKER_URL" stats 'a.b' 2>&1); is $? 2 "a malformed service name is a usage error"
+
+stat_json() { # SERVICE INSTANCE RECEIVED P99
+	printf '{"service":"%s","instance":"%s","received":%s,"processed":%s,"retried":1,"failed":0,"dead_lettered":0,"duplicates":2,"ignored":0,"outbox_pending":0,"in_flight":1,"handler_ms":{"p50":0.5,"p95":1.0,"p99":%s,"count":%s},"commit_ms":{"p50":2.0,"p95":4.0,"p99":8.0,"count":%s}}' \
+		"$1" "$2" "$3" "$3" "$4" "$3" "$3"
+}
+spawn r1.out "$STATS_RESPONDER" "$BROKER_URL" orders "$(stat_json orders host-b:2 100 3.5)"
+ok $? "a stand-in instance of orders answers"
+spawn r2.out "$STATS_RESPONDER" "$BROKER_URL" orders "$(stat_json orders host-a:1 50 7.25)"
+ok $? "a second one"
+spawn r3.out "$STATS_RESPONDER" "$BROKER_URL" shipping "$(stat_json shipping host-a:3 7 0.1)"
+ok $? "and one of shipping"
+spawn r4.out "$STATS_RESPONDER" "$BROKER_URL" orders "not json"
+ok $? "and a broken one"
+
+out=$("$MESHCTL" --server "$BROKER_URL" stats orders --wait 1000 2>err); ok $? "stats orders exits 0"
+row=$(printf '%s\n' "$out" | awk '$1 == "orders" {print $2, $3, $4, $8, $11}')
+is "$row" "(2) 150 150 4 2" "its row sums the instances' counters (received, processed, duplicates, in flight)"
+has "$out" "  host-a:1 " "and shows each instance"
+[ "$(printf '%s\n' "$out" | grep -n 'host-a:1' | cut -d: -f1)" -lt "$(printf '%s\n' "$out" | grep -n 'host-b:2' | cut -d: -f1)" ]
+ok $? "in order"
+has "$(printf '%s\n' "$out" | awk '$1 == "orders"')" "0.50/1.00/7.25" "its p99 is the largest instance's"
+has "$(cat err)" "ignored 1 answer(s) on mesh.service.orders.stats" "the broken answer is reported, not shown"
+out=$("$MESHCTL" --server "$BROKER_URL" stats orders --json --wait 1000 2>/dev/null)
+is "$(jget "$out" 'j["service"], j["total"]["received"], j["total"]["duplicates"], j["total"]["in_flight"], j["total"]["handler_ms"]["p99"], len(j["instances"])')" \
+	"orders 150 4 2 7.25 2" "--json: the total and the instances' own answers"
+is "$(jget "$out" 'j["instances"][1]["received"]')" "100" "each instance's answer is kept as it came"
+is "$(jget "$out" 'j["total"]["handler_ms"]["count"]')" "150" "the latencies' sample counts are summed"
+out=$("$MESHCTL" --server "$BROKER_URL" stats --json --wait 1000 2>/dev/null); ok $? "stats without SERVICE asks every service"
+is "$(jget "$out" '[(s["service"], len(s["instances"]), s["total"]["received"]) for s in j["services"]]')" \
+	"[('orders', 2, 150), ('shipping', 1, 7)]" "and groups the answers by service"
+start=$(date +%s%N)
+out=$("$MESHCTL" --server "$BROKER_URL" stats shipping --wait 1500); r=$?
+ms=$(( ($(date +%s%N) - start) / 1000000 ))
+ok $r "stats --wait 1500 exits 0"
+[ $ms -ge 1500 ] && [ $ms -lt 6000 ]; ok $? "and collects answers for that long, no longer ($ms ms)"
+out=$("$MESHCTL" --server "$BROKER_URL" stats shipping --wait 5 2>&1); is $? 2 "--wait under 10 ms is a usage error"
+
+# ---- the real thing: the template service ------------------------------------
+if [ -n "$SERVICE" ]; then
+	M=("$MESHCTL" --server "$BROKER_URL")
+	"${M[@]}" topic create greetings >/dev/null &&
+		"${M[@]}" topic create greeted --archive-days 1 >/dev/null
+	ok $? "the template's topics are made"
+	"$SERVICE" --server "$BROKER_URL" --state var/services/tpl >svc.log 2>&1 &
+	svc=$!
+	pids+=($svc)
+	for _ in $(seq 100); do
+		"${M[@]}" stats template-service --wait 300 >/dev/null 2>&1 && break
+		sleep 0.1
+	done
+	out=$("${M[@]}" stats template-service --wait 1000); ok $? "the running template service answers stats"
+	for n in ada bob ada; do
+		"${M[@]}" topic publish greetings --type evmesh.example.Greet --json "{\"name\":\"$n\"}" >/dev/null
+	done
+	for _ in $(seq 100); do
+		[ "$("$MESHCTL" state get template-service greeted/ada --state var/services/tpl 2>/dev/null)" = 2 ] && break
+		sleep 0.1
+	done
+	out=$("$MESHCTL" state scan template-service greeted/ --state var/services/tpl)
+	is "$out" "$(printf 'greeted/ada\t2\ngreeted/bob\t1')" "state scan reads what the running service wrote"
+	for _ in $(seq 50); do
+		out=$("${M[@]}" topic info greeted --json)
+		[ "$(jget "$out" 'j["Attributes"]["MessagesStored"]')" = 3 ] && break
+		sleep 0.1
+	done
+	is "$(jget "$out" 'j["Attributes"]["MessagesStored"]')" 3 "it emitted a Greeted event for each"
+	out=$("$MESHCTL" state scan template-service --db processed --state var/services/tpl | wc -l)
+	is "$out" 3 "--db reads the runtime's databases: 3 processed ids"
+	out=$("${M[@]}" stats template-service --json --wait 1000)
+	is "$(jget "$out" 'j["total"]["processed"], len(j["instances"])')" "3 1" "stats counts its 3 events"
+	out=$("${M[@]}" stats --json --wait 1000)
+	has "$out" '"service": "template-service"' "stats without SERVICE finds it"
+	out=$("$MESHCTL" state backup template-service tpl-bk --state var/services/tpl); ok $? "state backup of the running service"
+	out=$("$MESHCTL" state get template-service greeted/ada --state tpl-bk); is "$out" "2" "and the copy holds its state"
+	"$SERVICE" --server "$BROKER_URL" --state var/services/tpl >svc2.log 2>&1 &
+	svc2=$!
+	pids+=($svc2)
+	for _ in $(seq 100); do
+		out=$("${M[@]}" stats template-service --json 2>/dev/null)
+		[ "$(jget "$out" 'len(j["instances"])' 2>/dev/null)" = 2 ] && break
+		sleep 0.1
+	done
+	is "$(jget "$out" 'len(j["instances"]), j["total"]["processed"]')" "2 3" \
+		"a second instance on the same state: both answer, the total is kept"
+	kill -TERM $svc2; wait $svc2; ok $? "the second stops on SIGTERM, exit 0"
+	kill -TERM $svc; wait $svc; ok $? "the service stops on SIGTERM, exit 0"
+fi
+
+stop_broker
+# What a stand-in said beyond "ready" (a sanitizer's report, say).
+for f in *.out; do
+	grep -v '^ready$' "$f" | sed "s|^|# $f: |"
+done
+done_testing

@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# meshctl topic and subscription against a real broker: the AWS CLI's JSON
+# shapes, exit codes and bad input (nothing half-made), publishing JSON
+# encoded as protobuf, and a MessageBody policy on a protobuf payload.
+# Usage: test_topic_cli.sh MESHCTL MESH-ROUTER TEST-BROKER
+set -u
+MESHCTL=$1
+ROUTER=$2
+TEST_BROKER=$3
+. "$(dirname "$0")/tap.sh"
+unset NATS_URL NATS_USER NATS_PASSWORD NATS_TOKEN NATS_NKEY NATS_CREDS
+tmp=$(mktemp -d)
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+start_broker || { echo "Bail out! no broker"; exit 1; }
+export NATS_URL=$BROKER_URL
+m() { "$MESHCTL" "$@"; }
+field() { python3 -c 'import json,sys; d=json.load(sys.stdin)
+for k in sys.argv[1].split("."): d=d[int(k)] if k.isdigit() else d[k]
+print(d)' "$1"; }
+
+out=$(m topic create orders --json); ok $? "topic create exits 0"
+is "$(printf '%s' "$out" | field TopicArn)" orders "create-topic shape: TopicArn"
+m topic create orders >/dev/null; ok $? "creating it again is fine (idempotent)"
+out=$(m topic create orders --archive-days 3 2>&1); is $? 1 "again with other attributes exits 1"
+has "$out" "other attributes" "and says why"
+out=$(m topic create 'bad name' 2>&1); is $? 2 "a bad name exits 2"
+has "$out" "bad name" "and names it"
+m topic create events.fifo --content-based-dedup >/dev/null; ok $? "a FIFO topic"
+out=$(m topic list --json)
+is "$(printf '%s' "$out" | python3 -c 'import json,sys; print(",".join(sorted(t["TopicArn"] for t in json.load(sys.stdin)["Topics"])))')" \
+	"events.fifo,orders" "list-topics shape: Topics[].TopicArn"
+out=$(m topic info events.fifo --json)
+is "$(printf '%s' "$out" | field Attributes.FifoTopic)" true "get-topic-attributes shape: Attributes.FifoTopic"
+
+m queue create shipping >/dev/null
+m queue create all-orders >/dev/null
+out=$(m topic subscribe orders --queue shipping --raw --scope MessageBody 2>&1)
+is $? 2 "an unknown option exits 2"
+out=$(m topic subscribe orders --queue shipping --raw --filter-scope MessageBody \
+	--filter-policy '{"country": ["DE"], "totalCents": [{"numeric": [">=", 100]}]}' --json)
+ok $? "subscribe with a MessageBody policy"
+sub=$(printf '%s' "$out" | field SubscriptionArn)
+case "$sub" in orders:*) true ;; *) false ;; esac; ok $? "subscribe shape: SubscriptionArn ($sub)"
+m topic subscribe orders --queue all-orders --raw >/dev/null
+out=$(m topic subscribe orders --queue nowhere 2>&1); is $? 1 "an unknown queue exits 1"
+has "$out" "nowhere" "and names it"
+out=$(m topic subscribe nope --queue shipping 2>&1); is $? 1 "an unknown topic exits 1"
+out=$(m topic subscribe orders --queue all-orders --filter-policy '{"a": "b"}' 2>&1)
+is $? 2 "an invalid policy exits 2"
+has "$out" "FilterPolicy" "with SNS's words"
+m queue create f.fifo >/dev/null
+out=$(m topic subscribe events.fifo --queue shipping 2>&1); is $? 2 "FIFO topic to a standard queue exits 2"
+has "$out" "FIFO" "and says why"
+out=$(m subscription list --topic orders --json)
+is "$(printf '%s' "$out" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["Subscriptions"]))')" 2 \
+	"list-subscriptions: the two, nothing half-made"
+out=$(m subscription info "$sub" --json)
+is "$(printf '%s' "$out" | field Attributes.FilterPolicyScope)" MessageBody "get-subscription-attributes shape"
+
+"$ROUTER" --stats 0 2>>"$tmp/router.log" &
+pids+=($!)
+sleep 0.3
+m topic publish orders --type evmesh.shop.OrderPlaced \
+	--json '{"orderId": "o-1", "country": "DE", "totalCents": "250"}' >/dev/null
+ok $? "publish JSON as an OrderPlaced"
+m topic publish orders --type evmesh.shop.OrderPlaced \
+	--json '{"orderId": "o-2", "country": "FR", "totalCents": "250"}' >/dev/null
+out=$(m topic publish orders --type evmesh.shop.OrderPlaced \
+	--json '{"orderId": "o-3", "country": "DE", "totalCents": "50"}' --output json)
+ok $? "publish with --output json"
+printf '%s' "$out" | field MessageId >/dev/null; ok $? "publish shape: MessageId"
+out=$(m topic publish orders --type evmesh.shop.OrderPlaced --json '{"nope": 1}' 2>&1)
+is $? 2 "JSON that is not the type exits 2"
+has "$out" "nope" "and names the field"
+out=$(m topic publish nope --body x 2>&1); is $? 1 "publishing to an unknown topic exits 1"
+big=$(head -c 270000 /dev/zero | tr '\0' x)
+printf '%s' "$big" >"$tmp/big"
+out=$(m topic publish orders --body-file "$tmp/big" 2>&1); is $? 1 "an oversized message exits 1"
+has "$out" "262144" "and names the limit"
+for _ in $(seq 1 50); do
+	n=$(m queue info all-orders --json | field Attributes.ApproximateNumberOfMessages)
+	[ "$n" -ge 3 ] && break
+	sleep 0.1
+done
+is "$n" 3 "the unfiltered queue got all 3"
+n=$(m queue info shipping --json | field Attributes.ApproximateNumberOfMessages)
+is "$n" 1 "the MessageBody policy on the protobuf payload passed 1 (DE and >= 100)"
+
+m subscription set-attributes "$sub" --no-filter-policy; ok $? "set-attributes drops the policy"
+m topic publish orders --type evmesh.shop.OrderPlaced \
+	--json '{"orderId": "o-4", "country": "US", "totalCents": "1"}' >/dev/null
+for _ in $(seq 1 50); do
+	n=$(m queue info shipping --json | field Attributes.ApproximateNumberOfMessages)
+	[ "$n" -ge 2 ] && break
+	sleep 0.1
+done
+is "$n" 2 "and the next message passes at once"
+m subscription delete "$sub"; ok $? "unsubscribe"
+out=$(m subscription delete "$sub" 2>&1); is $? 1 "unsubscribing again exits 1"
+out=$(m subscription info bad-id 2>&1); is $? 2 "a malformed id exits 2"
+out=$(m topic publish-batch orders --entries '[{"Id":"a","Message":"one"},{"Id":"a","Message":"two"}]' 2>&1)
+is $? 2 "a batch with repeated ids exits 2"
+out=$(m topic publish-batch orders --entries '[{"Id":"a","Message":"one"},{"Id":"b","Message":"two"}]' --json)
+ok $? "publish-batch"
+is "$(printf '%s' "$out" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["Successful"]))')" 2 \
+	"publish-batch shape: Successful"
+m topic delete orders; ok $? "topic delete"
+out=$(m subscription list --topic orders --json)
+is "$(printf '%s' "$out" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["Subscriptions"]))')" 0 \
+	"its subscriptions went with it"
+done_testing
