@@ -33,6 +33,7 @@ has "$out" "nats-server already running" "and reuses the running broker"
 has "$out" "mesh-scheduler already running" "and the running scheduler"
 has "$out" "orders already running" "and the running services"
 has "$out" "NextFirings" "and shows the heartbeat schedule"
+has "$out" "schedule 'orders-summary' asks orders" "and the summary schedule"
 has "$out" "sequence 2" "whose stream kept the first run's event"
 has "$out" "smoke: round trip" "and prints the round trip again"
 has "$out" "orders: 10 placed, 8 shipped, 8 notified, 2 filtered, duplicates 0, lost 0" \
