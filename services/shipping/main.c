@@ -79,5 +79,16 @@ main(int argc, char **argv)
 		                      &evmesh__shop__order_placed__descriptor,
 		                      ship, (void *)countries);
 	}
-	return shop_main(s, err, argc, argv);
+	int rc = shop_main(s, err, argc, argv);
+
+	for (int i = 1; rc == 0 && i < argc; i++) {
+		if (strcmp(argv[i], "--help") == 0) {
+			puts("\nand shipping's own:\n"
+			     "  --countries LIST  the shippable countries, "
+			     "comma-separated (" SHOP_COUNTRIES_ENV ";\n"
+			     "                    " SHOP_COUNTRIES_DEFAULT
+			     "): its filter policy");
+		}
+	}
+	return rc;
 }

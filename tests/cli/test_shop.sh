@@ -99,4 +99,7 @@ done
 out=$("$report" --state "$dir" --prefix t- --verbose)
 has "$out" "outbox records 0, 0, 0" "and leaves no outbox behind"
 pids=()
+out=$("$shipping" --help); ok $? "shipping --help exits 0"
+has "$out" "--countries LIST" "and names its own option"
+"$shipping" --countries 'DE,X1' 2>/dev/null; is $? 2 "a malformed country list is a usage error"
 done_testing
