@@ -1390,3 +1390,43 @@ mesh_event_dup(const struct mesh_event *ev, struct mesh_event **out)
 	free(buf);
 	return err;
 }
+
+mesh_err
+mesh_event_attr_set_spec(struct mesh_event *ev, const char *spec)
+{
+	const char *eq = strchr(spec, '=');
+	const char *colon = eq ? strchr(eq + 1, ':') : NULL;
+	char name[260], type[260];
+	mesh_err err;
+
+	if (eq == NULL || colon == NULL || eq == spec ||
+	    (size_t)(eq - spec) >= sizeof(name) ||
+	    (size_t)(colon - eq - 1) >= sizeof(type)) {
+		return mesh__seterr(MESH_EINVAL,
+		                    "attribute '%.300s': want NAME=TYPE:VALUE",
+		                    spec);
+	}
+	snprintf(name, sizeof(name), "%.*s", (int)(eq - spec), spec);
+	snprintf(type, sizeof(type), "%.*s", (int)(colon - eq - 1), eq + 1);
+	if (strncmp(type, "Binary", 6) == 0) {
+		size_t cap = strlen(colon + 1) + 1, len = 0;
+		unsigned char *bin = malloc(cap);
+		if (bin == NULL) {
+			return mesh__seterr(MESH_ENOMEM, "attribute '%s'", name);
+		}
+		if (sodium_base642bin(bin, cap, colon + 1, strlen(colon + 1),
+		                      NULL, &len, NULL,
+		                      sodium_base64_VARIANT_ORIGINAL) != 0) {
+			free(bin);
+			return mesh__seterr(MESH_EINVAL,
+			                    "attribute '%s': a Binary value is "
+			                    "base64",
+			                    name);
+		}
+		err = mesh_event_attr_set(ev, name, type, bin, len);
+		free(bin);
+		return err;
+	}
+	return mesh_event_attr_set(ev, name, type, colon + 1,
+	                           strlen(colon + 1));
+}

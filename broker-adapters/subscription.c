@@ -600,13 +600,12 @@ cmp_sub(const void *a, const void *b)
 	              ((const struct mesh_subscription *)b)->id);
 }
 
-/* The keys of the bucket under topic (all when NULL). */
+/* Every key of the bucket. */
 static mesh_err
-keys_of(kvStore *kv, const char *topic, kvKeysList *keys, size_t *n)
+keys_of(kvStore *kv, kvKeysList *keys, size_t *n)
 {
 	natsStatus st = kvStore_Keys(keys, kv, NULL);
 
-	(void)topic;
 	if (st == NATS_NOT_FOUND) {
 		memset(keys, 0, sizeof(*keys));
 		*n = 0;
@@ -648,7 +647,7 @@ mesh_subscription_list(struct mesh_conn *c, const char *topic,
 	if ((err = mesh__subscriptions_bucket(c, &kv)) != MESH_OK) {
 		return err;
 	}
-	if ((err = keys_of(kv, topic, &keys, &nk)) != MESH_OK) {
+	if ((err = keys_of(kv, &keys, &nk)) != MESH_OK) {
 		kvStore_Destroy(kv);
 		return err;
 	}
@@ -710,7 +709,7 @@ mesh__subscriptions_forget(struct mesh_conn *c, const char *topic)
 	if ((err = mesh__subscriptions_bucket(c, &kv)) != MESH_OK) {
 		return err;
 	}
-	if ((err = keys_of(kv, topic, &keys, &nk)) == MESH_OK) {
+	if ((err = keys_of(kv, &keys, &nk)) == MESH_OK) {
 		for (size_t i = 0; i < nk; i++) {
 			if (key_of_topic(keys.Keys[i], topic)) {
 				kvStore_Delete(kv, keys.Keys[i]);

@@ -59,8 +59,15 @@ mesh_sched_info(struct mesh_conn *c, const char *name, json_t **out)
 	              s.enabled ? "ENABLED" : "DISABLED", "Body",
 	              s.body ? s.body : "");
 	if (j != NULL) {
+		json_t *attrs = json_array();
+		for (const char *p = s.attrs; p != NULL && *p;) {
+			size_t n = strcspn(p, "\n");
+			json_array_append_new(attrs, json_stringn(p, n));
+			p += n + (p[n] == '\n');
+		}
 		json_object_set_new(j, "Payload",
 		                    json_string(s.json_body ? "json" : "text"));
+		json_object_set_new(j, "Attributes", attrs);
 	}
 	next = json_array();
 	if (j == NULL || next == NULL) {
@@ -201,6 +208,35 @@ mesh_sched_set_fields(struct mesh_schedule *s, json_t *fields)
 			} else {
 				free(s->body);
 				s->body = body;
+			}
+		} else if (strcmp(key, "attrs") == 0) {
+			/* ["NAME=TYPE:VALUE", ...] */
+			size_t i, len = 0;
+			json_t *a;
+			char *lines = NULL;
+			bool bad = !json_is_array(v);
+			json_array_foreach(v, i, a)
+			{
+				bad = bad || !json_is_string(a) ||
+				      strchr(json_string_value(a), '\n');
+				len += bad ? 0 : strlen(json_string_value(a)) + 1;
+			}
+			if (bad) {
+				err = mesh__seterr(MESH_EINVAL,
+				                   "field 'attrs': an array of "
+				                   "\"NAME=TYPE:VALUE\" strings");
+			} else if (len > 0 && (lines = calloc(1, len)) == NULL) {
+				err = mesh__seterr(MESH_ENOMEM, "field 'attrs'");
+			} else {
+				json_array_foreach(v, i, a)
+				{
+					if (i > 0) {
+						strcat(lines, "\n");
+					}
+					strcat(lines, json_string_value(a));
+				}
+				free(s->attrs);
+				s->attrs = lines;
 			}
 		} else if (strcmp(key, "payload") == 0) {
 			const char *m = json_string_value(v);

@@ -314,6 +314,9 @@ make_event(const struct replica *r, const struct mesh_schedule *s,
 		err = mesh_event_attr_set(ev, "scheduledTime", "String", iso,
 		                          strlen(iso));
 	}
+	if (err == MESH_OK) {
+		err = mesh_schedule_set_attrs(s, ev);
+	}
 	if (err == MESH_OK && error != NULL) {
 		err = mesh_event_attr_set(ev, "error", "String", error,
 		                          strlen(error));

@@ -31,8 +31,58 @@ mesh_schedule_fini(struct mesh_schedule *s)
 {
 	if (s != NULL) {
 		free(s->body);
+		free(s->attrs);
 		s->body = NULL;
+		s->attrs = NULL;
 	}
+}
+
+mesh_err
+mesh_schedule_set_attrs(const struct mesh_schedule *s, struct mesh_event *ev)
+{
+	const char *p = s->attrs;
+	mesh_err err = MESH_OK;
+
+	while (p != NULL && *p != '\0' && err == MESH_OK) {
+		size_t n = strcspn(p, "\n");
+		char *spec = strndup(p, n);
+		err = spec == NULL ? mesh__seterr(MESH_ENOMEM, "schedule '%s'",
+		                                  s->name)
+		                   : mesh_event_attr_set_spec(ev, spec);
+		free(spec);
+		p += n + (p[n] == '\n');
+	}
+	return err;
+}
+
+/* The attributes must apply to an event, and be few enough. */
+static mesh_err
+attrs_check(const struct mesh_schedule *s)
+{
+	struct mesh_event *ev = NULL;
+	size_t n = 0;
+	mesh_err err;
+
+	for (const char *p = s->attrs; p != NULL && *p; p++) {
+		n += *p == '\n';
+	}
+	n += s->attrs != NULL && s->attrs[0] != '\0';
+	if (n > MESH_SCHEDULE_ATTRS_MAX) {
+		return mesh__seterr(MESH_EINVAL,
+		                    "schedule '%s': %zu attributes, more than %d "
+		                    "(with schedule and scheduledTime, SNS's 10)",
+		                    s->name, n, MESH_SCHEDULE_ATTRS_MAX);
+	}
+	if ((err = mesh_event_new("check", "check", &ev)) == MESH_OK) {
+		err = mesh_schedule_set_attrs(s, ev);
+	}
+	mesh_event_free(ev);
+	if (err != MESH_OK) {
+		char why[512];
+		snprintf(why, sizeof(why), "%s", mesh_errdetail());
+		return mesh__seterr(err, "schedule '%s': %s", s->name, why);
+	}
+	return MESH_OK;
 }
 
 /* A JSON body must encode as its type once the placeholders are filled
@@ -108,6 +158,9 @@ mesh_schedule_check(struct mesh_schedule *s)
 	if (s->json_body && (err = json_body_check(s)) != MESH_OK) {
 		return err;
 	}
+	if (s->attrs != NULL && (err = attrs_check(s)) != MESH_OK) {
+		return err;
+	}
 	if (s->window_s != 0 && (s->window_s < 60 || s->window_s > 86400)) {
 		return mesh__seterr(
 		        MESH_EINVAL,
@@ -160,6 +213,9 @@ mesh_schedule_to_json(const struct mesh_schedule *s, char **out)
 	if (j != NULL && s->json_body) {
 		json_object_set_new(j, "payload", json_string("json"));
 	}
+	if (j != NULL && s->attrs != NULL) {
+		json_object_set_new(j, "attrs", json_string(s->attrs));
+	}
 	text = j ? json_dumps(j, JSON_COMPACT) : NULL;
 	json_decref(j);
 	if (text == NULL) {
@@ -180,13 +236,13 @@ mesh_schedule_to_json(const struct mesh_schedule *s, char **out)
 enum {
 	F_NAME, F_EXPR, F_TZ, F_TARGET, F_TYPE, F_BODY, F_START, F_END,
 	F_MISSED, F_ENABLED, F_DELETE, F_CREATED, F_WINDOW, F_RETRY, F_MAXAGE,
-	F_DLQ, F_PAYLOAD, F_COUNT
+	F_DLQ, F_PAYLOAD, F_ATTRS, F_COUNT
 };
 static const char *const field_keys[F_COUNT] = {
         "name",   "expression",   "tz",      "target",  "type",
         "body",   "start",        "end",     "missed",  "enabled",
         "delete_after", "created", "window", "retry_max", "max_age",
-        "dlq", "payload"};
+        "dlq", "payload", "attrs"};
 #define REQUIRED ((1u << F_WINDOW) - 1) /* name ... created */
 
 /* The values read, before they go into a schedule. */
@@ -339,7 +395,8 @@ read_fast(const char *json, size_t len, struct fields *f)
 		}
 		bool want_str = k == F_NAME || k == F_EXPR || k == F_TZ ||
 		                k == F_TARGET || k == F_TYPE || k == F_BODY ||
-		                k == F_MISSED || k == F_DLQ || k == F_PAYLOAD;
+		                k == F_MISSED || k == F_DLQ || k == F_PAYLOAD ||
+		                k == F_ATTRS;
 		bool want_bool = k == F_ENABLED || k == F_DELETE;
 		if (*p == '"') {
 			char *start = o;
@@ -415,7 +472,7 @@ read_jansson(const char *json, size_t len, struct fields *f)
 	if (f->j == NULL ||
 	    json_unpack(f->j,
 	                "{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:s, s:b, "
-	                "s:b, s:I, s?I, s?I, s?I, s?s, s?s}",
+	                "s:b, s:I, s?I, s?I, s?I, s?s, s?s, s?s}",
 	                "name", &f->str[F_NAME], "expression", &f->str[F_EXPR],
 	                "tz", &f->str[F_TZ], "target", &f->str[F_TARGET],
 	                "type", &f->str[F_TYPE], "body", &f->str[F_BODY],
@@ -424,7 +481,8 @@ read_jansson(const char *json, size_t len, struct fields *f)
 	                "delete_after", &del, "created", &n[F_CREATED],
 	                "window", &n[F_WINDOW], "retry_max", &n[F_RETRY],
 	                "max_age", &n[F_MAXAGE], "dlq", &f->str[F_DLQ],
-	                "payload", &f->str[F_PAYLOAD]) != 0) {
+	                "payload", &f->str[F_PAYLOAD], "attrs",
+	                &f->str[F_ATTRS]) != 0) {
 		return false;
 	}
 	for (int i = 0; i < F_COUNT; i++) {
@@ -441,7 +499,7 @@ mesh_schedule_from_json(const char *json, size_t len,
 {
 	struct mesh_schedule s;
 	struct fields f = {.num = {[F_RETRY] = 185, [F_MAXAGE] = 86400}};
-	bool read;
+	bool read, want_attrs;
 	mesh_err err;
 
 	read = read_fast(json, len, &f);
@@ -482,12 +540,15 @@ mesh_schedule_from_json(const char *json, size_t len,
 	s.max_age_s = f.num[F_MAXAGE];
 	s.json_body = f.str[F_PAYLOAD] != NULL &&
 	              strcmp(f.str[F_PAYLOAD], "json") == 0;
+	want_attrs = f.str[F_ATTRS] != NULL;
+	s.attrs = want_attrs ? strdup(f.str[F_ATTRS]) : NULL;
 	s.missed = strcmp(f.str[F_MISSED], "all") == 0    ? MESH_MISSED_ALL
 	           : strcmp(f.str[F_MISSED], "skip") == 0 ? MESH_MISSED_SKIP
 	                                                  : MESH_MISSED_LATEST;
 	free(f.owned);
 	json_decref(f.j);
-	if (s.body == NULL) {
+	if (s.body == NULL || (want_attrs && s.attrs == NULL)) {
+		mesh_schedule_fini(&s);
 		return mesh__seterr(MESH_ENOMEM, "schedule record");
 	}
 	if ((err = mesh_schedule_check(&s)) != MESH_OK) {

@@ -15,6 +15,8 @@
 
 #define MESH_SCHEDULE_NAME_MAX 64
 #define MESH_SCHEDULE_BODY_MAX (256 * 1024)
+#define MESH_SCHEDULE_ATTRS_MAX 8 /* SNS/SQS's 10, less schedule and
+                                     scheduledTime */
 
 typedef enum {
 	MESH_MISSED_LATEST = 0, /* fire the latest missed firing once */
@@ -30,6 +32,8 @@ struct mesh_schedule {
 	char type[129];     /* the event type */
 	char *body;         /* owned; may hold placeholders */
 	bool json_body;     /* body is JSON, sent as protobuf message type */
+	char *attrs;        /* owned; message attributes, one NAME=TYPE:VALUE
+	                       a line (Binary in base64); NULL: none */
 	int64_t start, end; /* Unix seconds; 0: none */
 	mesh_missed missed;
 	bool enabled;
@@ -46,6 +50,12 @@ struct mesh_schedule {
  * 185 retries within 24 hours (EventBridge's), no window, no DLQ. */
 void mesh_schedule_init(struct mesh_schedule *s);
 void mesh_schedule_fini(struct mesh_schedule *s);
+
+/* Set each of the schedule's attributes on ev. Errors: those of
+ * mesh_event_attr_set_spec, naming the attribute. */
+struct mesh_event;
+mesh_err mesh_schedule_set_attrs(const struct mesh_schedule *s,
+                                 struct mesh_event *ev);
 
 /* Check every field (name 1-64 of [A-Za-z0-9_.-], the expression, the
  * zone, a target "queue:NAME" or "topic:NAME", a body of at most 256 KiB

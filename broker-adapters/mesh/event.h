@@ -138,6 +138,11 @@ mesh_err mesh_event_attr_set(struct mesh_event *ev, const char *name,
 mesh_err mesh_event_attr_get(const struct mesh_event *ev, const char *name,
                              const char **data_type, const void **value,
                              size_t *len);
+/* Set a message attribute from "NAME=TYPE:VALUE" (the form of meshctl's
+ * --attr; a Binary value in base64). Errors: those of
+ * mesh_event_attr_set, and MESH_EINVAL for a malformed spec. */
+mesh_err mesh_event_attr_set_spec(struct mesh_event *ev, const char *spec);
+
 /* The message attributes are the extension attributes other than the
  * optional CloudEvents ones and the reserved "mesh*" and trace ones. */
 bool mesh_event_attr_is_message_attr(const char *name);

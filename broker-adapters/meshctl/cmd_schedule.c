@@ -107,6 +107,29 @@ schedule_from_flags(struct cli *cli, struct mesh_schedule *s)
 		}
 		s->json_body = cli_opt(cli, "--json") != NULL;
 	}
+	if (cli_opt_nth(cli, "--attr", 0) != NULL) {
+		size_t len = 0;
+		char *lines;
+		for (size_t i = 0; (v = cli_opt_nth(cli, "--attr", i)); i++) {
+			len += strlen(v) + 1;
+		}
+		if ((lines = calloc(1, len)) == NULL) {
+			return false;
+		}
+		for (size_t i = 0; (v = cli_opt_nth(cli, "--attr", i)); i++) {
+			if (strchr(v, '\n') != NULL) {
+				free(lines);
+				cli_usage_error(cli, "--attr: one line each");
+				return false;
+			}
+			if (i > 0) {
+				strcat(lines, "\n");
+			}
+			strcat(lines, v);
+		}
+		free(s->attrs);
+		s->attrs = lines;
+	}
 	if ((v = cli_opt(cli, "--missed")) != NULL) {
 		if (strcmp(v, "latest") == 0) {
 			s->missed = MESH_MISSED_LATEST;

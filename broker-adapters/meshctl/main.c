@@ -23,6 +23,8 @@ static const struct cli_opt sched_opts[] = {
         {"--json", "OBJ",
          "the body as JSON, encoded as protobuf message --type "
          "(placeholders filled in first)"},
+        {"--attr", "NAME=TYPE:VALUE",
+         "a message attribute of each firing (at most 8); repeatable"},
         {"--start", "TIME", "no firing before (ISO-8601)"},
         {"--end", "TIME", "no firing after (ISO-8601)"},
         {"--missed", "POLICY",

@@ -19,41 +19,6 @@ put_num(json_t *o, const char *key, int64_t v)
 	json_object_set_new(o, key, json_string(buf));
 }
 
-/* Parse NAME=TYPE:VALUE into the event (Binary values are base64). */
-mesh_err
-msg_attr_from_spec(struct mesh_event *ev, const char *spec)
-{
-	const char *eq = strchr(spec, '=');
-	const char *colon = eq ? strchr(eq + 1, ':') : NULL;
-	char name[260], type[260];
-	mesh_err err;
-
-	if (eq == NULL || colon == NULL || eq == spec ||
-	    (size_t)(eq - spec) >= sizeof(name) ||
-	    (size_t)(colon - eq - 1) >= sizeof(type)) {
-		return MESH_EINVAL;
-	}
-	snprintf(name, sizeof(name), "%.*s", (int)(eq - spec), spec);
-	snprintf(type, sizeof(type), "%.*s", (int)(colon - eq - 1), eq + 1);
-	if (strncmp(type, "Binary", 6) == 0) {
-		size_t cap = strlen(colon + 1) + 1, len = 0;
-		unsigned char *bin = malloc(cap);
-		if (bin == NULL) {
-			return MESH_ENOMEM;
-		}
-		if (sodium_base642bin(bin, cap, colon + 1, strlen(colon + 1),
-		                      NULL, &len, NULL,
-		                      sodium_base64_VARIANT_ORIGINAL) != 0) {
-			free(bin);
-			return MESH_EINVAL;
-		}
-		err = mesh_event_attr_set(ev, name, type, bin, len);
-		free(bin);
-		return err;
-	}
-	return mesh_event_attr_set(ev, name, type, colon + 1,
-	                           strlen(colon + 1));
-}
 
 /* A whole file ("-": standard input) as a string; NULL after printing
  * why. */
@@ -246,7 +211,7 @@ msg_from_flags(struct cli *cli, struct mesh_event **out)
 		return cli_fail(cli, err);
 	}
 	for (size_t i = 0; (spec = cli_opt_nth(cli, "--attr", i)); i++) {
-		if ((err = msg_attr_from_spec(ev, spec)) != MESH_OK) {
+		if ((err = mesh_event_attr_set_spec(ev, spec)) != MESH_OK) {
 			mesh_event_free(ev);
 			if (err == MESH_EINVAL && mesh_errdetail()[0] &&
 			    strchr(spec, ':') && strchr(spec, '=')) {
@@ -295,7 +260,7 @@ msg_from_entry(struct cli *cli, json_t *entry, size_t i, const char *body_key,
 		char spec[2048];
 		snprintf(spec, sizeof(spec), "%s=%s:%s", key, type ? type : "",
 		         sv ? sv : bv ? bv : "");
-		if ((err = msg_attr_from_spec(ev, spec)) != MESH_OK) {
+		if ((err = mesh_event_attr_set_spec(ev, spec)) != MESH_OK) {
 			mesh_event_free(ev);
 			return cli_fail(cli, err);
 		}

@@ -39,9 +39,6 @@ int msg_from_flags(struct cli *cli, struct mesh_event **out);
 int msg_from_entry(struct cli *cli, json_t *entry, size_t i,
                    const char *body_key, struct mesh_event **out);
 
-/* Parse NAME=TYPE:VALUE into ev (Binary values in base64). */
-mesh_err msg_attr_from_spec(struct mesh_event *ev, const char *spec);
-
 /* --entries JSON: an array of 1-max objects; NULL after printing why. */
 json_t *entries_arg(struct cli *cli, size_t max);
 /* A Failed entry: {"Id", "SenderFault", "Code", "Message"}. */

@@ -55,7 +55,6 @@ struct worker {
 	struct mesh_service *s;
 	struct source *src;
 	pthread_t thread;
-	bool started;
 };
 
 struct mesh_service {
@@ -84,7 +83,13 @@ struct mesh_service {
 	pthread_mutex_t done_mu;
 	uint64_t *done;
 	size_t n_done, cap_done;
-	pthread_mutex_t flush_mu; /* one outbox flush at a time */
+	pthread_mutex_t flush_mu; /* one outbox flush at a time; and: */
+	struct target {          /* the targets it publishes to, kept open */
+		char name[300];
+		struct mesh_topic *t;
+		struct mesh_queue *q;
+	} targets[32];
+	size_t n_targets;
 	pthread_mutex_t log_mu;
 };
 
@@ -523,92 +528,151 @@ struct pending {
 	struct mesh_event *ev;
 };
 
+/* Note an outbox record as published (done_mu held); false when out of
+ * memory (it is then published again later: a duplicate JetStream
+ * drops). */
+static bool
+done_add(struct mesh_service *s, uint64_t seq)
+{
+	if (s->n_done == s->cap_done) {
+		size_t cap = s->cap_done ? s->cap_done * 2 : 256;
+		uint64_t *d = realloc(s->done, cap * sizeof(*d));
+		if (d == NULL) {
+			return false;
+		}
+		s->done = d;
+		s->cap_done = cap;
+	}
+	s->done[s->n_done++] = seq;
+	return true;
+}
+
+/* The open handle of a target (under flush_mu); NULL after logging why. */
+static struct target *
+target_of(struct mesh_service *s, const char *name)
+{
+	struct target *t;
+	mesh_err err;
+
+	for (size_t i = 0; i < s->n_targets; i++) {
+		if (strcmp(s->targets[i].name, name) == 0) {
+			return &s->targets[i];
+		}
+	}
+	if (s->n_targets == sizeof(s->targets) / sizeof(*s->targets)) {
+		/* Many targets: let the oldest go. */
+		mesh_topic_close(s->targets[0].t);
+		mesh_queue_close(s->targets[0].q);
+		memmove(s->targets, s->targets + 1,
+		        (s->n_targets - 1) * sizeof(*s->targets));
+		s->n_targets--;
+	}
+	t = &s->targets[s->n_targets];
+	memset(t, 0, sizeof(*t));
+	snprintf(t->name, sizeof(t->name), "%s", name);
+	err = strncmp(name, "topic:", 6) == 0
+	              ? mesh_topic_open(s->c, name + 6, &t->t)
+	              : mesh_queue_open(s->c, name + 6, &t->q);
+	if (err != MESH_OK) {
+		slog(s, "error", "outbox: %s: %s (kept, tried again)", name,
+		     mesh_errdetail());
+		return NULL;
+	}
+	s->n_targets++;
+	return t;
+}
+
+/* Forget a target's handle (it failed; it is opened again next time). */
+static void
+target_drop(struct mesh_service *s, struct target *t)
+{
+	size_t i = (size_t)(t - s->targets);
+
+	mesh_topic_close(t->t);
+	mesh_queue_close(t->q);
+	memmove(t, t + 1, (s->n_targets - i - 1) * sizeof(*t));
+	s->n_targets--;
+}
+
+static void
+targets_close(struct mesh_service *s)
+{
+	while (s->n_targets > 0) {
+		target_drop(s, &s->targets[0]);
+	}
+}
+
 /* Publish up to 10 outbox records for one target; marks each published one
  * done. */
 static void
 publish_chunk(struct mesh_service *s, struct pending *p, size_t n)
 {
-	bool topic = strncmp(p[0].target, "topic:", 6) == 0;
-	const char *name = p[0].target + 6; /* after topic: or queue: */
+	struct target *tg = target_of(s, p[0].target);
 	char ids[MESH_QUEUE_BATCH_MAX][24];
 	mesh_err err = MESH_OK;
 	bool ok[MESH_QUEUE_BATCH_MAX] = {0};
 
+	if (tg == NULL) {
+		return;
+	}
 	for (size_t i = 0; i < n; i++) {
 		snprintf(ids[i], sizeof(ids[i]), "o%zu", i);
 	}
-	if (topic) {
-		struct mesh_topic *t = NULL;
+	if (tg->t != NULL) {
 		struct mesh_topic_entry e[MESH_TOPIC_BATCH_MAX];
 		struct mesh_topic_published r[MESH_TOPIC_BATCH_MAX];
-		bool fifo;
-		if ((err = mesh_topic_open(s->c, name, &t)) == MESH_OK) {
-			fifo = mesh_topic_attrs(t)->fifo;
-			for (size_t i = 0; i < n; i++) {
-				e[i] = (struct mesh_topic_entry){
-				        .id = ids[i], .event = p[i].ev};
-				if (fifo) {
-					e[i].group_id = p[i].group;
-					e[i].dedup_id = mesh_event_id(p[i].ev);
-				}
-			}
-			err = mesh_topic_publish_batch(t, e, n, r);
-			for (size_t i = 0; err == MESH_OK && i < n; i++) {
-				ok[i] = r[i].err == MESH_OK;
-				if (!ok[i]) {
-					slog(s, "error", "outbox: %s: %s",
-					     p[i].target, r[i].error);
-				}
+		bool fifo = mesh_topic_attrs(tg->t)->fifo;
+		for (size_t i = 0; i < n; i++) {
+			e[i] = (struct mesh_topic_entry){.id = ids[i],
+			                                 .event = p[i].ev};
+			if (fifo) {
+				e[i].group_id = p[i].group;
+				e[i].dedup_id = mesh_event_id(p[i].ev);
 			}
 		}
-		mesh_topic_close(t);
+		err = mesh_topic_publish_batch(tg->t, e, n, r);
+		for (size_t i = 0; err == MESH_OK && i < n; i++) {
+			if (!(ok[i] = r[i].err == MESH_OK)) {
+				slog(s, "error", "outbox: %s: %s", p[i].target,
+				     r[i].error);
+			}
+		}
 	} else {
-		struct mesh_queue *q = NULL;
 		struct mesh_queue_entry e[MESH_QUEUE_BATCH_MAX];
 		struct mesh_queue_sent r[MESH_QUEUE_BATCH_MAX];
-		bool fifo;
-		if ((err = mesh_queue_open(s->c, name, &q)) == MESH_OK) {
-			fifo = mesh_queue_attrs(q)->fifo;
-			for (size_t i = 0; i < n; i++) {
-				e[i] = (struct mesh_queue_entry){
-				        .id = ids[i],
-				        .event = p[i].ev,
-				        .delay_s = -1};
-				if (fifo) {
-					e[i].group_id = p[i].group;
-					e[i].dedup_id = mesh_event_id(p[i].ev);
-				}
-			}
-			err = mesh_queue_send_batch(q, e, n, r);
-			for (size_t i = 0; err == MESH_OK && i < n; i++) {
-				ok[i] = r[i].err == MESH_OK;
-				if (!ok[i]) {
-					slog(s, "error", "outbox: %s: %s",
-					     p[i].target, r[i].error);
-				}
+		bool fifo = mesh_queue_attrs(tg->q)->fifo;
+		for (size_t i = 0; i < n; i++) {
+			e[i] = (struct mesh_queue_entry){
+			        .id = ids[i], .event = p[i].ev, .delay_s = -1};
+			if (fifo) {
+				e[i].group_id = p[i].group;
+				e[i].dedup_id = mesh_event_id(p[i].ev);
 			}
 		}
-		mesh_queue_close(q);
+		err = mesh_queue_send_batch(tg->q, e, n, r);
+		for (size_t i = 0; err == MESH_OK && i < n; i++) {
+			if (!(ok[i] = r[i].err == MESH_OK)) {
+				slog(s, "error", "outbox: %s: %s", p[i].target,
+				     r[i].error);
+			}
+		}
 	}
 	if (err != MESH_OK) {
 		slog(s, "error", "outbox: %s: %s (kept, tried again)",
 		     p[0].target, mesh_errdetail());
 	}
-	pthread_mutex_lock(&s->done_mu);
+	/* A target that failed may be gone or changed: open it again. */
 	for (size_t i = 0; i < n; i++) {
 		if (!ok[i]) {
-			continue;
+			target_drop(s, tg);
+			break;
 		}
-		if (s->n_done == s->cap_done) {
-			size_t cap = s->cap_done ? s->cap_done * 2 : 256;
-			uint64_t *d = realloc(s->done, cap * sizeof(*d));
-			if (d == NULL) {
-				break; /* published again later: a duplicate */
-			}
-			s->done = d;
-			s->cap_done = cap;
+	}
+	pthread_mutex_lock(&s->done_mu);
+	for (size_t i = 0; i < n; i++) {
+		if (ok[i] && !done_add(s, p[i].seq)) {
+			break;
 		}
-		s->done[s->n_done++] = p[i].seq;
 	}
 	pthread_mutex_unlock(&s->done_mu);
 }
@@ -719,17 +783,7 @@ outbox_forget(struct mesh_service *s, MDB_txn *txn)
 	if (rc != 0 && rc != MDB_NOTFOUND) {
 		/* Keep them for the next transaction. */
 		pthread_mutex_lock(&s->done_mu);
-		for (size_t i = 0; i < n; i++) {
-			if (s->n_done == s->cap_done) {
-				size_t cap = s->cap_done ? s->cap_done * 2 : 256;
-				uint64_t *d = realloc(s->done, cap * sizeof(*d));
-				if (d == NULL) {
-					break;
-				}
-				s->done = d;
-				s->cap_done = cap;
-			}
-			s->done[s->n_done++] = done[i];
+		for (size_t i = 0; i < n && done_add(s, done[i]); i++) {
 		}
 		pthread_mutex_unlock(&s->done_mu);
 	}
@@ -999,7 +1053,7 @@ mesh_ctx_trace_id(const struct mesh_ctx *c)
 /* ---- processing a batch ------------------------------------------------- */
 
 static bool
-group_failed(char **failed, size_t n, const char *group)
+group_failed(const char *const *failed, size_t n, const char *group)
 {
 	for (size_t i = 0; group != NULL && i < n; i++) {
 		if (strcmp(failed[i], group) == 0) {
@@ -1289,7 +1343,7 @@ process(struct mesh_service *s, const struct source *src, struct batch *b)
 		struct item *it = &b->it[i];
 		/* FIFO: after a failure, the group's later events go back
 		 * unprocessed, so that the group keeps its order. */
-		if (src->fifo && group_failed((char **)failed, nf, it->group)) {
+		if (src->fifo && group_failed(failed, nf, it->group)) {
 			it->out = OUT_RETURN;
 			continue;
 		}
@@ -1707,7 +1761,7 @@ mesh_service_run(struct mesh_service *s, struct mesh_conn *c,
 			workers[nw] = (struct worker){.s = s, .src = &s->src[i]};
 			if (pthread_create(&workers[nw].thread, NULL, work,
 			                   &workers[nw]) == 0) {
-				workers[nw++].started = true;
+				nw++;
 			}
 		}
 	}
@@ -1727,6 +1781,7 @@ mesh_service_run(struct mesh_service *s, struct mesh_conn *c,
 	}
 	outbox_flush(s, 0);
 	forget_published(s);
+	targets_close(s);
 	slog(s, "info", "stopped: %zu events in the outbox",
 	     outbox_count(s));
 out:

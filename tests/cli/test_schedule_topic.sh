@@ -36,7 +36,8 @@ sleep 0.3
 
 out=$(m schedule create alarm --expression 'rate(1 second)' \
 	--target topic:alarms --type evmesh.shop.OrderSummary \
-	--json '{"windowStart": "<aws.scheduler.attempt-number>", "orders": 3}' 2>&1)
+	--json '{"windowStart": "<aws.scheduler.attempt-number>", "orders": 3}' \
+	--attr region=String:eu --attr level=Number:3 2>&1)
 ok $? "a schedule into a topic with a JSON body is created"
 sleep 3.5
 json=$(m queue peek alarms-q --max 100 --json)
@@ -48,6 +49,8 @@ m queue receive alarms-q --json >"$tmp/msg.json"
 ok $? "a firing can be received"
 body=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["Messages"][0]["Body"])' "$tmp/msg.json")
 [ -n "$body" ]; ok $? "with a body (the encoded OrderSummary)"
+region=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["Messages"][0]["MessageAttributes"]["region"]["StringValue"])' "$tmp/msg.json")
+is "$region" eu "and the schedule's attributes (--attr)"
 out=$(m schedule info alarm --json)
 has "$out" '"Payload": "json"' "info shows the JSON payload kind"
 
@@ -64,10 +67,14 @@ out=$(m schedule create badtype --expression 'rate(1 minute)' \
 	--target topic:alarms --type evmesh.nope.Nothing --json '{}' 2>&1)
 is $? 2 "an unknown protobuf type exits 2"
 has "$out" "evmesh.nope.Nothing" "and names it"
+out=$(m schedule create badattr --expression 'rate(1 minute)' \
+	--target topic:alarms --body x --attr level=Number:many 2>&1)
+is $? 2 "an attribute that is not its type exits 2"
+has "$out" "level" "and names it"
 out=$(m schedule create badtarget --expression 'rate(1 minute)' \
 	--target bucket:x --body x 2>&1)
 is $? 2 "a target that is neither queue: nor topic: exits 2"
 out=$(m schedule list)
-case "$out" in *nowhere*|*badjson*|*badtype*|*badtarget*) false ;; *) true ;; esac
+case "$out" in *nowhere*|*badjson*|*badtype*|*badtarget*|*badattr*) false ;; *) true ;; esac
 ok $? "none of the refused schedules was stored"
 done_testing
