@@ -290,3 +290,21 @@ test_broker_restart(struct test_broker *b)
 {
 	return write(b->ctl, "u", 1) == 1 && wait_port(b->port, true);
 }
+
+unsigned
+test_rand(void)
+{
+	static unsigned long long rng;
+
+	if (rng == 0) {
+		const char *seed = getenv("TEST_SEED");
+		rng = seed ? strtoull(seed, NULL, 0) : 0x9e3779b97f4a7c15ULL;
+		if (rng == 0) {
+			rng = 1;
+		}
+	}
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return (unsigned)(rng >> 11);
+}

@@ -70,6 +70,10 @@ bool test_broker_restart(struct test_broker *b);
 
 /* Milliseconds on the monotonic clock. */
 long long test_now_ms(void);
+
+/* A small xorshift generator, seeded (TEST_SEED, or a fixed default) so
+ * that a failing run repeats. */
+unsigned test_rand(void);
 /* Make a temporary folder (removed by test_rmtree). */
 bool test_tmpdir(char *out, size_t size);
 void test_rmtree(const char *dir);

@@ -45,3 +45,12 @@ stop_broker() {
 	eval "exec ${BROKER[1]}>&-"
 	wait "$pid" 2>/dev/null
 }
+
+# scratch: $tmp, a temporary folder, and $pids, the background programs a
+# test starts (pids+=($!)); when the shell exits the programs are killed
+# and the folder removed.
+scratch() {
+	tmp=$(mktemp -d)
+	pids=()
+	trap 'for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$tmp"' EXIT
+}

@@ -11,13 +11,7 @@ ROUTER=$3
 TEST_BROKER=$4
 . "$(dirname "$0")/tap.sh"
 unset NATS_URL NATS_USER NATS_PASSWORD NATS_TOKEN NATS_NKEY NATS_CREDS
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
+scratch
 
 start_broker || { echo "Bail out! no broker"; exit 1; }
 export NATS_URL=$BROKER_URL

@@ -5,17 +5,6 @@
 #include "harness.h"
 #include "mesh/mesh.h"
 
-/* A small xorshift generator: seeded, so failures repeat. */
-static unsigned long long rng = 0x9e3779b97f4a7c15ULL;
-
-static unsigned
-rnd(void)
-{
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return (unsigned)(rng >> 11);
-}
 
 static struct mesh_event *
 full_event(void)
@@ -312,8 +301,8 @@ test_hostile(void)
 	insane = 0;
 	for (int i = 0; i < 20000; i++) {
 		memcpy(copy, buf, len);
-		for (int f = 1 + (int)(rnd() % 4); f > 0; f--) {
-			copy[rnd() % len] ^= (uint8_t)(1u << (rnd() % 8));
+		for (int f = 1 + (int)(test_rand() % 4); f > 0; f--) {
+			copy[test_rand() % len] ^= (uint8_t)(1u << (test_rand() % 8));
 		}
 		insane += !parse_is_sane(copy, len);
 	}
@@ -325,9 +314,9 @@ test_hostile(void)
 	insane = 0;
 	for (int i = 0; i < 20000; i++) {
 		uint8_t r[512];
-		size_t n = rnd() % sizeof(r);
+		size_t n = test_rand() % sizeof(r);
 		for (size_t k = 0; k < n; k++) {
-			r[k] = (uint8_t)rnd();
+			r[k] = (uint8_t)test_rand();
 		}
 		insane += !parse_is_sane(r, n);
 	}

@@ -893,16 +893,6 @@ test_no_alloc(void)
 
 /* ---- fuzz ------------------------------------------------------------- */
 
-static unsigned long long rng = 0x9e3779b97f4a7c15ULL;
-
-static unsigned
-rnd(void)
-{
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return (unsigned)(rng >> 11);
-}
 
 static const char *const keys[] = {"a", "b", "c.d", "$or", "e", "x"};
 static const char *const leaves[] = {
@@ -933,11 +923,11 @@ static const char *const leaves[] = {
 static void
 gen(char *buf, size_t size, int depth)
 {
-	size_t n = 1 + rnd() % 3;
+	size_t n = 1 + test_rand() % 3;
 
 	strncat(buf, "{", size - strlen(buf) - 1);
 	for (size_t i = 0; i < n; i++) {
-		const char *k = keys[rnd() % 6];
+		const char *k = keys[test_rand() % 6];
 		if (i > 0) {
 			strncat(buf, ",", size - strlen(buf) - 1);
 		}
@@ -950,16 +940,16 @@ gen(char *buf, size_t size, int depth)
 			strncat(buf, ",", size - strlen(buf) - 1);
 			gen(buf, size, depth + 1);
 			strncat(buf, "]", size - strlen(buf) - 1);
-		} else if (rnd() % 4 == 0 && depth < 3) {
+		} else if (test_rand() % 4 == 0 && depth < 3) {
 			gen(buf, size, depth + 1);
 		} else {
-			size_t m = 1 + rnd() % 3;
+			size_t m = 1 + test_rand() % 3;
 			strncat(buf, "[", size - strlen(buf) - 1);
 			for (size_t j = 0; j < m; j++) {
 				strncat(buf, j ? "," : "",
 				        size - strlen(buf) - 1);
 				strncat(buf,
-				        leaves[rnd() % (sizeof(leaves) /
+				        leaves[test_rand() % (sizeof(leaves) /
 				                        sizeof(leaves[0]))],
 				        size - strlen(buf) - 1);
 			}
@@ -1007,12 +997,12 @@ test_fuzz(void)
 		gen(buf, sizeof(buf), 0);
 		len = strlen(buf);
 		/* Half of them mutated: bytes flipped, cut or inserted. */
-		for (unsigned m = (i & 1) ? 1 + rnd() % 4 : 0;
+		for (unsigned m = (i & 1) ? 1 + test_rand() % 4 : 0;
 		     m > 0 && len > 0; m--) {
-			size_t at = rnd() % len;
-			switch (rnd() % 3) {
+			size_t at = test_rand() % len;
+			switch (test_rand() % 3) {
 			case 0:
-				buf[at] = junk[rnd() % (sizeof(junk) - 1)];
+				buf[at] = junk[test_rand() % (sizeof(junk) - 1)];
 				break;
 			case 1:
 				len = at;
@@ -1021,7 +1011,7 @@ test_fuzz(void)
 				if (len + 1 < sizeof(buf)) {
 					memmove(buf + at + 1, buf + at,
 					        len - at);
-					buf[at] = junk[rnd() %
+					buf[at] = junk[test_rand() %
 					               (sizeof(junk) - 1)];
 					len++;
 				}

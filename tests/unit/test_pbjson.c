@@ -16,17 +16,6 @@
 typedef Evmesh__Shop__PlaceOrder place_order;
 typedef Evmesh__Test__Kinds kinds;
 
-/* A small xorshift generator: seeded, so failures repeat. */
-static unsigned long long rng = 0x2545f4914f6cdd1dULL;
-
-static unsigned
-rnd(void)
-{
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return (unsigned)(rng >> 11);
-}
 
 static json_t *
 parse(const char *text)
@@ -616,34 +605,34 @@ random_json(int depth)
 	                                 9223372036854775807LL,
 	                                 (-9223372036854775807LL - 1),
 	                                 7};
-	unsigned kind = depth == 0 ? 8 : rnd() % (depth > 3 ? 6 : 9);
+	unsigned kind = depth == 0 ? 8 : test_rand() % (depth > 3 ? 6 : 9);
 	json_t *j;
 
 	switch (kind) {
 	case 0:
 		return json_null();
 	case 1:
-		return json_boolean(rnd() % 2);
+		return json_boolean(test_rand() % 2);
 	case 2:
-		return json_integer(ints[rnd() % 10]);
+		return json_integer(ints[test_rand() % 10]);
 	case 3:
-		return json_real(reals[rnd() % 10]);
+		return json_real(reals[test_rand() % 10]);
 	case 4:
 	case 5:
-		return json_string(strings[rnd() % (sizeof(strings) /
+		return json_string(strings[test_rand() % (sizeof(strings) /
 		                                    sizeof(strings[0]))]);
 	case 6:
 		j = json_array();
-		for (unsigned i = rnd() % 4; i > 0; i--) {
+		for (unsigned i = test_rand() % 4; i > 0; i--) {
 			json_array_append_new(j, random_json(depth + 1));
 		}
 		return j;
 	default:
 		j = json_object();
-		for (unsigned i = rnd() % 5; i > 0; i--) {
+		for (unsigned i = test_rand() % 5; i > 0; i--) {
 			json_object_set_new(
 			        j,
-			        keys[rnd() % (sizeof(keys) / sizeof(keys[0]))],
+			        keys[test_rand() % (sizeof(keys) / sizeof(keys[0]))],
 			        random_json(depth + 1));
 		}
 		return j;
@@ -714,12 +703,12 @@ test_random_text(void)
 		return;
 	}
 	for (int i = 0; i < 5000; i++) {
-		size_t len = sizeof(order) - 1 - rnd() % 4;
+		size_t len = sizeof(order) - 1 - test_rand() % 4;
 		mesh_err err;
 
 		memcpy(text, order, sizeof(order));
-		for (unsigned n = 1 + rnd() % 3; n > 0; n--) {
-			text[rnd() % len] = "{}[]\",:0-e.\\x\x80"[rnd() % 15];
+		for (unsigned n = 1 + test_rand() % 3; n > 0; n--) {
+			text[test_rand() % len] = "{}[]\",:0-e.\\x\x80"[test_rand() % 15];
 		}
 		err = mesh_pbjson_set_event_data(ev, "evmesh.shop.PlaceOrder",
 		                                 text, len);
@@ -746,12 +735,12 @@ test_random_payloads(void)
 		return;
 	}
 	for (int i = 0; i < 5000; i++) {
-		size_t len = rnd() % sizeof(buf);
+		size_t len = test_rand() % sizeof(buf);
 		json_t *got = NULL;
 		mesh_err err;
 
 		for (size_t k = 0; k < len; k++) {
-			buf[k] = (uint8_t)rnd();
+			buf[k] = (uint8_t)test_rand();
 		}
 		mesh_event_set_proto(ev,
 		                     i % 2 ? "evmesh.shop.PlaceOrder"
