@@ -1412,16 +1412,18 @@ mesh_event_attr_set_spec(struct mesh_event *ev, const char *spec)
 		size_t cap = strlen(colon + 1) + 1, len = 0;
 		unsigned char *bin = malloc(cap);
 		if (bin == NULL) {
-			return mesh__seterr(MESH_ENOMEM, "attribute '%s'", name);
+			return mesh__seterr(MESH_ENOMEM, "attribute '%s'",
+			                    name);
 		}
 		if (sodium_base642bin(bin, cap, colon + 1, strlen(colon + 1),
 		                      NULL, &len, NULL,
 		                      sodium_base64_VARIANT_ORIGINAL) != 0) {
 			free(bin);
-			return mesh__seterr(MESH_EINVAL,
-			                    "attribute '%s': a Binary value is "
-			                    "base64",
-			                    name);
+			return mesh__seterr(
+			        MESH_EINVAL,
+			        "attribute '%s': a Binary value is "
+			        "base64",
+			        name);
 		}
 		err = mesh_event_attr_set(ev, name, type, bin, len);
 		free(bin);

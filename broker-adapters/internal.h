@@ -114,8 +114,8 @@ void mesh__names_free(char **names, size_t n);
  * every `stride` bytes from `ids`) are 1-80 of [A-Za-z0-9_-] and distinct.
  * `what` names the target in errors ("queue 'q'"). */
 #define MESH__BATCH_MAX 10
-mesh_err mesh__batch_check(const char *what, const char *const *ids,
-                           size_t n, size_t stride);
+mesh_err mesh__batch_check(const char *what, const char *const *ids, size_t n,
+                           size_t stride);
 /* Group and de-duplication ids: 1-128 printable ASCII characters. */
 #define MESH__ID_MAX 128
 bool mesh__id_valid(const char *s);
@@ -153,8 +153,7 @@ mesh_err mesh__subscriber_fetch(struct mesh_subscriber *s, int max,
 /* A protobuf payload as JSON for filter policies (pbjson.c): as
  * mesh_pbjson_event_data, but 64-bit integers are numbers, so that
  * numeric conditions see them. */
-mesh_err mesh__pbjson_event_fields(const struct mesh_event *ev,
-                                   json_t **out);
+mesh_err mesh__pbjson_event_fields(const struct mesh_event *ev, json_t **out);
 
 /* The key-value bucket of subscription records, made when missing. */
 mesh_err mesh__subscriptions_bucket(struct mesh_conn *c, kvStore **kv);

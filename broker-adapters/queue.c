@@ -37,7 +37,7 @@
 #define PULL_GRACE_MS     250
 #define RPC_TIMEOUT_MS    5000
 #define FORWARD_CHUNK     256 /* messages sent in one round trip, at most */
-#define FIFO_PULL_WAIT_MS 50 /* 2 ms pull expiry + network */
+#define FIFO_PULL_WAIT_MS 50  /* 2 ms pull expiry + network */
 #define BUSY_CACHE_MS     100
 #define MAX_VISIBILITY_S  43200
 #define RECEIPT_TAG       16
@@ -1062,7 +1062,7 @@ pull(struct mesh_queue *q, const char *stream, const char *consumer, int batch,
 			break;
 		}
 		if ((m = mesh__rpc_take(q->rpc, (size_t)(batch - got), true,
-		                    deadline)) == NULL) {
+		                        deadline)) == NULL) {
 			break;
 		}
 		/* Statuses come on our reply subject; messages keep their
@@ -1313,11 +1313,8 @@ receipts_open(struct mesh_queue *q, const char *const *texts, size_t n,
 /* ---- batch-level checks --------------------------------------------------
  */
 
-
 /* ---- send ----------------------------------------------------------------
  */
-
-
 
 /* Validate one entry and build its NATS message. */
 static mesh_err
@@ -1474,7 +1471,8 @@ pass_through(struct mesh_queue *q, natsMsg *src, const char *wire_id,
 	    natsMsgHeader_Get(src, MESH_HDR_CE_ID, &id) != NATS_OK) {
 		return false;
 	}
-	s = natsMsg_Create(&m, q->n.subject, req_reply(q, reply, sizeof(reply)),
+	s = natsMsg_Create(&m, q->n.subject,
+	                   req_reply(q, reply, sizeof(reply)),
 	                   natsMsg_GetData(src), natsMsg_GetDataLength(src));
 	for (size_t i = 0; s == NATS_OK && i < sizeof(keep) / sizeof(*keep);
 	     i++) {
@@ -1515,9 +1513,10 @@ send_many(struct mesh_queue *q, const struct mesh_queue_entry *e,
 			continue;
 		}
 		if (e[i].event == NULL) {
-			sent_fail(&out[i], mesh__seterr(MESH_EINVAL,
-			                                "queue '%s': no message",
-			                                q->name));
+			sent_fail(&out[i],
+			          mesh__seterr(MESH_EINVAL,
+			                       "queue '%s': no message",
+			                       q->name));
 			continue;
 		}
 		err = send_prepare(q, &e[i], wire_ids ? wire_ids[i] : NULL,
@@ -1784,11 +1783,12 @@ release_due(struct mesh_queue *q)
 		}
 		snprintf(id, sizeof(id), "mv:%s:%" PRIu64, q->n.dstream,
 		         meta.sseq);
-		target_subject(&q->n, &q->cfg, hdr(got[i], MESH_HDR_GROUP), subject,
-		               sizeof(subject));
+		target_subject(&q->n, &q->cfg, hdr(got[i], MESH_HDR_GROUP),
+		               subject, sizeof(subject));
 		/* A FIFO message keeps its de-duplication id as the id. */
 		if (q->cfg.a.fifo && hdr(got[i], MESH_HDR_DEDUP) != NULL) {
-			snprintf(id, sizeof(id), "%s", hdr(got[i], MESH_HDR_DEDUP));
+			snprintf(id, sizeof(id), "%s",
+			         hdr(got[i], MESH_HDR_DEDUP));
 		}
 		if (republish(q, got[i], subject, id, drop, NULL) == MESH_OK) {
 			ack_one(q, natsMsg_GetReply(got[i]), "+ACK");
@@ -2069,7 +2069,8 @@ fifo_pull(struct mesh_queue *q, int want, natsMsg **got, size_t *n)
 			return err;
 		}
 		for (int i = 0; i < k; i++) {
-			if (replies[i] != NULL && mesh__rpc_status(replies[i]) == 0 &&
+			if (replies[i] != NULL &&
+			    mesh__rpc_status(replies[i]) == 0 &&
 			    !natsMsg_IsNoResponders(replies[i])) {
 				got[(*n)++] = replies[i]; /* deliver() locks */
 			} else {
@@ -2211,9 +2212,10 @@ mesh__queue_receive_many(struct mesh_queue *q, int max, int wait_s,
                          struct mesh_queue_msg **msgs, size_t *n)
 {
 	if (max < 1 || max > FORWARD_CHUNK) {
-		return mesh__seterr(MESH_EINVAL,
-		                    "queue '%s': %d messages at once, not 1-%d",
-		                    q->name, max, FORWARD_CHUNK);
+		return mesh__seterr(
+		        MESH_EINVAL,
+		        "queue '%s': %d messages at once, not 1-%d", q->name,
+		        max, FORWARD_CHUNK);
 	}
 	return receive(q, max, wait_s, -1, msgs, n);
 }
@@ -2539,8 +2541,8 @@ mesh_queue_redrive(struct mesh_conn *c, const char *dlq,
 			}
 			to = dst;
 		}
-		target_subject(&to->n, &to->cfg, hdr(m, MESH_HDR_GROUP), subject,
-		               sizeof(subject));
+		target_subject(&to->n, &to->cfg, hdr(m, MESH_HDR_GROUP),
+		               subject, sizeof(subject));
 		snprintf(id, sizeof(id), "rd:%s:%" PRIu64, src->n.stream,
 		         qm.sequence);
 		if (to->cfg.a.fifo && hdr(m, MESH_HDR_DEDUP) != NULL) {

@@ -49,13 +49,12 @@ mesh_router_opts_init(struct mesh_router_opts *o)
 	o->stats_every_s = 60;
 }
 
-static void
-log_line(struct router *r, const char *event, const char *sub,
-         const char *fmt, ...) MESH__PRINTF(4, 5);
+static void log_line(struct router *r, const char *event, const char *sub,
+                     const char *fmt, ...) MESH__PRINTF(4, 5);
 
 static void
-log_line(struct router *r, const char *event, const char *sub,
-         const char *fmt, ...)
+log_line(struct router *r, const char *event, const char *sub, const char *fmt,
+         ...)
 {
 	char iso[40], detail[600];
 	time_t now = time(NULL);
@@ -101,8 +100,8 @@ iso_ms(int64_t sec, int32_t nsec, char out[32])
 static json_t *
 base64_json(const void *data, size_t len)
 {
-	size_t size = sodium_base64_encoded_len(len,
-	                                        sodium_base64_VARIANT_ORIGINAL);
+	size_t size =
+	        sodium_base64_encoded_len(len, sodium_base64_VARIANT_ORIGINAL);
 	char *b = malloc(size);
 	json_t *j;
 
@@ -121,7 +120,8 @@ attrs_json(const struct mesh_event *ev)
 {
 	json_t *attrs = json_object();
 
-	for (size_t i = 0; attrs != NULL && i < mesh_event_ext_count(ev); i++) {
+	for (size_t i = 0; attrs != NULL && i < mesh_event_ext_count(ev);
+	     i++) {
 		const char *name = mesh_event_ext_at(ev, i, NULL), *type;
 		const void *val;
 		size_t len;
@@ -134,9 +134,9 @@ attrs_json(const struct mesh_event *ev)
 		v = strncmp(type, "Binary", 6) == 0
 		            ? base64_json(val, len)
 		            : json_stringn((const char *)val, len);
-		json_object_set_new(attrs, name,
-		                    json_pack("{s:s, s:o*}", "Type", type,
-		                              "Value", v));
+		json_object_set_new(
+		        attrs, name,
+		        json_pack("{s:s, s:o*}", "Type", type, "Value", v));
 	}
 	return attrs;
 }
@@ -298,7 +298,8 @@ forward(struct worker *w, struct mesh_queue *q,
 		const struct mesh_event *ev = d->event;
 		b->made[i] = NULL;
 		b->src[i] = sub->raw ? d->msg : NULL;
-		if (ev == NULL && (!sub->raw || !mesh__queue_passes_through(q)) &&
+		if (ev == NULL &&
+		    (!sub->raw || !mesh__queue_passes_through(q)) &&
 		    mesh_wire_decode(d->msg, 0, &d->event) == MESH_OK) {
 			ev = d->event;
 		}
@@ -308,8 +309,8 @@ forward(struct worker *w, struct mesh_queue *q,
 			ev = b->made[i];
 		}
 		snprintf(b->ids[i], sizeof(b->ids[i]),
-		         "sns:%s:%" PRId64 ":%" PRIu64,
-		         sub->consumer + 2, topic_created, d->sequence);
+		         "sns:%s:%" PRId64 ":%" PRIu64, sub->consumer + 2,
+		         topic_created, d->sequence);
 		memset(&b->e[i], 0, sizeof(b->e[i]));
 		b->e[i].event = ev;
 		b->e[i].delay_s = -1;
@@ -333,8 +334,8 @@ forward(struct worker *w, struct mesh_queue *q,
 			         "message %s (topic sequence %" PRIu64
 			         ") can never be stored in queue '%s', "
 			         "dropped: %s",
-			         event_id(d), d->sequence,
-			         sub->endpoint, s->error);
+			         event_id(d), d->sequence, sub->endpoint,
+			         s->error);
 		} else {
 			if (s->err == MESH_ENOTFOUND) {
 				gone = true;
@@ -393,7 +394,8 @@ work(void *arg)
 		}
 		sub = mesh_subscriber_subscription(s);
 		if (q == NULL) {
-			if (mesh_queue_open(r->c, sub->endpoint, &q) != MESH_OK) {
+			if (mesh_queue_open(r->c, sub->endpoint, &q) !=
+			    MESH_OK) {
 				log_line(r, "waiting", w->id, "%s",
 				         mesh_errdetail());
 				nap(w, wait);
@@ -412,9 +414,8 @@ work(void *arg)
 			nap(w, wait);
 			continue;
 		}
-		if (b->n > 0 &&
-		    forward(w, q, sub, ti.a.created_ms, ti.a.fifo, b,
-		            &backoff)) {
+		if (b->n > 0 && forward(w, q, sub, ti.a.created_ms, ti.a.fifo,
+		                        b, &backoff)) {
 			mesh_queue_close(q); /* gone: open it again */
 			q = NULL;
 		}
@@ -533,8 +534,9 @@ mesh_router_run(struct mesh_conn *c, const struct mesh_router_opts *o,
 	mesh_err err;
 
 	if (o->batch < 1 || o->batch > MESH_SUBSCRIPTION_BATCH) {
-		return mesh__seterr(MESH_EINVAL, "router batch %d: must be 1-%d",
-		                    o->batch, MESH_SUBSCRIPTION_BATCH);
+		return mesh__seterr(MESH_EINVAL,
+		                    "router batch %d: must be 1-%d", o->batch,
+		                    MESH_SUBSCRIPTION_BATCH);
 	}
 	pthread_mutex_init(&r.log_mu, NULL);
 	if ((err = mesh__subscriptions_bucket(c, &kv)) != MESH_OK) {
@@ -558,7 +560,8 @@ mesh_router_run(struct mesh_conn *c, const struct mesh_router_opts *o,
 		}
 		if (o->stats_every_s > 0 && mono_ms() >= next_stats) {
 			stats(&r);
-			next_stats = mono_ms() + (int64_t)o->stats_every_s * 1000;
+			next_stats =
+			        mono_ms() + (int64_t)o->stats_every_s * 1000;
 		}
 	}
 	while (r.workers != NULL) {

@@ -155,7 +155,8 @@ mesh__rpc_take(struct mesh__rpc *r, size_t want, bool on_status,
 		struct timespec ts;
 		int64_t left = deadline - mono_ms();
 		for (size_t i = 0; on_status && i < r->n && !status_in; i++) {
-			status_in = mesh__rpc_status(r->msgs[r->head + i]) != 0;
+			status_in =
+			        mesh__rpc_status(r->msgs[r->head + i]) != 0;
 		}
 		if (status_in || left <= 0) {
 			break;
@@ -212,7 +213,8 @@ mesh__rpc_many(struct mesh__rpc *r, natsMsg **msgs, size_t n,
 		natsMsg *m;
 		uint64_t rid;
 		if (deadline - mono_ms() <= 0 ||
-		    (m = mesh__rpc_take(r, n - got, false, deadline)) == NULL) {
+		    (m = mesh__rpc_take(r, n - got, false, deadline)) ==
+		            NULL) {
 			break;
 		}
 		rid = mesh__rpc_rid(r, natsMsg_GetSubject(m));
@@ -262,7 +264,8 @@ mesh__pub_ack(natsMsg *r, const char *what, uint64_t *seq, bool *dup)
 			desc += 15;
 			len = (int)strcspn(desc, "\"");
 		}
-		return mesh__seterr(err, "%s: JetStream refused the message: %.*s",
+		return mesh__seterr(err,
+		                    "%s: JetStream refused the message: %.*s",
 		                    what, len, desc ? desc : "");
 	}
 	if (d == NULL || (p = strstr(d, "\"seq\":")) == NULL) {

@@ -57,7 +57,6 @@ int mesh__rpc_status(natsMsg *m);
  * true]} or {"error":{...}}. `what` names the target in errors ("queue
  * 'q'"). Errors: MESH_ETIMEDOUT (r is NULL), MESH_ENOTFOUND (no stream),
  * MESH_ETOOBIG, MESH_EBROKER. */
-mesh_err mesh__pub_ack(natsMsg *r, const char *what, uint64_t *seq,
-                       bool *dup);
+mesh_err mesh__pub_ack(natsMsg *r, const char *what, uint64_t *seq, bool *dup);
 
 #endif

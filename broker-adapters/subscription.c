@@ -16,14 +16,14 @@
 #include "mesh/topic.h"
 #include "mesh/wire.h"
 
-#define BUCKET         "MESH_SUBSCRIPTIONS"
-#define KV_SUBJECT     "$KV." BUCKET "."
-#define MAX_RECORD     (300 * 1024) /* a 256 KiB policy and the rest */
-#define ACK_WAIT_NS    (30 * (int64_t)1000000000)
-#define PENDING_FIFO   MESH_SUBSCRIPTION_BATCH
-#define PENDING_STD    20000
-#define SERVICE_MAX    64
-#define NS_PER_MS      ((int64_t)1000000)
+#define BUCKET       "MESH_SUBSCRIPTIONS"
+#define KV_SUBJECT   "$KV." BUCKET "."
+#define MAX_RECORD   (300 * 1024) /* a 256 KiB policy and the rest */
+#define ACK_WAIT_NS  (30 * (int64_t)1000000000)
+#define PENDING_FIFO MESH_SUBSCRIPTION_BATCH
+#define PENDING_STD  20000
+#define SERVICE_MAX  64
+#define NS_PER_MS    ((int64_t)1000000)
 
 void
 mesh_sub_attrs_init(struct mesh_sub_attrs *a)
@@ -56,7 +56,8 @@ mesh_sub_protocol_parse(const char *s, mesh_sub_protocol *out)
 		*out = MESH_SUB_SERVICE;
 	} else {
 		return mesh__seterr(MESH_EINVAL,
-		                    "protocol '%s': must be sqs or service", s);
+		                    "protocol '%s': must be sqs or service",
+		                    s);
 	}
 	return MESH_OK;
 }
@@ -90,7 +91,8 @@ id_parse(const char *id, char *topic, size_t tsize, char *key, size_t ksize)
 	const char *colon = id ? strrchr(id, ':') : NULL;
 	size_t tl = colon ? (size_t)(colon - id) : 0;
 
-	if (colon == NULL || tl == 0 || tl >= tsize || strlen(colon + 1) != 16 ||
+	if (colon == NULL || tl == 0 || tl >= tsize ||
+	    strlen(colon + 1) != 16 ||
 	    strspn(colon + 1, "0123456789abcdef") != 16) {
 		return mesh__seterr(MESH_EINVAL,
 		                    "subscription id '%.300s': must be "
@@ -159,14 +161,13 @@ policy_canon(const char *policy, mesh_filter_scope scope, char **out)
 static char *
 record_encode(const struct mesh_subscription *s)
 {
-	json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:I, s:I, s:s}",
-	                      "id", s->id, "topic", s->topic, "protocol",
-	                      mesh_sub_protocol_name(s->protocol), "endpoint",
-	                      s->endpoint, "filter_scope",
-	                      mesh_filter_scope_name(s->filter_scope), "raw",
-	                      s->raw, "replay_from", (json_int_t)s->replay_from_ms,
-	                      "created", (json_int_t)s->created_ms, "consumer",
-	                      s->consumer);
+	json_t *j = json_pack(
+	        "{s:s, s:s, s:s, s:s, s:s, s:b, s:I, s:I, s:s}", "id", s->id,
+	        "topic", s->topic, "protocol",
+	        mesh_sub_protocol_name(s->protocol), "endpoint", s->endpoint,
+	        "filter_scope", mesh_filter_scope_name(s->filter_scope), "raw",
+	        s->raw, "replay_from", (json_int_t)s->replay_from_ms,
+	        "created", (json_int_t)s->created_ms, "consumer", s->consumer);
 	char *text;
 
 	if (j != NULL && s->filter_policy != NULL) {
@@ -191,12 +192,12 @@ record_decode(const char *key, const void *data, size_t len,
 
 	memset(s, 0, sizeof(*s));
 	if (j == NULL ||
-	    json_unpack(j, "{s:s, s:s, s:s, s:s, s:s, s:b, s:I, s:I, s:s, s?s}",
-	                "id", &id, "topic", &topic, "protocol", &proto,
-	                "endpoint", &endpoint, "filter_scope", &scope, "raw",
-	                &raw, "replay_from", &replay, "created", &created,
-	                "consumer", &consumer, "filter_policy",
-	                &policy) != 0 ||
+	    json_unpack(
+	            j, "{s:s, s:s, s:s, s:s, s:s, s:b, s:I, s:I, s:s, s?s}",
+	            "id", &id, "topic", &topic, "protocol", &proto, "endpoint",
+	            &endpoint, "filter_scope", &scope, "raw", &raw,
+	            "replay_from", &replay, "created", &created, "consumer",
+	            &consumer, "filter_policy", &policy) != 0 ||
 	    mesh_sub_protocol_parse(proto, &s->protocol) != MESH_OK ||
 	    mesh_filter_scope_parse(scope, &s->filter_scope) != MESH_OK) {
 		json_decref(j);
@@ -265,7 +266,8 @@ static mesh_err
 consumer_pending(struct mesh_conn *c, const char *topic, const char *consumer,
                  uint64_t *pending)
 {
-	char stream[MESH_TOPIC_NAME_MAX + 8], subject[MESH_TOPIC_NAME_MAX + 16];
+	char stream[MESH_TOPIC_NAME_MAX + 8],
+	        subject[MESH_TOPIC_NAME_MAX + 16];
 	jsConsumerInfo *ci = NULL;
 	jsErrCode jerr = 0;
 	natsStatus s;
@@ -277,10 +279,11 @@ consumer_pending(struct mesh_conn *c, const char *topic, const char *consumer,
 	if (s != NATS_OK) {
 		if (s == NATS_NOT_FOUND || jerr == JSConsumerNotFoundErr ||
 		    jerr == JSStreamNotFoundErr) {
-			return mesh__seterr(MESH_ENOTFOUND,
-			                    "subscription %s on topic '%s': its "
-			                    "consumer is gone",
-			                    consumer, topic);
+			return mesh__seterr(
+			        MESH_ENOTFOUND,
+			        "subscription %s on topic '%s': its "
+			        "consumer is gone",
+			        consumer, topic);
 		}
 		return mesh_err_nats(s, jerr, "consumer %s", consumer);
 	}
@@ -293,7 +296,8 @@ static mesh_err
 consumer_create(struct mesh_conn *c, const struct mesh_subscription *s,
                 bool fifo, bool *created)
 {
-	char stream[MESH_TOPIC_NAME_MAX + 8], subject[MESH_TOPIC_NAME_MAX + 16];
+	char stream[MESH_TOPIC_NAME_MAX + 8],
+	        subject[MESH_TOPIC_NAME_MAX + 16];
 	jsConsumerConfig cc;
 	jsConsumerInfo *ci = NULL;
 	jsErrCode jerr = 0;
@@ -337,7 +341,8 @@ consumer_create(struct mesh_conn *c, const struct mesh_subscription *s,
 static void
 consumer_delete(struct mesh_conn *c, const char *topic, const char *consumer)
 {
-	char stream[MESH_TOPIC_NAME_MAX + 8], subject[MESH_TOPIC_NAME_MAX + 16];
+	char stream[MESH_TOPIC_NAME_MAX + 8],
+	        subject[MESH_TOPIC_NAME_MAX + 16];
 
 	if (mesh__topic_names(topic, stream, sizeof(stream), subject,
 	                      sizeof(subject)) == MESH_OK) {
@@ -349,7 +354,8 @@ consumer_delete(struct mesh_conn *c, const char *topic, const char *consumer)
 /* ---- the calls ---------------------------------------------------------- */
 
 static bool
-same_attrs(const struct mesh_subscription *x, const struct mesh_subscription *y)
+same_attrs(const struct mesh_subscription *x,
+           const struct mesh_subscription *y)
 {
 	return x->filter_scope == y->filter_scope && x->raw == y->raw &&
 	       x->replay_from_ms == y->replay_from_ms &&
@@ -369,19 +375,21 @@ endpoint_check(struct mesh_conn *c, const char *topic, bool topic_fifo,
 	mesh_err err;
 
 	if (p == MESH_SUB_SERVICE) {
-		return mesh__name_check("service", endpoint, SERVICE_MAX, NULL);
+		return mesh__name_check("service", endpoint, SERVICE_MAX,
+		                        NULL);
 	}
 	if ((err = mesh_queue_name_check(endpoint, &fifo)) != MESH_OK ||
 	    (err = mesh_queue_info(c, endpoint, &qi)) != MESH_OK) {
 		return err;
 	}
 	if (topic_fifo != fifo) {
-		return mesh__seterr(MESH_EINVAL,
-		                    "topic '%s' is %s and queue '%s' is %s: a "
-		                    "FIFO topic delivers to FIFO queues only, a "
-		                    "standard topic to standard queues",
-		                    topic, topic_fifo ? "FIFO" : "standard",
-		                    endpoint, fifo ? "FIFO" : "standard");
+		return mesh__seterr(
+		        MESH_EINVAL,
+		        "topic '%s' is %s and queue '%s' is %s: a "
+		        "FIFO topic delivers to FIFO queues only, a "
+		        "standard topic to standard queues",
+		        topic, topic_fifo ? "FIFO" : "standard", endpoint,
+		        fifo ? "FIFO" : "standard");
 	}
 	return MESH_OK;
 }
@@ -442,11 +450,12 @@ mesh_subscription_create(struct mesh_conn *c, const char *topic,
 			goto found;
 		}
 		if (p != MESH_SUB_SERVICE) {
-			err = mesh__seterr(MESH_EEXIST,
-			                   "subscription %s: already exists with "
-			                   "different attributes (change them "
-			                   "with subscription set-attributes)",
-			                   s.id);
+			err = mesh__seterr(
+			        MESH_EEXIST,
+			        "subscription %s: already exists with "
+			        "different attributes (change them "
+			        "with subscription set-attributes)",
+			        s.id);
 			goto out;
 		}
 		/* A service's declaration wins; its start point stays. */
@@ -575,9 +584,9 @@ mesh_subscription_delete(struct mesh_conn *c, const char *id)
 	if ((err = record_get(kv, key, &s)) != MESH_OK) {
 		kvStore_Destroy(kv);
 		return err == MESH_ENOTFOUND
-		               ? mesh__seterr(MESH_ENOTFOUND,
-		                              "subscription %s: does not exist",
-		                              id)
+		               ? mesh__seterr(
+		                         MESH_ENOTFOUND,
+		                         "subscription %s: does not exist", id)
 		               : err;
 	}
 	/* The record first: without it the router stops forwarding; then
@@ -814,10 +823,11 @@ mesh_subscriber_bind(struct mesh_conn *c, const char *id,
 	                      s->rec.consumer, NULL, &so, &jerr);
 	if (st != NATS_OK) {
 		err = (st == NATS_NOT_FOUND || jerr == JSConsumerNotFoundErr)
-		              ? mesh__seterr(MESH_ENOTFOUND,
-		                             "subscription %s: its consumer is "
-		                             "gone",
-		                             id)
+		              ? mesh__seterr(
+		                        MESH_ENOTFOUND,
+		                        "subscription %s: its consumer is "
+		                        "gone",
+		                        id)
 		              : mesh_err_nats(st, jerr, "subscription %s", id);
 		goto fail;
 	}
@@ -902,8 +912,7 @@ hdr(natsMsg *m, const char *key)
 
 mesh_err
 mesh_subscriber_fetch(struct mesh_subscriber *s, int max, int64_t wait_ms,
-                      struct mesh_delivery *out, size_t *n,
-                      size_t *filtered)
+                      struct mesh_delivery *out, size_t *n, size_t *filtered)
 {
 	return mesh__subscriber_fetch(s, max, wait_ms, true, out, n, filtered);
 }
@@ -1006,10 +1015,10 @@ mesh_delivery_ack(struct mesh_delivery *d)
 mesh_err
 mesh_delivery_nak(struct mesh_delivery *d, int64_t delay_ms)
 {
-	return ack_result(delay_ms > 0
-	                          ? natsMsg_NakWithDelay(d->msg, delay_ms, NULL)
-	                          : natsMsg_Nak(d->msg, NULL),
-	                  "nak");
+	return ack_result(
+	        delay_ms > 0 ? natsMsg_NakWithDelay(d->msg, delay_ms, NULL)
+	                     : natsMsg_Nak(d->msg, NULL),
+	        "nak");
 }
 
 mesh_err

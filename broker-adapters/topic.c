@@ -40,8 +40,8 @@ mesh_topic_name_check(const char *name, bool *fifo)
 }
 
 mesh_err
-mesh__topic_names(const char *name, char *stream, size_t ssize,
-                  char *subject, size_t subsize)
+mesh__topic_names(const char *name, char *stream, size_t ssize, char *subject,
+                  size_t subsize)
 {
 	bool fifo;
 	mesh_err err;
@@ -117,7 +117,8 @@ load(struct mesh_conn *c, const char *name, struct mesh_topic_attrs *a,
 	if (s != NATS_OK) {
 		if (jerr == JSStreamNotFoundErr || s == NATS_NOT_FOUND) {
 			return mesh__seterr(MESH_ENOTFOUND,
-			                    "topic '%s': does not exist", name);
+			                    "topic '%s': does not exist",
+			                    name);
 		}
 		return mesh_err_nats(s, jerr, "topic '%s'", name);
 	}
@@ -162,11 +163,11 @@ mesh_topic_create(struct mesh_conn *c, const char *name,
 		                    name);
 	}
 	if (a.archive_days < 0 || a.archive_days > MESH_TOPIC_ARCHIVE_DAYS) {
-		return mesh__seterr(MESH_EINVAL,
-		                    "topic '%s': ArchivePolicy retention %" PRId64
-		                    " days is out of range 1-%d (0: none)",
-		                    name, a.archive_days,
-		                    MESH_TOPIC_ARCHIVE_DAYS);
+		return mesh__seterr(
+		        MESH_EINVAL,
+		        "topic '%s': ArchivePolicy retention %" PRId64
+		        " days is out of range 1-%d (0: none)",
+		        name, a.archive_days, MESH_TOPIC_ARCHIVE_DAYS);
 	}
 	err = load(c, name, &old, &n, NULL);
 	if (err == MESH_OK) {
@@ -349,12 +350,11 @@ prepare(struct mesh_topic *t, const struct mesh_topic_entry *e, natsMsg **out,
 		                    what);
 	}
 	if (t->a.fifo) {
-		err = mesh__fifo_ids(what, ev, e->group_id, e->dedup_id,
-		                     t->a.content_based_dedup,
-		                     (const uint8_t *)t->n.stream,
-		                     strlen(t->n.stream) < 64 ? strlen(t->n.stream)
-		                                              : 64,
-		                     dedup, message_id);
+		err = mesh__fifo_ids(
+		        what, ev, e->group_id, e->dedup_id,
+		        t->a.content_based_dedup, (const uint8_t *)t->n.stream,
+		        strlen(t->n.stream) < 64 ? strlen(t->n.stream) : 64,
+		        dedup, message_id);
 		if (err != MESH_OK) {
 			return err;
 		}
@@ -435,8 +435,8 @@ mesh_topic_publish_batch(struct mesh_topic *t,
 	for (size_t i = 0; i < k; i++) {
 		struct mesh_topic_published *r = &out[idx[i]];
 		if (err == MESH_OK) {
-			mesh_err e2 = mesh__pub_ack(replies[i], what,
-			                            &r->sequence, &r->duplicate);
+			mesh_err e2 = mesh__pub_ack(
+			        replies[i], what, &r->sequence, &r->duplicate);
 			if (e2 != MESH_OK) {
 				published_fail(r, e2);
 			}

@@ -151,9 +151,10 @@ mesh__name_check(const char *noun, const char *name, size_t max, bool *fifo)
 	size_t base = is_fifo ? len - 5 : len;
 
 	if (len == 0 || len > max || base == 0) {
-		return mesh__seterr(MESH_EINVAL,
-		                    "%s name '%.100s': must be 1-%zu characters",
-		                    noun, name ? name : "", max);
+		return mesh__seterr(
+		        MESH_EINVAL,
+		        "%s name '%.100s': must be 1-%zu characters", noun,
+		        name ? name : "", max);
 	}
 	for (size_t i = 0; i < base; i++) {
 		char ch = name[i];
@@ -161,7 +162,8 @@ mesh__name_check(const char *noun, const char *name, size_t max, bool *fifo)
 		      (ch >= '0' && ch <= '9') || ch == '_' || ch == '-')) {
 			return mesh__seterr(
 			        MESH_EINVAL,
-			        "%s name '%s': may contain only A-Z, a-z, 0-9, "
+			        "%s name '%s': may contain only A-Z, a-z, "
+			        "0-9, "
 			        "'-' and '_' (and end in .fifo for a FIFO %s)",
 			        noun, name, noun);
 		}
@@ -322,10 +324,11 @@ mesh_err
 mesh__ids_check(const char *what, const char *group_id, const char *dedup_id)
 {
 	if (group_id != NULL && !mesh__id_valid(group_id)) {
-		return mesh__seterr(MESH_EINVAL,
-		                    "%s: MessageGroupId '%.128s' must be 1-128 "
-		                    "printable ASCII characters",
-		                    what, group_id);
+		return mesh__seterr(
+		        MESH_EINVAL,
+		        "%s: MessageGroupId '%.128s' must be 1-128 "
+		        "printable ASCII characters",
+		        what, group_id);
 	}
 	if (dedup_id != NULL && !mesh__id_valid(dedup_id)) {
 		return mesh__seterr(MESH_EINVAL,

@@ -65,8 +65,9 @@ mesh_sched_info(struct mesh_conn *c, const char *name, json_t **out)
 			json_array_append_new(attrs, json_stringn(p, n));
 			p += n + (p[n] == '\n');
 		}
-		json_object_set_new(j, "Payload",
-		                    json_string(s.json_body ? "json" : "text"));
+		json_object_set_new(
+		        j, "Payload",
+		        json_string(s.json_body ? "json" : "text"));
 		json_object_set_new(j, "Attributes", attrs);
 	}
 	next = json_array();
@@ -132,12 +133,13 @@ static mesh_err
 set_str(char *dst, size_t size, const char *key, json_t *v)
 {
 	if (!json_is_string(v)) {
-		return mesh__seterr(MESH_EINVAL, "field '%s': not a string", key);
+		return mesh__seterr(MESH_EINVAL, "field '%s': not a string",
+		                    key);
 	}
 	if (strlen(json_string_value(v)) >= size) {
 		return mesh__seterr(MESH_EINVAL,
-		                    "field '%s': longer than %zu characters", key,
-		                    size - 1);
+		                    "field '%s': longer than %zu characters",
+		                    key, size - 1);
 	}
 	snprintf(dst, size, "%s", json_string_value(v));
 	return MESH_OK;
@@ -168,8 +170,8 @@ static mesh_err
 set_bool(bool *dst, const char *key, json_t *v)
 {
 	if (!json_is_boolean(v)) {
-		return mesh__seterr(MESH_EINVAL, "field '%s': not true or false",
-		                    key);
+		return mesh__seterr(MESH_EINVAL,
+		                    "field '%s': not true or false", key);
 	}
 	*dst = json_is_true(v);
 	return MESH_OK;
@@ -187,8 +189,8 @@ mesh_sched_set_fields(struct mesh_schedule *s, json_t *fields)
 		if (strcmp(key, "name") == 0) {
 			err = set_str(s->name, sizeof(s->name), key, v);
 		} else if (strcmp(key, "expression") == 0) {
-			err = set_str(s->expression, sizeof(s->expression), key,
-			              v);
+			err = set_str(s->expression, sizeof(s->expression),
+			              key, v);
 		} else if (strcmp(key, "tz") == 0) {
 			err = set_str(s->tz, sizeof(s->tz), key, v);
 		} else if (strcmp(key, "target") == 0) {
@@ -200,11 +202,13 @@ mesh_sched_set_fields(struct mesh_schedule *s, json_t *fields)
 		} else if (strcmp(key, "body") == 0) {
 			char *body;
 			if (!json_is_string(v)) {
-				err = mesh__seterr(MESH_EINVAL,
-				                   "field 'body': not a string");
+				err = mesh__seterr(
+				        MESH_EINVAL,
+				        "field 'body': not a string");
 			} else if ((body = strdup(json_string_value(v))) ==
 			           NULL) {
-				err = mesh__seterr(MESH_ENOMEM, "field 'body'");
+				err = mesh__seterr(MESH_ENOMEM,
+				                   "field 'body'");
 			} else {
 				free(s->body);
 				s->body = body;
@@ -219,14 +223,18 @@ mesh_sched_set_fields(struct mesh_schedule *s, json_t *fields)
 			{
 				bad = bad || !json_is_string(a) ||
 				      strchr(json_string_value(a), '\n');
-				len += bad ? 0 : strlen(json_string_value(a)) + 1;
+				len += bad ? 0
+				           : strlen(json_string_value(a)) + 1;
 			}
 			if (bad) {
-				err = mesh__seterr(MESH_EINVAL,
-				                   "field 'attrs': an array of "
-				                   "\"NAME=TYPE:VALUE\" strings");
-			} else if (len > 0 && (lines = calloc(1, len)) == NULL) {
-				err = mesh__seterr(MESH_ENOMEM, "field 'attrs'");
+				err = mesh__seterr(
+				        MESH_EINVAL,
+				        "field 'attrs': an array of "
+				        "\"NAME=TYPE:VALUE\" strings");
+			} else if (len > 0 &&
+			           (lines = calloc(1, len)) == NULL) {
+				err = mesh__seterr(MESH_ENOMEM,
+				                   "field 'attrs'");
 			} else {
 				json_array_foreach(v, i, a)
 				{
@@ -240,10 +248,11 @@ mesh_sched_set_fields(struct mesh_schedule *s, json_t *fields)
 			}
 		} else if (strcmp(key, "payload") == 0) {
 			const char *m = json_string_value(v);
-			if (m == NULL ||
-			    (strcmp(m, "json") != 0 && strcmp(m, "text") != 0)) {
-				err = mesh__seterr(MESH_EINVAL,
-				                   "field 'payload': json or text");
+			if (m == NULL || (strcmp(m, "json") != 0 &&
+			                  strcmp(m, "text") != 0)) {
+				err = mesh__seterr(
+				        MESH_EINVAL,
+				        "field 'payload': json or text");
 			} else {
 				s->json_body = strcmp(m, "json") == 0;
 			}
@@ -256,9 +265,10 @@ mesh_sched_set_fields(struct mesh_schedule *s, json_t *fields)
 			} else if (m != NULL && strcmp(m, "skip") == 0) {
 				s->missed = MESH_MISSED_SKIP;
 			} else {
-				err = mesh__seterr(MESH_EINVAL,
-				                   "field 'missed': latest, all or "
-				                   "skip");
+				err = mesh__seterr(
+				        MESH_EINVAL,
+				        "field 'missed': latest, all or "
+				        "skip");
 			}
 		} else if (strcmp(key, "start") == 0) {
 			err = set_seconds(&s->start, key, v, true);
@@ -369,7 +379,8 @@ handle_write(struct mesh_conn *c, const char *verb, json_t *req)
 		err = mesh_sched_set_fields(&s, req);
 	}
 	if (err == MESH_OK && strcmp(s.name, name) != 0) {
-		err = mesh__seterr(MESH_EINVAL, "field 'name': not changeable");
+		err = mesh__seterr(MESH_EINVAL,
+		                   "field 'name': not changeable");
 	}
 	if (err == MESH_OK) {
 		err = mesh_sched_save(c, &s, create);
@@ -379,8 +390,8 @@ handle_write(struct mesh_conn *c, const char *verb, json_t *req)
 }
 
 void
-mesh_sched_api_handle(struct mesh_conn *c, const char *verb,
-                      const char *body, size_t len, char **reply)
+mesh_sched_api_handle(struct mesh_conn *c, const char *verb, const char *body,
+                      size_t len, char **reply)
 {
 	json_error_t jerr;
 	json_t *req = len ? json_loadb(body, len, 0, &jerr) : json_object();
@@ -391,8 +402,7 @@ mesh_sched_api_handle(struct mesh_conn *c, const char *verb,
 		err = mesh__seterr(MESH_EPARSE,
 		                   "request body: not a JSON object");
 	} else if (strcmp(verb, "create") == 0 ||
-	           strcmp(verb, "update") == 0 ||
-	           strcmp(verb, "pause") == 0 ||
+	           strcmp(verb, "update") == 0 || strcmp(verb, "pause") == 0 ||
 	           strcmp(verb, "resume") == 0) {
 		if ((err = handle_write(c, verb, req)) == MESH_OK) {
 			res = json_pack("{s:b, s:s}", "ok", 1, "name",
@@ -404,7 +414,8 @@ mesh_sched_api_handle(struct mesh_conn *c, const char *verb,
 		err = mesh__seterr(MESH_EINVAL,
 		                   "field 'name': missing, or not a string");
 	} else if (strcmp(verb, "delete") == 0) {
-		if ((err = mesh_schedules_delete(c, name_of(req))) == MESH_OK) {
+		if ((err = mesh_schedules_delete(c, name_of(req))) ==
+		    MESH_OK) {
 			res = json_pack("{s:b, s:s}", "ok", 1, "name",
 			                name_of(req));
 		}
@@ -437,13 +448,15 @@ mesh_sched_api_handle(struct mesh_conn *c, const char *verb,
 static void
 on_request(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
 {
-	const char *verb = natsMsg_GetSubject(m) + strlen(MESH_SCHED_API_PREFIX);
+	const char *verb =
+	        natsMsg_GetSubject(m) + strlen(MESH_SCHED_API_PREFIX);
 	char *reply = NULL;
 
 	(void)sub;
 	if (natsMsg_GetReply(m) != NULL) {
 		mesh_sched_api_handle(arg, verb, natsMsg_GetData(m),
-		                      (size_t)natsMsg_GetDataLength(m), &reply);
+		                      (size_t)natsMsg_GetDataLength(m),
+		                      &reply);
 		if (reply != NULL) {
 			natsConnection_PublishString(nc, natsMsg_GetReply(m),
 			                             reply);

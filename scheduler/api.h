@@ -35,8 +35,7 @@ mesh_err mesh_sched_save(struct mesh_conn *c, struct mesh_schedule *s,
 /* A schedule's settings, next 5 firings and last firing, as meshctl
  * schedule info --json prints it: *out is a new reference. Errors:
  * MESH_ENOTFOUND, the connection's. */
-mesh_err mesh_sched_info(struct mesh_conn *c, const char *name,
-                         json_t **out);
+mesh_err mesh_sched_info(struct mesh_conn *c, const char *name, json_t **out);
 
 /* The names of the schedules: *out is a new JSON array. */
 mesh_err mesh_sched_list(struct mesh_conn *c, json_t **out);

@@ -196,10 +196,10 @@ mesh_schedules_last_fired(struct mesh_conn *c, const char *name, int64_t *fire,
 
 /* ---- the replica -------------------------------------------------------- */
 
-#define FETCH_MAX 1000  /* change-log messages at once (MaxAckPending) */
-#define FIRE_MAX  20000 /* firings published in one round */
-#define LEAD_MS   20    /* firings are made ready this much before */
-#define CATCH_UP_IDLE 50 /* empty fetches (200 ms) before starting anyway */
+#define FETCH_MAX     1000  /* change-log messages at once (MaxAckPending) */
+#define FIRE_MAX      20000 /* firings published in one round */
+#define LEAD_MS       20    /* firings are made ready this much before */
+#define CATCH_UP_IDLE 50    /* empty fetches (200 ms) before starting anyway */
 
 /* One firing on its way: the schedule read from LMDB, the event made of
  * it, the outcome of its send. */
@@ -301,14 +301,15 @@ make_event(const struct replica *r, const struct mesh_schedule *s,
 	mesh_schedule_firing_id(s->name, when, id);
 	mesh_sched_format(when, iso);
 	snprintf(source, sizeof(source), "mesh-scheduler/%s", r->id);
-	err = body == NULL ? mesh__seterr(MESH_ENOMEM, "schedule '%s'",
-	                                  s->name)
-	                   : mesh_event_new(s->type, source, &ev);
+	err = body == NULL
+	              ? mesh__seterr(MESH_ENOMEM, "schedule '%s'", s->name)
+	              : mesh_event_new(s->type, source, &ev);
 	if (err == MESH_OK && (err = mesh_event_set_id(ev, id)) == MESH_OK &&
-	    (err = s->json_body ? mesh_pbjson_set_event_data(ev, s->type, body,
-	                                                     strlen(body))
-	                        : mesh_event_set_text(ev, body,
-	                                              strlen(body))) == MESH_OK &&
+	    (err = s->json_body
+	                   ? mesh_pbjson_set_event_data(ev, s->type, body,
+	                                                strlen(body))
+	                   : mesh_event_set_text(ev, body, strlen(body))) ==
+	            MESH_OK &&
 	    (err = mesh_event_attr_set(ev, "schedule", "String", s->name,
 	                               strlen(s->name))) == MESH_OK) {
 		err = mesh_event_attr_set(ev, "scheduledTime", "String", iso,
@@ -352,7 +353,8 @@ send_to_queue(struct replica *r, struct firing *f, size_t n, size_t first,
 	for (size_t i = first; i < n; i++) {
 		struct firing *x = &f[i];
 		char *id = x->sent.message_id; /* scratch until sent */
-		if (x->done || x->ev == NULL || strcmp(x->s.target, target) != 0) {
+		if (x->done || x->ev == NULL ||
+		    strcmp(x->s.target, target) != 0) {
 			continue;
 		}
 		x->done = true;
@@ -463,7 +465,8 @@ send_to_targets(struct replica *r, struct firing *f, size_t n)
 			f[i].done = true;
 			f[i].sent.err = MESH_EINVAL;
 			snprintf(f[i].sent.error, sizeof(f[i].sent.error),
-			         "target '%.200s': not a queue or topic", target);
+			         "target '%.200s': not a queue or topic",
+			         target);
 		}
 	}
 }
@@ -526,7 +529,8 @@ give_up(struct replica *r, struct mesh_sched_txn *txn,
 		snprintf(outcome, sizeof(outcome),
 		         "%s: gave up after %d attempts (%.200s)%s", iso,
 		         attempts, error,
-		         s->dlq[0] ? "; the dead-letter queue failed too" : "");
+		         s->dlq[0] ? "; the dead-letter queue failed too"
+		                   : "");
 	}
 	record(r, txn, s->name, when, outcome, true);
 }
@@ -541,8 +545,8 @@ judge(struct replica *r, struct mesh_sched_txn *txn, struct firing *x)
 
 	mesh_sched_format(x->when, iso);
 	if (x->sent.err == MESH_OK) {
-		snprintf(outcome, sizeof(outcome), "%s %s: sent %s%s%s", x->why,
-		         iso, x->sent.message_id,
+		snprintf(outcome, sizeof(outcome), "%s %s: sent %s%s%s",
+		         x->why, iso, x->sent.message_id,
 		         x->sent.duplicate ? " (another replica sent it first)"
 		                           : "",
 		         x->attempt > 1 ? " on a retry" : "");
@@ -554,9 +558,8 @@ judge(struct replica *r, struct mesh_sched_txn *txn, struct firing *x)
 	}
 	if (x->attempt <= x->s.retry_max &&
 	    now_s() - x->when < x->s.max_age_s) {
-		int64_t backoff = x->attempt < 7
-		                          ? (int64_t)1 << (x->attempt - 1)
-		                          : 60;
+		int64_t backoff =
+		        x->attempt < 7 ? (int64_t)1 << (x->attempt - 1) : 60;
 		if (e->retry_fire != 0 && e->retry_fire != x->when) {
 			give_up(r, txn, &x->s, e->retry_fire, e->attempt,
 			        "superseded by a later failed firing");
@@ -691,15 +694,17 @@ fire_due(struct replica *r, int64_t now)
 			cap = nc;
 		}
 		if (e->retry_fire != 0 && e->retry_at <= now) {
-			f[n++] = (struct firing){
-			        .e = e, .retry = true, .when = e->retry_fire,
-			        .attempt = e->attempt, .why = "retried"};
+			f[n++] = (struct firing){.e = e,
+			                         .retry = true,
+			                         .when = e->retry_fire,
+			                         .attempt = e->attempt,
+			                         .why = "retried"};
 		}
 		if (e->fire != 0 && e->at <= now) {
 			f[n++] = (struct firing){.e = e,
-			                            .when = e->fire,
-			                            .attempt = 1,
-			                            .why = "scheduled"};
+			                         .when = e->fire,
+			                         .attempt = 1,
+			                         .why = "scheduled"};
 		}
 		if (n == 0 || f[n - 1].e != e) {
 			mesh_sched_table_update(&r->t, e); /* nothing due */
@@ -753,9 +758,10 @@ adopt(struct replica *r, struct mesh_sched_txn *txn,
 		}
 	}
 	if (n > 0 && s->missed != MESH_MISSED_SKIP) {
-		uint64_t from = s->missed == MESH_MISSED_ALL && n > MAX_CATCH_UP
-		                        ? n - MAX_CATCH_UP
-		                        : 0;
+		uint64_t from =
+		        s->missed == MESH_MISSED_ALL && n > MAX_CATCH_UP
+		                ? n - MAX_CATCH_UP
+		                : 0;
 		if (from > 0) {
 			char note[96];
 			snprintf(note, sizeof(note),
@@ -783,7 +789,8 @@ adopt(struct replica *r, struct mesh_sched_txn *txn,
 			}
 		}
 		if (last < now - 1 && !at_start) {
-			last = now - 1; /* a changed schedule starts from now */
+			last = now -
+			       1; /* a changed schedule starts from now */
 		}
 		plan(e, s, tz, last);
 	}
@@ -839,7 +846,8 @@ merge_firings(struct replica *r)
 	so.Config.DeliverPolicy = js_DeliverLastPerSubject;
 	if (js_SubscribeSync(&sub, mesh_conn_js(r->c), MESH_FIRINGS_PREFIX "*",
 	                     NULL, &so, NULL) != NATS_OK) {
-		log_line(r, "store-failed", NULL, "reading the firings stream");
+		log_line(r, "store-failed", NULL,
+		         "reading the firings stream");
 		return;
 	}
 	for (;;) {
@@ -917,8 +925,8 @@ apply_list(struct replica *r, natsMsgList *list, bool catching_up)
 	}
 	for (int i = 0; i < list->Count; i++) {
 		natsMsg *m = list->Msgs[i];
-		const char *name = natsMsg_GetSubject(m) +
-		                   strlen(MESH_SCHEDULES_PREFIX);
+		const char *name =
+		        natsMsg_GetSubject(m) + strlen(MESH_SCHEDULES_PREFIX);
 		jsMsgMetaData *meta = NULL;
 		uint64_t seq = 0;
 
@@ -937,9 +945,9 @@ apply_list(struct replica *r, natsMsgList *list, bool catching_up)
 		                   (size_t)natsMsg_GetDataLength(m),
 		                   &defs[i]) != MESH_OK) {
 			log_line(r, "invalid", name, mesh_errdetail());
-		} else if (mesh_sched_txn_apply(
-		                   txn, name, natsMsg_GetData(m),
-		                   (size_t)natsMsg_GetDataLength(m)) == MESH_OK) {
+		} else if (mesh_sched_txn_apply(txn, name, natsMsg_GetData(m),
+		                                (size_t)natsMsg_GetDataLength(
+		                                        m)) == MESH_OK) {
 			ok[i] = true;
 		} else {
 			mesh_schedule_fini(&defs[i]);

@@ -68,10 +68,11 @@ attrs_check(const struct mesh_schedule *s)
 	}
 	n += s->attrs != NULL && s->attrs[0] != '\0';
 	if (n > MESH_SCHEDULE_ATTRS_MAX) {
-		return mesh__seterr(MESH_EINVAL,
-		                    "schedule '%s': %zu attributes, more than %d "
-		                    "(with schedule and scheduledTime, SNS's 10)",
-		                    s->name, n, MESH_SCHEDULE_ATTRS_MAX);
+		return mesh__seterr(
+		        MESH_EINVAL,
+		        "schedule '%s': %zu attributes, more than %d "
+		        "(with schedule and scheduledTime, SNS's 10)",
+		        s->name, n, MESH_SCHEDULE_ATTRS_MAX);
 	}
 	if ((err = mesh_event_new("check", "check", &ev)) == MESH_OK) {
 		err = mesh_schedule_set_attrs(s, ev);
@@ -107,8 +108,8 @@ json_body_check(const struct mesh_schedule *s)
 		char why[512];
 		snprintf(why, sizeof(why), "%s", mesh_errdetail());
 		return mesh__seterr(err == MESH_ENOMEM ? err : MESH_EINVAL,
-		                    "schedule '%s': the JSON body: %s", s->name,
-		                    why);
+		                    "schedule '%s': the JSON body: %s",
+		                    s->name, why);
 	}
 	return MESH_OK;
 }
@@ -234,15 +235,31 @@ mesh_schedule_to_json(const struct mesh_schedule *s, char **out)
  * kind) goes to jansson, which decides. Both fill the same fields. */
 
 enum {
-	F_NAME, F_EXPR, F_TZ, F_TARGET, F_TYPE, F_BODY, F_START, F_END,
-	F_MISSED, F_ENABLED, F_DELETE, F_CREATED, F_WINDOW, F_RETRY, F_MAXAGE,
-	F_DLQ, F_PAYLOAD, F_ATTRS, F_COUNT
+	F_NAME,
+	F_EXPR,
+	F_TZ,
+	F_TARGET,
+	F_TYPE,
+	F_BODY,
+	F_START,
+	F_END,
+	F_MISSED,
+	F_ENABLED,
+	F_DELETE,
+	F_CREATED,
+	F_WINDOW,
+	F_RETRY,
+	F_MAXAGE,
+	F_DLQ,
+	F_PAYLOAD,
+	F_ATTRS,
+	F_COUNT
 };
 static const char *const field_keys[F_COUNT] = {
-        "name",   "expression",   "tz",      "target",  "type",
-        "body",   "start",        "end",     "missed",  "enabled",
-        "delete_after", "created", "window", "retry_max", "max_age",
-        "dlq", "payload", "attrs"};
+        "name",         "expression", "tz",     "target",    "type",
+        "body",         "start",      "end",    "missed",    "enabled",
+        "delete_after", "created",    "window", "retry_max", "max_age",
+        "dlq",          "payload",    "attrs"};
 #define REQUIRED ((1u << F_WINDOW) - 1) /* name ... created */
 
 /* The values read, before they go into a schedule. */
@@ -256,7 +273,8 @@ struct fields {
 static const char *
 skip_ws(const char *p, const char *end)
 {
-	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) {
+	while (p < end &&
+	       (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) {
 		p++;
 	}
 	return p;
@@ -327,7 +345,8 @@ read_string(const char *p, const char *end, char **o)
 			*(*o)++ = '\t';
 			break;
 		case 'u':
-			/* ASCII only; the rest (surrogates, UTF-8) to jansson */
+			/* ASCII only; the rest (surrogates, UTF-8) to jansson
+			 */
 			if (end - p < 4 || (u = hex4(p)) <= 0 || u >= 0x80) {
 				return NULL;
 			}
@@ -381,7 +400,8 @@ read_fast(const char *json, size_t len, struct fields *f)
 		kend = p++;
 		for (int i = 0; i < F_COUNT && k < 0; i++) {
 			if ((size_t)(kend - key) == strlen(field_keys[i]) &&
-			    memcmp(key, field_keys[i], (size_t)(kend - key)) == 0) {
+			    memcmp(key, field_keys[i], (size_t)(kend - key)) ==
+			            0) {
 				k = i;
 			}
 		}
@@ -395,8 +415,8 @@ read_fast(const char *json, size_t len, struct fields *f)
 		}
 		bool want_str = k == F_NAME || k == F_EXPR || k == F_TZ ||
 		                k == F_TARGET || k == F_TYPE || k == F_BODY ||
-		                k == F_MISSED || k == F_DLQ || k == F_PAYLOAD ||
-		                k == F_ATTRS;
+		                k == F_MISSED || k == F_DLQ ||
+		                k == F_PAYLOAD || k == F_ATTRS;
 		bool want_bool = k == F_ENABLED || k == F_DELETE;
 		if (*p == '"') {
 			char *start = o;
@@ -423,14 +443,16 @@ read_fast(const char *json, size_t len, struct fields *f)
 			uint64_t v = 0;
 			int digits = 0;
 			p += neg;
-			while (p < end && *p >= '0' && *p <= '9' && digits < 18) {
+			while (p < end && *p >= '0' && *p <= '9' &&
+			       digits < 18) {
 				v = v * 10 + (uint64_t)(*p++ - '0');
 				digits++;
 			}
-			if (digits == 0 || (p < end && (*p == '.' || *p == 'e' ||
-			                                *p == 'E' ||
-			                                (*p >= '0' && *p <= '9')))) {
-				return false; /* reals, long numbers: jansson */
+			if (digits == 0 ||
+			    (p < end && (*p == '.' || *p == 'e' || *p == 'E' ||
+			                 (*p >= '0' && *p <= '9')))) {
+				return false; /* reals, long numbers: jansson
+				               */
 			}
 			if ((k >= 0 && (want_str || want_bool))) {
 				return false;
@@ -477,12 +499,11 @@ read_jansson(const char *json, size_t len, struct fields *f)
 	                "tz", &f->str[F_TZ], "target", &f->str[F_TARGET],
 	                "type", &f->str[F_TYPE], "body", &f->str[F_BODY],
 	                "start", &n[F_START], "end", &n[F_END], "missed",
-	                &f->str[F_MISSED], "enabled", &enabled,
-	                "delete_after", &del, "created", &n[F_CREATED],
-	                "window", &n[F_WINDOW], "retry_max", &n[F_RETRY],
-	                "max_age", &n[F_MAXAGE], "dlq", &f->str[F_DLQ],
-	                "payload", &f->str[F_PAYLOAD], "attrs",
-	                &f->str[F_ATTRS]) != 0) {
+	                &f->str[F_MISSED], "enabled", &enabled, "delete_after",
+	                &del, "created", &n[F_CREATED], "window", &n[F_WINDOW],
+	                "retry_max", &n[F_RETRY], "max_age", &n[F_MAXAGE],
+	                "dlq", &f->str[F_DLQ], "payload", &f->str[F_PAYLOAD],
+	                "attrs", &f->str[F_ATTRS]) != 0) {
 		return false;
 	}
 	for (int i = 0; i < F_COUNT; i++) {
@@ -505,8 +526,8 @@ mesh_schedule_from_json(const char *json, size_t len,
 	read = read_fast(json, len, &f);
 	if (!read) {
 		free(f.owned);
-		f = (struct fields){.num = {[F_RETRY] = 185,
-		                            [F_MAXAGE] = 86400}};
+		f = (struct fields){
+		        .num = {[F_RETRY] = 185, [F_MAXAGE] = 86400}};
 		read = read_jansson(json, len, &f);
 	}
 	if (f.str[F_DLQ] == NULL) {

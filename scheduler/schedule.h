@@ -1,7 +1,7 @@
 /* A schedule: when (an expression in a zone, between optional start and
  * end), what (a target queue or topic, an event type, a text or JSON
- * body with placeholders), and what to do about firings missed while no scheduler
- * ran. Stored as JSON in the change log and in each replica's LMDB.
+ * body with placeholders), and what to do about firings missed while no
+ * scheduler ran. Stored as JSON in the change log and in each replica's LMDB.
  */
 #ifndef MESH_SCHEDULE_H
 #define MESH_SCHEDULE_H
@@ -15,8 +15,9 @@
 
 #define MESH_SCHEDULE_NAME_MAX 64
 #define MESH_SCHEDULE_BODY_MAX (256 * 1024)
-#define MESH_SCHEDULE_ATTRS_MAX 8 /* SNS/SQS's 10, less schedule and
-                                     scheduledTime */
+#define MESH_SCHEDULE_ATTRS_MAX                                               \
+	8 /* SNS/SQS's 10, less schedule and                                  \
+	     scheduledTime */
 
 typedef enum {
 	MESH_MISSED_LATEST = 0, /* fire the latest missed firing once */
@@ -60,8 +61,9 @@ mesh_err mesh_schedule_set_attrs(const struct mesh_schedule *s,
 /* Check every field (name 1-64 of [A-Za-z0-9_.-], the expression, the
  * zone, a target "queue:NAME" or "topic:NAME", a body of at most 256 KiB
  * (with json_body, JSON that encodes as the protobuf message named by
- * type, placeholders filled in), end after start) and derive s->expr. Errors: MESH_EINVAL (the field at fault in
- * the detail), MESH_ENOTFOUND (unknown zone). */
+ * type, placeholders filled in), end after start) and derive s->expr. Errors:
+ * MESH_EINVAL (the field at fault in the detail), MESH_ENOTFOUND (unknown
+ * zone). */
 mesh_err mesh_schedule_check(struct mesh_schedule *s);
 
 /* JSON forms. to_json: *out is malloc'ed. from_json checks the result. */

@@ -178,8 +178,8 @@ fired_parse(const MDB_val *v, char *outcome, size_t size)
 	char buf[320];
 	int n = 0;
 	long long t = 0;
-	size_t len = v->mv_size < sizeof(buf) - 1 ? v->mv_size
-	                                          : sizeof(buf) - 1;
+	size_t len =
+	        v->mv_size < sizeof(buf) - 1 ? v->mv_size : sizeof(buf) - 1;
 
 	memcpy(buf, v->mv_data, len);
 	buf[len] = '\0';
@@ -191,8 +191,8 @@ fired_parse(const MDB_val *v, char *outcome, size_t size)
 }
 
 mesh_err
-mesh_sched_txn_fired(struct mesh_sched_txn *t, const char *name,
-                     int64_t *last, char *outcome, size_t size)
+mesh_sched_txn_fired(struct mesh_sched_txn *t, const char *name, int64_t *last,
+                     char *outcome, size_t size)
 {
 	MDB_val k = {strlen(name), (void *)name}, v;
 	int rc = mdb_get(t->txn, t->st->fired, &k, &v);

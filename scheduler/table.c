@@ -90,8 +90,7 @@ index_grow(struct mesh_sched_table *t)
 	}
 	for (uint32_t i = 0; t->index && i <= t->index_mask; i++) {
 		if (t->index[i] != 0) {
-			index_put(nx, size - 1,
-			          at(t, t->index[i] - 1)->name,
+			index_put(nx, size - 1, at(t, t->index[i] - 1)->name,
 			          t->index[i] - 1);
 		}
 	}
@@ -113,11 +112,12 @@ index_del(struct mesh_sched_table *t, uint32_t id)
 	}
 	t->index[i] = 0;
 	for (j = (i + 1) & mask; t->index[j] != 0; j = (j + 1) & mask) {
-		uint32_t home = (uint32_t)hash(at(t, t->index[j] - 1)->name) &
-		                mask;
+		uint32_t home =
+		        (uint32_t)hash(at(t, t->index[j] - 1)->name) & mask;
 		/* May the member at j move to the hole at i? Only when its
 		 * home is not in (i, j], cyclically. */
-		if (i <= j ? (home <= i || home > j) : (home <= i && home > j)) {
+		if (i <= j ? (home <= i || home > j)
+		           : (home <= i && home > j)) {
 			t->index[i] = t->index[j];
 			t->index[j] = 0;
 			i = j;

@@ -35,8 +35,8 @@ struct mesh_sched_entry {
 struct mesh_sched_table {
 	struct mesh_sched_entry **slabs;
 	size_t n_slabs;
-	uint32_t n;      /* entries used, free ones included */
-	uint32_t *free;  /* indices of removed entries */
+	uint32_t n;     /* entries used, free ones included */
+	uint32_t *free; /* indices of removed entries */
 	uint32_t n_free, cap_free;
 	uint32_t *index; /* hash index: entry index + 1; 0 empty */
 	uint32_t index_mask;

@@ -33,8 +33,8 @@
 typedef void (*mesh_router_log_fn)(const char *line, void *arg);
 
 struct mesh_router_opts {
-	int batch;            /* messages taken at once (1-256); 256 */
-	int stats_every_s;    /* a "stats" line this often; 0: never */
+	int batch;              /* messages taken at once (1-256); 256 */
+	int stats_every_s;      /* a "stats" line this often; 0: never */
 	mesh_router_log_fn log; /* may be NULL */
 	void *log_arg;
 };

@@ -40,11 +40,11 @@ typedef enum {
 } mesh_sub_protocol;
 
 struct mesh_sub_attrs {
-	const char *filter_policy;       /* FilterPolicy JSON; NULL: all */
-	mesh_filter_scope filter_scope;  /* FilterPolicyScope */
-	bool raw;                        /* RawMessageDelivery (queues) */
-	int64_t replay_from_ms;          /* 0: start now; else Unix ms (the
-	                                    topic must keep an archive) */
+	const char *filter_policy;      /* FilterPolicy JSON; NULL: all */
+	mesh_filter_scope filter_scope; /* FilterPolicyScope */
+	bool raw;                       /* RawMessageDelivery (queues) */
+	int64_t replay_from_ms;         /* 0: start now; else Unix ms (the
+	                                   topic must keep an archive) */
 };
 
 void mesh_sub_attrs_init(struct mesh_sub_attrs *a);

@@ -29,8 +29,9 @@
 #include "mesh/err.h"
 #include "mesh/event.h"
 
-#define MESH_TOPIC_NAME_MAX     240 /* SNS: 256; ours leaves room for the
-                                       stream's directory name */
+#define MESH_TOPIC_NAME_MAX                                                   \
+	240 /* SNS: 256; ours leaves room for the                             \
+	       stream's directory name */
 #define MESH_TOPIC_BATCH_MAX    10
 #define MESH_TOPIC_MAX_ATTRS    10
 #define MESH_TOPIC_MAX_MESSAGE  262144 /* body + attributes, as SNS counts */
@@ -68,10 +69,10 @@ void mesh_topic_list_free(char **names, size_t n);
 
 struct mesh_topic_info {
 	struct mesh_topic_attrs a;
-	uint64_t messages;      /* stored: waiting for subscriptions or
-	                           archived */
+	uint64_t messages; /* stored: waiting for subscriptions or
+	                      archived */
 	uint64_t first_seq, last_seq;
-	size_t subscriptions;   /* confirmed subscriptions */
+	size_t subscriptions; /* confirmed subscriptions */
 };
 
 /* Errors: MESH_EINVAL, MESH_ENOTFOUND, the connection's. */

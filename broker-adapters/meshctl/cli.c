@@ -241,8 +241,7 @@ apply_global(struct cli *cli, const char *name, const char *v)
 			return false;
 		}
 		cli->json = strcmp(v, "json") == 0;
-	}
-	else if (strcmp(name, "--user") == 0)
+	} else if (strcmp(name, "--user") == 0)
 		c->user = v;
 	else if (strcmp(name, "--password") == 0)
 		c->password = v;

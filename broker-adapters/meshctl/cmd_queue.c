@@ -333,7 +333,8 @@ cmd_queue_send_batch(struct cli *cli)
 	struct mesh_queue_entry e[MESH_QUEUE_BATCH_MAX];
 	struct mesh_queue_sent sent[MESH_QUEUE_BATCH_MAX];
 	struct mesh_event *evs[MESH_QUEUE_BATCH_MAX] = {0};
-	json_t *entries = entries_arg(cli, MESH_QUEUE_BATCH_MAX), *ok, *failed, *v;
+	json_t *entries = entries_arg(cli, MESH_QUEUE_BATCH_MAX), *ok, *failed,
+	       *v;
 	struct mesh_conn *c = NULL;
 	struct mesh_queue *q = NULL;
 	size_t n, i;

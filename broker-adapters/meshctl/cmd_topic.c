@@ -55,9 +55,9 @@ do_topic_create(struct cli *cli, struct mesh_conn *c)
 	a.content_based_dedup = cli_flag(cli, "--content-based-dedup");
 	a.archive_days = days;
 	if ((err = mesh_topic_create(c, name, &a)) != MESH_OK) {
-		return err == MESH_EINVAL ? cli_usage_error(cli, "%s",
-		                                            mesh_errdetail())
-		                          : cli_fail(cli, err);
+		return err == MESH_EINVAL
+		               ? cli_usage_error(cli, "%s", mesh_errdetail())
+		               : cli_fail(cli, err);
 	}
 	if (cli->json) {
 		cli_print_json(json_pack("{s:s}", "TopicArn", name));
@@ -101,8 +101,8 @@ do_topic_list(struct cli *cli, struct mesh_conn *c)
 	arr = json_array();
 	for (size_t i = 0; i < n; i++) {
 		if (cli->json) {
-			json_array_append_new(arr, json_pack("{s:s}", "TopicArn",
-			                                     names[i]));
+			json_array_append_new(
+			        arr, json_pack("{s:s}", "TopicArn", names[i]));
 		} else {
 			printf("%s\n", names[i]);
 		}
@@ -176,8 +176,7 @@ cmd_topic_info(struct cli *cli)
 /* ---- publishing --------------------------------------------------------- */
 
 static json_t *
-published_json(const char *id, const struct mesh_topic_published *p,
-               bool fifo)
+published_json(const char *id, const struct mesh_topic_published *p, bool fifo)
 {
 	json_t *j = json_pack("{s:s}", "MessageId", p->message_id);
 
@@ -222,9 +221,9 @@ cmd_topic_publish(struct cli *cli)
 	}
 	if ((err = mesh_topic_open(c, name, &t)) != MESH_OK ||
 	    (err = mesh_topic_publish(t, &e, &p)) != MESH_OK) {
-		rc = err == MESH_EINVAL ? cli_usage_error(cli, "%s",
-		                                          mesh_errdetail())
-		                        : cli_fail(cli, err);
+		rc = err == MESH_EINVAL
+		             ? cli_usage_error(cli, "%s", mesh_errdetail())
+		             : cli_fail(cli, err);
 		goto out;
 	}
 	if (cli->json) {
@@ -277,11 +276,11 @@ cmd_topic_publish_batch(struct cli *cli)
 		    CLI_OK) {
 			goto out;
 		}
-		if (subject != NULL &&
-		    (err = mesh_event_set_subject(evs[i], subject)) !=
-		            MESH_OK) {
-			rc = cli_usage_error(cli, "--entries[%zu]: Subject: %s",
-			                     i, mesh_errdetail());
+		if (subject != NULL && (err = mesh_event_set_subject(
+		                                evs[i], subject)) != MESH_OK) {
+			rc = cli_usage_error(cli,
+			                     "--entries[%zu]: Subject: %s", i,
+			                     mesh_errdetail());
 			goto out;
 		}
 		e[i].event = evs[i];
@@ -292,18 +291,18 @@ cmd_topic_publish_batch(struct cli *cli)
 	}
 	if ((err = mesh_topic_open(c, name, &t)) != MESH_OK ||
 	    (err = mesh_topic_publish_batch(t, e, n, p)) != MESH_OK) {
-		rc = err == MESH_EINVAL ? cli_usage_error(cli, "%s",
-		                                          mesh_errdetail())
-		                        : cli_fail(cli, err);
+		rc = err == MESH_EINVAL
+		             ? cli_usage_error(cli, "%s", mesh_errdetail())
+		             : cli_fail(cli, err);
 		goto out;
 	}
 	ok = json_array();
 	failed = json_array();
 	for (i = 0; i < n; i++) {
 		if (p[i].err != MESH_OK) {
-			json_array_append_new(failed,
-			                      failed_entry(e[i].id, p[i].err,
-			                                   p[i].error));
+			json_array_append_new(
+			        failed,
+			        failed_entry(e[i].id, p[i].err, p[i].error));
 		} else {
 			json_array_append_new(
 			        ok, published_json(e[i].id, &p[i],
@@ -374,8 +373,9 @@ sub_attrs(struct cli *cli, struct mesh_sub_attrs *a,
 static int
 sub_fail(struct cli *cli, mesh_err err)
 {
-	return err == MESH_EINVAL ? cli_usage_error(cli, "%s", mesh_errdetail())
-	                          : cli_fail(cli, err);
+	return err == MESH_EINVAL
+	               ? cli_usage_error(cli, "%s", mesh_errdetail())
+	               : cli_fail(cli, err);
 }
 
 static int
@@ -395,10 +395,9 @@ do_topic_subscribe(struct cli *cli, struct mesh_conn *c)
 	if ((rc = sub_attrs(cli, &a, NULL)) != CLI_OK) {
 		return rc;
 	}
-	err = mesh_subscription_create(c, cli_pos(cli, 0),
-	                               queue ? MESH_SUB_QUEUE
-	                                     : MESH_SUB_SERVICE,
-	                               queue ? queue : service, &a, &s);
+	err = mesh_subscription_create(
+	        c, cli_pos(cli, 0), queue ? MESH_SUB_QUEUE : MESH_SUB_SERVICE,
+	        queue ? queue : service, &a, &s);
 	if (err != MESH_OK) {
 		return sub_fail(cli, err);
 	}

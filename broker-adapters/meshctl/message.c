@@ -19,7 +19,6 @@ put_num(json_t *o, const char *key, int64_t v)
 	json_object_set_new(o, key, json_string(buf));
 }
 
-
 /* A whole file ("-": standard input) as a string; NULL after printing
  * why. */
 char *
@@ -66,8 +65,7 @@ body_event(const char *type, const char *body, struct mesh_event **out)
 	struct mesh_event *ev;
 	mesh_err err;
 
-	if ((err = mesh_event_new(type, "meshctl", &ev)) !=
-	            MESH_OK ||
+	if ((err = mesh_event_new(type, "meshctl", &ev)) != MESH_OK ||
 	    (err = mesh_event_set_text(ev, body, strlen(body))) != MESH_OK) {
 		mesh_event_free(ev);
 		return err;
@@ -181,8 +179,9 @@ msg_from_flags(struct cli *cli, struct mesh_event **out)
 		                            "--json OBJ");
 	}
 	if (json != NULL && type == NULL) {
-		return cli_usage_error(cli, "--json OBJ needs --type T, the "
-		                            "protobuf message to encode it as");
+		return cli_usage_error(cli,
+		                       "--json OBJ needs --type T, the "
+		                       "protobuf message to encode it as");
 	}
 	if (file != NULL && (from_file = read_file(cli, file)) == NULL) {
 		return CLI_FAIL;
@@ -259,7 +258,9 @@ msg_from_entry(struct cli *cli, json_t *entry, size_t i, const char *body_key,
 		        json_string_value(json_object_get(av, "BinaryValue"));
 		char spec[2048];
 		snprintf(spec, sizeof(spec), "%s=%s:%s", key, type ? type : "",
-		         sv ? sv : bv ? bv : "");
+		         sv   ? sv
+		         : bv ? bv
+		              : "");
 		if ((err = mesh_event_attr_set_spec(ev, spec)) != MESH_OK) {
 			mesh_event_free(ev);
 			return cli_fail(cli, err);

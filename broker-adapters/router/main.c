@@ -28,13 +28,15 @@ static void
 usage(FILE *f)
 {
 	fprintf(f,
-	        "Usage: mesh-router [--server URL] [--batch N] [--stats SECONDS]\n"
+	        "Usage: mesh-router [--server URL] [--batch N] [--stats "
+	        "SECONDS]\n"
 	        "\n"
 	        "Forwards each topic message to every subscribed queue whose\n"
 	        "filter policy matches it (meshctl topic subscribe), exactly\n"
 	        "once per subscription. Run several to share the work.\n"
 	        "\n"
-	        "  --server URL     NATS servers (default: $NATS_URL, then %s)\n"
+	        "  --server URL     NATS servers (default: $NATS_URL, then "
+	        "%s)\n"
 	        "  --batch N        messages taken at once, 1-256 (256)\n"
 	        "  --stats SECONDS  a stats line this often, 0 for none (60)\n"
 	        "  --help           this text\n"

@@ -19,9 +19,11 @@ notify(struct mesh_ctx *ctx, const struct mesh_event *ev,
 	if (!shop_id_valid(sc->order_id)) {
 		return mesh_reject(ctx, "order_id: malformed");
 	}
-	switch (shop_seen(ctx, SHOP_SENT, SHOP_DUP, sc->order_id, key, &klen)) {
+	switch (shop_seen(ctx, SHOP_SENT, SHOP_DUP, sc->order_id, key,
+	                  &klen)) {
 	case 1:
-		mesh_log(ctx, "error", "shipment %s came again: not sent twice",
+		mesh_log(ctx, "error",
+		         "shipment %s came again: not sent twice",
 		         sc->shipment_id);
 		return MESH_HANDLER_OK;
 	case -1:
@@ -31,7 +33,8 @@ notify(struct mesh_ctx *ctx, const struct mesh_event *ev,
 	                 "your order %s is on its way: shipment %s, label %s",
 	                 sc->order_id, sc->shipment_id, sc->label);
 	err = mesh_state_put(ctx, key, klen, text,
-	                     n < (int)sizeof text ? (size_t)n : sizeof text - 1);
+	                     n < (int)sizeof text ? (size_t)n
+	                                          : sizeof text - 1);
 	if (err != MESH_OK) {
 		return mesh_retry(ctx, 0);
 	}
@@ -50,9 +53,10 @@ main(int argc, char **argv)
 		                             MESH_FILTER_SCOPE_ATTRIBUTES, 0);
 	}
 	if (err == MESH_OK) {
-		err = mesh_service_on(s, "evmesh.shop.ShipmentCreated",
-		                      &evmesh__shop__shipment_created__descriptor,
-		                      notify, NULL);
+		err = mesh_service_on(
+		        s, "evmesh.shop.ShipmentCreated",
+		        &evmesh__shop__shipment_created__descriptor, notify,
+		        NULL);
 	}
 	return shop_main(s, err, argc, argv);
 }

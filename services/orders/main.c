@@ -35,12 +35,14 @@ invalid(const Evmesh__Shop__PlaceOrder *po)
 		return "items: none";
 	}
 	for (size_t i = 0; i < po->n_items; i++) {
-		if (po->items[i]->quantity <= 0 || po->items[i]->price_cents < 0) {
+		if (po->items[i]->quantity <= 0 ||
+		    po->items[i]->price_cents < 0) {
 			return "items: a quantity or price out of range";
 		}
 		sum += po->items[i]->quantity * po->items[i]->price_cents;
 	}
-	return sum == po->total_cents ? NULL : "total_cents: not the items' sum";
+	return sum == po->total_cents ? NULL
+	                              : "total_cents: not the items' sum";
 }
 
 /* The order stored under the same id, if any: the same order again (1),
@@ -58,7 +60,8 @@ stored(struct mesh_ctx *ctx, const char *key, size_t klen,
 		*err = *err == MESH_ENOTFOUND ? MESH_OK : *err;
 		return 0;
 	}
-	if ((old = evmesh__shop__order_placed__unpack(NULL, vlen, val)) == NULL) {
+	if ((old = evmesh__shop__order_placed__unpack(NULL, vlen, val)) ==
+	    NULL) {
 		return -1;
 	}
 	same = strcmp(old->customer, po->customer) == 0 &&
@@ -76,7 +79,8 @@ emit_placed(struct mesh_ctx *ctx, const Evmesh__Shop__OrderPlaced *op)
 	int n = snprintf(total, sizeof total, "%lld.%02lld",
 	                 (long long)op->total_cents / 100,
 	                 (long long)op->total_cents % 100);
-	mesh_err err = mesh_event_new("evmesh.shop.OrderPlaced", "orders", &ev);
+	mesh_err err =
+	        mesh_event_new("evmesh.shop.OrderPlaced", "orders", &ev);
 
 	if (err == MESH_OK) {
 		err = mesh_event_set_message(ev, &op->base);
@@ -118,7 +122,8 @@ place_order(struct mesh_ctx *ctx, const struct mesh_event *ev,
 	klen = shop_key(key, SHOP_ORDER, po->order_id);
 	if ((was = stored(ctx, key, klen, po, &err)) != 0) {
 		if (was < 0) {
-			return mesh_reject(ctx, "order_id: used by another order");
+			return mesh_reject(ctx,
+			                   "order_id: used by another order");
 		}
 		mesh_log(ctx, "warn", "order %s placed again: not repeated",
 		         po->order_id);

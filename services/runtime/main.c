@@ -27,14 +27,17 @@ usage(FILE *f, const struct mesh_service *s)
 	fprintf(f,
 	        "Usage: %s [OPTIONS]\n"
 	        "\n"
-	        "The evmesh service '%s': takes its topics' and queues' events "
-	        "in batches\nand runs its handlers against its own LMDB state, "
+	        "The evmesh service '%s': takes its topics' and queues' "
+	        "events "
+	        "in batches\nand runs its handlers against its own LMDB "
+	        "state, "
 	        "effectively once.\n"
 	        "\n"
 	        "  --server URL      NATS servers (default: $NATS_URL, then "
 	        "%s)\n"
 	        "  --state DIR       its LMDB environment ($MESH_STATE; %s)\n"
-	        "  --batch N         events per batch, 1-256 ($MESH_BATCH; %d)\n"
+	        "  --batch N         events per batch, 1-256 ($MESH_BATCH; "
+	        "%d)\n"
 	        "  --window MS       wait to fill a batch, 0-10000 "
 	        "($MESH_WINDOW_MS; %d)\n"
 	        "  --inflight N      batches in flight per source, 1-64 "
@@ -47,8 +50,10 @@ usage(FILE *f, const struct mesh_service *s)
 	        "  --help            this text\n"
 	        "\n"
 	        "Credentials come from NATS_USER, NATS_PASSWORD, NATS_TOKEN,\n"
-	        "NATS_NKEY, NATS_CREDS, NATS_CA, NATS_CERT and NATS_KEY. Logs\n"
-	        "JSON lines on stderr. SIGTERM or SIGINT: finish the batches in\n"
+	        "NATS_NKEY, NATS_CREDS, NATS_CA, NATS_CERT and NATS_KEY. "
+	        "Logs\n"
+	        "JSON lines on stderr. SIGTERM or SIGINT: finish the batches "
+	        "in\n"
 	        "hand, then exit 0.\n",
 	        mesh_service_name(s), mesh_service_name(s), MESH_DEFAULT_URL,
 	        o->state_dir, o->batch_size, o->batch_window_ms,
@@ -92,7 +97,8 @@ mesh_service_main(struct mesh_service *s, int argc, char **argv)
 	        {NULL, 0, NULL, 0},
 	};
 	struct mesh_service_opts *o = mesh_service_opts(s);
-	const char *batch = getenv("MESH_BATCH"), *window = getenv("MESH_WINDOW_MS"),
+	const char *batch = getenv("MESH_BATCH"),
+	           *window = getenv("MESH_WINDOW_MS"),
 	           *inflight = getenv("MESH_INFLIGHT"),
 	           *max_receive = getenv("MESH_MAX_RECEIVE"),
 	           *horizon = getenv("MESH_HORIZON_S");
@@ -114,16 +120,36 @@ mesh_service_main(struct mesh_service *s, int argc, char **argv)
 	co.name = mesh_service_name(s);
 	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (opt) {
-		case 's': co.servers = optarg; break;
-		case 'd': o->state_dir = optarg; break;
-		case 'b': batch = optarg; break;
-		case 'w': window = optarg; break;
-		case 'i': inflight = optarg; break;
-		case 'r': max_receive = optarg; break;
-		case 'z': horizon = optarg; break;
-		case 'q': o->dlq = optarg; break;
-		case 'h': usage(stdout, s); return 0;
-		default: usage(stderr, s); return 2;
+		case 's':
+			co.servers = optarg;
+			break;
+		case 'd':
+			o->state_dir = optarg;
+			break;
+		case 'b':
+			batch = optarg;
+			break;
+		case 'w':
+			window = optarg;
+			break;
+		case 'i':
+			inflight = optarg;
+			break;
+		case 'r':
+			max_receive = optarg;
+			break;
+		case 'z':
+			horizon = optarg;
+			break;
+		case 'q':
+			o->dlq = optarg;
+			break;
+		case 'h':
+			usage(stdout, s);
+			return 0;
+		default:
+			usage(stderr, s);
+			return 2;
 		}
 	}
 	if (optind < argc) {

@@ -84,7 +84,7 @@ struct mesh_service {
 	uint64_t *done;
 	size_t n_done, cap_done;
 	pthread_mutex_t flush_mu; /* one outbox flush at a time; and: */
-	struct target {          /* the targets it publishes to, kept open */
+	struct target {           /* the targets it publishes to, kept open */
 		char name[300];
 		struct mesh_topic *t;
 		struct mesh_queue *q;
@@ -99,12 +99,13 @@ struct item {
 	int attempt;
 	const char *group; /* FIFO sources */
 	/* The source's handle. */
-	struct mesh_delivery *d;      /* topic */
-	struct mesh_queue_msg *qm;    /* queue */
+	struct mesh_delivery *d;   /* topic */
+	struct mesh_queue_msg *qm; /* queue */
 	enum {
 		OUT_ACK,    /* done (processed, duplicate or ignored) */
 		OUT_RETRY,  /* again after delay_ms */
-		OUT_RETURN, /* FIFO: after a failure in its group, unprocessed */
+		OUT_RETURN, /* FIFO: after a failure in its group, unprocessed
+		             */
 		OUT_DLQ,    /* dead-letter with reason */
 	} out;
 	int64_t delay_ms;
@@ -156,8 +157,9 @@ log_json(struct mesh_service *s, const char *level, const char *event_id,
 	strftime(when, 24, "%Y-%m-%dT%H:%M:%S", &tm);
 	snprintf(when + strlen(when), sizeof(when) - strlen(when), ".%03ldZ",
 	         ts.tv_nsec / 1000000);
-	j = json_pack("{s:s, s:s, s:s, s:s, s:s}", "time", when, "level", level,
-	              "service", s->name, "instance", s->instance, "msg", msg);
+	j = json_pack("{s:s, s:s, s:s, s:s, s:s}", "time", when, "level",
+	              level, "service", s->name, "instance", s->instance,
+	              "msg", msg);
 	if (j != NULL && event_id != NULL) {
 		json_object_set_new(j, "event_id", json_string(event_id));
 	}
@@ -294,8 +296,8 @@ add_source(struct mesh_service *s, enum source_kind kind, const char *name,
 	}
 	if (s->n_src == MAX_SOURCES) {
 		return mesh__seterr(MESH_EINVAL,
-		                    "service '%s': more than %d sources", s->name,
-		                    MAX_SOURCES);
+		                    "service '%s': more than %d sources",
+		                    s->name, MAX_SOURCES);
 	}
 	src = &s->src[s->n_src++];
 	memset(src, 0, sizeof(*src));
@@ -429,7 +431,8 @@ env_open(struct mesh_service *s)
 	    (rc = mdb_env_set_maxdbs(s->env, 8)) != 0 ||
 	    (rc = mdb_env_set_mapsize(s->env, s->o.map_size)) != 0 ||
 	    (rc = mdb_env_set_maxreaders(s->env, 256)) != 0 ||
-	    (rc = mdb_env_open(s->env, s->o.state_dir, MDB_NOTLS, 0644)) != 0 ||
+	    (rc = mdb_env_open(s->env, s->o.state_dir, MDB_NOTLS, 0644)) !=
+	            0 ||
 	    (rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0 ||
 	    (rc = mdb_dbi_open(txn, MESH_SERVICE_DB_STATE, MDB_CREATE,
 	                       &s->db_state)) != 0 ||
@@ -742,8 +745,10 @@ outbox_flush(struct mesh_service *s, uint64_t from)
 		if (mesh_event_parse(rec + tl + 1 + gl + 1,
 		                     v.mv_size - tl - gl - 2, 0,
 		                     &p[n].ev) != MESH_OK) {
-			slog(s, "error", "outbox record %" PRIu64 " unreadable: "
-			     "%s", seq, mesh_errdetail());
+			slog(s, "error",
+			     "outbox record %" PRIu64 " unreadable: "
+			     "%s",
+			     seq, mesh_errdetail());
 			continue;
 		}
 		n++;
@@ -847,8 +852,8 @@ mesh_state_get(struct mesh_ctx *c, const void *key, size_t klen,
 	}
 	rc = mdb_get(c->txn, c->s->db_state, &k, &v);
 	if (rc == MDB_NOTFOUND) {
-		return mesh__seterr(MESH_ENOTFOUND, "service '%s': no such key",
-		                    c->s->name);
+		return mesh__seterr(MESH_ENOTFOUND,
+		                    "service '%s': no such key", c->s->name);
 	}
 	if (rc != 0) {
 		return state_err(c, rc, "get");
@@ -887,8 +892,8 @@ mesh_state_del(struct mesh_ctx *c, const void *key, size_t klen)
 	}
 	rc = mdb_del(c->txn, c->s->db_state, &k, NULL);
 	if (rc == MDB_NOTFOUND) {
-		return mesh__seterr(MESH_ENOTFOUND, "service '%s': no such key",
-		                    c->s->name);
+		return mesh__seterr(MESH_ENOTFOUND,
+		                    "service '%s': no such key", c->s->name);
 	}
 	return rc == 0 ? MESH_OK : state_err(c, rc, "delete");
 }
@@ -1088,8 +1093,8 @@ run_one(struct mesh_service *s, const struct source *src, MDB_txn *txn,
 		atomic_fetch_add(&s->stats.ignored, 1);
 		return;
 	}
-	if (h->desc != NULL &&
-	    mesh_event_unpack_message(it->ev, h->desc, NULL, &msg) != MESH_OK) {
+	if (h->desc != NULL && mesh_event_unpack_message(it->ev, h->desc, NULL,
+	                                                 &msg) != MESH_OK) {
 		it->out = OUT_DLQ;
 		snprintf(it->reason, sizeof(it->reason),
 		         "payload is not a %s: %s", h->desc->name,
@@ -1255,12 +1260,13 @@ settle(struct mesh_service *s, const struct source *src, struct mesh_queue *q,
 		if (it->out == OUT_DLQ) {
 			mesh_err err;
 			if (src->kind == SRC_QUEUE && src->has_dlq) {
-				err = mesh_queue_dead_letter(q, it->qm->receipt,
-				                             it->reason);
+				err = mesh_queue_dead_letter(
+				        q, it->qm->receipt, it->reason);
 			} else {
 				err = to_dlq(s, dlq, it, src);
 				if (err == MESH_OK) {
-					it->out = OUT_ACK; /* then take it off */
+					it->out =
+					        OUT_ACK; /* then take it off */
 				}
 			}
 			if (err != MESH_OK) {
@@ -1334,7 +1340,8 @@ process(struct mesh_service *s, const struct source *src, struct batch *b)
 		     mdb_strerror(rc));
 		for (size_t i = 0; i < b->n; i++) {
 			b->it[i].out = OUT_RETRY;
-			b->it[i].delay_ms = backoff_ms(&s->o, b->it[i].attempt);
+			b->it[i].delay_ms =
+			        backoff_ms(&s->o, b->it[i].attempt);
 		}
 		return;
 	}
@@ -1361,8 +1368,10 @@ process(struct mesh_service *s, const struct source *src, struct batch *b)
 		mdb_txn_abort(txn);
 	}
 	if (rc != 0) {
-		slog(s, "error", "state: commit failed (%s); the batch comes "
-		     "again", mdb_strerror(rc));
+		slog(s, "error",
+		     "state: commit failed (%s); the batch comes "
+		     "again",
+		     mdb_strerror(rc));
 		for (size_t i = 0; i < b->n; i++) {
 			if (b->it[i].out == OUT_ACK) {
 				b->it[i].out = OUT_RETRY;
@@ -1414,8 +1423,8 @@ fetch(struct mesh_service *s, const struct source *src,
 	b->n = b->n_recv = 0;
 	if (src->kind == SRC_TOPIC) {
 		size_t got = 0;
-		err = mesh_subscriber_fetch(sub, want, FETCH_WAIT_MS, b->d, &got,
-		                            NULL);
+		err = mesh_subscriber_fetch(sub, want, FETCH_WAIT_MS, b->d,
+		                            &got, NULL);
 		b->n = got;
 		while (err == MESH_OK && got > 0 && (int)b->n < want &&
 		       mono_ms() < deadline) {
@@ -1436,8 +1445,9 @@ fetch(struct mesh_service *s, const struct source *src,
 	for (int wait_s = 1; (int)b->n < want && b->n_recv < 32;) {
 		struct mesh_queue_msg *m = NULL;
 		size_t got = 0;
-		if ((err = mesh__queue_receive_many(q, want - (int)b->n, wait_s,
-		                                    &m, &got)) != MESH_OK) {
+		if ((err = mesh__queue_receive_many(q, want - (int)b->n,
+		                                    wait_s, &m, &got)) !=
+		    MESH_OK) {
 			break;
 		}
 		b->qm[b->n_recv] = m;
@@ -1446,7 +1456,8 @@ fetch(struct mesh_service *s, const struct source *src,
 			b->it[b->n++] = (struct item){
 			        .ev = m[i].event,
 			        .attempt = (int)m[i].receive_count,
-			        .group = m[i].group_id[0] ? m[i].group_id : NULL,
+			        .group = m[i].group_id[0] ? m[i].group_id
+			                                  : NULL,
 			        .qm = &m[i]};
 		}
 		wait_s = 0;
@@ -1466,7 +1477,8 @@ stopping(const struct mesh_service *s)
 static void
 nap_ms(struct mesh_service *s, int64_t ms)
 {
-	for (int64_t until = mono_ms() + ms; !stopping(s) && mono_ms() < until;) {
+	for (int64_t until = mono_ms() + ms;
+	     !stopping(s) && mono_ms() < until;) {
 		struct timespec ts = {0, 50 * 1000000};
 		nanosleep(&ts, NULL);
 	}
@@ -1538,8 +1550,8 @@ stats_json(struct mesh_service *s)
 	json_object_set_new(j, "service", json_string(s->name));
 	json_object_set_new(j, "instance", json_string(s->instance));
 #define COUNTER(name, field)                                                  \
-	json_object_set_new(j, name,                                          \
-	                    json_integer((json_int_t)atomic_load(&st->field)))
+	json_object_set_new(                                                  \
+	        j, name, json_integer((json_int_t)atomic_load(&st->field)))
 	COUNTER("received", received);
 	COUNTER("processed", processed);
 	COUNTER("retried", retried);
@@ -1596,11 +1608,12 @@ prepare_sources(struct mesh_service *s)
 			if ((err = mesh_topic_info(s->c, src->name, &ti)) !=
 			            MESH_OK ||
 			    (err = mesh_subscription_create(
-			             s->c, src->name, MESH_SUB_SERVICE, s->name,
-			             &a, &rec)) != MESH_OK) {
+			             s->c, src->name, MESH_SUB_SERVICE,
+			             s->name, &a, &rec)) != MESH_OK) {
 				return err;
 			}
-			snprintf(src->sub_id, sizeof(src->sub_id), "%s", rec.id);
+			snprintf(src->sub_id, sizeof(src->sub_id), "%s",
+			         rec.id);
 			src->fifo = ti.a.fifo;
 			mesh_subscription_fini(&rec);
 		} else {
@@ -1642,14 +1655,14 @@ stats_serve(struct mesh_service *s)
 	char subject[128];
 	natsStatus st;
 
-	snprintf(subject, sizeof(subject), MESH_SERVICE_STATS_SUBJECT, s->name);
+	snprintf(subject, sizeof(subject), MESH_SERVICE_STATS_SUBJECT,
+	         s->name);
 	st = natsConnection_Subscribe(&s->stats_sub[0], mesh_conn_nats(s->c),
 	                              subject, on_stats, s);
 	if (st == NATS_OK) {
-		st = natsConnection_Subscribe(&s->stats_sub[1],
-		                              mesh_conn_nats(s->c),
-		                              MESH_SERVICES_STATS_SUBJECT,
-		                              on_stats, s);
+		st = natsConnection_Subscribe(
+		        &s->stats_sub[1], mesh_conn_nats(s->c),
+		        MESH_SERVICES_STATS_SUBJECT, on_stats, s);
 	}
 	return st == NATS_OK ? MESH_OK
 	                     : mesh_err_nats(st, 0, "service '%s': %s",
@@ -1662,8 +1675,8 @@ stats_stop(struct mesh_service *s)
 	for (int i = 0; i < 2; i++) {
 		if (s->stats_sub[i] != NULL) {
 			natsSubscription_Unsubscribe(s->stats_sub[i]);
-			natsSubscription_WaitForDrainCompletion(s->stats_sub[i],
-			                                        0);
+			natsSubscription_WaitForDrainCompletion(
+			        s->stats_sub[i], 0);
 			natsSubscription_Destroy(s->stats_sub[i]);
 			s->stats_sub[i] = NULL;
 		}
@@ -1711,7 +1724,8 @@ check_opts(const struct mesh_service *s)
 	}
 	if (o->horizon_s < 60 || o->horizon_s > 31536000) {
 		return mesh__seterr(MESH_EINVAL,
-		                    "horizon %" PRId64 " s: must be 60-31536000",
+		                    "horizon %" PRId64
+		                    " s: must be 60-31536000",
 		                    o->horizon_s);
 	}
 	if (s->n_src == 0) {
@@ -1756,9 +1770,10 @@ mesh_service_run(struct mesh_service *s, struct mesh_conn *c,
 	outbox_flush(s, 0);
 	for (size_t i = 0; i < s->n_src; i++) {
 		int n = s->src[i].fifo ? 1 : s->o.max_inflight;
-		for (int k = 0; k < n && nw < sizeof(workers) / sizeof(*workers);
-		     k++) {
-			workers[nw] = (struct worker){.s = s, .src = &s->src[i]};
+		for (int k = 0;
+		     k < n && nw < sizeof(workers) / sizeof(*workers); k++) {
+			workers[nw] =
+			        (struct worker){.s = s, .src = &s->src[i]};
 			if (pthread_create(&workers[nw].thread, NULL, work,
 			                   &workers[nw]) == 0) {
 				nw++;
@@ -1782,8 +1797,7 @@ mesh_service_run(struct mesh_service *s, struct mesh_conn *c,
 	outbox_flush(s, 0);
 	forget_published(s);
 	targets_close(s);
-	slog(s, "info", "stopped: %zu events in the outbox",
-	     outbox_count(s));
+	slog(s, "info", "stopped: %zu events in the outbox", outbox_count(s));
 out:
 	stats_stop(s);
 	mdb_env_close(s->env);

@@ -77,9 +77,12 @@ mesh__hist_json(struct mesh__hist *h)
 {
 	json_t *j = json_object();
 
-	json_object_set_new(j, "p50", json_real(mesh__hist_percentile(h, 0.50)));
-	json_object_set_new(j, "p95", json_real(mesh__hist_percentile(h, 0.95)));
-	json_object_set_new(j, "p99", json_real(mesh__hist_percentile(h, 0.99)));
+	json_object_set_new(j, "p50",
+	                    json_real(mesh__hist_percentile(h, 0.50)));
+	json_object_set_new(j, "p95",
+	                    json_real(mesh__hist_percentile(h, 0.95)));
+	json_object_set_new(j, "p99",
+	                    json_real(mesh__hist_percentile(h, 0.99)));
 	json_object_set_new(j, "count", json_integer((json_int_t)h->count));
 	return j;
 }

@@ -17,13 +17,15 @@ ship(struct mesh_ctx *ctx, const struct mesh_event *ev,
      const ProtobufCMessage *msg, void *arg)
 {
 	const Evmesh__Shop__OrderPlaced *o = (const void *)msg;
-	Evmesh__Shop__ShipmentCreated sc = EVMESH__SHOP__SHIPMENT_CREATED__INIT;
+	Evmesh__Shop__ShipmentCreated sc =
+	        EVMESH__SHOP__SHIPMENT_CREATED__INIT;
 	char key[SHOP_KEY_MAX], id[SHOP_KEY_MAX], label[64];
 	size_t klen;
 	mesh_err err;
 
 	if (!shop_id_valid(o->order_id) || o->customer[0] == '\0') {
-		return mesh_reject(ctx, "no order id or no customer to ship to");
+		return mesh_reject(ctx,
+		                   "no order id or no customer to ship to");
 	}
 	if (!shop_country_in(arg, o->country)) {
 		return mesh_reject(ctx, "country: not shippable");
@@ -31,7 +33,8 @@ ship(struct mesh_ctx *ctx, const struct mesh_event *ev,
 	switch (shop_seen(ctx, SHOP_SHIPMENT, SHOP_DUP, o->order_id, key,
 	                  &klen)) {
 	case 1:
-		mesh_log(ctx, "error", "order %s came again: not shipped twice",
+		mesh_log(ctx, "error",
+		         "order %s came again: not shipped twice",
 		         o->order_id);
 		return MESH_HANDLER_OK;
 	case -1:
@@ -45,7 +48,8 @@ ship(struct mesh_ctx *ctx, const struct mesh_event *ev,
 	sc.country = o->country;
 	err = shop_put_message(ctx, key, klen, &sc.base);
 	if (err == MESH_OK) {
-		err = mesh_emit_message(ctx, "topic:shipments", &sc.base, NULL);
+		err = mesh_emit_message(ctx, "topic:shipments", &sc.base,
+		                        NULL);
 	}
 	if (err != MESH_OK) {
 		return mesh_retry(ctx, 0);
@@ -65,8 +69,10 @@ main(int argc, char **argv)
 
 	if (err == MESH_OK &&
 	    !shop_countries_policy(countries, policy, sizeof policy)) {
-		fprintf(stderr, "shipping: --countries '%s': want two-letter "
-		                "codes, comma-separated\n", countries);
+		fprintf(stderr,
+		        "shipping: --countries '%s': want two-letter "
+		        "codes, comma-separated\n",
+		        countries);
 		mesh_service_free(s);
 		return 2;
 	}

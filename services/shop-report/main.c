@@ -23,8 +23,8 @@ static const char usage[] =
         "(var/services)\n"
         "  --prefix P        only the orders whose id begins with P\n"
         "  --expect N        N orders were placed (fewer stored: lost)\n"
-        "  --countries LIST  the shippable countries (SHOP_COUNTRIES; "
-        SHOP_COUNTRIES_DEFAULT ")\n"
+        "  --countries LIST  the shippable countries "
+        "(SHOP_COUNTRIES; " SHOP_COUNTRIES_DEFAULT ")\n"
         "  --wait SECONDS    read again until the account is whole\n"
         "  --verbose         also each service's repeats, summaries, outbox\n"
         "Exit status: 0 whole, 1 not (or unreadable), 2 usage.\n";
@@ -41,7 +41,8 @@ main(int argc, char **argv)
 	char line[256], err[512];
 
 	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+		const char *a = argv[i],
+		           *v = i + 1 < argc ? argv[i + 1] : NULL;
 
 		if (strcmp(a, "--verbose") == 0) {
 			verbose = true;

@@ -15,7 +15,7 @@
 enum { ORDERS, SHIPPING, NOTIFICATIONS, NSERVICES };
 
 static const char *const service_names[NSERVICES] = {"orders", "shipping",
-                                                      "notifications"};
+                                                     "notifications"};
 
 /* One service's environment, read in one transaction; db is 0 when the
  * environment or its database does not exist yet. */
@@ -72,7 +72,8 @@ env_open(struct env *e, const char *root, const char *name, char *err,
 	snprintf(path, sizeof path, "%s/%s", root, name);
 	if ((rc = mdb_env_create(&e->env)) != MDB_SUCCESS ||
 	    (rc = mdb_env_set_maxdbs(e->env, 16)) != MDB_SUCCESS ||
-	    (rc = mdb_env_open(e->env, path, MDB_RDONLY, 0644)) != MDB_SUCCESS ||
+	    (rc = mdb_env_open(e->env, path, MDB_RDONLY, 0644)) !=
+	            MDB_SUCCESS ||
 	    (rc = mdb_txn_begin(e->env, NULL, MDB_RDONLY, &e->txn)) !=
 	            MDB_SUCCESS) {
 		snprintf(err, errsize, "%s: %s", path, mdb_strerror(rc));
@@ -106,7 +107,8 @@ visit(struct env *e, const char *prefix, const char *id_prefix, visit_fn fn,
 	MDB_cursor *cur;
 	MDB_val k = {klen, key}, v;
 
-	if (!e->has_db || mdb_cursor_open(e->txn, e->db, &cur) != MDB_SUCCESS) {
+	if (!e->has_db ||
+	    mdb_cursor_open(e->txn, e->db, &cur) != MDB_SUCCESS) {
 		return;
 	}
 	for (int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
@@ -153,7 +155,8 @@ check_order(struct env *e, const char *id, const MDB_val *v, void *arg)
 	struct walk *w = arg;
 	Evmesh__Shop__OrderPlaced *o = evmesh__shop__order_placed__unpack(
 	        NULL, v->mv_size, v->mv_data);
-	bool shippable = o != NULL && shop_country_in(w->countries, o->country);
+	bool shippable =
+	        o != NULL && shop_country_in(w->countries, o->country);
 	bool shipped = has_key(&w->envs[SHIPPING], SHOP_SHIPMENT, id);
 
 	evmesh__shop__order_placed__free_unpacked(o, NULL);
@@ -206,7 +209,8 @@ shop_report_read(const char *root, const char *prefix, const char *countries,
 	}
 	if (!failed) {
 		visit(&envs[ORDERS], SHOP_ORDER, prefix, check_order, &w);
-		visit(&envs[SHIPPING], SHOP_SHIPMENT, prefix, check_shipment, &w);
+		visit(&envs[SHIPPING], SHOP_SHIPMENT, prefix, check_shipment,
+		      &w);
 		visit(&envs[NOTIFICATIONS], SHOP_SENT, prefix, check_sent, &w);
 		w.counter = &r->repeats;
 		visit(&envs[ORDERS], SHOP_REPEAT, prefix, sum_counts, &w);

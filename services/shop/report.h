@@ -15,21 +15,21 @@
 #include <stdint.h>
 
 struct shop_report {
-	uint64_t placed;     /* order/ keys */
-	uint64_t shippable;  /* of which to a shippable country */
-	uint64_t filtered;   /* of which not: shipping never saw them */
-	uint64_t shipped;    /* shipment/ keys */
-	uint64_t notified;   /* sent/ keys */
-	uint64_t duplicates; /* dup/ counts: an order handled twice */
-	uint64_t lost;       /* expected but not placed, shippable but not
-	                        shipped, shipped but not notified */
-	uint64_t stray;      /* a shipment of a filtered or unknown order, a
-	                        notification of an unknown shipment */
-	uint64_t repeats;    /* repeat/ counts: commands sent again */
-	uint64_t summaries;  /* summary/ keys (not by prefix) */
-	uint64_t outbox[3];  /* outbox records: orders, shipping,
-	                        notifications (not by prefix) */
-	uint64_t processed[3]; /* processed-id table sizes */
+	uint64_t placed;        /* order/ keys */
+	uint64_t shippable;     /* of which to a shippable country */
+	uint64_t filtered;      /* of which not: shipping never saw them */
+	uint64_t shipped;       /* shipment/ keys */
+	uint64_t notified;      /* sent/ keys */
+	uint64_t duplicates;    /* dup/ counts: an order handled twice */
+	uint64_t lost;          /* expected but not placed, shippable but not
+	                           shipped, shipped but not notified */
+	uint64_t stray;         /* a shipment of a filtered or unknown order, a
+	                           notification of an unknown shipment */
+	uint64_t repeats;       /* repeat/ counts: commands sent again */
+	uint64_t summaries;     /* summary/ keys (not by prefix) */
+	uint64_t outbox[3];     /* outbox records: orders, shipping,
+	                           notifications (not by prefix) */
+	uint64_t processed[3];  /* processed-id table sizes */
 	uint64_t state_keys[3]; /* every key in each "state" database */
 };
 
@@ -38,8 +38,8 @@ struct shop_report {
  * shippable list (shop.h). A missing environment counts as empty. Returns
  * false, with the reason in err, when an environment can not be read. */
 bool shop_report_read(const char *root, const char *prefix,
-                      const char *countries, struct shop_report *r,
-                      char *err, size_t errsize);
+                      const char *countries, struct shop_report *r, char *err,
+                      size_t errsize);
 
 /* Whether the account is whole: expected (0: any) orders placed, every
  * shippable one shipped and notified once, nothing else shipped, no

@@ -82,8 +82,9 @@ shop_id_valid(const char *id)
 	if (n == 0 || n > SHOP_ID_MAX) {
 		return false;
 	}
-	return strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-	                  "0123456789_.:-") == n;
+	return strspn(id,
+	              "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	              "0123456789_.:-") == n;
 }
 
 size_t

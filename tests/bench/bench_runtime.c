@@ -80,7 +80,8 @@ order(long i)
 	return ev;
 }
 
-/* ---- the service --------------------------------------------------------- */
+/* ---- the service ---------------------------------------------------------
+ */
 
 static mesh_handler_result
 on_order(struct mesh_ctx *ctx, const struct mesh_event *ev,
@@ -117,8 +118,7 @@ run_main(void *arg)
 }
 
 static void
-service_start(struct running *r, const char *queue, const char *dir,
-              int batch)
+service_start(struct running *r, const char *queue, const char *dir, int batch)
 {
 	memset(r, 0, sizeof(*r));
 	mesh_service_new("bench", &r->s);
@@ -128,7 +128,8 @@ service_start(struct running *r, const char *queue, const char *dir,
 	        (int)env_long("BENCH_RUNTIME_INFLIGHT", 4);
 	mesh_service_consume(r->s, queue);
 	mesh_service_on(r->s, "evmesh.shop.PlaceOrder",
-	                &evmesh__shop__place_order__descriptor, on_order, NULL);
+	                &evmesh__shop__place_order__descriptor, on_order,
+	                NULL);
 	pthread_create(&r->t, NULL, run_main, r);
 }
 
@@ -275,9 +276,10 @@ raw_latency(long n, int rate, double *p50, double *p99)
 				continue;
 			}
 			for (int k = 0; k < list.Count; k++) {
-				lat[got++] = (now_s() -
-				              atof(natsMsg_GetData(list.Msgs[k]))) *
-				             1000.0;
+				lat[got++] =
+				        (now_s() -
+				         atof(natsMsg_GetData(list.Msgs[k]))) *
+				        1000.0;
 				natsMsg_Ack(list.Msgs[k], NULL);
 			}
 			natsMsgList_Destroy(&list);
@@ -369,8 +371,8 @@ child_main(int argc, char **argv)
 	}
 	if (strcmp(argv[1], "--service") == 0 && argc >= 5) {
 		struct mesh_service *s = NULL;
-		char *args[] = {argv[0], "--server", argv[2], "--state", argv[3],
-		                NULL};
+		char *args[] = {argv[0],   "--server", argv[2],
+		                "--state", argv[3],    NULL};
 		mesh_service_new("bench-cold", &s);
 		mesh_service_consume(s, argv[4]);
 		mesh_service_on(s, NULL, NULL, on_order, NULL);
@@ -395,7 +397,8 @@ main(int argc, char **argv)
 	if (argc > 1) {
 		return child_main(argc, argv);
 	}
-	if (!test_broker_start(&broker, NULL) || !test_tmpdir(dir1, sizeof(dir1)) ||
+	if (!test_broker_start(&broker, NULL) ||
+	    !test_tmpdir(dir1, sizeof(dir1)) ||
 	    !test_tmpdir(dir2, sizeof(dir2)) ||
 	    !test_tmpdir(dir3, sizeof(dir3))) {
 		fprintf(stderr, "bench: no broker\n");
@@ -446,7 +449,8 @@ main(int argc, char **argv)
 		mesh_queue_open(conn, "bench-lat", &q);
 		for (long i = 0; i < 5000; i++) {
 			struct mesh_event *ev = order(i);
-			struct mesh_queue_entry e = {.event = ev, .delay_s = -1};
+			struct mesh_queue_entry e = {.event = ev,
+			                             .delay_s = -1};
 			struct mesh_queue_sent s;
 			double due = start + (double)i / 1000.0;
 			while (now_s() < due) {
@@ -490,11 +494,12 @@ main(int argc, char **argv)
 
 	/* Cold start. */
 	{
-		char *svc[] = {argv[0], "--service", broker.url, dir3, "bench-cold",
-		               NULL};
+		char *svc[] = {argv[0], "--service",  broker.url,
+		               dir3,    "bench-cold", NULL};
 		char *raw[] = {argv[0], "--raw-start", broker.url, NULL};
 		char self[PATH_MAX];
-		ssize_t len = readlink("/proc/self/exe", self, sizeof(self) - 1);
+		ssize_t len =
+		        readlink("/proc/self/exe", self, sizeof(self) - 1);
 		if (len > 0) {
 			self[len] = '\0';
 			svc[0] = raw[0] = self;

@@ -24,8 +24,9 @@
  *             publish of as many messages of the same size.
  *
  * Environment: BENCH_SCHEDULES (1000000), BENCH_CATCHUP (100000),
- * BENCH_LATE (3000), BENCH_BURST (10000). Prints "NAME: VALUE UNIT (baseline VALUE UNIT, ratio R)".
- * Run: meson test -C build --benchmark --suite scheduler -v */
+ * BENCH_LATE (3000), BENCH_BURST (10000). Prints "NAME: VALUE UNIT (baseline
+ * VALUE UNIT, ratio R)". Run: meson test -C build --benchmark --suite
+ * scheduler -v */
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
@@ -86,8 +87,8 @@ anon_rss(void)
 	FILE *f = fopen("/proc/self/statm", "r");
 
 	if (f != NULL) {
-		if (fscanf(f, "%ld %ld %ld", &pages[0], &pages[1], &pages[2]) !=
-		    3) {
+		if (fscanf(f, "%ld %ld %ld", &pages[0], &pages[1],
+		           &pages[2]) != 3) {
 			pages[1] = pages[2] = 0;
 		}
 		fclose(f);
@@ -123,9 +124,8 @@ on_log(const char *line, void *arg)
 	pthread_mutex_unlock(&lock);
 }
 
-static const char *const zones[] = {"UTC", "Europe/Berlin",
-                                    "America/New_York", "Asia/Tokyo",
-                                    "Australia/Lord_Howe"};
+static const char *const zones[] = {"UTC", "Europe/Berlin", "America/New_York",
+                                    "Asia/Tokyo", "Australia/Lord_Howe"};
 
 /* Schedule i of the big set: a mix of cron, Unix cron, rate and at in
  * five zones, none due in the next hour. */
@@ -142,7 +142,8 @@ big_schedule(long i, int64_t now, char *out, size_t size)
 	             24);
 	switch (i % 4) {
 	case 0:
-		snprintf(expr, sizeof(expr), "rate(%ld minutes)", 60 + i % 900);
+		snprintf(expr, sizeof(expr), "rate(%ld minutes)",
+		         60 + i % 900);
 		break;
 	case 1:
 		snprintf(expr, sizeof(expr), "cron(%ld %d * * ? *)", i % 60,
@@ -215,7 +216,8 @@ publish_defs(const char *prefix, long n, const char *(*expr)(long, char *),
 		         name);
 		int len = snprintf(
 		        json, sizeof(json),
-		        "{\"name\":\"%s\",\"expression\":\"%s\",\"tz\":\"UTC\","
+		        "{\"name\":\"%s\",\"expression\":\"%s\",\"tz\":"
+		        "\"UTC\","
 		        "\"target\":\"queue:%s\",\"type\":\"bench.tick\","
 		        "\"body\":\"tick\",\"start\":0,\"end\":0,\"missed\":"
 		        "\"skip\",\"enabled\":true,\"delete_after\":false,"
@@ -273,8 +275,7 @@ lateness(const char *name, long want, int64_t from, int64_t to,
 	if (mesh_queue_open(conn, name, &q) != MESH_OK) {
 		return 0;
 	}
-	while (got < want && empty < 3 && !past &&
-	       test_now_ms() < deadline) {
+	while (got < want && empty < 3 && !past && test_now_ms() < deadline) {
 		struct mesh_queue_msg *m = NULL;
 		size_t n = 0;
 		if (mesh_queue_receive(q, 10, 1, 300, &m, &n) != MESH_OK ||
@@ -343,16 +344,16 @@ raw_lateness(jsCtx *js, long per_s, int seconds, long long *late, long *n)
 		long long at = (wall_ms() / 1000 + 1) * 1000;
 		sleep_until(at);
 		for (long i = 0; i < per_s; i++) {
-			if (js_PublishAsync(js, "bench.late", "tick", 4, NULL) !=
-			    NATS_OK) {
+			if (js_PublishAsync(js, "bench.late", "tick", 4,
+			                    NULL) != NATS_OK) {
 				return false;
 			}
 		}
 		js_PublishAsyncComplete(js, NULL);
 		for (long i = 0; i < per_s; i++) {
 			natsMsg *m = NULL;
-			if (js_GetMsg(&m, js, "BENCH_LATE",
-			              (uint64_t)(*n + 1), NULL, NULL) != NATS_OK) {
+			if (js_GetMsg(&m, js, "BENCH_LATE", (uint64_t)(*n + 1),
+			              NULL, NULL) != NATS_OK) {
 				return false;
 			}
 			late[(*n)++] = natsMsg_GetTime(m) / 1000000 - at;
@@ -376,7 +377,8 @@ raw_burst(jsCtx *js, long n, int size)
 	sc.Subjects = subj;
 	sc.SubjectsLen = 1;
 	sc.Storage = js_FileStorage;
-	if (body == NULL || js_AddStream(NULL, js, &sc, NULL, NULL) != NATS_OK) {
+	if (body == NULL ||
+	    js_AddStream(NULL, js, &sc, NULL, NULL) != NATS_OK) {
 		free(body);
 		return -1;
 	}
@@ -466,9 +468,8 @@ catch_up(const char *dir, jsCtx *js, double *took, double *raw)
 	pthread_join(th, NULL);
 	mesh_sched_store_close(r.st);
 	started_ms = 0;
-	return r.err == MESH_OK &&
-	       js_PurgeStream(js, MESH_SCHEDULES_STREAM, NULL, NULL) ==
-	               NATS_OK;
+	return r.err == MESH_OK && js_PurgeStream(js, MESH_SCHEDULES_STREAM,
+	                                          NULL, NULL) == NATS_OK;
 }
 
 static bool
@@ -520,7 +521,8 @@ main(void)
 	printf("# %ld changes caught up; %ld schedules in one replica; "
 	       "lateness: %ld schedules, "
 	       "%ld due each second; burst: %ld at the same second\n",
-	       n_catchup, n_sched, n_late, n_late < 60 ? n_late : n_late / 60, n_burst);
+	       n_catchup, n_sched, n_late, n_late < 60 ? n_late : n_late / 60,
+	       n_burst);
 	fflush(stdout);
 
 	{
@@ -559,8 +561,8 @@ main(void)
 	t0 = test_now_ms();
 	sleep(5);
 	cpu1 = cpu_s();
-	figure("idle CPU", 100.0 * (cpu1 - cpu0) /
-	                           ((double)(test_now_ms() - t0) / 1000.0),
+	figure("idle CPU",
+	       100.0 * (cpu1 - cpu0) / ((double)(test_now_ms() - t0) / 1000.0),
 	       100.0, "% of a core");
 
 	/* Lateness. */
@@ -579,7 +581,8 @@ main(void)
 		n_got = lateness("late", want, from, from + seconds, late);
 		if (!raw_lateness(js, per_s, seconds, raw_late, &n_raw) ||
 		    n_got == 0 || n_raw == 0) {
-			fprintf(stderr, "bench: lateness: %ld events\n", n_got);
+			fprintf(stderr, "bench: lateness: %ld events\n",
+			        n_got);
 			return 1;
 		}
 		qsort(late, (size_t)n_got, sizeof(*late), cmp_ll);
@@ -601,7 +604,8 @@ main(void)
 			return 1;
 		}
 		sleep_until(burst_at * 1000 + 3000);
-		n_got = lateness("burst", n_burst, burst_at, burst_at + 1, late);
+		n_got = lateness("burst", n_burst, burst_at, burst_at + 1,
+		                 late);
 		for (long i = 0; i < n_got; i++) {
 			last = late[i] > last ? late[i] : last;
 		}

@@ -264,8 +264,8 @@ fan_out(int round, long n, const long want[QUEUES], long total, bool raw)
 		mesh_sub_attrs_init(&sa);
 		sa.raw = raw;
 		sa.filter_policy = q % 2 ? "{\"k\": [\"a\"]}" : NULL;
-		mesh_subscription_create(conn, topic, MESH_SUB_QUEUE, name, &sa,
-		                         NULL);
+		mesh_subscription_create(conn, topic, MESH_SUB_QUEUE, name,
+		                         &sa, NULL);
 	}
 	mesh_topic_open(conn, topic, &t);
 	for (long i = 0; i < n; i += 10) {

@@ -103,7 +103,8 @@ on_fifo(struct mesh_ctx *ctx, const struct mesh_event *ev,
 	}
 	snprintf(key, sizeof(key), "fifo/%.2s", text);
 	if (mesh_state_get(ctx, key, strlen(key), &v, &vlen) == MESH_OK) {
-		snprintf(log, sizeof(log), "%.*s,", (int)vlen, (const char *)v);
+		snprintf(log, sizeof(log), "%.*s,", (int)vlen,
+		         (const char *)v);
 	}
 	strncat(log, text + 3, sizeof(log) - strlen(log) - 1);
 	mesh_state_put(ctx, key, strlen(key), log, strlen(log));
@@ -226,7 +227,8 @@ state_of(const char *key, char *out, size_t size)
 		MDB_dbi dbi;
 		MDB_val k = {strlen(key), (void *)key}, v;
 		close(fd[0]);
-		if (mdb_env_create(&env) == 0 && mdb_env_set_maxdbs(env, 8) == 0 &&
+		if (mdb_env_create(&env) == 0 &&
+		    mdb_env_set_maxdbs(env, 8) == 0 &&
 		    mdb_env_open(env, state_dir, MDB_RDONLY, 0644) == 0 &&
 		    mdb_txn_begin(env, NULL, MDB_RDONLY, &txn) == 0 &&
 		    mdb_dbi_open(txn, MESH_SERVICE_DB_STATE, 0, &dbi) == 0 &&
@@ -326,7 +328,8 @@ main(void)
 	mesh_service_new("rt-bad", &bad);
 	is_int(mesh_service_subscribe(bad, "rt-topic", "{\"k\": 5}",
 	                              MESH_FILTER_SCOPE_ATTRIBUTES, 0),
-	       MESH_EINVAL, "an invalid filter policy is refused at declaring");
+	       MESH_EINVAL,
+	       "an invalid filter policy is refused at declaring");
 	mesh_service_consume(bad, "no-such-queue");
 	mesh_service_opts(bad)->state_dir = state_dir;
 	{
@@ -395,10 +398,11 @@ main(void)
 				const void *v;
 				size_t len;
 				found++;
-				if (mesh_event_attr_get(m[i].event,
-				                        "DeadLetterReason", &type,
-				                        &v, &len) == MESH_OK &&
-				    (memmem(v, len, "not for us", 10) != NULL ||
+				if (mesh_event_attr_get(
+				            m[i].event, "DeadLetterReason",
+				            &type, &v, &len) == MESH_OK &&
+				    (memmem(v, len, "not for us", 10) !=
+				             NULL ||
 				     memmem(v, len, "(max-receive 3)", 15) !=
 				             NULL)) {
 					reasons++;
@@ -408,8 +412,9 @@ main(void)
 			mesh_queue_msgs_free(m, n);
 		}
 		mesh_queue_close(dlq);
-		is_int(found, 2, "a rejected and an exhausted event are in "
-		                 "the service's DLQ");
+		is_int(found, 2,
+		       "a rejected and an exhausted event are in "
+		       "the service's DLQ");
 		is_int(reasons, 2, "... each with its reason");
 	}
 	/* A topic source with a filter policy. */

@@ -73,11 +73,12 @@ main(void)
 		usleep(100000);
 	}
 
-	r = request("create",
-	            "{\"name\":\"nightly\",\"expression\":\"cron(0 2 * * ? *)\","
-	            "\"tz\":\"Europe/Berlin\",\"target\":\"queue:ticks\","
-	            "\"body\":\"run <aws.scheduler.scheduled-time>\","
-	            "\"window\":\"15m\",\"retry_max\":3}");
+	r = request(
+	        "create",
+	        "{\"name\":\"nightly\",\"expression\":\"cron(0 2 * * ? *)\","
+	        "\"tz\":\"Europe/Berlin\",\"target\":\"queue:ticks\","
+	        "\"body\":\"run <aws.scheduler.scheduled-time>\","
+	        "\"window\":\"15m\",\"retry_max\":3}");
 	is_str(r, "{\"ok\":true,\"name\":\"nightly\"}", "create");
 	r = request("info", "{\"name\":\"nightly\"}");
 	has_str(r, "\"ScheduleExpressionTimezone\":\"Europe/Berlin\"",
@@ -89,8 +90,9 @@ main(void)
 	has_str(r, "\"code\":\"EEXIST\"", "creating it again is refused");
 
 	/* Bad input: the field at fault named, nothing stored. */
-	r = request("create", "{\"name\":\"bad\",\"expression\":\"cron(0 25 * * "
-	                      "? *)\",\"target\":\"queue:ticks\"}");
+	r = request("create",
+	            "{\"name\":\"bad\",\"expression\":\"cron(0 25 * * "
+	            "? *)\",\"target\":\"queue:ticks\"}");
 	has_str(r, "\"code\":\"EINVAL\"", "a bad expression: EINVAL");
 	has_str(r, "field 2 (hours)", "naming the field");
 	r = request("create", "{\"name\":\"bad\",\"expression\":\"rate(1 "

@@ -96,11 +96,13 @@ main(int argc, char **argv)
 		        json, sizeof(json),
 		        "{\"name\":\"s%05ld\",\"expression\":\"rate(1 day)\","
 		        "\"tz\":\"UTC\",\"target\":\"queue:q\",\"type\":\"t\","
-		        "\"body\":\"\",\"start\":0,\"end\":0,\"missed\":\"skip\","
-		        "\"enabled\":true,\"delete_after\":false,\"created\":%ld}",
+		        "\"body\":\"\",\"start\":0,\"end\":0,\"missed\":"
+		        "\"skip\","
+		        "\"enabled\":true,\"delete_after\":false,\"created\":%"
+		        "ld}",
 		        i, (long)time(NULL));
-		snprintf(subject, sizeof(subject), MESH_SCHEDULES_PREFIX "s%05ld",
-		         i);
+		snprintf(subject, sizeof(subject),
+		         MESH_SCHEDULES_PREFIX "s%05ld", i);
 		js_PublishAsync(mesh_conn_js(c), subject, json, len, NULL);
 	}
 	ok(js_PublishAsyncComplete(mesh_conn_js(c), NULL) == NATS_OK,
@@ -138,8 +140,8 @@ main(int argc, char **argv)
 	}
 	mesh_sched_store_each(st, count_def, &defs);
 	is_int(defs, N, "every schedule is in the replica's LMDB");
-	if (js_GetStreamInfo(&si, mesh_conn_js(c), MESH_SCHEDULES_STREAM,
-	                     NULL, NULL) == NATS_OK) {
+	if (js_GetStreamInfo(&si, mesh_conn_js(c), MESH_SCHEDULES_STREAM, NULL,
+	                     NULL) == NATS_OK) {
 		is_int(mesh_sched_store_applied(st), si->State.LastSeq,
 		       "and the last sequence applied is the log's last");
 	}

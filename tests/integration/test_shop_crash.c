@@ -24,11 +24,11 @@
 #include "report.h"
 #include "shop.pb-c.h"
 
-#define TOTAL       10000
-#define REPEAT_EVERY 100  /* every 100th order is placed again, later */
-#define RATE        500   /* orders a second */
-#define MIN_KILLS   4     /* of each service */
-#define COUNTRIES   "DE,FR,NL,US,GB"
+#define TOTAL        10000
+#define REPEAT_EVERY 100 /* every 100th order is placed again, later */
+#define RATE         500 /* orders a second */
+#define MIN_KILLS    4   /* of each service */
+#define COUNTRIES    "DE,FR,NL,US,GB"
 
 static const char *const names[3] = {"orders", "shipping", "notifications"};
 static const char *const countries[7] = {"DE", "FR", "NL", "US",
@@ -105,8 +105,8 @@ send_ten(struct mesh_queue *q, int from, int n)
 	for (int k = 0; k < n; k++) {
 		order_event(from + k, &ev[k]);
 		snprintf(ids[k], sizeof ids[k], "e%d", k);
-		e[k] = (struct mesh_queue_entry){.id = ids[k], .event = ev[k],
-		                                 .delay_s = -1};
+		e[k] = (struct mesh_queue_entry){
+		        .id = ids[k], .event = ev[k], .delay_s = -1};
 	}
 	for (int tries = 0; left > 0 && tries < 50; tries++) {
 		left = 0;
@@ -118,8 +118,9 @@ send_ten(struct mesh_queue *q, int from, int n)
 		}
 		if (left > 0) {
 			atomic_fetch_add(&send_failures, 1);
-			usleep(100 * 1000); /* resends: new message, same event
-			                       id: the queue drops the repeat */
+			usleep(100 *
+			       1000); /* resends: new message, same event
+			                 id: the queue drops the repeat */
 		}
 	}
 	for (int k = 0; k < n; k++) {
@@ -224,7 +225,8 @@ main(int argc, char **argv)
 	}
 	memcpy(paths, argv + 1, sizeof paths);
 	srand((unsigned)time(NULL));
-	if (!test_broker_start(&broker, NULL) || !test_tmpdir(dir, sizeof dir)) {
+	if (!test_broker_start(&broker, NULL) ||
+	    !test_tmpdir(dir, sizeof dir)) {
 		tap_done();
 		return 1;
 	}
@@ -270,7 +272,8 @@ main(int argc, char **argv)
 
 	/* Killed batches come back after their ack wait (30 s at most). */
 	while (test_now_ms() - t1 < 150 * 1000) {
-		if (!shop_report_read(dir, "", COUNTRIES, &r, err, sizeof err)) {
+		if (!shop_report_read(dir, "", COUNTRIES, &r, err,
+		                      sizeof err)) {
 			break;
 		}
 		whole = shop_report_agrees(&r, TOTAL) &&

@@ -34,8 +34,8 @@ text_event(const char *body, const char *k)
 
 /* Publish body (attribute k when not NULL); MESH_OK or the error. */
 static mesh_err
-publish(const char *topic, const char *body, const char *k,
-        const char *group, struct mesh_topic_published *out)
+publish(const char *topic, const char *body, const char *k, const char *group,
+        struct mesh_topic_published *out)
 {
 	struct mesh_topic *t = NULL;
 	struct mesh_topic_published p;
@@ -66,8 +66,8 @@ drain(const char *queue, size_t want, int64_t wait_ms, char **out, size_t cap)
 	while (test_now_ms() < end) {
 		struct mesh_queue_msg *m = NULL;
 		size_t got = 0;
-		if (mesh_queue_receive(q, 10, n >= want ? 0 : 1, -1, &m, &got) !=
-		    MESH_OK) {
+		if (mesh_queue_receive(q, 10, n >= want ? 0 : 1, -1, &m,
+		                       &got) != MESH_OK) {
 			break;
 		}
 		for (size_t i = 0; i < got; i++) {
@@ -258,8 +258,7 @@ test_publish_rules(void)
 	has_str(mesh_errdetail(), "MessageGroupId", "... naming it");
 	e.group_id = "g1";
 	is_int(mesh_topic_publish(t, &e, &p), MESH_OK, "FIFO publish");
-	is_int(mesh_topic_publish(t, &e, &p2), MESH_OK,
-	       "the same body again");
+	is_int(mesh_topic_publish(t, &e, &p2), MESH_OK, "the same body again");
 	ok(p2.duplicate, "content-based de-duplication drops it");
 	is_str(p2.message_id, p.message_id,
 	       "... and returns the original's MessageId");
@@ -326,8 +325,7 @@ test_subscription_rules(void)
 	is_int(mesh_subscription_get(c, "subs:0123", &s2), MESH_EINVAL,
 	       "malformed id refused");
 	is_int(mesh_subscription_delete(c, s.id), MESH_OK, "unsubscribe");
-	is_int(mesh_subscription_get(c, s.id, &s2), MESH_ENOTFOUND,
-	       "gone");
+	is_int(mesh_subscription_get(c, s.id, &s2), MESH_ENOTFOUND, "gone");
 	is_int(mesh_subscription_delete(c, s.id), MESH_ENOTFOUND,
 	       "unsubscribe again: not found");
 	mesh_subscription_fini(&s);
@@ -341,7 +339,8 @@ count(char **bodies, size_t n, const char *prefix)
 	int k = 0;
 
 	for (size_t i = 0; i < n; i++) {
-		k += bodies[i] && strncmp(bodies[i], prefix, strlen(prefix)) == 0;
+		k += bodies[i] &&
+		     strncmp(bodies[i], prefix, strlen(prefix)) == 0;
 	}
 	return k;
 }
@@ -456,8 +455,8 @@ test_fifo_order(void)
 			size_t len;
 			int g, k;
 			mesh_event_data(m[i].event, &d, &len, NULL);
-			if (sscanf(d, "%d %d", &g, &k) != 2 || g < 0 || g > 3 ||
-			    next[g] != k) {
+			if (sscanf(d, "%d %d", &g, &k) != 2 || g < 0 ||
+			    g > 3 || next[g] != k) {
 				bad++;
 			} else {
 				next[g]++;

@@ -177,7 +177,8 @@ main(int argc, char **argv)
 {
 	static struct tally all = {.queue = "crash-all"},
 	                    even = {.queue = "crash-even"},
-	                    note = {.queue = "crash-note", .notification = true};
+	                    note = {.queue = "crash-note",
+	                            .notification = true};
 	struct mesh_conn_opts o;
 	struct mesh_topic_attrs ta;
 	struct mesh_queue_attrs qa;

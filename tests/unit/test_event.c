@@ -5,7 +5,6 @@
 #include "harness.h"
 #include "mesh/mesh.h"
 
-
 static struct mesh_event *
 full_event(void)
 {
@@ -302,7 +301,8 @@ test_hostile(void)
 	for (int i = 0; i < 20000; i++) {
 		memcpy(copy, buf, len);
 		for (int f = 1 + (int)(test_rand() % 4); f > 0; f--) {
-			copy[test_rand() % len] ^= (uint8_t)(1u << (test_rand() % 8));
+			copy[test_rand() % len] ^=
+			        (uint8_t)(1u << (test_rand() % 8));
 		}
 		insane += !parse_is_sane(copy, len);
 	}

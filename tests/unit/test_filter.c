@@ -893,7 +893,6 @@ test_no_alloc(void)
 
 /* ---- fuzz ------------------------------------------------------------- */
 
-
 static const char *const keys[] = {"a", "b", "c.d", "$or", "e", "x"};
 static const char *const leaves[] = {
         "\"v\"",
@@ -949,8 +948,9 @@ gen(char *buf, size_t size, int depth)
 				strncat(buf, j ? "," : "",
 				        size - strlen(buf) - 1);
 				strncat(buf,
-				        leaves[test_rand() % (sizeof(leaves) /
-				                        sizeof(leaves[0]))],
+				        leaves[test_rand() %
+				               (sizeof(leaves) /
+				                sizeof(leaves[0]))],
 				        size - strlen(buf) - 1);
 			}
 			strncat(buf, "]", size - strlen(buf) - 1);
@@ -1002,7 +1002,8 @@ test_fuzz(void)
 			size_t at = test_rand() % len;
 			switch (test_rand() % 3) {
 			case 0:
-				buf[at] = junk[test_rand() % (sizeof(junk) - 1)];
+				buf[at] =
+				        junk[test_rand() % (sizeof(junk) - 1)];
 				break;
 			case 1:
 				len = at;

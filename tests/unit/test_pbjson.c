@@ -16,7 +16,6 @@
 typedef Evmesh__Shop__PlaceOrder place_order;
 typedef Evmesh__Test__Kinds kinds;
 
-
 static json_t *
 parse(const char *text)
 {
@@ -619,8 +618,9 @@ random_json(int depth)
 		return json_real(reals[test_rand() % 10]);
 	case 4:
 	case 5:
-		return json_string(strings[test_rand() % (sizeof(strings) /
-		                                    sizeof(strings[0]))]);
+		return json_string(
+		        strings[test_rand() %
+		                (sizeof(strings) / sizeof(strings[0]))]);
 	case 6:
 		j = json_array();
 		for (unsigned i = test_rand() % 4; i > 0; i--) {
@@ -632,7 +632,8 @@ random_json(int depth)
 		for (unsigned i = test_rand() % 5; i > 0; i--) {
 			json_object_set_new(
 			        j,
-			        keys[test_rand() % (sizeof(keys) / sizeof(keys[0]))],
+			        keys[test_rand() %
+			             (sizeof(keys) / sizeof(keys[0]))],
 			        random_json(depth + 1));
 		}
 		return j;
@@ -708,7 +709,8 @@ test_random_text(void)
 
 		memcpy(text, order, sizeof(order));
 		for (unsigned n = 1 + test_rand() % 3; n > 0; n--) {
-			text[test_rand() % len] = "{}[]\",:0-e.\\x\x80"[test_rand() % 15];
+			text[test_rand() % len] =
+			        "{}[]\",:0-e.\\x\x80"[test_rand() % 15];
 		}
 		err = mesh_pbjson_set_event_data(ev, "evmesh.shop.PlaceOrder",
 		                                 text, len);

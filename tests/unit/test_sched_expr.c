@@ -466,8 +466,7 @@ test_records(void)
 	free(json);
 	mesh_schedule_fini(&s);
 
-	ok(mesh_schedule_from_json(good[0], strlen(good[0]), &back) ==
-	           MESH_OK,
+	ok(mesh_schedule_from_json(good[0], strlen(good[0]), &back) == MESH_OK,
 	   "a record with spaces, another key order and unknown keys");
 	is_str(back.body, "x\"y\nA", "its escapes decoded");
 	ok(!back.enabled && back.delete_after &&
@@ -475,8 +474,7 @@ test_records(void)
 	           back.max_age_s == 86400 && back.created == 5,
 	   "its flags, and defaults for the keys left out");
 	mesh_schedule_fini(&back);
-	ok(mesh_schedule_from_json(good[1], strlen(good[1]), &back) ==
-	           MESH_OK,
+	ok(mesh_schedule_from_json(good[1], strlen(good[1]), &back) == MESH_OK,
 	   "a record with non-ASCII text (read by jansson)");
 	is_str(back.body, "caf\xc3\xa9 \xc3\xa9", "decoded the same");
 	ok(back.start == -1 && back.window_s == 60 && back.retry_max == 3 &&
@@ -484,8 +482,8 @@ test_records(void)
 	   "with its optional keys");
 	mesh_schedule_fini(&back);
 	for (size_t i = 0; i < sizeof(malformed) / sizeof(malformed[0]); i++) {
-		is_int(mesh_schedule_from_json(malformed[i], strlen(malformed[i]),
-		                               &back),
+		is_int(mesh_schedule_from_json(malformed[i],
+		                               strlen(malformed[i]), &back),
 		       MESH_EPARSE, "malformed record %zu is refused", i);
 	}
 }

@@ -61,23 +61,23 @@ typedef mesh_handler_result (*mesh_handler_fn)(struct mesh_ctx *ctx,
 /* Options, with their defaults (set by mesh_service_new) and the flags and
  * environment variables mesh_service_main reads them from. */
 struct mesh_service_opts {
-	const char *state_dir;    /* --state, MESH_STATE; var/services/NAME */
-	int batch_size;           /* --batch, MESH_BATCH; 1-256; 10 */
-	int batch_window_ms;      /* --window, MESH_WINDOW_MS: wait up to this
-	                             long to fill a batch; 0-10000; 0 */
-	int max_inflight;         /* --inflight, MESH_INFLIGHT: batches in
-	                             flight per source; 1-64; 2 */
-	int max_receive;          /* --max-receive, MESH_MAX_RECEIVE: attempts
-	                             before dead-lettering; 1-1000; 5 */
-	int64_t retry_base_ms;    /* back-off base; 1000 */
-	int64_t retry_max_ms;     /* back-off cap; 60000 */
-	int64_t horizon_s;        /* --horizon, MESH_HORIZON_S: processed ids
-	                             kept; 60-31536000; 604800 (7 days) */
-	size_t map_size;          /* LMDB map size; 1 GiB */
-	int64_t shutdown_ms;      /* the bound on a graceful stop; 10000 */
-	const char *dlq;          /* --dlq, MESH_DLQ: dead letters of topic
-	                             sources (and of queues without a redrive
-	                             policy); NAME-dlq, made when missing */
+	const char *state_dir; /* --state, MESH_STATE; var/services/NAME */
+	int batch_size;        /* --batch, MESH_BATCH; 1-256; 10 */
+	int batch_window_ms;   /* --window, MESH_WINDOW_MS: wait up to this
+	                          long to fill a batch; 0-10000; 0 */
+	int max_inflight;      /* --inflight, MESH_INFLIGHT: batches in
+	                          flight per source; 1-64; 2 */
+	int max_receive;       /* --max-receive, MESH_MAX_RECEIVE: attempts
+	                          before dead-lettering; 1-1000; 5 */
+	int64_t retry_base_ms; /* back-off base; 1000 */
+	int64_t retry_max_ms;  /* back-off cap; 60000 */
+	int64_t horizon_s;     /* --horizon, MESH_HORIZON_S: processed ids
+	                          kept; 60-31536000; 604800 (7 days) */
+	size_t map_size;       /* LMDB map size; 1 GiB */
+	int64_t shutdown_ms;   /* the bound on a graceful stop; 10000 */
+	const char *dlq;       /* --dlq, MESH_DLQ: dead letters of topic
+	                          sources (and of queues without a redrive
+	                          policy); NAME-dlq, made when missing */
 };
 
 /* Declare a service. name: 1-64 of [A-Za-z0-9_-]. Errors: MESH_EINVAL,
