@@ -109,6 +109,12 @@ mesh_err mesh__stream_names(struct mesh_conn *c, const char *noun,
                             const char *std_prefix, const char *fifo_prefix,
                             const char *prefix, char ***names, size_t *n);
 void mesh__names_free(char **names, size_t n);
+/* The info of the stream behind `noun` `name` (a queue, a topic); a
+ * missing one is MESH_ENOTFOUND "queue 'x': does not exist". *out only on
+ * success; destroy it. */
+mesh_err mesh__stream_info(struct mesh_conn *c, const char *stream,
+                           const char *noun, const char *name,
+                           jsStreamInfo **out);
 
 /* Batches of SQS and SNS calls (wire.c): 1-10 entries whose ids (found
  * every `stride` bytes from `ids`) are 1-80 of [A-Za-z0-9_-] and distinct.
@@ -154,6 +160,12 @@ mesh_err mesh__subscriber_fetch(struct mesh_subscriber *s, int max,
  * mesh_pbjson_event_data, but 64-bit integers are numbers, so that
  * numeric conditions see them. */
 mesh_err mesh__pbjson_event_fields(const struct mesh_event *ev, json_t **out);
+
+/* A subscription record as stored under `key` (subscription.c). Errors:
+ * MESH_EBROKER (damaged), MESH_ENOMEM. Free with mesh_subscription_fini. */
+struct mesh_subscription;
+mesh_err mesh__subscription_decode(const char *key, const void *data,
+                                   size_t len, struct mesh_subscription *out);
 
 /* The key-value bucket of subscription records, made when missing. */
 mesh_err mesh__subscriptions_bucket(struct mesh_conn *c, kvStore **kv);

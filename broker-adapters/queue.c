@@ -479,23 +479,16 @@ cfg_load(struct mesh_conn *c, const char *name, struct qcfg *cfg,
          struct qnames *n)
 {
 	jsStreamInfo *si = NULL;
-	jsErrCode jerr = 0;
 	bool fifo;
-	natsStatus s;
 	mesh_err err;
 
 	if ((err = mesh_queue_name_check(name, &fifo)) != MESH_OK) {
 		return err;
 	}
 	names_of(name, fifo, n);
-	s = js_GetStreamInfo(&si, mesh_conn_js(c), n->stream, NULL, &jerr);
-	if (s != NATS_OK) {
-		if (jerr == JSStreamNotFoundErr || s == NATS_NOT_FOUND) {
-			return mesh__seterr(MESH_ENOTFOUND,
-			                    "queue '%s': does not exist",
-			                    name);
-		}
-		return mesh_err_nats(s, jerr, "queue '%s'", name);
+	if ((err = mesh__stream_info(c, n->stream, "queue", name, &si)) !=
+	    MESH_OK) {
+		return err;
 	}
 	err = cfg_decode(name, si->Config->Description, cfg);
 	jsStreamInfo_Destroy(si);

@@ -489,6 +489,7 @@ apply(struct router *r, kvEntry *e)
 {
 	char id[MESH_SUBSCRIPTION_ID_MAX + 1];
 	const char *key = kvEntry_Key(e);
+	struct mesh_subscription rec;
 	struct worker **p;
 
 	if (strrchr(key, '.') == NULL) {
@@ -505,8 +506,13 @@ apply(struct router *r, kvEntry *e)
 	/* Only queue subscriptions are the router's; services consume
 	 * their own. */
 	if (kvEntry_ValueLen(e) > 0 &&
-	    strstr(kvEntry_ValueString(e), "\"protocol\":\"sqs\"") != NULL) {
-		start(r, id);
+	    mesh__subscription_decode(key, kvEntry_Value(e),
+	                              (size_t)kvEntry_ValueLen(e),
+	                              &rec) == MESH_OK) {
+		if (rec.protocol == MESH_SUB_QUEUE) {
+			start(r, id);
+		}
+		mesh_subscription_fini(&rec);
 	}
 }
 

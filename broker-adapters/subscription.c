@@ -179,9 +179,9 @@ record_encode(const struct mesh_subscription *s)
 	return text;
 }
 
-static mesh_err
-record_decode(const char *key, const void *data, size_t len,
-              struct mesh_subscription *s)
+mesh_err
+mesh__subscription_decode(const char *key, const void *data, size_t len,
+                          struct mesh_subscription *s)
 {
 	json_t *j = json_loadb(data, len, 0, NULL);
 	const char *id = NULL, *topic = NULL, *proto = NULL, *endpoint = NULL,
@@ -233,8 +233,8 @@ record_get(kvStore *kv, const char *key, struct mesh_subscription *s)
 	if (st != NATS_OK) {
 		return mesh_err_nats(st, 0, "subscription %s", key);
 	}
-	err = record_decode(key, kvEntry_Value(e), (size_t)kvEntry_ValueLen(e),
-	                    s);
+	err = mesh__subscription_decode(key, kvEntry_Value(e),
+	                                (size_t)kvEntry_ValueLen(e), s);
 	s->revision = kvEntry_Revision(e);
 	kvEntry_Destroy(e);
 	return err;

@@ -106,21 +106,12 @@ load(struct mesh_conn *c, const char *name, struct mesh_topic_attrs *a,
      struct tnames *n, jsStreamInfo **si_out)
 {
 	jsStreamInfo *si = NULL;
-	jsErrCode jerr = 0;
-	natsStatus s;
 	mesh_err err;
 
-	if ((err = names_of(name, n)) != MESH_OK) {
+	if ((err = names_of(name, n)) != MESH_OK ||
+	    (err = mesh__stream_info(c, n->stream, "topic", name, &si)) !=
+	            MESH_OK) {
 		return err;
-	}
-	s = js_GetStreamInfo(&si, mesh_conn_js(c), n->stream, NULL, &jerr);
-	if (s != NATS_OK) {
-		if (jerr == JSStreamNotFoundErr || s == NATS_NOT_FOUND) {
-			return mesh__seterr(MESH_ENOTFOUND,
-			                    "topic '%s': does not exist",
-			                    name);
-		}
-		return mesh_err_nats(s, jerr, "topic '%s'", name);
 	}
 	err = cfg_decode(name, si->Config->Description, a);
 	if (err == MESH_OK && si_out != NULL) {

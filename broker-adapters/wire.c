@@ -373,3 +373,21 @@ mesh__fifo_ids(const char *what, const struct mesh_event *ev,
 	mesh__uuid_format(h, 8, message_id);
 	return MESH_OK;
 }
+
+mesh_err
+mesh__stream_info(struct mesh_conn *c, const char *stream, const char *noun,
+                  const char *name, jsStreamInfo **out)
+{
+	jsErrCode jerr = 0;
+	natsStatus s =
+	        js_GetStreamInfo(out, mesh_conn_js(c), stream, NULL, &jerr);
+
+	if (s == NATS_OK) {
+		return MESH_OK;
+	}
+	if (jerr == JSStreamNotFoundErr || s == NATS_NOT_FOUND) {
+		return mesh__seterr(MESH_ENOTFOUND, "%s '%s': does not exist",
+		                    noun, name);
+	}
+	return mesh_err_nats(s, jerr, "%s '%s'", noun, name);
+}
