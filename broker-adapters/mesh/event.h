@@ -67,8 +67,9 @@ typedef enum {
 	MESH_DATA_PROTO, /* a protobuf message, with its type URL */
 } mesh_data_kind;
 
-/* Create an event of `type` from `source` with a fresh random id (UUID v4),
- * specversion 1.0 and time = now.
+/* Create an event of `type` from `source` with a fresh id (a UUID v7:
+ * time-ordered, its time the event's, the rest random), specversion 1.0 and
+ * time = now.
  * Errors: MESH_EINVAL (type or source empty or not UTF-8), MESH_ENOMEM.
  * On success *out owns a new event; free it with mesh_event_free(). */
 mesh_err mesh_event_new(const char *type, const char *source,

@@ -112,15 +112,27 @@ struct item {
 	char reason[256];
 };
 
+/* What a handler changed, to put back when it fails: records of
+ * [dbi 4][had 1][klen 2][vlen 4][key][old value], newest last. Handlers
+ * write straight into the batch's transaction; undoing their writes costs
+ * far less than a nested LMDB transaction per event (which copies every
+ * page it touches and merges them back). */
+struct undo {
+	uint8_t *buf;
+	size_t len, cap;
+};
+
 struct mesh_ctx {
 	struct mesh_service *s;
 	const struct source *src;
 	struct item *it;
 	MDB_txn *txn;
+	struct undo *undo;
+	int broken; /* an LMDB error that spoils the whole transaction */
 	mesh_handler_result decided;
 	int64_t delay_ms;
 	char reason[256];
-	char trace_id[33];
+	char trace_id[33]; /* "" until asked for */
 	char parent_span[17];
 };
 
@@ -189,13 +201,44 @@ slog(struct mesh_service *s, const char *level, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* W3C traceparent "00-<trace>-<span>-01": the consumed event's trace,
+ * or a new one. */
+static void
+trace_of(const struct mesh_event *ev, char trace[33], char span[17])
+{
+	struct mesh_ext_value v;
+	uint8_t r[16];
+
+	if (mesh_event_ext_get(ev, "traceparent", &v) == MESH_OK &&
+	    v.type == MESH_EXT_STRING && v.len == 55 &&
+	    strncmp(v.string, "00-", 3) == 0) {
+		snprintf(trace, 33, "%.32s", v.string + 3);
+		snprintf(span, 17, "%.16s", v.string + 36);
+		return;
+	}
+	randombytes_buf(r, sizeof(r));
+	sodium_bin2hex(trace, 33, r, 16);
+	span[0] = '\0';
+}
+
+/* The trace of the event a handler runs for, worked out when first
+ * asked. */
+static const char *
+ctx_trace(struct mesh_ctx *c)
+{
+	if (c->trace_id[0] == '\0') {
+		trace_of(c->it->ev, c->trace_id, c->parent_span);
+	}
+	return c->trace_id;
+}
+
 void
 mesh_log(struct mesh_ctx *c, const char *level, const char *fmt, ...)
 {
 	va_list ap;
 
 	va_start(ap, fmt);
-	log_json(c->s, level, mesh_event_id(c->it->ev), c->trace_id, fmt, ap);
+	log_json(c->s, level, mesh_event_id(c->it->ev), ctx_trace(c), fmt, ap);
 	va_end(ap);
 }
 
@@ -478,29 +521,167 @@ from_be64(const uint8_t in[8])
 	return v;
 }
 
-/* The next outbox sequence, in txn (writers take turns, so it is
- * unique). */
+static void
+be32(uint8_t out[4], uint32_t v)
+{
+	out[0] = (uint8_t)(v >> 24);
+	out[1] = (uint8_t)(v >> 16);
+	out[2] = (uint8_t)(v >> 8);
+	out[3] = (uint8_t)v;
+}
+
+static uint32_t
+from_be32(const uint8_t in[4])
+{
+	return (uint32_t)in[0] << 24 | (uint32_t)in[1] << 16 |
+	       (uint32_t)in[2] << 8 | in[3];
+}
+
+/* ---- a handler's writes, and undoing them ------------------------------- */
+
+/* Errors after which LMDB refuses the rest of the transaction. */
+static bool
+mdb_fatal(int rc)
+{
+	return rc != 0 && rc != MDB_NOTFOUND && rc != MDB_KEYEXIST;
+}
+
+/* Note k's value in dbi (or its absence) in the undo log, before a write. */
 static int
-outbox_seq(struct mesh_service *s, MDB_txn *txn, uint64_t *seq)
+undo_note(struct mesh_ctx *c, MDB_dbi dbi, const MDB_val *k)
+{
+	struct undo *u = c->undo;
+	MDB_val old = {0, NULL};
+	int rc = mdb_get(c->txn, dbi, (MDB_val *)k, &old);
+	size_t need = 11 + k->mv_size + (rc == 0 ? old.mv_size : 0);
+	uint8_t *p;
+
+	if (mdb_fatal(rc)) {
+		return rc;
+	}
+	if (u->len + need > u->cap) {
+		size_t cap = u->cap ? u->cap : 4096;
+		while (cap < u->len + need) {
+			cap *= 2;
+		}
+		if ((p = realloc(u->buf, cap)) == NULL) {
+			return ENOMEM;
+		}
+		u->buf = p;
+		u->cap = cap;
+	}
+	p = u->buf + u->len;
+	memcpy(p, &dbi, 4);
+	p[4] = rc == 0;
+	p[5] = (uint8_t)(k->mv_size >> 8);
+	p[6] = (uint8_t)k->mv_size;
+	be32(p + 7, rc == 0 ? (uint32_t)old.mv_size : 0);
+	memcpy(p + 11, k->mv_data, k->mv_size);
+	if (rc == 0) {
+		memcpy(p + 11 + k->mv_size, old.mv_data, old.mv_size);
+	}
+	u->len += need;
+	return 0;
+}
+
+/* Put back what the undo log noted, newest first. Records are found from
+ * the front (they are variable-sized), so the offsets are collected. */
+static int
+undo_apply(struct mesh_service *s, MDB_txn *txn, struct undo *u)
+{
+	size_t n = 0, at[1024], *offs = at, cap = 1024;
+	int rc = 0;
+
+	for (size_t o = 0; o < u->len;) {
+		const uint8_t *p = u->buf + o;
+		if (n == cap) {
+			size_t *m = malloc(2 * cap * sizeof(*m));
+			if (m == NULL) {
+				rc = ENOMEM;
+				goto out;
+			}
+			memcpy(m, offs, n * sizeof(*m));
+			if (offs != at) {
+				free(offs);
+			}
+			offs = m;
+			cap *= 2;
+		}
+		offs[n++] = o;
+		o += 11 + ((size_t)p[5] << 8 | p[6]) + from_be32(p + 7);
+	}
+	while (n > 0 && rc == 0) {
+		const uint8_t *p = u->buf + offs[--n];
+		MDB_dbi dbi;
+		MDB_val k = {(size_t)p[5] << 8 | p[6], (void *)(p + 11)};
+		MDB_val v = {from_be32(p + 7), (void *)(p + 11 + k.mv_size)};
+		memcpy(&dbi, p, 4);
+		rc = p[4] ? mdb_put(txn, dbi, &k, &v, 0)
+		          : mdb_del(txn, dbi, &k, NULL);
+		rc = rc == MDB_NOTFOUND ? 0 : rc;
+	}
+out:
+	if (offs != at) {
+		free(offs);
+	}
+	u->len = 0;
+	(void)s;
+	return rc;
+}
+
+/* A write by the handler: noted for undo, then made. */
+static int
+ctx_put(struct mesh_ctx *c, MDB_dbi dbi, MDB_val *k, MDB_val *v)
+{
+	int rc = undo_note(c, dbi, k);
+
+	if (rc == 0) {
+		rc = mdb_put(c->txn, dbi, k, v, 0);
+	}
+	if (mdb_fatal(rc)) {
+		c->broken = rc;
+	}
+	return rc;
+}
+
+static int
+ctx_del(struct mesh_ctx *c, MDB_dbi dbi, MDB_val *k)
+{
+	int rc = undo_note(c, dbi, k);
+
+	if (rc == 0) {
+		rc = mdb_del(c->txn, dbi, k, NULL);
+	}
+	if (mdb_fatal(rc)) {
+		c->broken = rc;
+	}
+	return rc;
+}
+
+/* The next outbox sequence, in the batch's transaction (writers take
+ * turns, so it is unique). */
+static int
+outbox_seq(struct mesh_ctx *c, uint64_t *seq)
 {
 	MDB_val k = {6, "outbox"}, v;
 	uint8_t buf[8];
-	int rc = mdb_get(txn, s->db_meta, &k, &v);
+	int rc = mdb_get(c->txn, c->s->db_meta, &k, &v);
 
 	*seq = rc == 0 && v.mv_size == 8 ? from_be64(v.mv_data) + 1 : 1;
-	if (rc != 0 && rc != MDB_NOTFOUND) {
+	if (mdb_fatal(rc)) {
+		c->broken = rc;
 		return rc;
 	}
 	be64(buf, *seq);
 	v.mv_size = 8;
 	v.mv_data = buf;
-	return mdb_put(txn, s->db_meta, &k, &v, 0);
+	return ctx_put(c, c->s->db_meta, &k, &v);
 }
 
 /* A record: target NUL group NUL packed event. */
 static int
-outbox_put(struct mesh_service *s, MDB_txn *txn, const char *target,
-           const char *group, const uint8_t *ev, size_t len)
+outbox_put(struct mesh_ctx *c, const char *target, const char *group,
+           const uint8_t *ev, size_t len)
 {
 	size_t tl = strlen(target) + 1, gl = group ? strlen(group) + 1 : 1;
 	uint8_t key[8], *rec = malloc(tl + gl + len);
@@ -514,11 +695,11 @@ outbox_put(struct mesh_service *s, MDB_txn *txn, const char *target,
 	memcpy(rec, target, tl);
 	memcpy(rec + tl, group ? group : "", gl);
 	memcpy(rec + tl + gl, ev, len);
-	if ((rc = outbox_seq(s, txn, &seq)) == 0) {
+	if ((rc = outbox_seq(c, &seq)) == 0) {
 		be64(key, seq);
 		v.mv_size = tl + gl + len;
 		v.mv_data = rec;
-		rc = mdb_put(txn, s->db_outbox, &k, &v, 0);
+		rc = ctx_put(c, c->s->db_outbox, &k, &v);
 	}
 	free(rec);
 	return rc;
@@ -874,7 +1055,7 @@ mesh_state_put(struct mesh_ctx *c, const void *key, size_t klen,
 	if ((err = state_key(c, key, klen, &k)) != MESH_OK) {
 		return err;
 	}
-	if ((rc = mdb_put(c->txn, c->s->db_state, &k, &v, 0)) != 0) {
+	if ((rc = ctx_put(c, c->s->db_state, &k, &v)) != 0) {
 		return state_err(c, rc, "put");
 	}
 	return MESH_OK;
@@ -890,7 +1071,7 @@ mesh_state_del(struct mesh_ctx *c, const void *key, size_t klen)
 	if ((err = state_key(c, key, klen, &k)) != MESH_OK) {
 		return err;
 	}
-	rc = mdb_del(c->txn, c->s->db_state, &k, NULL);
+	rc = ctx_del(c, c->s->db_state, &k);
 	if (rc == MDB_NOTFOUND) {
 		return mesh__seterr(MESH_ENOTFOUND,
 		                    "service '%s': no such key", c->s->name);
@@ -921,26 +1102,6 @@ mesh_state_scan(struct mesh_ctx *c, const void *prefix, size_t plen,
 	mdb_cursor_close(cur);
 	return rc == 0 || rc == MDB_NOTFOUND ? MESH_OK
 	                                     : state_err(c, rc, "scan");
-}
-
-/* W3C traceparent "00-<trace>-<span>-01": the consumed event's trace,
- * or a new one. */
-static void
-trace_of(const struct mesh_event *ev, char trace[33], char span[17])
-{
-	struct mesh_ext_value v;
-	uint8_t r[16];
-
-	if (mesh_event_ext_get(ev, "traceparent", &v) == MESH_OK &&
-	    v.type == MESH_EXT_STRING && v.len == 55 &&
-	    strncmp(v.string, "00-", 3) == 0) {
-		snprintf(trace, 33, "%.32s", v.string + 3);
-		snprintf(span, 17, "%.16s", v.string + 36);
-		return;
-	}
-	randombytes_buf(r, sizeof(r));
-	sodium_bin2hex(trace, 33, r, 16);
-	span[0] = '\0';
 }
 
 mesh_err
@@ -974,7 +1135,7 @@ mesh_emit(struct mesh_ctx *c, const char *target, const struct mesh_event *ev,
 	}
 	randombytes_buf(r, sizeof(r));
 	sodium_bin2hex(span, sizeof(span), r, sizeof(r));
-	snprintf(traceparent, sizeof(traceparent), "00-%s-%s-01", c->trace_id,
+	snprintf(traceparent, sizeof(traceparent), "00-%s-%s-01", ctx_trace(c),
 	         span);
 	tp.string = traceparent;
 	tp.len = strlen(traceparent);
@@ -990,7 +1151,7 @@ mesh_emit(struct mesh_ctx *c, const char *target, const struct mesh_event *ev,
 		                    "service '%s': emitted event of %zu bytes",
 		                    c->s->name, len);
 	}
-	rc = outbox_put(c->s, c->txn, target, group_id, buf, len);
+	rc = outbox_put(c, target, group_id, buf, len);
 	free(buf);
 	if (rc != 0) {
 		return state_err(c, rc, "outbox");
@@ -1052,7 +1213,7 @@ mesh_ctx_attempt(const struct mesh_ctx *c)
 const char *
 mesh_ctx_trace_id(const struct mesh_ctx *c)
 {
-	return c->trace_id;
+	return ctx_trace((struct mesh_ctx *)c);
 }
 
 /* ---- processing a batch ------------------------------------------------- */
@@ -1068,30 +1229,35 @@ group_failed(const char *const *failed, size_t n, const char *group)
 	return false;
 }
 
-/* Run one event in a nested transaction of txn. */
-static void
+/* Run one event in the batch's transaction txn; its writes are undone
+ * unless its handler succeeds. Returns 0, or the LMDB error that spoilt
+ * txn (the whole batch then comes again). */
+static int
 run_one(struct mesh_service *s, const struct source *src, MDB_txn *txn,
-        struct item *it)
+        struct undo *undo, struct item *it)
 {
 	const char *id = mesh_event_id(it->ev);
 	MDB_val k = {strlen(id), (void *)id}, v;
 	const struct handler *h = handler_of(s, mesh_event_type(it->ev));
-	struct mesh_ctx ctx = {.s = s, .src = src, .it = it};
+	struct mesh_ctx ctx = {
+	        .s = s, .src = src, .it = it, .txn = txn, .undo = undo};
 	ProtobufCMessage *msg = NULL;
-	MDB_txn *child = NULL;
 	mesh_handler_result r;
 	int64_t t0, now;
 	uint8_t at[8 + 128];
 	int rc;
 
 	it->out = OUT_ACK;
-	if (mdb_get(txn, s->db_processed, &k, &v) == 0) {
+	if ((rc = mdb_get(txn, s->db_processed, &k, &v)) == 0) {
 		atomic_fetch_add(&s->stats.duplicates, 1);
-		return;
+		return 0;
+	}
+	if (mdb_fatal(rc)) {
+		return rc;
 	}
 	if (h == NULL) {
 		atomic_fetch_add(&s->stats.ignored, 1);
-		return;
+		return 0;
 	}
 	if (h->desc != NULL && mesh_event_unpack_message(it->ev, h->desc, NULL,
 	                                                 &msg) != MESH_OK) {
@@ -1099,20 +1265,16 @@ run_one(struct mesh_service *s, const struct source *src, MDB_txn *txn,
 		snprintf(it->reason, sizeof(it->reason),
 		         "payload is not a %s: %s", h->desc->name,
 		         mesh_errdetail());
-		return;
+		return 0;
 	}
-	if ((rc = mdb_txn_begin(s->env, txn, 0, &child)) != 0) {
-		protobuf_c_message_free_unpacked(msg, NULL);
-		it->out = OUT_RETRY;
-		it->delay_ms = backoff_ms(&s->o, it->attempt);
-		return;
-	}
-	ctx.txn = child;
-	trace_of(it->ev, ctx.trace_id, ctx.parent_span);
+	undo->len = 0;
 	t0 = mono_ns();
 	r = h->fn(&ctx, it->ev, msg, h->arg);
 	mesh__stats_record(&s->stats.handler, mono_ns() - t0);
 	protobuf_c_message_free_unpacked(msg, NULL);
+	if (ctx.broken) {
+		return ctx.broken;
+	}
 	if (r == MESH_HANDLER_OK) {
 		now = wall_ms();
 		be64(at, (uint64_t)now);
@@ -1121,27 +1283,23 @@ run_one(struct mesh_service *s, const struct source *src, MDB_txn *txn,
 		v.mv_data = at;
 		MDB_val ak = {8 + (k.mv_size < 128 ? k.mv_size : 128), at};
 		MDB_val empty = {0, ""};
-		if ((rc = mdb_put(child, s->db_processed, &k, &v, 0)) != 0 ||
-		    (rc = mdb_put(child, s->db_processed_at, &ak, &empty,
-		                  0)) != 0) {
-			mdb_txn_abort(child);
-		} else if ((rc = mdb_txn_commit(child)) == 0) {
-			atomic_fetch_add(&s->stats.processed, 1);
-			return;
+		if ((rc = mdb_put(txn, s->db_processed, &k, &v, 0)) != 0 ||
+		    (rc = mdb_put(txn, s->db_processed_at, &ak, &empty, 0)) !=
+		            0) {
+			return rc; /* LMDB fails the transaction */
 		}
-		slog(s, "error", "event %s: recording it failed: %s (%s)", id,
-		     mdb_strerror(rc), src->label);
-		it->out = OUT_RETRY;
-		it->delay_ms = backoff_ms(&s->o, it->attempt);
-		return;
+		atomic_fetch_add(&s->stats.processed, 1);
+		return 0;
 	}
-	mdb_txn_abort(child);
+	if ((rc = undo_apply(s, txn, undo)) != 0) {
+		return rc;
+	}
 	if (r == MESH_HANDLER_REJECT) {
 		it->out = OUT_DLQ;
 		snprintf(it->reason, sizeof(it->reason), "%s",
 		         ctx.decided == MESH_HANDLER_REJECT ? ctx.reason
 		                                            : "rejected");
-		return;
+		return 0;
 	}
 	it->out = OUT_RETRY;
 	it->delay_ms = ctx.decided == MESH_HANDLER_RETRY && ctx.delay_ms > 0
@@ -1154,6 +1312,7 @@ run_one(struct mesh_service *s, const struct source *src, MDB_txn *txn,
 		         "failed %d times (max-receive %d)", it->attempt,
 		         s->o.max_receive);
 	}
+	return 0;
 }
 
 /* Forget processed ids older than the horizon, a few per batch. */
@@ -1223,6 +1382,7 @@ to_dlq(struct mesh_service *s, struct mesh_queue *dlq, const struct item *it,
 }
 
 struct batch {
+	struct undo undo;
 	struct item it[256];
 	struct mesh_delivery d[256];
 	struct mesh_queue_msg *qm[32]; /* receive results, each up to 10 */
@@ -1354,12 +1514,19 @@ process(struct mesh_service *s, const struct source *src, struct batch *b)
 			it->out = OUT_RETURN;
 			continue;
 		}
-		run_one(s, src, txn, it);
+		if ((rc = run_one(s, src, txn, &b->undo, it)) != 0) {
+			/* The transaction is spoilt: what follows comes
+			 * again with the rest of the batch. */
+			for (size_t k = i; k < b->n; k++) {
+				b->it[k].out = OUT_ACK;
+			}
+			break;
+		}
 		if (src->fifo && it->out != OUT_ACK && it->group != NULL) {
 			failed[nf++] = it->group;
 		}
 	}
-	if ((rc = prune(s, txn)) == 0) {
+	if (rc == 0 && (rc = prune(s, txn)) == 0) {
 		rc = outbox_forget(s, txn);
 	}
 	if (rc == 0) {
@@ -1535,6 +1702,9 @@ work(void *arg)
 	mesh_subscriber_close(sub);
 	mesh_queue_close(q);
 	mesh_queue_close(dlq);
+	if (b != NULL) {
+		free(b->undo.buf);
+	}
 	free(b);
 	return NULL;
 }

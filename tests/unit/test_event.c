@@ -1,6 +1,7 @@
 /* The envelope codec: round trips, validation, and hostile input. */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "harness.h"
 #include "mesh/mesh.h"
@@ -358,9 +359,42 @@ test_wrong_specversion(void)
 	has_str(mesh_errdetail(), "specversion", "the detail says why");
 }
 
+/* New ids are UUID v7: version 7, their time the event's, later ones
+ * sorting after earlier ones. */
+static void
+test_ids(void)
+{
+	struct mesh_event *a = NULL, *b = NULL;
+	struct timespec pause = {0, 2 * 1000000};
+	unsigned long long ms = 0;
+	int64_t sec = 0;
+	int32_t nsec = 0;
+
+	mesh_event_new("t", "s", &a);
+	nanosleep(&pause, NULL);
+	mesh_event_new("t", "s", &b);
+	if (a == NULL || b == NULL) {
+		ok(false, "events are made");
+		return;
+	}
+	is_int(mesh_event_id(a)[14], '7', "the id is a UUID version 7");
+	ok(strchr("89ab", mesh_event_id(a)[19]) != NULL,
+	   "with the RFC variant");
+	ok(strcmp(mesh_event_id(a), mesh_event_id(b)) < 0,
+	   "an id made later sorts later");
+	sscanf(mesh_event_id(a), "%8llx", &ms);
+	ms = ms << 16 | strtoull(mesh_event_id(a) + 9, NULL, 16);
+	mesh_event_time(a, &sec, &nsec);
+	ok(ms == (unsigned long long)(sec * 1000 + nsec / 1000000),
+	   "its first 48 bits are the event's time in ms");
+	mesh_event_free(a);
+	mesh_event_free(b);
+}
+
 int
 main(void)
 {
+	test_ids();
 	test_round_trip();
 	test_data_kinds();
 	test_bad_values();
