@@ -49,16 +49,29 @@ on_count(struct mesh_ctx *ctx, const struct mesh_event *ev,
 	return MESH_HANDLER_OK;
 }
 
-/* Fails its first two attempts, writing state that must vanish. */
+/* Fails its first two attempts after writing state, deleting a key and
+ * emitting an event: all of which must vanish. */
 static mesh_handler_result
 on_flaky(struct mesh_ctx *ctx, const struct mesh_event *ev,
          const ProtobufCMessage *msg, void *arg)
 {
+	char key[32];
+	struct mesh_event *out = NULL;
+
 	(void)ev;
 	(void)msg;
 	(void)arg;
-	mesh_state_put(ctx, "flaky/attempt", 13, "x", 1);
 	if (mesh_ctx_attempt(ctx) < 3) {
+		snprintf(key, sizeof(key), "flaky/fail-%d",
+		         mesh_ctx_attempt(ctx));
+		mesh_state_put(ctx, key, strlen(key), "x", 1);
+		mesh_state_put(ctx, "count", 5, "999", 4);
+		mesh_state_put(ctx, "count", 5, "998", 4);
+		mesh_state_del(ctx, "count", 5);
+		mesh_event_new("test.counted", "x", &out);
+		mesh_event_set_text(out, "flaky", 5);
+		mesh_emit(ctx, "topic:rt-out", out, NULL);
+		mesh_event_free(out);
 		return mesh_retry(ctx, 100);
 	}
 	mesh_state_put(ctx, "flaky/done", 10, "1", 1);
@@ -381,6 +394,39 @@ main(void)
 	send_to("rt-in", "test.flaky", "f", NULL, NULL);
 	ok(wait_state("flaky/done", "1", 15000),
 	   "a failing event succeeds on its third attempt");
+	{
+		char v1[32], v2[32], count[32];
+		struct mesh_delivery d[8];
+		size_t n = 0;
+		int flaky = 0, other = 0;
+		state_of("flaky/fail-1", v1, sizeof(v1));
+		state_of("flaky/fail-2", v2, sizeof(v2));
+		state_of("count", count, sizeof(count));
+		ok(v1[0] == '\0' && v2[0] == '\0',
+		   "... keys its failed attempts wrote are gone");
+		is_str(count, "21",
+		       "... a key they overwrote and deleted is as it was");
+		for (long long end = test_now_ms() + 1500;
+		     test_now_ms() < end;) {
+			mesh_subscriber_fetch(observer, 8, 300, d, &n, NULL);
+			for (size_t i = 0; i < n; i++) {
+				const void *data;
+				size_t len;
+				mesh_event_data(d[i].event, &data, &len, NULL);
+				if (len == 5 &&
+				    memcmp(data, "flaky", 5) == 0) {
+					flaky++;
+				} else {
+					other++;
+				}
+				mesh_delivery_ack(&d[i]);
+				mesh_delivery_fini(&d[i]);
+			}
+		}
+		is_int(flaky, 0,
+		       "... and the events they emitted never go out");
+		is_int(other, 1, "... (the one event emitted since did)");
+	}
 	/* Rejection and max-receive. */
 	send_to("rt-in", "test.reject", "r", NULL, NULL);
 	send_to("rt-in", "test.boom", "b", NULL, NULL);
