@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,12 @@ struct mesh_conn {
 	jsCtx *js;
 	int64_t wait_ms;
 	int64_t max_wait_ms;
+	/* The bulk connection (mesh__conn_bulk): the same server and
+	 * credentials, made when first asked for. */
+	natsOptions *opts;
+	pthread_mutex_t bulk_mu;
+	natsConnection *bulk;
+	bool bulk_failed;
 };
 
 void
@@ -389,6 +396,7 @@ mesh_conn_open(const struct mesh_conn_opts *o, struct mesh_conn **out)
 		free(c);
 		return mesh__seterr(MESH_ENOMEM, "connection");
 	}
+	pthread_mutex_init(&c->bulk_mu, NULL);
 	c->wait_ms = o->reconnect_wait_ms > 0 ? o->reconnect_wait_ms : 1;
 	c->max_wait_ms = o->reconnect_max_wait_ms > c->wait_ms
 	                         ? o->reconnect_max_wait_ms
@@ -444,7 +452,7 @@ mesh_conn_open(const struct mesh_conn_opts *o, struct mesh_conn **out)
 		err = mesh_err_nats(s, 0, "JetStream context");
 		goto fail;
 	}
-	natsOptions_Destroy(no);
+	c->opts = no;
 	free(list);
 	*out = c;
 	return MESH_OK;
@@ -462,11 +470,48 @@ mesh_conn_close(struct mesh_conn *c)
 		return;
 	}
 	jsCtx_Destroy(c->js);
+	if (c->bulk != NULL) {
+		natsConnection_FlushTimeout(c->bulk, 2000);
+		natsConnection_Close(c->bulk);
+		natsConnection_Destroy(c->bulk);
+	}
 	if (c->nc != NULL) {
 		natsConnection_Close(c->nc);
 		natsConnection_Destroy(c->nc);
 	}
+	natsOptions_Destroy(c->opts);
+	pthread_mutex_destroy(&c->bulk_mu);
 	free(c);
+}
+
+natsConnection *
+mesh__conn_bulk(struct mesh_conn *c)
+{
+	natsConnection *nc;
+
+	pthread_mutex_lock(&c->bulk_mu);
+	if (c->bulk == NULL && !c->bulk_failed && c->opts != NULL &&
+	    (natsOptions_SetSendAsap(c->opts, false) != NATS_OK ||
+	     natsConnection_Connect(&c->bulk, c->opts) != NATS_OK)) {
+		c->bulk = NULL;
+		c->bulk_failed = true; /* the main connection serves */
+	}
+	nc = c->bulk != NULL ? c->bulk : c->nc;
+	pthread_mutex_unlock(&c->bulk_mu);
+	return nc;
+}
+
+void
+mesh__conn_bulk_flush(struct mesh_conn *c, int64_t timeout_ms)
+{
+	natsConnection *nc;
+
+	pthread_mutex_lock(&c->bulk_mu);
+	nc = c->bulk;
+	pthread_mutex_unlock(&c->bulk_mu);
+	if (nc != NULL) {
+		natsConnection_FlushTimeout(nc, timeout_ms);
+	}
 }
 
 natsConnection *

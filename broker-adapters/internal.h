@@ -69,6 +69,16 @@ bool mesh__event_attr_peek(const struct mesh_event *ev, const char *name,
                            const char **data_type, size_t *type_len,
                            const void **value, size_t *len);
 
+/* The bulk connection of c: a second connection to the same server with
+ * the same credentials, which coalesces what it sends (cnats' flusher, not
+ * a write per message as c's own connection, which serves requests). For
+ * fire-and-forget traffic in volume: acknowledgements. Made when first
+ * asked for; c's own connection when it cannot be made. Flushed and
+ * closed by mesh_conn_close(). */
+natsConnection *mesh__conn_bulk(struct mesh_conn *c);
+/* Wait until what the bulk connection holds has reached the server. */
+void mesh__conn_bulk_flush(struct mesh_conn *c, int64_t timeout_ms);
+
 /* Copy url into buf with any password replaced by "***". */
 const char *mesh__url_redact(const char *url, char *buf, size_t size);
 
@@ -87,15 +97,24 @@ void mesh__queue_forward(struct mesh_queue *q,
                          const char *const *wire_ids, natsMsg *const *srcs,
                          size_t n, struct mesh_queue_sent *out);
 bool mesh__queue_passes_through(const struct mesh_queue *q);
-/* SQS's receive and delete without its limit of 10 (up to 256 at once),
- * for pollers inside the mesh (the service runtime's queue sources). */
+/* For pollers inside the mesh (the service runtime's queue sources):
+ * SQS's receive without its limit of 10 (up to 256 at once), whose
+ * messages carry raw receipts ("@<deadline>@<ack subject>": nothing to
+ * sign or verify, and refused by the public calls); acknowledging them in
+ * bulk on the bulk connection, fire and forget (a lost one is a
+ * redelivery, which pollers that record processed ids absorb); and sealing
+ * one into a real receipt for the public calls (change visibility, dead
+ * letter). A sealed or real receipt is left as it is. */
 struct mesh_queue_msg;
-struct mesh_queue_result;
 mesh_err mesh__queue_receive_many(struct mesh_queue *q, int max, int wait_s,
                                   struct mesh_queue_msg **msgs, size_t *n);
-mesh_err mesh__queue_delete_many(struct mesh_queue *q,
-                                 const char *const *receipts, size_t n,
-                                 struct mesh_queue_result *res);
+void mesh__queue_ack_many(struct mesh_queue *q, const char *const *receipts,
+                          size_t n);
+mesh_err mesh__queue_seal(struct mesh_queue *q, char *receipt, size_t size);
+/* The same acknowledging for a topic subscriber's deliveries. */
+struct mesh_delivery;
+void mesh__delivery_ack_many(struct mesh_conn *c,
+                             struct mesh_delivery *const *d, size_t n);
 
 /* Names of queues and topics (wire.c): 1-max characters of
  * [A-Za-z0-9_-], FIFO ones ending in ".fifo"; `noun` names the kind in

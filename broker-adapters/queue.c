@@ -1845,10 +1845,12 @@ msg_fill(natsMsg *m, struct mesh_queue_msg *out)
 }
 
 /* Judge delivered messages: dead-letter those over maxReceiveCount, set
- * visibility, and make receipts. Takes got[]. */
+ * visibility, and make receipts (raw ones for pollers inside the mesh:
+ * see mesh__queue_receive_many). Takes got[]. */
 static mesh_err
 deliver(struct mesh_queue *q, natsMsg **got, size_t n, int64_t t_request,
-        int64_t visibility_s, struct mesh_queue_msg *out, size_t *n_out)
+        int64_t visibility_s, bool raw, struct mesh_queue_msg *out,
+        size_t *n_out)
 {
 	const struct mesh_queue_attrs *a = &q->cfg.a;
 	int64_t vis =
@@ -1864,7 +1866,6 @@ deliver(struct mesh_queue *q, natsMsg **got, size_t n, int64_t t_request,
 		const char *ack = natsMsg_GetReply(m);
 
 		if (ack == NULL || !ack_parse(ack, &meta)) {
-			natsMsg_Destroy(m);
 			continue;
 		}
 		if (a->dlq[0] != '\0' &&
@@ -1875,7 +1876,6 @@ deliver(struct mesh_queue *q, natsMsg **got, size_t n, int64_t t_request,
 			         a->max_receive_count);
 			if (dead_letter(q, m, meta.sseq, meta.delivered - 1,
 			                ack, reason) == MESH_OK) {
-				natsMsg_Destroy(m);
 				continue;
 			}
 			/* The dead-letter queue is gone or refused it: hand
@@ -1885,7 +1885,6 @@ deliver(struct mesh_queue *q, natsMsg **got, size_t n, int64_t t_request,
 		if (msg_event(q, m, meta.sseq, &r->event) != MESH_OK) {
 			/* Unreadable even as bytes: out of memory. */
 			err = MESH_ENOMEM;
-			natsMsg_Destroy(m);
 			continue;
 		}
 		if (nak) {
@@ -1896,8 +1895,14 @@ deliver(struct mesh_queue *q, natsMsg **got, size_t n, int64_t t_request,
 			natsConnection_PublishString(mesh_conn_nats(q->c), ack,
 			                             body);
 		}
-		receipt_make(q, ack, t_request + vis * 1000, r->receipt,
-		             sizeof(r->receipt));
+		if (raw) {
+			snprintf(r->receipt, sizeof(r->receipt),
+			         "@%" PRId64 "@%s", t_request + vis * 1000,
+			         ack);
+		} else {
+			receipt_make(q, ack, t_request + vis * 1000,
+			             r->receipt, sizeof(r->receipt));
+		}
 		plock_set(q, meta.consumer, t_request + vis * 1000);
 		r->receive_count = meta.delivered;
 		r->sequence = meta.sseq;
@@ -1913,10 +1918,14 @@ deliver(struct mesh_queue *q, natsMsg **got, size_t n, int64_t t_request,
 		}
 		msg_fill(m, r);
 		(*n_out)++;
-		natsMsg_Destroy(m);
 	}
 	if (nak) {
 		natsConnection_Flush(mesh_conn_nats(q->c));
+	}
+	/* Together: cnats hands each to its collector thread, woken once
+	 * for the lot rather than once for each. */
+	for (size_t i = 0; i < n; i++) {
+		natsMsg_Destroy(got[i]);
 	}
 	return err;
 }
@@ -2102,7 +2111,7 @@ fifo_wait(struct mesh_queue *q, natsSubscription **watch, int64_t ms)
 /* Receive up to max messages (the callers bound max). */
 static mesh_err
 receive(struct mesh_queue *q, int max, int wait_s, int64_t visibility_s,
-        struct mesh_queue_msg **msgs, size_t *n)
+        bool raw, struct mesh_queue_msg **msgs, size_t *n)
 {
 	natsMsg **got = calloc((size_t)max, sizeof(*got));
 	struct mesh_queue_msg *out;
@@ -2159,7 +2168,7 @@ receive(struct mesh_queue *q, int max, int wait_s, int64_t visibility_s,
 		}
 		if (err == MESH_OK) {
 			err = deliver(q, got, ngot, t_request, visibility_s,
-			              out, &nout);
+			              raw, out, &nout);
 		} else {
 			for (size_t i = 0; i < ngot; i++) {
 				natsMsg_Destroy(got[i]);
@@ -2197,7 +2206,7 @@ mesh_queue_receive(struct mesh_queue *q, int max, int wait_s,
 		        "of range 1-%d",
 		        q->name, max, MESH_QUEUE_BATCH_MAX);
 	}
-	return receive(q, max, wait_s, visibility_s, msgs, n);
+	return receive(q, max, wait_s, visibility_s, false, msgs, n);
 }
 
 mesh_err
@@ -2210,7 +2219,7 @@ mesh__queue_receive_many(struct mesh_queue *q, int max, int wait_s,
 		        "queue '%s': %d messages at once, not 1-%d", q->name,
 		        max, FORWARD_CHUNK);
 	}
-	return receive(q, max, wait_s, -1, msgs, n);
+	return receive(q, max, wait_s, -1, true, msgs, n);
 }
 
 /* ---- delete, change visibility, dead-letter ------------------------------
@@ -2265,11 +2274,63 @@ mesh_queue_delete_batch(struct mesh_queue *q, const char *const *ids,
 	return delete_many(q, receipts, n, res);
 }
 
-mesh_err
-mesh__queue_delete_many(struct mesh_queue *q, const char *const *receipts,
-                        size_t n, struct mesh_queue_result *res)
+/* A raw receipt "@<deadline ms>@<ack subject>": its ack subject, or NULL
+ * (and *deadline_ms). */
+static const char *
+raw_receipt(const char *text, int64_t *deadline_ms)
 {
-	return delete_many(q, receipts, n, res);
+	char *end = NULL;
+
+	if (text == NULL || text[0] != '@') {
+		return NULL;
+	}
+	*deadline_ms = strtoll(text + 1, &end, 10);
+	return end != NULL && *end == '@' ? end + 1 : NULL;
+}
+
+void
+mesh__queue_ack_many(struct mesh_queue *q, const char *const *receipts,
+                     size_t n)
+{
+	natsConnection *nc = mesh__conn_bulk(q->c);
+
+	for (size_t i = 0; i < n; i++) {
+		struct receipt r;
+		int64_t deadline;
+		const char *ack = raw_receipt(receipts[i], &deadline);
+		if (ack == NULL) {
+			continue;
+		}
+		natsConnection_PublishString(nc, ack, "+ACK");
+		/* A FIFO partition is free again once its message is gone. */
+		if (q->locks != NULL && ack_parse(ack, &r)) {
+			plock_set(q, r.consumer, 0);
+		}
+	}
+}
+
+mesh_err
+mesh__queue_seal(struct mesh_queue *q, char *receipt, size_t size)
+{
+	int64_t deadline;
+	const char *ack = raw_receipt(receipt, &deadline);
+	char copy[256];
+
+	if (ack == NULL) {
+		return receipt[0] != '\0'
+		               ? MESH_OK
+		               : mesh__seterr(MESH_EINVAL,
+		                              "queue '%s': no receipt handle",
+		                              q->name);
+	}
+	if (strlen(ack) >= sizeof(copy)) {
+		return mesh__seterr(MESH_EINVAL,
+		                    "queue '%s': malformed receipt handle",
+		                    q->name);
+	}
+	snprintf(copy, sizeof(copy), "%s", ack);
+	receipt_make(q, copy, deadline, receipt, size);
+	return MESH_OK;
 }
 
 mesh_err

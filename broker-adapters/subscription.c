@@ -1012,6 +1012,20 @@ mesh_delivery_ack(struct mesh_delivery *d)
 	return ack_result(natsMsg_Ack(d->msg, NULL), "ack");
 }
 
+void
+mesh__delivery_ack_many(struct mesh_conn *c, struct mesh_delivery *const *d,
+                        size_t n)
+{
+	natsConnection *nc = mesh__conn_bulk(c);
+
+	for (size_t i = 0; i < n; i++) {
+		const char *reply = natsMsg_GetReply(d[i]->msg);
+		if (reply != NULL) {
+			natsConnection_PublishString(nc, reply, "+ACK");
+		}
+	}
+}
+
 mesh_err
 mesh_delivery_nak(struct mesh_delivery *d, int64_t delay_ms)
 {

@@ -1405,14 +1405,22 @@ log_ev(struct mesh_service *s, const struct item *it, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* A queue item's raw receipt made a real one, for the public calls. */
+static mesh_err
+sealed(struct mesh_queue *q, struct item *it)
+{
+	return mesh__queue_seal(q, it->qm->receipt, sizeof(it->qm->receipt));
+}
+
 /* Settle each item with its source: acknowledge, retry later, or
- * dead-letter. */
+ * dead-letter. Acknowledgements go in bulk, without waiting: one lost is a
+ * redelivery, which the processed-id table absorbs. */
 static void
 settle(struct mesh_service *s, const struct source *src, struct mesh_queue *q,
        struct mesh_queue *dlq, struct batch *b)
 {
 	const char *rh[256];
-	struct mesh_queue_result res[256];
+	struct mesh_delivery *acks[256];
 	size_t k = 0;
 
 	for (size_t i = 0; i < b->n; i++) {
@@ -1420,8 +1428,12 @@ settle(struct mesh_service *s, const struct source *src, struct mesh_queue *q,
 		if (it->out == OUT_DLQ) {
 			mesh_err err;
 			if (src->kind == SRC_QUEUE && src->has_dlq) {
-				err = mesh_queue_dead_letter(
-				        q, it->qm->receipt, it->reason);
+				err = sealed(q, it);
+				err = err != MESH_OK
+				              ? err
+				              : mesh_queue_dead_letter(
+				                        q, it->qm->receipt,
+				                        it->reason);
 			} else {
 				err = to_dlq(s, dlq, it, src);
 				if (err == MESH_OK) {
@@ -1447,27 +1459,34 @@ settle(struct mesh_service *s, const struct source *src, struct mesh_queue *q,
 		if (it->out == OUT_RETRY) {
 			atomic_fetch_add(&s->stats.retried, 1);
 		}
-		if (src->kind == SRC_TOPIC) {
-			if (it->out == OUT_ACK) {
-				mesh_delivery_ack(it->d);
-			} else {
-				mesh_delivery_nak(it->d, it->out == OUT_RETRY
-				                                 ? it->delay_ms
-				                                 : 0);
-			}
-			continue;
-		}
 		if (it->out == OUT_ACK) {
-			rh[k++] = it->qm->receipt;
+			if (src->kind == SRC_TOPIC) {
+				acks[k++] = it->d;
+			} else {
+				rh[k++] = it->qm->receipt;
+			}
+		} else if (src->kind == SRC_TOPIC) {
+			mesh_delivery_nak(it->d, it->out == OUT_RETRY
+			                                 ? it->delay_ms
+			                                 : 0);
 		} else {
 			int64_t secs = it->out == OUT_RETRY
 			                       ? (it->delay_ms + 999) / 1000
 			                       : 0;
-			mesh_queue_change_visibility(q, it->qm->receipt, secs);
+			if (sealed(q, it) != MESH_OK ||
+			    mesh_queue_change_visibility(q, it->qm->receipt,
+			                                 secs) != MESH_OK) {
+				slog(s, "warn",
+				     "event %s: %s; it comes again after its "
+				     "visibility timeout",
+				     mesh_event_id(it->ev), mesh_errdetail());
+			}
 		}
 	}
-	if (k > 0) {
-		mesh__queue_delete_many(q, rh, k, res);
+	if (src->kind == SRC_TOPIC) {
+		mesh__delivery_ack_many(s->c, acks, k);
+	} else {
+		mesh__queue_ack_many(q, rh, k);
 	}
 }
 
@@ -1964,6 +1983,7 @@ mesh_service_run(struct mesh_service *s, struct mesh_conn *c,
 	for (size_t i = 0; i < nw; i++) {
 		pthread_join(workers[i].thread, NULL);
 	}
+	mesh__conn_bulk_flush(s->c, 2000); /* the last acknowledgements */
 	outbox_flush(s, 0);
 	forget_published(s);
 	targets_close(s);
