@@ -138,6 +138,16 @@ struct mesh_ctx {
 
 /* ---- small helpers ------------------------------------------------------ */
 
+/* Wall clock in ns: event times are wall-clock times. */
+static int64_t
+wall_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 static int64_t
 wall_ms(void)
 {
@@ -1567,15 +1577,14 @@ process(struct mesh_service *s, const struct source *src, struct batch *b)
 		}
 		return;
 	}
-	now = wall_ms();
+	now = wall_ns();
 	for (size_t i = 0; i < b->n; i++) {
 		int64_t sec;
 		int32_t nsec;
 		if (b->it[i].out == OUT_ACK &&
 		    mesh_event_time(b->it[i].ev, &sec, &nsec)) {
-			int64_t ns = (now - (sec * 1000 + nsec / 1000000)) *
-			             1000000;
-			mesh__stats_record(&s->stats.commit, ns > 0 ? ns : 0);
+			mesh__stats_record(&s->stats.commit,
+			                   now - (sec * 1000000000 + nsec));
 		}
 	}
 	outbox_flush(s, from);

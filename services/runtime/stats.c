@@ -4,72 +4,90 @@
 
 #include "stats.h"
 
-static void
-hist_init(struct mesh__hist *h)
-{
-	memset(h, 0, sizeof(*h));
-	pthread_mutex_init(&h->mu, NULL);
-}
-
 void
 mesh__stats_init(struct mesh__stats *st)
 {
 	memset(st, 0, sizeof(*st));
-	hist_init(&st->handler);
-	hist_init(&st->commit);
 }
 
 void
 mesh__stats_fini(struct mesh__stats *st)
 {
-	pthread_mutex_destroy(&st->handler.mu);
-	pthread_mutex_destroy(&st->commit.mu);
+	(void)st;
 }
 
-/* Bucket i's upper bound in nanoseconds: 1000 * 2^(i/4). */
-static double
-bound_ns(int i)
+#define SUB ((uint64_t)1 << MESH__HIST_SUB_BITS)
+
+/* The bucket of v ns: values under SUB have one each; above, the top
+ * MESH__HIST_SUB_BITS + 1 bits of v pick it. */
+static int
+bucket_of(uint64_t v)
 {
-	return 1000.0 * pow(2.0, i / 4.0);
+	int e;
+
+	if (v < SUB) {
+		return (int)v;
+	}
+	e = 63 - __builtin_clzll(v);
+	if (e > MESH__HIST_MAX_EXP) {
+		return MESH__HIST_BUCKETS - 1;
+	}
+	return (int)((uint64_t)(e - MESH__HIST_SUB_BITS + 1) * SUB +
+	             (v >> (e - MESH__HIST_SUB_BITS)) - SUB);
+}
+
+/* Bucket i's values: [*lo, *lo + *width). */
+static void
+bucket_range(int i, double *lo, double *width)
+{
+	int major = i >> MESH__HIST_SUB_BITS;
+	uint64_t minor = (uint64_t)i & (SUB - 1);
+
+	if (major == 0) {
+		*lo = (double)i;
+		*width = 1;
+		return;
+	}
+	*width = (double)((uint64_t)1 << (major - 1));
+	*lo = (double)(SUB + minor) * *width;
 }
 
 void
 mesh__stats_record(struct mesh__hist *h, int64_t ns)
 {
-	int i = 0;
-
-	if (ns > 1000) {
-		i = (int)ceil(4.0 * log2((double)ns / 1000.0));
-	}
-	if (i < 0) {
-		i = 0;
-	}
-	if (i >= MESH__HIST_BUCKETS) {
-		i = MESH__HIST_BUCKETS - 1;
-	}
-	pthread_mutex_lock(&h->mu);
-	h->n[i]++;
-	h->count++;
-	pthread_mutex_unlock(&h->mu);
+	atomic_fetch_add_explicit(&h->n[bucket_of(ns > 0 ? (uint64_t)ns : 0)],
+	                          1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&h->count, 1, memory_order_relaxed);
 }
 
 double
 mesh__hist_percentile(struct mesh__hist *h, double q)
 {
-	uint64_t want, seen = 0;
-	double v = 0;
+	uint64_t count = atomic_load(&h->count), want, seen = 0;
 
-	pthread_mutex_lock(&h->mu);
-	want = (uint64_t)ceil(q * (double)h->count);
-	for (int i = 0; h->count > 0 && i < MESH__HIST_BUCKETS; i++) {
-		seen += h->n[i];
-		if (seen >= want && seen > 0) {
-			v = bound_ns(i) / 1e6;
-			break;
-		}
+	if (count == 0) {
+		return 0;
 	}
-	pthread_mutex_unlock(&h->mu);
-	return v;
+	want = (uint64_t)ceil(q * (double)count);
+	want = want < 1 ? 1 : want;
+	for (int i = 0; i < MESH__HIST_BUCKETS; i++) {
+		uint64_t n =
+		        atomic_load_explicit(&h->n[i], memory_order_relaxed);
+		double lo, width;
+		if (n == 0 || seen + n < want) {
+			seen += n;
+			continue;
+		}
+		bucket_range(i, &lo, &width);
+		if (width == 1) {
+			return lo / 1e6; /* exact */
+		}
+		/* The want-th value, the bucket's spread evenly through it. */
+		return (lo +
+		        width * ((double)(want - seen) - 0.5) / (double)n) /
+		       1e6;
+	}
+	return 0; /* counted while read: the top is not in yet */
 }
 
 json_t *

@@ -8,13 +8,18 @@
 
 #include <jansson.h>
 
-/* Log-scale buckets: bucket i holds values up to 1 us * 2^(i/4). */
-#define MESH__HIST_BUCKETS 128
+/* Buckets in the manner of HdrHistogram: each power of two of
+ * nanoseconds is cut into 32 equal buckets, so a bucket is at most 1/32
+ * (3 %) of its values wide, from 1 ns to 2^40 ns (18 minutes; longer
+ * counts there). Recording is one atomic add. */
+#define MESH__HIST_SUB_BITS 5
+#define MESH__HIST_MAX_EXP  40
+#define MESH__HIST_BUCKETS                                                    \
+	((MESH__HIST_MAX_EXP - MESH__HIST_SUB_BITS + 2) << MESH__HIST_SUB_BITS)
 
 struct mesh__hist {
-	pthread_mutex_t mu;
-	uint64_t n[MESH__HIST_BUCKETS];
-	uint64_t count;
+	atomic_uint_fast64_t n[MESH__HIST_BUCKETS];
+	atomic_uint_fast64_t count;
 };
 
 struct mesh__stats {
@@ -31,7 +36,8 @@ void mesh__stats_fini(struct mesh__stats *st);
 void mesh__stats_record(struct mesh__hist *h, int64_t ns);
 /* {"p50": ms, "p95": ms, "p99": ms, "count": n} */
 json_t *mesh__hist_json(struct mesh__hist *h);
-/* The percentile q (0-1) in milliseconds; 0 when empty. */
+/* The percentile q (0-1) in milliseconds, interpolated within its
+ * bucket; 0 when empty. */
 double mesh__hist_percentile(struct mesh__hist *h, double q);
 
 #endif

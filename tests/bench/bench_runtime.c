@@ -4,8 +4,11 @@
  *   pipeline:  N PlaceOrder events wait in a queue; a service whose
  *              handler decodes each, updates its LMDB state and (the
  *              runtime) marks its id processed, one durable commit per
- *              batch, then acks. Baseline: cnats fetching the same N
- *              messages from a pull consumer and acking each.
+ *              batch, then acks; timed from the first event handled to
+ *              the last (the start is the cold-start figure's).
+ *              Baseline: cnats fetching the same N messages from a pull
+ *              consumer and acking each. Each also notes the CPU time
+ *              per event it and the broker used.
  *   latency:   events sent at 1,000 per second; publish-to-commit p50 and
  *              p99 from the runtime's own histogram. Baseline: the same
  *              rate through cnats alone, publish to fetch.
@@ -13,9 +16,12 @@
  *              (its "started" line). Baseline: exec of a cnats program
  *              that connects and binds a pull consumer.
  *
- * Environment: BENCH_RUNTIME_EVENTS (50000), BENCH_RUNTIME_BATCH (256).
+ * Environment: BENCH_RUNTIME_EVENTS (50000), BENCH_RUNTIME_BATCH (256),
+ * BENCH_RUNTIME_INFLIGHT (4), BENCH_RUNTIME_ONLY (pipeline, latency or
+ * cold: that figure alone, for profiling).
  * Prints "NAME: VALUE UNIT (baseline VALUE UNIT, ratio R)". Run:
  * meson test -C build --benchmark --suite runtime -v */
+#include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -36,6 +42,9 @@
 static struct test_broker broker;
 static struct mesh_conn *conn;
 static atomic_long handled;
+/* now_s() of the first handler call, and of the last_wanted-th. */
+static _Atomic double first_handled, last_handled;
+static atomic_long last_wanted;
 
 static long
 env_long(const char *name, long def)
@@ -43,6 +52,94 @@ env_long(const char *name, long def)
 	const char *v = getenv(name);
 
 	return v && *v ? strtol(v, NULL, 10) : def;
+}
+
+/* CPU seconds used so far by process pid (0: this process). */
+static double
+cpu_s(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long ut = 0, st = 0;
+	FILE *f;
+
+	if (pid == 0) {
+		snprintf(path, sizeof(path), "/proc/self/stat");
+	} else {
+		snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	}
+	if ((f = fopen(path, "r")) == NULL) {
+		return 0;
+	}
+	p = fgets(buf, sizeof(buf), f) ? strrchr(buf, ')') : NULL;
+	fclose(f);
+	/* After the name: state ppid pgrp session tty tpgid flags minflt
+	 * cminflt majflt cmajflt utime stime. */
+	if (p == NULL || sscanf(p + 2,
+	                        "%*c %*d %*d %*d %*d %*d %*u %*u %*u "
+	                        "%*u %*u %lu %lu",
+	                        &ut, &st) != 2) {
+		return 0;
+	}
+	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* The broker's process: the nats-server whose command line names the
+ * broker's folder. */
+static pid_t
+broker_pid(void)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	pid_t found = 0;
+
+	while (d != NULL && found == 0 && (e = readdir(d)) != NULL) {
+		char path[300], cmd[4096];
+		size_t n;
+		FILE *f;
+		if (e->d_name[0] < '0' || e->d_name[0] > '9') {
+			continue;
+		}
+		snprintf(path, sizeof(path), "/proc/%s/cmdline", e->d_name);
+		if ((f = fopen(path, "r")) == NULL) {
+			continue;
+		}
+		n = fread(cmd, 1, sizeof(cmd) - 1, f);
+		fclose(f);
+		for (size_t i = 0; i < n; i++) {
+			cmd[i] = cmd[i] ? cmd[i] : ' ';
+		}
+		cmd[n] = '\0';
+		if (strstr(cmd, "nats-server") && strstr(cmd, broker.dir)) {
+			found = (pid_t)atoi(e->d_name);
+		}
+	}
+	if (d != NULL) {
+		closedir(d);
+	}
+	return found;
+}
+
+/* CPU per event of this process and of the broker since *mark, printed
+ * as a comment; then *mark moves on. */
+static void
+cpu_note(const char *what, long events, double mark[2])
+{
+	double self = cpu_s(0), brk = cpu_s(broker_pid());
+
+	printf("# %s: CPU per event %.1f us here, %.1f us in the broker\n",
+	       what, (self - mark[0]) * 1e6 / (double)events,
+	       (brk - mark[1]) * 1e6 / (double)events);
+	mark[0] = self;
+	mark[1] = brk;
+}
+
+/* Whether to measure this figure (BENCH_RUNTIME_ONLY). */
+static bool
+phase(const char *name)
+{
+	const char *only = getenv("BENCH_RUNTIME_ONLY");
+
+	return only == NULL || *only == '\0' || strcmp(only, name) == 0;
 }
 
 static void
@@ -96,7 +193,15 @@ on_order(struct mesh_ctx *ctx, const struct mesh_event *ev,
 	snprintf(key, sizeof(key), "order/%s", po->order_id);
 	snprintf(val, sizeof(val), "%lld", (long long)po->total_cents);
 	mesh_state_put(ctx, key, strlen(key), val, strlen(val));
-	atomic_fetch_add(&handled, 1);
+	{
+		long seen = atomic_fetch_add(&handled, 1) + 1;
+		if (seen == 1) {
+			atomic_store(&first_handled, now_s());
+		}
+		if (seen == atomic_load(&last_wanted)) {
+			atomic_store(&last_handled, now_s());
+		}
+	}
 	return MESH_HANDLER_OK;
 }
 
@@ -210,6 +315,7 @@ raw_bind(const char *stream, const char *subject)
 static double
 raw_pipeline(long n, int batch)
 {
+	double mark[2] = {cpu_s(0), cpu_s(broker_pid())};
 	struct mesh_event *ev = order(0);
 	uint8_t *buf = NULL;
 	size_t len = 0;
@@ -226,6 +332,7 @@ raw_pipeline(long n, int batch)
 	free(buf);
 	mesh_event_free(ev);
 	sub = raw_bind("RAW_PIPE", "raw.pipe");
+	cpu_note("(filling)", n, mark);
 	t0 = now_s();
 	while (got < n) {
 		natsMsgList list = {0};
@@ -239,8 +346,10 @@ raw_pipeline(long n, int batch)
 		got += list.Count;
 		natsMsgList_Destroy(&list);
 	}
+	t0 = now_s() - t0;
+	cpu_note("baseline", n, mark);
 	natsSubscription_Destroy(sub);
-	return (double)n / (now_s() - t0);
+	return (double)n / t0;
 }
 
 static int
@@ -251,45 +360,67 @@ cmp_double(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* Publish at `rate` per second for n events, fetching on the side;
- * publish-to-fetch p50 and p99 in ms. */
+struct raw_fetcher {
+	natsSubscription *sub;
+	long n, got;
+	double *lat;
+};
+
+/* Fetch (long polls) until n have come, noting publish-to-fetch times. */
+static void *
+raw_fetch_main(void *arg)
+{
+	struct raw_fetcher *f = arg;
+
+	for (double until = now_s() + 60; f->got < f->n && now_s() < until;) {
+		natsMsgList list = {0};
+		if (natsSubscription_Fetch(&list, f->sub, 64, 500, NULL) !=
+		    NATS_OK) {
+			continue;
+		}
+		for (int k = 0; k < list.Count && f->got < f->n; k++) {
+			f->lat[f->got++] =
+			        (now_s() -
+			         atof(natsMsg_GetData(list.Msgs[k]))) *
+			        1000.0;
+			natsMsg_Ack(list.Msgs[k], NULL);
+		}
+		natsMsgList_Destroy(&list);
+	}
+	return NULL;
+}
+
+/* Publish at `rate` per second for n events (each waiting for its
+ * JetStream acknowledgement, as a queue send does) while another thread
+ * fetches them with long polls; publish-to-fetch p50 and p99 in ms. */
 static void
 raw_latency(long n, int rate, double *p50, double *p99)
 {
-	natsSubscription *sub;
-	double *lat = calloc((size_t)n, sizeof(*lat));
-	long got = 0;
-	double t0 = now_s();
+	struct raw_fetcher f = {.n = n};
+	pthread_t t;
+	double t0;
 
 	raw_stream("RAW_LAT", "raw.lat");
-	sub = raw_bind("RAW_LAT", "raw.lat");
+	f.sub = raw_bind("RAW_LAT", "raw.lat");
+	f.lat = calloc((size_t)n, sizeof(*f.lat));
+	pthread_create(&t, NULL, raw_fetch_main, &f);
+	usleep(100000);
+	t0 = now_s();
 	for (long i = 0; i < n; i++) {
-		double sent = now_s(), due = t0 + (double)i / rate;
 		char body[32];
-		natsMsgList list = {0};
-		snprintf(body, sizeof(body), "%.9f", sent);
+		while (now_s() < t0 + (double)i / rate) {
+			usleep(100);
+		}
+		snprintf(body, sizeof(body), "%.9f", now_s());
 		js_Publish(NULL, raw_js, "raw.lat", body, (int)strlen(body),
 		           NULL, NULL);
-		while (now_s() < due + 1.0 / rate && got < n) {
-			if (natsSubscription_Fetch(&list, sub, 64, 1, NULL) !=
-			    NATS_OK) {
-				continue;
-			}
-			for (int k = 0; k < list.Count; k++) {
-				lat[got++] =
-				        (now_s() -
-				         atof(natsMsg_GetData(list.Msgs[k]))) *
-				        1000.0;
-				natsMsg_Ack(list.Msgs[k], NULL);
-			}
-			natsMsgList_Destroy(&list);
-		}
 	}
-	qsort(lat, (size_t)got, sizeof(*lat), cmp_double);
-	*p50 = got ? lat[got / 2] : 0;
-	*p99 = got ? lat[(got * 99) / 100] : 0;
-	free(lat);
-	natsSubscription_Destroy(sub);
+	pthread_join(t, NULL);
+	qsort(f.lat, (size_t)f.got, sizeof(*f.lat), cmp_double);
+	*p50 = f.got ? f.lat[f.got / 2] : 0;
+	*p99 = f.got ? f.lat[(f.got * 99) / 100] : 0;
+	free(f.lat);
+	natsSubscription_Destroy(f.sub);
 }
 
 /* ---- cold start --------------------------------------------------------- */
@@ -422,23 +553,38 @@ main(int argc, char **argv)
 	       batch);
 
 	/* Pipeline. */
+	if (!phase("pipeline")) {
+		goto latency;
+	}
 	base = raw_pipeline(n, batch);
 	fill("bench-in", n);
-	t0 = now_s();
-	service_start(&r, "bench-in", dir1, batch);
-	while (atomic_load(&handled) < n && now_s() - t0 < 120) {
-		usleep(2000);
+	{
+		double mark[2] = {cpu_s(0), cpu_s(broker_pid())};
+		t0 = now_s();
+		atomic_store(&last_wanted, n);
+		service_start(&r, "bench-in", dir1, batch);
+		while (atomic_load(&handled) < n && now_s() - t0 < 120) {
+			usleep(2000);
+		}
+		if (atomic_load(&handled) < n) {
+			fprintf(stderr, "bench: only %ld of %ld handled\n",
+			        atomic_load(&handled), n);
+			return 1;
+		}
+		/* From the first event handled to the last: the start is the
+		 * cold-start figure's. */
+		rate = (double)(n - 1) / (atomic_load(&last_handled) -
+		                          atomic_load(&first_handled));
+		cpu_note("runtime", n, mark);
 	}
-	if (atomic_load(&handled) < n) {
-		fprintf(stderr, "bench: only %ld of %ld handled\n",
-		        atomic_load(&handled), n);
-		return 1;
-	}
-	rate = (double)atomic_load(&handled) / (now_s() - t0);
 	service_stop(&r);
 	figure("runtime pipeline", rate, base, "events/s");
 
 	/* Latency at 1,000 events per second. */
+latency:
+	if (!phase("latency")) {
+		goto cold;
+	}
 	raw_latency(5000, 1000, &b50, &b99);
 	atomic_store(&handled, 0);
 	service_start(&r, "bench-lat", dir2, batch);
@@ -493,7 +639,8 @@ main(int argc, char **argv)
 	figure("publish-to-commit p99 at 1000 events/s", p99, b99, "ms");
 
 	/* Cold start. */
-	{
+cold:
+	if (phase("cold")) {
 		char *svc[] = {argv[0], "--service",  broker.url,
 		               dir3,    "bench-cold", NULL};
 		char *raw[] = {argv[0], "--raw-start", broker.url, NULL};
