@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -243,7 +244,10 @@ ext_put(struct mesh_event *ev, const char *name,
 	case MESH_EXT_TIME:
 		x.sec = v->sec;
 		x.nsec = v->nsec;
-		format_time(x.text, sizeof(x.text), v->sec, v->nsec);
+		/* The text is for message attributes ("time" is not one). */
+		if (mesh_event_attr_is_message_attr(name)) {
+			format_time(x.text, sizeof(x.text), v->sec, v->nsec);
+		}
 		break;
 	case MESH_EXT_STRING:
 	case MESH_EXT_URI:
@@ -1292,10 +1296,47 @@ import_attr(struct mesh_event *ev, const pb_entry *e)
 	return err == MESH_EINVAL ? MESH_EPARSE : err;
 }
 
+/* Each thread's arena for the unpacked envelope, which lives only until
+ * its parts are copied out. */
+static pthread_key_t parse_key;
+static pthread_once_t parse_once = PTHREAD_ONCE_INIT;
+
+static void
+parse_arena_free(void *p)
+{
+	mesh__arena_fini(p);
+	free(p);
+}
+
+static void
+parse_key_make(void)
+{
+	pthread_key_create(&parse_key, parse_arena_free);
+}
+
+static struct mesh__arena *
+parse_arena(void)
+{
+	struct mesh__arena *a;
+
+	pthread_once(&parse_once, parse_key_make);
+	if ((a = pthread_getspecific(parse_key)) == NULL &&
+	    (a = malloc(sizeof(*a))) != NULL) {
+		mesh__arena_init(a);
+		if (pthread_setspecific(parse_key, a) != 0) {
+			free(a);
+			a = NULL;
+		}
+	}
+	return a;
+}
+
 mesh_err
 mesh_event_parse(const void *buf, size_t len, size_t max_size,
                  struct mesh_event **out)
 {
+	struct mesh__arena *arena = parse_arena();
+	ProtobufCAllocator *pa = arena != NULL ? &arena->pb : NULL;
 	pb_event *pe;
 	struct mesh_event *ev;
 	mesh_err err = MESH_OK;
@@ -1313,15 +1354,21 @@ mesh_event_parse(const void *buf, size_t len, size_t max_size,
 	if (buf == NULL && len != 0) {
 		return mesh__seterr(MESH_EINVAL, "event: no buffer");
 	}
-	pe = io__cloudevents__v1__cloud_event__unpack(NULL, len, buf);
+	pe = io__cloudevents__v1__cloud_event__unpack(pa, len, buf);
 	if (pe == NULL) {
+		if (arena != NULL) {
+			mesh__arena_reset(arena);
+		}
 		return mesh__seterr(MESH_EPARSE,
 		                    "event of %zu bytes: not a CloudEvents "
 		                    "protobuf message",
 		                    len);
 	}
 	if ((ev = event_alloc()) == NULL) {
-		io__cloudevents__v1__cloud_event__free_unpacked(pe, NULL);
+		io__cloudevents__v1__cloud_event__free_unpacked(pe, pa);
+		if (arena != NULL) {
+			mesh__arena_reset(arena);
+		}
 		return mesh__seterr(MESH_ENOMEM, "parsing event");
 	}
 	if (set_owned_string(&ev->id, "id", pe->id) != MESH_OK ||
@@ -1380,11 +1427,17 @@ mesh_event_parse(const void *buf, size_t len, size_t max_size,
 		err = err == MESH_EINVAL ? MESH_EPARSE : err;
 		goto fail;
 	}
-	io__cloudevents__v1__cloud_event__free_unpacked(pe, NULL);
+	io__cloudevents__v1__cloud_event__free_unpacked(pe, pa);
+	if (arena != NULL) {
+		mesh__arena_reset(arena);
+	}
 	*out = ev;
 	return MESH_OK;
 fail:
-	io__cloudevents__v1__cloud_event__free_unpacked(pe, NULL);
+	io__cloudevents__v1__cloud_event__free_unpacked(pe, pa);
+	if (arena != NULL) {
+		mesh__arena_reset(arena);
+	}
 	mesh_event_free(ev);
 	return err;
 }

@@ -9,6 +9,7 @@
 #include <time.h>
 #include <jansson.h>
 #include <nats/nats.h>
+#include <protobuf-c/protobuf-c.h>
 
 #include "mesh/conn.h"
 #include "mesh/err.h"
@@ -78,6 +79,21 @@ bool mesh__event_attr_peek(const struct mesh_event *ev, const char *name,
 natsConnection *mesh__conn_bulk(struct mesh_conn *c);
 /* Wait until what the bulk connection holds has reached the server. */
 void mesh__conn_bulk_flush(struct mesh_conn *c, int64_t timeout_ms);
+
+/* An arena for protobuf-c (arena.c): what is unpacked with &a->pb is
+ * freed all at once by mesh__arena_reset() (freeing a piece alone does
+ * nothing). The first reset after it ran out makes it big enough (up to
+ * 4 MiB); until then what does not fit is malloc'd. One thread at a
+ * time. */
+struct mesh__arena {
+	ProtobufCAllocator pb;
+	uint8_t *buf;
+	size_t len, cap, spilled;
+	struct overflow *overflow;
+};
+void mesh__arena_init(struct mesh__arena *a);
+void mesh__arena_reset(struct mesh__arena *a);
+void mesh__arena_fini(struct mesh__arena *a);
 
 /* Copy url into buf with any password replaced by "***". */
 const char *mesh__url_redact(const char *url, char *buf, size_t size);

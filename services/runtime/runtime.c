@@ -1244,7 +1244,7 @@ group_failed(const char *const *failed, size_t n, const char *group)
  * txn (the whole batch then comes again). */
 static int
 run_one(struct mesh_service *s, const struct source *src, MDB_txn *txn,
-        struct undo *undo, struct item *it)
+        struct undo *undo, struct mesh__arena *arena, struct item *it)
 {
 	const char *id = mesh_event_id(it->ev);
 	MDB_val k = {strlen(id), (void *)id}, v;
@@ -1269,8 +1269,10 @@ run_one(struct mesh_service *s, const struct source *src, MDB_txn *txn,
 		atomic_fetch_add(&s->stats.ignored, 1);
 		return 0;
 	}
-	if (h->desc != NULL && mesh_event_unpack_message(it->ev, h->desc, NULL,
-	                                                 &msg) != MESH_OK) {
+	if (h->desc != NULL &&
+	    mesh_event_unpack_message(it->ev, h->desc, &arena->pb, &msg) !=
+	            MESH_OK) {
+		mesh__arena_reset(arena);
 		it->out = OUT_DLQ;
 		snprintf(it->reason, sizeof(it->reason),
 		         "payload is not a %s: %s", h->desc->name,
@@ -1281,7 +1283,8 @@ run_one(struct mesh_service *s, const struct source *src, MDB_txn *txn,
 	t0 = mono_ns();
 	r = h->fn(&ctx, it->ev, msg, h->arg);
 	mesh__stats_record(&s->stats.handler, mono_ns() - t0);
-	protobuf_c_message_free_unpacked(msg, NULL);
+	protobuf_c_message_free_unpacked(msg, &arena->pb);
+	mesh__arena_reset(arena);
 	if (ctx.broken) {
 		return ctx.broken;
 	}
@@ -1393,6 +1396,7 @@ to_dlq(struct mesh_service *s, struct mesh_queue *dlq, const struct item *it,
 
 struct batch {
 	struct undo undo;
+	struct mesh__arena arena; /* for decoding payloads */
 	struct item it[256];
 	struct mesh_delivery d[256];
 	struct mesh_queue_msg *qm[32]; /* receive results, each up to 10 */
@@ -1543,7 +1547,8 @@ process(struct mesh_service *s, const struct source *src, struct batch *b)
 			it->out = OUT_RETURN;
 			continue;
 		}
-		if ((rc = run_one(s, src, txn, &b->undo, it)) != 0) {
+		if ((rc = run_one(s, src, txn, &b->undo, &b->arena, it)) !=
+		    0) {
 			/* The transaction is spoilt: what follows comes
 			 * again with the rest of the batch. */
 			for (size_t k = i; k < b->n; k++) {
@@ -1690,6 +1695,9 @@ work(void *arg)
 	struct batch *b = calloc(1, sizeof(*b));
 	mesh_err err;
 
+	if (b != NULL) {
+		mesh__arena_init(&b->arena);
+	}
 	while (b != NULL && !stopping(s)) {
 		if (src->kind == SRC_TOPIC && sub == NULL) {
 			err = mesh_subscriber_bind(s->c, src->sub_id, &sub);
@@ -1732,6 +1740,7 @@ work(void *arg)
 	mesh_queue_close(dlq);
 	if (b != NULL) {
 		free(b->undo.buf);
+		mesh__arena_fini(&b->arena);
 	}
 	free(b);
 	return NULL;
