@@ -1841,10 +1841,12 @@ static mesh_err
 ensure_dlq(struct mesh_service *s)
 {
 	struct mesh_queue_attrs a;
-	struct mesh_queue_info qi;
+	struct mesh_queue *q = NULL;
 	bool fifo;
-	mesh_err err = mesh_queue_info(s->c, s->o.dlq, &qi);
+	/* Opening asks one question; the queue's info, several. */
+	mesh_err err = mesh_queue_open(s->c, s->o.dlq, &q);
 
+	mesh_queue_close(q);
 	if (err != MESH_ENOTFOUND) {
 		return err;
 	}
