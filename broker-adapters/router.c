@@ -325,7 +325,10 @@ forward(struct worker *w, struct mesh_queue *q,
 		struct mesh_queue_sent *s = &b->sent[i];
 		struct mesh_delivery *d = &b->d[i];
 		if (s->err == MESH_OK && !hold) {
-			mesh_delivery_ack(d);
+			/* Stored in the queue: acknowledged in bulk (one
+			 * lost is forwarded again, and dropped there as a
+			 * duplicate by its id). */
+			mesh__delivery_ack_many(w->r->c, &d, 1);
 			ok++;
 		} else if (s->err != MESH_OK && permanent(s->err) && !hold) {
 			mesh_delivery_term(d);
@@ -573,6 +576,7 @@ mesh_router_run(struct mesh_conn *c, const struct mesh_router_opts *o,
 	while (r.workers != NULL) {
 		stop_worker(&r, &r.workers);
 	}
+	mesh__conn_bulk_flush(c, 2000); /* the last acknowledgements */
 	kvWatcher_Destroy(watch);
 	kvStore_Destroy(kv);
 	log_line(&r, "stopped", NULL, "stopped");
