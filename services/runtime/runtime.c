@@ -110,10 +110,14 @@ struct item {
 	} out;
 	int64_t delay_ms;
 	char reason[256];
+	/* How an acknowledged item was done, counted once its batch commits.
+	 */
+	enum { DONE_PROCESSED, DONE_DUPLICATE, DONE_IGNORED } done;
+	bool fixed; /* its outcome was settled by a storage failure */
 };
 
-/* What a handler changed, to put back when it fails: records of
- * [dbi 4][had 1][klen 2][vlen 4][key][old value], newest last. Handlers
+/* What a handler changed, to put back when it fails (see undo_note()),
+ * newest last. Handlers
  * write straight into the batch's transaction; undoing their writes costs
  * far less than a nested LMDB transaction per event (which copies every
  * page it touches and merges them back). */
@@ -556,14 +560,16 @@ mdb_fatal(int rc)
 	return rc != 0 && rc != MDB_NOTFOUND && rc != MDB_KEYEXIST;
 }
 
-/* Note k's value in dbi (or its absence) in the undo log, before a write. */
+/* Note k's value in dbi (or its absence) in the undo log, before a write.
+ * A record: [dbi 4][had 1][klen 2][vlen 4][key][old value][its size 4],
+ * its size last so that the log is read back from its end. */
 static int
 undo_note(struct mesh_ctx *c, MDB_dbi dbi, const MDB_val *k)
 {
 	struct undo *u = c->undo;
 	MDB_val old = {0, NULL};
 	int rc = mdb_get(c->txn, dbi, (MDB_val *)k, &old);
-	size_t need = 11 + k->mv_size + (rc == 0 ? old.mv_size : 0);
+	size_t need = 15 + k->mv_size + (rc == 0 ? old.mv_size : 0);
 	uint8_t *p;
 
 	if (mdb_fatal(rc)) {
@@ -590,38 +596,20 @@ undo_note(struct mesh_ctx *c, MDB_dbi dbi, const MDB_val *k)
 	if (rc == 0) {
 		memcpy(p + 11 + k->mv_size, old.mv_data, old.mv_size);
 	}
+	be32(p + need - 4, (uint32_t)need);
 	u->len += need;
 	return 0;
 }
 
-/* Put back what the undo log noted, newest first. Records are found from
- * the front (they are variable-sized), so the offsets are collected. */
+/* Put back what the undo log noted, newest first; then it is empty. */
 static int
-undo_apply(struct mesh_service *s, MDB_txn *txn, struct undo *u)
+undo_apply(MDB_txn *txn, struct undo *u)
 {
-	size_t n = 0, at[1024], *offs = at, cap = 1024;
 	int rc = 0;
 
-	for (size_t o = 0; o < u->len;) {
-		const uint8_t *p = u->buf + o;
-		if (n == cap) {
-			size_t *m = malloc(2 * cap * sizeof(*m));
-			if (m == NULL) {
-				rc = ENOMEM;
-				goto out;
-			}
-			memcpy(m, offs, n * sizeof(*m));
-			if (offs != at) {
-				free(offs);
-			}
-			offs = m;
-			cap *= 2;
-		}
-		offs[n++] = o;
-		o += 11 + ((size_t)p[5] << 8 | p[6]) + from_be32(p + 7);
-	}
-	while (n > 0 && rc == 0) {
-		const uint8_t *p = u->buf + offs[--n];
+	while (u->len > 0 && rc == 0) {
+		const uint8_t *p =
+		        u->buf + u->len - from_be32(u->buf + u->len - 4);
 		MDB_dbi dbi;
 		MDB_val k = {(size_t)p[5] << 8 | p[6], (void *)(p + 11)};
 		MDB_val v = {from_be32(p + 7), (void *)(p + 11 + k.mv_size)};
@@ -629,13 +617,9 @@ undo_apply(struct mesh_service *s, MDB_txn *txn, struct undo *u)
 		rc = p[4] ? mdb_put(txn, dbi, &k, &v, 0)
 		          : mdb_del(txn, dbi, &k, NULL);
 		rc = rc == MDB_NOTFOUND ? 0 : rc;
-	}
-out:
-	if (offs != at) {
-		free(offs);
+		u->len = (size_t)(p - u->buf);
 	}
 	u->len = 0;
-	(void)s;
 	return rc;
 }
 
@@ -1239,6 +1223,25 @@ group_failed(const char *const *failed, size_t n, const char *group)
 	return false;
 }
 
+/* A failed item: again after delay_ms, or to the dead-letter queue once
+ * it has had its max-receive attempts (unless its queue redrives it
+ * itself). why, when not the handler's failing, goes into the reason. */
+static void
+give_back(struct mesh_service *s, const struct source *src, struct item *it,
+          int64_t delay_ms, const char *why)
+{
+	it->out = OUT_RETRY;
+	it->delay_ms = delay_ms;
+	if (it->attempt >= s->o.max_receive &&
+	    !(src->kind == SRC_QUEUE && src->has_dlq)) {
+		it->out = OUT_DLQ;
+		snprintf(it->reason, sizeof(it->reason),
+		         "%s%sfailed %d times (max-receive %d)",
+		         why ? why : "", why ? ": " : "", it->attempt,
+		         s->o.max_receive);
+	}
+}
+
 /* Run one event in the batch's transaction txn; its writes are undone
  * unless its handler succeeds. Returns 0, or the LMDB error that spoilt
  * txn (the whole batch then comes again). */
@@ -1259,14 +1262,14 @@ run_one(struct mesh_service *s, const struct source *src, MDB_txn *txn,
 
 	it->out = OUT_ACK;
 	if ((rc = mdb_get(txn, s->db_processed, &k, &v)) == 0) {
-		atomic_fetch_add(&s->stats.duplicates, 1);
+		it->done = DONE_DUPLICATE;
 		return 0;
 	}
 	if (mdb_fatal(rc)) {
 		return rc;
 	}
 	if (h == NULL) {
-		atomic_fetch_add(&s->stats.ignored, 1);
+		it->done = DONE_IGNORED;
 		return 0;
 	}
 	if (h->desc != NULL &&
@@ -1301,10 +1304,10 @@ run_one(struct mesh_service *s, const struct source *src, MDB_txn *txn,
 		            0) {
 			return rc; /* LMDB fails the transaction */
 		}
-		atomic_fetch_add(&s->stats.processed, 1);
+		it->done = DONE_PROCESSED;
 		return 0;
 	}
-	if ((rc = undo_apply(s, txn, undo)) != 0) {
+	if ((rc = undo_apply(txn, undo)) != 0) {
 		return rc;
 	}
 	if (r == MESH_HANDLER_REJECT) {
@@ -1314,17 +1317,11 @@ run_one(struct mesh_service *s, const struct source *src, MDB_txn *txn,
 		                                            : "rejected");
 		return 0;
 	}
-	it->out = OUT_RETRY;
-	it->delay_ms = ctx.decided == MESH_HANDLER_RETRY && ctx.delay_ms > 0
-	                       ? ctx.delay_ms
-	                       : backoff_ms(&s->o, it->attempt);
-	if (it->attempt >= s->o.max_receive &&
-	    !(src->kind == SRC_QUEUE && src->has_dlq)) {
-		it->out = OUT_DLQ;
-		snprintf(it->reason, sizeof(it->reason),
-		         "failed %d times (max-receive %d)", it->attempt,
-		         s->o.max_receive);
-	}
+	give_back(s, src, it,
+	          ctx.decided == MESH_HANDLER_RETRY && ctx.delay_ms > 0
+	                  ? ctx.delay_ms
+	                  : backoff_ms(&s->o, it->attempt),
+	          NULL);
 	return 0;
 }
 
@@ -1528,6 +1525,8 @@ process(struct mesh_service *s, const struct source *src, struct batch *b)
 	int rc;
 
 	atomic_fetch_add(&s->stats.received, b->n);
+again:
+	nf = 0;
 	if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0) {
 		slog(s, "error", "state: %s; the batch comes again",
 		     mdb_strerror(rc));
@@ -1547,14 +1546,21 @@ process(struct mesh_service *s, const struct source *src, struct batch *b)
 			it->out = OUT_RETURN;
 			continue;
 		}
-		if ((rc = run_one(s, src, txn, &b->undo, &b->arena, it)) !=
-		    0) {
-			/* The transaction is spoilt: what follows comes
-			 * again with the rest of the batch. */
-			for (size_t k = i; k < b->n; k++) {
-				b->it[k].out = OUT_ACK;
-			}
-			break;
+		if (!it->fixed && (rc = run_one(s, src, txn, &b->undo,
+		                                &b->arena, it)) != 0) {
+			/* This event's writes spoilt the transaction (the map
+			 * is full, say): it fails alone, and the batch runs
+			 * again without it. */
+			char why[128];
+			mdb_txn_abort(txn);
+			snprintf(why, sizeof(why), "state: %s",
+			         mdb_strerror(rc));
+			log_ev(s, it, "%s; the batch runs again without it",
+			       why);
+			give_back(s, src, it, backoff_ms(&s->o, it->attempt),
+			          why);
+			it->fixed = true;
+			goto again;
 		}
 		if (src->fifo && it->out != OUT_ACK && it->group != NULL) {
 			failed[nf++] = it->group;
@@ -1586,8 +1592,16 @@ process(struct mesh_service *s, const struct source *src, struct batch *b)
 	for (size_t i = 0; i < b->n; i++) {
 		int64_t sec;
 		int32_t nsec;
-		if (b->it[i].out == OUT_ACK &&
-		    mesh_event_time(b->it[i].ev, &sec, &nsec)) {
+		if (b->it[i].out != OUT_ACK) {
+			continue;
+		}
+		atomic_fetch_add(b->it[i].done == DONE_PROCESSED
+		                         ? &s->stats.processed
+		                 : b->it[i].done == DONE_DUPLICATE
+		                         ? &s->stats.duplicates
+		                         : &s->stats.ignored,
+		                 1);
+		if (mesh_event_time(b->it[i].ev, &sec, &nsec)) {
 			mesh__stats_record(&s->stats.commit,
 			                   now - (sec * 1000000000 + nsec));
 		}

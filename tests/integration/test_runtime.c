@@ -78,6 +78,31 @@ on_flaky(struct mesh_ctx *ctx, const struct mesh_event *ev,
 	return MESH_HANDLER_OK;
 }
 
+/* Marks its body in the state; "big" writes more than the map holds,
+ * which spoils the batch's transaction. */
+static mesh_handler_result
+on_mark(struct mesh_ctx *ctx, const struct mesh_event *ev,
+        const ProtobufCMessage *msg, void *arg)
+{
+	const void *data;
+	size_t len;
+	char key[64];
+
+	(void)msg;
+	(void)arg;
+	mesh_event_data(ev, &data, &len, NULL);
+	if (len == 3 && memcmp(data, "big", 3) == 0) {
+		size_t big = 32u << 20;
+		char *v = calloc(1, big);
+		mesh_state_put(ctx, "big", 3, v, big);
+		free(v);
+		return MESH_HANDLER_OK; /* careless: the put failed */
+	}
+	snprintf(key, sizeof(key), "mark/%.*s", (int)len, (const char *)data);
+	mesh_state_put(ctx, key, strlen(key), "1", 1);
+	return MESH_HANDLER_OK;
+}
+
 static mesh_handler_result
 on_reject(struct mesh_ctx *ctx, const struct mesh_event *ev,
           const ProtobufCMessage *msg, void *arg)
@@ -154,6 +179,7 @@ declare(void)
 	o->retry_base_ms = 50;
 	o->retry_max_ms = 200;
 	o->batch_size = 32;
+	o->map_size = 16u << 20;
 	mesh_service_consume(s, "rt-in");
 	mesh_service_consume(s, "rt-in2");
 	mesh_service_consume(s, "rt-in.fifo");
@@ -164,6 +190,7 @@ declare(void)
 	mesh_service_on(s, "test.reject", NULL, on_reject, NULL);
 	mesh_service_on(s, "test.boom", NULL, on_boom, NULL);
 	mesh_service_on(s, "test.fifo", NULL, on_fifo, NULL);
+	mesh_service_on(s, "test.mark", NULL, on_mark, NULL);
 	return s;
 }
 
@@ -463,6 +490,42 @@ main(void)
 		       "the service's DLQ");
 		is_int(reasons, 2, "... each with its reason");
 	}
+	/* A write the map can not hold fails its event alone. */
+	send_to("rt-in", "test.mark", "a", NULL, NULL);
+	send_to("rt-in", "test.mark", "big", NULL, NULL);
+	send_to("rt-in", "test.mark", "b", NULL, NULL);
+	ok(wait_state("mark/a", "1", 10000) && wait_state("mark/b", "1", 1000),
+	   "a full map: the batch's other events are done");
+	{
+		struct mesh_queue *dlq = NULL;
+		char reason[512] = "";
+		mesh_queue_open(c, "rt-dlq", &dlq);
+		for (long long end = test_now_ms() + 20000;
+		     reason[0] == '\0' && test_now_ms() < end;) {
+			struct mesh_queue_msg *m = NULL;
+			size_t n = 0;
+			mesh_queue_receive(dlq, 10, 1, -1, &m, &n);
+			for (size_t i = 0; i < n; i++) {
+				const char *type;
+				const void *v;
+				size_t len;
+				if (mesh_event_attr_get(
+				            m[i].event, "DeadLetterReason",
+				            &type, &v, &len) == MESH_OK) {
+					snprintf(reason, sizeof(reason),
+					         "%.*s", (int)len,
+					         (const char *)v);
+				}
+				mesh_queue_delete_message(dlq, m[i].receipt);
+			}
+			mesh_queue_msgs_free(m, n);
+		}
+		mesh_queue_close(dlq);
+		has_str(reason, "MDB_MAP_FULL",
+		        "... the one that filled it is dead-lettered, saying "
+		        "why");
+		has_str(reason, "(max-receive 3)", "... after its attempts");
+	}
 	/* A topic source with a filter policy. */
 	{
 		struct mesh_topic *t = NULL;
@@ -500,7 +563,7 @@ main(void)
 	ok(stat_of(j, "processed") >= 26, "... counting processed events");
 	ok(stat_of(j, "duplicates") >= 1, "... and duplicates");
 	ok(stat_of(j, "retried") >= 2, "... and retries");
-	is_int(stat_of(j, "dead_lettered"), 2, "... and dead letters");
+	is_int(stat_of(j, "dead_lettered"), 3, "... and dead letters");
 	ok(json_real_value(json_object_get(json_object_get(j, "handler_ms"),
 	                                   "p99")) > 0,
 	   "... and handler latency percentiles");
