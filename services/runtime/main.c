@@ -47,6 +47,8 @@ usage(FILE *f, const struct mesh_service *s)
 	        "  --horizon S       processed ids kept, 60-31536000 s "
 	        "($MESH_HORIZON_S; %" PRId64 ")\n"
 	        "  --dlq QUEUE       dead letters ($MESH_DLQ; %s)\n"
+	        "  --map-mb N        the LMDB map: the most its state holds,\n"
+	        "                    1-1048576 MiB ($MESH_MAP_MB; %zu)\n"
 	        "  --help            this text\n"
 	        "\n"
 	        "Credentials come from NATS_USER, NATS_PASSWORD, NATS_TOKEN,\n"
@@ -57,7 +59,8 @@ usage(FILE *f, const struct mesh_service *s)
 	        "hand, then exit 0.\n",
 	        mesh_service_name(s), mesh_service_name(s), MESH_DEFAULT_URL,
 	        o->state_dir, o->batch_size, o->batch_window_ms,
-	        o->max_inflight, o->max_receive, o->horizon_s, o->dlq);
+	        o->max_inflight, o->max_receive, o->horizon_s, o->dlq,
+	        o->map_size >> 20);
 }
 
 /* A whole number in [lo, hi] from a flag or the environment. */
@@ -93,6 +96,7 @@ mesh_service_main(struct mesh_service *s, int argc, char **argv)
 	        {"max-receive", required_argument, NULL, 'r'},
 	        {"horizon", required_argument, NULL, 'z'},
 	        {"dlq", required_argument, NULL, 'q'},
+	        {"map-mb", required_argument, NULL, 'm'},
 	        {"help", no_argument, NULL, 'h'},
 	        {NULL, 0, NULL, 0},
 	};
@@ -101,7 +105,8 @@ mesh_service_main(struct mesh_service *s, int argc, char **argv)
 	           *window = getenv("MESH_WINDOW_MS"),
 	           *inflight = getenv("MESH_INFLIGHT"),
 	           *max_receive = getenv("MESH_MAX_RECEIVE"),
-	           *horizon = getenv("MESH_HORIZON_S");
+	           *horizon = getenv("MESH_HORIZON_S"),
+	           *map_mb = getenv("MESH_MAP_MB");
 	struct mesh_conn_opts co;
 	struct mesh_conn *c = NULL;
 	struct sigaction sa = {.sa_handler = on_signal};
@@ -144,6 +149,9 @@ mesh_service_main(struct mesh_service *s, int argc, char **argv)
 		case 'q':
 			o->dlq = optarg;
 			break;
+		case 'm':
+			map_mb = optarg;
+			break;
 		case 'h':
 			usage(stdout, s);
 			return 0;
@@ -182,6 +190,11 @@ mesh_service_main(struct mesh_service *s, int argc, char **argv)
 		return 2;
 	}
 	o->horizon_s = n;
+	n = (long long)(o->map_size >> 20);
+	if (!number("--map-mb", map_mb, 1, 1048576, &n)) {
+		return 2;
+	}
+	o->map_size = (size_t)n << 20;
 	if ((err = mesh_conn_open(&co, &c)) != MESH_OK) {
 		fprintf(stderr, "%s: %s\n", mesh_service_name(s),
 		        mesh_errdetail());

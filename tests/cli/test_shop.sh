@@ -102,4 +102,18 @@ pids=()
 out=$("$shipping" --help); ok $? "shipping --help exits 0"
 has "$out" "--countries LIST" "and names its own option"
 "$shipping" --countries 'DE,X1' 2>/dev/null; is $? 2 "a malformed country list is a usage error"
+# The runtime's own flags: each bad value a usage error naming it.
+for bad in "--batch 0" "--batch 257" "--window -1" "--inflight 65" \
+	"--max-receive x" "--horizon 59" "--map-mb 0" "--map-mb 2097152"; do
+	out=$("$orders" $bad 2>&1); rc=$?
+	is $rc 2 "orders $bad: exit 2"
+	has "$out" "${bad%% *} '${bad#* }': must be a number" "... naming the flag and value"
+done
+out=$(MESH_MAP_MB=12x "$orders" 2>&1); is $? 2 "a bad \$MESH_MAP_MB: exit 2"
+has "$out" "'12x'" "... naming the value"
+out=$("$orders" --no-such-flag 2>&1); is $? 2 "an unknown flag: exit 2"
+out=$("$orders" extra 2>&1); is $? 2 "an argument: exit 2"
+has "$out" "unexpected argument 'extra'" "... saying so"
+out=$("$orders" --help); ok $? "orders --help exits 0"
+has "$out" "--map-mb N" "and lists --map-mb"
 done_testing
