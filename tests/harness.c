@@ -1,5 +1,6 @@
 /* harness.c: TAP output and per-test nats-servers; see harness.h. */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -8,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -307,4 +309,69 @@ test_rand(void)
 	rng ^= rng >> 7;
 	rng ^= rng << 17;
 	return (unsigned)(rng >> 11);
+}
+
+double
+test_cpu_s(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long ut = 0, st = 0;
+	FILE *f;
+
+	if (pid == 0) { /* to the microsecond */
+		struct rusage ru;
+		getrusage(RUSAGE_SELF, &ru);
+		return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
+		       (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+	}
+	/* To the clock tick (10 ms). */
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if ((f = fopen(path, "r")) == NULL) {
+		return 0;
+	}
+	p = fgets(buf, sizeof(buf), f) ? strrchr(buf, ')') : NULL;
+	fclose(f);
+	/* After the name: state ppid pgrp session tty tpgid flags minflt
+	 * cminflt majflt cmajflt utime stime. */
+	if (p == NULL || sscanf(p + 2,
+	                        "%*c %*d %*d %*d %*d %*d %*u %*u %*u "
+	                        "%*u %*u %lu %lu",
+	                        &ut, &st) != 2) {
+		return 0;
+	}
+	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+pid_t
+test_broker_pid(const struct test_broker *b)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	pid_t found = 0;
+
+	while (d != NULL && found == 0 && (e = readdir(d)) != NULL) {
+		char path[300], cmd[4096];
+		size_t n;
+		FILE *f;
+		if (e->d_name[0] < '0' || e->d_name[0] > '9') {
+			continue;
+		}
+		snprintf(path, sizeof(path), "/proc/%s/cmdline", e->d_name);
+		if ((f = fopen(path, "r")) == NULL) {
+			continue;
+		}
+		n = fread(cmd, 1, sizeof(cmd) - 1, f);
+		fclose(f);
+		for (size_t i = 0; i < n; i++) {
+			cmd[i] = cmd[i] ? cmd[i] : ' ';
+		}
+		cmd[n] = '\0';
+		if (strstr(cmd, "nats-server") && strstr(cmd, b->dir)) {
+			found = (pid_t)atoi(e->d_name);
+		}
+	}
+	if (d != NULL) {
+		closedir(d);
+	}
+	return found;
 }

@@ -68,6 +68,13 @@ void test_broker_kill(struct test_broker *b);
  * accepts connections. */
 bool test_broker_restart(struct test_broker *b);
 
+/* The server's process id (a child of the reaper), 0 if not found. */
+pid_t test_broker_pid(const struct test_broker *b);
+/* CPU seconds (user and system) used so far by process pid (to the clock
+ * tick), or by this one (pid 0, to the microsecond); 0 when it can not be
+ * read. */
+double test_cpu_s(pid_t pid);
+
 /* Milliseconds on the monotonic clock. */
 long long test_now_ms(void);
 

@@ -22,7 +22,6 @@
  * cold: that figure alone, for profiling).
  * Prints "NAME: VALUE UNIT (baseline VALUE UNIT, ratio R)". Run:
  * meson test -C build --benchmark --suite runtime -v */
-#include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -55,77 +54,13 @@ env_long(const char *name, long def)
 	return v && *v ? strtol(v, NULL, 10) : def;
 }
 
-/* CPU seconds used so far by process pid (0: this process). */
-static double
-cpu_s(pid_t pid)
-{
-	char path[64], buf[1024], *p;
-	unsigned long ut = 0, st = 0;
-	FILE *f;
-
-	if (pid == 0) {
-		snprintf(path, sizeof(path), "/proc/self/stat");
-	} else {
-		snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	}
-	if ((f = fopen(path, "r")) == NULL) {
-		return 0;
-	}
-	p = fgets(buf, sizeof(buf), f) ? strrchr(buf, ')') : NULL;
-	fclose(f);
-	/* After the name: state ppid pgrp session tty tpgid flags minflt
-	 * cminflt majflt cmajflt utime stime. */
-	if (p == NULL || sscanf(p + 2,
-	                        "%*c %*d %*d %*d %*d %*d %*u %*u %*u "
-	                        "%*u %*u %lu %lu",
-	                        &ut, &st) != 2) {
-		return 0;
-	}
-	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-}
-
-/* The broker's process: the nats-server whose command line names the
- * broker's folder. */
-static pid_t
-broker_pid(void)
-{
-	DIR *d = opendir("/proc");
-	struct dirent *e;
-	pid_t found = 0;
-
-	while (d != NULL && found == 0 && (e = readdir(d)) != NULL) {
-		char path[300], cmd[4096];
-		size_t n;
-		FILE *f;
-		if (e->d_name[0] < '0' || e->d_name[0] > '9') {
-			continue;
-		}
-		snprintf(path, sizeof(path), "/proc/%s/cmdline", e->d_name);
-		if ((f = fopen(path, "r")) == NULL) {
-			continue;
-		}
-		n = fread(cmd, 1, sizeof(cmd) - 1, f);
-		fclose(f);
-		for (size_t i = 0; i < n; i++) {
-			cmd[i] = cmd[i] ? cmd[i] : ' ';
-		}
-		cmd[n] = '\0';
-		if (strstr(cmd, "nats-server") && strstr(cmd, broker.dir)) {
-			found = (pid_t)atoi(e->d_name);
-		}
-	}
-	if (d != NULL) {
-		closedir(d);
-	}
-	return found;
-}
-
 /* CPU per event of this process and of the broker since *mark, printed
  * as a comment; then *mark moves on. */
 static void
 cpu_note(const char *what, long events, double mark[2])
 {
-	double self = cpu_s(0), brk = cpu_s(broker_pid());
+	double self = test_cpu_s(0),
+	       brk = test_cpu_s(test_broker_pid(&broker));
 
 	printf("# %s: CPU per event %.1f us here, %.1f us in the broker\n",
 	       what, (self - mark[0]) * 1e6 / (double)events,
@@ -316,7 +251,7 @@ raw_bind(const char *stream, const char *subject)
 static double
 raw_pipeline(long n, int batch)
 {
-	double mark[2] = {cpu_s(0), cpu_s(broker_pid())};
+	double mark[2] = {test_cpu_s(0), test_cpu_s(test_broker_pid(&broker))};
 	natsSubscription *sub;
 	long got = 0;
 	double t0;
@@ -562,7 +497,8 @@ main(int argc, char **argv)
 	base = raw_pipeline(n, batch);
 	fill("bench-in", n);
 	{
-		double mark[2] = {cpu_s(0), cpu_s(broker_pid())};
+		double mark[2] = {test_cpu_s(0),
+		                  test_cpu_s(test_broker_pid(&broker))};
 		t0 = now_s();
 		atomic_store(&last_wanted, n);
 		service_start(&r, "bench-in", dir1, batch);

@@ -33,7 +33,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -94,16 +93,6 @@ anon_rss(void)
 		fclose(f);
 	}
 	return (double)(pages[1] - pages[2]) * (double)sysconf(_SC_PAGESIZE);
-}
-
-static double
-cpu_s(void)
-{
-	struct rusage ru;
-
-	getrusage(RUSAGE_SELF, &ru);
-	return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
-	       (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
 }
 
 static void
@@ -557,10 +546,10 @@ main(void)
 	       "bytes");
 
 	/* Idle. */
-	cpu0 = cpu_s();
+	cpu0 = test_cpu_s(0);
 	t0 = test_now_ms();
 	sleep(5);
-	cpu1 = cpu_s();
+	cpu1 = test_cpu_s(0);
 	figure("idle CPU",
 	       100.0 * (cpu1 - cpu0) / ((double)(test_now_ms() - t0) / 1000.0),
 	       100.0, "% of a core");
