@@ -1244,7 +1244,7 @@ give_back(struct mesh_service *s, const struct source *src, struct item *it,
 
 /* Run one event in the batch's transaction txn; its writes are undone
  * unless its handler succeeds. Returns 0, or the LMDB error that spoilt
- * txn (the whole batch then comes again). */
+ * txn (the batch then runs again without this event). */
 static int
 run_one(struct mesh_service *s, const struct source *src, MDB_txn *txn,
         struct undo *undo, struct mesh__arena *arena, struct item *it)

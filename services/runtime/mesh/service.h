@@ -127,9 +127,10 @@ int mesh_service_main(struct mesh_service *s, int argc, char **argv);
 
 /* ---- inside a handler ----------------------------------------------- */
 
-/* The service's state, inside the event's own transaction: what a handler
- * writes is committed with the batch, or undone when it fails. Values are
- * borrowed until the handler returns. Errors: MESH_ENOTFOUND (get),
+/* The service's state, in the batch's transaction: what a handler writes
+ * is committed with the batch, or undone when it fails. Values are
+ * borrowed until the handler's next write (LMDB may move them) or its
+ * return. Errors: MESH_ENOTFOUND (get),
  * MESH_EINVAL (empty key, or over 511 bytes), MESH_EFULL (the map is
  * full), MESH_ESTORE. */
 mesh_err mesh_state_get(struct mesh_ctx *c, const void *key, size_t klen,
