@@ -8,7 +8,8 @@
  * handler against the service's own LMDB environment:
  *
  *   one write transaction per batch, committed durably once;
- *   a nested transaction per event, so a failing event's writes vanish;
+ *   a savepoint per event (an undo log), so a failing event's writes
+ *     vanish;
  *   a table of processed event ids, so an event delivered again after a
  *     crash is acknowledged without running its handler again;
  *   an outbox: the events a handler emits are recorded in its transaction
