@@ -1331,12 +1331,11 @@ parse_arena(void)
 	return a;
 }
 
-mesh_err
-mesh_event_parse(const void *buf, size_t len, size_t max_size,
-                 struct mesh_event **out)
+/* mesh_event_parse, the envelope unpacked with allocator pa. */
+static mesh_err
+parse_with(const void *buf, size_t len, size_t max_size,
+           ProtobufCAllocator *pa, struct mesh_event **out)
 {
-	struct mesh__arena *arena = parse_arena();
-	ProtobufCAllocator *pa = arena != NULL ? &arena->pb : NULL;
 	pb_event *pe;
 	struct mesh_event *ev;
 	mesh_err err = MESH_OK;
@@ -1356,9 +1355,6 @@ mesh_event_parse(const void *buf, size_t len, size_t max_size,
 	}
 	pe = io__cloudevents__v1__cloud_event__unpack(pa, len, buf);
 	if (pe == NULL) {
-		if (arena != NULL) {
-			mesh__arena_reset(arena);
-		}
 		return mesh__seterr(MESH_EPARSE,
 		                    "event of %zu bytes: not a CloudEvents "
 		                    "protobuf message",
@@ -1366,9 +1362,6 @@ mesh_event_parse(const void *buf, size_t len, size_t max_size,
 	}
 	if ((ev = event_alloc()) == NULL) {
 		io__cloudevents__v1__cloud_event__free_unpacked(pe, pa);
-		if (arena != NULL) {
-			mesh__arena_reset(arena);
-		}
 		return mesh__seterr(MESH_ENOMEM, "parsing event");
 	}
 	if (set_owned_string(&ev->id, "id", pe->id) != MESH_OK ||
@@ -1428,17 +1421,25 @@ mesh_event_parse(const void *buf, size_t len, size_t max_size,
 		goto fail;
 	}
 	io__cloudevents__v1__cloud_event__free_unpacked(pe, pa);
-	if (arena != NULL) {
-		mesh__arena_reset(arena);
-	}
 	*out = ev;
 	return MESH_OK;
 fail:
 	io__cloudevents__v1__cloud_event__free_unpacked(pe, pa);
+	mesh_event_free(ev);
+	return err;
+}
+
+mesh_err
+mesh_event_parse(const void *buf, size_t len, size_t max_size,
+                 struct mesh_event **out)
+{
+	struct mesh__arena *arena = parse_arena();
+	mesh_err err = parse_with(buf, len, max_size,
+	                          arena != NULL ? &arena->pb : NULL, out);
+
 	if (arena != NULL) {
 		mesh__arena_reset(arena);
 	}
-	mesh_event_free(ev);
 	return err;
 }
 
