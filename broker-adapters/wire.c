@@ -130,6 +130,62 @@ mesh_wire_decode(natsMsg *msg, size_t max_size, struct mesh_event **out)
 }
 
 mesh_err
+mesh_wire_read(natsMsg *msg, size_t max_size, const char *fallback_id,
+               struct mesh_event **out, char *why, size_t why_size)
+{
+	const char *ct = NULL, *id = NULL;
+	struct mesh_event *ev = NULL;
+	mesh_err err;
+
+	if (why != NULL && why_size > 0) {
+		why[0] = '\0';
+	}
+	if (natsMsgHeader_Get(msg, MESH_HDR_CONTENT_TYPE, &ct) != NATS_OK) {
+		ct = NULL;
+	}
+	if (ct != NULL && strcmp(ct, MESH_EVENT_CONTENT_TYPE) == 0) {
+		err = mesh_event_parse(natsMsg_GetData(msg),
+		                       (size_t)natsMsg_GetDataLength(msg),
+		                       max_size, out);
+		if (err != MESH_EPARSE && err != MESH_ETOOBIG) {
+			return err;
+		}
+		if (why != NULL && why_size > 0) {
+			snprintf(why, why_size, "%s", mesh_errdetail());
+		}
+	}
+	if (natsMsgHeader_Get(msg, MESH_HDR_MSG_ID, &id) != NATS_OK) {
+		id = NULL;
+	}
+	if ((err = mesh_event_new(MESH_WIRE_RAW_TYPE, "nats", &ev)) != MESH_OK ||
+	    (err = mesh_event_set_binary(ev, natsMsg_GetData(msg),
+	                                 (size_t)natsMsg_GetDataLength(msg))) !=
+	            MESH_OK) {
+		goto fail;
+	}
+	/* A foreign id or content type we cannot carry is left out, never a
+	 * reason to lose the message. */
+	if (id == NULL || mesh_event_set_id(ev, id) != MESH_OK) {
+		if ((err = mesh_event_set_id(ev, fallback_id)) != MESH_OK) {
+			goto fail;
+		}
+	}
+	if (ct != NULL && ct[0] != '\0' &&
+	    strcmp(ct, MESH_EVENT_CONTENT_TYPE) != 0) {
+		(void)mesh_event_set_datacontenttype(ev, ct);
+	}
+	*out = ev;
+	return MESH_OK;
+fail:
+	mesh_event_free(ev);
+	return err == MESH_ENOMEM ? err
+	                          : mesh__seterr(MESH_ENOMEM,
+	                                         "message on '%s': cannot "
+	                                         "carry it as bytes",
+	                                         natsMsg_GetSubject(msg));
+}
+
+mesh_err
 mesh_stream_ensure(struct mesh_conn *c, jsStreamConfig *cfg)
 {
 	jsStreamInfo *si = NULL;

@@ -172,8 +172,20 @@ struct mesh_queue_msg {
 	uint64_t sequence;        /* stream sequence (SequenceNumber) */
 	char group_id[MESH_QUEUE_ID_MAX + 1];
 	char dedup_id[MESH_QUEUE_ID_MAX + 1];
-	char dlq_source[MESH_QUEUE_NAME_MAX + 1]; /* in a DLQ: where from */
+	/* Not a readable CloudEvent: why (Attributes.MeshParseError); the
+	 * event is then of type MESH_WIRE_RAW_TYPE with the bytes as they
+	 * are. "" for a message that parsed. */
+	char parse_error[256];
+	/* A dead letter (see "Dead letters" in the README): where from
+	 * ("queue:NAME" or "topic:NAME"; a queue's redrive policy writes the
+	 * bare NAME), why, its sequence there, its receives there, and the
+	 * service that dead-lettered it ("" when a queue's redrive policy
+	 * did). */
+	char dlq_source[MESH_QUEUE_NAME_MAX + 16];
 	char dlq_reason[256];
+	uint64_t dlq_sequence;
+	uint64_t dlq_receive_count;
+	char dlq_service[MESH_QUEUE_NAME_MAX + 1];
 };
 
 /* Receive up to max (1-10) messages. wait_s: long polling, 0-20 seconds,

@@ -123,6 +123,9 @@ struct mesh_delivery {
 	const char *group_id;     /* FIFO topics: MessageGroupId */
 	const char *dedup_id;     /* FIFO topics: de-duplication id */
 	void *msg;                /* the NATS message (natsMsg *) */
+	/* Not a readable CloudEvent: why; event is then of type
+	 * MESH_WIRE_RAW_TYPE with the bytes as they are. "" otherwise. */
+	char parse_error[256];
 };
 
 /* Create (idempotently; a service's attributes replace the stored ones)

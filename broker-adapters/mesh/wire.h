@@ -55,4 +55,21 @@ mesh_err mesh_stream_ensure(struct mesh_conn *c, jsStreamConfig *cfg);
 mesh_err mesh_wire_decode(natsMsg *msg, size_t max_size,
                           struct mesh_event **out);
 
+/* The type of an event made from bytes that are not (or not readably) a
+ * CloudEvent: see mesh_wire_read. */
+#define MESH_WIRE_RAW_TYPE "evmesh.raw"
+
+/* Read a message that any producer, in any language, may have put on a
+ * subject; its bytes never make it fail. A message whose Content-Type says
+ * it is a CloudEvent is decoded (max_size as mesh_event_parse). Any other
+ * message, and one that says it is a CloudEvent but does not decode,
+ * becomes an event of type MESH_WIRE_RAW_TYPE whose data are the message's
+ * bytes as they are, whose id is the Nats-Msg-Id header (else fallback_id,
+ * which must be a valid id) and whose datacontenttype is the Content-Type
+ * header (else application/octet-stream). why (why_size bytes, may be NULL)
+ * gets the parse error of a CloudEvent that did not decode, "" otherwise.
+ * Errors: MESH_ENOMEM only. On success *out owns a new event. */
+mesh_err mesh_wire_read(natsMsg *msg, size_t max_size, const char *fallback_id,
+                        struct mesh_event **out, char *why, size_t why_size);
+
 #endif
