@@ -190,6 +190,11 @@ mesh_err mesh__subscriber_fetch(struct mesh_subscriber *s, int max,
                                 int64_t wait_ms, bool decode,
                                 struct mesh_delivery *out, size_t *n,
                                 size_t *filtered);
+/* Give a delivery left undecoded its event (mesh_wire_read: a message
+ * that is not a readable CloudEvent comes as its bytes, with
+ * d->parse_error); the fallback id is "TOPIC-SEQUENCE". No-op when it has
+ * one. Errors: MESH_ENOMEM. */
+mesh_err mesh__delivery_read(struct mesh_delivery *d, const char *topic);
 
 /* A protobuf payload as JSON for filter policies (pbjson.c): as
  * mesh_pbjson_event_data, but 64-bit integers are numbers, so that

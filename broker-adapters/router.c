@@ -30,7 +30,7 @@ struct worker {
 	char id[MESH_SUBSCRIPTION_ID_MAX + 1];
 	pthread_t thread;
 	atomic_bool stop;
-	atomic_uint_fast64_t forwarded, filtered, failed;
+	atomic_uint_fast64_t forwarded, filtered, failed, malformed;
 };
 
 struct router {
@@ -262,6 +262,17 @@ nap(const struct worker *w, int64_t ms)
 	}
 }
 
+/* A worker's counts, as one log line. */
+static void
+log_counts(struct router *r, const char *event, struct worker *w)
+{
+	log_line(r, event, w->id,
+	         "forwarded %" PRIuFAST64 ", filtered %" PRIuFAST64
+	         ", failed %" PRIuFAST64 ", malformed %" PRIuFAST64,
+	         atomic_load(&w->forwarded), atomic_load(&w->filtered),
+	         atomic_load(&w->failed), atomic_load(&w->malformed));
+}
+
 /* The event id of a delivery, decoded or not. */
 static const char *
 event_id(const struct mesh_delivery *d)
@@ -300,8 +311,18 @@ forward(struct worker *w, struct mesh_queue *q,
 		b->src[i] = sub->raw ? d->msg : NULL;
 		if (ev == NULL &&
 		    (!sub->raw || !mesh__queue_passes_through(q)) &&
-		    mesh_wire_decode(d->msg, 0, &d->event) == MESH_OK) {
+		    mesh__delivery_read(d, sub->topic) == MESH_OK) {
 			ev = d->event;
+		}
+		if (d->parse_error[0] != '\0') {
+			/* Forwarded as what it is: its bytes, to be seen
+			 * (and dead-lettered) at the queue. */
+			atomic_fetch_add(&w->malformed, 1);
+			log_line(w->r, "malformed", w->id,
+			         "message %s (topic sequence %" PRIu64
+			         ") is not a readable CloudEvent, forwarded "
+			         "as bytes: %s",
+			         event_id(d), d->sequence, d->parse_error);
 		}
 		if (!sub->raw && ev != NULL &&
 		    mesh_router_notification(ev, sub->topic, fifo, d->sequence,
@@ -470,11 +491,7 @@ stop_worker(struct router *r, struct worker **p)
 	atomic_store(&w->stop, true);
 	pthread_join(w->thread, NULL);
 	*p = w->next;
-	log_line(r, "unsubscribed", w->id,
-	         "forwarded %" PRIuFAST64 ", filtered %" PRIuFAST64
-	         ", failed %" PRIuFAST64,
-	         atomic_load(&w->forwarded), atomic_load(&w->filtered),
-	         atomic_load(&w->failed));
+	log_counts(r, "unsubscribed", w);
 	free(w);
 }
 
@@ -523,11 +540,7 @@ static void
 stats(struct router *r)
 {
 	for (struct worker *w = r->workers; w != NULL; w = w->next) {
-		log_line(r, "stats", w->id,
-		         "forwarded %" PRIuFAST64 ", filtered %" PRIuFAST64
-		         ", failed %" PRIuFAST64,
-		         atomic_load(&w->forwarded), atomic_load(&w->filtered),
-		         atomic_load(&w->failed));
+		log_counts(r, "stats", w);
 	}
 }
 

@@ -42,6 +42,7 @@ struct source {
 	char sub_id[MESH_SUBSCRIPTION_ID_MAX + 1];
 	bool fifo;
 	bool has_dlq; /* queue sources: the queue's own redrive policy */
+	char dlq[MESH_QUEUE_NAME_MAX + 1]; /* its dead-letter queue */
 };
 
 struct handler {
@@ -91,6 +92,13 @@ struct mesh_service {
 	} targets[32];
 	size_t n_targets;
 	pthread_mutex_t log_mu;
+	/* Types no handler takes, each logged at most once a minute. */
+	pthread_mutex_t unhandled_mu;
+	struct unhandled {
+		char type[128];
+		int64_t logged_ms;
+		uint64_t since; /* taken since that line */
+	} unhandled[32];
 };
 
 /* One event of a batch. */
@@ -101,6 +109,9 @@ struct item {
 	/* The source's handle. */
 	struct mesh_delivery *d;   /* topic */
 	struct mesh_queue_msg *qm; /* queue */
+	void *msg;                 /* the NATS message, for dead-lettering */
+	const char *parse_error;   /* "": the event parsed */
+	uint64_t sequence;         /* in the source's stream */
 	enum {
 		OUT_ACK,    /* done (processed, duplicate or ignored) */
 		OUT_RETRY,  /* again after delay_ms */
@@ -113,7 +124,8 @@ struct item {
 	/* How an acknowledged item was done, counted once its batch commits.
 	 */
 	enum { DONE_PROCESSED, DONE_DUPLICATE, DONE_IGNORED } done;
-	bool fixed; /* its outcome was settled by a storage failure */
+	bool fixed;     /* its outcome was settled by a storage failure */
+	bool malformed; /* dead-lettered because it could not be parsed */
 };
 
 /* What a handler changed, to put back when it fails (see undo_note()),
@@ -304,6 +316,7 @@ mesh_service_new(const char *name, struct mesh_service **out)
 	pthread_mutex_init(&s->done_mu, NULL);
 	pthread_mutex_init(&s->flush_mu, NULL);
 	pthread_mutex_init(&s->log_mu, NULL);
+	pthread_mutex_init(&s->unhandled_mu, NULL);
 	mesh__stats_init(&s->stats);
 	*out = s;
 	return MESH_OK;
@@ -325,6 +338,7 @@ mesh_service_free(struct mesh_service *s)
 	pthread_mutex_destroy(&s->done_mu);
 	pthread_mutex_destroy(&s->flush_mu);
 	pthread_mutex_destroy(&s->log_mu);
+	pthread_mutex_destroy(&s->unhandled_mu);
 	free(s);
 }
 
@@ -1242,6 +1256,52 @@ give_back(struct mesh_service *s, const struct source *src, struct item *it,
 	}
 }
 
+/* An event no handler takes is acknowledged and counted; its type is
+ * logged at most once a minute, with how many came since, so that a
+ * producer sending what nobody here handles is seen, not flooded. */
+static void
+unhandled_note(struct mesh_service *s, const char *type)
+{
+	struct unhandled *u = NULL, *oldest = &s->unhandled[0];
+	int64_t now = mono_ms();
+	uint64_t since = 0;
+	bool log = false;
+
+	pthread_mutex_lock(&s->unhandled_mu);
+	for (size_t i = 0; i < sizeof(s->unhandled) / sizeof(*u); i++) {
+		struct unhandled *e = &s->unhandled[i];
+		if (strncmp(e->type, type, sizeof(e->type) - 1) == 0 &&
+		    e->type[0] != '\0') {
+			u = e;
+			break;
+		}
+		if (e->logged_ms < oldest->logged_ms) {
+			oldest = e;
+		}
+	}
+	if (u == NULL) {
+		u = oldest;
+		snprintf(u->type, sizeof(u->type), "%s", type);
+		u->logged_ms = 0;
+		u->since = 0;
+	}
+	u->since++;
+	if (u->logged_ms == 0 || now - u->logged_ms >= 60000) {
+		log = true;
+		since = u->since;
+		u->since = 0;
+		u->logged_ms = now;
+	}
+	pthread_mutex_unlock(&s->unhandled_mu);
+	if (log) {
+		slog(s, "warn",
+		     "no handler takes events of type '%s': acknowledged and "
+		     "ignored (%" PRIu64 " since the last such line; at most "
+		     "one a minute per type)",
+		     type, since);
+	}
+}
+
 /* Run one event in the batch's transaction txn; its writes are undone
  * unless its handler succeeds. Returns 0, or the LMDB error that spoilt
  * txn (the batch then runs again without this event). */
@@ -1261,6 +1321,14 @@ run_one(struct mesh_service *s, const struct source *src, MDB_txn *txn,
 	int rc;
 
 	it->out = OUT_ACK;
+	if (it->parse_error[0] != '\0') {
+		/* Retrying cannot fix bytes: to the dead-letter queue now. */
+		it->out = OUT_DLQ;
+		it->malformed = true;
+		snprintf(it->reason, sizeof(it->reason),
+		         "not a readable CloudEvent: %s", it->parse_error);
+		return 0;
+	}
 	if ((rc = mdb_get(txn, s->db_processed, &k, &v)) == 0) {
 		it->done = DONE_DUPLICATE;
 		return 0;
@@ -1270,6 +1338,7 @@ run_one(struct mesh_service *s, const struct source *src, MDB_txn *txn,
 	}
 	if (h == NULL) {
 		it->done = DONE_IGNORED;
+		unhandled_note(s, mesh_event_type(it->ev));
 		return 0;
 	}
 	if (h->desc != NULL &&
@@ -1354,41 +1423,26 @@ prune(struct mesh_service *s, MDB_txn *txn)
 	return rc == MDB_NOTFOUND || rc == 0 ? 0 : rc;
 }
 
-/* Send a dead letter to the service's DLQ with its reason. */
+/* Put an item into its dead-letter queue (dlq: the source queue's own
+ * when it has a redrive policy, else the service's), its bytes as they
+ * came, with the reason and where it came from. */
 static mesh_err
 to_dlq(struct mesh_service *s, struct mesh_queue *dlq, const struct item *it,
        const struct source *src)
 {
-	struct mesh_event *copy = NULL;
-	struct mesh_queue_entry e = {.delay_s = -1};
-	struct mesh_queue_sent sent;
-	char count[16];
-	mesh_err err;
+	struct mesh_dead_letter dl = {
+	        .source = src->kind == SRC_QUEUE ? src->name : src->label,
+	        .reason = it->reason,
+	        .sequence = it->sequence,
+	        .receive_count = it->attempt > 0 ? (uint64_t)it->attempt : 0,
+	        .service = s->name};
 
 	if (dlq == NULL) {
-		return mesh__seterr(MESH_ENOTFOUND, "service '%s': no DLQ",
+		return mesh__seterr(MESH_ENOTFOUND,
+		                    "service '%s': no dead-letter queue",
 		                    s->name);
 	}
-	snprintf(count, sizeof(count), "%d", it->attempt);
-	if ((err = mesh_event_dup(it->ev, &copy)) != MESH_OK) {
-		return err;
-	}
-	mesh_event_attr_set(copy, "DeadLetterReason", "String", it->reason,
-	                    strlen(it->reason));
-	mesh_event_attr_set(copy, "DeadLetterSource", "String", src->label,
-	                    strlen(src->label));
-	mesh_event_attr_set(copy, "DeadLetterService", "String", s->name,
-	                    strlen(s->name));
-	mesh_event_attr_set(copy, "ReceiveCount", "Number", count,
-	                    strlen(count));
-	e.event = copy;
-	if (mesh_queue_attrs(dlq)->fifo) {
-		e.group_id = s->name;
-		e.dedup_id = mesh_event_id(copy);
-	}
-	err = mesh_queue_send(dlq, &e, &sent);
-	mesh_event_free(copy);
-	return err;
+	return mesh_queue_put_dead_letter(dlq, it->msg, &dl);
 }
 
 struct batch {
@@ -1437,34 +1491,21 @@ settle(struct mesh_service *s, const struct source *src, struct mesh_queue *q,
 	for (size_t i = 0; i < b->n; i++) {
 		struct item *it = &b->it[i];
 		if (it->out == OUT_DLQ) {
-			mesh_err err;
-			if (src->kind == SRC_QUEUE && src->has_dlq) {
-				err = sealed(q, it);
-				err = err != MESH_OK
-				              ? err
-				              : mesh_queue_dead_letter(
-				                        q, it->qm->receipt,
-				                        it->reason);
-			} else {
-				err = to_dlq(s, dlq, it, src);
-				if (err == MESH_OK) {
-					it->out =
-					        OUT_ACK; /* then take it off */
+			if (to_dlq(s, dlq, it, src) == MESH_OK) {
+				atomic_fetch_add(&s->stats.dead_lettered, 1);
+				if (it->malformed) {
+					atomic_fetch_add(&s->stats.malformed,
+					                 1);
 				}
-			}
-			if (err != MESH_OK) {
+				log_ev(s, it, "dead-lettered: %s", it->reason);
+				it->out = OUT_ACK; /* then taken off */
+			} else {
 				slog(s, "error",
 				     "event %s: dead-lettering failed (%s); "
 				     "it comes again",
 				     mesh_event_id(it->ev), mesh_errdetail());
 				it->out = OUT_RETRY;
 				it->delay_ms = backoff_ms(&s->o, it->attempt);
-			} else {
-				atomic_fetch_add(&s->stats.dead_lettered, 1);
-				log_ev(s, it, "dead-lettered: %s", it->reason);
-				if (src->kind == SRC_QUEUE && src->has_dlq) {
-					continue;
-				}
 			}
 		}
 		if (it->out == OUT_RETRY) {
@@ -1652,7 +1693,10 @@ fetch(struct mesh_service *s, const struct source *src,
 			        .ev = b->d[i].event,
 			        .attempt = (int)b->d[i].deliveries,
 			        .group = b->d[i].group_id,
-			        .d = &b->d[i]};
+			        .d = &b->d[i],
+			        .msg = b->d[i].msg,
+			        .parse_error = b->d[i].parse_error,
+			        .sequence = b->d[i].sequence};
 		}
 		return err;
 	}
@@ -1672,7 +1716,10 @@ fetch(struct mesh_service *s, const struct source *src,
 			        .attempt = (int)m[i].receive_count,
 			        .group = m[i].group_id[0] ? m[i].group_id
 			                                  : NULL,
-			        .qm = &m[i]};
+			        .qm = &m[i],
+			        .msg = m[i].msg,
+			        .parse_error = m[i].parse_error,
+			        .sequence = m[i].sequence};
 		}
 		wait_s = 0;
 		if (got == 0 || mono_ms() >= deadline) {
@@ -1721,7 +1768,10 @@ work(void *arg)
 			err = MESH_OK;
 		}
 		if (dlq == NULL) {
-			mesh_queue_open(s->c, s->o.dlq, &dlq);
+			/* A queue with a redrive policy keeps its dead
+			 * letters; the service's DLQ takes the others. */
+			mesh_queue_open(s->c, src->has_dlq ? src->dlq : s->o.dlq,
+			                &dlq);
 		}
 		if (err == MESH_OK) {
 			err = fetch(s, src, sub, q, b);
@@ -1780,6 +1830,7 @@ stats_json(struct mesh_service *s)
 	COUNTER("dead_lettered", dead_lettered);
 	COUNTER("duplicates", duplicates);
 	COUNTER("ignored", ignored);
+	COUNTER("malformed", malformed);
 #undef COUNTER
 	json_object_set_new(j, "in_flight",
 	                    json_integer(atomic_load(&st->in_flight)));
@@ -1845,6 +1896,8 @@ prepare_sources(struct mesh_service *s)
 			}
 			src->fifo = mesh_queue_attrs(q)->fifo;
 			src->has_dlq = mesh_queue_attrs(q)->dlq[0] != '\0';
+			snprintf(src->dlq, sizeof(src->dlq), "%s",
+			         mesh_queue_attrs(q)->dlq);
 			mesh_queue_close(q);
 		}
 	}
