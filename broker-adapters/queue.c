@@ -1526,6 +1526,10 @@ pass_through(struct mesh_queue *q, natsMsg *src, const char *wire_id,
 			s = natsMsgHeader_Set(m, keep[i], v);
 		}
 	}
+	/* A foreign message's id (its Nats-Msg-Id) stays its id there. */
+	if (s == NATS_OK && hdr(src, MESH_HDR_CE_ID) == NULL && id != wire_id) {
+		s = natsMsgHeader_Set(m, MESH_HDR_CE_ID, id);
+	}
 	if (s == NATS_OK) {
 		s = natsMsgHeader_Set(m, MESH_HDR_MSG_ID, wire_id);
 	}
@@ -1696,6 +1700,13 @@ republish(struct mesh_queue *q, natsMsg *src, const char *subject,
 		}
 	}
 	free((void *)keys);
+	/* A foreign message's id is its Nats-Msg-Id, which the move
+	 * replaces: kept as its Ce-Id (see mesh_wire_read). */
+	if (s == NATS_OK && hdr(src, MESH_HDR_CE_ID) == NULL &&
+	    hdr(src, MESH_HDR_MSG_ID) != NULL) {
+		s = natsMsgHeader_Set(m, MESH_HDR_CE_ID,
+		                      hdr(src, MESH_HDR_MSG_ID));
+	}
 	if (s == NATS_OK) {
 		s = natsMsgHeader_Set(m, MESH_HDR_MSG_ID, msg_id);
 	}

@@ -1347,7 +1347,7 @@ run_one(struct mesh_service *s, const struct source *src, MDB_txn *txn,
 		mesh__arena_reset(arena);
 		it->out = OUT_DLQ;
 		snprintf(it->reason, sizeof(it->reason),
-		         "payload is not a %s: %s", h->desc->name,
+		         "payload is not a valid %s: %s", h->desc->name,
 		         mesh_errdetail());
 		return 0;
 	}
