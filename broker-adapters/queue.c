@@ -32,21 +32,25 @@ static const char *const dead_letter_headers[] = {
         HDR_DLQ_SEQ,    HDR_DLQ_SVC,    NULL};
 
 /* The headers of a dead letter as (name, value) pairs in add[] (room for
- * 12), NULL-terminated; count and seq hold the numbers. Returns how many
+ * 12), NULL-terminated; count, seq and reason hold their texts. Returns how many
  * entries it wrote before the NULL. */
 static size_t
 dead_letter_pairs(const struct mesh_dead_letter *dl, char count[24],
-                  char seq[24], const char **add)
+                  char seq[24], char reason[512], const char **add)
 {
 	size_t k = 0;
 
 	snprintf(count, 24, "%" PRIu64, dl->receive_count);
 	snprintf(seq, 24, "%" PRIu64, dl->sequence);
+	/* A reason may quote what came from outside: one clean line. */
+	snprintf(reason, 512, "%s",
+	         dl->reason && dl->reason[0] ? dl->reason
+	                                     : "dead-lettered by request");
+	mesh_text_clean(reason);
 	add[k++] = HDR_DLQ_SOURCE;
 	add[k++] = dl->source;
 	add[k++] = HDR_DLQ_REASON;
-	add[k++] = dl->reason && dl->reason[0] ? dl->reason
-	                                       : "dead-lettered by request";
+	add[k++] = reason;
 	if (dl->receive_count > 0) {
 		add[k++] = HDR_DLQ_COUNT;
 		add[k++] = count;
@@ -1449,9 +1453,9 @@ send_prepare(struct mesh_queue *q, const struct mesh_queue_entry *e,
 		s = natsMsgHeader_Set(m, HDR_NOT_BEFORE, not_before);
 	}
 	if (s == NATS_OK && e->dead_letter != NULL) {
-		char count[24], seq[24];
+		char count[24], seq[24], reason[512];
 		const char *add[16];
-		dead_letter_pairs(e->dead_letter, count, seq, add);
+		dead_letter_pairs(e->dead_letter, count, seq, reason, add);
 		for (const char **h = add; s == NATS_OK && *h; h += 2) {
 			s = natsMsgHeader_Set(m, h[0], h[1]);
 		}
@@ -1777,10 +1781,10 @@ dead_letter_put(struct mesh_queue *q, const struct qnames *dn,
                 const struct qcfg *dc, natsMsg *m,
                 const struct mesh_dead_letter *dl)
 {
-	char subject[200], id[200], count[24], seq[24];
+	char subject[200], id[200], count[24], seq[24], reason[512];
 	const char *group = hdr(m, MESH_HDR_GROUP);
 	const char *add[16];
-	size_t k = dead_letter_pairs(dl, count, seq, add);
+	size_t k = dead_letter_pairs(dl, count, seq, reason, add);
 
 	snprintf(id, sizeof(id), "dlq:%s:%" PRIu64, dl->source, dl->sequence);
 	/* A FIFO dead-letter queue needs a group: the source's. */

@@ -190,6 +190,9 @@ log_json(struct mesh_service *s, const char *level, const char *event_id,
 	char *line;
 
 	vsnprintf(msg, sizeof(msg), fmt, ap);
+	/* JSON takes only UTF-8: a foreign id, or a character cut at the
+	 * buffer's end, must not cost the line. */
+	mesh_text_clean(msg);
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	strftime(when, 24, "%Y-%m-%dT%H:%M:%S", &tm);

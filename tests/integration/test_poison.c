@@ -439,6 +439,17 @@ on_greet(struct mesh_ctx *ctx, const struct mesh_event *ev,
 	return MESH_HANDLER_OK;
 }
 
+/* A handler's reason may hold anything: it must not break the header. */
+static mesh_handler_result
+on_reject(struct mesh_ctx *ctx, const struct mesh_event *ev,
+          const ProtobufCMessage *msg, void *arg)
+{
+	(void)ev;
+	(void)msg;
+	(void)arg;
+	return mesh_reject(ctx, "bad\r\nInjected: yes");
+}
+
 struct running {
 	struct mesh_service *s;
 	struct mesh_conn *c;
@@ -581,6 +592,7 @@ runtime(const char *state_dir, const char *log_path)
 	mesh_service_subscribe(r.s, "pz-topic", "{\"k\": [\"yes\"]}",
 	                       MESH_FILTER_SCOPE_ATTRIBUTES, 0);
 	mesh_service_on(r.s, "test.good", NULL, on_good, NULL);
+	mesh_service_on(r.s, "test.reject", NULL, on_reject, NULL);
 	mesh_service_on(r.s, "test.greet", &evmesh__example__greet__descriptor,
 	                on_greet, NULL);
 
@@ -597,6 +609,7 @@ runtime(const char *state_dir, const char *log_path)
 	put_raw("mesh.queue.pz-in", NULL, "q-plain", "hello", 5);
 	put_raw("mesh.queue.pz-in", "text/plain", "q-plain2", "hello", 5);
 	send_text("pz-in", "test.good", "after");
+	send_text("pz-in", "test.reject", "reject me");
 	/* Published once the subscription exists (the service made it). */
 	for (long long end = test_now_ms() + 5000;
 	     stat_of("received") < 1 && test_now_ms() < end;) {
@@ -621,14 +634,14 @@ runtime(const char *state_dir, const char *log_path)
 		publish_text("pz-topic", "test.good", "no k: filtered");
 	}
 
-	n = take_letters(l, 10, 15000);
+	n = take_letters(l, 11, 15000);
 	for (int i = 0; i < n; i++) {
 		tap_diag("dead letter %s from %s: %s", l[i].id, l[i].source,
 		         l[i].reason);
 	}
-	is_int(n, 10,
-	       "a queue and a topic source: the 5 poison messages of each "
-	       "are dead-lettered");
+	is_int(n, 11,
+	       "a queue and a topic source: the 5 poison messages of each, "
+	       "and a rejected event, are dead-lettered");
 	{
 		int first = 0, reasons = 0, service = 0;
 		for (int i = 0; i < n; i++) {
@@ -647,6 +660,16 @@ runtime(const char *state_dir, const char *log_path)
 		const struct letter *nu = letter_of(l, n, "t-nourl");
 		const struct letter *uu = letter_of(l, n, "q-unknownurl");
 		const struct letter *ud = letter_of(l, n, "t-undecodable");
+		const struct letter *rj = NULL;
+		for (int i = 0; i < n; i++) {
+			if (strncmp(l[i].reason, "bad", 3) == 0) {
+				rj = &l[i];
+			}
+		}
+		ok(rj != NULL && strcmp(rj->reason, "bad??Injected: yes") == 0,
+		   "a handler's reason with CR LF arrives as one clean line "
+		   "(%s)",
+		   rj ? rj->reason : "missing");
 		ok(g != NULL && g->garbage && strcmp(g->source, "pz-in") == 0,
 		   "garbage from a queue: bytes intact, source the queue");
 		if (g != NULL) {
@@ -684,17 +707,17 @@ runtime(const char *state_dir, const char *log_path)
 	is_str(good, "3", "the good events around them are processed");
 	is_int(stat_of("malformed"), 6,
 	       "the 6 unreadable envelopes are counted as malformed");
-	is_int(stat_of("dead_lettered"), 10, "... all 10 as dead-lettered");
+	is_int(stat_of("dead_lettered"), 11, "... all 11 as dead-lettered");
 	is_int(stat_of("ignored"), 2,
 	       "messages no handler takes are acknowledged as ignored");
-	is_int(lines_with(log_path, "dead-lettered"), 10,
+	is_int(lines_with(log_path, "dead-lettered"), 11,
 	       "one log line for each dead letter");
 	/* Nothing comes back: no retry loop. */
 	usleep(10 * 1000 * 1000);
-	is_int(lines_with(log_path, "dead-lettered"), 10,
-	       "... and 10 s later still 10: nothing retried in a loop");
-	is_int(stat_of("received"), 15,
-	       "... and nothing received again (15 messages, once each)");
+	is_int(lines_with(log_path, "dead-lettered"), 11,
+	       "... and 10 s later still 11: nothing retried in a loop");
+	is_int(stat_of("received"), 16,
+	       "... and nothing received again (16 messages, once each)");
 	is_int(lines_with(log_path, "no handler takes events of type '" MESH_WIRE_RAW_TYPE "'"),
 	       1, "unhandled raw messages: one line per type per minute");
 
