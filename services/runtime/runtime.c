@@ -18,6 +18,7 @@
 
 #include "internal.h"
 #include "mesh/service.h"
+#include "mesh/source.h"
 #include "stats.h"
 
 #define MAX_SOURCES     32
@@ -39,10 +40,9 @@ struct source {
 	char *filter_policy;
 	mesh_filter_scope scope;
 	int64_t replay_from_ms;
-	char sub_id[MESH_SUBSCRIPTION_ID_MAX + 1];
 	bool fifo;
 	bool has_dlq; /* queue sources: the queue's own redrive policy */
-	char dlq[MESH_QUEUE_NAME_MAX + 1]; /* its dead-letter queue */
+	char spec[MESH_SUBSCRIPTION_ID_MAX + 16]; /* for mesh_source_open */
 };
 
 struct handler {
@@ -106,12 +106,7 @@ struct item {
 	struct mesh_event *ev;
 	int attempt;
 	const char *group; /* FIFO sources */
-	/* The source's handle. */
-	struct mesh_delivery *d;   /* topic */
-	struct mesh_queue_msg *qm; /* queue */
-	void *msg;                 /* the NATS message, for dead-lettering */
-	const char *parse_error;   /* "": the event parsed */
-	uint64_t sequence;         /* in the source's stream */
+	struct mesh_source_msg *m; /* as the source handed it out */
 	enum {
 		OUT_ACK,    /* done (processed, duplicate or ignored) */
 		OUT_RETRY,  /* again after delay_ms */
@@ -1250,7 +1245,7 @@ give_back(struct mesh_service *s, const struct source *src, struct item *it,
 	it->out = OUT_RETRY;
 	it->delay_ms = delay_ms;
 	if (it->attempt >= s->o.max_receive &&
-	    !(src->kind == SRC_QUEUE && src->has_dlq)) {
+	    !src->has_dlq) {
 		it->out = OUT_DLQ;
 		snprintf(it->reason, sizeof(it->reason),
 		         "%s%sfailed %d times (max-receive %d)",
@@ -1324,12 +1319,12 @@ run_one(struct mesh_service *s, const struct source *src, MDB_txn *txn,
 	int rc;
 
 	it->out = OUT_ACK;
-	if (it->parse_error[0] != '\0') {
+	if (it->m->parse_error[0] != '\0') {
 		/* Retrying cannot fix bytes: to the dead-letter queue now. */
 		it->out = OUT_DLQ;
 		it->malformed = true;
 		snprintf(it->reason, sizeof(it->reason),
-		         "not a readable CloudEvent: %s", it->parse_error);
+		         "not a readable CloudEvent: %s", it->m->parse_error);
 		return 0;
 	}
 	if ((rc = mdb_get(txn, s->db_processed, &k, &v)) == 0) {
@@ -1426,35 +1421,11 @@ prune(struct mesh_service *s, MDB_txn *txn)
 	return rc == MDB_NOTFOUND || rc == 0 ? 0 : rc;
 }
 
-/* Put an item into its dead-letter queue (dlq: the source queue's own
- * when it has a redrive policy, else the service's), its bytes as they
- * came, with the reason and where it came from. */
-static mesh_err
-to_dlq(struct mesh_service *s, struct mesh_queue *dlq, const struct item *it,
-       const struct source *src)
-{
-	struct mesh_dead_letter dl = {
-	        .source = src->kind == SRC_QUEUE ? src->name : src->label,
-	        .reason = it->reason,
-	        .sequence = it->sequence,
-	        .receive_count = it->attempt > 0 ? (uint64_t)it->attempt : 0,
-	        .service = s->name};
-
-	if (dlq == NULL) {
-		return mesh__seterr(MESH_ENOTFOUND,
-		                    "service '%s': no dead-letter queue",
-		                    s->name);
-	}
-	return mesh_queue_put_dead_letter(dlq, it->msg, &dl);
-}
-
 struct batch {
 	struct undo undo;
 	struct mesh__arena arena; /* for decoding payloads */
-	struct item it[256];
-	struct mesh_delivery d[256];
-	struct mesh_queue_msg *qm[32]; /* receive results, each up to 10 */
-	size_t nqm[32], n_recv;
+	struct item it[MESH_SOURCE_BATCH_MAX];
+	struct mesh_source_msg m[MESH_SOURCE_BATCH_MAX];
 	size_t n;
 };
 
@@ -1473,76 +1444,52 @@ log_ev(struct mesh_service *s, const struct item *it, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* A queue item's raw receipt made a real one, for the public calls. */
-static mesh_err
-sealed(struct mesh_queue *q, struct item *it)
-{
-	return mesh__queue_seal(q, it->qm->receipt, sizeof(it->qm->receipt));
-}
-
 /* Settle each item with its source: acknowledge, retry later, or
  * dead-letter. Acknowledgements go in bulk, without waiting: one lost is a
  * redelivery, which the processed-id table absorbs. */
 static void
-settle(struct mesh_service *s, const struct source *src, struct mesh_queue *q,
-       struct mesh_queue *dlq, struct batch *b)
+settle(struct mesh_service *s, struct mesh_source *src, struct batch *b)
 {
-	const char *rh[256];
-	struct mesh_delivery *acks[256];
+	struct mesh_source_msg *acks[MESH_SOURCE_BATCH_MAX];
 	size_t k = 0;
 
 	for (size_t i = 0; i < b->n; i++) {
 		struct item *it = &b->it[i];
 		if (it->out == OUT_DLQ) {
-			if (to_dlq(s, dlq, it, src) == MESH_OK) {
+			if (mesh_source_dead_letter(src, it->m, it->reason) ==
+			    MESH_OK) {
 				atomic_fetch_add(&s->stats.dead_lettered, 1);
 				if (it->malformed) {
 					atomic_fetch_add(&s->stats.malformed,
 					                 1);
 				}
 				log_ev(s, it, "dead-lettered: %s", it->reason);
-				it->out = OUT_ACK; /* then taken off */
-			} else {
-				slog(s, "error",
-				     "event %s: dead-lettering failed (%s); "
-				     "it comes again",
-				     mesh_event_id(it->ev), mesh_errdetail());
-				it->out = OUT_RETRY;
-				it->delay_ms = backoff_ms(&s->o, it->attempt);
+				continue; /* taken off its source */
 			}
+			slog(s, "error",
+			     "event %s: dead-lettering failed (%s); it comes "
+			     "again",
+			     mesh_event_id(it->ev), mesh_errdetail());
+			it->out = OUT_RETRY;
+			it->delay_ms = backoff_ms(&s->o, it->attempt);
+		}
+		if (it->out == OUT_ACK) {
+			acks[k++] = it->m;
+			continue;
 		}
 		if (it->out == OUT_RETRY) {
 			atomic_fetch_add(&s->stats.retried, 1);
 		}
-		if (it->out == OUT_ACK) {
-			if (src->kind == SRC_TOPIC) {
-				acks[k++] = it->d;
-			} else {
-				rh[k++] = it->qm->receipt;
-			}
-		} else if (src->kind == SRC_TOPIC) {
-			mesh_delivery_nak(it->d, it->out == OUT_RETRY
-			                                 ? it->delay_ms
-			                                 : 0);
-		} else {
-			int64_t secs = it->out == OUT_RETRY
-			                       ? (it->delay_ms + 999) / 1000
-			                       : 0;
-			if (sealed(q, it) != MESH_OK ||
-			    mesh_queue_change_visibility(q, it->qm->receipt,
-			                                 secs) != MESH_OK) {
-				slog(s, "warn",
-				     "event %s: %s; it comes again after its "
-				     "visibility timeout",
-				     mesh_event_id(it->ev), mesh_errdetail());
-			}
+		if (mesh_source_retry(src, it->m,
+		                      it->out == OUT_RETRY ? it->delay_ms
+		                                           : 0) != MESH_OK) {
+			slog(s, "warn",
+			     "event %s: %s; it comes again after its "
+			     "visibility timeout",
+			     mesh_event_id(it->ev), mesh_errdetail());
 		}
 	}
-	if (src->kind == SRC_TOPIC) {
-		mesh__delivery_ack_many(s->c, acks, k);
-	} else {
-		mesh__queue_ack_many(q, rh, k);
-	}
+	mesh_source_ack(src, acks, k);
 }
 
 /* The current outbox sequence (0 when none yet). */
@@ -1653,81 +1600,29 @@ again:
 	outbox_flush(s, from);
 }
 
-static void
-batch_free(struct batch *b, const struct source *src)
-{
-	if (src->kind == SRC_TOPIC) {
-		for (size_t i = 0; i < b->n; i++) {
-			mesh_delivery_fini(&b->d[i]);
-		}
-	} else {
-		for (size_t i = 0; i < b->n_recv; i++) {
-			mesh_queue_msgs_free(b->qm[i], b->nqm[i]);
-		}
-	}
-	b->n = b->n_recv = 0;
-}
-
 /* Take a batch: up to batch_size, waiting up to a second for the first
  * and up to batch_window_ms for the rest. */
 static mesh_err
-fetch(struct mesh_service *s, const struct source *src,
-      struct mesh_subscriber *sub, struct mesh_queue *q, struct batch *b)
+fetch(struct mesh_service *s, struct mesh_source *src, struct batch *b)
 {
-	int want = s->o.batch_size;
+	size_t want = (size_t)s->o.batch_size, got = 0;
 	int64_t deadline = mono_ms() + s->o.batch_window_ms;
-	mesh_err err = MESH_OK;
+	mesh_err err;
 
-	b->n = b->n_recv = 0;
-	if (src->kind == SRC_TOPIC) {
-		size_t got = 0;
-		err = mesh_subscriber_fetch(sub, want, FETCH_WAIT_MS, b->d,
-		                            &got, NULL);
-		b->n = got;
-		while (err == MESH_OK && got > 0 && (int)b->n < want &&
-		       mono_ms() < deadline) {
-			err = mesh_subscriber_fetch(sub, want - (int)b->n,
-			                            deadline - mono_ms(),
-			                            b->d + b->n, &got, NULL);
-			b->n += got;
-		}
-		for (size_t i = 0; i < b->n; i++) {
-			b->it[i] = (struct item){
-			        .ev = b->d[i].event,
-			        .attempt = (int)b->d[i].deliveries,
-			        .group = b->d[i].group_id,
-			        .d = &b->d[i],
-			        .msg = b->d[i].msg,
-			        .parse_error = b->d[i].parse_error,
-			        .sequence = b->d[i].sequence};
-		}
-		return err;
+	b->n = 0;
+	err = mesh_source_fetch(src, want, FETCH_WAIT_MS, b->m, &got, NULL);
+	b->n = got;
+	while (err == MESH_OK && got > 0 && b->n < want &&
+	       mono_ms() < deadline) {
+		err = mesh_source_fetch(src, want - b->n, deadline - mono_ms(),
+		                        b->m + b->n, &got, NULL);
+		b->n += got;
 	}
-	for (int wait_s = 1; (int)b->n < want && b->n_recv < 32;) {
-		struct mesh_queue_msg *m = NULL;
-		size_t got = 0;
-		if ((err = mesh__queue_receive_many(q, want - (int)b->n,
-		                                    wait_s, &m, &got)) !=
-		    MESH_OK) {
-			break;
-		}
-		b->qm[b->n_recv] = m;
-		b->nqm[b->n_recv++] = got;
-		for (size_t i = 0; i < got; i++) {
-			b->it[b->n++] = (struct item){
-			        .ev = m[i].event,
-			        .attempt = (int)m[i].receive_count,
-			        .group = m[i].group_id[0] ? m[i].group_id
-			                                  : NULL,
-			        .qm = &m[i],
-			        .msg = m[i].msg,
-			        .parse_error = m[i].parse_error,
-			        .sequence = m[i].sequence};
-		}
-		wait_s = 0;
-		if (got == 0 || mono_ms() >= deadline) {
-			break;
-		}
+	for (size_t i = 0; i < b->n; i++) {
+		b->it[i] = (struct item){.ev = b->m[i].event,
+		                         .attempt = (int)b->m[i].attempt,
+		                         .group = b->m[i].group_id,
+		                         .m = &b->m[i]};
 	}
 	return err;
 }
@@ -1754,57 +1649,45 @@ work(void *arg)
 	struct worker *w = arg;
 	struct mesh_service *s = w->s;
 	const struct source *src = w->src;
-	struct mesh_subscriber *sub = NULL;
-	struct mesh_queue *q = NULL, *dlq = NULL;
+	struct mesh_source *source = NULL;
+	struct mesh_source_opts so;
 	struct batch *b = calloc(1, sizeof(*b));
 	mesh_err err;
 
+	mesh_source_opts_init(&so);
+	so.dlq = s->o.dlq; /* unless a queue keeps its own */
+	so.service = s->name;
 	if (b != NULL) {
 		mesh__arena_init(&b->arena);
 	}
 	while (b != NULL && !stopping(s)) {
-		if (src->kind == SRC_TOPIC && sub == NULL) {
-			err = mesh_subscriber_bind(s->c, src->sub_id, &sub);
-		} else if (src->kind == SRC_QUEUE && q == NULL) {
-			err = mesh_queue_open(s->c, src->name, &q);
-		} else {
-			err = MESH_OK;
-		}
-		if (dlq == NULL) {
-			/* A queue with a redrive policy keeps its dead
-			 * letters; the service's DLQ takes the others. */
-			mesh_queue_open(s->c, src->has_dlq ? src->dlq : s->o.dlq,
-			                &dlq);
-		}
+		err = source != NULL
+		              ? MESH_OK
+		              : mesh_source_open(s->c, src->spec, &so, &source);
 		if (err == MESH_OK) {
-			err = fetch(s, src, sub, q, b);
+			err = fetch(s, source, b);
 		}
 		if (err != MESH_OK) {
 			slog(s, "warn", "%s: %s; trying again", src->label,
 			     mesh_errdetail());
 			if (b->n == 0) {
-				batch_free(b, src);
-				mesh_subscriber_close(sub);
-				sub = NULL;
-				mesh_queue_close(q);
-				q = NULL;
+				mesh_source_close(source);
+				source = NULL;
 				nap_ms(s, 1000);
 				continue;
 			}
 		}
 		if (b->n == 0) {
-			batch_free(b, src);
 			continue;
 		}
 		atomic_fetch_add(&s->stats.in_flight, 1);
 		process(s, src, b);
-		settle(s, src, q, dlq, b);
+		settle(s, source, b);
 		atomic_fetch_sub(&s->stats.in_flight, 1);
-		batch_free(b, src);
+		mesh_source_release(source, b->m, b->n);
+		b->n = 0;
 	}
-	mesh_subscriber_close(sub);
-	mesh_queue_close(q);
-	mesh_queue_close(dlq);
+	mesh_source_close(source);
 	if (b != NULL) {
 		free(b->undo.buf);
 		mesh__arena_fini(&b->arena);
@@ -1887,8 +1770,8 @@ prepare_sources(struct mesh_service *s)
 			             s->name, &a, &rec)) != MESH_OK) {
 				return err;
 			}
-			snprintf(src->sub_id, sizeof(src->sub_id), "%s",
-			         rec.id);
+			snprintf(src->spec, sizeof(src->spec),
+			         "subscription:%s", rec.id);
 			src->fifo = ti.a.fifo;
 			mesh_subscription_fini(&rec);
 		} else {
@@ -1899,8 +1782,8 @@ prepare_sources(struct mesh_service *s)
 			}
 			src->fifo = mesh_queue_attrs(q)->fifo;
 			src->has_dlq = mesh_queue_attrs(q)->dlq[0] != '\0';
-			snprintf(src->dlq, sizeof(src->dlq), "%s",
-			         mesh_queue_attrs(q)->dlq);
+			snprintf(src->spec, sizeof(src->spec), "queue:%s",
+			         src->name);
 			mesh_queue_close(q);
 		}
 	}
