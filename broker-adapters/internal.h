@@ -127,10 +127,6 @@ mesh_err mesh__queue_receive_many(struct mesh_queue *q, int max, int wait_s,
 void mesh__queue_ack_many(struct mesh_queue *q, const char *const *receipts,
                           size_t n);
 mesh_err mesh__queue_seal(struct mesh_queue *q, char *receipt, size_t size);
-/* The same acknowledging for a topic subscriber's deliveries. */
-struct mesh_delivery;
-void mesh__delivery_ack_many(struct mesh_conn *c,
-                             struct mesh_delivery *const *d, size_t n);
 
 /* Names of queues and topics (wire.c): 1-max characters of
  * [A-Za-z0-9_-], FIFO ones ending in ".fifo"; `noun` names the kind in
@@ -190,11 +186,6 @@ mesh_err mesh__subscriber_fetch(struct mesh_subscriber *s, int max,
                                 int64_t wait_ms, bool decode,
                                 struct mesh_delivery *out, size_t *n,
                                 size_t *filtered);
-/* Give a delivery left undecoded its event (mesh_wire_read: a message
- * that is not a readable CloudEvent comes as its bytes, with
- * d->parse_error); the fallback id is "TOPIC-SEQUENCE". No-op when it has
- * one. Errors: MESH_ENOMEM. */
-mesh_err mesh__delivery_read(struct mesh_delivery *d, const char *topic);
 
 /* A protobuf payload as JSON for filter policies (pbjson.c): as
  * mesh_pbjson_event_data, but 64-bit integers are numbers, so that

@@ -458,6 +458,15 @@ sub_source_open(struct mesh_conn *c, const char *id,
 	return mesh_source_new(&sub_ops, ss, ss->label, fifo, o, out);
 }
 
+const struct mesh_subscription *
+mesh_source_subscription(const struct mesh_source *s)
+{
+	const struct sub_source *ss = s->impl;
+
+	return s->ops == &sub_ops ? mesh_subscriber_subscription(ss->sub)
+	                          : NULL;
+}
+
 mesh_err
 mesh_source_open(struct mesh_conn *c, const char *spec,
                  const struct mesh_source_opts *o, struct mesh_source **out)

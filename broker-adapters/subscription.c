@@ -910,6 +910,23 @@ hdr(natsMsg *m, const char *key)
 	return natsMsgHeader_Get(m, key, &v) == NATS_OK ? v : NULL;
 }
 
+/* Give a delivery its event (mesh_wire_read: a message that is not a
+ * readable CloudEvent comes as its bytes, with d->parse_error); the
+ * fallback id is "TOPIC-SEQUENCE". Errors: MESH_ENOMEM. */
+static mesh_err
+delivery_read(struct mesh_delivery *d, const char *topic)
+{
+	char fallback[MESH_TOPIC_NAME_MAX + 32];
+
+	if (d->event != NULL) {
+		return MESH_OK;
+	}
+	snprintf(fallback, sizeof(fallback), "%s-%" PRIu64, topic,
+	         d->sequence);
+	return mesh_wire_read(d->msg, 0, fallback, &d->event, d->parse_error,
+	                      sizeof(d->parse_error));
+}
+
 mesh_err
 mesh_subscriber_fetch(struct mesh_subscriber *s, int max, int64_t wait_ms,
                       struct mesh_delivery *out, size_t *n, size_t *filtered)
@@ -974,7 +991,7 @@ mesh__subscriber_fetch(struct mesh_subscriber *s, int max, int64_t wait_ms,
 			jsMsgMetaData_Destroy(meta);
 		}
 		if ((decode || s->filter != NULL) &&
-		    mesh__delivery_read(d, s->rec.topic) != MESH_OK) {
+		    delivery_read(d, s->rec.topic) != MESH_OK) {
 			/* Not even its bytes could be kept (out of memory):
 			 * again at once; the rest go on. */
 			natsMsg_Nak(m, NULL);
@@ -1002,20 +1019,6 @@ mesh__subscriber_fetch(struct mesh_subscriber *s, int max, int64_t wait_ms,
 	return MESH_OK;
 }
 
-mesh_err
-mesh__delivery_read(struct mesh_delivery *d, const char *topic)
-{
-	char fallback[MESH_TOPIC_NAME_MAX + 32];
-
-	if (d->event != NULL) {
-		return MESH_OK;
-	}
-	snprintf(fallback, sizeof(fallback), "%s-%" PRIu64, topic,
-	         d->sequence);
-	return mesh_wire_read(d->msg, 0, fallback, &d->event, d->parse_error,
-	                      sizeof(d->parse_error));
-}
-
 static mesh_err
 ack_result(natsStatus st, const char *what)
 {
@@ -1026,20 +1029,6 @@ mesh_err
 mesh_delivery_ack(struct mesh_delivery *d)
 {
 	return ack_result(natsMsg_Ack(d->msg, NULL), "ack");
-}
-
-void
-mesh__delivery_ack_many(struct mesh_conn *c, struct mesh_delivery *const *d,
-                        size_t n)
-{
-	natsConnection *nc = mesh__conn_bulk(c);
-
-	for (size_t i = 0; i < n; i++) {
-		const char *reply = natsMsg_GetReply(d[i]->msg);
-		if (reply != NULL) {
-			natsConnection_PublishString(nc, reply, "+ACK");
-		}
-	}
 }
 
 mesh_err

@@ -118,6 +118,13 @@ mesh_err mesh_source_open(struct mesh_conn *c, const char *spec,
  * visibility timeout or ack wait). NULL is fine. */
 void mesh_source_close(struct mesh_source *s);
 
+/* The subscription record, as the subscriber last read it (its filter
+ * policy and raw delivery as they apply now), of a "subscription:ID"
+ * source; NULL for any other. Borrowed until the next fetch. */
+struct mesh_subscription;
+const struct mesh_subscription *
+mesh_source_subscription(const struct mesh_source *s);
+
 /* "queue:NAME" or "topic:NAME" (borrowed, for the source's life). */
 const char *mesh_source_label(const struct mesh_source *s);
 bool mesh_source_fifo(const struct mesh_source *s);
