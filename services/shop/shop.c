@@ -2,6 +2,7 @@
 #include "shop.h"
 
 #include <inttypes.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,6 +88,58 @@ shop_id_valid(const char *id)
 	              "0123456789_.:-") == n;
 }
 
+/* The limits as text for the reasons, from the same macros. */
+#define TEXT(x)  #x
+#define LIMIT(x) TEXT(x)
+
+/* With the bounds checked first, a line is at most QUANTITY * PRICE and an
+ * order at most ITEMS such lines: the sum below cannot overflow. */
+_Static_assert((int64_t)SHOP_QUANTITY_MAX * SHOP_PRICE_MAX <=
+                       INT64_MAX / SHOP_ITEMS_MAX,
+               "the shop's limits let an order's sum overflow int64");
+
+const char *
+shop_order_check(const Evmesh__Shop__PlaceOrder *po)
+{
+	int64_t sum = 0;
+
+	if (!shop_id_valid(po->order_id)) {
+		return "order_id: want 1-" LIMIT(SHOP_ID_MAX) " of "
+		       "[A-Za-z0-9_.:-]";
+	}
+	if (po->customer[0] == '\0') {
+		return "customer: empty";
+	}
+	if (strlen(po->country) != 2) {
+		return "country: want a two-letter code";
+	}
+	if (po->n_items == 0) {
+		return "items: none";
+	}
+	if (po->n_items > SHOP_ITEMS_MAX) {
+		return "items: more than " LIMIT(SHOP_ITEMS_MAX) " lines";
+	}
+	for (size_t i = 0; i < po->n_items; i++) {
+		const Evmesh__Shop__LineItem *it = po->items[i];
+
+		if (it->quantity < 1 || it->quantity > SHOP_QUANTITY_MAX) {
+			return "items: a quantity not in "
+			       "1-" LIMIT(SHOP_QUANTITY_MAX);
+		}
+		if (it->price_cents < 0 || it->price_cents > SHOP_PRICE_MAX) {
+			return "items: a price_cents not in "
+			       "0-" LIMIT(SHOP_PRICE_MAX);
+		}
+		sum += (int64_t)it->quantity * it->price_cents;
+	}
+	if (sum > SHOP_TOTAL_MAX) {
+		return "total_cents: the items' sum is over " LIMIT(
+		        SHOP_TOTAL_MAX);
+	}
+	return sum == po->total_cents ? NULL
+	                              : "total_cents: not the items' sum";
+}
+
 size_t
 shop_key(char *key, const char *prefix, const char *id)
 {
@@ -122,7 +175,8 @@ shop_count_again(struct mesh_ctx *ctx, const char *prefix, const char *id)
 	} else if (err != MESH_OK && err != MESH_ENOTFOUND) {
 		return err;
 	}
-	int n = snprintf(num, sizeof num, "%llu", times + 1);
+	times += times < ULLONG_MAX; /* saturate: never wrap to 0 */
+	int n = snprintf(num, sizeof num, "%llu", times);
 	return mesh_state_put(ctx, key, klen, num, (size_t)n);
 }
 
