@@ -141,9 +141,9 @@ add_order(const void *key, size_t klen, const void *val, size_t vlen,
 	        evmesh__shop__order_placed__unpack(NULL, vlen, val);
 
 	s->sum.orders++;
-	s->over = o != NULL && __builtin_add_overflow(s->sum.total_cents,
-	                                              o->total_cents,
-	                                              &s->sum.total_cents);
+	s->over = o != NULL &&
+	          __builtin_add_overflow(s->sum.total_cents, o->total_cents,
+	                                 &s->sum.total_cents);
 	evmesh__shop__order_placed__free_unpacked(o, NULL);
 	return s->over; /* stop: no sum to report */
 }
