@@ -125,8 +125,7 @@ place_order(struct mesh_ctx *ctx, const struct mesh_event *ev,
 	return MESH_HANDLER_OK;
 }
 
-/* The summary being summed; over when the sum would leave int64 (the
- * orders are unbounded in number, each up to SHOP_TOTAL_MAX). */
+/* The summary being summed; over when its total would leave int64. */
 struct summing {
 	Evmesh__Shop__OrderSummary sum;
 	bool over;
@@ -140,10 +139,7 @@ add_order(const void *key, size_t klen, const void *val, size_t vlen,
 	Evmesh__Shop__OrderPlaced *o =
 	        evmesh__shop__order_placed__unpack(NULL, vlen, val);
 
-	s->sum.orders++;
-	s->over = o != NULL &&
-	          __builtin_add_overflow(s->sum.total_cents, o->total_cents,
-	                                 &s->sum.total_cents);
+	s->over = !shop_summary_add(&s->sum, o != NULL ? o->total_cents : 0);
 	evmesh__shop__order_placed__free_unpacked(o, NULL);
 	return s->over; /* stop: no sum to report */
 }

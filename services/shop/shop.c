@@ -88,14 +88,24 @@ shop_id_valid(const char *id)
 	              "0123456789_.:-") == n;
 }
 
-/* The limits as text for the reasons, from the same macros. */
+/* The reasons, their limits from the same macros. */
 #define TEXT(x)  #x
 #define LIMIT(x) TEXT(x)
+static const char bad_id[] =
+        "order_id: want 1-" LIMIT(SHOP_ID_MAX) " of [A-Za-z0-9_.:-]";
+static const char bad_lines[] =
+        "items: more than " LIMIT(SHOP_ITEMS_MAX) " lines";
+static const char bad_quantity[] =
+        "items: a quantity not in 1-" LIMIT(SHOP_QUANTITY_MAX);
+static const char bad_price[] =
+        "items: a price_cents not in 0-" LIMIT(SHOP_PRICE_MAX);
+static const char bad_total[] =
+        "total_cents: the items' sum is over " LIMIT(SHOP_TOTAL_MAX);
 
 /* With the bounds checked first, a line is at most QUANTITY * PRICE and an
  * order at most ITEMS such lines: the sum below cannot overflow. */
-_Static_assert((int64_t)SHOP_QUANTITY_MAX * SHOP_PRICE_MAX <=
-                       INT64_MAX / SHOP_ITEMS_MAX,
+_Static_assert(SHOP_PRICE_MAX <=
+                       INT64_MAX / SHOP_ITEMS_MAX / SHOP_QUANTITY_MAX,
                "the shop's limits let an order's sum overflow int64");
 
 const char *
@@ -104,8 +114,7 @@ shop_order_check(const Evmesh__Shop__PlaceOrder *po)
 	int64_t sum = 0;
 
 	if (!shop_id_valid(po->order_id)) {
-		return "order_id: want 1-" LIMIT(SHOP_ID_MAX) " of "
-		       "[A-Za-z0-9_.:-]";
+		return bad_id;
 	}
 	if (po->customer[0] == '\0') {
 		return "customer: empty";
@@ -117,27 +126,37 @@ shop_order_check(const Evmesh__Shop__PlaceOrder *po)
 		return "items: none";
 	}
 	if (po->n_items > SHOP_ITEMS_MAX) {
-		return "items: more than " LIMIT(SHOP_ITEMS_MAX) " lines";
+		return bad_lines;
 	}
 	for (size_t i = 0; i < po->n_items; i++) {
 		const Evmesh__Shop__LineItem *it = po->items[i];
 
 		if (it->quantity < 1 || it->quantity > SHOP_QUANTITY_MAX) {
-			return "items: a quantity not in "
-			       "1-" LIMIT(SHOP_QUANTITY_MAX);
+			return bad_quantity;
 		}
 		if (it->price_cents < 0 || it->price_cents > SHOP_PRICE_MAX) {
-			return "items: a price_cents not in "
-			       "0-" LIMIT(SHOP_PRICE_MAX);
+			return bad_price;
 		}
 		sum += (int64_t)it->quantity * it->price_cents;
 	}
 	if (sum > SHOP_TOTAL_MAX) {
-		return "total_cents: the items' sum is over " LIMIT(
-		        SHOP_TOTAL_MAX);
+		return bad_total;
 	}
 	return sum == po->total_cents ? NULL
 	                              : "total_cents: not the items' sum";
+}
+
+bool
+shop_summary_add(Evmesh__Shop__OrderSummary *sum, int64_t total_cents)
+{
+	int64_t total;
+
+	if (__builtin_add_overflow(sum->total_cents, total_cents, &total)) {
+		return false;
+	}
+	sum->total_cents = total;
+	sum->orders++;
+	return true;
 }
 
 size_t

@@ -68,6 +68,11 @@ bool shop_id_valid(const char *id);
  * (static text naming the field and the limit: what mesh_reject records). */
 const char *shop_order_check(const Evmesh__Shop__PlaceOrder *po);
 
+/* Count one more order of total_cents into a summary. Returns false, the
+ * summary unchanged, when its total would leave int64: the orders are
+ * unbounded in number. */
+bool shop_summary_add(Evmesh__Shop__OrderSummary *sum, int64_t total_cents);
+
 /* prefix + id into key (SHOP_KEY_MAX); returns the key's length. */
 size_t shop_key(char *key, const char *prefix, const char *id);
 

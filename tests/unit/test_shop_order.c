@@ -1,7 +1,8 @@
 /* shop_order_check: the largest valid order passes with its exact total;
  * one over each limit, negative quantities and prices, products that
  * would overflow int64 and a total other than the items' sum are each
- * refused with their reason. */
+ * refused with their reason. shop_summary_add: the orders' sum refuses to
+ * leave int64. */
 #include <stdint.h>
 #include <string.h>
 
@@ -70,6 +71,30 @@ order_largest(struct order *o)
 #define PRICE    "items: a price_cents not in 0-100000000"
 #define OVER     "total_cents: the items' sum is over 99999999999"
 #define NOT_SUM  "total_cents: not the items' sum"
+
+/* The summary sums every stored order: a total that would leave int64 is
+ * refused, the summary as it was. */
+static void
+test_summary(void)
+{
+	Evmesh__Shop__OrderSummary sum = EVMESH__SHOP__ORDER_SUMMARY__INIT;
+	int64_t n = INT64_MAX / SHOP_TOTAL_MAX; /* largest orders that fit */
+
+	sum.orders = n - 1;
+	sum.total_cents = (n - 1) * SHOP_TOTAL_MAX;
+	ok(shop_summary_add(&sum, SHOP_TOTAL_MAX),
+	   "the summary adds a largest order as the %lldth", (long long)n);
+	is_int(sum.total_cents, n * SHOP_TOTAL_MAX, "... to its total");
+	is_int(sum.orders, n, "... and its count");
+	ok(!shop_summary_add(&sum, SHOP_TOTAL_MAX),
+	   "one more would overflow int64: refused");
+	is_int(sum.total_cents, n * SHOP_TOTAL_MAX, "... the total unchanged");
+	is_int(sum.orders, n, "... and the count");
+	sum.total_cents = INT64_MIN + 1;
+	ok(!shop_summary_add(&sum, -2),
+	   "a negative total (stored before the limits) that would wrap: "
+	   "refused");
+}
 
 int
 main(void)
@@ -148,8 +173,9 @@ main(void)
 	is_str(shop_order_check(&o.po), NOT_SUM, "a negative total");
 	o.po.total_cents = 1;
 	o.po.order_id = "";
-	is_str(shop_order_check(&o.po), "order_id: want 1-128 of "
-	                                "[A-Za-z0-9_.:-]",
+	is_str(shop_order_check(&o.po),
+	       "order_id: want 1-128 of "
+	       "[A-Za-z0-9_.:-]",
 	       "an empty order id");
 	o.po.order_id = "o-1";
 	o.po.customer = "";
@@ -158,5 +184,7 @@ main(void)
 	o.po.country = "DEU";
 	is_str(shop_order_check(&o.po), "country: want a two-letter code",
 	       "a three-letter country");
+
+	test_summary();
 	return tap_done();
 }
