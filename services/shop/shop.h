@@ -35,8 +35,9 @@
 /* The limits of a PlaceOrder (schemas/shop.proto states them too). Each is
  * checked before any arithmetic: within them, no line's product and no
  * sum can leave int64 (shop.c asserts it), and the total stays below
- * 10^9 units, the range in which an SNS numeric filter condition compares
- * the OrderPlaced's "total" attribute exactly. */
+ * 10^9 units: the OrderPlaced's "total" attribute (in units) stays in the
+ * range SNS documents for numeric filter conditions, +-10^9 to five
+ * decimals. */
 #define SHOP_ITEMS_MAX    100         /* lines of an order: 1-100 */
 #define SHOP_QUANTITY_MAX 10000       /* a line's quantity: 1-10000 */
 #define SHOP_PRICE_MAX    100000000   /* a unit price: 0-1,000,000.00 */
