@@ -140,9 +140,12 @@ for b in "${bad[@]}"; do
 import base64, json, sys
 id = sys.argv[1].encode()
 for msg in json.load(sys.stdin)["Messages"]:
-    # The body is the PlaceOrder; its field 1, order_id, leads.
+    # The body is the PlaceOrder; its field 1, order_id, leads. The
+    # reason: a queue attribute (a message attribute, once).
     if base64.b64decode(msg["Body"]).startswith(b"\n" + bytes([len(id)]) + id):
-        print(msg["MessageAttributes"]["DeadLetterReason"]["StringValue"])' "$id" 2>&1)
+        print(msg.get("Attributes", {}).get("DeadLetterReason") or
+              msg.get("MessageAttributes", {}).get("DeadLetterReason", {})
+              .get("StringValue", ""))' "$id" 2>&1)
 	is "$reason" "$why" "$id: dead-lettered with its reason"
 done
 after=$(m state scan orders --state "$dir/orders")
