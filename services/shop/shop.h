@@ -32,12 +32,12 @@
 #define SHOP_ID_MAX  128
 #define SHOP_KEY_MAX (16 + SHOP_ID_MAX)
 
-/* The limits of a PlaceOrder (schemas/shop.proto states them too). Each is
- * checked before any arithmetic: within them, no line's product and no
- * sum can leave int64 (shop.c asserts it), and the total stays below
- * 10^9 units: the OrderPlaced's "total" attribute (in units) stays in the
- * range SNS documents for numeric filter conditions, +-10^9 to five
- * decimals. */
+/* The limits of a PlaceOrder (schemas/shop.proto states them too). The
+ * bounds of a line are checked before any arithmetic: within them, no
+ * line's product and no order's sum can leave int64 (shop.c asserts it).
+ * The total stays below 10^9 units, so that OrderPlaced's "total"
+ * attribute (in units) is in the range SNS documents for numeric filter
+ * conditions, +-10^9 to five decimals. */
 #define SHOP_ITEMS_MAX    100         /* lines of an order: 1-100 */
 #define SHOP_QUANTITY_MAX 10000       /* a line's quantity: 1-10000 */
 #define SHOP_PRICE_MAX    100000000   /* a unit price: 0-1,000,000.00 */
