@@ -16,7 +16,7 @@ struct mesh_source {
 	const struct mesh_source_ops *ops;
 	void *impl;
 	char label[MESH_SUBSCRIPTION_ID_MAX + 16];
-	bool fifo;
+	struct mesh_source_traits traits;
 	bool decode;
 	char service[MESH_QUEUE_NAME_MAX + 1];
 };
@@ -30,8 +30,8 @@ mesh_source_opts_init(struct mesh_source_opts *o)
 
 mesh_err
 mesh_source_new(const struct mesh_source_ops *ops, void *impl,
-                const char *label, bool fifo, const struct mesh_source_opts *o,
-                struct mesh_source **out)
+                const char *label, const struct mesh_source_traits *traits,
+                const struct mesh_source_opts *o, struct mesh_source **out)
 {
 	struct mesh_source *s = calloc(1, sizeof(*s));
 
@@ -42,7 +42,7 @@ mesh_source_new(const struct mesh_source_ops *ops, void *impl,
 	s->ops = ops;
 	s->impl = impl;
 	snprintf(s->label, sizeof(s->label), "%s", label);
-	s->fifo = fifo;
+	s->traits = *traits;
 	s->decode = o == NULL || o->decode;
 	if (o != NULL && o->service != NULL) {
 		snprintf(s->service, sizeof(s->service), "%s", o->service);
@@ -70,7 +70,13 @@ mesh_source_label(const struct mesh_source *s)
 bool
 mesh_source_fifo(const struct mesh_source *s)
 {
-	return s->fifo;
+	return s->traits.fifo;
+}
+
+bool
+mesh_source_redrives(const struct mesh_source *s)
+{
+	return s->traits.redrives;
 }
 
 mesh_err
@@ -305,6 +311,7 @@ queue_source_open(struct mesh_conn *c, const char *name,
 {
 	struct queue_source *qs = calloc(1, sizeof(*qs));
 	const struct mesh_queue_attrs *a;
+	struct mesh_source_traits t;
 	mesh_err err;
 
 	if (qs == NULL) {
@@ -320,7 +327,9 @@ queue_source_open(struct mesh_conn *c, const char *name,
 	snprintf(qs->dlq_name, sizeof(qs->dlq_name), "%s",
 	         a->dlq[0] ? a->dlq : o && o->dlq ? o->dlq : "");
 	snprintf(qs->label, sizeof(qs->label), "queue:%s", name);
-	return mesh_source_new(&queue_ops, qs, qs->label, a->fifo, o, out);
+	t.fifo = a->fifo;
+	t.redrives = a->dlq[0] != '\0';
+	return mesh_source_new(&queue_ops, qs, qs->label, &t, o, out);
 }
 
 /* ---- topic subscriptions ------------------------------------------------ */
@@ -439,7 +448,7 @@ sub_source_open(struct mesh_conn *c, const char *id,
 {
 	struct sub_source *ss = calloc(1, sizeof(*ss));
 	const struct mesh_subscription *rec;
-	bool fifo = false;
+	struct mesh_source_traits t = {0};
 	mesh_err err;
 
 	if (ss == NULL) {
@@ -451,11 +460,11 @@ sub_source_open(struct mesh_conn *c, const char *id,
 		return err;
 	}
 	rec = mesh_subscriber_subscription(ss->sub);
-	(void)mesh_topic_name_check(rec->topic, &fifo);
+	(void)mesh_topic_name_check(rec->topic, &t.fifo);
 	snprintf(ss->label, sizeof(ss->label), "topic:%s", rec->topic);
 	snprintf(ss->dlq_name, sizeof(ss->dlq_name), "%s",
 	         o && o->dlq ? o->dlq : "");
-	return mesh_source_new(&sub_ops, ss, ss->label, fifo, o, out);
+	return mesh_source_new(&sub_ops, ss, ss->label, &t, o, out);
 }
 
 const struct mesh_subscription *

@@ -98,11 +98,16 @@ struct mesh_source_ops {
 };
 
 /* A source over an implementation. label names it in logs and dead
- * letters ("queue:NAME", "topic:NAME"); fifo: it hands out each group's
- * messages in order, one batch at a time. Takes impl (ops->close frees
- * it, also on failure). Errors: MESH_ENOMEM. */
+ * letters ("queue:NAME", "topic:NAME"); traits say how it behaves. Takes
+ * impl (ops->close frees it, also on failure). Errors: MESH_ENOMEM. */
+struct mesh_source_traits {
+	bool fifo;     /* each group's messages in order, one batch at a
+	                  time */
+	bool redrives; /* it dead-letters what was received too often */
+};
 mesh_err mesh_source_new(const struct mesh_source_ops *ops, void *impl,
-                         const char *label, bool fifo,
+                         const char *label,
+                         const struct mesh_source_traits *traits,
                          const struct mesh_source_opts *o,
                          struct mesh_source **out);
 
@@ -128,6 +133,10 @@ mesh_source_subscription(const struct mesh_source *s);
 /* "queue:NAME" or "topic:NAME" (borrowed, for the source's life). */
 const char *mesh_source_label(const struct mesh_source *s);
 bool mesh_source_fifo(const struct mesh_source *s);
+/* Whether the source dead-letters by itself a message received too often
+ * (a queue's redrive policy): a consumer then hands failures back rather
+ * than count attempts itself. */
+bool mesh_source_redrives(const struct mesh_source *s);
 
 /* Take up to max (1-MESH_SOURCE_BATCH_MAX) messages into out[], waiting
  * up to wait_ms for the first. *filtered (may be NULL) counts those a
