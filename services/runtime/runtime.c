@@ -169,6 +169,7 @@ mesh_service_new(const char *name, struct mesh_service **out)
 	s->o.shutdown_ms = 10000;
 	mesh__outbox_init(&s->outbox, nats_sink, outbox_log, s);
 	pthread_mutex_init(&s->log_mu, NULL);
+	pthread_mutex_init(&s->backup.mu, NULL);
 	pthread_mutex_init(&s->unhandled_mu, NULL);
 	mesh__stats_init(&s->stats);
 	*out = s;
@@ -189,6 +190,7 @@ mesh_service_free(struct mesh_service *s)
 	}
 	mesh__outbox_fini(&s->outbox);
 	pthread_mutex_destroy(&s->log_mu);
+	pthread_mutex_destroy(&s->backup.mu);
 	pthread_mutex_destroy(&s->unhandled_mu);
 	free(s);
 }
@@ -1058,7 +1060,8 @@ mesh_service_run(struct mesh_service *s, struct mesh_conn *c,
 	}
 	if ((err = ensure_dlq(s)) != MESH_OK ||
 	    (err = prepare_sources(s)) != MESH_OK ||
-	    (err = stats_serve(s)) != MESH_OK) {
+	    (err = stats_serve(s)) != MESH_OK ||
+	    (err = mesh__state_api_start(s)) != MESH_OK) {
 		goto out;
 	}
 	/* What a crash left in the outbox goes out first. */
@@ -1083,6 +1086,7 @@ mesh_service_run(struct mesh_service *s, struct mesh_conn *c,
 		nanosleep(&ts, NULL);
 		if (mono_ms() >= next_flush) {
 			mesh__outbox_flush(&s->outbox, 0); /* what failed to go out before */
+			mesh__state_api_tick(s);
 			next_flush = mono_ms() + FLUSH_EVERY_MS;
 		}
 	}
@@ -1096,6 +1100,7 @@ mesh_service_run(struct mesh_service *s, struct mesh_conn *c,
 	mesh__svc_log(s, "info", "stopped: %zu events in the outbox", mesh__outbox_count(&s->outbox));
 out:
 	stats_stop(s);
+	mesh__state_api_stop(s);
 	mesh__svc_env_close(s);
 	return err;
 }

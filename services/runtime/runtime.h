@@ -84,6 +84,15 @@ struct mesh_service {
 		struct mesh_queue *q;
 	} targets[32];
 	size_t n_targets;
+	natsSubscription *state_sub[2]; /* the state API (state_api.c) */
+	struct {                        /* the backup an instance serves */
+		pthread_mutex_t mu;
+		char id[17]; /* "": none */
+		char dir[256];
+		uint64_t size;
+		int64_t used_ms;
+		char subject[MESH_SERVICE_NAME_MAX + 64];
+	} backup;
 	pthread_mutex_t log_mu;
 	/* Types no handler takes, each logged at most once a minute. */
 	pthread_mutex_t unhandled_mu;
@@ -161,6 +170,15 @@ void mesh__trace_of(const struct mesh_event *ev, char trace[33],
  * Errors: those of the file system and LMDB, with the directory named. */
 mesh_err mesh__svc_env_open(struct mesh_service *s);
 void mesh__svc_env_close(struct mesh_service *s);
+
+/* ---- state_api.c: the state over NATS ---------------------------------- */
+
+/* Answer mesh.service.NAME.state.* (one instance of the service, a queue
+ * group) and this instance's backup chunks. Errors: the connection's. */
+mesh_err mesh__state_api_start(struct mesh_service *s);
+/* Drop a backup left idle for 10 minutes. */
+void mesh__state_api_tick(struct mesh_service *s);
+void mesh__state_api_stop(struct mesh_service *s);
 
 /* ---- batch.c ------------------------------------------------------------ */
 
