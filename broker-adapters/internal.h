@@ -128,6 +128,23 @@ void mesh__queue_ack_many(struct mesh_queue *q, const char *const *receipts,
                           size_t n);
 mesh_err mesh__queue_seal(struct mesh_queue *q, char *receipt, size_t size);
 
+/* A message for a queue or topic, checked and built with a reply subject
+ * on its inbox (mesh__queue_rpc, mesh__topic_rpc), as mesh_queue_send and
+ * mesh_topic_publish build theirs (the sender's path). */
+struct mesh__rpc;
+struct mesh_topic;
+struct mesh_topic_entry;
+mesh_err mesh__queue_prepare(struct mesh_queue *q,
+                             const struct mesh_queue_entry *e,
+                             natsMsg **out, char message_id[64]);
+struct mesh__rpc *mesh__queue_rpc(struct mesh_queue *q);
+mesh_err mesh__topic_prepare(struct mesh_topic *t,
+                             const struct mesh_topic_entry *e,
+                             natsMsg **out, char message_id[64]);
+struct mesh__rpc *mesh__topic_rpc(struct mesh_topic *t);
+struct mesh_conn *mesh__queue_conn(struct mesh_queue *q);
+struct mesh_conn *mesh__topic_conn(struct mesh_topic *t);
+
 /* Names of queues and topics (wire.c): 1-max characters of
  * [A-Za-z0-9_-], FIFO ones ending in ".fifo"; `noun` names the kind in
  * errors. Errors: MESH_EINVAL. */

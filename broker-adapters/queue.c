@@ -1633,6 +1633,25 @@ mesh_queue_send_many(struct mesh_queue *q, const struct mesh_queue_entry *e,
 	return MESH_OK;
 }
 
+mesh_err
+mesh__queue_prepare(struct mesh_queue *q, const struct mesh_queue_entry *e,
+                    natsMsg **out, char message_id[64])
+{
+	return send_prepare(q, e, NULL, out, message_id);
+}
+
+struct mesh__rpc *
+mesh__queue_rpc(struct mesh_queue *q)
+{
+	return q->rpc;
+}
+
+struct mesh_conn *
+mesh__queue_conn(struct mesh_queue *q)
+{
+	return q->c;
+}
+
 bool
 mesh__queue_passes_through(const struct mesh_queue *q)
 {

@@ -379,6 +379,25 @@ prepare(struct mesh_topic *t, const struct mesh_topic_entry *e, natsMsg **out,
 	return MESH_OK;
 }
 
+mesh_err
+mesh__topic_prepare(struct mesh_topic *t, const struct mesh_topic_entry *e,
+                    natsMsg **out, char message_id[64])
+{
+	return prepare(t, e, out, message_id);
+}
+
+struct mesh__rpc *
+mesh__topic_rpc(struct mesh_topic *t)
+{
+	return t->rpc;
+}
+
+struct mesh_conn *
+mesh__topic_conn(struct mesh_topic *t)
+{
+	return t->c;
+}
+
 static void
 published_fail(struct mesh_topic_published *r, mesh_err err)
 {
