@@ -560,16 +560,11 @@ static void
 stream_config(jsStreamConfig *sc, const char *stream, const char **subject,
               const struct mesh_queue_attrs *a, const char *desc)
 {
-	jsStreamConfig_Init(sc);
-	sc->Name = stream;
-	sc->Subjects = subject;
-	sc->SubjectsLen = 1;
+	mesh_stream_config_init(sc, stream, subject, 1);
 	sc->Retention = js_WorkQueuePolicy;
-	sc->Storage = js_FileStorage;
 	sc->MaxAge = a->retention_s * 1000 * NS_PER_MS;
 	sc->MaxMsgSize = (int32_t)(a->max_message_size + ENVELOPE_ROOM);
 	sc->Duplicates = (int64_t)MESH_QUEUE_DEDUP_WINDOW_S * 1000 * NS_PER_MS;
-	sc->AllowDirect = true;
 	sc->Description = desc;
 }
 
@@ -1188,14 +1183,9 @@ ledger_ensure(struct mesh_queue *q)
 	jsStreamConfig sc;
 	const char *subj[] = {LEDGER_PREFIX ">"};
 
-	jsStreamConfig_Init(&sc);
-	sc.Name = LEDGER_STREAM;
-	sc.Subjects = subj;
-	sc.SubjectsLen = 1;
-	sc.Storage = js_FileStorage;
+	mesh_stream_config_init(&sc, LEDGER_STREAM, subj, 1);
 	sc.MaxMsgsPerSubject = 1;
 	sc.MaxAge = (int64_t)(MAX_VISIBILITY_S + 3600) * 1000 * NS_PER_MS;
-	sc.AllowDirect = true;
 	return mesh_stream_ensure(q->c, &sc);
 }
 

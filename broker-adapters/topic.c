@@ -178,11 +178,7 @@ mesh_topic_create(struct mesh_conn *c, const char *name,
 	a.created_ms = now_ms();
 	cfg_encode(&a, desc, sizeof(desc));
 	subj[0] = n.subject;
-	jsStreamConfig_Init(&sc);
-	sc.Name = n.stream;
-	sc.Subjects = subj;
-	sc.SubjectsLen = 1;
-	sc.Storage = js_FileStorage;
+	mesh_stream_config_init(&sc, n.stream, subj, 1);
 	/* Without an archive a message lives until every subscription has
 	 * it; with one, for the archive's days whatever they do. */
 	if (a.archive_days > 0) {
@@ -193,7 +189,6 @@ mesh_topic_create(struct mesh_conn *c, const char *name,
 	}
 	sc.MaxMsgSize = MESH_TOPIC_MAX_MESSAGE + ENVELOPE_ROOM;
 	sc.Duplicates = DEDUP_WINDOW_S * NS_PER_S;
-	sc.AllowDirect = true;
 	sc.Description = desc;
 	s = js_AddStream(&si, mesh_conn_js(c), &sc, NULL, &jerr);
 	jsStreamInfo_Destroy(si);
