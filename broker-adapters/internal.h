@@ -77,6 +77,11 @@ bool mesh__event_attr_peek(const struct mesh_event *ev, const char *name,
  * asked for; c's own connection when it cannot be made. Flushed and
  * closed by mesh_conn_close(). */
 natsConnection *mesh__conn_bulk(struct mesh_conn *c);
+/* A block of size bytes that a module keeps per connection under key
+ * (zeroed when made; the same block for the same key), freed with the
+ * connection; NULL when out of memory. Thread-safe; what is in it is the
+ * module's to guard. */
+void *mesh__conn_slot(struct mesh_conn *c, const char *key, size_t size);
 /* Wait until what the bulk connection holds has reached the server. */
 void mesh__conn_bulk_flush(struct mesh_conn *c, int64_t timeout_ms);
 

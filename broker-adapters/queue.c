@@ -124,14 +124,11 @@ struct lentry {
 	int64_t deadline_ms;
 };
 
-/* The FIFO partitions that some open queue of this process has a message
- * of in flight, and until when (realtime ms). Threads of one process then
- * do not ask JetStream for partitions they know to be taken. Entries live
- * as long as the process. */
+/* The FIFO partitions that some open queue of this connection has a
+ * message of in flight, and until when (realtime ms). Threads sharing a
+ * connection then do not ask JetStream for partitions they know to be
+ * taken. Kept by the connection (mesh__conn_slot), freed with it. */
 struct plocks {
-	struct plocks *next;
-	const struct mesh_conn *c;
-	char stream[96];
 	int64_t until[256];
 	/* The partitions that held messages when last asked, so that
 	 * receives do not ask JetStream each time. */
@@ -139,27 +136,14 @@ struct plocks {
 	bool busy[256];
 };
 static pthread_mutex_t plocks_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct plocks *plocks_head;
 
 static struct plocks *
-plocks_of(const struct mesh_conn *c, const char *stream)
+plocks_of(struct mesh_conn *c, const char *stream)
 {
-	struct plocks *p;
+	char key[128];
 
-	pthread_mutex_lock(&plocks_mu);
-	for (p = plocks_head; p != NULL; p = p->next) {
-		if (p->c == c && strcmp(p->stream, stream) == 0) {
-			break;
-		}
-	}
-	if (p == NULL && (p = calloc(1, sizeof(*p))) != NULL) {
-		p->c = c;
-		snprintf(p->stream, sizeof(p->stream), "%s", stream);
-		p->next = plocks_head;
-		plocks_head = p;
-	}
-	pthread_mutex_unlock(&plocks_mu);
-	return p;
+	snprintf(key, sizeof(key), "queue.plocks.%s", stream);
+	return mesh__conn_slot(c, key, sizeof(struct plocks));
 }
 
 static void
