@@ -143,9 +143,6 @@ size_t mesh__message_size(const struct mesh_event *ev, size_t *n_attrs);
 /* A topic's stream and subject (topic.c). Errors: MESH_EINVAL (name). */
 mesh_err mesh__topic_names(const char *name, char *stream, size_t ssize,
                            char *subject, size_t subsize);
-/* Remove the records of a deleted topic's subscriptions
- * (subscription.c). */
-mesh_err mesh__subscriptions_forget(struct mesh_conn *c, const char *topic);
 /* mesh_subscriber_fetch, leaving deliveries' events NULL unless the
  * subscription's filter needed them decoded (decode false): the router
  * passes raw messages through without decoding them. */
@@ -167,7 +164,18 @@ struct mesh_subscription;
 mesh_err mesh__subscription_decode(const char *key, const void *data,
                                    size_t len, struct mesh_subscription *out);
 
-/* The key-value bucket of subscription records, made when missing. */
-mesh_err mesh__subscriptions_bucket(struct mesh_conn *c, kvStore **kv);
+/* The store of subscription records (records.c): the key-value bucket
+ * MESH_SUBSCRIPTIONS (made when missing), a record a key "TOPIC.HEX".
+ * Below both topics and subscriptions, so that deleting a topic removes
+ * its records without topic.c knowing subscriptions. */
+#define MESH__RECORDS_BUCKET "MESH_SUBSCRIPTIONS"
+mesh_err mesh__records_bucket(struct mesh_conn *c, kvStore **kv);
+/* Every key of the bucket (keys->Count in *n; none: *n 0, nothing to
+ * destroy). */
+mesh_err mesh__records_keys(kvStore *kv, kvKeysList *keys, size_t *n);
+/* Whether key "T.HEX" belongs to topic T. */
+bool mesh__records_of_topic(const char *key, const char *topic);
+/* Remove a deleted topic's records. */
+mesh_err mesh__records_forget_topic(struct mesh_conn *c, const char *topic);
 
 #endif

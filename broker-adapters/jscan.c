@@ -340,8 +340,10 @@ mesh_jscan_string(const struct mesh_jtok *t, char *out)
 				return (size_t)-1; /* a lone low surrogate */
 			}
 			if (u >= 0xd800 && u < 0xdc00) {
-				if (end - p < 6 || p[0] != '\\' || p[1] != 'u' ||
-				    (lo = hex4(p + 2)) < 0xdc00 || lo >= 0xe000) {
+				if (end - p < 6 || p[0] != '\\' ||
+				    p[1] != 'u' ||
+				    (lo = hex4(p + 2)) < 0xdc00 ||
+				    lo >= 0xe000) {
 					return (size_t)-1;
 				}
 				p += 6;

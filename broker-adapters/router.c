@@ -20,7 +20,6 @@
 #include "mesh/topic.h"
 #include "mesh/wire.h"
 
-#define BUCKET         "MESH_SUBSCRIPTIONS"
 #define FETCH_WAIT_MS  1000
 #define RETRY_FIRST_MS 250
 #define RETRY_MAX_MS   10000
@@ -570,7 +569,7 @@ mesh_router_run(struct mesh_conn *c, const struct mesh_router_opts *o,
 		                    MESH_SUBSCRIPTION_BATCH);
 	}
 	pthread_mutex_init(&r.log_mu, NULL);
-	if ((err = mesh__subscriptions_bucket(c, &kv)) != MESH_OK) {
+	if ((err = mesh__records_bucket(c, &kv)) != MESH_OK) {
 		pthread_mutex_destroy(&r.log_mu);
 		return err;
 	}
@@ -580,7 +579,7 @@ mesh_router_run(struct mesh_conn *c, const struct mesh_router_opts *o,
 		pthread_mutex_destroy(&r.log_mu);
 		return mesh_err_nats(s, 0, "following the subscriptions");
 	}
-	log_line(&r, "started", NULL, "following %s", BUCKET);
+	log_line(&r, "started", NULL, "following %s", MESH__RECORDS_BUCKET);
 	next_stats = mono_ms() + (int64_t)o->stats_every_s * 1000;
 	while (!*stop) {
 		kvEntry *e = NULL;

@@ -152,8 +152,8 @@ confirm(struct mesh_sender *s, natsMsg *m)
 	for (size_t i = 0; rid != 0 && i < s->n; i++) {
 		struct slot *sl = slot_at(s, i);
 		if (sl->rid == rid && !sl->done) {
-			mesh_err err = mesh__pub_ack(m, s->what, &sl->r.sequence,
-			                             &sl->r.duplicate);
+			mesh_err err = mesh__pub_ack(
+			        m, s->what, &sl->r.sequence, &sl->r.duplicate);
 			if (err != MESH_OK) {
 				fail(sl, err);
 			}
@@ -173,14 +173,16 @@ reap_head(struct mesh_sender *s)
 	while (s->n > 0 && !s->ring[s->head].done) {
 		struct slot *head = &s->ring[s->head];
 		size_t want = s->n / 2 > 0 ? s->n / 2 : 1;
-		natsMsg *m = mesh__rpc_take(s->rpc, want, false, head->deadline);
+		natsMsg *m =
+		        mesh__rpc_take(s->rpc, want, false, head->deadline);
 
 		if (m == NULL) {
-			mesh_err_set(MESH_ETIMEDOUT,
-			             "%s: no confirmation within %lld ms; it may "
-			             "be stored: sending it again is safe (it is "
-			             "de-duplicated by its id)",
-			             s->what, (long long)s->o.timeout_ms);
+			mesh_err_set(
+			        MESH_ETIMEDOUT,
+			        "%s: no confirmation within %lld ms; it may "
+			        "be stored: sending it again is safe (it is "
+			        "de-duplicated by its id)",
+			        s->what, (long long)s->o.timeout_ms);
 			fail(head, MESH_ETIMEDOUT);
 			break;
 		}

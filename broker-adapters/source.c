@@ -144,18 +144,17 @@ mesh_err
 mesh_source_dead_letter(struct mesh_source *s, struct mesh_source_msg *m,
                         const char *reason)
 {
-	struct mesh_dead_letter dl = {
-	        .reason = reason,
-	        .sequence = m->sequence,
-	        .receive_count = m->attempt,
-	        .service = s->service[0] ? s->service : NULL};
+	struct mesh_dead_letter dl = {.reason = reason,
+	                              .sequence = m->sequence,
+	                              .receive_count = m->attempt,
+	                              .service = s->service[0] ? s->service
+	                                                       : NULL};
 
 	return s->ops->dead_letter(s->impl, m, &dl);
 }
 
 void
-mesh_source_release(struct mesh_source *s, struct mesh_source_msg *m,
-                    size_t n)
+mesh_source_release(struct mesh_source *s, struct mesh_source_msg *m, size_t n)
 {
 	if (n > 0) {
 		s->ops->release(s->impl, m, n);
@@ -199,8 +198,8 @@ queue_fetch(void *impl, size_t max, int64_t wait_ms, bool decode,
 
 	(void)decode; /* a queue's messages are read as they come */
 	(void)filtered;
-	err = mesh__queue_receive_many(qs->q, (int)max, wait_s > 20 ? 20 : wait_s,
-	                               &m, &got);
+	err = mesh__queue_receive_many(qs->q, (int)max,
+	                               wait_s > 20 ? 20 : wait_s, &m, &got);
 	if (err != MESH_OK) {
 		return err;
 	}
@@ -247,10 +246,10 @@ queue_retry(void *impl, struct mesh_source_msg *m, int64_t delay_ms)
 	struct queue_source *qs = impl;
 	mesh_err err = mesh__queue_seal(qs->q, m->receipt, sizeof(m->receipt));
 
-	return err != MESH_OK ? err
-	                      : mesh_queue_change_visibility(
-	                                qs->q, m->receipt,
-	                                (delay_ms + 999) / 1000);
+	return err != MESH_OK
+	               ? err
+	               : mesh_queue_change_visibility(qs->q, m->receipt,
+	                                              (delay_ms + 999) / 1000);
 }
 
 static mesh_err
@@ -325,7 +324,9 @@ queue_source_open(struct mesh_conn *c, const char *name,
 	a = mesh_queue_attrs(qs->q);
 	/* A queue with a redrive policy keeps its own dead letters. */
 	snprintf(qs->dlq_name, sizeof(qs->dlq_name), "%s",
-	         a->dlq[0] ? a->dlq : o && o->dlq ? o->dlq : "");
+	         a->dlq[0]     ? a->dlq
+	         : o && o->dlq ? o->dlq
+	                       : "");
 	snprintf(qs->label, sizeof(qs->label), "queue:%s", name);
 	t.fifo = a->fifo;
 	t.redrives = a->dlq[0] != '\0';
@@ -394,9 +395,9 @@ sub_ack(void *impl, struct mesh_source_msg *const *m, size_t n)
 static mesh_err
 sub_retry(void *impl, struct mesh_source_msg *m, int64_t delay_ms)
 {
-	natsStatus st = delay_ms > 0 ? natsMsg_NakWithDelay(m->msg, delay_ms,
-	                                                    NULL)
-	                             : natsMsg_Nak(m->msg, NULL);
+	natsStatus st = delay_ms > 0
+	                        ? natsMsg_NakWithDelay(m->msg, delay_ms, NULL)
+	                        : natsMsg_Nak(m->msg, NULL);
 
 	(void)impl;
 	return st == NATS_OK ? MESH_OK : mesh_err_nats(st, 0, "nak");

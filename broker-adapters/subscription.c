@@ -16,9 +16,7 @@
 #include "mesh/topic.h"
 #include "mesh/wire.h"
 
-#define BUCKET       "MESH_SUBSCRIPTIONS"
-#define KV_SUBJECT   "$KV." BUCKET "."
-#define MAX_RECORD   (300 * 1024) /* a 256 KiB policy and the rest */
+#define KV_SUBJECT   "$KV." MESH__RECORDS_BUCKET "."
 #define ACK_WAIT_NS  (30 * (int64_t)1000000000)
 #define PENDING_FIFO MESH_SUBSCRIPTION_BATCH
 #define PENDING_STD  20000
@@ -108,26 +106,6 @@ id_parse(const char *id, char *topic, size_t tsize, char *key, size_t ksize)
 		                    id);
 	}
 	snprintf(key, ksize, "%s.%s", topic, colon + 1);
-	return MESH_OK;
-}
-
-mesh_err
-mesh__subscriptions_bucket(struct mesh_conn *c, kvStore **kv)
-{
-	kvConfig cfg;
-	natsStatus s = js_KeyValue(kv, mesh_conn_js(c), BUCKET);
-
-	if (s == NATS_NOT_FOUND) {
-		kvConfig_Init(&cfg);
-		cfg.Bucket = BUCKET;
-		cfg.History = 1;
-		cfg.MaxValueSize = MAX_RECORD;
-		cfg.StorageType = js_FileStorage;
-		s = js_CreateKeyValue(kv, mesh_conn_js(c), &cfg);
-	}
-	if (s != NATS_OK) {
-		return mesh_err_nats(s, 0, "subscriptions bucket %s", BUCKET);
-	}
 	return MESH_OK;
 }
 
@@ -441,7 +419,7 @@ mesh_subscription_create(struct mesh_conn *c, const char *topic,
 	s.raw = a->raw;
 	s.replay_from_ms = a->replay_from_ms;
 	s.created_ms = now_ms();
-	if ((err = mesh__subscriptions_bucket(c, &kv)) != MESH_OK) {
+	if ((err = mesh__records_bucket(c, &kv)) != MESH_OK) {
 		goto out;
 	}
 	err = record_get(kv, key, &old);
@@ -512,7 +490,7 @@ mesh_subscription_get(struct mesh_conn *c, const char *id,
 
 	if ((err = id_parse(id, topic, sizeof(topic), key, sizeof(key))) !=
 	            MESH_OK ||
-	    (err = mesh__subscriptions_bucket(c, &kv)) != MESH_OK) {
+	    (err = mesh__records_bucket(c, &kv)) != MESH_OK) {
 		return err;
 	}
 	err = record_get(kv, key, out);
@@ -549,7 +527,7 @@ mesh_subscription_set_attrs(struct mesh_conn *c, const char *id,
 	            MESH_OK) {
 		return err;
 	}
-	if ((err = mesh__subscriptions_bucket(c, &kv)) != MESH_OK) {
+	if ((err = mesh__records_bucket(c, &kv)) != MESH_OK) {
 		free(policy);
 		return err;
 	}
@@ -578,7 +556,7 @@ mesh_subscription_delete(struct mesh_conn *c, const char *id)
 
 	if ((err = id_parse(id, topic, sizeof(topic), key, sizeof(key))) !=
 	            MESH_OK ||
-	    (err = mesh__subscriptions_bucket(c, &kv)) != MESH_OK) {
+	    (err = mesh__records_bucket(c, &kv)) != MESH_OK) {
 		return err;
 	}
 	if ((err = record_get(kv, key, &s)) != MESH_OK) {
@@ -609,34 +587,6 @@ cmp_sub(const void *a, const void *b)
 	              ((const struct mesh_subscription *)b)->id);
 }
 
-/* Every key of the bucket. */
-static mesh_err
-keys_of(kvStore *kv, kvKeysList *keys, size_t *n)
-{
-	natsStatus st = kvStore_Keys(keys, kv, NULL);
-
-	if (st == NATS_NOT_FOUND) {
-		memset(keys, 0, sizeof(*keys));
-		*n = 0;
-		return MESH_OK;
-	}
-	if (st != NATS_OK) {
-		return mesh_err_nats(st, 0, "listing subscriptions");
-	}
-	*n = (size_t)keys->Count;
-	return MESH_OK;
-}
-
-/* Whether key "T.HEX" belongs to topic T. */
-static bool
-key_of_topic(const char *key, const char *topic)
-{
-	size_t tl = strlen(topic);
-
-	return strncmp(key, topic, tl) == 0 && key[tl] == '.' &&
-	       strchr(key + tl + 1, '.') == NULL;
-}
-
 mesh_err
 mesh_subscription_list(struct mesh_conn *c, const char *topic,
                        struct mesh_subscription **out, size_t *n)
@@ -653,10 +603,10 @@ mesh_subscription_list(struct mesh_conn *c, const char *topic,
 	    (err = mesh_topic_name_check(topic, NULL)) != MESH_OK) {
 		return err;
 	}
-	if ((err = mesh__subscriptions_bucket(c, &kv)) != MESH_OK) {
+	if ((err = mesh__records_bucket(c, &kv)) != MESH_OK) {
 		return err;
 	}
-	if ((err = keys_of(kv, &keys, &nk)) != MESH_OK) {
+	if ((err = mesh__records_keys(kv, &keys, &nk)) != MESH_OK) {
 		kvStore_Destroy(kv);
 		return err;
 	}
@@ -664,7 +614,7 @@ mesh_subscription_list(struct mesh_conn *c, const char *topic,
 		err = mesh_err_set(MESH_ENOMEM, "listing subscriptions");
 	}
 	for (size_t i = 0; err == MESH_OK && i < nk; i++) {
-		if (topic != NULL && !key_of_topic(keys.Keys[i], topic)) {
+		if (topic != NULL && !mesh__records_of_topic(keys.Keys[i], topic)) {
 			continue;
 		}
 		err = record_get(kv, keys.Keys[i], &subs[k]);
@@ -705,31 +655,6 @@ mesh_subscription_list_free(struct mesh_subscription *subs, size_t n)
 		mesh_subscription_fini(&subs[i]);
 	}
 	free(subs);
-}
-
-mesh_err
-mesh__subscriptions_forget(struct mesh_conn *c, const char *topic)
-{
-	kvKeysList keys;
-	kvStore *kv = NULL;
-	size_t nk = 0;
-	mesh_err err;
-
-	if ((err = mesh__subscriptions_bucket(c, &kv)) != MESH_OK) {
-		return err;
-	}
-	if ((err = keys_of(kv, &keys, &nk)) == MESH_OK) {
-		for (size_t i = 0; i < nk; i++) {
-			if (key_of_topic(keys.Keys[i], topic)) {
-				kvStore_Delete(kv, keys.Keys[i]);
-			}
-		}
-		if (nk > 0) {
-			kvKeysList_Destroy(&keys);
-		}
-	}
-	kvStore_Destroy(kv);
-	return err;
 }
 
 /* ---- consuming ---------------------------------------------------------- */
@@ -800,7 +725,7 @@ mesh_subscriber_bind(struct mesh_conn *c, const char *id,
 	s->c = c;
 	if ((err = id_parse(id, topic, sizeof(topic), s->key,
 	                    sizeof(s->key))) != MESH_OK ||
-	    (err = mesh__subscriptions_bucket(c, &s->kv)) != MESH_OK) {
+	    (err = mesh__records_bucket(c, &s->kv)) != MESH_OK) {
 		goto fail;
 	}
 	/* Watch before reading, so that no change slips between. */

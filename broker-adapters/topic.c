@@ -216,7 +216,7 @@ mesh_topic_delete(struct mesh_conn *c, const char *name)
 	if (s != NATS_OK) {
 		return mesh_err_nats(s, jerr, "topic '%s': deleting", name);
 	}
-	return mesh__subscriptions_forget(c, name);
+	return mesh__records_forget_topic(c, name);
 }
 
 mesh_err

@@ -179,4 +179,3 @@ mesh_schedules_last_fired(struct mesh_conn *c, const char *name, int64_t *fire,
 	}
 	return MESH_OK;
 }
-

@@ -106,10 +106,12 @@ unhandled_note(struct mesh_service *s, const char *type)
 	pthread_mutex_unlock(&s->unhandled_mu);
 	if (log) {
 		mesh__svc_log(s, "warn",
-		     "no handler takes events of type '%s': acknowledged and "
-		     "ignored (%" PRIu64 " since the last such line; at most "
-		     "one a minute per type)",
-		     type, since);
+		              "no handler takes events of type '%s': "
+		              "acknowledged and "
+		              "ignored (%" PRIu64
+		              " since the last such line; at most "
+		              "one a minute per type)",
+		              type, since);
 	}
 }
 
@@ -122,7 +124,8 @@ run_one(struct mesh_service *s, struct mesh_source *src, MDB_txn *txn,
 {
 	const char *id = mesh_event_id(it->ev);
 	MDB_val k = {strlen(id), (void *)id}, v;
-	const struct handler *h = mesh__svc_handler(s, mesh_event_type(it->ev));
+	const struct handler *h =
+	        mesh__svc_handler(s, mesh_event_type(it->ev));
 	struct mesh_ctx ctx = {
 	        .s = s, .src = src, .it = it, .txn = txn, .undo = undo};
 	ProtobufCMessage *msg = NULL;
@@ -234,7 +237,6 @@ prune(struct mesh_service *s, MDB_txn *txn)
 	return rc == MDB_NOTFOUND || rc == 0 ? 0 : rc;
 }
 
-
 static void log_ev(struct mesh_service *s, const struct item *it,
                    const char *fmt, ...) MESH_PRINTF(3, 4);
 
@@ -274,9 +276,10 @@ mesh__batch_settle(struct mesh_service *s, struct mesh_source *src,
 				continue; /* taken off its source */
 			}
 			mesh__svc_log(s, "error",
-			     "event %s: dead-lettering failed (%s); it comes "
-			     "again",
-			     mesh_event_id(it->ev), mesh_errdetail());
+			              "event %s: dead-lettering failed (%s); "
+			              "it comes "
+			              "again",
+			              mesh_event_id(it->ev), mesh_errdetail());
 			it->out = OUT_RETRY;
 			it->delay_ms = backoff(s, it->attempt);
 		}
@@ -291,14 +294,13 @@ mesh__batch_settle(struct mesh_service *s, struct mesh_source *src,
 		                      it->out == OUT_RETRY ? it->delay_ms
 		                                           : 0) != MESH_OK) {
 			mesh__svc_log(s, "warn",
-			     "event %s: %s; it comes again after its "
-			     "visibility timeout",
-			     mesh_event_id(it->ev), mesh_errdetail());
+			              "event %s: %s; it comes again after its "
+			              "visibility timeout",
+			              mesh_event_id(it->ev), mesh_errdetail());
 		}
 	}
 	mesh_source_ack(src, acks, k);
 }
-
 
 /* The contract: one transaction for the batch, a nested one per event,
  * one durable commit, then the outbox is published. */
@@ -318,11 +320,10 @@ again:
 	nf = 0;
 	if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0) {
 		mesh__svc_log(s, "error", "state: %s; the batch comes again",
-		     mdb_strerror(rc));
+		              mdb_strerror(rc));
 		for (size_t i = 0; i < b->n; i++) {
 			b->it[i].out = OUT_RETRY;
-			b->it[i].delay_ms =
-			        backoff(s, b->it[i].attempt);
+			b->it[i].delay_ms = backoff(s, b->it[i].attempt);
 		}
 		return;
 	}
@@ -331,7 +332,8 @@ again:
 		struct item *it = &b->it[i];
 		/* FIFO: after a failure, the group's later events go back
 		 * unprocessed, so that the group keeps its order. */
-		if (mesh_source_fifo(src) && group_failed(failed, nf, it->group)) {
+		if (mesh_source_fifo(src) &&
+		    group_failed(failed, nf, it->group)) {
 			it->out = OUT_RETURN;
 			continue;
 		}
@@ -346,12 +348,12 @@ again:
 			         mdb_strerror(rc));
 			log_ev(s, it, "%s; the batch runs again without it",
 			       why);
-			give_back(s, src, it, backoff(s, it->attempt),
-			          why);
+			give_back(s, src, it, backoff(s, it->attempt), why);
 			it->fixed = true;
 			goto again;
 		}
-		if (mesh_source_fifo(src) && it->out != OUT_ACK && it->group != NULL) {
+		if (mesh_source_fifo(src) && it->out != OUT_ACK &&
+		    it->group != NULL) {
 			failed[nf++] = it->group;
 		}
 	}
@@ -365,9 +367,9 @@ again:
 	}
 	if (rc != 0) {
 		mesh__svc_log(s, "error",
-		     "state: commit failed (%s); the batch comes "
-		     "again",
-		     mdb_strerror(rc));
+		              "state: commit failed (%s); the batch comes "
+		              "again",
+		              mdb_strerror(rc));
 		for (size_t i = 0; i < b->n; i++) {
 			if (b->it[i].out == OUT_ACK) {
 				b->it[i].out = OUT_RETRY;
@@ -413,8 +415,9 @@ mesh__batch_fetch(struct mesh_service *s, struct mesh_source *src,
 	b->n = got;
 	while (err == MESH_OK && got > 0 && b->n < want &&
 	       mesh_mono_ms() < deadline) {
-		err = mesh_source_fetch(src, want - b->n, deadline - mesh_mono_ms(),
-		                        b->m + b->n, &got, NULL);
+		err = mesh_source_fetch(src, want - b->n,
+		                        deadline - mesh_mono_ms(), b->m + b->n,
+		                        &got, NULL);
 		b->n += got;
 	}
 	for (size_t i = 0; i < b->n; i++) {
@@ -425,4 +428,3 @@ mesh__batch_fetch(struct mesh_service *s, struct mesh_source *src,
 	}
 	return err;
 }
-

@@ -147,7 +147,8 @@ mesh_service_main(struct mesh_service *s, int argc, char **argv)
 	}
 	o->max_inflight = (int)n;
 	n = o->max_receive;
-	if (!mesh_daemon_number(&d, "--max-receive", max_receive, 1, 1000, &n)) {
+	if (!mesh_daemon_number(&d, "--max-receive", max_receive, 1, 1000,
+	                        &n)) {
 		return 2;
 	}
 	o->max_receive = (int)n;

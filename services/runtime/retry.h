@@ -13,7 +13,6 @@ int64_t mesh__backoff_ms(int64_t base_ms, int64_t max_ms, int attempt);
 /* Whether a failed event has had its attempts and goes to the dead-letter
  * queue now: after max_receive attempts, unless its source dead-letters
  * by itself (a queue's redrive policy), which then decides. */
-bool mesh__retry_exhausted(int attempt, int max_receive,
-                           bool source_redrives);
+bool mesh__retry_exhausted(int attempt, int max_receive, bool source_redrives);
 
 #endif

@@ -44,9 +44,8 @@ mesh__mono_ns(void)
 }
 
 void
-mesh__svc_vlog(struct mesh_service *s, const char *level,
-               const char *event_id, const char *trace_id, const char *fmt,
-               va_list ap)
+mesh__svc_vlog(struct mesh_service *s, const char *level, const char *event_id,
+               const char *trace_id, const char *fmt, va_list ap)
 {
 	char msg[1024], when[40];
 	struct timespec ts;
@@ -129,8 +128,8 @@ mesh_log(struct mesh_ctx *c, const char *level, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	mesh__svc_vlog(c->s, level, mesh_event_id(c->it->ev), ctx_trace(c), fmt,
-	               ap);
+	mesh__svc_vlog(c->s, level, mesh_event_id(c->it->ev), ctx_trace(c),
+	               fmt, ap);
 	va_end(ap);
 }
 
@@ -147,7 +146,7 @@ mesh_service_new(const char *name, struct mesh_service **out)
 	mesh_err err;
 
 	if ((err = mesh_name_check("service", name, MESH_SERVICE_NAME_MAX,
-	                            NULL)) != MESH_OK) {
+	                           NULL)) != MESH_OK) {
 		return err;
 	}
 	if ((s = calloc(1, sizeof(*s))) == NULL) {
@@ -330,7 +329,7 @@ mkdirs(const char *dir)
 			*p = '\0';
 			if (mkdir(path, 0755) != 0 && errno != EEXIST) {
 				return mesh_err_errno(errno, "state '%s'",
-				                       path);
+				                      path);
 			}
 			*p = '/';
 		}
@@ -372,7 +371,7 @@ mesh__svc_env_open(struct mesh_service *s)
 			mdb_txn_abort(txn);
 		}
 		err = mesh_err_mdb(rc, "service '%s': state '%s'", s->name,
-		                    s->o.state_dir);
+		                   s->o.state_dir);
 		mdb_env_close(s->env);
 		s->env = NULL;
 		return err;
@@ -411,7 +410,8 @@ ctx_del(struct mesh_ctx *c, MDB_dbi dbi, MDB_val *k)
 	return rc;
 }
 
-/* ---- the outbox's sink: NATS --------------------------------------------- */
+/* ---- the outbox's sink: NATS ---------------------------------------------
+ */
 
 /* The open handle of a target (under the outbox's flush); NULL after
  * logging why. */
@@ -441,8 +441,8 @@ target_of(struct mesh_service *s, const char *name)
 	              ? mesh_topic_open(s->c, name + 6, &t->t)
 	              : mesh_queue_open(s->c, name + 6, &t->q);
 	if (err != MESH_OK) {
-		mesh__svc_log(s, "error", "outbox: %s: %s (kept, tried again)", name,
-		     mesh_errdetail());
+		mesh__svc_log(s, "error", "outbox: %s: %s (kept, tried again)",
+		              name, mesh_errdetail());
 		return NULL;
 	}
 	s->n_targets++;
@@ -483,7 +483,8 @@ on_sent(void *arg, void *tag, const struct mesh_sent *r)
 
 	run->ok[i] = r->err == MESH_OK;
 	if (!run->ok[i]) {
-		mesh__svc_log(run->s, "error", "outbox: %s: %s (kept, tried "
+		mesh__svc_log(run->s, "error",
+		              "outbox: %s: %s (kept, tried "
 		              "again)",
 		              run->p[i].target, r->error);
 	}
@@ -503,10 +504,10 @@ nats_sink(void *arg, const struct mesh__outbox_msg *p, size_t n, bool *ok)
 	if (tg == NULL) {
 		return;
 	}
-	err = tg->t != NULL
-	              ? mesh_sender_open_topic(tg->t, NULL, on_sent, &run, &snd)
-	              : mesh_sender_open_queue(tg->q, NULL, on_sent, &run,
-	                                       &snd);
+	err = tg->t != NULL ? mesh_sender_open_topic(tg->t, NULL, on_sent,
+	                                             &run, &snd)
+	                    : mesh_sender_open_queue(tg->q, NULL, on_sent,
+	                                             &run, &snd);
 	for (size_t i = 0; err == MESH_OK && i < n; i++) {
 		bool fifo = tg->t ? mesh_topic_attrs(tg->t)->fifo
 		                  : mesh_queue_attrs(tg->q)->fifo;
@@ -691,8 +692,8 @@ mesh_emit(struct mesh_ctx *c, const char *target, const struct mesh_event *ev,
 		                    "service '%s': emitted event of %zu bytes",
 		                    c->s->name, len);
 	}
-	rc = mesh__outbox_put(&c->s->outbox, c->txn, c->undo, target,
-	                      group_id, buf, len);
+	rc = mesh__outbox_put(&c->s->outbox, c->txn, c->undo, target, group_id,
+	                      buf, len);
 	free(buf);
 	if (mesh__mdb_fatal(rc)) {
 		c->broken = rc;
@@ -794,15 +795,15 @@ work(void *arg)
 		mesh__batch_init(b);
 	}
 	while (b != NULL && !stopping(s)) {
-		err = source != NULL
-		              ? MESH_OK
-		              : mesh_source_open(s->c, src->spec, &so, &source);
+		err = source != NULL ? MESH_OK
+		                     : mesh_source_open(s->c, src->spec, &so,
+		                                        &source);
 		if (err == MESH_OK) {
 			err = mesh__batch_fetch(s, source, b);
 		}
 		if (err != MESH_OK) {
-			mesh__svc_log(s, "warn", "%s: %s; trying again", src->label,
-			     mesh_errdetail());
+			mesh__svc_log(s, "warn", "%s: %s; trying again",
+			              src->label, mesh_errdetail());
 			if (b->n == 0) {
 				mesh_source_close(source);
 				source = NULL;
@@ -851,8 +852,9 @@ stats_json(struct mesh_service *s)
 #undef COUNTER
 	json_object_set_new(j, "in_flight",
 	                    json_integer(atomic_load(&st->in_flight)));
-	json_object_set_new(j, "outbox_pending",
-	                    json_integer((json_int_t)mesh__outbox_count(&s->outbox)));
+	json_object_set_new(
+	        j, "outbox_pending",
+	        json_integer((json_int_t)mesh__outbox_count(&s->outbox)));
 	json_object_set_new(j, "handler_ms", mesh__hist_json(&st->handler));
 	json_object_set_new(j, "commit_ms", mesh__hist_json(&st->commit));
 	return j;
@@ -1075,13 +1077,15 @@ mesh_service_run(struct mesh_service *s, struct mesh_conn *c,
 		}
 	}
 	mesh__svc_log(s, "info", "started: %zu sources, state %s", s->n_src,
-	     s->o.state_dir);
+	              s->o.state_dir);
 	next_flush = mesh_mono_ms() + FLUSH_EVERY_MS;
 	while (!stopping(s)) {
 		struct timespec ts = {0, 50 * 1000000};
 		nanosleep(&ts, NULL);
 		if (mesh_mono_ms() >= next_flush) {
-			mesh__outbox_flush(&s->outbox, 0); /* what failed to go out before */
+			mesh__outbox_flush(
+			        &s->outbox,
+			        0); /* what failed to go out before */
 			mesh__state_api_tick(s);
 			next_flush = mesh_mono_ms() + FLUSH_EVERY_MS;
 		}
@@ -1093,7 +1097,8 @@ mesh_service_run(struct mesh_service *s, struct mesh_conn *c,
 	mesh__outbox_flush(&s->outbox, 0);
 	forget_published(s);
 	targets_close(s);
-	mesh__svc_log(s, "info", "stopped: %zu events in the outbox", mesh__outbox_count(&s->outbox));
+	mesh__svc_log(s, "info", "stopped: %zu events in the outbox",
+	              mesh__outbox_count(&s->outbox));
 out:
 	stats_stop(s);
 	mesh__state_api_stop(s);

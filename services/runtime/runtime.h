@@ -80,7 +80,7 @@ struct mesh_service {
 	natsSubscription *stats_sub[2];
 	struct mesh__outbox outbox;
 	struct target { /* the targets it publishes to, kept open (one
-	                   flush at a time uses them) */
+		           flush at a time uses them) */
 		char name[MESH__OUTBOX_TARGET];
 		struct mesh_topic *t;
 		struct mesh_queue *q;
@@ -109,7 +109,7 @@ struct mesh_service {
 struct item {
 	struct mesh_event *ev;
 	int attempt;
-	const char *group; /* FIFO sources */
+	const char *group;         /* FIFO sources */
 	struct mesh_source_msg *m; /* as the source handed it out */
 	enum {
 		OUT_ACK,    /* done (processed, duplicate or ignored) */
@@ -127,7 +127,6 @@ struct item {
 	bool malformed; /* dead-lettered because it could not be parsed */
 };
 
-
 struct mesh_ctx {
 	struct mesh_service *s;
 	struct mesh_source *src;
@@ -141,7 +140,6 @@ struct mesh_ctx {
 	char trace_id[33]; /* "" until asked for */
 	char parent_span[17];
 };
-
 
 struct batch {
 	struct mesh__undo undo;
@@ -159,8 +157,8 @@ int64_t mesh__mono_ns(void);
 void mesh__svc_vlog(struct mesh_service *s, const char *level,
                     const char *event_id, const char *trace_id,
                     const char *fmt, va_list ap);
-void mesh__svc_log(struct mesh_service *s, const char *level,
-                   const char *fmt, ...) MESH_PRINTF(3, 4);
+void mesh__svc_log(struct mesh_service *s, const char *level, const char *fmt,
+                   ...) MESH_PRINTF(3, 4);
 /* The handler of a type (or the fallback; NULL: none). */
 const struct handler *mesh__svc_handler(const struct mesh_service *s,
                                         const char *type);

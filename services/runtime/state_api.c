@@ -30,16 +30,17 @@
 
 #include "runtime.h"
 
-#define SCAN_LIMIT_MAX   1000
-#define REPLY_BYTES_MAX  (768 * 1024) /* under NATS's 1 MiB payload */
-#define CHUNK_BYTES      (512 * 1024)
-#define BACKUP_IDLE_MS   (10 * 60 * 1000)
-#define STATE_QUEUE      "mesh-state"
+#define SCAN_LIMIT_MAX  1000
+#define REPLY_BYTES_MAX (768 * 1024) /* under NATS's 1 MiB payload */
+#define CHUNK_BYTES     (512 * 1024)
+#define BACKUP_IDLE_MS  (10 * 60 * 1000)
+#define STATE_QUEUE     "mesh-state"
 
 static char *
 b64(const void *data, size_t len)
 {
-	size_t n = sodium_base64_encoded_len(len, sodium_base64_VARIANT_ORIGINAL);
+	size_t n =
+	        sodium_base64_encoded_len(len, sodium_base64_VARIANT_ORIGINAL);
 	char *out = malloc(n);
 
 	if (out != NULL) {
@@ -90,8 +91,8 @@ reply_json(natsConnection *nc, natsMsg *m, json_t *j)
 	json_decref(j);
 }
 
-static json_t *
-error_json(mesh_err err, const char *fmt, ...) MESH_PRINTF(2, 3);
+static json_t *error_json(mesh_err err, const char *fmt, ...)
+        MESH_PRINTF(2, 3);
 
 static json_t *
 error_json(mesh_err err, const char *fmt, ...)
@@ -151,10 +152,11 @@ get(struct mesh_service *s, json_t *req)
 		                  s->name, db);
 	}
 	if (klen <= 0) {
-		return error_json(MESH_EINVAL,
-		                  "service '%s': a key of 1-%d bytes, as \"key\" "
-		                  "or \"key_base64\"",
-		                  s->name, KEY_MAX);
+		return error_json(
+		        MESH_EINVAL,
+		        "service '%s': a key of 1-%d bytes, as \"key\" "
+		        "or \"key_base64\"",
+		        s->name, KEY_MAX);
 	}
 	if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0) {
 		return error_json(MESH_ESTORE, "service '%s': %s", s->name,
@@ -164,8 +166,8 @@ get(struct mesh_service *s, json_t *req)
 	if (rc == MDB_NOTFOUND) {
 		mdb_txn_abort(txn);
 		return error_json(MESH_ENOTFOUND,
-		                  "service '%s' has no key '%.*s' in %s", s->name,
-		                  (int)klen, (const char *)key, db);
+		                  "service '%s' has no key '%.*s' in %s",
+		                  s->name, (int)klen, (const char *)key, db);
 	}
 	if (rc != 0) {
 		mdb_txn_abort(txn);
@@ -201,11 +203,12 @@ scan(struct mesh_service *s, json_t *req)
 	int rc, op;
 
 	if (!db_of(s, req, &dbi, &db)) {
-		return error_json(MESH_EINVAL, "service '%s': no database '%s'",
-		                  s->name, db);
+		return error_json(MESH_EINVAL,
+		                  "service '%s': no database '%s'", s->name,
+		                  db);
 	}
-	if (lim != NULL && (!json_is_integer(lim) || limit < 1 ||
-	                    limit > SCAN_LIMIT_MAX)) {
+	if (lim != NULL &&
+	    (!json_is_integer(lim) || limit < 1 || limit > SCAN_LIMIT_MAX)) {
 		return error_json(MESH_EINVAL,
 		                  "service '%s': limit: 1-%d keys a request",
 		                  s->name, SCAN_LIMIT_MAX);
@@ -367,12 +370,13 @@ on_chunk(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
 		backup_drop(s);
 		reply_json(nc, m, json_object());
 	} else if (offset < 0 || (uint64_t)offset > s->backup.size) {
-		reply_json(nc, m,
-		           error_json(MESH_EINVAL,
-		                      "service '%s': offset %lld is outside the "
-		                      "backup's %" PRIu64 " bytes",
-		                      s->name, (long long)offset,
-		                      s->backup.size));
+		reply_json(
+		        nc, m,
+		        error_json(MESH_EINVAL,
+		                   "service '%s': offset %lld is outside the "
+		                   "backup's %" PRIu64 " bytes",
+		                   s->name, (long long)offset,
+		                   s->backup.size));
 	} else {
 		uint8_t *buf = malloc(CHUNK_BYTES);
 		ssize_t n = -1;
@@ -413,11 +417,13 @@ on_state(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
 		req = json_object();
 	}
 	if (req == NULL || !json_is_object(req)) {
-		reply_json(nc, m,
-		           error_json(MESH_EINVAL,
-		                      "service '%s': the request is not a JSON "
-		                      "object (%s)",
-		                      s->name, req ? "another value" : jerr.text));
+		reply_json(
+		        nc, m,
+		        error_json(MESH_EINVAL,
+		                   "service '%s': the request is not a JSON "
+		                   "object (%s)",
+		                   s->name,
+		                   req ? "another value" : jerr.text));
 	} else if (strcmp(verb, "get") == 0) {
 		reply_json(nc, m, get(s, req));
 	} else if (strcmp(verb, "scan") == 0) {
@@ -448,8 +454,8 @@ mesh__state_api_start(struct mesh_service *s)
 	sodium_bin2hex(id, sizeof(id), r, sizeof(r));
 	snprintf(s->backup.subject, sizeof(s->backup.subject),
 	         "mesh.service.%s.instance.%s.backup", s->name, id);
-	snprintf(subject, sizeof(subject), MESH_SERVICE_STATE_SUBJECT,
-	         s->name, "*");
+	snprintf(subject, sizeof(subject), MESH_SERVICE_STATE_SUBJECT, s->name,
+	         "*");
 	st = natsConnection_QueueSubscribe(&s->state_sub[0],
 	                                   mesh_conn_nats(s->c), subject,
 	                                   STATE_QUEUE, on_state, s);
@@ -480,8 +486,8 @@ mesh__state_api_stop(struct mesh_service *s)
 	for (int i = 0; i < 2; i++) {
 		if (s->state_sub[i] != NULL) {
 			natsSubscription_Unsubscribe(s->state_sub[i]);
-			natsSubscription_WaitForDrainCompletion(s->state_sub[i],
-			                                        0);
+			natsSubscription_WaitForDrainCompletion(
+			        s->state_sub[i], 0);
 			natsSubscription_Destroy(s->state_sub[i]);
 			s->state_sub[i] = NULL;
 		}

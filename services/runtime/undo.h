@@ -33,8 +33,8 @@ int mesh__undo_note(struct mesh__undo *u, MDB_txn *txn, MDB_dbi dbi,
                     const MDB_val *k);
 
 /* A write noted, then made: mdb_put / mdb_del's results. */
-int mesh__undo_put(struct mesh__undo *u, MDB_txn *txn, MDB_dbi dbi,
-                   MDB_val *k, MDB_val *v);
+int mesh__undo_put(struct mesh__undo *u, MDB_txn *txn, MDB_dbi dbi, MDB_val *k,
+                   MDB_val *v);
 int mesh__undo_del(struct mesh__undo *u, MDB_txn *txn, MDB_dbi dbi,
                    MDB_val *k);
 

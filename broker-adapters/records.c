@@ -1,0 +1,84 @@
+/* records.c: the store of subscription records (see internal.h): the
+ * key-value bucket MESH_SUBSCRIPTIONS, a record a key "TOPIC.HEX". Below
+ * both topics (a deleted topic's records go with it) and subscriptions
+ * (what a record says). */
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define MAX_RECORD (300 * 1024) /* a 256 KiB policy and the rest */
+
+mesh_err
+mesh__records_bucket(struct mesh_conn *c, kvStore **kv)
+{
+	kvConfig cfg;
+	natsStatus s = js_KeyValue(kv, mesh_conn_js(c), MESH__RECORDS_BUCKET);
+
+	if (s == NATS_NOT_FOUND) {
+		kvConfig_Init(&cfg);
+		cfg.Bucket = MESH__RECORDS_BUCKET;
+		cfg.History = 1;
+		cfg.MaxValueSize = MAX_RECORD;
+		cfg.StorageType = js_FileStorage;
+		s = js_CreateKeyValue(kv, mesh_conn_js(c), &cfg);
+	}
+	if (s != NATS_OK) {
+		return mesh_err_nats(s, 0, "subscriptions bucket %s",
+		                     MESH__RECORDS_BUCKET);
+	}
+	return MESH_OK;
+}
+
+/* Every key of the bucket. */
+mesh_err
+mesh__records_keys(kvStore *kv, kvKeysList *keys, size_t *n)
+{
+	natsStatus st = kvStore_Keys(keys, kv, NULL);
+
+	if (st == NATS_NOT_FOUND) {
+		memset(keys, 0, sizeof(*keys));
+		*n = 0;
+		return MESH_OK;
+	}
+	if (st != NATS_OK) {
+		return mesh_err_nats(st, 0, "listing subscriptions");
+	}
+	*n = (size_t)keys->Count;
+	return MESH_OK;
+}
+
+/* Whether key "T.HEX" belongs to topic T. */
+bool
+mesh__records_of_topic(const char *key, const char *topic)
+{
+	size_t tl = strlen(topic);
+
+	return strncmp(key, topic, tl) == 0 && key[tl] == '.' &&
+	       strchr(key + tl + 1, '.') == NULL;
+}
+
+mesh_err
+mesh__records_forget_topic(struct mesh_conn *c, const char *topic)
+{
+	kvKeysList keys;
+	kvStore *kv = NULL;
+	size_t nk = 0;
+	mesh_err err;
+
+	if ((err = mesh__records_bucket(c, &kv)) != MESH_OK) {
+		return err;
+	}
+	if ((err = mesh__records_keys(kv, &keys, &nk)) == MESH_OK) {
+		for (size_t i = 0; i < nk; i++) {
+			if (mesh__records_of_topic(keys.Keys[i], topic)) {
+				kvStore_Delete(kv, keys.Keys[i]);
+			}
+		}
+		if (nk > 0) {
+			kvKeysList_Destroy(&keys);
+		}
+	}
+	kvStore_Destroy(kv);
+	return err;
+}
