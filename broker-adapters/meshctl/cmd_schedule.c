@@ -8,6 +8,7 @@
 
 #include "cli.h"
 #include "commands.h"
+#include "message.h"
 #include "api.h"
 #include "daemon.h"
 #include "expr.h"
@@ -95,17 +96,18 @@ schedule_from_flags(struct cli *cli, struct mesh_schedule *s)
 	COPY("--target", target);
 	COPY("--type", type);
 #undef COPY
-	if (cli_opt(cli, "--body") != NULL && cli_opt(cli, "--json") != NULL) {
-		cli_usage_error(cli, "--body and --json exclude each other");
-		return false;
-	}
-	if ((v = cli_opt(cli, "--body")) != NULL ||
-	    (v = cli_opt(cli, "--json")) != NULL) {
-		free(s->body);
-		if ((s->body = strdup(v)) == NULL) {
+	{
+		struct payload p;
+		bool ok = payload_from_flags(cli, false, &p) == CLI_OK;
+		if (ok && p.text != NULL) {
+			free(s->body);
+			ok = (s->body = strdup(p.text)) != NULL;
+			s->json_body = p.data;
+		}
+		payload_fini(&p);
+		if (!ok) {
 			return false;
 		}
-		s->json_body = cli_opt(cli, "--json") != NULL;
 	}
 	if (cli_opt_nth(cli, "--attr", 0) != NULL) {
 		size_t len = 0;

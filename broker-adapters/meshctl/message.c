@@ -162,49 +162,87 @@ b64(const void *data, size_t len)
 }
 
 int
+payload_from_flags(struct cli *cli, bool required, struct payload *p)
+{
+	static const char *const flags[] = {"--body", "--body-file", "--data",
+	                                    "--data-file"};
+	const char *v = NULL;
+	size_t given = 0, which = 0;
+
+	memset(p, 0, sizeof(*p));
+	for (size_t i = 0; i < 4; i++) {
+		if (cli_opt(cli, flags[i]) != NULL) {
+			given++;
+			which = i;
+			v = cli_opt(cli, flags[i]);
+		}
+	}
+	if (given > 1 || (required && given == 0)) {
+		return cli_usage_error(cli, "give %s of --body TEXT, --body-file "
+		                            "FILE, --data OBJ and --data-file "
+		                            "FILE",
+		                       required ? "one" : "at most one");
+	}
+	if (given == 0) {
+		return CLI_OK;
+	}
+	p->flag = flags[which];
+	p->data = which >= 2;
+	if (which % 2 == 1) {
+		if ((p->owned = read_file(cli, v)) == NULL) {
+			return CLI_FAIL;
+		}
+		v = p->owned;
+	}
+	p->text = v;
+	if (p->data && cli_opt(cli, "--type") == NULL) {
+		return cli_usage_error(cli,
+		                       "%s needs --type T, the protobuf message "
+		                       "to encode it as",
+		                       p->flag);
+	}
+	return CLI_OK;
+}
+
+void
+payload_fini(struct payload *p)
+{
+	free(p->owned);
+	p->owned = NULL;
+}
+
+int
 msg_from_flags(struct cli *cli, struct mesh_event **out)
 {
-	const char *body = cli_opt(cli, "--body");
-	const char *file = cli_opt(cli, "--body-file");
 	const char *type = cli_opt(cli, "--type");
-	const char *json = cli_opt(cli, "--json");
 	struct mesh_event *ev = NULL;
-	char *from_file = NULL;
+	struct payload p;
 	const char *spec;
 	mesh_err err;
+	int rc;
 
-	if ((body != NULL) + (file != NULL) + (json != NULL) != 1) {
-		return cli_usage_error(cli, "give one of --body TEXT, "
-		                            "--body-file FILE and --type T "
-		                            "--json OBJ");
+	if ((rc = payload_from_flags(cli, true, &p)) != CLI_OK) {
+		payload_fini(&p);
+		return rc;
 	}
-	if (json != NULL && type == NULL) {
-		return cli_usage_error(cli,
-		                       "--json OBJ needs --type T, the "
-		                       "protobuf message to encode it as");
-	}
-	if (file != NULL && (from_file = read_file(cli, file)) == NULL) {
-		return CLI_FAIL;
-	}
-	if (from_file != NULL) {
-		body = from_file;
-	}
-	if (json != NULL) {
+	if (p.data) {
 		err = mesh_event_new(type, "meshctl", &ev);
 		if (err == MESH_OK) {
-			err = mesh_pbjson_set_event_data(ev, type, json,
-			                                 strlen(json));
+			err = mesh_pbjson_set_event_data(ev, type, p.text,
+			                                 strlen(p.text));
 		}
 		if (err == MESH_EINVAL || err == MESH_ENOTFOUND ||
 		    err == MESH_EPARSE) {
 			mesh_event_free(ev);
-			return cli_usage_error(cli, "--json: %s",
-			                       mesh_errdetail());
+			rc = cli_usage_error(cli, "%s: %s", p.flag,
+			                     mesh_errdetail());
+			payload_fini(&p);
+			return rc;
 		}
 	} else {
-		err = body_event(type ? type : "evmesh.message", body, &ev);
+		err = body_event(type ? type : "evmesh.message", p.text, &ev);
 	}
-	free(from_file);
+	payload_fini(&p);
 	if (err != MESH_OK) {
 		mesh_event_free(ev);
 		return cli_fail(cli, err);

@@ -4,6 +4,7 @@
 #ifndef MESHCTL_MESSAGE_H
 #define MESHCTL_MESSAGE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -17,20 +18,37 @@
 	        {"--body-file", "FILE",                                       \
 	         "the message body from a file (- for stdin)"},               \
 	        {"--type", "T",                                               \
-	         "the event type (evmesh.message); with --json, the "         \
+	         "the event type (evmesh.message); with --data, the "         \
 	         "protobuf message (see schemas/)"},                          \
-	        {"--json", "OBJ",                                             \
-	         "the body as JSON, encoded as protobuf message --type"},     \
+	        {"--data", "OBJ",                                             \
+	         "the payload as JSON, encoded as protobuf message --type"},  \
+	        {"--data-file", "FILE",                                       \
+	         "--data from a file (- for stdin)"},                         \
 	{                                                                     \
 		"--attr", "NAME=TYPE:VALUE",                                  \
 		        "a message attribute; TYPE String, Number, "          \
 		        "String.Array or Binary (base64); repeatable"         \
 	}
 
-/* The message of --body TEXT | --body-file FILE | --type T --json OBJ,
- * with its --attr NAME=TYPE:VALUE attributes. Returns CLI_OK with *out
- * set, or the exit code after printing why. */
+/* The message of --body TEXT | --body-file FILE | --type T --data OBJ |
+ * --type T --data-file FILE, with its --attr NAME=TYPE:VALUE attributes.
+ * Returns CLI_OK with *out set, or the exit code after printing why. */
 int msg_from_flags(struct cli *cli, struct mesh_event **out);
+
+/* A payload as given on the line: at most one of --body TEXT,
+ * --body-file FILE, --data OBJ and --data-file FILE (- for stdin). */
+struct payload {
+	const char *text; /* NULL when none was given */
+	bool data;        /* JSON to encode as protobuf message --type */
+	const char *flag; /* the flag it came from, for messages */
+	char *owned;      /* a file's contents (text points into it) */
+};
+
+/* Read the payload flags into *p (free with payload_fini, also after a
+ * failure). One is needed when required. --data and --data-file need
+ * --type. Returns CLI_OK or the exit code after printing why. */
+int payload_from_flags(struct cli *cli, bool required, struct payload *p);
+void payload_fini(struct payload *p);
 
 /* The message of --entries[i]: its text under body_key ("MessageBody",
  * "Message") and its MessageAttributes ({"k": {"DataType": "String",

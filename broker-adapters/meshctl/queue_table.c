@@ -108,7 +108,10 @@ const struct cli_cmd queue_commands[] = {
          cmd_queue_delete, NULL, 1, 1},
         {"purge", "Delete every message of a queue.", "NAME", NULL, none,
          cmd_queue_purge, NULL, 1, 1},
-        {"send", "Send a message.", "NAME --body TEXT [OPTIONS]", NULL,
+        {"send", "Send a message.",
+         "NAME (--body TEXT | --type T --data OBJ) [OPTIONS]",
+         "--type T --data OBJ encodes OBJ as the protobuf message T (see "
+         "schemas/).",
          send_opts, cmd_queue_send, NULL, 1, 1},
         {"send-batch", "Send up to 10 messages (send-message-batch).",
          "NAME --entries JSON",

@@ -69,9 +69,9 @@ const struct cli_cmd topic_commands[] = {
         {"info", "Show a topic's attributes and counts.", "NAME", NULL, none,
          cmd_topic_info, NULL, 1, 1},
         {"publish", "Publish a message to every subscription.",
-         "NAME (--body TEXT | --type T --json OBJ) [OPTIONS]",
-         "With --json OBJ as the payload, use --output json for JSON "
-         "output.",
+         "NAME (--body TEXT | --type T --data OBJ) [OPTIONS]",
+         "--type T --data OBJ encodes OBJ as the protobuf message T (see "
+         "schemas/).",
          publish_opts, cmd_topic_publish, NULL, 1, 1},
         {"publish-batch", "Publish up to 10 messages (publish-batch).",
          "NAME --entries JSON",

@@ -23,6 +23,14 @@ is "$(printf '%s' "$out" | json 'd["Attributes"]["MaximumMessageSize"]')" "26214
 	"defaults are SQS's (MaximumMessageSize 262144)"
 out=$(m queue list --json); has "$out" '/queue/jobs' "list-queues shape: QueueUrls"
 
+# --json anywhere on the line is the output switch (issue 11).
+for line in "--json queue send jobs" "queue --json send jobs" "queue send --json jobs"; do
+	# shellcheck disable=SC2086
+	out=$(m $line --body x); r=$?
+	is "$r" 0 "meshctl $line --body x: exit 0"
+	[ "$(printf '%s' "$out" | json 'len(d["MessageId"])')" = 36 ]; ok $? "and prints {\"MessageId\": ...}"
+done
+m queue purge jobs >/dev/null
 out=$(m queue send jobs --body 'hello world' --attr color=String:red --attr n=Number:7 --json)
 ok $? "send exits 0"
 mid=$(printf '%s' "$out" | json 'd["MessageId"]')

@@ -30,7 +30,7 @@ sleep 0.3
 
 out=$(m schedule create alarm --expression 'rate(1 second)' \
 	--target topic:alarms --type evmesh.shop.OrderSummary \
-	--json '{"windowStart": "<aws.scheduler.attempt-number>", "orders": 3}' \
+	--data '{"windowStart": "<aws.scheduler.attempt-number>", "orders": 3}' \
 	--attr region=String:eu --attr level=Number:3 2>&1)
 ok $? "a schedule into a topic with a JSON body is created"
 sleep 3.5
@@ -54,11 +54,11 @@ is $? 1 "an unknown topic exits 1"
 has "$out" "no-such-topic" "and names it"
 out=$(m schedule create badjson --expression 'rate(1 minute)' \
 	--target topic:alarms --type evmesh.shop.OrderSummary \
-	--json '{"orders": "many"}' 2>&1)
+	--data '{"orders": "many"}' 2>&1)
 is $? 2 "a JSON body that is not the type exits 2"
 has "$out" "orders" "and names the field"
 out=$(m schedule create badtype --expression 'rate(1 minute)' \
-	--target topic:alarms --type evmesh.nope.Nothing --json '{}' 2>&1)
+	--target topic:alarms --type evmesh.nope.Nothing --data '{}' 2>&1)
 is $? 2 "an unknown protobuf type exits 2"
 has "$out" "evmesh.nope.Nothing" "and names it"
 out=$(m schedule create badattr --expression 'rate(1 minute)' \

@@ -192,7 +192,7 @@ if [ -n "$SERVICE" ]; then
 	done
 	out=$("${M[@]}" stats template-service --wait 1000); ok $? "the running template service answers stats"
 	for n in ada bob ada; do
-		"${M[@]}" topic publish greetings --type evmesh.example.Greet --json "{\"name\":\"$n\"}" >/dev/null
+		"${M[@]}" topic publish greetings --type evmesh.example.Greet --data "{\"name\":\"$n\"}" >/dev/null
 	done
 	for _ in $(seq 100); do
 		[ "$("$MESHCTL" state get template-service greeted/ada --state var/services/tpl 2>/dev/null)" = 2 ] && break

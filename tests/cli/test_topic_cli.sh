@@ -60,15 +60,15 @@ is "$(printf '%s' "$out" | field Attributes.FilterPolicyScope)" MessageBody "get
 pids+=($!)
 sleep 0.3
 m topic publish orders --type evmesh.shop.OrderPlaced \
-	--json '{"orderId": "o-1", "country": "DE", "totalCents": "250"}' >/dev/null
+	--data '{"orderId": "o-1", "country": "DE", "totalCents": "250"}' >/dev/null
 ok $? "publish JSON as an OrderPlaced"
 m topic publish orders --type evmesh.shop.OrderPlaced \
-	--json '{"orderId": "o-2", "country": "FR", "totalCents": "250"}' >/dev/null
+	--data '{"orderId": "o-2", "country": "FR", "totalCents": "250"}' >/dev/null
 out=$(m topic publish orders --type evmesh.shop.OrderPlaced \
-	--json '{"orderId": "o-3", "country": "DE", "totalCents": "50"}' --output json)
+	--data '{"orderId": "o-3", "country": "DE", "totalCents": "50"}' --output json)
 ok $? "publish with --output json"
 printf '%s' "$out" | field MessageId >/dev/null; ok $? "publish shape: MessageId"
-out=$(m topic publish orders --type evmesh.shop.OrderPlaced --json '{"nope": 1}' 2>&1)
+out=$(m topic publish orders --type evmesh.shop.OrderPlaced --data '{"nope": 1}' 2>&1)
 is $? 2 "JSON that is not the type exits 2"
 has "$out" "nope" "and names the field"
 out=$(m topic publish nope --body x 2>&1); is $? 1 "publishing to an unknown topic exits 1"
@@ -87,13 +87,33 @@ is "$n" 1 "the MessageBody policy on the protobuf payload passed 1 (DE and >= 10
 
 m subscription set-attributes "$sub" --no-filter-policy; ok $? "set-attributes drops the policy"
 m topic publish orders --type evmesh.shop.OrderPlaced \
-	--json '{"orderId": "o-4", "country": "US", "totalCents": "1"}' >/dev/null
+	--data '{"orderId": "o-4", "country": "US", "totalCents": "1"}' >/dev/null
 for _ in $(seq 1 50); do
 	n=$(m queue info shipping --json | field Attributes.ApproximateNumberOfMessages)
 	[ "$n" -ge 2 ] && break
 	sleep 0.1
 done
 is "$n" 2 "and the next message passes at once"
+# --json is the output switch wherever it stands; --data is the payload.
+for line in "--json topic publish orders" "topic --json publish orders" "topic publish --json orders" "topic publish orders"; do
+	# shellcheck disable=SC2086
+	out=$(m $line --type evmesh.shop.OrderPlaced --data '{"orderId": "o-0", "country": "PL"}' \
+		$([ "$line" = "topic publish orders" ] && echo --json)); r=$?
+	is "$r" 0 "meshctl ${line}${line:+ }... --data OBJ: exit 0"
+	[ ${#out} -gt 0 ] && [ "$(printf '%s' "$out" | field MessageId | wc -c)" -eq 37 ]
+	ok $? "and prints {\"MessageId\": ...}"
+done
+out=$(printf '{"orderId": "o-0", "country": "PL"}' |
+	m topic publish orders --type evmesh.shop.OrderPlaced --data-file - --json)
+ok $? "--data-file - reads the payload from stdin"
+printf '%s' "$out" | field MessageId >/dev/null; ok $? "and publishes it"
+out=$(m topic publish orders --data '{}' 2>&1); is $? 2 "--data without --type exits 2"
+has "$out" "--data needs --type T" "and says what is missing"
+out=$(m topic publish orders --body x --data '{}' --type evmesh.shop.OrderPlaced 2>&1)
+is $? 2 "--body and --data together exit 2"
+out=$(m topic publish orders --type evmesh.shop.OrderPlaced --json '{"orderId": "o-0"}' 2>&1)
+is $? 2 "--json OBJ is no payload any more: exit 2"
+has "$out" "unexpected argument '{\"orderId\": \"o-0\"}'" "and names the stray value"
 m subscription delete "$sub"; ok $? "unsubscribe"
 out=$(m subscription delete "$sub" 2>&1); is $? 1 "unsubscribing again exits 1"
 out=$(m subscription info bad-id 2>&1); is $? 2 "a malformed id exits 2"
