@@ -141,13 +141,13 @@ out=$("$MESHCTL" --server "$BROKER_URL" stats 2>&1); is $? 1 "stats of no servic
 has "$out" "no service answered (on mesh.services.stats" "and says so"
 out=$("$MESHCTL" --server "$BROKER_URL" stats 'a.b' 2>&1); is $? 2 "a malformed service name is a usage error"
 
-stat_json() { # SERVICE INSTANCE RECEIVED P99
-	printf '{"service":"%s","instance":"%s","received":%s,"processed":%s,"retried":1,"failed":0,"dead_lettered":0,"duplicates":2,"ignored":0,"outbox_pending":0,"in_flight":1,"handler_ms":{"p50":0.5,"p95":1.0,"p99":%s,"count":%s},"commit_ms":{"p50":2.0,"p95":4.0,"p99":8.0,"count":%s}}' \
-		"$1" "$2" "$3" "$3" "$4" "$3" "$3"
+stat_json() { # SERVICE INSTANCE RECEIVED P99 MALFORMED
+	printf '{"service":"%s","instance":"%s","received":%s,"processed":%s,"retried":1,"failed":0,"dead_lettered":0,"malformed":%s,"duplicates":2,"ignored":0,"outbox_pending":0,"in_flight":1,"handler_ms":{"p50":0.5,"p95":1.0,"p99":%s,"count":%s},"commit_ms":{"p50":2.0,"p95":4.0,"p99":8.0,"count":%s}}' \
+		"$1" "$2" "$3" "$3" "${5:-0}" "$4" "$3" "$3"
 }
-spawn r1.out "$STATS_RESPONDER" "$BROKER_URL" orders "$(stat_json orders host-b:2 100 3.5)"
+spawn r1.out "$STATS_RESPONDER" "$BROKER_URL" orders "$(stat_json orders host-b:2 100 3.5 1)"
 ok $? "a stand-in instance of orders answers"
-spawn r2.out "$STATS_RESPONDER" "$BROKER_URL" orders "$(stat_json orders host-a:1 50 7.25)"
+spawn r2.out "$STATS_RESPONDER" "$BROKER_URL" orders "$(stat_json orders host-a:1 50 7.25 2)"
 ok $? "a second one"
 spawn r3.out "$STATS_RESPONDER" "$BROKER_URL" shipping "$(stat_json shipping host-a:3 7 0.1)"
 ok $? "and one of shipping"
@@ -155,16 +155,17 @@ spawn r4.out "$STATS_RESPONDER" "$BROKER_URL" orders "not json"
 ok $? "and a broken one"
 
 out=$("$MESHCTL" --server "$BROKER_URL" stats orders --wait 1000 2>err); ok $? "stats orders exits 0"
-row=$(printf '%s\n' "$out" | awk '$1 == "orders" {print $2, $3, $4, $8, $11}')
-is "$row" "(2) 150 150 4 2" "its row sums the instances' counters (received, processed, duplicates, in flight)"
+row=$(printf '%s\n' "$out" | awk '$1 == "orders" {print $2, $3, $4, $8, $9, $12}')
+is "$row" "(2) 150 150 3 4 2" "its row sums the instances' counters (received, processed, malformed, duplicates, in flight)"
+has "$(printf '%s\n' "$out" | head -1)" " DEAD MALFORMED " "the table has a MALFORMED column beside DEAD"
 has "$out" "  host-a:1 " "and shows each instance"
 [ "$(printf '%s\n' "$out" | grep -n 'host-a:1' | cut -d: -f1)" -lt "$(printf '%s\n' "$out" | grep -n 'host-b:2' | cut -d: -f1)" ]
 ok $? "in order"
 has "$(printf '%s\n' "$out" | awk '$1 == "orders"')" "0.50/1.00/7.25" "its p99 is the largest instance's"
 has "$(cat err)" "ignored 1 answer(s) on mesh.service.orders.stats" "the broken answer is reported, not shown"
 out=$("$MESHCTL" --server "$BROKER_URL" stats orders --json --wait 1000 2>/dev/null)
-is "$(jget "$out" 'j["service"], j["total"]["received"], j["total"]["duplicates"], j["total"]["in_flight"], j["total"]["handler_ms"]["p99"], len(j["instances"])')" \
-	"orders 150 4 2 7.25 2" "--json: the total and the instances' own answers"
+is "$(jget "$out" 'j["service"], j["total"]["received"], j["total"]["malformed"], j["total"]["duplicates"], j["total"]["in_flight"], j["total"]["handler_ms"]["p99"], len(j["instances"])')" \
+	"orders 150 3 4 2 7.25 2" "--json: the total (malformed summed too) and the instances' own answers"
 is "$(jget "$out" 'j["instances"][1]["received"]')" "100" "each instance's answer is kept as it came"
 is "$(jget "$out" 'j["total"]["handler_ms"]["count"]')" "150" "the latencies' sample counts are summed"
 out=$("$MESHCTL" --server "$BROKER_URL" stats --json --wait 1000 2>/dev/null); ok $? "stats without SERVICE asks every service"
