@@ -399,13 +399,10 @@ out:
 	return rc;
 }
 
-/* One message in receive-message's shape. */
+/* One message in receive-message's shape; raw: no BodyJson. */
 static json_t *
-msg_json(const struct mesh_queue_msg *m, bool fifo)
+msg_json(const struct mesh_queue_msg *m, bool fifo, bool raw)
 {
-	const void *data;
-	size_t len;
-	mesh_data_kind kind = mesh_event_data(m->event, &data, &len, NULL);
 	json_t *j = json_object(), *attrs = json_object(), *mattrs;
 	const struct mesh_event *ev = m->event;
 
@@ -414,14 +411,8 @@ msg_json(const struct mesh_queue_msg *m, bool fifo)
 		json_object_set_new(j, "ReceiptHandle",
 		                    json_string(m->receipt));
 	}
-	if (kind == MESH_DATA_TEXT || kind == MESH_DATA_NONE) {
-		json_object_set_new(j, "Body",
-		                    json_stringn(len ? data : "", len));
-	} else {
-		char *s = b64(data, len);
-		json_object_set_new(j, "Body", json_string(s ? s : ""));
-		free(s);
-	}
+	/* A message that did not parse: its bytes, as they came. */
+	put_body(j, ev, m->parse_error[0] != '\0', raw);
 	if (m->receive_count > 0) {
 		put_num(attrs, "ApproximateReceiveCount",
 		        (int64_t)m->receive_count);
@@ -436,11 +427,27 @@ msg_json(const struct mesh_queue_msg *m, bool fifo)
 		                    json_string(m->dedup_id));
 		put_num(attrs, "SequenceNumber", (int64_t)m->sequence);
 	}
+	if (m->parse_error[0] != '\0') {
+		json_object_set_new(attrs, "MeshParseError",
+		                    json_string(m->parse_error));
+	}
 	if (m->dlq_source[0] != '\0') {
 		json_object_set_new(attrs, "DeadLetterQueueSourceArn",
 		                    json_string(m->dlq_source));
 		json_object_set_new(attrs, "DeadLetterReason",
 		                    json_string(m->dlq_reason));
+	}
+	if (m->dlq_sequence > 0) {
+		put_num(attrs, "DeadLetterSourceSequence",
+		        (int64_t)m->dlq_sequence);
+	}
+	if (m->dlq_receive_count > 0) {
+		put_num(attrs, "DeadLetterReceiveCount",
+		        (int64_t)m->dlq_receive_count);
+	}
+	if (m->dlq_service[0] != '\0') {
+		json_object_set_new(attrs, "DeadLetterService",
+		                    json_string(m->dlq_service));
 	}
 	json_object_set_new(j, "Attributes", attrs);
 	mattrs = json_object();
@@ -482,7 +489,8 @@ print_msgs(struct cli *cli, const struct mesh_queue_msg *m, size_t n,
 	json_t *arr = json_array();
 
 	for (size_t i = 0; i < n; i++) {
-		json_array_append_new(arr, msg_json(&m[i], fifo));
+		json_array_append_new(
+		        arr, msg_json(&m[i], fifo, cli_flag(cli, "--raw")));
 	}
 	if (cli->json) {
 		cli_print_json(json_pack("{s:o}", "Messages", arr));
@@ -499,8 +507,8 @@ print_msgs(struct cli *cli, const struct mesh_queue_msg *m, size_t n,
 		if ((v = json_object_get(j, "ReceiptHandle")) != NULL) {
 			printf("ReceiptHandle  %s\n", json_string_value(v));
 		}
-		printf("Body           %s\n",
-		       json_string_value(json_object_get(j, "Body")));
+		printf("Body           ");
+		print_body(j);
 		json_object_foreach(json_object_get(j, "Attributes"), key, v)
 		{
 			printf("%-32s %s\n", key, json_string_value(v));

@@ -8,6 +8,7 @@
 
 #include <sodium.h>
 
+#include "mesh_schemas.h"
 #include "message.h"
 
 void
@@ -306,4 +307,68 @@ msg_from_entry(struct cli *cli, json_t *entry, size_t i, const char *body_key,
 	}
 	*out = ev;
 	return CLI_OK;
+}
+
+bool
+proto_json(const char *type, const void *data, size_t len, json_t **out,
+           char *why, size_t why_size)
+{
+	const ProtobufCMessageDescriptor *d = mesh_schema_find(type);
+	ProtobufCMessage *m;
+	mesh_err err;
+
+	if (d == NULL) {
+		snprintf(why, why_size,
+		         "type '%s' is not in the schema registry", type);
+		return false;
+	}
+	if ((m = protobuf_c_message_unpack(d, NULL, len, data)) == NULL) {
+		snprintf(why, why_size, "does not decode as %s", type);
+		return false;
+	}
+	err = mesh_pbjson_decode(m, out);
+	protobuf_c_message_free_unpacked(m, NULL);
+	if (err != MESH_OK) {
+		snprintf(why, why_size, "%s as JSON: %s", type,
+		         mesh_errdetail()[0] ? mesh_errdetail()
+		                             : mesh_strerror(err));
+		return false;
+	}
+	return true;
+}
+
+void
+put_body(json_t *o, const struct mesh_event *ev, bool as_bytes, bool raw)
+{
+	const void *data;
+	size_t len;
+	mesh_data_kind kind = mesh_event_data(ev, &data, &len, NULL);
+	json_t *j = NULL;
+
+	if (!as_bytes && (kind == MESH_DATA_TEXT || kind == MESH_DATA_NONE)) {
+		json_object_set_new(o, "Body",
+		                    json_stringn(len ? data : "", len));
+	} else {
+		char *s = b64(data, len);
+		json_object_set_new(o, "Body", json_string(s ? s : ""));
+		free(s);
+	}
+	if (!raw && !as_bytes && kind == MESH_DATA_PROTO &&
+	    mesh_pbjson_event_data(ev, &j) == MESH_OK) {
+		json_object_set_new(o, "BodyJson", j);
+	}
+}
+
+void
+print_body(const json_t *o)
+{
+	const json_t *j = json_object_get(o, "BodyJson");
+
+	if (j != NULL) {
+		char *s = json_dumps(j, JSON_COMPACT | JSON_ENSURE_ASCII);
+		printf("%s\n", s ? s : "");
+		free(s);
+	} else {
+		printf("%s\n", json_string_value(json_object_get(o, "Body")));
+	}
 }

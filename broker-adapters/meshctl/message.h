@@ -30,6 +30,19 @@
 		        "String.Array or Binary (base64); repeatable"         \
 	}
 
+/* --raw, and what it changes, for the commands that show messages. */
+#define RAW_OPT                                                               \
+	{                                                                     \
+		"--raw", NULL,                                                \
+		        "show a protobuf payload's bytes (base64), not its "  \
+		        "JSON"                                                \
+	}
+#define PAYLOAD_HELP                                                          \
+	"A protobuf payload whose type the schema registry knows prints as "  \
+	"its proto3 JSON\nmapping (--json: \"BodyJson\" beside the base64 "    \
+	"\"Body\"); --raw keeps the bytes.\nA message that is not a readable " \
+	"CloudEvent shows its bytes (base64) and\nAttributes.MeshParseError."
+
 /* The message of --body TEXT | --body-file FILE | --type T --data OBJ |
  * --type T --data-file FILE, with its --attr NAME=TYPE:VALUE attributes.
  * Returns CLI_OK with *out set, or the exit code after printing why. */
@@ -72,5 +85,17 @@ char *read_file(struct cli *cli, const char *path);
 char *b64(const void *data, size_t len);
 /* o[key] = v as a decimal string, as the AWS CLI prints counts. */
 void put_num(json_t *o, const char *key, int64_t v);
+
+/* The bytes as the protobuf message of full name type (schema registry),
+ * in its proto3 JSON mapping: *out a new reference. False with why filled
+ * in (the type unknown, the bytes not such a message). */
+bool proto_json(const char *type, const void *data, size_t len, json_t **out,
+                char *why, size_t why_size);
+/* o["Body"]: the event's payload, text as it is, anything else (or all,
+ * with as_bytes) in base64; o["BodyJson"]: unless raw or as_bytes, a
+ * protobuf payload of a registered type in its proto3 JSON mapping. */
+void put_body(json_t *o, const struct mesh_event *ev, bool as_bytes, bool raw);
+/* Print o's BodyJson (compact) or else its Body, and a newline. */
+void print_body(const json_t *o);
 
 #endif

@@ -63,11 +63,13 @@ static const struct cli_opt receive_opts[] = {
         {"--visibility-timeout", "S",
          "for these messages, 0-43200 (the "
          "queue's)"},
+        RAW_OPT,
         {NULL, NULL, NULL},
 };
 
 static const struct cli_opt peek_opts[] = {
         {"--max", "N", "messages to show, 1-10000 (10)"},
+        RAW_OPT,
         {NULL, NULL, NULL},
 };
 
@@ -120,12 +122,12 @@ const struct cli_cmd queue_commands[] = {
          "        \"MessageAttributes\":{\"k\":{\"DataType\":\"String\","
          "\"StringValue\":\"v\"}}}, ...]\nExits 1 when any entry failed.",
          entries_opts, cmd_queue_send_batch, NULL, 1, 1},
-        {"receive", "Receive up to 10 messages.", "NAME [OPTIONS]", NULL,
-         receive_opts, cmd_queue_receive, NULL, 1, 1},
+        {"receive", "Receive up to 10 messages.", "NAME [OPTIONS]",
+         PAYLOAD_HELP, receive_opts, cmd_queue_receive, NULL, 1, 1},
         {"peek", "Show waiting messages without receiving them.",
-         "NAME [--max N]",
+         "NAME [--max N] [--raw]",
          "Receive counts and visibility stay as they are; messages in flight "
-         "are shown too.",
+         "are shown too.\n" PAYLOAD_HELP,
          peek_opts, cmd_queue_peek, NULL, 1, 1},
         {"delete-message", "Delete a received message.", "NAME RECEIPT", NULL,
          none, cmd_queue_delete_message, NULL, 2, 2},

@@ -119,5 +119,43 @@ is "$(printf '%s\n' "$bodies" | sort -u | wc -l)" "100" "all 100 messages are ba
 is "$(printf '%s\n' "$bodies" | wc -l)" "100" "each once"
 is "$(m queue info dlq --json | json 'd["Attributes"]["ApproximateNumberOfMessages"]')" "0" "and the DLQ is empty"
 
+# Readable payloads (issue 11): a protobuf body whose type the schema
+# registry knows prints as its proto3 JSON mapping; --raw keeps the bytes.
+m queue create shop >/dev/null
+m queue send shop --type evmesh.shop.OrderPlaced \
+	--data '{"orderId": "o-7", "country": "DE", "totalCents": "1250"}' >/dev/null
+out=$(m queue peek shop --json)
+is "$(printf '%s' "$out" | json 'json.dumps(d["Messages"][0]["BodyJson"], sort_keys=True)')" \
+	'{"country": "DE", "orderId": "o-7", "totalCents": "1250"}' "--json: BodyJson is the payload's JSON mapping"
+b64=$(printf '%s' "$out" | json 'd["Messages"][0]["Body"]')
+printf '%s' "$b64" | base64 -d | grep -qa 'o-7'; ok $? "beside Body, the protobuf bytes in base64"
+out=$(m queue peek shop)
+has "$out" 'Body           {"orderId":"o-7","country":"DE","totalCents":"1250"}' "text: the Body line shows the JSON"
+out=$(m queue peek shop --raw --json)
+is "$(printf '%s' "$out" | json '"BodyJson" in d["Messages"][0]')" False "--raw --json: no BodyJson"
+has "$(m queue receive shop --raw)" "Body           $b64" "--raw text: the bytes in base64"
+
+# A message from any producer that is not a CloudEvent: its bytes, base64.
+hostport=${BROKER_URL#nats://}
+exec 3<>"/dev/tcp/${hostport%:*}/${hostport##*:}"
+printf 'CONNECT {"verbose":false}\r\nPUB mesh.queue.shop 5\r\nhello\r\nPING\r\n' >&3
+timeout 5 grep -qam1 PONG <&3; exec 3>&-
+out=$(m queue peek shop --json); ok $? "peek shows a message that is not a CloudEvent"
+is "$(printf '%s' "$out" | json '[x["Body"] for x in d["Messages"]][-1]')" "aGVsbG8=" "its Body is its bytes in base64"
+
+# Dead letters show where from and why, in JSON and in text.
+m queue create shop-dlq >/dev/null
+m queue set-attributes shop --dlq shop-dlq --max-receive 5 >/dev/null
+m queue send shop --body doomed >/dev/null
+m queue purge shop >/dev/null
+m queue send shop --body doomed >/dev/null
+rh=$(m queue receive shop --json | json 'd["Messages"][0]["ReceiptHandle"]')
+m queue dead-letter shop "$rh" --reason 'bad address' >/dev/null; ok $? "dead-letter a message by hand"
+out=$(m queue peek shop-dlq --json)
+is "$(printf '%s' "$out" | json 'd["Messages"][0]["Attributes"]["DeadLetterQueueSourceArn"], d["Messages"][0]["Attributes"]["DeadLetterReason"]')" \
+	"('shop', 'bad address')" "--json: Attributes.DeadLetterQueueSourceArn and DeadLetterReason"
+out=$(m queue peek shop-dlq)
+has "$out" "DeadLetterReason                 bad address" "text shows them too"
+
 stop_broker
 done_testing

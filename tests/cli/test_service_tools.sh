@@ -71,6 +71,24 @@ is "$(jget "$out" 'j["value_base64"], j["key"], j["size"]')" "AAEC/w== bin 4" "-
 out=$("$MESHCTL" state get demo 62696e --hex); is "$out" "0x000102ff" "--hex takes the key in hex"
 out=$("$MESHCTL" state get demo 6g --hex 2>&1); is $? 2 "bad hex is a usage error"
 out=$("$MESHCTL" state get demo bin --raw | od -An -tx1 | tr -d ' \n'); is "$out" "000102ff" "--raw writes the bytes"
+# Values carry no type: --type T reads them as the protobuf message T.
+G=evmesh.example.Greeted
+out=$("$MESHCTL" state get demo pb/ada --type $G); ok $? "state get --type T exits 0"
+is "$out" '{"name":"ada","count":"3"}' "and prints the value's proto3 JSON mapping"
+out=$("$MESHCTL" state get demo pb/ada); is "$out" "0x0a036164611003" "without --type, the bytes as hex"
+out=$("$MESHCTL" state get demo pb/ada --type $G --json)
+is "$(jget "$out" 'j["value_json"]["name"], j["value_base64"]')" "ada CgNhZGEQAw==" "--json: value_json beside value_base64"
+out=$("$MESHCTL" state get demo pb/ada --type $G --raw | od -An -tx1 | tr -d ' \n'); is "$out" "0a036164611003" "--raw keeps the bytes"
+out=$("$MESHCTL" state scan demo pb/ --type $G)
+is "$out" "$(printf 'pb/ada\t{"name":"ada","count":"3"}\npb/bob\t{"name":"bob","count":"1"}')" "state scan --type T: KEY, a tab, the JSON"
+out=$("$MESHCTL" state get demo bin --type $G 2>&1); is $? 1 "a value that is not a T exits 1"
+is "$out" "meshctl state get: service 'demo': the value of key 'bin' (4 bytes): does not decode as $G" \
+	"and names the key and the type"
+out=$("$MESHCTL" state scan demo b --type $G 2>err); ok $? "state scan --type shows values that are not a T"
+is "$out" "$(printf 'bin\t0x000102ff')" "as stored"
+has "$(cat err)" "(1 of the values do not decode as $G: shown as stored)" "and says so on stderr"
+out=$("$MESHCTL" state get demo pb/ada --type evmesh.nope.Nothing 2>&1); is $? 2 "a type not in the registry is a usage error"
+has "$out" "--type 'evmesh.nope.Nothing': not a message in the schema registry" "and is named"
 out=$("$MESHCTL" state scan demo --db meta); is "$out" "$(printf 'version\t1')" "--db names another database"
 out=$("$MESHCTL" state get demo k --db nope 2>&1); is $? 1 "a database the environment lacks exits 1"
 is "$out" "meshctl state get: service 'demo' has no database 'nope' in var/services/demo" "and is named"
