@@ -1,5 +1,7 @@
 /* topic.c: SNS topics on JetStream (see mesh/topic.h). */
 #include <inttypes.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -236,6 +238,37 @@ mesh_topic_list_free(char **names, size_t n)
 	mesh__names_free(names, n);
 }
 
+/* Every subscription is a durable consumer; tails are ephemeral ones. A
+ * stream without ephemeral consumers (no tail running) needs no list. */
+static mesh_err
+count_subscriptions(struct mesh_conn *c, const char *name, const char *stream,
+                    size_t *n)
+{
+	jsConsumerInfoList *list = NULL;
+	jsErrCode jerr = 0;
+	natsStatus s;
+
+	if (*n == 0) {
+		return MESH_OK;
+	}
+	s = js_Consumers(&list, mesh_conn_js(c), stream, NULL, &jerr);
+	if (s == NATS_NOT_FOUND) {
+		*n = 0; /* the last consumer went in between */
+		return MESH_OK;
+	}
+	if (s != NATS_OK) {
+		return mesh_err_nats(s, jerr, "topic '%s': its subscriptions",
+		                     name);
+	}
+	*n = 0;
+	for (int i = 0; i < list->Count; i++) {
+		const char *durable = list->List[i]->Config->Durable;
+		*n += durable != NULL && durable[0] != '\0';
+	}
+	jsConsumerInfoList_Destroy(list);
+	return MESH_OK;
+}
+
 mesh_err
 mesh_topic_info(struct mesh_conn *c, const char *name,
                 struct mesh_topic_info *out)
@@ -253,7 +286,7 @@ mesh_topic_info(struct mesh_conn *c, const char *name,
 	out->last_seq = si->State.LastSeq;
 	out->subscriptions = (size_t)si->State.Consumers;
 	jsStreamInfo_Destroy(si);
-	return MESH_OK;
+	return count_subscriptions(c, name, n.stream, &out->subscriptions);
 }
 
 mesh_err
@@ -454,4 +487,143 @@ mesh_topic_publish(struct mesh_topic *t, const struct mesh_topic_entry *e,
 		return mesh__seterr(out->err, "%s", out->error);
 	}
 	return MESH_OK;
+}
+
+/* ---- tails -------------------------------------------------------------- */
+
+struct mesh_topic_tail {
+	char name[MESH_TOPIC_NAME_MAX + 1];
+	char stream[MESH_TOPIC_NAME_MAX + 8];
+	natsSubscription *sub;
+	atomic_bool stopped;
+};
+
+mesh_err
+mesh_topic_tail_open(struct mesh_conn *c, const char *name, int64_t since_ms,
+                     struct mesh_topic_tail **out)
+{
+	struct mesh_topic_tail *t;
+	struct mesh_topic_attrs a;
+	struct tnames n;
+	jsSubOptions so;
+	jsErrCode jerr = 0;
+	natsStatus s;
+	mesh_err err;
+
+	if ((err = load(c, name, &a, &n, NULL)) != MESH_OK) {
+		return err;
+	}
+	if ((t = calloc(1, sizeof(*t))) == NULL) {
+		return mesh__seterr(MESH_ENOMEM, "topic '%s': tail", name);
+	}
+	snprintf(t->name, sizeof(t->name), "%s", name);
+	snprintf(t->stream, sizeof(t->stream), "%s", n.stream);
+	atomic_init(&t->stopped, false);
+	/* Ordered: ephemeral, AckNone, flow control and heartbeats, in
+	 * memory, and recreated from the next sequence after a gap. AckNone
+	 * is what keeps the tail out of the subscriptions' way: it never
+	 * holds a message back for an acknowledgement, and on an interest
+	 * stream the server drops the tail's interest in a message as soon
+	 * as it is delivered. */
+	jsSubOptions_Init(&so);
+	so.Stream = n.stream;
+	so.Ordered = true;
+	if (since_ms > 0) {
+		so.Config.DeliverPolicy = js_DeliverByStartTime;
+		so.Config.OptStartTime = since_ms * 1000000;
+	} else {
+		so.Config.DeliverPolicy = js_DeliverNew;
+	}
+	s = js_SubscribeSync(&t->sub, mesh_conn_js(c), n.subject, NULL, &so,
+	                     &jerr);
+	if (s != NATS_OK) {
+		free(t);
+		return mesh_err_nats(s, jerr, "topic '%s': tail", name);
+	}
+	*out = t;
+	return MESH_OK;
+}
+
+mesh_err
+mesh_topic_tail_next(struct mesh_topic_tail *t, int64_t timeout_ms,
+                     struct mesh_topic_tailed *out)
+{
+	struct mesh_topic_tailed m = {0};
+	jsMsgMetaData *meta = NULL;
+	const char *group = NULL;
+	char fallback[MESH_TOPIC_NAME_MAX + 32];
+	natsMsg *msg = NULL;
+	natsStatus s;
+	mesh_err err;
+
+	if (atomic_load(&t->stopped)) {
+		return mesh__seterr(MESH_ECLOSED, "topic '%s': tail stopped",
+		                    t->name);
+	}
+	/* cnats adds the timeout to the clock: for ever is an hour at a time. */
+	do {
+		s = natsSubscription_NextMsg(
+		        &msg, t->sub, timeout_ms < 0 ? 3600 * 1000 : timeout_ms);
+	} while (s == NATS_TIMEOUT && timeout_ms < 0);
+	if (s != NATS_OK) {
+		if (atomic_load(&t->stopped)) {
+			return mesh__seterr(MESH_ECLOSED,
+			                    "topic '%s': tail stopped", t->name);
+		}
+		if (s == NATS_TIMEOUT) {
+			return mesh__seterr(MESH_ETIMEDOUT,
+			                    "topic '%s': no message in %" PRId64
+			                    " ms",
+			                    t->name, timeout_ms);
+		}
+		return mesh_err_nats(s, 0, "topic '%s': tail", t->name);
+	}
+	if (natsMsg_GetMetaData(&meta, msg) == NATS_OK) {
+		m.sequence = meta->Sequence.Stream;
+		m.stored_ms = meta->Timestamp / 1000000;
+		jsMsgMetaData_Destroy(meta);
+	}
+	if (natsMsgHeader_Get(msg, MESH_HDR_GROUP, &group) == NATS_OK) {
+		snprintf(m.group_id, sizeof(m.group_id), "%s", group);
+	}
+	snprintf(fallback, sizeof(fallback), "%s-%" PRIu64, t->stream,
+	         m.sequence);
+	err = mesh_wire_read(msg, SIZE_MAX, fallback, &m.event, m.parse_error,
+	                     sizeof(m.parse_error));
+	natsMsg_Destroy(msg);
+	if (err != MESH_OK) {
+		return err;
+	}
+	*out = m;
+	return MESH_OK;
+}
+
+void
+mesh_topic_tailed_fini(struct mesh_topic_tailed *m)
+{
+	if (m != NULL) {
+		mesh_event_free(m->event);
+		m->event = NULL;
+	}
+}
+
+void
+mesh_topic_tail_stop(struct mesh_topic_tail *t)
+{
+	atomic_store(&t->stopped, true);
+	/* Closing the subscription wakes a waiting NextMsg. */
+	natsSubscription_Unsubscribe(t->sub);
+}
+
+void
+mesh_topic_tail_close(struct mesh_topic_tail *t)
+{
+	if (t == NULL) {
+		return;
+	}
+	/* Unsubscribing deletes the ephemeral consumer now, rather than
+	 * when the server notices the interest gone. */
+	natsSubscription_Unsubscribe(t->sub);
+	natsSubscription_Destroy(t->sub);
+	free(t);
 }

@@ -450,34 +450,8 @@ msg_json(const struct mesh_queue_msg *m, bool fifo, bool raw)
 		                    json_string(m->dlq_service));
 	}
 	json_object_set_new(j, "Attributes", attrs);
-	mattrs = json_object();
-	for (size_t i = 0; i < mesh_event_ext_count(ev); i++) {
-		const char *name = mesh_event_ext_at(ev, i, NULL);
-		const char *type;
-		const void *val;
-		size_t vlen;
-		json_t *a;
-		if (!mesh_event_attr_is_message_attr(name) ||
-		    mesh_event_attr_get(ev, name, &type, &val, &vlen) !=
-		            MESH_OK) {
-			continue;
-		}
-		a = json_pack("{s:s}", "DataType", type);
-		if (strncmp(type, "Binary", 6) == 0) {
-			char *s = b64(val, vlen);
-			json_object_set_new(a, "BinaryValue",
-			                    json_string(s ? s : ""));
-			free(s);
-		} else {
-			json_object_set_new(a, "StringValue",
-			                    json_stringn(val, vlen));
-		}
-		json_object_set_new(mattrs, name, a);
-	}
-	if (json_object_size(mattrs) > 0) {
+	if ((mattrs = msg_attrs_json(ev)) != NULL) {
 		json_object_set_new(j, "MessageAttributes", mattrs);
-	} else {
-		json_decref(mattrs);
 	}
 	return j;
 }
@@ -513,17 +487,7 @@ print_msgs(struct cli *cli, const struct mesh_queue_msg *m, size_t n,
 		{
 			printf("%-32s %s\n", key, json_string_value(v));
 		}
-		json_object_foreach(json_object_get(j, "MessageAttributes"),
-		                    key, v)
-		{
-			json_t *sv = json_object_get(v, "StringValue");
-			printf("attr %-27s %s (%s)\n", key,
-			       json_string_value(
-			               sv ? sv
-			                  : json_object_get(v, "BinaryValue")),
-			       json_string_value(
-			               json_object_get(v, "DataType")));
-		}
+		print_msg_attrs(json_object_get(j, "MessageAttributes"));
 	}
 	json_decref(arr);
 }

@@ -372,3 +372,54 @@ print_body(const json_t *o)
 		printf("%s\n", json_string_value(json_object_get(o, "Body")));
 	}
 }
+
+json_t *
+msg_attrs_json(const struct mesh_event *ev)
+{
+	json_t *mattrs = json_object();
+
+	for (size_t i = 0; i < mesh_event_ext_count(ev); i++) {
+		const char *name = mesh_event_ext_at(ev, i, NULL);
+		const char *type;
+		const void *val;
+		size_t vlen;
+		json_t *a;
+		if (!mesh_event_attr_is_message_attr(name) ||
+		    mesh_event_attr_get(ev, name, &type, &val, &vlen) !=
+		            MESH_OK) {
+			continue;
+		}
+		a = json_pack("{s:s}", "DataType", type);
+		if (strncmp(type, "Binary", 6) == 0) {
+			char *s = b64(val, vlen);
+			json_object_set_new(a, "BinaryValue",
+			                    json_string(s ? s : ""));
+			free(s);
+		} else {
+			json_object_set_new(a, "StringValue",
+			                    json_stringn(val, vlen));
+		}
+		json_object_set_new(mattrs, name, a);
+	}
+	if (json_object_size(mattrs) == 0) {
+		json_decref(mattrs);
+		return NULL;
+	}
+	return mattrs;
+}
+
+void
+print_msg_attrs(const json_t *mattrs)
+{
+	const char *key;
+	json_t *v;
+
+	json_object_foreach((json_t *)mattrs, key, v)
+	{
+		json_t *sv = json_object_get(v, "StringValue");
+		printf("attr %-27s %s (%s)\n", key,
+		       json_string_value(
+		               sv ? sv : json_object_get(v, "BinaryValue")),
+		       json_string_value(json_object_get(v, "DataType")));
+	}
+}

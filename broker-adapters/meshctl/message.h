@@ -98,4 +98,10 @@ void put_body(json_t *o, const struct mesh_event *ev, bool as_bytes, bool raw);
 /* Print o's BodyJson (compact) or else its Body, and a newline. */
 void print_body(const json_t *o);
 
+/* The event's message attributes in the AWS CLI's shape ({"k":
+ * {"DataType": "String", "StringValue": "v"}}), or NULL when it has none;
+ * and their text lines ("attr NAME VALUE (TYPE)"). */
+json_t *msg_attrs_json(const struct mesh_event *ev);
+void print_msg_attrs(const json_t *mattrs);
+
 #endif

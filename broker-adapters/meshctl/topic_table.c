@@ -46,6 +46,15 @@ static const struct cli_opt subscribe_opts[] = {
         {NULL, NULL, NULL},
 };
 
+static const struct cli_opt tail_opts[] = {
+        {"--since", "TIME",
+         "start with the messages still stored from TIME: ISO-8601, or a "
+         "duration ago (15m, 2h)"},
+        {"--count", "N", "stop after N messages"},
+        RAW_OPT,
+        {NULL, NULL, NULL},
+};
+
 static const struct cli_opt sub_list_opts[] = {
         {"--topic", "T", "only this topic's subscriptions"},
         {NULL, NULL, NULL},
@@ -87,6 +96,17 @@ const struct cli_cmd topic_commands[] = {
          "gets the messages\npublished from now on; --replay-from "
          "first delivers the topic's archive\nfrom that time.",
          subscribe_opts, cmd_topic_subscribe, NULL, 1, 1},
+        {"tail", "Follow a topic's messages live, taking none of them.",
+         "NAME [--since TIME] [--count N] [--raw]",
+         "Prints each message the topic stores from now on (--since: "
+         "first those still\nstored from TIME), until Ctrl-C or --count. "
+         "The tail is an ephemeral consumer\nthat acknowledges nothing: "
+         "every subscription still gets every message, and\nnone is kept "
+         "longer for the tail than until it has shown it. A topic "
+         "without\nan archive stores only what some subscription has "
+         "yet to take, so --since\nsees those; an archived topic, its "
+         "archive. --json prints one object a line.\n" PAYLOAD_HELP,
+         tail_opts, cmd_topic_tail, NULL, 1, 1},
         {NULL},
 };
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # meshctl topic and subscription against a real broker: the AWS CLI's JSON
 # shapes, exit codes and bad input (nothing half-made), publishing JSON
-# encoded as protobuf, and a MessageBody policy on a protobuf payload.
+# encoded as protobuf, a MessageBody policy on a protobuf payload, --json
+# anywhere on the line, and topic tail beside the subscriptions.
 # Usage: test_topic_cli.sh MESHCTL MESH-ROUTER TEST-BROKER
 set -u
 MESHCTL=$1
@@ -123,6 +124,63 @@ out=$(m topic publish-batch orders --entries '[{"Id":"a","Message":"one"},{"Id":
 ok $? "publish-batch"
 is "$(printf '%s' "$out" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["Successful"]))')" 2 \
 	"publish-batch shape: Successful"
+# topic tail: follows a topic live and takes nothing from its
+# subscriptions (an ephemeral AckNone consumer on an interest stream).
+qn() { m queue info "$1" --json | field Attributes.ApproximateNumberOfMessages; }
+following() { # FILE: wait until the tail writing its stderr to FILE runs
+	for _ in $(seq 1 100); do grep -q following "$1" 2>/dev/null && return; sleep 0.05; done
+}
+before=$(qn all-orders)
+m topic tail orders --json --count 3 >"$tmp/tail.out" 2>"$tmp/tail.err" &
+tailpid=$!
+following "$tmp/tail.err"
+has "$(cat "$tmp/tail.err")" "following topic orders (Ctrl-C to stop)" "tail says on stderr what it follows"
+is "$(m topic info orders --json | field Attributes.SubscriptionsConfirmed)" 1 "a running tail is no subscription (topic info)"
+m topic publish orders --type evmesh.shop.OrderPlaced --data '{"orderId": "t-1", "country": "DE"}' --attr k=String:v >/dev/null
+m topic publish orders --body t-2 >/dev/null
+m topic publish orders --body t-3 --subject hello >/dev/null
+timeout 10 tail --pid=$tailpid -f /dev/null; wait $tailpid; is $? 0 "tail --count 3 exits 0 after 3 messages"
+is "$(wc -l <"$tmp/tail.out")" 3 "--json: one object a line"
+is "$(head -1 "$tmp/tail.out" | field BodyJson.orderId)" t-1 "a protobuf payload as BodyJson"
+is "$(head -1 "$tmp/tail.out" | field MessageAttributes.k.StringValue)" v "with its MessageAttributes"
+is "$(sed -n 3p "$tmp/tail.out" | field Subject) $(sed -n 3p "$tmp/tail.out" | field Body)" "hello t-3" "Subject and a text Body"
+for _ in $(seq 1 50); do
+	[ "$(qn all-orders)" -ge $((before + 3)) ] && break
+	sleep 0.1
+done
+is "$(qn all-orders)" $((before + 3)) "the subscribed queue still got all 3"
+
+# A topic nobody subscribes to: the tail sees each message, and the
+# topic keeps none for it.
+m topic create lonely >/dev/null
+m topic tail lonely --count 2 >"$tmp/lonely.out" 2>"$tmp/lonely.err" &
+tailpid=$!
+following "$tmp/lonely.err"
+m topic publish lonely --body one >/dev/null
+m topic publish lonely --body two >/dev/null
+timeout 10 tail --pid=$tailpid -f /dev/null; wait $tailpid
+has "$(cat "$tmp/lonely.out")" "Body           two" "text: a block a message"
+for _ in $(seq 1 50); do
+	[ "$(m topic info lonely --json | field Attributes.MessagesStored)" = 0 ] && break
+	sleep 0.1
+done
+is "$(m topic info lonely --json | field Attributes.MessagesStored)" 0 "what the tail has seen is not kept for it"
+# Ctrl-C stops it, exit 0 (an asynchronous job would ignore SIGINT).
+( trap - INT; exec "$MESHCTL" topic tail lonely --json ) >"$tmp/int.out" 2>"$tmp/int.err" &
+tailpid=$!
+following "$tmp/int.err"
+m topic publish lonely --body three >/dev/null
+for _ in $(seq 1 100); do [ -s "$tmp/int.out" ] && break; sleep 0.05; done
+kill -INT $tailpid; wait $tailpid; is $? 0 "Ctrl-C ends tail, exit 0"
+is "$(field Body <"$tmp/int.out")" three "after printing what it saw"
+m topic create arch --archive-days 1 >/dev/null
+m topic publish arch --body old >/dev/null
+out=$(m topic tail arch --since 1h --count 1 --json); ok $? "--since 1h on an archived topic"
+is "$(printf '%s' "$out" | field Body)" old "starts with the archive"
+out=$(m topic tail nope 2>&1); is $? 1 "tail of an unknown topic exits 1"
+has "$out" "topic 'nope'" "and names it"
+out=$(m topic tail arch --since soon 2>&1); is $? 2 "a bad --since exits 2"
+has "$out" "--since 'soon'" "and names the value"
 m topic delete orders; ok $? "topic delete"
 out=$(m subscription list --topic orders --json)
 is "$(printf '%s' "$out" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["Subscriptions"]))')" 0 \
