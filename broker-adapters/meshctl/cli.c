@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -220,6 +222,38 @@ cli_opt_long(const struct cli *cli, const char *name, long long min,
 	}
 	*out = n;
 	return true;
+}
+
+int
+cli_confirm(const struct cli *cli, const char *what, ...)
+{
+	char text[512], answer[16] = "";
+	va_list ap;
+
+	if (cli_flag(cli, "--yes")) {
+		return CLI_OK;
+	}
+	va_start(ap, what);
+	vsnprintf(text, sizeof(text), what, ap);
+	va_end(ap);
+	if (!isatty(STDIN_FILENO)) {
+		return cli_usage_error(cli,
+		                       "would %s: give --yes to do it (standard "
+		                       "input is not a terminal to ask on)",
+		                       text);
+	}
+	fprintf(stderr, "%s? [y/N] ", text);
+	fflush(stderr);
+	if (fgets(answer, sizeof(answer), stdin) == NULL) {
+		fputc('\n', stderr);
+	}
+	answer[strcspn(answer, "\r\n")] = '\0';
+	if (strcasecmp(answer, "y") == 0 || strcasecmp(answer, "yes") == 0) {
+		return CLI_OK;
+	}
+	fprintf(stderr, "%s %s: did not %s (the answer was not yes)\n",
+	        cli->prog, cli->cmd_path, text);
+	return CLI_FAIL;
 }
 
 mesh_err

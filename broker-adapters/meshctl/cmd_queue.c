@@ -166,7 +166,32 @@ simple(struct cli *cli, mesh_err (*fn)(struct mesh_conn *, const char *),
 int
 cmd_queue_delete(struct cli *cli)
 {
-	return simple(cli, mesh_queue_delete, "deleted queue");
+	const char *name = queue_arg(cli, 0);
+	struct mesh_queue_info i;
+	struct mesh_conn *c;
+	uint64_t n;
+	mesh_err err;
+	int rc;
+
+	if (cli_connect(cli, &c) != MESH_OK) {
+		return CLI_FAIL;
+	}
+	if ((err = mesh_queue_info(c, name, &i)) != MESH_OK) {
+		mesh_conn_close(c);
+		return cli_fail(cli, err);
+	}
+	n = i.visible + i.not_visible + i.delayed;
+	rc = cli_confirm(cli, "delete queue '%s' and its %" PRIu64
+	                      " message%s",
+	                 name, n, n == 1 ? "" : "s");
+	if (rc == CLI_OK && (err = mesh_queue_delete(c, name)) != MESH_OK) {
+		rc = cli_fail(cli, err);
+	}
+	mesh_conn_close(c);
+	if (rc == CLI_OK && !cli->json) {
+		printf("deleted queue %s\n", name);
+	}
+	return rc;
 }
 
 int

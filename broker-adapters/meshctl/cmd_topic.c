@@ -80,9 +80,29 @@ cmd_topic_create(struct cli *cli)
 static int
 do_topic_delete(struct cli *cli, struct mesh_conn *c)
 {
-	mesh_err err = mesh_topic_delete(c, cli_pos(cli, 0));
+	const char *name = cli_pos(cli, 0);
+	struct mesh_topic_info ti;
+	mesh_err err;
+	int rc;
 
-	return err == MESH_OK ? CLI_OK : cli_fail(cli, err);
+	if ((err = mesh_topic_info(c, name, &ti)) != MESH_OK) {
+		return cli_fail(cli, err);
+	}
+	rc = cli_confirm(cli,
+	                 "delete topic '%s', its %" PRIu64
+	                 " stored message%s and its %zu subscription%s",
+	                 name, ti.messages, ti.messages == 1 ? "" : "s",
+	                 ti.subscriptions, ti.subscriptions == 1 ? "" : "s");
+	if (rc != CLI_OK) {
+		return rc;
+	}
+	if ((err = mesh_topic_delete(c, name)) != MESH_OK) {
+		return cli_fail(cli, err);
+	}
+	if (!cli->json) {
+		printf("deleted topic %s\n", name);
+	}
+	return CLI_OK;
 }
 
 int
@@ -742,9 +762,27 @@ cmd_subscription_set_attributes(struct cli *cli)
 static int
 do_subscription_delete(struct cli *cli, struct mesh_conn *c)
 {
-	mesh_err err = mesh_subscription_delete(c, cli_pos(cli, 0));
+	struct mesh_subscription s;
+	mesh_err err = mesh_subscription_get(c, cli_pos(cli, 0), &s);
+	int rc;
 
-	return err == MESH_OK ? CLI_OK : sub_fail(cli, err);
+	if (err != MESH_OK) {
+		return sub_fail(cli, err);
+	}
+	rc = cli_confirm(cli,
+	                 "delete subscription %s (topic %s to %s %s, %" PRIu64
+	                 " message%s pending)",
+	                 s.id, s.topic, mesh_sub_protocol_name(s.protocol),
+	                 s.endpoint, s.pending, s.pending == 1 ? "" : "s");
+	if (rc == CLI_OK && (err = mesh_subscription_delete(c, s.id)) !=
+	                            MESH_OK) {
+		rc = sub_fail(cli, err);
+	}
+	if (rc == CLI_OK && !cli->json) {
+		printf("deleted subscription %s\n", s.id);
+	}
+	mesh_subscription_fini(&s);
+	return rc;
 }
 
 int

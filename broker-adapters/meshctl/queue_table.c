@@ -73,6 +73,11 @@ static const struct cli_opt peek_opts[] = {
         {NULL, NULL, NULL},
 };
 
+static const struct cli_opt delete_opts[] = {
+        CLI_YES_OPT,
+        {NULL, NULL, NULL},
+};
+
 static const struct cli_opt list_opts[] = {
         {"--prefix", "P", "only queues whose names start with P"},
         {NULL, NULL, NULL},
@@ -106,8 +111,8 @@ const struct cli_cmd queue_commands[] = {
          "NAME", NULL, none, cmd_queue_info, NULL, 1, 1},
         {"list", "List queues.", "[--prefix P]", NULL, list_opts,
          cmd_queue_list, NULL, 0, 0},
-        {"delete", "Delete a queue and its messages.", "NAME", NULL, none,
-         cmd_queue_delete, NULL, 1, 1},
+        {"delete", "Delete a queue and its messages.", "NAME [--yes]",
+         CONFIRM_HELP, delete_opts, cmd_queue_delete, NULL, 1, 1},
         {"purge", "Delete every message of a queue.", "NAME", NULL, none,
          cmd_queue_purge, NULL, 1, 1},
         {"send", "Send a message.",

@@ -16,6 +16,11 @@ static const struct cli_opt create_opts[] = {
         {NULL, NULL, NULL},
 };
 
+static const struct cli_opt delete_opts[] = {
+        CLI_YES_OPT,
+        {NULL, NULL, NULL},
+};
+
 static const struct cli_opt publish_opts[] = {
         MSG_OPTS,
         {"--subject", "TEXT", "the Subject (CloudEvents subject)"},
@@ -73,7 +78,8 @@ const struct cli_cmd topic_commands[] = {
          "NAME [--fifo] [--content-based-dedup] [--archive-days N]", NULL,
          create_opts, cmd_topic_create, NULL, 1, 1},
         {"delete", "Delete a topic, its messages and its subscriptions.",
-         "NAME", NULL, none, cmd_topic_delete, NULL, 1, 1},
+         "NAME [--yes]", CONFIRM_HELP, delete_opts, cmd_topic_delete, NULL,
+         1, 1},
         {"list", "List topics.", "", NULL, none, cmd_topic_list, NULL, 0, 0},
         {"info", "Show a topic's attributes and counts.", "NAME", NULL, none,
          cmd_topic_info, NULL, 1, 1},
@@ -120,7 +126,7 @@ const struct cli_cmd subscription_commands[] = {
          "Change a subscription's filter policy or raw delivery (at once).",
          "ID [OPTIONS]", NULL, sub_set_opts, cmd_subscription_set_attributes,
          NULL, 1, 1},
-        {"delete", "Unsubscribe.", "ID", NULL, none, cmd_subscription_delete,
-         NULL, 1, 1},
+        {"delete", "Unsubscribe.", "ID [--yes]", CONFIRM_HELP, delete_opts,
+         cmd_subscription_delete, NULL, 1, 1},
         {NULL},
 };

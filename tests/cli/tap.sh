@@ -54,3 +54,11 @@ scratch() {
 	pids=()
 	trap 'for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$tmp"' EXIT
 }
+
+# on_tty ANSWER CMD...: run CMD with a terminal on its standard input (for
+# prompts), typing ANSWER and Enter; its exit code, and what it wrote.
+on_tty() {
+	local answer=$1
+	shift
+	printf '%s\n' "$answer" | script -qec "$(printf '%q ' "$@")" /dev/null
+}

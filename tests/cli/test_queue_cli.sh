@@ -157,5 +157,19 @@ is "$(printf '%s' "$out" | json 'd["Messages"][0]["Attributes"]["DeadLetterQueue
 out=$(m queue peek shop-dlq)
 has "$out" "DeadLetterReason                 bad address" "text shows them too"
 
+# queue delete asks first; a script says --yes.
+out=$(m queue delete shop 2>&1 </dev/null); is $? 2 "queue delete without --yes and without a terminal exits 2"
+has "$out" "would delete queue 'shop' and its " "and says what it would delete"
+has "$out" "give --yes" "and what to do"
+m queue info shop >/dev/null; ok $? "and deletes nothing"
+out=$(on_tty n "$MESHCTL" queue delete shop 2>&1); is $? 1 "on a terminal, answering n exits 1"
+has "$out" "delete queue 'shop' and its " "after asking"
+m queue info shop >/dev/null; ok $? "and deletes nothing"
+out=$(on_tty yes "$MESHCTL" queue delete shop 2>&1); ok $? "answering yes deletes"
+out=$(m queue info shop 2>&1); is $? 1 "the queue is gone"
+out=$(m queue delete shop-dlq --yes); ok $? "queue delete --yes does not ask"
+is "$out" "deleted queue shop-dlq" "and says what it deleted"
+out=$(m queue delete shop-dlq --yes 2>&1); is $? 1 "deleting it again exits 1"
+
 stop_broker
 done_testing
