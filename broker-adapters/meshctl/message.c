@@ -196,12 +196,6 @@ payload_from_flags(struct cli *cli, bool required, struct payload *p)
 		v = p->owned;
 	}
 	p->text = v;
-	if (p->data && cli_opt(cli, "--type") == NULL) {
-		return cli_usage_error(cli,
-		                       "%s needs --type T, the protobuf message "
-		                       "to encode it as",
-		                       p->flag);
-	}
 	return CLI_OK;
 }
 
@@ -225,6 +219,13 @@ msg_from_flags(struct cli *cli, struct mesh_event **out)
 	if ((rc = payload_from_flags(cli, true, &p)) != CLI_OK) {
 		payload_fini(&p);
 		return rc;
+	}
+	if (p.data && type == NULL) {
+		payload_fini(&p);
+		return cli_usage_error(cli,
+		                       "%s needs --type T, the protobuf message "
+		                       "to encode it as",
+		                       p.flag);
 	}
 	if (p.data) {
 		err = mesh_event_new(type, "meshctl", &ev);

@@ -58,8 +58,9 @@ struct payload {
 };
 
 /* Read the payload flags into *p (free with payload_fini, also after a
- * failure). One is needed when required. --data and --data-file need
- * --type. Returns CLI_OK or the exit code after printing why. */
+ * failure). One is needed when required. (--data needs a type: the
+ * caller checks, a schedule may have one already.) Returns CLI_OK or the
+ * exit code after printing why. */
 int payload_from_flags(struct cli *cli, bool required, struct payload *p);
 void payload_fini(struct payload *p);
 
