@@ -12,6 +12,35 @@ static _Thread_local char last_detail[1024];
 static _Thread_local mesh_origin last_origin;
 static _Thread_local int last_code;
 
+static const char *const names[] = {
+        "MESH_OK",          "MESH_EINVAL",   "MESH_ENOMEM",
+        "MESH_ENOTFOUND",   "MESH_EEXIST",   "MESH_ETOOBIG",
+        "MESH_EPARSE",      "MESH_ETIMEDOUT", "MESH_EUNREACHABLE",
+        "MESH_EAUTH",       "MESH_ECLOSED",  "MESH_EBROKER",
+        "MESH_ESTORE",      "MESH_EFULL",    "MESH_EIO",
+        "MESH_ESTALE",      "MESH_EINTERNAL",
+};
+
+const char *
+mesh_errname(mesh_err err)
+{
+	return (unsigned)err < sizeof(names) / sizeof(*names)
+	               ? names[err]
+	               : "MESH_EINTERNAL";
+}
+
+mesh_err
+mesh_errname_parse(const char *name)
+{
+	for (size_t i = 0; name != NULL && i < sizeof(names) / sizeof(*names);
+	     i++) {
+		if (strcmp(names[i], name) == 0) {
+			return (mesh_err)i;
+		}
+	}
+	return MESH_EINTERNAL;
+}
+
 const char *
 mesh_strerror(mesh_err err)
 {

@@ -68,49 +68,70 @@ static const struct {
         {"dataschema", MESH_EXT_URI},
 };
 
+/* The length (1-4) of the valid UTF-8 character at s (len > 0 bytes),
+ * or 0: overlong forms, surrogates and values past U+10FFFF are not. */
+static size_t
+utf8_char(const uint8_t *s, size_t len)
+{
+	uint8_t c = s[0];
+	size_t n;
+	uint32_t cp;
+
+	if (c < 0x80) {
+		return 1;
+	} else if ((c & 0xe0) == 0xc0) {
+		n = 1;
+		cp = c & 0x1f;
+	} else if ((c & 0xf0) == 0xe0) {
+		n = 2;
+		cp = c & 0x0f;
+	} else if ((c & 0xf8) == 0xf0) {
+		n = 3;
+		cp = c & 0x07;
+	} else {
+		return 0;
+	}
+	if (len - 1 < n) {
+		return 0;
+	}
+	for (size_t k = 1; k <= n; k++) {
+		if ((s[k] & 0xc0) != 0x80) {
+			return 0;
+		}
+		cp = (cp << 6) | (s[k] & 0x3f);
+	}
+	if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) ||
+	    (n == 3 && cp < 0x10000) || cp > 0x10ffff ||
+	    (cp >= 0xd800 && cp <= 0xdfff)) {
+		return 0;
+	}
+	return n + 1;
+}
+
 static bool
 utf8_valid(const uint8_t *s, size_t len)
 {
-	size_t i = 0;
-
-	while (i < len) {
-		uint8_t c = s[i];
-		size_t n;
-		uint32_t cp;
-
-		if (c < 0x80) {
-			i++;
-			continue;
-		} else if ((c & 0xe0) == 0xc0) {
-			n = 1;
-			cp = c & 0x1f;
-		} else if ((c & 0xf0) == 0xe0) {
-			n = 2;
-			cp = c & 0x0f;
-		} else if ((c & 0xf8) == 0xf0) {
-			n = 3;
-			cp = c & 0x07;
-		} else {
+	for (size_t i = 0, n; i < len; i += n) {
+		if ((n = utf8_char(s + i, len - i)) == 0) {
 			return false;
 		}
-		if (len - i - 1 < n) {
-			return false;
-		}
-		for (size_t k = 1; k <= n; k++) {
-			if ((s[i + k] & 0xc0) != 0x80) {
-				return false;
-			}
-			cp = (cp << 6) | (s[i + k] & 0x3f);
-		}
-		/* Overlong forms, surrogates and values past U+10FFFF. */
-		if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) ||
-		    (n == 3 && cp < 0x10000) || cp > 0x10ffff ||
-		    (cp >= 0xd800 && cp <= 0xdfff)) {
-			return false;
-		}
-		i += n + 1;
 	}
 	return true;
+}
+
+void
+mesh_text_clean(char *text)
+{
+	uint8_t *s = (uint8_t *)text;
+	size_t len = strlen(text);
+
+	for (size_t i = 0, n; i < len; i += n) {
+		if ((n = utf8_char(s + i, len - i)) == 0 ||
+		    (n == 1 && (s[i] < 0x20 || s[i] == 0x7f))) {
+			s[i] = '?';
+			n = 1;
+		}
+	}
 }
 
 static bool

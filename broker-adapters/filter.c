@@ -1403,20 +1403,25 @@ cond_match(const struct mesh_filter *f, const struct cond *c,
 	}
 }
 
-/* Does one present value of a leaf match any of its conditions? */
+/* Does a present value match any of a leaf's conditions (exists aside)? */
 static bool
-leaf_value(const struct mesh_filter *f, const struct leaf *l,
+leaf_conds(const struct mesh_filter *f, const struct leaf *l,
            const struct val *v)
 {
-	if (l->present_ok) {
-		return true;
-	}
 	for (uint32_t i = 0; i < l->n; i++) {
 		if (cond_match(f, &f->p.conds[l->first + i], v)) {
 			return true;
 		}
 	}
 	return false;
+}
+
+/* Does one present value of a leaf match any of its conditions? */
+static bool
+leaf_value(const struct mesh_filter *f, const struct leaf *l,
+           const struct val *v)
+{
+	return l->present_ok || leaf_conds(f, l, v);
 }
 
 /* A plain decimal ("-210.75": up to 9 digits, then up to 5 decimals)
@@ -1646,13 +1651,30 @@ attr_leaf(const struct mesh_filter *f, const struct leaf *l, const char *type,
 	return leaf_value(f, l, &v);
 }
 
+/* SNS: "exists": false "only matches if at least one attribute is
+ * present. An empty set of attributes results in the filter not
+ * matching." A branch with leaves can pass an empty set only through
+ * absence, so such a branch needs one attribute, of any type; only an
+ * empty policy passes a message without any. */
+static bool
+event_has_attrs(const struct mesh_event *ev)
+{
+	for (size_t i = 0; i < mesh_event_ext_count(ev); i++) {
+		if (mesh_event_attr_is_message_attr(
+		            mesh_event_ext_at(ev, i, NULL))) {
+			return true;
+		}
+	}
+	return false;
+}
+
 static bool
 match_attributes_event(const struct mesh_filter *f,
                        const struct mesh_event *ev)
 {
 	for (size_t i = 0; i < f->n_branches; i++) {
 		const struct span *br = &f->branches[i];
-		bool ok = true;
+		bool ok = true, seen = false;
 		for (uint32_t k = 0; ok && k < br->n; k++) {
 			const struct leaf *l =
 			        &f->p.leaves[f->ids[br->first + k]];
@@ -1662,8 +1684,9 @@ match_attributes_event(const struct mesh_filter *f,
 			mesh__event_attr_peek(ev, f->p.text + l->path, &type,
 			                      &type_len, &value, &len);
 			ok = attr_leaf(f, l, type, type_len, value, len);
+			seen |= type != NULL;
 		}
-		if (ok) {
+		if (ok && (seen || br->n == 0 || event_has_attrs(ev))) {
 			return true;
 		}
 	}
@@ -1742,7 +1765,12 @@ body_leaf(const struct mesh_filter *f, const struct leaf *l, const json_t *v)
 		x.t = V_NULL;
 		break;
 	}
-	return leaf_value(f, l, &x);
+	/* SNS: "exists": true needs "a non-null and non-empty value". */
+	if (l->present_ok && x.t != V_NULL &&
+	    !(x.t == V_STRING && x.len == 0)) {
+		return true;
+	}
+	return leaf_conds(f, l, &x);
 }
 
 /* The key of object v that leaf l's path continues with after off (the
@@ -1847,6 +1875,37 @@ body_sat(const struct mesh_filter *f, const uint32_t *ids, uint64_t mask,
 	return true;
 }
 
+/* Whether a body holds a value (null too) anywhere: in the body scope,
+ * SNS's "at least one attribute" of "exists": false (event_has_attrs). */
+static bool
+body_has_value(const json_t *v, int depth)
+{
+	const char *key;
+	const json_t *x;
+
+	if (depth > MAX_DEPTH) {
+		return false;
+	}
+	if (json_is_array(v)) {
+		for (size_t i = 0; i < json_array_size(v); i++) {
+			if (body_has_value(json_array_get(v, i), depth + 1)) {
+				return true;
+			}
+		}
+		return false;
+	}
+	if (!json_is_object(v)) {
+		return true;
+	}
+	json_object_foreach((json_t *)v, key, x)
+	{
+		if (body_has_value(x, depth + 1)) {
+			return true;
+		}
+	}
+	return false;
+}
+
 bool
 mesh_filter_match_json(const struct mesh_filter *f, const json_t *body)
 {
@@ -1858,7 +1917,8 @@ mesh_filter_match_json(const struct mesh_filter *f, const json_t *body)
 		const struct span *br = &f->branches[i];
 		uint64_t mask = br->n >= 64 ? ~(uint64_t)0
 		                            : (((uint64_t)1 << br->n) - 1);
-		if (body_sat(f, f->ids + br->first, mask, 0, body, 0)) {
+		if (body_sat(f, f->ids + br->first, mask, 0, body, 0) &&
+		    (br->n == 0 || body_has_value(body, 0))) {
 			return true;
 		}
 	}
@@ -1943,7 +2003,7 @@ mesh_filter_match_sns_attrs(const struct mesh_filter *f, const json_t *attrs,
 			ok = attr_leaf(f, l, type, type ? strlen(type) : 0,
 			               value, len);
 		}
-		*match = ok;
+		*match = ok && (br->n == 0 || json_object_size(attrs) > 0);
 	}
 	return MESH_OK;
 }

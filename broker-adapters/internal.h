@@ -127,10 +127,6 @@ mesh_err mesh__queue_receive_many(struct mesh_queue *q, int max, int wait_s,
 void mesh__queue_ack_many(struct mesh_queue *q, const char *const *receipts,
                           size_t n);
 mesh_err mesh__queue_seal(struct mesh_queue *q, char *receipt, size_t size);
-/* The same acknowledging for a topic subscriber's deliveries. */
-struct mesh_delivery;
-void mesh__delivery_ack_many(struct mesh_conn *c,
-                             struct mesh_delivery *const *d, size_t n);
 
 /* Names of queues and topics (wire.c): 1-max characters of
  * [A-Za-z0-9_-], FIFO ones ending in ".fifo"; `noun` names the kind in

@@ -23,6 +23,49 @@
 #define HDR_DLQ_SOURCE "Mesh-Dlq-Source"
 #define HDR_DLQ_REASON "Mesh-Dlq-Reason"
 #define HDR_DLQ_COUNT  "Mesh-Dlq-Receive-Count"
+#define HDR_DLQ_SEQ    "Mesh-Dlq-Sequence"
+#define HDR_DLQ_SVC    "Mesh-Dlq-Service"
+
+/* The headers a dead letter gains (and a redrive takes off again). */
+static const char *const dead_letter_headers[] = {
+        HDR_NOT_BEFORE, HDR_DLQ_SOURCE, HDR_DLQ_REASON, HDR_DLQ_COUNT,
+        HDR_DLQ_SEQ,    HDR_DLQ_SVC,    NULL};
+
+/* The headers of a dead letter as (name, value) pairs in add[] (room for
+ * 12), NULL-terminated; count, seq and reason hold their texts. Returns how many
+ * entries it wrote before the NULL. */
+static size_t
+dead_letter_pairs(const struct mesh_dead_letter *dl, char count[24],
+                  char seq[24], char reason[512], const char **add)
+{
+	size_t k = 0;
+
+	snprintf(count, 24, "%" PRIu64, dl->receive_count);
+	snprintf(seq, 24, "%" PRIu64, dl->sequence);
+	/* A reason may quote what came from outside: one clean line. */
+	snprintf(reason, 512, "%s",
+	         dl->reason && dl->reason[0] ? dl->reason
+	                                     : "dead-lettered by request");
+	mesh_text_clean(reason);
+	add[k++] = HDR_DLQ_SOURCE;
+	add[k++] = dl->source;
+	add[k++] = HDR_DLQ_REASON;
+	add[k++] = reason;
+	if (dl->receive_count > 0) {
+		add[k++] = HDR_DLQ_COUNT;
+		add[k++] = count;
+	}
+	if (dl->sequence > 0) {
+		add[k++] = HDR_DLQ_SEQ;
+		add[k++] = seq;
+	}
+	if (dl->service != NULL && dl->service[0] != '\0') {
+		add[k++] = HDR_DLQ_SVC;
+		add[k++] = dl->service;
+	}
+	add[k] = NULL;
+	return k;
+}
 
 #define RECEIVERS        "receivers"
 #define MOVER            "mover"
@@ -1409,6 +1452,14 @@ send_prepare(struct mesh_queue *q, const struct mesh_queue_entry *e,
 		         now_ms() + delay * 1000);
 		s = natsMsgHeader_Set(m, HDR_NOT_BEFORE, not_before);
 	}
+	if (s == NATS_OK && e->dead_letter != NULL) {
+		char count[24], seq[24], reason[512];
+		const char *add[16];
+		dead_letter_pairs(e->dead_letter, count, seq, reason, add);
+		for (const char **h = add; s == NATS_OK && *h; h += 2) {
+			s = natsMsgHeader_Set(m, h[0], h[1]);
+		}
+	}
 	if (s != NATS_OK) {
 		natsMsg_Destroy(m);
 		return mesh_err_nats(s, 0, "queue '%s': message", q->name);
@@ -1460,9 +1511,14 @@ pass_through(struct mesh_queue *q, natsMsg *src, const char *wire_id,
 	natsStatus s;
 
 	if (q->cfg.a.fifo || q->cfg.a.delay_s > 0 ||
-	    natsMsg_GetDataLength(src) > q->cfg.a.max_message_size ||
-	    natsMsgHeader_Get(src, MESH_HDR_CE_ID, &id) != NATS_OK) {
+	    natsMsg_GetDataLength(src) > q->cfg.a.max_message_size) {
 		return false;
+	}
+	/* A foreign message without our headers passes as it is too: its
+	 * MessageId is then its own de-duplication id, or ours. */
+	if (natsMsgHeader_Get(src, MESH_HDR_CE_ID, &id) != NATS_OK &&
+	    natsMsgHeader_Get(src, MESH_HDR_MSG_ID, &id) != NATS_OK) {
+		id = wire_id;
 	}
 	s = natsMsg_Create(&m, q->n.subject,
 	                   req_reply(q, reply, sizeof(reply)),
@@ -1473,6 +1529,10 @@ pass_through(struct mesh_queue *q, natsMsg *src, const char *wire_id,
 		if (natsMsgHeader_Get(src, keep[i], &v) == NATS_OK) {
 			s = natsMsgHeader_Set(m, keep[i], v);
 		}
+	}
+	/* A foreign message's id (its Nats-Msg-Id) stays its id there. */
+	if (s == NATS_OK && hdr(src, MESH_HDR_CE_ID) == NULL && id != wire_id) {
+		s = natsMsgHeader_Set(m, MESH_HDR_CE_ID, id);
 	}
 	if (s == NATS_OK) {
 		s = natsMsgHeader_Set(m, MESH_HDR_MSG_ID, wire_id);
@@ -1644,6 +1704,13 @@ republish(struct mesh_queue *q, natsMsg *src, const char *subject,
 		}
 	}
 	free((void *)keys);
+	/* A foreign message's id is its Nats-Msg-Id, which the move
+	 * replaces: kept as its Ce-Id (see mesh_wire_read). */
+	if (s == NATS_OK && hdr(src, MESH_HDR_CE_ID) == NULL &&
+	    hdr(src, MESH_HDR_MSG_ID) != NULL) {
+		s = natsMsgHeader_Set(m, MESH_HDR_CE_ID,
+		                      hdr(src, MESH_HDR_MSG_ID));
+	}
 	if (s == NATS_OK) {
 		s = natsMsgHeader_Set(m, MESH_HDR_MSG_ID, msg_id);
 	}
@@ -1706,6 +1773,39 @@ ack_one(struct mesh_queue *q, const char *ack, const char *body)
 	return r.err == MESH_OK ? MESH_OK : mesh__seterr(r.err, "%s", r.error);
 }
 
+/* Publish m, bytes and headers as they are, to the dead-letter queue
+ * (names dn, configuration dc) with dl's headers, through q's connection;
+ * de-duplicated by where it comes from. */
+static mesh_err
+dead_letter_put(struct mesh_queue *q, const struct qnames *dn,
+                const struct qcfg *dc, natsMsg *m,
+                const struct mesh_dead_letter *dl)
+{
+	char subject[200], id[200], count[24], seq[24], reason[512];
+	const char *group = hdr(m, MESH_HDR_GROUP);
+	const char *add[16];
+	size_t k = dead_letter_pairs(dl, count, seq, reason, add);
+
+	snprintf(id, sizeof(id), "dlq:%s:%" PRIu64, dl->source, dl->sequence);
+	/* A FIFO dead-letter queue needs a group: the source's. */
+	if (dc->a.fifo && group == NULL) {
+		group = dl->source;
+		add[k++] = MESH_HDR_GROUP;
+		add[k++] = group;
+	}
+	add[k] = NULL;
+	target_subject(dn, dc, group, subject, sizeof(subject));
+	return republish(q, m, subject, id, dead_letter_headers, add);
+}
+
+mesh_err
+mesh_queue_put_dead_letter(struct mesh_queue *dlq, void *msg,
+                           const struct mesh_dead_letter *dl)
+{
+	assert(msg != NULL && dl != NULL && dl->source != NULL);
+	return dead_letter_put(dlq, &dlq->n, &dlq->cfg, msg, dl);
+}
+
 /* Move a delivered message to the dead-letter queue, then acknowledge it
  * here. A crash between the two leaves it here, and moving it again is
  * dropped there as a duplicate. */
@@ -1713,12 +1813,10 @@ static mesh_err
 dead_letter(struct mesh_queue *q, natsMsg *m, uint64_t sseq, uint64_t receives,
             const char *ack, const char *reason)
 {
-	char subject[200], id[160], count[24];
-	const char *drop[] = {HDR_NOT_BEFORE, HDR_DLQ_SOURCE, HDR_DLQ_REASON,
-	                      HDR_DLQ_COUNT, NULL};
-	const char *add[] = {
-	        HDR_DLQ_SOURCE, q->name, HDR_DLQ_REASON, reason, HDR_DLQ_COUNT,
-	        count,          NULL};
+	struct mesh_dead_letter dl = {.source = q->name,
+	                              .reason = reason,
+	                              .sequence = sseq,
+	                              .receive_count = receives};
 	mesh_err err;
 
 	if (!q->have_dlq) {
@@ -1728,11 +1826,8 @@ dead_letter(struct mesh_queue *q, natsMsg *m, uint64_t sseq, uint64_t receives,
 		                    q->cfg.a.dlq[0] ? " (missing: " : "",
 		                    q->cfg.a.dlq[0] ? q->cfg.a.dlq : "");
 	}
-	snprintf(count, sizeof(count), "%" PRIu64, receives);
-	snprintf(id, sizeof(id), "dlq:%s:%" PRIu64, q->n.stream, sseq);
-	target_subject(&q->dlq_n, &q->dlq_cfg, hdr(m, MESH_HDR_GROUP), subject,
-	               sizeof(subject));
-	if ((err = republish(q, m, subject, id, drop, add)) != MESH_OK) {
+	if ((err = dead_letter_put(q, &q->dlq_n, &q->dlq_cfg, m, &dl)) !=
+	    MESH_OK) {
 		return err;
 	}
 	return ack_one(q, ack, "+ACK");
@@ -1794,43 +1889,38 @@ release_due(struct mesh_queue *q)
 /* ---- receive -------------------------------------------------------------
  */
 
+/* Free what one message holds (not the message itself). */
+static void
+msg_clear(struct mesh_queue_msg *m)
+{
+	mesh_event_free(m->event);
+	natsMsg_Destroy(m->msg);
+	m->event = NULL;
+	m->msg = NULL;
+}
+
 void
 mesh_queue_msgs_free(struct mesh_queue_msg *msgs, size_t n)
 {
 	for (size_t i = 0; msgs != NULL && i < n; i++) {
 		mesh_event_free(msgs[i].event);
+		natsMsg_Destroy(msgs[i].msg);
 	}
 	free(msgs);
 }
 
 /* Turn a stored message into an event: ours decode; anything else that a
- * foreign client put on the subject is carried as its bytes. */
+ * foreign client put on the subject, or a CloudEvent that does not parse,
+ * is carried as its bytes, with the parse error. */
 static mesh_err
 msg_event(struct mesh_queue *q, natsMsg *m, uint64_t sseq,
-          struct mesh_event **out)
+          struct mesh_queue_msg *r)
 {
-	const char *ct = hdr(m, MESH_HDR_CONTENT_TYPE);
-	struct mesh_event *ev;
-	const char *id = hdr(m, MESH_HDR_MSG_ID);
 	char fallback[128];
-	mesh_err err;
 
-	if (ct != NULL && strcmp(ct, MESH_EVENT_CONTENT_TYPE) == 0) {
-		return mesh_wire_decode(m, SIZE_MAX, out);
-	}
-	if ((err = mesh_event_new("evmesh.raw", "nats", &ev)) != MESH_OK) {
-		return err;
-	}
 	snprintf(fallback, sizeof(fallback), "%s-%" PRIu64, q->n.stream, sseq);
-	if ((err = mesh_event_set_id(ev, id ? id : fallback)) != MESH_OK ||
-	    (err = mesh_event_set_binary(ev, natsMsg_GetData(m),
-	                                 (size_t)natsMsg_GetDataLength(m))) !=
-	            MESH_OK) {
-		mesh_event_free(ev);
-		return err;
-	}
-	*out = ev;
-	return MESH_OK;
+	return mesh_wire_read(m, SIZE_MAX, fallback, &r->event, r->parse_error,
+	                      sizeof(r->parse_error));
 }
 
 static void
@@ -1842,6 +1932,14 @@ msg_fill(natsMsg *m, struct mesh_queue_msg *out)
 	         hdr(m, HDR_DLQ_SOURCE));
 	copy_str(out->dlq_reason, sizeof(out->dlq_reason),
 	         hdr(m, HDR_DLQ_REASON));
+	copy_str(out->dlq_service, sizeof(out->dlq_service),
+	         hdr(m, HDR_DLQ_SVC));
+	out->dlq_sequence = hdr(m, HDR_DLQ_SEQ)
+	                            ? strtoull(hdr(m, HDR_DLQ_SEQ), NULL, 10)
+	                            : 0;
+	out->dlq_receive_count =
+	        hdr(m, HDR_DLQ_COUNT) ? strtoull(hdr(m, HDR_DLQ_COUNT), NULL, 10)
+	                              : 0;
 }
 
 /* Judge delivered messages: dead-letter those over maxReceiveCount, set
@@ -1882,9 +1980,11 @@ deliver(struct mesh_queue *q, natsMsg **got, size_t n, int64_t t_request,
 			 * the message out rather than hide it again. */
 		}
 		memset(r, 0, sizeof(*r));
-		if (msg_event(q, m, meta.sseq, &r->event) != MESH_OK) {
-			/* Unreadable even as bytes: out of memory. */
-			err = MESH_ENOMEM;
+		if (msg_event(q, m, meta.sseq, r) != MESH_OK) {
+			/* Not even its bytes could be kept (out of memory):
+			 * visible again at once, and the rest go on. */
+			natsConnection_PublishString(mesh_conn_nats(q->c), ack,
+			                             "-NAK");
 			continue;
 		}
 		if (nak) {
@@ -1917,13 +2017,13 @@ deliver(struct mesh_queue *q, natsMsg **got, size_t n, int64_t t_request,
 			r->first_receive_ms = r->sent_ms;
 		}
 		msg_fill(m, r);
+		r->msg = m; /* freed with the message, together */
+		got[i] = NULL;
 		(*n_out)++;
 	}
 	if (nak) {
 		natsConnection_Flush(mesh_conn_nats(q->c));
 	}
-	/* Together: cnats hands each to its collector thread, woken once
-	 * for the lot rather than once for each. */
 	for (size_t i = 0; i < n; i++) {
 		natsMsg_Destroy(got[i]);
 	}
@@ -2475,14 +2575,22 @@ next_stored(struct mesh_conn *c, const struct qnames *n, uint64_t *seq)
 	return m;
 }
 
+/* A stored message (taken: it is r->msg on success, destroyed on error). */
 static mesh_err
 stored_to_msg(struct mesh_queue *q, natsMsg *m, struct mesh_queue_msg *r)
 {
+	mesh_err err;
+
 	memset(r, 0, sizeof(*r));
 	r->sequence = natsMsg_GetSequence(m);
 	r->sent_ms = natsMsg_GetTime(m) / NS_PER_MS;
 	msg_fill(m, r);
-	return msg_event(q, m, r->sequence, &r->event);
+	if ((err = msg_event(q, m, r->sequence, r)) != MESH_OK) {
+		natsMsg_Destroy(m);
+		return err;
+	}
+	r->msg = m;
+	return MESH_OK;
 }
 
 mesh_err
@@ -2499,7 +2607,6 @@ mesh_queue_peek(struct mesh_queue *q, size_t max, struct mesh_queue_msg **msgs,
 	}
 	while (k < max && (m = next_stored(q->c, &q->n, &seq)) != NULL) {
 		mesh_err err = stored_to_msg(q, m, &out[k]);
-		natsMsg_Destroy(m);
 		if (err != MESH_OK) {
 			mesh_queue_msgs_free(out, k);
 			return err;
@@ -2557,30 +2664,30 @@ mesh_queue_redrive(struct mesh_conn *c, const char *dlq,
 		struct mesh_queue_msg qm;
 		struct mesh_queue *to = dst;
 		char subject[200], id[160];
-		const char *drop[] = {HDR_DLQ_SOURCE, HDR_DLQ_REASON,
-		                      HDR_DLQ_COUNT, HDR_NOT_BEFORE, NULL};
 		jsErrCode jerr = 0;
 		natsStatus s;
 
 		if ((err = stored_to_msg(src, m, &qm)) != MESH_OK) {
-			natsMsg_Destroy(m);
 			break;
 		}
-		if (!redrive_wanted(r, m, qm.event)) {
-			mesh_event_free(qm.event);
-			natsMsg_Destroy(m);
+		if (!redrive_wanted(r, qm.msg, qm.event)) {
+			msg_clear(&qm);
 			continue;
 		}
-		mesh_event_free(qm.event);
 		if (to == NULL) {
-			if (qm.dlq_source[0] == '\0') {
+			/* Dead letters of a service's topic subscription or
+			 * of a schedule name no queue to go back to. */
+			if (qm.dlq_source[0] == '\0' ||
+			    strchr(qm.dlq_source, ':') != NULL) {
 				err = mesh__seterr(
 				        MESH_EINVAL,
 				        "queue '%s': message %" PRIu64
-				        " records no source queue; "
-				        "give --to",
-				        dlq, qm.sequence);
-				natsMsg_Destroy(m);
+				        " came from %s, not a queue; give --to "
+				        "QUEUE",
+				        dlq, qm.sequence,
+				        qm.dlq_source[0] ? qm.dlq_source
+				                         : "no recorded source");
+				msg_clear(&qm);
 				break;
 			}
 			if (dst == NULL ||
@@ -2589,23 +2696,25 @@ mesh_queue_redrive(struct mesh_conn *c, const char *dlq,
 				dst = NULL;
 				err = mesh_queue_open(c, qm.dlq_source, &dst);
 				if (err != MESH_OK) {
-					natsMsg_Destroy(m);
+					msg_clear(&qm);
 					break;
 				}
 			}
 			to = dst;
 		}
-		target_subject(&to->n, &to->cfg, hdr(m, MESH_HDR_GROUP),
+		target_subject(&to->n, &to->cfg, hdr(qm.msg, MESH_HDR_GROUP),
 		               subject, sizeof(subject));
 		snprintf(id, sizeof(id), "rd:%s:%" PRIu64, src->n.stream,
 		         qm.sequence);
-		if (to->cfg.a.fifo && hdr(m, MESH_HDR_DEDUP) != NULL) {
-			snprintf(id, sizeof(id), "%s", hdr(m, MESH_HDR_DEDUP));
+		if (to->cfg.a.fifo && hdr(qm.msg, MESH_HDR_DEDUP) != NULL) {
+			snprintf(id, sizeof(id), "%s",
+			         hdr(qm.msg, MESH_HDR_DEDUP));
 		}
 		/* Published first, deleted after: a rerun re-publishes
 		 * what was not deleted, and JetStream drops the copy. */
-		err = republish(src, m, subject, id, drop, NULL);
-		natsMsg_Destroy(m);
+		err = republish(src, qm.msg, subject, id, dead_letter_headers,
+		                NULL);
+		msg_clear(&qm);
 		if (err != MESH_OK) {
 			break;
 		}

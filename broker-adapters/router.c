@@ -15,6 +15,7 @@
 #include "mesh/pbjson.h"
 #include "mesh/queue.h"
 #include "mesh/router.h"
+#include "mesh/source.h"
 #include "mesh/subscription.h"
 #include "mesh/topic.h"
 #include "mesh/wire.h"
@@ -30,7 +31,7 @@ struct worker {
 	char id[MESH_SUBSCRIPTION_ID_MAX + 1];
 	pthread_t thread;
 	atomic_bool stop;
-	atomic_uint_fast64_t forwarded, filtered, failed;
+	atomic_uint_fast64_t forwarded, filtered, failed, malformed;
 };
 
 struct router {
@@ -234,13 +235,14 @@ mesh_router_notification(const struct mesh_event *ev, const char *topic,
 /* ---- a worker: one queue subscription ----------------------------------- */
 
 struct batch {
-	struct mesh_delivery d[MESH_SUBSCRIPTION_BATCH];
-	struct mesh_event *made[MESH_SUBSCRIPTION_BATCH];
-	struct mesh_queue_entry e[MESH_SUBSCRIPTION_BATCH];
-	struct mesh_queue_sent sent[MESH_SUBSCRIPTION_BATCH];
-	natsMsg *src[MESH_SUBSCRIPTION_BATCH];
-	char ids[MESH_SUBSCRIPTION_BATCH][96];
-	const char *wire[MESH_SUBSCRIPTION_BATCH];
+	struct mesh_source_msg m[MESH_SOURCE_BATCH_MAX];
+	struct mesh_source_msg *acks[MESH_SOURCE_BATCH_MAX];
+	struct mesh_event *made[MESH_SOURCE_BATCH_MAX];
+	struct mesh_queue_entry e[MESH_SOURCE_BATCH_MAX];
+	struct mesh_queue_sent sent[MESH_SOURCE_BATCH_MAX];
+	natsMsg *src[MESH_SOURCE_BATCH_MAX];
+	char ids[MESH_SOURCE_BATCH_MAX][96];
+	const char *wire[MESH_SOURCE_BATCH_MAX];
 	size_t n;
 };
 
@@ -262,16 +264,27 @@ nap(const struct worker *w, int64_t ms)
 	}
 }
 
-/* The event id of a delivery, decoded or not. */
+/* A worker's counts, as one log line. */
+static void
+log_counts(struct router *r, const char *event, struct worker *w)
+{
+	log_line(r, event, w->id,
+	         "forwarded %" PRIuFAST64 ", filtered %" PRIuFAST64
+	         ", failed %" PRIuFAST64 ", malformed %" PRIuFAST64,
+	         atomic_load(&w->forwarded), atomic_load(&w->filtered),
+	         atomic_load(&w->failed), atomic_load(&w->malformed));
+}
+
+/* The event id of a message, read or not. */
 static const char *
-event_id(const struct mesh_delivery *d)
+event_id(const struct mesh_source_msg *m)
 {
 	const char *id = NULL;
 
-	if (d->event != NULL) {
-		return mesh_event_id(d->event);
+	if (m->event != NULL) {
+		return mesh_event_id(m->event);
 	}
-	natsMsgHeader_Get(d->msg, MESH_HDR_CE_ID, &id);
+	natsMsgHeader_Get(m->msg, MESH_HDR_CE_ID, &id);
 	return id ? id : "(unreadable)";
 }
 
@@ -282,40 +295,51 @@ permanent(mesh_err err)
 	return err == MESH_EINVAL || err == MESH_ETOOBIG;
 }
 
-/* Send the batch to the queue; ack what was stored; nak what may succeed
- * later (for FIFO, everything after the first such failure, to keep the
- * order); term what never can. Returns whether the queue is gone. */
+/* Send the batch to the queue; ack what was stored; retry what may
+ * succeed later (for FIFO, everything after the first such failure, to
+ * keep the order); drop what never can. Returns whether the queue is
+ * gone. */
 static bool
-forward(struct worker *w, struct mesh_queue *q,
+forward(struct worker *w, struct mesh_source *src, struct mesh_queue *q,
         const struct mesh_subscription *sub, int64_t topic_created, bool fifo,
         struct batch *b, int64_t *backoff)
 {
 	bool gone = false, hold = false;
-	size_t ok = 0;
+	size_t ok = 0, k = 0;
 
 	for (size_t i = 0; i < b->n; i++) {
-		struct mesh_delivery *d = &b->d[i];
-		const struct mesh_event *ev = d->event;
+		struct mesh_source_msg *m = &b->m[i];
+		const struct mesh_event *ev = m->event;
 		b->made[i] = NULL;
-		b->src[i] = sub->raw ? d->msg : NULL;
+		b->src[i] = sub->raw ? m->msg : NULL;
 		if (ev == NULL &&
 		    (!sub->raw || !mesh__queue_passes_through(q)) &&
-		    mesh_wire_decode(d->msg, 0, &d->event) == MESH_OK) {
-			ev = d->event;
+		    mesh_source_read(src, m) == MESH_OK) {
+			ev = m->event;
+		}
+		if (m->parse_error != NULL && m->parse_error[0] != '\0') {
+			/* Forwarded as what it is: its bytes, to be seen
+			 * (and dead-lettered) at the queue. */
+			atomic_fetch_add(&w->malformed, 1);
+			log_line(w->r, "malformed", w->id,
+			         "message %s (topic sequence %" PRIu64
+			         ") is not a readable CloudEvent, forwarded "
+			         "as bytes: %s",
+			         event_id(m), m->sequence, m->parse_error);
 		}
 		if (!sub->raw && ev != NULL &&
-		    mesh_router_notification(ev, sub->topic, fifo, d->sequence,
+		    mesh_router_notification(ev, sub->topic, fifo, m->sequence,
 		                             &b->made[i]) == MESH_OK) {
 			ev = b->made[i];
 		}
 		snprintf(b->ids[i], sizeof(b->ids[i]),
 		         "sns:%s:%" PRId64 ":%" PRIu64, sub->consumer + 2,
-		         topic_created, d->sequence);
+		         topic_created, m->sequence);
 		memset(&b->e[i], 0, sizeof(b->e[i]));
 		b->e[i].event = ev;
 		b->e[i].delay_s = -1;
 		if (fifo) {
-			b->e[i].group_id = d->group_id;
+			b->e[i].group_id = m->group_id;
 			b->e[i].dedup_id = b->ids[i];
 		}
 		b->wire[i] = b->ids[i];
@@ -323,21 +347,21 @@ forward(struct worker *w, struct mesh_queue *q,
 	mesh__queue_forward(q, b->e, b->wire, b->src, b->n, b->sent);
 	for (size_t i = 0; i < b->n; i++) {
 		struct mesh_queue_sent *s = &b->sent[i];
-		struct mesh_delivery *d = &b->d[i];
+		struct mesh_source_msg *m = &b->m[i];
 		if (s->err == MESH_OK && !hold) {
 			/* Stored in the queue: acknowledged in bulk (one
 			 * lost is forwarded again, and dropped there as a
 			 * duplicate by its id). */
-			mesh__delivery_ack_many(w->r->c, &d, 1);
+			b->acks[k++] = m;
 			ok++;
 		} else if (s->err != MESH_OK && permanent(s->err) && !hold) {
-			mesh_delivery_term(d);
+			b->acks[k++] = m;
 			atomic_fetch_add(&w->failed, 1);
 			log_line(w->r, "failed", w->id,
 			         "message %s (topic sequence %" PRIu64
 			         ") can never be stored in queue '%s', "
 			         "dropped: %s",
-			         event_id(d), d->sequence, sub->endpoint,
+			         event_id(m), m->sequence, sub->endpoint,
 			         s->error);
 		} else {
 			if (s->err == MESH_ENOTFOUND) {
@@ -348,12 +372,13 @@ forward(struct worker *w, struct mesh_queue *q,
 				         "queue '%s': %s", sub->endpoint,
 				         s->error);
 			}
-			mesh_delivery_nak(d, *backoff);
+			mesh_source_retry(src, m, *backoff);
 			hold = hold || fifo;
 		}
 		mesh_event_free(b->made[i]);
-		mesh_delivery_fini(d);
 	}
+	mesh_source_ack(src, b->acks, k);
+	mesh_source_release(src, b->m, b->n);
 	atomic_fetch_add(&w->forwarded, ok);
 	if (ok == b->n) {
 		*backoff = RETRY_FIRST_MS;
@@ -368,26 +393,31 @@ work(void *arg)
 {
 	struct worker *w = arg;
 	struct router *r = w->r;
-	struct mesh_subscriber *s = NULL;
+	struct mesh_source *s = NULL;
+	struct mesh_source_opts so;
 	struct mesh_queue *q = NULL;
 	struct batch *b = calloc(1, sizeof(*b));
 	struct mesh_topic_info ti;
+	char spec[MESH_SUBSCRIPTION_ID_MAX + 16];
 	int64_t backoff = RETRY_FIRST_MS, wait = RETRY_FIRST_MS;
 	mesh_err err;
 
+	mesh_source_opts_init(&so);
+	so.decode = false; /* raw delivery passes bytes through, unread */
+	snprintf(spec, sizeof(spec), "subscription:%s", w->id);
 	while (b != NULL && !stopping(w)) {
 		const struct mesh_subscription *sub;
 		size_t filtered = 0;
 		if (s == NULL) {
-			err = mesh_subscriber_bind(r->c, w->id, &s);
+			err = mesh_source_open(r->c, spec, &so, &s);
 			if (err == MESH_OK) {
-				sub = mesh_subscriber_subscription(s);
+				sub = mesh_source_subscription(s);
 				err = mesh_topic_info(r->c, sub->topic, &ti);
 			}
 			if (err != MESH_OK) {
 				log_line(r, "waiting", w->id, "%s",
 				         mesh_errdetail());
-				mesh_subscriber_close(s);
+				mesh_source_close(s);
 				s = NULL;
 				nap(w, wait);
 				wait = wait < RETRY_MAX_MS ? wait * 2 : wait;
@@ -395,7 +425,7 @@ work(void *arg)
 			}
 			wait = RETRY_FIRST_MS;
 		}
-		sub = mesh_subscriber_subscription(s);
+		sub = mesh_source_subscription(s);
 		if (q == NULL) {
 			if (mesh_queue_open(r->c, sub->endpoint, &q) !=
 			    MESH_OK) {
@@ -407,24 +437,24 @@ work(void *arg)
 			}
 			wait = RETRY_FIRST_MS;
 		}
-		err = mesh__subscriber_fetch(s, r->o.batch, FETCH_WAIT_MS,
-		                             false, b->d, &b->n, &filtered);
+		err = mesh_source_fetch(s, (size_t)r->o.batch, FETCH_WAIT_MS,
+		                        b->m, &b->n, &filtered);
 		atomic_fetch_add(&w->filtered, filtered);
 		if (err != MESH_OK) {
 			log_line(r, "waiting", w->id, "%s", mesh_errdetail());
-			mesh_subscriber_close(s);
+			mesh_source_close(s);
 			s = NULL;
 			nap(w, wait);
 			continue;
 		}
-		if (b->n > 0 && forward(w, q, sub, ti.a.created_ms, ti.a.fifo,
-		                        b, &backoff)) {
+		if (b->n > 0 && forward(w, s, q, sub, ti.a.created_ms,
+		                        ti.a.fifo, b, &backoff)) {
 			mesh_queue_close(q); /* gone: open it again */
 			q = NULL;
 		}
 	}
 	mesh_queue_close(q);
-	mesh_subscriber_close(s);
+	mesh_source_close(s);
 	free(b);
 	return NULL;
 }
@@ -470,11 +500,7 @@ stop_worker(struct router *r, struct worker **p)
 	atomic_store(&w->stop, true);
 	pthread_join(w->thread, NULL);
 	*p = w->next;
-	log_line(r, "unsubscribed", w->id,
-	         "forwarded %" PRIuFAST64 ", filtered %" PRIuFAST64
-	         ", failed %" PRIuFAST64,
-	         atomic_load(&w->forwarded), atomic_load(&w->filtered),
-	         atomic_load(&w->failed));
+	log_counts(r, "unsubscribed", w);
 	free(w);
 }
 
@@ -523,11 +549,7 @@ static void
 stats(struct router *r)
 {
 	for (struct worker *w = r->workers; w != NULL; w = w->next) {
-		log_line(r, "stats", w->id,
-		         "forwarded %" PRIuFAST64 ", filtered %" PRIuFAST64
-		         ", failed %" PRIuFAST64,
-		         atomic_load(&w->forwarded), atomic_load(&w->filtered),
-		         atomic_load(&w->failed));
+		log_counts(r, "stats", w);
 	}
 }
 

@@ -910,6 +910,23 @@ hdr(natsMsg *m, const char *key)
 	return natsMsgHeader_Get(m, key, &v) == NATS_OK ? v : NULL;
 }
 
+/* Give a delivery its event (mesh_wire_read: a message that is not a
+ * readable CloudEvent comes as its bytes, with d->parse_error); the
+ * fallback id is "TOPIC-SEQUENCE". Errors: MESH_ENOMEM. */
+static mesh_err
+delivery_read(struct mesh_delivery *d, const char *topic)
+{
+	char fallback[MESH_TOPIC_NAME_MAX + 32];
+
+	if (d->event != NULL) {
+		return MESH_OK;
+	}
+	snprintf(fallback, sizeof(fallback), "%s-%" PRIu64, topic,
+	         d->sequence);
+	return mesh_wire_read(d->msg, 0, fallback, &d->event, d->parse_error,
+	                      sizeof(d->parse_error));
+}
+
 mesh_err
 mesh_subscriber_fetch(struct mesh_subscriber *s, int max, int64_t wait_ms,
                       struct mesh_delivery *out, size_t *n, size_t *filtered)
@@ -963,33 +980,35 @@ mesh__subscriber_fetch(struct mesh_subscriber *s, int max, int64_t wait_ms,
 	}
 	for (int i = 0; i < list.Count; i++) {
 		natsMsg *m = list.Msgs[i];
-		struct mesh_event *ev = NULL;
+		struct mesh_delivery *d = &out[k];
 		jsMsgMetaData *meta = NULL;
 		list.Msgs[i] = NULL;
-		if ((decode || s->filter != NULL) &&
-		    mesh_wire_decode(m, 0, &ev) != MESH_OK) {
-			natsMsg_Term(m, NULL); /* no one can read it */
-			natsMsg_Destroy(m);
-			skipped++;
-			continue;
-		}
-		if (s->filter != NULL && !matches(s->filter, ev)) {
-			natsMsg_Ack(m, NULL);
-			natsMsg_Destroy(m);
-			mesh_event_free(ev);
-			skipped++;
-			continue;
-		}
-		memset(&out[k], 0, sizeof(out[k]));
-		out[k].event = ev;
-		out[k].msg = m;
-		out[k].group_id = hdr(m, MESH_HDR_GROUP);
-		out[k].dedup_id = hdr(m, MESH_HDR_DEDUP);
+		memset(d, 0, sizeof(*d));
+		d->msg = m;
 		if (natsMsg_GetMetaData(&meta, m) == NATS_OK) {
-			out[k].sequence = meta->Sequence.Stream;
-			out[k].deliveries = meta->NumDelivered;
+			d->sequence = meta->Sequence.Stream;
+			d->deliveries = meta->NumDelivered;
 			jsMsgMetaData_Destroy(meta);
 		}
+		if ((decode || s->filter != NULL) &&
+		    delivery_read(d, s->rec.topic) != MESH_OK) {
+			/* Not even its bytes could be kept (out of memory):
+			 * again at once; the rest go on. */
+			natsMsg_Nak(m, NULL);
+			natsMsg_Destroy(m);
+			continue;
+		}
+		/* A policy cannot judge what cannot be read: such a message
+		 * is handed out, to be seen and dead-lettered. */
+		if (s->filter != NULL && d->parse_error[0] == '\0' &&
+		    !matches(s->filter, d->event)) {
+			natsMsg_Ack(m, NULL);
+			mesh_delivery_fini(d);
+			skipped++;
+			continue;
+		}
+		d->group_id = hdr(m, MESH_HDR_GROUP);
+		d->dedup_id = hdr(m, MESH_HDR_DEDUP);
 		k++;
 	}
 	natsMsgList_Destroy(&list);
@@ -1010,20 +1029,6 @@ mesh_err
 mesh_delivery_ack(struct mesh_delivery *d)
 {
 	return ack_result(natsMsg_Ack(d->msg, NULL), "ack");
-}
-
-void
-mesh__delivery_ack_many(struct mesh_conn *c, struct mesh_delivery *const *d,
-                        size_t n)
-{
-	natsConnection *nc = mesh__conn_bulk(c);
-
-	for (size_t i = 0; i < n; i++) {
-		const char *reply = natsMsg_GetReply(d[i]->msg);
-		if (reply != NULL) {
-			natsConnection_PublishString(nc, reply, "+ACK");
-		}
-	}
 }
 
 mesh_err

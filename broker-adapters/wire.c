@@ -154,7 +154,10 @@ mesh_wire_read(natsMsg *msg, size_t max_size, const char *fallback_id,
 			snprintf(why, why_size, "%s", mesh_errdetail());
 		}
 	}
-	if (natsMsgHeader_Get(msg, MESH_HDR_MSG_ID, &id) != NATS_OK) {
+	/* Ce-Id first: a message moved (dead-lettered, redriven) keeps its
+	 * first Nats-Msg-Id there. */
+	if (natsMsgHeader_Get(msg, MESH_HDR_CE_ID, &id) != NATS_OK &&
+	    natsMsgHeader_Get(msg, MESH_HDR_MSG_ID, &id) != NATS_OK) {
 		id = NULL;
 	}
 	if ((err = mesh_event_new(MESH_WIRE_RAW_TYPE, "nats", &ev)) != MESH_OK ||

@@ -508,10 +508,17 @@ give_up(struct replica *r, struct mesh_sched_txn *txn,
 	char id[37];
 	bool dead = false;
 
+	char source[MESH_QUEUE_NAME_MAX + 16];
+	struct mesh_dead_letter dl = {.source = source,
+	                              .reason = error,
+	                              .receive_count = (uint64_t)attempts};
+
+	snprintf(source, sizeof(source), "schedule:%s", s->name);
 	mesh_sched_format(when, iso);
 	if (q != NULL &&
 	    make_event(r, s, when, attempts, error, &ev) == MESH_OK) {
 		qe.event = ev;
+		qe.dead_letter = &dl;
 		if (mesh_queue_attrs(q)->fifo) {
 			mesh_schedule_firing_id(s->name, when, id);
 			qe.group_id = s->name;

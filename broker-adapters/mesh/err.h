@@ -41,6 +41,12 @@ typedef enum {
 /* The fixed text of an error code ("not found"). Never NULL. */
 const char *mesh_strerror(mesh_err err);
 
+/* The code's name ("MESH_ENOTFOUND"), for protocols that carry errors
+ * (the services' request APIs); mesh_errname_parse reads it back
+ * (MESH_EINTERNAL for a name it does not know). */
+const char *mesh_errname(mesh_err err);
+mesh_err mesh_errname_parse(const char *name);
+
 /* The detail of the calling thread's last error ("cannot reach NATS at
  * nats://127.0.0.1:4999: connection refused"), or "" when there is none.
  * The string is owned by the library and valid until the thread's next

@@ -189,4 +189,10 @@ mesh_err mesh_event_parse(const void *buf, size_t len, size_t max_size,
 /* Deep copy. Errors: MESH_ENOMEM. */
 mesh_err mesh_event_dup(const struct mesh_event *ev, struct mesh_event **out);
 
+/* Make text that came from outside (a parse error quoting a foreign id, a
+ * handler's reason) safe for a NATS header and a log line, in place: each
+ * control character and each byte that does not start a valid UTF-8
+ * character becomes '?'. */
+void mesh_text_clean(char *text);
+
 #endif

@@ -65,6 +65,8 @@ mesh_filter_scope mesh_filter_scope_of(const struct mesh_filter *f);
  * attributes (mesh_event_attr_get()). MessageBody scope: the event's
  * payload when it is text (MESH_DATA_TEXT) holding a JSON object; anything
  * else does not match. Binary attributes are ignored, as SNS ignores them.
+ * As SNS's "exists": false, an event without message attributes (a body
+ * without a value) passes only the empty policy {}.
  * MessageBody scope parses the payload (jansson allocates); the
  * MessageAttributes scope allocates nothing. */
 bool mesh_filter_match_event(const struct mesh_filter *f,

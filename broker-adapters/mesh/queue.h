@@ -117,6 +117,21 @@ void mesh_queue_close(struct mesh_queue *q);
 const struct mesh_queue_attrs *mesh_queue_attrs(const struct mesh_queue *q);
 const char *mesh_queue_name(const struct mesh_queue *q);
 
+/* A dead letter's system attributes, the same whoever dead-letters:
+ * a queue's redrive policy, a service's runtime (mesh_reject, an event
+ * that cannot be parsed, attempts used up) or the scheduler (a firing
+ * given up). They travel as headers, beside the message's bytes as they
+ * were, and come back in struct mesh_queue_msg's dlq_* fields. */
+struct mesh_dead_letter {
+	/* Where from: a queue's name, "topic:NAME" (a service's
+	 * subscription) or "schedule:NAME". */
+	const char *source;
+	const char *reason;     /* why; NULL: "dead-lettered by request" */
+	uint64_t sequence;      /* its stream sequence there; 0: none */
+	uint64_t receive_count; /* its receives there; 0: none */
+	const char *service;    /* the service that gave it up; NULL: none */
+};
+
 /* One message to send. The event carries the body (its data) and the
  * message attributes (at most 10). */
 struct mesh_queue_entry {
@@ -125,6 +140,9 @@ struct mesh_queue_entry {
 	int64_t delay_s;                /* -1: the queue's DelaySeconds */
 	const char *group_id;           /* MessageGroupId (FIFO: required) */
 	const char *dedup_id;           /* MessageDeduplicationId (FIFO) */
+	/* Sent as a dead letter with these attributes; NULL: an ordinary
+	 * message. Borrowed for the call. */
+	const struct mesh_dead_letter *dead_letter;
 };
 
 struct mesh_queue_sent {
@@ -186,6 +204,9 @@ struct mesh_queue_msg {
 	uint64_t dlq_sequence;
 	uint64_t dlq_receive_count;
 	char dlq_service[MESH_QUEUE_NAME_MAX + 1];
+	/* The NATS message as stored (natsMsg *), owned: for
+	 * mesh_queue_put_dead_letter. */
+	void *msg;
 };
 
 /* Receive up to max (1-10) messages. wait_s: long polling, 0-20 seconds,
@@ -230,6 +251,16 @@ mesh_err mesh_queue_change_visibility_batch(struct mesh_queue *q,
  * no dead-letter queue. */
 mesh_err mesh_queue_dead_letter(struct mesh_queue *q, const char *receipt,
                                 const char *reason);
+
+/* Put a message taken elsewhere (msg: a natsMsg, from a mesh_delivery or
+ * a mesh_queue_msg; borrowed) into the queue dlq as a dead letter: its
+ * bytes and headers as they are, with dl's attributes (dl->source is
+ * required). De-duplicated by source and sequence within the queue's
+ * 5-minute window, so a caller that crashed before taking the message off
+ * its source can put it again. The caller then acknowledges it at its
+ * source. Errors: MESH_ETOOBIG, the connection's. */
+mesh_err mesh_queue_put_dead_letter(struct mesh_queue *dlq, void *msg,
+                                    const struct mesh_dead_letter *dl);
 
 /* Look at up to max stored messages, oldest first, without receiving them:
  * receive counts and visibility are unchanged (beyond SQS). Messages in

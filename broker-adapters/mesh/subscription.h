@@ -147,7 +147,9 @@ mesh_subscriber_subscription(const struct mesh_subscriber *s);
 /* Take up to max (<= MESH_SUBSCRIPTION_BATCH) matching messages, waiting
  * up to wait_ms for the first. Messages the filter policy does not match
  * are acknowledged here and never returned (*filtered counts them,
- * optional); undecodable ones are terminated and counted there too. FIFO
+ * optional). A message that is not a readable CloudEvent is returned as
+ * its bytes with its parse_error set, whatever the policy (which cannot
+ * judge it): see mesh_wire_read. FIFO
  * topics hand out one batch at a time to all the subscription's
  * consumers, in order. Errors: MESH_ENOTFOUND (the subscription is gone),
  * the connection's. Free each delivery with mesh_delivery_fini after

@@ -64,8 +64,8 @@ mesh_err mesh_wire_decode(natsMsg *msg, size_t max_size,
  * it is a CloudEvent is decoded (max_size as mesh_event_parse). Any other
  * message, and one that says it is a CloudEvent but does not decode,
  * becomes an event of type MESH_WIRE_RAW_TYPE whose data are the message's
- * bytes as they are, whose id is the Nats-Msg-Id header (else fallback_id,
- * which must be a valid id) and whose datacontenttype is the Content-Type
+ * bytes as they are, whose id is its Ce-Id header, else its Nats-Msg-Id
+ * header, else fallback_id (which must be a valid id) and whose datacontenttype is the Content-Type
  * header (else application/octet-stream). why (why_size bytes, may be NULL)
  * gets the parse error of a CloudEvent that did not decode, "" otherwise.
  * Errors: MESH_ENOMEM only. On success *out owns a new event. */

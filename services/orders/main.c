@@ -10,40 +10,13 @@
  * and counted (repeat/<id>): the order exists, which is what the client
  * wants. A repeat with another customer, country or total is rejected
  * (dead-lettered with the reason): it is a different order under a used
- * id. Malformed commands are rejected too. */
+ * id. Malformed commands, and those outside the limits of shop.h (lines,
+ * quantities, prices, the total), are rejected too, with the reason. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "shop.h"
-
-static const char *
-invalid(const Evmesh__Shop__PlaceOrder *po)
-{
-	int64_t sum = 0;
-
-	if (!shop_id_valid(po->order_id)) {
-		return "order_id: want 1-128 of [A-Za-z0-9_.:-]";
-	}
-	if (po->customer[0] == '\0') {
-		return "customer: empty";
-	}
-	if (strlen(po->country) != 2) {
-		return "country: want a two-letter code";
-	}
-	if (po->n_items == 0) {
-		return "items: none";
-	}
-	for (size_t i = 0; i < po->n_items; i++) {
-		if (po->items[i]->quantity <= 0 ||
-		    po->items[i]->price_cents < 0) {
-			return "items: a quantity or price out of range";
-		}
-		sum += po->items[i]->quantity * po->items[i]->price_cents;
-	}
-	return sum == po->total_cents ? NULL
-	                              : "total_cents: not the items' sum";
-}
 
 /* The order stored under the same id, if any: the same order again (1),
  * another order (-1), none (0). */
@@ -110,7 +83,7 @@ place_order(struct mesh_ctx *ctx, const struct mesh_event *ev,
 	const Evmesh__Shop__PlaceOrder *po = (const void *)msg;
 	Evmesh__Shop__OrderPlaced op = EVMESH__SHOP__ORDER_PLACED__INIT;
 	Google__Protobuf__Timestamp at = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
-	const char *why = invalid(po);
+	const char *why = shop_order_check(po);
 	char key[SHOP_KEY_MAX];
 	size_t klen;
 	mesh_err err;
@@ -152,18 +125,23 @@ place_order(struct mesh_ctx *ctx, const struct mesh_event *ev,
 	return MESH_HANDLER_OK;
 }
 
+/* The summary being summed; over when its total would leave int64. */
+struct summing {
+	Evmesh__Shop__OrderSummary sum;
+	bool over;
+};
+
 static int
 add_order(const void *key, size_t klen, const void *val, size_t vlen,
           void *arg)
 {
-	Evmesh__Shop__OrderSummary *sum = arg;
+	struct summing *s = arg;
 	Evmesh__Shop__OrderPlaced *o =
 	        evmesh__shop__order_placed__unpack(NULL, vlen, val);
 
-	sum->orders++;
-	sum->total_cents += o != NULL ? o->total_cents : 0;
+	s->over = !shop_summary_add(&s->sum, o != NULL ? o->total_cents : 0);
 	evmesh__shop__order_placed__free_unpacked(o, NULL);
-	return 0;
+	return s->over; /* stop: no sum to report */
 }
 
 /* The scheduled job: whatever its payload, a firing asks for a summary. */
@@ -171,28 +149,33 @@ static mesh_handler_result
 summarize(struct mesh_ctx *ctx, const struct mesh_event *ev,
           const ProtobufCMessage *msg, void *arg)
 {
-	Evmesh__Shop__OrderSummary sum = EVMESH__SHOP__ORDER_SUMMARY__INIT;
+	struct summing s = {EVMESH__SHOP__ORDER_SUMMARY__INIT, false};
+	Evmesh__Shop__OrderSummary *sum = &s.sum;
 	char key[SHOP_KEY_MAX];
 	int64_t sec = 0;
 	int32_t nsec = 0;
 	mesh_err err;
 
 	mesh_event_time(ev, &sec, &nsec);
-	sum.window_start = sec;
+	sum->window_start = sec;
 	err = mesh_state_scan(ctx, SHOP_ORDER, strlen(SHOP_ORDER), add_order,
-	                      &sum);
+	                      &s);
+	if (err == MESH_OK && s.over) {
+		return mesh_reject(ctx, "summary: the orders' total_cents sum "
+		                        "overflows int64");
+	}
 	if (err == MESH_OK) {
 		int n = snprintf(key, sizeof key, SHOP_SUMMARY "%013lld",
 		                 (long long)sec * 1000 + nsec / 1000000);
 
-		err = shop_put_message(ctx, key, (size_t)n, &sum.base);
+		err = shop_put_message(ctx, key, (size_t)n, &sum->base);
 	}
 	if (err != MESH_OK) {
 		return mesh_retry(ctx, 0);
 	}
 	mesh_log(ctx, "info", "summary: %lld orders, %lld.%02lld in all",
-	         (long long)sum.orders, (long long)sum.total_cents / 100,
-	         (long long)sum.total_cents % 100);
+	         (long long)sum->orders, (long long)sum->total_cents / 100,
+	         (long long)sum->total_cents % 100);
 	return MESH_HANDLER_OK;
 }
 

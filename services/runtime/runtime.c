@@ -1,5 +1,6 @@
-/* runtime.c: the service runtime (see mesh/service.h): sources, batches,
- * the processing contract, the outbox, retries and dead letters. */
+/* runtime.c: the service runtime (see mesh/service.h): declaring a
+ * service, its environment, what handlers call, the outbox's NATS sink,
+ * stats, and running (the processing contract is batch.c's). */
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -16,135 +17,16 @@
 #include <lmdb.h>
 #include <sodium.h>
 
-#include "internal.h"
-#include "mesh/service.h"
-#include "stats.h"
-
-#define MAX_SOURCES     32
-#define MAX_HANDLERS    64
-#define MAX_INFLIGHT    64
-#define KEY_MAX         511
-#define FETCH_WAIT_MS   1000
-#define PRUNE_PER_BATCH 256
-#define FLUSH_EVERY_MS  1000
+#include "be.h"
+#include "runtime.h"
 
 /* ---- declarations ------------------------------------------------------- */
-
-enum source_kind { SRC_TOPIC, SRC_QUEUE };
-
-struct source {
-	enum source_kind kind;
-	char name[256];
-	char label[264]; /* "topic:orders" */
-	char *filter_policy;
-	mesh_filter_scope scope;
-	int64_t replay_from_ms;
-	char sub_id[MESH_SUBSCRIPTION_ID_MAX + 1];
-	bool fifo;
-	bool has_dlq; /* queue sources: the queue's own redrive policy */
-};
-
-struct handler {
-	char *type; /* NULL: the fallback */
-	const ProtobufCMessageDescriptor *desc;
-	mesh_handler_fn fn;
-	void *arg;
-};
-
-struct worker {
-	struct mesh_service *s;
-	struct source *src;
-	pthread_t thread;
-};
-
-struct mesh_service {
-	char name[MESH_SERVICE_NAME_MAX + 1];
-	struct mesh_service_opts o;
-	char state_buf[512];
-	char dlq_buf[MESH_QUEUE_NAME_MAX + 1];
-	struct source src[MAX_SOURCES];
-	size_t n_src;
-	struct handler h[MAX_HANDLERS];
-	size_t n_h;
-	void (*on_start)(struct mesh_service *, void *);
-	void *on_start_arg;
-
-	/* Running. */
-	struct mesh_conn *c;
-	volatile sig_atomic_t *stop;
-	char instance[24];
-	MDB_env *env;
-	MDB_dbi db_state, db_processed, db_processed_at, db_outbox, db_meta;
-	struct mesh__stats stats;
-	natsSubscription *stats_sub[2];
-	/* Outbox keys published but not yet deleted: the next batch's
-	 * transaction deletes them (a crash before then re-publishes them,
-	 * which JetStream drops as duplicates). */
-	pthread_mutex_t done_mu;
-	uint64_t *done;
-	size_t n_done, cap_done;
-	pthread_mutex_t flush_mu; /* one outbox flush at a time; and: */
-	struct target {           /* the targets it publishes to, kept open */
-		char name[300];
-		struct mesh_topic *t;
-		struct mesh_queue *q;
-	} targets[32];
-	size_t n_targets;
-	pthread_mutex_t log_mu;
-};
-
-/* One event of a batch. */
-struct item {
-	struct mesh_event *ev;
-	int attempt;
-	const char *group; /* FIFO sources */
-	/* The source's handle. */
-	struct mesh_delivery *d;   /* topic */
-	struct mesh_queue_msg *qm; /* queue */
-	enum {
-		OUT_ACK,    /* done (processed, duplicate or ignored) */
-		OUT_RETRY,  /* again after delay_ms */
-		OUT_RETURN, /* FIFO: after a failure in its group, unprocessed
-		             */
-		OUT_DLQ,    /* dead-letter with reason */
-	} out;
-	int64_t delay_ms;
-	char reason[256];
-	/* How an acknowledged item was done, counted once its batch commits.
-	 */
-	enum { DONE_PROCESSED, DONE_DUPLICATE, DONE_IGNORED } done;
-	bool fixed; /* its outcome was settled by a storage failure */
-};
-
-/* What a handler changed, to put back when it fails (see undo_note()),
- * newest last. Handlers
- * write straight into the batch's transaction; undoing their writes costs
- * far less than a nested LMDB transaction per event (which copies every
- * page it touches and merges them back). */
-struct undo {
-	uint8_t *buf;
-	size_t len, cap;
-};
-
-struct mesh_ctx {
-	struct mesh_service *s;
-	const struct source *src;
-	struct item *it;
-	MDB_txn *txn;
-	struct undo *undo;
-	int broken; /* an LMDB error that spoils the whole transaction */
-	mesh_handler_result decided;
-	int64_t delay_ms;
-	char reason[256];
-	char trace_id[33]; /* "" until asked for */
-	char parent_span[17];
-};
 
 /* ---- small helpers ------------------------------------------------------ */
 
 /* Wall clock in ns: event times are wall-clock times. */
-static int64_t
-wall_ns(void)
+int64_t
+mesh__wall_ns(void)
 {
 	struct timespec ts;
 
@@ -152,14 +34,8 @@ wall_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static int64_t
-wall_ms(void)
-{
-	return now_ms();
-}
-
-static int64_t
-mono_ns(void)
+int64_t
+mesh__mono_ns(void)
 {
 	struct timespec ts;
 
@@ -167,9 +43,10 @@ mono_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static void
-log_json(struct mesh_service *s, const char *level, const char *event_id,
-         const char *trace_id, const char *fmt, va_list ap)
+void
+mesh__svc_vlog(struct mesh_service *s, const char *level,
+               const char *event_id, const char *trace_id, const char *fmt,
+               va_list ap)
 {
 	char msg[1024], when[40];
 	struct timespec ts;
@@ -178,6 +55,9 @@ log_json(struct mesh_service *s, const char *level, const char *event_id,
 	char *line;
 
 	vsnprintf(msg, sizeof(msg), fmt, ap);
+	/* JSON takes only UTF-8: a foreign id, or a character cut at the
+	 * buffer's end, must not cost the line. */
+	mesh_text_clean(msg);
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	strftime(when, 24, "%Y-%m-%dT%H:%M:%S", &tm);
@@ -202,23 +82,20 @@ log_json(struct mesh_service *s, const char *level, const char *event_id,
 	json_decref(j);
 }
 
-static void slog(struct mesh_service *s, const char *level, const char *fmt,
-                 ...) MESH__PRINTF(3, 4);
-
-static void
-slog(struct mesh_service *s, const char *level, const char *fmt, ...)
+void
+mesh__svc_log(struct mesh_service *s, const char *level, const char *fmt, ...)
 {
 	va_list ap;
 
 	va_start(ap, fmt);
-	log_json(s, level, NULL, NULL, fmt, ap);
+	mesh__svc_vlog(s, level, NULL, NULL, fmt, ap);
 	va_end(ap);
 }
 
 /* W3C traceparent "00-<trace>-<span>-01": the consumed event's trace,
  * or a new one. */
-static void
-trace_of(const struct mesh_event *ev, char trace[33], char span[17])
+void
+mesh__trace_of(const struct mesh_event *ev, char trace[33], char span[17])
 {
 	struct mesh_ext_value v;
 	uint8_t r[16];
@@ -241,7 +118,7 @@ static const char *
 ctx_trace(struct mesh_ctx *c)
 {
 	if (c->trace_id[0] == '\0') {
-		trace_of(c->it->ev, c->trace_id, c->parent_span);
+		mesh__trace_of(c->it->ev, c->trace_id, c->parent_span);
 	}
 	return c->trace_id;
 }
@@ -252,25 +129,14 @@ mesh_log(struct mesh_ctx *c, const char *level, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	log_json(c->s, level, mesh_event_id(c->it->ev), ctx_trace(c), fmt, ap);
+	mesh__svc_vlog(c->s, level, mesh_event_id(c->it->ev), ctx_trace(c), fmt,
+	               ap);
 	va_end(ap);
 }
 
-/* Back-off for the n-th attempt: base * 2^(n-1), capped, times a jitter
- * of 0.5-1.5. */
-static int64_t
-backoff_ms(const struct mesh_service_opts *o, int attempt)
-{
-	int64_t d = o->retry_base_ms;
-
-	for (int i = 1; i < attempt && d < o->retry_max_ms; i++) {
-		d *= 2;
-	}
-	if (d > o->retry_max_ms) {
-		d = o->retry_max_ms;
-	}
-	return d / 2 + (int64_t)randombytes_uniform((uint32_t)(d + 1));
-}
+static void nats_sink(void *arg, const struct mesh__outbox_msg *p, size_t n,
+                      bool *ok);
+static void outbox_log(void *arg, const char *line);
 
 /* ---- declaring ---------------------------------------------------------- */
 
@@ -301,9 +167,10 @@ mesh_service_new(const char *name, struct mesh_service **out)
 	s->o.horizon_s = 7 * 86400;
 	s->o.map_size = (size_t)1 << 30;
 	s->o.shutdown_ms = 10000;
-	pthread_mutex_init(&s->done_mu, NULL);
-	pthread_mutex_init(&s->flush_mu, NULL);
+	mesh__outbox_init(&s->outbox, nats_sink, outbox_log, s);
 	pthread_mutex_init(&s->log_mu, NULL);
+	pthread_mutex_init(&s->backup.mu, NULL);
+	pthread_mutex_init(&s->unhandled_mu, NULL);
 	mesh__stats_init(&s->stats);
 	*out = s;
 	return MESH_OK;
@@ -321,10 +188,10 @@ mesh_service_free(struct mesh_service *s)
 	for (size_t i = 0; i < s->n_h; i++) {
 		free(s->h[i].type);
 	}
-	free(s->done);
-	pthread_mutex_destroy(&s->done_mu);
-	pthread_mutex_destroy(&s->flush_mu);
+	mesh__outbox_fini(&s->outbox);
 	pthread_mutex_destroy(&s->log_mu);
+	pthread_mutex_destroy(&s->backup.mu);
+	pthread_mutex_destroy(&s->unhandled_mu);
 	free(s);
 }
 
@@ -435,8 +302,8 @@ mesh_service_on_start(struct mesh_service *s,
 	s->on_start_arg = arg;
 }
 
-static const struct handler *
-handler_of(const struct mesh_service *s, const char *type)
+const struct handler *
+mesh__svc_handler(const struct mesh_service *s, const char *type)
 {
 	const struct handler *fallback = NULL;
 
@@ -474,8 +341,8 @@ mkdirs(const char *dir)
 	return MESH_OK;
 }
 
-static mesh_err
-env_open(struct mesh_service *s)
+mesh_err
+mesh__svc_env_open(struct mesh_service *s)
 {
 	MDB_txn *txn = NULL;
 	int rc;
@@ -510,129 +377,24 @@ env_open(struct mesh_service *s)
 		s->env = NULL;
 		return err;
 	}
+	mesh__outbox_bind(&s->outbox, s->env, s->db_outbox, s->db_meta);
 	return MESH_OK;
 }
 
-/* ---- the outbox --------------------------------------------------------- */
-
-static void
-be64(uint8_t out[8], uint64_t v)
+void
+mesh__svc_env_close(struct mesh_service *s)
 {
-	for (int i = 7; i >= 0; i--) {
-		out[i] = (uint8_t)v;
-		v >>= 8;
-	}
-}
-
-static uint64_t
-from_be64(const uint8_t in[8])
-{
-	uint64_t v = 0;
-
-	for (int i = 0; i < 8; i++) {
-		v = v << 8 | in[i];
-	}
-	return v;
-}
-
-static void
-be32(uint8_t out[4], uint32_t v)
-{
-	out[0] = (uint8_t)(v >> 24);
-	out[1] = (uint8_t)(v >> 16);
-	out[2] = (uint8_t)(v >> 8);
-	out[3] = (uint8_t)v;
-}
-
-static uint32_t
-from_be32(const uint8_t in[4])
-{
-	return (uint32_t)in[0] << 24 | (uint32_t)in[1] << 16 |
-	       (uint32_t)in[2] << 8 | in[3];
-}
-
-/* ---- a handler's writes, and undoing them ------------------------------- */
-
-/* Errors after which LMDB refuses the rest of the transaction. */
-static bool
-mdb_fatal(int rc)
-{
-	return rc != 0 && rc != MDB_NOTFOUND && rc != MDB_KEYEXIST;
-}
-
-/* Note k's value in dbi (or its absence) in the undo log, before a write.
- * A record: [dbi 4][had 1][klen 2][vlen 4][key][old value][its size 4],
- * its size last so that the log is read back from its end. */
-static int
-undo_note(struct mesh_ctx *c, MDB_dbi dbi, const MDB_val *k)
-{
-	struct undo *u = c->undo;
-	MDB_val old = {0, NULL};
-	int rc = mdb_get(c->txn, dbi, (MDB_val *)k, &old);
-	size_t need = 15 + k->mv_size + (rc == 0 ? old.mv_size : 0);
-	uint8_t *p;
-
-	if (mdb_fatal(rc)) {
-		return rc;
-	}
-	if (u->len + need > u->cap) {
-		size_t cap = u->cap ? u->cap : 4096;
-		while (cap < u->len + need) {
-			cap *= 2;
-		}
-		if ((p = realloc(u->buf, cap)) == NULL) {
-			return ENOMEM;
-		}
-		u->buf = p;
-		u->cap = cap;
-	}
-	p = u->buf + u->len;
-	memcpy(p, &dbi, 4);
-	p[4] = rc == 0;
-	p[5] = (uint8_t)(k->mv_size >> 8);
-	p[6] = (uint8_t)k->mv_size;
-	be32(p + 7, rc == 0 ? (uint32_t)old.mv_size : 0);
-	memcpy(p + 11, k->mv_data, k->mv_size);
-	if (rc == 0) {
-		memcpy(p + 11 + k->mv_size, old.mv_data, old.mv_size);
-	}
-	be32(p + need - 4, (uint32_t)need);
-	u->len += need;
-	return 0;
-}
-
-/* Put back what the undo log noted, newest first; then it is empty. */
-static int
-undo_apply(MDB_txn *txn, struct undo *u)
-{
-	int rc = 0;
-
-	while (u->len > 0 && rc == 0) {
-		const uint8_t *p =
-		        u->buf + u->len - from_be32(u->buf + u->len - 4);
-		MDB_dbi dbi;
-		MDB_val k = {(size_t)p[5] << 8 | p[6], (void *)(p + 11)};
-		MDB_val v = {from_be32(p + 7), (void *)(p + 11 + k.mv_size)};
-		memcpy(&dbi, p, 4);
-		rc = p[4] ? mdb_put(txn, dbi, &k, &v, 0)
-		          : mdb_del(txn, dbi, &k, NULL);
-		rc = rc == MDB_NOTFOUND ? 0 : rc;
-		u->len = (size_t)(p - u->buf);
-	}
-	u->len = 0;
-	return rc;
+	mdb_env_close(s->env);
+	s->env = NULL;
 }
 
 /* A write by the handler: noted for undo, then made. */
 static int
 ctx_put(struct mesh_ctx *c, MDB_dbi dbi, MDB_val *k, MDB_val *v)
 {
-	int rc = undo_note(c, dbi, k);
+	int rc = mesh__undo_put(c->undo, c->txn, dbi, k, v);
 
-	if (rc == 0) {
-		rc = mdb_put(c->txn, dbi, k, v, 0);
-	}
-	if (mdb_fatal(rc)) {
+	if (mesh__mdb_fatal(rc)) {
 		c->broken = rc;
 	}
 	return rc;
@@ -641,91 +403,18 @@ ctx_put(struct mesh_ctx *c, MDB_dbi dbi, MDB_val *k, MDB_val *v)
 static int
 ctx_del(struct mesh_ctx *c, MDB_dbi dbi, MDB_val *k)
 {
-	int rc = undo_note(c, dbi, k);
+	int rc = mesh__undo_del(c->undo, c->txn, dbi, k);
 
-	if (rc == 0) {
-		rc = mdb_del(c->txn, dbi, k, NULL);
-	}
-	if (mdb_fatal(rc)) {
+	if (mesh__mdb_fatal(rc)) {
 		c->broken = rc;
 	}
 	return rc;
 }
 
-/* The next outbox sequence, in the batch's transaction (writers take
- * turns, so it is unique). */
-static int
-outbox_seq(struct mesh_ctx *c, uint64_t *seq)
-{
-	MDB_val k = {6, "outbox"}, v;
-	uint8_t buf[8];
-	int rc = mdb_get(c->txn, c->s->db_meta, &k, &v);
+/* ---- the outbox's sink: NATS --------------------------------------------- */
 
-	*seq = rc == 0 && v.mv_size == 8 ? from_be64(v.mv_data) + 1 : 1;
-	if (mdb_fatal(rc)) {
-		c->broken = rc;
-		return rc;
-	}
-	be64(buf, *seq);
-	v.mv_size = 8;
-	v.mv_data = buf;
-	return ctx_put(c, c->s->db_meta, &k, &v);
-}
-
-/* A record: target NUL group NUL packed event. */
-static int
-outbox_put(struct mesh_ctx *c, const char *target, const char *group,
-           const uint8_t *ev, size_t len)
-{
-	size_t tl = strlen(target) + 1, gl = group ? strlen(group) + 1 : 1;
-	uint8_t key[8], *rec = malloc(tl + gl + len);
-	MDB_val k = {8, key}, v;
-	uint64_t seq;
-	int rc;
-
-	if (rec == NULL) {
-		return ENOMEM;
-	}
-	memcpy(rec, target, tl);
-	memcpy(rec + tl, group ? group : "", gl);
-	memcpy(rec + tl + gl, ev, len);
-	if ((rc = outbox_seq(c, &seq)) == 0) {
-		be64(key, seq);
-		v.mv_size = tl + gl + len;
-		v.mv_data = rec;
-		rc = ctx_put(c, c->s->db_outbox, &k, &v);
-	}
-	free(rec);
-	return rc;
-}
-
-struct pending {
-	uint64_t seq;
-	char target[300];
-	char group[MESH_QUEUE_ID_MAX + 1];
-	struct mesh_event *ev;
-};
-
-/* Note an outbox record as published (done_mu held); false when out of
- * memory (it is then published again later: a duplicate JetStream
- * drops). */
-static bool
-done_add(struct mesh_service *s, uint64_t seq)
-{
-	if (s->n_done == s->cap_done) {
-		size_t cap = s->cap_done ? s->cap_done * 2 : 256;
-		uint64_t *d = realloc(s->done, cap * sizeof(*d));
-		if (d == NULL) {
-			return false;
-		}
-		s->done = d;
-		s->cap_done = cap;
-	}
-	s->done[s->n_done++] = seq;
-	return true;
-}
-
-/* The open handle of a target (under flush_mu); NULL after logging why. */
+/* The open handle of a target (under the outbox's flush); NULL after
+ * logging why. */
 static struct target *
 target_of(struct mesh_service *s, const char *name)
 {
@@ -752,7 +441,7 @@ target_of(struct mesh_service *s, const char *name)
 	              ? mesh_topic_open(s->c, name + 6, &t->t)
 	              : mesh_queue_open(s->c, name + 6, &t->q);
 	if (err != MESH_OK) {
-		slog(s, "error", "outbox: %s: %s (kept, tried again)", name,
+		mesh__svc_log(s, "error", "outbox: %s: %s (kept, tried again)", name,
 		     mesh_errdetail());
 		return NULL;
 	}
@@ -780,15 +469,14 @@ targets_close(struct mesh_service *s)
 	}
 }
 
-/* Publish up to 10 outbox records for one target; marks each published one
- * done. */
+/* The outbox's sink: up to 10 records of one target, as one batch. */
 static void
-publish_chunk(struct mesh_service *s, struct pending *p, size_t n)
+nats_sink(void *arg, const struct mesh__outbox_msg *p, size_t n, bool *ok)
 {
+	struct mesh_service *s = arg;
 	struct target *tg = target_of(s, p[0].target);
 	char ids[MESH_QUEUE_BATCH_MAX][24];
 	mesh_err err = MESH_OK;
-	bool ok[MESH_QUEUE_BATCH_MAX] = {0};
 
 	if (tg == NULL) {
 		return;
@@ -811,8 +499,8 @@ publish_chunk(struct mesh_service *s, struct pending *p, size_t n)
 		err = mesh_topic_publish_batch(tg->t, e, n, r);
 		for (size_t i = 0; err == MESH_OK && i < n; i++) {
 			if (!(ok[i] = r[i].err == MESH_OK)) {
-				slog(s, "error", "outbox: %s: %s", p[i].target,
-				     r[i].error);
+				mesh__svc_log(s, "error", "outbox: %s: %s",
+				              p[i].target, r[i].error);
 			}
 		}
 	} else {
@@ -830,14 +518,14 @@ publish_chunk(struct mesh_service *s, struct pending *p, size_t n)
 		err = mesh_queue_send_batch(tg->q, e, n, r);
 		for (size_t i = 0; err == MESH_OK && i < n; i++) {
 			if (!(ok[i] = r[i].err == MESH_OK)) {
-				slog(s, "error", "outbox: %s: %s", p[i].target,
-				     r[i].error);
+				mesh__svc_log(s, "error", "outbox: %s: %s",
+				              p[i].target, r[i].error);
 			}
 		}
 	}
 	if (err != MESH_OK) {
-		slog(s, "error", "outbox: %s: %s (kept, tried again)",
-		     p[0].target, mesh_errdetail());
+		mesh__svc_log(s, "error", "outbox: %s: %s (kept, tried again)",
+		              p[0].target, mesh_errdetail());
 	}
 	/* A target that failed may be gone or changed: open it again. */
 	for (size_t i = 0; i < n; i++) {
@@ -846,150 +534,12 @@ publish_chunk(struct mesh_service *s, struct pending *p, size_t n)
 			break;
 		}
 	}
-	pthread_mutex_lock(&s->done_mu);
-	for (size_t i = 0; i < n; i++) {
-		if (ok[i] && !done_add(s, p[i].seq)) {
-			break;
-		}
-	}
-	pthread_mutex_unlock(&s->done_mu);
 }
 
-static bool
-is_done(struct mesh_service *s, uint64_t seq)
+static void
+outbox_log(void *arg, const char *line)
 {
-	bool found = false;
-
-	pthread_mutex_lock(&s->done_mu);
-	for (size_t i = 0; i < s->n_done && !found; i++) {
-		found = s->done[i] == seq;
-	}
-	pthread_mutex_unlock(&s->done_mu);
-	return found;
-}
-
-/* Publish the outbox records from seq `from` on (0: all) that are not yet
- * done, target by target in chunks of 10. Returns how many are left. */
-static size_t
-outbox_flush(struct mesh_service *s, uint64_t from)
-{
-	struct pending p[MESH_QUEUE_BATCH_MAX];
-	MDB_txn *txn = NULL;
-	MDB_cursor *cur = NULL;
-	MDB_val k, v;
-	uint8_t start[8];
-	size_t n = 0, left = 0;
-	int op;
-
-	pthread_mutex_lock(&s->flush_mu);
-	if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn) != 0 ||
-	    mdb_cursor_open(txn, s->db_outbox, &cur) != 0) {
-		if (txn != NULL) {
-			mdb_txn_abort(txn);
-		}
-		pthread_mutex_unlock(&s->flush_mu);
-		return 1;
-	}
-	be64(start, from);
-	k.mv_size = 8;
-	k.mv_data = start;
-	op = from > 0 ? MDB_SET_RANGE : MDB_FIRST;
-	while (mdb_cursor_get(cur, &k, &v, op) == 0) {
-		const char *rec = v.mv_data;
-		size_t tl = strnlen(rec, v.mv_size), gl;
-		uint64_t seq = from_be64(k.mv_data);
-		op = MDB_NEXT;
-		if (k.mv_size != 8 || tl >= v.mv_size || is_done(s, seq)) {
-			continue;
-		}
-		gl = strnlen(rec + tl + 1, v.mv_size - tl - 1);
-		left++;
-		/* A chunk holds one target. */
-		if (n > 0 && (n == MESH_QUEUE_BATCH_MAX ||
-		              strcmp(p[0].target, rec) != 0)) {
-			publish_chunk(s, p, n);
-			for (size_t i = 0; i < n; i++) {
-				mesh_event_free(p[i].ev);
-			}
-			n = 0;
-		}
-		p[n].seq = seq;
-		snprintf(p[n].target, sizeof(p[n].target), "%s", rec);
-		snprintf(p[n].group, sizeof(p[n].group), "%.*s", (int)gl,
-		         rec + tl + 1);
-		if (mesh_event_parse(rec + tl + 1 + gl + 1,
-		                     v.mv_size - tl - gl - 2, 0,
-		                     &p[n].ev) != MESH_OK) {
-			slog(s, "error",
-			     "outbox record %" PRIu64 " unreadable: "
-			     "%s",
-			     seq, mesh_errdetail());
-			continue;
-		}
-		n++;
-	}
-	if (n > 0) {
-		publish_chunk(s, p, n);
-		for (size_t i = 0; i < n; i++) {
-			mesh_event_free(p[i].ev);
-		}
-	}
-	mdb_cursor_close(cur);
-	mdb_txn_abort(txn);
-	pthread_mutex_unlock(&s->flush_mu);
-	return left;
-}
-
-/* Delete, in txn, the outbox records published so far. */
-static int
-outbox_forget(struct mesh_service *s, MDB_txn *txn)
-{
-	uint64_t *done;
-	size_t n;
-	int rc = 0;
-
-	pthread_mutex_lock(&s->done_mu);
-	done = s->done;
-	n = s->n_done;
-	s->done = NULL;
-	s->n_done = s->cap_done = 0;
-	pthread_mutex_unlock(&s->done_mu);
-	for (size_t i = 0; i < n && (rc == 0 || rc == MDB_NOTFOUND); i++) {
-		uint8_t key[8];
-		MDB_val k = {8, key};
-		be64(key, done[i]);
-		rc = mdb_del(txn, s->db_outbox, &k, NULL);
-	}
-	if (rc != 0 && rc != MDB_NOTFOUND) {
-		/* Keep them for the next transaction. */
-		pthread_mutex_lock(&s->done_mu);
-		for (size_t i = 0; i < n && done_add(s, done[i]); i++) {
-		}
-		pthread_mutex_unlock(&s->done_mu);
-	}
-	free(done);
-	return rc == MDB_NOTFOUND ? 0 : rc;
-}
-
-/* Events in the outbox not yet published (those published and not yet
- * deleted, which the next transaction deletes, do not count). */
-static size_t
-outbox_count(struct mesh_service *s)
-{
-	MDB_txn *txn = NULL;
-	MDB_stat st;
-	size_t n = 0, done;
-
-	if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn) == 0) {
-		if (mdb_stat(txn, s->db_outbox, &st) == 0) {
-			n = st.ms_entries;
-		}
-		mdb_txn_abort(txn);
-	}
-	pthread_mutex_lock(&s->done_mu);
-	done = s->n_done;
-	pthread_mutex_unlock(&s->done_mu);
-	return n > done ? n - done : 0;
+	mesh__svc_log(arg, "error", "%s", line);
 }
 
 /* ---- inside a handler --------------------------------------------------- */
@@ -1145,8 +695,12 @@ mesh_emit(struct mesh_ctx *c, const char *target, const struct mesh_event *ev,
 		                    "service '%s': emitted event of %zu bytes",
 		                    c->s->name, len);
 	}
-	rc = outbox_put(c, target, group_id, buf, len);
+	rc = mesh__outbox_put(&c->s->outbox, c->txn, c->undo, target,
+	                      group_id, buf, len);
 	free(buf);
+	if (mesh__mdb_fatal(rc)) {
+		c->broken = rc;
+	}
 	if (rc != 0) {
 		return state_err(c, rc, "outbox");
 	}
@@ -1195,7 +749,7 @@ mesh_ctx_service(const struct mesh_ctx *c)
 const char *
 mesh_ctx_source(const struct mesh_ctx *c)
 {
-	return c->src->label;
+	return mesh_source_label(c->src);
 }
 
 int
@@ -1208,478 +762,6 @@ const char *
 mesh_ctx_trace_id(const struct mesh_ctx *c)
 {
 	return ctx_trace((struct mesh_ctx *)c);
-}
-
-/* ---- processing a batch ------------------------------------------------- */
-
-static bool
-group_failed(const char *const *failed, size_t n, const char *group)
-{
-	for (size_t i = 0; group != NULL && i < n; i++) {
-		if (strcmp(failed[i], group) == 0) {
-			return true;
-		}
-	}
-	return false;
-}
-
-/* A failed item: again after delay_ms, or to the dead-letter queue once
- * it has had its max-receive attempts (unless its queue redrives it
- * itself). why, when not the handler's failing, goes into the reason. */
-static void
-give_back(struct mesh_service *s, const struct source *src, struct item *it,
-          int64_t delay_ms, const char *why)
-{
-	it->out = OUT_RETRY;
-	it->delay_ms = delay_ms;
-	if (it->attempt >= s->o.max_receive &&
-	    !(src->kind == SRC_QUEUE && src->has_dlq)) {
-		it->out = OUT_DLQ;
-		snprintf(it->reason, sizeof(it->reason),
-		         "%s%sfailed %d times (max-receive %d)",
-		         why ? why : "", why ? ": " : "", it->attempt,
-		         s->o.max_receive);
-	}
-}
-
-/* Run one event in the batch's transaction txn; its writes are undone
- * unless its handler succeeds. Returns 0, or the LMDB error that spoilt
- * txn (the batch then runs again without this event). */
-static int
-run_one(struct mesh_service *s, const struct source *src, MDB_txn *txn,
-        struct undo *undo, struct mesh__arena *arena, struct item *it)
-{
-	const char *id = mesh_event_id(it->ev);
-	MDB_val k = {strlen(id), (void *)id}, v;
-	const struct handler *h = handler_of(s, mesh_event_type(it->ev));
-	struct mesh_ctx ctx = {
-	        .s = s, .src = src, .it = it, .txn = txn, .undo = undo};
-	ProtobufCMessage *msg = NULL;
-	mesh_handler_result r;
-	int64_t t0, now;
-	uint8_t at[8 + 128];
-	int rc;
-
-	it->out = OUT_ACK;
-	if ((rc = mdb_get(txn, s->db_processed, &k, &v)) == 0) {
-		it->done = DONE_DUPLICATE;
-		return 0;
-	}
-	if (mdb_fatal(rc)) {
-		return rc;
-	}
-	if (h == NULL) {
-		it->done = DONE_IGNORED;
-		return 0;
-	}
-	if (h->desc != NULL &&
-	    mesh_event_unpack_message(it->ev, h->desc, &arena->pb, &msg) !=
-	            MESH_OK) {
-		mesh__arena_reset(arena);
-		it->out = OUT_DLQ;
-		snprintf(it->reason, sizeof(it->reason),
-		         "payload is not a %s: %s", h->desc->name,
-		         mesh_errdetail());
-		return 0;
-	}
-	undo->len = 0;
-	t0 = mono_ns();
-	r = h->fn(&ctx, it->ev, msg, h->arg);
-	mesh__stats_record(&s->stats.handler, mono_ns() - t0);
-	protobuf_c_message_free_unpacked(msg, &arena->pb);
-	mesh__arena_reset(arena);
-	if (ctx.broken) {
-		return ctx.broken;
-	}
-	if (r == MESH_HANDLER_OK) {
-		now = wall_ms();
-		be64(at, (uint64_t)now);
-		memcpy(at + 8, id, k.mv_size < 128 ? k.mv_size : 128);
-		v.mv_size = 8;
-		v.mv_data = at;
-		MDB_val ak = {8 + (k.mv_size < 128 ? k.mv_size : 128), at};
-		MDB_val empty = {0, ""};
-		if ((rc = mdb_put(txn, s->db_processed, &k, &v, 0)) != 0 ||
-		    (rc = mdb_put(txn, s->db_processed_at, &ak, &empty, 0)) !=
-		            0) {
-			return rc; /* LMDB fails the transaction */
-		}
-		it->done = DONE_PROCESSED;
-		return 0;
-	}
-	if ((rc = undo_apply(txn, undo)) != 0) {
-		return rc;
-	}
-	if (r == MESH_HANDLER_REJECT) {
-		it->out = OUT_DLQ;
-		snprintf(it->reason, sizeof(it->reason), "%s",
-		         ctx.decided == MESH_HANDLER_REJECT ? ctx.reason
-		                                            : "rejected");
-		return 0;
-	}
-	give_back(s, src, it,
-	          ctx.decided == MESH_HANDLER_RETRY && ctx.delay_ms > 0
-	                  ? ctx.delay_ms
-	                  : backoff_ms(&s->o, it->attempt),
-	          NULL);
-	return 0;
-}
-
-/* Forget processed ids older than the horizon, a few per batch. */
-static int
-prune(struct mesh_service *s, MDB_txn *txn)
-{
-	MDB_cursor *cur = NULL;
-	MDB_val k, v;
-	int64_t before = wall_ms() - s->o.horizon_s * 1000;
-	int rc, n = 0;
-
-	if ((rc = mdb_cursor_open(txn, s->db_processed_at, &cur)) != 0) {
-		return rc;
-	}
-	while (n < PRUNE_PER_BATCH &&
-	       (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST)) == 0 &&
-	       k.mv_size > 8 && (int64_t)from_be64(k.mv_data) < before) {
-		MDB_val id = {k.mv_size - 8, (uint8_t *)k.mv_data + 8};
-		rc = mdb_del(txn, s->db_processed, &id, NULL);
-		if (rc != 0 && rc != MDB_NOTFOUND) {
-			break;
-		}
-		if ((rc = mdb_cursor_del(cur, 0)) != 0) {
-			break;
-		}
-		n++;
-	}
-	mdb_cursor_close(cur);
-	return rc == MDB_NOTFOUND || rc == 0 ? 0 : rc;
-}
-
-/* Send a dead letter to the service's DLQ with its reason. */
-static mesh_err
-to_dlq(struct mesh_service *s, struct mesh_queue *dlq, const struct item *it,
-       const struct source *src)
-{
-	struct mesh_event *copy = NULL;
-	struct mesh_queue_entry e = {.delay_s = -1};
-	struct mesh_queue_sent sent;
-	char count[16];
-	mesh_err err;
-
-	if (dlq == NULL) {
-		return mesh__seterr(MESH_ENOTFOUND, "service '%s': no DLQ",
-		                    s->name);
-	}
-	snprintf(count, sizeof(count), "%d", it->attempt);
-	if ((err = mesh_event_dup(it->ev, &copy)) != MESH_OK) {
-		return err;
-	}
-	mesh_event_attr_set(copy, "DeadLetterReason", "String", it->reason,
-	                    strlen(it->reason));
-	mesh_event_attr_set(copy, "DeadLetterSource", "String", src->label,
-	                    strlen(src->label));
-	mesh_event_attr_set(copy, "DeadLetterService", "String", s->name,
-	                    strlen(s->name));
-	mesh_event_attr_set(copy, "ReceiveCount", "Number", count,
-	                    strlen(count));
-	e.event = copy;
-	if (mesh_queue_attrs(dlq)->fifo) {
-		e.group_id = s->name;
-		e.dedup_id = mesh_event_id(copy);
-	}
-	err = mesh_queue_send(dlq, &e, &sent);
-	mesh_event_free(copy);
-	return err;
-}
-
-struct batch {
-	struct undo undo;
-	struct mesh__arena arena; /* for decoding payloads */
-	struct item it[256];
-	struct mesh_delivery d[256];
-	struct mesh_queue_msg *qm[32]; /* receive results, each up to 10 */
-	size_t nqm[32], n_recv;
-	size_t n;
-};
-
-static void log_ev(struct mesh_service *s, const struct item *it,
-                   const char *fmt, ...) MESH__PRINTF(3, 4);
-
-static void
-log_ev(struct mesh_service *s, const struct item *it, const char *fmt, ...)
-{
-	char trace[33], span[17];
-	va_list ap;
-
-	trace_of(it->ev, trace, span);
-	va_start(ap, fmt);
-	log_json(s, "warn", mesh_event_id(it->ev), trace, fmt, ap);
-	va_end(ap);
-}
-
-/* A queue item's raw receipt made a real one, for the public calls. */
-static mesh_err
-sealed(struct mesh_queue *q, struct item *it)
-{
-	return mesh__queue_seal(q, it->qm->receipt, sizeof(it->qm->receipt));
-}
-
-/* Settle each item with its source: acknowledge, retry later, or
- * dead-letter. Acknowledgements go in bulk, without waiting: one lost is a
- * redelivery, which the processed-id table absorbs. */
-static void
-settle(struct mesh_service *s, const struct source *src, struct mesh_queue *q,
-       struct mesh_queue *dlq, struct batch *b)
-{
-	const char *rh[256];
-	struct mesh_delivery *acks[256];
-	size_t k = 0;
-
-	for (size_t i = 0; i < b->n; i++) {
-		struct item *it = &b->it[i];
-		if (it->out == OUT_DLQ) {
-			mesh_err err;
-			if (src->kind == SRC_QUEUE && src->has_dlq) {
-				err = sealed(q, it);
-				err = err != MESH_OK
-				              ? err
-				              : mesh_queue_dead_letter(
-				                        q, it->qm->receipt,
-				                        it->reason);
-			} else {
-				err = to_dlq(s, dlq, it, src);
-				if (err == MESH_OK) {
-					it->out =
-					        OUT_ACK; /* then take it off */
-				}
-			}
-			if (err != MESH_OK) {
-				slog(s, "error",
-				     "event %s: dead-lettering failed (%s); "
-				     "it comes again",
-				     mesh_event_id(it->ev), mesh_errdetail());
-				it->out = OUT_RETRY;
-				it->delay_ms = backoff_ms(&s->o, it->attempt);
-			} else {
-				atomic_fetch_add(&s->stats.dead_lettered, 1);
-				log_ev(s, it, "dead-lettered: %s", it->reason);
-				if (src->kind == SRC_QUEUE && src->has_dlq) {
-					continue;
-				}
-			}
-		}
-		if (it->out == OUT_RETRY) {
-			atomic_fetch_add(&s->stats.retried, 1);
-		}
-		if (it->out == OUT_ACK) {
-			if (src->kind == SRC_TOPIC) {
-				acks[k++] = it->d;
-			} else {
-				rh[k++] = it->qm->receipt;
-			}
-		} else if (src->kind == SRC_TOPIC) {
-			mesh_delivery_nak(it->d, it->out == OUT_RETRY
-			                                 ? it->delay_ms
-			                                 : 0);
-		} else {
-			int64_t secs = it->out == OUT_RETRY
-			                       ? (it->delay_ms + 999) / 1000
-			                       : 0;
-			if (sealed(q, it) != MESH_OK ||
-			    mesh_queue_change_visibility(q, it->qm->receipt,
-			                                 secs) != MESH_OK) {
-				slog(s, "warn",
-				     "event %s: %s; it comes again after its "
-				     "visibility timeout",
-				     mesh_event_id(it->ev), mesh_errdetail());
-			}
-		}
-	}
-	if (src->kind == SRC_TOPIC) {
-		mesh__delivery_ack_many(s->c, acks, k);
-	} else {
-		mesh__queue_ack_many(q, rh, k);
-	}
-}
-
-/* The current outbox sequence (0 when none yet). */
-static uint64_t
-outbox_last(struct mesh_service *s, MDB_txn *txn)
-{
-	MDB_val k = {6, "outbox"}, v;
-
-	return mdb_get(txn, s->db_meta, &k, &v) == 0 && v.mv_size == 8
-	               ? from_be64(v.mv_data)
-	               : 0;
-}
-
-/* The contract: one transaction for the batch, a nested one per event,
- * one durable commit, then the outbox is published. */
-static void
-process(struct mesh_service *s, const struct source *src, struct batch *b)
-{
-	const char *failed[256];
-	size_t nf = 0;
-	MDB_txn *txn = NULL;
-	uint64_t from;
-	int64_t now;
-	int rc;
-
-	atomic_fetch_add(&s->stats.received, b->n);
-again:
-	nf = 0;
-	if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0) {
-		slog(s, "error", "state: %s; the batch comes again",
-		     mdb_strerror(rc));
-		for (size_t i = 0; i < b->n; i++) {
-			b->it[i].out = OUT_RETRY;
-			b->it[i].delay_ms =
-			        backoff_ms(&s->o, b->it[i].attempt);
-		}
-		return;
-	}
-	from = outbox_last(s, txn) + 1;
-	for (size_t i = 0; i < b->n; i++) {
-		struct item *it = &b->it[i];
-		/* FIFO: after a failure, the group's later events go back
-		 * unprocessed, so that the group keeps its order. */
-		if (src->fifo && group_failed(failed, nf, it->group)) {
-			it->out = OUT_RETURN;
-			continue;
-		}
-		if (!it->fixed && (rc = run_one(s, src, txn, &b->undo,
-		                                &b->arena, it)) != 0) {
-			/* This event's writes spoilt the transaction (the map
-			 * is full, say): it fails alone, and the batch runs
-			 * again without it. */
-			char why[128];
-			mdb_txn_abort(txn);
-			snprintf(why, sizeof(why), "state: %s",
-			         mdb_strerror(rc));
-			log_ev(s, it, "%s; the batch runs again without it",
-			       why);
-			give_back(s, src, it, backoff_ms(&s->o, it->attempt),
-			          why);
-			it->fixed = true;
-			goto again;
-		}
-		if (src->fifo && it->out != OUT_ACK && it->group != NULL) {
-			failed[nf++] = it->group;
-		}
-	}
-	if (rc == 0 && (rc = prune(s, txn)) == 0) {
-		rc = outbox_forget(s, txn);
-	}
-	if (rc == 0) {
-		rc = mdb_txn_commit(txn);
-	} else {
-		mdb_txn_abort(txn);
-	}
-	if (rc != 0) {
-		slog(s, "error",
-		     "state: commit failed (%s); the batch comes "
-		     "again",
-		     mdb_strerror(rc));
-		for (size_t i = 0; i < b->n; i++) {
-			if (b->it[i].out == OUT_ACK) {
-				b->it[i].out = OUT_RETRY;
-				b->it[i].delay_ms =
-				        backoff_ms(&s->o, b->it[i].attempt);
-			}
-		}
-		return;
-	}
-	now = wall_ns();
-	for (size_t i = 0; i < b->n; i++) {
-		int64_t sec;
-		int32_t nsec;
-		if (b->it[i].out != OUT_ACK) {
-			continue;
-		}
-		atomic_fetch_add(b->it[i].done == DONE_PROCESSED
-		                         ? &s->stats.processed
-		                 : b->it[i].done == DONE_DUPLICATE
-		                         ? &s->stats.duplicates
-		                         : &s->stats.ignored,
-		                 1);
-		if (mesh_event_time(b->it[i].ev, &sec, &nsec)) {
-			mesh__stats_record(&s->stats.commit,
-			                   now - (sec * 1000000000 + nsec));
-		}
-	}
-	outbox_flush(s, from);
-}
-
-static void
-batch_free(struct batch *b, const struct source *src)
-{
-	if (src->kind == SRC_TOPIC) {
-		for (size_t i = 0; i < b->n; i++) {
-			mesh_delivery_fini(&b->d[i]);
-		}
-	} else {
-		for (size_t i = 0; i < b->n_recv; i++) {
-			mesh_queue_msgs_free(b->qm[i], b->nqm[i]);
-		}
-	}
-	b->n = b->n_recv = 0;
-}
-
-/* Take a batch: up to batch_size, waiting up to a second for the first
- * and up to batch_window_ms for the rest. */
-static mesh_err
-fetch(struct mesh_service *s, const struct source *src,
-      struct mesh_subscriber *sub, struct mesh_queue *q, struct batch *b)
-{
-	int want = s->o.batch_size;
-	int64_t deadline = mono_ms() + s->o.batch_window_ms;
-	mesh_err err = MESH_OK;
-
-	b->n = b->n_recv = 0;
-	if (src->kind == SRC_TOPIC) {
-		size_t got = 0;
-		err = mesh_subscriber_fetch(sub, want, FETCH_WAIT_MS, b->d,
-		                            &got, NULL);
-		b->n = got;
-		while (err == MESH_OK && got > 0 && (int)b->n < want &&
-		       mono_ms() < deadline) {
-			err = mesh_subscriber_fetch(sub, want - (int)b->n,
-			                            deadline - mono_ms(),
-			                            b->d + b->n, &got, NULL);
-			b->n += got;
-		}
-		for (size_t i = 0; i < b->n; i++) {
-			b->it[i] = (struct item){
-			        .ev = b->d[i].event,
-			        .attempt = (int)b->d[i].deliveries,
-			        .group = b->d[i].group_id,
-			        .d = &b->d[i]};
-		}
-		return err;
-	}
-	for (int wait_s = 1; (int)b->n < want && b->n_recv < 32;) {
-		struct mesh_queue_msg *m = NULL;
-		size_t got = 0;
-		if ((err = mesh__queue_receive_many(q, want - (int)b->n,
-		                                    wait_s, &m, &got)) !=
-		    MESH_OK) {
-			break;
-		}
-		b->qm[b->n_recv] = m;
-		b->nqm[b->n_recv++] = got;
-		for (size_t i = 0; i < got; i++) {
-			b->it[b->n++] = (struct item){
-			        .ev = m[i].event,
-			        .attempt = (int)m[i].receive_count,
-			        .group = m[i].group_id[0] ? m[i].group_id
-			                                  : NULL,
-			        .qm = &m[i]};
-		}
-		wait_s = 0;
-		if (got == 0 || mono_ms() >= deadline) {
-			break;
-		}
-	}
-	return err;
 }
 
 static bool
@@ -1704,57 +786,46 @@ work(void *arg)
 	struct worker *w = arg;
 	struct mesh_service *s = w->s;
 	const struct source *src = w->src;
-	struct mesh_subscriber *sub = NULL;
-	struct mesh_queue *q = NULL, *dlq = NULL;
+	struct mesh_source *source = NULL;
+	struct mesh_source_opts so;
 	struct batch *b = calloc(1, sizeof(*b));
 	mesh_err err;
 
+	mesh_source_opts_init(&so);
+	so.dlq = s->o.dlq; /* unless a queue keeps its own */
+	so.service = s->name;
 	if (b != NULL) {
-		mesh__arena_init(&b->arena);
+		mesh__batch_init(b);
 	}
 	while (b != NULL && !stopping(s)) {
-		if (src->kind == SRC_TOPIC && sub == NULL) {
-			err = mesh_subscriber_bind(s->c, src->sub_id, &sub);
-		} else if (src->kind == SRC_QUEUE && q == NULL) {
-			err = mesh_queue_open(s->c, src->name, &q);
-		} else {
-			err = MESH_OK;
-		}
-		if (dlq == NULL) {
-			mesh_queue_open(s->c, s->o.dlq, &dlq);
-		}
+		err = source != NULL
+		              ? MESH_OK
+		              : mesh_source_open(s->c, src->spec, &so, &source);
 		if (err == MESH_OK) {
-			err = fetch(s, src, sub, q, b);
+			err = mesh__batch_fetch(s, source, b);
 		}
 		if (err != MESH_OK) {
-			slog(s, "warn", "%s: %s; trying again", src->label,
+			mesh__svc_log(s, "warn", "%s: %s; trying again", src->label,
 			     mesh_errdetail());
 			if (b->n == 0) {
-				batch_free(b, src);
-				mesh_subscriber_close(sub);
-				sub = NULL;
-				mesh_queue_close(q);
-				q = NULL;
+				mesh_source_close(source);
+				source = NULL;
 				nap_ms(s, 1000);
 				continue;
 			}
 		}
 		if (b->n == 0) {
-			batch_free(b, src);
 			continue;
 		}
 		atomic_fetch_add(&s->stats.in_flight, 1);
-		process(s, src, b);
-		settle(s, src, q, dlq, b);
+		mesh__batch_process(s, source, b);
+		mesh__batch_settle(s, source, b);
 		atomic_fetch_sub(&s->stats.in_flight, 1);
-		batch_free(b, src);
+		mesh__batch_release(source, b);
 	}
-	mesh_subscriber_close(sub);
-	mesh_queue_close(q);
-	mesh_queue_close(dlq);
+	mesh_source_close(source);
 	if (b != NULL) {
-		free(b->undo.buf);
-		mesh__arena_fini(&b->arena);
+		mesh__batch_fini(b);
 	}
 	free(b);
 	return NULL;
@@ -1780,11 +851,12 @@ stats_json(struct mesh_service *s)
 	COUNTER("dead_lettered", dead_lettered);
 	COUNTER("duplicates", duplicates);
 	COUNTER("ignored", ignored);
+	COUNTER("malformed", malformed);
 #undef COUNTER
 	json_object_set_new(j, "in_flight",
 	                    json_integer(atomic_load(&st->in_flight)));
 	json_object_set_new(j, "outbox_pending",
-	                    json_integer((json_int_t)outbox_count(s)));
+	                    json_integer((json_int_t)mesh__outbox_count(&s->outbox)));
 	json_object_set_new(j, "handler_ms", mesh__hist_json(&st->handler));
 	json_object_set_new(j, "commit_ms", mesh__hist_json(&st->commit));
 	return j;
@@ -1833,8 +905,8 @@ prepare_sources(struct mesh_service *s)
 			             s->name, &a, &rec)) != MESH_OK) {
 				return err;
 			}
-			snprintf(src->sub_id, sizeof(src->sub_id), "%s",
-			         rec.id);
+			snprintf(src->spec, sizeof(src->spec),
+			         "subscription:%s", rec.id);
 			src->fifo = ti.a.fifo;
 			mesh_subscription_fini(&rec);
 		} else {
@@ -1845,6 +917,8 @@ prepare_sources(struct mesh_service *s)
 			}
 			src->fifo = mesh_queue_attrs(q)->fifo;
 			src->has_dlq = mesh_queue_attrs(q)->dlq[0] != '\0';
+			snprintf(src->spec, sizeof(src->spec), "queue:%s",
+			         src->name);
 			mesh_queue_close(q);
 		}
 	}
@@ -1915,7 +989,7 @@ forget_published(struct mesh_service *s)
 	if (mdb_txn_begin(s->env, NULL, 0, &txn) != 0) {
 		return;
 	}
-	if (outbox_forget(s, txn) == 0) {
+	if (mesh__outbox_forget(&s->outbox, txn) == 0) {
 		mdb_txn_commit(txn);
 	} else {
 		mdb_txn_abort(txn);
@@ -1978,7 +1052,7 @@ mesh_service_run(struct mesh_service *s, struct mesh_conn *c,
 	gethostname(host, sizeof(host) - 1);
 	snprintf(s->instance, sizeof(s->instance), "%.12s-%d", host,
 	         (int)getpid());
-	if ((err = env_open(s)) != MESH_OK) {
+	if ((err = mesh__svc_env_open(s)) != MESH_OK) {
 		return err;
 	}
 	if (s->on_start != NULL) {
@@ -1986,11 +1060,12 @@ mesh_service_run(struct mesh_service *s, struct mesh_conn *c,
 	}
 	if ((err = ensure_dlq(s)) != MESH_OK ||
 	    (err = prepare_sources(s)) != MESH_OK ||
-	    (err = stats_serve(s)) != MESH_OK) {
+	    (err = stats_serve(s)) != MESH_OK ||
+	    (err = mesh__state_api_start(s)) != MESH_OK) {
 		goto out;
 	}
 	/* What a crash left in the outbox goes out first. */
-	outbox_flush(s, 0);
+	mesh__outbox_flush(&s->outbox, 0);
 	for (size_t i = 0; i < s->n_src; i++) {
 		int n = s->src[i].fifo ? 1 : s->o.max_inflight;
 		for (int k = 0;
@@ -2003,14 +1078,15 @@ mesh_service_run(struct mesh_service *s, struct mesh_conn *c,
 			}
 		}
 	}
-	slog(s, "info", "started: %zu sources, state %s", s->n_src,
+	mesh__svc_log(s, "info", "started: %zu sources, state %s", s->n_src,
 	     s->o.state_dir);
 	next_flush = mono_ms() + FLUSH_EVERY_MS;
 	while (!stopping(s)) {
 		struct timespec ts = {0, 50 * 1000000};
 		nanosleep(&ts, NULL);
 		if (mono_ms() >= next_flush) {
-			outbox_flush(s, 0); /* what failed to go out before */
+			mesh__outbox_flush(&s->outbox, 0); /* what failed to go out before */
+			mesh__state_api_tick(s);
 			next_flush = mono_ms() + FLUSH_EVERY_MS;
 		}
 	}
@@ -2018,13 +1094,13 @@ mesh_service_run(struct mesh_service *s, struct mesh_conn *c,
 		pthread_join(workers[i].thread, NULL);
 	}
 	mesh__conn_bulk_flush(s->c, 2000); /* the last acknowledgements */
-	outbox_flush(s, 0);
+	mesh__outbox_flush(&s->outbox, 0);
 	forget_published(s);
 	targets_close(s);
-	slog(s, "info", "stopped: %zu events in the outbox", outbox_count(s));
+	mesh__svc_log(s, "info", "stopped: %zu events in the outbox", mesh__outbox_count(&s->outbox));
 out:
 	stats_stop(s);
-	mdb_env_close(s->env);
-	s->env = NULL;
+	mesh__state_api_stop(s);
+	mesh__svc_env_close(s);
 	return err;
 }

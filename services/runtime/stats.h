@@ -24,7 +24,7 @@ struct mesh__hist {
 
 struct mesh__stats {
 	atomic_uint_fast64_t received, processed, retried, failed,
-	        dead_lettered, duplicates, ignored;
+	        dead_lettered, duplicates, ignored, malformed;
 	atomic_int in_flight;
 	struct mesh__hist handler; /* handler time */
 	struct mesh__hist commit;  /* publish-to-commit */

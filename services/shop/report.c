@@ -146,7 +146,10 @@ sum_counts(struct env *e, const char *id, const MDB_val *v, void *arg)
 
 	memcpy(num, v->mv_data, n);
 	num[n] = '\0';
-	*w->counter += strtoull(num, NULL, 10);
+	if (__builtin_add_overflow(*w->counter, strtoull(num, NULL, 10),
+	                           w->counter)) {
+		*w->counter = UINT64_MAX; /* saturate: never wrap to "none" */
+	}
 }
 
 static void

@@ -2,6 +2,7 @@
 #include "shop.h"
 
 #include <inttypes.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,6 +88,77 @@ shop_id_valid(const char *id)
 	              "0123456789_.:-") == n;
 }
 
+/* The reasons, their limits from the same macros. */
+#define TEXT(x)  #x
+#define LIMIT(x) TEXT(x)
+static const char bad_id[] =
+        "order_id: want 1-" LIMIT(SHOP_ID_MAX) " of [A-Za-z0-9_.:-]";
+static const char bad_lines[] =
+        "items: more than " LIMIT(SHOP_ITEMS_MAX) " lines";
+static const char bad_quantity[] =
+        "items: a quantity not in 1-" LIMIT(SHOP_QUANTITY_MAX);
+static const char bad_price[] =
+        "items: a price_cents not in 0-" LIMIT(SHOP_PRICE_MAX);
+static const char bad_total[] =
+        "total_cents: the items' sum is over " LIMIT(SHOP_TOTAL_MAX);
+
+/* With the bounds checked first, a line is at most QUANTITY * PRICE and an
+ * order at most ITEMS such lines: the sum below cannot overflow. */
+_Static_assert(SHOP_PRICE_MAX <=
+                       INT64_MAX / SHOP_ITEMS_MAX / SHOP_QUANTITY_MAX,
+               "the shop's limits let an order's sum overflow int64");
+
+const char *
+shop_order_check(const Evmesh__Shop__PlaceOrder *po)
+{
+	int64_t sum = 0;
+
+	if (!shop_id_valid(po->order_id)) {
+		return bad_id;
+	}
+	if (po->customer[0] == '\0') {
+		return "customer: empty";
+	}
+	if (strlen(po->country) != 2) {
+		return "country: want a two-letter code";
+	}
+	if (po->n_items == 0) {
+		return "items: none";
+	}
+	if (po->n_items > SHOP_ITEMS_MAX) {
+		return bad_lines;
+	}
+	for (size_t i = 0; i < po->n_items; i++) {
+		const Evmesh__Shop__LineItem *it = po->items[i];
+
+		if (it->quantity < 1 || it->quantity > SHOP_QUANTITY_MAX) {
+			return bad_quantity;
+		}
+		if (it->price_cents < 0 || it->price_cents > SHOP_PRICE_MAX) {
+			return bad_price;
+		}
+		sum += (int64_t)it->quantity * it->price_cents;
+	}
+	if (sum > SHOP_TOTAL_MAX) {
+		return bad_total;
+	}
+	return sum == po->total_cents ? NULL
+	                              : "total_cents: not the items' sum";
+}
+
+bool
+shop_summary_add(Evmesh__Shop__OrderSummary *sum, int64_t total_cents)
+{
+	int64_t total;
+
+	if (__builtin_add_overflow(sum->total_cents, total_cents, &total)) {
+		return false;
+	}
+	sum->total_cents = total;
+	sum->orders++;
+	return true;
+}
+
 size_t
 shop_key(char *key, const char *prefix, const char *id)
 {
@@ -122,7 +194,8 @@ shop_count_again(struct mesh_ctx *ctx, const char *prefix, const char *id)
 	} else if (err != MESH_OK && err != MESH_ENOTFOUND) {
 		return err;
 	}
-	int n = snprintf(num, sizeof num, "%llu", times + 1);
+	times += times < ULLONG_MAX; /* saturate: never wrap to 0 */
+	int n = snprintf(num, sizeof num, "%llu", times);
 	return mesh_state_put(ctx, key, klen, num, (size_t)n);
 }
 

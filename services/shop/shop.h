@@ -32,6 +32,17 @@
 #define SHOP_ID_MAX  128
 #define SHOP_KEY_MAX (16 + SHOP_ID_MAX)
 
+/* The limits of a PlaceOrder (schemas/shop.proto states them too). The
+ * bounds of a line are checked before any arithmetic: within them, no
+ * line's product and no order's sum can leave int64 (shop.c asserts it).
+ * The total stays below 10^9 units, so that OrderPlaced's "total"
+ * attribute (in units) is in the range SNS documents for numeric filter
+ * conditions, +-10^9 to five decimals. */
+#define SHOP_ITEMS_MAX    100         /* lines of an order: 1-100 */
+#define SHOP_QUANTITY_MAX 10000       /* a line's quantity: 1-10000 */
+#define SHOP_PRICE_MAX    100000000   /* a unit price: 0-1,000,000.00 */
+#define SHOP_TOTAL_MAX    99999999999 /* an order: 0-999,999,999.99 */
+
 /* The shippable countries: --countries LIST, else SHOP_COUNTRIES, else
  * this. */
 #define SHOP_COUNTRIES_DEFAULT "DE,FR,NL,US,GB"
@@ -51,6 +62,17 @@ bool shop_countries_policy(const char *list, char *buf, size_t size);
 
 /* Whether an order id is well-formed (see SHOP_ID_MAX). */
 bool shop_id_valid(const char *id);
+
+/* Check a PlaceOrder command: its id, customer and country, its lines
+ * within the limits above, and total_cents equal to the sum of the lines'
+ * quantity * price_cents. Returns NULL when it holds, else the reason
+ * (static text naming the field and the limit: what mesh_reject records). */
+const char *shop_order_check(const Evmesh__Shop__PlaceOrder *po);
+
+/* Count one more order of total_cents into a summary. Returns false, the
+ * summary unchanged, when its total would leave int64: the orders are
+ * unbounded in number. */
+bool shop_summary_add(Evmesh__Shop__OrderSummary *sum, int64_t total_cents);
 
 /* prefix + id into key (SHOP_KEY_MAX); returns the key's length. */
 size_t shop_key(char *key, const char *prefix, const char *id);

@@ -29,6 +29,18 @@ out=$(m --scope MessageBody --policy '{"object":{"key":[{"prefix":"auto-"}]}}' \
 	--body '{"object":{"key":"auto-test"}}'); r=$?
 is "$out $r" "match 0" "MessageBody scope with a nested policy"
 
+# AWS: "exists": false needs at least one attribute; "exists": true a
+# non-null, non-empty value.
+X='{"store":[{"exists":false}]}'
+is "$(m --policy "$X" --attributes '{}')" "no match" \
+	"exists false: an empty set of attributes does not match"
+is "$(m --policy "$X" --attributes '{"other":{"DataType":"String","StringValue":"x"}}')" \
+	"match" "exists false: one other attribute does"
+is "$(m --scope MessageBody --policy "$X" --body '{}')" "no match" \
+	"exists false: nor an empty body"
+is "$(m --scope MessageBody --policy '{"store":[{"exists":true}]}' --body '{"store":null}')" \
+	"no match" "exists true: a null body value is none"
+
 out=$(m --policy '{"object":{"key":["x"]}}' --attributes '{}' 2>&1); r=$?
 is "$r" 2 "a nested policy in the default MessageAttributes scope exits 2"
 has "$out" "Filter policy scope MessageAttributes does not support nested filter policy" \

@@ -100,6 +100,8 @@ out=$(m queue receive dead --json)
 is "$(printf '%s' "$out" | python3 -c 'import json,sys; m=json.load(sys.stdin)["Messages"]; print(len(m), m[0]["MessageAttributes"]["schedule"]["StringValue"] if m else "")')" \
 	"1 once" "after the retries it is in the dead-letter queue"
 has "$out" "does not exist" "with the error as an attribute"
+is "$(printf '%s' "$out" | python3 -c 'import json,sys; a=json.load(sys.stdin)["Messages"][0]["Attributes"]; print(a["DeadLetterQueueSourceArn"], "does not exist" in a["DeadLetterReason"])')" \
+	"schedule:once True" "a dead letter's shape: its source and reason in Attributes"
 has "$(m schedule info once)" "gave up after 3 attempts" "and info says what happened"
 kill -TERM "$pid_r1"; wait "$pid_r1"
 

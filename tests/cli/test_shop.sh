@@ -5,7 +5,10 @@
 # shippable country); then each service's state: shipped = shippable,
 # notified = shipped, nothing for the filtered ones; an order placed again
 # is not shipped again; a conflicting or malformed one is dead-lettered; a
-# summary firing writes a summary; SIGTERM stops each service with 0.
+# summary firing writes a summary; commands outside the limits (one over
+# each, negative, overflowing int64) are dead-lettered with their reasons
+# and change nothing, the largest valid one is placed with its exact total;
+# SIGTERM stops each service with 0.
 # Args: meshctl test-broker orders shipping notifications shop-report
 set -u
 . "$(dirname "$0")/tap.sh"
@@ -89,6 +92,72 @@ has "$out" " 1 summaries" "a summary firing writes a summary"
 has "$(cat "$dir/orders.log")" "summary: 100 orders, 500.00 in all" "and logs it"
 has "$(cat "$dir/notifications.log")" "your order t-1 is on its way" \
 	"notifications logs what it sends"
+
+# The limits (services/shop/shop.h, schemas/shop.proto). lines N Q P: N
+# items of Q x P cents; command ID TOTAL ITEMS: a PlaceOrder to DE.
+lines() {
+	local i out=
+	for ((i = 0; i < $1; i++)); do
+		out+="${out:+,}{\"sku\":\"s$i\",\"quantity\":$2,\"priceCents\":\"$3\"}"
+	done
+	printf '%s' "$out"
+}
+command() {
+	printf '{"orderId":"%s","customer":"c","country":"DE","items":[%s],"totalCents":"%s"}' "$1" "$3" "$2"
+}
+# 100 lines: 100000000 + 10000 x 9989999 + 97 x 101 + 202 = 99999999999
+largest="$(lines 1 1 100000000),$(lines 1 10000 9989999),$(lines 97 1 101)"
+dlq_count() { # received ones too (the two above are in flight)
+	m queue info orders-dlq --json 2>/dev/null | python3 -c '
+import json, sys
+a = json.load(sys.stdin)["Attributes"]
+print(int(a["ApproximateNumberOfMessages"]) + int(a["ApproximateNumberOfMessagesNotVisible"]))' 2>/dev/null
+}
+before=$(m state scan orders --state "$dir/orders")
+bad=(
+	"x-lines|101|$(lines 101 1 1)|items: more than 100 lines"
+	"x-qty|10001|$(lines 1 10001 1)|items: a quantity not in 1-10000"
+	"x-negq|-250|$(lines 1 -1 250)|items: a quantity not in 1-10000"
+	"x-price|100000001|$(lines 1 1 100000001)|items: a price_cents not in 0-100000000"
+	"x-negp|-1|$(lines 1 1 -1)|items: a price_cents not in 0-100000000"
+	"x-total|100000000000|$largest,$(lines 1 1 203)|total_cents: the items' sum is over 99999999999"
+	"x-overflow|-9223372036854775808|$(lines 1 4 2305843009213693952)|items: a price_cents not in 0-100000000"
+)
+for b in "${bad[@]}"; do
+	IFS='|' read -r id total items _ <<<"$b"
+	place "$(command "$id" "$total" "$items")" || echo "# $id: not sent"
+done
+for _ in $(seq 1 100); do
+	n=$(dlq_count)
+	[ "${n:-0}" -ge 9 ] && break
+	sleep 0.1
+done
+is "${n:-0}" 9 "7 commands outside the limits are dead-lettered"
+out=$(m queue peek orders-dlq --max 20 --json)
+for b in "${bad[@]}"; do
+	IFS='|' read -r id _ _ why <<<"$b"
+	reason=$(printf '%s' "$out" | python3 -c '
+import base64, json, sys
+id = sys.argv[1].encode()
+for msg in json.load(sys.stdin)["Messages"]:
+    # The body is the PlaceOrder; its field 1, order_id, leads. The
+    # reason: a queue attribute (a message attribute, once).
+    if base64.b64decode(msg["Body"]).startswith(b"\n" + bytes([len(id)]) + id):
+        print(msg.get("Attributes", {}).get("DeadLetterReason") or
+              msg.get("MessageAttributes", {}).get("DeadLetterReason", {})
+              .get("StringValue", ""))' "$id" 2>&1)
+	is "$reason" "$why" "$id: dead-lettered with its reason"
+done
+after=$(m state scan orders --state "$dir/orders")
+ok $([ -n "$before" ] && [ "$before" = "$after" ]; echo $?) \
+	"and orders' state is as it was, key for key"
+
+place "$(command x-max 99999999999 "$largest,$(lines 1 1 202)")"
+out=$("$report" --state "$dir" --prefix x- --expect 1 --wait 30)
+is "$out" "orders: 1 placed, 1 shipped, 1 notified, 0 filtered, duplicates 0, lost 0" \
+	"the largest valid order (100 lines, the highest price and quantity) is placed and shipped"
+has "$(cat "$dir/orders.log")" "order x-max placed: DE, 999999999.99" \
+	"with its total, 999999999.99, exact"
 
 names=(orders shipping notifications)
 for i in 0 1 2; do

@@ -345,14 +345,9 @@ dlq_take(int want, char why[][512], long long ms)
 		size_t n = 0;
 		mesh_queue_receive(dlq, 10, 1, -1, &m, &n);
 		for (size_t i = 0; i < n; i++) {
-			const char *type;
-			const void *v = "";
-			size_t len = 0;
-			mesh_event_attr_get(m[i].event, "DeadLetterReason",
-			                    &type, &v, &len);
 			if (found < want) {
-				snprintf(why[found], 512, "%.*s", (int)len,
-				         (const char *)v);
+				snprintf(why[found], 512, "%s",
+				         m[i].dlq_reason);
 			}
 			found++;
 			mesh_queue_delete_message(dlq, m[i].receipt);

@@ -391,9 +391,32 @@ test_ids(void)
 	mesh_event_free(b);
 }
 
+/* Text from outside made safe for a header and a log line. */
+static void
+test_text_clean(void)
+{
+	char a[] = "bad\r\nInjected: yes\tend";
+	char b[] = "caf\xc3\xa9 \xe2\x82\xac ok";
+	char c[] = "cut \xe2\x82";
+	char d[] = "\xc0\xaf overlong \xed\xa0\x80 surrogate \x7f";
+
+	mesh_text_clean(a);
+	is_str(a, "bad??Injected: yes?end",
+	       "text_clean: control characters become '?'");
+	mesh_text_clean(b);
+	is_str(b, "caf\xc3\xa9 \xe2\x82\xac ok",
+	       "text_clean: valid UTF-8 stays");
+	mesh_text_clean(c);
+	is_str(c, "cut ??", "text_clean: a character cut short becomes '?'s");
+	mesh_text_clean(d);
+	is_str(d, "?? overlong ??? surrogate ?",
+	       "text_clean: overlong forms, surrogates and DEL too");
+}
+
 int
 main(void)
 {
+	test_text_clean();
 	test_ids();
 	test_round_trip();
 	test_data_kinds();

@@ -264,7 +264,13 @@ static const struct {
          "anything-but, body: a missing key does not match"},
         {ATTRS,
          "{\"c\": [{\"anything-but\": [\"rugby\"]}, {\"exists\": false}]}",
-         "{}", 1, "anything-but combined with exists false: absent passes"},
+         "{" S("d", "\"x\"") "}", 1,
+         "anything-but combined with exists false: absent passes"},
+        {ATTRS,
+         "{\"c\": [{\"anything-but\": [\"rugby\"]}, {\"exists\": false}]}",
+         "{}", 0,
+         "anything-but combined with exists false: not without any "
+         "attribute"},
         {ATTRS,
          "{\"c\": [{\"anything-but\": [\"rugby\"]}, {\"exists\": false}]}",
          "{" S("c", "\"rugby\"") "}", 0,
@@ -334,12 +340,81 @@ static const struct {
          "{\"store\":{\"DataType\":\"Binary\","
          "\"BinaryValue\":\"\"}}",
          0, "a Binary attribute never matches a value"},
+        /* AWS: "exists": false "only matches if at least one attribute is
+         * present. An empty set of attributes results in the filter not
+         * matching." */
+        {ATTRS, EXISTS_NO, "{}", 0,
+         "exists false: an empty set of attributes does not match"},
+        {ATTRS, EXISTS_NO,
+         "{\"blob\":{\"DataType\":\"Binary\",\"BinaryValue\":\"AAE=\"}}", 1,
+         "exists false: a Binary attribute is one attribute"},
+        {ATTRS, "{\"a\": [{\"exists\": false}], \"b\": [{\"exists\": false}]}",
+         "{}", 0, "two keys exists false: not without any attribute"},
+        {ATTRS, "{\"a\": [{\"exists\": false}], \"b\": [{\"exists\": false}]}",
+         "{" S("c", "\"x\"") "}", 1, "... and with another attribute"},
+        {ATTRS, "{\"a\": [{\"exists\": false}], \"b\": [\"x\"]}",
+         "{" S("b", "\"x\"") "}", 1,
+         "exists false and another key's value: both hold"},
+        {ATTRS, "{\"a\": [{\"exists\": false}], \"b\": [\"x\"]}",
+         "{" S("a", "\"y\"") "," S("b", "\"x\"") "}", 0,
+         "... not with the key present"},
+        {ATTRS,
+         "{\"$or\": [{\"a\": [{\"exists\": false}]}, {\"b\": [\"x\"]}]}", "{}",
+         0, "$or with exists false: not without any attribute"},
+        {ATTRS,
+         "{\"$or\": [{\"a\": [{\"exists\": false}]}, {\"b\": [\"x\"]}]}",
+         "{" S("c", "\"x\"") "}", 1, "... and with one, its absence"},
+        {ATTRS, "{}", "{}", 1,
+         "an empty policy still passes a message without attributes"},
         {BODY, EXISTS_NO, "{\"other\": 1}", 1, "exists false, body: absent"},
-        {BODY, EXISTS_YES, "{\"store\": null}", 1,
-         "exists true, body: null is present"},
+        {BODY, EXISTS_NO, "{}", 0,
+         "exists false, body: an empty body does not match"},
+        {BODY, EXISTS_NO, "{\"a\": {}, \"b\": []}", 0,
+         "exists false, body: nor one of empty objects and arrays"},
+        {BODY, EXISTS_NO, "{\"other\": null}", 1,
+         "exists false, body: a null is a value"},
+        {BODY, EXISTS_NO, "{\"store\": null}", 0,
+         "exists false, body: a key with null is not absent"},
+        {BODY, EXISTS_NO, "{\"store\": \"\"}", 0,
+         "exists false, body: nor one with an empty string"},
+        {BODY, EXISTS_NO, "{\"store\": {\"x\": 1}}", 1,
+         "exists false, body: an object is not a leaf, so absent"},
+        {BODY, "{\"$or\": [{\"a\": [{\"exists\": false}]}, {\"b\": [1]}]}",
+         "{}", 0, "$or with exists false, body: not an empty body"},
+        /* AWS: "exists": true needs "a non-null and non-empty value". */
+        {BODY, EXISTS_YES, "{\"store\": \"fans\"}", 1,
+         "exists true, body: a value"},
+        {BODY, EXISTS_YES, "{\"store\": null}", 0,
+         "exists true, body: null is not"},
+        {BODY, EXISTS_YES, "{\"store\": \"\"}", 0,
+         "exists true, body: an empty string is not"},
+        {BODY, EXISTS_YES, "{\"store\": 0}", 1,
+         "exists true, body: 0 is a value"},
+        {BODY, EXISTS_YES, "{\"store\": false}", 1,
+         "exists true, body: false is a value"},
+        {BODY, EXISTS_YES, "{\"store\": []}", 0,
+         "exists true, body: an empty array is not"},
+        {BODY, EXISTS_YES, "{\"store\": [null, \"\"]}", 0,
+         "exists true, body: nor an array of null and \"\""},
+        {BODY, EXISTS_YES, "{\"store\": [null, \"x\"]}", 1,
+         "exists true, body: an array with one value is"},
+        {BODY, "{\"store\": [{\"exists\": true}, null]}", "{\"store\": null}",
+         1, "exists true beside null: null still matches null"},
+        {BODY, "{\"a\": {\"b\": [{\"exists\": true}]}}",
+         "{\"a\": {\"b\": \"\"}}", 0,
+         "exists true, nested key: an empty string is not a value"},
+        {BODY, "{\"a\": {\"b\": [{\"exists\": true}]}}",
+         "{\"a\": {\"b\": \"x\"}}", 1, "exists true, nested key: a value"},
+        {BODY, "{\"a\": {\"b\": [{\"exists\": false}]}}",
+         "{\"a\": {\"c\": 1}}", 1, "exists false, nested key: absent"},
+        {BODY, "{\"a\": {\"b\": [{\"exists\": false}]}}", "{\"a\": {}}", 0,
+         "exists false, nested key: not in a body without a value"},
+        {BODY, "{\"r\": {\"k\": [{\"exists\": false}]}}",
+         "{\"r\": [{\"k\": 1}, {\"j\": 2}]}", 1,
+         "exists false in an array of objects: an element without it"},
         {BODY, EXISTS_YES, "{\"store\": {\"x\": 1}}", 0,
          "exists true, body: an object is not a leaf"},
-        {BODY, EXISTS_NO, "{\"store\": []}", 1,
+        {BODY, EXISTS_NO, "{\"store\": [], \"other\": 1}", 1,
          "exists false, body: an empty array holds nothing"},
         {BODY, "{\"a\": [null]}", "{\"a\": null}", 1,
          "null, body: matches null"},
@@ -524,6 +599,32 @@ test_event_attrs(void)
 	mesh_event_attr_set(ev, "blob", "Binary", "\x01\x02", 2);
 	ok(f && mesh_filter_match_event(f, ev),
 	   "a Binary event attribute is ignored: exists false holds");
+	mesh_filter_free(f);
+	mesh_event_free(ev);
+}
+
+/* An event's message attributes are its extensions but the CloudEvents
+ * and reserved ones: those alone are an empty set to "exists": false. */
+static void
+test_event_exists_false(void)
+{
+	struct mesh_filter *f = compile(EXISTS_NO, ATTRS);
+	struct mesh_event *ev = NULL;
+	long before;
+	bool m;
+
+	mesh_event_new("t.v1.T", "/t", &ev);
+	mesh_event_set_subject(ev, "o-1");
+	ok(f && ev && !mesh_filter_match_event(f, ev),
+	   "exists false, an event with a subject but no message attribute: "
+	   "no match");
+	mesh_event_attr_set(ev, "other", "String", "x", 1);
+	before = allocs;
+	m = f && ev && mesh_filter_match_event(f, ev);
+	ok(m, "with one message attribute (not store): a match");
+	is_int(allocs - before, 0, "... made without allocating");
+	mesh_event_attr_set(ev, "store", "String", "fans", 4);
+	ok(f && ev && !mesh_filter_match_event(f, ev), "with store: no match");
 	mesh_filter_free(f);
 	mesh_event_free(ev);
 }
@@ -1052,6 +1153,7 @@ main(void)
 	test_body();
 	test_long_escaped();
 	test_event_attrs();
+	test_event_exists_false();
 	test_validation();
 	test_or_misuse();
 	test_sns_attrs_errors();

@@ -186,6 +186,10 @@ void mesh_log(struct mesh_ctx *c, const char *level, const char *fmt, ...)
 #define MESH_SERVICE_STATS_SUBJECT "mesh.service.%s.stats"
 /* ... and every instance of every service answers on this one. */
 #define MESH_SERVICES_STATS_SUBJECT "mesh.services.stats"
+/* A running service's state over NATS (get, scan, backup), answered by
+ * one of its instances from a read transaction: see "meshctl state" in
+ * the README for the requests and answers. */
+#define MESH_SERVICE_STATE_SUBJECT "mesh.service.%s.state.%s"
 
 /* The LMDB layout of a service's environment, for tools (meshctl state):
  * named databases "state" (the handlers'), "processed" (event id -> time

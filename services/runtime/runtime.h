@@ -1,0 +1,202 @@
+/* runtime.h: the service runtime's inside, shared by its modules
+ * (runtime.c: declaring, the environment, handlers' calls, running;
+ * batch.c: the processing contract; outbox.c, undo.c, retry.c). Not part
+ * of mesh/service.h. */
+#ifndef MESH_RUNTIME_RUNTIME_H
+#define MESH_RUNTIME_RUNTIME_H
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <lmdb.h>
+
+#include "internal.h"
+#include "mesh/service.h"
+#include "mesh/source.h"
+#include "outbox.h"
+#include "stats.h"
+#include "undo.h"
+
+#define MAX_SOURCES     32
+#define MAX_HANDLERS    64
+#define MAX_INFLIGHT    64
+#define KEY_MAX         511
+#define FETCH_WAIT_MS   1000
+#define PRUNE_PER_BATCH 256
+#define FLUSH_EVERY_MS  1000
+
+enum source_kind { SRC_TOPIC, SRC_QUEUE };
+
+struct source {
+	enum source_kind kind;
+	char name[256];
+	char label[264]; /* "topic:orders" */
+	char *filter_policy;
+	mesh_filter_scope scope;
+	int64_t replay_from_ms;
+	bool fifo;
+	bool has_dlq; /* queue sources: the queue's own redrive policy */
+	char spec[MESH_SUBSCRIPTION_ID_MAX + 16]; /* for mesh_source_open */
+};
+
+struct handler {
+	char *type; /* NULL: the fallback */
+	const ProtobufCMessageDescriptor *desc;
+	mesh_handler_fn fn;
+	void *arg;
+};
+
+struct worker {
+	struct mesh_service *s;
+	struct source *src;
+	pthread_t thread;
+};
+
+struct mesh_service {
+	char name[MESH_SERVICE_NAME_MAX + 1];
+	struct mesh_service_opts o;
+	char state_buf[512];
+	char dlq_buf[MESH_QUEUE_NAME_MAX + 1];
+	struct source src[MAX_SOURCES];
+	size_t n_src;
+	struct handler h[MAX_HANDLERS];
+	size_t n_h;
+	void (*on_start)(struct mesh_service *, void *);
+	void *on_start_arg;
+
+	/* Running. */
+	struct mesh_conn *c;
+	volatile sig_atomic_t *stop;
+	char instance[24];
+	MDB_env *env;
+	MDB_dbi db_state, db_processed, db_processed_at, db_outbox, db_meta;
+	struct mesh__stats stats;
+	natsSubscription *stats_sub[2];
+	struct mesh__outbox outbox;
+	struct target { /* the targets it publishes to, kept open (one
+	                   flush at a time uses them) */
+		char name[MESH__OUTBOX_TARGET];
+		struct mesh_topic *t;
+		struct mesh_queue *q;
+	} targets[32];
+	size_t n_targets;
+	natsSubscription *state_sub[2]; /* the state API (state_api.c) */
+	struct {                        /* the backup an instance serves */
+		pthread_mutex_t mu;
+		char id[17]; /* "": none */
+		char dir[256];
+		uint64_t size;
+		int64_t used_ms;
+		char subject[MESH_SERVICE_NAME_MAX + 64];
+	} backup;
+	pthread_mutex_t log_mu;
+	/* Types no handler takes, each logged at most once a minute. */
+	pthread_mutex_t unhandled_mu;
+	struct unhandled {
+		char type[128];
+		int64_t logged_ms;
+		uint64_t since; /* taken since that line */
+	} unhandled[32];
+};
+
+/* One event of a batch. */
+struct item {
+	struct mesh_event *ev;
+	int attempt;
+	const char *group; /* FIFO sources */
+	struct mesh_source_msg *m; /* as the source handed it out */
+	enum {
+		OUT_ACK,    /* done (processed, duplicate or ignored) */
+		OUT_RETRY,  /* again after delay_ms */
+		OUT_RETURN, /* FIFO: after a failure in its group, unprocessed
+		             */
+		OUT_DLQ,    /* dead-letter with reason */
+	} out;
+	int64_t delay_ms;
+	char reason[256];
+	/* How an acknowledged item was done, counted once its batch commits.
+	 */
+	enum { DONE_PROCESSED, DONE_DUPLICATE, DONE_IGNORED } done;
+	bool fixed;     /* its outcome was settled by a storage failure */
+	bool malformed; /* dead-lettered because it could not be parsed */
+};
+
+
+struct mesh_ctx {
+	struct mesh_service *s;
+	struct mesh_source *src;
+	struct item *it;
+	MDB_txn *txn;
+	struct mesh__undo *undo;
+	int broken; /* an LMDB error that spoils the whole transaction */
+	mesh_handler_result decided;
+	int64_t delay_ms;
+	char reason[256];
+	char trace_id[33]; /* "" until asked for */
+	char parent_span[17];
+};
+
+
+struct batch {
+	struct mesh__undo undo;
+	struct mesh__arena arena; /* for decoding payloads */
+	struct item it[MESH_SOURCE_BATCH_MAX];
+	struct mesh_source_msg m[MESH_SOURCE_BATCH_MAX];
+	size_t n;
+};
+
+/* ---- runtime.c ---------------------------------------------------------- */
+
+int64_t mesh__wall_ns(void);
+int64_t mesh__mono_ns(void);
+/* A JSON log line on standard error (event_id, trace_id may be NULL). */
+void mesh__svc_vlog(struct mesh_service *s, const char *level,
+                    const char *event_id, const char *trace_id,
+                    const char *fmt, va_list ap);
+void mesh__svc_log(struct mesh_service *s, const char *level,
+                   const char *fmt, ...) MESH__PRINTF(3, 4);
+/* The handler of a type (or the fallback; NULL: none). */
+const struct handler *mesh__svc_handler(const struct mesh_service *s,
+                                        const char *type);
+/* An event's W3C trace: its traceparent's, or "" (trace 32 hex, span 16
+ * hex). */
+void mesh__trace_of(const struct mesh_event *ev, char trace[33],
+                    char span[17]);
+/* Open the service's environment (state_dir) and bind the outbox to it.
+ * Errors: those of the file system and LMDB, with the directory named. */
+mesh_err mesh__svc_env_open(struct mesh_service *s);
+void mesh__svc_env_close(struct mesh_service *s);
+
+/* ---- state_api.c: the state over NATS ---------------------------------- */
+
+/* Answer mesh.service.NAME.state.* (one instance of the service, a queue
+ * group) and this instance's backup chunks. Errors: the connection's. */
+mesh_err mesh__state_api_start(struct mesh_service *s);
+/* Drop a backup left idle for 10 minutes. */
+void mesh__state_api_tick(struct mesh_service *s);
+void mesh__state_api_stop(struct mesh_service *s);
+
+/* ---- batch.c ------------------------------------------------------------ */
+
+void mesh__batch_init(struct batch *b);
+void mesh__batch_fini(struct batch *b);
+/* Take a batch: up to batch_size, waiting up to a second for the first and
+ * up to batch_window_ms for the rest. */
+mesh_err mesh__batch_fetch(struct mesh_service *s, struct mesh_source *src,
+                           struct batch *b);
+/* The processing contract over a fetched batch: one write transaction,
+ * each event's writes undone unless its handler succeeds, one durable
+ * commit, then the outbox is published. */
+void mesh__batch_process(struct mesh_service *s, struct mesh_source *src,
+                         struct batch *b);
+/* Settle each message with its source: ack, retry later, dead-letter. */
+void mesh__batch_settle(struct mesh_service *s, struct mesh_source *src,
+                        struct batch *b);
+/* Release the batch's messages to their source. */
+void mesh__batch_release(struct mesh_source *src, struct batch *b);
+
+#endif
