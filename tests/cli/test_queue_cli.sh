@@ -135,13 +135,16 @@ out=$(m queue peek shop --raw --json)
 is "$(printf '%s' "$out" | json '"BodyJson" in d["Messages"][0]')" False "--raw --json: no BodyJson"
 has "$(m queue receive shop --raw)" "Body           $b64" "--raw text: the bytes in base64"
 
-# A message from any producer that is not a CloudEvent: its bytes, base64.
-hostport=${BROKER_URL#nats://}
-exec 3<>"/dev/tcp/${hostport%:*}/${hostport##*:}"
-printf 'CONNECT {"verbose":false}\r\nPUB mesh.queue.shop 5\r\nhello\r\nPING\r\n' >&3
-timeout 5 grep -qam1 PONG <&3; exec 3>&-
+# Messages from any producer that are not CloudEvents: their bytes, base64.
+raw_pub mesh.queue.shop hello
 out=$(m queue peek shop --json); ok $? "peek shows a message that is not a CloudEvent"
 is "$(printf '%s' "$out" | json '[x["Body"] for x in d["Messages"]][-1]')" "aGVsbG8=" "its Body is its bytes in base64"
+raw_pub mesh.queue.shop 'garbage!' application/cloudevents+protobuf
+out=$(m queue peek shop --json); ok $? "and one that claims to be a CloudEvent and is not"
+is "$(printf '%s' "$out" | json '[x["Body"] for x in d["Messages"]][-1]')" "Z2FyYmFnZSE=" "its Body is its bytes in base64"
+has "$(printf '%s' "$out" | json '[x["Attributes"].get("MeshParseError", "") for x in d["Messages"]][-1]')" \
+	"not a CloudEvents protobuf message" "Attributes.MeshParseError says why it did not parse"
+has "$(m queue peek shop)" "MeshParseError                   event of 8 bytes" "text shows it too"
 
 # Dead letters show where from and why, in JSON and in text.
 m queue create shop-dlq >/dev/null
@@ -156,6 +159,14 @@ is "$(printf '%s' "$out" | json 'd["Messages"][0]["Attributes"]["DeadLetterQueue
 	"('shop', 'bad address')" "--json: Attributes.DeadLetterQueueSourceArn and DeadLetterReason"
 out=$(m queue peek shop-dlq)
 has "$out" "DeadLetterReason                 bad address" "text shows them too"
+m queue create auto-dlq >/dev/null
+m queue create auto --visibility-timeout 0 --dlq auto-dlq --max-receive 1 >/dev/null
+m queue send auto --body z >/dev/null
+for _ in 1 2 3; do m queue receive auto >/dev/null; done
+out=$(m queue peek auto-dlq --json)
+is "$(printf '%s' "$out" | json 'tuple(d["Messages"][0]["Attributes"].get(k) for k in ("DeadLetterQueueSourceArn", "DeadLetterSourceSequence", "DeadLetterReceiveCount", "DeadLetterService"))')" \
+	"('auto', '1', '1', None)" "a redrive policy's dead letter: its source, sequence and receives there, no service"
+has "$(m queue peek auto-dlq)" "DeadLetterReceiveCount           1" "text shows them too"
 
 # queue delete asks first; a script says --yes.
 out=$(m queue delete shop 2>&1 </dev/null); is $? 2 "queue delete without --yes and without a terminal exits 2"

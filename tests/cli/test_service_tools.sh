@@ -229,6 +229,15 @@ if [ -n "$SERVICE" ]; then
 	is "$out" 3 "--db reads the runtime's databases: 3 processed ids"
 	out=$("${M[@]}" stats template-service --json --wait 1000)
 	is "$(jget "$out" 'j["total"]["processed"], len(j["instances"])')" "3 1" "stats counts its 3 events"
+	raw_pub mesh.topic.greetings 'garbage!' application/cloudevents+protobuf
+	for _ in $(seq 50); do
+		out=$("${M[@]}" stats template-service --json --wait 300)
+		[ "$(jget "$out" 'j["total"]["malformed"]')" = 1 ] && break
+		sleep 0.1
+	done
+	is "$(jget "$out" 'j["instances"][0]["malformed"], j["total"]["malformed"]')" "1 1" \
+		"an event that does not parse: the runtime counts it malformed, and stats sums it"
+	has "$("${M[@]}" stats template-service --wait 300)" " MALFORMED " "in its own column"
 	out=$("${M[@]}" stats --json --wait 1000)
 	has "$out" '"service": "template-service"' "stats without SERVICE finds it"
 	out=$("$MESHCTL" state backup template-service tpl-bk --state var/services/tpl); ok $? "state backup of the running service"
