@@ -495,8 +495,24 @@ struct mesh_topic_tail {
 	char name[MESH_TOPIC_NAME_MAX + 1];
 	char stream[MESH_TOPIC_NAME_MAX + 8];
 	natsSubscription *sub;
-	atomic_bool stopped;
+	natsSubscription *gone; /* the stream-deleted advisory */
+	atomic_bool stopped, deleted;
 };
+
+/* The topic's stream was deleted: an ordered consumer would wait for ever
+ * (it only recreates itself), so wake the tail, which reports it. */
+static void
+on_stream_deleted(natsConnection *nc, natsSubscription *sub, natsMsg *msg,
+                  void *arg)
+{
+	struct mesh_topic_tail *t = arg;
+
+	(void)nc;
+	(void)sub;
+	natsMsg_Destroy(msg);
+	atomic_store(&t->deleted, true);
+	natsSubscription_Unsubscribe(t->sub);
+}
 
 mesh_err
 mesh_topic_tail_open(struct mesh_conn *c, const char *name, int64_t since_ms,
@@ -519,6 +535,7 @@ mesh_topic_tail_open(struct mesh_conn *c, const char *name, int64_t since_ms,
 	snprintf(t->name, sizeof(t->name), "%s", name);
 	snprintf(t->stream, sizeof(t->stream), "%s", n.stream);
 	atomic_init(&t->stopped, false);
+	atomic_init(&t->deleted, false);
 	/* Ordered: ephemeral, AckNone, flow control and heartbeats, in
 	 * memory, and recreated from the next sequence after a gap. AckNone
 	 * is what keeps the tail out of the subscriptions' way: it never
@@ -536,9 +553,17 @@ mesh_topic_tail_open(struct mesh_conn *c, const char *name, int64_t since_ms,
 	}
 	s = js_SubscribeSync(&t->sub, mesh_conn_js(c), n.subject, NULL, &so,
 	                     &jerr);
+	if (s == NATS_OK) {
+		char advisory[MESH_TOPIC_NAME_MAX + 64];
+		snprintf(advisory, sizeof(advisory),
+		         "$JS.EVENT.ADVISORY.STREAM.DELETED.%s", n.stream);
+		s = natsConnection_Subscribe(&t->gone, mesh_conn_nats(c),
+		                             advisory, on_stream_deleted, t);
+	}
 	if (s != NATS_OK) {
-		free(t);
-		return mesh_err_nats(s, jerr, "topic '%s': tail", name);
+		err = mesh_err_nats(s, jerr, "topic '%s': tail", name);
+		mesh_topic_tail_close(t);
+		return err;
 	}
 	*out = t;
 	return MESH_OK;
@@ -566,6 +591,11 @@ mesh_topic_tail_next(struct mesh_topic_tail *t, int64_t timeout_ms,
 		        &msg, t->sub, timeout_ms < 0 ? 3600 * 1000 : timeout_ms);
 	} while (s == NATS_TIMEOUT && timeout_ms < 0);
 	if (s != NATS_OK) {
+		if (atomic_load(&t->deleted)) {
+			return mesh__seterr(MESH_ENOTFOUND,
+			                    "topic '%s': deleted while followed",
+			                    t->name);
+		}
 		if (atomic_load(&t->stopped)) {
 			return mesh__seterr(MESH_ECLOSED,
 			                    "topic '%s': tail stopped", t->name);
@@ -621,6 +651,12 @@ mesh_topic_tail_close(struct mesh_topic_tail *t)
 	if (t == NULL) {
 		return;
 	}
+	/* Draining waits for a running on_stream_deleted, which uses t. */
+	if (t->gone != NULL &&
+	    natsSubscription_Drain(t->gone) == NATS_OK) {
+		natsSubscription_WaitForDrainCompletion(t->gone, 5000);
+	}
+	natsSubscription_Destroy(t->gone);
 	/* Unsubscribing deletes the ephemeral consumer now, rather than
 	 * when the server notices the interest gone. */
 	natsSubscription_Unsubscribe(t->sub);

@@ -170,8 +170,8 @@ mesh_err mesh_topic_tail_open(struct mesh_conn *c, const char *name,
  * mesh_topic_tailed_fini(). A message whose bytes are not a CloudEvent
  * still arrives (event of type MESH_WIRE_RAW_TYPE), never an error.
  * Errors: MESH_ETIMEDOUT (nothing came in time), MESH_ECLOSED (the tail
- * was stopped, or the connection closed), MESH_ENOMEM, the connection's;
- * *out is untouched on error. */
+ * was stopped, or the connection closed), MESH_ENOTFOUND (the topic was
+ * deleted), MESH_ENOMEM, the connection's; *out is untouched on error. */
 mesh_err mesh_topic_tail_next(struct mesh_topic_tail *t, int64_t timeout_ms,
                               struct mesh_topic_tailed *out);
 void mesh_topic_tailed_fini(struct mesh_topic_tailed *m);

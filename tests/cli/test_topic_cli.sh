@@ -184,9 +184,15 @@ m topic create arch --archive-days 1 >/dev/null
 m topic publish arch --body old >/dev/null
 out=$(m topic tail arch --since 1h --count 1 --json 2>/dev/null); ok $? "--since 1h on an archived topic"
 is "$(printf '%s' "$out" | field Body)" old "starts with the archive"
+m topic tail arch >/dev/null 2>"$tmp/arch.err" &
+tailpid=$!
+following "$tmp/arch.err"
+m topic delete arch --yes >/dev/null
+timeout 10 tail --pid=$tailpid -f /dev/null; wait $tailpid; is $? 1 "a topic deleted while followed ends the tail, exit 1"
+has "$(cat "$tmp/arch.err")" "topic 'arch': deleted while followed" "and says so"
 out=$(m topic tail nope 2>&1); is $? 1 "tail of an unknown topic exits 1"
 has "$out" "topic 'nope'" "and names it"
-out=$(m topic tail arch --since soon 2>&1); is $? 2 "a bad --since exits 2"
+out=$(m topic tail lonely --since soon 2>&1); is $? 2 "a bad --since exits 2"
 has "$out" "--since 'soon'" "and names the value"
 out=$(m topic delete orders 2>&1 </dev/null); is $? 2 "topic delete without --yes and without a terminal exits 2"
 has "$out" "would delete topic 'orders', its " "and says what it would delete"
