@@ -171,7 +171,7 @@ payload_from_flags(struct cli *cli, bool required, struct payload *p)
 	size_t given = 0, which = 0;
 
 	memset(p, 0, sizeof(*p));
-	for (size_t i = 0; i < 4; i++) {
+	for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) {
 		if (cli_opt(cli, flags[i]) != NULL) {
 			given++;
 			which = i;
@@ -188,8 +188,8 @@ payload_from_flags(struct cli *cli, bool required, struct payload *p)
 		return CLI_OK;
 	}
 	p->flag = flags[which];
-	p->data = which >= 2;
-	if (which % 2 == 1) {
+	p->data = strncmp(p->flag, "--data", 6) == 0;
+	if (strstr(p->flag, "-file") != NULL) {
 		if ((p->owned = read_file(cli, v)) == NULL) {
 			return CLI_FAIL;
 		}
