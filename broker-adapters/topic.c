@@ -577,26 +577,29 @@ mesh_topic_tail_next(struct mesh_topic_tail *t, int64_t timeout_ms,
 		return mesh__seterr(MESH_ECLOSED, "topic '%s': tail stopped",
 		                    t->name);
 	}
-	/* cnats adds the timeout to the clock: for ever is an hour at a time. */
+	/* cnats adds the timeout to the clock: for ever is an hour at a time.
+	 */
 	do {
-		s = natsSubscription_NextMsg(
-		        &msg, t->sub, timeout_ms < 0 ? 3600 * 1000 : timeout_ms);
+		s = natsSubscription_NextMsg(&msg, t->sub,
+		                             timeout_ms < 0 ? 3600 * 1000
+		                                            : timeout_ms);
 	} while (s == NATS_TIMEOUT && timeout_ms < 0);
 	if (s != NATS_OK) {
 		if (atomic_load(&t->deleted)) {
-			return mesh__seterr(MESH_ENOTFOUND,
-			                    "topic '%s': deleted while followed",
-			                    t->name);
+			return mesh__seterr(
+			        MESH_ENOTFOUND,
+			        "topic '%s': deleted while followed", t->name);
 		}
 		if (atomic_load(&t->stopped)) {
 			return mesh__seterr(MESH_ECLOSED,
-			                    "topic '%s': tail stopped", t->name);
+			                    "topic '%s': tail stopped",
+			                    t->name);
 		}
 		if (s == NATS_TIMEOUT) {
-			return mesh__seterr(MESH_ETIMEDOUT,
-			                    "topic '%s': no message in %" PRId64
-			                    " ms",
-			                    t->name, timeout_ms);
+			return mesh__seterr(
+			        MESH_ETIMEDOUT,
+			        "topic '%s': no message in %" PRId64 " ms",
+			        t->name, timeout_ms);
 		}
 		return mesh_err_nats(s, 0, "topic '%s': tail", t->name);
 	}
@@ -644,8 +647,7 @@ mesh_topic_tail_close(struct mesh_topic_tail *t)
 		return;
 	}
 	/* Draining waits for a running on_stream_deleted, which uses t. */
-	if (t->gone != NULL &&
-	    natsSubscription_Drain(t->gone) == NATS_OK) {
+	if (t->gone != NULL && natsSubscription_Drain(t->gone) == NATS_OK) {
 		natsSubscription_WaitForDrainCompletion(t->gone, 5000);
 	}
 	natsSubscription_Destroy(t->gone);

@@ -133,11 +133,12 @@ mesh_err mesh_topic_publish_batch(struct mesh_topic *t,
  * gap), so it never stands in the queue of a subscription: on a topic
  * without an archive (interest retention) a message stays until every
  * durable subscription has taken it, whether the tail has seen it or not,
- * and once the tail has seen it the tail's interest in it ends. Messages
- * the tail has not read yet stay stored until it reads them or closes: a
- * tail that stops reading (a paused pager) makes the topic keep them. The
- * server drops the consumer a few seconds after the tail closes or its
- * process dies. */
+ * and once the server has delivered it to the tail (into the client's
+ * buffer) the tail's interest in it ends. Only a tail that falls behind
+ * by more than that buffer holds (cnats' pending limits) makes the topic
+ * keep what it has not been sent yet, until it catches up or closes.
+ * Closing deletes the consumer; after a crash the server drops it a few
+ * seconds later. */
 struct mesh_topic_tail;
 
 /* One message a tail saw. */

@@ -58,8 +58,7 @@ lookup(const struct cli_cmd *cmd, const char *name, size_t len, bool *global)
 
 /* Each option name has one meaning on a line: a command's own options
  * never take a global option's name (that once made --json a payload). */
-static bool __attribute__((unused))
-names_distinct(const struct cli_cmd *cmd)
+static bool __attribute__((unused)) names_distinct(const struct cli_cmd *cmd)
 {
 	for (const struct cli_opt *o = cmd->opts; o && o->name; o++) {
 		if (find_opt(global_opts, o->name, strlen(o->name)) != NULL) {
@@ -237,10 +236,11 @@ cli_confirm(const struct cli *cli, const char *what, ...)
 	vsnprintf(text, sizeof(text), what, ap);
 	va_end(ap);
 	if (!isatty(STDIN_FILENO)) {
-		return cli_usage_error(cli,
-		                       "would %s: give --yes to do it (standard "
-		                       "input is not a terminal to ask on)",
-		                       text);
+		return cli_usage_error(
+		        cli,
+		        "would %s: give --yes to do it (standard "
+		        "input is not a terminal to ask on)",
+		        text);
 	}
 	fprintf(stderr, "%s? [y/N] ", text);
 	fflush(stderr);

@@ -181,8 +181,8 @@ cmd_queue_delete(struct cli *cli)
 		return cli_fail(cli, err);
 	}
 	n = i.visible + i.not_visible + i.delayed;
-	rc = cli_confirm(cli, "delete queue '%s' and its %" PRIu64
-	                      " message%s",
+	rc = cli_confirm(cli,
+	                 "delete queue '%s' and its %" PRIu64 " message%s",
 	                 name, n, n == 1 ? "" : "s");
 	if (rc == CLI_OK && (err = mesh_queue_delete(c, name)) != MESH_OK) {
 		rc = cli_fail(cli, err);

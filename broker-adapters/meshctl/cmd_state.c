@@ -402,9 +402,8 @@ cmd_state_scan(struct cli *cli)
 		json_t *vj = NULL;
 		char why[256];
 		n++;
-		if (type != NULL &&
-		    !proto_json(type, v.mv_data, v.mv_size, &vj, why,
-		                sizeof(why))) {
+		if (type != NULL && !proto_json(type, v.mv_data, v.mv_size,
+		                                &vj, why, sizeof(why))) {
 			undecoded++;
 		}
 		if (items != NULL) {

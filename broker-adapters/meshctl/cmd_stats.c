@@ -22,16 +22,11 @@
 static const struct {
 	const char *key, *heading;
 } counters[] = {
-        {"received", "RECEIVED"},
-        {"processed", "PROCESSED"},
-        {"retried", "RETRIED"},
-        {"failed", "FAILED"},
-        {"dead_lettered", "DEAD"},
-        {"malformed", "MALFORMED"},
-        {"duplicates", "DUPS"},
-        {"ignored", "IGNORED"},
-        {"outbox_pending", "OUTBOX"},
-        {"in_flight", "INFLIGHT"},
+        {"received", "RECEIVED"},     {"processed", "PROCESSED"},
+        {"retried", "RETRIED"},       {"failed", "FAILED"},
+        {"dead_lettered", "DEAD"},    {"malformed", "MALFORMED"},
+        {"duplicates", "DUPS"},       {"ignored", "IGNORED"},
+        {"outbox_pending", "OUTBOX"}, {"in_flight", "INFLIGHT"},
 };
 #define N_COUNTERS (sizeof(counters) / sizeof(counters[0]))
 
@@ -193,7 +188,8 @@ print_table(json_t *agg)
 	for (size_t c = 0; c < N_COUNTERS; c++) {
 		printf(" %9s", counters[c].heading);
 	}
-	printf("  %s  %s\n", "HANDLER ms p50/p95/p99", "COMMIT ms p50/p95/p99");
+	printf("  %s  %s\n", "HANDLER ms p50/p95/p99",
+	       "COMMIT ms p50/p95/p99");
 	json_array_foreach(json_object_get(agg, "services"), i, svc)
 	{
 		json_t *insts = json_object_get(svc, "instances");

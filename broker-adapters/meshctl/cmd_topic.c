@@ -374,9 +374,9 @@ tailed_json(const struct mesh_topic_tailed *m, bool raw)
 		json_object_set_new(j, "MessageAttributes", mattrs);
 	}
 	if (m->parse_error[0] != '\0') {
-		json_object_set_new(j, "Attributes",
-		                    json_pack("{s:s}", "MeshParseError",
-		                              m->parse_error));
+		json_object_set_new(
+		        j, "Attributes",
+		        json_pack("{s:s}", "MeshParseError", m->parse_error));
 	}
 	return j;
 }
@@ -513,7 +513,8 @@ cmd_topic_tail(struct cli *cli)
 		mesh_topic_tailed_fini(&m);
 		seen++;
 	}
-	rc = err == MESH_OK || err == MESH_ECLOSED ? CLI_OK : cli_fail(cli, err);
+	rc = err == MESH_OK || err == MESH_ECLOSED ? CLI_OK
+	                                           : cli_fail(cli, err);
 out:
 	if (stopper) {
 		/* Wake it with a signal of its own, never cancel it: it may be
@@ -774,8 +775,8 @@ do_subscription_delete(struct cli *cli, struct mesh_conn *c)
 	                 " message%s pending)",
 	                 s.id, s.topic, mesh_sub_protocol_name(s.protocol),
 	                 s.endpoint, s.pending, s.pending == 1 ? "" : "s");
-	if (rc == CLI_OK && (err = mesh_subscription_delete(c, s.id)) !=
-	                            MESH_OK) {
+	if (rc == CLI_OK &&
+	    (err = mesh_subscription_delete(c, s.id)) != MESH_OK) {
 		rc = sub_fail(cli, err);
 	}
 	if (rc == CLI_OK && !cli->json) {

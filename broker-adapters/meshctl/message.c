@@ -179,9 +179,10 @@ payload_from_flags(struct cli *cli, bool required, struct payload *p)
 		}
 	}
 	if (given > 1 || (required && given == 0)) {
-		return cli_usage_error(cli, "give %s of --body TEXT, --body-file "
-		                            "FILE, --data OBJ and --data-file "
-		                            "FILE",
+		return cli_usage_error(cli,
+		                       "give %s of --body TEXT, --body-file "
+		                       "FILE, --data OBJ and --data-file "
+		                       "FILE",
 		                       required ? "one" : "at most one");
 	}
 	if (given == 0) {
@@ -222,10 +223,11 @@ msg_from_flags(struct cli *cli, struct mesh_event **out)
 	}
 	if (p.data && type == NULL) {
 		payload_fini(&p);
-		return cli_usage_error(cli,
-		                       "%s needs --type T, the protobuf message "
-		                       "to encode it as",
-		                       p.flag);
+		return cli_usage_error(
+		        cli,
+		        "%s needs --type T, the protobuf message "
+		        "to encode it as",
+		        p.flag);
 	}
 	if (p.data) {
 		err = mesh_event_new(type, "meshctl", &ev);

@@ -22,8 +22,7 @@
 	         "protobuf message (see schemas/)"},                          \
 	        {"--data", "OBJ",                                             \
 	         "the payload as JSON, encoded as protobuf message --type"},  \
-	        {"--data-file", "FILE",                                       \
-	         "--data from a file (- for stdin)"},                         \
+	        {"--data-file", "FILE", "--data from a file (- for stdin)"},  \
 	{                                                                     \
 		"--attr", "NAME=TYPE:VALUE",                                  \
 		        "a message attribute; TYPE String, Number, "          \
@@ -39,8 +38,9 @@
 	}
 #define PAYLOAD_HELP                                                          \
 	"A protobuf payload whose type the schema registry knows prints as "  \
-	"its proto3 JSON\nmapping (--json: \"BodyJson\" beside the base64 "    \
-	"\"Body\"); --raw keeps the bytes.\nA message that is not a readable " \
+	"its proto3 JSON\nmapping (--json: \"BodyJson\" beside the base64 "   \
+	"\"Body\"); --raw keeps the bytes.\nA message that is not a "         \
+	"readable "                                                           \
 	"CloudEvent shows its bytes (base64) and\nAttributes.MeshParseError."
 
 /* The message of --body TEXT | --body-file FILE | --type T --data OBJ |

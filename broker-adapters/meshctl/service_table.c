@@ -80,7 +80,8 @@ static const struct cli_opt new_opts[] = {
 	"Reads the database '" MESH_SERVICE_DB_STATE "' (or --db's) of the "  \
 	"service's LMDB environment,\nread-only, while the service runs. "    \
 	"Keys and values print as text when they\nare printable UTF-8, "      \
-	"else as 0x and hex (--json: key_base64, value_base64).\nValues carry " \
+	"else as 0x and hex (--json: key_base64, value_base64).\nValues "     \
+	"carry "                                                              \
 	"no type: --type T reads them as the protobuf message T and\n"        \
 	"prints its proto3 JSON mapping (--json: value_json beside value)."
 
