@@ -7,6 +7,7 @@
 #include <netdb.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,13 @@ struct mesh_conn {
 	pthread_mutex_t bulk_mu;
 	natsConnection *bulk;
 	bool bulk_failed;
+	/* What modules keep per connection (mesh__conn_slot), freed with
+	 * it; under bulk_mu. */
+	struct slot {
+		struct slot *next;
+		char key[128];
+		max_align_t data[];
+	} *slots;
 };
 
 void
@@ -480,8 +488,33 @@ mesh_conn_close(struct mesh_conn *c)
 		natsConnection_Destroy(c->nc);
 	}
 	natsOptions_Destroy(c->opts);
+	while (c->slots != NULL) {
+		struct slot *next = c->slots->next;
+		free(c->slots);
+		c->slots = next;
+	}
 	pthread_mutex_destroy(&c->bulk_mu);
 	free(c);
+}
+
+void *
+mesh__conn_slot(struct mesh_conn *c, const char *key, size_t size)
+{
+	struct slot *sl;
+
+	pthread_mutex_lock(&c->bulk_mu);
+	for (sl = c->slots; sl != NULL; sl = sl->next) {
+		if (strcmp(sl->key, key) == 0) {
+			break;
+		}
+	}
+	if (sl == NULL && (sl = calloc(1, sizeof(*sl) + size)) != NULL) {
+		snprintf(sl->key, sizeof(sl->key), "%s", key);
+		sl->next = c->slots;
+		c->slots = sl;
+	}
+	pthread_mutex_unlock(&c->bulk_mu);
+	return sl != NULL ? sl->data : NULL;
 }
 
 natsConnection *

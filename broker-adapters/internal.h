@@ -77,6 +77,11 @@ bool mesh__event_attr_peek(const struct mesh_event *ev, const char *name,
  * asked for; c's own connection when it cannot be made. Flushed and
  * closed by mesh_conn_close(). */
 natsConnection *mesh__conn_bulk(struct mesh_conn *c);
+/* A block of size bytes that a module keeps per connection under key
+ * (zeroed when made; the same block for the same key), freed with the
+ * connection; NULL when out of memory. Thread-safe; what is in it is the
+ * module's to guard. */
+void *mesh__conn_slot(struct mesh_conn *c, const char *key, size_t size);
 /* Wait until what the bulk connection holds has reached the server. */
 void mesh__conn_bulk_flush(struct mesh_conn *c, int64_t timeout_ms);
 
@@ -127,6 +132,23 @@ mesh_err mesh__queue_receive_many(struct mesh_queue *q, int max, int wait_s,
 void mesh__queue_ack_many(struct mesh_queue *q, const char *const *receipts,
                           size_t n);
 mesh_err mesh__queue_seal(struct mesh_queue *q, char *receipt, size_t size);
+
+/* A message for a queue or topic, checked and built with a reply subject
+ * on its inbox (mesh__queue_rpc, mesh__topic_rpc), as mesh_queue_send and
+ * mesh_topic_publish build theirs (the sender's path). */
+struct mesh__rpc;
+struct mesh_topic;
+struct mesh_topic_entry;
+mesh_err mesh__queue_prepare(struct mesh_queue *q,
+                             const struct mesh_queue_entry *e,
+                             natsMsg **out, char message_id[64]);
+struct mesh__rpc *mesh__queue_rpc(struct mesh_queue *q);
+mesh_err mesh__topic_prepare(struct mesh_topic *t,
+                             const struct mesh_topic_entry *e,
+                             natsMsg **out, char message_id[64]);
+struct mesh__rpc *mesh__topic_rpc(struct mesh_topic *t);
+struct mesh_conn *mesh__queue_conn(struct mesh_queue *q);
+struct mesh_conn *mesh__topic_conn(struct mesh_topic *t);
 
 /* Names of queues and topics (wire.c): 1-max characters of
  * [A-Za-z0-9_-], FIFO ones ending in ".fifo"; `noun` names the kind in

@@ -124,14 +124,11 @@ struct lentry {
 	int64_t deadline_ms;
 };
 
-/* The FIFO partitions that some open queue of this process has a message
- * of in flight, and until when (realtime ms). Threads of one process then
- * do not ask JetStream for partitions they know to be taken. Entries live
- * as long as the process. */
+/* The FIFO partitions that some open queue of this connection has a
+ * message of in flight, and until when (realtime ms). Threads sharing a
+ * connection then do not ask JetStream for partitions they know to be
+ * taken. Kept by the connection (mesh__conn_slot), freed with it. */
 struct plocks {
-	struct plocks *next;
-	const struct mesh_conn *c;
-	char stream[96];
 	int64_t until[256];
 	/* The partitions that held messages when last asked, so that
 	 * receives do not ask JetStream each time. */
@@ -139,27 +136,14 @@ struct plocks {
 	bool busy[256];
 };
 static pthread_mutex_t plocks_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct plocks *plocks_head;
 
 static struct plocks *
-plocks_of(const struct mesh_conn *c, const char *stream)
+plocks_of(struct mesh_conn *c, const char *stream)
 {
-	struct plocks *p;
+	char key[128];
 
-	pthread_mutex_lock(&plocks_mu);
-	for (p = plocks_head; p != NULL; p = p->next) {
-		if (p->c == c && strcmp(p->stream, stream) == 0) {
-			break;
-		}
-	}
-	if (p == NULL && (p = calloc(1, sizeof(*p))) != NULL) {
-		p->c = c;
-		snprintf(p->stream, sizeof(p->stream), "%s", stream);
-		p->next = plocks_head;
-		plocks_head = p;
-	}
-	pthread_mutex_unlock(&plocks_mu);
-	return p;
+	snprintf(key, sizeof(key), "queue.plocks.%s", stream);
+	return mesh__conn_slot(c, key, sizeof(struct plocks));
 }
 
 static void
@@ -560,16 +544,11 @@ static void
 stream_config(jsStreamConfig *sc, const char *stream, const char **subject,
               const struct mesh_queue_attrs *a, const char *desc)
 {
-	jsStreamConfig_Init(sc);
-	sc->Name = stream;
-	sc->Subjects = subject;
-	sc->SubjectsLen = 1;
+	mesh_stream_config_init(sc, stream, subject, 1);
 	sc->Retention = js_WorkQueuePolicy;
-	sc->Storage = js_FileStorage;
 	sc->MaxAge = a->retention_s * 1000 * NS_PER_MS;
 	sc->MaxMsgSize = (int32_t)(a->max_message_size + ENVELOPE_ROOM);
 	sc->Duplicates = (int64_t)MESH_QUEUE_DEDUP_WINDOW_S * 1000 * NS_PER_MS;
-	sc->AllowDirect = true;
 	sc->Description = desc;
 }
 
@@ -1188,14 +1167,9 @@ ledger_ensure(struct mesh_queue *q)
 	jsStreamConfig sc;
 	const char *subj[] = {LEDGER_PREFIX ">"};
 
-	jsStreamConfig_Init(&sc);
-	sc.Name = LEDGER_STREAM;
-	sc.Subjects = subj;
-	sc.SubjectsLen = 1;
-	sc.Storage = js_FileStorage;
+	mesh_stream_config_init(&sc, LEDGER_STREAM, subj, 1);
 	sc.MaxMsgsPerSubject = 1;
 	sc.MaxAge = (int64_t)(MAX_VISIBILITY_S + 3600) * 1000 * NS_PER_MS;
-	sc.AllowDirect = true;
 	return mesh_stream_ensure(q->c, &sc);
 }
 
@@ -1631,6 +1605,25 @@ mesh_queue_send_many(struct mesh_queue *q, const struct mesh_queue_entry *e,
 {
 	mesh__queue_forward(q, e, NULL, NULL, n, out);
 	return MESH_OK;
+}
+
+mesh_err
+mesh__queue_prepare(struct mesh_queue *q, const struct mesh_queue_entry *e,
+                    natsMsg **out, char message_id[64])
+{
+	return send_prepare(q, e, NULL, out, message_id);
+}
+
+struct mesh__rpc *
+mesh__queue_rpc(struct mesh_queue *q)
+{
+	return q->rpc;
+}
+
+struct mesh_conn *
+mesh__queue_conn(struct mesh_queue *q)
+{
+	return q->c;
 }
 
 bool

@@ -180,11 +180,7 @@ mesh_topic_create(struct mesh_conn *c, const char *name,
 	a.created_ms = now_ms();
 	cfg_encode(&a, desc, sizeof(desc));
 	subj[0] = n.subject;
-	jsStreamConfig_Init(&sc);
-	sc.Name = n.stream;
-	sc.Subjects = subj;
-	sc.SubjectsLen = 1;
-	sc.Storage = js_FileStorage;
+	mesh_stream_config_init(&sc, n.stream, subj, 1);
 	/* Without an archive a message lives until every subscription has
 	 * it; with one, for the archive's days whatever they do. */
 	if (a.archive_days > 0) {
@@ -195,7 +191,6 @@ mesh_topic_create(struct mesh_conn *c, const char *name,
 	}
 	sc.MaxMsgSize = MESH_TOPIC_MAX_MESSAGE + ENVELOPE_ROOM;
 	sc.Duplicates = DEDUP_WINDOW_S * NS_PER_S;
-	sc.AllowDirect = true;
 	sc.Description = desc;
 	s = js_AddStream(&si, mesh_conn_js(c), &sc, NULL, &jerr);
 	jsStreamInfo_Destroy(si);
@@ -402,6 +397,25 @@ prepare(struct mesh_topic *t, const struct mesh_topic_entry *e, natsMsg **out,
 	}
 	*out = m;
 	return MESH_OK;
+}
+
+mesh_err
+mesh__topic_prepare(struct mesh_topic *t, const struct mesh_topic_entry *e,
+                    natsMsg **out, char message_id[64])
+{
+	return prepare(t, e, out, message_id);
+}
+
+struct mesh__rpc *
+mesh__topic_rpc(struct mesh_topic *t)
+{
+	return t->rpc;
+}
+
+struct mesh_conn *
+mesh__topic_conn(struct mesh_topic *t)
+{
+	return t->c;
 }
 
 static void

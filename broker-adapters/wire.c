@@ -188,6 +188,18 @@ fail:
 	                                         natsMsg_GetSubject(msg));
 }
 
+void
+mesh_stream_config_init(jsStreamConfig *sc, const char *name,
+                        const char **subjects, int n_subjects)
+{
+	jsStreamConfig_Init(sc);
+	sc->Name = name;
+	sc->Subjects = subjects;
+	sc->SubjectsLen = n_subjects;
+	sc->Storage = js_FileStorage;
+	sc->AllowDirect = true;
+}
+
 mesh_err
 mesh_stream_ensure(struct mesh_conn *c, jsStreamConfig *cfg)
 {

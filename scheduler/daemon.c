@@ -27,13 +27,8 @@ ensure_stream(struct mesh_conn *c, const char *name, const char *subject)
 	jsStreamConfig sc;
 	const char *subj[] = {subject};
 
-	jsStreamConfig_Init(&sc);
-	sc.Name = name;
-	sc.Subjects = subj;
-	sc.SubjectsLen = 1;
-	sc.Storage = js_FileStorage;
+	mesh_stream_config_init(&sc, name, subj, 1);
 	sc.MaxMsgsPerSubject = 1;
-	sc.AllowDirect = true;
 	return mesh_stream_ensure(c, &sc);
 }
 

@@ -8,23 +8,8 @@
 #include <sodium.h>
 
 #include "daemon.h"
+#include "mesh/daemon.h"
 #include "mesh/mesh.h"
-
-static volatile sig_atomic_t stop;
-
-static void
-on_signal(int sig)
-{
-	(void)sig;
-	stop = 1;
-}
-
-static void
-log_to_stderr(const char *line, void *arg)
-{
-	(void)arg;
-	fprintf(stderr, "%s\n", line);
-}
 
 static void
 usage(FILE *f)
@@ -65,22 +50,19 @@ main(int argc, char **argv)
 	        {"help", no_argument, NULL, 'h'},
 	        {NULL, 0, NULL, 0},
 	};
-	struct mesh_conn_opts co;
+	struct mesh_daemon d;
 	struct mesh_conn *c = NULL;
 	struct mesh_sched_store *st = NULL;
 	const char *state = "var/scheduler", *id = NULL;
 	char idbuf[32], real[4096];
-	struct sigaction sa = {.sa_handler = on_signal};
 	mesh_err err;
 	int o;
 
-	mesh_conn_opts_init(&co);
-	mesh_conn_opts_from_env(&co);
-	co.name = "mesh-scheduler";
+	mesh_daemon_init(&d, "mesh-scheduler");
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (o) {
 		case 's':
-			co.servers = optarg;
+			d.conn.servers = optarg;
 			break;
 		case 'd':
 			state = optarg;
@@ -96,9 +78,7 @@ main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (optind < argc) {
-		fprintf(stderr, "mesh-scheduler: unexpected argument '%s'\n",
-		        argv[optind]);
+	if (!mesh_daemon_no_args(&d, argc, argv, optind)) {
 		return 2;
 	}
 	if ((err = mesh_sched_store_open(state, &st)) != MESH_OK) {
@@ -128,20 +108,11 @@ main(int argc, char **argv)
 		mesh_sched_store_close(st);
 		return 2;
 	}
-	if ((err = mesh_conn_open(&co, &c)) != MESH_OK) {
-		fprintf(stderr, "mesh-scheduler: %s\n", mesh_errdetail());
-		mesh_sched_store_close(st);
-		return 1;
+	if ((err = mesh_daemon_connect(&d, &c)) == MESH_OK) {
+		err = mesh_scheduler_run(c, st, id, &d.stop, mesh_daemon_log,
+		                         NULL);
 	}
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	err = mesh_scheduler_run(c, st, id, &stop, log_to_stderr, NULL);
-	if (err != MESH_OK) {
-		fprintf(stderr, "mesh-scheduler: %s\n", mesh_errdetail());
-	}
-	mesh_conn_close(c);
 	mesh_sched_store_close(st);
 	mesh_tz_shared_free();
-	mesh_shutdown();
-	return err == MESH_OK ? 0 : 1;
+	return mesh_daemon_exit(&d, err, c);
 }

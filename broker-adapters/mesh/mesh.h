@@ -11,6 +11,7 @@
 #include "mesh/pbjson.h"
 #include "mesh/queue.h"
 #include "mesh/router.h"
+#include "mesh/sender.h"
 #include "mesh/source.h"
 #include "mesh/subscription.h"
 #include "mesh/topic.h"

@@ -45,6 +45,14 @@ mesh_err mesh_wire_publish(struct mesh_conn *c, const char *subject,
                            const struct mesh_event *ev, const char *msg_id,
                            uint64_t *seq, bool *duplicate);
 
+/* A stream's configuration with the mesh's defaults: the name, its
+ * subjects (borrowed: the array must live as long as sc), file storage,
+ * direct gets allowed; the rest as jsStreamConfig_Init leaves it. Every
+ * stream of the mesh starts here, so that what all of them need (a
+ * replica count, say) is set in one place. */
+void mesh_stream_config_init(jsStreamConfig *sc, const char *name,
+                             const char **subjects, int n_subjects);
+
 /* Create a stream unless one of that name exists (an existing stream is
  * left as it is). Errors: the broker's, with the stream named. */
 mesh_err mesh_stream_ensure(struct mesh_conn *c, jsStreamConfig *cfg);

@@ -6,23 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mesh/daemon.h"
 #include "mesh/mesh.h"
-
-static volatile sig_atomic_t stop;
-
-static void
-on_signal(int sig)
-{
-	(void)sig;
-	stop = 1;
-}
-
-static void
-log_to_stderr(const char *line, void *arg)
-{
-	(void)arg;
-	fprintf(stderr, "%s\n", line);
-}
 
 static void
 usage(FILE *f)
@@ -48,21 +33,6 @@ usage(FILE *f)
 	        MESH_DEFAULT_URL);
 }
 
-static bool
-int_arg(const char *opt, const char *v, long lo, long hi, int *out)
-{
-	char *end;
-	long n = strtol(v, &end, 10);
-
-	if (*v == '\0' || *end != '\0' || n < lo || n > hi) {
-		fprintf(stderr, "mesh-router: %s '%s': must be %ld-%ld\n", opt,
-		        v, lo, hi);
-		return false;
-	}
-	*out = (int)n;
-	return true;
-}
-
 int
 main(int argc, char **argv)
 {
@@ -74,33 +44,35 @@ main(int argc, char **argv)
 	        {NULL, 0, NULL, 0},
 	};
 	struct mesh_router_opts ro;
-	struct mesh_conn_opts co;
+	struct mesh_daemon d;
 	struct mesh_conn *c = NULL;
-	struct sigaction sa = {.sa_handler = on_signal};
+	long long n;
 	mesh_err err;
 	int o;
 
-	mesh_conn_opts_init(&co);
-	mesh_conn_opts_from_env(&co);
-	co.name = "mesh-router";
+	mesh_daemon_init(&d, "mesh-router");
 	mesh_router_opts_init(&ro);
-	ro.log = log_to_stderr;
+	ro.log = mesh_daemon_log;
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (o) {
 		case 's':
-			co.servers = optarg;
+			d.conn.servers = optarg;
 			break;
 		case 'b':
-			if (!int_arg("--batch", optarg, 1,
-			             MESH_SUBSCRIPTION_BATCH, &ro.batch)) {
+			n = ro.batch;
+			if (!mesh_daemon_number(&d, "--batch", optarg, 1,
+			                        MESH_SUBSCRIPTION_BATCH, &n)) {
 				return 2;
 			}
+			ro.batch = (int)n;
 			break;
 		case 't':
-			if (!int_arg("--stats", optarg, 0, 86400,
-			             &ro.stats_every_s)) {
+			n = ro.stats_every_s;
+			if (!mesh_daemon_number(&d, "--stats", optarg, 0, 86400,
+			                        &n)) {
 				return 2;
 			}
+			ro.stats_every_s = (int)n;
 			break;
 		case 'h':
 			usage(stdout);
@@ -110,22 +82,11 @@ main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (optind < argc) {
-		fprintf(stderr, "mesh-router: unexpected argument '%s'\n",
-		        argv[optind]);
+	if (!mesh_daemon_no_args(&d, argc, argv, optind)) {
 		return 2;
 	}
-	if ((err = mesh_conn_open(&co, &c)) != MESH_OK) {
-		fprintf(stderr, "mesh-router: %s\n", mesh_errdetail());
-		return 1;
+	if ((err = mesh_daemon_connect(&d, &c)) == MESH_OK) {
+		err = mesh_router_run(c, &ro, &d.stop);
 	}
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	err = mesh_router_run(c, &ro, &stop);
-	if (err != MESH_OK) {
-		fprintf(stderr, "mesh-router: %s\n", mesh_errdetail());
-	}
-	mesh_conn_close(c);
-	mesh_shutdown();
-	return err == MESH_OK ? 0 : 1;
+	return mesh_daemon_exit(&d, err, c);
 }

@@ -7,16 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mesh/daemon.h"
 #include "mesh/service.h"
-
-static volatile sig_atomic_t stop;
-
-static void
-on_signal(int sig)
-{
-	(void)sig;
-	stop = 1;
-}
 
 static void
 usage(FILE *f, const struct mesh_service *s)
@@ -63,27 +55,6 @@ usage(FILE *f, const struct mesh_service *s)
 	        o->map_size >> 20);
 }
 
-/* A whole number in [lo, hi] from a flag or the environment. */
-static bool
-number(const char *name, const char *v, long long lo, long long hi,
-       long long *out)
-{
-	char *end;
-	long long n;
-
-	if (v == NULL) {
-		return true;
-	}
-	n = strtoll(v, &end, 10);
-	if (*v == '\0' || *end != '\0' || n < lo || n > hi) {
-		fprintf(stderr, "%s '%s': must be a number in %lld-%lld\n",
-		        name, v, lo, hi);
-		return false;
-	}
-	*out = n;
-	return true;
-}
-
 int
 mesh_service_main(struct mesh_service *s, int argc, char **argv)
 {
@@ -107,9 +78,8 @@ mesh_service_main(struct mesh_service *s, int argc, char **argv)
 	           *max_receive = getenv("MESH_MAX_RECEIVE"),
 	           *horizon = getenv("MESH_HORIZON_S"),
 	           *map_mb = getenv("MESH_MAP_MB");
-	struct mesh_conn_opts co;
+	struct mesh_daemon d;
 	struct mesh_conn *c = NULL;
-	struct sigaction sa = {.sa_handler = on_signal};
 	long long n;
 	mesh_err err;
 	int opt;
@@ -120,13 +90,11 @@ mesh_service_main(struct mesh_service *s, int argc, char **argv)
 	if (getenv("MESH_DLQ") != NULL) {
 		o->dlq = getenv("MESH_DLQ");
 	}
-	mesh_conn_opts_init(&co);
-	mesh_conn_opts_from_env(&co);
-	co.name = mesh_service_name(s);
+	mesh_daemon_init(&d, mesh_service_name(s));
 	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (opt) {
 		case 's':
-			co.servers = optarg;
+			d.conn.servers = optarg;
 			break;
 		case 'd':
 			o->state_dir = optarg;
@@ -160,54 +128,41 @@ mesh_service_main(struct mesh_service *s, int argc, char **argv)
 			return 2;
 		}
 	}
-	if (optind < argc) {
-		fprintf(stderr, "%s: unexpected argument '%s'\n",
-		        mesh_service_name(s), argv[optind]);
+	if (!mesh_daemon_no_args(&d, argc, argv, optind)) {
 		return 2;
 	}
 	n = o->batch_size;
-	if (!number("--batch", batch, 1, 256, &n)) {
+	if (!mesh_daemon_number(&d, "--batch", batch, 1, 256, &n)) {
 		return 2;
 	}
 	o->batch_size = (int)n;
 	n = o->batch_window_ms;
-	if (!number("--window", window, 0, 10000, &n)) {
+	if (!mesh_daemon_number(&d, "--window", window, 0, 10000, &n)) {
 		return 2;
 	}
 	o->batch_window_ms = (int)n;
 	n = o->max_inflight;
-	if (!number("--inflight", inflight, 1, 64, &n)) {
+	if (!mesh_daemon_number(&d, "--inflight", inflight, 1, 64, &n)) {
 		return 2;
 	}
 	o->max_inflight = (int)n;
 	n = o->max_receive;
-	if (!number("--max-receive", max_receive, 1, 1000, &n)) {
+	if (!mesh_daemon_number(&d, "--max-receive", max_receive, 1, 1000, &n)) {
 		return 2;
 	}
 	o->max_receive = (int)n;
 	n = o->horizon_s;
-	if (!number("--horizon", horizon, 60, 31536000, &n)) {
+	if (!mesh_daemon_number(&d, "--horizon", horizon, 60, 31536000, &n)) {
 		return 2;
 	}
 	o->horizon_s = n;
 	n = (long long)(o->map_size >> 20);
-	if (!number("--map-mb", map_mb, 1, 1048576, &n)) {
+	if (!mesh_daemon_number(&d, "--map-mb", map_mb, 1, 1048576, &n)) {
 		return 2;
 	}
 	o->map_size = (size_t)n << 20;
-	if ((err = mesh_conn_open(&co, &c)) != MESH_OK) {
-		fprintf(stderr, "%s: %s\n", mesh_service_name(s),
-		        mesh_errdetail());
-		return 1;
+	if ((err = mesh_daemon_connect(&d, &c)) == MESH_OK) {
+		err = mesh_service_run(s, c, &d.stop);
 	}
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	err = mesh_service_run(s, c, &stop);
-	if (err != MESH_OK) {
-		fprintf(stderr, "%s: %s\n", mesh_service_name(s),
-		        mesh_errdetail());
-	}
-	mesh_conn_close(c);
-	mesh_shutdown();
-	return err == MESH_OK ? 0 : err == MESH_EINVAL ? 2 : 1;
+	return mesh_daemon_exit(&d, err, c);
 }

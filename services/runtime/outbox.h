@@ -26,7 +26,7 @@
 #include "mesh/event.h"
 #include "undo.h"
 
-#define MESH__OUTBOX_CHUNK  10  /* records handed to the sink at once */
+#define MESH__OUTBOX_CHUNK  256 /* records handed to the sink at once */
 #define MESH__OUTBOX_TARGET 300 /* "topic:NAME" / "queue:NAME" + NUL */
 
 /* A record to publish: all of one call's records have one target. */
@@ -37,8 +37,8 @@ struct mesh__outbox_msg {
 	struct mesh_event *ev;
 };
 
-/* Publish n (1-MESH__OUTBOX_CHUNK) records of one target; ok[i] says
- * which are stored. */
+/* Publish n (1-MESH__OUTBOX_CHUNK) records of one target, in order; ok[i]
+ * says which are stored. */
 typedef void (*mesh__outbox_sink_fn)(void *arg,
                                      const struct mesh__outbox_msg *m,
                                      size_t n, bool *ok);

@@ -469,60 +469,56 @@ targets_close(struct mesh_service *s)
 	}
 }
 
-/* The outbox's sink: up to 10 records of one target, as one batch. */
+struct sink_run {
+	struct mesh_service *s;
+	const struct mesh__outbox_msg *p;
+	bool *ok;
+};
+
+static void
+on_sent(void *arg, void *tag, const struct mesh_sent *r)
+{
+	struct sink_run *run = arg;
+	size_t i = (size_t)(uintptr_t)tag;
+
+	run->ok[i] = r->err == MESH_OK;
+	if (!run->ok[i]) {
+		mesh__svc_log(run->s, "error", "outbox: %s: %s (kept, tried "
+		              "again)",
+		              run->p[i].target, r->error);
+	}
+}
+
+/* The outbox's sink: records of one target, pipelined through a sender
+ * (a window of confirmations in flight, each reported in order). */
 static void
 nats_sink(void *arg, const struct mesh__outbox_msg *p, size_t n, bool *ok)
 {
 	struct mesh_service *s = arg;
 	struct target *tg = target_of(s, p[0].target);
-	char ids[MESH_QUEUE_BATCH_MAX][24];
-	mesh_err err = MESH_OK;
+	struct sink_run run = {s, p, ok};
+	struct mesh_sender *snd = NULL;
+	mesh_err err;
 
 	if (tg == NULL) {
 		return;
 	}
-	for (size_t i = 0; i < n; i++) {
-		snprintf(ids[i], sizeof(ids[i]), "o%zu", i);
+	err = tg->t != NULL
+	              ? mesh_sender_open_topic(tg->t, NULL, on_sent, &run, &snd)
+	              : mesh_sender_open_queue(tg->q, NULL, on_sent, &run,
+	                                       &snd);
+	for (size_t i = 0; err == MESH_OK && i < n; i++) {
+		bool fifo = tg->t ? mesh_topic_attrs(tg->t)->fifo
+		                  : mesh_queue_attrs(tg->q)->fifo;
+		struct mesh_send m = {.event = p[i].ev,
+		                      .tag = (void *)(uintptr_t)i};
+		if (fifo) {
+			m.group_id = p[i].group;
+			m.dedup_id = mesh_event_id(p[i].ev);
+		}
+		err = mesh_sender_send(snd, &m);
 	}
-	if (tg->t != NULL) {
-		struct mesh_topic_entry e[MESH_TOPIC_BATCH_MAX];
-		struct mesh_topic_published r[MESH_TOPIC_BATCH_MAX];
-		bool fifo = mesh_topic_attrs(tg->t)->fifo;
-		for (size_t i = 0; i < n; i++) {
-			e[i] = (struct mesh_topic_entry){.id = ids[i],
-			                                 .event = p[i].ev};
-			if (fifo) {
-				e[i].group_id = p[i].group;
-				e[i].dedup_id = mesh_event_id(p[i].ev);
-			}
-		}
-		err = mesh_topic_publish_batch(tg->t, e, n, r);
-		for (size_t i = 0; err == MESH_OK && i < n; i++) {
-			if (!(ok[i] = r[i].err == MESH_OK)) {
-				mesh__svc_log(s, "error", "outbox: %s: %s",
-				              p[i].target, r[i].error);
-			}
-		}
-	} else {
-		struct mesh_queue_entry e[MESH_QUEUE_BATCH_MAX];
-		struct mesh_queue_sent r[MESH_QUEUE_BATCH_MAX];
-		bool fifo = mesh_queue_attrs(tg->q)->fifo;
-		for (size_t i = 0; i < n; i++) {
-			e[i] = (struct mesh_queue_entry){
-			        .id = ids[i], .event = p[i].ev, .delay_s = -1};
-			if (fifo) {
-				e[i].group_id = p[i].group;
-				e[i].dedup_id = mesh_event_id(p[i].ev);
-			}
-		}
-		err = mesh_queue_send_batch(tg->q, e, n, r);
-		for (size_t i = 0; err == MESH_OK && i < n; i++) {
-			if (!(ok[i] = r[i].err == MESH_OK)) {
-				mesh__svc_log(s, "error", "outbox: %s: %s",
-				              p[i].target, r[i].error);
-			}
-		}
-	}
+	mesh_sender_close(snd);
 	if (err != MESH_OK) {
 		mesh__svc_log(s, "error", "outbox: %s: %s (kept, tried again)",
 		              p[0].target, mesh_errdetail());

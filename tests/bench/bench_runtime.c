@@ -17,9 +17,15 @@
  *              (its "started" line). Baseline: exec of a cnats program
  *              that connects and binds a pull consumer.
  *
+ * Each figure is measured BENCH_RUNTIME_ROUNDS times (3), the runtime
+ * and its baseline interleaved (raw, runtime; runtime, raw; ...), so that
+ * the machine's drift falls on both sides alike; each round prints a
+ * "# round" comment and the figure line gives the medians and the median
+ * of the rounds' ratios.
+ *
  * Environment: BENCH_RUNTIME_EVENTS (50000), BENCH_RUNTIME_BATCH (256),
- * BENCH_RUNTIME_INFLIGHT (4), BENCH_RUNTIME_ONLY (pipeline, latency or
- * cold: that figure alone, for profiling).
+ * BENCH_RUNTIME_INFLIGHT (4), BENCH_RUNTIME_ROUNDS (3), BENCH_RUNTIME_ONLY
+ * (pipeline, latency or cold: that figure alone, for profiling).
  * Prints "NAME: VALUE UNIT (baseline VALUE UNIT, ratio R)". Run:
  * meson test -C build --benchmark --suite runtime -v */
 #include <fcntl.h>
@@ -76,14 +82,6 @@ phase(const char *name)
 	const char *only = getenv("BENCH_RUNTIME_ONLY");
 
 	return only == NULL || *only == '\0' || strcmp(only, name) == 0;
-}
-
-static void
-figure(const char *name, double v, double base, const char *unit)
-{
-	printf("%s: %.3f %s (baseline %.3f %s, ratio %.2f)\n", name, v, unit,
-	       base, unit, base > 0 ? v / base : 0.0);
-	fflush(stdout);
 }
 
 static double
@@ -450,26 +448,145 @@ child_main(int argc, char **argv)
 	return 2;
 }
 
+/* The runtime's pipeline over n events waiting in queue, in a fresh
+ * state directory; events per second from the first handled to the
+ * last. */
+static double
+runtime_pipeline(const char *queue, const char *dir, long n, int batch)
+{
+	struct running r;
+	double mark[2] = {test_cpu_s(0), test_cpu_s(test_broker_pid(&broker))};
+	double t0, rate;
+
+	fill(queue, n);
+	mark[0] = test_cpu_s(0);
+	mark[1] = test_cpu_s(test_broker_pid(&broker));
+	atomic_store(&handled, 0);
+	atomic_store(&last_wanted, n);
+	t0 = now_s();
+	service_start(&r, queue, dir, batch);
+	while (atomic_load(&handled) < n && now_s() - t0 < 120) {
+		usleep(2000);
+	}
+	if (atomic_load(&handled) < n) {
+		fprintf(stderr, "bench: only %ld of %ld handled\n",
+		        atomic_load(&handled), n);
+		exit(1);
+	}
+	/* From the first event handled to the last: the start is the
+	 * cold-start figure's. */
+	rate = (double)(n - 1) /
+	       (atomic_load(&last_handled) - atomic_load(&first_handled));
+	cpu_note("runtime", n, mark);
+	service_stop(&r);
+	return rate;
+}
+
+/* The runtime's publish-to-commit p50 and p99 at 1,000 events/s. */
+static void
+runtime_latency(const char *queue, const char *dir, int batch, double *p50,
+                double *p99)
+{
+	struct running r;
+	struct mesh_queue *q = NULL;
+	natsMsg *reply = NULL;
+	json_t *st = NULL;
+	double start;
+
+	atomic_store(&handled, 0);
+	atomic_store(&last_wanted, 5000);
+	service_start(&r, queue, dir, batch);
+	usleep(300000);
+	start = now_s();
+	mesh_queue_open(conn, queue, &q);
+	for (long i = 0; i < 5000; i++) {
+		struct mesh_event *ev = order(i);
+		struct mesh_queue_entry e = {.event = ev, .delay_s = -1};
+		struct mesh_queue_sent s;
+		struct timespec ts;
+		double due = start + (double)i / 1000.0;
+		while (now_s() < due) {
+			usleep(100);
+		}
+		clock_gettime(CLOCK_REALTIME, &ts);
+		mesh_event_set_time(ev, ts.tv_sec, (int32_t)ts.tv_nsec);
+		mesh_queue_send(q, &e, &s);
+		mesh_event_free(ev);
+	}
+	mesh_queue_close(q);
+	for (double until = now_s() + 60; atomic_load(&handled) < 5000;) {
+		if (now_s() > until) {
+			fprintf(stderr, "bench: only %ld of 5000 handled\n",
+			        atomic_load(&handled));
+			exit(1);
+		}
+		usleep(2000);
+	}
+	if (natsConnection_RequestString(&reply, mesh_conn_nats(conn),
+	                                 "mesh.service.bench.stats", "",
+	                                 2000) == NATS_OK) {
+		st = json_loadb(natsMsg_GetData(reply),
+		                (size_t)natsMsg_GetDataLength(reply), 0, NULL);
+	}
+	natsMsg_Destroy(reply);
+	*p50 = json_real_value(
+	        json_object_get(json_object_get(st, "commit_ms"), "p50"));
+	*p99 = json_real_value(
+	        json_object_get(json_object_get(st, "commit_ms"), "p99"));
+	json_decref(st);
+	service_stop(&r);
+}
+
+static double
+median(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof(*v), cmp_double);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* The figure line of rounds: the medians, and the median of the rounds'
+ * ratios. */
+static void
+figure_rounds(const char *name, double *v, double *base, int rounds,
+              const char *unit)
+{
+	double ratio[16];
+
+	for (int i = 0; i < rounds; i++) {
+		ratio[i] = base[i] > 0 ? v[i] / base[i] : 0;
+	}
+	printf("%s: %.3f %s (baseline %.3f %s, ratio %.2f)\n", name,
+	       median(v, rounds), unit, median(base, rounds), unit,
+	       median(ratio, rounds));
+	fflush(stdout);
+}
+
+/* A fresh directory under root for round i. */
+static const char *
+round_dir(char *buf, size_t size, const char *root, const char *what, int i)
+{
+	snprintf(buf, size, "%s/%s-%d", root, what, i);
+	return buf;
+}
+
 int
 main(int argc, char **argv)
 {
 	struct mesh_conn_opts o;
 	struct mesh_queue_attrs qa;
-	struct running r;
-	char dir1[PATH_MAX], dir2[PATH_MAX], dir3[PATH_MAX];
+	char root[PATH_MAX], dir[PATH_MAX + 32], cold_dir[PATH_MAX + 32];
 	long n = env_long("BENCH_RUNTIME_EVENTS", 50000);
 	int batch = (int)env_long("BENCH_RUNTIME_BATCH", 256);
-	double t0, rate, base, p50, p99, b50, b99, cold, raw_cold;
-	json_t *st = NULL;
-	natsMsg *reply = NULL;
+	int rounds = (int)env_long("BENCH_RUNTIME_ROUNDS", 3);
+	double rate[16], base[16], p50[16], p99[16], b50[16], b99[16];
+	double cold[16], raw_cold[16];
 
 	if (argc > 1) {
 		return child_main(argc, argv);
 	}
+	rounds = rounds < 1 ? 1 : rounds > 15 ? 15 : rounds;
 	if (!test_broker_start(&broker, NULL) ||
-	    !test_tmpdir(dir1, sizeof(dir1)) ||
-	    !test_tmpdir(dir2, sizeof(dir2)) ||
-	    !test_tmpdir(dir3, sizeof(dir3))) {
+	    !test_tmpdir(root, sizeof(root))) {
 		fprintf(stderr, "bench: no broker\n");
 		return 1;
 	}
@@ -487,121 +604,83 @@ main(int argc, char **argv)
 	mesh_queue_create(conn, "bench-in", &qa);
 	mesh_queue_create(conn, "bench-lat", &qa);
 	mesh_queue_create(conn, "bench-cold", &qa);
-	printf("# %ld events, batches of up to %d; durable LMDB commits\n", n,
-	       batch);
+	printf("# %ld events, batches of up to %d; durable LMDB commits; %d "
+	       "rounds, interleaved\n",
+	       n, batch, rounds);
 
-	/* Pipeline. */
-	if (!phase("pipeline")) {
-		goto latency;
-	}
-	base = raw_pipeline(n, batch);
-	fill("bench-in", n);
-	{
-		double mark[2] = {test_cpu_s(0),
-		                  test_cpu_s(test_broker_pid(&broker))};
-		t0 = now_s();
-		atomic_store(&last_wanted, n);
-		service_start(&r, "bench-in", dir1, batch);
-		while (atomic_load(&handled) < n && now_s() - t0 < 120) {
-			usleep(2000);
-		}
-		if (atomic_load(&handled) < n) {
-			fprintf(stderr, "bench: only %ld of %ld handled\n",
-			        atomic_load(&handled), n);
-			return 1;
-		}
-		/* From the first event handled to the last: the start is the
-		 * cold-start figure's. */
-		rate = (double)(n - 1) / (atomic_load(&last_handled) -
-		                          atomic_load(&first_handled));
-		cpu_note("runtime", n, mark);
-	}
-	service_stop(&r);
-	figure("runtime pipeline", rate, base, "events/s");
-
-	/* Latency at 1,000 events per second. */
-latency:
-	if (!phase("latency")) {
-		goto cold;
-	}
-	raw_latency(5000, 1000, &b50, &b99);
-	atomic_store(&handled, 0);
-	service_start(&r, "bench-lat", dir2, batch);
-	usleep(300000);
-	{
-		struct mesh_queue *q = NULL;
-		double start = now_s();
-		mesh_queue_open(conn, "bench-lat", &q);
-		for (long i = 0; i < 5000; i++) {
-			struct mesh_event *ev = order(i);
-			struct mesh_queue_entry e = {.event = ev,
-			                             .delay_s = -1};
-			struct mesh_queue_sent s;
-			double due = start + (double)i / 1000.0;
-			while (now_s() < due) {
-				usleep(100);
+	if (phase("pipeline")) {
+		for (int i = 0; i < rounds; i++) {
+			round_dir(dir, sizeof(dir), root, "pipeline", i);
+			if (i % 2 == 0) {
+				base[i] = raw_pipeline(n, batch);
+				rate[i] = runtime_pipeline("bench-in", dir, n,
+				                           batch);
+			} else {
+				rate[i] = runtime_pipeline("bench-in", dir, n,
+				                           batch);
+				base[i] = raw_pipeline(n, batch);
 			}
-			mesh_event_set_time(ev, (int64_t)time(NULL), 0);
-			{
-				struct timespec ts;
-				clock_gettime(CLOCK_REALTIME, &ts);
-				mesh_event_set_time(ev, ts.tv_sec,
-				                    (int32_t)ts.tv_nsec);
+			printf("# round %d: runtime pipeline %.0f events/s, "
+			       "raw %.0f, ratio %.2f\n",
+			       i + 1, rate[i], base[i], rate[i] / base[i]);
+		}
+		figure_rounds("runtime pipeline", rate, base, rounds,
+		              "events/s");
+	}
+	if (phase("latency")) {
+		for (int i = 0; i < rounds; i++) {
+			round_dir(dir, sizeof(dir), root, "latency", i);
+			if (i % 2 == 0) {
+				raw_latency(5000, 1000, &b50[i], &b99[i]);
+				runtime_latency("bench-lat", dir, batch, &p50[i],
+				                &p99[i]);
+			} else {
+				runtime_latency("bench-lat", dir, batch, &p50[i],
+				                &p99[i]);
+				raw_latency(5000, 1000, &b50[i], &b99[i]);
 			}
-			mesh_queue_send(q, &e, &s);
-			mesh_event_free(ev);
+			printf("# round %d: p50 %.3f ms (raw %.3f), p99 %.3f ms "
+			       "(raw %.3f)\n",
+			       i + 1, p50[i], b50[i], p99[i], b99[i]);
 		}
-		mesh_queue_close(q);
+		figure_rounds("publish-to-commit p50 at 1000 events/s", p50,
+		              b50, rounds, "ms");
+		figure_rounds("publish-to-commit p99 at 1000 events/s", p99,
+		              b99, rounds, "ms");
 	}
-	for (double until = now_s() + 60; atomic_load(&handled) < 5000;) {
-		if (now_s() > until) {
-			fprintf(stderr, "bench: only %ld of 5000 handled\n",
-			        atomic_load(&handled));
-			return 1;
-		}
-		usleep(2000);
-	}
-	if (natsConnection_RequestString(&reply, mesh_conn_nats(conn),
-	                                 "mesh.service.bench.stats", "",
-	                                 2000) == NATS_OK) {
-		st = json_loadb(natsMsg_GetData(reply),
-		                (size_t)natsMsg_GetDataLength(reply), 0, NULL);
-	}
-	natsMsg_Destroy(reply);
-	p50 = json_real_value(
-	        json_object_get(json_object_get(st, "commit_ms"), "p50"));
-	p99 = json_real_value(
-	        json_object_get(json_object_get(st, "commit_ms"), "p99"));
-	json_decref(st);
-	service_stop(&r);
-	figure("publish-to-commit p50 at 1000 events/s", p50, b50, "ms");
-	figure("publish-to-commit p99 at 1000 events/s", p99, b99, "ms");
-
-	/* Cold start. */
-cold:
 	if (phase("cold")) {
-		char *svc[] = {argv[0], "--service",  broker.url,
-		               dir3,    "bench-cold", NULL};
-		char *raw[] = {argv[0], "--raw-start", broker.url, NULL};
 		char self[PATH_MAX];
-		ssize_t len =
-		        readlink("/proc/self/exe", self, sizeof(self) - 1);
+		ssize_t len = readlink("/proc/self/exe", self, sizeof(self) - 1);
 		if (len > 0) {
 			self[len] = '\0';
-			svc[0] = raw[0] = self;
 		}
-		cold = cold_start(svc, "\"started");
-		raw_cold = cold_start(raw, "ready");
-		figure("cold start (exec to ready to consume)", cold, raw_cold,
-		       "ms");
+		for (int i = 0; i < rounds; i++) {
+			char *svc[] = {len > 0 ? self : argv[0], "--service",
+			               broker.url,
+			               (char *)round_dir(cold_dir,
+			                                 sizeof(cold_dir), root,
+			                                 "cold", i),
+			               "bench-cold", NULL};
+			char *raw[] = {len > 0 ? self : argv[0], "--raw-start",
+			               broker.url, NULL};
+			if (i % 2 == 0) {
+				raw_cold[i] = cold_start(raw, "ready");
+				cold[i] = cold_start(svc, "\"started");
+			} else {
+				cold[i] = cold_start(svc, "\"started");
+				raw_cold[i] = cold_start(raw, "ready");
+			}
+			printf("# round %d: cold start %.2f ms (raw %.2f)\n",
+			       i + 1, cold[i], raw_cold[i]);
+		}
+		figure_rounds("cold start (exec to ready to consume)", cold,
+		              raw_cold, rounds, "ms");
 	}
 	mesh_conn_close(conn);
 	jsCtx_Destroy(raw_js);
 	natsConnection_Destroy(raw_nc);
 	test_broker_stop(&broker);
-	test_rmtree(dir1);
-	test_rmtree(dir2);
-	test_rmtree(dir3);
+	test_rmtree(root);
 	mesh_shutdown();
 	return 0;
 }

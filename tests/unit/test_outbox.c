@@ -16,7 +16,7 @@
 struct sink {
 	char calls[64][MESH__OUTBOX_TARGET];
 	size_t sizes[64], n_calls;
-	uint64_t seqs[256];
+	uint64_t seqs[512];
 	size_t n_seqs;
 	uint64_t fail_seq; /* 0: none */
 	int logged;
@@ -111,34 +111,37 @@ main(void)
 	mesh__outbox_init(&ob, sink_fn, log_fn, &sk);
 	mesh__outbox_bind(&ob, env, db, meta);
 
-	/* 12 to a, 3 to b, 2 to a, in one transaction. */
+	/* 260 to a, 3 to b, 2 to a, in one transaction. */
 	mdb_txn_begin(env, NULL, 0, &txn);
-	for (int i = 0; i < 17; i++) {
+	for (int i = 0; i < 265; i++) {
 		snprintf(id, sizeof(id), "e%d", i);
-		put(txn, &u, i < 12 || i >= 15 ? "topic:a" : "queue:b", id);
+		put(txn, &u, i < 260 || i >= 263 ? "topic:a" : "queue:b", id);
 	}
-	is_int(mesh__outbox_last(&ob, txn), 17, "17 records, sequences 1-17");
+	is_int(mesh__outbox_last(&ob, txn), 265,
+	       "265 records, sequences 1-265");
 	mdb_txn_commit(txn);
 	mesh__undo_clear(&u);
-	is_int(mesh__outbox_count(&ob), 17, "all 17 pending");
+	is_int(mesh__outbox_count(&ob), 265, "all 265 pending");
 
-	is_int(mesh__outbox_flush(&ob, 0), 17, "a flush publishes 17");
+	is_int(mesh__outbox_flush(&ob, 0), 265, "a flush publishes 265");
 	is_int(sk.n_calls, 4, "in 4 calls");
 	ok(sk.n_calls == 4 && strcmp(sk.calls[0], "topic:a") == 0 &&
-	           sk.sizes[0] == 10 && sk.sizes[1] == 2 &&
+	           sk.sizes[0] == MESH__OUTBOX_CHUNK && sk.sizes[1] == 4 &&
 	           strcmp(sk.calls[2], "queue:b") == 0 && sk.sizes[2] == 3 &&
 	           strcmp(sk.calls[3], "topic:a") == 0 && sk.sizes[3] == 2,
-	   "one target a call, at most 10, in their order: a10 a2 b3 a2");
+	   "one target a call, at most %d, in their order: a%d a4 b3 a2",
+	   MESH__OUTBOX_CHUNK, MESH__OUTBOX_CHUNK);
 	for (size_t i = 0; i < sk.n_seqs; i++) {
 		ordered = ordered && sk.seqs[i] == i + 1;
 	}
-	ok(ordered && sk.n_seqs == 17, "each record once, by sequence");
+	ok(ordered && sk.n_seqs == 265, "each record once, by sequence");
 	is_int(mesh__outbox_count(&ob), 0,
 	       "published ones no longer count as pending");
 	sk.n_calls = 0;
 	is_int(mesh__outbox_flush(&ob, 0), 0, "a second flush has nothing");
 	is_int(sk.n_calls, 0, "... and publishes nothing again");
-	is_int(entries(), 17, "the records stay until a transaction forgets");
+	is_int(entries(), 265,
+	       "the records stay until a transaction forgets");
 	forget();
 	is_int(entries(), 0, "forget deletes the published ones");
 
@@ -149,7 +152,7 @@ main(void)
 	put(txn, &u, "topic:a", "f3");
 	mdb_txn_commit(txn);
 	mesh__undo_clear(&u);
-	sk.fail_seq = 19;
+	sk.fail_seq = 267;
 	sk.n_seqs = 0;
 	is_int(mesh__outbox_flush(&ob, 0), 3, "three to publish, one fails");
 	is_int(mesh__outbox_count(&ob), 1, "... it stays pending");
@@ -158,28 +161,28 @@ main(void)
 	sk.fail_seq = 0;
 	sk.n_seqs = 0;
 	is_int(mesh__outbox_flush(&ob, 0), 1, "the next flush takes it");
-	ok(sk.n_seqs == 1 && sk.seqs[0] == 19, "... the failed one alone");
+	ok(sk.n_seqs == 1 && sk.seqs[0] == 267, "... the failed one alone");
 	forget();
 
 	/* A failed event's records vanish with its other writes. */
 	mdb_txn_begin(env, NULL, 0, &txn);
 	put(txn, &u, "topic:a", "undone");
 	mesh__undo_apply(&u, txn);
-	is_int(mesh__outbox_last(&ob, txn), 20,
-	       "an undone record gives its sequence back (20 stays last)");
+	is_int(mesh__outbox_last(&ob, txn), 268,
+	       "an undone record gives its sequence back (268 stays last)");
 	mdb_txn_commit(txn);
 	is_int(entries(), 0, "... and leaves no record");
 
-	/* flush(from): only from that sequence on (a batch's own); 21 and 22
-	 * follow the 20 given out so far. */
+	/* flush(from): only from that sequence on (a batch's own); 269 and
+	 * 270 follow the 268 given out so far. */
 	mdb_txn_begin(env, NULL, 0, &txn);
 	put(txn, &u, "topic:a", "g21");
 	put(txn, &u, "topic:a", "g22");
 	mdb_txn_commit(txn);
 	mesh__undo_clear(&u);
 	sk.n_seqs = 0;
-	is_int(mesh__outbox_flush(&ob, 22), 1, "flush from 22 takes one");
-	ok(sk.n_seqs == 1 && sk.seqs[0] == 22, "... sequence 22");
+	is_int(mesh__outbox_flush(&ob, 270), 1, "flush from 270 takes one");
+	ok(sk.n_seqs == 1 && sk.seqs[0] == 270, "... sequence 270");
 	mesh__outbox_flush(&ob, 0);
 	forget();
 
