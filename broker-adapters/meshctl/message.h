@@ -38,10 +38,10 @@
 	}
 #define PAYLOAD_HELP                                                          \
 	"A protobuf payload whose type the schema registry knows prints as "  \
-	"its proto3 JSON\nmapping (--json: \"BodyJson\" beside the base64 "   \
-	"\"Body\"); --raw keeps the bytes.\nA message that is not a "         \
-	"readable "                                                           \
-	"CloudEvent shows its bytes (base64) and\nAttributes.MeshParseError."
+	"its\nproto3 JSON mapping (--json: \"BodyJson\" beside the base64 "   \
+	"\"Body\"); --raw\nkeeps the bytes. A message that is not a "         \
+	"readable CloudEvent shows its\nbytes (base64) and "                  \
+	"Attributes.MeshParseError."
 
 /* The message of --body TEXT | --body-file FILE | --type T --data OBJ |
  * --type T --data-file FILE, with its --attr NAME=TYPE:VALUE attributes.

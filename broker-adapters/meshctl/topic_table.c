@@ -105,13 +105,15 @@ const struct cli_cmd topic_commands[] = {
         {"tail", "Follow a topic's messages live, taking none of them.",
          "NAME [--since TIME] [--count N] [--raw]",
          "Prints each message the topic stores from now on (--since: "
-         "first those still\nstored from TIME), until Ctrl-C or --count. "
-         "The tail is an ephemeral consumer\nthat acknowledges nothing: "
-         "every subscription still gets every message, and\nnone is kept "
-         "longer for the tail than until it has shown it. A topic "
-         "without\nan archive stores only what some subscription has "
-         "yet to take, so --since\nsees those; an archived topic, its "
-         "archive. --json prints one object a line.\n" PAYLOAD_HELP,
+         "first those still\nstored from TIME), until Ctrl-C (exit 0), "
+         "--count, or the topic's deletion\n(exit 1). The tail is an "
+         "ephemeral consumer that acknowledges nothing: every\n"
+         "subscription still gets every message, and the topic keeps "
+         "none for the tail\nonce it has been sent to it. A topic "
+         "without an archive stores only what some\nsubscription has yet "
+         "to take, so --since sees those; an archived topic, its\n"
+         "archive. --json prints one object a line (JSON Lines).\n"
+         "\n" PAYLOAD_HELP,
          tail_opts, cmd_topic_tail, NULL, 1, 1},
         {NULL},
 };
