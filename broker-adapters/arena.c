@@ -1,4 +1,4 @@
-/* arena.c: a bump allocator for protobuf-c's unpacking (see internal.h).
+/* arena.c: a bump allocator for protobuf-c's unpacking (see mesh/arena.h).
  * Unpacking an event allocates a dozen small pieces that all die together
  * a moment later; from an arena they cost a pointer bump each and one
  * reset, instead of a malloc and a free each. */
@@ -12,18 +12,18 @@
 #define ARENA_MAX   (4 * 1024 * 1024) /* kept between resets, at most */
 
 /* Pieces that did not fit: malloc'd, freed at the reset. */
-struct overflow {
-	struct overflow *next;
+struct mesh_arena_overflow {
+	struct mesh_arena_overflow *next;
 	max_align_t data[];
 };
 
 static void *
 arena_alloc(void *arg, size_t size)
 {
-	struct mesh__arena *a = arg;
+	struct mesh_arena *a = arg;
 	size_t at = (a->len + alignof(max_align_t) - 1) &
 	            ~(alignof(max_align_t) - 1);
-	struct overflow *o;
+	struct mesh_arena_overflow *o;
 
 	if (a->buf != NULL && at <= a->cap && size <= a->cap - at) {
 		a->len = at + size;
@@ -47,7 +47,7 @@ arena_free(void *arg, void *p)
 }
 
 void
-mesh__arena_init(struct mesh__arena *a)
+mesh_arena_init(struct mesh_arena *a)
 {
 	memset(a, 0, sizeof(*a));
 	a->pb.alloc = arena_alloc;
@@ -56,12 +56,12 @@ mesh__arena_init(struct mesh__arena *a)
 }
 
 void
-mesh__arena_reset(struct mesh__arena *a)
+mesh_arena_reset(struct mesh_arena *a)
 {
 	size_t want = a->len + a->spilled;
 
 	while (a->overflow != NULL) {
-		struct overflow *o = a->overflow;
+		struct mesh_arena_overflow *o = a->overflow;
 		a->overflow = o->next;
 		free(o);
 	}
@@ -82,9 +82,9 @@ mesh__arena_reset(struct mesh__arena *a)
 }
 
 void
-mesh__arena_fini(struct mesh__arena *a)
+mesh_arena_fini(struct mesh_arena *a)
 {
-	mesh__arena_reset(a);
+	mesh_arena_reset(a);
 	free(a->buf);
 	a->buf = NULL;
 	a->cap = 0;

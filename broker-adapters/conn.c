@@ -227,12 +227,12 @@ unreachable(const char **urls, int n, natsStatus s)
 		if (n == 1) {
 			/* The errno text comes from the one translation. */
 			if (reason == NULL) {
-				return mesh__err_errno(e,
+				return mesh_err_errno(e,
 				                       "cannot reach NATS "
 				                       "at %s",
 				                       red);
 			}
-			return mesh__seterr(MESH_EUNREACHABLE,
+			return mesh_err_set(MESH_EUNREACHABLE,
 			                    "cannot reach NATS at %s: %s", red,
 			                    reason);
 		}
@@ -244,7 +244,7 @@ unreachable(const char **urls, int n, natsStatus s)
 		                         "%s%s (%s)", i ? ", " : "", red,
 		                         text);
 	}
-	return mesh__seterr(MESH_EUNREACHABLE, "cannot reach NATS at %s", why);
+	return mesh_err_set(MESH_EUNREACHABLE, "cannot reach NATS at %s", why);
 }
 
 static int64_t
@@ -276,7 +276,7 @@ nkey_public_of_file(const char *path, char pub[MESH__NKEY_PUBLIC_LEN + 1])
 	mesh_err err = MESH_EINVAL;
 
 	if (f == NULL) {
-		return mesh__err_errno(errno, "nkey seed file '%s'", path);
+		return mesh_err_errno(errno, "nkey seed file '%s'", path);
 	}
 	n = fread(buf, 1, sizeof(buf) - 1, f);
 	fclose(f);
@@ -291,7 +291,7 @@ nkey_public_of_file(const char *path, char pub[MESH__NKEY_PUBLIC_LEN + 1])
 	}
 	sodium_memzero(buf, sizeof(buf));
 	if (err != MESH_OK) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "nkey seed file '%s': no valid user seed "
 		                    "(SU...) in it",
 		                    path);
@@ -339,7 +339,7 @@ build_options(const struct mesh_conn_opts *o, struct mesh_conn *c,
 	}
 	if (o->creds_file != NULL) {
 		if (access(o->creds_file, R_OK) != 0) {
-			return mesh__err_errno(errno, "creds file '%s'",
+			return mesh_err_errno(errno, "creds file '%s'",
 			                       o->creds_file);
 		}
 		s = natsOptions_SetUserCredentialsFromFiles(no, o->creds_file,
@@ -371,7 +371,7 @@ build_options(const struct mesh_conn_opts *o, struct mesh_conn *c,
 		return mesh_err_nats(s, 0, "TLS CA file '%s'", o->tls_ca);
 	}
 	if ((o->tls_cert != NULL) != (o->tls_key != NULL)) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "TLS client certificate and key go "
 		                    "together: give both or neither");
 	}
@@ -397,12 +397,12 @@ mesh_conn_open(const struct mesh_conn_opts *o, struct mesh_conn **out)
 
 	assert(o != NULL && out != NULL);
 	if (o->servers == NULL || o->servers[0] == '\0') {
-		return mesh__seterr(MESH_EINVAL, "no NATS server URL given");
+		return mesh_err_set(MESH_EINVAL, "no NATS server URL given");
 	}
 	if ((c = calloc(1, sizeof(*c))) == NULL ||
 	    (list = strdup(o->servers)) == NULL) {
 		free(c);
-		return mesh__seterr(MESH_ENOMEM, "connection");
+		return mesh_err_set(MESH_ENOMEM, "connection");
 	}
 	pthread_mutex_init(&c->bulk_mu, NULL);
 	c->wait_ms = o->reconnect_wait_ms > 0 ? o->reconnect_wait_ms : 1;
@@ -413,14 +413,14 @@ mesh_conn_open(const struct mesh_conn_opts *o, struct mesh_conn **out)
 	     t = strtok_r(NULL, ", ", &save)) {
 		char host[256], port[16];
 		if (n_urls == MAX_SERVERS) {
-			err = mesh__seterr(MESH_EINVAL,
+			err = mesh_err_set(MESH_EINVAL,
 			                   "more than %d NATS server URLs",
 			                   MAX_SERVERS);
 			goto fail;
 		}
 		if (!url_hostport(t, host, sizeof(host), port, sizeof(port))) {
 			char red[256];
-			err = mesh__seterr(
+			err = mesh_err_set(
 			        MESH_EINVAL, "invalid NATS server URL '%s'",
 			        mesh__url_redact(t, red, sizeof(red)));
 			goto fail;
@@ -428,7 +428,7 @@ mesh_conn_open(const struct mesh_conn_opts *o, struct mesh_conn **out)
 		urls[n_urls++] = t;
 	}
 	if (n_urls == 0) {
-		err = mesh__seterr(MESH_EINVAL, "no NATS server URL given");
+		err = mesh_err_set(MESH_EINVAL, "no NATS server URL given");
 		goto fail;
 	}
 	if ((s = natsOptions_Create(&no)) != NATS_OK) {
@@ -535,7 +535,7 @@ mesh__conn_bulk(struct mesh_conn *c)
 }
 
 void
-mesh__conn_bulk_flush(struct mesh_conn *c, int64_t timeout_ms)
+mesh_conn_flush(struct mesh_conn *c, int64_t timeout_ms)
 {
 	natsConnection *nc;
 
@@ -545,6 +545,7 @@ mesh__conn_bulk_flush(struct mesh_conn *c, int64_t timeout_ms)
 	if (nc != NULL) {
 		natsConnection_FlushTimeout(nc, timeout_ms);
 	}
+	natsConnection_FlushTimeout(c->nc, timeout_ms);
 }
 
 natsConnection *

@@ -99,7 +99,7 @@ mesh_errorigin(int *code)
 }
 
 void
-mesh__clearerr(void)
+mesh_err_clear(void)
 {
 	last_detail[0] = '\0';
 	last_origin = MESH_ORIGIN_NONE;
@@ -124,7 +124,7 @@ set_detail(const char *cause, const char *fmt, va_list ap)
 }
 
 mesh_err
-mesh__seterr(mesh_err err, const char *fmt, ...)
+mesh_err_set(mesh_err err, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -273,7 +273,7 @@ from_errno(int errnum)
 }
 
 mesh_err
-mesh__err_mdb(int rc, const char *fmt, ...)
+mesh_err_mdb(int rc, const char *fmt, ...)
 {
 	mesh_err err;
 	va_list ap;
@@ -310,7 +310,7 @@ mesh__err_mdb(int rc, const char *fmt, ...)
 }
 
 mesh_err
-mesh__err_errno(int errnum, const char *fmt, ...)
+mesh_err_errno(int errnum, const char *fmt, ...)
 {
 	char cause[128];
 	va_list ap;

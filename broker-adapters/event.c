@@ -211,32 +211,32 @@ value_check(const char *name, const struct mesh_ext_value *v)
 		if (v->string == NULL ||
 		    !utf8_valid((const uint8_t *)v->string, v->len) ||
 		    memchr(v->string, '\0', v->len) != NULL) {
-			return mesh__seterr(MESH_EINVAL,
+			return mesh_err_set(MESH_EINVAL,
 			                    "attribute '%s': not a valid "
 			                    "UTF-8 string",
 			                    name);
 		}
 		if (v->type == MESH_EXT_URI && v->len == 0) {
-			return mesh__seterr(MESH_EINVAL,
+			return mesh_err_set(MESH_EINVAL,
 			                    "attribute '%s': empty URI", name);
 		}
 		return MESH_OK;
 	case MESH_EXT_BYTES:
 		if (v->bytes == NULL && v->len != 0) {
-			return mesh__seterr(MESH_EINVAL,
+			return mesh_err_set(MESH_EINVAL,
 			                    "attribute '%s': no bytes", name);
 		}
 		return MESH_OK;
 	case MESH_EXT_TIME:
 		if (v->sec < TIME_MIN_SEC || v->sec > TIME_MAX_SEC ||
 		    v->nsec < 0 || v->nsec > 999999999) {
-			return mesh__seterr(
+			return mesh_err_set(
 			        MESH_EINVAL,
 			        "attribute '%s': time out of range", name);
 		}
 		return MESH_OK;
 	}
-	return mesh__seterr(MESH_EINVAL, "attribute '%s': unknown type %d",
+	return mesh_err_set(MESH_EINVAL, "attribute '%s': unknown type %d",
 	                    name, (int)v->type);
 }
 
@@ -279,7 +279,7 @@ ext_put(struct mesh_event *ev, const char *name,
 		                          : (const void *)v->string;
 		x.data = malloc(v->len + 1);
 		if (x.data == NULL) {
-			return mesh__seterr(MESH_ENOMEM, "attribute '%s'",
+			return mesh_err_set(MESH_ENOMEM, "attribute '%s'",
 			                    name);
 		}
 		if (v->len > 0) {
@@ -300,7 +300,7 @@ ext_put(struct mesh_event *ev, const char *name,
 	}
 	if (ev->n_ext == MESH_EVENT_MAX_EXTS) {
 		free(x.data);
-		return mesh__seterr(MESH_ETOOBIG,
+		return mesh_err_set(MESH_ETOOBIG,
 		                    "attribute '%s': more than %d attributes",
 		                    name, MESH_EVENT_MAX_EXTS);
 	}
@@ -309,7 +309,7 @@ ext_put(struct mesh_event *ev, const char *name,
 		struct ext *n = realloc(ev->exts, cap * sizeof(*n));
 		if (n == NULL) {
 			free(x.data);
-			return mesh__seterr(MESH_ENOMEM, "attribute '%s'",
+			return mesh_err_set(MESH_ENOMEM, "attribute '%s'",
 			                    name);
 		}
 		ev->exts = n;
@@ -318,7 +318,7 @@ ext_put(struct mesh_event *ev, const char *name,
 	x.name = strdup(name);
 	if (x.name == NULL) {
 		free(x.data);
-		return mesh__seterr(MESH_ENOMEM, "attribute '%s'", name);
+		return mesh_err_set(MESH_ENOMEM, "attribute '%s'", name);
 	}
 	ev->exts[ev->n_ext++] = x;
 	return MESH_OK;
@@ -348,7 +348,7 @@ ext_delete(struct mesh_event *ev, const char *name)
 	size_t i;
 
 	if (x == NULL) {
-		return mesh__seterr(MESH_ENOTFOUND, "attribute '%s': not set",
+		return mesh_err_set(MESH_ENOTFOUND, "attribute '%s': not set",
 		                    name);
 	}
 	i = (size_t)(x - ev->exts);
@@ -365,13 +365,13 @@ set_owned_string(char **field, const char *what, const char *value)
 	char *copy;
 
 	if (value == NULL || value[0] == '\0' || !str_valid(value)) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "%s: must be a non-empty UTF-8 string",
 		                    what);
 	}
 	copy = strdup(value);
 	if (copy == NULL) {
-		return mesh__seterr(MESH_ENOMEM, "%s", what);
+		return mesh_err_set(MESH_ENOMEM, "%s", what);
 	}
 	free(*field);
 	*field = copy;
@@ -379,7 +379,7 @@ set_owned_string(char **field, const char *what, const char *value)
 }
 
 void
-mesh__uuid_format(const uint8_t bytes[16], int version, char out[37])
+mesh_uuid_format(const uint8_t bytes[16], int version, char out[37])
 {
 	uint8_t b[16];
 
@@ -412,7 +412,7 @@ uuid7(const struct timespec *now, char out[37])
 	}
 	b[6] = (uint8_t)(frac >> 8);
 	b[7] = (uint8_t)frac;
-	mesh__uuid_format(b, 7, out);
+	mesh_uuid_format(b, 7, out);
 }
 
 static struct mesh_event *
@@ -434,7 +434,7 @@ mesh_event_new(const char *type, const char *source, struct mesh_event **out)
 
 	assert(out != NULL);
 	if ((ev = event_alloc()) == NULL) {
-		return mesh__seterr(MESH_ENOMEM, "new event");
+		return mesh_err_set(MESH_ENOMEM, "new event");
 	}
 	clock_gettime(CLOCK_REALTIME, &now);
 	uuid7(&now, id);
@@ -604,7 +604,7 @@ ext_name_check(const char *name)
 
 	if (len == 0 || len > MESH_EVENT_MAX_NAME ||
 	    !utf8_valid((const uint8_t *)name, len)) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "attribute name '%.64s': must be 1-%d "
 		                    "characters of UTF-8",
 		                    name ? name : "", MESH_EVENT_MAX_NAME);
@@ -622,7 +622,7 @@ mesh_event_ext_set(struct mesh_event *ev, const char *name,
 		return err;
 	}
 	if (is_required_name(name) || optional_index(name) >= 0) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "attribute '%s': is a CloudEvents context "
 		                    "attribute; use its own setter",
 		                    name);
@@ -637,7 +637,7 @@ mesh_event_ext_get(const struct mesh_event *ev, const char *name,
 	const struct ext *x = ext_find(ev, name);
 
 	if (x == NULL) {
-		return mesh__seterr(MESH_ENOTFOUND, "attribute '%s': not set",
+		return mesh_err_set(MESH_ENOTFOUND, "attribute '%s': not set",
 		                    name);
 	}
 	ext_view(x, v);
@@ -689,7 +689,7 @@ attr_name_check(const char *name)
 	size_t len = name != NULL ? strlen(name) : 0;
 
 	if (len == 0 || len > 256) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "message attribute name '%.64s': must be "
 		                    "1-256 characters",
 		                    name ? name : "");
@@ -699,7 +699,7 @@ attr_name_check(const char *name)
 		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
 		      (c >= '0' && c <= '9') || c == '_' || c == '-' ||
 		      c == '.')) {
-			return mesh__seterr(MESH_EINVAL,
+			return mesh_err_set(MESH_EINVAL,
 			                    "message attribute name '%s': "
 			                    "may contain only A-Z, a-z, 0-9, "
 			                    "'_', '-' and '.'",
@@ -708,21 +708,21 @@ attr_name_check(const char *name)
 	}
 	if (name[0] == '.' || name[len - 1] == '.' ||
 	    strstr(name, "..") != NULL) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "message attribute name '%s': must not "
 		                    "start or end with '.' or hold '..'",
 		                    name);
 	}
 	if (strncasecmp(name, "AWS.", 4) == 0 ||
 	    strncasecmp(name, "Amazon.", 7) == 0) {
-		return mesh__seterr(
+		return mesh_err_set(
 		        MESH_EINVAL,
 		        "message attribute name '%s': the prefixes "
 		        "'AWS.' and 'Amazon.' are reserved",
 		        name);
 	}
 	if (!mesh_event_attr_is_message_attr(name)) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "message attribute name '%s': is reserved "
 		                    "for the envelope",
 		                    name);
@@ -818,7 +818,7 @@ record_type(struct mesh_event *ev, const char *name, const char *type)
 	mesh_err err;
 
 	if (out == NULL) {
-		return mesh__seterr(MESH_ENOMEM, "message attribute '%s'",
+		return mesh_err_set(MESH_ENOMEM, "message attribute '%s'",
 		                    name);
 	}
 	for (const char *p = map; p != NULL && *p != '\0';) {
@@ -866,7 +866,7 @@ mesh_event_attr_set(struct mesh_event *ev, const char *name,
 	}
 	base = data_type != NULL ? attr_base_type(data_type, &base_len) : NULL;
 	if (base == NULL || strlen(data_type) > 256) {
-		return mesh__seterr(
+		return mesh_err_set(
 		        MESH_EINVAL,
 		        "message attribute '%s': data type '%.64s' "
 		        "is not String, Number, String.Array or "
@@ -874,7 +874,7 @@ mesh_event_attr_set(struct mesh_event *ev, const char *name,
 		        name, data_type ? data_type : "");
 	}
 	if (value == NULL && len != 0) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "message attribute '%s': no value", name);
 	}
 	plain = data_type[base_len] == '\0';
@@ -885,13 +885,13 @@ mesh_event_attr_set(struct mesh_event *ev, const char *name,
 		v.type = MESH_EXT_STRING;
 		v.string = value;
 		if (len == 0) {
-			return mesh__seterr(MESH_EINVAL,
+			return mesh_err_set(MESH_EINVAL,
 			                    "message attribute '%s': empty %s "
 			                    "value",
 			                    name, base);
 		}
 		if (strcmp(base, "Number") == 0 && !number_valid(value, len)) {
-			return mesh__seterr(
+			return mesh_err_set(
 			        MESH_EINVAL,
 			        "message attribute '%s': '%.*s' is "
 			        "not a number",
@@ -900,7 +900,7 @@ mesh_event_attr_set(struct mesh_event *ev, const char *name,
 		}
 		if (strcmp(base, "String.Array") == 0 &&
 		    !string_array_valid(value, len)) {
-			return mesh__seterr(MESH_EINVAL,
+			return mesh_err_set(MESH_EINVAL,
 			                    "message attribute '%s': "
 			                    "String.Array value is not a JSON "
 			                    "array",
@@ -972,7 +972,7 @@ mesh_event_attr_get(const struct mesh_event *ev, const char *name,
 	size_t type_len;
 
 	if (!mesh__event_attr_peek(ev, name, &type, &type_len, value, len)) {
-		return mesh__seterr(MESH_ENOTFOUND,
+		return mesh_err_set(MESH_ENOTFOUND,
 		                    "message attribute '%s': not set", name);
 	}
 	assert(type_len < sizeof(type_buf)); /* set refuses longer types */
@@ -992,13 +992,13 @@ set_data(struct mesh_event *ev, mesh_data_kind kind, const void *data,
 	char *url = NULL;
 
 	if (data == NULL && len != 0) {
-		return mesh__seterr(MESH_EINVAL, "data: no bytes");
+		return mesh_err_set(MESH_EINVAL, "data: no bytes");
 	}
 	copy = malloc(len + 1);
 	if (copy == NULL ||
 	    (type_url != NULL && (url = strdup(type_url)) == NULL)) {
 		free(copy);
-		return mesh__seterr(MESH_ENOMEM, "data of %zu bytes", len);
+		return mesh_err_set(MESH_ENOMEM, "data of %zu bytes", len);
 	}
 	if (len > 0) {
 		memcpy(copy, data, len);
@@ -1023,7 +1023,7 @@ mesh_err
 mesh_event_set_text(struct mesh_event *ev, const char *text, size_t len)
 {
 	if (text == NULL || !utf8_valid((const uint8_t *)text, len)) {
-		return mesh__seterr(MESH_EINVAL, "text data: not valid UTF-8");
+		return mesh_err_set(MESH_EINVAL, "text data: not valid UTF-8");
 	}
 	return set_data(ev, MESH_DATA_TEXT, text, len, NULL);
 }
@@ -1039,7 +1039,7 @@ mesh_event_set_proto(struct mesh_event *ev, const char *message_name,
 	    !str_valid(message_name) ||
 	    strlen(message_name) + sizeof(MESH_EVENT_TYPE_URL_PREFIX) >
 	            sizeof(url)) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "protobuf data: message name '%.64s' is "
 		                    "empty, too long or not UTF-8",
 		                    message_name ? message_name : "");
@@ -1061,7 +1061,7 @@ mesh_event_set_message(struct mesh_event *ev, const ProtobufCMessage *msg)
 	mesh_err err;
 
 	if (buf == NULL) {
-		return mesh__seterr(MESH_ENOMEM, "packing %s",
+		return mesh_err_set(MESH_ENOMEM, "packing %s",
 		                    msg->descriptor->name);
 	}
 	protobuf_c_message_pack(msg, buf);
@@ -1095,7 +1095,7 @@ mesh_event_unpack_message(const struct mesh_event *ev,
 	ProtobufCMessage *m;
 
 	if (ev->data_kind != MESH_DATA_PROTO) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "event %s: payload is not a protobuf "
 		                    "message",
 		                    ev->id);
@@ -1103,13 +1103,13 @@ mesh_event_unpack_message(const struct mesh_event *ev,
 	slash = strrchr(ev->type_url, '/');
 	slash = slash != NULL ? slash + 1 : ev->type_url;
 	if (strcmp(slash, desc->name) != 0) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "event %s: payload is %s, not %s", ev->id,
 		                    slash, desc->name);
 	}
 	m = protobuf_c_message_unpack(desc, alloc, ev->data_len, ev->data);
 	if (m == NULL) {
-		return mesh__seterr(MESH_EPARSE,
+		return mesh_err_set(MESH_EPARSE,
 		                    "event %s: malformed %s payload", ev->id,
 		                    desc->name);
 	}
@@ -1135,7 +1135,7 @@ mesh_event_pack(const struct mesh_event *ev, uint8_t **buf, size_t *len)
 
 	if (entries == NULL || ptrs == NULL || values == NULL ||
 	    times == NULL) {
-		err = mesh__seterr(MESH_ENOMEM, "packing event %s", ev->id);
+		err = mesh_err_set(MESH_ENOMEM, "packing event %s", ev->id);
 		goto done;
 	}
 	/* The generated INIT macros lack braces that -Wextra wants. */
@@ -1226,7 +1226,7 @@ mesh_event_pack(const struct mesh_event *ev, uint8_t **buf, size_t *len)
 	size = io__cloudevents__v1__cloud_event__get_packed_size(&pe);
 	out = malloc(size ? size : 1);
 	if (out == NULL) {
-		err = mesh__seterr(MESH_ENOMEM, "packing event %s (%zu bytes)",
+		err = mesh_err_set(MESH_ENOMEM, "packing event %s (%zu bytes)",
 		                   ev->id, size);
 		goto done;
 	}
@@ -1254,13 +1254,13 @@ import_attr(struct mesh_event *ev, const pb_entry *e)
 		return MESH_EPARSE;
 	}
 	if (is_required_name(e->key)) {
-		return mesh__seterr(MESH_EPARSE,
+		return mesh_err_set(MESH_EPARSE,
 		                    "attribute '%s': a required attribute in "
 		                    "the attribute map",
 		                    e->key);
 	}
 	if (pv == NULL) {
-		return mesh__seterr(MESH_EPARSE, "attribute '%s': no value",
+		return mesh_err_set(MESH_EPARSE, "attribute '%s': no value",
 		                    e->key);
 	}
 	switch (pv->attr_case) {
@@ -1291,7 +1291,7 @@ import_attr(struct mesh_event *ev, const pb_entry *e)
 		break;
 	case IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_TIMESTAMP:
 		if (pv->ce_timestamp == NULL) {
-			return mesh__seterr(MESH_EPARSE,
+			return mesh_err_set(MESH_EPARSE,
 			                    "attribute '%s': empty timestamp",
 			                    e->key);
 		}
@@ -1300,7 +1300,7 @@ import_attr(struct mesh_event *ev, const pb_entry *e)
 		v.nsec = pv->ce_timestamp->nanos;
 		break;
 	default:
-		return mesh__seterr(MESH_EPARSE, "attribute '%s': no value",
+		return mesh_err_set(MESH_EPARSE, "attribute '%s': no value",
 		                    e->key);
 	}
 	if (v.string != NULL) {
@@ -1308,7 +1308,7 @@ import_attr(struct mesh_event *ev, const pb_entry *e)
 	}
 	opt = optional_index(e->key);
 	if (opt >= 0 && optional_attrs[opt].type != v.type) {
-		return mesh__seterr(MESH_EPARSE,
+		return mesh_err_set(MESH_EPARSE,
 		                    "attribute '%s': wrong type for a "
 		                    "CloudEvents context attribute",
 		                    e->key);
@@ -1325,7 +1325,7 @@ static pthread_once_t parse_once = PTHREAD_ONCE_INIT;
 static void
 parse_arena_free(void *p)
 {
-	mesh__arena_fini(p);
+	mesh_arena_fini(p);
 	free(p);
 }
 
@@ -1335,15 +1335,15 @@ parse_key_make(void)
 	pthread_key_create(&parse_key, parse_arena_free);
 }
 
-static struct mesh__arena *
+static struct mesh_arena *
 parse_arena(void)
 {
-	struct mesh__arena *a;
+	struct mesh_arena *a;
 
 	pthread_once(&parse_once, parse_key_make);
 	if ((a = pthread_getspecific(parse_key)) == NULL &&
 	    (a = malloc(sizeof(*a))) != NULL) {
-		mesh__arena_init(a);
+		mesh_arena_init(a);
 		if (pthread_setspecific(parse_key, a) != 0) {
 			free(a);
 			a = NULL;
@@ -1366,24 +1366,24 @@ parse_with(const void *buf, size_t len, size_t max_size,
 		max_size = MESH_EVENT_MAX_SIZE;
 	}
 	if (len > max_size) {
-		return mesh__seterr(
+		return mesh_err_set(
 		        MESH_ETOOBIG,
 		        "event of %zu bytes: over the limit of %zu", len,
 		        max_size);
 	}
 	if (buf == NULL && len != 0) {
-		return mesh__seterr(MESH_EINVAL, "event: no buffer");
+		return mesh_err_set(MESH_EINVAL, "event: no buffer");
 	}
 	pe = io__cloudevents__v1__cloud_event__unpack(pa, len, buf);
 	if (pe == NULL) {
-		return mesh__seterr(MESH_EPARSE,
+		return mesh_err_set(MESH_EPARSE,
 		                    "event of %zu bytes: not a CloudEvents "
 		                    "protobuf message",
 		                    len);
 	}
 	if ((ev = event_alloc()) == NULL) {
 		io__cloudevents__v1__cloud_event__free_unpacked(pe, pa);
-		return mesh__seterr(MESH_ENOMEM, "parsing event");
+		return mesh_err_set(MESH_ENOMEM, "parsing event");
 	}
 	if (set_owned_string(&ev->id, "id", pe->id) != MESH_OK ||
 	    set_owned_string(&ev->source, "source", pe->source) != MESH_OK ||
@@ -1394,13 +1394,13 @@ parse_with(const void *buf, size_t len, size_t max_size,
 		goto fail;
 	}
 	if (strcmp(ev->specversion, MESH_EVENT_SPECVERSION) != 0) {
-		err = mesh__seterr(
+		err = mesh_err_set(
 		        MESH_EPARSE, "event %s: specversion '%.16s' is not %s",
 		        ev->id, ev->specversion, MESH_EVENT_SPECVERSION);
 		goto fail;
 	}
 	if (pe->n_attributes > MESH_EVENT_MAX_EXTS) {
-		err = mesh__seterr(
+		err = mesh_err_set(
 		        MESH_EPARSE, "event %s: %zu attributes, more than %d",
 		        ev->id, pe->n_attributes, MESH_EVENT_MAX_EXTS);
 		goto fail;
@@ -1424,7 +1424,7 @@ parse_with(const void *buf, size_t len, size_t max_size,
 		    pe->proto_data->type_url == NULL ||
 		    pe->proto_data->type_url[0] == '\0' ||
 		    !str_valid(pe->proto_data->type_url)) {
-			err = mesh__seterr(MESH_EPARSE,
+			err = mesh_err_set(MESH_EPARSE,
 			                   "event %s: protobuf data without a "
 			                   "type URL",
 			                   ev->id);
@@ -1454,12 +1454,12 @@ mesh_err
 mesh_event_parse(const void *buf, size_t len, size_t max_size,
                  struct mesh_event **out)
 {
-	struct mesh__arena *arena = parse_arena();
+	struct mesh_arena *arena = parse_arena();
 	mesh_err err = parse_with(buf, len, max_size,
 	                          arena != NULL ? &arena->pb : NULL, out);
 
 	if (arena != NULL) {
-		mesh__arena_reset(arena);
+		mesh_arena_reset(arena);
 	}
 	return err;
 }
@@ -1490,7 +1490,7 @@ mesh_event_attr_set_spec(struct mesh_event *ev, const char *spec)
 	if (eq == NULL || colon == NULL || eq == spec ||
 	    (size_t)(eq - spec) >= sizeof(name) ||
 	    (size_t)(colon - eq - 1) >= sizeof(type)) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "attribute '%.300s': want NAME=TYPE:VALUE",
 		                    spec);
 	}
@@ -1500,14 +1500,14 @@ mesh_event_attr_set_spec(struct mesh_event *ev, const char *spec)
 		size_t cap = strlen(colon + 1) + 1, len = 0;
 		unsigned char *bin = malloc(cap);
 		if (bin == NULL) {
-			return mesh__seterr(MESH_ENOMEM, "attribute '%s'",
+			return mesh_err_set(MESH_ENOMEM, "attribute '%s'",
 			                    name);
 		}
 		if (sodium_base642bin(bin, cap, colon + 1, strlen(colon + 1),
 		                      NULL, &len, NULL,
 		                      sodium_base64_VARIANT_ORIGINAL) != 0) {
 			free(bin);
-			return mesh__seterr(
+			return mesh_err_set(
 			        MESH_EINVAL,
 			        "attribute '%s': a Binary value is "
 			        "base64",

@@ -138,12 +138,12 @@ grow(void *pp, size_t *cap, size_t n, size_t size)
 static mesh_err
 nomem(void)
 {
-	return mesh__seterr(MESH_ENOMEM, ERR_PREFIX "out of memory");
+	return mesh_err_set(MESH_ENOMEM, ERR_PREFIX "out of memory");
 }
 
 /* Record SNS's text for a fault, naming the key (and operator). */
 static mesh_err fault(const struct build *b, const char *op, const char *fmt,
-                      ...) MESH__PRINTF(3, 4);
+                      ...) MESH_PRINTF(3, 4);
 
 static mesh_err
 fault(const struct build *b, const char *op, const char *fmt, ...)
@@ -155,15 +155,15 @@ fault(const struct build *b, const char *op, const char *fmt, ...)
 	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
 	if (b->path_n == 0) { /* an empty "$or" alternative */
-		return mesh__seterr(MESH_EINVAL, ERR_PREFIX "%s", text);
+		return mesh_err_set(MESH_EINVAL, ERR_PREFIX "%s", text);
 	}
 	if (op != NULL) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    ERR_PREFIX
 		                    "%s (key '%.*s', operator '%s')",
 		                    text, (int)b->path_n, b->path, op);
 	}
-	return mesh__seterr(MESH_EINVAL, ERR_PREFIX "%s (key '%.*s')", text,
+	return mesh_err_set(MESH_EINVAL, ERR_PREFIX "%s (key '%.*s')", text,
 	                    (int)b->path_n, b->path);
 }
 
@@ -881,7 +881,7 @@ finish(struct build *b, struct bset *set, struct mesh_filter *f)
 
 	for (size_t i = 0; i < set->n; i++) {
 		if (set->v[i].n > MAX_LEAVES) {
-			return mesh__seterr(MESH_EINVAL, ERR_PREFIX
+			return mesh_err_set(MESH_EINVAL, ERR_PREFIX
 			                    "Filter policy is too complex");
 		}
 		total += set->v[i].n;
@@ -923,7 +923,7 @@ mesh_filter_compile(const char *policy, size_t len, mesh_filter_scope scope,
 	assert(policy != NULL || len == 0);
 	assert(out != NULL);
 	if (len > MESH_FILTER_MAX_SIZE) {
-		return mesh__seterr(MESH_ETOOBIG,
+		return mesh_err_set(MESH_ETOOBIG,
 		                    ERR_PREFIX
 		                    "policy of %zu bytes is over "
 		                    "the limit of %d bytes (256 KB)",
@@ -932,13 +932,13 @@ mesh_filter_compile(const char *policy, size_t len, mesh_filter_scope scope,
 	root = json_loadb(policy, len,
 	                  JSON_DECODE_ANY | JSON_DECODE_INT_AS_REAL, &jerr);
 	if (root == NULL) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    ERR_PREFIX "not valid JSON: %s (line %d, "
 		                               "column %d)",
 		                    jerr.text, jerr.line, jerr.column);
 	}
 	if (!json_is_object(root)) {
-		err = mesh__seterr(MESH_EINVAL,
+		err = mesh_err_set(MESH_EINVAL,
 		                   ERR_PREFIX "Filter is not an object");
 		goto out;
 	}
@@ -948,13 +948,13 @@ mesh_filter_compile(const char *policy, size_t len, mesh_filter_scope scope,
 			goto out;
 		}
 		if (top_keys(root) > MESH_FILTER_MAX_KEYS) {
-			err = mesh__seterr(MESH_EINVAL,
+			err = mesh_err_set(MESH_EINVAL,
 			                   ERR_PREFIX "Filter policy can not "
 			                              "have more than 5 keys");
 			goto out;
 		}
 		if (scope == MESH_FILTER_SCOPE_ATTRIBUTES && b.nested[0]) {
-			err = mesh__seterr(
+			err = mesh_err_set(
 			        MESH_EINVAL,
 			        "Invalid parameter: Filter policy scope "
 			        "MessageAttributes does not support "
@@ -963,7 +963,7 @@ mesh_filter_compile(const char *policy, size_t len, mesh_filter_scope scope,
 			goto out;
 		}
 		if (combos > MESH_FILTER_MAX_COMBINATIONS) {
-			err = mesh__seterr(MESH_EINVAL,
+			err = mesh_err_set(MESH_EINVAL,
 			                   ERR_PREFIX "Filter policy is too "
 			                              "complex");
 			goto out;
@@ -1026,7 +1026,7 @@ mesh_filter_scope_parse(const char *s, mesh_filter_scope *out)
 		*out = MESH_FILTER_SCOPE_BODY;
 		return MESH_OK;
 	}
-	return mesh__seterr(MESH_EINVAL,
+	return mesh_err_set(MESH_EINVAL,
 	                    "Invalid parameter: FilterPolicyScope: Invalid "
 	                    "value [%.64s]. Please use either MessageBody or "
 	                    "MessageAttributes",
@@ -1939,7 +1939,7 @@ sns_attr(const char *name, const json_t *a, const char **type,
 	if (!json_is_object(a) || !json_is_string(t) ||
 	    attr_base(json_string_value(t), json_string_length(t)) ==
 	            A_UNKNOWN) {
-		return mesh__seterr(
+		return mesh_err_set(
 		        MESH_EINVAL,
 		        "message attribute '%s': needs a DataType "
 		        "of String, Number, String.Array or Binary",
@@ -1956,7 +1956,7 @@ sns_attr(const char *name, const json_t *a, const char **type,
 		v = json_object_get(a, "Value");
 	}
 	if (!json_is_string(v)) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "message attribute '%s': needs a "
 		                    "StringValue",
 		                    name);
@@ -1977,7 +1977,7 @@ mesh_filter_match_sns_attrs(const struct mesh_filter *f, const json_t *attrs,
 
 	assert(f != NULL && match != NULL);
 	if (!json_is_object(attrs)) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "message attributes: not a JSON object");
 	}
 	json_object_foreach((json_t *)attrs, name, a)

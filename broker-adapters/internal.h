@@ -11,42 +11,14 @@
 #include <nats/nats.h>
 #include <protobuf-c/protobuf-c.h>
 
+#include "mesh/arena.h"
+#include "mesh/clock.h"
 #include "mesh/conn.h"
 #include "mesh/err.h"
 
-#define MESH__PRINTF(f, a) __attribute__((format(printf, f, a)))
-
-/* Record err with a detail for the calling thread; returns err. */
-mesh_err mesh__seterr(mesh_err err, const char *fmt, ...) MESH__PRINTF(2, 3);
-
-/* The one place where each foreign code becomes a mesh_err (natsStatus:
- * mesh_err_nats in mesh/conn.h). Each records "<context>: <the layer's own
- * words>" as the detail and keeps the code. */
-mesh_err mesh__err_mdb(int rc, const char *fmt, ...) MESH__PRINTF(2, 3);
-mesh_err mesh__err_errno(int errnum, const char *fmt, ...) MESH__PRINTF(2, 3);
-
-/* Forget the calling thread's last error. */
-void mesh__clearerr(void);
-
-/* Milliseconds: wall clock (deadlines other hosts share) and monotonic
- * (waits). */
-static inline int64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static inline int64_t
-mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+/* Milliseconds: wall clock and monotonic (mesh/clock.h). */
+#define now_ms  mesh_wall_ms
+#define mono_ms mesh_mono_ms
 
 /* NKeys (nkey.c): the user public key ("U...") of a seed ("SU..."), and
  * the seed text of 32 raw Ed25519 seed bytes (for tests and tooling).
@@ -58,9 +30,6 @@ mesh_err mesh__nkey_public_from_seed(const char *seed,
 void mesh__nkey_seed_encode(const unsigned char raw[32],
                             char seed[MESH__NKEY_SEED_LEN + 1]);
 
-/* Format 16 bytes as a UUID of the given version (4: random, 8: derived
- * from other data). */
-void mesh__uuid_format(const uint8_t bytes[16], int version, char out[37]);
 
 /* A message attribute as mesh_event_attr_get() sees it, without recording
  * an error when it is absent (false). *data_type is not NUL-terminated: it
@@ -82,23 +51,6 @@ natsConnection *mesh__conn_bulk(struct mesh_conn *c);
  * connection; NULL when out of memory. Thread-safe; what is in it is the
  * module's to guard. */
 void *mesh__conn_slot(struct mesh_conn *c, const char *key, size_t size);
-/* Wait until what the bulk connection holds has reached the server. */
-void mesh__conn_bulk_flush(struct mesh_conn *c, int64_t timeout_ms);
-
-/* An arena for protobuf-c (arena.c): what is unpacked with &a->pb is
- * freed all at once by mesh__arena_reset() (freeing a piece alone does
- * nothing). The first reset after it ran out makes it big enough (up to
- * 4 MiB); until then what does not fit is malloc'd. One thread at a
- * time. */
-struct mesh__arena {
-	ProtobufCAllocator pb;
-	uint8_t *buf;
-	size_t len, cap, spilled;
-	struct overflow *overflow;
-};
-void mesh__arena_init(struct mesh__arena *a);
-void mesh__arena_reset(struct mesh__arena *a);
-void mesh__arena_fini(struct mesh__arena *a);
 
 /* Copy url into buf with any password replaced by "***". */
 const char *mesh__url_redact(const char *url, char *buf, size_t size);
@@ -150,11 +102,6 @@ struct mesh__rpc *mesh__topic_rpc(struct mesh_topic *t);
 struct mesh_conn *mesh__queue_conn(struct mesh_queue *q);
 struct mesh_conn *mesh__topic_conn(struct mesh_topic *t);
 
-/* Names of queues and topics (wire.c): 1-max characters of
- * [A-Za-z0-9_-], FIFO ones ending in ".fifo"; `noun` names the kind in
- * errors. Errors: MESH_EINVAL. */
-mesh_err mesh__name_check(const char *noun, const char *name, size_t max,
-                          bool *fifo);
 /* The sorted names of the streams beginning with std_prefix (the name
  * follows) or fifo_prefix (BASE follows; the name is BASE.fifo), only those
  * beginning with `prefix` when it is not NULL. Free with mesh__names_free. */

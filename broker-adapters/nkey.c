@@ -102,21 +102,21 @@ mesh__nkey_public_from_seed(const char *seed,
 	mesh_err err = MESH_OK;
 
 	if (sodium_init() < 0) {
-		return mesh__seterr(MESH_EINTERNAL, "libsodium did not start");
+		return mesh_err_set(MESH_EINTERNAL, "libsodium did not start");
 	}
 	if (strlen(seed) != MESH__NKEY_SEED_LEN ||
 	    b32_decode(seed, b, sizeof(b)) != 36) {
-		err = mesh__seterr(MESH_EINVAL, "nkey seed: not a seed");
+		err = mesh_err_set(MESH_EINVAL, "nkey seed: not a seed");
 		goto done;
 	}
 	crc = (uint16_t)(b[34] | (b[35] << 8));
 	if (crc != crc16(b, 34)) {
-		err = mesh__seterr(MESH_EINVAL, "nkey seed: bad checksum");
+		err = mesh_err_set(MESH_EINVAL, "nkey seed: bad checksum");
 		goto done;
 	}
 	if ((b[0] & 0xf8) != PREFIX_SEED ||
 	    (((b[0] & 7) << 5) | (b[1] >> 3)) != PREFIX_USER) {
-		err = mesh__seterr(MESH_EINVAL,
+		err = mesh_err_set(MESH_EINVAL,
 		                   "nkey seed: not a user seed (SU...)");
 		goto done;
 	}

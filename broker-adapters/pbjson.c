@@ -36,7 +36,7 @@ struct walk {
 };
 
 static size_t path_add(struct walk *w, const char *fmt, ...)
-        MESH__PRINTF(2, 3);
+        MESH_PRINTF(2, 3);
 
 /* Append to the path (truncated when long); returns the length to pop
  * back to. */
@@ -82,9 +82,9 @@ static mesh_err
 field_err(const struct walk *w, const char *what)
 {
 	if (w->len == 0) {
-		return mesh__seterr(MESH_EINVAL, "%s", what);
+		return mesh_err_set(MESH_EINVAL, "%s", what);
 	}
-	return mesh__seterr(MESH_EINVAL, "field \"%s\": %s", w->path, what);
+	return mesh_err_set(MESH_EINVAL, "field \"%s\": %s", w->path, what);
 }
 
 /* protoc's json_name: "order_id" -> "orderId". false when too long. */
@@ -468,7 +468,7 @@ enum_from_json(struct walk *w, const ProtobufCEnumDescriptor *ed,
 		ev = protobuf_c_enum_descriptor_get_value_by_name(
 		        ed, json_string_value(j));
 		if (ev == NULL) {
-			return mesh__seterr(MESH_EINVAL,
+			return mesh_err_set(MESH_EINVAL,
 			                    "field \"%s\": unknown value "
 			                    "\"%.64s\" of %s",
 			                    w->path, json_string_value(j),
@@ -508,7 +508,7 @@ bytes_from_json(struct walk *w, const json_t *j, ProtobufCBinaryData *out)
 	}
 	max = len / 4 * 3 + 3;
 	if ((buf = malloc(max)) == NULL) {
-		return mesh__seterr(MESH_ENOMEM, "field \"%s\"", w->path);
+		return mesh_err_set(MESH_ENOMEM, "field \"%s\"", w->path);
 	}
 	if (sodium_base642bin(buf, max, s, len, NULL, &n, NULL, variant) !=
 	    0) {
@@ -538,7 +538,7 @@ timestamp_from_json(struct walk *w, const json_t *j, ProtobufCMessage **out)
 		                    "(\"2026-01-01T00:00:00Z\")");
 	}
 	if ((ts = malloc(sizeof(*ts))) == NULL) {
-		return mesh__seterr(MESH_ENOMEM, "field \"%s\"", w->path);
+		return mesh_err_set(MESH_ENOMEM, "field \"%s\"", w->path);
 	}
 	google__protobuf__timestamp__init(ts);
 	ts->seconds = sec;
@@ -579,7 +579,7 @@ any_from_json(struct walk *w, const json_t *j, ProtobufCMessage **out)
 	if (json_object_size(j) == 0) {
 		any = malloc(sizeof(*any));
 		if (any == NULL) {
-			return mesh__seterr(MESH_ENOMEM, "field \"%s\"",
+			return mesh_err_set(MESH_ENOMEM, "field \"%s\"",
 			                    w->path);
 		}
 		google__protobuf__any__init(any);
@@ -590,7 +590,7 @@ any_from_json(struct walk *w, const json_t *j, ProtobufCMessage **out)
 		return field_err(w, "expected an object with \"@type\"");
 	}
 	if ((desc = type_url_find(json_string_value(type))) == NULL) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "field \"%s\": @type \"%.128s\" is not in "
 		                    "the schema registry",
 		                    w->path, json_string_value(type));
@@ -606,7 +606,7 @@ any_from_json(struct walk *w, const json_t *j, ProtobufCMessage **out)
 	} else {
 		if ((rest = json_copy((json_t *)j)) == NULL ||
 		    json_object_del(rest, "@type") != 0) {
-			err = mesh__seterr(MESH_ENOMEM, "field \"%s\"",
+			err = mesh_err_set(MESH_ENOMEM, "field \"%s\"",
 			                   w->path);
 			goto done;
 		}
@@ -616,7 +616,7 @@ any_from_json(struct walk *w, const json_t *j, ProtobufCMessage **out)
 		goto done;
 	}
 	if ((any = malloc(sizeof(*any))) == NULL) {
-		err = mesh__seterr(MESH_ENOMEM, "field \"%s\"", w->path);
+		err = mesh_err_set(MESH_ENOMEM, "field \"%s\"", w->path);
 		goto done;
 	}
 	google__protobuf__any__init(any);
@@ -626,7 +626,7 @@ any_from_json(struct walk *w, const json_t *j, ProtobufCMessage **out)
 	if (any->value.data == NULL || any->type_url == NULL) {
 		protobuf_c_message_free_unpacked(&any->base, NULL);
 		any = NULL;
-		err = mesh__seterr(MESH_ENOMEM, "field \"%s\"", w->path);
+		err = mesh_err_set(MESH_ENOMEM, "field \"%s\"", w->path);
 		goto done;
 	}
 	protobuf_c_message_pack(inner, any->value.data);
@@ -700,7 +700,7 @@ value_from_json(struct walk *w, const ProtobufCFieldDescriptor *f,
 			return field_err(w, "string contains a NUL");
 		}
 		if ((s = strdup(json_string_value(j))) == NULL) {
-			return mesh__seterr(MESH_ENOMEM, "field \"%s\"",
+			return mesh_err_set(MESH_ENOMEM, "field \"%s\"",
 			                    w->path);
 		}
 		*(char **)slot = s;
@@ -739,11 +739,11 @@ map_entry_from_json(struct walk *w, const ProtobufCFieldDescriptor *f,
 	mesh_err err;
 
 	if ((e = calloc(1, ed->sizeof_message)) == NULL) {
-		return mesh__seterr(MESH_ENOMEM, "field \"%s\"", w->path);
+		return mesh_err_set(MESH_ENOMEM, "field \"%s\"", w->path);
 	}
 	protobuf_c_message_init(ed, e);
 	if ((kj = map_key_json(&ed->fields[0], key)) == NULL) {
-		err = mesh__seterr(MESH_ENOMEM, "field \"%s\"", w->path);
+		err = mesh_err_set(MESH_ENOMEM, "field \"%s\"", w->path);
 		goto fail;
 	}
 	err = value_from_json(w, &ed->fields[0], kj,
@@ -788,7 +788,7 @@ repeated_from_json(struct walk *w, ProtobufCMessage *m,
 		return MESH_OK;
 	}
 	if ((*arr = calloc(count, size)) == NULL) {
-		return mesh__seterr(MESH_ENOMEM, "field \"%s\"", w->path);
+		return mesh_err_set(MESH_ENOMEM, "field \"%s\"", w->path);
 	}
 	if (map) {
 		json_object_foreach((json_t *)j, key, val)
@@ -847,7 +847,7 @@ field_from_json(struct walk *w, ProtobufCMessage *m,
 	}
 	if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
 	    (other = oneof_set(m, f)) != NULL) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "field \"%s\": \"%s\" of the same oneof "
 		                    "is set too",
 		                    w->path, other->name);
@@ -883,12 +883,12 @@ message_from_json(struct walk *w, const ProtobufCMessageDescriptor *desc,
 		return timestamp_from_json(w, j, out);
 	}
 	if (!json_is_object(j) && w->len == 0) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "expected a JSON object for %s",
 		                    desc->name);
 	}
 	if (!json_is_object(j)) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "field \"%s\": expected an object (%s)",
 		                    w->path, desc->name);
 	}
@@ -903,7 +903,7 @@ message_from_json(struct walk *w, const ProtobufCMessageDescriptor *desc,
 	if (m == NULL || seen == NULL) {
 		free(m);
 		free(seen);
-		return mesh__seterr(MESH_ENOMEM, "%s", desc->name);
+		return mesh_err_set(MESH_ENOMEM, "%s", desc->name);
 	}
 	protobuf_c_message_init(desc, m);
 	w->depth++;
@@ -914,7 +914,7 @@ message_from_json(struct walk *w, const ProtobufCMessageDescriptor *desc,
 
 		if (f == NULL) {
 			old = path_field(w, key);
-			err = mesh__seterr(MESH_EINVAL,
+			err = mesh_err_set(MESH_EINVAL,
 			                   "unknown field \"%s\" in %s",
 			                   w->path, desc->name);
 			path_pop(w, old);
@@ -952,7 +952,7 @@ mesh_pbjson_encode(const ProtobufCMessageDescriptor *desc, const json_t *obj,
 
 	assert(desc != NULL && out != NULL);
 	if (obj == NULL) {
-		return mesh__seterr(MESH_EINVAL, "%s: no JSON value",
+		return mesh_err_set(MESH_EINVAL, "%s: no JSON value",
 		                    desc->name);
 	}
 	return message_from_json(&w, desc, obj, out);
@@ -1049,7 +1049,7 @@ string_to_json(struct walk *w, const char *s, json_t **out)
 	}
 	/* jansson refuses text that is not UTF-8, and says NULL for both. */
 	if ((probe = json_string("")) == NULL) {
-		return mesh__seterr(MESH_ENOMEM, "field \"%s\"", w->path);
+		return mesh_err_set(MESH_ENOMEM, "field \"%s\"", w->path);
 	}
 	json_decref(probe);
 	return field_err(w, "not valid UTF-8");
@@ -1102,7 +1102,7 @@ value_to_json(struct walk *w, const ProtobufCFieldDescriptor *f,
 		                       out);
 	}
 	if (j == NULL) {
-		return mesh__seterr(MESH_ENOMEM, "field \"%s\"", w->path);
+		return mesh_err_set(MESH_ENOMEM, "field \"%s\"", w->path);
 	}
 	*out = j;
 	return MESH_OK;
@@ -1189,7 +1189,7 @@ repeated_to_json(struct walk *w, const ProtobufCMessage *m,
 	mesh_err err = MESH_OK;
 
 	if (all == NULL) {
-		return mesh__seterr(MESH_ENOMEM, "field \"%s\"", w->path);
+		return mesh_err_set(MESH_ENOMEM, "field \"%s\"", w->path);
 	}
 	for (size_t i = 0; i < n && err == MESH_OK; i++) {
 		const void *slot = arr + i * size;
@@ -1212,7 +1212,7 @@ repeated_to_json(struct walk *w, const ProtobufCMessage *m,
 			}
 		} else if ((err = value_to_json(w, f, slot, &v)) == MESH_OK &&
 		           json_array_append_new(all, v) != 0) {
-			err = mesh__seterr(MESH_ENOMEM, "field \"%s\"",
+			err = mesh_err_set(MESH_ENOMEM, "field \"%s\"",
 			                   w->path);
 		}
 		path_pop(w, old);
@@ -1236,7 +1236,7 @@ timestamp_to_json(struct walk *w, const ProtobufCMessage *m, json_t **out)
 		return field_err(w, "timestamp out of range");
 	}
 	if ((*out = json_string(buf)) == NULL) {
-		return mesh__seterr(MESH_ENOMEM, "field \"%s\"", w->path);
+		return mesh_err_set(MESH_ENOMEM, "field \"%s\"", w->path);
 	}
 	return MESH_OK;
 }
@@ -1252,13 +1252,13 @@ any_to_json(struct walk *w, const ProtobufCMessage *m, json_t **out)
 
 	if (any->type_url == NULL || any->type_url[0] == '\0') {
 		if ((*out = json_object()) == NULL) {
-			return mesh__seterr(MESH_ENOMEM, "field \"%s\"",
+			return mesh_err_set(MESH_ENOMEM, "field \"%s\"",
 			                    w->path);
 		}
 		return MESH_OK;
 	}
 	if ((desc = type_url_find(any->type_url)) == NULL) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "field \"%s\": Any of type \"%.128s\", "
 		                    "not in the schema registry",
 		                    w->path, any->type_url);
@@ -1266,7 +1266,7 @@ any_to_json(struct walk *w, const ProtobufCMessage *m, json_t **out)
 	inner = protobuf_c_message_unpack(desc, NULL, any->value.len,
 	                                  any->value.data);
 	if (inner == NULL) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "field \"%s\": malformed %s in an Any",
 		                    w->path, desc->name);
 	}
@@ -1291,7 +1291,7 @@ any_to_json(struct walk *w, const ProtobufCMessage *m, json_t **out)
 	return MESH_OK;
 nomem:
 	json_decref(obj);
-	return mesh__seterr(MESH_ENOMEM, "field \"%s\"", w->path);
+	return mesh_err_set(MESH_ENOMEM, "field \"%s\"", w->path);
 }
 
 static mesh_err
@@ -1320,7 +1320,7 @@ message_to_json(struct walk *w, const ProtobufCMessage *m, json_t **out)
 	}
 	if ((obj = json_object()) == NULL) {
 		w->depth--;
-		return mesh__seterr(MESH_ENOMEM, "%s", desc->name);
+		return mesh_err_set(MESH_ENOMEM, "%s", desc->name);
 	}
 	for (unsigned i = 0; i < desc->n_fields && err == MESH_OK; i++) {
 		const ProtobufCFieldDescriptor *f = &desc->fields[i];
@@ -1339,7 +1339,7 @@ message_to_json(struct walk *w, const ProtobufCMessage *m, json_t **out)
 			err = value_to_json(w, f, member(m, f->offset), &v);
 		}
 		if (err == MESH_OK && json_object_set_new(obj, name, v) != 0) {
-			err = mesh__seterr(MESH_ENOMEM, "field \"%s\"",
+			err = mesh_err_set(MESH_ENOMEM, "field \"%s\"",
 			                   w->path);
 		}
 		path_pop(w, old);
@@ -1376,18 +1376,18 @@ mesh_pbjson_set_event_data(struct mesh_event *ev, const char *type,
 
 	assert(ev != NULL && type != NULL);
 	if ((desc = mesh_schema_find(type)) == NULL) {
-		return mesh__seterr(MESH_ENOTFOUND,
+		return mesh_err_set(MESH_ENOTFOUND,
 		                    "message type \"%.128s\": not in the "
 		                    "schema registry",
 		                    type);
 	}
 	if (json == NULL && len != 0) {
-		return mesh__seterr(MESH_EINVAL, "%s: no JSON text", type);
+		return mesh_err_set(MESH_EINVAL, "%s: no JSON text", type);
 	}
 	j = json_loadb(json != NULL ? json : "", len,
 	               JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
 	if (j == NULL) {
-		return mesh__seterr(MESH_EPARSE,
+		return mesh_err_set(MESH_EPARSE,
 		                    "%s as JSON: line %d column %d: %s", type,
 		                    jerr.line, jerr.column, jerr.text);
 	}
@@ -1414,13 +1414,13 @@ event_data(const struct mesh_event *ev, bool numbers, json_t **out)
 
 	assert(ev != NULL && out != NULL);
 	if (mesh_event_data(ev, NULL, NULL, &url) != MESH_DATA_PROTO) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "event %s: payload is not a protobuf "
 		                    "message",
 		                    mesh_event_id(ev));
 	}
 	if ((desc = type_url_find(url)) == NULL) {
-		return mesh__seterr(MESH_ENOTFOUND,
+		return mesh_err_set(MESH_ENOTFOUND,
 		                    "event %s: payload type \"%.128s\" is not "
 		                    "in the schema registry",
 		                    mesh_event_id(ev), url);

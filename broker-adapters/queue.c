@@ -325,14 +325,14 @@ mesh_queue_attrs_init(struct mesh_queue_attrs *a)
 mesh_err
 mesh_queue_name_check(const char *name, bool *fifo)
 {
-	return mesh__name_check("queue", name, MESH_QUEUE_NAME_MAX, fifo);
+	return mesh_name_check("queue", name, MESH_QUEUE_NAME_MAX, fifo);
 }
 
 static mesh_err
 range(const char *queue, const char *attr, int64_t v, int64_t lo, int64_t hi)
 {
 	if (v < lo || v > hi) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "queue '%s': %s %" PRId64
 		                    " is out of range %" PRId64 "-%" PRId64,
 		                    queue, attr, v, lo, hi);
@@ -350,7 +350,7 @@ mesh_queue_attrs_check(const char *name, const struct mesh_queue_attrs *a)
 		return err;
 	}
 	if (fifo != a->fifo) {
-		return mesh__seterr(
+		return mesh_err_set(
 		        MESH_EINVAL, "queue '%s': %s", name,
 		        a->fifo ? "a FIFO queue's name must end in "
 		                  "'.fifo'"
@@ -358,7 +358,7 @@ mesh_queue_attrs_check(const char *name, const struct mesh_queue_attrs *a)
 		                  "FIFO queues (--fifo)");
 	}
 	if (a->content_based_dedup && !a->fifo) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "queue '%s': ContentBasedDeduplication is "
 		                    "for FIFO queues only",
 		                    name);
@@ -383,7 +383,7 @@ mesh_queue_attrs_check(const char *name, const struct mesh_queue_attrs *a)
 			return err;
 		}
 		if (dfifo != a->fifo) {
-			return mesh__seterr(
+			return mesh_err_set(
 			        MESH_EINVAL,
 			        "queue '%s': its dead-letter queue "
 			        "'%s' must be %s too",
@@ -391,7 +391,7 @@ mesh_queue_attrs_check(const char *name, const struct mesh_queue_attrs *a)
 			        a->fifo ? "a FIFO queue" : "a standard queue");
 		}
 		if (strcmp(a->dlq, name) == 0) {
-			return mesh__seterr(MESH_EINVAL,
+			return mesh_err_set(MESH_EINVAL,
 			                    "queue '%s': cannot be its own "
 			                    "dead-letter queue",
 			                    name);
@@ -440,7 +440,7 @@ cfg_decode(const char *name, const char *desc, struct qcfg *cfg)
 	size_t klen = 0;
 
 	if (desc == NULL || strncmp(desc, "evmesh-queue v1 ", 16) != 0) {
-		return mesh__seterr(MESH_EBROKER,
+		return mesh_err_set(MESH_EBROKER,
 		                    "queue '%s': its stream holds no queue "
 		                    "attributes (not made by evmesh?)",
 		                    name);
@@ -492,7 +492,7 @@ cfg_decode(const char *name, const char *desc, struct qcfg *cfg)
 	}
 	if (klen != sizeof(cfg->key) || found < 13 ||
 	    (cfg->a.fifo && cfg->a.partitions < 1)) {
-		return mesh__seterr(MESH_EBROKER,
+		return mesh_err_set(MESH_EBROKER,
 		                    "queue '%s': its stream's attributes are "
 		                    "damaged",
 		                    name);
@@ -638,7 +638,7 @@ check_dlq(struct mesh_conn *c, const char *name,
 	}
 	err = cfg_load(c, a->dlq, &dcfg, &dn);
 	if (err == MESH_ENOTFOUND) {
-		return mesh__seterr(MESH_ENOTFOUND,
+		return mesh_err_set(MESH_ENOTFOUND,
 		                    "queue '%s': dead-letter queue '%s' does "
 		                    "not exist; create it first",
 		                    name, a->dlq);
@@ -668,7 +668,7 @@ mesh_queue_create(struct mesh_conn *c, const char *name,
 		if (attrs_same(&old.a, attrs)) {
 			return MESH_OK;
 		}
-		return mesh__seterr(MESH_EEXIST,
+		return mesh_err_set(MESH_EEXIST,
 		                    "queue '%s': already exists with other "
 		                    "attributes (use set-attributes to change "
 		                    "them)",
@@ -683,7 +683,7 @@ mesh_queue_create(struct mesh_conn *c, const char *name,
 	randombytes_buf(cfg.key, sizeof(cfg.key));
 	cfg.a.created_ms = cfg.a.modified_ms = now_ms();
 	if ((desc = cfg_encode(name, &cfg)) == NULL) {
-		return mesh__seterr(MESH_ENOMEM, "queue '%s'", name);
+		return mesh_err_set(MESH_ENOMEM, "queue '%s'", name);
 	}
 	/* The delay stream first: the main stream, which makes the queue
 	 * exist, comes last, and a failure removes what was made. */
@@ -734,12 +734,12 @@ mesh_queue_set_attrs(struct mesh_conn *c, const char *name,
 		return err;
 	}
 	if (attrs->fifo != cfg.a.fifo) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "queue '%s': FifoQueue cannot be changed",
 		                    name);
 	}
 	if (attrs->fifo && attrs->partitions != cfg.a.partitions) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "queue '%s': partitions cannot be changed",
 		                    name);
 	}
@@ -754,7 +754,7 @@ mesh_queue_set_attrs(struct mesh_conn *c, const char *name,
 		cfg.a.modified_ms = now_ms();
 	}
 	if ((desc = cfg_encode(name, &cfg)) == NULL) {
-		return mesh__seterr(MESH_ENOMEM, "queue '%s'", name);
+		return mesh_err_set(MESH_ENOMEM, "queue '%s'", name);
 	}
 	subj[0] = n.dsubject;
 	stream_config(&sc, n.dstream, subj, &cfg.a, NULL);
@@ -896,7 +896,7 @@ mesh_queue_open(struct mesh_conn *c, const char *name, struct mesh_queue **out)
 	mesh_err err;
 
 	if (q == NULL) {
-		return mesh__seterr(MESH_ENOMEM, "queue '%s'", name);
+		return mesh_err_set(MESH_ENOMEM, "queue '%s'", name);
 	}
 	q->c = c;
 	if ((err = cfg_load(c, name, &q->cfg, &q->n)) != MESH_OK) {
@@ -1097,7 +1097,7 @@ pull(struct mesh_queue *q, const char *stream, const char *consumer, int batch,
 				continue; /* heartbeat */
 			}
 			if (st == 503) { /* no responders */
-				return mesh__seterr(
+				return mesh_err_set(
 				        MESH_ENOTFOUND,
 				        "queue '%s': its consumer is "
 				        "gone (was the queue deleted?)",
@@ -1126,7 +1126,7 @@ receipt_open(const struct mesh_queue *q, const char *text, struct receipt *r)
 	                      NULL,
 	                      sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
 	    len < 9 + 10 + RECEIPT_TAG || buf[0] != 1) {
-		return mesh__seterr(
+		return mesh_err_set(
 		        MESH_EINVAL,
 		        "queue '%s': malformed receipt handle '%.40s'",
 		        q->name, text ? text : "");
@@ -1135,7 +1135,7 @@ receipt_open(const struct mesh_queue *q, const char *text, struct receipt *r)
 	crypto_generichash(tag, sizeof(tag), buf, len, q->cfg.key,
 	                   sizeof(q->cfg.key));
 	if (sodium_memcmp(tag, buf + len, RECEIPT_TAG) != 0) {
-		return mesh__seterr(
+		return mesh_err_set(
 		        MESH_EINVAL,
 		        "queue '%s': receipt handle '%.40s...' was "
 		        "not issued by this queue (forged, damaged "
@@ -1150,7 +1150,7 @@ receipt_open(const struct mesh_queue *q, const char *text, struct receipt *r)
 	memcpy(r->ack, buf + 9, len - 9);
 	r->ack[len - 9] = '\0';
 	if (!ack_parse(r->ack, r) || strcmp(r->stream, q->n.stream) != 0) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "queue '%s': receipt handle names another "
 		                    "queue",
 		                    q->name);
@@ -1344,25 +1344,25 @@ send_prepare(struct mesh_queue *q, const struct mesh_queue_entry *e,
 	mesh_err err;
 
 	if (ev == NULL) {
-		return mesh__seterr(MESH_EINVAL, "queue '%s': no message",
+		return mesh_err_set(MESH_EINVAL, "queue '%s': no message",
 		                    q->name);
 	}
 	size = mesh__message_size(ev, &n_attrs);
 	if (size > (size_t)a->max_message_size) {
-		return mesh__seterr(
+		return mesh_err_set(
 		        MESH_ETOOBIG,
 		        "queue '%s': message of %zu bytes is over "
 		        "the queue's MaximumMessageSize of %" PRId64 " bytes",
 		        q->name, size, a->max_message_size);
 	}
 	if (n_attrs > MESH_QUEUE_MAX_ATTRS) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "queue '%s': %zu message attributes, more "
 		                    "than %d",
 		                    q->name, n_attrs, MESH_QUEUE_MAX_ATTRS);
 	}
 	if (e->delay_s > 900) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "queue '%s': DelaySeconds %" PRId64
 		                    " is out of range 0-900",
 		                    q->name, e->delay_s);
@@ -1380,7 +1380,7 @@ send_prepare(struct mesh_queue *q, const struct mesh_queue_entry *e,
 			return err;
 		}
 		if (e->delay_s >= 0) {
-			return mesh__seterr(
+			return mesh_err_set(
 			        MESH_EINVAL,
 			        "queue '%s': a FIFO queue takes no "
 			        "per-message DelaySeconds (set the "
@@ -1395,7 +1395,7 @@ send_prepare(struct mesh_queue *q, const struct mesh_queue_entry *e,
 		ev = copy;
 	} else {
 		if (e->dedup_id != NULL) {
-			return mesh__seterr(
+			return mesh_err_set(
 			        MESH_EINVAL,
 			        "queue '%s': MessageDeduplicationId "
 			        "is for FIFO queues only",
@@ -1541,7 +1541,7 @@ send_many(struct mesh_queue *q, const struct mesh_queue_entry *e,
 		}
 		if (e[i].event == NULL) {
 			sent_fail(&out[i],
-			          mesh__seterr(MESH_EINVAL,
+			          mesh_err_set(MESH_EINVAL,
 			                       "queue '%s': no message",
 			                       q->name));
 			continue;
@@ -1588,7 +1588,7 @@ mesh_queue_send_batch(struct mesh_queue *q, const struct mesh_queue_entry *e,
 	}
 	/* One entry is judged alone, below, as SendMessage does. */
 	if (n > 1 && total > (size_t)q->cfg.a.max_message_size) {
-		return mesh__seterr(
+		return mesh_err_set(
 		        MESH_ETOOBIG,
 		        "queue '%s': the batch's %zu bytes are over "
 		        "the queue's MaximumMessageSize of %" PRId64
@@ -1656,7 +1656,7 @@ mesh_queue_send(struct mesh_queue *q, const struct mesh_queue_entry *e,
 		return err;
 	}
 	if (out->err != MESH_OK) {
-		return mesh__seterr(out->err, "%s", out->error);
+		return mesh_err_set(out->err, "%s", out->error);
 	}
 	return MESH_OK;
 }
@@ -1763,7 +1763,7 @@ ack_one(struct mesh_queue *q, const char *ack, const char *body)
 	struct mesh_queue_result r = {MESH_OK, ""};
 
 	ack_many(q, &ack, body, 1, &r);
-	return r.err == MESH_OK ? MESH_OK : mesh__seterr(r.err, "%s", r.error);
+	return r.err == MESH_OK ? MESH_OK : mesh_err_set(r.err, "%s", r.error);
 }
 
 /* Publish m, bytes and headers as they are, to the dead-letter queue
@@ -1813,7 +1813,7 @@ dead_letter(struct mesh_queue *q, natsMsg *m, uint64_t sseq, uint64_t receives,
 	mesh_err err;
 
 	if (!q->have_dlq) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "queue '%s': has no dead-letter queue%s%s",
 		                    q->name,
 		                    q->cfg.a.dlq[0] ? " (missing: " : "",
@@ -2215,21 +2215,21 @@ receive(struct mesh_queue *q, int max, int wait_s, int64_t visibility_s,
 
 	if (wait_s > 20) {
 		free(got);
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "queue '%s': WaitTimeSeconds %d is out of "
 		                    "range 0-20",
 		                    q->name, wait_s);
 	}
 	if (visibility_s > MAX_VISIBILITY_S) {
 		free(got);
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "queue '%s': VisibilityTimeout %" PRId64
 		                    " is out of range 0-%d",
 		                    q->name, visibility_s, MAX_VISIBILITY_S);
 	}
 	if (got == NULL || (out = calloc((size_t)max, sizeof(*out))) == NULL) {
 		free(got);
-		return mesh__seterr(MESH_ENOMEM, "queue '%s'", q->name);
+		return mesh_err_set(MESH_ENOMEM, "queue '%s'", q->name);
 	}
 	wait_ms = (wait_s < 0 ? q->cfg.a.receive_wait_s : wait_s) * 1000;
 	deadline = mono_ms() + wait_ms;
@@ -2293,7 +2293,7 @@ mesh_queue_receive(struct mesh_queue *q, int max, int wait_s,
                    size_t *n)
 {
 	if (max < 1 || max > MESH_QUEUE_BATCH_MAX) {
-		return mesh__seterr(
+		return mesh_err_set(
 		        MESH_EINVAL,
 		        "queue '%s': MaxNumberOfMessages %d is out "
 		        "of range 1-%d",
@@ -2307,7 +2307,7 @@ mesh__queue_receive_many(struct mesh_queue *q, int max, int wait_s,
                          struct mesh_queue_msg **msgs, size_t *n)
 {
 	if (max < 1 || max > FORWARD_CHUNK) {
-		return mesh__seterr(
+		return mesh_err_set(
 		        MESH_EINVAL,
 		        "queue '%s': %d messages at once, not 1-%d", q->name,
 		        max, FORWARD_CHUNK);
@@ -2322,7 +2322,7 @@ static mesh_err
 batch_result(struct mesh_queue_result *r)
 {
 	return r->err == MESH_OK ? MESH_OK
-	                         : mesh__seterr(r->err, "%s", r->error);
+	                         : mesh_err_set(r->err, "%s", r->error);
 }
 
 /* Acknowledge n received messages by their receipts; res[i] each. */
@@ -2336,7 +2336,7 @@ delete_many(struct mesh_queue *q, const char *const *receipts, size_t n,
 	if (r == NULL || acks == NULL) {
 		free(r);
 		free(acks);
-		return mesh__seterr(MESH_ENOMEM, "queue '%s'", q->name);
+		return mesh_err_set(MESH_ENOMEM, "queue '%s'", q->name);
 	}
 	memset(res, 0, n * sizeof(*res));
 	receipts_open(q, receipts, n, r, res);
@@ -2412,12 +2412,12 @@ mesh__queue_seal(struct mesh_queue *q, char *receipt, size_t size)
 	if (ack == NULL) {
 		return receipt[0] != '\0'
 		               ? MESH_OK
-		               : mesh__seterr(MESH_EINVAL,
+		               : mesh_err_set(MESH_EINVAL,
 		                              "queue '%s': no receipt handle",
 		                              q->name);
 	}
 	if (strlen(ack) >= sizeof(copy)) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "queue '%s': malformed receipt handle",
 		                    q->name);
 	}
@@ -2596,7 +2596,7 @@ mesh_queue_peek(struct mesh_queue *q, size_t max, struct mesh_queue_msg **msgs,
 	natsMsg *m;
 
 	if (out == NULL) {
-		return mesh__seterr(MESH_ENOMEM, "queue '%s'", q->name);
+		return mesh_err_set(MESH_ENOMEM, "queue '%s'", q->name);
 	}
 	while (k < max && (m = next_stored(q->c, &q->n, &seq)) != NULL) {
 		mesh_err err = stored_to_msg(q, m, &out[k]);
@@ -2672,7 +2672,7 @@ mesh_queue_redrive(struct mesh_conn *c, const char *dlq,
 			 * of a schedule name no queue to go back to. */
 			if (qm.dlq_source[0] == '\0' ||
 			    strchr(qm.dlq_source, ':') != NULL) {
-				err = mesh__seterr(
+				err = mesh_err_set(
 				        MESH_EINVAL,
 				        "queue '%s': message %" PRIu64
 				        " came from %s, not a queue; give --to "

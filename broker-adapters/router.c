@@ -51,7 +51,7 @@ mesh_router_opts_init(struct mesh_router_opts *o)
 }
 
 static void log_line(struct router *r, const char *event, const char *sub,
-                     const char *fmt, ...) MESH__PRINTF(4, 5);
+                     const char *fmt, ...) MESH_PRINTF(4, 5);
 
 static void
 log_line(struct router *r, const char *event, const char *sub, const char *fmt,
@@ -216,7 +216,7 @@ mesh_router_notification(const struct mesh_event *ev, const char *topic,
 		free(names[i]);
 	}
 	if (text == NULL || names == NULL) {
-		err = mesh__seterr(MESH_ENOMEM, "notification of %s",
+		err = mesh_err_set(MESH_ENOMEM, "notification of %s",
 		                   mesh_event_id(ev));
 	} else if ((err = mesh_event_set_text(copy, text, strlen(text))) ==
 	           MESH_OK) {
@@ -565,7 +565,7 @@ mesh_router_run(struct mesh_conn *c, const struct mesh_router_opts *o,
 	mesh_err err;
 
 	if (o->batch < 1 || o->batch > MESH_SUBSCRIPTION_BATCH) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "router batch %d: must be 1-%d", o->batch,
 		                    MESH_SUBSCRIPTION_BATCH);
 	}
@@ -598,7 +598,7 @@ mesh_router_run(struct mesh_conn *c, const struct mesh_router_opts *o,
 	while (r.workers != NULL) {
 		stop_worker(&r, &r.workers);
 	}
-	mesh__conn_bulk_flush(c, 2000); /* the last acknowledgements */
+	mesh_conn_flush(c, 2000); /* the last acknowledgements */
 	kvWatcher_Destroy(watch);
 	kvStore_Destroy(kv);
 	log_line(&r, "stopped", NULL, "stopped");

@@ -76,7 +76,7 @@ mesh__rpc_open(struct mesh_conn *c, const char *what, struct mesh__rpc **out)
 	natsStatus s;
 
 	if (r == NULL) {
-		return mesh__seterr(MESH_ENOMEM, "%s: inbox", what);
+		return mesh_err_set(MESH_ENOMEM, "%s: inbox", what);
 	}
 	r->c = c;
 	r->want = SIZE_MAX;
@@ -242,13 +242,13 @@ mesh__pub_ack(natsMsg *r, const char *what, uint64_t *seq, bool *dup)
 	const char *d, *p;
 
 	if (r == NULL) {
-		return mesh__seterr(MESH_ETIMEDOUT,
+		return mesh_err_set(MESH_ETIMEDOUT,
 		                    "%s: no acknowledgement from JetStream in "
 		                    "time",
 		                    what);
 	}
 	if (natsMsg_IsNoResponders(r)) {
-		return mesh__seterr(MESH_ENOTFOUND,
+		return mesh_err_set(MESH_ENOTFOUND,
 		                    "%s: no stream takes its messages (was it "
 		                    "deleted?)",
 		                    what);
@@ -264,12 +264,12 @@ mesh__pub_ack(natsMsg *r, const char *what, uint64_t *seq, bool *dup)
 			desc += 15;
 			len = (int)strcspn(desc, "\"");
 		}
-		return mesh__seterr(err,
+		return mesh_err_set(err,
 		                    "%s: JetStream refused the message: %.*s",
 		                    what, len, desc ? desc : "");
 	}
 	if (d == NULL || (p = strstr(d, "\"seq\":")) == NULL) {
-		return mesh__seterr(MESH_EBROKER,
+		return mesh_err_set(MESH_EBROKER,
 		                    "%s: unreadable acknowledgement", what);
 	}
 	*seq = strtoull(p + 6, NULL, 10);

@@ -54,19 +54,19 @@ open_common(const struct mesh_sender_opts *o, mesh_sent_fn fn, void *arg,
 		o = &d;
 	}
 	if (o->window < 1 || o->window > MESH_SENDER_WINDOW_MAX) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "%s: a sender's window is 1-%d, not %zu",
 		                    what, MESH_SENDER_WINDOW_MAX, o->window);
 	}
 	if (o->timeout_ms < 1) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "%s: a sender's timeout must be positive",
 		                    what);
 	}
 	if ((s = calloc(1, sizeof(*s))) == NULL ||
 	    (s->ring = calloc(o->window, sizeof(*s->ring))) == NULL) {
 		free(s);
-		return mesh__seterr(MESH_ENOMEM, "%s: sender", what);
+		return mesh_err_set(MESH_ENOMEM, "%s: sender", what);
 	}
 	s->o = *o;
 	s->fn = fn;
@@ -176,7 +176,7 @@ reap_head(struct mesh_sender *s)
 		natsMsg *m = mesh__rpc_take(s->rpc, want, false, head->deadline);
 
 		if (m == NULL) {
-			mesh__seterr(MESH_ETIMEDOUT,
+			mesh_err_set(MESH_ETIMEDOUT,
 			             "%s: no confirmation within %lld ms; it may "
 			             "be stored: sending it again is safe (it is "
 			             "de-duplicated by its id)",
@@ -213,7 +213,7 @@ mesh_sender_send(struct mesh_sender *s, const struct mesh_send *m)
 		                             .group_id = m->group_id,
 		                             .dedup_id = m->dedup_id};
 		err = m->event == NULL
-		              ? mesh__seterr(MESH_EINVAL, "%s: no message",
+		              ? mesh_err_set(MESH_EINVAL, "%s: no message",
 		                             s->what)
 		              : mesh__queue_prepare(s->q, &e, &msg,
 		                                    sl->r.message_id);

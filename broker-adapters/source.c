@@ -37,7 +37,7 @@ mesh_source_new(const struct mesh_source_ops *ops, void *impl,
 
 	if (s == NULL) {
 		ops->close(impl);
-		return mesh__seterr(MESH_ENOMEM, "source %s", label);
+		return mesh_err_set(MESH_ENOMEM, "source %s", label);
 	}
 	s->ops = ops;
 	s->impl = impl;
@@ -91,7 +91,7 @@ mesh_source_fetch(struct mesh_source *s, size_t max, int64_t wait_ms,
 		*filtered = 0;
 	}
 	if (max < 1 || max > MESH_SOURCE_BATCH_MAX) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "source %s: fetch 1-%d messages, not %zu",
 		                    s->label, MESH_SOURCE_BATCH_MAX, max);
 	}
@@ -171,7 +171,7 @@ dlq_open(struct mesh_conn *c, const char *name, struct mesh_queue **dlq,
 		return MESH_OK;
 	}
 	if (name == NULL || name[0] == '\0') {
-		return mesh__seterr(MESH_ENOTFOUND,
+		return mesh_err_set(MESH_ENOTFOUND,
 		                    "source %s: no dead-letter queue", label);
 	}
 	return mesh_queue_open(c, name, dlq);
@@ -315,7 +315,7 @@ queue_source_open(struct mesh_conn *c, const char *name,
 	mesh_err err;
 
 	if (qs == NULL) {
-		return mesh__seterr(MESH_ENOMEM, "queue '%s'", name);
+		return mesh_err_set(MESH_ENOMEM, "queue '%s'", name);
 	}
 	qs->c = c;
 	if ((err = mesh_queue_open(c, name, &qs->q)) != MESH_OK) {
@@ -452,7 +452,7 @@ sub_source_open(struct mesh_conn *c, const char *id,
 	mesh_err err;
 
 	if (ss == NULL) {
-		return mesh__seterr(MESH_ENOMEM, "subscription %s", id);
+		return mesh_err_set(MESH_ENOMEM, "subscription %s", id);
 	}
 	ss->c = c;
 	if ((err = mesh_subscriber_bind(c, id, &ss->sub)) != MESH_OK) {
@@ -486,7 +486,7 @@ mesh_source_open(struct mesh_conn *c, const char *spec,
 	if (strncmp(spec, "subscription:", 13) == 0) {
 		return sub_source_open(c, spec + 13, o, out);
 	}
-	return mesh__seterr(MESH_EINVAL,
+	return mesh_err_set(MESH_EINVAL,
 	                    "source '%s': not queue:NAME or subscription:ID",
 	                    spec);
 }

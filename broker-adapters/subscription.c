@@ -55,7 +55,7 @@ mesh_sub_protocol_parse(const char *s, mesh_sub_protocol *out)
 	} else if (strcmp(s, "service") == 0) {
 		*out = MESH_SUB_SERVICE;
 	} else {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "protocol '%s': must be sqs or service",
 		                    s);
 	}
@@ -94,7 +94,7 @@ id_parse(const char *id, char *topic, size_t tsize, char *key, size_t ksize)
 	if (colon == NULL || tl == 0 || tl >= tsize ||
 	    strlen(colon + 1) != 16 ||
 	    strspn(colon + 1, "0123456789abcdef") != 16) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "subscription id '%.300s': must be "
 		                    "TOPIC:<16 hex digits>",
 		                    id ? id : "");
@@ -102,7 +102,7 @@ id_parse(const char *id, char *topic, size_t tsize, char *key, size_t ksize)
 	memcpy(topic, id, tl);
 	topic[tl] = '\0';
 	if (mesh_topic_name_check(topic, NULL) != MESH_OK) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "subscription id '%.300s': names no valid "
 		                    "topic",
 		                    id);
@@ -152,7 +152,7 @@ policy_canon(const char *policy, mesh_filter_scope scope, char **out)
 	if ((j = json_loads(policy, 0, NULL)) == NULL ||
 	    (*out = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS)) == NULL) {
 		json_decref(j);
-		return mesh__seterr(MESH_ENOMEM, "filter policy");
+		return mesh_err_set(MESH_ENOMEM, "filter policy");
 	}
 	json_decref(j);
 	return MESH_OK;
@@ -201,7 +201,7 @@ mesh__subscription_decode(const char *key, const void *data, size_t len,
 	    mesh_sub_protocol_parse(proto, &s->protocol) != MESH_OK ||
 	    mesh_filter_scope_parse(scope, &s->filter_scope) != MESH_OK) {
 		json_decref(j);
-		return mesh__seterr(MESH_EBROKER,
+		return mesh_err_set(MESH_EBROKER,
 		                    "subscription record %s: damaged", key);
 	}
 	snprintf(s->id, sizeof(s->id), "%s", id);
@@ -212,7 +212,7 @@ mesh__subscription_decode(const char *key, const void *data, size_t len,
 	s->replay_from_ms = replay;
 	s->created_ms = created;
 	if (policy != NULL && (s->filter_policy = strdup(policy)) == NULL) {
-		err = mesh__seterr(MESH_ENOMEM, "subscription %s", id);
+		err = mesh_err_set(MESH_ENOMEM, "subscription %s", id);
 	}
 	json_decref(j);
 	return err;
@@ -227,7 +227,7 @@ record_get(kvStore *kv, const char *key, struct mesh_subscription *s)
 	mesh_err err;
 
 	if (st == NATS_NOT_FOUND) {
-		return mesh__seterr(MESH_ENOTFOUND,
+		return mesh_err_set(MESH_ENOTFOUND,
 		                    "subscription %s: does not exist", key);
 	}
 	if (st != NATS_OK) {
@@ -249,7 +249,7 @@ record_put(kvStore *kv, const char *key, const struct mesh_subscription *s,
 	natsStatus st;
 
 	if (text == NULL) {
-		return mesh__seterr(MESH_ENOMEM, "subscription %s", s->id);
+		return mesh_err_set(MESH_ENOMEM, "subscription %s", s->id);
 	}
 	st = create ? kvStore_CreateString(&rev, kv, key, text)
 	            : kvStore_PutString(&rev, kv, key, text);
@@ -279,7 +279,7 @@ consumer_pending(struct mesh_conn *c, const char *topic, const char *consumer,
 	if (s != NATS_OK) {
 		if (s == NATS_NOT_FOUND || jerr == JSConsumerNotFoundErr ||
 		    jerr == JSStreamNotFoundErr) {
-			return mesh__seterr(
+			return mesh_err_set(
 			        MESH_ENOTFOUND,
 			        "subscription %s on topic '%s': its "
 			        "consumer is gone",
@@ -375,7 +375,7 @@ endpoint_check(struct mesh_conn *c, const char *topic, bool topic_fifo,
 	mesh_err err;
 
 	if (p == MESH_SUB_SERVICE) {
-		return mesh__name_check("service", endpoint, SERVICE_MAX,
+		return mesh_name_check("service", endpoint, SERVICE_MAX,
 		                        NULL);
 	}
 	if ((err = mesh_queue_name_check(endpoint, &fifo)) != MESH_OK ||
@@ -383,7 +383,7 @@ endpoint_check(struct mesh_conn *c, const char *topic, bool topic_fifo,
 		return err;
 	}
 	if (topic_fifo != fifo) {
-		return mesh__seterr(
+		return mesh_err_set(
 		        MESH_EINVAL,
 		        "topic '%s' is %s and queue '%s' is %s: a "
 		        "FIFO topic delivers to FIFO queues only, a "
@@ -417,7 +417,7 @@ mesh_subscription_create(struct mesh_conn *c, const char *topic,
 		return err;
 	}
 	if (a->replay_from_ms != 0 && ti.a.archive_days == 0) {
-		err = mesh__seterr(MESH_EINVAL,
+		err = mesh_err_set(MESH_EINVAL,
 		                   "topic '%s' keeps no archive, so there is "
 		                   "nothing to replay (create it with an "
 		                   "archive)",
@@ -425,7 +425,7 @@ mesh_subscription_create(struct mesh_conn *c, const char *topic,
 		goto out;
 	}
 	if (a->replay_from_ms < 0) {
-		err = mesh__seterr(MESH_EINVAL,
+		err = mesh_err_set(MESH_EINVAL,
 		                   "replay from %" PRId64 ": not a time",
 		                   a->replay_from_ms);
 		goto out;
@@ -450,7 +450,7 @@ mesh_subscription_create(struct mesh_conn *c, const char *topic,
 			goto found;
 		}
 		if (p != MESH_SUB_SERVICE) {
-			err = mesh__seterr(
+			err = mesh_err_set(
 			        MESH_EEXIST,
 			        "subscription %s: already exists with "
 			        "different attributes (change them "
@@ -518,7 +518,7 @@ mesh_subscription_get(struct mesh_conn *c, const char *id,
 	err = record_get(kv, key, out);
 	kvStore_Destroy(kv);
 	if (err == MESH_ENOTFOUND) {
-		return mesh__seterr(MESH_ENOTFOUND,
+		return mesh_err_set(MESH_ENOTFOUND,
 		                    "subscription %s: does not exist", id);
 	}
 	if (err == MESH_OK) {
@@ -584,7 +584,7 @@ mesh_subscription_delete(struct mesh_conn *c, const char *id)
 	if ((err = record_get(kv, key, &s)) != MESH_OK) {
 		kvStore_Destroy(kv);
 		return err == MESH_ENOTFOUND
-		               ? mesh__seterr(
+		               ? mesh_err_set(
 		                         MESH_ENOTFOUND,
 		                         "subscription %s: does not exist", id)
 		               : err;
@@ -661,7 +661,7 @@ mesh_subscription_list(struct mesh_conn *c, const char *topic,
 		return err;
 	}
 	if (nk > 0 && (subs = calloc(nk, sizeof(*subs))) == NULL) {
-		err = mesh__seterr(MESH_ENOMEM, "listing subscriptions");
+		err = mesh_err_set(MESH_ENOMEM, "listing subscriptions");
 	}
 	for (size_t i = 0; err == MESH_OK && i < nk; i++) {
 		if (topic != NULL && !key_of_topic(keys.Keys[i], topic)) {
@@ -795,7 +795,7 @@ mesh_subscriber_bind(struct mesh_conn *c, const char *id,
 	mesh_err err;
 
 	if (s == NULL) {
-		return mesh__seterr(MESH_ENOMEM, "subscription %s", id);
+		return mesh_err_set(MESH_ENOMEM, "subscription %s", id);
 	}
 	s->c = c;
 	if ((err = id_parse(id, topic, sizeof(topic), s->key,
@@ -823,7 +823,7 @@ mesh_subscriber_bind(struct mesh_conn *c, const char *id,
 	                      s->rec.consumer, NULL, &so, &jerr);
 	if (st != NATS_OK) {
 		err = (st == NATS_NOT_FOUND || jerr == JSConsumerNotFoundErr)
-		              ? mesh__seterr(
+		              ? mesh_err_set(
 		                        MESH_ENOTFOUND,
 		                        "subscription %s: its consumer is "
 		                        "gone",
@@ -950,7 +950,7 @@ mesh__subscriber_fetch(struct mesh_subscriber *s, int max, int64_t wait_ms,
 		*filtered = 0;
 	}
 	if (max < 1 || max > MESH_SUBSCRIPTION_BATCH) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "subscription %s: fetch 1-%d messages, "
 		                    "not %d",
 		                    s->rec.id, MESH_SUBSCRIPTION_BATCH, max);

@@ -38,7 +38,7 @@ mesh_topic_attrs_init(struct mesh_topic_attrs *a)
 mesh_err
 mesh_topic_name_check(const char *name, bool *fifo)
 {
-	return mesh__name_check("topic", name, MESH_TOPIC_NAME_MAX, fifo);
+	return mesh_name_check("topic", name, MESH_TOPIC_NAME_MAX, fifo);
 }
 
 mesh_err
@@ -91,7 +91,7 @@ cfg_decode(const char *name, const char *desc, struct mesh_topic_attrs *a)
 	           "evmesh-topic v1 fifo=%d cbd=%d archive=%" SCNd64
 	           " created=%" SCNd64,
 	           &fifo, &cbd, &a->archive_days, &a->created_ms) != 4) {
-		return mesh__seterr(MESH_EBROKER,
+		return mesh_err_set(MESH_EBROKER,
 		                    "topic '%s': its stream holds no topic "
 		                    "attributes (not made by evmesh?)",
 		                    name);
@@ -143,20 +143,20 @@ mesh_topic_create(struct mesh_conn *c, const char *name,
 		return err;
 	}
 	if (a.fifo != fifo) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "topic '%s': FifoTopic is %s, so the name "
 		                    "must %send in .fifo",
 		                    name, a.fifo ? "true" : "false",
 		                    a.fifo ? "" : "not ");
 	}
 	if (a.content_based_dedup && !fifo) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "topic '%s': ContentBasedDeduplication is "
 		                    "for FIFO topics only",
 		                    name);
 	}
 	if (a.archive_days < 0 || a.archive_days > MESH_TOPIC_ARCHIVE_DAYS) {
-		return mesh__seterr(
+		return mesh_err_set(
 		        MESH_EINVAL,
 		        "topic '%s': ArchivePolicy retention %" PRId64
 		        " days is out of range 1-%d (0: none)",
@@ -169,7 +169,7 @@ mesh_topic_create(struct mesh_conn *c, const char *name,
 		    old.archive_days == a.archive_days) {
 			return MESH_OK;
 		}
-		return mesh__seterr(MESH_EEXIST,
+		return mesh_err_set(MESH_EEXIST,
 		                    "topic '%s': already exists with other "
 		                    "attributes",
 		                    name);
@@ -283,7 +283,7 @@ mesh_topic_open(struct mesh_conn *c, const char *name, struct mesh_topic **out)
 	mesh_err err;
 
 	if (t == NULL) {
-		return mesh__seterr(MESH_ENOMEM, "topic '%s'", name);
+		return mesh_err_set(MESH_ENOMEM, "topic '%s'", name);
 	}
 	t->c = c;
 	if ((err = load(c, name, &t->a, &t->n, NULL)) != MESH_OK ||
@@ -334,17 +334,17 @@ prepare(struct mesh_topic *t, const struct mesh_topic_entry *e, natsMsg **out,
 
 	snprintf(what, sizeof(what), "topic '%s'", t->name);
 	if (ev == NULL) {
-		return mesh__seterr(MESH_EINVAL, "%s: no message", what);
+		return mesh_err_set(MESH_EINVAL, "%s: no message", what);
 	}
 	size = mesh__message_size(ev, &n_attrs);
 	if (size > MESH_TOPIC_MAX_MESSAGE) {
-		return mesh__seterr(MESH_ETOOBIG,
+		return mesh_err_set(MESH_ETOOBIG,
 		                    "topic '%s': message of %zu bytes is over "
 		                    "the limit of %d bytes",
 		                    t->name, size, MESH_TOPIC_MAX_MESSAGE);
 	}
 	if (n_attrs > MESH_TOPIC_MAX_ATTRS) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "topic '%s': %zu message attributes, more "
 		                    "than %d",
 		                    t->name, n_attrs, MESH_TOPIC_MAX_ATTRS);
@@ -354,7 +354,7 @@ prepare(struct mesh_topic *t, const struct mesh_topic_entry *e, natsMsg **out,
 		return err;
 	}
 	if (!t->a.fifo && (e->group_id != NULL || e->dedup_id != NULL)) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "%s: MessageGroupId and "
 		                    "MessageDeduplicationId are for FIFO "
 		                    "topics only",
@@ -444,7 +444,7 @@ mesh_topic_publish_batch(struct mesh_topic *t,
 		total += e[i].event ? mesh__message_size(e[i].event, &na) : 0;
 	}
 	if (n > 1 && total > MESH_TOPIC_MAX_MESSAGE) {
-		return mesh__seterr(MESH_ETOOBIG,
+		return mesh_err_set(MESH_ETOOBIG,
 		                    "%s: the batch's %zu bytes are over the "
 		                    "limit of %d bytes in all",
 		                    what, total, MESH_TOPIC_MAX_MESSAGE);
@@ -490,7 +490,7 @@ mesh_topic_publish(struct mesh_topic *t, const struct mesh_topic_entry *e,
 		return err;
 	}
 	if (out->err != MESH_OK) {
-		return mesh__seterr(out->err, "%s", out->error);
+		return mesh_err_set(out->err, "%s", out->error);
 	}
 	return MESH_OK;
 }
@@ -536,7 +536,7 @@ mesh_topic_tail_open(struct mesh_conn *c, const char *name, int64_t since_ms,
 		return err;
 	}
 	if ((t = calloc(1, sizeof(*t))) == NULL) {
-		return mesh__seterr(MESH_ENOMEM, "topic '%s': tail", name);
+		return mesh_err_set(MESH_ENOMEM, "topic '%s': tail", name);
 	}
 	snprintf(t->name, sizeof(t->name), "%s", name);
 	snprintf(t->stream, sizeof(t->stream), "%s", n.stream);
@@ -588,7 +588,7 @@ mesh_topic_tail_next(struct mesh_topic_tail *t, int64_t timeout_ms,
 	mesh_err err;
 
 	if (atomic_load(&t->stopped)) {
-		return mesh__seterr(MESH_ECLOSED, "topic '%s': tail stopped",
+		return mesh_err_set(MESH_ECLOSED, "topic '%s': tail stopped",
 		                    t->name);
 	}
 	/* cnats adds the timeout to the clock: for ever is an hour at a time.
@@ -600,17 +600,17 @@ mesh_topic_tail_next(struct mesh_topic_tail *t, int64_t timeout_ms,
 	} while (s == NATS_TIMEOUT && timeout_ms < 0);
 	if (s != NATS_OK) {
 		if (atomic_load(&t->deleted)) {
-			return mesh__seterr(
+			return mesh_err_set(
 			        MESH_ENOTFOUND,
 			        "topic '%s': deleted while followed", t->name);
 		}
 		if (atomic_load(&t->stopped)) {
-			return mesh__seterr(MESH_ECLOSED,
+			return mesh_err_set(MESH_ECLOSED,
 			                    "topic '%s': tail stopped",
 			                    t->name);
 		}
 		if (s == NATS_TIMEOUT) {
-			return mesh__seterr(
+			return mesh_err_set(
 			        MESH_ETIMEDOUT,
 			        "topic '%s': no message in %" PRId64 " ms",
 			        t->name, timeout_ms);

@@ -31,7 +31,7 @@ mesh_wire_msg(const char *subject, const char *reply,
 
 	if (subject == NULL || subject[0] == '\0' ||
 	    strpbrk(subject, " \t\r\n*>") != NULL) {
-		return mesh__seterr(
+		return mesh_err_set(
 		        MESH_EINVAL,
 		        "subject '%s': empty, or holds white space "
 		        "or wildcards",
@@ -92,7 +92,7 @@ mesh_wire_publish(struct mesh_conn *c, const char *subject,
 	s = js_PublishMsg(&ack, mesh_conn_js(c), m, NULL, &jerr);
 	natsMsg_Destroy(m);
 	if (s == NATS_NO_RESPONDERS) {
-		return mesh__seterr(MESH_ENOTFOUND,
+		return mesh_err_set(MESH_ENOTFOUND,
 		                    "publishing to '%s': no stream takes this "
 		                    "subject",
 		                    subject);
@@ -118,7 +118,7 @@ mesh_wire_decode(natsMsg *msg, size_t max_size, struct mesh_event **out)
 
 	if (natsMsgHeader_Get(msg, MESH_HDR_CONTENT_TYPE, &ct) == NATS_OK &&
 	    ct != NULL && strcmp(ct, MESH_EVENT_CONTENT_TYPE) != 0) {
-		return mesh__seterr(
+		return mesh_err_set(
 		        MESH_EPARSE,
 		        "message on '%s': Content-Type '%s' is not "
 		        "%s",
@@ -182,7 +182,7 @@ mesh_wire_read(natsMsg *msg, size_t max_size, const char *fallback_id,
 fail:
 	mesh_event_free(ev);
 	return err == MESH_ENOMEM ? err
-	                          : mesh__seterr(MESH_ENOMEM,
+	                          : mesh_err_set(MESH_ENOMEM,
 	                                         "message on '%s': cannot "
 	                                         "carry it as bytes",
 	                                         natsMsg_GetSubject(msg));
@@ -215,14 +215,14 @@ mesh_stream_ensure(struct mesh_conn *c, jsStreamConfig *cfg)
 }
 
 mesh_err
-mesh__name_check(const char *noun, const char *name, size_t max, bool *fifo)
+mesh_name_check(const char *noun, const char *name, size_t max, bool *fifo)
 {
 	size_t len = name ? strlen(name) : 0;
 	bool is_fifo = len > 5 && strcmp(name + len - 5, ".fifo") == 0;
 	size_t base = is_fifo ? len - 5 : len;
 
 	if (len == 0 || len > max || base == 0) {
-		return mesh__seterr(
+		return mesh_err_set(
 		        MESH_EINVAL,
 		        "%s name '%.100s': must be 1-%zu characters", noun,
 		        name ? name : "", max);
@@ -231,7 +231,7 @@ mesh__name_check(const char *noun, const char *name, size_t max, bool *fifo)
 		char ch = name[i];
 		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
 		      (ch >= '0' && ch <= '9') || ch == '_' || ch == '-')) {
-			return mesh__seterr(
+			return mesh_err_set(
 			        MESH_EINVAL,
 			        "%s name '%s': may contain only A-Z, a-z, "
 			        "0-9, "
@@ -282,7 +282,7 @@ mesh__stream_names(struct mesh_conn *c, const char *noun,
 	}
 	if ((out = calloc((size_t)list->Count + 1, sizeof(*out))) == NULL) {
 		jsStreamNamesList_Destroy(list);
-		return mesh__seterr(MESH_ENOMEM, "listing %ss", noun);
+		return mesh_err_set(MESH_ENOMEM, "listing %ss", noun);
 	}
 	for (int i = 0; i < list->Count; i++) {
 		const char *sn = list->List[i];
@@ -298,7 +298,7 @@ mesh__stream_names(struct mesh_conn *c, const char *noun,
 		if (rc < 0) {
 			mesh__names_free(out, k);
 			jsStreamNamesList_Destroy(list);
-			return mesh__seterr(MESH_ENOMEM, "listing %ss", noun);
+			return mesh_err_set(MESH_ENOMEM, "listing %ss", noun);
 		}
 		if (prefix != NULL && strncmp(name, prefix, strlen(prefix))) {
 			free(name);
@@ -318,7 +318,7 @@ mesh__batch_check(const char *what, const char *const *ids, size_t n,
                   size_t stride)
 {
 	if (n == 0 || n > MESH__BATCH_MAX) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "%s: a batch holds 1-%d entries, not %zu",
 		                    what, MESH__BATCH_MAX, n);
 	}
@@ -330,7 +330,7 @@ mesh__batch_check(const char *what, const char *const *ids, size_t n,
 		    strspn(id,
 		           "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTU"
 		           "VWXYZ0123456789-_") != len) {
-			return mesh__seterr(
+			return mesh_err_set(
 			        MESH_EINVAL,
 			        "%s: batch entry id '%.80s' must be 1-80 of "
 			        "A-Z, a-z, 0-9, '-' and '_'",
@@ -341,7 +341,7 @@ mesh__batch_check(const char *what, const char *const *ids, size_t n,
 			        *(const char *const *)((const char *)ids +
 			                               k * stride);
 			if (strcmp(id, other) == 0) {
-				return mesh__seterr(
+				return mesh_err_set(
 				        MESH_EINVAL,
 				        "%s: batch entry id '%s' is repeated; "
 				        "ids must be distinct",
@@ -395,14 +395,14 @@ mesh_err
 mesh__ids_check(const char *what, const char *group_id, const char *dedup_id)
 {
 	if (group_id != NULL && !mesh__id_valid(group_id)) {
-		return mesh__seterr(
+		return mesh_err_set(
 		        MESH_EINVAL,
 		        "%s: MessageGroupId '%.128s' must be 1-128 "
 		        "printable ASCII characters",
 		        what, group_id);
 	}
 	if (dedup_id != NULL && !mesh__id_valid(dedup_id)) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "%s: MessageDeduplicationId '%.128s' must "
 		                    "be 1-128 printable ASCII characters",
 		                    what, dedup_id);
@@ -419,7 +419,7 @@ mesh__fifo_ids(const char *what, const struct mesh_event *ev,
 	uint8_t h[32];
 
 	if (group_id == NULL) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "%s: MessageGroupId is required on FIFO",
 		                    what);
 	}
@@ -432,7 +432,7 @@ mesh__fifo_ids(const char *what, const struct mesh_event *ev,
 		crypto_hash_sha256(h, data, len);
 		sodium_bin2hex(dedup, MESH__ID_MAX + 1, h, 32);
 	} else {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "%s: MessageDeduplicationId is required "
 		                    "unless ContentBasedDeduplication is on",
 		                    what);
@@ -441,7 +441,7 @@ mesh__fifo_ids(const char *what, const struct mesh_event *ev,
 	 * duplicate's send returns the original's id. */
 	crypto_generichash(h, 16, (const uint8_t *)dedup, strlen(dedup), key,
 	                   key_len);
-	mesh__uuid_format(h, 8, message_id);
+	mesh_uuid_format(h, 8, message_id);
 	return MESH_OK;
 }
 
@@ -457,7 +457,7 @@ mesh__stream_info(struct mesh_conn *c, const char *stream, const char *noun,
 		return MESH_OK;
 	}
 	if (jerr == JSStreamNotFoundErr || s == NATS_NOT_FOUND) {
-		return mesh__seterr(MESH_ENOTFOUND, "%s '%s': does not exist",
+		return mesh_err_set(MESH_ENOTFOUND, "%s '%s': does not exist",
 		                    noun, name);
 	}
 	return mesh_err_nats(s, jerr, "%s '%s'", noun, name);

@@ -7,7 +7,8 @@
 
 #include "api.h"
 #include "daemon.h"
-#include "internal.h"
+#include "mesh/clock.h"
+#include "mesh/err.h"
 #include "mesh/queue.h"
 #include "mesh/topic.h"
 
@@ -75,7 +76,7 @@ mesh_sched_info(struct mesh_conn *c, const char *name, json_t **out)
 		json_decref(j);
 		json_decref(next);
 		mesh_schedule_fini(&s);
-		return mesh__seterr(MESH_ENOMEM, "schedule '%s'", name);
+		return mesh_err_set(MESH_ENOMEM, "schedule '%s'", name);
 	}
 	t = (int64_t)time(NULL);
 	if (s.enabled && mesh_tz_shared(s.tz, &tz) == MESH_OK) {
@@ -106,7 +107,7 @@ mesh_sched_list(struct mesh_conn *c, json_t **out)
 	natsStatus st;
 
 	if (names == NULL) {
-		return mesh__seterr(MESH_ENOMEM, "schedules");
+		return mesh_err_set(MESH_ENOMEM, "schedules");
 	}
 	jsOptions_Init(&o);
 	o.Stream.Info.SubjectsFilter = MESH_SCHEDULES_PREFIX "*";
@@ -133,11 +134,11 @@ static mesh_err
 set_str(char *dst, size_t size, const char *key, json_t *v)
 {
 	if (!json_is_string(v)) {
-		return mesh__seterr(MESH_EINVAL, "field '%s': not a string",
+		return mesh_err_set(MESH_EINVAL, "field '%s': not a string",
 		                    key);
 	}
 	if (strlen(json_string_value(v)) >= size) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "field '%s': longer than %zu characters",
 		                    key, size - 1);
 	}
@@ -161,7 +162,7 @@ set_seconds(int64_t *dst, const char *key, json_t *v, bool time)
 	          : mesh_schedule_parse_duration(text, 1, dst))) {
 		return MESH_OK;
 	}
-	return mesh__seterr(MESH_EINVAL, "field '%s': not %s", key,
+	return mesh_err_set(MESH_EINVAL, "field '%s': not %s", key,
 	                    time ? "Unix seconds or an ISO-8601 time"
 	                         : "seconds or a duration like 15m or 2h");
 }
@@ -170,7 +171,7 @@ static mesh_err
 set_bool(bool *dst, const char *key, json_t *v)
 {
 	if (!json_is_boolean(v)) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "field '%s': not true or false", key);
 	}
 	*dst = json_is_true(v);
@@ -202,12 +203,12 @@ mesh_sched_set_fields(struct mesh_schedule *s, json_t *fields)
 		} else if (strcmp(key, "body") == 0) {
 			char *body;
 			if (!json_is_string(v)) {
-				err = mesh__seterr(
+				err = mesh_err_set(
 				        MESH_EINVAL,
 				        "field 'body': not a string");
 			} else if ((body = strdup(json_string_value(v))) ==
 			           NULL) {
-				err = mesh__seterr(MESH_ENOMEM,
+				err = mesh_err_set(MESH_ENOMEM,
 				                   "field 'body'");
 			} else {
 				free(s->body);
@@ -227,13 +228,13 @@ mesh_sched_set_fields(struct mesh_schedule *s, json_t *fields)
 				           : strlen(json_string_value(a)) + 1;
 			}
 			if (bad) {
-				err = mesh__seterr(
+				err = mesh_err_set(
 				        MESH_EINVAL,
 				        "field 'attrs': an array of "
 				        "\"NAME=TYPE:VALUE\" strings");
 			} else if (len > 0 &&
 			           (lines = calloc(1, len)) == NULL) {
-				err = mesh__seterr(MESH_ENOMEM,
+				err = mesh_err_set(MESH_ENOMEM,
 				                   "field 'attrs'");
 			} else {
 				json_array_foreach(v, i, a)
@@ -250,7 +251,7 @@ mesh_sched_set_fields(struct mesh_schedule *s, json_t *fields)
 			const char *m = json_string_value(v);
 			if (m == NULL || (strcmp(m, "json") != 0 &&
 			                  strcmp(m, "text") != 0)) {
-				err = mesh__seterr(
+				err = mesh_err_set(
 				        MESH_EINVAL,
 				        "field 'payload': json or text");
 			} else {
@@ -265,7 +266,7 @@ mesh_sched_set_fields(struct mesh_schedule *s, json_t *fields)
 			} else if (m != NULL && strcmp(m, "skip") == 0) {
 				s->missed = MESH_MISSED_SKIP;
 			} else {
-				err = mesh__seterr(
+				err = mesh_err_set(
 				        MESH_EINVAL,
 				        "field 'missed': latest, all or "
 				        "skip");
@@ -280,7 +281,7 @@ mesh_sched_set_fields(struct mesh_schedule *s, json_t *fields)
 			err = set_seconds(&s->max_age_s, key, v, false);
 		} else if (strcmp(key, "retry_max") == 0) {
 			if (!json_is_integer(v)) {
-				err = mesh__seterr(MESH_EINVAL,
+				err = mesh_err_set(MESH_EINVAL,
 				                   "field 'retry_max': not an "
 				                   "integer");
 			} else {
@@ -291,7 +292,7 @@ mesh_sched_set_fields(struct mesh_schedule *s, json_t *fields)
 		} else if (strcmp(key, "enabled") == 0) {
 			err = set_bool(&s->enabled, key, v);
 		} else {
-			err = mesh__seterr(MESH_EINVAL, "field '%s': unknown",
+			err = mesh_err_set(MESH_EINVAL, "field '%s': unknown",
 			                   key);
 		}
 		if (err != MESH_OK) {
@@ -354,7 +355,7 @@ handle_write(struct mesh_conn *c, const char *verb, json_t *req)
 	mesh_err err;
 
 	if (name == NULL) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "field 'name': missing, or not a string");
 	}
 	if (create) {
@@ -362,7 +363,7 @@ handle_write(struct mesh_conn *c, const char *verb, json_t *req)
 		s.created = (int64_t)time(NULL);
 		if (json_object_get(req, "expression") == NULL ||
 		    json_object_get(req, "target") == NULL) {
-			return mesh__seterr(MESH_EINVAL,
+			return mesh_err_set(MESH_EINVAL,
 			                    "fields 'expression' and 'target' "
 			                    "are required");
 		}
@@ -373,13 +374,13 @@ handle_write(struct mesh_conn *c, const char *verb, json_t *req)
 		s.enabled = verb[0] == 'r';
 		err = json_object_size(req) == 1
 		              ? MESH_OK
-		              : mesh__seterr(MESH_EINVAL,
+		              : mesh_err_set(MESH_EINVAL,
 		                             "%s takes only 'name'", verb);
 	} else {
 		err = mesh_sched_set_fields(&s, req);
 	}
 	if (err == MESH_OK && strcmp(s.name, name) != 0) {
-		err = mesh__seterr(MESH_EINVAL,
+		err = mesh_err_set(MESH_EINVAL,
 		                   "field 'name': not changeable");
 	}
 	if (err == MESH_OK) {
@@ -399,7 +400,7 @@ mesh_sched_api_handle(struct mesh_conn *c, const char *verb, const char *body,
 	mesh_err err = MESH_OK;
 
 	if (!json_is_object(req)) {
-		err = mesh__seterr(MESH_EPARSE,
+		err = mesh_err_set(MESH_EPARSE,
 		                   "request body: not a JSON object");
 	} else if (strcmp(verb, "create") == 0 ||
 	           strcmp(verb, "update") == 0 || strcmp(verb, "pause") == 0 ||
@@ -411,7 +412,7 @@ mesh_sched_api_handle(struct mesh_conn *c, const char *verb, const char *body,
 	} else if (name_of(req) == NULL && strcmp(verb, "list") != 0 &&
 	           (strcmp(verb, "delete") == 0 ||
 	            strcmp(verb, "info") == 0)) {
-		err = mesh__seterr(MESH_EINVAL,
+		err = mesh_err_set(MESH_EINVAL,
 		                   "field 'name': missing, or not a string");
 	} else if (strcmp(verb, "delete") == 0) {
 		if ((err = mesh_schedules_delete(c, name_of(req))) ==
@@ -427,7 +428,7 @@ mesh_sched_api_handle(struct mesh_conn *c, const char *verb, const char *body,
 			res = json_pack("{s:o}", "schedules", names);
 		}
 	} else {
-		err = mesh__seterr(MESH_EINVAL,
+		err = mesh_err_set(MESH_EINVAL,
 		                   "verb '%.64s': not create, update, delete, "
 		                   "pause, resume, info or list",
 		                   verb);

@@ -10,7 +10,8 @@
 
 #include "api.h"
 #include "daemon.h"
-#include "internal.h"
+#include "mesh/clock.h"
+#include "mesh/err.h"
 #include "mesh/queue.h"
 #include "mesh/topic.h"
 #include "mesh/pbjson.h"
@@ -77,7 +78,7 @@ mesh_schedules_get(struct mesh_conn *c, const char *name,
 	m = last_on(c, MESH_SCHEDULES_STREAM, subject);
 	if (m == NULL || is_delete(m)) {
 		natsMsg_Destroy(m);
-		return mesh__seterr(MESH_ENOTFOUND,
+		return mesh_err_set(MESH_ENOTFOUND,
 		                    "schedule '%s': does not exist", name);
 	}
 	err = mesh_schedule_from_json(natsMsg_GetData(m),
@@ -105,7 +106,7 @@ mesh_schedules_put(struct mesh_conn *c, const struct mesh_schedule *s,
 	if (err == MESH_OK) {
 		mesh_schedule_fini(&old);
 		if (create) {
-			return mesh__seterr(MESH_EEXIST,
+			return mesh_err_set(MESH_EEXIST,
 			                    "schedule '%s': already exists",
 			                    s->name);
 		}
@@ -297,7 +298,7 @@ make_event(const struct replica *r, const struct mesh_schedule *s,
 	mesh_sched_format(when, iso);
 	snprintf(source, sizeof(source), "mesh-scheduler/%s", r->id);
 	err = body == NULL
-	              ? mesh__seterr(MESH_ENOMEM, "schedule '%s'", s->name)
+	              ? mesh_err_set(MESH_ENOMEM, "schedule '%s'", s->name)
 	              : mesh_event_new(s->type, source, &ev);
 	if (err == MESH_OK && (err = mesh_event_set_id(ev, id)) == MESH_OK &&
 	    (err = s->json_body
@@ -340,9 +341,9 @@ send_to_queue(struct replica *r, struct firing *f, size_t n, size_t first,
 	mesh_err err = MESH_OK;
 
 	if (qe == NULL || sent == NULL || idx == NULL) {
-		err = mesh__seterr(MESH_ENOMEM, "queue '%s'", name);
+		err = mesh_err_set(MESH_ENOMEM, "queue '%s'", name);
 	} else if (q == NULL) {
-		err = mesh__seterr(MESH_ENOTFOUND,
+		err = mesh_err_set(MESH_ENOTFOUND,
 		                   "queue '%s': does not exist", name);
 	}
 	for (size_t i = first; i < n; i++) {
@@ -633,7 +634,7 @@ fire_round(struct replica *r, struct firing *f, size_t n, int64_t due)
 			         "%s", mesh_errdetail());
 		}
 	}
-	if (due * 1000 > now_ms()) {
+	if (due * 1000 > mesh_wall_ms()) {
 		/* Ready early; sent at the wall-clock instant they name. */
 		struct timespec ts = {.tv_sec = (time_t)due};
 		clock_nanosleep(CLOCK_REALTIME, TIMER_ABSTIME, &ts, NULL);
@@ -1084,7 +1085,7 @@ mesh_scheduler_run(struct mesh_conn *c, struct mesh_sched_store *st,
 
 		if (first != NULL) {
 			int64_t due = mesh_sched_entry_due(first);
-			wait_ms = due * 1000 - now_ms();
+			wait_ms = due * 1000 - mesh_wall_ms();
 			if (wait_ms <= LEAD_MS) {
 				fire_due(&r, due > now_s() ? due : now_s());
 				continue;

@@ -6,7 +6,8 @@
 #include <string.h>
 
 #include "expr.h"
-#include "internal.h"
+#include "mesh/clock.h"
+#include "mesh/err.h"
 
 #define YEAR_MIN   1970
 #define YEAR_MAX   2199
@@ -31,7 +32,7 @@ struct field {
 static mesh_err
 field_err(const struct field *f, const char *item, const char *why)
 {
-	return mesh__seterr(MESH_EINVAL, "%.100s: field %d (%s) '%.40s' %s",
+	return mesh_err_set(MESH_EINVAL, "%.100s: field %d (%s) '%.40s' %s",
 	                    f->expr, f->index, f->name, item, why);
 }
 
@@ -264,7 +265,7 @@ parse_eventbridge(const char *expr, char *body, struct mesh_sched_expr *e)
 	struct field fl;
 
 	if (n != 6) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "%.100s: cron() takes 6 fields (minutes "
 		                    "hours day-of-month month day-of-week "
 		                    "year), not %d",
@@ -299,7 +300,7 @@ parse_eventbridge(const char *expr, char *body, struct mesh_sched_expr *e)
 		return err;
 	}
 	if ((strcmp(f[2], "?") == 0) == (strcmp(f[4], "?") == 0)) {
-		return mesh__seterr(
+		return mesh_err_set(
 		        MESH_EINVAL,
 		        "%.100s: one of day-of-month (field 3) and "
 		        "day-of-week (field 5) must be '?', and not "
@@ -339,7 +340,7 @@ parse_unix(const char *expr, char *body, struct mesh_sched_expr *e)
 			}
 		}
 		if (body != expanded) {
-			return mesh__seterr(MESH_EINVAL,
+			return mesh_err_set(MESH_EINVAL,
 			                    "%.100s: not a schedule macro "
 			                    "(@yearly, @monthly, @weekly, "
 			                    "@daily, @hourly)",
@@ -348,7 +349,7 @@ parse_unix(const char *expr, char *body, struct mesh_sched_expr *e)
 	}
 	n = split(body, f, 6);
 	if (n != 5 && n != 6) {
-		return mesh__seterr(
+		return mesh_err_set(
 		        MESH_EINVAL,
 		        "%.100s: Unix cron takes 5 fields (minute "
 		        "hour day-of-month month day-of-week), or 6 "
@@ -358,7 +359,7 @@ parse_unix(const char *expr, char *body, struct mesh_sched_expr *e)
 	e->kind = MESH_SCHED_UNIX;
 	memset(e->year, 0xff, sizeof(e->year));
 	if (strchr(expr, '?') != NULL) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "%.100s: '?' is for cron(...); Unix cron "
 		                    "uses '*'",
 		                    expr);
@@ -425,14 +426,14 @@ parse_rate(const char *expr, const char *body, struct mesh_sched_expr *e)
 
 	if (sscanf(body, "%lld %15s %n", &n, unit, &used) != 2 ||
 	    body[used] != '\0' || !isdigit((unsigned char)body[0])) {
-		return mesh__seterr(
+		return mesh_err_set(
 		        MESH_EINVAL,
 		        "%.100s: rate() takes a number and a unit, "
 		        "like rate(5 minutes)",
 		        expr);
 	}
 	if (n < 1 || n > 1000000) {
-		return mesh__seterr(
+		return mesh_err_set(
 		        MESH_EINVAL,
 		        "%.100s: the rate value %lld is not 1-1000000", expr,
 		        n);
@@ -442,7 +443,7 @@ parse_rate(const char *expr, const char *body, struct mesh_sched_expr *e)
 		    strcmp(unit, units[i].many) == 0) {
 			/* EventBridge's rule: singular for 1, plural else. */
 			if ((n == 1) != (strcmp(unit, units[i].one) == 0)) {
-				return mesh__seterr(
+				return mesh_err_set(
 				        MESH_EINVAL,
 				        "%.100s: use '%s' with %lld", expr,
 				        n == 1 ? units[i].one : units[i].many,
@@ -453,7 +454,7 @@ parse_rate(const char *expr, const char *body, struct mesh_sched_expr *e)
 			return MESH_OK;
 		}
 	}
-	return mesh__seterr(MESH_EINVAL,
+	return mesh_err_set(MESH_EINVAL,
 	                    "%.100s: the rate unit '%s' is not second(s), "
 	                    "minute(s), hour(s) or day(s)",
 	                    expr, unit);
@@ -509,7 +510,7 @@ parse_at(const char *expr, const char *body, struct mesh_sched_expr *e)
 	const char *rest;
 
 	if (!parse_local(body, true, &e->at_local, &rest) || *rest != '\0') {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "%.100s: at() takes a date and time "
 		                    "yyyy-mm-ddThh:mm:ss (in the schedule's "
 		                    "zone)",
@@ -530,7 +531,7 @@ mesh_sched_parse(const char *text, struct mesh_sched_expr *out)
 	memset(&e, 0, sizeof(e));
 	if (text == NULL || (n = strlen(text)) == 0 ||
 	    n > MESH_SCHED_EXPR_MAX) {
-		return mesh__seterr(
+		return mesh_err_set(
 		        MESH_EINVAL,
 		        "schedule expression: empty or longer than "
 		        "%d characters",
@@ -539,7 +540,7 @@ mesh_sched_parse(const char *text, struct mesh_sched_expr *out)
 	for (size_t i = 0; i < n; i++) {
 		if ((unsigned char)text[i] < 0x20 ||
 		    (unsigned char)text[i] > 0x7e) {
-			return mesh__seterr(MESH_EINVAL,
+			return mesh_err_set(MESH_EINVAL,
 			                    "schedule expression: holds a "
 			                    "character that is not printable "
 			                    "ASCII");
@@ -554,7 +555,7 @@ mesh_sched_parse(const char *text, struct mesh_sched_expr *out)
 			continue;
 		}
 		if (buf[n - 1] != ')') {
-			return mesh__seterr(MESH_EINVAL,
+			return mesh_err_set(MESH_EINVAL,
 			                    "%.100s: no closing ')'", text);
 		}
 		buf[n - 1] = '\0';
@@ -567,7 +568,7 @@ mesh_sched_parse(const char *text, struct mesh_sched_expr *out)
 		return err;
 	}
 	if (strchr(buf, '(') != NULL) {
-		return mesh__seterr(
+		return mesh_err_set(
 		        MESH_EINVAL,
 		        "%.100s: not cron(...), rate(...), at(...) "
 		        "or a Unix cron line",
@@ -812,7 +813,7 @@ cron_next(const struct mesh_sched_expr *e, const struct mesh_tz *tz,
 	}
 done:
 	if (best == INT64_MIN) {
-		return mesh__seterr(MESH_ENOTFOUND,
+		return mesh_err_set(MESH_ENOTFOUND,
 		                    "the schedule never fires after this");
 	}
 	*next = best;
@@ -838,7 +839,7 @@ mesh_sched_next(const struct mesh_sched_expr *e, const struct mesh_tz *tz,
 		int64_t best = INT64_MIN;
 		consider(e, tz, e->at_local, after, &best);
 		if (best == INT64_MIN) {
-			return mesh__seterr(MESH_ENOTFOUND,
+			return mesh_err_set(MESH_ENOTFOUND,
 			                    "the one-time schedule is past");
 		}
 		*next = best;
@@ -848,7 +849,7 @@ mesh_sched_next(const struct mesh_sched_expr *e, const struct mesh_tz *tz,
 	case MESH_SCHED_UNIX:
 		return cron_next(e, tz, after, next);
 	}
-	return mesh__seterr(MESH_EINVAL, "schedule expression: not parsed");
+	return mesh_err_set(MESH_EINVAL, "schedule expression: not parsed");
 }
 
 void
@@ -871,7 +872,7 @@ mesh_sched_parse_time(const char *text, const struct mesh_tz *tz, int64_t *out)
 	int64_t local, t[2], gap_end = 0;
 
 	if (text == NULL || !parse_local(text, false, &local, &rest)) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "time '%.64s': not ISO-8601 "
 		                    "(yyyy-mm-ddThh:mm[:ss][Z|+hh:mm])",
 		                    text ? text : "");
@@ -886,7 +887,7 @@ mesh_sched_parse_time(const char *text, const struct mesh_tz *tz, int64_t *out)
 		int64_t off = (h * 3600 + m * 60) * (*rest == '-' ? -1 : 1);
 		if (h > 23 || m > 59 || !isdigit((unsigned char)rest[1]) ||
 		    !isdigit((unsigned char)rest[4])) {
-			return mesh__seterr(MESH_EINVAL,
+			return mesh_err_set(MESH_EINVAL,
 			                    "time '%.64s': bad UTC offset",
 			                    text);
 		}
@@ -894,7 +895,7 @@ mesh_sched_parse_time(const char *text, const struct mesh_tz *tz, int64_t *out)
 		return MESH_OK;
 	}
 	if (*rest != '\0') {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "time '%.64s': unexpected '%.10s'", text,
 		                    rest);
 	}

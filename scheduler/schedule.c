@@ -6,7 +6,8 @@
 #include <jansson.h>
 #include <sodium.h>
 
-#include "internal.h"
+#include "mesh/clock.h"
+#include "mesh/err.h"
 #include "schedule.h"
 #include "mesh/event.h"
 #include "mesh/pbjson.h"
@@ -46,7 +47,7 @@ mesh_schedule_set_attrs(const struct mesh_schedule *s, struct mesh_event *ev)
 	while (p != NULL && *p != '\0' && err == MESH_OK) {
 		size_t n = strcspn(p, "\n");
 		char *spec = strndup(p, n);
-		err = spec == NULL ? mesh__seterr(MESH_ENOMEM, "schedule '%s'",
+		err = spec == NULL ? mesh_err_set(MESH_ENOMEM, "schedule '%s'",
 		                                  s->name)
 		                   : mesh_event_attr_set_spec(ev, spec);
 		free(spec);
@@ -68,7 +69,7 @@ attrs_check(const struct mesh_schedule *s)
 	}
 	n += s->attrs != NULL && s->attrs[0] != '\0';
 	if (n > MESH_SCHEDULE_ATTRS_MAX) {
-		return mesh__seterr(
+		return mesh_err_set(
 		        MESH_EINVAL,
 		        "schedule '%s': %zu attributes, more than %d "
 		        "(with schedule and scheduledTime, SNS's 10)",
@@ -81,7 +82,7 @@ attrs_check(const struct mesh_schedule *s)
 	if (err != MESH_OK) {
 		char why[512];
 		snprintf(why, sizeof(why), "%s", mesh_errdetail());
-		return mesh__seterr(err, "schedule '%s': %s", s->name, why);
+		return mesh_err_set(err, "schedule '%s': %s", s->name, why);
 	}
 	return MESH_OK;
 }
@@ -96,7 +97,7 @@ json_body_check(const struct mesh_schedule *s)
 	mesh_err err;
 
 	if (body == NULL) {
-		return mesh__seterr(MESH_ENOMEM, "schedule '%s'", s->name);
+		return mesh_err_set(MESH_ENOMEM, "schedule '%s'", s->name);
 	}
 	if ((err = mesh_event_new(s->type, "check", &ev)) == MESH_OK) {
 		err = mesh_pbjson_set_event_data(ev, s->type, body,
@@ -107,7 +108,7 @@ json_body_check(const struct mesh_schedule *s)
 	if (err != MESH_OK) {
 		char why[512];
 		snprintf(why, sizeof(why), "%s", mesh_errdetail());
-		return mesh__seterr(err == MESH_ENOMEM ? err : MESH_EINVAL,
+		return mesh_err_set(err == MESH_ENOMEM ? err : MESH_EINVAL,
 		                    "schedule '%s': the JSON body: %s",
 		                    s->name, why);
 	}
@@ -123,7 +124,7 @@ mesh_schedule_check(struct mesh_schedule *s)
 
 	if (n == 0 || strspn(s->name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKL"
 	                              "MNOPQRSTUVWXYZ0123456789_.-") != n) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "schedule name '%s': must be 1-%d of A-Z, "
 		                    "a-z, 0-9, '_', '.' and '-'",
 		                    s->name, MESH_SCHEDULE_NAME_MAX);
@@ -138,19 +139,19 @@ mesh_schedule_check(struct mesh_schedule *s)
 	       mesh_queue_name_check(s->target + 6, NULL) == MESH_OK) ||
 	      (strncmp(s->target, "topic:", 6) == 0 &&
 	       mesh_topic_name_check(s->target + 6, NULL) == MESH_OK))) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "schedule '%s': target '%s' is not "
 		                    "queue:NAME or topic:NAME",
 		                    s->name, s->target);
 	}
 	if (s->type[0] == '\0') {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "schedule '%s': empty event "
 		                    "type",
 		                    s->name);
 	}
 	if (s->body != NULL && strlen(s->body) > MESH_SCHEDULE_BODY_MAX) {
-		return mesh__seterr(
+		return mesh_err_set(
 		        MESH_ETOOBIG,
 		        "schedule '%s': a body of %zu bytes is over "
 		        "%d",
@@ -163,21 +164,21 @@ mesh_schedule_check(struct mesh_schedule *s)
 		return err;
 	}
 	if (s->window_s != 0 && (s->window_s < 60 || s->window_s > 86400)) {
-		return mesh__seterr(
+		return mesh_err_set(
 		        MESH_EINVAL,
 		        "schedule '%s': a flexible window is 1-1440 "
 		        "minutes, not %lld s",
 		        s->name, (long long)s->window_s);
 	}
 	if (s->retry_max < 0 || s->retry_max > 185) {
-		return mesh__seterr(
+		return mesh_err_set(
 		        MESH_EINVAL,
 		        "schedule '%s': maximum retry attempts %lld "
 		        "is out of range 0-185",
 		        s->name, (long long)s->retry_max);
 	}
 	if (s->max_age_s < 60 || s->max_age_s > 86400) {
-		return mesh__seterr(
+		return mesh_err_set(
 		        MESH_EINVAL,
 		        "schedule '%s': maximum event age %lld s is "
 		        "out of range 60-86400",
@@ -187,7 +188,7 @@ mesh_schedule_check(struct mesh_schedule *s)
 		memmove(s->dlq, s->dlq + 6, strlen(s->dlq + 6) + 1);
 	}
 	if (s->start != 0 && s->end != 0 && s->end <= s->start) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "schedule '%s': the end is not after the "
 		                    "start",
 		                    s->name);
@@ -220,7 +221,7 @@ mesh_schedule_to_json(const struct mesh_schedule *s, char **out)
 	text = j ? json_dumps(j, JSON_COMPACT) : NULL;
 	json_decref(j);
 	if (text == NULL) {
-		return mesh__seterr(MESH_ENOMEM, "schedule '%s'", s->name);
+		return mesh_err_set(MESH_ENOMEM, "schedule '%s'", s->name);
 	}
 	*out = text;
 	return MESH_OK;
@@ -542,7 +543,7 @@ mesh_schedule_from_json(const char *json, size_t len,
 	    strlen(f.str[F_TYPE]) >= sizeof(s.type)) {
 		free(f.owned);
 		json_decref(f.j);
-		return mesh__seterr(MESH_EPARSE, "schedule record: malformed");
+		return mesh_err_set(MESH_EPARSE, "schedule record: malformed");
 	}
 	strcpy(s.name, f.str[F_NAME]);
 	strcpy(s.expression, f.str[F_EXPR]);
@@ -570,7 +571,7 @@ mesh_schedule_from_json(const char *json, size_t len,
 	json_decref(f.j);
 	if (s.body == NULL || (want_attrs && s.attrs == NULL)) {
 		mesh_schedule_fini(&s);
-		return mesh__seterr(MESH_ENOMEM, "schedule record");
+		return mesh_err_set(MESH_ENOMEM, "schedule record");
 	}
 	if ((err = mesh_schedule_check(&s)) != MESH_OK) {
 		mesh_schedule_fini(&s);
@@ -629,7 +630,7 @@ mesh_schedule_next(const struct mesh_schedule *s, const struct mesh_tz *tz,
 		return err;
 	}
 	if (s->end != 0 && *next > s->end) {
-		return mesh__seterr(MESH_ENOTFOUND, "schedule '%s' has ended",
+		return mesh_err_set(MESH_ENOTFOUND, "schedule '%s' has ended",
 		                    s->name);
 	}
 	return MESH_OK;
@@ -717,5 +718,5 @@ mesh_schedule_firing_id(const char *name, int64_t fire, char out[37])
 	snprintf(key, sizeof(key), "%s/%lld", name, (long long)fire);
 	crypto_generichash(h, sizeof(h), (const uint8_t *)key, strlen(key),
 	                   NULL, 0);
-	mesh__uuid_format(h, 8, out);
+	mesh_uuid_format(h, 8, out);
 }

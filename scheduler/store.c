@@ -8,7 +8,8 @@
 
 #include <lmdb.h>
 
-#include "internal.h"
+#include "mesh/clock.h"
+#include "mesh/err.h"
 #include "store.h"
 
 struct mesh_sched_store {
@@ -25,12 +26,12 @@ mesh_sched_store_open(const char *dir, struct mesh_sched_store **out)
 	int rc;
 
 	if (st == NULL) {
-		return mesh__seterr(MESH_ENOMEM, "state '%s'", dir);
+		return mesh_err_set(MESH_ENOMEM, "state '%s'", dir);
 	}
 	snprintf(st->dir, sizeof(st->dir), "%s", dir);
 	if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
 		free(st);
-		return mesh__err_errno(errno, "state folder '%s'", dir);
+		return mesh_err_errno(errno, "state folder '%s'", dir);
 	}
 	if ((rc = mdb_env_create(&st->env)) != 0 ||
 	    (rc = mdb_env_set_maxdbs(st->env, 4)) != 0 ||
@@ -41,7 +42,7 @@ mesh_sched_store_open(const char *dir, struct mesh_sched_store **out)
 	    (rc = mdb_dbi_open(txn, "fired", MDB_CREATE, &st->fired)) != 0 ||
 	    (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &st->meta)) != 0 ||
 	    (rc = mdb_txn_commit(txn)) != 0) {
-		mesh_err err = mesh__err_mdb(rc, "state '%s'", dir);
+		mesh_err err = mesh_err_mdb(rc, "state '%s'", dir);
 		if (txn != NULL && rc != 0) {
 			mdb_txn_abort(txn);
 		}
@@ -75,13 +76,13 @@ mesh_sched_txn_begin(struct mesh_sched_store *st, bool write,
 	int rc;
 
 	if (t == NULL) {
-		return mesh__seterr(MESH_ENOMEM, "state '%s'", st->dir);
+		return mesh_err_set(MESH_ENOMEM, "state '%s'", st->dir);
 	}
 	t->st = st;
 	rc = mdb_txn_begin(st->env, NULL, write ? 0 : MDB_RDONLY, &t->txn);
 	if (rc != 0) {
 		free(t);
-		return mesh__err_mdb(rc, "state '%s'", st->dir);
+		return mesh_err_mdb(rc, "state '%s'", st->dir);
 	}
 	*out = t;
 	return MESH_OK;
@@ -92,7 +93,7 @@ mesh_sched_txn_commit(struct mesh_sched_txn *t)
 {
 	int rc = mdb_txn_commit(t->txn);
 	mesh_err err = rc == 0 ? MESH_OK
-	                       : mesh__err_mdb(rc, "state '%s'", t->st->dir);
+	                       : mesh_err_mdb(rc, "state '%s'", t->st->dir);
 
 	free(t);
 	return err;
@@ -124,7 +125,7 @@ mesh_sched_txn_apply(struct mesh_sched_txn *t, const char *name,
 			rc = rc == MDB_NOTFOUND ? 0 : rc;
 		}
 	}
-	return rc == 0 ? MESH_OK : mesh__err_mdb(rc, "schedule '%s'", name);
+	return rc == 0 ? MESH_OK : mesh_err_mdb(rc, "schedule '%s'", name);
 }
 
 mesh_err
@@ -133,7 +134,7 @@ mesh_sched_txn_set_applied(struct mesh_sched_txn *t, uint64_t seq)
 	MDB_val mk = {7, "applied"}, mv = {sizeof(seq), &seq};
 	int rc = mdb_put(t->txn, t->st->meta, &mk, &mv, 0);
 
-	return rc == 0 ? MESH_OK : mesh__err_mdb(rc, "state '%s'", t->st->dir);
+	return rc == 0 ? MESH_OK : mesh_err_mdb(rc, "state '%s'", t->st->dir);
 }
 
 mesh_err
@@ -149,7 +150,7 @@ mesh_sched_txn_set_fired(struct mesh_sched_txn *t, const char *name,
 	v.mv_size = (size_t)n;
 	v.mv_data = buf;
 	rc = mdb_put(t->txn, t->st->fired, &k, &v, 0);
-	return rc == 0 ? MESH_OK : mesh__err_mdb(rc, "schedule '%s'", name);
+	return rc == 0 ? MESH_OK : mesh_err_mdb(rc, "schedule '%s'", name);
 }
 
 mesh_err
@@ -160,11 +161,11 @@ mesh_sched_txn_def(struct mesh_sched_txn *t, const char *name,
 	int rc = mdb_get(t->txn, t->st->defs, &k, &v);
 
 	if (rc == MDB_NOTFOUND) {
-		return mesh__seterr(MESH_ENOTFOUND,
+		return mesh_err_set(MESH_ENOTFOUND,
 		                    "schedule '%s': does not exist", name);
 	}
 	if (rc != 0) {
-		return mesh__err_mdb(rc, "schedule '%s'", name);
+		return mesh_err_mdb(rc, "schedule '%s'", name);
 	}
 	*json = v.mv_data;
 	*len = v.mv_size;
@@ -201,7 +202,7 @@ mesh_sched_txn_fired(struct mesh_sched_txn *t, const char *name, int64_t *last,
 		return MESH_ENOTFOUND;
 	}
 	if (rc != 0) {
-		return mesh__err_mdb(rc, "schedule '%s'", name);
+		return mesh_err_mdb(rc, "schedule '%s'", name);
 	}
 	*last = fired_parse(&v, outcome, size);
 	return MESH_OK;
@@ -238,13 +239,13 @@ mesh_sched_store_each(struct mesh_sched_store *st,
 	int rc, frc = MDB_NOTFOUND;
 
 	if ((rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn)) != 0) {
-		return mesh__err_mdb(rc, "state '%s'", st->dir);
+		return mesh_err_mdb(rc, "state '%s'", st->dir);
 	}
 	if ((rc = mdb_cursor_open(txn, st->defs, &cur)) != 0 ||
 	    (rc = mdb_cursor_open(txn, st->fired, &fcur)) != 0) {
 		mdb_cursor_close(cur);
 		mdb_txn_abort(txn);
-		return mesh__err_mdb(rc, "state '%s'", st->dir);
+		return mesh_err_mdb(rc, "state '%s'", st->dir);
 	}
 	/* Both tables are in name order: walk them side by side. */
 	frc = mdb_cursor_get(fcur, &fk, &fv, MDB_FIRST);

@@ -4,7 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "mesh/clock.h"
+#include "mesh/err.h"
 #include "table.h"
 
 #define SLAB_BITS   12 /* 4096 entries a slab */
@@ -86,7 +87,7 @@ index_grow(struct mesh_sched_table *t)
 		return MESH_OK;
 	}
 	if ((nx = calloc(size, sizeof(*nx))) == NULL) {
-		return mesh__seterr(MESH_ENOMEM, "schedule index");
+		return mesh_err_set(MESH_ENOMEM, "schedule index");
 	}
 	for (uint32_t i = 0; t->index && i <= t->index_mask; i++) {
 		if (t->index[i] != 0) {
@@ -147,11 +148,11 @@ mesh_sched_table_add(struct mesh_sched_table *t, const char *name,
 			struct mesh_sched_entry **ns, *slab;
 			ns = realloc(t->slabs, (t->n_slabs + 1) * sizeof(*ns));
 			if (ns == NULL) {
-				return mesh__seterr(MESH_ENOMEM, "schedules");
+				return mesh_err_set(MESH_ENOMEM, "schedules");
 			}
 			t->slabs = ns;
 			if ((slab = malloc(SLAB * sizeof(*slab))) == NULL) {
-				return mesh__seterr(MESH_ENOMEM, "schedules");
+				return mesh_err_set(MESH_ENOMEM, "schedules");
 			}
 			t->slabs[t->n_slabs++] = slab;
 		}
@@ -263,7 +264,7 @@ mesh_sched_table_update(struct mesh_sched_table *t, struct mesh_sched_entry *e)
 	if (t->n_heap == t->cap_heap) {
 		uint32_t cap = t->cap_heap ? t->cap_heap * 2 : 1024, *nh;
 		if ((nh = realloc(t->heap, cap * sizeof(*nh))) == NULL) {
-			return mesh__seterr(MESH_ENOMEM, "schedule heap");
+			return mesh_err_set(MESH_ENOMEM, "schedule heap");
 		}
 		t->heap = nh;
 		t->cap_heap = cap;

@@ -8,7 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "mesh/clock.h"
+#include "mesh/err.h"
 #include "tz.h"
 
 #define MAX_TRANSITIONS 4096
@@ -393,7 +394,7 @@ mesh_tz_load(const char *name, const char *dir, struct mesh_tz **out)
 	long size;
 
 	if (name == NULL || !name_valid(name)) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "time zone '%.100s': not a "
 		                    "zone name",
 		                    name ? name : "");
@@ -403,14 +404,14 @@ mesh_tz_load(const char *name, const char *dir, struct mesh_tz **out)
 	}
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
 	if ((f = fopen(path, "rb")) == NULL) {
-		return mesh__seterr(MESH_ENOTFOUND,
+		return mesh_err_set(MESH_ENOTFOUND,
 		                    "unknown time zone '%s' (no %s)", name,
 		                    path);
 	}
 	if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 ||
 	    size > 1 << 20 || fseek(f, 0, SEEK_SET) != 0) {
 		fclose(f);
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "time zone '%s': not a zone "
 		                    "file",
 		                    name);
@@ -422,13 +423,13 @@ mesh_tz_load(const char *name, const char *dir, struct mesh_tz **out)
 	if (buf == NULL || tz == NULL) {
 		free(buf);
 		free(tz);
-		return mesh__seterr(MESH_ENOMEM, "time zone '%s'", name);
+		return mesh_err_set(MESH_ENOMEM, "time zone '%s'", name);
 	}
 	snprintf(tz->name, sizeof(tz->name), "%s", name);
 	if (!tzif_parse(tz, buf, len)) {
 		free(buf);
 		mesh_tz_free(tz);
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "time zone '%s': %s is not a TZif file of "
 		                    "version 2 or later",
 		                    name, path);
@@ -548,7 +549,7 @@ mesh_tz_shared(const char *name, const struct mesh_tz **out)
 	}
 	if ((nz = realloc(shared.z, (shared.n + 1) * sizeof(*nz))) == NULL) {
 		mesh_tz_free(tz);
-		err = mesh__seterr(MESH_ENOMEM, "time zone '%s'", name);
+		err = mesh_err_set(MESH_ENOMEM, "time zone '%s'", name);
 		goto out;
 	}
 	shared.z = nz;

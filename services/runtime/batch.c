@@ -20,14 +20,14 @@ void
 mesh__batch_init(struct batch *b)
 {
 	memset(b, 0, sizeof(*b));
-	mesh__arena_init(&b->arena);
+	mesh_arena_init(&b->arena);
 }
 
 void
 mesh__batch_fini(struct batch *b)
 {
 	mesh__undo_fini(&b->undo);
-	mesh__arena_fini(&b->arena);
+	mesh_arena_fini(&b->arena);
 }
 
 void
@@ -74,7 +74,7 @@ static void
 unhandled_note(struct mesh_service *s, const char *type)
 {
 	struct unhandled *u = NULL, *oldest = &s->unhandled[0];
-	int64_t now = mono_ms();
+	int64_t now = mesh_mono_ms();
 	uint64_t since = 0;
 	bool log = false;
 
@@ -118,7 +118,7 @@ unhandled_note(struct mesh_service *s, const char *type)
  * txn (the batch then runs again without this event). */
 static int
 run_one(struct mesh_service *s, struct mesh_source *src, MDB_txn *txn,
-        struct mesh__undo *undo, struct mesh__arena *arena, struct item *it)
+        struct mesh__undo *undo, struct mesh_arena *arena, struct item *it)
 {
 	const char *id = mesh_event_id(it->ev);
 	MDB_val k = {strlen(id), (void *)id}, v;
@@ -155,7 +155,7 @@ run_one(struct mesh_service *s, struct mesh_source *src, MDB_txn *txn,
 	if (h->desc != NULL &&
 	    mesh_event_unpack_message(it->ev, h->desc, &arena->pb, &msg) !=
 	            MESH_OK) {
-		mesh__arena_reset(arena);
+		mesh_arena_reset(arena);
 		it->out = OUT_DLQ;
 		snprintf(it->reason, sizeof(it->reason),
 		         "payload is not a valid %s: %s", h->desc->name,
@@ -167,12 +167,12 @@ run_one(struct mesh_service *s, struct mesh_source *src, MDB_txn *txn,
 	r = h->fn(&ctx, it->ev, msg, h->arg);
 	mesh__stats_record(&s->stats.handler, mesh__mono_ns() - t0);
 	protobuf_c_message_free_unpacked(msg, &arena->pb);
-	mesh__arena_reset(arena);
+	mesh_arena_reset(arena);
 	if (ctx.broken) {
 		return ctx.broken;
 	}
 	if (r == MESH_HANDLER_OK) {
-		now = now_ms();
+		now = mesh_wall_ms();
 		mesh__be64(at, (uint64_t)now);
 		memcpy(at + 8, id, k.mv_size < 128 ? k.mv_size : 128);
 		v.mv_size = 8;
@@ -211,7 +211,7 @@ prune(struct mesh_service *s, MDB_txn *txn)
 {
 	MDB_cursor *cur = NULL;
 	MDB_val k, v;
-	int64_t before = now_ms() - s->o.horizon_s * 1000;
+	int64_t before = mesh_wall_ms() - s->o.horizon_s * 1000;
 	int rc, n = 0;
 
 	if ((rc = mdb_cursor_open(txn, s->db_processed_at, &cur)) != 0) {
@@ -236,7 +236,7 @@ prune(struct mesh_service *s, MDB_txn *txn)
 
 
 static void log_ev(struct mesh_service *s, const struct item *it,
-                   const char *fmt, ...) MESH__PRINTF(3, 4);
+                   const char *fmt, ...) MESH_PRINTF(3, 4);
 
 static void
 log_ev(struct mesh_service *s, const struct item *it, const char *fmt, ...)
@@ -405,15 +405,15 @@ mesh__batch_fetch(struct mesh_service *s, struct mesh_source *src,
                   struct batch *b)
 {
 	size_t want = (size_t)s->o.batch_size, got = 0;
-	int64_t deadline = mono_ms() + s->o.batch_window_ms;
+	int64_t deadline = mesh_mono_ms() + s->o.batch_window_ms;
 	mesh_err err;
 
 	b->n = 0;
 	err = mesh_source_fetch(src, want, FETCH_WAIT_MS, b->m, &got, NULL);
 	b->n = got;
 	while (err == MESH_OK && got > 0 && b->n < want &&
-	       mono_ms() < deadline) {
-		err = mesh_source_fetch(src, want - b->n, deadline - mono_ms(),
+	       mesh_mono_ms() < deadline) {
+		err = mesh_source_fetch(src, want - b->n, deadline - mesh_mono_ms(),
 		                        b->m + b->n, &got, NULL);
 		b->n += got;
 	}

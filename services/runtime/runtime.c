@@ -146,12 +146,12 @@ mesh_service_new(const char *name, struct mesh_service **out)
 	struct mesh_service *s;
 	mesh_err err;
 
-	if ((err = mesh__name_check("service", name, MESH_SERVICE_NAME_MAX,
+	if ((err = mesh_name_check("service", name, MESH_SERVICE_NAME_MAX,
 	                            NULL)) != MESH_OK) {
 		return err;
 	}
 	if ((s = calloc(1, sizeof(*s))) == NULL) {
-		return mesh__seterr(MESH_ENOMEM, "service '%s'", name);
+		return mesh_err_set(MESH_ENOMEM, "service '%s'", name);
 	}
 	snprintf(s->name, sizeof(s->name), "%s", name);
 	snprintf(s->state_buf, sizeof(s->state_buf), "var/services/%s", name);
@@ -219,7 +219,7 @@ add_source(struct mesh_service *s, enum source_kind kind, const char *name,
 		return err;
 	}
 	if (s->n_src == MAX_SOURCES) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "service '%s': more than %d sources",
 		                    s->name, MAX_SOURCES);
 	}
@@ -254,7 +254,7 @@ mesh_service_subscribe(struct mesh_service *s, const char *topic,
 	if (filter_policy != NULL &&
 	    (src->filter_policy = strdup(filter_policy)) == NULL) {
 		s->n_src--;
-		return mesh__seterr(MESH_ENOMEM, "service '%s'", s->name);
+		return mesh_err_set(MESH_ENOMEM, "service '%s'", s->name);
 	}
 	src->scope = scope;
 	src->replay_from_ms = replay_from_ms;
@@ -277,7 +277,7 @@ mesh_service_on(struct mesh_service *s, const char *type,
 	struct handler *h;
 
 	if (fn == NULL || s->n_h == MAX_HANDLERS) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "service '%s': a handler needs a function "
 		                    "(at most %d handlers)",
 		                    s->name, MAX_HANDLERS);
@@ -285,7 +285,7 @@ mesh_service_on(struct mesh_service *s, const char *type,
 	h = &s->h[s->n_h];
 	memset(h, 0, sizeof(*h));
 	if (type != NULL && (h->type = strdup(type)) == NULL) {
-		return mesh__seterr(MESH_ENOMEM, "service '%s'", s->name);
+		return mesh_err_set(MESH_ENOMEM, "service '%s'", s->name);
 	}
 	h->desc = desc;
 	h->fn = fn;
@@ -329,14 +329,14 @@ mkdirs(const char *dir)
 		if (*p == '/') {
 			*p = '\0';
 			if (mkdir(path, 0755) != 0 && errno != EEXIST) {
-				return mesh__err_errno(errno, "state '%s'",
+				return mesh_err_errno(errno, "state '%s'",
 				                       path);
 			}
 			*p = '/';
 		}
 	}
 	if (mkdir(path, 0755) != 0 && errno != EEXIST) {
-		return mesh__err_errno(errno, "state '%s'", path);
+		return mesh_err_errno(errno, "state '%s'", path);
 	}
 	return MESH_OK;
 }
@@ -371,7 +371,7 @@ mesh__svc_env_open(struct mesh_service *s)
 		if (txn != NULL && rc != 0) {
 			mdb_txn_abort(txn);
 		}
-		err = mesh__err_mdb(rc, "service '%s': state '%s'", s->name,
+		err = mesh_err_mdb(rc, "service '%s': state '%s'", s->name,
 		                    s->o.state_dir);
 		mdb_env_close(s->env);
 		s->env = NULL;
@@ -544,7 +544,7 @@ static mesh_err
 state_key(struct mesh_ctx *c, const void *key, size_t klen, MDB_val *k)
 {
 	if (key == NULL || klen == 0 || klen > KEY_MAX) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "service '%s': state keys are 1-%d bytes, "
 		                    "not %zu",
 		                    c->s->name, KEY_MAX, klen);
@@ -557,7 +557,7 @@ state_key(struct mesh_ctx *c, const void *key, size_t klen, MDB_val *k)
 static mesh_err
 state_err(struct mesh_ctx *c, int rc, const char *what)
 {
-	return mesh__err_mdb(rc, "service '%s': state %s", c->s->name, what);
+	return mesh_err_mdb(rc, "service '%s': state %s", c->s->name, what);
 }
 
 mesh_err
@@ -573,7 +573,7 @@ mesh_state_get(struct mesh_ctx *c, const void *key, size_t klen,
 	}
 	rc = mdb_get(c->txn, c->s->db_state, &k, &v);
 	if (rc == MDB_NOTFOUND) {
-		return mesh__seterr(MESH_ENOTFOUND,
+		return mesh_err_set(MESH_ENOTFOUND,
 		                    "service '%s': no such key", c->s->name);
 	}
 	if (rc != 0) {
@@ -613,7 +613,7 @@ mesh_state_del(struct mesh_ctx *c, const void *key, size_t klen)
 	}
 	rc = ctx_del(c, c->s->db_state, &k);
 	if (rc == MDB_NOTFOUND) {
-		return mesh__seterr(MESH_ENOTFOUND,
+		return mesh_err_set(MESH_ENOTFOUND,
 		                    "service '%s': no such key", c->s->name);
 	}
 	return rc == 0 ? MESH_OK : state_err(c, rc, "delete");
@@ -661,7 +661,7 @@ mesh_emit(struct mesh_ctx *c, const char *target, const struct mesh_event *ev,
 	       mesh_topic_name_check(target + 6, NULL) == MESH_OK) ||
 	      (strncmp(target, "queue:", 6) == 0 &&
 	       mesh_queue_name_check(target + 6, NULL) == MESH_OK))) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "service '%s': emit target '%s': want "
 		                    "topic:NAME or queue:NAME",
 		                    c->s->name, target ? target : "");
@@ -687,7 +687,7 @@ mesh_emit(struct mesh_ctx *c, const char *target, const struct mesh_event *ev,
 	mesh_event_free(copy);
 	if (len > MESH_TOPIC_MAX_MESSAGE + 65536) {
 		free(buf);
-		return mesh__seterr(MESH_ETOOBIG,
+		return mesh_err_set(MESH_ETOOBIG,
 		                    "service '%s': emitted event of %zu bytes",
 		                    c->s->name, len);
 	}
@@ -769,8 +769,8 @@ stopping(const struct mesh_service *s)
 static void
 nap_ms(struct mesh_service *s, int64_t ms)
 {
-	for (int64_t until = mono_ms() + ms;
-	     !stopping(s) && mono_ms() < until;) {
+	for (int64_t until = mesh_mono_ms() + ms;
+	     !stopping(s) && mesh_mono_ms() < until;) {
 		struct timespec ts = {0, 50 * 1000000};
 		nanosleep(&ts, NULL);
 	}
@@ -998,31 +998,31 @@ check_opts(const struct mesh_service *s)
 	const struct mesh_service_opts *o = &s->o;
 
 	if (o->batch_size < 1 || o->batch_size > MESH_SUBSCRIPTION_BATCH) {
-		return mesh__seterr(MESH_EINVAL, "batch size %d: must be 1-%d",
+		return mesh_err_set(MESH_EINVAL, "batch size %d: must be 1-%d",
 		                    o->batch_size, MESH_SUBSCRIPTION_BATCH);
 	}
 	if (o->batch_window_ms < 0 || o->batch_window_ms > 10000) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "batch window %d ms: must be 0-10000",
 		                    o->batch_window_ms);
 	}
 	if (o->max_inflight < 1 || o->max_inflight > MAX_INFLIGHT) {
-		return mesh__seterr(MESH_EINVAL, "in-flight %d: must be 1-%d",
+		return mesh_err_set(MESH_EINVAL, "in-flight %d: must be 1-%d",
 		                    o->max_inflight, MAX_INFLIGHT);
 	}
 	if (o->max_receive < 1 || o->max_receive > 1000) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "max-receive %d: must be 1-1000",
 		                    o->max_receive);
 	}
 	if (o->horizon_s < 60 || o->horizon_s > 31536000) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "horizon %" PRId64
 		                    " s: must be 60-31536000",
 		                    o->horizon_s);
 	}
 	if (s->n_src == 0) {
-		return mesh__seterr(MESH_EINVAL,
+		return mesh_err_set(MESH_EINVAL,
 		                    "service '%s' consumes nothing (declare a "
 		                    "topic or a queue)",
 		                    s->name);
@@ -1076,20 +1076,20 @@ mesh_service_run(struct mesh_service *s, struct mesh_conn *c,
 	}
 	mesh__svc_log(s, "info", "started: %zu sources, state %s", s->n_src,
 	     s->o.state_dir);
-	next_flush = mono_ms() + FLUSH_EVERY_MS;
+	next_flush = mesh_mono_ms() + FLUSH_EVERY_MS;
 	while (!stopping(s)) {
 		struct timespec ts = {0, 50 * 1000000};
 		nanosleep(&ts, NULL);
-		if (mono_ms() >= next_flush) {
+		if (mesh_mono_ms() >= next_flush) {
 			mesh__outbox_flush(&s->outbox, 0); /* what failed to go out before */
 			mesh__state_api_tick(s);
-			next_flush = mono_ms() + FLUSH_EVERY_MS;
+			next_flush = mesh_mono_ms() + FLUSH_EVERY_MS;
 		}
 	}
 	for (size_t i = 0; i < nw; i++) {
 		pthread_join(workers[i].thread, NULL);
 	}
-	mesh__conn_bulk_flush(s->c, 2000); /* the last acknowledgements */
+	mesh_conn_flush(s->c, 2000); /* the last acknowledgements */
 	mesh__outbox_flush(&s->outbox, 0);
 	forget_published(s);
 	targets_close(s);

@@ -14,7 +14,9 @@
 
 #include <lmdb.h>
 
-#include "internal.h"
+#include "mesh/arena.h"
+#include "mesh/clock.h"
+#include "mesh/err.h"
 #include "mesh/service.h"
 #include "mesh/source.h"
 #include "outbox.h"
@@ -143,7 +145,7 @@ struct mesh_ctx {
 
 struct batch {
 	struct mesh__undo undo;
-	struct mesh__arena arena; /* for decoding payloads */
+	struct mesh_arena arena; /* for decoding payloads */
 	struct item it[MESH_SOURCE_BATCH_MAX];
 	struct mesh_source_msg m[MESH_SOURCE_BATCH_MAX];
 	size_t n;
@@ -158,7 +160,7 @@ void mesh__svc_vlog(struct mesh_service *s, const char *level,
                     const char *event_id, const char *trace_id,
                     const char *fmt, va_list ap);
 void mesh__svc_log(struct mesh_service *s, const char *level,
-                   const char *fmt, ...) MESH__PRINTF(3, 4);
+                   const char *fmt, ...) MESH_PRINTF(3, 4);
 /* The handler of a type (or the fallback; NULL: none). */
 const struct handler *mesh__svc_handler(const struct mesh_service *s,
                                         const char *type);

@@ -91,7 +91,7 @@ reply_json(natsConnection *nc, natsMsg *m, json_t *j)
 }
 
 static json_t *
-error_json(mesh_err err, const char *fmt, ...) MESH__PRINTF(2, 3);
+error_json(mesh_err err, const char *fmt, ...) MESH_PRINTF(2, 3);
 
 static json_t *
 error_json(mesh_err err, const char *fmt, ...)
@@ -311,7 +311,7 @@ backup_start(struct mesh_service *s)
 
 	/* One at a time an instance; an abandoned one expires. */
 	if (s->backup.id[0] != '\0' &&
-	    mono_ms() - s->backup.used_ms < BACKUP_IDLE_MS) {
+	    mesh_mono_ms() - s->backup.used_ms < BACKUP_IDLE_MS) {
 		return error_json(MESH_EEXIST,
 		                  "service '%s': instance %s is sending a "
 		                  "backup; try again when it is done",
@@ -337,7 +337,7 @@ backup_start(struct mesh_service *s)
 		return error_json(MESH_EIO, "service '%s': backup: %s",
 		                  s->name, strerror(errno));
 	}
-	s->backup.used_ms = mono_ms();
+	s->backup.used_ms = mesh_mono_ms();
 	return json_pack("{s:s, s:I, s:s, s:s}", "id", s->backup.id, "size",
 	                 (json_int_t)s->backup.size, "sha256", hex, "subject",
 	                 s->backup.subject);
@@ -391,7 +391,7 @@ on_chunk(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
 			                       (int)n);
 		}
 		free(buf);
-		s->backup.used_ms = mono_ms();
+		s->backup.used_ms = mesh_mono_ms();
 	}
 	pthread_mutex_unlock(&s->backup.mu);
 	json_decref(req);
@@ -468,7 +468,7 @@ mesh__state_api_tick(struct mesh_service *s)
 {
 	pthread_mutex_lock(&s->backup.mu);
 	if (s->backup.id[0] != '\0' &&
-	    mono_ms() - s->backup.used_ms >= BACKUP_IDLE_MS) {
+	    mesh_mono_ms() - s->backup.used_ms >= BACKUP_IDLE_MS) {
 		backup_drop(s);
 	}
 	pthread_mutex_unlock(&s->backup.mu);

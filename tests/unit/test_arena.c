@@ -13,11 +13,11 @@
 int
 main(void)
 {
-	struct mesh__arena a;
+	struct mesh_arena a;
 	bool aligned = true, distinct = true;
 	uint8_t *prev = NULL;
 
-	mesh__arena_init(&a);
+	mesh_arena_init(&a);
 	/* Empty: everything spills, and the reset makes room. */
 	for (int i = 0; i < 100; i++) {
 		uint8_t *p =
@@ -29,14 +29,14 @@ main(void)
 	}
 	ok(aligned, "pieces are aligned for any type");
 	ok(distinct && a.spilled > 0, "an empty arena spills to malloc");
-	mesh__arena_reset(&a);
+	mesh_arena_reset(&a);
 	ok(a.cap >= 100 && a.overflow == NULL && a.len == 0,
 	   "the reset frees the spill and grows the buffer");
 	for (int i = 0; i < 100; i++) {
 		a.pb.alloc(a.pb.allocator_data, (size_t)(i % 7) + 1);
 	}
 	ok(a.spilled == 0, "the same load then fits");
-	mesh__arena_reset(&a);
+	mesh_arena_reset(&a);
 
 	/* A message unpacked from it is whole. */
 	{
@@ -54,7 +54,7 @@ main(void)
 		           got->total_cents == 1234,
 		   "a message unpacks into it whole");
 		evmesh__shop__place_order__free_unpacked(got, &a.pb);
-		mesh__arena_reset(&a);
+		mesh_arena_reset(&a);
 	}
 	/* A piece bigger than the most it keeps still comes (malloc'd). */
 	{
@@ -63,9 +63,9 @@ main(void)
 		if (big != NULL) {
 			memset(big, 1, 8u << 20);
 		}
-		mesh__arena_reset(&a);
+		mesh_arena_reset(&a);
 		ok(a.cap <= 4u << 20, "... and the arena keeps at most 4 MiB");
 	}
-	mesh__arena_fini(&a);
+	mesh_arena_fini(&a);
 	return tap_done();
 }

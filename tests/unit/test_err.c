@@ -21,7 +21,7 @@ main(void)
 	ok(strcmp(mesh_strerror((mesh_err)999), "unknown error") == 0,
 	   "an unknown code still has a text");
 
-	is_int(mesh__err_errno(ECONNREFUSED, "cannot reach NATS at %s",
+	is_int(mesh_err_errno(ECONNREFUSED, "cannot reach NATS at %s",
 	                       "nats://x:1"),
 	       MESH_EUNREACHABLE, "ECONNREFUSED is unreachable");
 	is_str(mesh_errdetail(),
@@ -30,17 +30,17 @@ main(void)
 	       "the errno detail reads as one lower-case sentence");
 	ok(mesh_errorigin(&code) == MESH_ORIGIN_ERRNO && code == ECONNREFUSED,
 	   "the errno is kept");
-	is_int(mesh__err_errno(ENOSPC, "x"), MESH_EFULL, "ENOSPC is full");
+	is_int(mesh_err_errno(ENOSPC, "x"), MESH_EFULL, "ENOSPC is full");
 
-	is_int(mesh__err_mdb(MDB_MAP_FULL, "service %s", "orders"), MESH_EFULL,
+	is_int(mesh_err_mdb(MDB_MAP_FULL, "service %s", "orders"), MESH_EFULL,
 	       "MDB_MAP_FULL is full");
 	has_str(mesh_errdetail(), "service orders: MDB_MAP_FULL",
 	        "the LMDB detail has LMDB's words");
 	ok(mesh_errorigin(&code) == MESH_ORIGIN_LMDB && code == MDB_MAP_FULL,
 	   "the LMDB code is kept");
-	is_int(mesh__err_mdb(MDB_NOTFOUND, "k"), MESH_ENOTFOUND,
+	is_int(mesh_err_mdb(MDB_NOTFOUND, "k"), MESH_ENOTFOUND,
 	       "MDB_NOTFOUND is not found");
-	is_int(mesh__err_mdb(EACCES, "env"), MESH_EAUTH,
+	is_int(mesh_err_mdb(EACCES, "env"), MESH_EAUTH,
 	       "an errno from LMDB is translated too");
 
 	is_int(mesh_err_nats(NATS_NO_SERVER, 0, "connect"), MESH_EUNREACHABLE,

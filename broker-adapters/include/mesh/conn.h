@@ -84,4 +84,8 @@ mesh_err mesh_err_nats(natsStatus s, jsErrCode jerr, const char *fmt, ...)
  * after every connection is closed. */
 void mesh_shutdown(void);
 
+/* Wait until what c has sent (acknowledgements in bulk included) has
+ * reached the server, at most timeout_ms. For a clean stop. */
+void mesh_conn_flush(struct mesh_conn *c, int64_t timeout_ms);
+
 #endif

@@ -10,6 +10,8 @@
 #ifndef MESH_WIRE_H
 #define MESH_WIRE_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <nats/nats.h>
@@ -44,6 +46,13 @@ mesh_err mesh_wire_msg(const char *subject, const char *reply,
 mesh_err mesh_wire_publish(struct mesh_conn *c, const char *subject,
                            const struct mesh_event *ev, const char *msg_id,
                            uint64_t *seq, bool *duplicate);
+
+/* Names that go into subjects and stream names (queues, topics,
+ * services): 1-max characters of [A-Za-z0-9_-], FIFO ones ending in
+ * ".fifo" (*fifo, optional, says which); `noun` names the kind in errors
+ * ("queue 'x y': ..."). Errors: MESH_EINVAL. */
+mesh_err mesh_name_check(const char *noun, const char *name, size_t max,
+                         bool *fifo);
 
 /* A stream's configuration with the mesh's defaults: the name, its
  * subjects (borrowed: the array must live as long as sc), file storage,

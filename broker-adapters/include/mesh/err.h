@@ -29,6 +29,26 @@ typedef enum {
 	MESH_EINTERNAL,    /* a bug: please report it */
 } mesh_err;
 
+#define MESH_PRINTF(f, a) __attribute__((format(printf, f, a)))
+
+/* Record err with a detail for the calling thread ("queue 'x': not
+ * found": name the value at fault); returns err, so that a failing call
+ * ends with `return mesh_err_set(MESH_EINVAL, "...", ...)`. For code
+ * built on the library (services, the scheduler) as for the library. */
+mesh_err mesh_err_set(mesh_err err, const char *fmt, ...) MESH_PRINTF(2, 3);
+
+/* The one place where each foreign code becomes a mesh_err (natsStatus:
+ * mesh_err_nats in mesh/conn.h). Each records "<context>: <the layer's own
+ * words>" as the detail, keeps the code (mesh_errorigin) and returns the
+ * nearest mesh_err: an LMDB return code (MDB_NOTFOUND is MESH_ENOTFOUND,
+ * the *_FULL codes MESH_EFULL, others MESH_ESTORE or their errno's), an
+ * errno (ENOENT MESH_ENOTFOUND, ENOMEM MESH_ENOMEM, ...). */
+mesh_err mesh_err_mdb(int rc, const char *fmt, ...) MESH_PRINTF(2, 3);
+mesh_err mesh_err_errno(int errnum, const char *fmt, ...) MESH_PRINTF(2, 3);
+
+/* Forget the calling thread's last error. */
+void mesh_err_clear(void);
+
 /* Where the original code of the last error came from. */
 typedef enum {
 	MESH_ORIGIN_NONE = 0,

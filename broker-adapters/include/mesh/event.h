@@ -195,4 +195,9 @@ mesh_err mesh_event_dup(const struct mesh_event *ev, struct mesh_event **out);
  * character becomes '?'. */
 void mesh_text_clean(char *text);
 
+/* Format 16 bytes as a UUID text of the given version (4: random, 7:
+ * time-ordered, 8: derived from other data), setting its version and
+ * variant bits. */
+void mesh_uuid_format(const uint8_t bytes[16], int version, char out[37]);
+
 #endif
