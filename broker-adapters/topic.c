@@ -566,6 +566,12 @@ mesh_topic_tail_open(struct mesh_conn *c, const char *name, int64_t since_ms,
 		s = natsConnection_Subscribe(&t->gone, mesh_conn_nats(c),
 		                             advisory, on_stream_deleted, t);
 	}
+	if (s == NATS_OK) {
+		/* The advisory's subscription must be at the server before
+		 * the caller goes on: the topic may be deleted right after. */
+		s = natsConnection_FlushTimeout(mesh_conn_nats(c),
+		                                RPC_TIMEOUT_MS);
+	}
 	if (s != NATS_OK) {
 		err = mesh_err_nats(s, jerr, "topic '%s': tail", name);
 		mesh_topic_tail_close(t);

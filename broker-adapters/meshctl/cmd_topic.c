@@ -4,10 +4,12 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "commands.h"
@@ -411,19 +413,26 @@ print_tailed(const json_t *j, bool first)
 /* Ctrl-C (or SIGTERM) stops the tail from a thread of its own: the main
  * thread waits in mesh_topic_tail_next, which a signal handler may not
  * touch. The signals are blocked before the connection's threads start,
- * so this thread is the one that takes them. */
+ * so this thread is the one that takes them. A second one quits at once,
+ * should stopping hang (a broker gone away). */
 struct tail_stopper {
 	sigset_t set;
 	struct mesh_topic_tail *tail;
+	atomic_bool done; /* the main thread is finishing: just return */
 };
 
 static void *
 tail_stopper_run(void *arg)
 {
 	struct tail_stopper *st = arg;
+	bool stopped = false;
 	int sig;
 
-	if (sigwait(&st->set, &sig) == 0) {
+	while (sigwait(&st->set, &sig) == 0 && !atomic_load(&st->done)) {
+		if (stopped) {
+			_exit(128 + sig);
+		}
+		stopped = true;
 		mesh_topic_tail_stop(st->tail);
 	}
 	return NULL;
@@ -486,6 +495,7 @@ cmd_topic_tail(struct cli *cli)
 		goto out;
 	}
 	st.tail = t;
+	atomic_init(&st.done, false);
 	stopper = pthread_create(&thread, NULL, tail_stopper_run, &st) == 0;
 	/* On stderr, also with --json: once it is there, so is the tail. */
 	fprintf(stderr,
@@ -518,7 +528,9 @@ cmd_topic_tail(struct cli *cli)
 out:
 	if (stopper) {
 		/* Wake it with a signal of its own, never cancel it: it may be
-		 * inside cnats (stopping the tail), holding its locks. */
+		 * inside cnats (stopping the tail), holding its locks. The
+		 * tail is closed only once it has returned. */
+		atomic_store(&st.done, true);
 		pthread_kill(thread, SIGTERM);
 		pthread_join(thread, NULL);
 	}

@@ -146,7 +146,8 @@ is "$(m topic info orders --json | field Attributes.SubscriptionsConfirmed)" 1 "
 m topic publish orders --type evmesh.shop.OrderPlaced --data '{"orderId": "t-1", "country": "DE"}' --attr k=String:v >/dev/null
 m topic publish orders --body t-2 >/dev/null
 m topic publish orders --body t-3 --subject hello >/dev/null
-timeout 10 tail --pid=$tailpid -f /dev/null; wait $tailpid; is $? 0 "tail --count 3 exits 0 after 3 messages"
+timeout 10 tail --pid=$tailpid -f /dev/null || kill -9 $tailpid
+wait $tailpid; is $? 0 "tail --count 3 exits 0 after 3 messages"
 is "$(wc -l <"$tmp/tail.out")" 3 "--json: one object a line"
 is "$(head -1 "$tmp/tail.out" | field BodyJson.orderId)" t-1 "a protobuf payload as BodyJson"
 is "$(head -1 "$tmp/tail.out" | field MessageAttributes.k.StringValue)" v "with its MessageAttributes"
@@ -165,7 +166,8 @@ tailpid=$!
 following "$tmp/lonely.err"
 m topic publish lonely --body one >/dev/null
 m topic publish lonely --body two >/dev/null
-timeout 10 tail --pid=$tailpid -f /dev/null; wait $tailpid
+timeout 10 tail --pid=$tailpid -f /dev/null || kill -9 $tailpid
+wait $tailpid
 has "$(cat "$tmp/lonely.out")" "Body           two" "text: a block a message"
 for _ in $(seq 1 50); do
 	[ "$(m topic info lonely --json | field Attributes.MessagesStored)" = 0 ] && break
@@ -178,7 +180,9 @@ tailpid=$!
 following "$tmp/int.err"
 m topic publish lonely --body three >/dev/null
 for _ in $(seq 1 100); do [ -s "$tmp/int.out" ] && break; sleep 0.05; done
-kill -INT $tailpid; wait $tailpid; is $? 0 "Ctrl-C ends tail, exit 0"
+kill -INT $tailpid
+timeout 10 tail --pid=$tailpid -f /dev/null || kill -9 $tailpid
+wait $tailpid; is $? 0 "Ctrl-C ends tail, exit 0"
 is "$(field Body <"$tmp/int.out")" three "after printing what it saw"
 m topic create arch --archive-days 1 >/dev/null
 m topic publish arch --body old >/dev/null
@@ -188,7 +192,8 @@ m topic tail arch >/dev/null 2>"$tmp/arch.err" &
 tailpid=$!
 following "$tmp/arch.err"
 m topic delete arch --yes >/dev/null
-timeout 10 tail --pid=$tailpid -f /dev/null; wait $tailpid; is $? 1 "a topic deleted while followed ends the tail, exit 1"
+timeout 10 tail --pid=$tailpid -f /dev/null || kill -9 $tailpid
+wait $tailpid; is $? 1 "a topic deleted while followed ends the tail, exit 1"
 has "$(cat "$tmp/arch.err")" "topic 'arch': deleted while followed" "and says so"
 out=$(m topic tail nope 2>&1); is $? 1 "tail of an unknown topic exits 1"
 has "$out" "topic 'nope'" "and names it"
