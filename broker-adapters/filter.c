@@ -16,6 +16,7 @@
 #include "internal.h"
 #include "mesh/event.h"
 #include "mesh/filter.h"
+#include "mesh/jscan.h"
 
 #define ERR_PREFIX "Invalid parameter: FilterPolicy: "
 /* SNS's numeric range and precision: +-1e9, five decimal places. */
@@ -1185,12 +1186,6 @@ src_byte(struct src *r)
 	return (unsigned char)r->buf[0];
 }
 
-static bool
-bytes_eq(const char *a, size_t alen, const char *b, size_t blen)
-{
-	return alen == blen && memcmp(a, b, alen) == 0;
-}
-
 static size_t
 decoded_len(const char *s, size_t len)
 {
@@ -1488,117 +1483,52 @@ parse_number(const char *s, size_t len, struct val *v)
 	return true;
 }
 
-static const char *
-skip_ws(const char *p, const char *end)
-{
-	while (p < end &&
-	       (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) {
-		p++;
-	}
-	return p;
-}
-
-/* The end of a JSON string starting after its opening quote, or NULL;
- * *escaped tells whether it holds escapes. */
-static const char *
-string_end(const char *p, const char *end, bool *escaped)
-{
-	*escaped = false;
-	for (; p < end; p++) {
-		if (*p == '\\') {
-			*escaped = true;
-			p++;
-		} else if (*p == '"') {
-			return p;
-		}
-	}
-	return NULL;
-}
-
-/* Skip a nested array or object (which never matches), or NULL. */
-static const char *
-skip_nested(const char *p, const char *end)
-{
-	int depth = 0;
-	bool esc;
-
-	for (; p < end; p++) {
-		if (*p == '"') {
-			if ((p = string_end(p + 1, end, &esc)) == NULL) {
-				return NULL;
-			}
-		} else if (*p == '[' || *p == '{') {
-			depth++;
-		} else if ((*p == ']' || *p == '}') && --depth == 0) {
-			return p + 1;
-		}
-	}
-	return NULL;
-}
-
-/* Does any element of a String.Array value (JSON array text, parsed in
+/* Does any element of a String.Array value (JSON array text, scanned in
  * place) match the leaf? */
 static bool
 array_match(const struct mesh_filter *f, const struct leaf *l, const char *s,
             size_t len)
 {
-	const char *p = s, *end = s + len, *q;
+	struct mesh_jscan j;
+	struct mesh_jtok t;
 	struct val v;
-	bool esc;
 
-	p = skip_ws(p, end);
-	if (p >= end || *p++ != '[') {
+	mesh_jscan_init(&j, s, len);
+	if (!mesh_jscan_enter(&j, '[')) {
 		return false;
 	}
-	for (;;) {
-		bool have = true;
-		p = skip_ws(p, end);
-		if (p >= end) {
-			return false;
-		}
-		if (*p == ']') {
-			return false;
-		}
+	while (mesh_jscan_next(&j, NULL, &t)) {
 		memset(&v, 0, sizeof(v));
-		if (*p == '"') {
-			if ((q = string_end(p + 1, end, &esc)) == NULL) {
-				return false;
-			}
+		switch (t.kind) {
+		case MESH_JSTRING:
 			v.t = V_STRING;
-			v.s = p + 1;
-			v.len = (size_t)(q - p - 1);
-			v.esc = esc;
-			v.dlen = esc ? decoded_len(v.s, v.len) : v.len;
-			p = q + 1;
-		} else if (*p == '[' || *p == '{') {
-			if ((p = skip_nested(p, end)) == NULL) {
+			v.s = t.s;
+			v.len = t.len;
+			v.esc = t.escaped;
+			v.dlen = t.escaped ? decoded_len(v.s, v.len) : v.len;
+			break;
+		case MESH_JNUMBER:
+			if (!parse_number(t.s, t.len, &v)) {
 				return false;
 			}
-			have = false;
-		} else {
-			for (q = p; q < end && strchr(",] \t\r\n", *q) == NULL;
-			     q++) {
-			}
-			if (bytes_eq(p, (size_t)(q - p), "true", 4)) {
-				v.t = V_TRUE;
-			} else if (bytes_eq(p, (size_t)(q - p), "false", 5)) {
-				v.t = V_FALSE;
-			} else if (bytes_eq(p, (size_t)(q - p), "null", 4)) {
-				v.t = V_NULL;
-			} else if (!parse_number(p, (size_t)(q - p), &v)) {
-				return false;
-			}
-			p = q;
+			break;
+		case MESH_JTRUE:
+			v.t = V_TRUE;
+			break;
+		case MESH_JFALSE:
+			v.t = V_FALSE;
+			break;
+		case MESH_JNULL:
+			v.t = V_NULL;
+			break;
+		default:
+			continue; /* a nested array or object never matches */
 		}
-		if (have && leaf_value(f, l, &v)) {
+		if (leaf_value(f, l, &v)) {
 			return true;
 		}
-		p = skip_ws(p, end);
-		if (p >= end || *p != ',') {
-			return false;
-		}
-		p++;
 	}
+	return false;
 }
 
 /* A message attribute's data type, reduced to its base. */

@@ -6,7 +6,7 @@
 #include <time.h>
 
 #include "api.h"
-#include "daemon.h"
+#include "changelog.h"
 #include "mesh/clock.h"
 #include "mesh/err.h"
 #include "mesh/queue.h"

@@ -10,6 +10,7 @@
 #include "mesh/err.h"
 #include "schedule.h"
 #include "mesh/event.h"
+#include "mesh/jscan.h"
 #include "mesh/pbjson.h"
 #include "mesh/queue.h"
 #include "mesh/topic.h"
@@ -271,104 +272,57 @@ struct fields {
 	json_t *j;                /* or jansson's */
 };
 
-static const char *
-skip_ws(const char *p, const char *end)
+/* A string member's text, decoded into *o (NUL-terminated, *o moved
+ * past it); false for what the fast reader leaves to jansson: anything
+ * beyond ASCII, whose UTF-8 jansson checks. */
+static bool
+read_string(const struct mesh_jtok *t, char **o)
 {
-	while (p < end &&
-	       (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) {
-		p++;
+	size_t n;
+
+	for (size_t i = 0; i < t->len; i++) {
+		if ((unsigned char)t->s[i] >= 0x80) {
+			return false;
+		}
 	}
-	return p;
+	if ((n = mesh_jscan_string(t, *o)) == (size_t)-1) {
+		return false;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if ((unsigned char)(*o)[i] >= 0x80) {
+			return false; /* an escaped non-ASCII character */
+		}
+	}
+	*o += n + 1;
+	return true;
 }
 
-static int
-hex4(const char *p)
+/* An integer member of at most 18 digits (reals and longer numbers go to
+ * jansson). */
+static bool
+read_int(const struct mesh_jtok *t, int64_t *out)
 {
-	int v = 0;
+	bool neg = t->s[0] == '-';
+	uint64_t v = 0;
 
-	for (int i = 0; i < 4; i++) {
-		int c = p[i];
-		v <<= 4;
-		if (c >= '0' && c <= '9') {
-			v |= c - '0';
-		} else if (c >= 'a' && c <= 'f') {
-			v |= c - 'a' + 10;
-		} else if (c >= 'A' && c <= 'F') {
-			v |= c - 'A' + 10;
-		} else {
-			return -1;
-		}
+	if (t->len - neg == 0 || t->len - neg > 18) {
+		return false;
 	}
-	return v;
-}
-
-/* A JSON string at p (after its quote) decoded into *o; p past the closing
- * quote, or NULL for what the fast reader leaves to jansson. */
-static const char *
-read_string(const char *p, const char *end, char **o)
-{
-	while (p < end && *p != '"') {
-		unsigned char c = (unsigned char)*p++;
-		int u;
-		if (c < 0x20 || c >= 0x80) {
-			return NULL; /* jansson checks control and UTF-8 */
+	for (size_t i = neg; i < t->len; i++) {
+		if (t->s[i] < '0' || t->s[i] > '9') {
+			return false;
 		}
-		if (c != '\\') {
-			*(*o)++ = (char)c;
-			continue;
-		}
-		if (p >= end) {
-			return NULL;
-		}
-		switch (*p++) {
-		case '"':
-			*(*o)++ = '"';
-			break;
-		case '\\':
-			*(*o)++ = '\\';
-			break;
-		case '/':
-			*(*o)++ = '/';
-			break;
-		case 'b':
-			*(*o)++ = '\b';
-			break;
-		case 'f':
-			*(*o)++ = '\f';
-			break;
-		case 'n':
-			*(*o)++ = '\n';
-			break;
-		case 'r':
-			*(*o)++ = '\r';
-			break;
-		case 't':
-			*(*o)++ = '\t';
-			break;
-		case 'u':
-			/* ASCII only; the rest (surrogates, UTF-8) to jansson
-			 */
-			if (end - p < 4 || (u = hex4(p)) <= 0 || u >= 0x80) {
-				return NULL;
-			}
-			*(*o)++ = (char)u;
-			p += 4;
-			break;
-		default:
-			return NULL;
-		}
+		v = v * 10 + (uint64_t)(t->s[i] - '0');
 	}
-	if (p >= end) {
-		return NULL;
-	}
-	*(*o)++ = '\0';
-	return p + 1;
+	*out = neg ? -(int64_t)v : (int64_t)v;
+	return true;
 }
 
 static bool
 read_fast(const char *json, size_t len, struct fields *f)
 {
-	const char *p = json, *end = json + len;
+	struct mesh_jscan j;
+	struct mesh_jtok key, val;
 	unsigned seen = 0;
 	char *o;
 
@@ -376,109 +330,65 @@ read_fast(const char *json, size_t len, struct fields *f)
 		return false;
 	}
 	o = f->owned;
-	p = skip_ws(p, end);
-	if (p == end || *p++ != '{') {
+	mesh_jscan_init(&j, json, len);
+	if (!mesh_jscan_enter(&j, '{')) {
 		return false;
 	}
-	for (bool first = true;; first = false) {
-		const char *key, *kend;
+	while (mesh_jscan_next(&j, &key, &val)) {
 		int k = -1;
-		p = skip_ws(p, end);
-		if (p < end && *p == '}' && first) {
-			p++;
-			break;
-		}
-		if (p == end || *p++ != '"') {
-			return false;
-		}
-		key = p;
-		while (p < end && *p != '"' && *p != '\\') {
-			p++;
-		}
-		if (p == end || *p != '"') {
-			return false;
-		}
-		kend = p++;
-		for (int i = 0; i < F_COUNT && k < 0; i++) {
-			if ((size_t)(kend - key) == strlen(field_keys[i]) &&
-			    memcmp(key, field_keys[i], (size_t)(kend - key)) ==
-			            0) {
+		for (int i = 0; i < F_COUNT && k < 0 && !key.escaped; i++) {
+			if (key.len == strlen(field_keys[i]) &&
+			    memcmp(key.s, field_keys[i], key.len) == 0) {
 				k = i;
 			}
 		}
-		p = skip_ws(p, end);
-		if (p == end || *p++ != ':') {
-			return false;
-		}
-		p = skip_ws(p, end);
-		if (p == end || (k >= 0 && (seen >> k & 1))) {
-			return false;
+		if (key.escaped || (k >= 0 && (seen >> k & 1))) {
+			return false; /* a repeated key: jansson's rule */
 		}
 		bool want_str = k == F_NAME || k == F_EXPR || k == F_TZ ||
 		                k == F_TARGET || k == F_TYPE || k == F_BODY ||
 		                k == F_MISSED || k == F_DLQ ||
 		                k == F_PAYLOAD || k == F_ATTRS;
 		bool want_bool = k == F_ENABLED || k == F_DELETE;
-		if (*p == '"') {
+		switch (val.kind) {
+		case MESH_JSTRING: {
 			char *start = o;
-			if ((k >= 0 && !want_str) ||
-			    (p = read_string(p + 1, end, &o)) == NULL) {
+			if ((k >= 0 && !want_str) || !read_string(&val, &o)) {
 				return false;
 			}
 			if (k >= 0) {
 				f->str[k] = start;
 			}
-		} else if (*p == 't' || *p == 'f') {
-			bool v = *p == 't';
-			size_t n = v ? 4 : 5;
-			if ((k >= 0 && !want_bool) || (size_t)(end - p) < n ||
-			    memcmp(p, v ? "true" : "false", n) != 0) {
-				return false;
-			}
-			p += n;
-			if (k >= 0) {
-				f->num[k] = v;
-			}
-		} else if (*p == '-' || (*p >= '0' && *p <= '9')) {
-			bool neg = *p == '-';
-			uint64_t v = 0;
-			int digits = 0;
-			p += neg;
-			while (p < end && *p >= '0' && *p <= '9' &&
-			       digits < 18) {
-				v = v * 10 + (uint64_t)(*p++ - '0');
-				digits++;
-			}
-			if (digits == 0 ||
-			    (p < end && (*p == '.' || *p == 'e' || *p == 'E' ||
-			                 (*p >= '0' && *p <= '9')))) {
-				return false; /* reals, long numbers: jansson
-				               */
-			}
-			if ((k >= 0 && (want_str || want_bool))) {
+			break;
+		}
+		case MESH_JTRUE:
+		case MESH_JFALSE:
+			if (k >= 0 && !want_bool) {
 				return false;
 			}
 			if (k >= 0) {
-				f->num[k] = neg ? -(int64_t)v : (int64_t)v;
+				f->num[k] = val.kind == MESH_JTRUE;
 			}
-		} else {
-			return false;
+			break;
+		case MESH_JNUMBER: {
+			int64_t n;
+			if ((k >= 0 && (want_str || want_bool)) ||
+			    !read_int(&val, &n)) {
+				return false;
+			}
+			if (k >= 0) {
+				f->num[k] = n;
+			}
+			break;
+		}
+		default:
+			return false; /* null, nesting: jansson */
 		}
 		if (k >= 0) {
 			seen |= 1u << k;
 		}
-		p = skip_ws(p, end);
-		if (p < end && *p == ',') {
-			p++;
-			continue;
-		}
-		if (p < end && *p == '}') {
-			p++;
-			break;
-		}
-		return false;
 	}
-	return skip_ws(p, end) == end && (seen & REQUIRED) == REQUIRED;
+	return mesh_jscan_done(&j) && (seen & REQUIRED) == REQUIRED;
 }
 
 static bool
