@@ -1,5 +1,7 @@
 /* topic.c: SNS topics on JetStream (see mesh/topic.h). */
 #include <inttypes.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -231,6 +233,28 @@ mesh_topic_list_free(char **names, size_t n)
 	mesh__names_free(names, n);
 }
 
+/* Every subscription is a durable consumer; tails are ephemeral ones. *n
+ * (the stream's consumers) becomes the durable ones. Best effort: the
+ * count is for people, so when the list cannot be read *n stays. A
+ * stream without consumers needs no list. */
+static void
+count_subscriptions(struct mesh_conn *c, const char *stream, size_t *n)
+{
+	jsConsumerInfoList *list = NULL;
+	size_t durable = 0;
+
+	if (*n == 0 || js_Consumers(&list, mesh_conn_js(c), stream, NULL,
+	                            NULL) != NATS_OK) {
+		return;
+	}
+	for (int i = 0; i < list->Count; i++) {
+		const char *d = list->List[i]->Config->Durable;
+		durable += d != NULL && d[0] != '\0';
+	}
+	jsConsumerInfoList_Destroy(list);
+	*n = durable;
+}
+
 mesh_err
 mesh_topic_info(struct mesh_conn *c, const char *name,
                 struct mesh_topic_info *out)
@@ -248,6 +272,7 @@ mesh_topic_info(struct mesh_conn *c, const char *name,
 	out->last_seq = si->State.LastSeq;
 	out->subscriptions = (size_t)si->State.Consumers;
 	jsStreamInfo_Destroy(si);
+	count_subscriptions(c, n.stream, &out->subscriptions);
 	return MESH_OK;
 }
 
@@ -468,4 +493,187 @@ mesh_topic_publish(struct mesh_topic *t, const struct mesh_topic_entry *e,
 		return mesh_err_set(out->err, "%s", out->error);
 	}
 	return MESH_OK;
+}
+
+/* ---- tails -------------------------------------------------------------- */
+
+struct mesh_topic_tail {
+	char name[MESH_TOPIC_NAME_MAX + 1];
+	char stream[MESH_TOPIC_NAME_MAX + 8];
+	natsSubscription *sub;
+	natsSubscription *gone; /* the stream-deleted advisory */
+	atomic_bool stopped, deleted;
+};
+
+/* The topic's stream was deleted: an ordered consumer would wait for ever
+ * (it only recreates itself), so wake the tail, which reports it. */
+static void
+on_stream_deleted(natsConnection *nc, natsSubscription *sub, natsMsg *msg,
+                  void *arg)
+{
+	struct mesh_topic_tail *t = arg;
+
+	(void)nc;
+	(void)sub;
+	natsMsg_Destroy(msg);
+	atomic_store(&t->deleted, true);
+	natsSubscription_Unsubscribe(t->sub);
+}
+
+mesh_err
+mesh_topic_tail_open(struct mesh_conn *c, const char *name, int64_t since_ms,
+                     struct mesh_topic_tail **out)
+{
+	struct mesh_topic_tail *t;
+	struct mesh_topic_attrs a;
+	struct tnames n;
+	jsSubOptions so;
+	jsErrCode jerr = 0;
+	natsStatus s;
+	mesh_err err;
+
+	if ((err = load(c, name, &a, &n, NULL)) != MESH_OK) {
+		return err;
+	}
+	if ((t = calloc(1, sizeof(*t))) == NULL) {
+		return mesh_err_set(MESH_ENOMEM, "topic '%s': tail", name);
+	}
+	snprintf(t->name, sizeof(t->name), "%s", name);
+	snprintf(t->stream, sizeof(t->stream), "%s", n.stream);
+	atomic_init(&t->stopped, false);
+	atomic_init(&t->deleted, false);
+	/* Ordered: ephemeral, AckNone, flow control and heartbeats, in
+	 * memory, and recreated from the next sequence after a gap. AckNone
+	 * is what keeps the tail out of the subscriptions' way: it never
+	 * holds a message back for an acknowledgement, and on an interest
+	 * stream the server drops the tail's interest in a message as soon
+	 * as it is delivered. */
+	jsSubOptions_Init(&so);
+	so.Stream = n.stream;
+	so.Ordered = true;
+	if (since_ms > 0) {
+		so.Config.DeliverPolicy = js_DeliverByStartTime;
+		so.Config.OptStartTime = since_ms * 1000000;
+	} else {
+		so.Config.DeliverPolicy = js_DeliverNew;
+	}
+	s = js_SubscribeSync(&t->sub, mesh_conn_js(c), n.subject, NULL, &so,
+	                     &jerr);
+	if (s == NATS_OK) {
+		char advisory[MESH_TOPIC_NAME_MAX + 64];
+		snprintf(advisory, sizeof(advisory),
+		         "$JS.EVENT.ADVISORY.STREAM.DELETED.%s", n.stream);
+		s = natsConnection_Subscribe(&t->gone, mesh_conn_nats(c),
+		                             advisory, on_stream_deleted, t);
+	}
+	if (s == NATS_OK) {
+		/* The advisory's subscription must be at the server before
+		 * the caller goes on: the topic may be deleted right after. */
+		s = natsConnection_FlushTimeout(mesh_conn_nats(c),
+		                                RPC_TIMEOUT_MS);
+	}
+	if (s != NATS_OK) {
+		err = mesh_err_nats(s, jerr, "topic '%s': tail", name);
+		mesh_topic_tail_close(t);
+		return err;
+	}
+	*out = t;
+	return MESH_OK;
+}
+
+mesh_err
+mesh_topic_tail_next(struct mesh_topic_tail *t, int64_t timeout_ms,
+                     struct mesh_topic_tailed *out)
+{
+	struct mesh_topic_tailed m = {0};
+	jsMsgMetaData *meta = NULL;
+	const char *group = NULL;
+	char fallback[MESH_TOPIC_NAME_MAX + 32];
+	natsMsg *msg = NULL;
+	natsStatus s;
+	mesh_err err;
+
+	if (atomic_load(&t->stopped)) {
+		return mesh_err_set(MESH_ECLOSED, "topic '%s': tail stopped",
+		                    t->name);
+	}
+	/* cnats adds the timeout to the clock: for ever is an hour at a time.
+	 */
+	do {
+		s = natsSubscription_NextMsg(&msg, t->sub,
+		                             timeout_ms < 0 ? 3600 * 1000
+		                                            : timeout_ms);
+	} while (s == NATS_TIMEOUT && timeout_ms < 0);
+	if (s != NATS_OK) {
+		if (atomic_load(&t->deleted)) {
+			return mesh_err_set(
+			        MESH_ENOTFOUND,
+			        "topic '%s': deleted while followed", t->name);
+		}
+		if (atomic_load(&t->stopped)) {
+			return mesh_err_set(MESH_ECLOSED,
+			                    "topic '%s': tail stopped",
+			                    t->name);
+		}
+		if (s == NATS_TIMEOUT) {
+			return mesh_err_set(
+			        MESH_ETIMEDOUT,
+			        "topic '%s': no message in %" PRId64 " ms",
+			        t->name, timeout_ms);
+		}
+		return mesh_err_nats(s, 0, "topic '%s': tail", t->name);
+	}
+	if (natsMsg_GetMetaData(&meta, msg) == NATS_OK) {
+		m.sequence = meta->Sequence.Stream;
+		m.stored_ms = meta->Timestamp / 1000000;
+		jsMsgMetaData_Destroy(meta);
+	}
+	if (natsMsgHeader_Get(msg, MESH_HDR_GROUP, &group) == NATS_OK) {
+		snprintf(m.group_id, sizeof(m.group_id), "%s", group);
+	}
+	snprintf(fallback, sizeof(fallback), "%s-%" PRIu64, t->stream,
+	         m.sequence);
+	err = mesh_wire_read(msg, SIZE_MAX, fallback, &m.event, m.parse_error,
+	                     sizeof(m.parse_error));
+	natsMsg_Destroy(msg);
+	if (err != MESH_OK) {
+		return err;
+	}
+	*out = m;
+	return MESH_OK;
+}
+
+void
+mesh_topic_tailed_fini(struct mesh_topic_tailed *m)
+{
+	if (m != NULL) {
+		mesh_event_free(m->event);
+		m->event = NULL;
+	}
+}
+
+void
+mesh_topic_tail_stop(struct mesh_topic_tail *t)
+{
+	atomic_store(&t->stopped, true);
+	/* Closing the subscription wakes a waiting NextMsg. */
+	natsSubscription_Unsubscribe(t->sub);
+}
+
+void
+mesh_topic_tail_close(struct mesh_topic_tail *t)
+{
+	if (t == NULL) {
+		return;
+	}
+	/* Draining waits for a running on_stream_deleted, which uses t. */
+	if (t->gone != NULL && natsSubscription_Drain(t->gone) == NATS_OK) {
+		natsSubscription_WaitForDrainCompletion(t->gone, 5000);
+	}
+	natsSubscription_Destroy(t->gone);
+	/* Unsubscribing deletes the ephemeral consumer now, rather than
+	 * when the server notices the interest gone. */
+	natsSubscription_Unsubscribe(t->sub);
+	natsSubscription_Destroy(t->sub);
+	free(t);
 }

@@ -1,10 +1,10 @@
 /* state-writer: a stand-in for a running service's writer, for the shell
  * tests of meshctl state. Makes an LMDB environment laid out as the
  * runtime's (named databases "state", "processed", "meta"), writes a few
- * known keys, prints "ready", then commits a transaction every
- * millisecond until its standard input closes: each one adds load/<n> and
- * sets count to n, so a consistent copy holds exactly count load/ keys.
- * Usage: state-writer DIR */
+ * known keys (text, bytes, and protobuf values under pb/), prints "ready",
+ * then commits a transaction every millisecond until its standard input
+ * closes: each one adds load/<n> and sets count to n, so a consistent copy
+ * holds exactly count load/ keys. Usage: state-writer DIR */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -27,6 +27,11 @@ int
 main(int argc, char **argv)
 {
 	static const unsigned char bin[] = {0x00, 0x01, 0x02, 0xff};
+	/* evmesh.example.Greeted {name, count}, as protoc encodes them. */
+	static const unsigned char ada[] = {0x0a, 0x03, 'a', 'd',
+	                                    'a',  0x10, 3};
+	static const unsigned char bob[] = {0x0a, 0x03, 'b', 'o',
+	                                    'b',  0x10, 1};
 	MDB_env *env;
 	MDB_txn *txn;
 	MDB_dbi state, processed, meta;
@@ -52,6 +57,8 @@ main(int argc, char **argv)
 	    (rc = put(txn, state, "greeted/bob", "1", 1)) != 0 ||
 	    (rc = put(txn, state, "note", "héllo wörld", 13)) != 0 ||
 	    (rc = put(txn, state, "bin", bin, sizeof(bin))) != 0 ||
+	    (rc = put(txn, state, "pb/ada", ada, sizeof(ada))) != 0 ||
+	    (rc = put(txn, state, "pb/bob", bob, sizeof(bob))) != 0 ||
 	    (rc = put(txn, state, "count", "0", 1)) != 0 ||
 	    (rc = put(txn, processed, "id-1", "0", 1)) != 0 ||
 	    (rc = put(txn, meta, "version", "1", 1)) != 0 ||

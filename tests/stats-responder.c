@@ -1,7 +1,8 @@
 /* stats-responder: a stand-in for a service instance's stats, for the
  * shell tests of meshctl stats. Answers every request on
  * mesh.service.SERVICE.stats and mesh.services.stats with REPLY (any text:
- * the tests give the runtime's JSON, or garbage), prints "ready", and runs
+ * the tests give the runtime's JSON, every counter meshctl shows, malformed
+ * included, or garbage), prints "ready", and runs
  * until its standard input closes.
  * Usage: stats-responder URL SERVICE REPLY */
 #include <stdio.h>

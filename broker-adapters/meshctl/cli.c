@@ -1,9 +1,12 @@
 /* cli.c: meshctl's argument parsing, help and error reporting. */
+#include <assert.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -12,9 +15,7 @@ static const struct cli_opt global_opts[] = {
          "NATS server URLs, comma-separated "
          "(default: $NATS_URL, then " MESH_DEFAULT_URL ")"},
         {"--json", NULL, "print results as JSON"},
-        {"--output", "FORMAT",
-         "text or json (--json is short for --output json; use this "
-         "where a command's --json takes a payload)"},
+        {"--output", "FORMAT", "text or json (--json is --output json)"},
         {"--user", "USER", "user name ($NATS_USER)"},
         {"--password", "PASSWORD", "password ($NATS_PASSWORD)"},
         {"--token", "TOKEN", "authentication token ($NATS_TOKEN)"},
@@ -41,8 +42,8 @@ find_opt(const struct cli_opt *opts, const char *name, size_t len)
 	return NULL;
 }
 
-/* Look an option up: the command's own first, so that a command may give
- * a global name (like --json) its own meaning. */
+/* Look an option up: the command's own, then the global ones. A name has
+ * one meaning: no command reuses a global option's name. */
 static const struct cli_opt *
 lookup(const struct cli_cmd *cmd, const char *name, size_t len, bool *global)
 {
@@ -53,6 +54,23 @@ lookup(const struct cli_cmd *cmd, const char *name, size_t len, bool *global)
 		*global = true;
 	}
 	return o;
+}
+
+/* Each option name has one meaning on a line: a command's own options
+ * never take a global option's name (that once made --json a payload). */
+static bool __attribute__((unused)) names_distinct(const struct cli_cmd *cmd)
+{
+	for (const struct cli_opt *o = cmd->opts; o && o->name; o++) {
+		if (find_opt(global_opts, o->name, strlen(o->name)) != NULL) {
+			return false;
+		}
+	}
+	for (const struct cli_cmd *s = cmd->subs; s && s->name; s++) {
+		if (!names_distinct(s)) {
+			return false;
+		}
+	}
+	return true;
 }
 
 static void
@@ -205,6 +223,39 @@ cli_opt_long(const struct cli *cli, const char *name, long long min,
 	return true;
 }
 
+int
+cli_confirm(const struct cli *cli, const char *what, ...)
+{
+	char text[512], answer[16] = "";
+	va_list ap;
+
+	if (cli_flag(cli, "--yes")) {
+		return CLI_OK;
+	}
+	va_start(ap, what);
+	vsnprintf(text, sizeof(text), what, ap);
+	va_end(ap);
+	if (!isatty(STDIN_FILENO)) {
+		return cli_usage_error(
+		        cli,
+		        "would %s: give --yes to do it (standard "
+		        "input is not a terminal to ask on)",
+		        text);
+	}
+	fprintf(stderr, "%s? [y/N] ", text);
+	fflush(stderr);
+	if (fgets(answer, sizeof(answer), stdin) == NULL) {
+		fputc('\n', stderr);
+	}
+	answer[strcspn(answer, "\r\n")] = '\0';
+	if (strcasecmp(answer, "y") == 0 || strcasecmp(answer, "yes") == 0) {
+		return CLI_OK;
+	}
+	fprintf(stderr, "%s %s: did not %s (the answer was not yes)\n",
+	        cli->prog, cli->cmd_path, text);
+	return CLI_FAIL;
+}
+
 mesh_err
 cli_connect(struct cli *cli, struct mesh_conn **out)
 {
@@ -238,6 +289,9 @@ apply_global(struct cli *cli, const char *name, const char *v)
 		cli->json = true;
 	else if (strcmp(name, "--output") == 0) {
 		if (strcmp(v, "json") != 0 && strcmp(v, "text") != 0) {
+			fprintf(stderr,
+			        "%s: --output '%s': must be text or json\n",
+			        cli->prog, v);
 			return false;
 		}
 		cli->json = strcmp(v, "json") == 0;
@@ -284,6 +338,7 @@ cli_main(const struct cli_cmd *root, int argc, char **argv)
 	bool *is_cmd_word = calloc((size_t)argc + 1, sizeof(bool));
 	int rc;
 
+	assert(names_distinct(root));
 	cli.args = calloc((size_t)argc + 1, sizeof(*cli.args));
 	if (is_cmd_word == NULL || cli.args == NULL) {
 		fprintf(stderr, "meshctl: out of memory\n");
@@ -349,14 +404,6 @@ cli_main(const struct cli_cmd *root, int argc, char **argv)
 		bool global;
 		const struct cli_opt *o = lookup(cmd, a, len, &global);
 		const char *value = NULL;
-		/* A command's own --json OBJ (a payload) is the global flag
-		 * when no value follows it. */
-		if (o != NULL && !global && o->arg != NULL && a[len] != '=' &&
-		    (i + 1 >= argc || strncmp(argv[i + 1], "--", 2) == 0) &&
-		    find_opt(global_opts, a, len) != NULL) {
-			o = find_opt(global_opts, a, len);
-			global = true;
-		}
 		if (o == NULL) {
 			rc = cli_usage_error(&cli, "unknown option '%.*s'",
 			                     (int)len, a);

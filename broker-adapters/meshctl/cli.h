@@ -71,6 +71,26 @@ int cli_usage_error(const struct cli *cli, const char *fmt, ...)
 /* Report a failed call: "meshctl <cmd>: <detail or strerror>", CLI_FAIL. */
 int cli_fail(const struct cli *cli, mesh_err err);
 
+/* Before destroying something: with --yes, go on; with a terminal on
+ * standard input, ask "<what>? [y/N]" on standard error and go on only on
+ * y or yes; without one, refuse (a script must say --yes). what is a
+ * printf format ("delete queue 'q' and its 3 messages"). Returns CLI_OK to
+ * go on, else the exit code after printing why: CLI_USAGE without --yes
+ * and a terminal, CLI_FAIL when the answer was not yes. The command's
+ * options must hold CLI_YES_OPT. */
+#define CLI_YES_OPT                                                           \
+	{                                                                     \
+		"--yes", NULL,                                                \
+		        "do not ask (a command whose standard input is not "  \
+		        "a terminal needs it)"                                \
+	}
+#define CONFIRM_HELP                                                          \
+	"Says what it would delete and asks first (y or yes goes on); "       \
+	"--yes does not ask.\nWithout --yes and without a terminal on "       \
+	"standard input it deletes nothing\nand exits 2."
+int cli_confirm(const struct cli *cli, const char *what, ...)
+        __attribute__((format(printf, 2, 3)));
+
 /* Connect with the global options; prints the error on failure. */
 mesh_err cli_connect(struct cli *cli, struct mesh_conn **out);
 

@@ -166,7 +166,32 @@ simple(struct cli *cli, mesh_err (*fn)(struct mesh_conn *, const char *),
 int
 cmd_queue_delete(struct cli *cli)
 {
-	return simple(cli, mesh_queue_delete, "deleted queue");
+	const char *name = queue_arg(cli, 0);
+	struct mesh_queue_info i;
+	struct mesh_conn *c;
+	uint64_t n;
+	mesh_err err;
+	int rc;
+
+	if (cli_connect(cli, &c) != MESH_OK) {
+		return CLI_FAIL;
+	}
+	if ((err = mesh_queue_info(c, name, &i)) != MESH_OK) {
+		mesh_conn_close(c);
+		return cli_fail(cli, err);
+	}
+	n = i.visible + i.not_visible + i.delayed;
+	rc = cli_confirm(cli,
+	                 "delete queue '%s' and its %" PRIu64 " message%s",
+	                 name, n, n == 1 ? "" : "s");
+	if (rc == CLI_OK && (err = mesh_queue_delete(c, name)) != MESH_OK) {
+		rc = cli_fail(cli, err);
+	}
+	mesh_conn_close(c);
+	if (rc == CLI_OK && !cli->json) {
+		printf("deleted queue %s\n", name);
+	}
+	return rc;
 }
 
 int
@@ -399,13 +424,10 @@ out:
 	return rc;
 }
 
-/* One message in receive-message's shape. */
+/* One message in receive-message's shape; raw: no BodyJson. */
 static json_t *
-msg_json(const struct mesh_queue_msg *m, bool fifo)
+msg_json(const struct mesh_queue_msg *m, bool fifo, bool raw)
 {
-	const void *data;
-	size_t len;
-	mesh_data_kind kind = mesh_event_data(m->event, &data, &len, NULL);
 	json_t *j = json_object(), *attrs = json_object(), *mattrs;
 	const struct mesh_event *ev = m->event;
 
@@ -414,14 +436,8 @@ msg_json(const struct mesh_queue_msg *m, bool fifo)
 		json_object_set_new(j, "ReceiptHandle",
 		                    json_string(m->receipt));
 	}
-	if (kind == MESH_DATA_TEXT || kind == MESH_DATA_NONE) {
-		json_object_set_new(j, "Body",
-		                    json_stringn(len ? data : "", len));
-	} else {
-		char *s = b64(data, len);
-		json_object_set_new(j, "Body", json_string(s ? s : ""));
-		free(s);
-	}
+	/* A message that did not parse: its bytes, as they came. */
+	put_body(j, ev, m->parse_error[0] != '\0', raw);
 	if (m->receive_count > 0) {
 		put_num(attrs, "ApproximateReceiveCount",
 		        (int64_t)m->receive_count);
@@ -436,41 +452,31 @@ msg_json(const struct mesh_queue_msg *m, bool fifo)
 		                    json_string(m->dedup_id));
 		put_num(attrs, "SequenceNumber", (int64_t)m->sequence);
 	}
+	if (m->parse_error[0] != '\0') {
+		json_object_set_new(attrs, "MeshParseError",
+		                    json_string(m->parse_error));
+	}
 	if (m->dlq_source[0] != '\0') {
 		json_object_set_new(attrs, "DeadLetterQueueSourceArn",
 		                    json_string(m->dlq_source));
 		json_object_set_new(attrs, "DeadLetterReason",
 		                    json_string(m->dlq_reason));
 	}
-	json_object_set_new(j, "Attributes", attrs);
-	mattrs = json_object();
-	for (size_t i = 0; i < mesh_event_ext_count(ev); i++) {
-		const char *name = mesh_event_ext_at(ev, i, NULL);
-		const char *type;
-		const void *val;
-		size_t vlen;
-		json_t *a;
-		if (!mesh_event_attr_is_message_attr(name) ||
-		    mesh_event_attr_get(ev, name, &type, &val, &vlen) !=
-		            MESH_OK) {
-			continue;
-		}
-		a = json_pack("{s:s}", "DataType", type);
-		if (strncmp(type, "Binary", 6) == 0) {
-			char *s = b64(val, vlen);
-			json_object_set_new(a, "BinaryValue",
-			                    json_string(s ? s : ""));
-			free(s);
-		} else {
-			json_object_set_new(a, "StringValue",
-			                    json_stringn(val, vlen));
-		}
-		json_object_set_new(mattrs, name, a);
+	if (m->dlq_sequence > 0) {
+		put_num(attrs, "DeadLetterSourceSequence",
+		        (int64_t)m->dlq_sequence);
 	}
-	if (json_object_size(mattrs) > 0) {
+	if (m->dlq_receive_count > 0) {
+		put_num(attrs, "DeadLetterReceiveCount",
+		        (int64_t)m->dlq_receive_count);
+	}
+	if (m->dlq_service[0] != '\0') {
+		json_object_set_new(attrs, "DeadLetterService",
+		                    json_string(m->dlq_service));
+	}
+	json_object_set_new(j, "Attributes", attrs);
+	if ((mattrs = msg_attrs_json(ev)) != NULL) {
 		json_object_set_new(j, "MessageAttributes", mattrs);
-	} else {
-		json_decref(mattrs);
 	}
 	return j;
 }
@@ -482,7 +488,8 @@ print_msgs(struct cli *cli, const struct mesh_queue_msg *m, size_t n,
 	json_t *arr = json_array();
 
 	for (size_t i = 0; i < n; i++) {
-		json_array_append_new(arr, msg_json(&m[i], fifo));
+		json_array_append_new(
+		        arr, msg_json(&m[i], fifo, cli_flag(cli, "--raw")));
 	}
 	if (cli->json) {
 		cli_print_json(json_pack("{s:o}", "Messages", arr));
@@ -499,23 +506,13 @@ print_msgs(struct cli *cli, const struct mesh_queue_msg *m, size_t n,
 		if ((v = json_object_get(j, "ReceiptHandle")) != NULL) {
 			printf("ReceiptHandle  %s\n", json_string_value(v));
 		}
-		printf("Body           %s\n",
-		       json_string_value(json_object_get(j, "Body")));
+		printf("Body           ");
+		print_body(j);
 		json_object_foreach(json_object_get(j, "Attributes"), key, v)
 		{
 			printf("%-32s %s\n", key, json_string_value(v));
 		}
-		json_object_foreach(json_object_get(j, "MessageAttributes"),
-		                    key, v)
-		{
-			json_t *sv = json_object_get(v, "StringValue");
-			printf("attr %-27s %s (%s)\n", key,
-			       json_string_value(
-			               sv ? sv
-			                  : json_object_get(v, "BinaryValue")),
-			       json_string_value(
-			               json_object_get(v, "DataType")));
-		}
+		print_msg_attrs(json_object_get(j, "MessageAttributes"));
 	}
 	json_decref(arr);
 }

@@ -8,6 +8,7 @@
 
 #include "cli.h"
 #include "commands.h"
+#include "message.h"
 #include "api.h"
 #include "daemon.h"
 #include "expr.h"
@@ -75,7 +76,7 @@ cmd_schedule_next(struct cli *cli)
 /* ---- schedules on the mesh ------------------------------------------------
  */
 
-static bool
+static int
 schedule_from_flags(struct cli *cli, struct mesh_schedule *s)
 {
 	const char *v;
@@ -85,7 +86,7 @@ schedule_from_flags(struct cli *cli, struct mesh_schedule *s)
 		if ((v = cli_opt(cli, flag)) != NULL) {                       \
 			if (strlen(v) >= sizeof(s->field)) {                  \
 				cli_usage_error(cli, "%s: too long", flag);   \
-				return false;                                 \
+				return CLI_USAGE;                             \
 			}                                                     \
 			snprintf(s->field, sizeof(s->field), "%s", v);        \
 		}                                                             \
@@ -95,17 +96,22 @@ schedule_from_flags(struct cli *cli, struct mesh_schedule *s)
 	COPY("--target", target);
 	COPY("--type", type);
 #undef COPY
-	if (cli_opt(cli, "--body") != NULL && cli_opt(cli, "--json") != NULL) {
-		cli_usage_error(cli, "--body and --json exclude each other");
-		return false;
-	}
-	if ((v = cli_opt(cli, "--body")) != NULL ||
-	    (v = cli_opt(cli, "--json")) != NULL) {
-		free(s->body);
-		if ((s->body = strdup(v)) == NULL) {
-			return false;
+	{
+		struct payload p;
+		int rc = payload_from_flags(cli, false, &p);
+		if (rc == CLI_OK && p.text != NULL) {
+			free(s->body);
+			if ((s->body = strdup(p.text)) == NULL) {
+				fprintf(stderr, "meshctl %s: out of memory\n",
+				        cli->cmd_path);
+				rc = CLI_FAIL;
+			}
+			s->json_body = p.data;
 		}
-		s->json_body = cli_opt(cli, "--json") != NULL;
+		payload_fini(&p);
+		if (rc != CLI_OK) {
+			return rc;
+		}
 	}
 	if (cli_opt_nth(cli, "--attr", 0) != NULL) {
 		size_t len = 0;
@@ -114,13 +120,13 @@ schedule_from_flags(struct cli *cli, struct mesh_schedule *s)
 			len += strlen(v) + 1;
 		}
 		if ((lines = calloc(1, len)) == NULL) {
-			return false;
+			return CLI_USAGE;
 		}
 		for (size_t i = 0; (v = cli_opt_nth(cli, "--attr", i)); i++) {
 			if (strchr(v, '\n') != NULL) {
 				free(lines);
 				cli_usage_error(cli, "--attr: one line each");
-				return false;
+				return CLI_USAGE;
 			}
 			if (i > 0) {
 				strcat(lines, "\n");
@@ -142,7 +148,7 @@ schedule_from_flags(struct cli *cli, struct mesh_schedule *s)
 			                "--missed '%s': latest, all or "
 			                "skip",
 			                v);
-			return false;
+			return CLI_USAGE;
 		}
 	}
 	for (int i = 0; i < 2; i++) {
@@ -151,7 +157,7 @@ schedule_from_flags(struct cli *cli, struct mesh_schedule *s)
 		if ((v = cli_opt(cli, flag)) != NULL &&
 		    mesh_sched_parse_time(v, NULL, field) != MESH_OK) {
 			cli_usage_error(cli, "%s: %s", flag, mesh_errdetail());
-			return false;
+			return CLI_USAGE;
 		}
 	}
 	if (cli_flag(cli, "--delete-after")) {
@@ -163,7 +169,7 @@ schedule_from_flags(struct cli *cli, struct mesh_schedule *s)
 		                "--window '%s': a duration like 15 (minutes), "
 		                "15m or 2h",
 		                v);
-		return false;
+		return CLI_USAGE;
 	}
 	if ((v = cli_opt(cli, "--max-age")) != NULL &&
 	    !mesh_schedule_parse_duration(v, 1, &s->max_age_s)) {
@@ -171,24 +177,24 @@ schedule_from_flags(struct cli *cli, struct mesh_schedule *s)
 		                "--max-age '%s': a duration like 3600 "
 		                "(seconds), 60m or 24h",
 		                v);
-		return false;
+		return CLI_USAGE;
 	}
 	{
 		long long n;
 		if (!cli_opt_long(cli, "--retry-max", 0, 185, s->retry_max,
 		                  &n)) {
-			return false;
+			return CLI_USAGE;
 		}
 		s->retry_max = n;
 	}
 	if ((v = cli_opt(cli, "--dlq")) != NULL) {
 		if (strlen(v) >= sizeof(s->dlq)) {
 			cli_usage_error(cli, "--dlq: too long");
-			return false;
+			return CLI_USAGE;
 		}
 		snprintf(s->dlq, sizeof(s->dlq), "%s", v);
 	}
-	return true;
+	return CLI_OK;
 }
 
 /* Check a schedule and its target on the mesh (as the request API does),
@@ -239,9 +245,9 @@ cmd_schedule_create(struct cli *cli)
 		return cli_usage_error(cli, "--expression EXPR and --target "
 		                            "queue:NAME are required");
 	}
-	if (!schedule_from_flags(cli, &s)) {
+	if ((rc = schedule_from_flags(cli, &s)) != CLI_OK) {
 		mesh_schedule_fini(&s);
-		return CLI_USAGE;
+		return rc;
 	}
 	rc = schedule_write(cli, &s, true);
 	mesh_schedule_fini(&s);
@@ -251,7 +257,7 @@ cmd_schedule_create(struct cli *cli)
 /* Load a schedule, let fn change it, write it back. */
 static int
 schedule_change(struct cli *cli,
-                bool (*fn)(struct cli *, struct mesh_schedule *))
+                int (*fn)(struct cli *, struct mesh_schedule *))
 {
 	struct mesh_schedule s;
 	struct mesh_conn *c;
@@ -266,9 +272,9 @@ schedule_change(struct cli *cli,
 	if (err != MESH_OK) {
 		return cli_fail(cli, err);
 	}
-	if (!fn(cli, &s)) {
+	if ((rc = fn(cli, &s)) != CLI_OK) {
 		mesh_schedule_fini(&s);
-		return CLI_USAGE;
+		return rc;
 	}
 	rc = schedule_write(cli, &s, false);
 	mesh_schedule_fini(&s);
@@ -281,20 +287,20 @@ cmd_schedule_update(struct cli *cli)
 	return schedule_change(cli, schedule_from_flags);
 }
 
-static bool
+static int
 set_paused(struct cli *cli, struct mesh_schedule *s)
 {
 	s->enabled = false;
 	(void)cli;
-	return true;
+	return CLI_OK;
 }
 
-static bool
+static int
 set_resumed(struct cli *cli, struct mesh_schedule *s)
 {
 	s->enabled = true;
 	(void)cli;
-	return true;
+	return CLI_OK;
 }
 
 int

@@ -20,6 +20,7 @@
 
 #include "cli.h"
 #include "commands.h"
+#include "mesh_schemas.h"
 #include "message.h"
 #include "mesh/service.h"
 
@@ -261,15 +262,47 @@ json_item(const MDB_val *k, const MDB_val *v)
 	return o;
 }
 
+/* --type T: the protobuf message the values are (values carry no type of
+ * their own). NULL when not given; false after a usage error when T is
+ * not in the schema registry. */
+static bool
+value_type(struct cli *cli, const char **type)
+{
+	*type = cli_opt(cli, "--type");
+	if (*type != NULL && mesh_schema_find(*type) == NULL) {
+		cli_usage_error(cli,
+		                "--type '%s': not a message in the schema "
+		                "registry (see schemas/)",
+		                *type);
+		return false;
+	}
+	return true;
+}
+
+/* Print a decoded value: compact JSON, then a newline. */
+static void
+print_value_json(json_t *j)
+{
+	char *s = json_dumps(j, JSON_COMPACT | JSON_ENSURE_ASCII |
+	                                JSON_ENCODE_ANY);
+
+	fputs(s ? s : "", stdout);
+	free(s);
+}
+
 int
 cmd_state_get(struct cli *cli)
 {
 	struct state_env st = {0};
+	const char *type;
 	unsigned char *buf;
+	json_t *vj = NULL;
+	char why[256];
 	MDB_val k, v;
 	int rc;
 
-	if (!key_arg(cli, cli_pos(cli, 1), &k, &buf)) {
+	if (!value_type(cli, &type) ||
+	    !key_arg(cli, cli_pos(cli, 1), &k, &buf)) {
 		return CLI_USAGE;
 	}
 	if (k.mv_size == 0 || k.mv_size > 511) {
@@ -289,20 +322,36 @@ cmd_state_get(struct cli *cli)
 		rc = CLI_FAIL;
 	} else if (rc != 0) {
 		rc = state_fail(cli, &st, rc);
+	} else if (type != NULL && !cli_flag(cli, "--raw") &&
+	           !proto_json(type, v.mv_data, v.mv_size, &vj, why,
+	                       sizeof(why))) {
+		fprintf(stderr, "%s %s: service '%s': the value of key '",
+		        cli->prog, cli->cmd_path, st.service);
+		print_bytes(stderr, &k);
+		fprintf(stderr, "' (%zu bytes): %s\n", v.mv_size, why);
+		rc = CLI_FAIL;
 	} else if (cli->json) {
 		json_t *o = json_item(&k, &v);
 		json_object_set_new(o, "service", json_string(st.service));
 		json_object_set_new(o, "size", json_integer(v.mv_size));
+		if (vj != NULL) {
+			json_object_set(o, "value_json", vj);
+		}
 		cli_print_json(o);
 		rc = CLI_OK;
 	} else if (cli_flag(cli, "--raw")) {
 		fwrite(v.mv_data, 1, v.mv_size, stdout);
+		rc = CLI_OK;
+	} else if (vj != NULL) {
+		print_value_json(vj);
+		fputc('\n', stdout);
 		rc = CLI_OK;
 	} else {
 		print_bytes(stdout, &v);
 		fputc('\n', stdout);
 		rc = CLI_OK;
 	}
+	json_decref(vj);
 	state_close(&st);
 	free(buf);
 	return rc;
@@ -317,11 +366,13 @@ cmd_state_scan(struct cli *cli)
 	MDB_cursor *cur = NULL;
 	MDB_val p = {0, NULL}, k, v;
 	json_t *items = NULL;
-	long long limit, n = 0;
+	const char *type;
+	long long limit, n = 0, undecoded = 0;
 	bool more = false;
 	int rc;
 
-	if (!cli_opt_long(cli, "--limit", 1, 100000000, 100, &limit) ||
+	if (!value_type(cli, &type) ||
+	    !cli_opt_long(cli, "--limit", 1, 100000000, 100, &limit) ||
 	    (ptext != NULL && !key_arg(cli, ptext, &p, &buf))) {
 		return CLI_USAGE;
 	}
@@ -348,15 +399,30 @@ cmd_state_scan(struct cli *cli)
 			more = true;
 			break;
 		}
+		json_t *vj = NULL;
+		char why[256];
 		n++;
+		if (type != NULL && !proto_json(type, v.mv_data, v.mv_size,
+		                                &vj, why, sizeof(why))) {
+			undecoded++;
+		}
 		if (items != NULL) {
-			json_array_append_new(items, json_item(&k, &v));
+			json_t *o = json_item(&k, &v);
+			if (vj != NULL) {
+				json_object_set(o, "value_json", vj);
+			}
+			json_array_append_new(items, o);
 		} else {
 			print_bytes(stdout, &k);
 			fputc('\t', stdout);
-			print_bytes(stdout, &v);
+			if (vj != NULL) {
+				print_value_json(vj);
+			} else {
+				print_bytes(stdout, &v);
+			}
 			fputc('\n', stdout);
 		}
+		json_decref(vj);
 	}
 	if (rc != 0 && rc != MDB_NOTFOUND) {
 		goto fail;
@@ -371,6 +437,12 @@ cmd_state_scan(struct cli *cli)
 		        "(%lld keys shown; there are more: raise "
 		        "--limit)\n",
 		        n);
+	}
+	if (undecoded > 0) {
+		fprintf(stderr,
+		        "(%lld of the values do not decode as %s: shown "
+		        "as stored)\n",
+		        undecoded, type);
 	}
 	rc = CLI_OK;
 	goto out;

@@ -17,10 +17,16 @@
 /* No more replies than this are read, however many instances run. */
 #define STATS_MAX_REPLIES 4096
 
-static const char *const counters[] = {
-        "received", "processed",      "retried",
-        "failed",   "dead_lettered",  "duplicates",
-        "ignored",  "outbox_pending", "in_flight",
+/* The runtime's counters, and their column headings. "malformed": events
+ * that could not be parsed, dead-lettered at once. */
+static const struct {
+	const char *key, *heading;
+} counters[] = {
+        {"received", "RECEIVED"},     {"processed", "PROCESSED"},
+        {"retried", "RETRIED"},       {"failed", "FAILED"},
+        {"dead_lettered", "DEAD"},    {"malformed", "MALFORMED"},
+        {"duplicates", "DUPS"},       {"ignored", "IGNORED"},
+        {"outbox_pending", "OUTBOX"}, {"in_flight", "INFLIGHT"},
 };
 #define N_COUNTERS (sizeof(counters) / sizeof(counters[0]))
 
@@ -94,9 +100,9 @@ total_of(json_t *instances)
 		json_array_foreach(instances, i, inst)
 		{
 			sum += json_integer_value(
-			        json_object_get(inst, counters[c]));
+			        json_object_get(inst, counters[c].key));
 		}
-		json_object_set_new(t, counters[c], json_integer(sum));
+		json_object_set_new(t, counters[c].key, json_integer(sum));
 	}
 	for (size_t l = 0; l < 2; l++) {
 		json_t *h = json_object();
@@ -160,7 +166,7 @@ print_row(const char *label, json_t *o)
 	printf("%-24s", label);
 	for (size_t c = 0; c < N_COUNTERS; c++) {
 		printf(" %9lld", (long long)json_integer_value(
-		                         json_object_get(o, counters[c])));
+		                         json_object_get(o, counters[c].key)));
 	}
 	for (size_t l = 0; l < 2; l++) {
 		json_t *h = json_object_get(o, latencies[l]);
@@ -178,10 +184,12 @@ print_table(json_t *agg)
 	json_t *svc, *inst;
 	size_t i, k;
 
-	printf("%-24s %9s %9s %9s %9s %9s %9s %9s %9s %9s  %s  %s\n",
-	       "SERVICE / INSTANCE", "RECEIVED", "PROCESSED", "RETRIED",
-	       "FAILED", "DEAD", "DUPS", "IGNORED", "OUTBOX", "INFLIGHT",
-	       "HANDLER ms p50/p95/p99", "COMMIT ms p50/p95/p99");
+	printf("%-24s", "SERVICE / INSTANCE");
+	for (size_t c = 0; c < N_COUNTERS; c++) {
+		printf(" %9s", counters[c].heading);
+	}
+	printf("  %s  %s\n", "HANDLER ms p50/p95/p99",
+	       "COMMIT ms p50/p95/p99");
 	json_array_foreach(json_object_get(agg, "services"), i, svc)
 	{
 		json_t *insts = json_object_get(svc, "instances");

@@ -2,14 +2,20 @@
  * shell. With --json the output has the AWS CLI's shapes (a topic's or a
  * subscription's "ARN" is its name or id). */
 #include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "commands.h"
 #include "expr.h"
 #include "message.h"
+#include "schedule.h"
 
 static const char *
 bool_str(bool b)
@@ -76,9 +82,29 @@ cmd_topic_create(struct cli *cli)
 static int
 do_topic_delete(struct cli *cli, struct mesh_conn *c)
 {
-	mesh_err err = mesh_topic_delete(c, cli_pos(cli, 0));
+	const char *name = cli_pos(cli, 0);
+	struct mesh_topic_info ti;
+	mesh_err err;
+	int rc;
 
-	return err == MESH_OK ? CLI_OK : cli_fail(cli, err);
+	if ((err = mesh_topic_info(c, name, &ti)) != MESH_OK) {
+		return cli_fail(cli, err);
+	}
+	rc = cli_confirm(cli,
+	                 "delete topic '%s', its %" PRIu64
+	                 " stored message%s and its %zu subscription%s",
+	                 name, ti.messages, ti.messages == 1 ? "" : "s",
+	                 ti.subscriptions, ti.subscriptions == 1 ? "" : "s");
+	if (rc != CLI_OK) {
+		return rc;
+	}
+	if ((err = mesh_topic_delete(c, name)) != MESH_OK) {
+		return cli_fail(cli, err);
+	}
+	if (!cli->json) {
+		printf("deleted topic %s\n", name);
+	}
+	return CLI_OK;
 }
 
 int
@@ -320,6 +346,199 @@ out:
 	return rc;
 }
 
+/* ---- tail --------------------------------------------------------------- */
+
+/* One message a tail saw, in the shape of a received message: MessageId,
+ * Type, Subject, SequenceNumber, Timestamp (stored), MessageGroupId,
+ * Body, BodyJson, MessageAttributes, Attributes.MeshParseError. */
+static json_t *
+tailed_json(const struct mesh_topic_tailed *m, bool raw)
+{
+	const struct mesh_event *ev = m->event;
+	json_t *j = json_pack("{s:s, s:s}", "MessageId", mesh_event_id(ev),
+	                      "Type", mesh_event_type(ev));
+	json_t *mattrs;
+	char when[32];
+
+	if (mesh_event_subject(ev) != NULL) {
+		json_object_set_new(j, "Subject",
+		                    json_string(mesh_event_subject(ev)));
+	}
+	put_num(j, "SequenceNumber", (int64_t)m->sequence);
+	mesh_sched_format(m->stored_ms / 1000, when);
+	json_object_set_new(j, "Timestamp", json_string(when));
+	if (m->group_id[0] != '\0') {
+		json_object_set_new(j, "MessageGroupId",
+		                    json_string(m->group_id));
+	}
+	put_body(j, ev, m->parse_error[0] != '\0', raw);
+	if ((mattrs = msg_attrs_json(ev)) != NULL) {
+		json_object_set_new(j, "MessageAttributes", mattrs);
+	}
+	if (m->parse_error[0] != '\0') {
+		json_object_set_new(
+		        j, "Attributes",
+		        json_pack("{s:s}", "MeshParseError", m->parse_error));
+	}
+	return j;
+}
+
+static void
+print_tailed(const json_t *j, bool first)
+{
+	static const char *const fields[] = {
+	        "MessageId", "Type",           "Subject",
+	        "Timestamp", "SequenceNumber", "MessageGroupId",
+	};
+	json_t *pe = json_object_get(json_object_get(j, "Attributes"),
+	                             "MeshParseError");
+
+	if (!first) {
+		putchar('\n');
+	}
+	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+		json_t *v = json_object_get(j, fields[i]);
+		if (v != NULL) {
+			printf("%-15s%s\n", fields[i], json_string_value(v));
+		}
+	}
+	printf("%-15s", "Body");
+	print_body(j);
+	if (pe != NULL) {
+		printf("%-15s%s\n", "MeshParseError", json_string_value(pe));
+	}
+	print_msg_attrs(json_object_get(j, "MessageAttributes"));
+}
+
+/* Ctrl-C (or SIGTERM) stops the tail from a thread of its own: the main
+ * thread waits in mesh_topic_tail_next, which a signal handler may not
+ * touch. The signals are blocked before the connection's threads start,
+ * so this thread is the one that takes them. A second one quits at once,
+ * should stopping hang (a broker gone away). */
+struct tail_stopper {
+	sigset_t set;
+	struct mesh_topic_tail *tail;
+	atomic_bool done; /* the main thread is finishing: just return */
+};
+
+static void *
+tail_stopper_run(void *arg)
+{
+	struct tail_stopper *st = arg;
+	bool stopped = false;
+	int sig;
+
+	while (sigwait(&st->set, &sig) == 0 && !atomic_load(&st->done)) {
+		if (stopped) {
+			_exit(128 + sig);
+		}
+		stopped = true;
+		mesh_topic_tail_stop(st->tail);
+	}
+	return NULL;
+}
+
+/* --since: an ISO-8601 time, or a duration ago (90s, 15m, 2h, 1d). */
+static bool
+since_arg(struct cli *cli, int64_t *since_ms)
+{
+	const char *v = cli_opt(cli, "--since");
+	int64_t t, ago;
+
+	*since_ms = 0;
+	if (v == NULL) {
+		return true;
+	}
+	if (mesh_sched_parse_time(v, NULL, &t) == MESH_OK) {
+		*since_ms = t * 1000;
+		return true;
+	}
+	if (mesh_schedule_parse_duration(v, 1, &ago) && ago > 0) {
+		*since_ms = (int64_t)time(NULL) * 1000 - ago * 1000;
+		return true;
+	}
+	cli_usage_error(cli,
+	                "--since '%s': an ISO-8601 time "
+	                "(2026-01-31T12:00:00Z) or a duration ago (90s, 15m, "
+	                "2h, 1d)",
+	                v);
+	return false;
+}
+
+int
+cmd_topic_tail(struct cli *cli)
+{
+	const char *name = cli_pos(cli, 0);
+	struct tail_stopper st;
+	struct mesh_conn *c = NULL;
+	struct mesh_topic_tail *t = NULL;
+	bool raw = cli_flag(cli, "--raw"), stopper = false;
+	long long count, seen = 0;
+	pthread_t thread;
+	int64_t since_ms;
+	mesh_err err = MESH_OK;
+	int rc = CLI_FAIL;
+
+	if (!cli_opt_long(cli, "--count", 1, 1000000000, 0, &count) ||
+	    !since_arg(cli, &since_ms)) {
+		return CLI_USAGE;
+	}
+	sigemptyset(&st.set);
+	sigaddset(&st.set, SIGINT);
+	sigaddset(&st.set, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &st.set, NULL);
+	if (cli_connect(cli, &c) != MESH_OK) {
+		return CLI_FAIL;
+	}
+	if ((err = mesh_topic_tail_open(c, name, since_ms, &t)) != MESH_OK) {
+		rc = cli_fail(cli, err);
+		goto out;
+	}
+	st.tail = t;
+	atomic_init(&st.done, false);
+	stopper = pthread_create(&thread, NULL, tail_stopper_run, &st) == 0;
+	/* On stderr, also with --json: once it is there, so is the tail. */
+	fprintf(stderr,
+	        "following topic %s%s (Ctrl-C to stop); subscriptions keep "
+	        "every message\n",
+	        name, since_ms > 0 ? ", from --since" : "");
+	while (count == 0 || seen < count) {
+		struct mesh_topic_tailed m;
+		json_t *j;
+		if ((err = mesh_topic_tail_next(t, -1, &m)) != MESH_OK) {
+			break;
+		}
+		j = tailed_json(&m, raw);
+		if (cli->json) {
+			/* One object a line (JSON Lines): a stream, not a
+			 * document. */
+			json_dumpf(j, stdout,
+			           JSON_COMPACT | JSON_ENSURE_ASCII);
+			putchar('\n');
+		} else {
+			print_tailed(j, seen == 0);
+		}
+		fflush(stdout);
+		json_decref(j);
+		mesh_topic_tailed_fini(&m);
+		seen++;
+	}
+	rc = err == MESH_OK || err == MESH_ECLOSED ? CLI_OK
+	                                           : cli_fail(cli, err);
+out:
+	if (stopper) {
+		/* Wake it with a signal of its own, never cancel it: it may be
+		 * inside cnats (stopping the tail), holding its locks. The
+		 * tail is closed only once it has returned. */
+		atomic_store(&st.done, true);
+		pthread_kill(thread, SIGTERM);
+		pthread_join(thread, NULL);
+	}
+	mesh_topic_tail_close(t);
+	mesh_conn_close(c);
+	return rc;
+}
+
 /* ---- subscriptions ------------------------------------------------------ */
 
 /* The attributes given as flags; CLI_OK or an exit code. `set` reads
@@ -556,9 +775,27 @@ cmd_subscription_set_attributes(struct cli *cli)
 static int
 do_subscription_delete(struct cli *cli, struct mesh_conn *c)
 {
-	mesh_err err = mesh_subscription_delete(c, cli_pos(cli, 0));
+	struct mesh_subscription s;
+	mesh_err err = mesh_subscription_get(c, cli_pos(cli, 0), &s);
+	int rc;
 
-	return err == MESH_OK ? CLI_OK : sub_fail(cli, err);
+	if (err != MESH_OK) {
+		return sub_fail(cli, err);
+	}
+	rc = cli_confirm(cli,
+	                 "delete subscription %s (topic %s to %s %s, %" PRIu64
+	                 " message%s pending)",
+	                 s.id, s.topic, mesh_sub_protocol_name(s.protocol),
+	                 s.endpoint, s.pending, s.pending == 1 ? "" : "s");
+	if (rc == CLI_OK &&
+	    (err = mesh_subscription_delete(c, s.id)) != MESH_OK) {
+		rc = sub_fail(cli, err);
+	}
+	if (rc == CLI_OK && !cli->json) {
+		printf("deleted subscription %s\n", s.id);
+	}
+	mesh_subscription_fini(&s);
+	return rc;
 }
 
 int

@@ -42,6 +42,7 @@ int cmd_topic_info(struct cli *cli);
 int cmd_topic_publish(struct cli *cli);
 int cmd_topic_publish_batch(struct cli *cli);
 int cmd_topic_subscribe(struct cli *cli);
+int cmd_topic_tail(struct cli *cli);
 int cmd_subscription_list(struct cli *cli);
 int cmd_subscription_info(struct cli *cli);
 int cmd_subscription_set_attributes(struct cli *cli);

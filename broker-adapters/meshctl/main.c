@@ -20,9 +20,11 @@ static const struct cli_opt sched_opts[] = {
          "the body; <aws.scheduler.scheduled-time>, "
          "<aws.scheduler.schedule-arn> and "
          "<aws.scheduler.attempt-number> are filled in"},
-        {"--json", "OBJ",
-         "the body as JSON, encoded as protobuf message --type "
+        {"--body-file", "FILE", "the body from a file (- for stdin)"},
+        {"--data", "OBJ",
+         "the payload as JSON, encoded as protobuf message --type "
          "(placeholders filled in first)"},
+        {"--data-file", "FILE", "--data from a file (- for stdin)"},
         {"--attr", "NAME=TYPE:VALUE",
          "a message attribute of each firing (at most 8); repeatable"},
         {"--start", "TIME", "no firing before (ISO-8601)"},

@@ -8,6 +8,7 @@
 
 #include <sodium.h>
 
+#include "mesh_schemas.h"
 #include "message.h"
 
 void
@@ -162,49 +163,90 @@ b64(const void *data, size_t len)
 }
 
 int
+payload_from_flags(struct cli *cli, bool required, struct payload *p)
+{
+	static const char *const flags[] = {"--body", "--body-file", "--data",
+	                                    "--data-file"};
+	const char *v = NULL;
+	size_t given = 0, which = 0;
+
+	memset(p, 0, sizeof(*p));
+	for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) {
+		if (cli_opt(cli, flags[i]) != NULL) {
+			given++;
+			which = i;
+			v = cli_opt(cli, flags[i]);
+		}
+	}
+	if (given > 1 || (required && given == 0)) {
+		return cli_usage_error(cli,
+		                       "give %s of --body TEXT, --body-file "
+		                       "FILE, --data OBJ and --data-file "
+		                       "FILE",
+		                       required ? "one" : "at most one");
+	}
+	if (given == 0) {
+		return CLI_OK;
+	}
+	p->flag = flags[which];
+	p->data = strncmp(p->flag, "--data", 6) == 0;
+	if (strstr(p->flag, "-file") != NULL) {
+		if ((p->owned = read_file(cli, v)) == NULL) {
+			return CLI_FAIL;
+		}
+		v = p->owned;
+	}
+	p->text = v;
+	return CLI_OK;
+}
+
+void
+payload_fini(struct payload *p)
+{
+	free(p->owned);
+	p->owned = NULL;
+}
+
+int
 msg_from_flags(struct cli *cli, struct mesh_event **out)
 {
-	const char *body = cli_opt(cli, "--body");
-	const char *file = cli_opt(cli, "--body-file");
 	const char *type = cli_opt(cli, "--type");
-	const char *json = cli_opt(cli, "--json");
 	struct mesh_event *ev = NULL;
-	char *from_file = NULL;
+	struct payload p;
 	const char *spec;
 	mesh_err err;
+	int rc;
 
-	if ((body != NULL) + (file != NULL) + (json != NULL) != 1) {
-		return cli_usage_error(cli, "give one of --body TEXT, "
-		                            "--body-file FILE and --type T "
-		                            "--json OBJ");
+	if ((rc = payload_from_flags(cli, true, &p)) != CLI_OK) {
+		payload_fini(&p);
+		return rc;
 	}
-	if (json != NULL && type == NULL) {
-		return cli_usage_error(cli,
-		                       "--json OBJ needs --type T, the "
-		                       "protobuf message to encode it as");
+	if (p.data && type == NULL) {
+		payload_fini(&p);
+		return cli_usage_error(
+		        cli,
+		        "%s needs --type T, the protobuf message "
+		        "to encode it as",
+		        p.flag);
 	}
-	if (file != NULL && (from_file = read_file(cli, file)) == NULL) {
-		return CLI_FAIL;
-	}
-	if (from_file != NULL) {
-		body = from_file;
-	}
-	if (json != NULL) {
+	if (p.data) {
 		err = mesh_event_new(type, "meshctl", &ev);
 		if (err == MESH_OK) {
-			err = mesh_pbjson_set_event_data(ev, type, json,
-			                                 strlen(json));
+			err = mesh_pbjson_set_event_data(ev, type, p.text,
+			                                 strlen(p.text));
 		}
 		if (err == MESH_EINVAL || err == MESH_ENOTFOUND ||
 		    err == MESH_EPARSE) {
 			mesh_event_free(ev);
-			return cli_usage_error(cli, "--json: %s",
-			                       mesh_errdetail());
+			rc = cli_usage_error(cli, "%s: %s", p.flag,
+			                     mesh_errdetail());
+			payload_fini(&p);
+			return rc;
 		}
 	} else {
-		err = body_event(type ? type : "evmesh.message", body, &ev);
+		err = body_event(type ? type : "evmesh.message", p.text, &ev);
 	}
-	free(from_file);
+	payload_fini(&p);
 	if (err != MESH_OK) {
 		mesh_event_free(ev);
 		return cli_fail(cli, err);
@@ -268,4 +310,119 @@ msg_from_entry(struct cli *cli, json_t *entry, size_t i, const char *body_key,
 	}
 	*out = ev;
 	return CLI_OK;
+}
+
+bool
+proto_json(const char *type, const void *data, size_t len, json_t **out,
+           char *why, size_t why_size)
+{
+	const ProtobufCMessageDescriptor *d = mesh_schema_find(type);
+	ProtobufCMessage *m;
+	mesh_err err;
+
+	if (d == NULL) {
+		snprintf(why, why_size,
+		         "type '%s' is not in the schema registry", type);
+		return false;
+	}
+	if ((m = protobuf_c_message_unpack(d, NULL, len, data)) == NULL) {
+		snprintf(why, why_size, "does not decode as %s", type);
+		return false;
+	}
+	err = mesh_pbjson_decode(m, out);
+	protobuf_c_message_free_unpacked(m, NULL);
+	if (err != MESH_OK) {
+		snprintf(why, why_size, "%s as JSON: %s", type,
+		         mesh_errdetail()[0] ? mesh_errdetail()
+		                             : mesh_strerror(err));
+		return false;
+	}
+	return true;
+}
+
+void
+put_body(json_t *o, const struct mesh_event *ev, bool as_bytes, bool raw)
+{
+	const void *data;
+	size_t len;
+	mesh_data_kind kind = mesh_event_data(ev, &data, &len, NULL);
+	json_t *j = NULL;
+
+	if (!as_bytes && (kind == MESH_DATA_TEXT || kind == MESH_DATA_NONE)) {
+		json_object_set_new(o, "Body",
+		                    json_stringn(len ? data : "", len));
+	} else {
+		char *s = b64(data, len);
+		json_object_set_new(o, "Body", json_string(s ? s : ""));
+		free(s);
+	}
+	if (!raw && !as_bytes && kind == MESH_DATA_PROTO &&
+	    mesh_pbjson_event_data(ev, &j) == MESH_OK) {
+		json_object_set_new(o, "BodyJson", j);
+	}
+}
+
+void
+print_body(const json_t *o)
+{
+	const json_t *j = json_object_get(o, "BodyJson");
+
+	if (j != NULL) {
+		char *s = json_dumps(j, JSON_COMPACT | JSON_ENSURE_ASCII);
+		printf("%s\n", s ? s : "");
+		free(s);
+	} else {
+		printf("%s\n", json_string_value(json_object_get(o, "Body")));
+	}
+}
+
+json_t *
+msg_attrs_json(const struct mesh_event *ev)
+{
+	json_t *mattrs = json_object();
+
+	for (size_t i = 0; i < mesh_event_ext_count(ev); i++) {
+		const char *name = mesh_event_ext_at(ev, i, NULL);
+		const char *type;
+		const void *val;
+		size_t vlen;
+		json_t *a;
+		if (!mesh_event_attr_is_message_attr(name) ||
+		    mesh_event_attr_get(ev, name, &type, &val, &vlen) !=
+		            MESH_OK) {
+			continue;
+		}
+		a = json_pack("{s:s}", "DataType", type);
+		if (strncmp(type, "Binary", 6) == 0) {
+			char *s = b64(val, vlen);
+			json_object_set_new(a, "BinaryValue",
+			                    json_string(s ? s : ""));
+			free(s);
+		} else {
+			json_object_set_new(a, "StringValue",
+			                    json_stringn(val, vlen));
+		}
+		json_object_set_new(mattrs, name, a);
+	}
+	if (json_object_size(mattrs) == 0) {
+		json_decref(mattrs);
+		return NULL;
+	}
+	return mattrs;
+}
+
+void
+print_msg_attrs(const json_t *mattrs)
+{
+	const char *key;
+	json_t *v;
+
+	json_object_foreach((json_t *)mattrs, key, v)
+	{
+		json_t *sv = json_object_get(v, "StringValue");
+		printf("attr %-27s %s (%s)\n", key,
+		       json_string_value(
+		               sv ? sv : json_object_get(v, "BinaryValue")),
+		       json_string_value(json_object_get(v, "DataType")));
+	}
 }

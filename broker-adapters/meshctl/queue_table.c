@@ -63,11 +63,18 @@ static const struct cli_opt receive_opts[] = {
         {"--visibility-timeout", "S",
          "for these messages, 0-43200 (the "
          "queue's)"},
+        RAW_OPT,
         {NULL, NULL, NULL},
 };
 
 static const struct cli_opt peek_opts[] = {
         {"--max", "N", "messages to show, 1-10000 (10)"},
+        RAW_OPT,
+        {NULL, NULL, NULL},
+};
+
+static const struct cli_opt delete_opts[] = {
+        CLI_YES_OPT,
         {NULL, NULL, NULL},
 };
 
@@ -104,11 +111,14 @@ const struct cli_cmd queue_commands[] = {
          "NAME", NULL, none, cmd_queue_info, NULL, 1, 1},
         {"list", "List queues.", "[--prefix P]", NULL, list_opts,
          cmd_queue_list, NULL, 0, 0},
-        {"delete", "Delete a queue and its messages.", "NAME", NULL, none,
-         cmd_queue_delete, NULL, 1, 1},
+        {"delete", "Delete a queue and its messages.", "NAME [--yes]",
+         CONFIRM_HELP, delete_opts, cmd_queue_delete, NULL, 1, 1},
         {"purge", "Delete every message of a queue.", "NAME", NULL, none,
          cmd_queue_purge, NULL, 1, 1},
-        {"send", "Send a message.", "NAME --body TEXT [OPTIONS]", NULL,
+        {"send", "Send a message.",
+         "NAME (--body TEXT | --type T --data OBJ) [OPTIONS]",
+         "--type T --data OBJ encodes OBJ as the protobuf message T (see "
+         "schemas/).",
          send_opts, cmd_queue_send, NULL, 1, 1},
         {"send-batch", "Send up to 10 messages (send-message-batch).",
          "NAME --entries JSON",
@@ -117,12 +127,12 @@ const struct cli_cmd queue_commands[] = {
          "        \"MessageAttributes\":{\"k\":{\"DataType\":\"String\","
          "\"StringValue\":\"v\"}}}, ...]\nExits 1 when any entry failed.",
          entries_opts, cmd_queue_send_batch, NULL, 1, 1},
-        {"receive", "Receive up to 10 messages.", "NAME [OPTIONS]", NULL,
-         receive_opts, cmd_queue_receive, NULL, 1, 1},
+        {"receive", "Receive up to 10 messages.", "NAME [OPTIONS]",
+         PAYLOAD_HELP, receive_opts, cmd_queue_receive, NULL, 1, 1},
         {"peek", "Show waiting messages without receiving them.",
-         "NAME [--max N]",
+         "NAME [--max N] [--raw]",
          "Receive counts and visibility stay as they are; messages in flight "
-         "are shown too.",
+         "are shown too.\n" PAYLOAD_HELP,
          peek_opts, cmd_queue_peek, NULL, 1, 1},
         {"delete-message", "Delete a received message.", "NAME RECEIPT", NULL,
          none, cmd_queue_delete_message, NULL, 2, 2},

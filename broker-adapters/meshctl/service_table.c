@@ -41,8 +41,16 @@ const struct cli_opt stats_opts[] = {
 		        "writable): safe only while the service is stopped"   \
 	}
 
+#define TYPE_OPT                                                              \
+	{                                                                     \
+		"--type", "T",                                                \
+		        "the values are protobuf messages T (see schemas/): " \
+		        "print them as JSON"                                  \
+	}
+
 static const struct cli_opt get_opts[] = {
         STATE_OPTS,
+        TYPE_OPT,
         {"--hex", NULL, "KEY is given in hex"},
         {"--raw", NULL, "write the value's bytes as they are"},
         {NULL, NULL, NULL},
@@ -50,6 +58,7 @@ static const struct cli_opt get_opts[] = {
 
 static const struct cli_opt scan_opts[] = {
         STATE_OPTS,
+        TYPE_OPT,
         {"--hex", NULL, "PREFIX is given in hex"},
         {"--limit", "N", "at most N keys, 1-100000000 (100)"},
         {NULL, NULL, NULL},
@@ -71,12 +80,15 @@ static const struct cli_opt new_opts[] = {
 	"Reads the database '" MESH_SERVICE_DB_STATE "' (or --db's) of the "  \
 	"service's LMDB environment,\nread-only, while the service runs. "    \
 	"Keys and values print as text when they\nare printable UTF-8, "      \
-	"else as 0x and hex (--json: key_base64, value_base64)."
+	"else as 0x and hex (--json: key_base64, value_base64).\nValues "     \
+	"carry "                                                              \
+	"no type: --type T reads them as the protobuf message T and\n"        \
+	"prints its proto3 JSON mapping (--json: value_json beside value)."
 
 const struct cli_cmd state_commands[] = {
         {.name = "get",
          .summary = "Print the value of a key in a service's state.",
-         .usage = "SERVICE KEY [--state DIR] [--hex] [--raw]",
+         .usage = "SERVICE KEY [--state DIR] [--type T] [--hex] [--raw]",
          .help = STATE_HELP,
          .opts = get_opts,
          .run = cmd_state_get,
@@ -84,7 +96,7 @@ const struct cli_cmd state_commands[] = {
          .max_pos = 2},
         {.name = "scan",
          .summary = "List a service's keys (and values) in order.",
-         .usage = "SERVICE [PREFIX] [--state DIR] [--limit N]",
+         .usage = "SERVICE [PREFIX] [--state DIR] [--type T] [--limit N]",
          .help = STATE_HELP "\nOne key a line: KEY, a tab, VALUE. Says "
                             "on standard error when --limit cut\nthe "
                             "list short.",

@@ -16,6 +16,11 @@ static const struct cli_opt create_opts[] = {
         {NULL, NULL, NULL},
 };
 
+static const struct cli_opt delete_opts[] = {
+        CLI_YES_OPT,
+        {NULL, NULL, NULL},
+};
+
 static const struct cli_opt publish_opts[] = {
         MSG_OPTS,
         {"--subject", "TEXT", "the Subject (CloudEvents subject)"},
@@ -46,6 +51,15 @@ static const struct cli_opt subscribe_opts[] = {
         {NULL, NULL, NULL},
 };
 
+static const struct cli_opt tail_opts[] = {
+        {"--since", "TIME",
+         "start with the messages still stored from TIME: ISO-8601, or a "
+         "duration ago (15m, 2h)"},
+        {"--count", "N", "stop after N messages"},
+        RAW_OPT,
+        {NULL, NULL, NULL},
+};
+
 static const struct cli_opt sub_list_opts[] = {
         {"--topic", "T", "only this topic's subscriptions"},
         {NULL, NULL, NULL},
@@ -64,14 +78,15 @@ const struct cli_cmd topic_commands[] = {
          "NAME [--fifo] [--content-based-dedup] [--archive-days N]", NULL,
          create_opts, cmd_topic_create, NULL, 1, 1},
         {"delete", "Delete a topic, its messages and its subscriptions.",
-         "NAME", NULL, none, cmd_topic_delete, NULL, 1, 1},
+         "NAME [--yes]", CONFIRM_HELP, delete_opts, cmd_topic_delete, NULL, 1,
+         1},
         {"list", "List topics.", "", NULL, none, cmd_topic_list, NULL, 0, 0},
         {"info", "Show a topic's attributes and counts.", "NAME", NULL, none,
          cmd_topic_info, NULL, 1, 1},
         {"publish", "Publish a message to every subscription.",
-         "NAME (--body TEXT | --type T --json OBJ) [OPTIONS]",
-         "With --json OBJ as the payload, use --output json for JSON "
-         "output.",
+         "NAME (--body TEXT | --type T --data OBJ) [OPTIONS]",
+         "--type T --data OBJ encodes OBJ as the protobuf message T (see "
+         "schemas/).",
          publish_opts, cmd_topic_publish, NULL, 1, 1},
         {"publish-batch", "Publish up to 10 messages (publish-batch).",
          "NAME --entries JSON",
@@ -87,6 +102,19 @@ const struct cli_cmd topic_commands[] = {
          "gets the messages\npublished from now on; --replay-from "
          "first delivers the topic's archive\nfrom that time.",
          subscribe_opts, cmd_topic_subscribe, NULL, 1, 1},
+        {"tail", "Follow a topic's messages live, taking none of them.",
+         "NAME [--since TIME] [--count N] [--raw]",
+         "Prints each message the topic stores from now on (--since: "
+         "first those still\nstored from TIME), until Ctrl-C (exit 0), "
+         "--count, or the topic's deletion\n(exit 1). The tail is an "
+         "ephemeral consumer that acknowledges nothing: every\n"
+         "subscription still gets every message, and the topic keeps "
+         "none for the tail\nonce it has been sent to it. A topic "
+         "without an archive stores only what some\nsubscription has yet "
+         "to take, so --since sees those; an archived topic, its\n"
+         "archive. --json prints one object a line (JSON Lines).\n"
+         "\n" PAYLOAD_HELP,
+         tail_opts, cmd_topic_tail, NULL, 1, 1},
         {NULL},
 };
 
@@ -100,7 +128,7 @@ const struct cli_cmd subscription_commands[] = {
          "Change a subscription's filter policy or raw delivery (at once).",
          "ID [OPTIONS]", NULL, sub_set_opts, cmd_subscription_set_attributes,
          NULL, 1, 1},
-        {"delete", "Unsubscribe.", "ID", NULL, none, cmd_subscription_delete,
-         NULL, 1, 1},
+        {"delete", "Unsubscribe.", "ID [--yes]", CONFIRM_HELP, delete_opts,
+         cmd_subscription_delete, NULL, 1, 1},
         {NULL},
 };

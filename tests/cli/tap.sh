@@ -54,3 +54,28 @@ scratch() {
 	pids=()
 	trap 'for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$tmp"' EXIT
 }
+
+# on_tty ANSWER CMD...: run CMD with a terminal on its standard input (for
+# prompts), typing ANSWER and Enter; its exit code, and what it wrote.
+on_tty() {
+	local answer=$1
+	shift
+	printf '%s\n' "$answer" | script -qec "$(printf '%q ' "$@")" /dev/null
+}
+
+# raw_pub SUBJECT BODY [CONTENT-TYPE]: publish to $BROKER_URL as a plain
+# NATS client in any language would (no evmesh library), with a
+# Content-Type header when one is given.
+raw_pub() {
+	local hostport=${BROKER_URL#nats://} hdr=""
+	[ -n "${3:-}" ] && hdr=$'NATS/1.0\r\nContent-Type: '"$3"$'\r\n\r\n'
+	exec 3<>"/dev/tcp/${hostport%:*}/${hostport##*:}"
+	if [ -n "$hdr" ]; then
+		printf 'CONNECT {"verbose":false,"headers":true}\r\nHPUB %s %d %d\r\n%s%s\r\nPING\r\n' \
+			"$1" ${#hdr} $((${#hdr} + ${#2})) "$hdr" "$2" >&3
+	else
+		printf 'CONNECT {"verbose":false}\r\nPUB %s %d\r\n%s\r\nPING\r\n' "$1" ${#2} "$2" >&3
+	fi
+	timeout 5 grep -qam1 PONG <&3
+	exec 3>&-
+}

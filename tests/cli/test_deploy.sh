@@ -5,7 +5,8 @@
 # (--once 50, then the default 10 orders, shown end to end); the second run
 # reuses what the first started; --watch prints live counts until Ctrl-C
 # and exits 0; deploy/down stops everything, and the next deploy/up reads
-# the old state. Runs on a free port with its own state folder.
+# the old state; as root it links meshctl into a bin directory, never over
+# another file. Runs on a free port with its own state and bin folders.
 set -u
 . "$(dirname "$0")/tap.sh"
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -14,6 +15,9 @@ EVMESH_STATE=$(mktemp -d)
 export EVMESH_NATS_PORT
 EVMESH_NATS_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 trap '"$root/deploy/down" >/dev/null 2>&1; rm -rf "$EVMESH_STATE"' EXIT
+# Where deploy/up links meshctl (as root): not the machine's /usr/local/bin.
+export EVMESH_BIN_DIR=$EVMESH_STATE/bin
+meshctl=$root/build/broker-adapters/meshctl/meshctl
 
 out=$("$root/deploy/up" --once 50 </dev/null 2>&1); ok $? "deploy/up --once 50 exits 0"
 has "$out" "starting nats-server" "and starts a broker"
@@ -28,7 +32,18 @@ has "$out" "smoke: round trip" "and prints the event's round trip"
 has "$out" "Body           hello from deploy/up" "and round-trips a queue message"
 has "$out" "orders: 50 placed, 36 shipped, 36 notified, 14 filtered, duplicates 0, lost 0" \
 	"and places 50 orders, every shippable one shipped and notified once"
+if [ "$(id -u)" -eq 0 ]; then
+	has "$out" "up: linked $EVMESH_BIN_DIR/meshctl -> $meshctl: meshctl is on PATH" \
+		"as root it ends by linking meshctl into the bin directory"
+	[ "$(readlink "$EVMESH_BIN_DIR/meshctl")" = "$meshctl" ]; ok $? "and the link is there"
+else
+	has "$out" "up: to type meshctl anywhere: export PATH=\"$(dirname "$meshctl"):\$PATH\"" \
+		"it ends by saying how to put meshctl on PATH"
+fi
 out=$("$root/deploy/up" </dev/null 2>&1); ok $? "deploy/up again exits 0"
+if [ "$(id -u)" -eq 0 ]; then
+	has "$out" "up: meshctl is on PATH: $EVMESH_BIN_DIR/meshctl -> $meshctl" "and finds its link in place"
+fi
 has "$out" "nats-server already running" "and reuses the running broker"
 has "$out" "mesh-scheduler already running" "and the running scheduler"
 has "$out" "orders already running" "and the running services"
@@ -64,7 +79,14 @@ for s in orders shipping notifications; do
 	has "$out" "stopped $s" "and the service $s"
 done
 [ -d "$EVMESH_STATE/nats/jetstream" ]; ok $? "the store stays for next time"
-out=$("$root/deploy/up" --once 7 </dev/null 2>&1); ok $? "deploy/up after down exits 0"
+mkdir -p "$EVMESH_STATE/other-bin"
+printf '#!/bin/sh\n' >"$EVMESH_STATE/other-bin/meshctl"
+out=$(EVMESH_BIN_DIR=$EVMESH_STATE/other-bin "$root/deploy/up" --once 7 </dev/null 2>&1); ok $? "deploy/up after down exits 0"
+if [ "$(id -u)" -eq 0 ]; then
+	has "$out" "up: $EVMESH_STATE/other-bin/meshctl is another meshctl, left as it is" \
+		"and never replaces another program's file"
+	[ ! -L "$EVMESH_STATE/other-bin/meshctl" ]; ok $? "which stays as it was"
+fi
 has "$out" "sequence 4" "and the new broker reads the old store"
 has "$out" "orders: 7 placed, 5 shipped, 5 notified, 2 filtered, duplicates 0, lost 0" \
 	"and the services their old state"

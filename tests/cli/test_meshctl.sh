@@ -22,7 +22,18 @@ for c in $cmds; do
 	h=$("$MESHCTL" "$c" --help); r=$?
 	ok $r "meshctl $c --help exits 0"
 	has "$h" "Usage: meshctl $c" "meshctl $c --help shows its usage"
+	# and each of its own commands (queue send, topic tail, ...)
+	subs=$(printf '%s\n' "$h" | sed -n '/^Commands:/,/^$/p' | awk 'NR>1 && NF {print $1}')
+	[ -n "$subs" ] || continue
+	bad=""
+	for s in $subs; do
+		"$MESHCTL" "$c" "$s" --help | grep -q "^Usage: meshctl $c $s" || bad="$bad $c $s"
+	done
+	is "$bad" "" "each of the $(echo $subs | wc -w) 'meshctl $c ...' commands has --help"
 done
+out=$("$MESHCTL" --output yaml version 2>&1); is $? 2 "--output takes text or json only"
+has "$out" "--output 'yaml': must be text or json" "and names the value"
+out=$("$MESHCTL" version --output json); has "$out" '"version"' "--output json is --json"
 out=$("$MESHCTL" bogus 2>&1); is $? 2 "an unknown command exits 2"
 has "$out" "unknown command 'bogus'" "and names the command"
 out=$("$MESHCTL" version --bogus 2>&1); is $? 2 "an unknown option exits 2"

@@ -23,6 +23,14 @@ is "$(printf '%s' "$out" | json 'd["Attributes"]["MaximumMessageSize"]')" "26214
 	"defaults are SQS's (MaximumMessageSize 262144)"
 out=$(m queue list --json); has "$out" '/queue/jobs' "list-queues shape: QueueUrls"
 
+# --json anywhere on the line is the output switch (issue 11).
+for line in "--json queue send jobs" "queue --json send jobs" "queue send --json jobs"; do
+	# shellcheck disable=SC2086
+	out=$(m $line --body x); r=$?
+	is "$r" 0 "meshctl $line --body x: exit 0"
+	[ "$(printf '%s' "$out" | json 'len(d["MessageId"])')" = 36 ]; ok $? "and prints {\"MessageId\": ...}"
+done
+m queue purge jobs >/dev/null
 out=$(m queue send jobs --body 'hello world' --attr color=String:red --attr n=Number:7 --json)
 ok $? "send exits 0"
 mid=$(printf '%s' "$out" | json 'd["MessageId"]')
@@ -110,6 +118,69 @@ bodies=$(m queue peek src --max 1000 --json | python3 -c 'import json,sys; d=jso
 is "$(printf '%s\n' "$bodies" | sort -u | wc -l)" "100" "all 100 messages are back in src"
 is "$(printf '%s\n' "$bodies" | wc -l)" "100" "each once"
 is "$(m queue info dlq --json | json 'd["Attributes"]["ApproximateNumberOfMessages"]')" "0" "and the DLQ is empty"
+
+# Readable payloads (issue 11): a protobuf body whose type the schema
+# registry knows prints as its proto3 JSON mapping; --raw keeps the bytes.
+m queue create shop >/dev/null
+m queue send shop --type evmesh.shop.OrderPlaced \
+	--data '{"orderId": "o-7", "country": "DE", "totalCents": "1250"}' >/dev/null
+out=$(m queue peek shop --json)
+is "$(printf '%s' "$out" | json 'json.dumps(d["Messages"][0]["BodyJson"], sort_keys=True)')" \
+	'{"country": "DE", "orderId": "o-7", "totalCents": "1250"}' "--json: BodyJson is the payload's JSON mapping"
+b64=$(printf '%s' "$out" | json 'd["Messages"][0]["Body"]')
+printf '%s' "$b64" | base64 -d | grep -qa 'o-7'; ok $? "beside Body, the protobuf bytes in base64"
+out=$(m queue peek shop)
+has "$out" 'Body           {"orderId":"o-7","country":"DE","totalCents":"1250"}' "text: the Body line shows the JSON"
+out=$(m queue peek shop --raw --json)
+is "$(printf '%s' "$out" | json '"BodyJson" in d["Messages"][0]')" False "--raw --json: no BodyJson"
+has "$(m queue receive shop --raw)" "Body           $b64" "--raw text: the bytes in base64"
+
+# Messages from any producer that are not CloudEvents: their bytes, base64.
+raw_pub mesh.queue.shop hello
+out=$(m queue peek shop --json); ok $? "peek shows a message that is not a CloudEvent"
+is "$(printf '%s' "$out" | json '[x["Body"] for x in d["Messages"]][-1]')" "aGVsbG8=" "its Body is its bytes in base64"
+raw_pub mesh.queue.shop 'garbage!' application/cloudevents+protobuf
+out=$(m queue peek shop --json); ok $? "and one that claims to be a CloudEvent and is not"
+is "$(printf '%s' "$out" | json '[x["Body"] for x in d["Messages"]][-1]')" "Z2FyYmFnZSE=" "its Body is its bytes in base64"
+has "$(printf '%s' "$out" | json '[x["Attributes"].get("MeshParseError", "") for x in d["Messages"]][-1]')" \
+	"not a CloudEvents protobuf message" "Attributes.MeshParseError says why it did not parse"
+has "$(m queue peek shop)" "MeshParseError                   event of 8 bytes" "text shows it too"
+
+# Dead letters show where from and why, in JSON and in text.
+m queue create shop-dlq >/dev/null
+m queue set-attributes shop --dlq shop-dlq --max-receive 5 >/dev/null
+m queue send shop --body doomed >/dev/null
+m queue purge shop >/dev/null
+m queue send shop --body doomed >/dev/null
+rh=$(m queue receive shop --json | json 'd["Messages"][0]["ReceiptHandle"]')
+m queue dead-letter shop "$rh" --reason 'bad address' >/dev/null; ok $? "dead-letter a message by hand"
+out=$(m queue peek shop-dlq --json)
+is "$(printf '%s' "$out" | json 'd["Messages"][0]["Attributes"]["DeadLetterQueueSourceArn"], d["Messages"][0]["Attributes"]["DeadLetterReason"]')" \
+	"('shop', 'bad address')" "--json: Attributes.DeadLetterQueueSourceArn and DeadLetterReason"
+out=$(m queue peek shop-dlq)
+has "$out" "DeadLetterReason                 bad address" "text shows them too"
+m queue create auto-dlq >/dev/null
+m queue create auto --visibility-timeout 0 --dlq auto-dlq --max-receive 1 >/dev/null
+m queue send auto --body z >/dev/null
+for _ in 1 2 3; do m queue receive auto >/dev/null; done
+out=$(m queue peek auto-dlq --json)
+is "$(printf '%s' "$out" | json 'tuple(d["Messages"][0]["Attributes"].get(k) for k in ("DeadLetterQueueSourceArn", "DeadLetterSourceSequence", "DeadLetterReceiveCount", "DeadLetterService"))')" \
+	"('auto', '1', '1', None)" "a redrive policy's dead letter: its source, sequence and receives there, no service"
+has "$(m queue peek auto-dlq)" "DeadLetterReceiveCount           1" "text shows them too"
+
+# queue delete asks first; a script says --yes.
+out=$(m queue delete shop 2>&1 </dev/null); is $? 2 "queue delete without --yes and without a terminal exits 2"
+has "$out" "would delete queue 'shop' and its " "and says what it would delete"
+has "$out" "give --yes" "and what to do"
+m queue info shop >/dev/null; ok $? "and deletes nothing"
+out=$(on_tty n "$MESHCTL" queue delete shop 2>&1); is $? 1 "on a terminal, answering n exits 1"
+has "$out" "delete queue 'shop' and its " "after asking"
+m queue info shop >/dev/null; ok $? "and deletes nothing"
+out=$(on_tty yes "$MESHCTL" queue delete shop 2>&1); ok $? "answering yes deletes"
+out=$(m queue info shop 2>&1); is $? 1 "the queue is gone"
+out=$(m queue delete shop-dlq --yes); ok $? "queue delete --yes does not ask"
+is "$out" "deleted queue shop-dlq" "and says what it deleted"
+out=$(m queue delete shop-dlq --yes 2>&1); is $? 1 "deleting it again exits 1"
 
 stop_broker
 done_testing

@@ -30,7 +30,7 @@ sleep 0.3
 
 out=$(m schedule create alarm --expression 'rate(1 second)' \
 	--target topic:alarms --type evmesh.shop.OrderSummary \
-	--json '{"windowStart": "<aws.scheduler.attempt-number>", "orders": 3}' \
+	--data '{"windowStart": "<aws.scheduler.attempt-number>", "orders": 3}' \
 	--attr region=String:eu --attr level=Number:3 2>&1)
 ok $? "a schedule into a topic with a JSON body is created"
 sleep 3.5
@@ -43,22 +43,29 @@ m queue receive alarms-q --json >"$tmp/msg.json"
 ok $? "a firing can be received"
 body=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["Messages"][0]["Body"])' "$tmp/msg.json")
 [ -n "$body" ]; ok $? "with a body (the encoded OrderSummary)"
+orders=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["Messages"][0]["BodyJson"]["orders"])' "$tmp/msg.json")
+is "$orders" 3 "which receive shows as JSON (BodyJson)"
 region=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["Messages"][0]["MessageAttributes"]["region"]["StringValue"])' "$tmp/msg.json")
 is "$region" eu "and the schedule's attributes (--attr)"
 out=$(m schedule info alarm --json)
 has "$out" '"Payload": "json"' "info shows the JSON payload kind"
 
+out=$(printf '{"orders": 4}' | m schedule update alarm --data-file - 2>&1)
+ok $? "schedule update --data-file - takes the payload from stdin"
+has "$(m schedule info alarm --json)" '{\"orders\": 4}' "and stores it"
+out=$(m schedule update alarm --data-file "$tmp/none.json" 2>&1); is $? 1 "an unreadable --data-file exits 1"
+has "$out" "cannot read '$tmp/none.json'" "and names the file"
 out=$(m schedule create nowhere --expression 'rate(1 minute)' \
 	--target topic:no-such-topic --body x 2>&1)
 is $? 1 "an unknown topic exits 1"
 has "$out" "no-such-topic" "and names it"
 out=$(m schedule create badjson --expression 'rate(1 minute)' \
 	--target topic:alarms --type evmesh.shop.OrderSummary \
-	--json '{"orders": "many"}' 2>&1)
+	--data '{"orders": "many"}' 2>&1)
 is $? 2 "a JSON body that is not the type exits 2"
 has "$out" "orders" "and names the field"
 out=$(m schedule create badtype --expression 'rate(1 minute)' \
-	--target topic:alarms --type evmesh.nope.Nothing --json '{}' 2>&1)
+	--target topic:alarms --type evmesh.nope.Nothing --data '{}' 2>&1)
 is $? 2 "an unknown protobuf type exits 2"
 has "$out" "evmesh.nope.Nothing" "and names it"
 out=$(m schedule create badattr --expression 'rate(1 minute)' \

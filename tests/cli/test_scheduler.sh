@@ -91,7 +91,7 @@ when=$(date -u -d '+2 seconds' +%Y-%m-%dT%H:%M:%S)
 m schedule create once --expression "at($when)" --target queue:gone \
 	--retry-max 2 --dlq dead --body 'once' >/dev/null
 ok $? "a one-time schedule with 2 retries and a dead-letter queue"
-m queue delete gone >/dev/null
+m queue delete gone --yes >/dev/null
 : >"$tmp/r1.log"
 replica r1
 sleep 7

@@ -71,6 +71,24 @@ is "$(jget "$out" 'j["value_base64"], j["key"], j["size"]')" "AAEC/w== bin 4" "-
 out=$("$MESHCTL" state get demo 62696e --hex); is "$out" "0x000102ff" "--hex takes the key in hex"
 out=$("$MESHCTL" state get demo 6g --hex 2>&1); is $? 2 "bad hex is a usage error"
 out=$("$MESHCTL" state get demo bin --raw | od -An -tx1 | tr -d ' \n'); is "$out" "000102ff" "--raw writes the bytes"
+# Values carry no type: --type T reads them as the protobuf message T.
+G=evmesh.example.Greeted
+out=$("$MESHCTL" state get demo pb/ada --type $G); ok $? "state get --type T exits 0"
+is "$out" '{"name":"ada","count":"3"}' "and prints the value's proto3 JSON mapping"
+out=$("$MESHCTL" state get demo pb/ada); is "$out" "0x0a036164611003" "without --type, the bytes as hex"
+out=$("$MESHCTL" state get demo pb/ada --type $G --json)
+is "$(jget "$out" 'j["value_json"]["name"], j["value_base64"]')" "ada CgNhZGEQAw==" "--json: value_json beside value_base64"
+out=$("$MESHCTL" state get demo pb/ada --type $G --raw | od -An -tx1 | tr -d ' \n'); is "$out" "0a036164611003" "--raw keeps the bytes"
+out=$("$MESHCTL" state scan demo pb/ --type $G)
+is "$out" "$(printf 'pb/ada\t{"name":"ada","count":"3"}\npb/bob\t{"name":"bob","count":"1"}')" "state scan --type T: KEY, a tab, the JSON"
+out=$("$MESHCTL" state get demo bin --type $G 2>&1); is $? 1 "a value that is not a T exits 1"
+is "$out" "meshctl state get: service 'demo': the value of key 'bin' (4 bytes): does not decode as $G" \
+	"and names the key and the type"
+out=$("$MESHCTL" state scan demo b --type $G 2>err); ok $? "state scan --type shows values that are not a T"
+is "$out" "$(printf 'bin\t0x000102ff')" "as stored"
+has "$(cat err)" "(1 of the values do not decode as $G: shown as stored)" "and says so on stderr"
+out=$("$MESHCTL" state get demo pb/ada --type evmesh.nope.Nothing 2>&1); is $? 2 "a type not in the registry is a usage error"
+has "$out" "--type 'evmesh.nope.Nothing': not a message in the schema registry" "and is named"
 out=$("$MESHCTL" state scan demo --db meta); is "$out" "$(printf 'version\t1')" "--db names another database"
 out=$("$MESHCTL" state get demo k --db nope 2>&1); is $? 1 "a database the environment lacks exits 1"
 is "$out" "meshctl state get: service 'demo' has no database 'nope' in var/services/demo" "and is named"
@@ -141,13 +159,13 @@ out=$("$MESHCTL" --server "$BROKER_URL" stats 2>&1); is $? 1 "stats of no servic
 has "$out" "no service answered (on mesh.services.stats" "and says so"
 out=$("$MESHCTL" --server "$BROKER_URL" stats 'a.b' 2>&1); is $? 2 "a malformed service name is a usage error"
 
-stat_json() { # SERVICE INSTANCE RECEIVED P99
-	printf '{"service":"%s","instance":"%s","received":%s,"processed":%s,"retried":1,"failed":0,"dead_lettered":0,"duplicates":2,"ignored":0,"outbox_pending":0,"in_flight":1,"handler_ms":{"p50":0.5,"p95":1.0,"p99":%s,"count":%s},"commit_ms":{"p50":2.0,"p95":4.0,"p99":8.0,"count":%s}}' \
-		"$1" "$2" "$3" "$3" "$4" "$3" "$3"
+stat_json() { # SERVICE INSTANCE RECEIVED P99 MALFORMED
+	printf '{"service":"%s","instance":"%s","received":%s,"processed":%s,"retried":1,"failed":0,"dead_lettered":0,"malformed":%s,"duplicates":2,"ignored":0,"outbox_pending":0,"in_flight":1,"handler_ms":{"p50":0.5,"p95":1.0,"p99":%s,"count":%s},"commit_ms":{"p50":2.0,"p95":4.0,"p99":8.0,"count":%s}}' \
+		"$1" "$2" "$3" "$3" "${5:-0}" "$4" "$3" "$3"
 }
-spawn r1.out "$STATS_RESPONDER" "$BROKER_URL" orders "$(stat_json orders host-b:2 100 3.5)"
+spawn r1.out "$STATS_RESPONDER" "$BROKER_URL" orders "$(stat_json orders host-b:2 100 3.5 1)"
 ok $? "a stand-in instance of orders answers"
-spawn r2.out "$STATS_RESPONDER" "$BROKER_URL" orders "$(stat_json orders host-a:1 50 7.25)"
+spawn r2.out "$STATS_RESPONDER" "$BROKER_URL" orders "$(stat_json orders host-a:1 50 7.25 2)"
 ok $? "a second one"
 spawn r3.out "$STATS_RESPONDER" "$BROKER_URL" shipping "$(stat_json shipping host-a:3 7 0.1)"
 ok $? "and one of shipping"
@@ -155,16 +173,17 @@ spawn r4.out "$STATS_RESPONDER" "$BROKER_URL" orders "not json"
 ok $? "and a broken one"
 
 out=$("$MESHCTL" --server "$BROKER_URL" stats orders --wait 1000 2>err); ok $? "stats orders exits 0"
-row=$(printf '%s\n' "$out" | awk '$1 == "orders" {print $2, $3, $4, $8, $11}')
-is "$row" "(2) 150 150 4 2" "its row sums the instances' counters (received, processed, duplicates, in flight)"
+row=$(printf '%s\n' "$out" | awk '$1 == "orders" {print $2, $3, $4, $8, $9, $12}')
+is "$row" "(2) 150 150 3 4 2" "its row sums the instances' counters (received, processed, malformed, duplicates, in flight)"
+has "$(printf '%s\n' "$out" | head -1)" " DEAD MALFORMED " "the table has a MALFORMED column beside DEAD"
 has "$out" "  host-a:1 " "and shows each instance"
 [ "$(printf '%s\n' "$out" | grep -n 'host-a:1' | cut -d: -f1)" -lt "$(printf '%s\n' "$out" | grep -n 'host-b:2' | cut -d: -f1)" ]
 ok $? "in order"
 has "$(printf '%s\n' "$out" | awk '$1 == "orders"')" "0.50/1.00/7.25" "its p99 is the largest instance's"
 has "$(cat err)" "ignored 1 answer(s) on mesh.service.orders.stats" "the broken answer is reported, not shown"
 out=$("$MESHCTL" --server "$BROKER_URL" stats orders --json --wait 1000 2>/dev/null)
-is "$(jget "$out" 'j["service"], j["total"]["received"], j["total"]["duplicates"], j["total"]["in_flight"], j["total"]["handler_ms"]["p99"], len(j["instances"])')" \
-	"orders 150 4 2 7.25 2" "--json: the total and the instances' own answers"
+is "$(jget "$out" 'j["service"], j["total"]["received"], j["total"]["malformed"], j["total"]["duplicates"], j["total"]["in_flight"], j["total"]["handler_ms"]["p99"], len(j["instances"])')" \
+	"orders 150 3 4 2 7.25 2" "--json: the total (malformed summed too) and the instances' own answers"
 is "$(jget "$out" 'j["instances"][1]["received"]')" "100" "each instance's answer is kept as it came"
 is "$(jget "$out" 'j["total"]["handler_ms"]["count"]')" "150" "the latencies' sample counts are summed"
 out=$("$MESHCTL" --server "$BROKER_URL" stats --json --wait 1000 2>/dev/null); ok $? "stats without SERVICE asks every service"
@@ -192,7 +211,7 @@ if [ -n "$SERVICE" ]; then
 	done
 	out=$("${M[@]}" stats template-service --wait 1000); ok $? "the running template service answers stats"
 	for n in ada bob ada; do
-		"${M[@]}" topic publish greetings --type evmesh.example.Greet --json "{\"name\":\"$n\"}" >/dev/null
+		"${M[@]}" topic publish greetings --type evmesh.example.Greet --data "{\"name\":\"$n\"}" >/dev/null
 	done
 	for _ in $(seq 100); do
 		[ "$("$MESHCTL" state get template-service greeted/ada --state var/services/tpl 2>/dev/null)" = 2 ] && break
@@ -210,6 +229,15 @@ if [ -n "$SERVICE" ]; then
 	is "$out" 3 "--db reads the runtime's databases: 3 processed ids"
 	out=$("${M[@]}" stats template-service --json --wait 1000)
 	is "$(jget "$out" 'j["total"]["processed"], len(j["instances"])')" "3 1" "stats counts its 3 events"
+	raw_pub mesh.topic.greetings 'garbage!' application/cloudevents+protobuf
+	for _ in $(seq 50); do
+		out=$("${M[@]}" stats template-service --json --wait 300)
+		[ "$(jget "$out" 'j["total"]["malformed"]')" = 1 ] && break
+		sleep 0.1
+	done
+	is "$(jget "$out" 'j["instances"][0]["malformed"], j["total"]["malformed"]')" "1 1" \
+		"an event that does not parse: the runtime counts it malformed, and stats sums it"
+	has "$("${M[@]}" stats template-service --wait 300)" " MALFORMED " "in its own column"
 	out=$("${M[@]}" stats --json --wait 1000)
 	has "$out" '"service": "template-service"' "stats without SERVICE finds it"
 	out=$("$MESHCTL" state backup template-service tpl-bk --state var/services/tpl); ok $? "state backup of the running service"

@@ -46,7 +46,7 @@ order() { # order ID COUNTRY [QUANTITY]
 	printf '{"orderId":"%s","customer":"c-%s","country":"%s","items":[{"sku":"sku-1","quantity":%d,"priceCents":250}],"totalCents":%d}' \
 		"$1" "$1" "$2" "$q" $((q * 250))
 }
-place() { m queue send place-order --type evmesh.shop.PlaceOrder --json "$1" >/dev/null; }
+place() { m queue send place-order --type evmesh.shop.PlaceOrder --data "$1" >/dev/null; }
 failed=0
 for i in $(seq 1 100); do
 	place "$(order t-$i ${countries[$(((i - 1) % 7))]})" || failed=$((failed + 1))
@@ -82,7 +82,7 @@ out=$(m queue receive orders-dlq --max 10 2>&1)
 has "$out" "order_id: used by another order" "with the reason"
 has "$out" "items: none" "each"
 
-m queue send orders-summary --type evmesh.shop.OrderSummary --json '{}' >/dev/null
+m queue send orders-summary --type evmesh.shop.OrderSummary --data '{}' >/dev/null
 for _ in $(seq 1 100); do
 	out=$("$report" --state "$dir" --verbose)
 	case "$out" in *" 1 summaries"*) break ;; esac

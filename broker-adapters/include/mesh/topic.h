@@ -72,7 +72,7 @@ struct mesh_topic_info {
 	uint64_t messages; /* stored: waiting for subscriptions or
 	                      archived */
 	uint64_t first_seq, last_seq;
-	size_t subscriptions; /* confirmed subscriptions */
+	size_t subscriptions; /* confirmed subscriptions (tails are none) */
 };
 
 /* Errors: MESH_EINVAL, MESH_ENOTFOUND, the connection's. */
@@ -121,5 +121,68 @@ mesh_err mesh_topic_publish(struct mesh_topic *t,
 mesh_err mesh_topic_publish_batch(struct mesh_topic *t,
                                   const struct mesh_topic_entry *e, size_t n,
                                   struct mesh_topic_published *out);
+
+/* ---- tails: following a topic without taking from it ----------------- */
+
+/* A tail follows a topic live, as `tail -f` follows a file: it sees each
+ * message the topic stores from the moment it opens (or from since_ms),
+ * and takes none of them from the topic's subscriptions.
+ *
+ * It is an ephemeral, ordered JetStream consumer that acknowledges nothing
+ * (AckNone, flow control, heartbeats; recreated from where it was after a
+ * gap), so it never stands in the queue of a subscription: on a topic
+ * without an archive (interest retention) a message stays until every
+ * durable subscription has taken it, whether the tail has seen it or not,
+ * and once the server has delivered it to the tail (into the client's
+ * buffer) the tail's interest in it ends. Only a tail that falls behind
+ * by more than that buffer holds (cnats' pending limits) makes the topic
+ * keep what it has not been sent yet, until it catches up or closes.
+ * Closing deletes the consumer; after a crash the server drops it a few
+ * seconds later. */
+struct mesh_topic_tail;
+
+/* One message a tail saw. */
+struct mesh_topic_tailed {
+	struct mesh_event *event; /* owned; MESH_WIRE_RAW_TYPE when the
+	                             message is not a readable CloudEvent */
+	uint64_t sequence;        /* the topic's stream sequence */
+	int64_t stored_ms;        /* when the topic stored it (ms, epoch) */
+	char group_id[MESH_TOPIC_ID_MAX + 1]; /* FIFO: MessageGroupId */
+	/* Why a message that claimed to be a CloudEvent did not parse (see
+	 * mesh_wire_read); "" otherwise. */
+	char parse_error[256];
+};
+
+/* Start following topic `name`: since_ms 0 sees the messages stored from
+ * now on; since_ms > 0 (milliseconds since the epoch) starts with those
+ * the topic still stores from that time: on a topic without an archive,
+ * only the messages some subscription has yet to take; on an archived
+ * topic, the archive from then.
+ * Errors: MESH_EINVAL (name), MESH_ENOTFOUND (no such topic), MESH_ENOMEM,
+ * the connection's. On success *out is a new tail: close it with
+ * mesh_topic_tail_close(). The connection must outlive the tail.
+ * Thread safety: a tail is for one thread at a time, except
+ * mesh_topic_tail_stop(). */
+mesh_err mesh_topic_tail_open(struct mesh_conn *c, const char *name,
+                              int64_t since_ms, struct mesh_topic_tail **out);
+
+/* Wait up to timeout_ms (-1: for ever) for the next message, in the
+ * topic's order. On MESH_OK *out holds it: release it with
+ * mesh_topic_tailed_fini(). A message whose bytes are not a CloudEvent
+ * still arrives (event of type MESH_WIRE_RAW_TYPE), never an error.
+ * Errors: MESH_ETIMEDOUT (nothing came in time), MESH_ECLOSED (the tail
+ * was stopped, or the connection closed), MESH_ENOTFOUND (the topic was
+ * deleted), MESH_ENOMEM, the connection's; *out is untouched on error. */
+mesh_err mesh_topic_tail_next(struct mesh_topic_tail *t, int64_t timeout_ms,
+                              struct mesh_topic_tailed *out);
+void mesh_topic_tailed_fini(struct mesh_topic_tailed *m);
+
+/* Make a mesh_topic_tail_next() that waits, now or later, return
+ * MESH_ECLOSED. May be called from another thread (not from a signal
+ * handler), once; the tail must still be closed. */
+void mesh_topic_tail_stop(struct mesh_topic_tail *t);
+
+/* End the tail and free it; NULL is fine. */
+void mesh_topic_tail_close(struct mesh_topic_tail *t);
 
 #endif
