@@ -915,8 +915,11 @@ prepare_sources(struct mesh_service *s)
 			}
 			src->fifo = mesh_queue_attrs(q)->fifo;
 			src->has_dlq = mesh_queue_attrs(q)->dlq[0] != '\0';
-			snprintf(src->spec, sizeof(src->spec), "queue:%s",
-			         src->name);
+			/* Through a copy: gcc -O0 cannot tell that spec and
+			 * name, both in *src, do not overlap (-Wrestrict). */
+			char spec[sizeof(src->spec)];
+			snprintf(spec, sizeof(spec), "queue:%s", src->name);
+			memcpy(src->spec, spec, sizeof(spec));
 			mesh_queue_close(q);
 		}
 	}

@@ -145,7 +145,7 @@ index_of(char list[][64], size_t n, const char *id)
 
 /* ---- an in-memory outbox sink ------------------------------------------- */
 
-static char published[64][64];
+static char published[64][512];
 static size_t n_published;
 
 static void
@@ -156,7 +156,7 @@ mem_sink(void *arg, const struct mesh__outbox_msg *p, size_t n, bool *ok)
 		const void *data;
 		size_t len;
 		mesh_event_data(p[i].ev, &data, &len, NULL);
-		snprintf(published[n_published++], 64, "%s %.*s", p[i].target,
+		snprintf(published[n_published++], 512, "%.100s %.*s", p[i].target,
 		         (int)len, (const char *)data);
 		ok[i] = true;
 	}
