@@ -7,6 +7,8 @@
 
 #include "api.h"
 #include "changelog.h"
+#include "expr.h"
+#include "tz.h"
 #include "mesh/clock.h"
 #include "mesh/err.h"
 #include "mesh/queue.h"
@@ -337,6 +339,71 @@ error_reply(mesh_err err)
 	                 "message", d[0] ? d : mesh_strerror(err));
 }
 
+/* next: an expression's next firings, computed without storing anything
+ * ({"expression", "tz", "from", "count"}). */
+static mesh_err
+handle_next(json_t *req, json_t **out)
+{
+	const char *text =
+	        json_string_value(json_object_get(req, "expression"));
+	const char *zone = json_string_value(json_object_get(req, "tz"));
+	json_t *from = json_object_get(req, "from");
+	json_t *count = json_object_get(req, "count");
+	json_int_t n = count ? json_integer_value(count) : 5;
+	struct mesh_sched_expr e;
+	struct mesh_tz *tz = NULL;
+	json_t *list;
+	int64_t t, anchor;
+	mesh_err err;
+
+	if (text == NULL) {
+		return mesh_err_set(MESH_EINVAL,
+		                    "field 'expression': missing, or not a "
+		                    "string");
+	}
+	if (count != NULL && (!json_is_integer(count) || n < 1 || n > 10000)) {
+		return mesh_err_set(MESH_EINVAL, "field 'count': 1-10000");
+	}
+	zone = zone ? zone : "UTC";
+	if ((err = mesh_sched_parse(text, &e)) != MESH_OK) {
+		return err;
+	}
+	if ((err = mesh_tz_load(zone, NULL, &tz)) != MESH_OK) {
+		return mesh_sched_zone_err(err);
+	}
+	t = (int64_t)time(NULL);
+	if (from != NULL && json_is_integer(from)) {
+		t = json_integer_value(from);
+	} else if (from != NULL &&
+	           (!json_is_string(from) ||
+	            (err = mesh_sched_parse_time(json_string_value(from), tz,
+	                                         &t)) != MESH_OK)) {
+		char why[256];
+		snprintf(why, sizeof(why), "%s", mesh_errdetail());
+		mesh_tz_free(tz);
+		return json_is_string(from)
+		               ? mesh_err_set(MESH_EINVAL, "field 'from': %s",
+		                              why)
+		               : mesh_err_set(MESH_EINVAL,
+		                              "field 'from': a time or Unix "
+		                              "seconds");
+	}
+	anchor = t;
+	list = json_array();
+	for (json_int_t i = 0; i < n; i++) {
+		char iso[32];
+		if (mesh_sched_next(&e, tz, t, anchor, &t) != MESH_OK) {
+			break; /* no more firings: what there is */
+		}
+		mesh_sched_format(t, iso);
+		json_array_append_new(list, json_string(iso));
+	}
+	mesh_tz_free(tz);
+	*out = json_pack("{s:s, s:s, s:o}", "Expression", text, "Timezone",
+	                 zone, "NextFirings", list);
+	return MESH_OK;
+}
+
 /* The name in a request, as a C string; NULL when missing. */
 static const char *
 name_of(json_t *req)
@@ -422,6 +489,8 @@ mesh_sched_api_handle(struct mesh_conn *c, const char *verb, const char *body,
 		}
 	} else if (strcmp(verb, "info") == 0) {
 		err = mesh_sched_info(c, name_of(req), &res);
+	} else if (strcmp(verb, "next") == 0) {
+		err = handle_next(req, &res);
 	} else if (strcmp(verb, "list") == 0) {
 		json_t *names = NULL;
 		if ((err = mesh_sched_list(c, &names)) == MESH_OK) {
@@ -430,7 +499,7 @@ mesh_sched_api_handle(struct mesh_conn *c, const char *verb, const char *body,
 	} else {
 		err = mesh_err_set(MESH_EINVAL,
 		                   "verb '%.64s': not create, update, delete, "
-		                   "pause, resume, info or list",
+		                   "pause, resume, info, list or next",
 		                   verb);
 	}
 	if (err != MESH_OK || res == NULL) {

@@ -9,8 +9,8 @@
 #include "mesh/clock.h"
 #include "mesh/err.h"
 
-#define YEAR_MIN   1970
-#define YEAR_MAX   2199
+#define YEAR_MIN   MESH_TIME_YEAR_MIN
+#define YEAR_MAX   MESH_TIME_YEAR_MAX
 #define DST_WINDOW (3 * 3600) /* no zone moves its clock by more */
 
 static const char *const month_names[] = {"JAN", "FEB", "MAR", "APR", "MAY",
@@ -461,55 +461,12 @@ parse_rate(const char *expr, const char *body, struct mesh_sched_expr *e)
 }
 
 /* "yyyy-mm-ddThh:mm:ss" as local seconds; false when malformed. */
-static bool
-parse_local(const char *s, bool need_time, int64_t *out, const char **rest)
-{
-	int y, mo, d, h = 0, mi = 0, sec = 0, n = 0;
-
-	if (sscanf(s, "%4d-%2d-%2d%n", &y, &mo, &d, &n) != 3 || n != 10) {
-		return false;
-	}
-	s += n;
-	if (*s == 'T' || *s == ' ') {
-		int m2 = 0;
-		if (sscanf(s + 1, "%2d:%2d%n", &h, &mi, &m2) != 2 || m2 != 5) {
-			return false;
-		}
-		s += 1 + m2;
-		if (*s == ':') {
-			if (sscanf(s + 1, "%2d%n", &sec, &m2) != 1 ||
-			    m2 != 2) {
-				return false;
-			}
-			s += 3;
-		} else if (need_time) {
-			return false;
-		}
-	} else if (need_time) {
-		return false;
-	}
-	if (y < YEAR_MIN || y > YEAR_MAX || mo < 1 || mo > 12 || d < 1 ||
-	    d > 31 || h > 23 || mi > 59 || sec > 59) {
-		return false;
-	}
-	int64_t days = mesh_days_from_civil(y, (unsigned)mo, (unsigned)d);
-	int64_t yy;
-	unsigned mm, dd;
-	mesh_civil_from_days(days, &yy, &mm, &dd);
-	if ((int)mm != mo) {
-		return false; /* Feb 30 and such */
-	}
-	*out = days * 86400 + h * 3600 + mi * 60 + sec;
-	*rest = s;
-	return true;
-}
-
 static mesh_err
 parse_at(const char *expr, const char *body, struct mesh_sched_expr *e)
 {
 	const char *rest;
 
-	if (!parse_local(body, true, &e->at_local, &rest) || *rest != '\0') {
+	if (!mesh_time_parse_local(body, true, &e->at_local, &rest) || *rest != '\0') {
 		return mesh_err_set(MESH_EINVAL,
 		                    "%.100s: at() takes a date and time "
 		                    "yyyy-mm-ddThh:mm:ss (in the schedule's "
@@ -855,51 +812,20 @@ mesh_sched_next(const struct mesh_sched_expr *e, const struct mesh_tz *tz,
 void
 mesh_sched_format(int64_t t, char out[32])
 {
-	int64_t days = t / 86400 - (t % 86400 < 0);
-	int64_t secs = t - days * 86400;
-	int64_t y;
-	unsigned m, d;
-
-	mesh_civil_from_days(days, &y, &m, &d);
-	snprintf(out, 32, "%04" PRId64 "-%02u-%02uT%02d:%02d:%02dZ", y, m, d,
-	         (int)(secs / 3600), (int)(secs / 60 % 60), (int)(secs % 60));
+	mesh_time_format(t, out);
 }
 
 mesh_err
 mesh_sched_parse_time(const char *text, const struct mesh_tz *tz, int64_t *out)
 {
-	const char *rest;
 	int64_t local, t[2], gap_end = 0;
+	bool zoned;
+	mesh_err err;
 
-	if (text == NULL || !parse_local(text, false, &local, &rest)) {
-		return mesh_err_set(MESH_EINVAL,
-		                    "time '%.64s': not ISO-8601 "
-		                    "(yyyy-mm-ddThh:mm[:ss][Z|+hh:mm])",
-		                    text ? text : "");
+	if ((err = mesh_time_parse_zoned(text, &local, &zoned)) != MESH_OK) {
+		return err;
 	}
-	if (*rest == 'Z' && rest[1] == '\0') {
-		*out = local;
-		return MESH_OK;
-	}
-	if ((*rest == '+' || *rest == '-') && strlen(rest) == 6 &&
-	    rest[3] == ':') {
-		int h = atoi(rest + 1), m = atoi(rest + 4);
-		int64_t off = (h * 3600 + m * 60) * (*rest == '-' ? -1 : 1);
-		if (h > 23 || m > 59 || !isdigit((unsigned char)rest[1]) ||
-		    !isdigit((unsigned char)rest[4])) {
-			return mesh_err_set(MESH_EINVAL,
-			                    "time '%.64s': bad UTC offset",
-			                    text);
-		}
-		*out = local - off;
-		return MESH_OK;
-	}
-	if (*rest != '\0') {
-		return mesh_err_set(MESH_EINVAL,
-		                    "time '%.64s': unexpected '%.10s'", text,
-		                    rest);
-	}
-	if (tz == NULL) {
+	if (zoned || tz == NULL) {
 		*out = local;
 		return MESH_OK;
 	}

@@ -134,7 +134,7 @@ mesh_schedule_check(struct mesh_schedule *s)
 		return err;
 	}
 	if ((err = mesh_tz_shared(s->tz, &tz)) != MESH_OK) {
-		return err;
+		return mesh_sched_zone_err(err);
 	}
 	if (!((strncmp(s->target, "queue:", 6) == 0 &&
 	       mesh_queue_name_check(s->target + 6, NULL) == MESH_OK) ||
@@ -494,35 +494,7 @@ mesh_schedule_from_json(const char *json, size_t len,
 bool
 mesh_schedule_parse_duration(const char *text, int64_t unit, int64_t *out)
 {
-	char *end;
-	long long n = strtoll(text, &end, 10);
-
-	if (end == text || n < 0 || n > 100 * 365 * 86400LL) {
-		return false;
-	}
-	switch (*end) {
-	case '\0':
-		break;
-	case 's':
-		unit = 1;
-		break;
-	case 'm':
-		unit = 60;
-		break;
-	case 'h':
-		unit = 3600;
-		break;
-	case 'd':
-		unit = 86400;
-		break;
-	default:
-		return false;
-	}
-	if (*end != '\0' && end[1] != '\0') {
-		return false;
-	}
-	*out = n * unit;
-	return true;
+	return mesh_duration_parse(text, unit, out);
 }
 
 mesh_err

@@ -40,34 +40,6 @@ struct mesh_tz {
 	struct posix_rule rule;
 };
 
-/* ---- civil dates (Howard Hinnant's algorithms) ---------------------------
- */
-
-int64_t
-mesh_days_from_civil(int64_t y, unsigned m, unsigned d)
-{
-	y -= m <= 2;
-	int64_t era = (y >= 0 ? y : y - 399) / 400;
-	unsigned yoe = (unsigned)(y - era * 400);
-	unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-	unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-	return era * 146097 + (int64_t)doe - 719468;
-}
-
-void
-mesh_civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
-{
-	z += 719468;
-	int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-	unsigned doe = (unsigned)(z - era * 146097);
-	unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-	unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-	unsigned mp = (5 * doy + 2) / 153;
-	*d = doy - (153 * mp + 2) / 5 + 1;
-	*m = mp < 10 ? mp + 3 : mp - 9;
-	*y = (int64_t)yoe + era * 400 + (*m <= 2);
-}
-
 static bool
 leap(int64_t y)
 {
@@ -571,4 +543,16 @@ mesh_tz_shared_free(void)
 	shared.z = NULL;
 	shared.n = 0;
 	pthread_mutex_unlock(&shared.lock);
+}
+
+mesh_err
+mesh_sched_zone_err(mesh_err err)
+{
+	char why[512];
+
+	if (err != MESH_ENOTFOUND) {
+		return err;
+	}
+	snprintf(why, sizeof(why), "%s", mesh_errdetail());
+	return mesh_err_set(MESH_EINVAL, "%s", why);
 }

@@ -8,6 +8,7 @@
 
 #include <stdint.h>
 
+#include "mesh/clock.h"
 #include "mesh/err.h"
 
 #define MESH_TZ_DIR "/usr/share/zoneinfo"
@@ -39,7 +40,10 @@ int mesh_tz_resolve(const struct mesh_tz *tz, int64_t local, int64_t out[2],
                     int64_t *gap_end);
 
 /* Civil dates, proleptic Gregorian. */
-int64_t mesh_days_from_civil(int64_t y, unsigned m, unsigned d);
-void mesh_civil_from_days(int64_t days, int64_t *y, unsigned *m, unsigned *d);
+
+/* A zone a schedule or a request names that does not exist is a bad
+ * value there: MESH_ENOTFOUND becomes MESH_EINVAL, keeping its detail
+ * ("unknown time zone 'X'"); other errors pass. */
+mesh_err mesh_sched_zone_err(mesh_err err);
 
 #endif

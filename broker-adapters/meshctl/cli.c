@@ -469,3 +469,48 @@ out:
 	free(cli.args);
 	return rc;
 }
+
+int
+cli_request(struct cli *cli, const char *subject, json_t *req,
+            int64_t timeout_ms, const char *who, const char *hint,
+            json_t **reply)
+{
+	char *body = json_dumps(req, JSON_COMPACT);
+	struct mesh_conn *c = NULL;
+	natsMsg *m = NULL;
+	natsStatus st;
+	json_t *j;
+
+	json_decref(req);
+	*reply = NULL;
+	if (body == NULL || cli_connect(cli, &c) != MESH_OK) {
+		free(body);
+		return CLI_FAIL;
+	}
+	st = natsConnection_RequestString(&m, mesh_conn_nats(c), subject, body,
+	                                  timeout_ms);
+	free(body);
+	mesh_conn_close(c);
+	if (st == NATS_NO_RESPONDERS || st == NATS_TIMEOUT) {
+		fprintf(stderr, "%s %s: no %s answered on %s (%s): %s\n",
+		        cli->prog, cli->cmd_path, who, subject,
+		        st == NATS_TIMEOUT ? "timed out" : "no responders",
+		        hint);
+		return CLI_FAIL;
+	}
+	if (st != NATS_OK) {
+		return cli_fail(cli, mesh_err_nats(st, 0, "%s", subject));
+	}
+	j = json_loadb(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), 0,
+	               NULL);
+	natsMsg_Destroy(m);
+	if (!json_is_object(j)) {
+		json_decref(j);
+		fprintf(stderr,
+		        "%s %s: the answer on %s is not a JSON object\n",
+		        cli->prog, cli->cmd_path, subject);
+		return CLI_FAIL;
+	}
+	*reply = j;
+	return CLI_OK;
+}

@@ -97,4 +97,13 @@ mesh_err cli_connect(struct cli *cli, struct mesh_conn **out);
 /* Print a JSON value (steals the reference) to stdout, indented. */
 void cli_print_json(json_t *j);
 
+/* A JSON request to a daemon's request API (takes req): its answer, a
+ * JSON object, into *reply. When nobody answers (no responders, or
+ * nothing within timeout_ms) it prints "meshctl CMD: no WHO answered on
+ * SUBJECT (why): HINT" and returns CLI_FAIL; any other failure is printed
+ * too. The answer's own errors are the caller's to judge. */
+int cli_request(struct cli *cli, const char *subject, json_t *req,
+                int64_t timeout_ms, const char *who, const char *hint,
+                json_t **reply);
+
 #endif

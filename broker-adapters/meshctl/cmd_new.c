@@ -14,7 +14,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "message.h"
-#include "mesh/service.h"
+#include "mesh/service_api.h"
 
 #define PLACEHOLDER "@NAME@"
 

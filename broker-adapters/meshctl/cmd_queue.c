@@ -298,6 +298,38 @@ cmd_queue_info(struct cli *cli)
 /* ---- messages -------------------------------------------------------------
  */
 
+static mesh_err
+open_queue_sender(void *q, mesh_sent_fn fn, void *arg, struct mesh_sender **out)
+{
+	return mesh_sender_open_queue(q, NULL, fn, arg, out);
+}
+
+/* queue send --stdin: many messages, pipelined. */
+static int
+queue_send_stdin(struct cli *cli, const char *name)
+{
+	struct mesh_conn *c = NULL;
+	struct mesh_queue *q = NULL;
+	mesh_err err;
+	int rc;
+
+	if (cli_opt(cli, "--delay") != NULL) {
+		return cli_usage_error(cli, "--stdin takes the queue's own "
+		                            "DelaySeconds: no --delay");
+	}
+	if (cli_connect(cli, &c) != MESH_OK) {
+		return CLI_FAIL;
+	}
+	if ((err = mesh_queue_open(c, name, &q)) != MESH_OK) {
+		rc = cli_fail(cli, err);
+	} else {
+		rc = send_stdin(cli, open_queue_sender, q);
+	}
+	mesh_queue_close(q);
+	mesh_conn_close(c);
+	return rc;
+}
+
 int
 cmd_queue_send(struct cli *cli)
 {
@@ -311,6 +343,9 @@ cmd_queue_send(struct cli *cli)
 	mesh_err err;
 	int rc;
 
+	if (cli_flag(cli, "--stdin")) {
+		return queue_send_stdin(cli, name);
+	}
 	if (!cli_opt_long(cli, "--delay", 0, 900, -1, &delay)) {
 		return CLI_USAGE;
 	}

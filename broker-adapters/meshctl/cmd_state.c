@@ -1,9 +1,13 @@
-/* cmd_state.c: meshctl state get|scan|backup: read a service's LMDB
- * environment while the service runs, and copy it consistently.
+/* cmd_state.c: meshctl state get|scan|backup: a service's state, read
+ * while it runs, and a consistent copy of it. By default a client of the
+ * service's own request API (mesh.service.NAME.state.*, answered by one
+ * running instance: mesh/service_api.h), so it works from any machine and
+ * needs no access to the service's files. With --state DIR it reads the
+ * files instead: for a stopped service.
  *
- * The environment is opened with MDB_RDONLY. A reader still needs a slot in
- * the reader table of lock.mdb, so that the service's writer does not
- * recycle the pages of the snapshot being read: that takes write access to
+ * From files, the environment is opened with MDB_RDONLY. A reader still needs
+ * a slot in the reader table of lock.mdb, so that the service's writer does
+ * not recycle the pages of the snapshot being read: that takes write access to
  * lock.mdb (run as the service's user). Without it, --no-lock reads with
  * MDB_NOLOCK, taking no slot: fine for a stopped service, a gamble for a
  * live one (pages may change under the read), so it is never the default,
@@ -18,11 +22,13 @@
 
 #include <lmdb.h>
 
+#include <sodium.h>
+
 #include "cli.h"
 #include "commands.h"
 #include "mesh_schemas.h"
 #include "message.h"
-#include "mesh/service.h"
+#include "mesh/service_api.h"
 
 /* The runtime opens 5 named databases; room for more. */
 #define STATE_MAXDBS 8
@@ -57,6 +63,77 @@ state_fail(const struct cli *cli, const struct state_env *st, int rc)
 	        cli->cmd_path, st->service, st->dir, mdb_strerror(rc));
 	return CLI_FAIL;
 }
+
+/* ---- over NATS ------------------------------------------------------------
+ */
+
+#define API_WAIT 10000 /* ms: a backup copies the whole environment first */
+
+/* Ask one instance of the service; the answer's JSON into *reply. Prints
+ * why not (an error naming the key or value at fault: exit 2 when the
+ * input was, else 1; no instance: 1, saying how to read a stopped one). */
+static int
+state_call(struct cli *cli, const char *service, const char *verb, json_t *req,
+           json_t **reply)
+{
+	char subject[MESH_SERVICE_NAME_MAX + 64],
+	        who[MESH_SERVICE_NAME_MAX + 40];
+	const char *code, *msg;
+	json_t *j;
+	int rc;
+
+	*reply = NULL;
+	snprintf(subject, sizeof(subject), MESH_SERVICE_STATE_SUBJECT, service,
+	         verb);
+	snprintf(who, sizeof(who), "instance of service '%s'", service);
+	if ((rc = cli_request(cli, subject, req, API_WAIT, who,
+	                      "is it running? (--state DIR reads a stopped "
+	                      "service's files)",
+	                      &j)) != CLI_OK) {
+		return rc;
+	}
+	if ((code = json_string_value(json_object_get(j, "code"))) != NULL) {
+		msg = json_string_value(json_object_get(j, "error"));
+		rc = mesh_errname_parse(code) == MESH_EINVAL ? CLI_USAGE
+		                                             : CLI_FAIL;
+		fprintf(stderr, "%s %s: %s\n", cli->prog, cli->cmd_path,
+		        msg ? msg : code);
+		json_decref(j);
+		return rc;
+	}
+	*reply = j;
+	return CLI_OK;
+}
+
+/* A base64 member of an answer, decoded into *out (malloc'd; free it). */
+static bool
+b64_field(json_t *j, const char *name, MDB_val *out)
+{
+	const char *enc = json_string_value(json_object_get(j, name));
+	size_t len = 0, cap = enc ? strlen(enc) / 4 * 3 + 3 : 0;
+	unsigned char *buf = enc ? malloc(cap + 1) : NULL;
+
+	if (buf == NULL ||
+	    sodium_base642bin(buf, cap, enc, strlen(enc), NULL, &len, NULL,
+	                      sodium_base64_VARIANT_ORIGINAL) != 0) {
+		free(buf);
+		return false;
+	}
+	out->mv_data = buf;
+	out->mv_size = len;
+	return true;
+}
+
+/* The database a request names: --db's, or the handlers'. */
+static const char *
+db_name(struct cli *cli)
+{
+	return cli_opt(cli, "--db") ? cli_opt(cli, "--db")
+	                            : MESH_SERVICE_DB_STATE;
+}
+
+/* ---- from files -----------------------------------------------------------
+ */
 
 /* Open SERVICE's environment (--state DIR, or var/services/SERVICE) read
  * only, with a read transaction on the database --db (the handlers'
@@ -290,14 +367,85 @@ print_value_json(json_t *j)
 	free(s);
 }
 
+/* A key's value as get prints it: text or hex, the JSON of --type T,
+ * the bytes (--raw), or JSON (--json). */
+static int
+print_value(struct cli *cli, const char *service, const MDB_val *k,
+            const MDB_val *v, const char *type)
+{
+	json_t *vj = NULL;
+	char why[256];
+
+	if (type != NULL && !cli_flag(cli, "--raw") &&
+	    !proto_json(type, v->mv_data, v->mv_size, &vj, why, sizeof(why))) {
+		fprintf(stderr, "%s %s: service '%s': the value of key '",
+		        cli->prog, cli->cmd_path, service);
+		print_bytes(stderr, k);
+		fprintf(stderr, "' (%zu bytes): %s\n", v->mv_size, why);
+		return CLI_FAIL;
+	}
+	if (cli->json) {
+		json_t *o = json_item(k, v);
+		json_object_set_new(o, "service", json_string(service));
+		json_object_set_new(o, "size", json_integer(v->mv_size));
+		if (vj != NULL) {
+			json_object_set(o, "value_json", vj);
+		}
+		cli_print_json(o);
+	} else if (cli_flag(cli, "--raw")) {
+		fwrite(v->mv_data, 1, v->mv_size, stdout);
+	} else if (vj != NULL) {
+		print_value_json(vj);
+		fputc('\n', stdout);
+	} else {
+		print_bytes(stdout, v);
+		fputc('\n', stdout);
+	}
+	json_decref(vj);
+	return CLI_OK;
+}
+
+static int
+get_over_nats(struct cli *cli, const MDB_val *k, const char *type)
+{
+	const char *service = cli_pos(cli, 0);
+	char *enc = b64(k->mv_data, k->mv_size);
+	json_t *reply = NULL;
+	MDB_val v;
+	int rc;
+
+	if (!service_name_check(cli, service)) {
+		free(enc);
+		return CLI_USAGE;
+	}
+	rc = state_call(cli, service, "get",
+	                json_pack("{s:s, s:s}", "db", db_name(cli),
+	                          "key_base64", enc ? enc : ""),
+	                &reply);
+	free(enc);
+	if (rc != CLI_OK) {
+		return rc;
+	}
+	if (!b64_field(reply, "value_base64", &v)) {
+		json_decref(reply);
+		fprintf(stderr,
+		        "%s %s: service '%s' answered without a "
+		        "value\n",
+		        cli->prog, cli->cmd_path, service);
+		return CLI_FAIL;
+	}
+	json_decref(reply);
+	rc = print_value(cli, service, k, &v, type);
+	free(v.mv_data);
+	return rc;
+}
+
 int
 cmd_state_get(struct cli *cli)
 {
 	struct state_env st = {0};
 	const char *type;
 	unsigned char *buf;
-	json_t *vj = NULL;
-	char why[256];
 	MDB_val k, v;
 	int rc;
 
@@ -308,6 +456,11 @@ cmd_state_get(struct cli *cli)
 	if (k.mv_size == 0 || k.mv_size > 511) {
 		free(buf);
 		return cli_usage_error(cli, "KEY: 1-511 bytes");
+	}
+	if (cli_opt(cli, "--state") == NULL) {
+		rc = get_over_nats(cli, &k, type);
+		free(buf);
+		return rc;
 	}
 	if ((rc = state_open(cli, &st, true)) != CLI_OK) {
 		free(buf);
@@ -322,38 +475,137 @@ cmd_state_get(struct cli *cli)
 		rc = CLI_FAIL;
 	} else if (rc != 0) {
 		rc = state_fail(cli, &st, rc);
-	} else if (type != NULL && !cli_flag(cli, "--raw") &&
-	           !proto_json(type, v.mv_data, v.mv_size, &vj, why,
-	                       sizeof(why))) {
-		fprintf(stderr, "%s %s: service '%s': the value of key '",
-		        cli->prog, cli->cmd_path, st.service);
-		print_bytes(stderr, &k);
-		fprintf(stderr, "' (%zu bytes): %s\n", v.mv_size, why);
-		rc = CLI_FAIL;
-	} else if (cli->json) {
-		json_t *o = json_item(&k, &v);
-		json_object_set_new(o, "service", json_string(st.service));
-		json_object_set_new(o, "size", json_integer(v.mv_size));
+	} else {
+		rc = print_value(cli, st.service, &k, &v, type);
+	}
+	state_close(&st);
+	free(buf);
+	return rc;
+}
+
+/* A scan's output as it goes: JSON items, or KEY<tab>VALUE lines. */
+struct scan {
+	struct cli *cli;
+	const char *type; /* --type T, or NULL */
+	json_t *items;    /* --json */
+	long long n, undecoded;
+	bool more;
+};
+
+static void
+scan_item(struct scan *sc, const MDB_val *k, const MDB_val *v)
+{
+	json_t *vj = NULL;
+	char why[256];
+
+	sc->n++;
+	if (sc->type != NULL && !proto_json(sc->type, v->mv_data, v->mv_size,
+	                                    &vj, why, sizeof(why))) {
+		sc->undecoded++;
+	}
+	if (sc->items != NULL) {
+		json_t *o = json_item(k, v);
 		if (vj != NULL) {
 			json_object_set(o, "value_json", vj);
 		}
-		cli_print_json(o);
-		rc = CLI_OK;
-	} else if (cli_flag(cli, "--raw")) {
-		fwrite(v.mv_data, 1, v.mv_size, stdout);
-		rc = CLI_OK;
-	} else if (vj != NULL) {
-		print_value_json(vj);
-		fputc('\n', stdout);
-		rc = CLI_OK;
+		json_array_append_new(sc->items, o);
 	} else {
-		print_bytes(stdout, &v);
+		print_bytes(stdout, k);
+		fputc('\t', stdout);
+		if (vj != NULL) {
+			print_value_json(vj);
+		} else {
+			print_bytes(stdout, v);
+		}
 		fputc('\n', stdout);
-		rc = CLI_OK;
 	}
 	json_decref(vj);
-	state_close(&st);
-	free(buf);
+}
+
+static void
+scan_end(struct scan *sc, const char *service)
+{
+	if (sc->items != NULL) {
+		cli_print_json(json_pack("{s:s, s:o, s:I, s:b}", "service",
+		                         service, "items", sc->items, "count",
+		                         (json_int_t)sc->n, "truncated",
+		                         sc->more));
+		sc->items = NULL;
+	} else if (sc->more) {
+		fprintf(stderr,
+		        "(%lld keys shown; there are more: raise "
+		        "--limit)\n",
+		        sc->n);
+	}
+	if (sc->undecoded > 0) {
+		fprintf(stderr,
+		        "(%lld of the values do not decode as %s: shown "
+		        "as stored)\n",
+		        sc->undecoded, sc->type);
+	}
+}
+
+/* Page through the service's answers (at most 1,000 keys each) until
+ * limit keys or the prefix's end. */
+static int
+scan_over_nats(struct scan *sc, const MDB_val *prefix, long long limit)
+{
+	const char *service = cli_pos(sc->cli, 0);
+	char *pfx = b64(prefix->mv_data, prefix->mv_size), *after = NULL;
+	int rc = CLI_OK;
+
+	if (!service_name_check(sc->cli, service)) {
+		free(pfx);
+		return CLI_USAGE;
+	}
+	for (;;) {
+		long long want = limit - sc->n + 1; /* one more: is there? */
+		json_t *req =
+		        json_pack("{s:s, s:s, s:I}", "db", db_name(sc->cli),
+		                  "prefix_base64", pfx ? pfx : "", "limit",
+		                  (json_int_t)(want > 1000 ? 1000 : want));
+		json_t *reply = NULL, *item;
+		size_t i;
+		if (after != NULL) {
+			json_object_set_new(req, "after_base64",
+			                    json_string(after));
+		}
+		if ((rc = state_call(sc->cli, service, "scan", req, &reply)) !=
+		    CLI_OK) {
+			break;
+		}
+		json_array_foreach(json_object_get(reply, "items"), i, item)
+		{
+			MDB_val k, v;
+			if (sc->n == limit) {
+				sc->more = true;
+				break;
+			}
+			if (b64_field(item, "key_base64", &k)) {
+				if (b64_field(item, "value_base64", &v)) {
+					scan_item(sc, &k, &v);
+					free(v.mv_data);
+				}
+				free(k.mv_data);
+			}
+		}
+		const char *next = json_string_value(
+		        json_object_get(reply, "next_base64"));
+		free(after);
+		after = json_is_true(json_object_get(reply, "more")) &&
+		                        !sc->more && next != NULL
+		                ? strdup(next)
+		                : NULL;
+		json_decref(reply);
+		if (after == NULL || sc->more) {
+			break;
+		}
+	}
+	free(after);
+	free(pfx);
+	if (rc == CLI_OK) {
+		scan_end(sc, service);
+	}
 	return rc;
 }
 
@@ -365,18 +617,26 @@ cmd_state_scan(struct cli *cli)
 	unsigned char *buf = NULL;
 	MDB_cursor *cur = NULL;
 	MDB_val p = {0, NULL}, k, v;
-	json_t *items = NULL;
-	const char *type;
-	long long limit, n = 0, undecoded = 0;
-	bool more = false;
+	struct scan sc = {.cli = cli};
+	long long limit;
 	int rc;
 
-	if (!value_type(cli, &type) ||
+	if (!value_type(cli, &sc.type) ||
 	    !cli_opt_long(cli, "--limit", 1, 100000000, 100, &limit) ||
 	    (ptext != NULL && !key_arg(cli, ptext, &p, &buf))) {
 		return CLI_USAGE;
 	}
+	if (cli->json) {
+		sc.items = json_array();
+	}
+	if (cli_opt(cli, "--state") == NULL) {
+		rc = scan_over_nats(&sc, &p, limit);
+		json_decref(sc.items);
+		free(buf);
+		return rc;
+	}
 	if ((rc = state_open(cli, &st, true)) != CLI_OK) {
+		json_decref(sc.items);
 		free(buf);
 		return rc;
 	}
@@ -386,70 +646,28 @@ cmd_state_scan(struct cli *cli)
 	k = p;
 	rc = p.mv_size ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE)
 	               : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-	if (cli->json) {
-		items = json_array();
-	}
 	for (; rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		if (p.mv_size > 0 &&
 		    (k.mv_size < p.mv_size ||
 		     memcmp(k.mv_data, p.mv_data, p.mv_size) != 0)) {
 			break;
 		}
-		if (n == limit) {
-			more = true;
+		if (sc.n == limit) {
+			sc.more = true;
 			break;
 		}
-		json_t *vj = NULL;
-		char why[256];
-		n++;
-		if (type != NULL && !proto_json(type, v.mv_data, v.mv_size,
-		                                &vj, why, sizeof(why))) {
-			undecoded++;
-		}
-		if (items != NULL) {
-			json_t *o = json_item(&k, &v);
-			if (vj != NULL) {
-				json_object_set(o, "value_json", vj);
-			}
-			json_array_append_new(items, o);
-		} else {
-			print_bytes(stdout, &k);
-			fputc('\t', stdout);
-			if (vj != NULL) {
-				print_value_json(vj);
-			} else {
-				print_bytes(stdout, &v);
-			}
-			fputc('\n', stdout);
-		}
-		json_decref(vj);
+		scan_item(&sc, &k, &v);
 	}
 	if (rc != 0 && rc != MDB_NOTFOUND) {
 		goto fail;
 	}
-	if (items != NULL) {
-		cli_print_json(json_pack("{s:s, s:o, s:I, s:b}", "service",
-		                         st.service, "items", items, "count",
-		                         (json_int_t)n, "truncated", more));
-		items = NULL;
-	} else if (more) {
-		fprintf(stderr,
-		        "(%lld keys shown; there are more: raise "
-		        "--limit)\n",
-		        n);
-	}
-	if (undecoded > 0) {
-		fprintf(stderr,
-		        "(%lld of the values do not decode as %s: shown "
-		        "as stored)\n",
-		        undecoded, type);
-	}
+	scan_end(&sc, st.service);
 	rc = CLI_OK;
 	goto out;
 fail:
 	rc = state_fail(cli, &st, rc);
 out:
-	json_decref(items);
+	json_decref(sc.items);
 	mdb_cursor_close(cur);
 	state_close(&st);
 	free(buf);
@@ -522,6 +740,125 @@ backup_verify(const char *dest, size_t *keys)
 	return rc;
 }
 
+/* Fetch a backup the service made into DEST/data.mdb, in chunks, and
+ * check its SHA-256; then tell the service it may drop it. */
+static int
+backup_over_nats(struct cli *cli, const char *service, const char *dest,
+                 size_t *keys, long long *bytes)
+{
+	json_t *b = NULL;
+	char file[4200], hex[65], req[160];
+	unsigned char sum[crypto_hash_sha256_BYTES];
+	crypto_hash_sha256_state hs;
+	struct mesh_conn *c = NULL;
+	const char *subject, *id, *want;
+	long long size, got = 0;
+	bool made, ok = false;
+	FILE *f = NULL;
+	int rc;
+
+	if ((rc = state_call(cli, service, "backup", json_object(), &b)) !=
+	    CLI_OK) {
+		return rc;
+	}
+	subject = json_string_value(json_object_get(b, "subject"));
+	id = json_string_value(json_object_get(b, "id"));
+	want = json_string_value(json_object_get(b, "sha256"));
+	size = json_integer_value(json_object_get(b, "size"));
+	if (subject == NULL || id == NULL || want == NULL || size <= 0 ||
+	    strlen(id) > 64) {
+		fprintf(stderr,
+		        "%s %s: service '%s' answered the backup "
+		        "without its id, size, sum or subject\n",
+		        cli->prog, cli->cmd_path, service);
+		json_decref(b);
+		return CLI_FAIL;
+	}
+	if (!backup_dest(cli, dest, &made)) {
+		json_decref(b);
+		return CLI_FAIL;
+	}
+	snprintf(file, sizeof(file), "%s/data.mdb", dest);
+	crypto_hash_sha256_init(&hs);
+	if ((f = fopen(file, "wb")) != NULL &&
+	    cli_connect(cli, &c) == MESH_OK) {
+		for (;;) {
+			natsMsg *m = NULL;
+			int len;
+			snprintf(req, sizeof(req),
+			         "{\"id\":\"%s\",\"offset\":%lld}", id, got);
+			if (natsConnection_RequestString(
+			            &m, mesh_conn_nats(c), subject, req,
+			            API_WAIT) != NATS_OK) {
+				fprintf(stderr,
+				        "%s %s: service '%s': the backup's "
+				        "bytes at %lld did not come\n",
+				        cli->prog, cli->cmd_path, service,
+				        got);
+				break;
+			}
+			len = natsMsg_GetDataLength(m);
+			const char *off = NULL;
+			if (natsMsgHeader_Get(m,
+			                      MESH_SERVICE_BACKUP_OFFSET_HDR,
+			                      &off) != NATS_OK) {
+				fprintf(stderr, "%s %s: service '%s': %.*s\n",
+				        cli->prog, cli->cmd_path, service,
+				        len > 300 ? 300 : len,
+				        natsMsg_GetData(m));
+				natsMsg_Destroy(m);
+				break; /* an error answer */
+			}
+			if (len == 0) {
+				natsMsg_Destroy(m);
+				ok = got == size;
+				break; /* the end */
+			}
+			fwrite(natsMsg_GetData(m), 1, (size_t)len, f);
+			crypto_hash_sha256_update(
+			        &hs, (const unsigned char *)natsMsg_GetData(m),
+			        (unsigned long long)len);
+			got += len;
+			natsMsg_Destroy(m);
+		}
+		snprintf(req, sizeof(req), "{\"id\":\"%s\",\"done\":true}",
+		         id);
+		natsConnection_PublishString(mesh_conn_nats(c), subject, req);
+		natsConnection_Flush(mesh_conn_nats(c));
+	}
+	mesh_conn_close(c);
+	if (f != NULL && fclose(f) != 0) {
+		ok = false;
+	}
+	crypto_hash_sha256_final(&hs, sum);
+	sodium_bin2hex(hex, sizeof(hex), sum, sizeof(sum));
+	if (ok && strcmp(hex, want) != 0) {
+		fprintf(stderr,
+		        "%s %s: service '%s': the backup's SHA-256 is "
+		        "%s, not the %s announced\n",
+		        cli->prog, cli->cmd_path, service, hex, want);
+		ok = false;
+	}
+	json_decref(b);
+	if (ok && (rc = backup_verify(dest, keys)) != 0) {
+		fprintf(stderr,
+		        "%s %s: service '%s': the backup in %s does "
+		        "not open: %s\n",
+		        cli->prog, cli->cmd_path, service, dest,
+		        mdb_strerror(rc));
+		ok = false;
+	}
+	if (!ok) {
+		unlink(file);
+		if (made) {
+			rmdir(dest);
+		}
+		return CLI_FAIL;
+	}
+	*bytes = got;
+	return CLI_OK;
+}
+
 int
 cmd_state_backup(struct cli *cli)
 {
@@ -533,6 +870,29 @@ cmd_state_backup(struct cli *cli)
 	bool made;
 	int rc;
 
+	if (cli_opt(cli, "--state") == NULL) {
+		long long bytes = 0;
+		const char *service = cli_pos(cli, 0);
+		if (!service_name_check(cli, service)) {
+			return CLI_USAGE;
+		}
+		if ((rc = backup_over_nats(cli, service, dest, &keys,
+		                           &bytes)) != CLI_OK) {
+			return rc;
+		}
+		if (cli->json) {
+			cli_print_json(json_pack(
+			        "{s:s, s:s, s:I, s:I}", "service", service,
+			        "backup", dest, "bytes", (json_int_t)bytes,
+			        "keys", (json_int_t)keys));
+		} else {
+			printf("backed up service '%s' to %s: %lld bytes, %zu "
+			       "keys in '%s'\n",
+			       service, dest, bytes, keys,
+			       MESH_SERVICE_DB_STATE);
+		}
+		return CLI_OK;
+	}
 	if ((rc = state_open(cli, &st, false)) != CLI_OK) {
 		return rc;
 	}

@@ -12,7 +12,7 @@
 
 #include "cli.h"
 #include "commands.h"
-#include "mesh/service.h"
+#include "mesh/service_api.h"
 
 /* No more replies than this are read, however many instances run. */
 #define STATS_MAX_REPLIES 4096

@@ -13,9 +13,8 @@
 
 #include "cli.h"
 #include "commands.h"
-#include "expr.h"
+#include "mesh/clock.h"
 #include "message.h"
-#include "schedule.h"
 
 static const char *
 bool_str(bool b)
@@ -217,6 +216,37 @@ published_json(const char *id, const struct mesh_topic_published *p, bool fifo)
 	return j;
 }
 
+static mesh_err
+open_topic_sender(void *t, mesh_sent_fn fn, void *arg, struct mesh_sender **out)
+{
+	return mesh_sender_open_topic(t, NULL, fn, arg, out);
+}
+
+/* topic publish --stdin: many messages, pipelined. */
+static int
+topic_publish_stdin(struct cli *cli, const char *name)
+{
+	struct mesh_conn *c = NULL;
+	struct mesh_topic *t = NULL;
+	mesh_err err;
+	int rc;
+
+	if (cli_opt(cli, "--subject") != NULL) {
+		return cli_usage_error(cli, "--stdin: no --subject beside it");
+	}
+	if (cli_connect(cli, &c) != MESH_OK) {
+		return CLI_FAIL;
+	}
+	if ((err = mesh_topic_open(c, name, &t)) != MESH_OK) {
+		rc = cli_fail(cli, err);
+	} else {
+		rc = send_stdin(cli, open_topic_sender, t);
+	}
+	mesh_topic_close(t);
+	mesh_conn_close(c);
+	return rc;
+}
+
 int
 cmd_topic_publish(struct cli *cli)
 {
@@ -230,6 +260,9 @@ cmd_topic_publish(struct cli *cli)
 	mesh_err err;
 	int rc;
 
+	if (cli_flag(cli, "--stdin")) {
+		return topic_publish_stdin(cli, name);
+	}
 	if ((rc = msg_from_flags(cli, &ev)) != CLI_OK) {
 		return rc;
 	}
@@ -365,7 +398,7 @@ tailed_json(const struct mesh_topic_tailed *m, bool raw)
 		                    json_string(mesh_event_subject(ev)));
 	}
 	put_num(j, "SequenceNumber", (int64_t)m->sequence);
-	mesh_sched_format(m->stored_ms / 1000, when);
+	mesh_time_format(m->stored_ms / 1000, when);
 	json_object_set_new(j, "Timestamp", json_string(when));
 	if (m->group_id[0] != '\0') {
 		json_object_set_new(j, "MessageGroupId",
@@ -449,11 +482,11 @@ since_arg(struct cli *cli, int64_t *since_ms)
 	if (v == NULL) {
 		return true;
 	}
-	if (mesh_sched_parse_time(v, NULL, &t) == MESH_OK) {
+	if (mesh_time_parse(v, &t) == MESH_OK) {
 		*since_ms = t * 1000;
 		return true;
 	}
-	if (mesh_schedule_parse_duration(v, 1, &ago) && ago > 0) {
+	if (mesh_duration_parse(v, 1, &ago) && ago > 0) {
 		*since_ms = (int64_t)time(NULL) * 1000 - ago * 1000;
 		return true;
 	}
@@ -577,7 +610,7 @@ sub_attrs(struct cli *cli, struct mesh_sub_attrs *a,
 	}
 	if (from != NULL) {
 		int64_t t;
-		if (mesh_sched_parse_time(from, NULL, &t) != MESH_OK) {
+		if (mesh_time_parse(from, &t) != MESH_OK) {
 			return cli_usage_error(cli,
 			                       "--replay-from '%s': not an "
 			                       "ISO-8601 time",

@@ -93,12 +93,13 @@ static const struct cli_cmd schedule_commands[] = {
          .opts = no_opts,
          .run = cmd_schedule_list},
         {.name = "next",
-         .summary = "Print the next firings of an expression, offline.",
+         .summary = "Print the next firings of an expression.",
          .usage = "EXPR [--tz ZONE] [--from TIME] [--count N]",
          .help = "EXPR is cron(...), rate(...), at(...) or a bare Unix "
                  "cron line (quote it).\nPrints ISO-8601 UTC instants, "
-                 "one per line; needs no server. An invalid\nexpression "
-                 "or zone prints which field is wrong and exits 2.",
+                 "one per line, as a running mesh-scheduler\ncomputes "
+                 "them (its request API). An invalid expression or zone "
+                 "prints which\nfield is wrong and exits 2.",
          .opts = next_opts,
          .run = cmd_schedule_next,
          .min_pos = 1,

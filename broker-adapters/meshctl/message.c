@@ -2,6 +2,7 @@
  * message.h). */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -425,4 +426,139 @@ print_msg_attrs(const json_t *mattrs)
 		               sv ? sv : json_object_get(v, "BinaryValue")),
 		       json_string_value(json_object_get(v, "DataType")));
 	}
+}
+
+/* ---- --stdin ---------------------------------------------------------- */
+
+struct stdin_run {
+	struct cli *cli;
+	long sent, failed;
+};
+
+static void
+stdin_sent(void *arg, void *tag, const struct mesh_sent *r)
+{
+	struct stdin_run *run = arg;
+	long line = (long)(intptr_t)tag;
+
+	if (r->err == MESH_OK) {
+		run->sent++;
+		if (run->cli->json) {
+			printf("{\"Line\": %ld, \"MessageId\": \"%s\"}\n",
+			       line, r->message_id);
+		} else {
+			printf("sent %s%s\n", r->message_id,
+			       r->duplicate ? " (duplicate)" : "");
+		}
+		return;
+	}
+	run->failed++;
+	if (run->cli->json) {
+		json_t *j = json_pack(
+		        "{s:I, s:s, s:s}", "Line", (json_int_t)line, "Code",
+		        mesh_strerror(r->err), "Error", r->error);
+		char *s = json_dumps(j, JSON_COMPACT);
+		printf("%s\n", s ? s : "{}");
+		free(s);
+		json_decref(j);
+	} else {
+		fprintf(stderr, "meshctl %s: line %ld: %s\n",
+		        run->cli->cmd_path, line, r->error);
+	}
+}
+
+/* One line as an event; NULL after printing why (the line is skipped). */
+static struct mesh_event *
+line_event(struct cli *cli, const char *type, char *line, long n)
+{
+	struct mesh_event *ev = NULL;
+	const char *spec;
+	mesh_err err;
+
+	if (type != NULL) {
+		err = mesh_event_new(type, "meshctl", &ev);
+		if (err == MESH_OK) {
+			err = mesh_pbjson_set_event_data(ev, type, line,
+			                                 strlen(line));
+		}
+	} else {
+		err = body_event("evmesh.message", line, &ev);
+	}
+	for (size_t i = 0;
+	     err == MESH_OK && (spec = cli_opt_nth(cli, "--attr", i)) != NULL;
+	     i++) {
+		err = mesh_event_attr_set_spec(ev, spec);
+	}
+	if (err != MESH_OK) {
+		fprintf(stderr, "meshctl %s: line %ld: %s\n", cli->cmd_path, n,
+		        mesh_errdetail());
+		mesh_event_free(ev);
+		return NULL;
+	}
+	return ev;
+}
+
+int
+send_stdin(struct cli *cli,
+           mesh_err (*open)(void *target, mesh_sent_fn fn, void *arg,
+                            struct mesh_sender **out),
+           void *target)
+{
+	const char *type = cli_opt(cli, "--type");
+	struct stdin_run run = {.cli = cli};
+	struct mesh_sender *s = NULL;
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t len;
+	long n = 0, bad = 0;
+	mesh_err err;
+
+	if (cli_opt(cli, "--body") || cli_opt(cli, "--body-file") ||
+	    cli_opt(cli, "--data") || cli_opt(cli, "--data-file") ||
+	    cli_opt(cli, "--dedup-id")) {
+		return cli_usage_error(cli, "--stdin reads the messages: no "
+		                            "--body, --data or --dedup-id "
+		                            "beside it");
+	}
+	if (type != NULL && mesh_schema_find(type) == NULL) {
+		return cli_usage_error(
+		        cli,
+		        "--type '%s': not a message in the schema "
+		        "registry (see schemas/)",
+		        type);
+	}
+	if ((err = open(target, stdin_sent, &run, &s)) != MESH_OK) {
+		return cli_fail(cli, err);
+	}
+	while ((len = getline(&line, &cap, stdin)) >= 0) {
+		struct mesh_event *ev;
+		n++;
+		while (len > 0 &&
+		       (line[len - 1] == '\n' || line[len - 1] == '\r')) {
+			line[--len] = '\0';
+		}
+		if (len == 0) {
+			continue; /* blank lines separate nothing */
+		}
+		if ((ev = line_event(cli, type, line, n)) == NULL) {
+			bad++;
+			continue;
+		}
+		err = mesh_sender_send(
+		        s, &(struct mesh_send){.event = ev,
+		                               .group_id =
+		                                       cli_opt(cli, "--group"),
+		                               .tag = (void *)(intptr_t)n});
+		mesh_event_free(ev);
+		if (err != MESH_OK) {
+			mesh_sender_close(s);
+			free(line);
+			return cli_fail(cli, err);
+		}
+	}
+	free(line);
+	mesh_sender_close(s);
+	fprintf(stderr, "meshctl %s: %ld sent, %ld failed\n", cli->cmd_path,
+	        run.sent, run.failed + bad);
+	return run.failed + bad > 0 ? CLI_FAIL : CLI_OK;
 }

@@ -11,6 +11,7 @@
 #include <jansson.h>
 
 #include "cli.h"
+#include "mesh/sender.h"
 
 /* The options msg_from_flags reads, for a command's option table. */
 #define MSG_OPTS                                                              \
@@ -28,6 +29,27 @@
 		        "a message attribute; TYPE String, Number, "          \
 		        "String.Array or Binary (base64); repeatable"         \
 	}
+
+/* --stdin: many messages, one a line, sent through a sender. */
+#define STDIN_OPT                                                             \
+	{                                                                     \
+		"--stdin", NULL,                                              \
+		        "one message a line of standard input, pipelined (a " \
+		        "window of 256); with --type T each line is JSON for "\
+		        "T (JSON Lines)"                                      \
+	}
+
+/* Send every line of standard input as one message: a text body, or
+ * with --type T a JSON object encoded as the message T; --attr and --group
+ * apply to each. `open` opens a sender on the target with the callback it
+ * is given. Prints a line per message (--json: JSON Lines {"Line",
+ * "MessageId"} or {"Line", "Error"}), then a count on standard error.
+ * Returns CLI_OK, CLI_FAIL when any message failed (the others are sent),
+ * or CLI_USAGE for flags that do not go with --stdin. */
+int send_stdin(struct cli *cli,
+               mesh_err (*open)(void *target, mesh_sent_fn fn, void *arg,
+                                struct mesh_sender **out),
+               void *target);
 
 /* --raw, and what it changes, for the commands that show messages. */
 #define RAW_OPT                                                               \

@@ -44,6 +44,7 @@ static const struct cli_opt set_opts[] = {
 
 static const struct cli_opt send_opts[] = {
         MSG_OPTS,
+        STDIN_OPT,
         {"--delay", "S",
          "DelaySeconds for this message, 0-900 (standard "
          "queues)"},

@@ -4,7 +4,7 @@
 
 #include "cli.h"
 #include "commands.h"
-#include "mesh/service.h"
+#include "mesh/service_api.h"
 
 bool
 service_name_check(const struct cli *cli, const char *name)
@@ -31,7 +31,8 @@ const struct cli_opt stats_opts[] = {
 
 #define STATE_OPTS                                                            \
 	{"--state", "DIR",                                                    \
-	 "the service's LMDB environment (var/services/SERVICE)"},            \
+	 "read the LMDB files in DIR (a stopped service's) instead of "       \
+	 "asking the running service"},                                       \
 	        {"--db", "NAME",                                              \
 	         "the named database: state (the handlers'), or the "         \
 	         "runtime's processed, processed_at, outbox, meta"},          \
@@ -66,7 +67,8 @@ static const struct cli_opt scan_opts[] = {
 
 static const struct cli_opt backup_opts[] = {
         {"--state", "DIR",
-         "the service's LMDB environment (var/services/SERVICE)"},
+         "copy the LMDB files in DIR (a stopped service's) instead of "
+         "asking the running service"},
         {NULL, NULL, NULL},
 };
 
@@ -77,13 +79,15 @@ static const struct cli_opt new_opts[] = {
 };
 
 #define STATE_HELP                                                            \
-	"Reads the database '" MESH_SERVICE_DB_STATE "' (or --db's) of the "  \
-	"service's LMDB environment,\nread-only, while the service runs. "    \
-	"Keys and values print as text when they\nare printable UTF-8, "      \
-	"else as 0x and hex (--json: key_base64, value_base64).\nValues "     \
-	"carry "                                                              \
-	"no type: --type T reads them as the protobuf message T and\n"        \
-	"prints its proto3 JSON mapping (--json: value_json beside value)."
+	"Asks a running instance of the service (mesh.service.SERVICE.state."  \
+	"*, over NATS:\nfrom any machine, no access to its files), which "     \
+	"reads the database\n'" MESH_SERVICE_DB_STATE "' (or --db's) in one "  \
+	"read transaction; --state DIR reads a stopped\nservice's files "      \
+	"instead. Keys and values print as text when they are\nprintable "     \
+	"UTF-8, else as 0x and hex (--json: key_base64, value_base64).\n"      \
+	"Values carry no type: --type T reads them as the protobuf message "  \
+	"T and\nprints its proto3 JSON mapping (--json: value_json beside "    \
+	"value)."
 
 const struct cli_cmd state_commands[] = {
         {.name = "get",
@@ -111,9 +115,12 @@ const struct cli_cmd state_commands[] = {
          .help = "Writes DEST/data.mdb, a compacted copy of one moment of "
                  "the whole environment\n(every database), taken with "
                  "mdb_env_copy2 in a read transaction: the\nservice goes "
-                 "on writing. DEST must be a new or empty directory. "
-                 "To restore,\nstop the service and put DEST/data.mdb in "
-                 "its state directory (remove\nlock.mdb there).",
+                 "on writing. A running instance makes it and meshctl "
+                 "fetches it\nover NATS in chunks, checking its SHA-256 "
+                 "(--state DIR copies a stopped\nservice's files). DEST "
+                 "must be a new or empty directory. To restore,\nstop "
+                 "the service and put DEST/data.mdb in its state "
+                 "directory (remove\nlock.mdb there).",
          .opts = backup_opts,
          .run = cmd_state_backup,
          .min_pos = 2,

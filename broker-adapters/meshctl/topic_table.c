@@ -23,6 +23,7 @@ static const struct cli_opt delete_opts[] = {
 
 static const struct cli_opt publish_opts[] = {
         MSG_OPTS,
+        STDIN_OPT,
         {"--subject", "TEXT", "the Subject (CloudEvents subject)"},
         {"--group", "G", "MessageGroupId (required on FIFO topics)"},
         {"--dedup-id", "D", "MessageDeduplicationId (FIFO)"},

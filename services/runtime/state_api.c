@@ -10,7 +10,8 @@
  * mesh.service.NAME.state.backup  {} -> {"id","size","sha256","subject"}:
  *                                 a compacted copy of the environment,
  *                                 then fetched in chunks from "subject"
- *                                 ({"id","offset"} -> the bytes;
+ *                                 ({"id","offset"} -> the bytes, with
+ *                                 header Mesh-Backup-Offset;
  *                                 {"id","done":true} -> {} and it is gone)
  *
  * Each answer comes from one instance (a queue group), from one read
@@ -391,8 +392,19 @@ on_chunk(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
 			           error_json(MESH_EIO, "service '%s': %s",
 			                      s->name, strerror(errno)));
 		} else if (natsMsg_GetReply(m) != NULL) {
-			natsConnection_Publish(nc, natsMsg_GetReply(m), buf,
-			                       (int)n);
+			/* Bytes carry their offset in a header; answers
+			 * without one are JSON (an error). */
+			natsMsg *r = NULL;
+			char off[24];
+			snprintf(off, sizeof(off), "%lld", (long long)offset);
+			if (natsMsg_Create(&r, natsMsg_GetReply(m), NULL,
+			                   (const char *)buf,
+			                   (int)n) == NATS_OK &&
+			    natsMsgHeader_Set(r, MESH_SERVICE_BACKUP_OFFSET_HDR, off) ==
+			            NATS_OK) {
+				natsConnection_PublishMsg(nc, r);
+			}
+			natsMsg_Destroy(r);
 		}
 		free(buf);
 		s->backup.used_ms = mesh_mono_ms();

@@ -182,5 +182,22 @@ out=$(m queue delete shop-dlq --yes); ok $? "queue delete --yes does not ask"
 is "$out" "deleted queue shop-dlq" "and says what it deleted"
 out=$(m queue delete shop-dlq --yes 2>&1); is $? 1 "deleting it again exits 1"
 
+# --stdin: a message a line, pipelined.
+m queue create lines >/dev/null
+out=$(seq 1 500 | m queue send lines --stdin 2>err); ok $? "queue send --stdin sends a message a line"
+is "$(printf '%s\n' "$out" | grep -c '^sent ')" 500 "one 'sent' line each"
+has "$(cat err)" "500 sent, 0 failed" "and a count on stderr"
+is "$(m queue info lines --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["Attributes"]["ApproximateNumberOfMessages"])')" 500 \
+	"the queue holds the 500"
+out=$(m queue peek lines --max 2 --json | python3 -c 'import json,sys; print(" ".join(m["Body"] for m in json.load(sys.stdin)["Messages"]))')
+is "$out" "1 2" "in the order sent"
+out=$(printf '{"name":"ada"}\n\n{"nope":1}\n{"name":"bob"}\n' | m queue send lines --stdin --type evmesh.example.Greet --json 2>err)
+is $? 1 "--stdin --type T: a line that is not a T exits 1"
+is "$(printf '%s\n' "$out" | python3 -c 'import json,sys; print(" ".join(str(json.loads(l)["Line"]) for l in sys.stdin))')" "1 4" \
+	"the others are sent (JSON Lines with their line numbers)"
+has "$(cat err)" "line 3: unknown field \"nope\"" "the bad line is named"
+out=$(echo x | m queue send lines --stdin --body y 2>&1); is $? 2 "--stdin with --body is a usage error"
+out=$(echo x | m queue send nosuch --stdin 2>&1); is $? 1 "--stdin to a missing queue exits 1"
+
 stop_broker
 done_testing

@@ -62,10 +62,23 @@ kill -TERM "$pid_r1" "$pid_r2"
 wait "$pid_r1"; is $? 0 "SIGTERM stops a replica with exit 0"
 wait "$pid_r2" 2>/dev/null
 
-# Missed firings, by the schedule's policy: after 3 s with no replica,
+# meshctl is a client of a running replica's request API: with none,
+# it says so.
+out=$(m schedule info tick 2>&1); is $? 1 "with no replica, meshctl schedule exits 1"
+has "$out" "no mesh-scheduler answered" "and says why"
+
+# A command run while a replica is up (which then stops again).
+with_replica() {
+	replica r1
+	sleep 0.3
+	"$@"
+	kill -TERM "$pid_r1"; wait "$pid_r1"
+}
+
+# Missed firings, by the schedule's policy: after 4 s with no replica,
 # one comes back; its log says what it did with the missed firings.
 after_downtime() {
-	sleep 3
+	sleep 4
 	: >"$tmp/r1.log"
 	replica r1
 	sleep 0.5
@@ -74,12 +87,12 @@ after_downtime() {
 after_downtime
 is "$(grep -c 'missed (latest' "$tmp/r1.log")" "1" \
 	"policy latest (the default) fires one missed firing"
-has "$(m schedule info tick)" "LastFiring" "info shows the last firing"
-m schedule update tick --missed all >/dev/null
+has "$(with_replica m schedule info tick)" "LastFiring" "info shows the last firing"
+with_replica m schedule update tick --missed all >/dev/null
 after_downtime
 n=$(grep -c 'missed (all fired)' "$tmp/r1.log")
 [ "$n" -ge 3 ]; ok $? "policy all fires every missed firing ($n)"
-m schedule update tick --missed skip >/dev/null
+with_replica m schedule update tick --missed skip >/dev/null
 after_downtime
 is "$(grep -c 'missed (' "$tmp/r1.log")" "0" "policy skip fires none of them"
 has "$(cat "$tmp/r1.log")" "skipped by policy" "and the replica says so"
@@ -87,14 +100,15 @@ has "$(cat "$tmp/r1.log")" "skipped by policy" "and the replica says so"
 # A firing that cannot be delivered is retried, then dead-lettered.
 m queue create gone >/dev/null
 m queue create dead >/dev/null
-when=$(date -u -d '+2 seconds' +%Y-%m-%dT%H:%M:%S)
+: >"$tmp/r1.log"
+replica r1
+sleep 0.3
+when=$(date -u -d '+3 seconds' +%Y-%m-%dT%H:%M:%S)
 m schedule create once --expression "at($when)" --target queue:gone \
 	--retry-max 2 --dlq dead --body 'once' >/dev/null
 ok $? "a one-time schedule with 2 retries and a dead-letter queue"
 m queue delete gone --yes >/dev/null
-: >"$tmp/r1.log"
-replica r1
-sleep 7
+sleep 8
 has "$(cat "$tmp/r1.log")" "attempt 1 failed" "its failed firing is retried"
 out=$(m queue receive dead --json)
 is "$(printf '%s' "$out" | python3 -c 'import json,sys; m=json.load(sys.stdin)["Messages"]; print(len(m), m[0]["MessageAttributes"]["schedule"]["StringValue"] if m else "")')" \
@@ -103,7 +117,6 @@ has "$out" "does not exist" "with the error as an attribute"
 is "$(printf '%s' "$out" | python3 -c 'import json,sys; a=json.load(sys.stdin)["Messages"][0]["Attributes"]; print(a["DeadLetterQueueSourceArn"], "does not exist" in a["DeadLetterReason"])')" \
 	"schedule:once True" "a dead letter's shape: its source and reason in Attributes"
 has "$(m schedule info once)" "gave up after 3 attempts" "and info says what happened"
-kill -TERM "$pid_r1"; wait "$pid_r1"
 
 # Pause and delete stop the firings.
 m schedule pause tick >/dev/null
@@ -137,6 +150,21 @@ out=$(m schedule create later --expression 'rate(1 hour)' --target queue:other 2
 is $? 1 "creating an existing schedule exits 1"
 has "$out" "already exists" "and says so"
 is "$(m schedule list | sort | tr '\n' ' ')" "later once " "none of the refused schedules was stored"
+
+# next: an expression's next firings, computed by the scheduler.
+out=$(m schedule next 'cron(0 2 * * ? *)' --tz America/New_York --from 2026-03-07T12:00:00Z --count 2)
+ok $? "schedule next asks the scheduler"
+is "$out" "2026-03-09T06:00:00Z
+2026-03-10T06:00:00Z" "and skips the local time that DST removes"
+out=$(m schedule next 'cron(0 25 * * ? *)' 2>&1); is $? 2 "an invalid expression exits 2"
+has "$out" "field 2 (hours) '25'" "and names the field"
+out=$(m schedule next '0 0 * * *' --tz Nowhere/City 2>&1); is $? 2 "an unknown zone exits 2"
+has "$out" "unknown time zone 'Nowhere/City'" "and names it"
+out=$(m schedule next 'rate(1 day)' --from 2026-01-01T00:00:00Z --count 1 --json)
+has "$out" '"2026-01-02T00:00:00Z"' "--json lists the firings"
+out=$(m schedule next 'rate(1 day)' --from yesterday 2>&1); is $? 2 "a bad --from exits 2"
+has "$out" "yesterday" "and names it"
+kill -TERM "$pid_r1"; wait "$pid_r1"
 
 stop_broker
 done_testing

@@ -47,104 +47,105 @@ spawn() {
 	return 1
 }
 
-# ---- state: input the user gets wrong ------------------------------------
-out=$("$MESHCTL" state get nosuch k 2>&1); is $? 1 "state get of a service without state exits 1"
+# ---- state from files (--state DIR: a stopped service's) -----------------
+# (Without --state, meshctl asks the running service over NATS: below.)
+out=$("$MESHCTL" state get nosuch --state var/services/nosuch k 2>&1); is $? 1 "state get of a service without state exits 1"
 is "$out" "meshctl state get: service 'nosuch' has no state at var/services/nosuch" \
 	"and names the service and the directory"
 out=$("$MESHCTL" state scan nosuch --state elsewhere 2>&1); is $? 1 "state scan too"
 has "$out" "service 'nosuch' has no state at elsewhere" "and names --state's directory"
-out=$("$MESHCTL" state backup nosuch bk 2>&1); is $? 1 "state backup too"
+out=$("$MESHCTL" state backup nosuch --state var/services/nosuch bk 2>&1); is $? 1 "state backup too"
 [ ! -e bk ]; ok $? "and makes no destination"
-out=$("$MESHCTL" state get 'bad/name' k 2>&1); is $? 2 "a malformed service name is a usage error"
+out=$("$MESHCTL" state get 'bad/name' k --state x 2>&1); is $? 2 "a malformed service name is a usage error"
 has "$out" "service name 'bad/name'" "and is named"
-out=$("$MESHCTL" state get demo 2>&1); is $? 2 "state get without KEY is a usage error"
+out=$("$MESHCTL" state get demo --state var/services/demo 2>&1); is $? 2 "state get without KEY is a usage error"
 
 # ---- state: a live writer ---------------------------------------------------
 mkdir -p var/services
 spawn writer.out "$STATE_WRITER" var/services/demo; ok $? "a writer commits to var/services/demo"
-out=$("$MESHCTL" state get demo greeted/ada); ok $? "state get reads a key while the writer writes"
+out=$("$MESHCTL" state get demo --state var/services/demo greeted/ada); ok $? "state get reads a key while the writer writes"
 is "$out" "3" "and prints its value"
-out=$("$MESHCTL" state get demo note); is "$out" "héllo wörld" "UTF-8 values print as text"
-out=$("$MESHCTL" state get demo bin); is "$out" "0x000102ff" "other bytes print as hex"
-out=$("$MESHCTL" state get demo bin --json)
+out=$("$MESHCTL" state get demo --state var/services/demo note); is "$out" "héllo wörld" "UTF-8 values print as text"
+out=$("$MESHCTL" state get demo --state var/services/demo bin); is "$out" "0x000102ff" "other bytes print as hex"
+out=$("$MESHCTL" state get demo --state var/services/demo bin --json)
 is "$(jget "$out" 'j["value_base64"], j["key"], j["size"]')" "AAEC/w== bin 4" "--json: value_base64 for bytes, key, size"
-out=$("$MESHCTL" state get demo 62696e --hex); is "$out" "0x000102ff" "--hex takes the key in hex"
-out=$("$MESHCTL" state get demo 6g --hex 2>&1); is $? 2 "bad hex is a usage error"
-out=$("$MESHCTL" state get demo bin --raw | od -An -tx1 | tr -d ' \n'); is "$out" "000102ff" "--raw writes the bytes"
+out=$("$MESHCTL" state get demo --state var/services/demo 62696e --hex); is "$out" "0x000102ff" "--hex takes the key in hex"
+out=$("$MESHCTL" state get demo --state var/services/demo 6g --hex 2>&1); is $? 2 "bad hex is a usage error"
+out=$("$MESHCTL" state get demo --state var/services/demo bin --raw | od -An -tx1 | tr -d ' \n'); is "$out" "000102ff" "--raw writes the bytes"
 # Values carry no type: --type T reads them as the protobuf message T.
 G=evmesh.example.Greeted
-out=$("$MESHCTL" state get demo pb/ada --type $G); ok $? "state get --type T exits 0"
+out=$("$MESHCTL" state get demo --state var/services/demo pb/ada --type $G); ok $? "state get --type T exits 0"
 is "$out" '{"name":"ada","count":"3"}' "and prints the value's proto3 JSON mapping"
-out=$("$MESHCTL" state get demo pb/ada); is "$out" "0x0a036164611003" "without --type, the bytes as hex"
-out=$("$MESHCTL" state get demo pb/ada --type $G --json)
+out=$("$MESHCTL" state get demo --state var/services/demo pb/ada); is "$out" "0x0a036164611003" "without --type, the bytes as hex"
+out=$("$MESHCTL" state get demo --state var/services/demo pb/ada --type $G --json)
 is "$(jget "$out" 'j["value_json"]["name"], j["value_base64"]')" "ada CgNhZGEQAw==" "--json: value_json beside value_base64"
-out=$("$MESHCTL" state get demo pb/ada --type $G --raw | od -An -tx1 | tr -d ' \n'); is "$out" "0a036164611003" "--raw keeps the bytes"
-out=$("$MESHCTL" state scan demo pb/ --type $G)
+out=$("$MESHCTL" state get demo --state var/services/demo pb/ada --type $G --raw | od -An -tx1 | tr -d ' \n'); is "$out" "0a036164611003" "--raw keeps the bytes"
+out=$("$MESHCTL" state scan demo --state var/services/demo pb/ --type $G)
 is "$out" "$(printf 'pb/ada\t{"name":"ada","count":"3"}\npb/bob\t{"name":"bob","count":"1"}')" "state scan --type T: KEY, a tab, the JSON"
-out=$("$MESHCTL" state get demo bin --type $G 2>&1); is $? 1 "a value that is not a T exits 1"
+out=$("$MESHCTL" state get demo --state var/services/demo bin --type $G 2>&1); is $? 1 "a value that is not a T exits 1"
 is "$out" "meshctl state get: service 'demo': the value of key 'bin' (4 bytes): does not decode as $G" \
 	"and names the key and the type"
-out=$("$MESHCTL" state scan demo b --type $G 2>err); ok $? "state scan --type shows values that are not a T"
+out=$("$MESHCTL" state scan demo --state var/services/demo b --type $G 2>err); ok $? "state scan --type shows values that are not a T"
 is "$out" "$(printf 'bin\t0x000102ff')" "as stored"
 has "$(cat err)" "(1 of the values do not decode as $G: shown as stored)" "and says so on stderr"
-out=$("$MESHCTL" state get demo pb/ada --type evmesh.nope.Nothing 2>&1); is $? 2 "a type not in the registry is a usage error"
+out=$("$MESHCTL" state get demo --state var/services/demo pb/ada --type evmesh.nope.Nothing 2>&1); is $? 2 "a type not in the registry is a usage error"
 has "$out" "--type 'evmesh.nope.Nothing': not a message in the schema registry" "and is named"
-out=$("$MESHCTL" state scan demo --db meta); is "$out" "$(printf 'version\t1')" "--db names another database"
-out=$("$MESHCTL" state get demo k --db nope 2>&1); is $? 1 "a database the environment lacks exits 1"
+out=$("$MESHCTL" state scan demo --state var/services/demo --db meta); is "$out" "$(printf 'version\t1')" "--db names another database"
+out=$("$MESHCTL" state get demo --state var/services/demo k --db nope 2>&1); is $? 1 "a database the environment lacks exits 1"
 is "$out" "meshctl state get: service 'demo' has no database 'nope' in var/services/demo" "and is named"
-out=$("$MESHCTL" state get demo nope 2>&1); is $? 1 "a missing key exits 1"
+out=$("$MESHCTL" state get demo --state var/services/demo nope 2>&1); is $? 1 "a missing key exits 1"
 is "$out" "meshctl state get: service 'demo' has no key 'nope' (state at var/services/demo)" \
 	"and names the service, the key and the directory"
 out=$("$MESHCTL" state get other greeted/bob --state var/services/demo); is "$out" "1" "--state names the directory"
-out=$("$MESHCTL" state get demo greeted/bob --no-lock); is "$out" "1" "--no-lock reads without a reader slot"
+out=$("$MESHCTL" state get demo --state var/services/demo greeted/bob --no-lock); is "$out" "1" "--no-lock reads without a reader slot"
 # A reader that may not write lock.mdb (root owns it; nobody reads).
 nobody=(setpriv --reuid=65534 --regid=65534 --clear-groups)
 chmod 755 "$tmp"
 if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null &&
 	"${nobody[@]}" "$MESHCTL" version >/dev/null 2>&1; then
-	out=$("${nobody[@]}" "$MESHCTL" state get demo greeted/ada 2>&1); is $? 1 \
+	out=$("${nobody[@]}" "$MESHCTL" state get demo --state var/services/demo greeted/ada 2>&1); is $? 1 \
 		"without write access to lock.mdb, state get exits 1"
 	has "$out" "A reader needs write access to var/services/demo/lock.mdb: run as the service's user (--no-lock" \
 		"and says why and what to do"
-	out=$("${nobody[@]}" "$MESHCTL" state get demo greeted/ada --no-lock); is "$out" "3" "--no-lock reads anyway"
-	out=$("${nobody[@]}" "$MESHCTL" state backup demo /nonexistent 2>&1); is $? 1 "backup refuses"
+	out=$("${nobody[@]}" "$MESHCTL" state get demo --state var/services/demo greeted/ada --no-lock); is "$out" "3" "--no-lock reads anyway"
+	out=$("${nobody[@]}" "$MESHCTL" state backup demo --state var/services/demo /nonexistent 2>&1); is $? 1 "backup refuses"
 	has "$out" "run as the service's user." "and offers no --no-lock"
 else
 	echo "# skipping the reader without write access to lock.mdb: needs root, setpriv and a meshctl that nobody may run"
 fi
 chmod 700 "$tmp"
 
-out=$("$MESHCTL" state scan demo greeted/)
+out=$("$MESHCTL" state scan demo --state var/services/demo greeted/)
 is "$out" "$(printf 'greeted/ada\t3\ngreeted/bob\t1')" "state scan PREFIX lists the keys in order, with values"
-out=$("$MESHCTL" state scan demo --limit 2 2>err); ok $? "state scan --limit exits 0"
+out=$("$MESHCTL" state scan demo --state var/services/demo --limit 2 2>err); ok $? "state scan --limit exits 0"
 is "$(printf '%s\n' "$out" | wc -l)" 2 "and prints no more than the limit"
 has "$(cat err)" "there are more: raise --limit" "and says on stderr that it cut the list"
-out=$("$MESHCTL" state scan demo g --json)
+out=$("$MESHCTL" state scan demo --state var/services/demo g --json)
 is "$(jget "$out" '[i["key"] for i in j["items"]], j["count"], j["truncated"]')" \
 	"['greeted/ada', 'greeted/bob'] 2 False" "--json: items, count, truncated"
-out=$("$MESHCTL" state scan demo zzz); is "$out" "" "a prefix no key has prints nothing"
-out=$("$MESHCTL" state scan demo --limit 0 2>&1); is $? 2 "--limit 0 is a usage error"
+out=$("$MESHCTL" state scan demo --state var/services/demo zzz); is "$out" "" "a prefix no key has prints nothing"
+out=$("$MESHCTL" state scan demo --state var/services/demo --limit 0 2>&1); is $? 2 "--limit 0 is a usage error"
 
-c1=$("$MESHCTL" state get demo count); sleep 0.3
-c2=$("$MESHCTL" state get demo count)
+c1=$("$MESHCTL" state get demo --state var/services/demo count); sleep 0.3
+c2=$("$MESHCTL" state get demo --state var/services/demo count)
 [ "$c2" -gt "$c1" ]; ok $? "each read sees the writer's latest commit ($c1, then $c2)"
 
-out=$("$MESHCTL" state backup demo bk); ok $? "state backup copies while the writer writes"
+out=$("$MESHCTL" state backup demo --state var/services/demo bk); ok $? "state backup copies while the writer writes"
 has "$out" "backed up service 'demo' (state at var/services/demo) to bk" "and says what went where"
 [ -f bk/data.mdb ] && [ ! -e bk/lock.mdb ]; ok $? "the copy is bk/data.mdb alone"
 n=$("$MESHCTL" state get demo count --state bk)
 lines=$("$MESHCTL" state scan demo load/ --limit 100000000 --state bk | wc -l)
 is "$lines" "$n" "the copy is one moment: count ($n) = load/ keys"
 [ "$n" -ge "$c2" ]; ok $? "and no older than the last read ($n >= $c2)"
-out=$("$MESHCTL" state backup demo bk 2>&1); is $? 1 "a backup into a non-empty directory exits 1"
+out=$("$MESHCTL" state backup demo --state var/services/demo bk 2>&1); is $? 1 "a backup into a non-empty directory exits 1"
 has "$out" "bk is not empty" "and names it"
 mkdir empty
-out=$("$MESHCTL" state backup demo empty --json); ok $? "a backup into an empty directory works"
+out=$("$MESHCTL" state backup demo --state var/services/demo empty --json); ok $? "a backup into an empty directory works"
 [ "$(jget "$out" 'j["keys"] > 5 and j["bytes"] > 0')" = True ]; ok $? "--json counts keys and bytes"
-out=$("$MESHCTL" state backup demo no/such/dir 2>&1); is $? 1 "a destination that cannot be made exits 1"
+out=$("$MESHCTL" state backup demo --state var/services/demo no/such/dir 2>&1); is $? 1 "a destination that cannot be made exits 1"
 has "$out" "cannot make no/such/dir" "and names it"
 mkdir -p var/services/empty-env && touch var/services/empty-env/data.mdb
-out=$("$MESHCTL" state get empty-env k 2>&1); is $? 1 "a data.mdb that is no environment exits 1"
+out=$("$MESHCTL" state get empty-env k --state var/services/empty-env 2>&1); is $? 1 "a data.mdb that is no environment exits 1"
 has "$out" "service 'empty-env': cannot open its state at var/services/empty-env" "and says so"
 
 # ---- stats: stand-in instances -----------------------------------------------
@@ -242,6 +243,29 @@ if [ -n "$SERVICE" ]; then
 	has "$out" '"service": "template-service"' "stats without SERVICE finds it"
 	out=$("$MESHCTL" state backup template-service tpl-bk --state var/services/tpl); ok $? "state backup of the running service"
 	out=$("$MESHCTL" state get template-service greeted/ada --state tpl-bk); is "$out" "2" "and the copy holds its state"
+
+	# Over NATS (the default): the running service answers, no files.
+	out=$("${M[@]}" state get template-service greeted/ada); is "$out" "2" "state get over NATS: the service answers"
+	out=$("${M[@]}" state get template-service greeted/ada --json)
+	is "$(jget "$out" 'j["key"], j["value"], j["size"]')" "greeted/ada 2 1" "--json: key, value, size"
+	out=$("${M[@]}" state scan template-service greeted/)
+	is "$out" "$(printf 'greeted/ada\t2\ngreeted/bob\t1')" "state scan over NATS"
+	out=$("${M[@]}" state scan template-service greeted/ --limit 1 2>err)
+	is "$out" "$(printf 'greeted/ada\t2')" "--limit over NATS"
+	has "$(cat err)" "there are more" "and says it cut the list"
+	out=$("${M[@]}" state scan template-service --db processed | wc -l)
+	is "$out" 3 "--db over NATS: 3 processed ids"
+	out=$("${M[@]}" state get template-service nope 2>&1); is $? 1 "a missing key over NATS exits 1"
+	has "$out" "service 'template-service' has no key 'nope'" "and names the service and the key"
+	out=$("${M[@]}" state get template-service k --db tables 2>&1); is $? 2 "an unknown database over NATS exits 2"
+	has "$out" "no database 'tables'" "and names it"
+	out=$("${M[@]}" state get nosuch k 2>&1); is $? 1 "a service with no running instance exits 1"
+	has "$out" "no instance of service 'nosuch' answered" "and says so"
+	has "$out" "--state DIR" "and how to read a stopped one"
+	out=$("${M[@]}" state backup template-service nats-bk); ok $? "state backup over NATS"
+	has "$out" "backed up service 'template-service' to nats-bk" "and says what went where"
+	out=$("$MESHCTL" state get template-service greeted/ada --state nats-bk); is "$out" "2" "the copy fetched in chunks holds its state"
+	out=$("${M[@]}" state backup template-service nats-bk 2>&1); is $? 1 "into a non-empty directory it exits 1"
 	"$SERVICE" --server "$BROKER_URL" --state var/services/tpl >svc2.log 2>&1 &
 	svc2=$!
 	pids+=($svc2)

@@ -212,4 +212,12 @@ is "$out" "deleted topic orders" "and says what it deleted"
 out=$(m subscription list --topic orders --json)
 is "$(printf '%s' "$out" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["Subscriptions"]))')" 0 \
 	"its subscriptions went with it"
+
+# --stdin: a message a line, pipelined.
+m topic create lines --archive-days 1 >/dev/null
+out=$(seq 1 300 | m topic publish lines --stdin 2>err); ok $? "topic publish --stdin"
+has "$(cat err)" "300 sent, 0 failed" "every line published"
+is "$(m topic info lines --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["Attributes"]["MessagesStored"])')" 300 \
+	"the archive holds the 300"
+out=$(echo x | m topic publish lines --stdin --subject s 2>&1); is $? 2 "--stdin with --subject is a usage error"
 done_testing

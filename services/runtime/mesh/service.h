@@ -37,8 +37,8 @@
 #include <protobuf-c/protobuf-c.h>
 
 #include "mesh/mesh.h"
+#include "mesh/service_api.h"
 
-#define MESH_SERVICE_NAME_MAX 64
 
 struct mesh_service;
 struct mesh_ctx;
@@ -174,26 +174,9 @@ const char *mesh_ctx_trace_id(const struct mesh_ctx *c);
 void mesh_log(struct mesh_ctx *c, const char *level, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
 
-/* ---- observing ---------------------------------------------------------- */
-
-/* Each instance answers requests on mesh.service.NAME.stats with its
- * counters as JSON (meshctl stats gathers all instances):
- * {"service", "instance", "received", "processed", "retried", "failed",
- *  "dead_lettered", "duplicates", "ignored", "outbox_pending", "in_flight",
- *  "handler_ms": {"p50", "p95", "p99"}, "commit_ms": {"p50", "p95", "p99"}}
- * where commit_ms is publish-to-commit: from the event's time to its
- * batch's commit. */
-#define MESH_SERVICE_STATS_SUBJECT "mesh.service.%s.stats"
-/* ... and every instance of every service answers on this one. */
-#define MESH_SERVICES_STATS_SUBJECT "mesh.services.stats"
-/* A running service's state over NATS (get, scan, backup), answered by
- * one of its instances from a read transaction: see "meshctl state" in
- * the README for the requests and answers. */
-#define MESH_SERVICE_STATE_SUBJECT "mesh.service.%s.state.%s"
-
-/* The LMDB layout of a service's environment, for tools (meshctl state):
- * named databases "state" (the handlers'), "processed" (event id -> time
- * ms), "processed_at" (time, id), "outbox" (sequence -> record), "meta". */
-#define MESH_SERVICE_DB_STATE "state"
+/* ---- observing ----------------------------------------------------------
+ *
+ * Stats and state over NATS: see mesh/service_api.h (the protocol every
+ * service answers, in libmesh so that tools need only libmesh). */
 
 #endif
