@@ -32,6 +32,7 @@ struct mesh_sender {
 	mesh_sent_fn fn;
 	void *arg;
 	struct slot *ring; /* o.window slots */
+	natsMsg **took;    /* confirmations to free together (o.window) */
 	size_t head, n;
 };
 
@@ -64,7 +65,11 @@ open_common(const struct mesh_sender_opts *o, mesh_sent_fn fn, void *arg,
 		                    what);
 	}
 	if ((s = calloc(1, sizeof(*s))) == NULL ||
-	    (s->ring = calloc(o->window, sizeof(*s->ring))) == NULL) {
+	    (s->ring = calloc(o->window, sizeof(*s->ring))) == NULL ||
+	    (s->took = calloc(o->window, sizeof(*s->took))) == NULL) {
+		if (s != NULL) {
+			free(s->ring);
+		}
 		free(s);
 		return mesh_err_set(MESH_ENOMEM, "%s: sender", what);
 	}
@@ -143,7 +148,8 @@ report(struct mesh_sender *s)
 	}
 }
 
-/* Mark the slot a confirmation answers (or drop a late one). */
+/* Mark the slot a confirmation answers (a late one answers none). The
+ * caller destroys m. */
 static void
 confirm(struct mesh_sender *s, natsMsg *m)
 {
@@ -161,7 +167,6 @@ confirm(struct mesh_sender *s, natsMsg *m)
 			break;
 		}
 	}
-	natsMsg_Destroy(m);
 }
 
 /* Take confirmations until the head is done (past its deadline, it has
@@ -170,27 +175,37 @@ confirm(struct mesh_sender *s, natsMsg *m)
 static void
 reap_head(struct mesh_sender *s)
 {
+	natsMsg **took = s->took;
+	size_t nt = 0;
+
 	while (s->n > 0 && !s->ring[s->head].done) {
 		struct slot *head = &s->ring[s->head];
 		size_t want = s->n / 2 > 0 ? s->n / 2 : 1;
-		natsMsg *m =
-		        mesh__rpc_take(s->rpc, want, false, head->deadline);
+		natsMsg *m = mesh__rpc_take(s->rpc, want, false, head->deadline);
 
 		if (m == NULL) {
-			mesh_err_set(
-			        MESH_ETIMEDOUT,
-			        "%s: no confirmation within %lld ms; it may "
-			        "be stored: sending it again is safe (it is "
-			        "de-duplicated by its id)",
-			        s->what, (long long)s->o.timeout_ms);
+			mesh_err_set(MESH_ETIMEDOUT,
+			             "%s: no confirmation within %lld ms; it may "
+			             "be stored: sending it again is safe (it is "
+			             "de-duplicated by its id)",
+			             s->what, (long long)s->o.timeout_ms);
 			fail(head, MESH_ETIMEDOUT);
 			break;
 		}
-		confirm(s, m);
 		/* And whatever else is in, without waiting. */
-		while ((m = mesh__rpc_take(s->rpc, 1, false, 0)) != NULL) {
+		do {
 			confirm(s, m);
+			took[nt++] = m;
+		} while (nt < s->o.window &&
+		         (m = mesh__rpc_take(s->rpc, 1, false, 0)) != NULL);
+		if (nt == s->o.window) {
+			break; /* full: let them go, come again */
 		}
+	}
+	/* Together: cnats hands each to its collector thread, woken once
+	 * for the lot rather than once for each. */
+	for (size_t i = 0; i < nt; i++) {
+		natsMsg_Destroy(took[i]);
 	}
 	report(s);
 }
@@ -265,6 +280,7 @@ mesh_sender_close(struct mesh_sender *s)
 		return;
 	}
 	mesh_sender_flush(s);
+	free(s->took);
 	free(s->ring);
 	free(s);
 }
