@@ -202,6 +202,25 @@ struct mesh_subscription;
 mesh_err mesh__subscription_decode(const char *key, const void *data,
                                    size_t len, struct mesh_subscription *out);
 
+/* The fuzz tests' seams: what queue.c and topic.c read from outside,
+ * without a broker. mesh__queue_receipt_check seals a raw receipt in place
+ * (as mesh__queue_seal, for a queue `name` whose HMAC key is `key`) and
+ * opens it as the public calls do; the cfg_decode calls read a stream's
+ * description into attributes (*a is written even on error). */
+struct mesh_queue_attrs;
+struct mesh_topic_attrs;
+mesh_err mesh__queue_receipt_check(const char *name, const uint8_t key[32],
+                                   char *receipt, size_t size);
+mesh_err mesh__queue_cfg_decode(const char *desc, struct mesh_queue_attrs *a);
+mesh_err mesh__topic_cfg_decode(const char *desc, struct mesh_topic_attrs *a);
+
+/* Does a delivery pass a subscription's filter (subscription.c)? As
+ * mesh_filter_match_event, but the MessageBody scope reads a protobuf
+ * payload as its JSON mapping (mesh__pbjson_event_fields). */
+struct mesh_filter;
+bool mesh__subscription_matches(const struct mesh_filter *f,
+                                const struct mesh_event *ev);
+
 /* The key-value bucket of subscription records, made when missing. */
 mesh_err mesh__subscriptions_bucket(struct mesh_conn *c, kvStore **kv);
 

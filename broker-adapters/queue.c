@@ -473,6 +473,16 @@ cfg_decode(const char *name, const char *desc, struct qcfg *cfg)
 	return MESH_OK;
 }
 
+mesh_err
+mesh__queue_cfg_decode(const char *desc, struct mesh_queue_attrs *a)
+{
+	struct qcfg cfg = {0};
+	mesh_err err = cfg_decode("fuzz", desc, &cfg);
+
+	*a = cfg.a;
+	return err;
+}
+
 /* Read a queue's configuration. MESH_ENOTFOUND when there is no queue. */
 static mesh_err
 cfg_load(struct mesh_conn *c, const char *name, struct qcfg *cfg,
@@ -1134,6 +1144,26 @@ receipt_open(const struct mesh_queue *q, const char *text, struct receipt *r)
 		                    q->name);
 	}
 	return MESH_OK;
+}
+
+/* For the fuzz tests: the receipt handles of a queue without a broker. */
+mesh_err
+mesh__queue_receipt_check(const char *name, const uint8_t key[32],
+                          char *receipt, size_t size)
+{
+	struct mesh_queue q = {0};
+	struct receipt r;
+	bool fifo = false;
+	mesh_err err;
+
+	snprintf(q.name, sizeof(q.name), "%s", name);
+	memcpy(q.cfg.key, key, sizeof(q.cfg.key));
+	mesh_queue_name_check(name, &fifo);
+	names_of(name, fifo, &q.n);
+	if ((err = mesh__queue_seal(&q, receipt, size)) != MESH_OK) {
+		return err;
+	}
+	return receipt_open(&q, receipt, &r);
 }
 
 /* The ledger of visibility changes: one entry per message whose

@@ -884,8 +884,9 @@ mesh_subscriber_subscription(const struct mesh_subscriber *s)
 }
 
 /* MessageBody scope reads protobuf payloads as their JSON mapping. */
-static bool
-matches(const struct mesh_filter *f, const struct mesh_event *ev)
+bool
+mesh__subscription_matches(const struct mesh_filter *f,
+                           const struct mesh_event *ev)
 {
 	const void *data;
 	size_t len;
@@ -973,7 +974,8 @@ mesh__subscriber_fetch(struct mesh_subscriber *s, int max, int64_t wait_ms,
 			skipped++;
 			continue;
 		}
-		if (s->filter != NULL && !matches(s->filter, ev)) {
+		if (s->filter != NULL &&
+		    !mesh__subscription_matches(s->filter, ev)) {
 			natsMsg_Ack(m, NULL);
 			natsMsg_Destroy(m);
 			mesh_event_free(ev);
