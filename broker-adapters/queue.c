@@ -2353,7 +2353,13 @@ mesh__queue_seal(struct mesh_queue *q, char *receipt, size_t size)
 		                              "queue '%s': no receipt handle",
 		                              q->name);
 	}
-	if (strlen(ack) >= sizeof(copy)) {
+	/* receipt_make holds at most 200 bytes of ack subject, and
+	 * sodium_bin2base64 aborts the process when its output does not fit
+	 * in size: refuse such a receipt rather than die (found by fuzzing). */
+	if (strlen(ack) >= sizeof(copy) || strlen(ack) > 200 ||
+	    sodium_base64_ENCODED_LEN(9 + strlen(ack) + RECEIPT_TAG,
+	                              sodium_base64_VARIANT_URLSAFE_NO_PADDING) >
+	            size) {
 		return mesh__seterr(MESH_EINVAL,
 		                    "queue '%s': malformed receipt handle",
 		                    q->name);
