@@ -20,7 +20,8 @@ read_all(const struct mesh_event *ev)
 	int32_t nsec;
 
 	sum += strlen(mesh_event_id(ev)) + strlen(mesh_event_source(ev)) +
-	       strlen(mesh_event_type(ev)) + strlen(mesh_event_specversion(ev));
+	       strlen(mesh_event_type(ev)) +
+	       strlen(mesh_event_specversion(ev));
 	sum += mesh_event_subject(ev) ? strlen(mesh_event_subject(ev)) : 0;
 	sum += mesh_event_time(ev, &sec, &nsec) ? (size_t)nsec : 0;
 	for (size_t i = 0; i < mesh_event_ext_count(ev); i++) {

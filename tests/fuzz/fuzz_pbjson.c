@@ -44,8 +44,9 @@ static void
 from_json(const ProtobufCMessageDescriptor *desc, const uint8_t *data,
           size_t size)
 {
-	json_t *in = json_loadb((const char *)data, size,
-	                        JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, NULL);
+	json_t *in =
+	        json_loadb((const char *)data, size,
+	                   JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, NULL);
 	ProtobufCMessage *msg = NULL, *again = NULL;
 	json_t *out = NULL, *out2 = NULL, *wired = NULL;
 
@@ -80,8 +81,8 @@ static void
 from_protobuf(const ProtobufCMessageDescriptor *desc, const uint8_t *data,
               size_t size)
 {
-	ProtobufCMessage *msg = protobuf_c_message_unpack(desc, NULL, size,
-	                                                  data);
+	ProtobufCMessage *msg =
+	        protobuf_c_message_unpack(desc, NULL, size, data);
 	ProtobufCMessage *again = NULL;
 	json_t *out = NULL;
 

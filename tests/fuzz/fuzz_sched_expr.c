@@ -16,9 +16,14 @@
  * southern hemisphere, a 30-minute DST, a 45-minute offset, DST abolished
  * (and a footer rule with none), a half-hour offset. */
 static const char *const zones[] = {
-        "UTC",          "Europe/Berlin",      "America/New_York",
-        "Australia/Sydney", "Australia/Lord_Howe", "Pacific/Chatham",
-        "America/Sao_Paulo", "Asia/Kolkata",
+        "UTC",
+        "Europe/Berlin",
+        "America/New_York",
+        "Australia/Sydney",
+        "Australia/Lord_Howe",
+        "Pacific/Chatham",
+        "America/Sao_Paulo",
+        "Asia/Kolkata",
 };
 #define N_ZONES  (sizeof(zones) / sizeof(zones[0]))
 #define FIRINGS  4
@@ -54,8 +59,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	}
 	for (int i = 0; i < FIRINGS; i++) {
-		if (mesh_sched_next(&e, tz, after, anchor, &next) !=
-		    MESH_OK) {
+		if (mesh_sched_next(&e, tz, after, anchor, &next) != MESH_OK) {
 			break;
 		}
 		if (next <= after) {

@@ -149,8 +149,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 	}
 	add_headers(m, &in);
-	if (mesh_wire_read(m, 0, FALLBACK, &ev, why, sizeof(why)) !=
-	    MESH_OK) {
+	if (mesh_wire_read(m, 0, FALLBACK, &ev, why, sizeof(why)) != MESH_OK) {
 		abort(); /* only running out of memory may fail it */
 	}
 	handle(ev);

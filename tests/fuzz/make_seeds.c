@@ -87,7 +87,8 @@ order_event(void)
 	mesh_event_ext_set(ev, "count", &v);
 	v = (struct mesh_ext_value){.type = MESH_EXT_BOOL, .boolean = true};
 	mesh_event_ext_set(ev, "flag", &v);
-	v = (struct mesh_ext_value){.type = MESH_EXT_TIME, .sec = 1, .nsec = 2};
+	v = (struct mesh_ext_value){
+	        .type = MESH_EXT_TIME, .sec = 1, .nsec = 2};
 	mesh_event_ext_set(ev, "seen", &v);
 	v = (struct mesh_ext_value){
 	        .type = MESH_EXT_URIREF, .string = "/x", .len = 2};
@@ -169,7 +170,8 @@ envelope_and_wire(void)
 	seed_str("wire", "foreign-json", -1,
 	         "Content-Type: application/json\nNats-Msg-Id: abc\n\n"
 	         "{\"country\": \"DE\"}");
-	seed_str("wire", "no-headers", -1, "\nplain bytes from another client");
+	seed_str("wire", "no-headers", -1,
+	         "\nplain bytes from another client");
 }
 
 /* ---- filter policies ------------------------------------------------ */
@@ -214,7 +216,8 @@ filters(void)
 	         "c=String:baseball\nb=Binary:AAEC\nn=Number.kg:12\n"
 	         "t=String.Array:[\"x\",1,null]"},
 	        {"or", ATTRS_JSON,
-	         "{\"source\": [\"aws.cloudwatch\"], \"$or\": [{\"metricName\": "
+	         "{\"source\": [\"aws.cloudwatch\"], \"$or\": "
+	         "[{\"metricName\": "
 	         "[\"CPUUtilization\"]}, {\"$or\": [{\"metricType\": "
 	         "[\"MetricType\"]}, {\"namespace\": [\"AWS/EC2\"]}]}]}",
 	         "{\"source\": {\"DataType\": \"String\", \"StringValue\": "
@@ -222,7 +225,8 @@ filters(void)
 	         "\"String\", \"StringValue\": \"AWS/EC2\"}}"},
 	        {"body-nested", BODY,
 	         "{\"object\": {\"key\": [{\"prefix\": \"auto-\"}, "
-	         "\"hardcodedvalue\"], \"nested_key\": [{\"exists\": false}]}, "
+	         "\"hardcodedvalue\"], \"nested_key\": [{\"exists\": "
+	         "false}]}, "
 	         "\"test\": [{\"exists\": false}]}",
 	         "{\"object\": {\"key\": \"auto-1\"}, \"other\": [1, true, "
 	         "null]}"},
@@ -230,7 +234,8 @@ filters(void)
 	         "{\"Records\": {\"s3\": {\"object\": {\"key\": [{\"prefix\": "
 	         "\"auto-\"}]}}, \"eventName\": [{\"prefix\": "
 	         "\"ObjectCreated:\"}]}}",
-	         "{\"Records\": [{\"s3\": {\"object\": {\"key\": \"auto-x\"}}, "
+	         "{\"Records\": [{\"s3\": {\"object\": {\"key\": "
+	         "\"auto-x\"}}, "
 	         "\"eventName\": \"ObjectCreated:Put\"}]}"},
 	        {"body-literals", BODY,
 	         "{\"a\": [true, null, 5, {\"numeric\": [\"<\", 0]}], \"b\": "
@@ -273,7 +278,8 @@ pbjson(void)
 	         "\"1\", \"price_cents\": 1000}], \"totalCents\": 1998, "
 	         "\"priority\": \"EXPRESS\"}"},
 	        {"order-placed", "evmesh.shop.OrderPlaced",
-	         "{\"orderId\": \"o-2\", \"totalCents\": \"-9\", \"placedAt\": "
+	         "{\"orderId\": \"o-2\", \"totalCents\": \"-9\", "
+	         "\"placedAt\": "
 	         "\"2026-03-08T02:30:00.000000001+05:30\"}"},
 	        {"shipment", "evmesh.shop.ShipmentCreated",
 	         "{\"orderId\": \"o-3\", \"shipmentId\": \"s\", \"label\": "
@@ -287,7 +293,8 @@ pbjson(void)
 	         "{\"@type\": \"type.googleapis.com/evmesh.example.Greet\", "
 	         "\"name\": \"ada\"}"},
 	        {"cloudevent", "io.cloudevents.v1.CloudEvent",
-	         "{\"id\": \"1\", \"source\": \"/s\", \"specVersion\": \"1.0\", "
+	         "{\"id\": \"1\", \"source\": \"/s\", \"specVersion\": "
+	         "\"1.0\", "
 	         "\"type\": \"t\", \"attributes\": {\"x\": {\"ceString\": "
 	         "\"y\"}, \"n\": {\"ceInteger\": 5}}, \"binaryData\": "
 	         "\"AAE-_w\"}"},
@@ -300,7 +307,8 @@ pbjson(void)
 		ProtobufCMessage *msg = NULL;
 		char name[64];
 		seed_str("pbjson", cases[i].name, at << 1, cases[i].json);
-		if (j == NULL || mesh_pbjson_encode(desc, j, &msg) != MESH_OK) {
+		if (j == NULL ||
+		    mesh_pbjson_encode(desc, j, &msg) != MESH_OK) {
 			fprintf(stderr, "make-seeds: %s: %s\n", cases[i].name,
 			        mesh_errdetail());
 			failed = 1;
@@ -370,11 +378,13 @@ records(void)
 	         "[\\\"DE\\\"]}\"}");
 	mesh_schedule_init(&s);
 	snprintf(s.name, sizeof(s.name), "nightly");
-	snprintf(s.expression, sizeof(s.expression), "cron(0 2 ? * MON-FRI *)");
+	snprintf(s.expression, sizeof(s.expression),
+	         "cron(0 2 ? * MON-FRI *)");
 	snprintf(s.tz, sizeof(s.tz), "Europe/Berlin");
 	snprintf(s.target, sizeof(s.target), "topic:orders");
 	snprintf(s.type, sizeof(s.type), "evmesh.shop.OrderSummary");
-	s.body = strdup("{\"windowStart\": \"<aws.scheduler.scheduled-time>\"}");
+	s.body = strdup(
+	        "{\"windowStart\": \"<aws.scheduler.scheduled-time>\"}");
 	s.attrs = strdup("kind=String:nightly\nn=Number:3");
 	s.json_body = false;
 	s.window_s = 300;
@@ -423,6 +433,76 @@ expressions(void)
 	}
 }
 
+/* ---- small text parsers, and zone files ---------------------------- */
+
+static void
+texts(void)
+{
+	static const struct {
+		const char *name;
+		int which; /* fuzz_text.c's selector */
+		const char *text;
+	} cases[] = {
+	        {"seed", 0,
+	         "SUAMLK2ZNL35WSMW37E7UD4VZ7ELPKW7DHC3BWBSD2GCZ7IUQQXZIORRBU"},
+	        {"url-password", 1, "nats://ada:s3cret@127.0.0.1:4222"},
+	        {"url-token", 1, "tls://tok3n@[::1]:4222,nats://b:4223"},
+	        {"duration", 2, "15m"},
+	        {"duration-days", 2, "2d"},
+	        {"name-fifo", 3, "orders-eu_1.fifo"},
+	        {"zone", 4, "America/Argentina/Buenos_Aires"},
+	        {"zone-etc", 4, "Etc/GMT+5"},
+	};
+	char raw[32];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		seed_str("text", cases[i].name, cases[i].which, cases[i].text);
+	}
+	/* A seed of our own making, so that its checksum is right. */
+	for (size_t i = 0; i < sizeof(raw); i++) {
+		raw[i] = (char)i;
+	}
+	{
+		char s[MESH__NKEY_SEED_LEN + 1];
+		mesh__nkey_seed_encode((const unsigned char *)raw, s);
+		seed_str("text", "seed-valid", 0, s);
+	}
+}
+
+/* Real zone files: a fixed offset, DST both ways in each hemisphere, a
+ * 30-minute DST, DST abolished. */
+static void
+zones(void)
+{
+	static const char *const names[] = {
+	        "Etc/UTC",
+	        "Europe/Berlin",
+	        "Australia/Lord_Howe",
+	        "America/Sao_Paulo",
+	};
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		char path[256], name[64], *p;
+		uint8_t buf[8192];
+		size_t len;
+		FILE *f;
+		snprintf(path, sizeof(path), "/usr/share/zoneinfo/%s",
+		         names[i]);
+		if ((f = fopen(path, "rb")) == NULL) {
+			perror(path);
+			failed = 1;
+			continue;
+		}
+		len = fread(buf, 1, sizeof(buf), f);
+		fclose(f);
+		snprintf(name, sizeof(name), "%s", names[i]);
+		for (p = name; *p != '\0'; p++) {
+			*p = *p == '/' ? '-' : *p;
+		}
+		seed("tzif", name, -1, buf, len, -1, NULL, 0);
+	}
+}
+
 int
 main(int argc, char **argv)
 {
@@ -441,5 +521,7 @@ main(int argc, char **argv)
 	receipts();
 	records();
 	expressions();
+	texts();
+	zones();
 	return failed;
 }
