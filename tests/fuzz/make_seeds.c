@@ -433,6 +433,45 @@ expressions(void)
 	}
 }
 
+/* ---- schedule requests (the request API's bodies) ------------------- */
+
+static void
+schedule_requests(void)
+{
+	static const struct {
+		const char *name, *body;
+	} cases[] = {
+	        {"readme",
+	         "{\"name\":\"nightly\",\"expression\":\"cron(0 2 * * "
+	         "? *)\",\"tz\":\"Europe/Berlin\",\"target\":"
+	         "\"queue:jobs\"}"},
+	        {"json-body",
+	         "{\"name\": \"summary\", \"expression\": \"rate(1 hour)\", "
+	         "\"target\": \"topic:orders\", \"type\": "
+	         "\"evmesh.shop.OrderSummary\", \"payload\": \"json\", "
+	         "\"body\": \"{\\\"windowStart\\\": \\\"1767225600\\\"}\", "
+	         "\"window\": \"15m\", \"retry_max\": 3, \"max_age\": 3600, "
+	         "\"dlq\": \"dead\", \"missed\": \"all\"}"},
+	        {"one-time",
+	         "{\"name\": \"once\", \"expression\": "
+	         "\"at(2026-03-29T02:30:00)\", \"tz\": \"Europe/Berlin\", "
+	         "\"target\": \"queue:jobs\", \"delete_after\": true, "
+	         "\"body\": \"fired <aws.scheduler.scheduled-time> by "
+	         "<aws.scheduler.schedule-arn>, try "
+	         "<aws.scheduler.attempt-number>\"}"},
+	        {"unix-window",
+	         "{\"name\": \"ticks\", \"expression\": \"*/10 * * * * *\", "
+	         "\"target\": \"queue:t\", \"start\": "
+	         "\"2026-03-01T00:00:00+01:00\", \"end\": 1798761600, "
+	         "\"enabled\": false, \"attrs\": "
+	         "[\"kind=String:tick\", \"n=Number:1\"]}"},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		seed_str("schedule", cases[i].name, -1, cases[i].body);
+	}
+}
+
 /* ---- small text parsers, and zone files ---------------------------- */
 
 static void
@@ -521,6 +560,7 @@ main(int argc, char **argv)
 	receipts();
 	records();
 	expressions();
+	schedule_requests();
 	texts();
 	zones();
 	return failed;

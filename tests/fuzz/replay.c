@@ -86,7 +86,9 @@ replay_dir(const char *dir)
 		n++;
 	}
 	closedir(d);
-	qsort(names, n, sizeof(*names), by_name);
+	if (n > 0) {
+		qsort(names, n, sizeof(*names), by_name);
+	}
 	for (size_t i = 0; i < n; i++) {
 		char path[4096];
 		struct stat st;
