@@ -1,6 +1,7 @@
 /* fuzz_pbjson: protobuf messages as JSON, both ways, over every message of
- * the schema registry. Input: a byte choosing the message (mesh_schema_at)
- * and the direction, then JSON text or protobuf bytes.
+ * the schema registry and the test messages holding every kind of field
+ * (messages.h). Input: a byte choosing the message (bit 0: the
+ * direction), then JSON text or protobuf bytes.
  * JSON to protobuf: what encodes must decode back to JSON, and that JSON
  * must be a fixed point (encode, decode: the same JSON again), also after
  * a trip through the wire format.
@@ -13,7 +14,7 @@
 
 #include "fuzz.h"
 #include "mesh/pbjson.h"
-#include "mesh_schemas.h"
+#include "messages.h"
 
 /* msg as JSON, packed and unpacked on the way: the form a consumer sees. */
 static json_t *
@@ -106,7 +107,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct fuzz_in in = {data, size};
 	uint8_t pick = fuzz_byte(&in);
 	const ProtobufCMessageDescriptor *desc =
-	        mesh_schema_at((pick >> 1) % mesh_schema_count());
+	        fuzz_message_at((pick >> 1) % fuzz_message_count());
 
 	if (pick & 1) {
 		from_protobuf(desc, in.p, in.n);

@@ -15,7 +15,7 @@
 #include "mesh/pbjson.h"
 #include "mesh/queue.h"
 #include "mesh/wire.h"
-#include "mesh_schemas.h"
+#include "messages.h"
 #include "schedule.h"
 
 static const char *root;
@@ -255,8 +255,8 @@ filters(void)
 static int
 schema_index(const char *name)
 {
-	for (size_t i = 0; i < mesh_schema_count(); i++) {
-		if (strcmp(mesh_schema_at(i)->name, name) == 0) {
+	for (size_t i = 0; i < fuzz_message_count(); i++) {
+		if (strcmp(fuzz_message_at(i)->name, name) == 0) {
 			return (int)i;
 		}
 	}
@@ -292,6 +292,30 @@ pbjson(void)
 	        {"any", "google.protobuf.Any",
 	         "{\"@type\": \"type.googleapis.com/evmesh.example.Greet\", "
 	         "\"name\": \"ada\"}"},
+	        {"kinds", "evmesh.test.Kinds",
+	         "{\"i32\": -2147483648, \"s32\": -5, \"sf32\": 7, \"u32\": "
+	         "4294967295, \"f32\": 7, \"i64\": \"-1\", \"s64\": "
+	         "\"-9223372036854775808\", \"sf64\": \"5\", \"u64\": 1e19, "
+	         "\"f64\": \"1\", \"fl\": \"NaN\", \"db\": 1.5e300, \"flag\": "
+	         "true, \"text\": \"hi\", \"blob\": \"-_8\", \"color\": "
+	         "\"GREEN\", \"child\": {\"cText\": \"t\"}, \"at\": "
+	         "\"1970-01-01T00:00:00Z\", \"rI64\": [\"1\", -2], \"rText\": "
+	         "[\"a\", \"\"], \"rBlob\": [\"AA==\"], \"rColor\": [\"RED\", "
+	         "0, "
+	         "7], \"rDb\": [\"-Infinity\", -0.0], \"rFlag\": [false], "
+	         "\"counts\": {\"a\": 1}, \"byId\": {\"-5\": {\"text\": "
+	         "\"x\"}}, "
+	         "\"byFlag\": {\"true\": \"yes\"}, \"cNum\": 0, \"any\": "
+	         "{\"@type\": \"type.googleapis.com/google.protobuf.Any\", "
+	         "\"value\": {\"@type\": "
+	         "\"type.googleapis.com/evmesh.shop.LineItem\", \"sku\": "
+	         "\"s\"}}, \"rAt\": [\"2026-01-01T00:00:00.5Z\"], \"rU32\": "
+	         "[0], "
+	         "\"rFl\": [0.1]}"},
+	        {"legacy", "evmesh.test.Legacy",
+	         "{\"optI32\": 0, \"optText\": \"\", \"req\": \"7\", "
+	         "\"optBlob\": \"\", \"child\": {\"req\": 1, \"optFlag\": "
+	         "false}}"},
 	        {"cloudevent", "io.cloudevents.v1.CloudEvent",
 	         "{\"id\": \"1\", \"source\": \"/s\", \"specVersion\": "
 	         "\"1.0\", "
@@ -302,7 +326,7 @@ pbjson(void)
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		int at = schema_index(cases[i].type);
-		const ProtobufCMessageDescriptor *desc = mesh_schema_at(at);
+		const ProtobufCMessageDescriptor *desc = fuzz_message_at(at);
 		json_t *j = json_loads(cases[i].json, JSON_DECODE_ANY, NULL);
 		ProtobufCMessage *msg = NULL;
 		char name[64];
