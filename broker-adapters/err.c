@@ -106,7 +106,11 @@ mesh_err_clear(void)
 	last_code = 0;
 }
 
-/* Format "<context>[: <cause>]" into the thread's detail buffer. */
+/* Format "<context>[: <cause>]" into the thread's detail buffer. The
+ * attribute lets clang check callers' formats as gcc does (-Wformat=2). */
+static void set_detail(const char *cause, const char *fmt, va_list ap)
+        MESH__PRINTF(2, 0);
+
 static void
 set_detail(const char *cause, const char *fmt, va_list ap)
 {

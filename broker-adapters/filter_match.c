@@ -408,14 +408,19 @@ fast_decimal(const char *s, size_t len, struct val *v)
 	size_t i = s[0] == '-', digits = 0, decimals = 0;
 	int64_t x = 0;
 
-	for (; i < len && s[i] >= '0' && s[i] <= '9'; i++, digits++) {
+	/* The loops stop one digit past their limit: reading on would
+	 * overflow x (signed overflow; found by fuzzing). */
+	for (; i < len && digits <= 9 && s[i] >= '0' && s[i] <= '9';
+	     i++, digits++) {
 		x = x * 10 + (s[i] - '0');
 	}
 	if (digits == 0 || digits > 9) {
 		return false;
 	}
 	if (i < len && s[i] == '.') {
-		for (i++; i < len && s[i] >= '0' && s[i] <= '9'; i++) {
+		for (i++;
+		     i < len && decimals <= 5 && s[i] >= '0' && s[i] <= '9';
+		     i++) {
 			x = x * 10 + (s[i] - '0');
 			decimals++;
 		}

@@ -178,4 +178,23 @@ bool mesh__records_of_topic(const char *key, const char *topic);
 /* Remove a deleted topic's records. */
 mesh_err mesh__records_forget_topic(struct mesh_conn *c, const char *topic);
 
+/* The fuzz tests' seams: what queue.c and topic.c read from outside,
+ * without a broker. mesh__queue_receipt_check seals a raw receipt in place
+ * (as mesh__queue_seal, for a queue `name` whose HMAC key is `key`) and
+ * opens it as the public calls do; the cfg_decode calls read a stream's
+ * description into attributes (*a is written even on error). */
+struct mesh_queue_attrs;
+struct mesh_topic_attrs;
+mesh_err mesh__queue_receipt_check(const char *name, const uint8_t key[32],
+                                   char *receipt, size_t size);
+mesh_err mesh__queue_cfg_decode(const char *desc, struct mesh_queue_attrs *a);
+mesh_err mesh__topic_cfg_decode(const char *desc, struct mesh_topic_attrs *a);
+
+/* Does a delivery pass a subscription's filter (subscription.c)? As
+ * mesh_filter_match_event, but the MessageBody scope reads a protobuf
+ * payload as its JSON mapping (mesh__pbjson_event_fields). */
+struct mesh_filter;
+bool mesh__subscription_matches(const struct mesh_filter *f,
+                                const struct mesh_event *ev);
+
 #endif

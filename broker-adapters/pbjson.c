@@ -449,8 +449,16 @@ double_from_json(struct walk *w, const json_t *j, bool is_float, double *out)
 	} else {
 		return field_err(w, "expected a number");
 	}
+	/* The shortest text of FLT_MAX, 3.4028235e38 (ours, and Java's), is
+	 * a little above FLT_MAX as a double, yet rounds to it as a float:
+	 * only what would round to infinity is out of range, the rest is
+	 * clamped (a float we wrote was refused on reading; found by
+	 * fuzzing). 0x1.ffffffp127 is FLT_MAX and half its last unit. */
 	if (is_float && isfinite(d) && fabs(d) > FLT_MAX) {
-		return field_err(w, "out of range for float");
+		if (fabs(d) >= 0x1.ffffffp127) {
+			return field_err(w, "out of range for float");
+		}
+		d = copysign(FLT_MAX, d);
 	}
 	*out = d;
 	return MESH_OK;

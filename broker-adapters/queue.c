@@ -33,8 +33,8 @@ partition_of(const char *group, int64_t partitions)
 	return (uint32_t)(h % (uint64_t)partitions);
 }
 
-static void
-names_of(const char *name, bool fifo, struct qnames *n)
+void
+mesh__q_names_of(const char *name, bool fifo, struct qnames *n)
 {
 	int base = (int)strlen(name) - (fifo ? 5 : 0);
 
@@ -273,6 +273,16 @@ cfg_decode(const char *name, const char *desc, struct qcfg *cfg)
 	return MESH_OK;
 }
 
+mesh_err
+mesh__queue_cfg_decode(const char *desc, struct mesh_queue_attrs *a)
+{
+	struct qcfg cfg = {0};
+	mesh_err err = cfg_decode("fuzz", desc, &cfg);
+
+	*a = cfg.a;
+	return err;
+}
+
 /* Read a queue's configuration. MESH_ENOTFOUND when there is no queue. */
 static mesh_err
 cfg_load(struct mesh_conn *c, const char *name, struct qcfg *cfg,
@@ -285,7 +295,7 @@ cfg_load(struct mesh_conn *c, const char *name, struct qcfg *cfg,
 	if ((err = mesh_queue_name_check(name, &fifo)) != MESH_OK) {
 		return err;
 	}
-	names_of(name, fifo, n);
+	mesh__q_names_of(name, fifo, n);
 	if ((err = mesh__stream_info(c, n->stream, "queue", name, &si)) !=
 	    MESH_OK) {
 		return err;

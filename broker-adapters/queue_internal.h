@@ -101,6 +101,9 @@ struct receipt {
 	int64_t ts_ns; /* when the message was stored */
 };
 
+/* queue.c: a queue's stream, subjects and consumer names. */
+void mesh__q_names_of(const char *name, bool fifo, struct qnames *n);
+
 /* ---- what crosses from one part to another --------------------------- */
 
 /* queue.c: the subject a message goes to (FIFO: its group's partition). */

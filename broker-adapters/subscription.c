@@ -809,8 +809,9 @@ mesh_subscriber_subscription(const struct mesh_subscriber *s)
 }
 
 /* MessageBody scope reads protobuf payloads as their JSON mapping. */
-static bool
-matches(const struct mesh_filter *f, const struct mesh_event *ev)
+bool
+mesh__subscription_matches(const struct mesh_filter *f,
+                           const struct mesh_event *ev)
 {
 	const void *data;
 	size_t len;
@@ -926,7 +927,7 @@ mesh__subscriber_fetch(struct mesh_subscriber *s, int max, int64_t wait_ms,
 		/* A policy cannot judge what cannot be read: such a message
 		 * is handed out, to be seen and dead-lettered. */
 		if (s->filter != NULL && d->parse_error[0] == '\0' &&
-		    !matches(s->filter, d->event)) {
+		    !mesh__subscription_matches(s->filter, d->event)) {
 			natsMsg_Ack(m, NULL);
 			mesh_delivery_fini(d);
 			skipped++;

@@ -101,6 +101,12 @@ cfg_decode(const char *name, const char *desc, struct mesh_topic_attrs *a)
 	return MESH_OK;
 }
 
+mesh_err
+mesh__topic_cfg_decode(const char *desc, struct mesh_topic_attrs *a)
+{
+	return cfg_decode("fuzz", desc, a);
+}
+
 /* The topic's attributes and stream state; MESH_ENOTFOUND when there is
  * no topic. *si (optional) gets the stream info to destroy. */
 static mesh_err

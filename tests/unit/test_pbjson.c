@@ -431,6 +431,11 @@ test_errors(void)
 	      "field \"u64\": out of range for uint64");
 	fails(k, "{\"fl\":1e39}", MESH_EINVAL,
 	      "field \"fl\": out of range for float");
+	/* Regression (fuzz_pbjson): FLT_MAX as we write it was refused. */
+	round_trip(k, "{\"fl\":-3.4028235e38,\"rFl\":[3.4028235e38]}", NULL,
+	           "float: FLT_MAX's shortest text reads back");
+	fails(k, "{\"fl\":3.4028236e38}", MESH_EINVAL,
+	      "field \"fl\": out of range for float");
 	fails(k, "{\"db\":\"inf\"}", MESH_EINVAL,
 	      "field \"db\": expected a number");
 	fails(k, "{\"flag\":1}", MESH_EINVAL,

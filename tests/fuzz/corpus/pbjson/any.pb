@@ -1,0 +1,3 @@
+
+(type.googleapis.com/evmesh.example.Greet
+ada
