@@ -51,11 +51,11 @@ mesh_daemon_number(const struct mesh_daemon *d, const char *flag,
 
 bool
 mesh_daemon_no_args(const struct mesh_daemon *d, int argc, char **argv,
-                    int optind)
+                    int first)
 {
-	if (optind < argc) {
+	if (first < argc) {
 		fprintf(stderr, "%s: unexpected argument '%s'\n", d->name,
-		        argv[optind]);
+		        argv[first]);
 		return false;
 	}
 	return true;

@@ -109,7 +109,7 @@ mesh_err_clear(void)
 /* Format "<context>[: <cause>]" into the thread's detail buffer. The
  * attribute lets clang check callers' formats as gcc does (-Wformat=2). */
 static void set_detail(const char *cause, const char *fmt, va_list ap)
-        MESH__PRINTF(2, 0);
+        MESH_PRINTF(2, 0);
 
 static void
 set_detail(const char *cause, const char *fmt, va_list ap)

@@ -36,9 +36,9 @@ bool mesh_daemon_number(const struct mesh_daemon *d, const char *flag,
                         long long *out);
 
 /* False, after printing "NAME: unexpected argument 'X'", when argv holds
- * arguments past the options (from optind). */
+ * arguments past the options (from first: getopt's optind). */
 bool mesh_daemon_no_args(const struct mesh_daemon *d, int argc, char **argv,
-                         int optind);
+                         int first);
 
 /* Connect; then SIGTERM and SIGINT set d->stop. Errors: those of
  * mesh_conn_open (mesh_daemon_exit prints them). */
