@@ -40,7 +40,12 @@
 #define BUSY_CACHE_MS     100
 #define MAX_VISIBILITY_S  43200
 #define RECEIPT_TAG       16
-#define NS_PER_MS         ((int64_t)1000000)
+/* The longest ack subject a receipt holds: "$JS.ACK." with a domain and
+ * an account hash, a stream and consumer name, and five 20-digit
+ * numbers fit with room. A receipt is its base64 (with the deadline and
+ * the tag): see MESH_QUEUE_RECEIPT_MAX. */
+#define ACK_MAX   384
+#define NS_PER_MS ((int64_t)1000000)
 
 struct qnames {
 	char stream[96];   /* MQ_name / MF_base */
@@ -94,7 +99,7 @@ struct plocks {
 
 struct receipt {
 	int64_t deadline_ms;
-	char ack[200]; /* the delivery's ack subject */
+	char ack[ACK_MAX + 1]; /* the delivery's ack subject */
 	char stream[96];
 	char consumer[32];
 	uint64_t delivered, sseq, dseq;

@@ -20,10 +20,15 @@ void
 mesh__q_receipt_make(const struct mesh_queue *q, const char *ack,
                      int64_t deadline_ms, char *out, size_t size)
 {
-	uint8_t buf[1 + 8 + 200 + RECEIPT_TAG];
+	uint8_t buf[1 + 8 + ACK_MAX + RECEIPT_TAG];
 	size_t alen = strlen(ack), len;
 
-	assert(alen <= 200);
+	/* The callers check: an ack subject longer than ACK_MAX, or a
+	 * receipt that would not fit in size, never gets here. */
+	assert(alen <= ACK_MAX &&
+	       sodium_base64_ENCODED_LEN(
+	               9 + alen + RECEIPT_TAG,
+	               sodium_base64_VARIANT_URLSAFE_NO_PADDING) <= size);
 	buf[0] = 1;
 	for (int i = 0; i < 8; i++) {
 		buf[1 + i] = (uint8_t)((uint64_t)deadline_ms >> (56 - 8 * i));
@@ -39,9 +44,12 @@ mesh__q_receipt_make(const struct mesh_queue *q, const char *ack,
 bool
 mesh__q_ack_parse(const char *ack, struct receipt *r)
 {
-	char copy[200], *tok[16], *save = NULL;
+	char copy[ACK_MAX + 1], *tok[16], *save = NULL;
 	int n = 0, base;
 
+	if (strlen(ack) > ACK_MAX) {
+		return false; /* cut short, it would misparse */
+	}
 	mesh__q_copy_str(copy, sizeof(copy), ack);
 	for (char *t = strtok_r(copy, ".", &save); t && n < 16;
 	     t = strtok_r(NULL, ".", &save)) {
@@ -66,11 +74,12 @@ mesh__q_ack_parse(const char *ack, struct receipt *r)
 static mesh_err
 receipt_open(const struct mesh_queue *q, const char *text, struct receipt *r)
 {
-	uint8_t buf[1 + 8 + 200 + RECEIPT_TAG];
+	uint8_t buf[1 + 8 + ACK_MAX + RECEIPT_TAG];
 	uint8_t tag[RECEIPT_TAG];
 	size_t len = 0;
 
-	if (text == NULL || text[0] == '\0' || strlen(text) > 400 ||
+	if (text == NULL || text[0] == '\0' ||
+	    strlen(text) >= MESH_QUEUE_RECEIPT_MAX ||
 	    sodium_base642bin(buf, sizeof(buf), text, strlen(text), NULL, &len,
 	                      NULL,
 	                      sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
@@ -283,7 +292,7 @@ mesh__queue_seal(struct mesh_queue *q, char *receipt, size_t size)
 {
 	int64_t deadline;
 	const char *ack = mesh__q_raw_receipt(receipt, &deadline);
-	char copy[256];
+	char copy[ACK_MAX + 1];
 
 	if (ack == NULL) {
 		return receipt[0] != '\0'
@@ -292,13 +301,14 @@ mesh__queue_seal(struct mesh_queue *q, char *receipt, size_t size)
 		                              "queue '%s': no receipt handle",
 		                              q->name);
 	}
-	/* receipt_make holds at most 200 bytes of ack subject, and
+	/* receipt_make holds at most ACK_MAX bytes of ack subject, and
 	 * sodium_bin2base64 aborts the process when its output does not fit
-	 * in size: refuse such a receipt rather than die (found by fuzzing). */
-	if (strlen(ack) >= sizeof(copy) || strlen(ack) > 200 ||
-	    sodium_base64_ENCODED_LEN(9 + strlen(ack) + RECEIPT_TAG,
-	                              sodium_base64_VARIANT_URLSAFE_NO_PADDING) >
-	            size) {
+	 * in size: refuse such a receipt rather than die (found by fuzzing).
+	 */
+	if (strlen(ack) > ACK_MAX ||
+	    sodium_base64_ENCODED_LEN(
+	            9 + strlen(ack) + RECEIPT_TAG,
+	            sodium_base64_VARIANT_URLSAFE_NO_PADDING) > size) {
 		return mesh_err_set(MESH_EINVAL,
 		                    "queue '%s': malformed receipt handle",
 		                    q->name);

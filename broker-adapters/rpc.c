@@ -93,6 +93,12 @@ mesh__rpc_open(struct mesh_conn *c, const char *what, struct mesh__rpc **out)
 	if (s == NATS_OK) {
 		s = natsSubscription_SetPendingLimits(r->sub, -1, -1);
 	}
+	/* The server knows of the inbox before anything is asked: requests
+	 * may go out on the bulk connection, and a reply to an interest
+	 * not yet registered is dropped, not queued. */
+	if (s == NATS_OK) {
+		s = natsConnection_FlushTimeout(mesh_conn_nats(c), 5000);
+	}
 	if (s != NATS_OK) {
 		mesh__rpc_close(r);
 		return mesh_err_nats(s, 0, "%s: inbox", what);

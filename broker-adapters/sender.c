@@ -32,6 +32,7 @@ struct mesh_sender {
 	mesh_sent_fn fn;
 	void *arg;
 	struct slot *ring; /* o.window slots */
+	size_t waiting;    /* sent and not yet confirmed (or timed out) */
 	natsMsg **took;    /* confirmations to free together (o.window) */
 	size_t head, n;
 };
@@ -164,6 +165,7 @@ confirm(struct mesh_sender *s, natsMsg *m)
 				fail(sl, err);
 			}
 			sl->done = true;
+			s->waiting--;
 			break;
 		}
 	}
@@ -180,16 +182,21 @@ reap_head(struct mesh_sender *s)
 
 	while (s->n > 0 && !s->ring[s->head].done) {
 		struct slot *head = &s->ring[s->head];
-		size_t want = s->n / 2 > 0 ? s->n / 2 : 1;
-		natsMsg *m = mesh__rpc_take(s->rpc, want, false, head->deadline);
+		/* Half of what is still unconfirmed (those confirmed
+		 * behind an unconfirmed head come no more). */
+		size_t want = s->waiting / 2 > 0 ? s->waiting / 2 : 1;
+		natsMsg *m =
+		        mesh__rpc_take(s->rpc, want, false, head->deadline);
 
 		if (m == NULL) {
-			mesh_err_set(MESH_ETIMEDOUT,
-			             "%s: no confirmation within %lld ms; it may "
-			             "be stored: sending it again is safe (it is "
-			             "de-duplicated by its id)",
-			             s->what, (long long)s->o.timeout_ms);
+			mesh_err_set(
+			        MESH_ETIMEDOUT,
+			        "%s: no confirmation within %lld ms; it may "
+			        "be stored: sending it again is safe (it is "
+			        "de-duplicated by its id)",
+			        s->what, (long long)s->o.timeout_ms);
 			fail(head, MESH_ETIMEDOUT);
+			s->waiting--;
 			break;
 		}
 		/* And whatever else is in, without waiting. */
@@ -252,12 +259,14 @@ mesh_sender_send(struct mesh_sender *s, const struct mesh_send *m)
 	}
 	sl->rid = mesh__rpc_rid(s->rpc, natsMsg_GetReply(msg));
 	sl->deadline = mono_ms() + s->o.timeout_ms;
+	s->waiting++;
 	/* The coalescing connection: a window of messages is a few writes,
 	 * not one each. */
 	st = natsConnection_PublishMsg(s->nc, msg);
 	natsMsg_Destroy(msg);
 	if (st != NATS_OK) {
 		s->n--; /* never sent: the caller hears of it now */
+		s->waiting--;
 		memset(sl, 0, sizeof(*sl));
 		return mesh_err_nats(st, 0, "%s: sending", s->what);
 	}

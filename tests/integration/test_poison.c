@@ -61,7 +61,8 @@ cloudevent(const char *id, const char *type, const char *type_url,
 		any.type_url = (char *)(type_url ? type_url : "");
 		any.value.data = (uint8_t *)data;
 		any.value.len = len;
-		ce.data_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_PROTO_DATA;
+		ce.data_case =
+		        IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_PROTO_DATA;
 		ce.proto_data = &any;
 	}
 	if (io__cloudevents__v1__cloud_event__get_packed_size(&ce) > size) {
@@ -230,8 +231,8 @@ queues(void)
 				continue;
 			}
 			first += m[i].receive_count == 1;
-			deleted += mesh_queue_delete_message(q, m[i].receipt) ==
-			           MESH_OK;
+			deleted += mesh_queue_delete_message(
+			                   q, m[i].receipt) == MESH_OK;
 		}
 		is_int(first, 2, "the good ones are on their first receive");
 		is_int(deleted, 2,
@@ -256,7 +257,8 @@ queues(void)
 		        "... DeadLetterReason");
 		is_int(m[0].dlq_sequence, poison_seq,
 		       "... DeadLetterSourceSequence");
-		is_int(m[0].dlq_receive_count, 1, "... DeadLetterReceiveCount");
+		is_int(m[0].dlq_receive_count, 1,
+		       "... DeadLetterReceiveCount");
 	}
 	mesh_queue_msgs_free(m, n);
 
@@ -289,9 +291,43 @@ queues(void)
 
 	mesh_queue_close(dlq);
 	mesh_queue_close(q);
+
+	/* The longest queue name makes the longest ack subjects: their
+	 * receipts must fit (a receipt too long for its buffer once made
+	 * libsodium abort the process). */
+	{
+		char name[MESH_QUEUE_NAME_MAX + 1];
+		struct mesh_queue *lq = NULL;
+		memset(name, 'q', MESH_QUEUE_NAME_MAX);
+		name[MESH_QUEUE_NAME_MAX] = '\0';
+		mesh_queue_attrs_init(&a);
+		mesh_queue_create(c, name, &a);
+		mesh_queue_open(c, name, &lq);
+		for (int i = 0; i < 3; i++) {
+			struct mesh_event *ev = NULL;
+			struct mesh_queue_entry e = {.delay_s = -1};
+			struct mesh_queue_sent sent;
+			mesh_event_new("test.long", "test", &ev);
+			mesh_event_set_text(ev, "x", 1);
+			e.event = ev;
+			mesh_queue_send(lq, &e, &sent);
+			mesh_event_free(ev);
+		}
+		is_int(mesh_queue_receive(lq, 10, 1, 60, &m, &n), MESH_OK,
+		       "an 80-character queue name: receive with a receipt");
+		ok(n == 3 && mesh_queue_change_visibility(lq, m[0].receipt,
+		                                          0) == MESH_OK,
+		   "... whose receipts are whole (change visibility)");
+		ok(n == 3 && mesh_queue_delete_message(lq, m[1].receipt) ==
+		                     MESH_OK,
+		   "... (delete)");
+		mesh_queue_msgs_free(m, n);
+		mesh_queue_close(lq);
+	}
 }
 
-/* ---- the router ---------------------------------------------------------- */
+/* ---- the router ----------------------------------------------------------
+ */
 
 struct routing {
 	volatile sig_atomic_t stop;
@@ -393,7 +429,8 @@ router(void)
 		j = json_loadb(data, len, 0, NULL);
 		bytes += j != NULL &&
 		         json_string_value(json_object_get(j, "Message")) &&
-		         strcmp(json_string_value(json_object_get(j, "MessageId")),
+		         strcmp(json_string_value(
+		                        json_object_get(j, "MessageId")),
 		                "pr-garbage") == 0;
 		json_decref(j);
 	}
@@ -686,12 +723,12 @@ runtime(const char *state_dir, const char *log_path)
 		ok(nu != NULL && strstr(nu->reason, "not a readable") != NULL,
 		   "proto_data without a type URL: unreadable (%s)",
 		   nu ? nu->reason : "missing");
-		ok(uu != NULL && strstr(uu->reason, "evmesh.example.Greet") !=
-		                         NULL,
+		ok(uu != NULL &&
+		           strstr(uu->reason, "evmesh.example.Greet") != NULL,
 		   "an unknown type URL: not the handler's message (%s)",
 		   uu ? uu->reason : "missing");
-		ok(ud != NULL && strstr(ud->reason, "evmesh.example.Greet") !=
-		                         NULL,
+		ok(ud != NULL &&
+		           strstr(ud->reason, "evmesh.example.Greet") != NULL,
 		   "a payload that does not decode: dead-lettered (%s)",
 		   ud ? ud->reason : "missing");
 	}
@@ -718,7 +755,10 @@ runtime(const char *state_dir, const char *log_path)
 	       "... and 10 s later still 11: nothing retried in a loop");
 	is_int(stat_of("received"), 16,
 	       "... and nothing received again (16 messages, once each)");
-	is_int(lines_with(log_path, "no handler takes events of type '" MESH_WIRE_RAW_TYPE "'"),
+	is_int(lines_with(
+	               log_path,
+	               "no handler takes events of type '" MESH_WIRE_RAW_TYPE
+	               "'"),
 	       1, "unhandled raw messages: one line per type per minute");
 
 	r.stop = 1;

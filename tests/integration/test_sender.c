@@ -18,6 +18,7 @@ struct seen {
 	mesh_err errs[2048];
 	char ids[2048][64];
 	uint64_t seqs[2048];
+	char first_error[300];
 };
 
 static void
@@ -34,6 +35,10 @@ on_sent(void *arg, void *tag, const struct mesh_sent *r)
 		s->seqs[i] = r->sequence;
 	}
 	s->ok += r->err == MESH_OK;
+	if (r->err != MESH_OK && s->first_error[0] == '\0') {
+		snprintf(s->first_error, sizeof(s->first_error), "tag %ld: %s",
+		         i, r->error);
+	}
 	s->n++;
 }
 
@@ -76,8 +81,8 @@ queue_sends(void)
 		struct mesh_event *ev;
 		snprintf(id, sizeof(id), "m%ld", i);
 		ev = text_event(id, i == 500 ? 4096 : 100);
-		mesh_sender_send(s, &(struct mesh_send){
-		                            .event = ev, .tag = (void *)i});
+		mesh_sender_send(
+		        s, &(struct mesh_send){.event = ev, .tag = (void *)i});
 		mesh_event_free(ev);
 		if (i == 200) {
 			ok(mesh_sender_in_flight(s) <= 64,
@@ -143,11 +148,11 @@ fifo_and_topics(void)
 		struct mesh_event *ev;
 		snprintf(id, sizeof(id), "f%ld", i);
 		ev = text_event(id, 10);
-		mesh_sender_send(s, &(struct mesh_send){
-		                            .event = ev,
-		                            .group_id = i == 7 ? NULL : "g",
-		                            .dedup_id = id,
-		                            .tag = (void *)i});
+		mesh_sender_send(
+		        s, &(struct mesh_send){.event = ev,
+		                               .group_id = i == 7 ? NULL : "g",
+		                               .dedup_id = id,
+		                               .tag = (void *)i});
 		mesh_event_free(ev);
 	}
 	mesh_sender_close(s);
@@ -183,12 +188,15 @@ fifo_and_topics(void)
 		struct mesh_event *ev;
 		snprintf(id, sizeof(id), "t%ld", i);
 		ev = text_event(id, 50);
-		mesh_sender_send(s, &(struct mesh_send){.event = ev,
-		                                        .tag = (void *)i});
+		mesh_sender_send(
+		        s, &(struct mesh_send){.event = ev, .tag = (void *)i});
 		mesh_event_free(ev);
 	}
 	mesh_sender_close(s);
 	is_int(seen->ok, 300, "300 published");
+	if (seen->ok != 300) {
+		tap_diag("first error: %s", seen->first_error);
+	}
 	for (long i = 1; i < 300; i++) {
 		rising = rising && seen->seqs[i] == seen->seqs[i - 1] + 1;
 	}

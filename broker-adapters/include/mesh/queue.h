@@ -34,7 +34,7 @@
 #define MESH_QUEUE_ID_MAX         128 /* group, de-duplication and batch-entry ids */
 #define MESH_QUEUE_MAX_ATTRS      10
 #define MESH_QUEUE_DEDUP_WINDOW_S 300
-#define MESH_QUEUE_RECEIPT_MAX    256
+#define MESH_QUEUE_RECEIPT_MAX    576 /* the longest ack subject, sealed */
 
 /* Attributes, with SQS's names, ranges and defaults (set by _init). */
 struct mesh_queue_attrs {
