@@ -503,7 +503,10 @@ mesh_topic_publish(struct mesh_topic *t, const struct mesh_topic_entry *e,
 
 /* ---- tails -------------------------------------------------------------- */
 
+#define TAIL_SLICE_MS 1000
+
 struct mesh_topic_tail {
+	struct mesh_conn *c;
 	char name[MESH_TOPIC_NAME_MAX + 1];
 	char stream[MESH_TOPIC_NAME_MAX + 8];
 	natsSubscription *sub;
@@ -544,6 +547,7 @@ mesh_topic_tail_open(struct mesh_conn *c, const char *name, int64_t since_ms,
 	if ((t = calloc(1, sizeof(*t))) == NULL) {
 		return mesh_err_set(MESH_ENOMEM, "topic '%s': tail", name);
 	}
+	t->c = c;
 	snprintf(t->name, sizeof(t->name), "%s", name);
 	snprintf(t->stream, sizeof(t->stream), "%s", n.stream);
 	atomic_init(&t->stopped, false);
@@ -587,6 +591,19 @@ mesh_topic_tail_open(struct mesh_conn *c, const char *name, int64_t since_ms,
 	return MESH_OK;
 }
 
+/* False only when the broker says the stream is gone (not when it cannot
+ * be asked). */
+static bool
+tail_stream_exists(struct mesh_topic_tail *t)
+{
+	jsStreamInfo *si = NULL;
+	mesh_err err =
+	        mesh__stream_info(t->c, t->stream, "topic", t->name, &si);
+
+	jsStreamInfo_Destroy(si);
+	return err != MESH_ENOTFOUND;
+}
+
 mesh_err
 mesh_topic_tail_next(struct mesh_topic_tail *t, int64_t timeout_ms,
                      struct mesh_topic_tailed *out)
@@ -603,13 +620,28 @@ mesh_topic_tail_next(struct mesh_topic_tail *t, int64_t timeout_ms,
 		return mesh_err_set(MESH_ECLOSED, "topic '%s': tail stopped",
 		                    t->name);
 	}
-	/* cnats adds the timeout to the clock: for ever is an hour at a time.
-	 */
-	do {
+	/* A second at a time: the advisory wakes the tail when the topic is
+	 * deleted, but an advisory is not guaranteed to come, so a quiet
+	 * tail also asks whether its stream is still there. */
+	for (int64_t end = mesh_mono_ms() + timeout_ms;;) {
+		int64_t left =
+		        timeout_ms < 0 ? TAIL_SLICE_MS : end - mesh_mono_ms();
 		s = natsSubscription_NextMsg(&msg, t->sub,
-		                             timeout_ms < 0 ? 3600 * 1000
-		                                            : timeout_ms);
-	} while (s == NATS_TIMEOUT && timeout_ms < 0);
+		                             left < TAIL_SLICE_MS
+		                                     ? (left > 0 ? left : 1)
+		                                     : TAIL_SLICE_MS);
+		if (s != NATS_TIMEOUT || atomic_load(&t->deleted) ||
+		    atomic_load(&t->stopped)) {
+			break;
+		}
+		if (!tail_stream_exists(t)) {
+			atomic_store(&t->deleted, true);
+			break;
+		}
+		if (timeout_ms >= 0 && mesh_mono_ms() >= end) {
+			break;
+		}
+	}
 	if (s != NATS_OK) {
 		if (atomic_load(&t->deleted)) {
 			return mesh_err_set(
