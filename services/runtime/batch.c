@@ -352,7 +352,11 @@ again:
 			it->fixed = true;
 			goto again;
 		}
-		if (mesh_source_fifo(src) && it->out != OUT_ACK &&
+		/* Only an event that comes again holds its group: one
+		 * dead-lettered is done with, as SQS's move to the DLQ
+		 * frees the group (an unreadable event must not hold the
+		 * events behind it back a round). */
+		if (mesh_source_fifo(src) && it->out == OUT_RETRY &&
 		    it->group != NULL) {
 			failed[nf++] = it->group;
 		}
@@ -392,7 +396,10 @@ again:
 		                         ? &s->stats.duplicates
 		                         : &s->stats.ignored,
 		                 1);
-		if (mesh_event_time(b->it[i].ev, &sec, &nsec)) {
+		/* Publish to commit, when the producer's clock says a
+		 * time since 1970 and not after ours. */
+		if (mesh_event_time(b->it[i].ev, &sec, &nsec) && sec >= 0 &&
+		    sec <= now / 1000000000) {
 			mesh__stats_record(&s->stats.commit,
 			                   now - (sec * 1000000000 + nsec));
 		}

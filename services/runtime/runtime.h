@@ -156,7 +156,7 @@ int64_t mesh__mono_ns(void);
 /* A JSON log line on standard error (event_id, trace_id may be NULL). */
 void mesh__svc_vlog(struct mesh_service *s, const char *level,
                     const char *event_id, const char *trace_id,
-                    const char *fmt, va_list ap);
+                    const char *fmt, va_list ap) MESH_PRINTF(5, 0);
 void mesh__svc_log(struct mesh_service *s, const char *level, const char *fmt,
                    ...) MESH_PRINTF(3, 4);
 /* The handler of a type (or the fallback; NULL: none). */

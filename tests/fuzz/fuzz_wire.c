@@ -16,7 +16,7 @@
 
 #include <nats/nats.h>
 
-#include "fuzz.h"
+#include "fuzz_msg.h"
 #include "internal.h"
 #include "mesh/filter.h"
 #include "mesh/pbjson.h"
@@ -25,7 +25,6 @@
 
 #define SUBJECT    "mesh.queue.fuzz"
 #define FALLBACK   "fuzz-fallback-id"
-#define MAX_HEADER 1024
 
 static const char *const policies[] = {
         "{\"country\": [\"DE\", {\"prefix\": \"F\"}], "
@@ -102,53 +101,16 @@ resend(const struct mesh_event *ev)
 	natsMsg_Destroy(m);
 }
 
-/* Header lines up to an empty line; a line without ": " is skipped. */
-static void
-add_headers(natsMsg *m, struct fuzz_in *in)
-{
-	while (in->n > 0) {
-		size_t n;
-		const uint8_t *line = fuzz_part(in, '\n', &n);
-		char buf[MAX_HEADER], *colon;
-		if (n == 0) {
-			return;
-		}
-		if (n >= sizeof(buf)) {
-			continue;
-		}
-		memcpy(buf, line, n);
-		buf[n] = '\0';
-		if ((colon = strstr(buf, ": ")) == NULL) {
-			continue;
-		}
-		*colon = '\0';
-		natsMsgHeader_Add(m, buf, colon + 2);
-	}
-}
-
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct fuzz_in in = {data, size};
-	natsMsg *m = NULL;
 	struct mesh_event *ev = NULL;
 	char why[256];
-	const uint8_t *body;
+	natsMsg *m = fuzz_nats_msg(data, size, SUBJECT);
 
-	/* The body is found first: natsMsg_Create copies it. */
-	{
-		struct fuzz_in scan = in;
-		size_t n;
-		do {
-			fuzz_part(&scan, '\n', &n);
-		} while (n > 0 && scan.n > 0);
-		body = scan.p;
-		if (natsMsg_Create(&m, SUBJECT, NULL, (const char *)body,
-		                   (int)scan.n) != NATS_OK) {
-			return 0;
-		}
+	if (m == NULL) {
+		return 0;
 	}
-	add_headers(m, &in);
 	if (mesh_wire_read(m, 0, FALLBACK, &ev, why, sizeof(why)) != MESH_OK) {
 		abort(); /* only running out of memory may fail it */
 	}

@@ -5,6 +5,7 @@
  * Files are named after what they hold; the same build writes the same
  * files but for event ids and times (fresh UUIDs). */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -172,6 +173,107 @@ envelope_and_wire(void)
 	         "{\"country\": \"DE\"}");
 	seed_str("wire", "no-headers", -1,
 	         "\nplain bytes from another client");
+}
+
+/* ---- batches for the runtime ----------------------------------------- */
+
+/* One message of a delivery batch: a control byte (attempt - 1 in bits
+ * 0-1, FIFO group in bits 2-3), a two-byte length, then headers, an empty
+ * line and the body (fuzz_delivery.c). */
+static size_t
+batch_add(uint8_t *out, size_t at, uint8_t ctl, const char *hdrs,
+          const void *body, size_t blen)
+{
+	size_t hlen = strlen(hdrs), len = hlen + 1 + blen;
+
+	out[at++] = ctl;
+	out[at++] = (uint8_t)(len >> 8);
+	out[at++] = (uint8_t)len;
+	memcpy(out + at, hdrs, hlen);
+	out[at + hlen] = '\n';
+	memcpy(out + at + hlen + 1, body, blen);
+	return at + len;
+}
+
+/* A CloudEvent of `type` with id `id` and a payload: JSON encoded as the
+ * type when json is not NULL, else the bytes given; `cut` sends only the
+ * first half of it. */
+static size_t
+batch_event(uint8_t *out, size_t at, uint8_t ctl, const char *type,
+            const char *id, const char *json, const void *bytes, size_t n,
+            bool cut)
+{
+	static const char hdrs[] =
+	        "Content-Type: " MESH_EVENT_CONTENT_TYPE "\n";
+	struct mesh_event *ev = NULL;
+	uint8_t *buf = NULL;
+	size_t len = 0;
+
+	if (mesh_event_new(type, "/fuzz", &ev) != MESH_OK ||
+	    mesh_event_set_id(ev, id) != MESH_OK ||
+	    (json != NULL
+	             ? mesh_pbjson_set_event_data(ev, type, json, strlen(json))
+	             : mesh_event_set_binary(ev, bytes, n)) != MESH_OK ||
+	    mesh_event_pack(ev, &buf, &len) != MESH_OK) {
+		failed = 1;
+		mesh_event_free(ev);
+		return at;
+	}
+	at = batch_add(out, at, ctl, hdrs, buf, cut ? len / 2 : len);
+	free(buf);
+	mesh_event_free(ev);
+	return at;
+}
+
+static void
+delivery(void)
+{
+	static const char order[] =
+	        "{\"orderId\": \"o-1\", \"customer\": \"ada\", "
+	        "\"country\": \"DE\", \"items\": [{\"sku\": \"s-1\", "
+	        "\"quantity\": 2, \"priceCents\": \"1250\"}], "
+	        "\"totalCents\": \"2500\"}";
+	static const char greet[] = "{\"name\": \"ada\"}";
+	static uint8_t out[8192];
+	size_t n = 0;
+
+	/* Every outcome in one batch: done, failed (id ends in r),
+	 * rejected (x), a duplicate, no handler, a payload that is not its
+	 * type, a CloudEvent cut short, foreign bytes. */
+	out[n++] = 0; /* traits: neither FIFO nor redriving */
+	n = batch_event(out, n, 0, "evmesh.shop.PlaceOrder", "order-1", order,
+	                NULL, 0, false);
+	n = batch_event(out, n, 3, "evmesh.example.Greet", "greet-r", greet,
+	                NULL, 0, false);
+	n = batch_event(out, n, 0, "fuzz.text", "text-x", NULL, "hi", 2,
+	                false);
+	n = batch_event(out, n, 1, "evmesh.shop.PlaceOrder", "order-1", order,
+	                NULL, 0, false);
+	n = batch_event(out, n, 0, "nobody.takes.it", "none-1", NULL, "x", 1,
+	                false);
+	n = batch_event(out, n, 0, "evmesh.shop.PlaceOrder", "order-2", NULL,
+	                "\xff\xff\xff", 3, false);
+	n = batch_event(out, n, 0, "evmesh.shop.PlaceOrder", "order-3", order,
+	                NULL, 0, true);
+	n = batch_add(out, n, 2, "", "plain bytes from another client", 31);
+	seed("delivery", "every-outcome", -1, out, n, -1, NULL, 0);
+
+	/* FIFO: a failure in group 1 holds its later events back. */
+	n = 0;
+	out[n++] = 1;
+	n = batch_event(out, n, 1 << 2, "fuzz.text", "fifo-1r", NULL, "a", 1,
+	                false);
+	n = batch_event(out, n, 1 << 2, "fuzz.text", "fifo-2", NULL, "b", 1,
+	                false);
+	n = batch_event(out, n, 2 << 2, "fuzz.text", "fifo-3", NULL, "c", 1,
+	                false);
+	seed("delivery", "fifo", -1, out, n, -1, NULL, 0);
+
+	/* A redriving source on its last attempt. */
+	n = 0;
+	out[n++] = 2;
+	n = batch_event(out, n, 3, "fuzz.text", "last-r", NULL, "d", 1, false);
+	seed("delivery", "redrive", -1, out, n, -1, NULL, 0);
 }
 
 /* ---- filter policies ------------------------------------------------ */
@@ -579,6 +681,7 @@ main(int argc, char **argv)
 		return 1;
 	}
 	envelope_and_wire();
+	delivery();
 	filters();
 	pbjson();
 	receipts();

@@ -4,8 +4,8 @@
  * back-off) and dead-lettered (with its reason); a failed event's writes
  * and emitted events vanish; duplicates run once; an unreadable event is
  * dead-lettered at once; a source that redrives decides itself; a FIFO
- * group holds its later events after a failure. The same contract runs
- * against nats-server in integration/test_runtime.c. */
+ * group holds its later events after a failure, not after a dead letter. The
+ * same contract runs against nats-server in integration/test_runtime.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -156,13 +156,14 @@ mem_sink(void *arg, const struct mesh__outbox_msg *p, size_t n, bool *ok)
 		const void *data;
 		size_t len;
 		mesh_event_data(p[i].ev, &data, &len, NULL);
-		snprintf(published[n_published++], 512, "%.100s %.*s", p[i].target,
-		         (int)len, (const char *)data);
+		snprintf(published[n_published++], 512, "%.100s %.*s",
+		         p[i].target, (int)len, (const char *)data);
 		ok[i] = true;
 	}
 }
 
-/* ---- the service's handlers ---------------------------------------------- */
+/* ---- the service's handlers ----------------------------------------------
+ */
 
 static mesh_handler_result
 write_and_emit(struct mesh_ctx *ctx, const struct mesh_event *ev,
@@ -209,7 +210,8 @@ on_reject(struct mesh_ctx *ctx, const struct mesh_event *ev,
 	return mesh_reject(ctx, "nope");
 }
 
-/* ---- running one batch --------------------------------------------------- */
+/* ---- running one batch ---------------------------------------------------
+ */
 
 static struct mesh_service *svc;
 
@@ -255,7 +257,7 @@ main(void)
 {
 	char dir[PATH_MAX];
 	struct mesh_service_opts *o;
-	static struct mem m1, m2, m3;
+	static struct mem m1, m2, m3, m4;
 	int i;
 
 	if (!test_tmpdir(dir, sizeof(dir))) {
@@ -285,8 +287,9 @@ main(void)
 	add(&m1, "f", "t.fail", 3, NULL, NULL);
 	run_batch(&m1, false, false);
 
-	is_int(m1.n_acked, 3, "acknowledged: the done, the unhandled, the "
-	                      "duplicate");
+	is_int(m1.n_acked, 3,
+	       "acknowledged: the done, the unhandled, the "
+	       "duplicate");
 	ok(index_of(m1.acked, m1.n_acked, "a") >= 0 &&
 	           index_of(m1.acked, m1.n_acked, "d") >= 0,
 	   "... a and d");
@@ -341,6 +344,18 @@ main(void)
 	   "... after its failed one");
 	ok(index_of(m3.acked, m3.n_acked, "h3") >= 0 && has_key("ok/h3"),
 	   "... while another group goes on");
+
+	/* FIFO: a dead-lettered event is done with; its group goes on. */
+	add(&m4, "u1", NULL, 1, "g1", "event of 3 bytes: not a CloudEvent");
+	add(&m4, "u2", "t.reject", 1, "g1", NULL);
+	add(&m4, "u3", "t.ok", 1, "g1", NULL);
+	run_batch(&m4, true, false);
+	ok(index_of(m4.dead, m4.n_dead, "u1") >= 0 &&
+	           index_of(m4.dead, m4.n_dead, "u2") >= 0,
+	   "FIFO: an unreadable and a rejected event are dead-lettered");
+	ok(index_of(m4.acked, m4.n_acked, "u3") >= 0 && has_key("ok/u3") &&
+	           m4.n_retried == 0,
+	   "... and their group's next event runs in the same batch");
 
 	mesh__svc_env_close(svc);
 	mesh_service_free(svc);
