@@ -39,7 +39,7 @@ struct mesh_conn {
 		struct slot *next;
 		char key[128];
 		max_align_t data[];
-	} *slots;
+	} * slots;
 };
 
 void
@@ -82,9 +82,16 @@ mesh__url_redact(const char *url, char *buf, size_t size)
 {
 	const char *scheme = strstr(url, "://");
 	const char *start = scheme ? scheme + 3 : url;
-	const char *at = strchr(start, '@');
-	const char *colon;
+	const char *end = start + strcspn(start, "/?");
+	const char *at = NULL, *colon;
 
+	/* The last '@' of the authority: a password may hold one unescaped,
+	 * and every byte before the host is secret. */
+	for (const char *p = start; p < end; p++) {
+		if (*p == '@') {
+			at = p;
+		}
+	}
 	if (at == NULL) {
 		snprintf(buf, size, "%s", url);
 		return buf;
@@ -228,9 +235,9 @@ unreachable(const char **urls, int n, natsStatus s)
 			/* The errno text comes from the one translation. */
 			if (reason == NULL) {
 				return mesh_err_errno(e,
-				                       "cannot reach NATS "
-				                       "at %s",
-				                       red);
+				                      "cannot reach NATS "
+				                      "at %s",
+				                      red);
 			}
 			return mesh_err_set(MESH_EUNREACHABLE,
 			                    "cannot reach NATS at %s: %s", red,
@@ -340,7 +347,7 @@ build_options(const struct mesh_conn_opts *o, struct mesh_conn *c,
 	if (o->creds_file != NULL) {
 		if (access(o->creds_file, R_OK) != 0) {
 			return mesh_err_errno(errno, "creds file '%s'",
-			                       o->creds_file);
+			                      o->creds_file);
 		}
 		s = natsOptions_SetUserCredentialsFromFiles(no, o->creds_file,
 		                                            NULL);

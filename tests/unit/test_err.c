@@ -22,7 +22,7 @@ main(void)
 	   "an unknown code still has a text");
 
 	is_int(mesh_err_errno(ECONNREFUSED, "cannot reach NATS at %s",
-	                       "nats://x:1"),
+	                      "nats://x:1"),
 	       MESH_EUNREACHABLE, "ECONNREFUSED is unreachable");
 	is_str(mesh_errdetail(),
 	       "cannot reach NATS at nats://x:1: connection "
@@ -67,6 +67,10 @@ main(void)
 		       "nats://***@h:1", "tokens in URLs are masked");
 		is_str(mesh__url_redact("nats://h:1", buf, sizeof(buf)),
 		       "nats://h:1", "plain URLs are unchanged");
+		is_str(mesh__url_redact("nats://u:p@ss@h:1/x@y", buf,
+		                        sizeof(buf)),
+		       "nats://u:***@h:1/x@y",
+		       "a password holding '@' is masked whole");
 	}
 	{
 		char seed[MESH__NKEY_SEED_LEN + 1];
