@@ -92,8 +92,8 @@ mesh_err
 mesh_sched_txn_commit(struct mesh_sched_txn *t)
 {
 	int rc = mdb_txn_commit(t->txn);
-	mesh_err err = rc == 0 ? MESH_OK
-	                       : mesh_err_mdb(rc, "state '%s'", t->st->dir);
+	mesh_err err =
+	        rc == 0 ? MESH_OK : mesh_err_mdb(rc, "state '%s'", t->st->dir);
 
 	free(t);
 	return err;
@@ -176,7 +176,7 @@ mesh_sched_txn_def(struct mesh_sched_txn *t, const char *name,
 static int64_t
 fired_parse(const MDB_val *v, char *outcome, size_t size)
 {
-	char buf[320];
+	char buf[320], *end;
 	int n = 0;
 	long long t = 0;
 	size_t len =
@@ -184,7 +184,17 @@ fired_parse(const MDB_val *v, char *outcome, size_t size)
 
 	memcpy(buf, v->mv_data, len);
 	buf[len] = '\0';
-	sscanf(buf, "%lld %n", &t, &n);
+	/* strtoll, not sscanf: a number out of range reads as 0 (never
+	 * fired), not as undefined behaviour. */
+	errno = 0;
+	t = strtoll(buf, &end, 10);
+	if (end == buf || errno == ERANGE) {
+		t = 0;
+	}
+	n = (int)(end - buf);
+	while (buf[n] == ' ') {
+		n++;
+	}
 	if (outcome != NULL) {
 		snprintf(outcome, size, "%s", buf + n);
 	}
