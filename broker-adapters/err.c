@@ -13,12 +13,11 @@ static _Thread_local mesh_origin last_origin;
 static _Thread_local int last_code;
 
 static const char *const names[] = {
-        "MESH_OK",          "MESH_EINVAL",   "MESH_ENOMEM",
-        "MESH_ENOTFOUND",   "MESH_EEXIST",   "MESH_ETOOBIG",
-        "MESH_EPARSE",      "MESH_ETIMEDOUT", "MESH_EUNREACHABLE",
-        "MESH_EAUTH",       "MESH_ECLOSED",  "MESH_EBROKER",
-        "MESH_ESTORE",      "MESH_EFULL",    "MESH_EIO",
-        "MESH_ESTALE",      "MESH_EINTERNAL",
+        "MESH_OK",           "MESH_EINVAL",  "MESH_ENOMEM",  "MESH_ENOTFOUND",
+        "MESH_EEXIST",       "MESH_ETOOBIG", "MESH_EPARSE",  "MESH_ETIMEDOUT",
+        "MESH_EUNREACHABLE", "MESH_EAUTH",   "MESH_ECLOSED", "MESH_EBROKER",
+        "MESH_ESTORE",       "MESH_EFULL",   "MESH_EIO",     "MESH_ESTALE",
+        "MESH_EINTERNAL",
 };
 
 const char *

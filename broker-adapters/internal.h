@@ -30,7 +30,6 @@ mesh_err mesh__nkey_public_from_seed(const char *seed,
 void mesh__nkey_seed_encode(const unsigned char raw[32],
                             char seed[MESH__NKEY_SEED_LEN + 1]);
 
-
 /* A message attribute as mesh_event_attr_get() sees it, without recording
  * an error when it is absent (false). *data_type is not NUL-terminated: it
  * has *type_len bytes. Everything is borrowed from the event. */
@@ -92,12 +91,12 @@ struct mesh__rpc;
 struct mesh_topic;
 struct mesh_topic_entry;
 mesh_err mesh__queue_prepare(struct mesh_queue *q,
-                             const struct mesh_queue_entry *e,
-                             natsMsg **out, char message_id[64]);
+                             const struct mesh_queue_entry *e, natsMsg **out,
+                             char message_id[64]);
 struct mesh__rpc *mesh__queue_rpc(struct mesh_queue *q);
 mesh_err mesh__topic_prepare(struct mesh_topic *t,
-                             const struct mesh_topic_entry *e,
-                             natsMsg **out, char message_id[64]);
+                             const struct mesh_topic_entry *e, natsMsg **out,
+                             char message_id[64]);
 struct mesh__rpc *mesh__topic_rpc(struct mesh_topic *t);
 struct mesh_conn *mesh__queue_conn(struct mesh_queue *q);
 struct mesh_conn *mesh__topic_conn(struct mesh_topic *t);

@@ -299,7 +299,8 @@ cmd_queue_info(struct cli *cli)
  */
 
 static mesh_err
-open_queue_sender(void *q, mesh_sent_fn fn, void *arg, struct mesh_sender **out)
+open_queue_sender(void *q, mesh_sent_fn fn, void *arg,
+                  struct mesh_sender **out)
 {
 	return mesh_sender_open_queue(q, NULL, fn, arg, out);
 }

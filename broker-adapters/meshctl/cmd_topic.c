@@ -217,7 +217,8 @@ published_json(const char *id, const struct mesh_topic_published *p, bool fifo)
 }
 
 static mesh_err
-open_topic_sender(void *t, mesh_sent_fn fn, void *arg, struct mesh_sender **out)
+open_topic_sender(void *t, mesh_sent_fn fn, void *arg,
+                  struct mesh_sender **out)
 {
 	return mesh_sender_open_topic(t, NULL, fn, arg, out);
 }

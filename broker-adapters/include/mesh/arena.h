@@ -14,7 +14,8 @@
 #include <protobuf-c/protobuf-c.h>
 
 struct mesh_arena {
-	ProtobufCAllocator pb; /* pass &a->pb to __unpack and __free_unpacked */
+	/* Pass &a->pb to __unpack and __free_unpacked. */
+	ProtobufCAllocator pb;
 	uint8_t *buf;
 	size_t len, cap, spilled;
 	struct mesh_arena_overflow *overflow;

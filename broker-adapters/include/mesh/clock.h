@@ -36,8 +36,7 @@ mesh_mono_ms(void)
 /* Days since 1970-01-01 of a civil date, and back (proleptic Gregorian;
  * Howard Hinnant's algorithms). */
 int64_t mesh_days_from_civil(int64_t y, unsigned m, unsigned d);
-void mesh_civil_from_days(int64_t days, int64_t *y, unsigned *m,
-                          unsigned *d);
+void mesh_civil_from_days(int64_t days, int64_t *y, unsigned *m, unsigned *d);
 
 /* Read "yyyy-mm-dd[Thh:mm[:ss]]" (a 'T' or a space before the time; the
  * time required when need_time) at s as seconds of a day count, without

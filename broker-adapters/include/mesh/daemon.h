@@ -50,7 +50,6 @@ void mesh_daemon_log(const char *line, void *arg);
 
 /* The end: print err's detail unless MESH_OK, close c (may be NULL), shut
  * the library down; the exit status (2 for MESH_EINVAL, 1 otherwise). */
-int mesh_daemon_exit(struct mesh_daemon *d, mesh_err err,
-                     struct mesh_conn *c);
+int mesh_daemon_exit(struct mesh_daemon *d, mesh_err err, struct mesh_conn *c);
 
 #endif

@@ -31,7 +31,7 @@
  *          the header MESH_SERVICE_BACKUP_OFFSET_HDR (an answer without
  *          it is a JSON error), and {"id","done":true} ends it.
  * An error is {"error","code"}, code a mesh_errname(). */
-#define MESH_SERVICE_STATE_SUBJECT    "mesh.service.%s.state.%s"
+#define MESH_SERVICE_STATE_SUBJECT     "mesh.service.%s.state.%s"
 #define MESH_SERVICE_BACKUP_OFFSET_HDR "Mesh-Backup-Offset"
 
 /* The LMDB layout of a service's environment: named databases "state"

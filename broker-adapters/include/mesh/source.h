@@ -78,8 +78,8 @@ struct mesh_source_ops {
 	/* Up to max (<= MESH_SOURCE_BATCH_MAX) messages into out[], waiting
 	 * up to wait_ms for the first; *n how many (0 on a quiet wait);
 	 * *filtered (never NULL) those a filter policy took away. */
-	mesh_err (*fetch)(void *impl, size_t max, int64_t wait_ms,
-	                  bool decode, struct mesh_source_msg *out, size_t *n,
+	mesh_err (*fetch)(void *impl, size_t max, int64_t wait_ms, bool decode,
+	                  struct mesh_source_msg *out, size_t *n,
 	                  size_t *filtered);
 	/* Done with these: never again. May return before the broker has
 	 * them (a lost ack is a redelivery). */
@@ -145,9 +145,9 @@ bool mesh_source_redrives(const struct mesh_source *s);
  * its visibility timeout), then release them. Errors: MESH_EINVAL (max),
  * MESH_ENOTFOUND (the queue or subscription is gone), the connection's;
  * on error *n is 0. */
-mesh_err mesh_source_fetch(struct mesh_source *s, size_t max,
-                           int64_t wait_ms, struct mesh_source_msg *out,
-                           size_t *n, size_t *filtered);
+mesh_err mesh_source_fetch(struct mesh_source *s, size_t max, int64_t wait_ms,
+                           struct mesh_source_msg *out, size_t *n,
+                           size_t *filtered);
 
 /* Give an unread message (opts.decode false) its event. Errors:
  * MESH_ENOMEM. */

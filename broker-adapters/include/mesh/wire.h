@@ -82,10 +82,11 @@ mesh_err mesh_wire_decode(natsMsg *msg, size_t max_size,
  * message, and one that says it is a CloudEvent but does not decode,
  * becomes an event of type MESH_WIRE_RAW_TYPE whose data are the message's
  * bytes as they are, whose id is its Ce-Id header, else its Nats-Msg-Id
- * header, else fallback_id (which must be a valid id) and whose datacontenttype is the Content-Type
- * header (else application/octet-stream). why (why_size bytes, may be NULL)
- * gets the parse error of a CloudEvent that did not decode, "" otherwise.
- * Errors: MESH_ENOMEM only. On success *out owns a new event. */
+ * header, else fallback_id (which must be a valid id) and whose
+ * datacontenttype is the Content-Type header (else application/octet-stream).
+ * why (why_size bytes, may be NULL) gets the parse error of a CloudEvent that
+ * did not decode, "" otherwise. Errors: MESH_ENOMEM only. On success *out owns
+ * a new event. */
 mesh_err mesh_wire_read(natsMsg *msg, size_t max_size, const char *fallback_id,
                         struct mesh_event **out, char *why, size_t why_size);
 
