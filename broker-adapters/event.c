@@ -119,6 +119,20 @@ utf8_valid(const uint8_t *s, size_t len)
 	return true;
 }
 
+char *
+mesh_base64(const void *data, size_t len)
+{
+	size_t size =
+	        sodium_base64_encoded_len(len, sodium_base64_VARIANT_ORIGINAL);
+	char *out = malloc(size);
+
+	if (out != NULL) {
+		sodium_bin2base64(out, size, data, len,
+		                  sodium_base64_VARIANT_ORIGINAL);
+	}
+	return out;
+}
+
 void
 mesh_text_clean(char *text)
 {

@@ -9,7 +9,6 @@
 #include <time.h>
 
 #include <jansson.h>
-#include <sodium.h>
 
 #include "internal.h"
 #include "mesh/pbjson.h"
@@ -100,16 +99,9 @@ iso_ms(int64_t sec, int32_t nsec, char out[32])
 static json_t *
 base64_json(const void *data, size_t len)
 {
-	size_t size =
-	        sodium_base64_encoded_len(len, sodium_base64_VARIANT_ORIGINAL);
-	char *b = malloc(size);
-	json_t *j;
+	char *b = mesh_base64(data, len);
+	json_t *j = b != NULL ? json_string(b) : NULL;
 
-	if (b == NULL) {
-		return NULL;
-	}
-	sodium_bin2base64(b, size, data, len, sodium_base64_VARIANT_ORIGINAL);
-	j = json_string(b);
 	free(b);
 	return j;
 }

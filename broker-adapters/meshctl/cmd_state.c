@@ -324,7 +324,7 @@ json_put_bytes(json_t *o, const char *name, const MDB_val *v)
 		return;
 	}
 	snprintf(key, sizeof(key), "%s_base64", name);
-	enc = b64(v->mv_data, v->mv_size);
+	enc = mesh_base64(v->mv_data, v->mv_size);
 	json_object_set_new(o, key, enc ? json_string(enc) : json_null());
 	free(enc);
 }
@@ -409,7 +409,7 @@ static int
 get_over_nats(struct cli *cli, const MDB_val *k, const char *type)
 {
 	const char *service = cli_pos(cli, 0);
-	char *enc = b64(k->mv_data, k->mv_size);
+	char *enc = mesh_base64(k->mv_data, k->mv_size);
 	json_t *reply = NULL;
 	MDB_val v;
 	int rc;
@@ -551,7 +551,8 @@ static int
 scan_over_nats(struct scan *sc, const MDB_val *prefix, long long limit)
 {
 	const char *service = cli_pos(sc->cli, 0);
-	char *pfx = b64(prefix->mv_data, prefix->mv_size), *after = NULL;
+	char *pfx = mesh_base64(prefix->mv_data, prefix->mv_size),
+	     *after = NULL;
 	int rc = CLI_OK;
 
 	if (!service_name_check(sc->cli, service)) {

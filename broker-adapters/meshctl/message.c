@@ -7,8 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <sodium.h>
-
 #include "mesh_schemas.h"
 #include "message.h"
 
@@ -147,20 +145,6 @@ batch_output(struct cli *cli, json_t *ok, json_t *failed)
 	json_decref(ok);
 	json_decref(failed);
 	return rc;
-}
-
-char *
-b64(const void *data, size_t len)
-{
-	size_t cap =
-	        sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_ORIGINAL);
-	char *out = malloc(cap);
-
-	if (out != NULL) {
-		sodium_bin2base64(out, cap, data, len,
-		                  sodium_base64_VARIANT_ORIGINAL);
-	}
-	return out;
 }
 
 int
@@ -353,7 +337,7 @@ put_body(json_t *o, const struct mesh_event *ev, bool as_bytes, bool raw)
 		json_object_set_new(o, "Body",
 		                    json_stringn(len ? data : "", len));
 	} else {
-		char *s = b64(data, len);
+		char *s = mesh_base64(data, len);
 		json_object_set_new(o, "Body", json_string(s ? s : ""));
 		free(s);
 	}
@@ -395,7 +379,7 @@ msg_attrs_json(const struct mesh_event *ev)
 		}
 		a = json_pack("{s:s}", "DataType", type);
 		if (strncmp(type, "Binary", 6) == 0) {
-			char *s = b64(val, vlen);
+			char *s = mesh_base64(val, vlen);
 			json_object_set_new(a, "BinaryValue",
 			                    json_string(s ? s : ""));
 			free(s);

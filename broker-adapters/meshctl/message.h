@@ -35,7 +35,8 @@
 	{                                                                     \
 		"--stdin", NULL,                                              \
 		        "one message a line of standard input, pipelined (a " \
-		        "window of 256); with --type T each line is JSON for "\
+		        "window of 256); with --type T each line is JSON "    \
+		        "for "                                                \
 		        "T (JSON Lines)"                                      \
 	}
 
@@ -104,8 +105,6 @@ int batch_output(struct cli *cli, json_t *ok, json_t *failed);
 /* A whole file ("-": standard input) as a string; NULL after printing
  * why. */
 char *read_file(struct cli *cli, const char *path);
-/* base64 (standard alphabet), malloc'ed; NULL when out of memory. */
-char *b64(const void *data, size_t len);
 /* o[key] = v as a decimal string, as the AWS CLI prints counts. */
 void put_num(json_t *o, const char *key, int64_t v);
 

@@ -37,20 +37,6 @@
 #define BACKUP_IDLE_MS  (10 * 60 * 1000)
 #define STATE_QUEUE     "mesh-state"
 
-static char *
-b64(const void *data, size_t len)
-{
-	size_t n =
-	        sodium_base64_encoded_len(len, sodium_base64_VARIANT_ORIGINAL);
-	char *out = malloc(n);
-
-	if (out != NULL) {
-		sodium_bin2base64(out, n, data, len,
-		                  sodium_base64_VARIANT_ORIGINAL);
-	}
-	return out;
-}
-
 /* A request's bytes: field `name` as text, or `name`_base64 decoded into
  * buf. Returns the length, or -1 when neither is there or it is not
  * base64. */
@@ -175,8 +161,8 @@ get(struct mesh_service *s, json_t *req)
 		return error_json(MESH_ESTORE, "service '%s': %s", s->name,
 		                  mdb_strerror(rc));
 	}
-	ke = b64(key, (size_t)klen);
-	ve = b64(v.mv_data, v.mv_size);
+	ke = mesh_base64(key, (size_t)klen);
+	ve = mesh_base64(v.mv_data, v.mv_size);
 	mdb_txn_abort(txn);
 	out = json_pack("{s:s, s:s}", "key_base64", ke ? ke : "",
 	                "value_base64", ve ? ve : "");
@@ -244,8 +230,8 @@ scan(struct mesh_service *s, json_t *req)
 			more = n > 0;
 			break;
 		}
-		ke = b64(k.mv_data, k.mv_size);
-		ve = b64(v.mv_data, v.mv_size);
+		ke = mesh_base64(k.mv_data, k.mv_size);
+		ve = mesh_base64(v.mv_data, v.mv_size);
 		json_array_append_new(items,
 		                      json_pack("{s:s, s:s}", "key_base64",
 		                                ke ? ke : "", "value_base64",
@@ -400,8 +386,9 @@ on_chunk(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
 			if (natsMsg_Create(&r, natsMsg_GetReply(m), NULL,
 			                   (const char *)buf,
 			                   (int)n) == NATS_OK &&
-			    natsMsgHeader_Set(r, MESH_SERVICE_BACKUP_OFFSET_HDR, off) ==
-			            NATS_OK) {
+			    natsMsgHeader_Set(r,
+			                      MESH_SERVICE_BACKUP_OFFSET_HDR,
+			                      off) == NATS_OK) {
 				natsConnection_PublishMsg(nc, r);
 			}
 			natsMsg_Destroy(r);

@@ -200,4 +200,9 @@ void mesh_text_clean(char *text);
  * variant bits. */
 void mesh_uuid_format(const uint8_t bytes[16], int version, char out[37]);
 
+/* Bytes as base64 text (RFC 4648's standard alphabet, padded), as JSON
+ * carries bytes: a new NUL-terminated string to free(), NULL when out of
+ * memory. */
+char *mesh_base64(const void *data, size_t len);
+
 #endif
