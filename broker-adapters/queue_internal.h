@@ -95,6 +95,7 @@ struct plocks {
 	 * receives do not ask JetStream each time. */
 	int64_t busy_until;
 	bool busy[256];
+	uint64_t freed; /* partitions freed so far: receivers wait on it */
 };
 
 struct receipt {

@@ -15,13 +15,29 @@
 
 #include "queue_internal.h"
 
+/* One lock for every connection's partition locks; receivers waiting for
+ * a partition this process holds wait on plocks_cv for its release. */
 static pthread_mutex_t plocks_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t plocks_cv;
+static pthread_once_t plocks_once = PTHREAD_ONCE_INIT;
+
+static void
+plocks_init(void)
+{
+	pthread_condattr_t a;
+
+	pthread_condattr_init(&a);
+	pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+	pthread_cond_init(&plocks_cv, &a);
+	pthread_condattr_destroy(&a);
+}
 
 struct plocks *
 mesh__q_plocks_of(struct mesh_conn *c, const char *stream)
 {
 	char key[128];
 
+	pthread_once(&plocks_once, plocks_init);
 	snprintf(key, sizeof(key), "queue.plocks.%s", stream);
 	return mesh__conn_slot(c, key, sizeof(struct plocks));
 }
@@ -37,9 +53,48 @@ mesh__q_plock_set(struct mesh_queue *q, const char *consumer, int64_t until)
 	part = strtoul(consumer + 1, NULL, 10);
 	if (part < 256) {
 		pthread_mutex_lock(&plocks_mu);
+		if (until == 0 && q->locks->until[part] != 0) {
+			q->locks->freed++;
+			pthread_cond_broadcast(&plocks_cv);
+		}
 		q->locks->until[part] = until;
 		pthread_mutex_unlock(&plocks_mu);
 	}
+}
+
+/* While partitions with messages are held by this process, wait up to ms
+ * for one to be freed: true then (freed or not). False when none is held:
+ * only a publish can bring work. */
+static bool
+plock_wait(struct mesh_queue *q, int64_t ms)
+{
+	int64_t now = now_ms();
+	bool held = false;
+
+	if (q->locks == NULL) {
+		return false;
+	}
+	pthread_mutex_lock(&plocks_mu);
+	for (int p = 0; p < 256 && !held; p++) {
+		held = q->locks->busy[p] && q->locks->until[p] > now;
+	}
+	if (held) {
+		uint64_t freed = q->locks->freed;
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_sec += ms / 1000;
+		ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		while (freed == q->locks->freed &&
+		       pthread_cond_timedwait(&plocks_cv, &plocks_mu, &ts) !=
+		               ETIMEDOUT) {
+		}
+	}
+	pthread_mutex_unlock(&plocks_mu);
+	return held;
 }
 
 /* Take a partition for a pull, unless another thread has it. */
@@ -367,12 +422,17 @@ fifo_pull(struct mesh_queue *q, int want, natsMsg **got, size_t *n)
 	return MESH_OK;
 }
 
-/* Wait up to ms for a message to be published to a FIFO queue. */
+/* Wait up to ms for work on a FIFO queue: a partition this process holds
+ * freed (then at most BUSY_CACHE_MS, when partitions with messages are
+ * known afresh), else a message published to the queue. */
 static void
 fifo_wait(struct mesh_queue *q, natsSubscription **watch, int64_t ms)
 {
 	natsMsg *m = NULL;
 
+	if (plock_wait(q, ms < BUSY_CACHE_MS ? ms : BUSY_CACHE_MS)) {
+		return;
+	}
 	if (*watch == NULL &&
 	    natsConnection_SubscribeSync(watch, mesh_conn_nats(q->c),
 	                                 q->n.filter) != NATS_OK) {

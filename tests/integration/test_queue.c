@@ -700,6 +700,66 @@ test_long_poll(void)
 	mesh_queue_close(q);
 }
 
+struct late_delete {
+	struct mesh_queue *q;
+	const char *receipt;
+};
+
+static void *
+late_deleter(void *arg)
+{
+	struct late_delete *ld = arg;
+
+	usleep(100 * 1000);
+	mesh_queue_delete_message(ld->q, ld->receipt);
+	return NULL;
+}
+
+/* A receiver waiting on a FIFO group that another thread of the process
+ * holds gets the group's next message as soon as the holder deletes its
+ * own, not at its next poll (a receive waits in slices of 250 ms). */
+static void
+test_fifo_handover(void)
+{
+	struct mesh_queue_attrs a;
+	struct mesh_queue *q, *q2 = NULL;
+	struct mesh_queue_msg *m, *m2;
+	struct late_delete ld;
+	pthread_t t;
+	long long t0, took;
+	size_t n;
+
+	mesh_queue_attrs_init(&a);
+	a.fifo = true;
+	if (!ok((q = make("handover.fifo", &a)) != NULL, "a FIFO queue")) {
+		return;
+	}
+	mesh_queue_open(conn, "handover.fifo", &q2);
+	send_text(q, "one", "G", "one", -1, NULL);
+	send_text(q, "two", "G", "two", -1, NULL);
+	n = recv(q, 1, 1, -1, &m);
+	if (!ok(n == 1, "the group's first message is in flight")) {
+		mesh_queue_msgs_free(m, n);
+		mesh_queue_close(q2);
+		mesh_queue_close(q);
+		return;
+	}
+	ld = (struct late_delete){q, m[0].receipt};
+	pthread_create(&t, NULL, late_deleter, &ld);
+	t0 = test_now_ms();
+	n = recv(q2, 1, 5, -1, &m2);
+	took = test_now_ms() - t0;
+	pthread_join(t, NULL);
+	ok(n == 1 && strcmp(body_of(&m2[0]), "two") == 0,
+	   "a receiver waiting on the group gets the next message");
+	ok(took >= 90 && took < 200,
+	   "once the first is deleted (after %lld ms; deleted at 100)", took);
+	mesh_queue_msgs_free(m2, n);
+	mesh_queue_msgs_free(m, 1);
+	mesh_queue_close(q2);
+	mesh_queue_close(q);
+}
+
 int
 main(void)
 {
@@ -723,6 +783,7 @@ main(void)
 	test_delay();
 	test_dlq();
 	test_fifo();
+	test_fifo_handover();
 	test_long_poll();
 	mesh_conn_close(conn);
 	test_broker_stop(&b);
