@@ -15,6 +15,7 @@
 #include "mesh/clock.h"
 #include "mesh/conn.h"
 #include "mesh/err.h"
+#include "mesh/sender.h"
 
 /* Milliseconds: wall clock and monotonic (mesh/clock.h). */
 #define now_ms  mesh_wall_ms
@@ -100,6 +101,14 @@ mesh_err mesh__topic_prepare(struct mesh_topic *t,
 struct mesh__rpc *mesh__topic_rpc(struct mesh_topic *t);
 struct mesh_conn *mesh__queue_conn(struct mesh_queue *q);
 struct mesh_conn *mesh__topic_conn(struct mesh_topic *t);
+
+/* sender.c: send n prepared messages (replies on rpc) on nc, all in flight
+ * at once, and wait for them: fn gets each one's outcome, its tag the
+ * index, in order (the message_id left empty: the caller has it). The
+ * path of send-batch, publish-batch and the router. Takes the messages. */
+void mesh__send_prepared(struct mesh__rpc *rpc, natsConnection *nc,
+                         const char *what, natsMsg **msgs, size_t n,
+                         mesh_sent_fn fn, void *arg);
 
 /* The sorted names of the streams beginning with std_prefix (the name
  * follows) or fifo_prefix (BASE follows; the name is BASE.fifo), only those

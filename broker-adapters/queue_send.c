@@ -212,14 +212,34 @@ pass_through(struct mesh_queue *q, natsMsg *src, const char *wire_id,
 	return true;
 }
 
-/* Send n prepared-here messages in one round trip; outcomes in out[]. */
+/* A sent message's outcome into its entry's (idx maps a sent one to its
+ * entry). */
+struct sent_to {
+	struct mesh_queue_sent *out;
+	const size_t *idx;
+};
+
+static void
+sent_into(void *arg, void *tag, const struct mesh_sent *r)
+{
+	const struct sent_to *to = arg;
+	struct mesh_queue_sent *o = &to->out[to->idx[(uintptr_t)tag]];
+
+	o->err = r->err;
+	mesh__q_copy_str(o->error, sizeof(o->error), r->error);
+	o->sequence = r->sequence;
+	o->duplicate = r->duplicate;
+}
+
+/* Send n messages made here, all in flight at once; outcomes in out[]. */
 static void
 send_many(struct mesh_queue *q, const struct mesh_queue_entry *e,
           const char *const *wire_ids, natsMsg *const *srcs, size_t n,
           struct mesh_queue_sent *out)
 {
-	natsMsg *msgs[FORWARD_CHUNK], *replies[FORWARD_CHUNK];
+	natsMsg *msgs[FORWARD_CHUNK];
 	size_t idx[FORWARD_CHUNK], k = 0;
+	char what[MESH_QUEUE_NAME_MAX + 16];
 	mesh_err err;
 
 	assert(n <= FORWARD_CHUNK);
@@ -246,25 +266,11 @@ send_many(struct mesh_queue *q, const struct mesh_queue_entry *e,
 		}
 		idx[k++] = i;
 	}
-	if (k == 0) {
-		return;
-	}
-	if ((err = mesh__q_rpc_many(q, msgs, k, RPC_TIMEOUT_MS, replies)) !=
-	    MESH_OK) {
-		for (size_t i = 0; i < k; i++) {
-			sent_fail(&out[idx[i]], err);
-		}
-		return;
-	}
-	for (size_t i = 0; i < k; i++) {
-		struct mesh_queue_sent *r = &out[idx[i]];
-		err = mesh__q_pub_ack(q, replies[i], &r->sequence,
-		                      &r->duplicate);
-		if (err != MESH_OK) {
-			sent_fail(r, err);
-		}
-		natsMsg_Destroy(replies[i]);
-	}
+	snprintf(what, sizeof(what), "queue '%s'", q->name);
+	/* The main connection: a batch waits for its confirmations, and
+	 * that connection sends at once. */
+	mesh__send_prepared(q->rpc, mesh_conn_nats(q->c), what, msgs, k,
+	                    sent_into, &(struct sent_to){out, idx});
 }
 
 mesh_err

@@ -21,6 +21,9 @@ struct mesh__rpc {
 	size_t head, n, cap;
 	size_t want;    /* wake when n reaches this */
 	bool on_status; /* ... or when a status reply comes */
+	/* While set, replies go to divert on cnats' thread instead. */
+	void (*divert)(void *arg, natsMsg *m);
+	void *divert_arg;
 };
 
 int
@@ -43,6 +46,13 @@ put(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
 	(void)nc;
 	(void)sub;
 	pthread_mutex_lock(&r->mu);
+	if (r->divert != NULL) {
+		/* Under mu: mesh__rpc_divert(r, NULL, ...) returns once no
+		 * reply is in the hands of the old one. */
+		r->divert(r->divert_arg, m);
+		pthread_mutex_unlock(&r->mu);
+		return;
+	}
 	if (r->head + r->n == r->cap) {
 		if (r->head > 0) {
 			memmove(r->msgs, r->msgs + r->head,
@@ -126,6 +136,16 @@ mesh__rpc_close(struct mesh__rpc *r)
 	pthread_cond_destroy(&r->cv);
 	pthread_mutex_destroy(&r->mu);
 	free(r);
+}
+
+void
+mesh__rpc_divert(struct mesh__rpc *r, void (*fn)(void *arg, natsMsg *m),
+                 void *arg)
+{
+	pthread_mutex_lock(&r->mu);
+	r->divert = fn;
+	r->divert_arg = arg;
+	pthread_mutex_unlock(&r->mu);
 }
 
 const char *

@@ -22,6 +22,13 @@ mesh_err mesh__rpc_open(struct mesh_conn *c, const char *what,
                         struct mesh__rpc **out);
 void mesh__rpc_close(struct mesh__rpc *r);
 
+/* Hand every reply to fn, on cnats' thread, as it comes, instead of
+ * keeping it for mesh__rpc_take; fn takes the message and must not call
+ * this inbox's functions. fn NULL keeps them again, and returns once no
+ * reply is in the old fn's hands. */
+void mesh__rpc_divert(struct mesh__rpc *r, void (*fn)(void *arg, natsMsg *m),
+                      void *arg);
+
 /* Reserve the next request id and write its reply subject into buf. */
 const char *mesh__rpc_reply(struct mesh__rpc *r, char *buf, size_t size);
 /* The request id in a subject on this inbox, or 0. */

@@ -2,17 +2,29 @@
  *
  * Messages are published at once with reply subjects on the target's
  * inbox; a ring holds the unconfirmed ones in the order they were sent.
- * Confirmations come back in any order and mark their slot; completions
- * are reported from the ring's head while it is done, so the caller hears
- * of its messages in the order it sent them. */
+ * Confirmations are judged as they come, on cnats' thread (the inbox's
+ * replies are diverted here while the sender is open), and mark their
+ * slot; the caller's thread sleeps only while the window is full, until
+ * half of what is in flight is confirmed, and reports completions from
+ * the ring's head while it is done, so the caller hears of its messages
+ * in the order it sent them. The ring starts small and grows to the
+ * window: a sender opened for a few messages costs a few slots. */
 #include <assert.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "internal.h"
 #include "mesh/sender.h"
 #include "rpc.h"
+
+#define RING_FIRST 16
+
+static void on_reply(void *arg, natsMsg *m);
 
 struct slot {
 	uint64_t rid;     /* 0: refused before it was sent */
@@ -31,16 +43,20 @@ struct mesh_sender {
 	struct mesh_sender_opts o;
 	mesh_sent_fn fn;
 	void *arg;
-	struct slot *ring; /* o.window slots */
-	size_t waiting;    /* sent and not yet confirmed (or timed out) */
-	natsMsg **took;    /* confirmations to free together (o.window) */
-	size_t head, n;
+	/* Shared with cnats' thread, under mu. */
+	pthread_mutex_t mu;
+	pthread_cond_t cv; /* the head done and enough confirmed */
+	struct slot *ring; /* cap slots, cap <= o.window */
+	size_t cap, head, n;
+	size_t waiting;   /* sent and not yet confirmed (or timed out) */
+	size_t want;      /* the caller waits for this many more; 0: not */
+	size_t confirmed; /* since the caller began to wait */
 };
 
 void
 mesh_sender_opts_init(struct mesh_sender_opts *o)
 {
-	o->window = 256;
+	o->window = 1024;
 	o->timeout_ms = 5000;
 }
 
@@ -66,13 +82,19 @@ open_common(const struct mesh_sender_opts *o, mesh_sent_fn fn, void *arg,
 		                    what);
 	}
 	if ((s = calloc(1, sizeof(*s))) == NULL ||
-	    (s->ring = calloc(o->window, sizeof(*s->ring))) == NULL ||
-	    (s->took = calloc(o->window, sizeof(*s->took))) == NULL) {
-		if (s != NULL) {
-			free(s->ring);
-		}
+	    (s->ring = calloc(o->window < RING_FIRST ? o->window : RING_FIRST,
+	                      sizeof(*s->ring))) == NULL) {
 		free(s);
 		return mesh_err_set(MESH_ENOMEM, "%s: sender", what);
+	}
+	s->cap = o->window < RING_FIRST ? o->window : RING_FIRST;
+	pthread_mutex_init(&s->mu, NULL);
+	{
+		pthread_condattr_t ca;
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&s->cv, &ca);
+		pthread_condattr_destroy(&ca);
 	}
 	s->o = *o;
 	s->fn = fn;
@@ -94,6 +116,7 @@ mesh_sender_open_queue(struct mesh_queue *q, const struct mesh_sender_opts *o,
 		(*out)->q = q;
 		(*out)->rpc = mesh__queue_rpc(q);
 		(*out)->nc = mesh__conn_bulk(mesh__queue_conn(q));
+		mesh__rpc_divert((*out)->rpc, on_reply, *out);
 	}
 	return err;
 }
@@ -110,6 +133,7 @@ mesh_sender_open_topic(struct mesh_topic *t, const struct mesh_sender_opts *o,
 		(*out)->t = t;
 		(*out)->rpc = mesh__topic_rpc(t);
 		(*out)->nc = mesh__conn_bulk(mesh__topic_conn(t));
+		mesh__rpc_divert((*out)->rpc, on_reply, *out);
 	}
 	return err;
 }
@@ -117,13 +141,19 @@ mesh_sender_open_topic(struct mesh_topic *t, const struct mesh_sender_opts *o,
 size_t
 mesh_sender_in_flight(const struct mesh_sender *s)
 {
-	return s->n;
+	struct mesh_sender *w = (struct mesh_sender *)s; /* its lock */
+	size_t n;
+
+	pthread_mutex_lock(&w->mu);
+	n = w->n;
+	pthread_mutex_unlock(&w->mu);
+	return n;
 }
 
 static struct slot *
 slot_at(struct mesh_sender *s, size_t i)
 {
-	return &s->ring[(s->head + i) % s->o.window];
+	return &s->ring[(s->head + i) % s->cap];
 }
 
 static void
@@ -134,61 +164,90 @@ fail(struct slot *sl, mesh_err err)
 	snprintf(sl->r.error, sizeof(sl->r.error), "%s", mesh_errdetail());
 }
 
-/* Report the done slots at the head, in order. */
+/* The slot of a request id, or NULL (a late reply, for a slot reported
+ * already). Sent slots' ids rise along the ring, one apart but where a
+ * message failed after its reply subject was made: look where it should
+ * be, then before. */
+static struct slot *
+find(struct mesh_sender *s, uint64_t rid)
+{
+	uint64_t first = s->n > 0 ? s->ring[s->head].rid : 0;
+	size_t at = first != 0 && rid >= first && rid - first < s->n
+	                    ? (size_t)(rid - first)
+	                    : 0;
+
+	for (size_t i = at; rid != 0 && i < s->n; i++) {
+		struct slot *sl = slot_at(s, i);
+		if (sl->rid == rid) {
+			return sl;
+		}
+	}
+	for (size_t i = 0; rid != 0 && i < at; i++) {
+		struct slot *sl = slot_at(s, i);
+		if (sl->rid == rid) {
+			return sl;
+		}
+	}
+	return NULL;
+}
+
+/* A confirmation, on cnats' thread: judge it, mark its slot, and wake the
+ * caller once the head is done and half of what it waited for came. */
+static void
+on_reply(void *arg, natsMsg *m)
+{
+	struct mesh_sender *s = arg;
+	uint64_t rid = mesh__rpc_rid(s->rpc, natsMsg_GetSubject(m));
+	struct slot *sl;
+
+	pthread_mutex_lock(&s->mu);
+	if ((sl = find(s, rid)) != NULL && !sl->done) {
+		mesh_err err = mesh__pub_ack(m, s->what, &sl->r.sequence,
+		                             &sl->r.duplicate);
+		if (err != MESH_OK) {
+			fail(sl, err);
+		}
+		sl->done = true;
+		s->waiting--;
+		s->confirmed++;
+		if (s->want > 0 && s->ring[s->head].done &&
+		    (s->confirmed >= s->want || s->waiting == 0)) {
+			pthread_cond_signal(&s->cv);
+		}
+	}
+	pthread_mutex_unlock(&s->mu);
+	natsMsg_Destroy(m);
+}
+
+/* Report the done slots at the head, in order; the callback is called
+ * without the lock. Called and returns with s->mu held. */
 static void
 report(struct mesh_sender *s)
 {
 	while (s->n > 0 && s->ring[s->head].done) {
-		struct slot *sl = &s->ring[s->head];
-		if (s->fn != NULL) {
-			s->fn(s->arg, sl->tag, &sl->r);
-		}
-		memset(sl, 0, sizeof(*sl));
-		s->head = (s->head + 1) % s->o.window;
+		struct slot sl = s->ring[s->head];
+		s->head = (s->head + 1) % s->cap;
 		s->n--;
-	}
-}
-
-/* Mark the slot a confirmation answers (a late one answers none). The
- * caller destroys m. */
-static void
-confirm(struct mesh_sender *s, natsMsg *m)
-{
-	uint64_t rid = mesh__rpc_rid(s->rpc, natsMsg_GetSubject(m));
-
-	for (size_t i = 0; rid != 0 && i < s->n; i++) {
-		struct slot *sl = slot_at(s, i);
-		if (sl->rid == rid && !sl->done) {
-			mesh_err err = mesh__pub_ack(
-			        m, s->what, &sl->r.sequence, &sl->r.duplicate);
-			if (err != MESH_OK) {
-				fail(sl, err);
-			}
-			sl->done = true;
-			s->waiting--;
-			break;
+		if (s->fn != NULL) {
+			pthread_mutex_unlock(&s->mu);
+			s->fn(s->arg, sl.tag, &sl.r);
+			pthread_mutex_lock(&s->mu);
 		}
 	}
 }
 
-/* Take confirmations until the head is done (past its deadline, it has
- * timed out), then report. The wait is for half of what is in flight at
- * once: one wake-up for many confirmations, not one each. */
+/* Wait until the head is done (past its deadline, it has timed out),
+ * then report. */
 static void
 reap_head(struct mesh_sender *s)
 {
-	natsMsg **took = s->took;
-	size_t nt = 0;
-
+	pthread_mutex_lock(&s->mu);
 	while (s->n > 0 && !s->ring[s->head].done) {
 		struct slot *head = &s->ring[s->head];
-		/* Half of what is still unconfirmed (those confirmed
-		 * behind an unconfirmed head come no more). */
-		size_t want = s->waiting / 2 > 0 ? s->waiting / 2 : 1;
-		natsMsg *m =
-		        mesh__rpc_take(s->rpc, want, false, head->deadline);
-
-		if (m == NULL) {
+		struct timespec ts = {.tv_sec = head->deadline / 1000,
+		                      .tv_nsec = (head->deadline % 1000) *
+		                                 1000000L};
+		if (mono_ms() >= head->deadline) {
 			mesh_err_set(
 			        MESH_ETIMEDOUT,
 			        "%s: no confirmation within %lld ms; it may "
@@ -199,38 +258,99 @@ reap_head(struct mesh_sender *s)
 			s->waiting--;
 			break;
 		}
-		/* And whatever else is in, without waiting. */
-		do {
-			confirm(s, m);
-			took[nt++] = m;
-		} while (nt < s->o.window &&
-		         (m = mesh__rpc_take(s->rpc, 1, false, 0)) != NULL);
-		if (nt == s->o.window) {
-			break; /* full: let them go, come again */
-		}
+		/* One wake-up for many confirmations, not one each. */
+		s->want = s->waiting / 2 > 0 ? s->waiting / 2 : 1;
+		s->confirmed = 0;
+		pthread_cond_timedwait(&s->cv, &s->mu, &ts);
 	}
-	/* Together: cnats hands each to its collector thread, woken once
-	 * for the lot rather than once for each. */
-	for (size_t i = 0; i < nt; i++) {
-		natsMsg_Destroy(took[i]);
-	}
+	s->want = 0;
 	report(s);
+	pthread_mutex_unlock(&s->mu);
+}
+
+/* Room for one more slot: the ring grows up to the window. Called with
+ * s->mu held. */
+static bool
+room(struct mesh_sender *s)
+{
+	struct slot *ring;
+	size_t cap;
+
+	if (s->n < s->cap) {
+		return true;
+	}
+	if (s->cap == s->o.window) {
+		return false;
+	}
+	cap = s->cap * 2 < s->o.window ? s->cap * 2 : s->o.window;
+	if ((ring = malloc(cap * sizeof(*ring))) == NULL) {
+		return false; /* then the window is what it has */
+	}
+	for (size_t i = 0; i < s->n; i++) {
+		ring[i] = *slot_at(s, i);
+	}
+	free(s->ring);
+	s->ring = ring;
+	s->cap = cap;
+	s->head = 0;
+	return true;
+}
+
+/* Put a message in the ring, then send it: prepared (msg; err MESH_OK),
+ * or refused before it was sent (err, with the detail `refused`), to be
+ * reported in its place. Takes msg. */
+static mesh_err
+push(struct mesh_sender *s, natsMsg *msg, const char *message_id, mesh_err err,
+     const char *refused, void *tag)
+{
+	struct slot *sl;
+	natsStatus st;
+
+	for (;;) {
+		pthread_mutex_lock(&s->mu);
+		if (room(s)) {
+			break;
+		}
+		pthread_mutex_unlock(&s->mu);
+		reap_head(s);
+	}
+	sl = slot_at(s, s->n++);
+	memset(sl, 0, sizeof(*sl));
+	sl->tag = tag;
+	snprintf(sl->r.message_id, sizeof(sl->r.message_id), "%s", message_id);
+	if (err != MESH_OK) {
+		sl->done = true;
+		sl->r.err = err;
+		snprintf(sl->r.error, sizeof(sl->r.error), "%s", refused);
+		report(s);
+		pthread_mutex_unlock(&s->mu);
+		return MESH_OK;
+	}
+	/* In the ring before it is sent: its confirmation finds it. */
+	sl->rid = mesh__rpc_rid(s->rpc, natsMsg_GetReply(msg));
+	sl->deadline = mono_ms() + s->o.timeout_ms;
+	s->waiting++;
+	pthread_mutex_unlock(&s->mu);
+	st = natsConnection_PublishMsg(s->nc, msg);
+	natsMsg_Destroy(msg);
+	if (st != NATS_OK) {
+		/* Never sent, so nothing answers it: still the last slot. */
+		pthread_mutex_lock(&s->mu);
+		s->n--;
+		s->waiting--;
+		pthread_mutex_unlock(&s->mu);
+		return mesh_err_nats(st, 0, "%s: sending", s->what);
+	}
+	return MESH_OK;
 }
 
 mesh_err
 mesh_sender_send(struct mesh_sender *s, const struct mesh_send *m)
 {
-	struct slot *sl;
+	char message_id[64] = "", refused[256] = "";
 	natsMsg *msg = NULL;
-	natsStatus st;
 	mesh_err err;
 
-	while (s->n == s->o.window) {
-		reap_head(s);
-	}
-	sl = slot_at(s, s->n);
-	memset(sl, 0, sizeof(*sl));
-	sl->tag = m->tag;
 	if (s->q != NULL) {
 		struct mesh_queue_entry e = {.event = m->event,
 		                             .delay_s = -1,
@@ -240,43 +360,63 @@ mesh_sender_send(struct mesh_sender *s, const struct mesh_send *m)
 		              ? mesh_err_set(MESH_EINVAL, "%s: no message",
 		                             s->what)
 		              : mesh__queue_prepare(s->q, &e, &msg,
-		                                    sl->r.message_id);
+		                                    message_id);
 	} else {
 		struct mesh_topic_entry e = {.event = m->event,
 		                             .group_id = m->group_id,
 		                             .dedup_id = m->dedup_id};
-		err = mesh__topic_prepare(s->t, &e, &msg, sl->r.message_id);
+		err = mesh__topic_prepare(s->t, &e, &msg, message_id);
 	}
-	s->n++;
 	if (err != MESH_OK) {
-		fail(sl, err); /* reported in its place, by its id */
-		if (sl->r.message_id[0] == '\0' && m->event != NULL) {
-			snprintf(sl->r.message_id, sizeof(sl->r.message_id),
-			         "%s", mesh_event_id(m->event));
+		/* Kept now: waiting for room may set another detail. */
+		snprintf(refused, sizeof(refused), "%s", mesh_errdetail());
+		if (message_id[0] == '\0' && m->event != NULL) {
+			snprintf(message_id, sizeof(message_id), "%s",
+			         mesh_event_id(m->event));
 		}
-		report(s);
-		return MESH_OK;
 	}
-	sl->rid = mesh__rpc_rid(s->rpc, natsMsg_GetReply(msg));
-	sl->deadline = mono_ms() + s->o.timeout_ms;
-	s->waiting++;
-	/* The coalescing connection: a window of messages is a few writes,
-	 * not one each. */
-	st = natsConnection_PublishMsg(s->nc, msg);
-	natsMsg_Destroy(msg);
-	if (st != NATS_OK) {
-		s->n--; /* never sent: the caller hears of it now */
-		s->waiting--;
-		memset(sl, 0, sizeof(*sl));
-		return mesh_err_nats(st, 0, "%s: sending", s->what);
+	return push(s, msg, message_id, err, refused, m->tag);
+}
+
+void
+mesh__send_prepared(struct mesh__rpc *rpc, natsConnection *nc,
+                    const char *what, natsMsg **msgs, size_t n,
+                    mesh_sent_fn fn, void *arg)
+{
+	struct mesh_sender_opts o = {.window = n, .timeout_ms = 5000};
+	struct mesh_sender *s = NULL;
+	mesh_err err = MESH_OK;
+	size_t i = 0;
+
+	if (o.window > MESH_SENDER_WINDOW_MAX) {
+		o.window = MESH_SENDER_WINDOW_MAX;
 	}
-	return MESH_OK;
+	if (n > 0 && (err = open_common(&o, fn, arg, what, &s)) == MESH_OK) {
+		s->rpc = rpc;
+		s->nc = nc;
+		mesh__rpc_divert(rpc, on_reply, s);
+		for (; i < n; i++) {
+			natsMsg *m = msgs[i];
+			msgs[i] = NULL; /* push takes it */
+			if ((err = push(s, m, "", MESH_OK, NULL,
+			                (void *)(uintptr_t)i)) != MESH_OK) {
+				break;
+			}
+		}
+		mesh_sender_close(s);
+	}
+	/* What could not be sent: the connection's error, each. */
+	for (struct mesh_sent r = {.err = err}; i < n; i++) {
+		snprintf(r.error, sizeof(r.error), "%s", mesh_errdetail());
+		fn(arg, (void *)(uintptr_t)i, &r);
+		natsMsg_Destroy(msgs[i]);
+	}
 }
 
 mesh_err
 mesh_sender_flush(struct mesh_sender *s)
 {
-	while (s->n > 0) {
+	while (mesh_sender_in_flight(s) > 0) {
 		reap_head(s);
 	}
 	return MESH_OK;
@@ -289,7 +429,10 @@ mesh_sender_close(struct mesh_sender *s)
 		return;
 	}
 	mesh_sender_flush(s);
-	free(s->took);
+	/* The inbox's replies are the queue's or topic's again. */
+	mesh__rpc_divert(s->rpc, NULL, NULL);
+	pthread_cond_destroy(&s->cv);
+	pthread_mutex_destroy(&s->mu);
 	free(s->ring);
 	free(s);
 }

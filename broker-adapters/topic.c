@@ -431,12 +431,31 @@ published_fail(struct mesh_topic_published *r, mesh_err err)
 	snprintf(r->error, sizeof(r->error), "%s", mesh_errdetail());
 }
 
+/* A published message's outcome into its entry's (idx maps a sent one to
+ * its entry). */
+struct published_to {
+	struct mesh_topic_published *out;
+	const size_t *idx;
+};
+
+static void
+published_into(void *arg, void *tag, const struct mesh_sent *r)
+{
+	const struct published_to *to = arg;
+	struct mesh_topic_published *o = &to->out[to->idx[(uintptr_t)tag]];
+
+	o->err = r->err;
+	snprintf(o->error, sizeof(o->error), "%s", r->error);
+	o->sequence = r->sequence;
+	o->duplicate = r->duplicate;
+}
+
 mesh_err
 mesh_topic_publish_batch(struct mesh_topic *t,
                          const struct mesh_topic_entry *e, size_t n,
                          struct mesh_topic_published *out)
 {
-	natsMsg *msgs[MESH_TOPIC_BATCH_MAX], *replies[MESH_TOPIC_BATCH_MAX];
+	natsMsg *msgs[MESH_TOPIC_BATCH_MAX];
 	size_t idx[MESH_TOPIC_BATCH_MAX], k = 0, total = 0, na;
 	char what[MESH_TOPIC_NAME_MAX + 16];
 	mesh_err err;
@@ -464,23 +483,8 @@ mesh_topic_publish_batch(struct mesh_topic *t,
 		}
 		idx[k++] = i;
 	}
-	if (k == 0) {
-		return MESH_OK;
-	}
-	err = mesh__rpc_many(t->rpc, msgs, k, RPC_TIMEOUT_MS, replies, NULL);
-	for (size_t i = 0; i < k; i++) {
-		struct mesh_topic_published *r = &out[idx[i]];
-		if (err == MESH_OK) {
-			mesh_err e2 = mesh__pub_ack(
-			        replies[i], what, &r->sequence, &r->duplicate);
-			if (e2 != MESH_OK) {
-				published_fail(r, e2);
-			}
-			natsMsg_Destroy(replies[i]);
-		} else {
-			published_fail(r, err);
-		}
-	}
+	mesh__send_prepared(t->rpc, mesh_conn_nats(t->c), what, msgs, k,
+	                    published_into, &(struct published_to){out, idx});
 	return MESH_OK;
 }
 

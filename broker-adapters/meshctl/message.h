@@ -35,7 +35,7 @@
 	{                                                                     \
 		"--stdin", NULL,                                              \
 		        "one message a line of standard input, pipelined (a " \
-		        "window of 256); with --type T each line is JSON "    \
+		        "window of 1024); with --type T each line is JSON "   \
 		        "for "                                                \
 		        "T (JSON Lines)"                                      \
 	}

@@ -41,7 +41,7 @@
 struct mesh_sender;
 
 struct mesh_sender_opts {
-	size_t window;      /* confirmations in flight, 1-4096; 256 */
+	size_t window;      /* confirmations in flight, 1-4096; 1024 */
 	int64_t timeout_ms; /* for each confirmation; 5000 */
 };
 
