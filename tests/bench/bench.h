@@ -2,7 +2,45 @@
 #ifndef MESH_BENCH_H
 #define MESH_BENCH_H
 
+#include <stdio.h>
+#include <stdlib.h>
+
 #include <nats/nats.h>
+
+#define BENCH_ROUNDS_MAX 16
+
+static inline int
+bench_cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* The median of n values (sorts them). */
+static inline double
+bench_median(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof(*v), bench_cmp_double);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* The figure line of interleaved rounds: the medians of each side, and the
+ * median of the rounds' ratios, with `decimals` after the point. */
+static inline void
+bench_figure_rounds(const char *name, double *v, double *base, int rounds,
+                    const char *unit, int decimals)
+{
+	double ratio[BENCH_ROUNDS_MAX];
+
+	for (int i = 0; i < rounds; i++) {
+		ratio[i] = base[i] > 0 ? v[i] / base[i] : 0;
+	}
+	printf("%s: %.*f %s (baseline %.*f %s, ratio %.2f)\n", name, decimals,
+	       bench_median(v, rounds), unit, decimals,
+	       bench_median(base, rounds), unit, bench_median(ratio, rounds));
+	fflush(stdout);
+}
 
 /* Fetch (batch at a time, waiting up to 5 s) and acknowledge until want
  * messages came or a fetch failed; returns how many came. */

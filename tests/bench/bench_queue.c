@@ -1,16 +1,18 @@
 /* bench_queue: queue throughput beside the raw cnats baseline, measured in
  * the same run on the same nats-server (started here, like the tests).
  *
- *   (a) raw cnats: async publish, pull fetch and ack of N 256-byte messages;
- *       and async publish of the same messages the queue sends (the
- *       events' wire form: envelope and headers, built as cnats' user
- *       would build them), the baseline of the send figures
- *   (b) the queue API: send through a sender (a window of 256 in flight),
- *       send batches of 10, receive batch, delete batch
+ *   (a') cnats async publish of the messages the queue sends (the events'
+ *        wire form: envelope and headers, built as cnats' user would
+ *        build them), the baseline of the send figures, against
+ *   (b') the same events through a sender (its default window of 1024 in
+ *        flight); BENCH_ROUNDS (3) rounds interleaved, the medians printed
+ *   (a) raw cnats: async publish, pull fetch and ack of N 256-byte messages
+ *   (b) the queue API: send batches of 10, receive batch, delete batch
  *   (c) FIFO, each message taking 1 ms to handle: 64 groups against 1
  *
  * Environment: BENCH_MESSAGES (200000), BENCH_FIFO_MESSAGES (5000),
- * BENCH_WORKERS (16). Prints "NAME: VALUE UNIT (baseline VALUE UNIT,
+ * BENCH_WORKERS (16), BENCH_ROUNDS (3), BENCH_WINDOW (the sender's window,
+ * 1024). Prints "NAME: VALUE UNIT (baseline VALUE UNIT,
  * ratio R)". Run: meson test -C build --benchmark --suite queues -v */
 #include <pthread.h>
 #include <stdio.h>
@@ -48,18 +50,24 @@ figure(const char *name, double v, double base, const char *unit)
 }
 
 /* (a'): cnats async publish of the events' wire form (what the queue
- * sends, headers and all) to a stream of its own; msgs/s. */
+ * sends, headers and all) to a fresh stream of its own, deleted after;
+ * msgs/s, 0 when it failed. */
 static double
-raw_same_messages(jsCtx *js)
+raw_same_messages(jsCtx *js, int round)
 {
-	const char *subj[] = {"bench.same"};
+	char name[32], subject[32];
+	const char *subj[] = {subject};
 	jsStreamConfig sc;
 	struct mesh_event *ev = NULL;
 	char body[BODY + 1];
+	double rate = 0;
+	long i = 0;
 	long long t0;
 
+	snprintf(name, sizeof(name), "BENCH_SAME_%d", round);
+	snprintf(subject, sizeof(subject), "bench.same.%d", round);
 	jsStreamConfig_Init(&sc);
-	sc.Name = "BENCH_SAME";
+	sc.Name = name;
 	sc.Subjects = subj;
 	sc.SubjectsLen = 1;
 	sc.Retention = js_WorkQueuePolicy;
@@ -73,27 +81,28 @@ raw_same_messages(jsCtx *js)
 	mesh_event_new("bench", "bench", &ev);
 	mesh_event_set_text(ev, body, BODY);
 	t0 = test_now_ms();
-	for (long i = 0; i < n_msgs; i++) {
+	for (; i < n_msgs; i++) {
 		char id[37];
 		natsMsg *m = NULL;
 		snprintf(id, sizeof(id), "w%ld", i);
 		mesh_event_set_id(ev, id);
-		if (mesh_wire_msg("bench.same", NULL, ev, NULL, &m) != MESH_OK ||
+		if (mesh_wire_msg(subject, NULL, ev, NULL, &m) != MESH_OK ||
 		    js_PublishMsgAsync(js, &m, NULL) != NATS_OK) {
 			natsMsg_Destroy(m);
-			mesh_event_free(ev);
-			return 0;
+			break;
 		}
 	}
-	js_PublishAsyncComplete(js, NULL);
+	if (i == n_msgs && js_PublishAsyncComplete(js, NULL) == NATS_OK) {
+		rate = (double)n_msgs / secs_since(t0);
+	}
 	mesh_event_free(ev);
-	return (double)n_msgs / secs_since(t0);
+	js_DeleteStream(js, name, NULL, NULL);
+	return rate;
 }
 
 /* (a): publish and consume with cnats alone; returns msgs/s for each. */
 static bool
-raw_baseline(const char *url, double *pub_rate, double *con_rate,
-             double *same_rate)
+raw_baseline(const char *url, double *pub_rate, double *con_rate)
 {
 	natsConnection *nc = NULL;
 	jsCtx *js = NULL;
@@ -142,7 +151,6 @@ raw_baseline(const char *url, double *pub_rate, double *con_rate,
 		return false;
 	}
 	*pub_rate = (double)n_msgs / secs_since(t0);
-	*same_rate = raw_same_messages(js);
 
 	jsSubOptions_Init(&so);
 	so.Stream = "BENCH_RAW";
@@ -161,6 +169,14 @@ raw_baseline(const char *url, double *pub_rate, double *con_rate,
 	return got == n_msgs;
 }
 
+static long
+env_long(const char *name, long def)
+{
+	const char *v = getenv(name);
+
+	return v && atol(v) > 0 ? atol(v) : def;
+}
+
 static void
 count_sent(void *arg, void *tag, const struct mesh_sent *r)
 {
@@ -170,9 +186,95 @@ count_sent(void *arg, void *tag, const struct mesh_sent *r)
 	*ok += r->err == MESH_OK;
 }
 
+/* (b'): the same events through a sender (its default window) to a fresh
+ * queue, deleted after; msgs/s, 0 when it failed. */
+static double
+sender_rate(int round)
+{
+	struct mesh_queue_attrs a;
+	struct mesh_queue *q = NULL;
+	struct mesh_sender *snd = NULL;
+	struct mesh_sender_opts so;
+	struct mesh_event *ev = NULL;
+	char name[32], body[BODY + 1];
+	long stored = 0;
+	double rate = 0;
+	long long t0;
+
+	snprintf(name, sizeof(name), "bench-send-%d", round);
+	mesh_queue_attrs_init(&a);
+	if (mesh_queue_create(conn, name, &a) != MESH_OK ||
+	    mesh_queue_open(conn, name, &q) != MESH_OK) {
+		fprintf(stderr, "bench: %s\n", mesh_errdetail());
+		return 0;
+	}
+	memset(body, 'x', BODY);
+	body[BODY] = '\0';
+	mesh_event_new("bench", "bench", &ev);
+	mesh_event_set_text(ev, body, BODY);
+	mesh_sender_opts_init(&so);
+	so.window = (size_t)env_long("BENCH_WINDOW", (long)so.window);
+	t0 = test_now_ms();
+	mesh_sender_open_queue(q, &so, count_sent, &stored, &snd);
+	for (long i = 0; i < n_msgs; i++) {
+		char id[37];
+		snprintf(id, sizeof(id), "s%ld", i);
+		mesh_event_set_id(ev, id);
+		if (mesh_sender_send(snd, &(struct mesh_send){.event = ev}) !=
+		    MESH_OK) {
+			fprintf(stderr, "bench: sender: %s\n",
+			        mesh_errdetail());
+			break;
+		}
+	}
+	mesh_sender_close(snd);
+	if (stored == n_msgs) {
+		rate = (double)n_msgs / secs_since(t0);
+	} else {
+		fprintf(stderr, "bench: sender stored %ld of %ld\n", stored,
+		        n_msgs);
+	}
+	mesh_event_free(ev);
+	mesh_queue_close(q);
+	mesh_queue_delete(conn, name);
+	return rate;
+}
+
+/* (a') against (b'), `rounds` times, alternating which goes first. */
+static bool
+send_rounds(const char *url, int rounds, double *raw, double *snd)
+{
+	natsConnection *nc = NULL;
+	jsCtx *js = NULL;
+	bool ok = true;
+
+	if (natsConnection_ConnectTo(&nc, url) != NATS_OK ||
+	    natsConnection_JetStream(&js, nc, NULL) != NATS_OK) {
+		natsConnection_Destroy(nc);
+		return false;
+	}
+	for (int i = 0; i < rounds && ok; i++) {
+		if (i % 2 == 0) {
+			raw[i] = raw_same_messages(js, i);
+			snd[i] = sender_rate(i);
+		} else {
+			snd[i] = sender_rate(i);
+			raw[i] = raw_same_messages(js, i);
+		}
+		printf("# round %d: queue send %.0f msgs/s, cnats %.0f, ratio "
+		       "%.2f\n",
+		       i + 1, snd[i], raw[i],
+		       raw[i] > 0 ? snd[i] / raw[i] : 0);
+		ok = raw[i] > 0 && snd[i] > 0;
+	}
+	jsCtx_Destroy(js);
+	natsConnection_Destroy(nc);
+	return ok;
+}
+
 /* (b): the same through the queue API. */
 static bool
-queue_api(double *send_rate, double *batch_rate, double *con_rate)
+queue_api(double *batch_rate, double *con_rate)
 {
 	struct mesh_queue_attrs a;
 	struct mesh_queue *q;
@@ -201,31 +303,6 @@ queue_api(double *send_rate, double *batch_rate, double *con_rate)
 		e[i] = (struct mesh_queue_entry){
 		        .id = ids[i], .event = ev[i], .delay_s = -1};
 	}
-	{
-		struct mesh_sender *snd = NULL;
-		long stored = 0;
-		t0 = test_now_ms();
-		mesh_sender_open_queue(q, NULL, count_sent, &stored, &snd);
-		for (long i = 0; i < n_msgs; i++) {
-			char id[37];
-			snprintf(id, sizeof(id), "s%ld", i);
-			mesh_event_set_id(ev[0], id);
-			if (mesh_sender_send(snd, &(struct mesh_send){
-			                                  .event = ev[0]}) !=
-			    MESH_OK) {
-				fprintf(stderr, "bench: sender: %s\n",
-				        mesh_errdetail());
-				return false;
-			}
-		}
-		mesh_sender_close(snd);
-		*send_rate = (double)n_msgs / secs_since(t0);
-		if (stored != n_msgs) {
-			fprintf(stderr, "bench: sender stored %ld of %ld\n",
-			        stored, n_msgs);
-			return false;
-		}
-	}
 	t0 = test_now_ms();
 	for (long i = 0; i < n_msgs; i += BATCH) {
 		for (int k = 0; k < BATCH; k++) {
@@ -242,7 +319,7 @@ queue_api(double *send_rate, double *batch_rate, double *con_rate)
 	*batch_rate = (double)n_msgs / secs_since(t0);
 
 	t0 = test_now_ms();
-	while (got < 2 * n_msgs) {
+	while (got < n_msgs) {
 		struct mesh_queue_msg *m = NULL;
 		size_t n = 0;
 		if (mesh_queue_receive(q, BATCH, 1, -1, &m, &n) != MESH_OK ||
@@ -267,7 +344,7 @@ queue_api(double *send_rate, double *batch_rate, double *con_rate)
 		mesh_event_free(ev[i]);
 	}
 	mesh_queue_close(q);
-	return got == 2 * n_msgs;
+	return got == n_msgs;
 }
 
 /* (c): workers receive up to 10, handle each for 1 ms, delete. */
@@ -381,26 +458,22 @@ fifo_rate(const char *name, int groups)
 	                     : 0.0;
 }
 
-static long
-env_long(const char *name, long def)
-{
-	const char *v = getenv(name);
-
-	return v && atol(v) > 0 ? atol(v) : def;
-}
-
 int
 main(void)
 {
 	struct test_broker b;
 	struct mesh_conn_opts o;
-	double raw_pub = 0, raw_con = 0, raw_same = 0, q_send = 0, q_batch = 0,
-	       q_con = 0;
+	double raw_pub = 0, raw_con = 0, q_batch = 0, q_con = 0;
+	double raw_same[BENCH_ROUNDS_MAX], q_send[BENCH_ROUNDS_MAX], send_med;
+	int rounds = (int)env_long("BENCH_ROUNDS", 3);
 
 	n_msgs = env_long("BENCH_MESSAGES", n_msgs) / BATCH * BATCH;
 	n_fifo = env_long("BENCH_FIFO_MESSAGES", n_fifo) / BATCH * BATCH;
 	workers = (int)env_long("BENCH_WORKERS", workers);
 	fifo_batch = (int)env_long("BENCH_FIFO_BATCH", fifo_batch);
+	rounds = rounds < 1                  ? 1
+	         : rounds > BENCH_ROUNDS_MAX ? BENCH_ROUNDS_MAX
+	                                     : rounds;
 	if (!test_broker_start(&b, NULL)) {
 		return 1;
 	}
@@ -413,21 +486,25 @@ main(void)
 	printf("# %ld messages of %d bytes, batches of %d; FIFO: %ld "
 	       "messages, %d workers, 1 ms per message\n",
 	       n_msgs, BODY, BATCH, n_fifo, workers);
-	if (!raw_baseline(b.url, &raw_pub, &raw_con, &raw_same) ||
-	    !queue_api(&q_send, &q_batch, &q_con)) {
+	if (!send_rounds(b.url, rounds, raw_same, q_send) ||
+	    !raw_baseline(b.url, &raw_pub, &raw_con) ||
+	    !queue_api(&q_batch, &q_con)) {
 		fprintf(stderr, "bench: a phase failed\n");
 		return 1;
 	}
-	/* The send figures against cnats sending the same messages; the
-	 * headerless publish of 256 bytes beside, as a comment. */
+	/* The send figures against cnats sending the same messages, the
+	 * medians of interleaved rounds; the headerless publish of 256 bytes
+	 * beside, as a comment. */
+	bench_figure_rounds("queue send (sender)", q_send, raw_same, rounds,
+	                    "msgs/s", 0);
+	send_med = bench_median(q_send, rounds);
 	printf("# raw async publish of 256 bytes without headers: %.0f "
 	       "msgs/s (queue send / it: %.2f)\n",
-	       raw_pub, raw_pub > 0 ? q_send / raw_pub : 0.0);
-	figure("queue send (sender, window 256)", q_send, raw_same, "msgs/s");
-	figure("queue send-batch (10 a round trip)", q_batch, raw_same,
-	       "msgs/s");
+	       raw_pub, raw_pub > 0 ? send_med / raw_pub : 0.0);
+	figure("queue send-batch (10 a round trip)", q_batch,
+	       bench_median(raw_same, rounds), "msgs/s");
 	figure("queue receive+delete", q_con, raw_con, "msgs/s");
-	figure("queue end to end", 1.0 / (1.0 / q_send + 1.0 / q_con),
+	figure("queue end to end", 1.0 / (1.0 / send_med + 1.0 / q_con),
 	       1.0 / (1.0 / raw_pub + 1.0 / raw_con), "msgs/s");
 	{
 		double one = fifo_rate("one.fifo", 1);

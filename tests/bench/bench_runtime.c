@@ -41,6 +41,7 @@
 
 #include <jansson.h>
 
+#include "bench.h"
 #include "harness.h"
 #include "mesh/service.h"
 #include "shop.pb-c.h"
@@ -288,14 +289,6 @@ raw_pipeline(long n, int batch)
 	return (double)n / t0;
 }
 
-static int
-cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
 struct raw_fetcher {
 	natsSubscription *sub;
 	long n, got;
@@ -352,7 +345,7 @@ raw_latency(long n, int rate, double *p50, double *p99)
 		           NULL, NULL);
 	}
 	pthread_join(t, NULL);
-	qsort(f.lat, (size_t)f.got, sizeof(*f.lat), cmp_double);
+	qsort(f.lat, (size_t)f.got, sizeof(*f.lat), bench_cmp_double);
 	*p50 = f.got ? f.lat[f.got / 2] : 0;
 	*p99 = f.got ? f.lat[(f.got * 99) / 100] : 0;
 	free(f.lat);
@@ -537,30 +530,6 @@ runtime_latency(const char *queue, const char *dir, int batch, double *p50,
 	service_stop(&r);
 }
 
-static double
-median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof(*v), cmp_double);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-/* The figure line of rounds: the medians, and the median of the rounds'
- * ratios. */
-static void
-figure_rounds(const char *name, double *v, double *base, int rounds,
-              const char *unit)
-{
-	double ratio[16];
-
-	for (int i = 0; i < rounds; i++) {
-		ratio[i] = base[i] > 0 ? v[i] / base[i] : 0;
-	}
-	printf("%s: %.3f %s (baseline %.3f %s, ratio %.2f)\n", name,
-	       median(v, rounds), unit, median(base, rounds), unit,
-	       median(ratio, rounds));
-	fflush(stdout);
-}
-
 /* A fresh directory under root for round i. */
 static const char *
 round_dir(char *buf, size_t size, const char *root, const char *what, int i)
@@ -578,8 +547,10 @@ main(int argc, char **argv)
 	long n = env_long("BENCH_RUNTIME_EVENTS", 50000);
 	int batch = (int)env_long("BENCH_RUNTIME_BATCH", 256);
 	int rounds = (int)env_long("BENCH_RUNTIME_ROUNDS", 3);
-	double rate[16], base[16], p50[16], p99[16], b50[16], b99[16];
-	double cold[16], raw_cold[16];
+	double rate[BENCH_ROUNDS_MAX], base[BENCH_ROUNDS_MAX],
+	        p50[BENCH_ROUNDS_MAX], p99[BENCH_ROUNDS_MAX],
+	        b50[BENCH_ROUNDS_MAX], b99[BENCH_ROUNDS_MAX];
+	double cold[BENCH_ROUNDS_MAX], raw_cold[BENCH_ROUNDS_MAX];
 
 	if (argc > 1) {
 		return child_main(argc, argv);
@@ -624,43 +595,47 @@ main(int argc, char **argv)
 			       "raw %.0f, ratio %.2f\n",
 			       i + 1, rate[i], base[i], rate[i] / base[i]);
 		}
-		figure_rounds("runtime pipeline", rate, base, rounds,
-		              "events/s");
+		bench_figure_rounds("runtime pipeline", rate, base, rounds,
+		                    "events/s", 0);
 	}
 	if (phase("latency")) {
 		for (int i = 0; i < rounds; i++) {
 			round_dir(dir, sizeof(dir), root, "latency", i);
 			if (i % 2 == 0) {
 				raw_latency(5000, 1000, &b50[i], &b99[i]);
-				runtime_latency("bench-lat", dir, batch, &p50[i],
-				                &p99[i]);
+				runtime_latency("bench-lat", dir, batch,
+				                &p50[i], &p99[i]);
 			} else {
-				runtime_latency("bench-lat", dir, batch, &p50[i],
-				                &p99[i]);
+				runtime_latency("bench-lat", dir, batch,
+				                &p50[i], &p99[i]);
 				raw_latency(5000, 1000, &b50[i], &b99[i]);
 			}
-			printf("# round %d: p50 %.3f ms (raw %.3f), p99 %.3f ms "
+			printf("# round %d: p50 %.3f ms (raw %.3f), p99 %.3f "
+			       "ms "
 			       "(raw %.3f)\n",
 			       i + 1, p50[i], b50[i], p99[i], b99[i]);
 		}
-		figure_rounds("publish-to-commit p50 at 1000 events/s", p50,
-		              b50, rounds, "ms");
-		figure_rounds("publish-to-commit p99 at 1000 events/s", p99,
-		              b99, rounds, "ms");
+		bench_figure_rounds("publish-to-commit p50 at 1000 events/s",
+		                    p50, b50, rounds, "ms", 3);
+		bench_figure_rounds("publish-to-commit p99 at 1000 events/s",
+		                    p99, b99, rounds, "ms", 3);
 	}
 	if (phase("cold")) {
 		char self[PATH_MAX];
-		ssize_t len = readlink("/proc/self/exe", self, sizeof(self) - 1);
+		ssize_t len =
+		        readlink("/proc/self/exe", self, sizeof(self) - 1);
 		if (len > 0) {
 			self[len] = '\0';
 		}
 		for (int i = 0; i < rounds; i++) {
-			char *svc[] = {len > 0 ? self : argv[0], "--service",
+			char *svc[] = {len > 0 ? self : argv[0],
+			               "--service",
 			               broker.url,
 			               (char *)round_dir(cold_dir,
-			                                 sizeof(cold_dir), root,
-			                                 "cold", i),
-			               "bench-cold", NULL};
+			                                 sizeof(cold_dir),
+			                                 root, "cold", i),
+			               "bench-cold",
+			               NULL};
 			char *raw[] = {len > 0 ? self : argv[0], "--raw-start",
 			               broker.url, NULL};
 			if (i % 2 == 0) {
@@ -673,8 +648,8 @@ main(int argc, char **argv)
 			printf("# round %d: cold start %.2f ms (raw %.2f)\n",
 			       i + 1, cold[i], raw_cold[i]);
 		}
-		figure_rounds("cold start (exec to ready to consume)", cold,
-		              raw_cold, rounds, "ms");
+		bench_figure_rounds("cold start (exec to ready to consume)",
+		                    cold, raw_cold, rounds, "ms", 3);
 	}
 	mesh_conn_close(conn);
 	jsCtx_Destroy(raw_js);
