@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <time.h>
 #include <jansson.h>
 #include <nats/nats.h>
@@ -20,6 +21,20 @@
 /* Milliseconds: wall clock and monotonic (mesh/clock.h). */
 #define now_ms  mesh_wall_ms
 #define mono_ms mesh_mono_ms
+
+/* Copy src (NULL: "") into dst of size > 0, cut short to fit, always
+ * terminated: snprintf's "%s" without its cost, on the per-message
+ * paths. */
+static inline void
+mesh__copy_str(char *dst, size_t size, const char *src)
+{
+	size_t n = src != NULL ? strnlen(src, size - 1) : 0;
+
+	if (n > 0) {
+		memcpy(dst, src, n);
+	}
+	dst[n] = '\0';
+}
 
 /* NKeys (nkey.c): the user public key ("U...") of a seed ("SU..."), and
  * the seed text of 32 raw Ed25519 seed bytes (for tests and tooling).

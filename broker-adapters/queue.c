@@ -71,7 +71,7 @@ mesh__q_hdr(natsMsg *m, const char *key)
 void
 mesh__q_copy_str(char *dst, size_t size, const char *src)
 {
-	snprintf(dst, size, "%s", src ? src : "");
+	mesh__copy_str(dst, size, src);
 }
 
 /* Whether a delivered message comes from stream/consumer. */

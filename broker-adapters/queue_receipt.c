@@ -41,29 +41,50 @@ mesh__q_receipt_make(const struct mesh_queue *q, const char *ack,
 	                  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 }
 
+static void
+copy_token(char *dst, size_t size, const char *src, int len)
+{
+	size_t k = (size_t)len < size - 1 ? (size_t)len : size - 1;
+
+	memcpy(dst, src, k);
+	dst[k] = '\0';
+}
+
+/* $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<dseq>.<ts>.<pending>,
+ * or with <domain>.<account hash> before the stream and a token after:
+ * read in place (on every delivery, twice), without a copy. */
 bool
 mesh__q_ack_parse(const char *ack, struct receipt *r)
 {
-	char copy[ACK_MAX + 1], *tok[16], *save = NULL;
-	int n = 0, base;
+	const char *tok[16];
+	int len[16], n = 0, base;
 
 	if (strlen(ack) > ACK_MAX) {
 		return false; /* cut short, it would misparse */
 	}
-	mesh__q_copy_str(copy, sizeof(copy), ack);
-	for (char *t = strtok_r(copy, ".", &save); t && n < 16;
-	     t = strtok_r(NULL, ".", &save)) {
-		tok[n++] = t;
+	for (const char *p = ack; n < 16;) {
+		const char *dot = strchr(p, '.');
+		tok[n] = p;
+		len[n] = dot ? (int)(dot - p) : (int)strlen(p);
+		if (len[n++] == 0) {
+			return false;
+		}
+		if (dot == NULL) {
+			break;
+		}
+		p = dot + 1;
 	}
-	if (n < 9 || strcmp(tok[0], "$JS") != 0 || strcmp(tok[1], "ACK")) {
+	if (n < 9 || len[0] != 3 || memcmp(tok[0], "$JS", 3) != 0 ||
+	    len[1] != 3 || memcmp(tok[1], "ACK", 3) != 0) {
 		return false;
 	}
 	base = n == 9 ? 2 : 4;
 	if (n != 9 && n < 12) {
 		return false;
 	}
-	mesh__q_copy_str(r->stream, sizeof(r->stream), tok[base]);
-	mesh__q_copy_str(r->consumer, sizeof(r->consumer), tok[base + 1]);
+	copy_token(r->stream, sizeof(r->stream), tok[base], len[base]);
+	copy_token(r->consumer, sizeof(r->consumer), tok[base + 1],
+	           len[base + 1]);
 	r->delivered = strtoull(tok[base + 2], NULL, 10);
 	r->sseq = strtoull(tok[base + 3], NULL, 10);
 	r->dseq = strtoull(tok[base + 4], NULL, 10);

@@ -212,12 +212,12 @@ queue_fetch(void *impl, size_t max, int64_t wait_ms, bool decode,
 		o->sequence = m[i].sequence;
 		o->attempt = m[i].receive_count;
 		o->impl = NULL;
-		snprintf(o->parse_error_buf, sizeof(o->parse_error_buf), "%s",
-		         m[i].parse_error);
+		mesh__copy_str(o->parse_error_buf, sizeof(o->parse_error_buf),
+		               m[i].parse_error);
 		o->parse_error = o->parse_error_buf;
-		snprintf(o->receipt, sizeof(o->receipt), "%s", m[i].receipt);
-		snprintf(o->group_buf, sizeof(o->group_buf), "%s",
-		         m[i].group_id);
+		mesh__copy_str(o->receipt, sizeof(o->receipt), m[i].receipt);
+		mesh__copy_str(o->group_buf, sizeof(o->group_buf),
+		               m[i].group_id);
 		o->group_id = o->group_buf[0] ? o->group_buf : NULL;
 	}
 	mesh_queue_msgs_free(m, got);
