@@ -6,10 +6,13 @@
  *              runtime) marks its id processed, one durable commit per
  *              batch, then acks; timed from the first event handled to
  *              the last (the start is the cold-start figure's).
- *              Baseline: cnats fetching the same N messages (the
+ *              Baselines: cnats fetching the same N messages (the
  *              events' wire form, headers and all) from a pull consumer
- *              and acking each. Each also notes the CPU time
- *              per event it and the broker used.
+ *              and acking each; and the service's work written by hand
+ *              on cnats, protobuf-c and LMDB (a batch fetched, each
+ *              event unpacked and its state and processed id put, one
+ *              durable commit, then the acks). Each also notes the CPU
+ *              time per event it and the broker used.
  *   latency:   events sent at 1,000 per second; publish-to-commit p50 and
  *              p99 from the runtime's own histogram. Baseline: the same
  *              rate through cnats alone, publish to fetch.
@@ -41,7 +44,11 @@
 
 #include <jansson.h>
 
+#include <lmdb.h>
+#include <sys/stat.h>
+
 #include "bench.h"
+#include "cloudevents.pb-c.h"
 #include "harness.h"
 #include "mesh/service.h"
 #include "shop.pb-c.h"
@@ -185,25 +192,20 @@ static void
 fill(const char *queue, long n)
 {
 	struct mesh_queue *q = NULL;
+	struct mesh_sender *snd = NULL;
 
-	mesh_queue_open(conn, queue, &q);
-	for (long i = 0; i < n; i += 10) {
-		struct mesh_queue_entry e[10];
-		struct mesh_queue_sent s[10];
-		struct mesh_event *ev[10];
-		char ids[10][24];
-		int k, m = n - i < 10 ? (int)(n - i) : 10;
-		for (k = 0; k < m; k++) {
-			ev[k] = order(i + k);
-			snprintf(ids[k], sizeof(ids[k]), "e%d", k);
-			e[k] = (struct mesh_queue_entry){
-			        .id = ids[k], .event = ev[k], .delay_s = -1};
-		}
-		mesh_queue_send_batch(q, e, (size_t)m, s);
-		for (k = 0; k < m; k++) {
-			mesh_event_free(ev[k]);
-		}
+	if (mesh_queue_open(conn, queue, &q) != MESH_OK ||
+	    mesh_sender_open_queue(q, NULL, NULL, NULL, &snd) != MESH_OK) {
+		fprintf(stderr, "bench: fill: %s\n", mesh_errdetail());
+		mesh_queue_close(q);
+		return;
 	}
+	for (long i = 0; i < n; i++) {
+		struct mesh_event *ev = order(i);
+		mesh_sender_send(snd, &(struct mesh_send){.event = ev});
+		mesh_event_free(ev);
+	}
+	mesh_sender_close(snd);
 	mesh_queue_close(q);
 }
 
@@ -246,29 +248,110 @@ raw_bind(const char *stream, const char *subject)
 	return sub;
 }
 
-/* Fetch and ack n messages; events per second. */
-static double
-raw_pipeline(long n, int batch)
+/* A stream of n orders as the queue holds them: the events' wire form,
+ * their headers and all; its pull consumer bound. */
+static natsSubscription *
+raw_filled(const char *stream, const char *subject, long n)
 {
-	double mark[2] = {test_cpu_s(0), test_cpu_s(test_broker_pid(&broker))};
-	natsSubscription *sub;
-	long got = 0;
-	double t0;
-
-	/* The same messages as the queue holds: the events' wire form, their
-	 * headers and all. */
-	raw_stream("RAW_PIPE", "raw.pipe");
+	raw_stream(stream, subject);
 	for (long i = 0; i < n; i++) {
 		struct mesh_event *ev = order(i);
 		natsMsg *m = NULL;
-		if (mesh_wire_msg("raw.pipe", NULL, ev, NULL, &m) == MESH_OK) {
+		if (mesh_wire_msg(subject, NULL, ev, NULL, &m) == MESH_OK) {
 			js_PublishMsgAsync(raw_js, &m, NULL);
 		}
 		natsMsg_Destroy(m);
 		mesh_event_free(ev);
 	}
 	js_PublishAsyncComplete(raw_js, NULL);
-	sub = raw_bind("RAW_PIPE", "raw.pipe");
+	return raw_bind(stream, subject);
+}
+
+/* The service's work written by hand on protobuf-c and LMDB, for one
+ * fetched batch: in one write transaction, for each event not yet
+ * processed, unpack its envelope and its PlaceOrder, put the order's state
+ * and its id as processed; commit durably (the env syncs each commit). */
+struct raw_lmdb {
+	MDB_env *env;
+	MDB_dbi state, seen;
+};
+
+static bool
+raw_lmdb_open(struct raw_lmdb *l, const char *dir)
+{
+	MDB_txn *txn = NULL;
+
+	mkdir(dir, 0700);
+	if (mdb_env_create(&l->env) != 0 ||
+	    mdb_env_set_mapsize(l->env, 1u << 30) ||
+	    mdb_env_set_maxdbs(l->env, 2) ||
+	    mdb_env_open(l->env, dir, 0, 0600) ||
+	    mdb_txn_begin(l->env, NULL, 0, &txn) ||
+	    mdb_dbi_open(txn, "state", MDB_CREATE, &l->state) ||
+	    mdb_dbi_open(txn, "processed", MDB_CREATE, &l->seen) ||
+	    mdb_txn_commit(txn)) {
+		fprintf(stderr, "bench: LMDB in %s\n", dir);
+		mdb_env_close(l->env);
+		return false;
+	}
+	return true;
+}
+
+static void
+raw_lmdb_apply(struct raw_lmdb *l, const natsMsgList *list)
+{
+	MDB_txn *txn = NULL;
+
+	mdb_txn_begin(l->env, NULL, 0, &txn);
+	for (int i = 0; i < list->Count; i++) {
+		natsMsg *m = list->Msgs[i];
+		Io__Cloudevents__V1__CloudEvent *ce =
+		        io__cloudevents__v1__cloud_event__unpack(
+		                NULL, (size_t)natsMsg_GetDataLength(m),
+		                (const uint8_t *)natsMsg_GetData(m));
+		Evmesh__Shop__PlaceOrder *po = NULL;
+		MDB_val k, v;
+		if (ce == NULL) {
+			continue;
+		}
+		k = (MDB_val){strlen(ce->id), ce->id};
+		if (mdb_get(txn, l->seen, &k, &v) == MDB_NOTFOUND &&
+		    ce->proto_data != NULL &&
+		    (po = evmesh__shop__place_order__unpack(
+		             NULL, ce->proto_data->value.len,
+		             ce->proto_data->value.data)) != NULL) {
+			char key[64], val[32];
+			snprintf(key, sizeof(key), "order/%s", po->order_id);
+			snprintf(val, sizeof(val), "%lld",
+			         (long long)po->total_cents);
+			mdb_put(txn, l->state, &(MDB_val){strlen(key), key},
+			        &(MDB_val){strlen(val), val}, 0);
+			evmesh__shop__place_order__free_unpacked(po, NULL);
+			v = (MDB_val){0, ""};
+			mdb_put(txn, l->seen, &k, &v, 0);
+		}
+		io__cloudevents__v1__cloud_event__free_unpacked(ce, NULL);
+	}
+	mdb_txn_commit(txn);
+}
+
+/* Fetch and ack n messages, a batch at a time, as a plain consumer is
+ * written; with lmdb_dir, each batch's work is done by hand on LMDB
+ * (raw_lmdb_apply) before its acks. Events per second, 0 on failure. */
+static double
+raw_pipeline(const char *lmdb_dir, long n, int batch)
+{
+	double mark[2] = {test_cpu_s(0), test_cpu_s(test_broker_pid(&broker))};
+	struct raw_lmdb l = {0};
+	natsSubscription *sub;
+	long got = 0;
+	double t0;
+
+	if (lmdb_dir != NULL && !raw_lmdb_open(&l, lmdb_dir)) {
+		return 0;
+	}
+	sub = lmdb_dir ? raw_filled("RAW_LMDB", "raw.lmdb", n)
+	               : raw_filled("RAW_PIPE", "raw.pipe", n);
 	cpu_note("(filling)", n, mark);
 	t0 = now_s();
 	while (got < n) {
@@ -277,6 +360,9 @@ raw_pipeline(long n, int batch)
 		    NATS_OK) {
 			continue;
 		}
+		if (lmdb_dir != NULL) {
+			raw_lmdb_apply(&l, &list);
+		}
 		for (int i = 0; i < list.Count; i++) {
 			natsMsg_Ack(list.Msgs[i], NULL);
 		}
@@ -284,8 +370,9 @@ raw_pipeline(long n, int batch)
 		natsMsgList_Destroy(&list);
 	}
 	t0 = now_s() - t0;
-	cpu_note("baseline", n, mark);
+	cpu_note(lmdb_dir ? "baseline (LMDB)" : "baseline", n, mark);
 	natsSubscription_Destroy(sub);
+	mdb_env_close(l.env);
 	return (double)n / t0;
 }
 
@@ -551,6 +638,7 @@ main(int argc, char **argv)
 	        p50[BENCH_ROUNDS_MAX], p99[BENCH_ROUNDS_MAX],
 	        b50[BENCH_ROUNDS_MAX], b99[BENCH_ROUNDS_MAX];
 	double cold[BENCH_ROUNDS_MAX], raw_cold[BENCH_ROUNDS_MAX];
+	double lbase[BENCH_ROUNDS_MAX], rate2[BENCH_ROUNDS_MAX];
 
 	if (argc > 1) {
 		return child_main(argc, argv);
@@ -580,23 +668,34 @@ main(int argc, char **argv)
 	       n, batch, rounds);
 
 	if (phase("pipeline")) {
+		char ldir[PATH_MAX + 32];
 		for (int i = 0; i < rounds; i++) {
 			round_dir(dir, sizeof(dir), root, "pipeline", i);
+			round_dir(ldir, sizeof(ldir), root, "raw-lmdb", i);
 			if (i % 2 == 0) {
-				base[i] = raw_pipeline(n, batch);
+				base[i] = raw_pipeline(NULL, n, batch);
+				lbase[i] = raw_pipeline(ldir, n, batch);
 				rate[i] = runtime_pipeline("bench-in", dir, n,
 				                           batch);
 			} else {
 				rate[i] = runtime_pipeline("bench-in", dir, n,
 				                           batch);
-				base[i] = raw_pipeline(n, batch);
+				lbase[i] = raw_pipeline(ldir, n, batch);
+				base[i] = raw_pipeline(NULL, n, batch);
 			}
+			rate2[i] = rate[i];
 			printf("# round %d: runtime pipeline %.0f events/s, "
-			       "raw %.0f, ratio %.2f\n",
-			       i + 1, rate[i], base[i], rate[i] / base[i]);
+			       "cnats %.0f (ratio %.2f), cnats+LMDB by hand "
+			       "%.0f (ratio %.2f)\n",
+			       i + 1, rate[i], base[i], rate[i] / base[i],
+			       lbase[i], rate[i] / lbase[i]);
 		}
 		bench_figure_rounds("runtime pipeline", rate, base, rounds,
 		                    "events/s", 0);
+		bench_figure_rounds(
+		        "runtime pipeline vs the same work by hand "
+		        "(cnats+protobuf-c+LMDB)",
+		        rate2, lbase, rounds, "events/s", 0);
 	}
 	if (phase("latency")) {
 		for (int i = 0; i < rounds; i++) {
