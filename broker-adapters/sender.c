@@ -51,6 +51,7 @@ struct mesh_sender {
 	size_t waiting;   /* sent and not yet confirmed (or timed out) */
 	size_t want;      /* the caller waits for this many more; 0: not */
 	size_t confirmed; /* since the caller began to wait */
+	bool all_at_once; /* a batch: the caller waits for all of it */
 };
 
 void
@@ -60,9 +61,10 @@ mesh_sender_opts_init(struct mesh_sender_opts *o)
 	o->timeout_ms = 5000;
 }
 
+/* A sender whose ring starts with `first` slots (at most the window). */
 static mesh_err
-open_common(const struct mesh_sender_opts *o, mesh_sent_fn fn, void *arg,
-            const char *what, struct mesh_sender **out)
+open_common(const struct mesh_sender_opts *o, size_t first, mesh_sent_fn fn,
+            void *arg, const char *what, struct mesh_sender **out)
 {
 	struct mesh_sender_opts d;
 	struct mesh_sender *s;
@@ -81,13 +83,13 @@ open_common(const struct mesh_sender_opts *o, mesh_sent_fn fn, void *arg,
 		                    "%s: a sender's timeout must be positive",
 		                    what);
 	}
+	first = first < o->window ? first : o->window;
 	if ((s = calloc(1, sizeof(*s))) == NULL ||
-	    (s->ring = calloc(o->window < RING_FIRST ? o->window : RING_FIRST,
-	                      sizeof(*s->ring))) == NULL) {
+	    (s->ring = malloc(first * sizeof(*s->ring))) == NULL) {
 		free(s);
 		return mesh_err_set(MESH_ENOMEM, "%s: sender", what);
 	}
-	s->cap = o->window < RING_FIRST ? o->window : RING_FIRST;
+	s->cap = first;
 	pthread_mutex_init(&s->mu, NULL);
 	{
 		pthread_condattr_t ca;
@@ -112,7 +114,8 @@ mesh_sender_open_queue(struct mesh_queue *q, const struct mesh_sender_opts *o,
 	mesh_err err;
 
 	snprintf(what, sizeof(what), "queue '%s'", mesh_queue_name(q));
-	if ((err = open_common(o, fn, arg, what, out)) == MESH_OK) {
+	if ((err = open_common(o, RING_FIRST, fn, arg, what, out)) ==
+	    MESH_OK) {
 		(*out)->q = q;
 		(*out)->rpc = mesh__queue_rpc(q);
 		(*out)->nc = mesh__conn_bulk(mesh__queue_conn(q));
@@ -129,7 +132,8 @@ mesh_sender_open_topic(struct mesh_topic *t, const struct mesh_sender_opts *o,
 	mesh_err err;
 
 	snprintf(what, sizeof(what), "topic '%s'", mesh_topic_name(t));
-	if ((err = open_common(o, fn, arg, what, out)) == MESH_OK) {
+	if ((err = open_common(o, RING_FIRST, fn, arg, what, out)) ==
+	    MESH_OK) {
 		(*out)->t = t;
 		(*out)->rpc = mesh__topic_rpc(t);
 		(*out)->nc = mesh__conn_bulk(mesh__topic_conn(t));
@@ -259,7 +263,9 @@ reap_head(struct mesh_sender *s)
 			break;
 		}
 		/* One wake-up for many confirmations, not one each. */
-		s->want = s->waiting / 2 > 0 ? s->waiting / 2 : 1;
+		s->want = s->all_at_once       ? s->waiting
+		          : s->waiting / 2 > 0 ? s->waiting / 2
+		                               : 1;
 		s->confirmed = 0;
 		pthread_cond_timedwait(&s->cv, &s->mu, &ts);
 	}
@@ -391,7 +397,9 @@ mesh__send_prepared(struct mesh__rpc *rpc, natsConnection *nc,
 	if (o.window > MESH_SENDER_WINDOW_MAX) {
 		o.window = MESH_SENDER_WINDOW_MAX;
 	}
-	if (n > 0 && (err = open_common(&o, fn, arg, what, &s)) == MESH_OK) {
+	if (n > 0 &&
+	    (err = open_common(&o, n, fn, arg, what, &s)) == MESH_OK) {
+		s->all_at_once = true;
 		s->rpc = rpc;
 		s->nc = nc;
 		mesh__rpc_divert(rpc, on_reply, s);
