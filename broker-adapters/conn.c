@@ -1,6 +1,7 @@
 /* conn.c: connecting to NATS, with credentials, TLS, back-off, and errors
  * that say which server could not be reached and why. */
 #include <assert.h>
+#include <inttypes.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -25,6 +26,7 @@
 struct mesh_conn {
 	natsConnection *nc;
 	jsCtx *js;
+	int replicas; /* the mesh-wide replica count; 0: by the servers */
 	int64_t wait_ms;
 	int64_t max_wait_ms;
 	/* The bulk connection (mesh__conn_bulk): the same server and
@@ -391,6 +393,108 @@ build_options(const struct mesh_conn_opts *o, struct mesh_conn *c,
 	return MESH_OK;
 }
 
+/* The mesh-wide replica count asked for: o->replicas, else MESH_REPLICAS,
+ * else 0 (chosen by the servers there are). */
+static mesh_err
+replicas_of(const struct mesh_conn_opts *o, int *out)
+{
+	const char *env = getenv("MESH_REPLICAS");
+	char *end = NULL;
+	long v;
+
+	if (o->replicas != 0) {
+		if (o->replicas < 1 || o->replicas > MESH_REPLICAS_MAX) {
+			return mesh_err_set(MESH_EINVAL,
+			                    "replicas %d: a replica count is "
+			                    "1-%d",
+			                    o->replicas, MESH_REPLICAS_MAX);
+		}
+		*out = o->replicas;
+		return MESH_OK;
+	}
+	*out = 0;
+	if (env == NULL || env[0] == '\0') {
+		return MESH_OK;
+	}
+	v = strtol(env, &end, 10);
+	if (*end != '\0' || v < 1 || v > MESH_REPLICAS_MAX) {
+		return mesh_err_set(
+		        MESH_EINVAL,
+		        "MESH_REPLICAS '%.32s': a replica count is "
+		        "1-%d",
+		        env, MESH_REPLICAS_MAX);
+	}
+	*out = (int)v;
+	return MESH_OK;
+}
+
+int
+mesh_conn_servers(struct mesh_conn *c)
+{
+	char **urls = NULL;
+	int n = 0, distinct = 0;
+
+	if (natsConnection_GetServers(c->nc, &urls, &n) != NATS_OK) {
+		return 1; /* connected to one, at least */
+	}
+	for (int i = 0; i < n; i++) {
+		bool seen = false;
+		for (int j = 0; j < i && !seen; j++) {
+			seen = strcmp(urls[i], urls[j]) == 0;
+		}
+		distinct += !seen;
+	}
+	for (int i = 0; i < n; i++) {
+		free(urls[i]);
+	}
+	free(urls);
+	return distinct > 0 ? distinct : 1;
+}
+
+int
+mesh_conn_replicas(struct mesh_conn *c)
+{
+	if (c->replicas > 0) {
+		return c->replicas;
+	}
+	return mesh_conn_servers(c) >= 3 ? 3 : 1;
+}
+
+mesh_err
+mesh_replicas_check(struct mesh_conn *c, const char *what, int64_t replicas)
+{
+	int servers;
+
+	if (replicas < 1 || replicas > MESH_REPLICAS_MAX) {
+		return mesh_err_set(MESH_EINVAL,
+		                    "%s: Replicas %" PRId64 " is out of range "
+		                    "1-%d",
+		                    what, replicas, MESH_REPLICAS_MAX);
+	}
+	if (c != NULL && replicas > (servers = mesh_conn_servers(c))) {
+		return mesh_err_set(
+		        MESH_EINVAL,
+		        "%s: Replicas %" PRId64 " is more than the "
+		        "%d NATS server%s this mesh runs on (a "
+		        "copy each)",
+		        what, replicas, servers, servers == 1 ? "" : "s");
+	}
+	return MESH_OK;
+}
+
+mesh_err
+mesh__replicas_default_err(mesh_err err)
+{
+	char detail[512];
+
+	snprintf(detail, sizeof(detail), "%s", mesh_errdetail());
+	return mesh_err_set(
+	        err,
+	        "%s: the mesh's default replica count (MESH_REPLICAS "
+	        "or the connection's); give one with --replicas",
+	        detail);
+}
+
 mesh_err
 mesh_conn_open(const struct mesh_conn_opts *o, struct mesh_conn **out)
 {
@@ -412,6 +516,9 @@ mesh_conn_open(const struct mesh_conn_opts *o, struct mesh_conn **out)
 		return mesh_err_set(MESH_ENOMEM, "connection");
 	}
 	pthread_mutex_init(&c->bulk_mu, NULL);
+	if ((err = replicas_of(o, &c->replicas)) != MESH_OK) {
+		goto fail;
+	}
 	c->wait_ms = o->reconnect_wait_ms > 0 ? o->reconnect_wait_ms : 1;
 	c->max_wait_ms = o->reconnect_max_wait_ms > c->wait_ms
 	                         ? o->reconnect_max_wait_ms

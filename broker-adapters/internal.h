@@ -117,6 +117,14 @@ struct mesh__rpc *mesh__topic_rpc(struct mesh_topic *t);
 struct mesh_conn *mesh__queue_conn(struct mesh_queue *q);
 struct mesh_conn *mesh__topic_conn(struct mesh_topic *t);
 
+/* wire.c: js_UpdateStream, again (up to 3 times) while it times out. */
+natsStatus mesh__stream_update(struct mesh_conn *c, jsStreamConfig *cfg,
+                               jsErrCode *jerr);
+
+/* conn.c: a replica check's error, when the count was the mesh's
+ * default: the detail says where it came from. */
+mesh_err mesh__replicas_default_err(mesh_err err);
+
 /* sender.c: send n prepared messages (replies on rpc) on nc, all in flight
  * at once, and wait for them: fn gets each one's outcome, its tag the
  * index, in order (the message_id left empty: the caller has it). The

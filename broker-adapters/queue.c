@@ -14,11 +14,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <jansson.h>
 #include <sodium.h>
 
 #include "queue_internal.h"
+
+/* nats-server's JSConsumerReplicasExceedsStream. */
+#define JS_REPLICAS_EXCEED_STREAM 10126
 
 static void drop_reply(struct mesh_queue *q, natsMsg *m);
 
@@ -149,7 +153,9 @@ mesh_queue_attrs_check(const char *name, const struct mesh_queue_attrs *a)
 	    (err = range(name, "ReceiveMessageWaitTimeSeconds",
 	                 a->receive_wait_s, 0, 20)) != MESH_OK ||
 	    (err = range(name, "partitions", a->partitions, 1, 256)) !=
-	            MESH_OK) {
+	            MESH_OK ||
+	    (err = range(name, "Replicas", a->replicas, 0,
+	                 MESH_REPLICAS_MAX)) != MESH_OK) {
 		return err;
 	}
 	if (a->dlq[0] != '\0') {
@@ -301,6 +307,9 @@ cfg_load(struct mesh_conn *c, const char *name, struct qcfg *cfg,
 		return err;
 	}
 	err = cfg_decode(name, si->Config->Description, cfg);
+	/* Replicas live in the stream's configuration, changed by nobody
+	 * but set_attrs: read as they are. */
+	cfg->a.replicas = si->Config->Replicas > 0 ? si->Config->Replicas : 1;
 	jsStreamInfo_Destroy(si);
 	return err;
 }
@@ -317,14 +326,19 @@ attrs_same(const struct mesh_queue_attrs *x, const struct mesh_queue_attrs *y)
 	       strcmp(x->dlq, y->dlq) == 0 &&
 	       (x->dlq[0] == '\0' ||
 	        x->max_receive_count == y->max_receive_count) &&
-	       (!x->fifo || x->partitions == y->partitions);
+	       (!x->fifo || x->partitions == y->partitions) &&
+	       (y->replicas == 0 || x->replicas == y->replicas);
 }
 
 static void
-stream_config(jsStreamConfig *sc, const char *stream, const char **subject,
-              const struct mesh_queue_attrs *a, const char *desc)
+stream_config(struct mesh_conn *c, jsStreamConfig *sc, const char *stream,
+              const char **subject, const struct mesh_queue_attrs *a,
+              const char *desc)
 {
-	mesh_stream_config_init(sc, stream, subject, 1);
+	mesh_stream_config_init(c, sc, stream, subject, 1);
+	if (a->replicas > 0) {
+		sc->Replicas = (int)a->replicas;
+	}
 	sc->Retention = js_WorkQueuePolicy;
 	sc->MaxAge = a->retention_s * 1000 * NS_PER_MS;
 	sc->MaxMsgSize = (int32_t)(a->max_message_size + ENVELOPE_ROOM);
@@ -344,9 +358,12 @@ ack_wait_ns(const struct mesh_queue_attrs *a)
 
 static void
 consumer_config(jsConsumerConfig *cc, const char *durable, const char *filter,
-                int64_t ack_wait, int64_t max_ack_pending)
+                int64_t ack_wait, int64_t max_ack_pending, int64_t replicas)
 {
 	jsConsumerConfig_Init(cc);
+	/* As many copies as the stream: said, since an update that says 0
+	 * keeps the consumer at what it had. */
+	cc->Replicas = (int)replicas;
 	cc->Durable = durable;
 	cc->AckPolicy = js_AckExplicit;
 	cc->AckWait = ack_wait;
@@ -357,13 +374,37 @@ consumer_config(jsConsumerConfig *cc, const char *durable, const char *filter,
 	cc->DeliverPolicy = js_DeliverAll;
 }
 
+/* Add or update a consumer. A stream's replicas raised a moment ago may
+ * not be known yet where consumers are placed ("replica count exceeds
+ * parent stream"): asked again for a few seconds. */
+static natsStatus
+put_consumer(struct mesh_conn *c, const char *stream, jsConsumerConfig *cc,
+             bool update, jsErrCode *jerr)
+{
+	natsStatus s;
+
+	for (int i = 0;; i++) {
+		jsConsumerInfo *ci = NULL;
+		*jerr = 0;
+		s = update ? js_UpdateConsumer(&ci, mesh_conn_js(c), stream,
+		                               cc, NULL, jerr)
+		           : js_AddConsumer(&ci, mesh_conn_js(c), stream, cc,
+		                            NULL, jerr);
+		jsConsumerInfo_Destroy(ci);
+		if (s == NATS_OK || *jerr != JS_REPLICAS_EXCEED_STREAM ||
+		    i == 50) {
+			return s;
+		}
+		usleep(100 * 1000);
+	}
+}
+
 /* Add or update the consumers of a queue's streams. */
 static mesh_err
 ensure_consumers(struct mesh_conn *c, const char *name, const struct qnames *n,
                  const struct mesh_queue_attrs *a, bool update)
 {
 	jsConsumerConfig cc;
-	jsConsumerInfo *ci = NULL;
 	jsErrCode jerr = 0;
 	natsStatus s;
 	int parts = a->fifo ? (int)a->partitions : 1;
@@ -379,30 +420,30 @@ ensure_consumers(struct mesh_conn *c, const char *name, const struct qnames *n,
 		 * keeps each of its groups in order. */
 		consumer_config(&cc, a->fifo ? durable : RECEIVERS,
 		                a->fifo ? filter : NULL, ack_wait_ns(a),
-		                a->fifo ? 1 : 120000);
-		s = update ? js_UpdateConsumer(&ci, mesh_conn_js(c), n->stream,
-		                               &cc, NULL, &jerr)
-		           : js_AddConsumer(&ci, mesh_conn_js(c), n->stream,
-		                            &cc, NULL, &jerr);
-		jsConsumerInfo_Destroy(ci);
-		ci = NULL;
+		                a->fifo ? 1 : 120000, a->replicas);
+		s = put_consumer(c, n->stream, &cc, update, &jerr);
 		if (s != NATS_OK) {
 			return mesh_err_nats(s, jerr, "queue '%s': consumer",
 			                     name);
 		}
 	}
-	if (!update) {
-		consumer_config(&cc, MOVER, NULL, 30 * 1000 * NS_PER_MS,
-		                100000);
-		s = js_AddConsumer(&ci, mesh_conn_js(c), n->dstream, &cc, NULL,
-		                   &jerr);
-		jsConsumerInfo_Destroy(ci);
-		if (s != NATS_OK) {
-			return mesh_err_nats(
-			        s, jerr, "queue '%s': delay consumer", name);
-		}
+	consumer_config(&cc, MOVER, NULL, 30 * 1000 * NS_PER_MS, 100000,
+	                a->replicas);
+	s = put_consumer(c, n->dstream, &cc, update, &jerr);
+	if (s != NATS_OK) {
+		return mesh_err_nats(s, jerr, "queue '%s': delay consumer",
+		                     name);
 	}
 	return MESH_OK;
+}
+
+static mesh_err
+replicas_check(struct mesh_conn *c, const char *name, int64_t replicas)
+{
+	char what[MESH_QUEUE_NAME_MAX + 16];
+
+	snprintf(what, sizeof(what), "queue '%s'", name);
+	return mesh_replicas_check(c, what, replicas);
 }
 
 static mesh_err
@@ -460,6 +501,13 @@ mesh_queue_create(struct mesh_conn *c, const char *name,
 	if ((err = check_dlq(c, name, attrs)) != MESH_OK) {
 		return err;
 	}
+	if (cfg.a.replicas == 0) {
+		cfg.a.replicas = mesh_conn_replicas(c);
+	}
+	if ((err = replicas_check(c, name, cfg.a.replicas)) != MESH_OK) {
+		return attrs->replicas != 0 ? err
+		                            : mesh__replicas_default_err(err);
+	}
 	randombytes_buf(cfg.key, sizeof(cfg.key));
 	cfg.a.created_ms = cfg.a.modified_ms = now_ms();
 	if ((desc = cfg_encode(name, &cfg)) == NULL) {
@@ -468,7 +516,7 @@ mesh_queue_create(struct mesh_conn *c, const char *name,
 	/* The delay stream first: the main stream, which makes the queue
 	 * exist, comes last, and a failure removes what was made. */
 	subj[0] = n.dsubject;
-	stream_config(&sc, n.dstream, subj, &cfg.a, NULL);
+	stream_config(c, &sc, n.dstream, subj, &cfg.a, NULL);
 	s = js_AddStream(&si, mesh_conn_js(c), &sc, NULL, &jerr);
 	jsStreamInfo_Destroy(si);
 	si = NULL;
@@ -477,7 +525,7 @@ mesh_queue_create(struct mesh_conn *c, const char *name,
 		goto fail;
 	}
 	subj[0] = n.filter;
-	stream_config(&sc, n.stream, subj, &cfg.a, desc);
+	stream_config(c, &sc, n.stream, subj, &cfg.a, desc);
 	s = js_AddStream(&si, mesh_conn_js(c), &sc, NULL, &jerr);
 	jsStreamInfo_Destroy(si);
 	if (s != NATS_OK) {
@@ -503,7 +551,6 @@ mesh_queue_set_attrs(struct mesh_conn *c, const char *name,
 	struct qcfg cfg;
 	struct qnames n;
 	jsStreamConfig sc;
-	jsStreamInfo *si = NULL;
 	jsErrCode jerr = 0;
 	const char *subj[1];
 	char *desc;
@@ -528,24 +575,28 @@ mesh_queue_set_attrs(struct mesh_conn *c, const char *name,
 		return err;
 	}
 	{
-		int64_t created = cfg.a.created_ms;
+		int64_t created = cfg.a.created_ms, replicas = cfg.a.replicas;
 		cfg.a = *attrs;
 		cfg.a.created_ms = created;
 		cfg.a.modified_ms = now_ms();
+		if (cfg.a.replicas == 0) {
+			cfg.a.replicas = replicas;
+		} else if (cfg.a.replicas != replicas &&
+		           (err = replicas_check(c, name, cfg.a.replicas)) !=
+		                   MESH_OK) {
+			return err;
+		}
 	}
 	if ((desc = cfg_encode(name, &cfg)) == NULL) {
 		return mesh_err_set(MESH_ENOMEM, "queue '%s'", name);
 	}
 	subj[0] = n.dsubject;
-	stream_config(&sc, n.dstream, subj, &cfg.a, NULL);
-	s = js_UpdateStream(&si, mesh_conn_js(c), &sc, NULL, &jerr);
-	jsStreamInfo_Destroy(si);
-	si = NULL;
+	stream_config(c, &sc, n.dstream, subj, &cfg.a, NULL);
+	s = mesh__stream_update(c, &sc, &jerr);
 	if (s == NATS_OK) {
 		subj[0] = n.filter;
-		stream_config(&sc, n.stream, subj, &cfg.a, desc);
-		s = js_UpdateStream(&si, mesh_conn_js(c), &sc, NULL, &jerr);
-		jsStreamInfo_Destroy(si);
+		stream_config(c, &sc, n.stream, subj, &cfg.a, desc);
+		s = mesh__stream_update(c, &sc, &jerr);
 	}
 	free(desc);
 	if (s != NATS_OK) {

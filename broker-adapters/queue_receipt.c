@@ -144,7 +144,7 @@ mesh__q_ledger_ensure(struct mesh_queue *q)
 	jsStreamConfig sc;
 	const char *subj[] = {LEDGER_PREFIX ">"};
 
-	mesh_stream_config_init(&sc, LEDGER_STREAM, subj, 1);
+	mesh_stream_config_init(q->c, &sc, LEDGER_STREAM, subj, 1);
 	sc.MaxMsgsPerSubject = 1;
 	sc.MaxAge = (int64_t)(MAX_VISIBILITY_S + 3600) * 1000 * NS_PER_MS;
 	return mesh_stream_ensure(q->c, &sc);

@@ -21,6 +21,7 @@ mesh__records_bucket(struct mesh_conn *c, kvStore **kv)
 		cfg.History = 1;
 		cfg.MaxValueSize = MAX_RECORD;
 		cfg.StorageType = js_FileStorage;
+		cfg.Replicas = mesh_conn_replicas(c);
 		s = js_CreateKeyValue(kv, mesh_conn_js(c), &cfg);
 	}
 	if (s != NATS_OK) {

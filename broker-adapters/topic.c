@@ -122,6 +122,7 @@ load(struct mesh_conn *c, const char *name, struct mesh_topic_attrs *a,
 		return err;
 	}
 	err = cfg_decode(name, si->Config->Description, a);
+	a->replicas = si->Config->Replicas > 0 ? si->Config->Replicas : 1;
 	if (err == MESH_OK && si_out != NULL) {
 		*si_out = si;
 	} else {
@@ -140,7 +141,7 @@ mesh_topic_create(struct mesh_conn *c, const char *name,
 	jsStreamInfo *si = NULL;
 	jsErrCode jerr = 0;
 	const char *subj[1];
-	char desc[160];
+	char desc[160], what[MESH_TOPIC_NAME_MAX + 16];
 	bool fifo;
 	natsStatus s;
 	mesh_err err;
@@ -168,11 +169,18 @@ mesh_topic_create(struct mesh_conn *c, const char *name,
 		        " days is out of range 1-%d (0: none)",
 		        name, a.archive_days, MESH_TOPIC_ARCHIVE_DAYS);
 	}
+	if (a.replicas < 0 || a.replicas > MESH_REPLICAS_MAX) {
+		return mesh_err_set(MESH_EINVAL,
+		                    "topic '%s': Replicas %" PRId64
+		                    " is out of range 1-%d",
+		                    name, a.replicas, MESH_REPLICAS_MAX);
+	}
 	err = load(c, name, &old, &n, NULL);
 	if (err == MESH_OK) {
 		if (old.fifo == a.fifo &&
 		    old.content_based_dedup == a.content_based_dedup &&
-		    old.archive_days == a.archive_days) {
+		    old.archive_days == a.archive_days &&
+		    (a.replicas == 0 || a.replicas == old.replicas)) {
 			return MESH_OK;
 		}
 		return mesh_err_set(MESH_EEXIST,
@@ -183,10 +191,19 @@ mesh_topic_create(struct mesh_conn *c, const char *name,
 	if (err != MESH_ENOTFOUND) {
 		return err;
 	}
+	if (a.replicas == 0) {
+		a.replicas = mesh_conn_replicas(c);
+	}
+	snprintf(what, sizeof(what), "topic '%s'", name);
+	if ((err = mesh_replicas_check(c, what, a.replicas)) != MESH_OK) {
+		return attrs->replicas != 0 ? err
+		                            : mesh__replicas_default_err(err);
+	}
 	a.created_ms = now_ms();
 	cfg_encode(&a, desc, sizeof(desc));
 	subj[0] = n.subject;
-	mesh_stream_config_init(&sc, n.stream, subj, 1);
+	mesh_stream_config_init(c, &sc, n.stream, subj, 1);
+	sc.Replicas = (int)a.replicas;
 	/* Without an archive a message lives until every subscription has
 	 * it; with one, for the archive's days whatever they do. */
 	if (a.archive_days > 0) {
@@ -202,6 +219,51 @@ mesh_topic_create(struct mesh_conn *c, const char *name,
 	jsStreamInfo_Destroy(si);
 	if (s != NATS_OK) {
 		return mesh_err_nats(s, jerr, "topic '%s': stream", name);
+	}
+	return MESH_OK;
+}
+
+mesh_err
+mesh_topic_set_attrs(struct mesh_conn *c, const char *name,
+                     const struct mesh_topic_attrs *attrs)
+{
+	struct mesh_topic_attrs old;
+	struct tnames n;
+	jsStreamInfo *si = NULL;
+	jsErrCode jerr = 0;
+	char what[MESH_TOPIC_NAME_MAX + 16];
+	natsStatus s;
+	mesh_err err;
+
+	if ((err = load(c, name, &old, &n, &si)) != MESH_OK) {
+		return err;
+	}
+	snprintf(what, sizeof(what), "topic '%s'", name);
+	if (attrs->fifo != old.fifo ||
+	    attrs->content_based_dedup != old.content_based_dedup ||
+	    attrs->archive_days != old.archive_days) {
+		jsStreamInfo_Destroy(si);
+		return mesh_err_set(
+		        MESH_EINVAL,
+		        "%s: only Replicas can be changed "
+		        "(FifoTopic, ContentBasedDeduplication and "
+		        "ArchivePolicy are fixed at creation)",
+		        what);
+	}
+	if (attrs->replicas == 0 || attrs->replicas == old.replicas) {
+		jsStreamInfo_Destroy(si);
+		return MESH_OK;
+	}
+	if ((err = mesh_replicas_check(c, what, attrs->replicas)) != MESH_OK) {
+		jsStreamInfo_Destroy(si);
+		return err;
+	}
+	si->Config->Replicas = (int)attrs->replicas;
+	s = mesh__stream_update(c, si->Config, &jerr);
+	jsStreamInfo_Destroy(si);
+	if (s != NATS_OK) {
+		return mesh_err_nats(s, jerr, "%s: Replicas %" PRId64, what,
+		                     attrs->replicas);
 	}
 	return MESH_OK;
 }

@@ -160,10 +160,11 @@ mesh_wire_read(natsMsg *msg, size_t max_size, const char *fallback_id,
 	    natsMsgHeader_Get(msg, MESH_HDR_MSG_ID, &id) != NATS_OK) {
 		id = NULL;
 	}
-	if ((err = mesh_event_new(MESH_WIRE_RAW_TYPE, "nats", &ev)) != MESH_OK ||
-	    (err = mesh_event_set_binary(ev, natsMsg_GetData(msg),
-	                                 (size_t)natsMsg_GetDataLength(msg))) !=
-	            MESH_OK) {
+	if ((err = mesh_event_new(MESH_WIRE_RAW_TYPE, "nats", &ev)) !=
+	            MESH_OK ||
+	    (err = mesh_event_set_binary(
+	             ev, natsMsg_GetData(msg),
+	             (size_t)natsMsg_GetDataLength(msg))) != MESH_OK) {
 		goto fail;
 	}
 	/* A foreign id or content type we cannot carry is left out, never a
@@ -189,8 +190,9 @@ fail:
 }
 
 void
-mesh_stream_config_init(jsStreamConfig *sc, const char *name,
-                        const char **subjects, int n_subjects)
+mesh_stream_config_init(struct mesh_conn *c, jsStreamConfig *sc,
+                        const char *name, const char **subjects,
+                        int n_subjects)
 {
 	jsStreamConfig_Init(sc);
 	sc->Name = name;
@@ -198,6 +200,23 @@ mesh_stream_config_init(jsStreamConfig *sc, const char *name,
 	sc->SubjectsLen = n_subjects;
 	sc->Storage = js_FileStorage;
 	sc->AllowDirect = true;
+	sc->Replicas = mesh_conn_replicas(c);
+}
+
+natsStatus
+mesh__stream_update(struct mesh_conn *c, jsStreamConfig *cfg, jsErrCode *jerr)
+{
+	natsStatus s = NATS_TIMEOUT;
+
+	/* On a cluster an update can outlast the API's wait while the
+	 * stream's peers change (a replica count raised just before): the
+	 * same update again is harmless. */
+	for (int i = 0; i < 3 && s == NATS_TIMEOUT; i++) {
+		jsStreamInfo *si = NULL;
+		s = js_UpdateStream(&si, mesh_conn_js(c), cfg, NULL, jerr);
+		jsStreamInfo_Destroy(si);
+	}
+	return s;
 }
 
 mesh_err

@@ -18,7 +18,7 @@ ensure_stream(struct mesh_conn *c, const char *name, const char *subject)
 	jsStreamConfig sc;
 	const char *subj[] = {subject};
 
-	mesh_stream_config_init(&sc, name, subj, 1);
+	mesh_stream_config_init(c, &sc, name, subj, 1);
 	sc.MaxMsgsPerSubject = 1;
 	return mesh_stream_ensure(c, &sc);
 }

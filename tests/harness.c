@@ -15,6 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <nats/nats.h>
+
 #include "harness.h"
 
 static int tap_count;
@@ -252,7 +254,13 @@ test_broker_start(struct test_broker *b, const char *extra_conf)
 	}
 	fflush(stdout);
 	if ((b->reaper = fork()) == 0) {
-		close(fds[1]);
+		/* Nothing of the test's but its own pipe: another broker's
+		 * pipe held open here would keep that reaper from seeing
+		 * its end (a cluster's reapers are forked one by one). */
+		if (fds[0] > 3) {
+			close_range(3, (unsigned)fds[0] - 1, 0);
+		}
+		close_range((unsigned)fds[0] + 1, ~0U, 0);
 		/* Not in the test's process group: a ^C to the test run
 		 * still ends the server through the pipe. */
 		setpgid(0, 0);
@@ -374,4 +382,148 @@ test_broker_pid(const struct test_broker *b)
 		closedir(d);
 	}
 	return found;
+}
+
+/* ---- clusters ----------------------------------------------------------- */
+
+bool
+test_cluster_start(struct test_cluster *cl, int n)
+{
+	memset(cl, 0, sizeof(*cl));
+	if (n < 1 || n > TEST_CLUSTER_MAX) {
+		return false;
+	}
+	for (int i = 0; i < n; i++) {
+		bool dup;
+		do {
+			cl->route[i] = free_port();
+			dup = false;
+			for (int j = 0; j < i; j++) {
+				dup = dup || cl->route[j] == cl->route[i];
+			}
+		} while (dup && cl->route[i] > 0);
+		if (cl->route[i] < 0) {
+			return false;
+		}
+	}
+	for (int i = 0; i < n; i++) {
+		char conf[1024];
+		int k = snprintf(conf, sizeof(conf),
+		                 "server_name: n%d\n"
+		                 "cluster {\n  name: evmesh-test\n"
+		                 "  listen: \"127.0.0.1:%d\"\n  routes: [",
+		                 i + 1, cl->route[i]);
+		for (int j = 0, first = 1; j < n; j++) {
+			if (j != i) {
+				k += snprintf(
+				        conf + k, sizeof(conf) - (size_t)k,
+				        "%s \"nats-route://127.0.0.1:%d\"",
+				        first ? "" : ",", cl->route[j]);
+				first = 0;
+			}
+		}
+		snprintf(conf + k, sizeof(conf) - (size_t)k, " ]\n}\n");
+		if (!test_broker_start(&cl->node[i], conf)) {
+			cl->n = i + 1;
+			test_cluster_stop(cl);
+			return false;
+		}
+		cl->n = i + 1;
+		k = (int)strlen(cl->urls);
+		snprintf(cl->urls + k, sizeof(cl->urls) - (size_t)k, "%s%s",
+		         i ? "," : "", cl->node[i].url);
+	}
+	if (!test_cluster_js_ready(cl->node[0].url, 30000)) {
+		tap_diag("the cluster's JetStream did not come up in 30 s "
+		         "(logs: %s/nats.log and the others)",
+		         cl->node[0].dir);
+		return false;
+	}
+	return true;
+}
+
+void
+test_cluster_stop(struct test_cluster *cl)
+{
+	for (int i = cl->n - 1; i >= 0; i--) {
+		test_broker_stop(&cl->node[i]);
+	}
+}
+
+bool
+test_cluster_js_ready(const char *url, long long ms)
+{
+	long long deadline = test_now_ms() + ms;
+	bool ready = false;
+
+	while (!ready && test_now_ms() < deadline) {
+		natsConnection *nc = NULL;
+		jsCtx *js = NULL;
+		jsAccountInfo *ai = NULL;
+		if (natsConnection_ConnectTo(&nc, url) == NATS_OK &&
+		    natsConnection_JetStream(&js, nc, NULL) == NATS_OK &&
+		    js_GetAccountInfo(&ai, js, NULL, NULL) == NATS_OK) {
+			ready = true;
+		}
+		jsAccountInfo_Destroy(ai);
+		jsCtx_Destroy(js);
+		natsConnection_Destroy(nc);
+		if (!ready) {
+			usleep(200000);
+		}
+	}
+	return ready;
+}
+
+/* The stream's info, asked of any node that answers; NULL if none. */
+static jsStreamInfo *
+cluster_stream_info(const struct test_cluster *cl, const char *stream)
+{
+	for (int i = 0; i < cl->n; i++) {
+		natsConnection *nc = NULL;
+		jsCtx *js = NULL;
+		jsStreamInfo *si = NULL;
+		natsOptions *o = NULL;
+		if (natsOptions_Create(&o) == NATS_OK &&
+		    natsOptions_SetURL(o, cl->node[i].url) == NATS_OK &&
+		    natsOptions_SetTimeout(o, 1000) == NATS_OK &&
+		    natsConnection_Connect(&nc, o) == NATS_OK &&
+		    natsConnection_JetStream(&js, nc, NULL) == NATS_OK) {
+			js_GetStreamInfo(&si, js, stream, NULL, NULL);
+		}
+		jsCtx_Destroy(js);
+		natsConnection_Destroy(nc);
+		natsOptions_Destroy(o);
+		if (si != NULL) {
+			return si;
+		}
+	}
+	return NULL;
+}
+
+int
+test_cluster_leader(const struct test_cluster *cl, const char *stream)
+{
+	jsStreamInfo *si = cluster_stream_info(cl, stream);
+	int at = -1;
+
+	if (si != NULL && si->Cluster != NULL && si->Cluster->Leader != NULL &&
+	    si->Cluster->Leader[0] == 'n') {
+		at = atoi(si->Cluster->Leader + 1) - 1;
+	}
+	jsStreamInfo_Destroy(si);
+	return at >= 0 && at < cl->n ? at : -1;
+}
+
+int
+test_cluster_stream_replicas(const struct test_cluster *cl, const char *stream)
+{
+	jsStreamInfo *si = cluster_stream_info(cl, stream);
+	int n = 0;
+
+	if (si != NULL) {
+		n = si->Config->Replicas;
+	}
+	jsStreamInfo_Destroy(si);
+	return n;
 }

@@ -68,6 +68,32 @@ void test_broker_kill(struct test_broker *b);
  * accepts connections. */
 bool test_broker_restart(struct test_broker *b);
 
+/* ---- a JetStream cluster of one's own ---------------------------------- */
+
+#define TEST_CLUSTER_MAX 5
+
+/* n nats-servers (named n1..nN) on free loopback ports, routed to each
+ * other, JetStream clustered, each with its own store and reaper. */
+struct test_cluster {
+	int n;
+	struct test_broker node[TEST_CLUSTER_MAX];
+	int route[TEST_CLUSTER_MAX];
+	char urls[TEST_CLUSTER_MAX *
+	          32]; /* every client URL, commas between */
+};
+
+/* Start the servers and wait (up to 30 s) until JetStream answers on the
+ * cluster (its meta group has a leader). False with a TAP diagnostic. */
+bool test_cluster_start(struct test_cluster *cl, int n);
+void test_cluster_stop(struct test_cluster *cl);
+/* Wait until JetStream answers through url (a meta leader), up to ms. */
+bool test_cluster_js_ready(const char *url, long long ms);
+/* The index of the node that leads a stream (its server_name nK), or -1. */
+int test_cluster_leader(const struct test_cluster *cl, const char *stream);
+/* The replicas a stream has (leader and followers), or 0. */
+int test_cluster_stream_replicas(const struct test_cluster *cl,
+                                 const char *stream);
+
 /* The server's process id (a child of the reaper), 0 if not found. */
 pid_t test_broker_pid(const struct test_broker *b);
 /* CPU seconds (user and system) used so far by process pid (to the clock

@@ -88,6 +88,11 @@ int cli_fail(const struct cli *cli, mesh_err err);
 	"Says what it would delete and asks first (y or yes goes on); "       \
 	"--yes does not ask.\nWithout --yes and without a terminal on "       \
 	"standard input it deletes nothing\nand exits 2."
+/* --replicas N on queues and topics. */
+#define REPLICAS_HELP                                                         \
+	"copies of its streams, each on another server, 1-5 (the mesh's: "    \
+	"MESH_REPLICAS, else 3 on a cluster of 3 or more servers, else 1)"
+
 int cli_confirm(const struct cli *cli, const char *what, ...)
         __attribute__((format(printf, 2, 3)));
 

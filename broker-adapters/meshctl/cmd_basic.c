@@ -66,11 +66,7 @@ smoke_stream(struct mesh_conn *c)
 	jsStreamConfig cfg;
 	const char *subjects[] = {SMOKE_SUBJECTS};
 
-	jsStreamConfig_Init(&cfg);
-	cfg.Name = SMOKE_STREAM;
-	cfg.Subjects = subjects;
-	cfg.SubjectsLen = 1;
-	cfg.Storage = js_FileStorage;
+	mesh_stream_config_init(c, &cfg, SMOKE_STREAM, subjects, 1);
 	cfg.MaxAge = (int64_t)3600 * 1000000000; /* an hour */
 	cfg.MaxMsgs = 1000;
 	return mesh_stream_ensure(c, &cfg);

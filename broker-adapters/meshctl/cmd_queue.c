@@ -63,6 +63,7 @@ attrs_from_flags(struct cli *cli, struct mesh_queue_attrs *a)
 	NUM("--receive-wait", receive_wait_s, 0, 20);
 	NUM("--max-receive", max_receive_count, 1, 1000);
 	NUM("--partitions", partitions, 1, 256);
+	NUM("--replicas", replicas, 1, MESH_REPLICAS_MAX);
 #undef NUM
 	if (cli_opt(cli, "--dlq") != NULL) {
 		snprintf(a->dlq, sizeof(a->dlq), "%s", cli_opt(cli, "--dlq"));
@@ -262,6 +263,7 @@ cmd_queue_info(struct cli *cli)
 	put_num(at, "MessageRetentionPeriod", a->retention_s);
 	put_num(at, "MaximumMessageSize", a->max_message_size);
 	put_num(at, "ReceiveMessageWaitTimeSeconds", a->receive_wait_s);
+	put_num(at, "Replicas", a->replicas);
 	if (a->dlq[0] != '\0') {
 		char rp[256];
 		snprintf(rp, sizeof(rp),

@@ -44,13 +44,15 @@ do_topic_create(struct cli *cli, struct mesh_conn *c)
 {
 	const char *name = cli_pos(cli, 0);
 	struct mesh_topic_attrs a;
-	long long days;
+	long long days, replicas;
 	bool fifo = false;
 	mesh_err err;
 
 	mesh_topic_attrs_init(&a);
 	if (!cli_opt_long(cli, "--archive-days", 1, MESH_TOPIC_ARCHIVE_DAYS, 0,
-	                  &days)) {
+	                  &days) ||
+	    !cli_opt_long(cli, "--replicas", 1, MESH_REPLICAS_MAX, 0,
+	                  &replicas)) {
 		return CLI_USAGE;
 	}
 	if ((err = mesh_topic_name_check(name, &fifo)) != MESH_OK) {
@@ -59,6 +61,7 @@ do_topic_create(struct cli *cli, struct mesh_conn *c)
 	a.fifo = fifo || cli_flag(cli, "--fifo");
 	a.content_based_dedup = cli_flag(cli, "--content-based-dedup");
 	a.archive_days = days;
+	a.replicas = replicas;
 	if ((err = mesh_topic_create(c, name, &a)) != MESH_OK) {
 		return err == MESH_EINVAL
 		               ? cli_usage_error(cli, "%s", mesh_errdetail())
@@ -76,6 +79,42 @@ int
 cmd_topic_create(struct cli *cli)
 {
 	return connected(cli, do_topic_create);
+}
+
+static int
+do_topic_set_attributes(struct cli *cli, struct mesh_conn *c)
+{
+	const char *name = cli_pos(cli, 0);
+	struct mesh_topic_info ti;
+	long long replicas;
+	mesh_err err;
+
+	if (!cli_opt_long(cli, "--replicas", 1, MESH_REPLICAS_MAX, 0,
+	                  &replicas)) {
+		return CLI_USAGE;
+	}
+	if (replicas == 0) {
+		return cli_usage_error(cli,
+		                       "set-attributes: nothing to change "
+		                       "(--replicas N)");
+	}
+	if ((err = mesh_topic_info(c, name, &ti)) != MESH_OK) {
+		return cli_fail(cli, err);
+	}
+	ti.a.replicas = replicas;
+	if ((err = mesh_topic_set_attrs(c, name, &ti.a)) != MESH_OK) {
+		return cli_fail(cli, err);
+	}
+	if (!cli->json) {
+		printf("updated topic %s\n", name);
+	}
+	return CLI_OK;
+}
+
+int
+cmd_topic_set_attributes(struct cli *cli)
+{
+	return connected(cli, do_topic_set_attributes);
 }
 
 static int
@@ -164,6 +203,7 @@ do_topic_info(struct cli *cli, struct mesh_conn *c)
 	put_num(at, "SubscriptionsConfirmed", (int64_t)ti.subscriptions);
 	put_num(at, "MessagesStored", (int64_t)ti.messages);
 	put_num(at, "CreatedTimestamp", ti.a.created_ms);
+	put_num(at, "Replicas", ti.a.replicas);
 	if (ti.a.archive_days > 0) {
 		char policy[64];
 		snprintf(policy, sizeof(policy),
@@ -186,6 +226,7 @@ do_topic_info(struct cli *cli, struct mesh_conn *c)
 	} else {
 		printf("archive        none\n");
 	}
+	printf("replicas       %" PRId64 "\n", ti.a.replicas);
 	printf("subscriptions  %zu\n", ti.subscriptions);
 	printf("stored         %" PRIu64 " messages\n", ti.messages);
 	json_decref(at);

@@ -36,6 +36,7 @@ extern const struct cli_cmd topic_commands[];
 extern const struct cli_cmd subscription_commands[];
 
 int cmd_topic_create(struct cli *cli);
+int cmd_topic_set_attributes(struct cli *cli);
 int cmd_topic_delete(struct cli *cli);
 int cmd_topic_list(struct cli *cli);
 int cmd_topic_info(struct cli *cli);

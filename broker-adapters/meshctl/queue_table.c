@@ -19,6 +19,7 @@ static const struct cli_opt none[] = {{NULL, NULL, NULL}};
 	        {"--max-receive", "N",                                        \
 	         "maxReceiveCount before dead-lettering, "                    \
 	         "1-1000 (10)"},                                              \
+	        {"--replicas", "N", REPLICAS_HELP},                           \
 	{                                                                     \
 		"--content-based-dedup", NULL,                                \
 		        "ContentBasedDeduplication (FIFO)"                    \

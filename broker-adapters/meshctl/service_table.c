@@ -79,14 +79,14 @@ static const struct cli_opt new_opts[] = {
 };
 
 #define STATE_HELP                                                            \
-	"Asks a running instance of the service (mesh.service.SERVICE.state."  \
-	"*, over NATS:\nfrom any machine, no access to its files), which "     \
-	"reads the database\n'" MESH_SERVICE_DB_STATE "' (or --db's) in one "  \
-	"read transaction; --state DIR reads a stopped\nservice's files "      \
-	"instead. Keys and values print as text when they are\nprintable "     \
-	"UTF-8, else as 0x and hex (--json: key_base64, value_base64).\n"      \
+	"Asks a running instance of the service (mesh.service.SERVICE.state." \
+	"*, over NATS:\nfrom any machine, no access to its files), which "    \
+	"reads the database\n'" MESH_SERVICE_DB_STATE "' (or --db's) in one " \
+	"read transaction; --state DIR reads a stopped\nservice's files "     \
+	"instead. Keys and values print as text when they are\nprintable "    \
+	"UTF-8, else as 0x and hex (--json: key_base64, value_base64).\n"     \
 	"Values carry no type: --type T reads them as the protobuf message "  \
-	"T and\nprints its proto3 JSON mapping (--json: value_json beside "    \
+	"T and\nprints its proto3 JSON mapping (--json: value_json beside "   \
 	"value)."
 
 const struct cli_cmd state_commands[] = {

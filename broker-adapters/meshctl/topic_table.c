@@ -13,6 +13,12 @@ static const struct cli_opt create_opts[] = {
         {"--archive-days", "N",
          "keep every message N days (1-365) for replay "
          "(ArchivePolicy)"},
+        {"--replicas", "N", REPLICAS_HELP},
+        {NULL, NULL, NULL},
+};
+
+static const struct cli_opt set_opts[] = {
+        {"--replicas", "N", REPLICAS_HELP},
         {NULL, NULL, NULL},
 };
 
@@ -76,8 +82,15 @@ static const struct cli_opt sub_set_opts[] = {
 
 const struct cli_cmd topic_commands[] = {
         {"create", "Create a topic (idempotent, as SNS's CreateTopic).",
-         "NAME [--fifo] [--content-based-dedup] [--archive-days N]", NULL,
-         create_opts, cmd_topic_create, NULL, 1, 1},
+         "NAME [--fifo] [--content-based-dedup] [--archive-days N] "
+         "[--replicas N]",
+         NULL, create_opts, cmd_topic_create, NULL, 1, 1},
+        {"set-attributes",
+         "Change a topic's replicas (the rest is fixed at creation).",
+         "NAME --replicas N",
+         "JetStream moves the copies while the topic stays in use; its "
+         "subscriptions'\nconsumers follow.",
+         set_opts, cmd_topic_set_attributes, NULL, 1, 1},
         {"delete", "Delete a topic, its messages and its subscriptions.",
          "NAME [--yes]", CONFIRM_HELP, delete_opts, cmd_topic_delete, NULL, 1,
          1},

@@ -22,6 +22,24 @@ is "$(printf '%s' "$out" | json 'd["Attributes"]["VisibilityTimeout"]')" "5" \
 is "$(printf '%s' "$out" | json 'd["Attributes"]["MaximumMessageSize"]')" "262144" \
 	"defaults are SQS's (MaximumMessageSize 262144)"
 out=$(m queue list --json); has "$out" '/queue/jobs' "list-queues shape: QueueUrls"
+is "$(m queue info jobs --json | json 'd["Attributes"]["Replicas"]')" "1" \
+	"one server: Replicas 1 by default"
+
+# Replicas (issue 13): more than the servers, or out of range, refused
+# with the value and the servers named; nothing is made.
+out=$(m queue create r3 --replicas 3 2>&1); is $? 1 "queue create --replicas 3 on one server fails"
+has "$out" "Replicas 3 is more than the 1 NATS server" "naming the value and the servers there are"
+m queue info r3 >/dev/null 2>&1; is $? 1 "and no queue is made"
+for v in 0 6 x; do
+	out=$(m queue create r3 --replicas $v 2>&1); is $? 2 "--replicas $v is a usage error"
+	has "$out" "--replicas '$v'" "naming the value"
+done
+out=$(m queue set-attributes jobs --replicas 2 2>&1); is $? 1 "set-attributes --replicas 2 on one server fails"
+has "$out" "Replicas 2" "naming the value"
+out=$(MESH_REPLICAS=7 m queue list 2>&1); is $? 1 "MESH_REPLICAS=7 is refused"
+has "$out" "MESH_REPLICAS '7'" "naming it"
+out=$(MESH_REPLICAS=3 m queue create r3 2>&1); is $? 1 "MESH_REPLICAS=3 on one server fails at create"
+has "$out" "MESH_REPLICAS" "saying where the count came from"
 
 # --json anywhere on the line is the output switch (issue 11).
 for line in "--json queue send jobs" "queue --json send jobs" "queue send --json jobs"; do

@@ -26,6 +26,18 @@ has "$out" "other attributes" "and says why"
 out=$(m topic create 'bad name' 2>&1); is $? 2 "a bad name exits 2"
 has "$out" "bad name" "and names it"
 m topic create events.fifo --content-based-dedup >/dev/null; ok $? "a FIFO topic"
+
+# Replicas (issue 13) on one server.
+is "$(m topic info orders --json | field Attributes.Replicas)" "1" "one server: Replicas 1 by default"
+out=$(m topic create r3 --replicas 3 2>&1); [ $? -ne 0 ]; ok $? "topic create --replicas 3 on one server fails"
+has "$out" "Replicas 3 is more than the 1 NATS server" "naming the value and the servers there are"
+m topic info r3 >/dev/null 2>&1; is $? 1 "and no topic is made"
+out=$(m topic create r3 --replicas 6 2>&1); is $? 2 "--replicas 6 is a usage error"
+has "$out" "--replicas '6'" "naming the value"
+out=$(m topic set-attributes orders --replicas 2 2>&1); is $? 1 "topic set-attributes --replicas 2 on one server fails"
+has "$out" "Replicas 2" "naming the value"
+out=$(m topic set-attributes orders 2>&1); is $? 2 "set-attributes without --replicas is a usage error"
+m topic set-attributes orders --replicas 1 >/dev/null; ok $? "set-attributes to the count it has is fine"
 out=$(m topic list --json)
 is "$(printf '%s' "$out" | python3 -c 'import json,sys; print(",".join(sorted(t["TopicArn"] for t in json.load(sys.stdin)["Topics"])))')" \
 	"events.fifo,orders" "list-topics shape: Topics[].TopicArn"

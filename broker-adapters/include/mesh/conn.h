@@ -17,7 +17,8 @@
 
 #include "mesh/err.h"
 
-#define MESH_DEFAULT_URL "nats://127.0.0.1:4222"
+#define MESH_DEFAULT_URL  "nats://127.0.0.1:4222"
+#define MESH_REPLICAS_MAX 5 /* JetStream's most copies of a stream */
 
 /* Options; mesh_conn_opts_init() sets the defaults noted here. Strings are
  * borrowed: they must stay valid until mesh_conn_open() returns. */
@@ -37,6 +38,11 @@ struct mesh_conn_opts {
 	int64_t reconnect_wait_ms;     /* first back-off step; 250 */
 	int64_t reconnect_max_wait_ms; /* back-off ceiling; 8000 */
 	int max_reconnect;             /* attempts, -1 = forever; -1 */
+	/* The mesh-wide replica count of the streams and buckets made
+	 * through this connection without one of their own, 1-5; 0: the
+	 * MESH_REPLICAS environment variable, else by the servers (see
+	 * mesh_conn_replicas). 0 */
+	int replicas;
 };
 
 /* Set the defaults. */
@@ -50,7 +56,8 @@ void mesh_conn_opts_from_env(struct mesh_conn_opts *o);
 struct mesh_conn;
 
 /* Connect to the first reachable server of o->servers.
- * Errors: MESH_EINVAL (bad URL or option; unreadable key file),
+ * Errors: MESH_EINVAL (bad URL or option; unreadable key file; a replica
+ * count, or MESH_REPLICAS, outside 1-5),
  * MESH_EUNREACHABLE (no server answered; the detail says
  * "cannot reach NATS at <url>: <why>", e.g. "connection refused"),
  * MESH_EAUTH (credentials refused), MESH_EIO (TLS), MESH_ENOMEM.
@@ -59,6 +66,23 @@ struct mesh_conn;
  * On success *out owns the connection: close it with mesh_conn_close(). */
 mesh_err mesh_conn_open(const struct mesh_conn_opts *o,
                         struct mesh_conn **out);
+
+/* How many NATS servers the connection knows: those given and those the
+ * server told of (a cluster's members advertise each other), counted
+ * once each; at least 1. */
+int mesh_conn_servers(struct mesh_conn *c);
+
+/* The replica count for streams and buckets made without one of their
+ * own: the options', else MESH_REPLICAS (checked at mesh_conn_open: 1-5),
+ * else 3 when the connection knows 3 or more servers (a cluster), else
+ * 1. Consumers take their stream's. */
+int mesh_conn_replicas(struct mesh_conn *c);
+
+/* Check a replica count for `what` ("queue 'q'"): 1-5, and no more than
+ * the servers c knows (c NULL: the range only). Errors: MESH_EINVAL, the
+ * detail naming the value and the servers there are. */
+mesh_err mesh_replicas_check(struct mesh_conn *c, const char *what,
+                             int64_t replicas);
 
 /* Drain nothing, close, free; NULL is allowed. */
 void mesh_conn_close(struct mesh_conn *c);

@@ -50,8 +50,12 @@ struct mesh_queue_attrs {
 	char dlq[MESH_QUEUE_NAME_MAX + 1]; /* RedrivePolicy target; "" none */
 	int64_t max_receive_count; /* RedrivePolicy maxReceiveCount 1-1000 */
 	int64_t partitions;        /* FIFO: 1-256 partitions; 64 */
-	int64_t created_ms;        /* CreatedTimestamp (read only) */
-	int64_t modified_ms;       /* LastModifiedTimestamp (read only) */
+	int64_t replicas;    /* Replicas 1-5: copies of its streams, each on
+	                        another server; 0: at create, the mesh's
+	                        (mesh_conn_replicas), at set_attrs, as it is;
+	                        read back as the streams have it. 0 */
+	int64_t created_ms;  /* CreatedTimestamp (read only) */
+	int64_t modified_ms; /* LastModifiedTimestamp (read only) */
 };
 
 void mesh_queue_attrs_init(struct mesh_queue_attrs *a);
@@ -69,13 +73,16 @@ mesh_err mesh_queue_attrs_check(const char *name,
 /* Create a queue. Creating an existing queue with the same attributes
  * succeeds (as SQS); with other attributes it is MESH_EEXIST. A named
  * dead-letter queue must exist and be of the same kind (FIFO or not).
- * Errors: MESH_EINVAL, MESH_EEXIST, MESH_ENOTFOUND (dead-letter queue),
- * and the connection's. Nothing is left half-created on failure. */
+ * Errors: MESH_EINVAL (also: more replicas than the servers c knows),
+ * MESH_EEXIST, MESH_ENOTFOUND (dead-letter queue), and the connection's
+ * (MESH_EBROKER when JetStream cannot place the replicas, say servers
+ * are down). Nothing is left half-created on failure. */
 mesh_err mesh_queue_create(struct mesh_conn *c, const char *name,
                            const struct mesh_queue_attrs *a);
 
-/* Replace a queue's changeable attributes (all but fifo and partitions).
- * Errors: MESH_ENOTFOUND, MESH_EINVAL (also for changing fifo). */
+/* Replace a queue's changeable attributes (all but fifo and partitions;
+ * replicas too: JetStream moves the copies). Errors: MESH_ENOTFOUND,
+ * MESH_EINVAL (also for changing fifo, or more replicas than servers). */
 mesh_err mesh_queue_set_attrs(struct mesh_conn *c, const char *name,
                               const struct mesh_queue_attrs *a);
 

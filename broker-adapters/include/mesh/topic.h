@@ -42,7 +42,11 @@ struct mesh_topic_attrs {
 	bool fifo;                /* FifoTopic; the name ends in .fifo */
 	bool content_based_dedup; /* ContentBasedDeduplication (FIFO) */
 	int64_t archive_days;     /* ArchivePolicy retention 1-365; 0 none */
-	int64_t created_ms;       /* read only */
+	int64_t replicas;   /* Replicas 1-5: copies of its stream, each on
+	                       another server; 0: at create, the mesh's
+	                       (mesh_conn_replicas), at set_attrs, as it is;
+	                       read back as the stream has it. 0 */
+	int64_t created_ms; /* read only */
 };
 
 void mesh_topic_attrs_init(struct mesh_topic_attrs *a);
@@ -54,10 +58,17 @@ mesh_err mesh_topic_name_check(const char *name, bool *fifo);
 
 /* Create a topic. Creating one that exists with the same attributes
  * succeeds (SNS's CreateTopic is idempotent); with others it is
- * MESH_EEXIST. Errors: MESH_EINVAL (name or attribute named),
- * MESH_EEXIST, the connection's. */
+ * MESH_EEXIST. Errors: MESH_EINVAL (name or attribute named; more
+ * replicas than the servers c knows), MESH_EEXIST, the connection's. */
 mesh_err mesh_topic_create(struct mesh_conn *c, const char *name,
                            const struct mesh_topic_attrs *a);
+
+/* Change a topic's replicas (a->replicas; 0 leaves them): the rest is
+ * fixed at creation and must be as it is. Its subscriptions' consumers
+ * follow. Errors: MESH_EINVAL (naming the attribute), MESH_ENOTFOUND, the
+ * connection's. */
+mesh_err mesh_topic_set_attrs(struct mesh_conn *c, const char *name,
+                              const struct mesh_topic_attrs *a);
 
 /* Delete a topic, its messages and its subscriptions. Errors:
  * MESH_ENOTFOUND, the connection's. */

@@ -56,11 +56,13 @@ mesh_err mesh_name_check(const char *noun, const char *name, size_t max,
 
 /* A stream's configuration with the mesh's defaults: the name, its
  * subjects (borrowed: the array must live as long as sc), file storage,
- * direct gets allowed; the rest as jsStreamConfig_Init leaves it. Every
- * stream of the mesh starts here, so that what all of them need (a
- * replica count, say) is set in one place. */
-void mesh_stream_config_init(jsStreamConfig *sc, const char *name,
-                             const char **subjects, int n_subjects);
+ * direct gets allowed, the mesh-wide replica count of c
+ * (mesh_conn_replicas); the rest as jsStreamConfig_Init leaves it. Every
+ * stream of the mesh starts here, so that what all of them need is set in
+ * one place. */
+void mesh_stream_config_init(struct mesh_conn *c, jsStreamConfig *sc,
+                             const char *name, const char **subjects,
+                             int n_subjects);
 
 /* Create a stream unless one of that name exists (an existing stream is
  * left as it is). Errors: the broker's, with the stream named. */
