@@ -370,9 +370,13 @@ give_up(struct replica *r, struct mesh_sched_txn *txn,
 	record(r, txn, s->name, when, outcome, true);
 }
 
-/* The outcome of one firing: recorded, or a retry arranged, or given
- * up when the retries or the event's age are used up. */
-static void
+/* The outcome of one firing: recorded, or a retry arranged, or held, or
+ * given up when the retries or the event's age are used up. A schedule
+ * retries one firing at a time; a later one that fails meanwhile is held
+ * (true): it is tried again with the retry, and the schedule goes no
+ * further until both are sent, so a broker down for a while makes the
+ * firings of the outage late, in order, not lost. */
+static bool
 judge(struct replica *r, struct mesh_sched_txn *txn, struct firing *x)
 {
 	struct mesh_sched_entry *e = x->e;
@@ -389,15 +393,19 @@ judge(struct replica *r, struct mesh_sched_txn *txn, struct firing *x)
 		if (e->retry_fire == x->when) {
 			e->retry_fire = 0;
 		}
-		return;
+		return false;
 	}
 	if (x->attempt <= x->s.retry_max &&
 	    now_s() - x->when < x->s.max_age_s) {
 		int64_t backoff =
 		        x->attempt < 7 ? (int64_t)1 << (x->attempt - 1) : 60;
 		if (e->retry_fire != 0 && e->retry_fire != x->when) {
-			give_up(r, txn, &x->s, e->retry_fire, e->attempt,
-			        "superseded by a later failed firing");
+			snprintf(outcome, sizeof(outcome),
+			         "%s %s: failed (%.200s); held until the "
+			         "firing being retried is sent",
+			         x->why, iso, x->sent.error);
+			log_line(r, "held", x->s.name, outcome);
+			return true;
 		}
 		e->retry_fire = x->when;
 		e->attempt = (uint16_t)(x->attempt + 1);
@@ -408,12 +416,13 @@ judge(struct replica *r, struct mesh_sched_txn *txn, struct firing *x)
 		         x->why, iso, x->attempt, x->sent.error,
 		         (long long)(e->retry_at - now_s()));
 		log_line(r, "retrying", x->s.name, outcome);
-		return;
+		return false;
 	}
 	if (e->retry_fire == x->when) {
 		e->retry_fire = 0;
 	}
 	give_up(r, txn, &x->s, x->when, x->attempt, x->sent.error);
+	return false;
 }
 
 /* Set an entry's next firing: the first after `after`. */
@@ -483,7 +492,11 @@ fire_round(struct replica *r, struct firing *f, size_t n, int64_t due)
 			x->e->fire = x->e->retry_fire = 0;
 			continue;
 		}
-		judge(r, txn, x);
+		if (judge(r, txn, x)) {
+			/* Held: again with the retry, from where it is. */
+			x->e->at = x->e->retry_at;
+			continue;
+		}
 		if (!x->retry && x->e->fire == x->when) {
 			x->e->fire = 0;
 			if (mesh_tz_shared(x->s.tz, &tz) == MESH_OK) {
