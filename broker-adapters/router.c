@@ -279,6 +279,34 @@ event_id(const struct mesh_source_msg *m)
 	return id ? id : "(unreadable)";
 }
 
+/* A copy's de-duplication id at the queue, per subscription: the topic
+ * message's own (its Nats-Msg-Id, which the topic de-duplicated by), so
+ * that a message the topic's stream stored twice is one message in the
+ * queue (nats-server 2.9 can store a re-sent message again across a
+ * leader change: its de-duplication catches up only in 2.11); without a
+ * usable one, the topic's sequence (the topic's creation time keeps a
+ * re-created topic's sequences apart). */
+static void
+copy_id(char *buf, size_t size, const struct mesh_subscription *sub,
+        int64_t topic_created, const struct mesh_source_msg *m)
+{
+	const char *id = NULL;
+	bool usable =
+	        m->msg != NULL &&
+	        natsMsgHeader_Get(m->msg, MESH_HDR_MSG_ID, &id) == NATS_OK &&
+	        id != NULL && id[0] != '\0' && strlen(id) <= 64;
+
+	for (const char *p = id; usable && *p != '\0'; p++) {
+		usable = *p > ' ' && *p < 0x7f;
+	}
+	if (usable) {
+		snprintf(buf, size, "sns:%s:%s", sub->consumer + 2, id);
+	} else {
+		snprintf(buf, size, "sns:%s:%" PRId64 ":%" PRIu64,
+		         sub->consumer + 2, topic_created, m->sequence);
+	}
+}
+
 /* Permanent failures: the message can never be stored in the queue. */
 static bool
 permanent(mesh_err err)
@@ -323,9 +351,7 @@ forward(struct worker *w, struct mesh_source *src, struct mesh_queue *q,
 		                             &b->made[i]) == MESH_OK) {
 			ev = b->made[i];
 		}
-		snprintf(b->ids[i], sizeof(b->ids[i]),
-		         "sns:%s:%" PRId64 ":%" PRIu64, sub->consumer + 2,
-		         topic_created, m->sequence);
+		copy_id(b->ids[i], sizeof(b->ids[i]), sub, topic_created, m);
 		memset(&b->e[i], 0, sizeof(b->e[i]));
 		b->e[i].event = ev;
 		b->e[i].delay_s = -1;
