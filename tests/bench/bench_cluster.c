@@ -27,7 +27,7 @@
  * R3 / R1 (the R1 side is the "baseline").
  *
  * Environment: BENCH_CLUSTER_MESSAGES (20000), BENCH_CLUSTER_EVENTS
- * (20000), BENCH_CLUSTER_LATENCY_EVENTS (5000), BENCH_CLUSTER_BATCH (256),
+ * (50000), BENCH_CLUSTER_LATENCY_EVENTS (5000), BENCH_CLUSTER_BATCH (256),
  * BENCH_CLUSTER_INFLIGHT (4), BENCH_ROUNDS (3), BENCH_CLUSTER_ONLY (queue,
  * pipeline or latency: that figure alone). Prints "NAME: VALUE UNIT
  * (baseline VALUE UNIT, ratio R)". Run:
@@ -391,7 +391,7 @@ main(void)
 	int rc = 0;
 
 	n_msgs = env_long("BENCH_CLUSTER_MESSAGES", 20000);
-	n_events = env_long("BENCH_CLUSTER_EVENTS", 20000);
+	n_events = env_long("BENCH_CLUSTER_EVENTS", 50000);
 	n_latency = env_long("BENCH_CLUSTER_LATENCY_EVENTS", 5000);
 	batch = (int)env_long("BENCH_CLUSTER_BATCH", 256);
 	inflight = (int)env_long("BENCH_CLUSTER_INFLIGHT", 4);
