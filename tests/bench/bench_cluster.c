@@ -11,9 +11,10 @@
  *              bench_runtime's service (bench_service.h: decode, the
  *              order put in LMDB, one durable commit per batch, acks),
  *              timed from the first event handled to the last.
- *   latency:   publish-to-commit p50 and p99 at 1,000 events/s, sent one
- *              at a time (each waits for its acknowledgement: on R3 a
- *              quorum's), from the service's own stats.
+ *   latency:   publish-to-commit p50 and p99 at 1,000 events/s (or
+ *              BENCH_CLUSTER_RATE), sent one at a time (each waits for
+ *              its acknowledgement: on R3 a quorum's), from the
+ *              service's own stats.
  *
  * Each side gets a fresh queue, deleted after, whose consumer is made to
  * be led by the server that leads its stream (its leader is asked to step
@@ -28,7 +29,8 @@
  *
  * Environment: BENCH_CLUSTER_MESSAGES (20000), BENCH_CLUSTER_EVENTS
  * (50000), BENCH_CLUSTER_LATENCY_EVENTS (5000), BENCH_CLUSTER_BATCH (256),
- * BENCH_CLUSTER_INFLIGHT (4), BENCH_ROUNDS (3), BENCH_CLUSTER_ONLY (queue,
+ * BENCH_CLUSTER_INFLIGHT (4), BENCH_CLUSTER_RATE (1000, the latency's
+ * events per second), BENCH_ROUNDS (3), BENCH_CLUSTER_ONLY (queue,
  * pipeline or latency: that figure alone). Prints "NAME: VALUE UNIT
  * (baseline VALUE UNIT, ratio R)". Run:
  * meson test -C build --benchmark --suite cluster -v */
@@ -50,7 +52,7 @@ static pid_t server_pid[TEST_CLUSTER_MAX];
 static struct mesh_conn *conn[TEST_CLUSTER_MAX];
 static char root[PATH_MAX];
 static long n_msgs, n_events, n_latency;
-static int batch, inflight;
+static int batch, inflight, rate;
 
 static long
 env_long(const char *name, long def)
@@ -255,7 +257,7 @@ latency_side(int replicas, int round, struct side *out)
 	}
 	cpu_mark(mark);
 	ok = bench_service_latency(c, name, state_dir(dir, sizeof(dir), name),
-	                           batch, inflight, n_latency, 1000,
+	                           batch, inflight, n_latency, rate,
 	                           &out->v[0], &out->v[1]);
 	cpu_per(out, mark, n_latency);
 	mesh_queue_delete(conn[0], name);
@@ -270,6 +272,7 @@ struct figure {
 	const char *name[3];  /* each value's figure line */
 	const char *unit;
 	int decimals;
+	bool at_rate; /* measured at BENCH_CLUSTER_RATE */
 };
 
 static const struct figure figures[] = {
@@ -277,26 +280,27 @@ static const struct figure figures[] = {
          queue_side,
          3,
          {"send", "receive+delete", "end to end"},
-         {"queue send (sender), R3 against R1",
-          "queue receive+delete (batches of 10), R3 against R1",
-          "queue end to end (send, then receive+delete), R3 against R1"},
+         {"queue send (sender)", "queue receive+delete (batches of 10)",
+          "queue end to end (send, then receive+delete)"},
          "msgs/s",
-         0},
+         0,
+         false},
         {"pipeline",
          pipeline_side,
          1,
          {"pipeline"},
-         {"runtime pipeline (durable LMDB commits), R3 against R1"},
+         {"runtime pipeline (durable LMDB commits)"},
          "events/s",
-         0},
+         0,
+         false},
         {"latency",
          latency_side,
          2,
          {"p50", "p99"},
-         {"publish-to-commit p50 at 1000 events/s, R3 against R1",
-          "publish-to-commit p99 at 1000 events/s, R3 against R1"},
+         {"publish-to-commit p50", "publish-to-commit p99"},
          "ms",
-         3},
+         3,
+         true},
 };
 
 static void
@@ -325,6 +329,7 @@ measure(const struct figure *f, int rounds)
 {
 	struct side r1[BENCH_ROUNDS_MAX] = {0}, r3[BENCH_ROUNDS_MAX] = {0};
 	double v3[BENCH_ROUNDS_MAX], v1[BENCH_ROUNDS_MAX];
+	char name[160];
 
 	for (int i = 0; i < rounds; i++) {
 		bool ok = i % 2 == 0 ? f->side(1, i, &r1[i]) &&
@@ -343,7 +348,15 @@ measure(const struct figure *f, int rounds)
 			v3[i] = r3[i].v[k];
 			v1[i] = r1[i].v[k];
 		}
-		bench_figure_rounds(f->name[k], v3, v1, rounds, f->unit,
+		if (f->at_rate) {
+			snprintf(name, sizeof(name),
+			         "%s at %d events/s, R3 against R1",
+			         f->name[k], rate);
+		} else {
+			snprintf(name, sizeof(name), "%s, R3 against R1",
+			         f->name[k]);
+		}
+		bench_figure_rounds(name, v3, v1, rounds, f->unit,
 		                    f->decimals);
 	}
 	return true;
@@ -393,6 +406,7 @@ main(void)
 	n_msgs = env_long("BENCH_CLUSTER_MESSAGES", 20000);
 	n_events = env_long("BENCH_CLUSTER_EVENTS", 50000);
 	n_latency = env_long("BENCH_CLUSTER_LATENCY_EVENTS", 5000);
+	rate = (int)env_long("BENCH_CLUSTER_RATE", 1000);
 	batch = (int)env_long("BENCH_CLUSTER_BATCH", 256);
 	inflight = (int)env_long("BENCH_CLUSTER_INFLIGHT", 4);
 	rounds = rounds > BENCH_ROUNDS_MAX ? BENCH_ROUNDS_MAX : rounds;
@@ -410,10 +424,10 @@ main(void)
 	}
 	printf("# 3 nodes on loopback, %ld online CPUs; queue: "
 	       "%ld messages of %d bytes; pipeline: %ld events, batches of "
-	       "up to %d, %d in flight; latency: %ld events; %d rounds, "
+	       "up to %d, %d in flight; latency: %ld events at %d/s; %d "
 	       "interleaved\n",
 	       sysconf(_SC_NPROCESSORS_ONLN), n_msgs, BENCH_BODY, n_events,
-	       batch, inflight, n_latency, rounds);
+	       batch, inflight, n_latency, rate, rounds);
 	for (size_t i = 0; i < sizeof(figures) / sizeof(figures[0]); i++) {
 		if ((only == NULL || *only == '\0' ||
 		     strcmp(only, figures[i].phase) == 0) &&
