@@ -425,7 +425,7 @@ main(void)
 	printf("# 3 nodes on loopback, %ld online CPUs; queue: "
 	       "%ld messages of %d bytes; pipeline: %ld events, batches of "
 	       "up to %d, %d in flight; latency: %ld events at %d/s; %d "
-	       "interleaved\n",
+	       "rounds, interleaved\n",
 	       sysconf(_SC_NPROCESSORS_ONLN), n_msgs, BENCH_BODY, n_events,
 	       batch, inflight, n_latency, rate, rounds);
 	for (size_t i = 0; i < sizeof(figures) / sizeof(figures[0]); i++) {
