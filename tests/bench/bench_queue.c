@@ -21,10 +21,11 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "bench_msgs.h"
 #include "harness.h"
 #include "mesh/mesh.h"
 
-#define BODY  256
+#define BODY  BENCH_BODY
 #define BATCH 10
 
 static struct mesh_conn *conn;
@@ -177,15 +178,6 @@ env_long(const char *name, long def)
 	return v && atol(v) > 0 ? atol(v) : def;
 }
 
-static void
-count_sent(void *arg, void *tag, const struct mesh_sent *r)
-{
-	long *ok = arg;
-
-	(void)tag;
-	*ok += r->err == MESH_OK;
-}
-
 /* (b'): the same events through a sender (its default window) to a fresh
  * queue, deleted after; msgs/s, 0 when it failed. */
 static double
@@ -193,13 +185,8 @@ sender_rate(int round)
 {
 	struct mesh_queue_attrs a;
 	struct mesh_queue *q = NULL;
-	struct mesh_sender *snd = NULL;
-	struct mesh_sender_opts so;
-	struct mesh_event *ev = NULL;
-	char name[32], body[BODY + 1];
-	long stored = 0;
-	double rate = 0;
-	long long t0;
+	char name[32];
+	double t;
 
 	snprintf(name, sizeof(name), "bench-send-%d", round);
 	mesh_queue_attrs_init(&a);
@@ -208,36 +195,10 @@ sender_rate(int round)
 		fprintf(stderr, "bench: %s\n", mesh_errdetail());
 		return 0;
 	}
-	memset(body, 'x', BODY);
-	body[BODY] = '\0';
-	mesh_event_new("bench", "bench", &ev);
-	mesh_event_set_text(ev, body, BODY);
-	mesh_sender_opts_init(&so);
-	so.window = (size_t)env_long("BENCH_WINDOW", (long)so.window);
-	t0 = test_now_ms();
-	mesh_sender_open_queue(q, &so, count_sent, &stored, &snd);
-	for (long i = 0; i < n_msgs; i++) {
-		char id[37];
-		snprintf(id, sizeof(id), "s%ld", i);
-		mesh_event_set_id(ev, id);
-		if (mesh_sender_send(snd, &(struct mesh_send){.event = ev}) !=
-		    MESH_OK) {
-			fprintf(stderr, "bench: sender: %s\n",
-			        mesh_errdetail());
-			break;
-		}
-	}
-	mesh_sender_close(snd);
-	if (stored == n_msgs) {
-		rate = (double)n_msgs / secs_since(t0);
-	} else {
-		fprintf(stderr, "bench: sender stored %ld of %ld\n", stored,
-		        n_msgs);
-	}
-	mesh_event_free(ev);
+	t = bench_send(q, n_msgs, (size_t)env_long("BENCH_WINDOW", 0));
 	mesh_queue_close(q);
 	mesh_queue_delete(conn, name);
-	return rate;
+	return t > 0 ? (double)n_msgs / t : 0;
 }
 
 /* (a') against (b'), `rounds` times, alternating which goes first. */
@@ -282,10 +243,8 @@ queue_api(double *batch_rate, double *con_rate)
 	struct mesh_queue_entry e[BATCH];
 	struct mesh_queue_sent sent[BATCH];
 	char body[BODY + 1], ids[BATCH][4];
-	const char *idp[BATCH], *rh[BATCH];
-	struct mesh_queue_result res[BATCH];
-	long got = 0;
 	long long t0;
+	double t;
 
 	memset(body, 'x', BODY);
 	body[BODY] = '\0';
@@ -297,7 +256,6 @@ queue_api(double *batch_rate, double *con_rate)
 	}
 	for (int i = 0; i < BATCH; i++) {
 		snprintf(ids[i], sizeof(ids[i]), "%d", i);
-		idp[i] = ids[i];
 		mesh_event_new("bench", "bench", &ev[i]);
 		mesh_event_set_text(ev[i], body, BODY);
 		e[i] = (struct mesh_queue_entry){
@@ -318,33 +276,13 @@ queue_api(double *batch_rate, double *con_rate)
 	}
 	*batch_rate = (double)n_msgs / secs_since(t0);
 
-	t0 = test_now_ms();
-	while (got < n_msgs) {
-		struct mesh_queue_msg *m = NULL;
-		size_t n = 0;
-		if (mesh_queue_receive(q, BATCH, 1, -1, &m, &n) != MESH_OK ||
-		    n == 0) {
-			fprintf(stderr, "bench: receive: %s\n",
-			        mesh_errdetail());
-			mesh_queue_msgs_free(m, n);
-			break;
-		}
-		for (size_t k = 0; k < n; k++) {
-			rh[k] = m[k].receipt;
-		}
-		if (mesh_queue_delete_batch(q, idp, rh, n, res) != MESH_OK) {
-			mesh_queue_msgs_free(m, n);
-			break;
-		}
-		got += (long)n;
-		mesh_queue_msgs_free(m, n);
-	}
-	*con_rate = (double)got / secs_since(t0);
+	t = bench_receive_delete(q, n_msgs);
+	*con_rate = t > 0 ? (double)n_msgs / t : 0;
 	for (int i = 0; i < BATCH; i++) {
 		mesh_event_free(ev[i]);
 	}
 	mesh_queue_close(q);
-	return got == n_msgs;
+	return t > 0;
 }
 
 /* (c): workers receive up to 10, handle each for 1 ms, delete. */

@@ -34,20 +34,17 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
-
-#include <jansson.h>
 
 #include <lmdb.h>
 #include <sys/stat.h>
 
 #include "bench.h"
+#include "bench_service.h"
 #include "cloudevents.pb-c.h"
 #include "harness.h"
 #include "mesh/service.h"
@@ -55,10 +52,6 @@
 
 static struct test_broker broker;
 static struct mesh_conn *conn;
-static atomic_long handled;
-/* now_s() of the first handler call, and of the last_wanted-th. */
-static _Atomic double first_handled, last_handled;
-static atomic_long last_wanted;
 
 static long
 env_long(const char *name, long def)
@@ -90,123 +83,6 @@ phase(const char *name)
 	const char *only = getenv("BENCH_RUNTIME_ONLY");
 
 	return only == NULL || *only == '\0' || strcmp(only, name) == 0;
-}
-
-static double
-now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static struct mesh_event *
-order(long i)
-{
-	Evmesh__Shop__PlaceOrder po;
-	struct mesh_event *ev = NULL;
-	char id[32];
-
-	evmesh__shop__place_order__init(&po);
-	snprintf(id, sizeof(id), "o-%ld", i);
-	po.order_id = id;
-	po.customer = "bench";
-	po.country = "DE";
-	po.total_cents = 1000 + i;
-	mesh_event_new("evmesh.shop.PlaceOrder", "bench", &ev);
-	mesh_event_set_message(ev, &po.base);
-	return ev;
-}
-
-/* ---- the service ---------------------------------------------------------
- */
-
-static mesh_handler_result
-on_order(struct mesh_ctx *ctx, const struct mesh_event *ev,
-         const ProtobufCMessage *msg, void *arg)
-{
-	const Evmesh__Shop__PlaceOrder *po =
-	        (const Evmesh__Shop__PlaceOrder *)msg;
-	char key[64], val[32];
-
-	(void)ev;
-	(void)arg;
-	snprintf(key, sizeof(key), "order/%s", po->order_id);
-	snprintf(val, sizeof(val), "%lld", (long long)po->total_cents);
-	mesh_state_put(ctx, key, strlen(key), val, strlen(val));
-	{
-		long seen = atomic_fetch_add(&handled, 1) + 1;
-		if (seen == 1) {
-			atomic_store(&first_handled, now_s());
-		}
-		if (seen == atomic_load(&last_wanted)) {
-			atomic_store(&last_handled, now_s());
-		}
-	}
-	return MESH_HANDLER_OK;
-}
-
-struct running {
-	struct mesh_service *s;
-	volatile sig_atomic_t stop;
-	pthread_t t;
-};
-
-static void *
-run_main(void *arg)
-{
-	struct running *r = arg;
-
-	if (mesh_service_run(r->s, conn, &r->stop) != MESH_OK) {
-		fprintf(stderr, "bench: the service: %s\n", mesh_errdetail());
-	}
-	return NULL;
-}
-
-static void
-service_start(struct running *r, const char *queue, const char *dir, int batch)
-{
-	memset(r, 0, sizeof(*r));
-	mesh_service_new("bench", &r->s);
-	mesh_service_opts(r->s)->state_dir = dir;
-	mesh_service_opts(r->s)->batch_size = batch;
-	mesh_service_opts(r->s)->max_inflight =
-	        (int)env_long("BENCH_RUNTIME_INFLIGHT", 4);
-	mesh_service_consume(r->s, queue);
-	mesh_service_on(r->s, "evmesh.shop.PlaceOrder",
-	                &evmesh__shop__place_order__descriptor, on_order,
-	                NULL);
-	pthread_create(&r->t, NULL, run_main, r);
-}
-
-static void
-service_stop(struct running *r)
-{
-	r->stop = 1;
-	pthread_join(r->t, NULL);
-	mesh_service_free(r->s);
-}
-
-static void
-fill(const char *queue, long n)
-{
-	struct mesh_queue *q = NULL;
-	struct mesh_sender *snd = NULL;
-
-	if (mesh_queue_open(conn, queue, &q) != MESH_OK ||
-	    mesh_sender_open_queue(q, NULL, NULL, NULL, &snd) != MESH_OK) {
-		fprintf(stderr, "bench: fill: %s\n", mesh_errdetail());
-		mesh_queue_close(q);
-		return;
-	}
-	for (long i = 0; i < n; i++) {
-		struct mesh_event *ev = order(i);
-		mesh_sender_send(snd, &(struct mesh_send){.event = ev});
-		mesh_event_free(ev);
-	}
-	mesh_sender_close(snd);
-	mesh_queue_close(q);
 }
 
 /* ---- baselines ---------------------------------------------------------- */
@@ -255,7 +131,7 @@ raw_filled(const char *stream, const char *subject, long n)
 {
 	raw_stream(stream, subject);
 	for (long i = 0; i < n; i++) {
-		struct mesh_event *ev = order(i);
+		struct mesh_event *ev = bench_order(i);
 		natsMsg *m = NULL;
 		if (mesh_wire_msg(subject, NULL, ev, NULL, &m) == MESH_OK) {
 			js_PublishMsgAsync(raw_js, &m, NULL);
@@ -353,7 +229,7 @@ raw_pipeline(const char *lmdb_dir, long n, int batch)
 	sub = lmdb_dir ? raw_filled("RAW_LMDB", "raw.lmdb", n)
 	               : raw_filled("RAW_PIPE", "raw.pipe", n);
 	cpu_note("(filling)", n, mark);
-	t0 = now_s();
+	t0 = bench_now_s();
 	while (got < n) {
 		natsMsgList list = {0};
 		if (natsSubscription_Fetch(&list, sub, batch, 1000, NULL) !=
@@ -369,7 +245,7 @@ raw_pipeline(const char *lmdb_dir, long n, int batch)
 		got += list.Count;
 		natsMsgList_Destroy(&list);
 	}
-	t0 = now_s() - t0;
+	t0 = bench_now_s() - t0;
 	cpu_note(lmdb_dir ? "baseline (LMDB)" : "baseline", n, mark);
 	natsSubscription_Destroy(sub);
 	mdb_env_close(l.env);
@@ -388,7 +264,8 @@ raw_fetch_main(void *arg)
 {
 	struct raw_fetcher *f = arg;
 
-	for (double until = now_s() + 60; f->got < f->n && now_s() < until;) {
+	for (double until = bench_now_s() + 60;
+	     f->got < f->n && bench_now_s() < until;) {
 		natsMsgList list = {0};
 		if (natsSubscription_Fetch(&list, f->sub, 64, 500, NULL) !=
 		    NATS_OK) {
@@ -396,7 +273,7 @@ raw_fetch_main(void *arg)
 		}
 		for (int k = 0; k < list.Count && f->got < f->n; k++) {
 			f->lat[f->got++] =
-			        (now_s() -
+			        (bench_now_s() -
 			         atof(natsMsg_GetData(list.Msgs[k]))) *
 			        1000.0;
 			natsMsg_Ack(list.Msgs[k], NULL);
@@ -421,13 +298,13 @@ raw_latency(long n, int rate, double *p50, double *p99)
 	f.lat = calloc((size_t)n, sizeof(*f.lat));
 	pthread_create(&t, NULL, raw_fetch_main, &f);
 	usleep(100000);
-	t0 = now_s();
+	t0 = bench_now_s();
 	for (long i = 0; i < n; i++) {
 		char body[32];
-		while (now_s() < t0 + (double)i / rate) {
+		while (bench_now_s() < t0 + (double)i / rate) {
 			usleep(100);
 		}
-		snprintf(body, sizeof(body), "%.9f", now_s());
+		snprintf(body, sizeof(body), "%.9f", bench_now_s());
 		js_Publish(NULL, raw_js, "raw.lat", body, (int)strlen(body),
 		           NULL, NULL);
 	}
@@ -455,7 +332,7 @@ exec_until(char *const argv[], const char *ready)
 	if (pipe(fd) != 0) {
 		return -1;
 	}
-	t0 = now_s();
+	t0 = bench_now_s();
 	if ((pid = fork()) == 0) {
 		dup2(fd[1], 2);
 		close(fd[0]);
@@ -471,7 +348,7 @@ exec_until(char *const argv[], const char *ready)
 		n += (size_t)r;
 		buf[n] = '\0';
 		if (strstr(buf, ready) != NULL) {
-			t = (now_s() - t0) * 1000.0;
+			t = (bench_now_s() - t0) * 1000.0;
 			break;
 		}
 	}
@@ -522,10 +399,16 @@ child_main(int argc, char **argv)
 		                "--state", argv[3],    NULL};
 		mesh_service_new("bench-cold", &s);
 		mesh_service_consume(s, argv[4]);
-		mesh_service_on(s, NULL, NULL, on_order, NULL);
+		mesh_service_on(s, NULL, NULL, bench_on_order, NULL);
 		return mesh_service_main(s, 5, args);
 	}
 	return 2;
+}
+
+static int
+inflight(void)
+{
+	return (int)env_long("BENCH_RUNTIME_INFLIGHT", 4);
 }
 
 /* The runtime's pipeline over n events waiting in queue, in a fresh
@@ -534,31 +417,19 @@ child_main(int argc, char **argv)
 static double
 runtime_pipeline(const char *queue, const char *dir, long n, int batch)
 {
-	struct running r;
-	double mark[2] = {test_cpu_s(0), test_cpu_s(test_broker_pid(&broker))};
-	double t0, rate;
+	struct bench_service r;
+	double mark[2];
+	double rate;
 
-	fill(queue, n);
+	bench_fill(conn, queue, n);
 	mark[0] = test_cpu_s(0);
 	mark[1] = test_cpu_s(test_broker_pid(&broker));
-	atomic_store(&handled, 0);
-	atomic_store(&last_wanted, n);
-	t0 = now_s();
-	service_start(&r, queue, dir, batch);
-	while (atomic_load(&handled) < n && now_s() - t0 < 120) {
-		usleep(2000);
-	}
-	if (atomic_load(&handled) < n) {
-		fprintf(stderr, "bench: only %ld of %ld handled\n",
-		        atomic_load(&handled), n);
+	bench_service_start(&r, conn, queue, dir, batch, inflight(), n);
+	if ((rate = bench_service_wait(&r, 120)) <= 0) {
 		exit(1);
 	}
-	/* From the first event handled to the last: the start is the
-	 * cold-start figure's. */
-	rate = (double)(n - 1) /
-	       (atomic_load(&last_handled) - atomic_load(&first_handled));
 	cpu_note("runtime", n, mark);
-	service_stop(&r);
+	bench_service_stop(&r);
 	return rate;
 }
 
@@ -567,54 +438,10 @@ static void
 runtime_latency(const char *queue, const char *dir, int batch, double *p50,
                 double *p99)
 {
-	struct running r;
-	struct mesh_queue *q = NULL;
-	natsMsg *reply = NULL;
-	json_t *st = NULL;
-	double start;
-
-	atomic_store(&handled, 0);
-	atomic_store(&last_wanted, 5000);
-	service_start(&r, queue, dir, batch);
-	usleep(300000);
-	start = now_s();
-	mesh_queue_open(conn, queue, &q);
-	for (long i = 0; i < 5000; i++) {
-		struct mesh_event *ev = order(i);
-		struct mesh_queue_entry e = {.event = ev, .delay_s = -1};
-		struct mesh_queue_sent s;
-		struct timespec ts;
-		double due = start + (double)i / 1000.0;
-		while (now_s() < due) {
-			usleep(100);
-		}
-		clock_gettime(CLOCK_REALTIME, &ts);
-		mesh_event_set_time(ev, ts.tv_sec, (int32_t)ts.tv_nsec);
-		mesh_queue_send(q, &e, &s);
-		mesh_event_free(ev);
+	if (!bench_service_latency(conn, queue, dir, batch, inflight(), 5000,
+	                           1000, p50, p99)) {
+		exit(1);
 	}
-	mesh_queue_close(q);
-	for (double until = now_s() + 60; atomic_load(&handled) < 5000;) {
-		if (now_s() > until) {
-			fprintf(stderr, "bench: only %ld of 5000 handled\n",
-			        atomic_load(&handled));
-			exit(1);
-		}
-		usleep(2000);
-	}
-	if (natsConnection_RequestString(&reply, mesh_conn_nats(conn),
-	                                 "mesh.service.bench.stats", "",
-	                                 2000) == NATS_OK) {
-		st = json_loadb(natsMsg_GetData(reply),
-		                (size_t)natsMsg_GetDataLength(reply), 0, NULL);
-	}
-	natsMsg_Destroy(reply);
-	*p50 = json_real_value(
-	        json_object_get(json_object_get(st, "commit_ms"), "p50"));
-	*p99 = json_real_value(
-	        json_object_get(json_object_get(st, "commit_ms"), "p99"));
-	json_decref(st);
-	service_stop(&r);
 }
 
 /* A fresh directory under root for round i. */
