@@ -35,8 +35,7 @@ struct walk {
 	bool int64_numbers; /* 64-bit integers as JSON numbers, not text */
 };
 
-static size_t path_add(struct walk *w, const char *fmt, ...)
-        MESH_PRINTF(2, 3);
+static size_t path_add(struct walk *w, const char *fmt, ...) MESH_PRINTF(2, 3);
 
 /* Append to the path (truncated when long); returns the length to pop
  * back to. */

@@ -353,8 +353,7 @@ endpoint_check(struct mesh_conn *c, const char *topic, bool topic_fifo,
 	mesh_err err;
 
 	if (p == MESH_SUB_SERVICE) {
-		return mesh_name_check("service", endpoint, SERVICE_MAX,
-		                        NULL);
+		return mesh_name_check("service", endpoint, SERVICE_MAX, NULL);
 	}
 	if ((err = mesh_queue_name_check(endpoint, &fifo)) != MESH_OK ||
 	    (err = mesh_queue_info(c, endpoint, &qi)) != MESH_OK) {
@@ -614,7 +613,8 @@ mesh_subscription_list(struct mesh_conn *c, const char *topic,
 		err = mesh_err_set(MESH_ENOMEM, "listing subscriptions");
 	}
 	for (size_t i = 0; err == MESH_OK && i < nk; i++) {
-		if (topic != NULL && !mesh__records_of_topic(keys.Keys[i], topic)) {
+		if (topic != NULL &&
+		    !mesh__records_of_topic(keys.Keys[i], topic)) {
 			continue;
 		}
 		err = record_get(kv, keys.Keys[i], &subs[k]);

@@ -466,7 +466,8 @@ parse_at(const char *expr, const char *body, struct mesh_sched_expr *e)
 {
 	const char *rest;
 
-	if (!mesh_time_parse_local(body, true, &e->at_local, &rest) || *rest != '\0') {
+	if (!mesh_time_parse_local(body, true, &e->at_local, &rest) ||
+	    *rest != '\0') {
 		return mesh_err_set(MESH_EINVAL,
 		                    "%.100s: at() takes a date and time "
 		                    "yyyy-mm-ddThh:mm:ss (in the schedule's "

@@ -23,8 +23,8 @@
 #include "mesh/wire.h"
 #include "mesh_schemas.h"
 
-#define SUBJECT    "mesh.queue.fuzz"
-#define FALLBACK   "fuzz-fallback-id"
+#define SUBJECT  "mesh.queue.fuzz"
+#define FALLBACK "fuzz-fallback-id"
 
 static const char *const policies[] = {
         "{\"country\": [\"DE\", {\"prefix\": \"F\"}], "

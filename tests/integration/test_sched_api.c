@@ -98,7 +98,8 @@ main(void)
 	r = request("create", "{\"name\":\"bad\",\"expression\":\"rate(1 "
 	                      "hour)\",\"tz\":\"Nowhere/City\",\"target\":"
 	                      "\"queue:ticks\"}");
-	has_str(r, "\"code\":\"EINVAL\"", "an unknown zone (a bad value: EINVAL)");
+	has_str(r, "\"code\":\"EINVAL\"",
+	        "an unknown zone (a bad value: EINVAL)");
 	has_str(r, "Nowhere/City", "naming it");
 	r = request("create", "{\"name\":\"bad\",\"expression\":\"rate(1 "
 	                      "hour)\",\"target\":\"queue:nosuch\"}");

@@ -209,8 +209,8 @@ static const struct {
         /* Regression (fuzz_filter): 19 digits overflowed the fast path. */
         {ATTRS, NUMBERS_RNG, "{" N("price_usd", "1555555555555555555.5") "}",
          0, "range: a 19-digit number does not, and does not overflow"},
-        {ATTRS, NUMBERS_RNG, "{" N("price_usd", "10.12345678901234567") "}",
-         1, "range: a number with 17 decimals matches"},
+        {ATTRS, NUMBERS_RNG, "{" N("price_usd", "10.12345678901234567") "}", 1,
+         "range: a number with 17 decimals matches"},
         {ATTRS, "{\"p\": [{\"numeric\": [\"<\", 0]}]}",
          "{" N("p", "-1e-3") "}", 1, "numeric <: -0.001 matches"},
         {ATTRS, "{\"p\": [{\"numeric\": [\">=\", 10]}]}", "{" N("p", "10") "}",

@@ -44,8 +44,9 @@ main(void)
 {
 	struct mesh_jscan j;
 	struct mesh_jtok k, v;
-	const char *obj = " {\"a\": 1, \"b\" :\"x\\\"y\", \"c\":[1,{\"d\":[]}],"
-	                  "\"e\":null, \"f\":true}  ";
+	const char *obj =
+	        " {\"a\": 1, \"b\" :\"x\\\"y\", \"c\":[1,{\"d\":[]}],"
+	        "\"e\":null, \"f\":true}  ";
 	char deep[600];
 	int n = 0;
 

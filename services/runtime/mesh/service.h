@@ -39,7 +39,6 @@
 #include "mesh/mesh.h"
 #include "mesh/service_api.h"
 
-
 struct mesh_service;
 struct mesh_ctx;
 
