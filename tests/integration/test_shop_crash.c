@@ -22,17 +22,15 @@
 #include "harness.h"
 #include "mesh/mesh.h"
 #include "report.h"
-#include "shop.pb-c.h"
+#include "shop_orders.h"
 
 #define TOTAL        10000
 #define REPEAT_EVERY 100 /* every 100th order is placed again, later */
 #define RATE         500 /* orders a second */
 #define MIN_KILLS    4   /* of each service */
-#define COUNTRIES    "DE,FR,NL,US,GB"
+#define COUNTRIES    TEST_SHOP_COUNTRIES
 
 static const char *const names[3] = {"orders", "shipping", "notifications"};
-static const char *const countries[7] = {"DE", "FR", "NL", "US",
-                                         "GB", "JP", "BR"};
 static const char *paths[3];
 static pid_t pids[3];
 static struct test_broker broker;
@@ -65,33 +63,6 @@ spawn(int i)
 	return pid;
 }
 
-static mesh_err
-order_event(int i, struct mesh_event **out)
-{
-	Evmesh__Shop__PlaceOrder po = EVMESH__SHOP__PLACE_ORDER__INIT;
-	Evmesh__Shop__LineItem item = EVMESH__SHOP__LINE_ITEM__INIT;
-	Evmesh__Shop__LineItem *items[1] = {&item};
-	char id[32], customer[32];
-	mesh_err err;
-
-	snprintf(id, sizeof id, "c-%d", i);
-	snprintf(customer, sizeof customer, "customer-%d", i % 97);
-	item.sku = "sku-1";
-	item.quantity = 1 + i % 3;
-	item.price_cents = 995;
-	po.order_id = id;
-	po.customer = customer;
-	po.country = (char *)countries[i % 7];
-	po.n_items = 1;
-	po.items = items;
-	po.total_cents = item.quantity * item.price_cents;
-	if ((err = mesh_event_new("evmesh.shop.PlaceOrder", "test", out)) ==
-	    MESH_OK) {
-		err = mesh_event_set_message(*out, &po.base);
-	}
-	return err;
-}
-
 /* Send orders [from, from + n), n <= 10, until each is stored. */
 static void
 send_ten(struct mesh_queue *q, int from, int n)
@@ -103,7 +74,7 @@ send_ten(struct mesh_queue *q, int from, int n)
 	int left = n;
 
 	for (int k = 0; k < n; k++) {
-		order_event(from + k, &ev[k]);
+		test_shop_order("c-", from + k, &ev[k]);
 		snprintf(ids[k], sizeof ids[k], "e%d", k);
 		e[k] = (struct mesh_queue_entry){
 		        .id = ids[k], .event = ev[k], .delay_s = -1};
@@ -177,34 +148,6 @@ shippable_count(int *repeats)
 	return n;
 }
 
-static bool
-subscribed(void)
-{
-	struct mesh_subscription *subs = NULL;
-	size_t n = 0, found = 0;
-
-	if (mesh_subscription_list(conn, NULL, &subs, &n) != MESH_OK) {
-		return false;
-	}
-	for (size_t i = 0; i < n; i++) {
-		found += strcmp(subs[i].endpoint, "shipping") == 0 ||
-		         strcmp(subs[i].endpoint, "notifications") == 0;
-	}
-	mesh_subscription_list_free(subs, n);
-	return found == 2;
-}
-
-static uint64_t
-queue_depth(const char *name)
-{
-	struct mesh_queue_info info;
-
-	if (mesh_queue_info(conn, name, &info) != MESH_OK) {
-		return 0; /* a dead-letter queue never made: empty */
-	}
-	return info.visible + info.not_visible + info.delayed;
-}
-
 int
 main(int argc, char **argv)
 {
@@ -244,10 +187,11 @@ main(int argc, char **argv)
 	for (int i = 0; i < 3; i++) {
 		pids[i] = spawn(i);
 	}
-	for (int i = 0; i < 100 && !subscribed(); i++) {
+	for (int i = 0; i < 100 && !test_shop_subscribed(conn); i++) {
 		usleep(100 * 1000);
 	}
-	ok(subscribed(), "shipping and notifications subscribed themselves");
+	ok(test_shop_subscribed(conn),
+	   "shipping and notifications subscribed themselves");
 
 	t0 = test_now_ms();
 	pthread_create(&prod, NULL, producer, NULL);
@@ -278,7 +222,7 @@ main(int argc, char **argv)
 		}
 		whole = shop_report_agrees(&r, TOTAL) &&
 		        r.repeats == (uint64_t)repeats &&
-		        queue_depth("place-order") == 0;
+		        test_queue_depth(conn, "place-order") == 0;
 		if (whole) {
 			break;
 		}
@@ -316,9 +260,10 @@ main(int argc, char **argv)
 	for (int i = 0; i < 3; i++) {
 		is_int(r.outbox[i], 0, "%s's outbox is empty", names[i]);
 	}
-	is_int(queue_depth("place-order") + queue_depth("orders-dlq") +
-	               queue_depth("shipping-dlq") +
-	               queue_depth("notifications-dlq"),
+	is_int(test_queue_depth(conn, "place-order") +
+	               test_queue_depth(conn, "orders-dlq") +
+	               test_queue_depth(conn, "shipping-dlq") +
+	               test_queue_depth(conn, "notifications-dlq"),
 	       0, "no command left, nothing dead-lettered");
 	mesh_conn_close(conn);
 	test_broker_stop(&broker);
