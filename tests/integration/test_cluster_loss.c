@@ -32,24 +32,23 @@
 #include "harness.h"
 #include "mesh/mesh.h"
 #include "report.h"
-#include "shop.pb-c.h"
+#include "shop_orders.h"
 
 #define TOTAL     10000
 #define RATE      500 /* orders a second */
-#define COUNTRIES "DE,FR,NL,US,GB"
+#define COUNTRIES TEST_SHOP_COUNTRIES
 
 enum { ORDERS, SHIPPING, NOTIFICATIONS, ROUTER, SCHEDULER, N_PROCS };
 
 static const char *const names[N_PROCS] = {"orders", "shipping",
                                            "notifications", "mesh-router",
                                            "mesh-scheduler"};
-static const char *const countries[7] = {"DE", "FR", "NL", "US",
-                                         "GB", "JP", "BR"};
 static const char *paths[N_PROCS];
 static pid_t pids[N_PROCS];
 static struct test_cluster cl;
 static struct mesh_conn *conn;
 static char dir[PATH_MAX];
+static bool keep_dir; /* KEEP_DIR set and the account not whole */
 
 /* The producer's progress: orders acknowledged, and when each batch was
  * (monotonic ms; for the gaps). */
@@ -87,33 +86,6 @@ spawn(int i)
 	return pid;
 }
 
-static mesh_err
-order_event(int i, struct mesh_event **out)
-{
-	Evmesh__Shop__PlaceOrder po = EVMESH__SHOP__PLACE_ORDER__INIT;
-	Evmesh__Shop__LineItem item = EVMESH__SHOP__LINE_ITEM__INIT;
-	Evmesh__Shop__LineItem *items[1] = {&item};
-	char id[32], customer[32];
-	mesh_err err;
-
-	snprintf(id, sizeof id, "l-%d", i);
-	snprintf(customer, sizeof customer, "customer-%d", i % 97);
-	item.sku = "sku-1";
-	item.quantity = 1 + i % 3;
-	item.price_cents = 995;
-	po.order_id = id;
-	po.customer = customer;
-	po.country = (char *)countries[i % 7];
-	po.n_items = 1;
-	po.items = items;
-	po.total_cents = item.quantity * item.price_cents;
-	if ((err = mesh_event_new("evmesh.shop.PlaceOrder", "test", out)) ==
-	    MESH_OK) {
-		err = mesh_event_set_message(*out, &po.base);
-	}
-	return err;
-}
-
 /* Send orders [from, from + 10) until each is acknowledged (for two
  * minutes at most: the cluster may be down for a while). A send again is
  * the same event: the queue drops the repeat by its id. */
@@ -129,7 +101,7 @@ send_ten(struct mesh_queue *q, int from)
 	long long until = test_now_ms() + 120 * 1000;
 
 	for (int k = 0; k < 10; k++) {
-		order_event(from + k, &ev[k]);
+		test_shop_order("l-", from + k, &ev[k]);
 		snprintf(ids[k], sizeof ids[k], "e%d", k);
 	}
 	while (left > 0 && test_now_ms() < until) {
@@ -215,34 +187,6 @@ longest_gap(int from, int to, long long t)
 	return gap;
 }
 
-static uint64_t
-queue_depth(const char *name)
-{
-	struct mesh_queue_info info;
-
-	if (mesh_queue_info(conn, name, &info) != MESH_OK) {
-		return 0;
-	}
-	return info.visible + info.not_visible + info.delayed;
-}
-
-static bool
-subscribed(void)
-{
-	struct mesh_subscription *subs = NULL;
-	size_t n = 0, found = 0;
-
-	if (mesh_subscription_list(conn, NULL, &subs, &n) != MESH_OK) {
-		return false;
-	}
-	for (size_t i = 0; i < n; i++) {
-		found += strcmp(subs[i].endpoint, "shipping") == 0 ||
-		         strcmp(subs[i].endpoint, "notifications") == 0;
-	}
-	mesh_subscription_list_free(subs, n);
-	return found == 2;
-}
-
 /* Wait (up to 3 minutes) until the account of the first `total` orders is
  * whole and the queue is drained. */
 static bool
@@ -256,7 +200,7 @@ whole_within(int total, long long *took)
 		if (shop_report_read(dir, "l-", COUNTRIES, &r, err,
 		                     sizeof err) &&
 		    shop_report_agrees(&r, (uint64_t)total) &&
-		    queue_depth("place-order") == 0) {
+		    test_queue_depth(conn, "place-order") == 0) {
 			*took = test_now_ms() - t0;
 			return true;
 		}
@@ -274,6 +218,33 @@ whole_within(int total, long long *took)
 		         line, (unsigned long long)qi.visible,
 		         (unsigned long long)qi.not_visible,
 		         (unsigned long long)qi.delayed);
+		{
+			jsConsumerInfo *ci = NULL;
+			if (js_GetConsumerInfo(&ci, mesh_conn_js(conn),
+			                       "MQ_place-order", "receivers",
+			                       NULL, NULL) == NATS_OK) {
+				tap_diag("receivers: delivered %llu/%llu, ack "
+				         "floor %llu/%llu, pending %llu, ack "
+				         "pending %lld, waiting %lld",
+				         (unsigned long long)
+				                 ci->Delivered.Stream,
+				         (unsigned long long)
+				                 ci->Delivered.Consumer,
+				         (unsigned long long)
+				                 ci->AckFloor.Stream,
+				         (unsigned long long)
+				                 ci->AckFloor.Consumer,
+				         (unsigned long long)ci->NumPending,
+				         (long long)ci->NumAckPending,
+				         (long long)ci->NumWaiting);
+			}
+			jsConsumerInfo_Destroy(ci);
+		}
+		if (getenv("KEEP_DIR")) {
+			tap_diag("the services' logs and state kept in %s",
+			         dir);
+			keep_dir = true;
+		}
 	}
 	return false;
 }
@@ -525,10 +496,11 @@ main(int argc, char **argv)
 	for (int i = 0; i < N_PROCS; i++) {
 		pids[i] = spawn(i);
 	}
-	for (int i = 0; i < 100 && !subscribed(); i++) {
+	for (int i = 0; i < 100 && !test_shop_subscribed(conn); i++) {
 		usleep(100 * 1000);
 	}
-	ok(subscribed(), "shipping and notifications subscribed themselves");
+	ok(test_shop_subscribed(conn),
+	   "shipping and notifications subscribed themselves");
 
 	phase_run(&(struct phase){0, TOTAL / 2}, false);
 	phase_run(&(struct phase){TOTAL / 2, TOTAL}, true);
@@ -539,7 +511,8 @@ main(int argc, char **argv)
 		   "%s ran throughout (reconnecting by itself)", names[i]);
 	}
 	/* The router forwards at its pace: wait for the last copies. */
-	for (int i = 0; i < 600 && queue_depth("audit") < TOTAL; i++) {
+	for (int i = 0; i < 600 && test_queue_depth(conn, "audit") < TOTAL;
+	     i++) {
 		usleep(100 * 1000);
 	}
 	check_audit();
@@ -565,7 +538,9 @@ main(int argc, char **argv)
 	       "notifications each ShipmentCreated once");
 	mesh_conn_close(conn);
 	test_cluster_stop(&cl);
-	test_rmtree(dir);
+	if (!keep_dir) {
+		test_rmtree(dir);
+	}
 	mesh_shutdown();
 	return tap_done();
 }
