@@ -6,23 +6,37 @@
 #include <string.h>
 
 #include "internal.h"
+#include "mesh/clock.h"
 
 #define MAX_RECORD (300 * 1024) /* a 256 KiB policy and the rest */
 
 mesh_err
 mesh__records_bucket(struct mesh_conn *c, kvStore **kv)
 {
+	int64_t until = mesh_mono_ms() + 10000;
 	kvConfig cfg;
-	natsStatus s = js_KeyValue(kv, mesh_conn_js(c), MESH__RECORDS_BUCKET);
+	natsStatus s;
 
-	if (s == NATS_NOT_FOUND) {
-		kvConfig_Init(&cfg);
-		cfg.Bucket = MESH__RECORDS_BUCKET;
-		cfg.History = 1;
-		cfg.MaxValueSize = MAX_RECORD;
-		cfg.StorageType = js_FileStorage;
-		cfg.Replicas = mesh_conn_replicas(c);
-		s = js_CreateKeyValue(kv, mesh_conn_js(c), &cfg);
+	/* Programs starting together on a new cluster (routers, services)
+	 * race to make the bucket, and a cluster that has just elected its
+	 * meta leader may let a request time out: look again, for a while,
+	 * before failing the caller's start. */
+	for (;;) {
+		s = js_KeyValue(kv, mesh_conn_js(c), MESH__RECORDS_BUCKET);
+		if (s == NATS_NOT_FOUND) {
+			kvConfig_Init(&cfg);
+			cfg.Bucket = MESH__RECORDS_BUCKET;
+			cfg.History = 1;
+			cfg.MaxValueSize = MAX_RECORD;
+			cfg.StorageType = js_FileStorage;
+			cfg.Replicas = mesh_conn_replicas(c);
+			s = js_CreateKeyValue(kv, mesh_conn_js(c), &cfg);
+		}
+		if (s == NATS_OK || mesh_mono_ms() >= until ||
+		    s == NATS_CONNECTION_CLOSED || s == NATS_NOT_PERMITTED) {
+			break;
+		}
+		nats_Sleep(200);
 	}
 	if (s != NATS_OK) {
 		return mesh_err_nats(s, 0, "subscriptions bucket %s",

@@ -16,13 +16,18 @@ is() { # is GOT WANT DESCRIPTION
 	[ "$1" = "$2" ]
 	local r=$?
 	ok $r "$3"
-	[ $r -eq 0 ] || printf '#   got:  %s\n#   want: %s\n' "$1" "$2"
+	[ $r -eq 0 ] || diag "  got:  $1" "  want: $2"
+}
+
+diag() { # diag LINE...: each line of each argument as a TAP comment
+	local a
+	for a in "$@"; do sed 's/^/# /' <<<"$a"; done
 }
 
 has() { # has HAYSTACK NEEDLE DESCRIPTION
 	case "$1" in *"$2"*) ok 0 "$3" ;; *)
 		ok 1 "$3"
-		printf '#   %s\n#   does not contain: %s\n' "$1" "$2" ;;
+		diag "  $1" "  does not contain: $2" ;;
 	esac
 }
 

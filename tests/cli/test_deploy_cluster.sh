@@ -34,7 +34,9 @@ p, used = pick((0, 2000), 10000, 28000)
 m, _ = pick((0,), 10000, 30000, used)
 print(p, m)')
 cport=$((EVMESH_NATS_PORT + 2000))
-trap '"$root/deploy/down" >/dev/null 2>&1; rm -rf "$EVMESH_STATE"' EXIT
+# KEEP_DIR=1 keeps the state folder (logs, stores) for a look afterwards.
+trap '"$root/deploy/down" >/dev/null 2>&1
+	if [ -n "${KEEP_DIR:-}" ]; then echo "# kept $EVMESH_STATE"; else rm -rf "$EVMESH_STATE"; fi' EXIT
 export EVMESH_BIN_DIR=$EVMESH_STATE/bin
 urls=nats://127.0.0.1:$EVMESH_NATS_PORT,nats://127.0.0.1:$((EVMESH_NATS_PORT + 1)),nats://127.0.0.1:$((EVMESH_NATS_PORT + 2))
 
@@ -53,6 +55,19 @@ pids() {
 		pid=$(cat "$pidf" 2>/dev/null) && kill -0 "$pid" 2>/dev/null &&
 			grep -q "$prog" "/proc/$pid/cmdline" 2>/dev/null &&
 			echo "$name=$pid"
+	done
+}
+# all_run DESCRIPTION: ten of ours run; if not, which ones are missing and
+# the end of each one's log.
+all_run() {
+	local e name got
+	running=$(pids)
+	is "$(wc -l <<<"$running")" 10 "$1" && return
+	for e in "${ours[@]}"; do
+		name=${e%%:*}
+		grep -q "^$name=" <<<"$running" && continue
+		got=$(tail -n 5 "$EVMESH_STATE/$name.log" "$EVMESH_STATE/nats/$name/nats-server.log" 2>/dev/null)
+		diag "$name is not running; its log ends:" "$got"
 	done
 }
 # jsz PORT: the meta cluster's size and leader seen by a node, "3 n2".
@@ -83,9 +98,7 @@ has "$out" "smoke: round trip" "and round-trips the smoke event"
 has "$out" "orders: 200 placed, 144 shipped, 144 notified, 56 filtered, duplicates 0, lost 0" \
 	"and places 200 orders, every shippable one shipped and notified once"
 has "$out" "the mesh is up at $urls " "at the three servers' URLs"
-running=$(pids)
-is "$(wc -l <<<"$running")" 10 \
-	"three nats-servers, two routers, two schedulers and three services run"
+all_run "three nats-servers, two routers, two schedulers and three services run"
 for i in 0 1 2; do
 	read -r size leader < <(jsz $((EVMESH_MONITOR_PORT + i)))
 	is "${size:-}" 3 "n$((i + 1)) is one of a JetStream cluster of 3"
@@ -132,8 +145,7 @@ has "$out" "nats-server n1 already running" "and reuses n1"
 has "$out" "starting nats-server n2 -js" "and starts n2 again"
 has "$out" "orders: 7 placed, 5 shipped, 5 notified, 2 filtered, duplicates 0, lost 0" \
 	"and the account is whole"
-running=$(pids)
-is "$(wc -l <<<"$running")" 10 "all ten run again"
+all_run "all ten run again"
 
 out=$("$root/deploy/down" 2>&1); ok $? "deploy/down exits 0"
 for n in n1 n2 n3; do
