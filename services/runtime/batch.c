@@ -119,15 +119,20 @@ unhandled_note(struct mesh_service *s, const char *type)
  * unless its handler succeeds. Returns 0, or the LMDB error that spoilt
  * txn (the batch then runs again without this event). */
 static int
-run_one(struct mesh_service *s, struct mesh_source *src, MDB_txn *txn,
-        struct mesh__undo *undo, struct mesh_arena *arena, struct item *it)
+run_one(struct mesh_service *s, struct store *st, struct mesh_source *src,
+        MDB_txn *txn, struct mesh__undo *undo, struct mesh_arena *arena,
+        struct item *it)
 {
 	const char *id = mesh_event_id(it->ev);
 	MDB_val k = {strlen(id), (void *)id}, v;
 	const struct handler *h =
 	        mesh__svc_handler(s, mesh_event_type(it->ev));
-	struct mesh_ctx ctx = {
-	        .s = s, .src = src, .it = it, .txn = txn, .undo = undo};
+	struct mesh_ctx ctx = {.s = s,
+	                       .st = st,
+	                       .src = src,
+	                       .it = it,
+	                       .txn = txn,
+	                       .undo = undo};
 	ProtobufCMessage *msg = NULL;
 	mesh_handler_result r;
 	int64_t t0, now;
@@ -143,7 +148,7 @@ run_one(struct mesh_service *s, struct mesh_source *src, MDB_txn *txn,
 		         "not a readable CloudEvent: %s", it->m->parse_error);
 		return 0;
 	}
-	if ((rc = mdb_get(txn, s->db_processed, &k, &v)) == 0) {
+	if ((rc = mdb_get(txn, st->db_processed, &k, &v)) == 0) {
 		it->done = DONE_DUPLICATE;
 		return 0;
 	}
@@ -182,8 +187,8 @@ run_one(struct mesh_service *s, struct mesh_source *src, MDB_txn *txn,
 		v.mv_data = at;
 		MDB_val ak = {8 + (k.mv_size < 128 ? k.mv_size : 128), at};
 		MDB_val empty = {0, ""};
-		if ((rc = mdb_put(txn, s->db_processed, &k, &v, 0)) != 0 ||
-		    (rc = mdb_put(txn, s->db_processed_at, &ak, &empty, 0)) !=
+		if ((rc = mdb_put(txn, st->db_processed, &k, &v, 0)) != 0 ||
+		    (rc = mdb_put(txn, st->db_processed_at, &ak, &empty, 0)) !=
 		            0) {
 			return rc; /* LMDB fails the transaction */
 		}
@@ -210,21 +215,21 @@ run_one(struct mesh_service *s, struct mesh_source *src, MDB_txn *txn,
 
 /* Forget processed ids older than the horizon, a few per batch. */
 static int
-prune(struct mesh_service *s, MDB_txn *txn)
+prune(struct mesh_service *s, struct store *st, MDB_txn *txn)
 {
 	MDB_cursor *cur = NULL;
 	MDB_val k, v;
 	int64_t before = mesh_wall_ms() - s->o.horizon_s * 1000;
 	int rc, n = 0;
 
-	if ((rc = mdb_cursor_open(txn, s->db_processed_at, &cur)) != 0) {
+	if ((rc = mdb_cursor_open(txn, st->db_processed_at, &cur)) != 0) {
 		return rc;
 	}
 	while (n < PRUNE_PER_BATCH &&
 	       (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST)) == 0 &&
 	       k.mv_size > 8 && (int64_t)mesh__from_be64(k.mv_data) < before) {
 		MDB_val id = {k.mv_size - 8, (uint8_t *)k.mv_data + 8};
-		rc = mdb_del(txn, s->db_processed, &id, NULL);
+		rc = mdb_del(txn, st->db_processed, &id, NULL);
 		if (rc != 0 && rc != MDB_NOTFOUND) {
 			break;
 		}
@@ -305,8 +310,8 @@ mesh__batch_settle(struct mesh_service *s, struct mesh_source *src,
 /* The contract: one transaction for the batch, a nested one per event,
  * one durable commit, then the outbox is published. */
 void
-mesh__batch_process(struct mesh_service *s, struct mesh_source *src,
-                    struct batch *b)
+mesh__batch_process(struct mesh_service *s, struct store *st,
+                    struct mesh_source *src, struct batch *b)
 {
 	const char *failed[256];
 	size_t nf = 0;
@@ -318,7 +323,7 @@ mesh__batch_process(struct mesh_service *s, struct mesh_source *src,
 	atomic_fetch_add(&s->stats.received, b->n);
 again:
 	nf = 0;
-	if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0) {
+	if ((rc = mdb_txn_begin(st->env, NULL, 0, &txn)) != 0) {
 		mesh__svc_log(s, "error", "state: %s; the batch comes again",
 		              mdb_strerror(rc));
 		for (size_t i = 0; i < b->n; i++) {
@@ -327,7 +332,7 @@ again:
 		}
 		return;
 	}
-	from = mesh__outbox_last(&s->outbox, txn) + 1;
+	from = mesh__outbox_last(&st->outbox, txn) + 1;
 	for (size_t i = 0; i < b->n; i++) {
 		struct item *it = &b->it[i];
 		/* FIFO: after a failure, the group's later events go back
@@ -337,7 +342,7 @@ again:
 			it->out = OUT_RETURN;
 			continue;
 		}
-		if (!it->fixed && (rc = run_one(s, src, txn, &b->undo,
+		if (!it->fixed && (rc = run_one(s, st, src, txn, &b->undo,
 		                                &b->arena, it)) != 0) {
 			/* This event's writes spoilt the transaction (the map
 			 * is full, say): it fails alone, and the batch runs
@@ -361,8 +366,8 @@ again:
 			failed[nf++] = it->group;
 		}
 	}
-	if (rc == 0 && (rc = prune(s, txn)) == 0) {
-		rc = mesh__outbox_forget(&s->outbox, txn);
+	if (rc == 0 && (rc = prune(s, st, txn)) == 0) {
+		rc = mesh__outbox_forget(&st->outbox, txn);
 	}
 	if (rc == 0) {
 		rc = mdb_txn_commit(txn);
@@ -404,7 +409,7 @@ again:
 			                   now - (sec * 1000000000 + nsec));
 		}
 	}
-	mesh__outbox_flush(&s->outbox, from);
+	mesh__outbox_flush(&st->outbox, from);
 }
 
 /* Take a batch: up to batch_size, waiting up to a second for the first

@@ -166,7 +166,8 @@ mesh_service_new(const char *name, struct mesh_service **out)
 	s->o.horizon_s = 7 * 86400;
 	s->o.map_size = (size_t)1 << 30;
 	s->o.shutdown_ms = 10000;
-	mesh__outbox_init(&s->outbox, nats_sink, outbox_log, s);
+	mesh__outbox_init(&s->one.outbox, nats_sink, outbox_log, s);
+	pthread_mutex_init(&s->targets_mu, NULL);
 	pthread_mutex_init(&s->log_mu, NULL);
 	pthread_mutex_init(&s->backup.mu, NULL);
 	pthread_mutex_init(&s->unhandled_mu, NULL);
@@ -187,7 +188,8 @@ mesh_service_free(struct mesh_service *s)
 	for (size_t i = 0; i < s->n_h; i++) {
 		free(s->h[i].type);
 	}
-	mesh__outbox_fini(&s->outbox);
+	mesh__outbox_fini(&s->one.outbox);
+	pthread_mutex_destroy(&s->targets_mu);
 	pthread_mutex_destroy(&s->log_mu);
 	pthread_mutex_destroy(&s->backup.mu);
 	pthread_mutex_destroy(&s->unhandled_mu);
@@ -341,50 +343,50 @@ mkdirs(const char *dir)
 }
 
 mesh_err
-mesh__svc_env_open(struct mesh_service *s)
+mesh__store_open(struct mesh_service *s, struct store *st, const char *dir)
 {
 	MDB_txn *txn = NULL;
 	int rc;
 	mesh_err err;
 
-	if ((err = mkdirs(s->o.state_dir)) != MESH_OK) {
+	snprintf(st->dir, sizeof(st->dir), "%s", dir);
+	if ((err = mkdirs(dir)) != MESH_OK) {
 		return err;
 	}
-	if ((rc = mdb_env_create(&s->env)) != 0 ||
-	    (rc = mdb_env_set_maxdbs(s->env, 8)) != 0 ||
-	    (rc = mdb_env_set_mapsize(s->env, s->o.map_size)) != 0 ||
-	    (rc = mdb_env_set_maxreaders(s->env, 256)) != 0 ||
-	    (rc = mdb_env_open(s->env, s->o.state_dir, MDB_NOTLS, 0644)) !=
-	            0 ||
-	    (rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0 ||
+	if ((rc = mdb_env_create(&st->env)) != 0 ||
+	    (rc = mdb_env_set_maxdbs(st->env, 8)) != 0 ||
+	    (rc = mdb_env_set_mapsize(st->env, s->o.map_size)) != 0 ||
+	    (rc = mdb_env_set_maxreaders(st->env, 256)) != 0 ||
+	    (rc = mdb_env_open(st->env, dir, MDB_NOTLS, 0644)) != 0 ||
+	    (rc = mdb_txn_begin(st->env, NULL, 0, &txn)) != 0 ||
 	    (rc = mdb_dbi_open(txn, MESH_SERVICE_DB_STATE, MDB_CREATE,
-	                       &s->db_state)) != 0 ||
+	                       &st->db_state)) != 0 ||
 	    (rc = mdb_dbi_open(txn, "processed", MDB_CREATE,
-	                       &s->db_processed)) != 0 ||
+	                       &st->db_processed)) != 0 ||
 	    (rc = mdb_dbi_open(txn, "processed_at", MDB_CREATE,
-	                       &s->db_processed_at)) != 0 ||
-	    (rc = mdb_dbi_open(txn, "outbox", MDB_CREATE, &s->db_outbox)) !=
+	                       &st->db_processed_at)) != 0 ||
+	    (rc = mdb_dbi_open(txn, "outbox", MDB_CREATE, &st->db_outbox)) !=
 	            0 ||
-	    (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->db_meta)) != 0 ||
+	    (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &st->db_meta)) != 0 ||
 	    (rc = mdb_txn_commit(txn)) != 0) {
 		if (txn != NULL && rc != 0) {
 			mdb_txn_abort(txn);
 		}
 		err = mesh_err_mdb(rc, "service '%s': state '%s'", s->name,
-		                   s->o.state_dir);
-		mdb_env_close(s->env);
-		s->env = NULL;
+		                   dir);
+		mdb_env_close(st->env);
+		st->env = NULL;
 		return err;
 	}
-	mesh__outbox_bind(&s->outbox, s->env, s->db_outbox, s->db_meta);
+	mesh__outbox_bind(&st->outbox, st->env, st->db_outbox, st->db_meta);
 	return MESH_OK;
 }
 
 void
-mesh__svc_env_close(struct mesh_service *s)
+mesh__store_close(struct store *st)
 {
-	mdb_env_close(s->env);
-	s->env = NULL;
+	mdb_env_close(st->env);
+	st->env = NULL;
 }
 
 /* A write by the handler: noted for undo, then made. */
@@ -496,12 +498,14 @@ static void
 nats_sink(void *arg, const struct mesh__outbox_msg *p, size_t n, bool *ok)
 {
 	struct mesh_service *s = arg;
-	struct target *tg = target_of(s, p[0].target);
+	struct target *tg;
 	struct sink_run run = {s, p, ok};
 	struct mesh_sender *snd = NULL;
 	mesh_err err;
 
-	if (tg == NULL) {
+	pthread_mutex_lock(&s->targets_mu);
+	if ((tg = target_of(s, p[0].target)) == NULL) {
+		pthread_mutex_unlock(&s->targets_mu);
 		return;
 	}
 	err = tg->t != NULL ? mesh_sender_open_topic(tg->t, NULL, on_sent,
@@ -531,6 +535,7 @@ nats_sink(void *arg, const struct mesh__outbox_msg *p, size_t n, bool *ok)
 			break;
 		}
 	}
+	pthread_mutex_unlock(&s->targets_mu);
 }
 
 static void
@@ -572,7 +577,7 @@ mesh_state_get(struct mesh_ctx *c, const void *key, size_t klen,
 	if ((err = state_key(c, key, klen, &k)) != MESH_OK) {
 		return err;
 	}
-	rc = mdb_get(c->txn, c->s->db_state, &k, &v);
+	rc = mdb_get(c->txn, c->st->db_state, &k, &v);
 	if (rc == MDB_NOTFOUND) {
 		return mesh_err_set(MESH_ENOTFOUND,
 		                    "service '%s': no such key", c->s->name);
@@ -596,7 +601,7 @@ mesh_state_put(struct mesh_ctx *c, const void *key, size_t klen,
 	if ((err = state_key(c, key, klen, &k)) != MESH_OK) {
 		return err;
 	}
-	if ((rc = ctx_put(c, c->s->db_state, &k, &v)) != 0) {
+	if ((rc = ctx_put(c, c->st->db_state, &k, &v)) != 0) {
 		return state_err(c, rc, "put");
 	}
 	return MESH_OK;
@@ -612,7 +617,7 @@ mesh_state_del(struct mesh_ctx *c, const void *key, size_t klen)
 	if ((err = state_key(c, key, klen, &k)) != MESH_OK) {
 		return err;
 	}
-	rc = ctx_del(c, c->s->db_state, &k);
+	rc = ctx_del(c, c->st->db_state, &k);
 	if (rc == MDB_NOTFOUND) {
 		return mesh_err_set(MESH_ENOTFOUND,
 		                    "service '%s': no such key", c->s->name);
@@ -628,7 +633,7 @@ mesh_state_scan(struct mesh_ctx *c, const void *prefix, size_t plen,
 	MDB_val k = {plen, (void *)prefix}, v;
 	int rc, op = plen > 0 ? MDB_SET_RANGE : MDB_FIRST;
 
-	if ((rc = mdb_cursor_open(c->txn, c->s->db_state, &cur)) != 0) {
+	if ((rc = mdb_cursor_open(c->txn, c->st->db_state, &cur)) != 0) {
 		return state_err(c, rc, "scan");
 	}
 	while ((rc = mdb_cursor_get(cur, &k, &v, op)) == 0) {
@@ -692,8 +697,8 @@ mesh_emit(struct mesh_ctx *c, const char *target, const struct mesh_event *ev,
 		                    "service '%s': emitted event of %zu bytes",
 		                    c->s->name, len);
 	}
-	rc = mesh__outbox_put(&c->s->outbox, c->txn, c->undo, target, group_id,
-	                      buf, len);
+	rc = mesh__outbox_put(&c->st->outbox, c->txn, c->undo, target,
+	                      group_id, buf, len);
 	free(buf);
 	if (mesh__mdb_fatal(rc)) {
 		c->broken = rc;
@@ -817,7 +822,7 @@ work(void *arg)
 			continue;
 		}
 		atomic_fetch_add(&s->stats.in_flight, 1);
-		mesh__batch_process(s, source, b);
+		mesh__batch_process(s, &s->one, source, b);
 		mesh__batch_settle(s, source, b);
 		atomic_fetch_sub(&s->stats.in_flight, 1);
 		mesh__batch_release(source, b);
@@ -856,7 +861,7 @@ stats_json(struct mesh_service *s)
 	                    json_integer(atomic_load(&st->in_flight)));
 	json_object_set_new(
 	        j, "outbox_pending",
-	        json_integer((json_int_t)mesh__outbox_count(&s->outbox)));
+	        json_integer((json_int_t)mesh__outbox_count(&s->one.outbox)));
 	json_object_set_new(j, "handler_ms", mesh__hist_json(&st->handler));
 	json_object_set_new(j, "commit_ms", mesh__hist_json(&st->commit));
 	return j;
@@ -985,14 +990,14 @@ stats_stop(struct mesh_service *s)
 
 /* Delete what was published, in a transaction of its own (at stop). */
 static void
-forget_published(struct mesh_service *s)
+forget_published(struct store *st)
 {
 	MDB_txn *txn = NULL;
 
-	if (mdb_txn_begin(s->env, NULL, 0, &txn) != 0) {
+	if (mdb_txn_begin(st->env, NULL, 0, &txn) != 0) {
 		return;
 	}
-	if (mesh__outbox_forget(&s->outbox, txn) == 0) {
+	if (mesh__outbox_forget(&st->outbox, txn) == 0) {
 		mdb_txn_commit(txn);
 	} else {
 		mdb_txn_abort(txn);
@@ -1055,7 +1060,7 @@ mesh_service_run(struct mesh_service *s, struct mesh_conn *c,
 	gethostname(host, sizeof(host) - 1);
 	snprintf(s->instance, sizeof(s->instance), "%.12s-%d", host,
 	         (int)getpid());
-	if ((err = mesh__svc_env_open(s)) != MESH_OK) {
+	if ((err = mesh__store_open(s, &s->one, s->o.state_dir)) != MESH_OK) {
 		return err;
 	}
 	if (s->on_start != NULL) {
@@ -1068,7 +1073,7 @@ mesh_service_run(struct mesh_service *s, struct mesh_conn *c,
 		goto out;
 	}
 	/* What a crash left in the outbox goes out first. */
-	mesh__outbox_flush(&s->outbox, 0);
+	mesh__outbox_flush(&s->one.outbox, 0);
 	for (size_t i = 0; i < s->n_src; i++) {
 		int n = s->src[i].fifo ? 1 : s->o.max_inflight;
 		for (int k = 0;
@@ -1089,7 +1094,7 @@ mesh_service_run(struct mesh_service *s, struct mesh_conn *c,
 		nanosleep(&ts, NULL);
 		if (mesh_mono_ms() >= next_flush) {
 			mesh__outbox_flush(
-			        &s->outbox,
+			        &s->one.outbox,
 			        0); /* what failed to go out before */
 			mesh__state_api_tick(s);
 			next_flush = mesh_mono_ms() + FLUSH_EVERY_MS;
@@ -1099,14 +1104,14 @@ mesh_service_run(struct mesh_service *s, struct mesh_conn *c,
 		pthread_join(workers[i].thread, NULL);
 	}
 	mesh_conn_flush(s->c, 2000); /* the last acknowledgements */
-	mesh__outbox_flush(&s->outbox, 0);
-	forget_published(s);
+	mesh__outbox_flush(&s->one.outbox, 0);
+	forget_published(&s->one);
 	targets_close(s);
 	mesh__svc_log(s, "info", "stopped: %zu events in the outbox",
-	              mesh__outbox_count(&s->outbox));
+	              mesh__outbox_count(&s->one.outbox));
 out:
 	stats_stop(s);
 	mesh__state_api_stop(s);
-	mesh__svc_env_close(s);
+	mesh__store_close(&s->one);
 	return err;
 }

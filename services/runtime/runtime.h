@@ -52,6 +52,15 @@ struct handler {
 	void *arg;
 };
 
+/* A state store: one LMDB environment, its tables and its outbox. A
+ * service has one; a partitioned service one per partition it owns. */
+struct store {
+	char dir[512];
+	MDB_env *env;
+	MDB_dbi db_state, db_processed, db_processed_at, db_outbox, db_meta;
+	struct mesh__outbox outbox;
+};
+
 struct worker {
 	struct mesh_service *s;
 	struct source *src;
@@ -74,11 +83,10 @@ struct mesh_service {
 	struct mesh_conn *c;
 	volatile sig_atomic_t *stop;
 	char instance[24];
-	MDB_env *env;
-	MDB_dbi db_state, db_processed, db_processed_at, db_outbox, db_meta;
+	struct store one; /* the service's store (unpartitioned) */
 	struct mesh__stats stats;
 	natsSubscription *stats_sub[2];
-	struct mesh__outbox outbox;
+	pthread_mutex_t targets_mu; /* stores' flushes share the targets */
 	struct target { /* the targets it publishes to, kept open (one
 		           flush at a time uses them) */
 		char name[MESH__OUTBOX_TARGET];
@@ -129,6 +137,7 @@ struct item {
 
 struct mesh_ctx {
 	struct mesh_service *s;
+	struct store *st;
 	struct mesh_source *src;
 	struct item *it;
 	MDB_txn *txn;
@@ -166,10 +175,12 @@ const struct handler *mesh__svc_handler(const struct mesh_service *s,
  * hex). */
 void mesh__trace_of(const struct mesh_event *ev, char trace[33],
                     char span[17]);
-/* Open the service's environment (state_dir) and bind the outbox to it.
- * Errors: those of the file system and LMDB, with the directory named. */
-mesh_err mesh__svc_env_open(struct mesh_service *s);
-void mesh__svc_env_close(struct mesh_service *s);
+/* Open a store's environment in dir (made if missing) and bind its
+ * outbox. Errors: those of the file system and LMDB, with the directory
+ * named. */
+mesh_err mesh__store_open(struct mesh_service *s, struct store *st,
+                          const char *dir);
+void mesh__store_close(struct store *st);
 
 /* ---- state_api.c: the state over NATS ---------------------------------- */
 
@@ -191,8 +202,8 @@ mesh_err mesh__batch_fetch(struct mesh_service *s, struct mesh_source *src,
 /* The processing contract over a fetched batch: one write transaction,
  * each event's writes undone unless its handler succeeds, one durable
  * commit, then the outbox is published. */
-void mesh__batch_process(struct mesh_service *s, struct mesh_source *src,
-                         struct batch *b);
+void mesh__batch_process(struct mesh_service *s, struct store *st,
+                         struct mesh_source *src, struct batch *b);
 /* Settle each message with its source: ack, retry later, dead-letter. */
 void mesh__batch_settle(struct mesh_service *s, struct mesh_source *src,
                         struct batch *b);

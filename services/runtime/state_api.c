@@ -103,11 +103,11 @@ db_of(struct mesh_service *s, json_t *req, MDB_dbi *dbi, const char **name)
 	const struct {
 		const char *name;
 		MDB_dbi *dbi;
-	} dbs[] = {{MESH_SERVICE_DB_STATE, &s->db_state},
-	           {"processed", &s->db_processed},
-	           {"processed_at", &s->db_processed_at},
-	           {"outbox", &s->db_outbox},
-	           {"meta", &s->db_meta}};
+	} dbs[] = {{MESH_SERVICE_DB_STATE, &s->one.db_state},
+	           {"processed", &s->one.db_processed},
+	           {"processed_at", &s->one.db_processed_at},
+	           {"outbox", &s->one.db_outbox},
+	           {"meta", &s->one.db_meta}};
 
 	*name = db ? db : MESH_SERVICE_DB_STATE;
 	for (size_t i = 0; i < sizeof(dbs) / sizeof(*dbs); i++) {
@@ -145,7 +145,7 @@ get(struct mesh_service *s, json_t *req)
 		        "or \"key_base64\"",
 		        s->name, KEY_MAX);
 	}
-	if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0) {
+	if ((rc = mdb_txn_begin(s->one.env, NULL, MDB_RDONLY, &txn)) != 0) {
 		return error_json(MESH_ESTORE, "service '%s': %s", s->name,
 		                  mdb_strerror(rc));
 	}
@@ -201,7 +201,7 @@ scan(struct mesh_service *s, json_t *req)
 		                  s->name, SCAN_LIMIT_MAX);
 	}
 	plen = plen < 0 ? 0 : plen;
-	if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0 ||
+	if ((rc = mdb_txn_begin(s->one.env, NULL, MDB_RDONLY, &txn)) != 0 ||
 	    (rc = mdb_cursor_open(txn, dbi, &cur)) != 0) {
 		if (txn != NULL) {
 			mdb_txn_abort(txn);
@@ -314,7 +314,8 @@ backup_start(struct mesh_service *s)
 		return error_json(MESH_EIO, "service '%s': %s: %s", s->name,
 		                  s->backup.dir, strerror(errno));
 	}
-	if ((rc = mdb_env_copy2(s->env, s->backup.dir, MDB_CP_COMPACT)) != 0) {
+	if ((rc = mdb_env_copy2(s->one.env, s->backup.dir, MDB_CP_COMPACT)) !=
+	    0) {
 		rmdir(s->backup.dir);
 		return error_json(MESH_ESTORE, "service '%s': backup: %s",
 		                  s->name, mdb_strerror(rc));

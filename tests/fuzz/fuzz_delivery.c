@@ -249,8 +249,8 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	    mesh_service_on(svc, "fuzz.text", NULL, handle, NULL) != MESH_OK) {
 		abort();
 	}
-	svc->outbox.sink = sink;
-	if (mesh__svc_env_open(svc) != MESH_OK) {
+	svc->one.outbox.sink = sink;
+	if (mesh__store_open(svc, &svc->one, svc->o.state_dir) != MESH_OK) {
 		abort();
 	}
 	/* Open, the files need no names: nothing is left behind, however
@@ -282,11 +282,11 @@ reset_state(void)
 {
 	MDB_txn *txn = NULL;
 
-	if (mdb_txn_begin(svc->env, NULL, 0, &txn) != 0 ||
-	    mdb_drop(txn, svc->db_state, 0) != 0 ||
-	    mdb_drop(txn, svc->db_processed, 0) != 0 ||
-	    mdb_drop(txn, svc->db_processed_at, 0) != 0 ||
-	    mdb_drop(txn, svc->db_outbox, 0) != 0 ||
+	if (mdb_txn_begin(svc->one.env, NULL, 0, &txn) != 0 ||
+	    mdb_drop(txn, svc->one.db_state, 0) != 0 ||
+	    mdb_drop(txn, svc->one.db_processed, 0) != 0 ||
+	    mdb_drop(txn, svc->one.db_processed_at, 0) != 0 ||
+	    mdb_drop(txn, svc->one.db_outbox, 0) != 0 ||
 	    mdb_txn_commit(txn) != 0) {
 		abort();
 	}
@@ -335,7 +335,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (mesh__batch_fetch(svc, src, b) != MESH_OK || b->n != m.n_in) {
 		abort();
 	}
-	mesh__batch_process(svc, src, b);
+	mesh__batch_process(svc, &svc->one, src, b);
 	mesh__batch_settle(svc, src, b);
 
 	for (size_t i = 0; i < b->n; i++) {

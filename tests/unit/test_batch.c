@@ -225,7 +225,7 @@ run_batch(struct mem *m, bool fifo, bool redrives)
 	mesh__batch_init(b);
 	mesh_source_new(&mem_ops, m, "queue:mem", &t, NULL, &src);
 	mesh__batch_fetch(svc, src, b);
-	mesh__batch_process(svc, src, b);
+	mesh__batch_process(svc, &svc->one, src, b);
 	mesh__batch_settle(svc, src, b);
 	mesh__batch_release(src, b);
 	mesh__batch_fini(b);
@@ -240,8 +240,8 @@ has_key(const char *key)
 	MDB_val k = {strlen(key), (void *)key}, v;
 	bool found;
 
-	mdb_txn_begin(svc->env, NULL, MDB_RDONLY, &txn);
-	found = mdb_get(txn, svc->db_state, &k, &v) == 0;
+	mdb_txn_begin(svc->one.env, NULL, MDB_RDONLY, &txn);
+	found = mdb_get(txn, svc->one.db_state, &k, &v) == 0;
 	mdb_txn_abort(txn);
 	return found;
 }
@@ -274,8 +274,9 @@ main(void)
 	mesh_service_on(svc, "t.ok", NULL, on_ok, NULL);
 	mesh_service_on(svc, "t.fail", NULL, on_fail, NULL);
 	mesh_service_on(svc, "t.reject", NULL, on_reject, NULL);
-	svc->outbox.sink = mem_sink;
-	is_int(mesh__svc_env_open(svc), MESH_OK, "the environment opens");
+	svc->one.outbox.sink = mem_sink;
+	is_int(mesh__store_open(svc, &svc->one, svc->o.state_dir), MESH_OK,
+	       "the environment opens");
 
 	/* One batch of every outcome. */
 	add(&m1, "a", "t.ok", 1, NULL, NULL);
@@ -357,7 +358,7 @@ main(void)
 	           m4.n_retried == 0,
 	   "... and their group's next event runs in the same batch");
 
-	mesh__svc_env_close(svc);
+	mesh__store_close(&svc->one);
 	mesh_service_free(svc);
 	test_rmtree(dir);
 	mesh_shutdown();
