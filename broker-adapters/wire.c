@@ -7,6 +7,7 @@
 #include <sodium.h>
 
 #include "internal.h"
+#include "mesh/clock.h"
 #include "mesh/wire.h"
 
 /* cnats must be initialised before a message is made or freed, even
@@ -219,18 +220,34 @@ mesh__stream_update(struct mesh_conn *c, jsStreamConfig *cfg, jsErrCode *jerr)
 	return s;
 }
 
+bool
+mesh_js_transient(natsStatus s, jsErrCode jerr)
+{
+	return s == NATS_TIMEOUT || s == NATS_NO_RESPONDERS ||
+	       jerr == JSClusterNotAvailErr || jerr == JSClusterNotLeaderErr ||
+	       jerr == JSClusterNoPeersErr;
+}
+
 mesh_err
 mesh_stream_ensure(struct mesh_conn *c, jsStreamConfig *cfg)
 {
-	jsStreamInfo *si = NULL;
-	jsErrCode jerr = 0;
-	natsStatus s = js_AddStream(&si, mesh_conn_js(c), cfg, NULL, &jerr);
+	int64_t until = mesh_mono_ms() + MESH_JS_SETTLE_MS;
+	jsErrCode jerr;
+	natsStatus s;
 
-	jsStreamInfo_Destroy(si);
-	if (s != NATS_OK && jerr != JSStreamNameExistErr) {
-		return mesh_err_nats(s, jerr, "stream %s", cfg->Name);
+	for (;;) {
+		jsStreamInfo *si = NULL;
+		jerr = 0;
+		s = js_AddStream(&si, mesh_conn_js(c), cfg, NULL, &jerr);
+		jsStreamInfo_Destroy(si);
+		if (s == NATS_OK || jerr == JSStreamNameExistErr) {
+			return MESH_OK;
+		}
+		if (!mesh_js_transient(s, jerr) || mesh_mono_ms() >= until) {
+			return mesh_err_nats(s, jerr, "stream %s", cfg->Name);
+		}
+		nats_Sleep(250);
 	}
-	return MESH_OK;
 }
 
 mesh_err

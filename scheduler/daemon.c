@@ -883,8 +883,19 @@ mesh_scheduler_run(struct mesh_conn *c, struct mesh_sched_store *st,
 		so.Config.OptStartSeq = r.applied + 1;
 	}
 	so.Config.MaxAckPending = FETCH_MAX;
-	s = js_PullSubscribe(&sub, mesh_conn_js(c), MESH_SCHEDULES_PREFIX "*",
-	                     durable, NULL, &so, &jerr);
+	/* Replicas starting together on a new cluster: its stream may not
+	 * have its peers yet. */
+	for (int64_t until = mesh_mono_ms() + MESH_JS_SETTLE_MS;;) {
+		jerr = 0;
+		s = js_PullSubscribe(&sub, mesh_conn_js(c),
+		                     MESH_SCHEDULES_PREFIX "*", durable, NULL,
+		                     &so, &jerr);
+		if (s == NATS_OK || !mesh_js_transient(s, jerr) ||
+		    mesh_mono_ms() >= until || *stop) {
+			break;
+		}
+		nats_Sleep(250);
+	}
 	if (s != NATS_OK) {
 		mesh_sched_api_stop(api);
 		return mesh_err_nats(s, jerr, "change log consumer %s",

@@ -2,7 +2,7 @@
 tap_n=0
 tap_failed=0
 
-ok() { # ok CONDITION-EXIT-CODE DESCRIPTION
+ok() { # ok CONDITION-EXIT-CODE DESCRIPTION; returns as the condition
 	tap_n=$((tap_n + 1))
 	if [ "$1" -eq 0 ]; then
 		echo "ok $tap_n - $2"
@@ -10,6 +10,7 @@ ok() { # ok CONDITION-EXIT-CODE DESCRIPTION
 		echo "not ok $tap_n - $2"
 		tap_failed=$((tap_failed + 1))
 	fi
+	[ "$1" -eq 0 ]
 }
 
 is() { # is GOT WANT DESCRIPTION
@@ -17,6 +18,7 @@ is() { # is GOT WANT DESCRIPTION
 	local r=$?
 	ok $r "$3"
 	[ $r -eq 0 ] || diag "  got:  $1" "  want: $2"
+	return $r
 }
 
 diag() { # diag LINE...: each line of each argument as a TAP comment

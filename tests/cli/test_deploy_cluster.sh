@@ -80,7 +80,8 @@ print(m.get("cluster_size"), m.get("leader", ""))' "$1" 2>/dev/null
 
 start=$SECONDS
 out=$("$root/deploy/up" --cluster --once 200 </dev/null 2>&1)
-ok $? "deploy/up --cluster --once 200 exits 0"
+ok $? "deploy/up --cluster --once 200 exits 0" ||
+	diag "$(grep -A6 -E 'has exited|not whole|did not' <<<"$out")"
 echo "# up in $((SECONDS - start)) s; $(grep "JetStream is ready" <<<"$out")"
 for i in 0 1 2; do
 	has "$out" "starting nats-server n$((i + 1)) -js at nats://127.0.0.1:$((EVMESH_NATS_PORT + i)) (routes on port $((cport + i)), monitoring http://127.0.0.1:$((EVMESH_MONITOR_PORT + i))," \
@@ -124,7 +125,8 @@ is "$(pids)" "$running" "and touches none of it"
 
 start=$SECONDS
 out=$("$root/deploy/up" --cluster --once 20 </dev/null 2>&1)
-ok $? "deploy/up --cluster --once 20 again exits 0"
+ok $? "deploy/up --cluster --once 20 again exits 0" ||
+	diag "$(grep -A6 -E 'has exited|not whole|did not' <<<"$out")"
 echo "# again in $((SECONDS - start)) s"
 for n in n1 n2 n3; do
 	has "$out" "nats-server $n already running" "and reuses nats-server $n"

@@ -65,8 +65,18 @@ void mesh_stream_config_init(struct mesh_conn *c, jsStreamConfig *sc,
                              int n_subjects);
 
 /* Create a stream unless one of that name exists (an existing stream is
- * left as it is). Errors: the broker's, with the stream named. */
+ * left as it is). A request that fails for a moment (mesh_js_transient)
+ * is made again for up to MESH_JS_SETTLE_MS. Errors: the broker's, with
+ * the stream named. */
 mesh_err mesh_stream_ensure(struct mesh_conn *c, jsStreamConfig *cfg);
+
+/* How long programs starting together on a new cluster wait out its
+ * settling (a meta leader elected, a stream's peers placed) before a
+ * JetStream call that failed for a moment fails them. */
+#define MESH_JS_SETTLE_MS 15000
+/* Whether a JetStream API call failed for a moment (a request timed out,
+ * the cluster was electing or placing peers) rather than for good. */
+bool mesh_js_transient(natsStatus s, jsErrCode jerr);
 
 /* Decode a received message into an event (max_size as mesh_event_parse).
  * Errors: those of mesh_event_parse, and MESH_EPARSE when the
