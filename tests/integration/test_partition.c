@@ -68,8 +68,10 @@ ensure_race(void *arg)
 static void
 record(void)
 {
+	struct mesh_partition_info *pi = NULL;
 	pthread_t t[4];
-	int n = 0, racers_ok = 0;
+	int n = 0, racers_ok = 0, present = 0;
+	long long t0;
 
 	is_int(mesh_partitions_ensure(c, SVC, PARTS), MESH_OK,
 	       "the first start records %d partitions", PARTS);
@@ -112,6 +114,23 @@ record(void)
 	}
 	is_int(racers_ok, 4, "4 concurrent first starts with one count: fine");
 	is_int(mesh_partitions_delete(c, "race"), MESH_OK, "deleted");
+	t0 = test_now_ms();
+	is_int(mesh_partitions_ensure(c, "wide", MESH_PARTITIONS_MAX), MESH_OK,
+	       "%d partitions, the most", MESH_PARTITIONS_MAX);
+	tap_diag("%d partitions made in %lld ms", MESH_PARTITIONS_MAX,
+	         test_now_ms() - t0);
+	t0 = test_now_ms();
+	is_int(mesh_partitions_ensure(c, "wide", MESH_PARTITIONS_MAX), MESH_OK,
+	       "... ensured again");
+	tap_diag("... found in %lld ms", test_now_ms() - t0);
+	is_int(mesh_partitions_info(c, "wide", &pi, &n, NULL), MESH_OK,
+	       "... their info");
+	for (int k = 0; k < n; k++) {
+		present += !pi[k].missing;
+	}
+	is_int(present, MESH_PARTITIONS_MAX, "... a consumer each");
+	free(pi);
+	mesh_partitions_delete(c, "wide");
 }
 
 /* ---- forwarding and reading ----------------------------------------------

@@ -130,7 +130,10 @@ void mesh_partitioner_close(struct mesh_partitioner *p);
  * Nats-Msg-Id, which becomes the de-duplication id: when the message has
  * no Ce-Id, its old Nats-Msg-Id goes to Ce-Id, so its event id stays.
  * A message without a NATS message (m[i]->msg NULL) is written from its
- * event. Messages of one partition are stored in the order given.
+ * event. Messages of one partition are stored in the order given; one
+ * that failed and is forwarded again comes after those stored meanwhile.
+ * The 2-minute window outlasts the sources' 30-second visibility timeout
+ * and ack wait, after which an unacknowledged message comes again.
  *
  * Returns MESH_OK when every message was stored; else the error of the
  * first that was not (MESH_EINVAL: its partition out of range; MESH_
