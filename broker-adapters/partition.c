@@ -380,7 +380,7 @@ mesh_partitions_delete(struct mesh_conn *c, const char *service)
 	/* The record first: without it no instance starts on the old
 	 * count; then the stream, its consumers with it. */
 	err = record_get(kv, service, &r);
-	had_record = err == MESH_OK;
+	had_record = false;
 	if (err == MESH_OK || err == MESH_EBROKER) {
 		had_record = true;
 		st = kvStore_Purge(kv, service, NULL);

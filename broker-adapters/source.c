@@ -517,8 +517,9 @@ struct part_source {
 
 #define CHECK_EVERY_MS 5000
 
-/* Why a fetch failed: the partition's consumer or stream gone is
- * MESH_ENOTFOUND, said plainly. */
+/* Why a pull failed (st; NATS_OK: it only waited): the partition's
+ * consumer or stream gone is MESH_ENOTFOUND, said plainly; else st's
+ * error, or MESH_OK for NATS_OK. */
 static mesh_err
 part_fetch_err(struct part_source *ps, natsStatus st, jsErrCode jerr)
 {
@@ -532,18 +533,19 @@ part_fetch_err(struct part_source *ps, natsStatus st, jsErrCode jerr)
 	is = js_GetConsumerInfo(&ci, mesh_conn_js(ps->js.c), stream, consumer,
 	                        NULL, &ierr);
 	jsConsumerInfo_Destroy(ci);
-	if (is == NATS_NOT_FOUND || ierr == JSConsumerNotFoundErr ||
-	    ierr == JSStreamNotFoundErr) {
+	if (ierr == JSStreamNotFoundErr) {
 		return mesh_err_set(MESH_ENOTFOUND,
-		                    "source %s: %s of stream %s is gone "
-		                    "(deleted underneath? "
-		                    "mesh_partitions_ensure makes them again, "
-		                    "empty)",
-		                    ps->js.label,
-		                    ierr == JSStreamNotFoundErr
-		                            ? "the consumer"
-		                            : consumer,
-		                    stream);
+		                    "source %s: stream %s is gone (deleted "
+		                    "underneath? mesh_partitions_ensure makes "
+		                    "it again, empty)",
+		                    ps->js.label, stream);
+	}
+	if (is == NATS_NOT_FOUND || ierr == JSConsumerNotFoundErr) {
+		return mesh_err_set(MESH_ENOTFOUND,
+		                    "source %s: consumer %s of stream %s is "
+		                    "gone (deleted underneath? "
+		                    "mesh_partitions_ensure makes it again)",
+		                    ps->js.label, consumer, stream);
 	}
 	return st == NATS_OK ? MESH_OK
 	                     : mesh_err_nats(st, jerr, "source %s: fetch",
@@ -573,11 +575,7 @@ part_fetch(void *impl, size_t max, int64_t wait_ms, bool decode,
 		return part_fetch_err(ps, NATS_OK, 0);
 	}
 	if (st != NATS_OK) {
-		mesh_err err = part_fetch_err(ps, st, jerr);
-		return err != MESH_OK
-		               ? err
-		               : mesh_err_nats(st, jerr, "source %s: fetch",
-		                               ps->js.label);
+		return part_fetch_err(ps, st, jerr);
 	}
 	for (int i = 0; i < list.Count; i++) {
 		natsMsg *m = list.Msgs[i];
@@ -706,10 +704,7 @@ part_source_open(struct mesh_conn *c, const char *spec,
 	st = js_PullSubscribe(&ps->pull, mesh_conn_js(c), subject, consumer,
 	                      NULL, &so, &jerr);
 	if (st != NATS_OK) {
-		if ((err = part_fetch_err(ps, st, jerr)) == MESH_OK) {
-			err = mesh_err_nats(st, jerr, "source %s",
-			                    ps->js.label);
-		}
+		err = part_fetch_err(ps, st, jerr);
 		free(ps);
 		return err;
 	}
