@@ -200,6 +200,12 @@ mesh_err mesh__subscription_decode(const char *key, const void *data,
  * Below both topics and subscriptions, so that deleting a topic removes
  * its records without topic.c knowing subscriptions. */
 #define MESH__RECORDS_BUCKET "MESH_SUBSCRIPTIONS"
+/* A key-value bucket of the mesh's records (history 1, file storage, the
+ * connection's replicas), made when missing; looked up again for up to
+ * 10 s while programs starting together race to make it. `noun` names
+ * it in errors ("subscriptions"). */
+mesh_err mesh__kv_bucket(struct mesh_conn *c, const char *bucket,
+                         int32_t max_value, const char *noun, kvStore **kv);
 mesh_err mesh__records_bucket(struct mesh_conn *c, kvStore **kv);
 /* Every key of the bucket (keys->Count in *n; none: *n 0, nothing to
  * destroy). */

@@ -11,7 +11,8 @@
 #define MAX_RECORD (300 * 1024) /* a 256 KiB policy and the rest */
 
 mesh_err
-mesh__records_bucket(struct mesh_conn *c, kvStore **kv)
+mesh__kv_bucket(struct mesh_conn *c, const char *bucket, int32_t max_value,
+                const char *noun, kvStore **kv)
 {
 	int64_t until = mesh_mono_ms() + 10000;
 	kvConfig cfg;
@@ -22,12 +23,12 @@ mesh__records_bucket(struct mesh_conn *c, kvStore **kv)
 	 * meta leader may let a request time out: look again, for a while,
 	 * before failing the caller's start. */
 	for (;;) {
-		s = js_KeyValue(kv, mesh_conn_js(c), MESH__RECORDS_BUCKET);
+		s = js_KeyValue(kv, mesh_conn_js(c), bucket);
 		if (s == NATS_NOT_FOUND) {
 			kvConfig_Init(&cfg);
-			cfg.Bucket = MESH__RECORDS_BUCKET;
+			cfg.Bucket = bucket;
 			cfg.History = 1;
-			cfg.MaxValueSize = MAX_RECORD;
+			cfg.MaxValueSize = max_value;
 			cfg.StorageType = js_FileStorage;
 			cfg.Replicas = mesh_conn_replicas(c);
 			s = js_CreateKeyValue(kv, mesh_conn_js(c), &cfg);
@@ -39,10 +40,16 @@ mesh__records_bucket(struct mesh_conn *c, kvStore **kv)
 		nats_Sleep(200);
 	}
 	if (s != NATS_OK) {
-		return mesh_err_nats(s, 0, "subscriptions bucket %s",
-		                     MESH__RECORDS_BUCKET);
+		return mesh_err_nats(s, 0, "%s bucket %s", noun, bucket);
 	}
 	return MESH_OK;
+}
+
+mesh_err
+mesh__records_bucket(struct mesh_conn *c, kvStore **kv)
+{
+	return mesh__kv_bucket(c, MESH__RECORDS_BUCKET, MAX_RECORD,
+	                       "subscriptions", kv);
 }
 
 /* Every key of the bucket. */

@@ -1,12 +1,15 @@
-/* Sources: the consumer interface and its two implementations, queues and
- * topic subscriptions (see mesh/source.h). */
+/* Sources: the consumer interface and its implementations, queues, topic
+ * subscriptions and partitions (see mesh/source.h). */
 #include <assert.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
+#include "mesh/partition.h"
+#include "mesh/service_api.h"
 #include "mesh/source.h"
 #include "mesh/subscription.h"
 #include "mesh/topic.h"
@@ -106,22 +109,30 @@ mesh_source_fetch(struct mesh_source *s, size_t max, int64_t wait_ms,
 	return err;
 }
 
+/* Give a message its event as mesh_wire_read reads it; the fallback id
+ * is what follows the label's colon, "-", the sequence ("TOPIC-17"), as a
+ * subscriber's own reading names it. Errors: MESH_ENOMEM. */
+static mesh_err
+msg_read(const char *label, struct mesh_source_msg *m)
+{
+	char fallback[MESH_SUBSCRIPTION_ID_MAX + 48];
+	const char *colon = strchr(label, ':');
+
+	snprintf(fallback, sizeof(fallback), "%s-%" PRIu64,
+	         colon ? colon + 1 : label, m->sequence);
+	m->parse_error = m->parse_error_buf;
+	return mesh_wire_read(m->msg, 0, fallback, &m->event,
+	                      m->parse_error_buf, sizeof(m->parse_error_buf));
+}
+
 mesh_err
 mesh_source_read(struct mesh_source *s, struct mesh_source_msg *m)
 {
-	char fallback[MESH_SUBSCRIPTION_ID_MAX + 32];
-
 	if (m->event != NULL) {
 		return MESH_OK;
 	}
 	assert(m->msg != NULL);
-	/* As a subscriber's own reading names it: "TOPIC-SEQUENCE". */
-	snprintf(fallback, sizeof(fallback), "%s-%" PRIu64,
-	         strchr(s->label, ':') ? strchr(s->label, ':') + 1 : s->label,
-	         m->sequence);
-	m->parse_error = m->parse_error_buf;
-	return mesh_wire_read(m->msg, 0, fallback, &m->event,
-	                      m->parse_error_buf, sizeof(m->parse_error_buf));
+	return msg_read(s->label, m);
 }
 
 void
@@ -333,14 +344,79 @@ queue_source_open(struct mesh_conn *c, const char *name,
 	return mesh_source_new(&queue_ops, qs, qs->label, &t, o, out);
 }
 
-/* ---- topic subscriptions ------------------------------------------------ */
+/* ---- JetStream consumers ------------------------------------------------ */
 
-struct sub_source {
+/* What the sources over a durable JetStream consumer (topic subscriptions,
+ * partitions) share: an ack is "+ACK" to the delivery's reply subject on
+ * the bulk connection, a retry a NAK with delay, a dead letter goes to
+ * opts.dlq. First in each one's impl. */
+struct js_source {
 	struct mesh_conn *c;
-	struct mesh_subscriber *sub;
 	struct mesh_queue *dlq;
 	char dlq_name[MESH_QUEUE_NAME_MAX + 1];
 	char label[MESH_SUBSCRIPTION_ID_MAX + 16];
+};
+
+static void
+js_init(struct js_source *js, struct mesh_conn *c,
+        const struct mesh_source_opts *o)
+{
+	js->c = c;
+	snprintf(js->dlq_name, sizeof(js->dlq_name), "%s",
+	         o && o->dlq ? o->dlq : "");
+}
+
+static void
+js_ack(void *impl, struct mesh_source_msg *const *m, size_t n)
+{
+	struct js_source *js = impl;
+	natsConnection *nc = mesh__conn_bulk(js->c);
+
+	for (size_t i = 0; i < n; i++) {
+		const char *reply = natsMsg_GetReply(m[i]->msg);
+		if (reply != NULL) {
+			natsConnection_PublishString(nc, reply, "+ACK");
+		}
+	}
+}
+
+static mesh_err
+js_retry(void *impl, struct mesh_source_msg *m, int64_t delay_ms)
+{
+	natsStatus st = delay_ms > 0
+	                        ? natsMsg_NakWithDelay(m->msg, delay_ms, NULL)
+	                        : natsMsg_Nak(m->msg, NULL);
+
+	(void)impl;
+	return st == NATS_OK ? MESH_OK : mesh_err_nats(st, 0, "nak");
+}
+
+static mesh_err
+js_dead_letter(void *impl, struct mesh_source_msg *m,
+               struct mesh_dead_letter *dl)
+{
+	struct js_source *js = impl;
+	struct mesh_source_msg *one[] = {m};
+	mesh_err err;
+
+	if ((err = dlq_open(js->c, js->dlq_name, &js->dlq, js->label)) !=
+	    MESH_OK) {
+		return err;
+	}
+	dl->source = js->label;
+	if ((err = mesh_queue_put_dead_letter(js->dlq, m->msg, dl)) !=
+	    MESH_OK) {
+		return err;
+	}
+	js_ack(js, one, 1);
+	return MESH_OK;
+}
+
+/* ---- topic subscriptions ------------------------------------------------ */
+
+struct sub_source {
+	struct js_source js; /* first */
+	struct mesh_subscriber *sub;
 	struct mesh_delivery d[MESH_SOURCE_BATCH_MAX];
 };
 
@@ -379,66 +455,20 @@ sub_fetch(void *impl, size_t max, int64_t wait_ms, bool decode,
 }
 
 static void
-sub_ack(void *impl, struct mesh_source_msg *const *m, size_t n)
-{
-	struct sub_source *ss = impl;
-	natsConnection *nc = mesh__conn_bulk(ss->c);
-
-	for (size_t i = 0; i < n; i++) {
-		const char *reply = natsMsg_GetReply(m[i]->msg);
-		if (reply != NULL) {
-			natsConnection_PublishString(nc, reply, "+ACK");
-		}
-	}
-}
-
-static mesh_err
-sub_retry(void *impl, struct mesh_source_msg *m, int64_t delay_ms)
-{
-	natsStatus st = delay_ms > 0
-	                        ? natsMsg_NakWithDelay(m->msg, delay_ms, NULL)
-	                        : natsMsg_Nak(m->msg, NULL);
-
-	(void)impl;
-	return st == NATS_OK ? MESH_OK : mesh_err_nats(st, 0, "nak");
-}
-
-static mesh_err
-sub_dead_letter(void *impl, struct mesh_source_msg *m,
-                struct mesh_dead_letter *dl)
-{
-	struct sub_source *ss = impl;
-	struct mesh_source_msg *one[] = {m};
-	mesh_err err;
-
-	if ((err = dlq_open(ss->c, ss->dlq_name, &ss->dlq, ss->label)) !=
-	    MESH_OK) {
-		return err;
-	}
-	dl->source = ss->label;
-	if ((err = mesh_queue_put_dead_letter(ss->dlq, m->msg, dl)) !=
-	    MESH_OK) {
-		return err;
-	}
-	sub_ack(ss, one, 1);
-	return MESH_OK;
-}
-
-static void
 sub_close(void *impl)
 {
 	struct sub_source *ss = impl;
 
 	mesh_subscriber_close(ss->sub);
-	mesh_queue_close(ss->dlq);
+	mesh_queue_close(ss->js.dlq);
 	free(ss);
 }
 
 static const struct mesh_source_ops sub_ops = {
         .fetch = sub_fetch,
-        .ack = sub_ack,
-        .retry = sub_retry,
-        .dead_letter = sub_dead_letter,
+        .ack = js_ack,
+        .retry = js_retry,
+        .dead_letter = js_dead_letter,
         .release = release_msgs,
         .close = sub_close,
 };
@@ -455,17 +485,15 @@ sub_source_open(struct mesh_conn *c, const char *id,
 	if (ss == NULL) {
 		return mesh_err_set(MESH_ENOMEM, "subscription %s", id);
 	}
-	ss->c = c;
+	js_init(&ss->js, c, o);
 	if ((err = mesh_subscriber_bind(c, id, &ss->sub)) != MESH_OK) {
 		free(ss);
 		return err;
 	}
 	rec = mesh_subscriber_subscription(ss->sub);
 	(void)mesh_topic_name_check(rec->topic, &t.fifo);
-	snprintf(ss->label, sizeof(ss->label), "topic:%s", rec->topic);
-	snprintf(ss->dlq_name, sizeof(ss->dlq_name), "%s",
-	         o && o->dlq ? o->dlq : "");
-	return mesh_source_new(&sub_ops, ss, ss->label, &t, o, out);
+	snprintf(ss->js.label, sizeof(ss->js.label), "topic:%s", rec->topic);
+	return mesh_source_new(&sub_ops, ss, ss->js.label, &t, o, out);
 }
 
 const struct mesh_subscription *
@@ -475,6 +503,212 @@ mesh_source_subscription(const struct mesh_source *s)
 
 	return s->ops == &sub_ops ? mesh_subscriber_subscription(ss->sub)
 	                          : NULL;
+}
+
+/* ---- partitions --------------------------------------------------------- */
+
+struct part_source {
+	struct js_source js; /* first */
+	natsSubscription *pull;
+	char service[MESH_SERVICE_NAME_MAX + 1];
+	int k;
+	int64_t next_check; /* monotonic ms: whether the consumer is there */
+};
+
+#define CHECK_EVERY_MS 5000
+
+/* Why a pull failed (st; NATS_OK: it only waited): the partition's
+ * consumer or stream gone is MESH_ENOTFOUND, said plainly; else st's
+ * error, or MESH_OK for NATS_OK. */
+static mesh_err
+part_fetch_err(struct part_source *ps, natsStatus st, jsErrCode jerr)
+{
+	char stream[MESH_SERVICE_NAME_MAX + 16], consumer[16];
+	jsConsumerInfo *ci = NULL;
+	jsErrCode ierr = 0;
+	natsStatus is;
+
+	snprintf(stream, sizeof(stream), MESH_PARTITION_STREAM, ps->service);
+	snprintf(consumer, sizeof(consumer), MESH_PARTITION_CONSUMER, ps->k);
+	is = js_GetConsumerInfo(&ci, mesh_conn_js(ps->js.c), stream, consumer,
+	                        NULL, &ierr);
+	jsConsumerInfo_Destroy(ci);
+	if (ierr == JSStreamNotFoundErr) {
+		return mesh_err_set(MESH_ENOTFOUND,
+		                    "source %s: stream %s is gone (deleted "
+		                    "underneath? mesh_partitions_ensure makes "
+		                    "it again, empty)",
+		                    ps->js.label, stream);
+	}
+	if (is == NATS_NOT_FOUND || ierr == JSConsumerNotFoundErr) {
+		return mesh_err_set(MESH_ENOTFOUND,
+		                    "source %s: consumer %s of stream %s is "
+		                    "gone (deleted underneath? "
+		                    "mesh_partitions_ensure makes it again)",
+		                    ps->js.label, consumer, stream);
+	}
+	return st == NATS_OK ? MESH_OK
+	                     : mesh_err_nats(st, jerr, "source %s: fetch",
+	                                     ps->js.label);
+}
+
+static mesh_err
+part_fetch(void *impl, size_t max, int64_t wait_ms, bool decode,
+           struct mesh_source_msg *out, size_t *n, size_t *filtered)
+{
+	struct part_source *ps = impl;
+	natsMsgList list = {0};
+	jsErrCode jerr = 0;
+	size_t k = 0;
+	natsStatus st;
+
+	(void)filtered; /* a partition has no filter */
+	st = natsSubscription_Fetch(&list, ps->pull, (int)max,
+	                            wait_ms > 0 ? wait_ms : 1, &jerr);
+	if (st == NATS_TIMEOUT) {
+		/* A pull on a consumer that is gone waits its time out like
+		 * a quiet one: a quiet source looks now and then. */
+		if (mono_ms() < ps->next_check) {
+			return MESH_OK;
+		}
+		ps->next_check = mono_ms() + CHECK_EVERY_MS;
+		return part_fetch_err(ps, NATS_OK, 0);
+	}
+	if (st != NATS_OK) {
+		return part_fetch_err(ps, st, jerr);
+	}
+	for (int i = 0; i < list.Count; i++) {
+		natsMsg *m = list.Msgs[i];
+		struct mesh_source_msg *o = &out[k];
+		jsMsgMetaData *meta = NULL;
+		const char *group = NULL;
+		list.Msgs[i] = NULL;
+		memset(o, 0,
+		       offsetof(struct mesh_source_msg, parse_error_buf));
+		o->msg = m;
+		o->parse_error_buf[0] = '\0';
+		o->parse_error = o->parse_error_buf;
+		o->receipt[0] = '\0';
+		if (natsMsg_GetMetaData(&meta, m) == NATS_OK) {
+			o->sequence = meta->Sequence.Stream;
+			o->attempt = meta->NumDelivered;
+			jsMsgMetaData_Destroy(meta);
+		}
+		if (natsMsgHeader_Get(m, MESH_HDR_GROUP, &group) == NATS_OK &&
+		    group != NULL) {
+			mesh__copy_str(o->group_buf, sizeof(o->group_buf),
+			               group);
+			o->group_id = o->group_buf;
+		}
+		if (decode && msg_read(ps->js.label, o) != MESH_OK) {
+			/* Not even its bytes could be kept (out of memory):
+			 * again at once; the rest go on. */
+			natsMsg_Nak(m, NULL);
+			natsMsg_Destroy(m);
+			continue;
+		}
+		k++;
+	}
+	natsMsgList_Destroy(&list);
+	*n = k;
+	return MESH_OK;
+}
+
+static void
+part_close(void *impl)
+{
+	struct part_source *ps = impl;
+
+	/* Unsubscribing a bound pull subscription would delete the durable
+	 * consumer; only let it go. */
+	natsSubscription_Destroy(ps->pull);
+	mesh_queue_close(ps->js.dlq);
+	free(ps);
+}
+
+static const struct mesh_source_ops part_ops = {
+        .fetch = part_fetch,
+        .ack = js_ack,
+        .retry = js_retry,
+        .dead_letter = js_dead_letter,
+        .release = release_msgs,
+        .close = part_close,
+};
+
+/* "SERVICE/K": the service and a partition it has. */
+static mesh_err
+part_spec(struct mesh_conn *c, const char *spec, char *service, size_t size,
+          int *k)
+{
+	const char *slash = strrchr(spec, '/');
+	size_t len = slash ? (size_t)(slash - spec) : 0;
+	char *end = NULL;
+	long part;
+	int n = 0;
+	mesh_err err;
+
+	part = slash ? strtol(slash + 1, &end, 10) : -1;
+	if (slash == NULL || len == 0 || len >= size || slash[1] < '0' ||
+	    slash[1] > '9' || *end != '\0') {
+		return mesh_err_set(MESH_EINVAL,
+		                    "source 'partition:%.200s': not "
+		                    "partition:SERVICE/K",
+		                    spec);
+	}
+	memcpy(service, spec, len);
+	service[len] = '\0';
+	if ((err = mesh_partitions_get(c, service, &n)) != MESH_OK) {
+		return err;
+	}
+	if (part >= n) {
+		return mesh_err_set(MESH_EINVAL,
+		                    "source 'partition:%s': service '%s' has "
+		                    "%d partitions (0-%d), not %ld",
+		                    spec, service, n, n - 1, part);
+	}
+	*k = (int)part;
+	return MESH_OK;
+}
+
+static mesh_err
+part_source_open(struct mesh_conn *c, const char *spec,
+                 const struct mesh_source_opts *o, struct mesh_source **out)
+{
+	struct part_source *ps = calloc(1, sizeof(*ps));
+	struct mesh_source_traits t = {0};
+	char stream[MESH_SERVICE_NAME_MAX + 16],
+	        subject[MESH_SERVICE_NAME_MAX + 32], consumer[16];
+	jsSubOptions so;
+	jsErrCode jerr = 0;
+	natsStatus st;
+	mesh_err err;
+
+	if (ps == NULL) {
+		return mesh_err_set(MESH_ENOMEM, "source partition:%s", spec);
+	}
+	js_init(&ps->js, c, o);
+	if ((err = part_spec(c, spec, ps->service, sizeof(ps->service),
+	                     &ps->k)) != MESH_OK) {
+		free(ps);
+		return err;
+	}
+	snprintf(ps->js.label, sizeof(ps->js.label), "partition:%s/%d",
+	         ps->service, ps->k);
+	snprintf(stream, sizeof(stream), MESH_PARTITION_STREAM, ps->service);
+	snprintf(subject, sizeof(subject), MESH_PARTITION_SUBJECT, ps->service,
+	         ps->k);
+	snprintf(consumer, sizeof(consumer), MESH_PARTITION_CONSUMER, ps->k);
+	jsSubOptions_Init(&so);
+	so.Stream = stream;
+	so.Consumer = consumer;
+	st = js_PullSubscribe(&ps->pull, mesh_conn_js(c), subject, consumer,
+	                      NULL, &so, &jerr);
+	if (st != NATS_OK) {
+		err = part_fetch_err(ps, st, jerr);
+		free(ps);
+		return err;
+	}
+	return mesh_source_new(&part_ops, ps, ps->js.label, &t, o, out);
 }
 
 mesh_err
@@ -487,7 +721,11 @@ mesh_source_open(struct mesh_conn *c, const char *spec,
 	if (strncmp(spec, "subscription:", 13) == 0) {
 		return sub_source_open(c, spec + 13, o, out);
 	}
+	if (strncmp(spec, "partition:", 10) == 0) {
+		return part_source_open(c, spec + 10, o, out);
+	}
 	return mesh_err_set(MESH_EINVAL,
-	                    "source '%s': not queue:NAME or subscription:ID",
+	                    "source '%s': not queue:NAME, subscription:ID or "
+	                    "partition:SERVICE/K",
 	                    spec);
 }

@@ -9,6 +9,7 @@
 #include "mesh/event.h"
 #include "mesh/filter.h"
 #include "mesh/lease.h"
+#include "mesh/partition.h"
 #include "mesh/pbjson.h"
 #include "mesh/queue.h"
 #include "mesh/router.h"

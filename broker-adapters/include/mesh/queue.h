@@ -131,7 +131,7 @@ const char *mesh_queue_name(const struct mesh_queue *q);
  * were, and come back in struct mesh_queue_msg's dlq_* fields. */
 struct mesh_dead_letter {
 	/* Where from: a queue's name, "topic:NAME" (a service's
-	 * subscription) or "schedule:NAME". */
+	 * subscription), "partition:SERVICE/K" or "schedule:NAME". */
 	const char *source;
 	const char *reason;     /* why; NULL: "dead-lettered by request" */
 	uint64_t sequence;      /* its stream sequence there; 0: none */

@@ -1,10 +1,12 @@
-/* Sources: one consumer interface over queues and topic subscriptions.
+/* Sources: one consumer interface over queues, topic subscriptions and
+ * partitions.
  *
  * A consumer (the service runtime, the router) takes batches of messages
  * from a source and settles each one: done (ack), again later (retry), or
  * dead-lettered with a reason. It never asks what kind of source it has:
  * a source is an ops table and its implementation, in the manner of nng's
- * protocols. libmesh has two implementations, opened by mesh_source_open:
+ * protocols. libmesh has three implementations, opened by
+ * mesh_source_open:
  *
  *   "queue:NAME"          the queue's shared consumer (SQS receive);
  *                         retry = a changed visibility timeout; dead
@@ -14,6 +16,13 @@
  *                         filter policy applied (mesh_subscriber_fetch);
  *                         retry = a NAK with delay; dead letters go to
  *                         opts.dlq
+ *   "partition:SERVICE/K" partition K of a partitioned service
+ *                         (mesh/partition.h): its durable consumer pK on
+ *                         the stream MESH_PART_SERVICE, in the order the
+ *                         forwarder stored them; attempt = the broker's
+ *                         delivery count; group_id = the Mesh-Group
+ *                         header; retry = a NAK with delay; dead letters
+ *                         go to opts.dlq, from "partition:SERVICE/K"
  *
  * and anyone may make another with mesh_source_new (tests use an
  * in-memory one).
@@ -111,9 +120,11 @@ mesh_err mesh_source_new(const struct mesh_source_ops *ops, void *impl,
                          const struct mesh_source_opts *o,
                          struct mesh_source **out);
 
-/* Open "queue:NAME" or "subscription:ID" (see above); o may be NULL for
- * the defaults. Errors: MESH_EINVAL (spec), MESH_ENOTFOUND (queue or
- * subscription), the connection's. The connection must outlive the
+/* Open "queue:NAME", "subscription:ID" or "partition:SERVICE/K" (see
+ * above); o may be NULL for the defaults. Errors: MESH_EINVAL (spec; K
+ * not below the service's partition count), MESH_ENOTFOUND (queue,
+ * subscription, a service not partitioned, its partition's consumer or
+ * stream gone), the connection's. The connection must outlive the
  * source. */
 mesh_err mesh_source_open(struct mesh_conn *c, const char *spec,
                           const struct mesh_source_opts *o,
@@ -130,7 +141,8 @@ struct mesh_subscription;
 const struct mesh_subscription *
 mesh_source_subscription(const struct mesh_source *s);
 
-/* "queue:NAME" or "topic:NAME" (borrowed, for the source's life). */
+/* "queue:NAME", "topic:NAME" or "partition:SERVICE/K" (borrowed, for the
+ * source's life). */
 const char *mesh_source_label(const struct mesh_source *s);
 bool mesh_source_fifo(const struct mesh_source *s);
 /* Whether the source dead-letters by itself a message received too often
@@ -143,7 +155,8 @@ bool mesh_source_redrives(const struct mesh_source *s);
  * filter policy took away (acknowledged, never handed out). Settle each
  * message (ack, retry, dead-letter; one left unsettled comes again after
  * its visibility timeout), then release them. Errors: MESH_EINVAL (max),
- * MESH_ENOTFOUND (the queue or subscription is gone), the connection's;
+ * MESH_ENOTFOUND (the queue, subscription or partition stream is gone),
+ * the connection's;
  * on error *n is 0. */
 mesh_err mesh_source_fetch(struct mesh_source *s, size_t max, int64_t wait_ms,
                            struct mesh_source_msg *out, size_t *n,
