@@ -201,11 +201,13 @@ mesh_err mesh__subscription_decode(const char *key, const void *data,
  * its records without topic.c knowing subscriptions. */
 #define MESH__RECORDS_BUCKET "MESH_SUBSCRIPTIONS"
 /* A key-value bucket of the mesh's records (history 1, file storage, the
- * connection's replicas), made when missing; looked up again for up to
- * 10 s while programs starting together race to make it. `noun` names
- * it in errors ("subscriptions"). */
+ * connection's replicas, values up to max_value, entries kept max_age_ns,
+ * 0: for ever), made when missing if create (else MESH_ENOTFOUND); looked
+ * up again for up to 10 s while programs starting together race to make
+ * it. `noun` names it in errors ("subscriptions"). */
 mesh_err mesh__kv_bucket(struct mesh_conn *c, const char *bucket,
-                         int32_t max_value, const char *noun, kvStore **kv);
+                         int32_t max_value, int64_t max_age_ns, bool create,
+                         const char *noun, kvStore **kv);
 mesh_err mesh__records_bucket(struct mesh_conn *c, kvStore **kv);
 /* Every key of the bucket (keys->Count in *n; none: *n 0, nothing to
  * destroy). */

@@ -205,38 +205,8 @@ member_key(const struct mesh_lease *l, char key[KEY_MAX])
 static mesh_err
 lease_bucket(struct mesh_conn *c, bool create, kvStore **kv)
 {
-	int64_t until = mesh_mono_ms() + 10000;
-	kvConfig cfg;
-	natsStatus s;
-
-	for (;;) {
-		s = js_KeyValue(kv, mesh_conn_js(c), MESH_LEASE_BUCKET);
-		if (s == NATS_NOT_FOUND && !create) {
-			return mesh_err_set(MESH_ENOTFOUND,
-			                    "lease bucket %s: does not exist",
-			                    MESH_LEASE_BUCKET);
-		}
-		if (s == NATS_NOT_FOUND) {
-			kvConfig_Init(&cfg);
-			cfg.Bucket = MESH_LEASE_BUCKET;
-			cfg.History = 1;
-			cfg.MaxValueSize = VALUE_MAX;
-			cfg.TTL = BUCKET_MAX_AGE;
-			cfg.StorageType = js_FileStorage;
-			cfg.Replicas = mesh_conn_replicas(c);
-			s = js_CreateKeyValue(kv, mesh_conn_js(c), &cfg);
-		}
-		if (s == NATS_OK || mesh_mono_ms() >= until ||
-		    s == NATS_CONNECTION_CLOSED || s == NATS_NOT_PERMITTED) {
-			break;
-		}
-		nats_Sleep(200);
-	}
-	if (s != NATS_OK) {
-		return mesh_err_nats(s, 0, "lease bucket %s",
-		                     MESH_LEASE_BUCKET);
-	}
-	return MESH_OK;
+	return mesh__kv_bucket(c, MESH_LEASE_BUCKET, VALUE_MAX, BUCKET_MAX_AGE,
+	                       create, "lease", kv);
 }
 
 /* Write key: value, or a delete marker (value NULL), only when the key's

@@ -85,7 +85,7 @@ struct record {
 static mesh_err
 bucket(struct mesh_conn *c, kvStore **kv)
 {
-	return mesh__kv_bucket(c, MESH_PARTITIONS_BUCKET, RECORD_MAX,
+	return mesh__kv_bucket(c, MESH_PARTITIONS_BUCKET, RECORD_MAX, 0, true,
 	                       "services", kv);
 }
 

@@ -12,7 +12,8 @@
 
 mesh_err
 mesh__kv_bucket(struct mesh_conn *c, const char *bucket, int32_t max_value,
-                const char *noun, kvStore **kv)
+                int64_t max_age_ns, bool create, const char *noun,
+                kvStore **kv)
 {
 	int64_t until = mesh_mono_ms() + 10000;
 	kvConfig cfg;
@@ -24,11 +25,17 @@ mesh__kv_bucket(struct mesh_conn *c, const char *bucket, int32_t max_value,
 	 * before failing the caller's start. */
 	for (;;) {
 		s = js_KeyValue(kv, mesh_conn_js(c), bucket);
+		if (s == NATS_NOT_FOUND && !create) {
+			return mesh_err_set(MESH_ENOTFOUND,
+			                    "%s bucket %s: does not exist",
+			                    noun, bucket);
+		}
 		if (s == NATS_NOT_FOUND) {
 			kvConfig_Init(&cfg);
 			cfg.Bucket = bucket;
 			cfg.History = 1;
 			cfg.MaxValueSize = max_value;
+			cfg.TTL = max_age_ns;
 			cfg.StorageType = js_FileStorage;
 			cfg.Replicas = mesh_conn_replicas(c);
 			s = js_CreateKeyValue(kv, mesh_conn_js(c), &cfg);
@@ -48,7 +55,7 @@ mesh__kv_bucket(struct mesh_conn *c, const char *bucket, int32_t max_value,
 mesh_err
 mesh__records_bucket(struct mesh_conn *c, kvStore **kv)
 {
-	return mesh__kv_bucket(c, MESH__RECORDS_BUCKET, MAX_RECORD,
+	return mesh__kv_bucket(c, MESH__RECORDS_BUCKET, MAX_RECORD, 0, true,
 	                       "subscriptions", kv);
 }
 
