@@ -467,11 +467,33 @@ check_dlq(struct mesh_conn *c, const char *name,
 	return err;
 }
 
+/* A queue of that name as it is: MESH_OK when it has attributes a,
+ * MESH_EEXIST when others, MESH_ENOTFOUND when there is none. */
+static mesh_err
+existing(struct mesh_conn *c, const char *name,
+         const struct mesh_queue_attrs *a, struct qnames *n)
+{
+	struct qcfg old;
+	mesh_err err = cfg_load(c, name, &old, n);
+
+	if (err != MESH_OK) {
+		return err;
+	}
+	if (attrs_same(&old.a, a)) {
+		return MESH_OK;
+	}
+	return mesh_err_set(MESH_EEXIST,
+	                    "queue '%s': already exists with other "
+	                    "attributes (use set-attributes to change them)",
+	                    name);
+}
+
 mesh_err
 mesh_queue_create(struct mesh_conn *c, const char *name,
                   const struct mesh_queue_attrs *attrs)
 {
-	struct qcfg cfg = {.a = *attrs}, old;
+	struct qcfg cfg = {.a = *attrs};
+	bool made_delay = false, made_main = false;
 	struct qnames n;
 	jsStreamConfig sc;
 	jsStreamInfo *si = NULL;
@@ -484,18 +506,7 @@ mesh_queue_create(struct mesh_conn *c, const char *name,
 	if ((err = mesh_queue_attrs_check(name, attrs)) != MESH_OK) {
 		return err;
 	}
-	err = cfg_load(c, name, &old, &n);
-	if (err == MESH_OK) {
-		if (attrs_same(&old.a, attrs)) {
-			return MESH_OK;
-		}
-		return mesh_err_set(MESH_EEXIST,
-		                    "queue '%s': already exists with other "
-		                    "attributes (use set-attributes to change "
-		                    "them)",
-		                    name);
-	}
-	if (err != MESH_ENOTFOUND) {
+	if ((err = existing(c, name, attrs, &n)) != MESH_ENOTFOUND) {
 		return err;
 	}
 	if ((err = check_dlq(c, name, attrs)) != MESH_OK) {
@@ -520,7 +531,10 @@ mesh_queue_create(struct mesh_conn *c, const char *name,
 	s = js_AddStream(&si, mesh_conn_js(c), &sc, NULL, &jerr);
 	jsStreamInfo_Destroy(si);
 	si = NULL;
-	if (s != NATS_OK) {
+	/* A delay stream that exists is another creator's, racing this
+	 * one: whoever makes the main stream makes the queue. */
+	made_delay = s == NATS_OK;
+	if (s != NATS_OK && jerr != JSStreamNameExistErr) {
 		err = mesh_err_nats(s, jerr, "queue '%s': delay stream", name);
 		goto fail;
 	}
@@ -528,18 +542,30 @@ mesh_queue_create(struct mesh_conn *c, const char *name,
 	stream_config(c, &sc, n.stream, subj, &cfg.a, desc);
 	s = js_AddStream(&si, mesh_conn_js(c), &sc, NULL, &jerr);
 	jsStreamInfo_Destroy(si);
+	if (s != NATS_OK && jerr == JSStreamNameExistErr) {
+		/* Made meanwhile by another (services starting together):
+		 * the same queue is no error, as CreateQueue is idempotent;
+		 * nothing of it is ours to remove. */
+		free(desc);
+		return existing(c, name, attrs, &n);
+	}
 	if (s != NATS_OK) {
 		err = mesh_err_nats(s, jerr, "queue '%s': stream", name);
 		goto fail;
 	}
+	made_main = true;
 	if ((err = ensure_consumers(c, name, &n, &cfg.a, false)) != MESH_OK) {
 		goto fail;
 	}
 	free(desc);
 	return MESH_OK;
 fail:
-	js_DeleteStream(mesh_conn_js(c), n.stream, NULL, NULL);
-	js_DeleteStream(mesh_conn_js(c), n.dstream, NULL, NULL);
+	if (made_main) {
+		js_DeleteStream(mesh_conn_js(c), n.stream, NULL, NULL);
+	}
+	if (made_delay) {
+		js_DeleteStream(mesh_conn_js(c), n.dstream, NULL, NULL);
+	}
 	free(desc);
 	return err;
 }

@@ -131,11 +131,36 @@ load(struct mesh_conn *c, const char *name, struct mesh_topic_attrs *a,
 	return err;
 }
 
+/* A topic of that name as it is: MESH_OK when it has attributes a (its
+ * replicas unless a's are 0), MESH_EEXIST when others, MESH_ENOTFOUND
+ * when there is none. */
+static mesh_err
+existing(struct mesh_conn *c, const char *name,
+         const struct mesh_topic_attrs *a, struct tnames *n)
+{
+	struct mesh_topic_attrs old;
+	mesh_err err = load(c, name, &old, n, NULL);
+
+	if (err != MESH_OK) {
+		return err;
+	}
+	if (old.fifo == a->fifo &&
+	    old.content_based_dedup == a->content_based_dedup &&
+	    old.archive_days == a->archive_days &&
+	    (a->replicas == 0 || a->replicas == old.replicas)) {
+		return MESH_OK;
+	}
+	return mesh_err_set(MESH_EEXIST,
+	                    "topic '%s': already exists with other "
+	                    "attributes",
+	                    name);
+}
+
 mesh_err
 mesh_topic_create(struct mesh_conn *c, const char *name,
                   const struct mesh_topic_attrs *attrs)
 {
-	struct mesh_topic_attrs a = *attrs, old;
+	struct mesh_topic_attrs a = *attrs;
 	struct tnames n;
 	jsStreamConfig sc;
 	jsStreamInfo *si = NULL;
@@ -175,20 +200,7 @@ mesh_topic_create(struct mesh_conn *c, const char *name,
 		                    " is out of range 1-%d",
 		                    name, a.replicas, MESH_REPLICAS_MAX);
 	}
-	err = load(c, name, &old, &n, NULL);
-	if (err == MESH_OK) {
-		if (old.fifo == a.fifo &&
-		    old.content_based_dedup == a.content_based_dedup &&
-		    old.archive_days == a.archive_days &&
-		    (a.replicas == 0 || a.replicas == old.replicas)) {
-			return MESH_OK;
-		}
-		return mesh_err_set(MESH_EEXIST,
-		                    "topic '%s': already exists with other "
-		                    "attributes",
-		                    name);
-	}
-	if (err != MESH_ENOTFOUND) {
+	if ((err = existing(c, name, &a, &n)) != MESH_ENOTFOUND) {
 		return err;
 	}
 	if (a.replicas == 0) {
@@ -217,6 +229,11 @@ mesh_topic_create(struct mesh_conn *c, const char *name,
 	sc.Description = desc;
 	s = js_AddStream(&si, mesh_conn_js(c), &sc, NULL, &jerr);
 	jsStreamInfo_Destroy(si);
+	if (s != NATS_OK && jerr == JSStreamNameExistErr) {
+		/* Made meanwhile by another (services starting together):
+		 * the same topic is no error, as CreateTopic is idempotent. */
+		return existing(c, name, &a, &n);
+	}
 	if (s != NATS_OK) {
 		return mesh_err_nats(s, jerr, "topic '%s': stream", name);
 	}

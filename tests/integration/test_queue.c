@@ -760,6 +760,72 @@ test_fifo_handover(void)
 	mesh_queue_close(q);
 }
 
+struct racer {
+	const char *name;
+	bool topic;
+	mesh_err err;
+	char detail[256];
+};
+
+static void *
+race_create(void *arg)
+{
+	struct racer *r = arg;
+	struct mesh_queue_attrs qa;
+	struct mesh_topic_attrs ta;
+
+	mesh_queue_attrs_init(&qa);
+	mesh_topic_attrs_init(&ta);
+	r->err = r->topic ? mesh_topic_create(conn, r->name, &ta)
+	                  : mesh_queue_create(conn, r->name, &qa);
+	snprintf(r->detail, sizeof(r->detail), "%s", mesh_errdetail());
+	return NULL;
+}
+
+/* Instances of a service starting together make its dead-letter queue
+ * (and producers their topics) at once: every call succeeds, as SQS's
+ * CreateQueue and SNS's CreateTopic do for the same attributes, and none
+ * removes what another made. */
+static void
+test_create_race(void)
+{
+	struct racer r[8];
+	pthread_t t[8];
+	struct mesh_queue *q = NULL;
+	struct mesh_queue_msg *m = NULL;
+	int failed = 0;
+	size_t n;
+
+	for (int round = 0; round < 2; round++) {
+		failed = 0;
+		for (int i = 0; i < 8; i++) {
+			r[i] = (struct racer){.name = round ? "raced-topic"
+			                                    : "raced",
+			                      .topic = round == 1};
+			pthread_create(&t[i], NULL, race_create, &r[i]);
+		}
+		for (int i = 0; i < 8; i++) {
+			pthread_join(t[i], NULL);
+			if (r[i].err != MESH_OK) {
+				tap_diag("%s", r[i].detail);
+				failed++;
+			}
+		}
+		is_int(failed, 0, "8 creators of one %s at once all succeed",
+		       round ? "topic" : "queue");
+	}
+	if (!ok(mesh_queue_open(conn, "raced", &q) == MESH_OK,
+	        "and the queue is whole")) {
+		return;
+	}
+	send_text(q, "after the race", NULL, NULL, -1, NULL);
+	n = recv(q, 1, 2, -1, &m);
+	ok(n == 1 && strcmp(body_of(&m[0]), "after the race") == 0,
+	   "it takes and gives a message");
+	mesh_queue_msgs_free(m, n);
+	mesh_queue_close(q);
+}
+
 int
 main(void)
 {
@@ -778,6 +844,7 @@ main(void)
 		return tap_done();
 	}
 	test_create();
+	test_create_race();
 	test_standard();
 	test_batches();
 	test_delay();
