@@ -28,6 +28,7 @@
 #include "commands.h"
 #include "mesh_schemas.h"
 #include "message.h"
+#include "mesh/partition.h"
 #include "mesh/service_api.h"
 
 /* The runtime opens 5 named databases; room for more. */
@@ -69,26 +70,37 @@ state_fail(const struct cli *cli, const struct state_env *st, int rc)
 
 #define API_WAIT 10000 /* ms: a backup copies the whole environment first */
 
-/* Ask one instance of the service; the answer's JSON into *reply. Prints
- * why not (an error naming the key or value at fault: exit 2 when the
- * input was, else 1; no instance: 1, saying how to read a stopped one). */
+/* Ask one instance of the service (part < 0), or the owner of its
+ * partition part; the answer's JSON into *reply. Prints why not (an
+ * error naming the key or value at fault: exit 2 when the input was,
+ * else 1; no instance: 1, saying how to read a stopped one). */
 static int
-state_call(struct cli *cli, const char *service, const char *verb, json_t *req,
-           json_t **reply)
+state_call(struct cli *cli, const char *service, int part, const char *verb,
+           json_t *req, json_t **reply)
 {
 	char subject[MESH_SERVICE_NAME_MAX + 64],
-	        who[MESH_SERVICE_NAME_MAX + 40];
+	        who[MESH_SERVICE_NAME_MAX + 64];
 	const char *code, *msg;
 	json_t *j;
 	int rc;
 
 	*reply = NULL;
-	snprintf(subject, sizeof(subject), MESH_SERVICE_STATE_SUBJECT, service,
-	         verb);
-	snprintf(who, sizeof(who), "instance of service '%s'", service);
+	if (part < 0) {
+		snprintf(subject, sizeof(subject), MESH_SERVICE_STATE_SUBJECT,
+		         service, verb);
+		snprintf(who, sizeof(who), "instance of service '%s'",
+		         service);
+	} else {
+		snprintf(subject, sizeof(subject),
+		         MESH_SERVICE_PART_STATE_SUBJECT, service, part, verb);
+		snprintf(who, sizeof(who),
+		         "owner of service '%s' partition %d", service, part);
+	}
 	if ((rc = cli_request(cli, subject, req, API_WAIT, who,
-	                      "is it running? (--state DIR reads a stopped "
-	                      "service's files)",
+	                      part < 0 ? "is it running? (--state DIR reads "
+	                                 "a stopped service's files)"
+	                               : "is an instance running? (meshctl "
+	                                 "service info shows the owners)",
 	                      &j)) != CLI_OK) {
 		return rc;
 	}
@@ -102,6 +114,41 @@ state_call(struct cli *cli, const char *service, const char *verb, json_t *req,
 		return rc;
 	}
 	*reply = j;
+	return CLI_OK;
+}
+
+/* The service's partitions: *n 0 when it is not partitioned; --partition
+ * K into *only (-1 without it). Prints why not. */
+static int
+state_parts(struct cli *cli, const char *service, int *n, int *only)
+{
+	struct mesh_conn *c = NULL;
+	long long k = -1;
+	mesh_err err;
+
+	*n = 0;
+	*only = -1;
+	if (!cli_opt_long(cli, "--partition", 0, MESH_PARTITIONS_MAX - 1, -1,
+	                  &k)) {
+		return CLI_USAGE;
+	}
+	if (cli_connect(cli, &c) != MESH_OK) {
+		return CLI_FAIL;
+	}
+	err = mesh_partitions_get(c, service, n);
+	mesh_conn_close(c);
+	if (err == MESH_ENOTFOUND) {
+		*n = 0;
+	} else if (err != MESH_OK) {
+		return cli_fail(cli, err);
+	}
+	if (k >= 0 && k >= *n) {
+		return cli_usage_error(
+		        cli,
+		        "--partition %lld: service '%s' has %d partitions", k,
+		        service, *n);
+	}
+	*only = (int)k;
 	return CLI_OK;
 }
 
@@ -411,6 +458,7 @@ get_over_nats(struct cli *cli, const MDB_val *k, const char *type)
 	const char *service = cli_pos(cli, 0);
 	char *enc = mesh_base64(k->mv_data, k->mv_size);
 	json_t *reply = NULL;
+	int n, part;
 	MDB_val v;
 	int rc;
 
@@ -418,7 +466,14 @@ get_over_nats(struct cli *cli, const MDB_val *k, const char *type)
 		free(enc);
 		return CLI_USAGE;
 	}
-	rc = state_call(cli, service, "get",
+	if ((rc = state_parts(cli, service, &n, &part)) != CLI_OK) {
+		free(enc);
+		return rc;
+	}
+	if (n > 0 && part < 0) {
+		part = mesh_partition_of(k->mv_data, k->mv_size, n);
+	}
+	rc = state_call(cli, service, part, "get",
 	                json_pack("{s:s, s:s}", "db", db_name(cli),
 	                          "key_base64", enc ? enc : ""),
 	                &reply);
@@ -545,20 +600,15 @@ scan_end(struct scan *sc, const char *service)
 	}
 }
 
-/* Page through the service's answers (at most 1,000 keys each) until
- * limit keys or the prefix's end. */
+/* Page through one instance's answers (at most 1,000 keys each; part as
+ * state_call's) until limit keys or the prefix's end. */
 static int
-scan_over_nats(struct scan *sc, const MDB_val *prefix, long long limit)
+scan_part(struct scan *sc, const char *service, int part, const char *pfx,
+          long long limit)
 {
-	const char *service = cli_pos(sc->cli, 0);
-	char *pfx = mesh_base64(prefix->mv_data, prefix->mv_size),
-	     *after = NULL;
+	char *after = NULL;
 	int rc = CLI_OK;
 
-	if (!service_name_check(sc->cli, service)) {
-		free(pfx);
-		return CLI_USAGE;
-	}
 	for (;;) {
 		long long want = limit - sc->n + 1; /* one more: is there? */
 		json_t *req =
@@ -571,8 +621,8 @@ scan_over_nats(struct scan *sc, const MDB_val *prefix, long long limit)
 			json_object_set_new(req, "after_base64",
 			                    json_string(after));
 		}
-		if ((rc = state_call(sc->cli, service, "scan", req, &reply)) !=
-		    CLI_OK) {
+		if ((rc = state_call(sc->cli, service, part, "scan", req,
+		                     &reply)) != CLI_OK) {
 			break;
 		}
 		json_array_foreach(json_object_get(reply, "items"), i, item)
@@ -603,6 +653,32 @@ scan_over_nats(struct scan *sc, const MDB_val *prefix, long long limit)
 		}
 	}
 	free(after);
+	return rc;
+}
+
+/* The service's keys; a partitioned service's partition by partition
+ * (each in order), or --partition's alone. */
+static int
+scan_over_nats(struct scan *sc, const MDB_val *prefix, long long limit)
+{
+	const char *service = cli_pos(sc->cli, 0);
+	char *pfx;
+	int rc, n, only;
+
+	if (!service_name_check(sc->cli, service)) {
+		return CLI_USAGE;
+	}
+	if ((rc = state_parts(sc->cli, service, &n, &only)) != CLI_OK) {
+		return rc;
+	}
+	pfx = mesh_base64(prefix->mv_data, prefix->mv_size);
+	if (n == 0 || only >= 0) {
+		rc = scan_part(sc, service, only, pfx, limit);
+	} else {
+		for (int k = 0; k < n && rc == CLI_OK && !sc->more; k++) {
+			rc = scan_part(sc, service, k, pfx, limit);
+		}
+	}
 	free(pfx);
 	if (rc == CLI_OK) {
 		scan_end(sc, service);
@@ -756,10 +832,20 @@ backup_over_nats(struct cli *cli, const char *service, const char *dest,
 	long long size, got = 0;
 	bool made, ok = false;
 	FILE *f = NULL;
-	int rc;
+	int rc, n, part;
 
-	if ((rc = state_call(cli, service, "backup", json_object(), &b)) !=
-	    CLI_OK) {
+	if ((rc = state_parts(cli, service, &n, &part)) != CLI_OK) {
+		return rc;
+	}
+	if (n > 0 && part < 0) {
+		return cli_usage_error(cli,
+		                       "service '%s' is partitioned (%d "
+		                       "partitions): back up one with "
+		                       "--partition K",
+		                       service, n);
+	}
+	if ((rc = state_call(cli, service, part, "backup", json_object(),
+	                     &b)) != CLI_OK) {
 		return rc;
 	}
 	subject = json_string_value(json_object_get(b, "subject"));

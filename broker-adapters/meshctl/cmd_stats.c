@@ -211,9 +211,9 @@ print_table(json_t *agg)
 /* Send one request to subject and collect the answers for wait_ms into
  * *out (an array of stats objects; only service want's when want is not
  * NULL). Prints why not and returns the exit code. */
-static int
-gather(struct cli *cli, struct mesh_conn *c, const char *subject,
-       const char *want, int64_t wait_ms, json_t **out)
+int
+stats_gather(struct cli *cli, struct mesh_conn *c, const char *subject,
+             const char *want, int64_t wait_ms, json_t **out)
 {
 	natsConnection *nc = mesh_conn_nats(c);
 	natsSubscription *sub = NULL;
@@ -297,7 +297,7 @@ cmd_stats(struct cli *cli)
 	if (cli_connect(cli, &c) != MESH_OK) {
 		return CLI_FAIL;
 	}
-	rc = gather(cli, c, subject, name, wait, &replies);
+	rc = stats_gather(cli, c, subject, name, wait, &replies);
 	mesh_conn_close(c);
 	if (rc != CLI_OK) {
 		return rc;

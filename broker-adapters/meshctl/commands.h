@@ -66,6 +66,16 @@ extern const struct cli_cmd state_commands[];
 extern const struct cli_cmd new_commands[];
 
 int cmd_stats(struct cli *cli);
+/* Ask subject once and collect every instance's stats answer for wait_ms
+ * into *out (a JSON array; only service want's when want is not NULL).
+ * Prints why not and returns the exit code (cmd_stats.c). */
+int stats_gather(struct cli *cli, struct mesh_conn *c, const char *subject,
+                 const char *want, int64_t wait_ms, json_t **out);
+
+/* The `meshctl service` tree (cmd_service.c, service_table.c). */
+extern const struct cli_cmd service_commands[];
+int cmd_service_info(struct cli *cli);
+int cmd_service_delete(struct cli *cli);
 int cmd_state_get(struct cli *cli);
 int cmd_state_scan(struct cli *cli);
 int cmd_state_backup(struct cli *cli);

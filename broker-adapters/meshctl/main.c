@@ -196,6 +196,12 @@ static const struct cli_cmd commands[] = {
          .usage = "COMMAND [ARGS]",
          .opts = no_opts,
          .subs = state_commands},
+        {.name = "service",
+         .summary = "A partitioned service's partitions, owners, "
+                    "changelog.",
+         .usage = "COMMAND [ARGS]",
+         .opts = no_opts,
+         .subs = service_commands},
         {.name = "new",
          .summary = "Make a new service from the template.",
          .usage = "COMMAND [ARGS]",

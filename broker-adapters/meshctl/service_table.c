@@ -42,6 +42,13 @@ const struct cli_opt stats_opts[] = {
 		        "writable): safe only while the service is stopped"   \
 	}
 
+#define PARTITION_OPT                                                         \
+	{                                                                     \
+		"--partition", "K",                                           \
+		        "a partitioned service's partition K (get: the "      \
+		        "key's, by default; scan: every one, in turn)"        \
+	}
+
 #define TYPE_OPT                                                              \
 	{                                                                     \
 		"--type", "T",                                                \
@@ -52,6 +59,7 @@ const struct cli_opt stats_opts[] = {
 static const struct cli_opt get_opts[] = {
         STATE_OPTS,
         TYPE_OPT,
+        PARTITION_OPT,
         {"--hex", NULL, "KEY is given in hex"},
         {"--raw", NULL, "write the value's bytes as they are"},
         {NULL, NULL, NULL},
@@ -60,6 +68,7 @@ static const struct cli_opt get_opts[] = {
 static const struct cli_opt scan_opts[] = {
         STATE_OPTS,
         TYPE_OPT,
+        PARTITION_OPT,
         {"--hex", NULL, "PREFIX is given in hex"},
         {"--limit", "N", "at most N keys, 1-100000000 (100)"},
         {NULL, NULL, NULL},
@@ -69,6 +78,7 @@ static const struct cli_opt backup_opts[] = {
         {"--state", "DIR",
          "copy the LMDB files in DIR (a stopped service's) instead of "
          "asking the running service"},
+        {"--partition", "K", "a partitioned service's partition K"},
         {NULL, NULL, NULL},
 };
 
@@ -87,7 +97,10 @@ static const struct cli_opt new_opts[] = {
 	"UTF-8, else as 0x and hex (--json: key_base64, value_base64).\n"     \
 	"Values carry no type: --type T reads them as the protobuf message "  \
 	"T and\nprints its proto3 JSON mapping (--json: value_json beside "   \
-	"value)."
+	"value).\nA partitioned service's keys are each in one partition, "   \
+	"answered by its\nowner: get asks the partition of KEY "              \
+	"(mesh_partition_of, the key\nhashed as events' keys are), scan "     \
+	"each partition in turn."
 
 const struct cli_cmd state_commands[] = {
         {.name = "get",
@@ -138,6 +151,49 @@ const struct cli_cmd new_commands[] = {
                  "DIR/NAME. Run it from the project's root; then build.",
          .opts = new_opts,
          .run = cmd_new_service,
+         .min_pos = 1,
+         .max_pos = 1},
+        {NULL},
+};
+
+static const struct cli_opt service_info_opts[] = {
+        {"--wait", "MS",
+         "collect the instances' reports this long, 10-10000 ms (300)"},
+        {NULL, NULL, NULL},
+};
+
+static const struct cli_opt service_delete_opts[] = {
+        CLI_YES_OPT,
+        {NULL, NULL, NULL},
+};
+
+const struct cli_cmd service_commands[] = {
+        {.name = "info",
+         .summary = "Show a partitioned service's partitions and owners.",
+         .usage = "SERVICE [--wait MS]",
+         .help = "For each partition: its owner (the instance holding "
+                 "its lease), the lease's\nepoch (its revision: it grows "
+                 "with every new owner) and age (* when being\nhanded "
+                 "over), the events waiting and in flight in its "
+                 "consumer, and what\nthe owner reports: its changelog "
+                 "position, batches committed, and how it\nrestored the "
+                 "partition when it took it (time, snapshot bytes, "
+                 "changelog\nrecords, or its local copy). Then the "
+                 "instances, alive or not.",
+         .opts = service_info_opts,
+         .run = cmd_service_info,
+         .min_pos = 1,
+         .max_pos = 1},
+        {.name = "delete",
+         .summary = "Delete a partitioned service's partitions and "
+                    "changelog.",
+         .usage = "SERVICE [--yes]",
+         .help = "Deletes the record of its partition count, its "
+                 "partition stream (events\nnot yet taken), its changelog "
+                 "and snapshot streams. Stop its instances\nfirst; a "
+                 "start afterwards begins afresh. " CONFIRM_HELP,
+         .opts = service_delete_opts,
+         .run = cmd_service_delete,
          .min_pos = 1,
          .max_pos = 1},
         {NULL},

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "be.h"
+#include "partitions.h"
 #include "retry.h"
 #include "runtime.h"
 
@@ -187,6 +188,8 @@ run_one(struct mesh_service *s, struct store *st, struct mesh_source *src,
 		v.mv_data = at;
 		MDB_val ak = {8 + (k.mv_size < 128 ? k.mv_size : 128), at};
 		MDB_val empty = {0, ""};
+		mesh__wnote(&undo->note, st->db_processed, &k);
+		mesh__wnote(&undo->note, st->db_processed_at, &ak);
 		if ((rc = mdb_put(txn, st->db_processed, &k, &v, 0)) != 0 ||
 		    (rc = mdb_put(txn, st->db_processed_at, &ak, &empty, 0)) !=
 		            0) {
@@ -215,7 +218,8 @@ run_one(struct mesh_service *s, struct store *st, struct mesh_source *src,
 
 /* Forget processed ids older than the horizon, a few per batch. */
 static int
-prune(struct mesh_service *s, struct store *st, MDB_txn *txn)
+prune(struct mesh_service *s, struct store *st, MDB_txn *txn,
+      const struct mesh__wnote *note)
 {
 	MDB_cursor *cur = NULL;
 	MDB_val k, v;
@@ -229,6 +233,8 @@ prune(struct mesh_service *s, struct store *st, MDB_txn *txn)
 	       (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST)) == 0 &&
 	       k.mv_size > 8 && (int64_t)mesh__from_be64(k.mv_data) < before) {
 		MDB_val id = {k.mv_size - 8, (uint8_t *)k.mv_data + 8};
+		mesh__wnote(note, st->db_processed, &id);
+		mesh__wnote(note, st->db_processed_at, &k);
 		rc = mdb_del(txn, st->db_processed, &id, NULL);
 		if (rc != 0 && rc != MDB_NOTFOUND) {
 			break;
@@ -318,6 +324,7 @@ mesh__batch_process(struct mesh_service *s, struct store *st,
 	MDB_txn *txn = NULL;
 	uint64_t from;
 	int64_t now;
+	mesh_err err;
 	int rc;
 
 	atomic_fetch_add(&s->stats.received, b->n);
@@ -331,6 +338,9 @@ again:
 			b->it[i].delay_ms = backoff(s, b->it[i].attempt);
 		}
 		return;
+	}
+	if (st->part != NULL) {
+		mesh__part_txn_begin(st->part, &b->undo);
 	}
 	from = mesh__outbox_last(&st->outbox, txn) + 1;
 	for (size_t i = 0; i < b->n; i++) {
@@ -366,8 +376,29 @@ again:
 			failed[nf++] = it->group;
 		}
 	}
-	if (rc == 0 && (rc = prune(s, st, txn)) == 0) {
+	if (rc == 0 && (rc = prune(s, st, txn, &b->undo.note)) == 0) {
 		rc = mesh__outbox_forget(&st->outbox, txn);
+	}
+	if (rc == 0 && st->part != NULL &&
+	    (err = mesh__part_txn_log(s, st->part, txn)) != MESH_OK) {
+		/* Not logged, so not committed: fenced, the events go to
+		 * the partition's new owner at once. */
+		mdb_txn_abort(txn);
+		if (err != MESH_ESTALE) {
+			mesh__svc_log(s, "error",
+			              "changelog: %s; the batch comes again",
+			              mesh_errdetail());
+		}
+		for (size_t i = 0; i < b->n; i++) {
+			struct item *it = &b->it[i];
+			if (err == MESH_ESTALE && !it->malformed) {
+				it->out = OUT_RETURN;
+			} else if (it->out == OUT_ACK) {
+				it->out = OUT_RETRY;
+				it->delay_ms = backoff(s, it->attempt);
+			}
+		}
+		return;
 	}
 	if (rc == 0) {
 		rc = mdb_txn_commit(txn);

@@ -41,6 +41,12 @@ usage(FILE *f, const struct mesh_service *s)
 	        "  --dlq QUEUE       dead letters ($MESH_DLQ; %s)\n"
 	        "  --map-mb N        the LMDB map: the most its state holds,\n"
 	        "                    1-1048576 MiB ($MESH_MAP_MB; %zu)\n"
+	        "  --partitions N    partition its state by key, 1-1024, "
+	        "fixed at\n"
+	        "                    its first start ($MESH_PARTITIONS; %d: "
+	        "%s)\n"
+	        "  --lease-ms MS     a partition's lease, 500-60000 "
+	        "($MESH_LEASE_MS; %" PRId64 ")\n"
 	        "  --help            this text\n"
 	        "\n"
 	        "Credentials come from NATS_USER, NATS_PASSWORD, NATS_TOKEN,\n"
@@ -52,7 +58,9 @@ usage(FILE *f, const struct mesh_service *s)
 	        mesh_service_name(s), mesh_service_name(s), MESH_DEFAULT_URL,
 	        o->state_dir, o->batch_size, o->batch_window_ms,
 	        o->max_inflight, o->max_receive, o->horizon_s, o->dlq,
-	        o->map_size >> 20);
+	        o->map_size >> 20, o->partitions,
+	        o->partitions ? "partitioned" : "not partitioned",
+	        o->lease_ms);
 }
 
 int
@@ -68,6 +76,8 @@ mesh_service_main(struct mesh_service *s, int argc, char **argv)
 	        {"horizon", required_argument, NULL, 'z'},
 	        {"dlq", required_argument, NULL, 'q'},
 	        {"map-mb", required_argument, NULL, 'm'},
+	        {"partitions", required_argument, NULL, 'p'},
+	        {"lease-ms", required_argument, NULL, 'l'},
 	        {"help", no_argument, NULL, 'h'},
 	        {NULL, 0, NULL, 0},
 	};
@@ -77,7 +87,9 @@ mesh_service_main(struct mesh_service *s, int argc, char **argv)
 	           *inflight = getenv("MESH_INFLIGHT"),
 	           *max_receive = getenv("MESH_MAX_RECEIVE"),
 	           *horizon = getenv("MESH_HORIZON_S"),
-	           *map_mb = getenv("MESH_MAP_MB");
+	           *map_mb = getenv("MESH_MAP_MB"),
+	           *partitions = getenv("MESH_PARTITIONS"),
+	           *lease_ms = getenv("MESH_LEASE_MS");
 	struct mesh_daemon d;
 	struct mesh_conn *c = NULL;
 	long long n;
@@ -119,6 +131,12 @@ mesh_service_main(struct mesh_service *s, int argc, char **argv)
 			break;
 		case 'm':
 			map_mb = optarg;
+			break;
+		case 'p':
+			partitions = optarg;
+			break;
+		case 'l':
+			lease_ms = optarg;
 			break;
 		case 'h':
 			usage(stdout, s);
@@ -162,6 +180,16 @@ mesh_service_main(struct mesh_service *s, int argc, char **argv)
 		return 2;
 	}
 	o->map_size = (size_t)n << 20;
+	n = o->partitions;
+	if (!mesh_daemon_number(&d, "--partitions", partitions, 1, 1024, &n)) {
+		return 2;
+	}
+	o->partitions = (int)n;
+	n = o->lease_ms;
+	if (!mesh_daemon_number(&d, "--lease-ms", lease_ms, 500, 60000, &n)) {
+		return 2;
+	}
+	o->lease_ms = n;
 	if ((err = mesh_daemon_connect(&d, &c)) == MESH_OK) {
 		err = mesh_service_run(s, c, &d.stop);
 	}

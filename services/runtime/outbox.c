@@ -216,6 +216,7 @@ mesh__outbox_forget(struct mesh__outbox *o, MDB_txn *txn)
 		uint8_t key[8];
 		MDB_val k = {8, key};
 		mesh__be64(key, done[i]);
+		mesh__wnote(&o->note, o->db, &k);
 		rc = mdb_del(txn, o->db, &k, NULL);
 	}
 	if (rc != 0 && rc != MDB_NOTFOUND) {

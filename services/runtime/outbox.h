@@ -56,6 +56,7 @@ struct mesh__outbox {
 	uint64_t *done;
 	size_t n_done, cap_done;
 	pthread_mutex_t flush_mu; /* one flush at a time */
+	struct mesh__wnote note;  /* told of the records forgotten */
 };
 
 void mesh__outbox_init(struct mesh__outbox *o, mesh__outbox_sink_fn sink,

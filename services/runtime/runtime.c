@@ -1,6 +1,7 @@
 /* runtime.c: the service runtime (see mesh/service.h): declaring a
  * service, its environment, what handlers call, the outbox's NATS sink,
  * stats, and running (the processing contract is batch.c's). */
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -18,6 +19,8 @@
 #include <sodium.h>
 
 #include "be.h"
+#include "mesh/partition.h"
+#include "partitions.h"
 #include "runtime.h"
 
 /* ---- declarations ------------------------------------------------------- */
@@ -166,7 +169,8 @@ mesh_service_new(const char *name, struct mesh_service **out)
 	s->o.horizon_s = 7 * 86400;
 	s->o.map_size = (size_t)1 << 30;
 	s->o.shutdown_ms = 10000;
-	mesh__outbox_init(&s->one.outbox, nats_sink, outbox_log, s);
+	s->o.lease_ms = 3000;
+	mesh__store_init(s, &s->one);
 	pthread_mutex_init(&s->targets_mu, NULL);
 	pthread_mutex_init(&s->log_mu, NULL);
 	pthread_mutex_init(&s->backup.mu, NULL);
@@ -263,6 +267,22 @@ mesh_service_subscribe(struct mesh_service *s, const char *topic,
 }
 
 mesh_err
+mesh_service_partitions(struct mesh_service *s, int n, mesh_key_fn key_fn,
+                        void *arg)
+{
+	if (n < 0 || n > MESH_PARTITIONS_MAX) {
+		return mesh_err_set(MESH_EINVAL,
+		                    "service '%s': %d partitions: want 1-%d "
+		                    "(0: as --partitions says)",
+		                    s->name, n, MESH_PARTITIONS_MAX);
+	}
+	s->o.partitions = n;
+	s->key_fn = key_fn;
+	s->key_arg = arg;
+	return MESH_OK;
+}
+
+mesh_err
 mesh_service_consume(struct mesh_service *s, const char *queue)
 {
 	struct source *src;
@@ -320,8 +340,8 @@ mesh__svc_handler(const struct mesh_service *s, const char *type)
 
 /* ---- the environment ---------------------------------------------------- */
 
-static mesh_err
-mkdirs(const char *dir)
+mesh_err
+mesh__mkdirs(const char *dir)
 {
 	char path[512];
 
@@ -342,6 +362,12 @@ mkdirs(const char *dir)
 	return MESH_OK;
 }
 
+void
+mesh__store_init(struct mesh_service *s, struct store *st)
+{
+	mesh__outbox_init(&st->outbox, nats_sink, outbox_log, s);
+}
+
 mesh_err
 mesh__store_open(struct mesh_service *s, struct store *st, const char *dir)
 {
@@ -350,7 +376,7 @@ mesh__store_open(struct mesh_service *s, struct store *st, const char *dir)
 	mesh_err err;
 
 	snprintf(st->dir, sizeof(st->dir), "%s", dir);
-	if ((err = mkdirs(dir)) != MESH_OK) {
+	if ((err = mesh__mkdirs(dir)) != MESH_OK) {
 		return err;
 	}
 	if ((rc = mdb_env_create(&st->env)) != 0 ||
@@ -772,8 +798,8 @@ stopping(const struct mesh_service *s)
 	return *s->stop != 0;
 }
 
-static void
-nap_ms(struct mesh_service *s, int64_t ms)
+void
+mesh__nap_ms(struct mesh_service *s, int64_t ms)
 {
 	for (int64_t until = mesh_mono_ms() + ms;
 	     !stopping(s) && mesh_mono_ms() < until;) {
@@ -782,12 +808,11 @@ nap_ms(struct mesh_service *s, int64_t ms)
 	}
 }
 
-static void *
-work(void *arg)
+void *
+mesh__work(void *arg)
 {
 	struct worker *w = arg;
 	struct mesh_service *s = w->s;
-	const struct source *src = w->src;
 	struct mesh_source *source = NULL;
 	struct mesh_source_opts so;
 	struct batch *b = calloc(1, sizeof(*b));
@@ -801,20 +826,21 @@ work(void *arg)
 	if (b != NULL) {
 		mesh__batch_init(b);
 	}
-	while (b != NULL && !stopping(s)) {
-		err = source != NULL ? MESH_OK
-		                     : mesh_source_open(s->c, src->spec, &so,
-		                                        &source);
+	while (b != NULL && !stopping(s) &&
+	       (w->running == NULL || atomic_load(w->running))) {
+		err = source != NULL
+		              ? MESH_OK
+		              : mesh_source_open(s->c, w->spec, &so, &source);
 		if (err == MESH_OK) {
 			err = mesh__batch_fetch(s, source, b);
 		}
 		if (err != MESH_OK) {
 			mesh__svc_log(s, "warn", "%s: %s; trying again",
-			              src->label, mesh_errdetail());
+			              w->label, mesh_errdetail());
 			if (b->n == 0) {
 				mesh_source_close(source);
 				source = NULL;
-				nap_ms(s, 1000);
+				mesh__nap_ms(s, 1000);
 				continue;
 			}
 		}
@@ -822,7 +848,7 @@ work(void *arg)
 			continue;
 		}
 		atomic_fetch_add(&s->stats.in_flight, 1);
-		mesh__batch_process(s, &s->one, source, b);
+		mesh__batch_process(s, w->st, source, b);
 		mesh__batch_settle(s, source, b);
 		atomic_fetch_sub(&s->stats.in_flight, 1);
 		mesh__batch_release(source, b);
@@ -864,6 +890,9 @@ stats_json(struct mesh_service *s)
 	        json_integer((json_int_t)mesh__outbox_count(&s->one.outbox)));
 	json_object_set_new(j, "handler_ms", mesh__hist_json(&st->handler));
 	json_object_set_new(j, "commit_ms", mesh__hist_json(&st->commit));
+	if (s->parts != NULL) {
+		json_object_set_new(j, "partitions", mesh__parts_json(s));
+	}
 	return j;
 }
 
@@ -1033,6 +1062,17 @@ check_opts(const struct mesh_service *s)
 		                    " s: must be 60-31536000",
 		                    o->horizon_s);
 	}
+	if (o->partitions < 0 || o->partitions > MESH_PARTITIONS_MAX) {
+		return mesh_err_set(MESH_EINVAL,
+		                    "partitions %d: must be 1-%d (0: not "
+		                    "partitioned)",
+		                    o->partitions, MESH_PARTITIONS_MAX);
+	}
+	if (o->lease_ms < 500 || o->lease_ms > 60000) {
+		return mesh_err_set(MESH_EINVAL,
+		                    "lease %" PRId64 " ms: must be 500-60000",
+		                    o->lease_ms);
+	}
 	if (s->n_src == 0) {
 		return mesh_err_set(MESH_EINVAL,
 		                    "service '%s' consumes nothing (declare a "
@@ -1058,8 +1098,30 @@ mesh_service_run(struct mesh_service *s, struct mesh_conn *c,
 	s->c = c;
 	s->stop = stop;
 	gethostname(host, sizeof(host) - 1);
-	snprintf(s->instance, sizeof(s->instance), "%.12s-%d", host,
+	/* A lease holder's name: [A-Za-z0-9_-] only. */
+	for (char *h = host; *h != '\0'; h++) {
+		if (!isalnum((unsigned char)*h) && *h != '-') {
+			*h = '_';
+		}
+	}
+	snprintf(s->instance, sizeof(s->instance), "%.40s-%d", host,
 	         (int)getpid());
+	if (s->o.partitions > 0) {
+		if (s->on_start != NULL) {
+			s->on_start(s, s->on_start_arg);
+		}
+		if ((err = ensure_dlq(s)) == MESH_OK &&
+		    (err = prepare_sources(s)) == MESH_OK &&
+		    (err = stats_serve(s)) == MESH_OK &&
+		    (err = mesh__state_api_start(s)) == MESH_OK) {
+			err = mesh__parts_run(s);
+		}
+		stats_stop(s);
+		mesh__state_api_stop(s);
+		mesh__parts_free(s);
+		targets_close(s);
+		return err;
+	}
 	if ((err = mesh__store_open(s, &s->one, s->o.state_dir)) != MESH_OK) {
 		return err;
 	}
@@ -1078,10 +1140,13 @@ mesh_service_run(struct mesh_service *s, struct mesh_conn *c,
 		int n = s->src[i].fifo ? 1 : s->o.max_inflight;
 		for (int k = 0;
 		     k < n && nw < sizeof(workers) / sizeof(*workers); k++) {
-			workers[nw] =
-			        (struct worker){.s = s, .src = &s->src[i]};
-			if (pthread_create(&workers[nw].thread, NULL, work,
-			                   &workers[nw]) == 0) {
+			workers[nw] = (struct worker){.s = s,
+			                              .src = &s->src[i],
+			                              .spec = s->src[i].spec,
+			                              .label = s->src[i].label,
+			                              .st = &s->one};
+			if (pthread_create(&workers[nw].thread, NULL,
+			                   mesh__work, &workers[nw]) == 0) {
 				nw++;
 			}
 		}

@@ -19,6 +19,7 @@
 #include "mesh/err.h"
 #include "mesh/service.h"
 #include "mesh/source.h"
+#include "clog.h"
 #include "outbox.h"
 #include "stats.h"
 #include "undo.h"
@@ -52,6 +53,18 @@ struct handler {
 	void *arg;
 };
 
+/* A thread taking batches from a source: into a store (mesh__work), or,
+ * partitioned, forwarding them to their partitions (src). */
+struct worker {
+	struct mesh_service *s;
+	struct source *src;   /* the declared source it serves, or NULL */
+	const char *spec;     /* for mesh_source_open */
+	const char *label;    /* for logs */
+	struct store *st;     /* where its batches commit */
+	atomic_bool *running; /* NULL: until the service stops */
+	pthread_t thread;
+};
+
 /* A state store: one LMDB environment, its tables and its outbox. A
  * service has one; a partitioned service one per partition it owns. */
 struct store {
@@ -59,12 +72,33 @@ struct store {
 	MDB_env *env;
 	MDB_dbi db_state, db_processed, db_processed_at, db_outbox, db_meta;
 	struct mesh__outbox outbox;
+	struct part *part; /* a partition's store; NULL: the service's */
 };
 
-struct worker {
+/* The names of a store's databases, in the changelog's numbering. */
+#define STORE_DBS 5
+extern const char *const mesh__store_db_names[STORE_DBS];
+
+/* A partition of a partitioned service (partitions.c). */
+struct part {
 	struct mesh_service *s;
-	struct source *src;
-	pthread_t thread;
+	int k;
+	struct store st;
+	struct mesh__clog *log; /* its changelog, while owned */
+	struct mesh__redo redo; /* the write transaction's capture */
+	uint64_t epoch;         /* the lease's, while owned */
+	atomic_bool running;    /* its workers take batches */
+	atomic_bool fenced;     /* lost: commit nothing more */
+	char spec[MESH_SERVICE_NAME_MAX + 32]; /* "partition:NAME/K" */
+	struct worker workers[MAX_INFLIGHT];
+	int n_workers;
+	/* For service info. */
+	atomic_llong restore_ms, restored_bytes, restored_records;
+	atomic_bool reused;
+	atomic_llong owned_since_ms; /* wall clock; 0: not ours */
+	atomic_ullong committed, fenced_batches;
+	natsSubscription *state_sub; /* its state API, while owned */
+	pthread_mutex_t mu;          /* st.env's opening and closing */
 };
 
 struct mesh_service {
@@ -78,11 +112,24 @@ struct mesh_service {
 	size_t n_h;
 	void (*on_start)(struct mesh_service *, void *);
 	void *on_start_arg;
+	mesh_key_fn key_fn; /* partitioned: the key of an event */
+	void *key_arg;
+	struct part *parts; /* o.partitions of them, while running */
+	struct mesh_lease *lease;
+	pthread_mutex_t ctl_mu; /* the partitions' controller's queue */
+	pthread_cond_t ctl_cv;
+	struct ctl_ev {
+		int k;
+		bool acquire, lost;
+		uint64_t epoch;
+	} * ctl_q;
+	size_t ctl_n, ctl_cap;
+	bool ctl_quit;
 
 	/* Running. */
 	struct mesh_conn *c;
 	volatile sig_atomic_t *stop;
-	char instance[24];
+	char instance[64];
 	struct store one; /* the service's store (unpartitioned) */
 	struct mesh__stats stats;
 	natsSubscription *stats_sub[2];
@@ -178,6 +225,9 @@ void mesh__trace_of(const struct mesh_event *ev, char trace[33],
 /* Open a store's environment in dir (made if missing) and bind its
  * outbox. Errors: those of the file system and LMDB, with the directory
  * named. */
+/* Make dir and its parents. Errors: the file system's, naming the path. */
+mesh_err mesh__mkdirs(const char *dir);
+void mesh__store_init(struct mesh_service *s, struct store *st);
 mesh_err mesh__store_open(struct mesh_service *s, struct store *st,
                           const char *dir);
 void mesh__store_close(struct store *st);
@@ -190,6 +240,15 @@ mesh_err mesh__state_api_start(struct mesh_service *s);
 /* Drop a backup left idle for 10 minutes. */
 void mesh__state_api_tick(struct mesh_service *s);
 void mesh__state_api_stop(struct mesh_service *s);
+
+/* Sleep ms, or less when the service stops. */
+void mesh__nap_ms(struct mesh_service *s, int64_t ms);
+/* A worker's thread (struct worker): batches from its source into its
+ * store until the service stops or *w->running turns false. */
+void *mesh__work(void *arg);
+/* A partition's state API, while its store is open. */
+mesh_err mesh__state_api_part_start(struct part *p);
+void mesh__state_api_part_stop(struct part *p);
 
 /* ---- batch.c ------------------------------------------------------------ */
 

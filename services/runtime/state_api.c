@@ -97,17 +97,17 @@ error_json(mesh_err err, const char *fmt, ...)
 
 /* The database a request names (default "state"). */
 static bool
-db_of(struct mesh_service *s, json_t *req, MDB_dbi *dbi, const char **name)
+db_of(const struct store *st, json_t *req, MDB_dbi *dbi, const char **name)
 {
 	const char *db = json_string_value(json_object_get(req, "db"));
 	const struct {
 		const char *name;
-		MDB_dbi *dbi;
-	} dbs[] = {{MESH_SERVICE_DB_STATE, &s->one.db_state},
-	           {"processed", &s->one.db_processed},
-	           {"processed_at", &s->one.db_processed_at},
-	           {"outbox", &s->one.db_outbox},
-	           {"meta", &s->one.db_meta}};
+		const MDB_dbi *dbi;
+	} dbs[] = {{MESH_SERVICE_DB_STATE, &st->db_state},
+	           {"processed", &st->db_processed},
+	           {"processed_at", &st->db_processed_at},
+	           {"outbox", &st->db_outbox},
+	           {"meta", &st->db_meta}};
 
 	*name = db ? db : MESH_SERVICE_DB_STATE;
 	for (size_t i = 0; i < sizeof(dbs) / sizeof(*dbs); i++) {
@@ -120,7 +120,7 @@ db_of(struct mesh_service *s, json_t *req, MDB_dbi *dbi, const char **name)
 }
 
 static json_t *
-get(struct mesh_service *s, json_t *req)
+get(struct mesh_service *s, struct store *st, json_t *req)
 {
 	uint8_t key[KEY_MAX];
 	long klen = bytes_of(req, "key", key, sizeof(key));
@@ -132,7 +132,7 @@ get(struct mesh_service *s, json_t *req)
 	char *ke, *ve;
 	int rc;
 
-	if (!db_of(s, req, &dbi, &db)) {
+	if (!db_of(st, req, &dbi, &db)) {
 		return error_json(MESH_EINVAL,
 		                  "service '%s': no database '%s' (state, "
 		                  "processed, processed_at, outbox, meta)",
@@ -145,7 +145,7 @@ get(struct mesh_service *s, json_t *req)
 		        "or \"key_base64\"",
 		        s->name, KEY_MAX);
 	}
-	if ((rc = mdb_txn_begin(s->one.env, NULL, MDB_RDONLY, &txn)) != 0) {
+	if ((rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn)) != 0) {
 		return error_json(MESH_ESTORE, "service '%s': %s", s->name,
 		                  mdb_strerror(rc));
 	}
@@ -172,7 +172,7 @@ get(struct mesh_service *s, json_t *req)
 }
 
 static json_t *
-scan(struct mesh_service *s, json_t *req)
+scan(struct mesh_service *s, struct store *st, json_t *req)
 {
 	uint8_t prefix[KEY_MAX], after[KEY_MAX];
 	long plen = bytes_of(req, "prefix", prefix, sizeof(prefix));
@@ -189,7 +189,7 @@ scan(struct mesh_service *s, json_t *req)
 	bool more = false;
 	int rc, op;
 
-	if (!db_of(s, req, &dbi, &db)) {
+	if (!db_of(st, req, &dbi, &db)) {
 		return error_json(MESH_EINVAL,
 		                  "service '%s': no database '%s'", s->name,
 		                  db);
@@ -201,7 +201,7 @@ scan(struct mesh_service *s, json_t *req)
 		                  s->name, SCAN_LIMIT_MAX);
 	}
 	plen = plen < 0 ? 0 : plen;
-	if ((rc = mdb_txn_begin(s->one.env, NULL, MDB_RDONLY, &txn)) != 0 ||
+	if ((rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn)) != 0 ||
 	    (rc = mdb_cursor_open(txn, dbi, &cur)) != 0) {
 		if (txn != NULL) {
 			mdb_txn_abort(txn);
@@ -292,7 +292,7 @@ file_sha256(const char *path, char hex[65], uint64_t *size)
 }
 
 static json_t *
-backup_start(struct mesh_service *s)
+backup_start(struct mesh_service *s, struct store *st)
 {
 	const char *tmp = getenv("TMPDIR");
 	char path[sizeof(s->backup.dir) + 16], hex[65];
@@ -314,7 +314,7 @@ backup_start(struct mesh_service *s)
 		return error_json(MESH_EIO, "service '%s': %s: %s", s->name,
 		                  s->backup.dir, strerror(errno));
 	}
-	if ((rc = mdb_env_copy2(s->one.env, s->backup.dir, MDB_CP_COMPACT)) !=
+	if ((rc = mdb_env_copy2(st->env, s->backup.dir, MDB_CP_COMPACT)) !=
 	    0) {
 		rmdir(s->backup.dir);
 		return error_json(MESH_ESTORE, "service '%s': backup: %s",
@@ -402,21 +402,31 @@ on_chunk(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
 	natsMsg_Destroy(m);
 }
 
+/* A request to store st of service s. */
 static void
-on_state(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
+answer(struct mesh_service *s, struct store *st, natsConnection *nc,
+       natsMsg *m)
 {
-	struct mesh_service *s = arg;
 	const char *subject = natsMsg_GetSubject(m);
 	const char *verb = strrchr(subject, '.') + 1;
 	json_error_t jerr;
 	json_t *req = json_loadb(natsMsg_GetData(m),
 	                         (size_t)natsMsg_GetDataLength(m), 0, &jerr);
 
-	(void)sub;
 	if (natsMsg_GetDataLength(m) == 0) {
 		req = json_object();
 	}
-	if (req == NULL || !json_is_object(req)) {
+	if (st->env == NULL) {
+		reply_json(nc, m,
+		           error_json(MESH_EINVAL,
+		                      "service '%s' is partitioned (%d "
+		                      "partitions): each partition's owner "
+		                      "answers for it on "
+		                      "mesh.service.%s.pK.state.%s (meshctl "
+		                      "state finds a key's partition)",
+		                      s->name, s->o.partitions, s->name,
+		                      verb));
+	} else if (req == NULL || !json_is_object(req)) {
 		reply_json(
 		        nc, m,
 		        error_json(MESH_EINVAL,
@@ -425,12 +435,12 @@ on_state(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
 		                   s->name,
 		                   req ? "another value" : jerr.text));
 	} else if (strcmp(verb, "get") == 0) {
-		reply_json(nc, m, get(s, req));
+		reply_json(nc, m, get(s, st, req));
 	} else if (strcmp(verb, "scan") == 0) {
-		reply_json(nc, m, scan(s, req));
+		reply_json(nc, m, scan(s, st, req));
 	} else if (strcmp(verb, "backup") == 0) {
 		pthread_mutex_lock(&s->backup.mu);
-		reply_json(nc, m, backup_start(s));
+		reply_json(nc, m, backup_start(s, st));
 		pthread_mutex_unlock(&s->backup.mu);
 	} else {
 		reply_json(nc, m,
@@ -441,6 +451,58 @@ on_state(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
 	}
 	json_decref(req);
 	natsMsg_Destroy(m);
+}
+
+static void
+on_state(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
+{
+	struct mesh_service *s = arg;
+
+	(void)sub;
+	answer(s, &s->one, nc, m);
+}
+
+static void
+on_part_state(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
+{
+	struct part *p = arg;
+
+	(void)sub;
+	answer(p->s, &p->st, nc, m);
+}
+
+mesh_err
+mesh__state_api_part_start(struct part *p)
+{
+	char subject[MESH_SERVICE_NAME_MAX + 64];
+	natsStatus st;
+
+	snprintf(subject, sizeof(subject), MESH_SERVICE_PART_STATE_SUBJECT,
+	         p->s->name, p->k, "*");
+	st = natsConnection_Subscribe(&p->state_sub, mesh_conn_nats(p->s->c),
+	                              subject, on_part_state, p);
+	return st == NATS_OK ? MESH_OK
+	                     : mesh_err_nats(st, 0, "service '%s': %s",
+	                                     p->s->name, subject);
+}
+
+/* Unsubscribe, waiting for a request in hand (it reads the store). */
+static void
+unsubscribe(natsSubscription **sub)
+{
+	if (*sub != NULL) {
+		if (natsSubscription_Drain(*sub) == NATS_OK) {
+			natsSubscription_WaitForDrainCompletion(*sub, 5000);
+		}
+		natsSubscription_Destroy(*sub);
+		*sub = NULL;
+	}
+}
+
+void
+mesh__state_api_part_stop(struct part *p)
+{
+	unsubscribe(&p->state_sub);
 }
 
 mesh_err
@@ -484,13 +546,7 @@ void
 mesh__state_api_stop(struct mesh_service *s)
 {
 	for (int i = 0; i < 2; i++) {
-		if (s->state_sub[i] != NULL) {
-			natsSubscription_Unsubscribe(s->state_sub[i]);
-			natsSubscription_WaitForDrainCompletion(
-			        s->state_sub[i], 0);
-			natsSubscription_Destroy(s->state_sub[i]);
-			s->state_sub[i] = NULL;
-		}
+		unsubscribe(&s->state_sub[i]);
 	}
 	pthread_mutex_lock(&s->backup.mu);
 	backup_drop(s);

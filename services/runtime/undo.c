@@ -26,6 +26,7 @@ mesh__undo_note(struct mesh__undo *u, MDB_txn *txn, MDB_dbi dbi,
 	if (mesh__mdb_fatal(rc)) {
 		return rc;
 	}
+	mesh__wnote(&u->note, dbi, k);
 	if (u->len + need > u->cap) {
 		size_t cap = u->cap ? u->cap : 4096;
 		while (cap < u->len + need) {

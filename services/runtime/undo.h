@@ -18,9 +18,26 @@
 
 #include <lmdb.h>
 
+/* Who else hears of a transaction's writes: a partitioned service's
+ * changelog notes each key written, to log its final value at commit.
+ * fn NULL: nobody. */
+struct mesh__wnote {
+	void (*fn)(void *arg, MDB_dbi dbi, const MDB_val *k);
+	void *arg;
+};
+
+static inline void
+mesh__wnote(const struct mesh__wnote *w, MDB_dbi dbi, const MDB_val *k)
+{
+	if (w->fn != NULL) {
+		w->fn(w->arg, dbi, k);
+	}
+}
+
 struct mesh__undo {
 	uint8_t *buf;
 	size_t len, cap;
+	struct mesh__wnote note; /* told of every key noted */
 };
 
 /* Errors after which LMDB refuses the rest of the transaction (not

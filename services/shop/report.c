@@ -10,6 +10,7 @@
 
 #include <lmdb.h>
 
+#include "mesh/partition.h"
 #include "shop.h"
 
 enum { ORDERS, SHIPPING, NOTIFICATIONS, NSERVICES };
@@ -17,13 +18,21 @@ enum { ORDERS, SHIPPING, NOTIFICATIONS, NSERVICES };
 static const char *const service_names[NSERVICES] = {"orders", "shipping",
                                                      "notifications"};
 
-/* One service's environment, read in one transaction; db is 0 when the
+/* One environment, read in one transaction; db is 0 when the
  * environment or its database does not exist yet. */
 struct env {
 	MDB_env *env;
 	MDB_txn *txn;
 	MDB_dbi db;
 	bool has_db;
+};
+
+/* A service's state: one environment, or a partitioned service's
+ * partitions p0, p1, ... (their owners' copies, or links to them). */
+struct store {
+	struct env *e;
+	int n;
+	bool partitioned;
 };
 
 static void
@@ -57,31 +66,89 @@ db_entries(struct env *e, const char *name)
 	return st.ms_entries;
 }
 
+/* The environment in dir; none (empty) when it has no data.mdb. */
 static int
-env_open(struct env *e, const char *root, const char *name, char *err,
-         size_t errsize)
+env_open(struct env *e, const char *dir, char *err, size_t errsize)
 {
 	char path[PATH_MAX];
 	int rc;
 
 	memset(e, 0, sizeof *e);
-	snprintf(path, sizeof path, "%s/%s/data.mdb", root, name);
+	if (snprintf(path, sizeof path, "%s/data.mdb", dir) >=
+	    (int)sizeof path) {
+		snprintf(err, errsize, "%.200s...: path too long", dir);
+		return -1;
+	}
 	if (access(path, F_OK) != 0) {
 		return 0; /* never started: empty */
 	}
-	snprintf(path, sizeof path, "%s/%s", root, name);
 	if ((rc = mdb_env_create(&e->env)) != MDB_SUCCESS ||
 	    (rc = mdb_env_set_maxdbs(e->env, 16)) != MDB_SUCCESS ||
-	    (rc = mdb_env_open(e->env, path, MDB_RDONLY, 0644)) !=
+	    (rc = mdb_env_open(e->env, dir, MDB_RDONLY, 0644)) !=
 	            MDB_SUCCESS ||
 	    (rc = mdb_txn_begin(e->env, NULL, MDB_RDONLY, &e->txn)) !=
 	            MDB_SUCCESS) {
-		snprintf(err, errsize, "%s: %s", path, mdb_strerror(rc));
+		snprintf(err, errsize, "%s: %s", dir, mdb_strerror(rc));
 		env_close(e);
 		return -1;
 	}
 	e->has_db = open_db(e, "state", &e->db);
 	return 0;
+}
+
+static void
+store_close(struct store *st)
+{
+	for (int i = 0; i < st->n; i++) {
+		env_close(&st->e[i]);
+	}
+	free(st->e);
+	memset(st, 0, sizeof *st);
+}
+
+/* root/name: its data.mdb, or its partitions root/name/p0, p1, ... */
+static int
+store_open(struct store *st, const char *root, const char *name, char *err,
+           size_t errsize)
+{
+	char dir[PATH_MAX], part[PATH_MAX + 16];
+	int n = 0;
+
+	memset(st, 0, sizeof *st);
+	snprintf(dir, sizeof dir, "%s/%s", root, name);
+	snprintf(part, sizeof part, "%s/data.mdb", dir);
+	if (access(part, F_OK) != 0) {
+		do {
+			snprintf(part, sizeof part, "%s/p%d", dir, n);
+		} while (access(part, F_OK) == 0 && ++n < 1024);
+	}
+	st->partitioned = n > 0;
+	st->n = n > 0 ? n : 1;
+	if ((st->e = calloc((size_t)st->n, sizeof(*st->e))) == NULL) {
+		snprintf(err, errsize, "%s: out of memory", dir);
+		return -1;
+	}
+	for (int i = 0; i < st->n; i++) {
+		if (st->partitioned) {
+			snprintf(part, sizeof part, "%s/p%d", dir, i);
+		}
+		if (env_open(&st->e[i], st->partitioned ? part : dir, err,
+		             errsize) != 0) {
+			store_close(st);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* The environment that holds id's keys: its partition's, partitioned by
+ * the order id as the shop's services partition their events. */
+static struct env *
+env_of(const struct store *st, const char *id)
+{
+	return st->partitioned
+	               ? &st->e[mesh_partition_of(id, strlen(id), st->n)]
+	               : &st->e[0];
 }
 
 static bool
@@ -123,11 +190,23 @@ visit(struct env *e, const char *prefix, const char *id_prefix, visit_fn fn,
 }
 
 struct walk {
-	struct env *envs;
+	struct store *stores;
 	const char *countries;
 	struct shop_report *r;
 	uint64_t *counter;
+	struct env *env;   /* the one visited */
+	int part, n_parts; /* its partition (-1: none) of n_parts */
 };
+
+/* A key of id in a partition not its id's. */
+static void
+check_place(struct walk *w, const char *id)
+{
+	if (w->part >= 0 &&
+	    mesh_partition_of(id, strlen(id), w->n_parts) != w->part) {
+		w->r->misplaced++;
+	}
+}
 
 static void
 count_key(struct env *e, const char *id, const MDB_val *v, void *arg)
@@ -160,9 +239,11 @@ check_order(struct env *e, const char *id, const MDB_val *v, void *arg)
 	        NULL, v->mv_size, v->mv_data);
 	bool shippable =
 	        o != NULL && shop_country_in(w->countries, o->country);
-	bool shipped = has_key(&w->envs[SHIPPING], SHOP_SHIPMENT, id);
+	bool shipped =
+	        has_key(env_of(&w->stores[SHIPPING], id), SHOP_SHIPMENT, id);
 
 	evmesh__shop__order_placed__free_unpacked(o, NULL);
+	check_place(w, id);
 	w->r->placed++;
 	if (!shippable) {
 		w->r->filtered++;
@@ -178,9 +259,12 @@ check_shipment(struct env *e, const char *id, const MDB_val *v, void *arg)
 {
 	struct walk *w = arg;
 
+	check_place(w, id);
 	w->r->shipped++;
-	w->r->stray += !has_key(&w->envs[ORDERS], SHOP_ORDER, id);
-	w->r->lost += !has_key(&w->envs[NOTIFICATIONS], SHOP_SENT, id);
+	w->r->stray +=
+	        !has_key(env_of(&w->stores[ORDERS], id), SHOP_ORDER, id);
+	w->r->lost +=
+	        !has_key(env_of(&w->stores[NOTIFICATIONS], id), SHOP_SENT, id);
 }
 
 static void
@@ -188,48 +272,70 @@ check_sent(struct env *e, const char *id, const MDB_val *v, void *arg)
 {
 	struct walk *w = arg;
 
+	check_place(w, id);
 	w->r->notified++;
-	w->r->stray += !has_key(&w->envs[SHIPPING], SHOP_SHIPMENT, id);
+	w->r->stray +=
+	        !has_key(env_of(&w->stores[SHIPPING], id), SHOP_SHIPMENT, id);
+}
+
+/* Visit every environment of a store; in a partitioned one, a key found
+ * outside its id's partition is misplaced. */
+static void
+visit_store(struct walk *w, struct store *st, const char *prefix,
+            const char *id_prefix, visit_fn fn)
+{
+	for (int i = 0; i < st->n; i++) {
+		w->env = &st->e[i];
+		w->part = st->partitioned ? i : -1;
+		w->n_parts = st->n;
+		visit(&st->e[i], prefix, id_prefix, fn, w);
+	}
 }
 
 bool
 shop_report_read(const char *root, const char *prefix, const char *countries,
                  struct shop_report *r, char *err, size_t errsize)
 {
-	struct env envs[NSERVICES];
-	struct walk w = {envs, countries, r, NULL};
+	struct store stores[NSERVICES];
+	struct walk w = {.stores = stores, .countries = countries, .r = r};
 	int failed = 0;
 
 	memset(r, 0, sizeof *r);
-	for (int i = 0; i < NSERVICES; i++) {
-		if (failed == 0 &&
-		    env_open(&envs[i], root, service_names[i], err, errsize)) {
-			failed = 1;
-		}
-		if (failed) {
-			memset(&envs[i], 0, sizeof envs[i]);
-		}
+	memset(stores, 0, sizeof stores);
+	for (int i = 0; i < NSERVICES && !failed; i++) {
+		failed = store_open(&stores[i], root, service_names[i], err,
+		                    errsize) != 0;
 	}
 	if (!failed) {
-		visit(&envs[ORDERS], SHOP_ORDER, prefix, check_order, &w);
-		visit(&envs[SHIPPING], SHOP_SHIPMENT, prefix, check_shipment,
-		      &w);
-		visit(&envs[NOTIFICATIONS], SHOP_SENT, prefix, check_sent, &w);
+		visit_store(&w, &stores[ORDERS], SHOP_ORDER, prefix,
+		            check_order);
+		visit_store(&w, &stores[SHIPPING], SHOP_SHIPMENT, prefix,
+		            check_shipment);
+		visit_store(&w, &stores[NOTIFICATIONS], SHOP_SENT, prefix,
+		            check_sent);
 		w.counter = &r->repeats;
-		visit(&envs[ORDERS], SHOP_REPEAT, prefix, sum_counts, &w);
+		visit_store(&w, &stores[ORDERS], SHOP_REPEAT, prefix,
+		            sum_counts);
 		w.counter = &r->duplicates;
-		visit(&envs[SHIPPING], SHOP_DUP, prefix, sum_counts, &w);
-		visit(&envs[NOTIFICATIONS], SHOP_DUP, prefix, sum_counts, &w);
+		visit_store(&w, &stores[SHIPPING], SHOP_DUP, prefix,
+		            sum_counts);
+		visit_store(&w, &stores[NOTIFICATIONS], SHOP_DUP, prefix,
+		            sum_counts);
 		w.counter = &r->summaries;
-		visit(&envs[ORDERS], SHOP_SUMMARY, "", count_key, &w);
+		visit_store(&w, &stores[ORDERS], SHOP_SUMMARY, "", count_key);
 		for (int i = 0; i < NSERVICES; i++) {
-			r->outbox[i] = db_entries(&envs[i], "outbox");
-			r->processed[i] = db_entries(&envs[i], "processed");
-			r->state_keys[i] = db_entries(&envs[i], "state");
+			for (int k = 0; k < stores[i].n; k++) {
+				struct env *e = &stores[i].e[k];
+				r->outbox[i] += db_entries(e, "outbox");
+				r->processed[i] += db_entries(e, "processed");
+				r->state_keys[i] += db_entries(e, "state");
+			}
+			r->partitions[i] =
+			        stores[i].partitioned ? stores[i].n : 0;
 		}
 	}
 	for (int i = 0; i < NSERVICES; i++) {
-		env_close(&envs[i]);
+		store_close(&stores[i]);
 	}
 	return !failed;
 }
@@ -244,7 +350,7 @@ bool
 shop_report_agrees(const struct shop_report *r, uint64_t expected)
 {
 	return (expected == 0 || r->placed == expected) && r->lost == 0 &&
-	       r->stray == 0 && r->duplicates == 0 &&
+	       r->stray == 0 && r->duplicates == 0 && r->misplaced == 0 &&
 	       r->shipped == r->shippable && r->notified == r->shipped;
 }
 

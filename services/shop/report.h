@@ -31,11 +31,17 @@ struct shop_report {
 	                           notifications (not by prefix) */
 	uint64_t processed[3];  /* processed-id table sizes */
 	uint64_t state_keys[3]; /* every key in each "state" database */
+	uint64_t misplaced;     /* partitioned: an order's key outside its
+	                           order id's partition */
+	int partitions[3];      /* each service's partitions read (0: one
+	                           environment) */
 };
 
 /* Read the account of the orders whose id begins with prefix ("" for all)
- * from root/orders, root/shipping and root/notifications; countries is the
- * shippable list (shop.h). A missing environment counts as empty. Returns
+ * from root/orders, root/shipping and root/notifications (each an
+ * environment, or a partitioned service's partitions p0, p1, ... there:
+ * the owners' copies, or links to them); countries is the shippable list
+ * (shop.h). A missing environment counts as empty. Returns
  * false, with the reason in err, when an environment can not be read. */
 bool shop_report_read(const char *root, const char *prefix,
                       const char *countries, struct shop_report *r, char *err,

@@ -235,11 +235,54 @@ shop_put_message(struct mesh_ctx *ctx, const char *key, size_t klen,
 	return err;
 }
 
+/* The partition key of the shop's events: an order's id, whichever of
+ * its events it is (so that an order's state is all in one partition);
+ * other events (summary firings), their subject or id. */
+static size_t
+order_key(const struct mesh_event *ev, const char **key, void *arg)
+{
+	static const ProtobufCMessageDescriptor *const with_id[] = {
+	        &evmesh__shop__place_order__descriptor,
+	        &evmesh__shop__order_placed__descriptor,
+	        &evmesh__shop__shipment_created__descriptor,
+	};
+	static _Thread_local char id[SHOP_ID_MAX + 1];
+	const char *type = mesh_event_type(ev);
+
+	(void)arg;
+	for (size_t i = 0; i < sizeof(with_id) / sizeof(*with_id); i++) {
+		const ProtobufCFieldDescriptor *f;
+		ProtobufCMessage *m = NULL;
+		if (strcmp(type, with_id[i]->name) != 0 ||
+		    mesh_event_unpack_message(ev, with_id[i], NULL, &m) !=
+		            MESH_OK) {
+			continue;
+		}
+		/* order_id is field 1 of each, a string. */
+		f = protobuf_c_message_descriptor_get_field_by_name(
+		        with_id[i], "order_id");
+		snprintf(id, sizeof(id), "%s",
+		         *(const char **)((const char *)m + f->offset));
+		protobuf_c_message_free_unpacked(m, NULL);
+		*key = id;
+		return strlen(id);
+	}
+	*key = mesh_event_subject(ev);
+	if (*key == NULL || (*key)[0] == '\0') {
+		*key = mesh_event_id(ev);
+	}
+	return strlen(*key);
+}
+
 int
 shop_main(struct mesh_service *s, mesh_err declared, int argc, char **argv)
 {
 	int rc = 1;
 
+	/* Partitioned when --partitions (MESH_PARTITIONS) says so. */
+	if (declared == MESH_OK) {
+		declared = mesh_service_partitions(s, 0, order_key, NULL);
+	}
 	if (declared == MESH_OK) {
 		rc = mesh_service_main(s, argc, argv);
 	} else {

@@ -6,6 +6,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "mesh/mesh.h"
 #include "shop.pb-c.h"
@@ -58,6 +59,70 @@ test_shop_subscribed(struct mesh_conn *c)
 	}
 	mesh_subscription_list_free(subs, n);
 	return found == 2;
+}
+
+/* Wait up to 10 s for shipping and notifications to subscribe. */
+static inline bool
+test_shop_wait_subscribed(struct mesh_conn *c)
+{
+	for (int i = 0; i < 100 && !test_shop_subscribed(c); i++) {
+		usleep(100 * 1000);
+	}
+	return test_shop_subscribed(c);
+}
+
+/* The shop's topics (orders, shipments) and queues (place-order,
+ * orders-summary: a killed batch comes back after 10 s). */
+static inline bool
+test_shop_make(struct mesh_conn *c)
+{
+	struct mesh_queue_attrs qa;
+	struct mesh_topic_attrs ta;
+
+	mesh_topic_attrs_init(&ta);
+	mesh_queue_attrs_init(&qa);
+	qa.visibility_timeout_s = 10;
+	return mesh_topic_create(c, "orders", &ta) == MESH_OK &&
+	       mesh_topic_create(c, "shipments", &ta) == MESH_OK &&
+	       mesh_queue_create(c, "place-order", &qa) == MESH_OK &&
+	       mesh_queue_create(c, "orders-summary", &qa) == MESH_OK;
+}
+
+/* Send orders <prefix>[from, from + n), n <= 10, until each is stored
+ * (up to 50 tries, 100 ms apart; a resend is a new message with the same
+ * event id: the queue drops the repeat). Returns the tries that failed. */
+static inline int
+test_shop_send(struct mesh_queue *q, const char *prefix, int from, int n)
+{
+	struct mesh_queue_entry e[10];
+	struct mesh_queue_sent sent[10];
+	struct mesh_event *ev[10] = {0};
+	char ids[10][16];
+	int left = n, failures = 0;
+
+	for (int k = 0; k < n; k++) {
+		test_shop_order(prefix, from + k, &ev[k]);
+		snprintf(ids[k], sizeof ids[k], "e%d", k);
+		e[k] = (struct mesh_queue_entry){
+		        .id = ids[k], .event = ev[k], .delay_s = -1};
+	}
+	for (int tries = 0; left > 0 && tries < 50; tries++) {
+		left = 0;
+		if (mesh_queue_send_batch(q, e, (size_t)n, sent) != MESH_OK) {
+			left = n;
+		}
+		for (int k = 0; left != n && k < n; k++) {
+			left += sent[k].err != MESH_OK;
+		}
+		if (left > 0) {
+			failures++;
+			usleep(100 * 1000);
+		}
+	}
+	for (int k = 0; k < n; k++) {
+		mesh_event_free(ev[k]);
+	}
+	return failures;
 }
 
 /* A queue's messages, visible, in flight and delayed; 0 for a queue never

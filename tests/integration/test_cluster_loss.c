@@ -496,10 +496,7 @@ main(int argc, char **argv)
 	for (int i = 0; i < N_PROCS; i++) {
 		pids[i] = spawn(i);
 	}
-	for (int i = 0; i < 100 && !test_shop_subscribed(conn); i++) {
-		usleep(100 * 1000);
-	}
-	ok(test_shop_subscribed(conn),
+	ok(test_shop_wait_subscribed(conn),
 	   "shipping and notifications subscribed themselves");
 
 	phase_run(&(struct phase){0, TOTAL / 2}, false);

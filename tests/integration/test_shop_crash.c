@@ -63,42 +63,6 @@ spawn(int i)
 	return pid;
 }
 
-/* Send orders [from, from + n), n <= 10, until each is stored. */
-static void
-send_ten(struct mesh_queue *q, int from, int n)
-{
-	struct mesh_queue_entry e[10];
-	struct mesh_queue_sent sent[10];
-	struct mesh_event *ev[10] = {0};
-	char ids[10][16];
-	int left = n;
-
-	for (int k = 0; k < n; k++) {
-		test_shop_order("c-", from + k, &ev[k]);
-		snprintf(ids[k], sizeof ids[k], "e%d", k);
-		e[k] = (struct mesh_queue_entry){
-		        .id = ids[k], .event = ev[k], .delay_s = -1};
-	}
-	for (int tries = 0; left > 0 && tries < 50; tries++) {
-		left = 0;
-		if (mesh_queue_send_batch(q, e, (size_t)n, sent) != MESH_OK) {
-			left = n;
-		}
-		for (int k = 0; left != n && k < n; k++) {
-			left += sent[k].err != MESH_OK;
-		}
-		if (left > 0) {
-			atomic_fetch_add(&send_failures, 1);
-			usleep(100 *
-			       1000); /* resends: new message, same event
-			                 id: the queue drops the repeat */
-		}
-	}
-	for (int k = 0; k < n; k++) {
-		mesh_event_free(ev[k]);
-	}
-}
-
 /* Whether order i - 500 is placed again after orders [i, i + 10): the
  * same command as a new event, half a thousand orders later. */
 static bool
@@ -124,9 +88,11 @@ producer(void *arg)
 		if (due > now) {
 			usleep((useconds_t)(due - now) * 1000);
 		}
-		send_ten(q, i, 10);
+		atomic_fetch_add(&send_failures,
+		                 test_shop_send(q, "c-", i, 10));
 		if (repeats_at(i)) {
-			send_ten(q, i - 500, 1);
+			atomic_fetch_add(&send_failures,
+			                 test_shop_send(q, "c-", i - 500, 1));
 		}
 		atomic_store(&produced, i + 10);
 	}
@@ -152,8 +118,6 @@ int
 main(int argc, char **argv)
 {
 	struct mesh_conn_opts o;
-	struct mesh_queue_attrs qa;
-	struct mesh_topic_attrs ta;
 	struct shop_report r;
 	pthread_t prod;
 	char err[512];
@@ -176,21 +140,12 @@ main(int argc, char **argv)
 	mesh_conn_opts_init(&o);
 	o.servers = broker.url;
 	ok(mesh_conn_open(&o, &conn) == MESH_OK, "connected");
-	mesh_topic_attrs_init(&ta);
-	mesh_queue_attrs_init(&qa);
-	qa.visibility_timeout_s = 10; /* a killed batch comes back sooner */
-	ok(mesh_topic_create(conn, "orders", &ta) == MESH_OK &&
-	           mesh_topic_create(conn, "shipments", &ta) == MESH_OK &&
-	           mesh_queue_create(conn, "place-order", &qa) == MESH_OK &&
-	           mesh_queue_create(conn, "orders-summary", &qa) == MESH_OK,
+	ok(test_shop_make(conn),
 	   "topics orders, shipments; queues place-order, orders-summary");
 	for (int i = 0; i < 3; i++) {
 		pids[i] = spawn(i);
 	}
-	for (int i = 0; i < 100 && !test_shop_subscribed(conn); i++) {
-		usleep(100 * 1000);
-	}
-	ok(test_shop_subscribed(conn),
+	ok(test_shop_wait_subscribed(conn),
 	   "shipping and notifications subscribed themselves");
 
 	t0 = test_now_ms();

@@ -137,17 +137,19 @@ backup(const char *dir)
 	crypto_hash_sha256_init(&st);
 	for (;;) {
 		natsMsg *m = NULL;
-		snprintf(req, sizeof(req), "{\"id\":\"%s\",\"offset\":%lld}", id,
-		         got);
-		if (natsConnection_RequestString(&m, mesh_conn_nats(c), subject,
-		                                 req, 5000) != NATS_OK) {
+		snprintf(req, sizeof(req), "{\"id\":\"%s\",\"offset\":%lld}",
+		         id, got);
+		if (natsConnection_RequestString(&m, mesh_conn_nats(c),
+		                                 subject, req,
+		                                 5000) != NATS_OK) {
 			break;
 		}
 		if (natsMsg_GetDataLength(m) == 0) {
 			natsMsg_Destroy(m);
 			break;
 		}
-		write(fd, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m));
+		write(fd, natsMsg_GetData(m),
+		      (size_t)natsMsg_GetDataLength(m));
 		crypto_hash_sha256_update(
 		        &st, (const unsigned char *)natsMsg_GetData(m),
 		        (unsigned long long)natsMsg_GetDataLength(m));
@@ -170,8 +172,8 @@ backup(const char *dir)
 		             mdb_env_open(env, dir, MDB_RDONLY, 0644) == 0 &&
 		             mdb_txn_begin(env, NULL, MDB_RDONLY, &txn) == 0 &&
 		             mdb_dbi_open(txn, "state", 0, &dbi) == 0 &&
-		             mdb_get(txn, dbi, &k, &v) == 0 && v.mv_size == 2 &&
-		             memcmp(v.mv_data, "07", 2) == 0;
+		             mdb_get(txn, dbi, &k, &v) == 0 &&
+		             v.mv_size == 2 && memcmp(v.mv_data, "07", 2) == 0;
 		ok(found, "... and the copy opens with its keys");
 		if (txn != NULL) {
 			mdb_txn_abort(txn);
@@ -182,12 +184,12 @@ backup(const char *dir)
 	json_decref(call("backup", "{}") /* a second one while busy */);
 	{
 		natsMsg *m = NULL;
-		natsConnection_RequestString(&m, mesh_conn_nats(c), subject, req,
-		                             5000);
+		natsConnection_RequestString(&m, mesh_conn_nats(c), subject,
+		                             req, 5000);
 		natsMsg_Destroy(m);
 		snprintf(req, sizeof(req), "{\"id\":\"%s\",\"offset\":0}", id);
-		natsConnection_RequestString(&m, mesh_conn_nats(c), subject, req,
-		                             5000);
+		natsConnection_RequestString(&m, mesh_conn_nats(c), subject,
+		                             req, 5000);
 		j = m ? json_loadb(natsMsg_GetData(m),
 		                   (size_t)natsMsg_GetDataLength(m), 0, NULL)
 		      : NULL;
@@ -294,7 +296,8 @@ main(void)
 		json_decref(page);
 		is_int(pages, 3, "scan: 12 keys in pages of 5: 3 pages");
 		is_str(seen,
-		       "k/00 k/01 k/02 k/03 k/04 k/05 k/06 k/07 k/08 k/09 k/10 "
+		       "k/00 k/01 k/02 k/03 k/04 k/05 k/06 k/07 k/08 k/09 "
+		       "k/10 "
 		       "k/11 ",
 		       "... every key once, in order");
 	}

@@ -78,6 +78,12 @@ struct mesh_service_opts {
 	const char *dlq;       /* --dlq, MESH_DLQ: dead letters of topic
 	                          sources (and of queues without a redrive
 	                          policy); NAME-dlq, made when missing */
+	int partitions;        /* --partitions, MESH_PARTITIONS: 0 (not
+	                          partitioned) or 1-1024 (see
+	                          mesh_service_partitions) */
+	int64_t lease_ms;      /* --lease-ms, MESH_LEASE_MS: a partition's
+	                          lease lives this long unrenewed; 500-60000;
+	                          3000 */
 };
 
 /* Declare a service. name: 1-64 of [A-Za-z0-9_-]. Errors: MESH_EINVAL,
@@ -98,6 +104,23 @@ mesh_err mesh_service_subscribe(struct mesh_service *s, const char *topic,
                                 int64_t replay_from_ms);
 /* Consume a queue (it must exist at start). */
 mesh_err mesh_service_consume(struct mesh_service *s, const char *queue);
+
+/* Partition the service's state by key: n partitions (1-1024), each
+ * with its own LMDB environment under the state directory (p0, p1, ...)
+ * and its own changelog, owned by one instance at a time through a lease
+ * (see the README's "Partitioned services"). n is fixed at the service's
+ * first start and recorded in the mesh; a start with another n is
+ * refused. An event's key: its MessageGroupId for FIFO sources; else what
+ * key_fn returns (*key borrowed from ev or arg until the next call; 0 for
+ * no key: the event is dead-lettered, "no partition key"); with key_fn
+ * NULL, the event's subject, else its id. Handlers see only their
+ * partition's state. n 0: partitioned only when --partitions
+ * (MESH_PARTITIONS) says, the key function applying then. Errors:
+ * MESH_EINVAL (n). */
+typedef size_t (*mesh_key_fn)(const struct mesh_event *ev, const char **key,
+                              void *arg);
+mesh_err mesh_service_partitions(struct mesh_service *s, int n,
+                                 mesh_key_fn key_fn, void *arg);
 
 /* The handler of events of `type` (NULL: of any type without a handler of
  * its own). desc (optional) decodes the payload for it; an event whose
