@@ -11,6 +11,7 @@
 #include <jansson.h>
 
 #include "internal.h"
+#include "mesh/clock.h"
 #include "mesh/partition.h"
 #include "mesh/service_api.h"
 #include "mesh/wire.h"
@@ -94,9 +95,18 @@ static mesh_err
 record_get(kvStore *kv, const char *service, struct record *r)
 {
 	kvEntry *e = NULL;
-	natsStatus st = kvStore_Get(&e, kv, service);
 	json_int_t n = 0, created = 0;
+	natsStatus st;
 	json_t *j;
+
+	/* A bucket just made on a cluster may not answer at once. */
+	for (int64_t until = mesh_mono_ms() + MESH_JS_SETTLE_MS;;) {
+		st = kvStore_Get(&e, kv, service);
+		if (!mesh_js_transient(st, 0) || mesh_mono_ms() >= until) {
+			break;
+		}
+		nats_Sleep(250);
+	}
 
 	if (st == NATS_NOT_FOUND) {
 		return mesh_err_set(MESH_ENOTFOUND,
@@ -143,7 +153,13 @@ record_ensure(kvStore *kv, const char *service, int n, struct record *r)
 	snprintf(text, sizeof(text),
 	         "{\"partitions\":%d,\"created_ms\":%" PRId64 "}", n,
 	         r->created_ms);
-	st = kvStore_CreateString(&rev, kv, service, text);
+	for (int64_t until = mesh_mono_ms() + MESH_JS_SETTLE_MS;;) {
+		st = kvStore_CreateString(&rev, kv, service, text);
+		if (!mesh_js_transient(st, 0) || mesh_mono_ms() >= until) {
+			break;
+		}
+		nats_Sleep(250);
+	}
 	if (st == NATS_OK) {
 		return MESH_OK;
 	}
@@ -176,7 +192,6 @@ consumer_add(struct mesh_conn *c, const char *service, const char *stream,
 {
 	char durable[16], subject[SUBJECT_MAX];
 	jsConsumerConfig cc;
-	jsConsumerInfo *ci = NULL;
 	jsErrCode jerr = 0;
 	natsStatus st;
 
@@ -191,8 +206,7 @@ consumer_add(struct mesh_conn *c, const char *service, const char *stream,
 	cc.MaxDeliver = -1;
 	cc.MaxAckPending = PENDING_MAX;
 	cc.MaxWaiting = 512;
-	st = js_AddConsumer(&ci, mesh_conn_js(c), stream, &cc, NULL, &jerr);
-	jsConsumerInfo_Destroy(ci);
+	st = mesh__consumer_put(c, stream, &cc, false, &jerr);
 	if (st != NATS_OK && jerr != JSConsumerNameExistErr) {
 		return mesh_err_nats(st, jerr,
 		                     "service '%s': partition %d's consumer",

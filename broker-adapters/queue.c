@@ -22,7 +22,6 @@
 #include "queue_internal.h"
 
 /* nats-server's JSConsumerReplicasExceedsStream. */
-#define JS_REPLICAS_EXCEED_STREAM 10126
 
 static void drop_reply(struct mesh_queue *q, natsMsg *m);
 
@@ -374,31 +373,6 @@ consumer_config(jsConsumerConfig *cc, const char *durable, const char *filter,
 	cc->DeliverPolicy = js_DeliverAll;
 }
 
-/* Add or update a consumer. A stream's replicas raised a moment ago may
- * not be known yet where consumers are placed ("replica count exceeds
- * parent stream"): asked again for a few seconds. */
-static natsStatus
-put_consumer(struct mesh_conn *c, const char *stream, jsConsumerConfig *cc,
-             bool update, jsErrCode *jerr)
-{
-	natsStatus s;
-
-	for (int i = 0;; i++) {
-		jsConsumerInfo *ci = NULL;
-		*jerr = 0;
-		s = update ? js_UpdateConsumer(&ci, mesh_conn_js(c), stream,
-		                               cc, NULL, jerr)
-		           : js_AddConsumer(&ci, mesh_conn_js(c), stream, cc,
-		                            NULL, jerr);
-		jsConsumerInfo_Destroy(ci);
-		if (s == NATS_OK || *jerr != JS_REPLICAS_EXCEED_STREAM ||
-		    i == 50) {
-			return s;
-		}
-		usleep(100 * 1000);
-	}
-}
-
 /* Add or update the consumers of a queue's streams. */
 static mesh_err
 ensure_consumers(struct mesh_conn *c, const char *name, const struct qnames *n,
@@ -421,7 +395,7 @@ ensure_consumers(struct mesh_conn *c, const char *name, const struct qnames *n,
 		consumer_config(&cc, a->fifo ? durable : RECEIVERS,
 		                a->fifo ? filter : NULL, ack_wait_ns(a),
 		                a->fifo ? 1 : 120000, a->replicas);
-		s = put_consumer(c, n->stream, &cc, update, &jerr);
+		s = mesh__consumer_put(c, n->stream, &cc, update, &jerr);
 		if (s != NATS_OK) {
 			return mesh_err_nats(s, jerr, "queue '%s': consumer",
 			                     name);
@@ -429,7 +403,7 @@ ensure_consumers(struct mesh_conn *c, const char *name, const struct qnames *n,
 	}
 	consumer_config(&cc, MOVER, NULL, 30 * 1000 * NS_PER_MS, 100000,
 	                a->replicas);
-	s = put_consumer(c, n->dstream, &cc, update, &jerr);
+	s = mesh__consumer_put(c, n->dstream, &cc, update, &jerr);
 	if (s != NATS_OK) {
 		return mesh_err_nats(s, jerr, "queue '%s': delay consumer",
 		                     name);

@@ -228,6 +228,34 @@ mesh_js_transient(natsStatus s, jsErrCode jerr)
 	       jerr == JSClusterNoPeersErr;
 }
 
+/* "replica count exceeds parent stream": a stream's replicas raised a
+ * moment ago are not known yet where consumers are placed. */
+#define JS_REPLICAS_EXCEED_STREAM 10126
+
+natsStatus
+mesh__consumer_put(struct mesh_conn *c, const char *stream,
+                   jsConsumerConfig *cc, bool update, jsErrCode *jerr)
+{
+	int64_t until = mesh_mono_ms() + MESH_JS_SETTLE_MS;
+	natsStatus s;
+
+	for (;;) {
+		jsConsumerInfo *ci = NULL;
+		*jerr = 0;
+		s = update ? js_UpdateConsumer(&ci, mesh_conn_js(c), stream,
+		                               cc, NULL, jerr)
+		           : js_AddConsumer(&ci, mesh_conn_js(c), stream, cc,
+		                            NULL, jerr);
+		jsConsumerInfo_Destroy(ci);
+		if (s == NATS_OK || mesh_mono_ms() >= until ||
+		    (*jerr != JS_REPLICAS_EXCEED_STREAM &&
+		     !mesh_js_transient(s, *jerr))) {
+			return s;
+		}
+		nats_Sleep(100);
+	}
+}
+
 mesh_err
 mesh_stream_ensure(struct mesh_conn *c, jsStreamConfig *cfg)
 {

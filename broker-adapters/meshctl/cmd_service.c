@@ -76,7 +76,7 @@ info_json(int n, int64_t created_ms, const struct mesh_partition_info *pi,
 		}
 		p = json_pack("{s:i, s:s, s:I, s:I, s:b, s:I, s:I}",
 		              "partition", k, "owner",
-		              l != NULL ? l->owner : "", "epoch",
+		              l != NULL ? l->owner : "", "lease_revision",
 		              (json_int_t)(l != NULL ? l->revision : 0),
 		              "lease_age_ms",
 		              (json_int_t)(l != NULL ? l->age_ms : -1),
@@ -88,6 +88,10 @@ info_json(int n, int64_t created_ms, const struct mesh_partition_info *pi,
 		}
 		if (rep != NULL) {
 			json_object_set(p, "owner_report", rep);
+			/* The epoch its owner took it with (the lease's
+			 * revision then; renewals move the revision on). */
+			json_object_set(p, "epoch",
+			                json_object_get(rep, "epoch"));
 		}
 		json_array_append_new(parts, p);
 	}
@@ -131,7 +135,7 @@ print_info(const char *service, json_t *j)
 		long long age =
 		        json_integer_value(json_object_get(p, "lease_age_ms"));
 		char agebuf[32] = "-", cl[24] = "-", done[24] = "-",
-		     restore[96] = "-";
+		     restore[96] = "-", epoch[24] = "-";
 		if (age >= 0) {
 			snprintf(agebuf, sizeof(agebuf), "%.1f s%s",
 			         (double)age / 1000,
@@ -141,6 +145,9 @@ print_info(const char *service, json_t *j)
 			                 : "");
 		}
 		if (r != NULL) {
+			snprintf(epoch, sizeof(epoch), "%lld",
+			         (long long)json_integer_value(
+			                 json_object_get(r, "epoch")));
 			snprintf(cl, sizeof(cl), "%lld",
 			         (long long)json_integer_value(
 			                 json_object_get(r, "changelog_seq")));
@@ -161,13 +168,10 @@ print_info(const char *service, json_t *j)
 			         (long long)json_integer_value(json_object_get(
 			                 r, "restored_records")));
 		}
-		printf("%-9lld %-24s %7lld %9s %8lld %9lld %10s %10s  %s\n",
+		printf("%-9lld %-24s %7s %9s %8lld %9lld %10s %10s  %s\n",
 		       (long long)json_integer_value(
 		               json_object_get(p, "partition")),
-		       owner && owner[0] ? owner : "(none)",
-		       (long long)json_integer_value(
-		               json_object_get(p, "epoch")),
-		       agebuf,
+		       owner && owner[0] ? owner : "(none)", epoch, agebuf,
 		       (long long)json_integer_value(
 		               json_object_get(p, "pending")),
 		       (long long)json_integer_value(
@@ -202,10 +206,8 @@ cmd_service_info(struct cli *cli)
 	err = mesh_partitions_info(c, service, &pi, &n, &created);
 	if (err == MESH_ENOTFOUND) {
 		fprintf(stderr,
-		        "%s %s: service '%s' is not partitioned (%s); meshctl "
-		        "stats %s shows its instances\n",
-		        cli->prog, cli->cmd_path, service, mesh_errdetail(),
-		        service);
+		        "%s %s: %s; meshctl stats %s shows its instances\n",
+		        cli->prog, cli->cmd_path, mesh_errdetail(), service);
 		goto out;
 	}
 	if (err != MESH_OK) {

@@ -237,6 +237,9 @@ mesh__outbox_count(struct mesh__outbox *o)
 	MDB_stat st;
 	size_t n = 0, done;
 
+	if (o->env == NULL) {
+		return 0; /* its store is closed */
+	}
 	if (mdb_txn_begin(o->env, NULL, MDB_RDONLY, &txn) == 0) {
 		if (mdb_stat(txn, o->db, &st) == 0) {
 			n = st.ms_entries;

@@ -50,5 +50,7 @@ int mesh__part_of(const struct mesh_service *s, const struct mesh_event *ev,
  * "restored_records","reused_local","changelog_seq","committed",
  * "fenced"}. */
 json_t *mesh__parts_json(struct mesh_service *s);
+/* The records waiting in the owned partitions' outboxes. */
+size_t mesh__parts_outbox_count(struct mesh_service *s);
 
 #endif

@@ -413,6 +413,7 @@ mesh__store_close(struct store *st)
 {
 	mdb_env_close(st->env);
 	st->env = NULL;
+	st->outbox.env = NULL;
 }
 
 /* A write by the handler: noted for undo, then made. */
@@ -887,7 +888,10 @@ stats_json(struct mesh_service *s)
 	                    json_integer(atomic_load(&st->in_flight)));
 	json_object_set_new(
 	        j, "outbox_pending",
-	        json_integer((json_int_t)mesh__outbox_count(&s->one.outbox)));
+	        json_integer((json_int_t)(s->parts != NULL
+	                                          ? mesh__parts_outbox_count(s)
+	                                          : mesh__outbox_count(
+	                                                    &s->one.outbox))));
 	json_object_set_new(j, "handler_ms", mesh__hist_json(&st->handler));
 	json_object_set_new(j, "commit_ms", mesh__hist_json(&st->commit));
 	if (s->parts != NULL) {

@@ -1,7 +1,7 @@
 /* shop-report: the shop's account, read from the services' LMDB
  * environments (read-only; the services may be running).
  *
- *   shop-report [--state ROOT] [--prefix P] [--expect N] [--countries LIST]
+ *   shop-report [--state ROOT]... [--prefix P] [--expect N] [--countries LIST]
  *               [--wait SECONDS] [--verbose]
  *
  * Prints "orders: N placed, N shipped, N notified, N filtered,
@@ -17,10 +17,15 @@
 #include "shop.h"
 
 static const char usage[] =
-        "usage: shop-report [--state ROOT] [--prefix P] [--expect N]\n"
+        "usage: shop-report [--state ROOT]... [--prefix P] [--expect N]\n"
         "                   [--countries LIST] [--wait SECONDS] [--verbose]\n"
         "  --state ROOT      the services' environments are ROOT/NAME "
-        "(var/services)\n"
+        "(var/services);\n"
+        "                    again for each instance's folder: a "
+        "partitioned\n"
+        "                    service's partition K is read from the copy "
+        "furthest\n"
+        "                    along its changelog (its owner's)\n"
         "  --prefix P        only the orders whose id begins with P\n"
         "  --expect N        N orders were placed (fewer stored: lost)\n"
         "  --countries LIST  the shippable countries "
@@ -33,7 +38,8 @@ int
 main(int argc, char **argv)
 {
 	const char *countries = shop_countries_arg(&argc, argv);
-	const char *root = "var/services", *prefix = "";
+	const char *roots[16] = {"var/services"}, *prefix = "";
+	int n_roots = 0;
 	unsigned long long expect = 0;
 	double wait_s = 0;
 	bool verbose = false, whole;
@@ -57,7 +63,12 @@ main(int argc, char **argv)
 			return 2;
 		}
 		if (strcmp(a, "--state") == 0) {
-			root = v;
+			if (n_roots == 16) {
+				fputs("shop-report: at most 16 --state\n",
+				      stderr);
+				return 2;
+			}
+			roots[n_roots++] = v;
 		} else if (strcmp(a, "--prefix") == 0) {
 			prefix = v;
 		} else if (strcmp(a, "--expect") == 0) {
@@ -71,8 +82,9 @@ main(int argc, char **argv)
 		i++;
 	}
 	for (long reads = (long)(wait_s * 5);; reads--) { /* 5 a second */
-		if (!shop_report_read(root, prefix, countries, &r, err,
-		                      sizeof err)) {
+		if (!shop_report_read_roots(roots, n_roots ? n_roots : 1,
+		                            prefix, countries, &r, err,
+		                            sizeof err)) {
 			fprintf(stderr, "shop-report: %s\n", err);
 			return 1;
 		}

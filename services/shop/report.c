@@ -106,34 +106,87 @@ store_close(struct store *st)
 	memset(st, 0, sizeof *st);
 }
 
-/* root/name: its data.mdb, or its partitions root/name/p0, p1, ... */
-static int
-store_open(struct store *st, const char *root, const char *name, char *err,
-           size_t errsize)
+/* The changelog position of the partition copy in dir ("clog.seq" in its
+ * meta database), 0 when there is none. */
+static uint64_t
+copy_position(const char *dir)
 {
-	char dir[PATH_MAX], part[PATH_MAX + 16];
+	struct env e;
+	char err[64];
+	MDB_dbi meta;
+	MDB_val k = {8, "clog.seq"}, v;
+	uint64_t seq = 0;
+
+	if (env_open(&e, dir, err, sizeof err) != 0 || e.txn == NULL) {
+		return 0;
+	}
+	if (open_db(&e, "meta", &meta) &&
+	    mdb_get(e.txn, meta, &k, &v) == MDB_SUCCESS && v.mv_size == 8) {
+		for (int i = 0; i < 8; i++) {
+			seq = seq << 8 | ((const uint8_t *)v.mv_data)[i];
+		}
+	}
+	env_close(&e);
+	return seq;
+}
+
+/* ROOT/name in the first root that has its data.mdb; or a partitioned
+ * service's partitions ROOT/name/p0, p1, ..., each from the root whose
+ * copy is furthest along its changelog (its owner's, since an owner
+ * commits nothing that is not logged). */
+static int
+store_open(struct store *st, const char *const *roots, int n_roots,
+           const char *name, char *err, size_t errsize)
+{
+	char path[PATH_MAX];
 	int n = 0;
 
 	memset(st, 0, sizeof *st);
-	snprintf(dir, sizeof dir, "%s/%s", root, name);
-	snprintf(part, sizeof part, "%s/data.mdb", dir);
-	if (access(part, F_OK) != 0) {
-		do {
-			snprintf(part, sizeof part, "%s/p%d", dir, n);
-		} while (access(part, F_OK) == 0 && ++n < 1024);
+	for (int r = 0; r < n_roots; r++) {
+		snprintf(path, sizeof path, "%s/%s/data.mdb", roots[r], name);
+		if (access(path, F_OK) == 0) {
+			snprintf(path, sizeof path, "%s/%s", roots[r], name);
+			st->n = 1;
+			if ((st->e = calloc(1, sizeof(*st->e))) == NULL) {
+				return -1;
+			}
+			return env_open(&st->e[0], path, err, errsize) == 0
+			               ? 0
+			               : (store_close(st), -1);
+		}
+		for (int k = n; k < 1024; k++) {
+			snprintf(path, sizeof path, "%s/%s/p%d", roots[r],
+			         name, k);
+			if (access(path, F_OK) != 0) {
+				break;
+			}
+			n = k + 1;
+		}
 	}
 	st->partitioned = n > 0;
 	st->n = n > 0 ? n : 1;
 	if ((st->e = calloc((size_t)st->n, sizeof(*st->e))) == NULL) {
-		snprintf(err, errsize, "%s: out of memory", dir);
+		snprintf(err, errsize, "%s: out of memory", name);
 		return -1;
 	}
-	for (int i = 0; i < st->n; i++) {
-		if (st->partitioned) {
-			snprintf(part, sizeof part, "%s/p%d", dir, i);
+	for (int k = 0; k < n; k++) {
+		char best[PATH_MAX] = "";
+		uint64_t best_seq = 0;
+		for (int r = 0; r < n_roots; r++) {
+			uint64_t seq;
+			snprintf(path, sizeof path, "%s/%s/p%d", roots[r],
+			         name, k);
+			if (access(path, F_OK) != 0) {
+				continue;
+			}
+			if ((seq = copy_position(path)) >= best_seq ||
+			    best[0] == '\0') {
+				best_seq = seq;
+				memcpy(best, path, sizeof best);
+			}
 		}
-		if (env_open(&st->e[i], st->partitioned ? part : dir, err,
-		             errsize) != 0) {
+		if (best[0] != '\0' &&
+		    env_open(&st->e[k], best, err, errsize) != 0) {
 			store_close(st);
 			return -1;
 		}
@@ -296,6 +349,15 @@ bool
 shop_report_read(const char *root, const char *prefix, const char *countries,
                  struct shop_report *r, char *err, size_t errsize)
 {
+	return shop_report_read_roots(&root, 1, prefix, countries, r, err,
+	                              errsize);
+}
+
+bool
+shop_report_read_roots(const char *const *roots, int n_roots,
+                       const char *prefix, const char *countries,
+                       struct shop_report *r, char *err, size_t errsize)
+{
 	struct store stores[NSERVICES];
 	struct walk w = {.stores = stores, .countries = countries, .r = r};
 	int failed = 0;
@@ -303,8 +365,8 @@ shop_report_read(const char *root, const char *prefix, const char *countries,
 	memset(r, 0, sizeof *r);
 	memset(stores, 0, sizeof stores);
 	for (int i = 0; i < NSERVICES && !failed; i++) {
-		failed = store_open(&stores[i], root, service_names[i], err,
-		                    errsize) != 0;
+		failed = store_open(&stores[i], roots, n_roots,
+		                    service_names[i], err, errsize) != 0;
 	}
 	if (!failed) {
 		visit_store(&w, &stores[ORDERS], SHOP_ORDER, prefix,

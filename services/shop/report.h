@@ -47,6 +47,14 @@ bool shop_report_read(const char *root, const char *prefix,
                       const char *countries, struct shop_report *r, char *err,
                       size_t errsize);
 
+/* The same from several roots (the instances' state folders of services
+ * run on several machines): a service's environment from the first root
+ * that has it; a partitioned service's partition K from the root whose
+ * copy is furthest along K's changelog (its owner's). */
+bool shop_report_read_roots(const char *const *roots, int n_roots,
+                            const char *prefix, const char *countries,
+                            struct shop_report *r, char *err, size_t errsize);
+
 /* Whether the account is whole: expected (0: any) orders placed, every
  * shippable one shipped and notified once, nothing else shipped, no
  * duplicate, nothing lost. (Not the outboxes: a running service deletes

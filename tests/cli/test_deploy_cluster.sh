@@ -44,7 +44,7 @@ urls=nats://127.0.0.1:$EVMESH_NATS_PORT,nats://127.0.0.1:$((EVMESH_NATS_PORT + 1
 ours=()
 for n in n1 n2 n3; do ours+=("$n:nats-server:$EVMESH_STATE/nats/$n/nats-server.pid"); done
 for d in mesh-router mesh-router-2 mesh-scheduler mesh-scheduler-2 \
-	orders shipping notifications; do
+	orders shipping notifications orders-2 shipping-2 notifications-2; do
 	ours+=("$d:${d%-2}:$EVMESH_STATE/$d.pid")
 done
 # pids: each of ours that runs its program, "NAME=PID" a line.
@@ -57,12 +57,12 @@ pids() {
 			echo "$name=$pid"
 	done
 }
-# all_run DESCRIPTION: ten of ours run; if not, which ones are missing and
+# all_run DESCRIPTION: thirteen of ours run; if not, which ones are missing and
 # the end of each one's log.
 all_run() {
 	local e name got
 	running=$(pids)
-	is "$(wc -l <<<"$running")" 10 "$1" && return
+	is "$(wc -l <<<"$running")" 13 "$1" && return
 	for e in "${ours[@]}"; do
 		name=${e%%:*}
 		grep -q "^$name=" <<<"$running" && continue
@@ -90,7 +90,7 @@ done
 has "$out" "the cluster's JetStream is ready (meta leader n" \
 	"and waits for the cluster's JetStream to have a meta leader"
 for d in mesh-scheduler mesh-scheduler-2 mesh-router mesh-router-2 \
-	orders shipping notifications; do
+	orders shipping notifications orders-2 shipping-2 notifications-2; do
 	has "$out" "started $d (log $EVMESH_STATE/$d.log)" "and starts $d"
 done
 has "$out" "queue 'demo-all' got 2 of the 2" "which fans a topic out to a queue"
@@ -99,7 +99,19 @@ has "$out" "smoke: round trip" "and round-trips the smoke event"
 has "$out" "orders: 200 placed, 144 shipped, 144 notified, 56 filtered, duplicates 0, lost 0" \
 	"and places 200 orders, every shippable one shipped and notified once"
 has "$out" "the mesh is up at $urls " "at the three servers' URLs"
-all_run "three nats-servers, two routers, two schedulers and three services run"
+all_run "three nats-servers, two routers, two schedulers and two instances of three services run"
+meshctl=$root/build/broker-adapters/meshctl/meshctl
+for svc in orders shipping notifications; do
+	info=$("$meshctl" --server "$urls" service info $svc --json 2>&1)
+	is "$(python3 -c '
+import json, sys
+j = json.load(sys.stdin)
+parts = j["partition_list"]
+owners = {p["owner"] for p in parts}
+print(j["partitions"], all(p["owner"] for p in parts), len(owners))' \
+		<<<"$info" 2>&1)" "4 True 2" \
+		"$svc runs in 4 partitions, each owned, spread over its two instances"
+done
 for i in 0 1 2; do
 	read -r size leader < <(jsz $((EVMESH_MONITOR_PORT + i)))
 	is "${size:-}" 3 "n$((i + 1)) is one of a JetStream cluster of 3"
@@ -147,14 +159,14 @@ has "$out" "nats-server n1 already running" "and reuses n1"
 has "$out" "starting nats-server n2 -js" "and starts n2 again"
 has "$out" "orders: 7 placed, 5 shipped, 5 notified, 2 filtered, duplicates 0, lost 0" \
 	"and the account is whole"
-all_run "all ten run again"
+all_run "all thirteen run again"
 
 out=$("$root/deploy/down" 2>&1); ok $? "deploy/down exits 0"
 for n in n1 n2 n3; do
 	has "$out" "stopped nats-server $n (pid" "and stops nats-server $n"
 done
 for d in mesh-router mesh-router-2 mesh-scheduler mesh-scheduler-2 \
-	orders shipping notifications; do
+	orders shipping notifications orders-2 shipping-2 notifications-2; do
 	has "$out" "stopped $d (pid" "and $d"
 done
 left=""
