@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "changelog.pb-c.h"
 #include "cloudevents.pb-c.h"
 #include "harness.h"
 #include "mesh/mesh.h"
@@ -135,6 +136,12 @@ test_registry(void)
 	        {"evmesh.example.Greet", &evmesh__example__greet__descriptor},
 	        {"evmesh.example.Greeted",
 	         &evmesh__example__greeted__descriptor},
+	        {"evmesh.changelog.ChangelogRecord",
+	         &evmesh__changelog__changelog_record__descriptor},
+	        {"evmesh.changelog.ChangelogWrite",
+	         &evmesh__changelog__changelog_write__descriptor},
+	        {"evmesh.changelog.SnapshotManifest",
+	         &evmesh__changelog__snapshot_manifest__descriptor},
 	};
 	size_t n = mesh_schema_count();
 	bool unique = true, self = true;
