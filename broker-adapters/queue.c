@@ -684,7 +684,7 @@ mesh_queue_info(struct mesh_conn *c, const char *name,
 {
 	struct qcfg cfg;
 	struct qnames n;
-	uint64_t stored = 0, in_flight = 0, delayed = 0;
+	uint64_t stored = 0, in_flight = 0, delayed = 0, live = 0;
 	int parts;
 	mesh_err err;
 
@@ -708,8 +708,15 @@ mesh_queue_info(struct mesh_conn *c, const char *name,
 			                     name);
 		}
 		in_flight += (uint64_t)ci->NumAckPending;
+		live += ci->NumPending + (uint64_t)ci->NumAckPending;
 		jsConsumerInfo_Destroy(ci);
 	}
+	/* Every message of the queue's stream is waiting or in flight for
+	 * its consumer, except (nats-server 2.9, after every node of a
+	 * cluster was killed at once) acknowledged ones the stream failed
+	 * to drop: below the consumer's ack floor, never delivered again,
+	 * they are not messages of the queue. */
+	stored = live < stored ? live : stored;
 	out->attrs = cfg.a;
 	out->not_visible = in_flight < stored ? in_flight : stored;
 	out->visible = stored - out->not_visible;

@@ -47,6 +47,10 @@ usage(FILE *f, const struct mesh_service *s)
 	        "%s)\n"
 	        "  --lease-ms MS     a partition's lease, 500-60000 "
 	        "($MESH_LEASE_MS; %" PRId64 ")\n"
+	        "  --snapshot-records N  a partition's snapshot after N "
+	        "changelog\n"
+	        "                    records or 64 MiB, 10-100000000\n"
+	        "                    ($MESH_SNAPSHOT_RECORDS; %ld)\n"
 	        "  --help            this text\n"
 	        "\n"
 	        "Credentials come from NATS_USER, NATS_PASSWORD, NATS_TOKEN,\n"
@@ -59,8 +63,8 @@ usage(FILE *f, const struct mesh_service *s)
 	        o->state_dir, o->batch_size, o->batch_window_ms,
 	        o->max_inflight, o->max_receive, o->horizon_s, o->dlq,
 	        o->map_size >> 20, o->partitions,
-	        o->partitions ? "partitioned" : "not partitioned",
-	        o->lease_ms);
+	        o->partitions ? "partitioned" : "not partitioned", o->lease_ms,
+	        o->snapshot_records);
 }
 
 int
@@ -78,6 +82,7 @@ mesh_service_main(struct mesh_service *s, int argc, char **argv)
 	        {"map-mb", required_argument, NULL, 'm'},
 	        {"partitions", required_argument, NULL, 'p'},
 	        {"lease-ms", required_argument, NULL, 'l'},
+	        {"snapshot-records", required_argument, NULL, 'n'},
 	        {"help", no_argument, NULL, 'h'},
 	        {NULL, 0, NULL, 0},
 	};
@@ -89,7 +94,8 @@ mesh_service_main(struct mesh_service *s, int argc, char **argv)
 	           *horizon = getenv("MESH_HORIZON_S"),
 	           *map_mb = getenv("MESH_MAP_MB"),
 	           *partitions = getenv("MESH_PARTITIONS"),
-	           *lease_ms = getenv("MESH_LEASE_MS");
+	           *lease_ms = getenv("MESH_LEASE_MS"),
+	           *snap = getenv("MESH_SNAPSHOT_RECORDS");
 	struct mesh_daemon d;
 	struct mesh_conn *c = NULL;
 	long long n;
@@ -137,6 +143,9 @@ mesh_service_main(struct mesh_service *s, int argc, char **argv)
 			break;
 		case 'l':
 			lease_ms = optarg;
+			break;
+		case 'n':
+			snap = optarg;
 			break;
 		case 'h':
 			usage(stdout, s);
@@ -190,6 +199,12 @@ mesh_service_main(struct mesh_service *s, int argc, char **argv)
 		return 2;
 	}
 	o->lease_ms = n;
+	n = o->snapshot_records;
+	if (!mesh_daemon_number(&d, "--snapshot-records", snap, 10, 100000000,
+	                        &n)) {
+		return 2;
+	}
+	o->snapshot_records = (long)n;
 	if ((err = mesh_daemon_connect(&d, &c)) == MESH_OK) {
 		err = mesh_service_run(s, c, &d.stop);
 	}

@@ -165,6 +165,8 @@ forward_work(void *arg)
 	return NULL;
 }
 
+static void ctl_push(struct mesh_service *s, struct ctl_ev ev);
+
 /* ---- a partition's write transactions ------------------------------------
  */
 
@@ -207,15 +209,22 @@ mesh__part_txn_log(struct mesh_service *s, struct part *p, MDB_txn *txn)
 		                    ") is no longer held",
 		                    p->k, p->epoch);
 	}
+	pthread_mutex_lock(&p->log_mu);
 	err = mesh__clog_append(p->log, txn, &p->redo, p->epoch);
-	if (err == MESH_ESTALE) {
-		atomic_store(&p->fenced, true);
+	pthread_mutex_unlock(&p->log_mu);
+	if (err == MESH_ESTALE && !atomic_exchange(&p->fenced, true)) {
 		atomic_fetch_add(&p->fenced_batches, 1);
-		mesh__svc_log(s, "warn",
-		              "partition %d: fenced: another owner has "
-		              "appended to its changelog; this instance "
-		              "commits nothing more of it (%s)",
-		              p->k, mesh_errdetail());
+		mesh__svc_log(
+		        s, "warn",
+		        "partition %d: fenced: its changelog moved past "
+		        "this copy (another owner, or an append of ours "
+		        "that timed out but was stored); nothing more is "
+		        "committed from it: restoring again if the "
+		        "lease is still ours (%s)",
+		        p->k, mesh_errdetail());
+		ctl_push(s, (struct ctl_ev){.k = p->k, .retake = true});
+	} else if (err == MESH_ESTALE) {
+		atomic_fetch_add(&p->fenced_batches, 1);
 	} else if (err == MESH_OK) {
 		atomic_fetch_add(&p->committed, 1);
 	}
@@ -266,9 +275,21 @@ part_take(struct mesh_service *s, struct part *p, uint64_t epoch)
 			pthread_mutex_unlock(&p->mu);
 		}
 		if (err == MESH_OK) {
+			struct mesh__clog_opts co;
+			mesh__clog_opts_init(&co);
+			co.snapshot_records = (uint64_t)s->o.snapshot_records;
 			err = mesh__clog_open(s->c, s->name, p->k, p->st.env,
 			                      mesh__store_db_names, STORE_DBS,
-			                      s->instance, NULL, &p->log);
+			                      s->instance, &co, &p->log);
+		}
+		/* Claim only a lease still ours: a claim fences whoever
+		 * appended before, so it must never outrun the lease. */
+		if (err == MESH_OK &&
+		    !mesh_lease_held(s->lease, p->k, epoch)) {
+			err = mesh_err_set(MESH_ESTALE,
+			                   "partition %d: the lease (epoch "
+			                   "%" PRIu64 ") is no longer held",
+			                   p->k, epoch);
 		}
 		if (err == MESH_OK) {
 			err = mesh__clog_claim(p->log, epoch);
@@ -332,8 +353,11 @@ part_take(struct mesh_service *s, struct part *p, uint64_t epoch)
 	}
 }
 
+/* Stop taking partition p's events and close its store: handed over
+ * (its outbox published first), or lost (nothing more of it may commit),
+ * or given up to be restored again (why names which, for the log). */
 static void
-part_drop(struct mesh_service *s, struct part *p, bool lost)
+part_drop(struct mesh_service *s, struct part *p, bool lost, const char *why)
 {
 	if (p->st.env == NULL) {
 		return;
@@ -410,11 +434,16 @@ ctl_idle(struct mesh_service *s)
 			continue;
 		}
 		mesh__outbox_flush(&p->st.outbox, 0);
+		/* Appends wait while the snapshot is made and sent (the log
+		 * is one writer's at a time); a snapshot is due every
+		 * 100,000 records or 64 MiB of log. */
+		pthread_mutex_lock(&p->log_mu);
 		if (mesh__clog_snapshot_due(p->log) &&
 		    mesh__clog_snapshot(p->log, p->st.env) != MESH_OK) {
 			mesh__svc_log(s, "warn", "partition %d: snapshot: %s",
 			              k, mesh_errdetail());
 		}
+		pthread_mutex_unlock(&p->log_mu);
 	}
 }
 
@@ -443,10 +472,22 @@ ctl_work(void *arg)
 		memmove(s->ctl_q, s->ctl_q + 1,
 		        --s->ctl_n * sizeof(*s->ctl_q));
 		pthread_mutex_unlock(&s->ctl_mu);
-		if (ev.acquire) {
+		if (ev.retake) {
+			/* Fenced while the lease is ours: restore and claim
+			 * again under the same epoch, if it still is. */
+			struct part *p = &s->parts[ev.k];
+			uint64_t epoch = p->epoch;
+			part_drop(s, p, true, "given up, to restore again");
+			if (!stopping(s) &&
+			    mesh_lease_held(s->lease, ev.k, epoch)) {
+				part_take(s, p, epoch);
+			}
+		} else if (ev.acquire) {
 			part_take(s, &s->parts[ev.k], ev.epoch);
 		} else {
-			part_drop(s, &s->parts[ev.k], ev.lost);
+			part_drop(s, &s->parts[ev.k], ev.lost,
+			          ev.lost ? "lost (another instance has it)"
+			                  : "handed over");
 			if (!ev.lost) {
 				mesh_lease_release(s->lease, ev.k);
 			}
@@ -600,6 +641,7 @@ mesh__parts_run(struct mesh_service *s)
 		p->k = k;
 		p->st.part = p;
 		pthread_mutex_init(&p->mu, NULL);
+		pthread_mutex_init(&p->log_mu, NULL);
 		mesh__store_init(s, &p->st);
 	}
 	pthread_mutex_init(&s->ctl_mu, NULL);
@@ -653,7 +695,7 @@ out_thread:
 	pthread_mutex_unlock(&s->ctl_mu);
 	pthread_join(ctl, NULL);
 	for (int k = 0; k < s->o.partitions; k++) {
-		part_drop(s, &s->parts[k], true);
+		part_drop(s, &s->parts[k], true, "closed at stop");
 	}
 out_ctl:
 	pthread_mutex_destroy(&s->ctl_mu);
@@ -670,6 +712,7 @@ mesh__parts_free(struct mesh_service *s)
 	for (int k = 0; s->parts != NULL && k < s->o.partitions; k++) {
 		mesh__redo_fini(&s->parts[k].redo);
 		pthread_mutex_destroy(&s->parts[k].mu);
+		pthread_mutex_destroy(&s->parts[k].log_mu);
 		mesh__outbox_fini(&s->parts[k].st.outbox);
 	}
 	free(s->parts);

@@ -170,6 +170,7 @@ mesh_service_new(const char *name, struct mesh_service **out)
 	s->o.map_size = (size_t)1 << 30;
 	s->o.shutdown_ms = 10000;
 	s->o.lease_ms = 3000;
+	s->o.snapshot_records = 100000;
 	mesh__store_init(s, &s->one);
 	pthread_mutex_init(&s->targets_mu, NULL);
 	pthread_mutex_init(&s->log_mu, NULL);
@@ -1072,6 +1073,12 @@ check_opts(const struct mesh_service *s)
 		                    "partitioned)",
 		                    o->partitions, MESH_PARTITIONS_MAX);
 	}
+	if (o->snapshot_records < 10 || o->snapshot_records > 100000000) {
+		return mesh_err_set(
+		        MESH_EINVAL,
+		        "snapshot records %ld: must be 10-100000000",
+		        o->snapshot_records);
+	}
 	if (o->lease_ms < 500 || o->lease_ms > 60000) {
 		return mesh_err_set(MESH_EINVAL,
 		                    "lease %" PRId64 " ms: must be 500-60000",
@@ -1119,6 +1126,9 @@ mesh_service_run(struct mesh_service *s, struct mesh_conn *c,
 		    (err = stats_serve(s)) == MESH_OK &&
 		    (err = mesh__state_api_start(s)) == MESH_OK) {
 			err = mesh__parts_run(s);
+			mesh__svc_log(s, "info", "stopped%s%s",
+			              err != MESH_OK ? ": " : "",
+			              err != MESH_OK ? mesh_errdetail() : "");
 		}
 		stats_stop(s);
 		mesh__state_api_stop(s);

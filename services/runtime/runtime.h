@@ -99,6 +99,7 @@ struct part {
 	atomic_ullong committed, fenced_batches;
 	natsSubscription *state_sub; /* its state API, while owned */
 	pthread_mutex_t mu;          /* st.env's opening and closing */
+	pthread_mutex_t log_mu;      /* log: appends, or a snapshot */
 };
 
 struct mesh_service {
@@ -120,7 +121,7 @@ struct mesh_service {
 	pthread_cond_t ctl_cv;
 	struct ctl_ev {
 		int k;
-		bool acquire, lost;
+		bool acquire, lost, retake;
 		uint64_t epoch;
 	} * ctl_q;
 	size_t ctl_n, ctl_cap;

@@ -84,6 +84,10 @@ struct mesh_service_opts {
 	int64_t lease_ms;      /* --lease-ms, MESH_LEASE_MS: a partition's
 	                          lease lives this long unrenewed; 500-60000;
 	                          3000 */
+	long snapshot_records; /* --snapshot-records, MESH_SNAPSHOT_RECORDS:
+	                          a partition's snapshot after this many
+	                          changelog records (or 64 MiB);
+	                          10-100000000; 100000 */
 };
 
 /* Declare a service. name: 1-64 of [A-Za-z0-9_-]. Errors: MESH_EINVAL,
