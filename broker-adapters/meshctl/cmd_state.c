@@ -70,6 +70,10 @@ state_fail(const struct cli *cli, const struct state_env *st, int rc)
 
 #define API_WAIT 10000 /* ms: a backup copies the whole environment first */
 
+static int state_ask(struct cli *cli, const char *service, int part,
+                     const char *verb, json_t *req, bool quiet_notfound,
+                     json_t **reply);
+
 /* Ask one instance of the service (part < 0), or the owner of its
  * partition part; the answer's JSON into *reply. Prints why not (an
  * error naming the key or value at fault: exit 2 when the input was,
@@ -77,6 +81,15 @@ state_fail(const struct cli *cli, const struct state_env *st, int rc)
 static int
 state_call(struct cli *cli, const char *service, int part, const char *verb,
            json_t *req, json_t **reply)
+{
+	return state_ask(cli, service, part, verb, req, false, reply);
+}
+
+/* state_call's; quiet_notfound: an answer "not found" is returned as
+ * CLI_FAIL with *reply NULL, unprinted (a key looked for in turn). */
+static int
+state_ask(struct cli *cli, const char *service, int part, const char *verb,
+          json_t *req, bool quiet_notfound, json_t **reply)
 {
 	char subject[MESH_SERVICE_NAME_MAX + 64],
 	        who[MESH_SERVICE_NAME_MAX + 64];
@@ -106,6 +119,11 @@ state_call(struct cli *cli, const char *service, int part, const char *verb,
 	}
 	if ((code = json_string_value(json_object_get(j, "code"))) != NULL) {
 		msg = json_string_value(json_object_get(j, "error"));
+		if (quiet_notfound &&
+		    mesh_errname_parse(code) == MESH_ENOTFOUND) {
+			json_decref(j);
+			return CLI_FAIL;
+		}
 		rc = mesh_errname_parse(code) == MESH_EINVAL ? CLI_USAGE
 		                                             : CLI_FAIL;
 		fprintf(stderr, "%s %s: %s\n", cli->prog, cli->cmd_path,
@@ -471,12 +489,28 @@ get_over_nats(struct cli *cli, const MDB_val *k, const char *type)
 		return rc;
 	}
 	if (n > 0 && part < 0) {
-		part = mesh_partition_of(k->mv_data, k->mv_size, n);
+		/* The key's own partition first (state keyed as events
+		 * are), then the others in turn: a handler may key its state
+		 * otherwise ("order/ID" for an event keyed "ID"). */
+		int first = mesh_partition_of(k->mv_data, k->mv_size, n);
+		for (int i = 0; i < n; i++) {
+			part = (first + i) % n;
+			rc = state_ask(cli, service, part, "get",
+			               json_pack("{s:s, s:s}", "db",
+			                         db_name(cli), "key_base64",
+			                         enc ? enc : ""),
+			               i < n - 1, &reply);
+			if (rc == CLI_OK || reply != NULL || i == n - 1 ||
+			    rc == CLI_USAGE) {
+				break;
+			}
+		}
+	} else {
+		rc = state_call(cli, service, part, "get",
+		                json_pack("{s:s, s:s}", "db", db_name(cli),
+		                          "key_base64", enc ? enc : ""),
+		                &reply);
 	}
-	rc = state_call(cli, service, part, "get",
-	                json_pack("{s:s, s:s}", "db", db_name(cli),
-	                          "key_base64", enc ? enc : ""),
-	                &reply);
 	free(enc);
 	if (rc != CLI_OK) {
 		return rc;

@@ -99,8 +99,8 @@ static const struct cli_opt new_opts[] = {
 	"T and\nprints its proto3 JSON mapping (--json: value_json beside "   \
 	"value).\nA partitioned service's keys are each in one partition, "   \
 	"answered by its\nowner: get asks the partition of KEY "              \
-	"(mesh_partition_of, the key\nhashed as events' keys are), scan "     \
-	"each partition in turn."
+	"(mesh_partition_of, the key\nhashed as events' keys are), then "     \
+	"the others in turn; scan each\npartition in turn."
 
 const struct cli_cmd state_commands[] = {
         {.name = "get",

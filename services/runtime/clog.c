@@ -1178,27 +1178,46 @@ out:
 	return err;
 }
 
-/* An ordered consumer on subject of stream from sequence `from` (0: all). */
+/* A reader of subject of stream from sequence `from` (0: all), in order:
+ * an ephemeral pull consumer taken in batches. (Not an ordered push
+ * consumer: cnats 3.4 resets those on missed heartbeats from a timer,
+ * and a reset racing the subscription's destruction crashed instances
+ * under load.) */
+struct reader {
+	natsSubscription *sub;
+	natsMsgList list;
+	int next;
+	const char *stream, *subject;
+};
+
+#define READ_BATCH 256
+
 static mesh_err
-ordered_sub(struct mesh_conn *c, const struct names *n, const char *stream,
-            const char *subject, uint64_t from, natsSubscription **out)
+reader_open(struct mesh_conn *c, const struct names *n, const char *stream,
+            const char *subject, uint64_t from, struct reader *r)
 {
 	jsSubOptions so;
 	jsErrCode jerr = 0;
 	natsStatus s;
 
+	memset(r, 0, sizeof(*r));
+	r->stream = stream;
+	r->subject = subject;
 	jsSubOptions_Init(&so);
 	so.Stream = stream;
-	so.Ordered = true;
+	so.Config.AckPolicy = js_AckAll;
+	so.Config.MaxAckPending = READ_BATCH * 4;
+	so.Config.InactiveThreshold = (int64_t)60 * 1000 * 1000 * 1000;
 	if (from > 0) {
 		so.Config.DeliverPolicy = js_DeliverByStartSequence;
 		so.Config.OptStartSeq = from;
 	}
-	s = js_SubscribeSync(out, mesh_conn_js(c), subject, NULL, &so, &jerr);
+	s = js_PullSubscribe(&r->sub, mesh_conn_js(c), subject, NULL, NULL,
+	                     &so, &jerr);
 	if (s == NATS_OK) {
-		natsSubscription_SetPendingLimits(*out, -1, 256 * 1024 * 1024);
 		return MESH_OK;
 	}
+	r->sub = NULL;
 	if (jerr == JSStreamNotFoundErr) {
 		return stream_gone(n, stream, subject);
 	}
@@ -1206,21 +1225,50 @@ ordered_sub(struct mesh_conn *c, const struct names *n, const char *stream,
 	                     subject);
 }
 
+/* The next message (the caller destroys it) and its stream sequence. */
 static mesh_err
-next_msg(natsSubscription *sub, const char *stream, const char *subject,
-         natsMsg **m, uint64_t *seq)
+next_msg(struct reader *r, natsMsg **m, uint64_t *seq)
 {
 	jsMsgMetaData *md = NULL;
-	natsStatus s = natsSubscription_NextMsg(m, sub, 10000);
+	natsStatus s = NATS_OK;
 
-	if (s == NATS_OK && (s = natsMsg_GetMetaData(&md, *m)) == NATS_OK) {
-		*seq = md->Sequence.Stream;
-		jsMsgMetaData_Destroy(md);
-		return MESH_OK;
+	*m = NULL;
+	if (r->next == r->list.Count) {
+		natsMsgList_Destroy(&r->list);
+		r->next = 0;
+		s = natsSubscription_Fetch(&r->list, r->sub, READ_BATCH, 10000,
+		                           NULL);
+	}
+	if (s == NATS_OK && r->next < r->list.Count) {
+		*m = r->list.Msgs[r->next];
+		r->list.Msgs[r->next++] = NULL;
+		if (r->next == r->list.Count) {
+			/* The batch is read: acknowledge it (AckAll: its
+			 * last one), so that the next comes. */
+			natsMsg_Ack(*m, NULL);
+		}
+		if ((s = natsMsg_GetMetaData(&md, *m)) == NATS_OK) {
+			*seq = md->Sequence.Stream;
+			jsMsgMetaData_Destroy(md);
+			return MESH_OK;
+		}
 	}
 	natsMsg_Destroy(*m);
 	*m = NULL;
-	return mesh_err_nats(s, 0, "stream %s: reading '%s'", stream, subject);
+	return mesh_err_nats(s == NATS_OK ? NATS_TIMEOUT : s, 0,
+	                     "stream %s: reading '%s'", r->stream, r->subject);
+}
+
+static void
+reader_close(struct reader *r)
+{
+	natsMsgList_Destroy(&r->list);
+	if (r->sub != NULL) {
+		/* Unsubscribing deletes the ephemeral consumer. */
+		natsSubscription_Unsubscribe(r->sub);
+		natsSubscription_Destroy(r->sub);
+		r->sub = NULL;
+	}
 }
 
 /* Apply the partition's messages from `from` to tail over env, whose
@@ -1230,7 +1278,7 @@ static mesh_err
 apply_tail(struct mesh_conn *c, struct applier *a, uint64_t base,
            uint64_t pending, uint64_t tail, bool *broken)
 {
-	natsSubscription *sub = NULL;
+	struct reader rd = {0};
 	mesh_err err;
 
 	*broken = false;
@@ -1248,13 +1296,12 @@ apply_tail(struct mesh_conn *c, struct applier *a, uint64_t base,
 	if (tail == base) {
 		return MESH_OK;
 	}
-	err = ordered_sub(c, a->n, a->n->cl, a->n->subj,
-	                  pending ? pending : base + 1, &sub);
+	err = reader_open(c, a->n, a->n->cl, a->n->subj,
+	                  pending ? pending : base + 1, &rd);
 	while (err == MESH_OK && a->last < tail) {
 		natsMsg *m = NULL;
 		uint64_t seq = 0;
-		if ((err = next_msg(sub, a->n->cl, a->n->subj, &m, &seq)) !=
-		    MESH_OK) {
+		if ((err = next_msg(&rd, &m, &seq)) != MESH_OK) {
 			break;
 		}
 		if (seq > a->last) {
@@ -1264,7 +1311,7 @@ apply_tail(struct mesh_conn *c, struct applier *a, uint64_t base,
 		}
 		natsMsg_Destroy(m);
 	}
-	natsSubscription_Destroy(sub);
+	reader_close(&rd);
 	if (err == MESH_OK) {
 		err = apply_commit(a);
 	}
@@ -1299,7 +1346,7 @@ snapshot_fetch(struct mesh_conn *c, const struct names *n, const Manifest *mf,
 {
 	char tmp[4096], path[4200], dst[4200], subject[160];
 	crypto_generichash_state h;
-	natsSubscription *sub = NULL;
+	struct reader rd = {0};
 	uint8_t hash[32];
 	uint64_t size = 0;
 	mesh_err err = MESH_OK;
@@ -1319,7 +1366,7 @@ snapshot_fetch(struct mesh_conn *c, const struct names *n, const Manifest *mf,
 	}
 	crypto_generichash_init(&h, NULL, 0, 32);
 	if (mf->chunks > 0 &&
-	    (err = ordered_sub(c, n, n->snap, subject, 0, &sub)) != MESH_OK) {
+	    (err = reader_open(c, n, n->snap, subject, 0, &rd)) != MESH_OK) {
 		goto out;
 	}
 	for (uint32_t i = 0; i < mf->chunks; i++) {
@@ -1329,8 +1376,7 @@ snapshot_fetch(struct mesh_conn *c, const struct names *n, const Manifest *mf,
 		const char *d;
 		size_t len;
 
-		if ((err = next_msg(sub, n->snap, subject, &m, &seq)) !=
-		    MESH_OK) {
+		if ((err = next_msg(&rd, &m, &seq)) != MESH_OK) {
 			goto out;
 		}
 		d = natsMsg_GetData(m);
@@ -1375,7 +1421,7 @@ snapshot_fetch(struct mesh_conn *c, const struct names *n, const Manifest *mf,
 	}
 	*bytes = size;
 out:
-	natsSubscription_Destroy(sub);
+	reader_close(&rd);
 	if (fd >= 0) {
 		close(fd);
 	}

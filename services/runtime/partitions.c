@@ -333,10 +333,6 @@ part_take(struct mesh_service *s, struct part *p, uint64_t epoch)
 	              rs.snapshot_bytes, rs.records_applied);
 	/* What the previous owner committed but did not publish. */
 	mesh__outbox_flush(&p->st.outbox, 0);
-	if (mesh__state_api_part_start(p) != MESH_OK) {
-		mesh__svc_log(s, "warn", "partition %d: state API: %s", p->k,
-		              mesh_errdetail());
-	}
 	atomic_store(&p->running, true);
 	snprintf(p->spec, sizeof(p->spec), "partition:%s/%d", s->name, p->k);
 	p->n_workers = 0;
@@ -370,7 +366,6 @@ part_drop(struct mesh_service *s, struct part *p, bool lost, const char *why)
 		pthread_join(p->workers[i].thread, NULL);
 	}
 	p->n_workers = 0;
-	mesh__state_api_part_stop(p);
 	if (!lost) {
 		mesh__outbox_flush(&p->st.outbox, 0);
 		part_forget_published(s, p);

@@ -97,9 +97,8 @@ struct part {
 	atomic_bool reused;
 	atomic_llong owned_since_ms; /* wall clock; 0: not ours */
 	atomic_ullong committed, fenced_batches;
-	natsSubscription *state_sub; /* its state API, while owned */
-	pthread_mutex_t mu;          /* st.env's opening and closing */
-	pthread_mutex_t log_mu;      /* log: appends, or a snapshot */
+	pthread_mutex_t mu;     /* st.env's opening and closing */
+	pthread_mutex_t log_mu; /* log: appends, or a snapshot */
 };
 
 struct mesh_service {
@@ -142,7 +141,7 @@ struct mesh_service {
 		struct mesh_queue *q;
 	} targets[32];
 	size_t n_targets;
-	natsSubscription *state_sub[2]; /* the state API (state_api.c) */
+	natsSubscription *state_sub[3]; /* the state API (state_api.c) */
 	struct {                        /* the backup an instance serves */
 		pthread_mutex_t mu;
 		char id[17]; /* "": none */
@@ -247,9 +246,6 @@ void mesh__nap_ms(struct mesh_service *s, int64_t ms);
 /* A worker's thread (struct worker): batches from its source into its
  * store until the service stops or *w->running turns false. */
 void *mesh__work(void *arg);
-/* A partition's state API, while its store is open. */
-mesh_err mesh__state_api_part_start(struct part *p);
-void mesh__state_api_part_stop(struct part *p);
 
 /* ---- batch.c ------------------------------------------------------------ */
 

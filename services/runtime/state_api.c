@@ -462,28 +462,38 @@ on_state(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
 	answer(s, &s->one, nc, m);
 }
 
+/* A partitioned service's: every instance hears every partition's
+ * requests (one subscription, made once: no subscription comes and goes
+ * with a partition), and the owner of the partition answers. */
 static void
 on_part_state(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
 {
-	struct part *p = arg;
+	struct mesh_service *s = arg;
+	const char *subject = natsMsg_GetSubject(m);
+	size_t skip = strlen("mesh.service.") + strlen(s->name) + 2;
+	char *end;
+	long k;
 
 	(void)sub;
-	answer(p->s, &p->st, nc, m);
-}
-
-mesh_err
-mesh__state_api_part_start(struct part *p)
-{
-	char subject[MESH_SERVICE_NAME_MAX + 64];
-	natsStatus st;
-
-	snprintf(subject, sizeof(subject), MESH_SERVICE_PART_STATE_SUBJECT,
-	         p->s->name, p->k, "*");
-	st = natsConnection_Subscribe(&p->state_sub, mesh_conn_nats(p->s->c),
-	                              subject, on_part_state, p);
-	return st == NATS_OK ? MESH_OK
-	                     : mesh_err_nats(st, 0, "service '%s': %s",
-	                                     p->s->name, subject);
+	if (strlen(subject) <= skip || subject[skip - 1] != 'p') {
+		natsMsg_Destroy(m);
+		return;
+	}
+	k = strtol(subject + skip, &end, 10);
+	if (end == subject + skip || *end != '.' || k < 0 ||
+	    k >= s->o.partitions || s->parts == NULL) {
+		natsMsg_Destroy(m);
+		return;
+	}
+	/* Under the partition's lock its store stays open; a partition not
+	 * ours is not ours to answer for. */
+	pthread_mutex_lock(&s->parts[k].mu);
+	if (s->parts[k].st.env != NULL && atomic_load(&s->parts[k].running)) {
+		answer(s, &s->parts[k].st, nc, m);
+	} else {
+		natsMsg_Destroy(m);
+	}
+	pthread_mutex_unlock(&s->parts[k].mu);
 }
 
 /* Unsubscribe, waiting for a request in hand (it reads the store). */
@@ -497,12 +507,6 @@ unsubscribe(natsSubscription **sub)
 		natsSubscription_Destroy(*sub);
 		*sub = NULL;
 	}
-}
-
-void
-mesh__state_api_part_stop(struct part *p)
-{
-	unsubscribe(&p->state_sub);
 }
 
 mesh_err
@@ -521,6 +525,14 @@ mesh__state_api_start(struct mesh_service *s)
 	st = natsConnection_QueueSubscribe(&s->state_sub[0],
 	                                   mesh_conn_nats(s->c), subject,
 	                                   STATE_QUEUE, on_state, s);
+	if (st == NATS_OK && s->o.partitions > 0) {
+		char parts[MESH_SERVICE_NAME_MAX + 64];
+		snprintf(parts, sizeof(parts), "mesh.service.%s.*.state.*",
+		         s->name);
+		st = natsConnection_Subscribe(&s->state_sub[2],
+		                              mesh_conn_nats(s->c), parts,
+		                              on_part_state, s);
+	}
 	if (st == NATS_OK) {
 		st = natsConnection_Subscribe(&s->state_sub[1],
 		                              mesh_conn_nats(s->c),
@@ -545,7 +557,7 @@ mesh__state_api_tick(struct mesh_service *s)
 void
 mesh__state_api_stop(struct mesh_service *s)
 {
-	for (int i = 0; i < 2; i++) {
+	for (int i = 0; i < 3; i++) {
 		unsubscribe(&s->state_sub[i]);
 	}
 	pthread_mutex_lock(&s->backup.mu);
