@@ -51,4 +51,8 @@ int mesh__part_of(const struct mesh_service *s, const struct mesh_event *ev,
  * "fenced"}. */
 json_t *mesh__parts_json(struct mesh_service *s);
 
+/* The events the owned partitions' outboxes hold, for its stats (the
+ * service's own store is not open when it is partitioned). */
+size_t mesh__parts_outbox_count(struct mesh_service *s);
+
 #endif

@@ -887,7 +887,10 @@ stats_json(struct mesh_service *s)
 	                    json_integer(atomic_load(&st->in_flight)));
 	json_object_set_new(
 	        j, "outbox_pending",
-	        json_integer((json_int_t)mesh__outbox_count(&s->one.outbox)));
+	        json_integer((json_int_t)(s->o.partitions > 0
+	                                          ? mesh__parts_outbox_count(s)
+	                                          : mesh__outbox_count(
+	                                                    &s->one.outbox))));
 	json_object_set_new(j, "handler_ms", mesh__hist_json(&st->handler));
 	json_object_set_new(j, "commit_ms", mesh__hist_json(&st->commit));
 	if (s->parts != NULL) {
