@@ -516,19 +516,6 @@ store_clog_seq(struct store *st)
 	return seq;
 }
 
-size_t
-mesh__parts_outbox_count(struct mesh_service *s)
-{
-	size_t n = 0;
-
-	for (int k = 0; k < s->o.partitions; k++) {
-		struct part *p = &s->parts[k];
-		pthread_mutex_lock(&p->mu);
-		n += mesh__outbox_count(&p->st.outbox);
-		pthread_mutex_unlock(&p->mu);
-	}
-	return n;
-}
 
 json_t *
 mesh__parts_json(struct mesh_service *s)
@@ -568,6 +555,22 @@ mesh__parts_json(struct mesh_service *s)
 		                (json_int_t)atomic_load(&p->fenced_batches)));
 	}
 	return a;
+}
+
+size_t
+mesh__parts_outbox_count(struct mesh_service *s)
+{
+	size_t n = 0;
+
+	for (int k = 0; s->parts != NULL && k < s->o.partitions; k++) {
+		struct part *p = &s->parts[k];
+		pthread_mutex_lock(&p->mu);
+		if (p->st.env != NULL) {
+			n += mesh__outbox_count(&p->st.outbox);
+		}
+		pthread_mutex_unlock(&p->mu);
+	}
+	return n;
 }
 
 /* ---- running --------------------------------------------------------------

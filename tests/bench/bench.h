@@ -1,4 +1,5 @@
-/* What the benchmarks share: their raw cnats baselines' consuming loop. */
+/* What the benchmarks share: their settings from the environment, their
+ * figure lines and their raw cnats baselines' consuming loop. */
 #ifndef MESH_BENCH_H
 #define MESH_BENCH_H
 
@@ -8,6 +9,15 @@
 #include <nats/nats.h>
 
 #define BENCH_ROUNDS_MAX 16
+
+/* A positive number from the environment, else def. */
+static inline long
+bench_env_long(const char *name, long def)
+{
+	const char *v = getenv(name);
+
+	return v && atol(v) > 0 ? atol(v) : def;
+}
 
 static inline int
 bench_cmp_double(const void *a, const void *b)

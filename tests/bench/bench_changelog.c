@@ -29,14 +29,6 @@
 static const char *const DBS[N_DBS] = {"state", "meta"};
 static char root[PATH_MAX - 64];
 
-static long
-env_mb(const char *name, long dflt)
-{
-	const char *v = getenv(name);
-
-	return v && atol(v) > 0 ? atol(v) : dflt;
-}
-
 static MDB_env *
 env_open(const char *dir)
 {
@@ -102,9 +94,10 @@ main(void)
 	struct test_broker b;
 	struct mesh_conn_opts o;
 	struct mesh_conn *c = NULL;
-	long state_tx = env_mb("BENCH_CLOG_MB", 96) * 1000000 / (VSIZE * PER);
-	long tail_tx =
-	        env_mb("BENCH_CLOG_TAIL_MB", 16) * 1000000 / (VSIZE * PER);
+	long state_tx =
+	        bench_env_long("BENCH_CLOG_MB", 96) * 1000000 / (VSIZE * PER);
+	long tail_tx = bench_env_long("BENCH_CLOG_TAIL_MB", 16) * 1000000 /
+	               (VSIZE * PER);
 	double rest[ROUNDS], replay[ROUNDS], base[ROUNDS], base2[ROUNDS];
 	double mb = 0;
 
@@ -178,8 +171,8 @@ main(void)
 	}
 	printf("bench_changelog: %d rounds, %.0f MB environment (%ld MB of "
 	       "state in the snapshot, %ld MB of records after it)\n",
-	       ROUNDS, mb, env_mb("BENCH_CLOG_MB", 96),
-	       env_mb("BENCH_CLOG_TAIL_MB", 16));
+	       ROUNDS, mb, bench_env_long("BENCH_CLOG_MB", 96),
+	       bench_env_long("BENCH_CLOG_TAIL_MB", 16));
 	bench_figure_rounds("restore (snapshot + tail)", rest, base, ROUNDS,
 	                    "MB/s", 0);
 	bench_figure_rounds("replay (records onto a local copy)", replay,

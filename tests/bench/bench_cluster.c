@@ -54,14 +54,6 @@ static char root[PATH_MAX];
 static long n_msgs, n_events, n_latency;
 static int batch, inflight, rate;
 
-static long
-env_long(const char *name, long def)
-{
-	const char *v = getenv(name);
-
-	return v && atol(v) > 0 ? atol(v) : def;
-}
-
 /* What one side of a round measured. */
 struct side {
 	double v[3];     /* the figure's values, in the order of its names */
@@ -400,15 +392,15 @@ int
 main(void)
 {
 	const char *only = getenv("BENCH_CLUSTER_ONLY");
-	int rounds = (int)env_long("BENCH_ROUNDS", 3);
+	int rounds = (int)bench_env_long("BENCH_ROUNDS", 3);
 	int rc = 0;
 
-	n_msgs = env_long("BENCH_CLUSTER_MESSAGES", 20000);
-	n_events = env_long("BENCH_CLUSTER_EVENTS", 50000);
-	n_latency = env_long("BENCH_CLUSTER_LATENCY_EVENTS", 5000);
-	rate = (int)env_long("BENCH_CLUSTER_RATE", 1000);
-	batch = (int)env_long("BENCH_CLUSTER_BATCH", 256);
-	inflight = (int)env_long("BENCH_CLUSTER_INFLIGHT", 4);
+	n_msgs = bench_env_long("BENCH_CLUSTER_MESSAGES", 20000);
+	n_events = bench_env_long("BENCH_CLUSTER_EVENTS", 50000);
+	n_latency = bench_env_long("BENCH_CLUSTER_LATENCY_EVENTS", 5000);
+	rate = (int)bench_env_long("BENCH_CLUSTER_RATE", 1000);
+	batch = (int)bench_env_long("BENCH_CLUSTER_BATCH", 256);
+	inflight = (int)bench_env_long("BENCH_CLUSTER_INFLIGHT", 4);
 	rounds = rounds > BENCH_ROUNDS_MAX ? BENCH_ROUNDS_MAX : rounds;
 	if (!test_cluster_start(&cl, 3) || !test_tmpdir(root, sizeof(root))) {
 		fprintf(stderr, "bench: no cluster\n");

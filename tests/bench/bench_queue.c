@@ -34,8 +34,6 @@ static long n_fifo = 5000;
 static int workers = 16;
 static int fifo_batch = 2;
 
-static long env_long(const char *name, long def);
-
 static double
 secs_since(long long t0)
 {
@@ -170,14 +168,6 @@ raw_baseline(const char *url, double *pub_rate, double *con_rate)
 	return got == n_msgs;
 }
 
-static long
-env_long(const char *name, long def)
-{
-	const char *v = getenv(name);
-
-	return v && atol(v) > 0 ? atol(v) : def;
-}
-
 /* (b'): the same events through a sender (its default window) to a fresh
  * queue, deleted after; msgs/s, 0 when it failed. */
 static double
@@ -195,7 +185,7 @@ sender_rate(int round)
 		fprintf(stderr, "bench: %s\n", mesh_errdetail());
 		return 0;
 	}
-	t = bench_send(q, n_msgs, (size_t)env_long("BENCH_WINDOW", 0));
+	t = bench_send(q, n_msgs, (size_t)bench_env_long("BENCH_WINDOW", 0));
 	mesh_queue_close(q);
 	mesh_queue_delete(conn, name);
 	return t > 0 ? (double)n_msgs / t : 0;
@@ -350,7 +340,7 @@ fifo_rate(const char *name, int groups)
 
 	mesh_queue_attrs_init(&a);
 	a.fifo = true;
-	a.partitions = env_long("BENCH_PARTITIONS", a.partitions);
+	a.partitions = bench_env_long("BENCH_PARTITIONS", a.partitions);
 	if (mesh_queue_create(conn, name, &a) != MESH_OK ||
 	    mesh_queue_open(conn, name, &q) != MESH_OK) {
 		fprintf(stderr, "bench: %s\n", mesh_errdetail());
@@ -403,12 +393,12 @@ main(void)
 	struct mesh_conn_opts o;
 	double raw_pub = 0, raw_con = 0, q_batch = 0, q_con = 0;
 	double raw_same[BENCH_ROUNDS_MAX], q_send[BENCH_ROUNDS_MAX], send_med;
-	int rounds = (int)env_long("BENCH_ROUNDS", 3);
+	int rounds = (int)bench_env_long("BENCH_ROUNDS", 3);
 
-	n_msgs = env_long("BENCH_MESSAGES", n_msgs) / BATCH * BATCH;
-	n_fifo = env_long("BENCH_FIFO_MESSAGES", n_fifo) / BATCH * BATCH;
-	workers = (int)env_long("BENCH_WORKERS", workers);
-	fifo_batch = (int)env_long("BENCH_FIFO_BATCH", fifo_batch);
+	n_msgs = bench_env_long("BENCH_MESSAGES", n_msgs) / BATCH * BATCH;
+	n_fifo = bench_env_long("BENCH_FIFO_MESSAGES", n_fifo) / BATCH * BATCH;
+	workers = (int)bench_env_long("BENCH_WORKERS", workers);
+	fifo_batch = (int)bench_env_long("BENCH_FIFO_BATCH", fifo_batch);
 	rounds = rounds < 1                  ? 1
 	         : rounds > BENCH_ROUNDS_MAX ? BENCH_ROUNDS_MAX
 	                                     : rounds;

@@ -53,14 +53,6 @@
 static struct test_broker broker;
 static struct mesh_conn *conn;
 
-static long
-env_long(const char *name, long def)
-{
-	const char *v = getenv(name);
-
-	return v && *v ? strtol(v, NULL, 10) : def;
-}
-
 /* CPU per event of this process and of the broker since *mark, printed
  * as a comment; then *mark moves on. */
 static void
@@ -408,7 +400,7 @@ child_main(int argc, char **argv)
 static int
 inflight(void)
 {
-	return (int)env_long("BENCH_RUNTIME_INFLIGHT", 4);
+	return (int)bench_env_long("BENCH_RUNTIME_INFLIGHT", 4);
 }
 
 /* The runtime's pipeline over n events waiting in queue, in a fresh
@@ -455,12 +447,11 @@ round_dir(char *buf, size_t size, const char *root, const char *what, int i)
 int
 main(int argc, char **argv)
 {
-	struct mesh_conn_opts o;
 	struct mesh_queue_attrs qa;
 	char root[PATH_MAX], dir[PATH_MAX + 32], cold_dir[PATH_MAX + 32];
-	long n = env_long("BENCH_RUNTIME_EVENTS", 50000);
-	int batch = (int)env_long("BENCH_RUNTIME_BATCH", 256);
-	int rounds = (int)env_long("BENCH_RUNTIME_ROUNDS", 3);
+	long n = bench_env_long("BENCH_RUNTIME_EVENTS", 50000);
+	int batch = (int)bench_env_long("BENCH_RUNTIME_BATCH", 256);
+	int rounds = (int)bench_env_long("BENCH_RUNTIME_ROUNDS", 3);
 	double rate[BENCH_ROUNDS_MAX], base[BENCH_ROUNDS_MAX],
 	        p50[BENCH_ROUNDS_MAX], p99[BENCH_ROUNDS_MAX],
 	        b50[BENCH_ROUNDS_MAX], b99[BENCH_ROUNDS_MAX];
@@ -471,14 +462,9 @@ main(int argc, char **argv)
 		return child_main(argc, argv);
 	}
 	rounds = rounds < 1 ? 1 : rounds > 15 ? 15 : rounds;
-	if (!test_broker_start(&broker, NULL) ||
-	    !test_tmpdir(root, sizeof(root))) {
-		fprintf(stderr, "bench: no broker\n");
+	if (!bench_broker_open(&broker, root, sizeof(root), &conn)) {
 		return 1;
 	}
-	mesh_conn_opts_init(&o);
-	o.servers = broker.url;
-	mesh_conn_open(&o, &conn);
 	natsConnection_ConnectTo(&raw_nc, broker.url);
 	{
 		jsOptions jo;

@@ -53,14 +53,6 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static long long started_ms; /* when the replica logged "started" */
 static long n_failed;
 
-static long
-env_long(const char *name, long def)
-{
-	const char *v = getenv(name);
-
-	return v && atol(v) > 0 ? atol(v) : def;
-}
-
 static void
 figure(const char *name, double v, double base, const char *unit)
 {
@@ -488,10 +480,10 @@ main(void)
 	natsConnection *nc = NULL;
 	jsCtx *js = NULL;
 
-	n_sched = env_long("BENCH_SCHEDULES", n_sched);
-	n_late = env_long("BENCH_LATE", n_late);
-	n_burst = env_long("BENCH_BURST", n_burst);
-	n_catchup = env_long("BENCH_CATCHUP", n_catchup);
+	n_sched = bench_env_long("BENCH_SCHEDULES", n_sched);
+	n_late = bench_env_long("BENCH_LATE", n_late);
+	n_burst = bench_env_long("BENCH_BURST", n_burst);
+	n_catchup = bench_env_long("BENCH_CATCHUP", n_catchup);
 	late = calloc((size_t)(n_late + n_burst) * 4, sizeof(*late));
 	raw_late = calloc((size_t)n_late * 4, sizeof(*raw_late));
 	if (late == NULL || raw_late == NULL || !test_broker_start(&b, NULL)) {

@@ -7,7 +7,28 @@
 #include <jansson.h>
 
 #include "bench_service.h"
+#include "harness.h"
+#include "mesh/partition.h"
 #include "shop.pb-c.h"
+
+bool
+bench_broker_open(struct test_broker *b, char *root, size_t size,
+                  struct mesh_conn **c)
+{
+	struct mesh_conn_opts o;
+
+	if (!test_broker_start(b, NULL) || !test_tmpdir(root, size)) {
+		fprintf(stderr, "bench: no broker\n");
+		return false;
+	}
+	mesh_conn_opts_init(&o);
+	o.servers = b->url;
+	if (mesh_conn_open(&o, c) != MESH_OK) {
+		fprintf(stderr, "bench: %s\n", mesh_errdetail());
+		return false;
+	}
+	return true;
+}
 
 double
 bench_now_s(void)
@@ -57,6 +78,24 @@ bench_fill(struct mesh_conn *c, const char *queue, long n)
 	mesh_queue_close(q);
 }
 
+size_t
+bench_order_key(const struct mesh_event *ev, const char **key, void *arg)
+{
+	static _Thread_local char id[64];
+	Evmesh__Shop__PlaceOrder *po = NULL;
+
+	(void)arg;
+	if (mesh_event_unpack_message(
+	            ev, &evmesh__shop__place_order__descriptor, NULL,
+	            (ProtobufCMessage **)&po) != MESH_OK) {
+		return 0;
+	}
+	snprintf(id, sizeof(id), "%s", po->order_id);
+	evmesh__shop__place_order__free_unpacked(po, NULL);
+	*key = id;
+	return strlen(id);
+}
+
 mesh_handler_result
 bench_on_order(struct mesh_ctx *ctx, const struct mesh_event *ev,
                const ProtobufCMessage *msg, void *arg)
@@ -98,10 +137,26 @@ bench_service_start(struct bench_service *r, struct mesh_conn *c,
                     const char *queue, const char *dir, int batch,
                     int inflight, long wanted)
 {
+	bench_service_start_opts(r, c, queue, dir, batch, inflight, wanted,
+	                         NULL);
+}
+
+void
+bench_service_start_opts(struct bench_service *r, struct mesh_conn *c,
+                         const char *queue, const char *dir, int batch,
+                         int inflight, long wanted,
+                         const struct bench_service_opts *o)
+{
 	memset(r, 0, sizeof(*r));
 	r->conn = c;
+	r->start_s = bench_now_s();
 	atomic_store(&r->wanted, wanted);
-	mesh_service_new("bench", &r->s);
+	mesh_service_new(o != NULL && o->name != NULL ? o->name : "bench",
+	                 &r->s);
+	if (o != NULL && o->partitions > 0) {
+		mesh_service_partitions(r->s, o->partitions, bench_order_key,
+		                        NULL);
+	}
 	mesh_service_opts(r->s)->state_dir = dir;
 	mesh_service_opts(r->s)->batch_size = batch;
 	mesh_service_opts(r->s)->max_inflight = inflight;
@@ -140,6 +195,49 @@ bench_service_stop(struct bench_service *r)
 	mesh_service_free(r->s);
 }
 
+json_t *
+bench_service_stats(struct mesh_conn *c, const char *name)
+{
+	char subject[128];
+	natsMsg *reply = NULL;
+	json_t *st = NULL;
+
+	snprintf(subject, sizeof(subject), "mesh.service.%s.stats", name);
+	if (natsConnection_RequestString(&reply, mesh_conn_nats(c), subject,
+	                                 "", 2000) == NATS_OK) {
+		st = json_loadb(natsMsg_GetData(reply),
+		                (size_t)natsMsg_GetDataLength(reply), 0, NULL);
+	}
+	natsMsg_Destroy(reply);
+	return st;
+}
+
+bool
+bench_service_delete(struct mesh_conn *c, const char *name)
+{
+	mesh_err err = mesh_partitions_delete(c, name);
+
+	for (size_t i = 0; err == MESH_OK && i < 2; i++) {
+		char stream[128];
+		jsErrCode jerr = 0;
+		natsStatus st;
+		snprintf(stream, sizeof(stream),
+		         i == 0 ? MESH_SERVICE_CHANGELOG_STREAM
+		                : MESH_SERVICE_SNAPSHOT_STREAM,
+		         name);
+		st = js_DeleteStream(mesh_conn_js(c), stream, NULL, &jerr);
+		if (st != NATS_OK && st != NATS_NOT_FOUND &&
+		    jerr != JSStreamNotFoundErr) {
+			err = mesh_err_nats(st, jerr, "stream %s", stream);
+		}
+	}
+	if (err != MESH_OK) {
+		fprintf(stderr, "bench: deleting service %s: %s\n", name,
+		        mesh_errdetail());
+	}
+	return err == MESH_OK;
+}
+
 /* The service's publish-to-commit percentile p ("p50") in ms, from its
  * stats; -1 when they did not answer. */
 static double
@@ -157,7 +255,6 @@ bench_service_latency(struct mesh_conn *c, const char *queue, const char *dir,
 {
 	struct bench_service r;
 	struct mesh_queue *q = NULL;
-	natsMsg *reply = NULL;
 	json_t *st = NULL;
 	double start;
 	bool all;
@@ -182,13 +279,9 @@ bench_service_latency(struct mesh_conn *c, const char *queue, const char *dir,
 	}
 	mesh_queue_close(q);
 	all = bench_service_wait(&r, 60) > 0;
-	if (all && natsConnection_RequestString(&reply, mesh_conn_nats(c),
-	                                        "mesh.service.bench.stats", "",
-	                                        2000) == NATS_OK) {
-		st = json_loadb(natsMsg_GetData(reply),
-		                (size_t)natsMsg_GetDataLength(reply), 0, NULL);
+	if (all) {
+		st = bench_service_stats(c, "bench");
 	}
-	natsMsg_Destroy(reply);
 	*p50 = commit_ms(st, "p50");
 	*p99 = commit_ms(st, "p99");
 	json_decref(st);

@@ -408,6 +408,21 @@ run_orders(char *out, size_t size, const char *a1, const char *a2)
 	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+/* The orders service's stats, the first instance's answer. */
+static bool
+stats_answer(char *out, size_t size)
+{
+	natsMsg *m = NULL;
+	bool ok = natsConnection_RequestString(&m, mesh_conn_nats(conn),
+	                                       "mesh.service.orders.stats", "",
+	                                       2000) == NATS_OK;
+
+	snprintf(out, size, "%.*s", ok ? natsMsg_GetDataLength(m) : 0,
+	         ok ? natsMsg_GetData(m) : "");
+	natsMsg_Destroy(m);
+	return ok;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -525,6 +540,19 @@ main(int argc, char **argv)
 	   "the paused instance learnt it lost its partitions");
 	is_int(test_queue_depth(conn, "orders-dlq"), 0,
 	       "nothing dead-lettered");
+
+	/* Regression: every instance gets a stats request, and each read
+	 * the outbox of its service's store, never opened when partitioned
+	 * (SIGSEGV). */
+	ok(stats_answer(out, sizeof out), "the stats answer");
+	has_str(out, "\"partitions\":[{",
+	        "with the instance's partitions in them");
+	usleep(200 * 1000);
+	for (int i = 0; i < N_ORDERS; i++) {
+		is_int(waitpid(orders_pid[i], &status, WNOHANG), 0,
+		       "orders instance %d alive after the stats request",
+		       i + 1);
+	}
 
 	/* A fourth instance with an empty folder (a new machine) takes its
 	 * share from snapshots and changelog tails. */
