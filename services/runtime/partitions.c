@@ -86,6 +86,11 @@ forward_batch(struct mesh_service *s, struct mesh_source *src,
 			if (mesh_source_dead_letter(src, &m[i], why) ==
 			    MESH_OK) {
 				atomic_fetch_add(&s->stats.dead_lettered, 1);
+				mesh__svc_log(
+				        s, "warn",
+				        "event %s from %s dead-lettered: %s",
+				        mesh_event_id(m[i].event),
+				        mesh_source_label(src), why);
 			} else {
 				mesh_source_retry(src, &m[i], 1000);
 			}
@@ -515,7 +520,6 @@ store_clog_seq(struct store *st)
 	mdb_txn_abort(txn);
 	return seq;
 }
-
 
 json_t *
 mesh__parts_json(struct mesh_service *s)

@@ -4,6 +4,7 @@
  * processed-id table, a topic source with a filter policy, FIFO group
  * order after a failure, stats on request, and a graceful stop. */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -330,6 +331,44 @@ stat_of(json_t *j, const char *name)
 
 /* ---- the tests ---------------------------------------------------------- */
 
+/* The partitioned service's: events of type test.nokey have no key. */
+static size_t
+key_of(const struct mesh_event *ev, const char **key, void *arg)
+{
+	(void)arg;
+	if (strcmp(mesh_event_type(ev), "test.nokey") == 0) {
+		return 0;
+	}
+	*key = mesh_event_id(ev);
+	return strlen(*key);
+}
+
+static atomic_int any_handled;
+
+static mesh_handler_result
+on_any(struct mesh_ctx *ctx, const struct mesh_event *ev,
+       const ProtobufCMessage *msg, void *arg)
+{
+	(void)ctx;
+	(void)ev;
+	(void)msg;
+	(void)arg;
+	atomic_fetch_add(&any_handled, 1);
+	return MESH_HANDLER_OK;
+}
+
+static bool
+wait_count(atomic_int *n, int want, long long ms)
+{
+	for (long long end = test_now_ms() + ms; test_now_ms() < end;) {
+		if (atomic_load(n) >= want) {
+			return true;
+		}
+		usleep(50 * 1000);
+	}
+	return atomic_load(n) >= want;
+}
+
 /* Take up to want dead letters from rt-dlq within ms, their reasons into
  * why[]; how many came. */
 static int
@@ -563,6 +602,48 @@ main(void)
 	ok(wait_state("count", "24", 10000),
 	   "after a restart the state is kept and counting goes on");
 	stop(&r);
+
+	/* Partitioned: a key function that gives no key has the event
+	 * dead-lettered with the reason, the others go on; a partition count
+	 * out of range is refused. */
+	{
+		struct mesh_service *ps = NULL;
+		struct running pr = {0};
+		struct mesh_conn_opts po;
+		char why[1][512] = {""}, dir[PATH_MAX + 16];
+		mesh_conn_opts_init(&po);
+		po.servers = broker.url;
+		mesh_queue_attrs_init(&qa);
+		mesh_queue_create(c, "rt-pin", &qa);
+		mesh_service_new("rt-part", &ps);
+		is_int(mesh_service_partitions(ps, 1025, NULL, NULL),
+		       MESH_EINVAL, "1025 partitions are refused");
+		has_str(mesh_errdetail(), "1025", "... naming the count");
+		is_int(mesh_service_partitions(ps, 4, key_of, NULL), MESH_OK,
+		       "4 partitions with a key function");
+		snprintf(dir, sizeof(dir), "%s/part", state_dir);
+		mesh_service_opts(ps)->state_dir = dir;
+		mesh_service_opts(ps)->dlq = "rt-dlq";
+		mesh_service_consume(ps, "rt-pin");
+		mesh_service_on(ps, NULL, NULL, on_any, NULL);
+		pr.s = ps;
+		mesh_conn_open(&po, &pr.c);
+		pthread_create(&pr.t, NULL, run_main, &pr);
+		send_to("rt-pin", "test.keyed", "k", NULL, NULL);
+		send_to("rt-pin", "test.nokey", "n", NULL, NULL);
+		is_int(dlq_take(1, why, 20000), 1,
+		       "an event its key function gives no key for is "
+		       "dead-lettered");
+		has_str(why[0], "no partition key", "... with the reason");
+		ok(wait_count(&any_handled, 1, 10000),
+		   "... and the keyed one is handled");
+		pr.stop = 1;
+		pthread_join(pr.t, NULL);
+		is_int(pr.err, MESH_OK,
+		       "the partitioned service stops cleanly");
+		mesh_service_free(ps);
+		mesh_conn_close(pr.c);
+	}
 
 	mesh_subscriber_close(observer);
 	mesh_conn_close(c);
