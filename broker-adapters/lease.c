@@ -65,7 +65,12 @@ struct event {
 struct mesh_lease {
 	jsCtx *js; /* ours: its Wait is ttl/3, for renewals */
 	kvStore *kv;
-	kvWatcher *w;
+	struct follow {
+		natsSubscription *sub; /* NULL: to be made */
+		natsMsgList list;
+		int next;
+		int64_t quiet_since; /* monotonic ms of the last message */
+	} f;
 	char group[MESH_LEASE_NAME_MAX + 1];
 	char instance[MESH_LEASE_NAME_MAX + 1];
 	int n;
@@ -366,19 +371,125 @@ entry_deleted(kvEntry *e)
 	return op == kvOp_Delete || op == kvOp_Purge;
 }
 
+/* A key's message from the bucket's stream: a put, or (KV-Operation DEL
+ * or PURGE) a deletion. */
 static void
-apply_entry(struct mesh_lease *l, kvEntry *e, int64_t now)
+apply_msg(struct mesh_lease *l, natsMsg *m, int64_t now)
 {
 	char name[MESH_LEASE_NAME_MAX + 1];
-	int k = key_parse(l->group, kvEntry_Key(e), name, sizeof(name));
+	const char *subject = natsMsg_GetSubject(m), *op = NULL;
+	jsMsgMetaData *md = NULL;
+	bool deleted;
+	int k;
 
-	if (k >= 0) {
-		apply_lease(l, k, kvEntry_Revision(e), entry_deleted(e),
-		            kvEntry_Value(e), kvEntry_ValueLen(e), now);
-	} else if (k == -1) {
-		apply_member(l, name, entry_deleted(e), kvEntry_Value(e),
-		             kvEntry_ValueLen(e), now);
+	if (strncmp(subject, SUBJECT_PREFIX, strlen(SUBJECT_PREFIX)) != 0 ||
+	    natsMsg_GetMetaData(&md, m) != NATS_OK) {
+		return;
 	}
+	natsMsgHeader_Get(m, "KV-Operation", &op);
+	deleted = op != NULL && strcmp(op, "PUT") != 0;
+	k = key_parse(l->group, subject + strlen(SUBJECT_PREFIX), name,
+	              sizeof(name));
+	if (k >= 0) {
+		apply_lease(l, k, md->Sequence.Stream, deleted,
+		            natsMsg_GetData(m), natsMsg_GetDataLength(m), now);
+	} else if (k == -1) {
+		apply_member(l, name, deleted, natsMsg_GetData(m),
+		             natsMsg_GetDataLength(m), now);
+	}
+	jsMsgMetaData_Destroy(md);
+}
+
+/* ---- following the group's keys -------------------------------------------
+ *
+ * An ephemeral pull consumer on the bucket's stream, filtered to the
+ * group's keys: each key's last message first, then every change. Not
+ * cnats' kvStore_Watch: its ordered consumer resets itself from a timer
+ * after missed heartbeats (an instance paused past its lease), and that
+ * leaked and raced. A consumer gone (the server restarted; an idle one
+ * deleted) is made again, last values first: applying a message twice
+ * changes nothing. */
+
+#define FOLLOW_BATCH   256
+#define FOLLOW_WAIT_MS 250
+
+static void
+follow_close(struct follow *f)
+{
+	natsMsgList_Destroy(&f->list);
+	f->next = 0;
+	if (f->sub != NULL) {
+		natsSubscription_Unsubscribe(f->sub); /* deletes it */
+		natsSubscription_Destroy(f->sub);
+		f->sub = NULL;
+	}
+}
+
+static natsStatus
+follow_open(struct mesh_lease *l)
+{
+	char filter[sizeof(SUBJECT_PREFIX) + MESH_LEASE_NAME_MAX + 4];
+	jsSubOptions so;
+
+	follow_close(&l->f);
+	snprintf(filter, sizeof(filter), SUBJECT_PREFIX "%s.>", l->group);
+	jsSubOptions_Init(&so);
+	so.Stream = STREAM;
+	so.Config.DeliverPolicy = js_DeliverLastPerSubject;
+	so.Config.AckPolicy = js_AckAll;
+	so.Config.MaxAckPending = FOLLOW_BATCH * 4;
+	so.Config.InactiveThreshold = (int64_t)60 * 1000 * 1000 * 1000;
+	l->f.quiet_since = mesh_mono_ms();
+	return js_PullSubscribe(&l->f.sub, l->js, filter, NULL, NULL, &so,
+	                        NULL);
+}
+
+/* The next message (the caller destroys it), or NULL when none came
+ * within wait_ms; *pending: how many more the consumer holds for us.
+ * Makes the consumer again when it is gone, or quiet for longer than
+ * members renew. */
+static natsStatus
+follow_next(struct mesh_lease *l, int64_t wait_ms, natsMsg **m,
+            uint64_t *pending)
+{
+	struct follow *f = &l->f;
+	natsStatus s = NATS_OK;
+
+	*m = NULL;
+	*pending = 0;
+	if (f->sub == NULL ||
+	    mesh_mono_ms() - f->quiet_since > 3 * l->ttl + 1000) {
+		if ((s = follow_open(l)) != NATS_OK) {
+			return s;
+		}
+	}
+	if (f->next == f->list.Count) {
+		natsMsgList_Destroy(&f->list);
+		f->next = 0;
+		s = natsSubscription_Fetch(&f->list, f->sub, FOLLOW_BATCH,
+		                           wait_ms > 0 ? wait_ms : 1, NULL);
+		if (s == NATS_TIMEOUT) {
+			return NATS_OK;
+		}
+		if (s != NATS_OK) {
+			follow_close(f); /* made again next time */
+			return s;
+		}
+	}
+	if (f->next < f->list.Count) {
+		jsMsgMetaData *md = NULL;
+		*m = f->list.Msgs[f->next];
+		f->list.Msgs[f->next++] = NULL;
+		f->quiet_since = mesh_mono_ms();
+		if (natsMsg_GetMetaData(&md, *m) == NATS_OK) {
+			*pending = md->NumPending;
+			jsMsgMetaData_Destroy(md);
+		}
+		if (f->next == f->list.Count) {
+			natsMsg_Ack(*m, NULL); /* AckAll: the batch */
+		}
+	}
+	return NATS_OK;
 }
 
 /* After a claim refused: read the key's last message (the watcher is
@@ -823,24 +934,25 @@ watcher_main(void *arg)
 	struct mesh_lease *l = arg;
 
 	for (;;) {
-		kvEntry *e = NULL;
-		natsStatus s = kvWatcher_Next(&e, l->w, 60000);
+		natsMsg *m = NULL;
+		uint64_t pending;
+		natsStatus s = follow_next(l, FOLLOW_WAIT_MS, &m, &pending);
 		bool stop;
 
 		pthread_mutex_lock(&l->mu);
 		stop = l->watch_stop;
-		if (!stop && s == NATS_OK && e != NULL) {
-			apply_entry(l, e, mesh_mono_ms());
+		if (!stop && m != NULL) {
+			apply_msg(l, m, mesh_mono_ms());
 			l->kick = true;
 			pthread_cond_signal(&l->wake);
 		}
 		pthread_mutex_unlock(&l->mu);
-		kvEntry_Destroy(e);
+		natsMsg_Destroy(m);
 		if (stop) {
 			break;
 		}
-		if (s != NATS_OK && s != NATS_TIMEOUT) {
-			nats_Sleep(100); /* the watcher recovers itself */
+		if (s != NATS_OK) {
+			nats_Sleep(100); /* made again at the next call */
 		}
 	}
 	return NULL;
@@ -919,7 +1031,7 @@ opts_check(const struct mesh_lease_opts *o)
 static void
 lease_free(struct mesh_lease *l)
 {
-	kvWatcher_Destroy(l->w);
+	follow_close(&l->f);
 	kvStore_Destroy(l->kv);
 	jsCtx_Destroy(l->js);
 	pthread_cond_destroy(&l->wake);
@@ -981,26 +1093,43 @@ sync_view(struct mesh_lease *l)
 
 	for (;;) {
 		char name[MESH_LEASE_NAME_MAX + 1];
-		kvEntry *e = NULL;
 		natsStatus s;
 		struct record r;
 		int k;
 
-		s = kvWatcher_Next(&e, l->w, until - mesh_mono_ms());
+		natsMsg *m = NULL;
+		uint64_t pending = 0;
+		const char *op = NULL;
+		jsMsgMetaData *md = NULL;
+
+		if (mesh_mono_ms() >= until) {
+			return mesh_err_set(
+			        MESH_ETIMEDOUT,
+			        "lease group '%s': reading its keys",
+			        l->group);
+		}
+		s = follow_next(l, FOLLOW_WAIT_MS, &m, &pending);
 		if (s != NATS_OK) {
 			return mesh_err_nats(s, 0, "lease group '%s': reading",
 			                     l->group);
 		}
-		if (e == NULL) {
+		if (m == NULL) {
+			/* Nothing came: nothing more to read (a new group,
+			 * or every key read). */
 			break;
 		}
-		apply_entry(l, e, mesh_mono_ms());
-		k = key_parse(l->group, kvEntry_Key(e), name, sizeof(name));
-		if (k == -1 && !entry_deleted(e) && err == MESH_OK) {
-			record_parse(kvEntry_Value(e), kvEntry_ValueLen(e),
-			             true, l->ttl, &r);
+		apply_msg(l, m, mesh_mono_ms());
+		natsMsgHeader_Get(m, "KV-Operation", &op);
+		k = key_parse(l->group,
+		              natsMsg_GetSubject(m) + strlen(SUBJECT_PREFIX),
+		              name, sizeof(name));
+		if (k == -1 && op == NULL && err == MESH_OK &&
+		    natsMsg_GetMetaData(&md, m) == NATS_OK) {
+			record_parse(natsMsg_GetData(m),
+			             natsMsg_GetDataLength(m), true, l->ttl,
+			             &r);
 			if (r.partitions != l->n && r.partitions > 0 &&
-			    mesh_wall_ms() - kvEntry_Created(e) / 1000000 <
+			    mesh_wall_ms() - md->Timestamp / 1000000 <
 			            r.ttl_ms) {
 				err = mesh_err_set(
 				        MESH_EEXIST,
@@ -1009,7 +1138,11 @@ sync_view(struct mesh_lease *l)
 				        l->group, name, r.partitions, l->n);
 			}
 		}
-		kvEntry_Destroy(e);
+		jsMsgMetaData_Destroy(md);
+		natsMsg_Destroy(m);
+		if (pending == 0) {
+			break; /* caught up */
+		}
 	}
 	return err;
 }
@@ -1039,8 +1172,8 @@ mesh_lease_start(struct mesh_conn *c, const struct mesh_lease_opts *o,
 	if ((err = lease_bucket(c, true, &l->kv)) != MESH_OK) {
 		goto fail;
 	}
-	if ((s = kvStore_Watch(&l->w, l->kv, filter, NULL)) != NATS_OK) {
-		err = mesh_err_nats(s, 0, "lease group '%s': watching",
+	if ((s = follow_open(l)) != NATS_OK) {
+		err = mesh_err_nats(s, 0, "lease group '%s': following",
 		                    l->group);
 		goto fail;
 	}
@@ -1076,7 +1209,6 @@ mesh_lease_start(struct mesh_conn *c, const struct mesh_lease_opts *o,
 		l->watch_stop = l->cb_stop = true;
 		pthread_cond_signal(&l->cb_wake);
 		pthread_mutex_unlock(&l->mu);
-		kvWatcher_Stop(l->w);
 		pthread_join(l->watcher, NULL);
 		pthread_join(l->cb, NULL);
 		goto fail;
@@ -1150,7 +1282,6 @@ mesh_lease_stop(struct mesh_lease *l, int64_t timeout_ms)
 	pthread_mutex_lock(&l->mu);
 	l->watch_stop = true;
 	pthread_mutex_unlock(&l->mu);
-	kvWatcher_Stop(l->w);
 	pthread_join(l->watcher, NULL);
 
 	pthread_mutex_lock(&l->mu);
