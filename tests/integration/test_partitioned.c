@@ -185,8 +185,11 @@ make_view(char *view, size_t size)
 	for (size_t k = 0; k < n; k++) {
 		int i = instance_of(lv[k].owner);
 		if (i < 0) {
-			tap_diag("partition %zu: owner '%s' is none of ours",
-			         k, lv[k].owner);
+			/* (Waited for: a partition between owners.) */
+			tap_diag("partition %zu: %s%s%s", k,
+			         lv[k].owner[0] ? "owner '" : "no owner yet",
+			         lv[k].owner,
+			         lv[k].owner[0] ? "' is not ours" : "");
 			return false;
 		}
 		orders_dir(i, target, sizeof target);
