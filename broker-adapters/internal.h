@@ -118,6 +118,10 @@ struct mesh_conn *mesh__queue_conn(struct mesh_queue *q);
 struct mesh_conn *mesh__topic_conn(struct mesh_topic *t);
 
 /* wire.c: js_UpdateStream, again (up to 3 times) while it times out. */
+/* Add a stream, asking again for up to MESH_JS_SETTLE_MS while the
+ * cluster settles (mesh_js_transient). */
+natsStatus mesh__stream_add(struct mesh_conn *c, jsStreamConfig *cfg,
+                            jsErrCode *jerr);
 /* Add (or update) a consumer, asking again for up to MESH_JS_SETTLE_MS
  * while the cluster settles (mesh_js_transient, or a stream's replicas
  * raised a moment ago not yet known where consumers are placed). */

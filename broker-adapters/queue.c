@@ -470,7 +470,6 @@ mesh_queue_create(struct mesh_conn *c, const char *name,
 	bool made_delay = false, made_main = false;
 	struct qnames n;
 	jsStreamConfig sc;
-	jsStreamInfo *si = NULL;
 	jsErrCode jerr = 0;
 	const char *subj[1];
 	char *desc = NULL;
@@ -502,9 +501,7 @@ mesh_queue_create(struct mesh_conn *c, const char *name,
 	 * exist, comes last, and a failure removes what was made. */
 	subj[0] = n.dsubject;
 	stream_config(c, &sc, n.dstream, subj, &cfg.a, NULL);
-	s = js_AddStream(&si, mesh_conn_js(c), &sc, NULL, &jerr);
-	jsStreamInfo_Destroy(si);
-	si = NULL;
+	s = mesh__stream_add(c, &sc, &jerr);
 	/* A delay stream that exists is another creator's, racing this
 	 * one: whoever makes the main stream makes the queue. */
 	made_delay = s == NATS_OK;
@@ -514,8 +511,7 @@ mesh_queue_create(struct mesh_conn *c, const char *name,
 	}
 	subj[0] = n.filter;
 	stream_config(c, &sc, n.stream, subj, &cfg.a, desc);
-	s = js_AddStream(&si, mesh_conn_js(c), &sc, NULL, &jerr);
-	jsStreamInfo_Destroy(si);
+	s = mesh__stream_add(c, &sc, &jerr);
 	if (s != NATS_OK && jerr == JSStreamNameExistErr) {
 		/* Made meanwhile by another (services starting together):
 		 * the same queue is no error, as CreateQueue is idempotent;

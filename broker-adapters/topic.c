@@ -163,7 +163,6 @@ mesh_topic_create(struct mesh_conn *c, const char *name,
 	struct mesh_topic_attrs a = *attrs;
 	struct tnames n;
 	jsStreamConfig sc;
-	jsStreamInfo *si = NULL;
 	jsErrCode jerr = 0;
 	const char *subj[1];
 	char desc[160], what[MESH_TOPIC_NAME_MAX + 16];
@@ -227,8 +226,7 @@ mesh_topic_create(struct mesh_conn *c, const char *name,
 	sc.MaxMsgSize = MESH_TOPIC_MAX_MESSAGE + ENVELOPE_ROOM;
 	sc.Duplicates = DEDUP_WINDOW_S * NS_PER_S;
 	sc.Description = desc;
-	s = js_AddStream(&si, mesh_conn_js(c), &sc, NULL, &jerr);
-	jsStreamInfo_Destroy(si);
+	s = mesh__stream_add(c, &sc, &jerr);
 	if (s != NATS_OK && jerr == JSStreamNameExistErr) {
 		/* Made meanwhile by another (services starting together):
 		 * the same topic is no error, as CreateTopic is idempotent. */

@@ -256,26 +256,38 @@ mesh__consumer_put(struct mesh_conn *c, const char *stream,
 	}
 }
 
-mesh_err
-mesh_stream_ensure(struct mesh_conn *c, jsStreamConfig *cfg)
+natsStatus
+mesh__stream_add(struct mesh_conn *c, jsStreamConfig *cfg, jsErrCode *jerr)
 {
 	int64_t until = mesh_mono_ms() + MESH_JS_SETTLE_MS;
-	jsErrCode jerr;
 	natsStatus s;
 
+	/* The same configuration again is no error (JetStream answers with
+	 * the stream), so a request that timed out but was done is safe to
+	 * make again. */
 	for (;;) {
 		jsStreamInfo *si = NULL;
-		jerr = 0;
-		s = js_AddStream(&si, mesh_conn_js(c), cfg, NULL, &jerr);
+		*jerr = 0;
+		s = js_AddStream(&si, mesh_conn_js(c), cfg, NULL, jerr);
 		jsStreamInfo_Destroy(si);
-		if (s == NATS_OK || jerr == JSStreamNameExistErr) {
-			return MESH_OK;
-		}
-		if (!mesh_js_transient(s, jerr) || mesh_mono_ms() >= until) {
-			return mesh_err_nats(s, jerr, "stream %s", cfg->Name);
+		if (s == NATS_OK || !mesh_js_transient(s, *jerr) ||
+		    mesh_mono_ms() >= until) {
+			return s;
 		}
 		nats_Sleep(250);
 	}
+}
+
+mesh_err
+mesh_stream_ensure(struct mesh_conn *c, jsStreamConfig *cfg)
+{
+	jsErrCode jerr = 0;
+	natsStatus s = mesh__stream_add(c, cfg, &jerr);
+
+	if (s == NATS_OK || jerr == JSStreamNameExistErr) {
+		return MESH_OK;
+	}
+	return mesh_err_nats(s, jerr, "stream %s", cfg->Name);
 }
 
 mesh_err

@@ -1038,6 +1038,29 @@ forget_published(struct store *st)
 	}
 }
 
+/* The dead-letter queue and the sources, made or checked; a broker that
+ * does not answer in time (a cluster busy with instances starting
+ * together) is asked again for up to 30 s, not a failed start. */
+static mesh_err
+prepare(struct mesh_service *s)
+{
+	int64_t until = mesh_mono_ms() + 30000;
+	mesh_err err;
+
+	for (;;) {
+		if ((err = ensure_dlq(s)) == MESH_OK) {
+			err = prepare_sources(s);
+		}
+		if ((err != MESH_ETIMEDOUT && err != MESH_EBROKER) ||
+		    mesh_mono_ms() >= until || stopping(s)) {
+			return err;
+		}
+		mesh__svc_log(s, "warn", "starting: %s; trying again",
+		              mesh_errdetail());
+		mesh__nap_ms(s, 1000);
+	}
+}
+
 static mesh_err
 check_opts(const struct mesh_service *s)
 {
@@ -1121,8 +1144,7 @@ mesh_service_run(struct mesh_service *s, struct mesh_conn *c,
 		if (s->on_start != NULL) {
 			s->on_start(s, s->on_start_arg);
 		}
-		if ((err = ensure_dlq(s)) == MESH_OK &&
-		    (err = prepare_sources(s)) == MESH_OK &&
+		if ((err = prepare(s)) == MESH_OK &&
 		    (err = stats_serve(s)) == MESH_OK &&
 		    (err = mesh__state_api_start(s)) == MESH_OK) {
 			err = mesh__parts_run(s);
@@ -1142,8 +1164,7 @@ mesh_service_run(struct mesh_service *s, struct mesh_conn *c,
 	if (s->on_start != NULL) {
 		s->on_start(s, s->on_start_arg);
 	}
-	if ((err = ensure_dlq(s)) != MESH_OK ||
-	    (err = prepare_sources(s)) != MESH_OK ||
+	if ((err = prepare(s)) != MESH_OK ||
 	    (err = stats_serve(s)) != MESH_OK ||
 	    (err = mesh__state_api_start(s)) != MESH_OK) {
 		goto out;
