@@ -381,8 +381,7 @@ part_drop(struct mesh_service *s, struct part *p, bool lost, const char *why)
 	mesh__store_close(&p->st);
 	pthread_mutex_unlock(&p->mu);
 	atomic_store(&p->owned_since_ms, 0);
-	mesh__svc_log(s, "info", "partition %d: %s", p->k,
-	              lost ? "lost (another instance has it)" : "handed over");
+	mesh__svc_log(s, "info", "partition %d: %s", p->k, why);
 }
 
 static void
