@@ -882,6 +882,35 @@ out:
 	return err;
 }
 
+/* The latest manifest's stream sequence into *head_seq (0: none);
+ * MESH_ESTALE when it covers position seq or more already. */
+static mesh_err
+head_check(struct mesh__clog *l, uint64_t seq, uint64_t *head_seq)
+{
+	natsMsg *m = NULL;
+	Manifest *cur = NULL;
+	mesh_err err = last_msg(l->c, &l->n, l->n.snap, l->n.head, &m);
+
+	*head_seq = 0;
+	if (err != MESH_OK || m == NULL) {
+		return err;
+	}
+	*head_seq = natsMsg_GetSequence(m);
+	cur = evmesh__changelog__snapshot_manifest__unpack(
+	        NULL, (size_t)natsMsg_GetDataLength(m),
+	        (const uint8_t *)natsMsg_GetData(m));
+	if (cur != NULL && cur->seq >= seq) {
+		err = mesh_err_set(MESH_ESTALE,
+		                   "snapshot of service '%s' partition %d at "
+		                   "%" PRIu64 ": one at %" PRIu64
+		                   " exists (this copy is behind)",
+		                   l->n.service, l->n.k, seq, cur->seq);
+	}
+	evmesh__changelog__snapshot_manifest__free_unpacked(cur, NULL);
+	natsMsg_Destroy(m);
+	return err;
+}
+
 mesh_err
 mesh__clog_snapshot(struct mesh__clog *l, MDB_env *env)
 {
@@ -890,8 +919,9 @@ mesh__clog_snapshot(struct mesh__clog *l, MDB_env *env)
 	const char *dir = NULL;
 	char path[4096], id[17], subject[160];
 	uint8_t rnd[8], hash[32], *buf = NULL;
-	uint64_t seq, pending, first = 0, mseq;
+	uint64_t seq, pending, first = 0, mseq, head_seq = 0;
 	uint32_t chunks = 0;
+	char expect[24];
 	off_t size;
 	int fd = -1, rc;
 	size_t mlen;
@@ -954,12 +984,33 @@ mesh__clog_snapshot(struct mesh__clog *l, MDB_env *env)
 		goto out;
 	}
 	evmesh__changelog__snapshot_manifest__pack(&mf, buf);
+	/* Snapshots only go forward: a writer whose copy is behind the
+	 * latest snapshot (an owner that lost the partition while it made
+	 * this one) must not replace it, or a restore would start before
+	 * records already purged. The manifest stands only if no other came
+	 * meanwhile. */
+	if ((err = head_check(l, seq, &head_seq)) != MESH_OK) {
+		purge(l, l->n.snap, subject, 0);
+		goto out;
+	}
 	jsPubOptions_Init(&po);
 	po.MaxWait = l->o.timeout_ms;
+	snprintf(expect, sizeof(expect), "%" PRIu64, head_seq);
 	if ((s = natsMsg_Create(&m, l->n.head, NULL, (const char *)buf,
 	                        (int)mlen)) != NATS_OK ||
+	    (s = natsMsgHeader_Set(m, "Nats-Expected-Last-Subject-Sequence",
+	                           expect)) != NATS_OK ||
 	    (s = js_PublishMsg(&ack, mesh_conn_js(l->c), m, &po, &jerr)) !=
 	            NATS_OK) {
+		if (jerr == JSStreamWrongLastSequenceErr) {
+			purge(l, l->n.snap, subject, 0);
+			err = mesh_err_set(
+			        MESH_ESTALE,
+			        "snapshot of service '%s' partition "
+			        "%d: another snapshot came meanwhile",
+			        l->n.service, l->n.k);
+			goto out;
+		}
 		err = s == NATS_NO_RESPONDERS || jerr == JSStreamNotFoundErr
 		              ? stream_gone(&l->n, l->n.snap, "snapshot")
 		              : mesh_err_nats(s, jerr,

@@ -438,6 +438,8 @@ ctl_idle(struct mesh_service *s)
 		 * 100,000 records or 64 MiB of log. */
 		pthread_mutex_lock(&p->log_mu);
 		if (mesh__clog_snapshot_due(p->log) &&
+		    !atomic_load(&p->fenced) &&
+		    mesh_lease_held(s->lease, k, p->epoch) &&
 		    mesh__clog_snapshot(p->log, p->st.env) != MESH_OK) {
 			mesh__svc_log(s, "warn", "partition %d: snapshot: %s",
 			              k, mesh_errdetail());

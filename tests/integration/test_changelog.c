@@ -447,6 +447,23 @@ big_record(void)
 	is_int(restore("svc", 0, "E", &st), MESH_OK, "E restored again");
 	ok(st.reused_local && same_as_dir(f.env, path_of("E"), &n),
 	   "... reusing its copy, the parts gathered whole");
+	/* Snapshots only go forward: the new owner's, then the fenced one's
+	 * (its copy behind it) refused, the new one standing. */
+	begin(&f);
+	puts_(&f, D_STATE, "after-claim", "F");
+	is_int(commit(&f), MESH_OK, "F commits");
+	is_int(mesh__clog_snapshot(f.l, f.env), MESH_OK, "F takes a snapshot");
+	is_int(mesh__clog_snapshot(d.l, d.env), MESH_ESTALE,
+	       "fenced D's snapshot (its copy behind F's) is refused");
+	{
+		struct mesh__clog_info ci;
+		is_int(mesh__clog_info(c, "svc", 0, &ci), MESH_OK,
+		       "the log's info");
+		ok(ci.has_snapshot && ci.snap_seq == ci.last_seq,
+		   "... the snapshot standing is F's, at the tail (%" PRIu64
+		   ")",
+		   ci.snap_seq);
+	}
 	free(v);
 }
 
