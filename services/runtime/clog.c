@@ -943,6 +943,10 @@ mesh__clog_snapshot(struct mesh__clog *l, MDB_env *env)
 	seq = meta_u64(txn, l->dbi[META], KEY_SEQ);
 	pending = meta_u64(txn, l->dbi[META], KEY_PENDING);
 	mdb_txn_abort(txn);
+	/* Behind the latest snapshot already: nothing to copy or send. */
+	if ((err = head_check(l, seq, &head_seq)) != MESH_OK) {
+		return err;
+	}
 	mdb_env_get_path(env, &dir);
 	snprintf(path, sizeof(path), "%s/.clog-snap-XXXXXX", dir);
 	if ((fd = mkstemp(path)) < 0) {
