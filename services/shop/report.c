@@ -1,6 +1,7 @@
 /* report.c: the shop's account from the services' LMDB environments. */
 #include "report.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -130,6 +131,32 @@ copy_position(const char *dir)
 	return seq;
 }
 
+/* The partitions in dir (folders p0, p1, ...): the highest number + 1,
+ * or n if more. */
+static int
+max_partition(const char *dir, int n)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+
+	while (d != NULL && (e = readdir(d)) != NULL) {
+		char *end;
+		long k;
+		if (e->d_name[0] != 'p' || e->d_name[1] < '0' ||
+		    e->d_name[1] > '9') {
+			continue;
+		}
+		k = strtol(e->d_name + 1, &end, 10);
+		if (*end == '\0' && k >= 0 && k < 1024 && k + 1 > n) {
+			n = (int)k + 1;
+		}
+	}
+	if (d != NULL) {
+		closedir(d);
+	}
+	return n;
+}
+
 /* ROOT/name in the first root that has its data.mdb; or a partitioned
  * service's partitions ROOT/name/p0, p1, ..., each from the root whose
  * copy is furthest along its changelog (its owner's, since an owner
@@ -154,14 +181,9 @@ store_open(struct store *st, const char *const *roots, int n_roots,
 			               ? 0
 			               : (store_close(st), -1);
 		}
-		for (int k = n; k < 1024; k++) {
-			snprintf(path, sizeof path, "%s/%s/p%d", roots[r],
-			         name, k);
-			if (access(path, F_OK) != 0) {
-				break;
-			}
-			n = k + 1;
-		}
+		/* An instance holds some partitions, not p0 to pN. */
+		snprintf(path, sizeof path, "%s/%s", roots[r], name);
+		n = max_partition(path, n);
 	}
 	st->partitioned = n > 0;
 	st->n = n > 0 ? n : 1;
