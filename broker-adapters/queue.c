@@ -505,19 +505,25 @@ mesh_queue_create(struct mesh_conn *c, const char *name,
 	/* A delay stream that exists is another creator's, racing this
 	 * one: whoever makes the main stream makes the queue. */
 	made_delay = s == NATS_OK;
-	if (s != NATS_OK && jerr != JSStreamNameExistErr) {
+	if (s != NATS_OK && jerr != JSStreamNameExistErr &&
+	    jerr != JSStreamSubjectOverlapErr) {
 		err = mesh_err_nats(s, jerr, "queue '%s': delay stream", name);
 		goto fail;
 	}
 	subj[0] = n.filter;
 	stream_config(c, &sc, n.stream, subj, &cfg.a, desc);
 	s = mesh__stream_add(c, &sc, &jerr);
-	if (s != NATS_OK && jerr == JSStreamNameExistErr) {
-		/* Made meanwhile by another (services starting together):
+	if (s != NATS_OK && (jerr == JSStreamNameExistErr ||
+	                     jerr == JSStreamSubjectOverlapErr)) {
+		/* Made meanwhile by another (services starting together;
+		 * the loser may hear "name in use" or "subjects overlap"):
 		 * the same queue is no error, as CreateQueue is idempotent;
 		 * nothing of it is ours to remove. */
-		free(desc);
-		return existing(c, name, attrs, &n);
+		mesh_err e = existing(c, name, attrs, &n);
+		if (e != MESH_ENOTFOUND) {
+			free(desc);
+			return e;
+		}
 	}
 	if (s != NATS_OK) {
 		err = mesh_err_nats(s, jerr, "queue '%s': stream", name);

@@ -227,10 +227,15 @@ mesh_topic_create(struct mesh_conn *c, const char *name,
 	sc.Duplicates = DEDUP_WINDOW_S * NS_PER_S;
 	sc.Description = desc;
 	s = mesh__stream_add(c, &sc, &jerr);
-	if (s != NATS_OK && jerr == JSStreamNameExistErr) {
-		/* Made meanwhile by another (services starting together):
+	if (s != NATS_OK && (jerr == JSStreamNameExistErr ||
+	                     jerr == JSStreamSubjectOverlapErr)) {
+		/* Made meanwhile by another (services starting together;
+		 * the loser may hear "name in use" or "subjects overlap"):
 		 * the same topic is no error, as CreateTopic is idempotent. */
-		return existing(c, name, &a, &n);
+		mesh_err e = existing(c, name, &a, &n);
+		if (e != MESH_ENOTFOUND) {
+			return e;
+		}
 	}
 	if (s != NATS_OK) {
 		return mesh_err_nats(s, jerr, "topic '%s': stream", name);

@@ -287,6 +287,17 @@ mesh_stream_ensure(struct mesh_conn *c, jsStreamConfig *cfg)
 	if (s == NATS_OK || jerr == JSStreamNameExistErr) {
 		return MESH_OK;
 	}
+	/* Two programs making it at once: the loser may hear that its
+	 * subjects overlap the stream the winner just made. */
+	if (jerr == JSStreamSubjectOverlapErr) {
+		jsStreamInfo *si = NULL;
+		natsStatus gs = js_GetStreamInfo(&si, mesh_conn_js(c),
+		                                 cfg->Name, NULL, NULL);
+		jsStreamInfo_Destroy(si);
+		if (gs == NATS_OK) {
+			return MESH_OK;
+		}
+	}
 	return mesh_err_nats(s, jerr, "stream %s", cfg->Name);
 }
 
