@@ -31,7 +31,7 @@
  *          the header MESH_SERVICE_BACKUP_OFFSET_HDR (an answer without
  *          it is a JSON error), and {"id","done":true} ends it.
  * An error is {"error","code"}, code a mesh_errname(). */
-#define MESH_SERVICE_STATE_SUBJECT     "mesh.service.%s.state.%s"
+#define MESH_SERVICE_STATE_SUBJECT "mesh.service.%s.state.%s"
 /* A partitioned service's changelog and snapshot streams (its
  * partitions' write transactions, and compacted copies of their
  * environments), made at its first start. */
@@ -40,7 +40,7 @@
 /* A partitioned service's: partition K's, answered by its owner (the
  * same calls; meshctl finds a key's partition with mesh_partition_of). */
 #define MESH_SERVICE_PART_STATE_SUBJECT "mesh.service.%s.p%d.state.%s"
-#define MESH_SERVICE_BACKUP_OFFSET_HDR "Mesh-Backup-Offset"
+#define MESH_SERVICE_BACKUP_OFFSET_HDR  "Mesh-Backup-Offset"
 
 /* The LMDB layout of a service's environment: named databases "state"
  * (the handlers'), "processed" (event id -> time ms), "processed_at"
