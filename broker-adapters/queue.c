@@ -694,6 +694,7 @@ mesh_queue_info(struct mesh_conn *c, const char *name,
 	    (err = stream_msgs(c, n.stream, &stored)) != MESH_OK) {
 		return err;
 	}
+	out->delivered = 0;
 	stream_msgs(c, n.dstream, &delayed);
 	parts = cfg.a.fifo ? (int)cfg.a.partitions : 1;
 	for (int p = 0; p < parts; p++) {
@@ -711,6 +712,7 @@ mesh_queue_info(struct mesh_conn *c, const char *name,
 		}
 		in_flight += (uint64_t)ci->NumAckPending;
 		live += ci->NumPending + (uint64_t)ci->NumAckPending;
+		out->delivered += ci->Delivered.Stream;
 		jsConsumerInfo_Destroy(ci);
 	}
 	/* Every message of the queue's stream is waiting or in flight for

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "queue_internal.h"
 #include "mesh/partition.h"
 #include "mesh/service_api.h"
 #include "mesh/source.h"
@@ -711,6 +712,15 @@ part_source_open(struct mesh_conn *c, const char *spec,
 	return mesh_source_new(&part_ops, ps, ps->js.label, &t, o, out);
 }
 
+static mesh_err
+spec_unknown(const char *spec)
+{
+	return mesh_err_set(MESH_EINVAL,
+	                    "source '%.200s': not queue:NAME, subscription:ID "
+	                    "or partition:SERVICE/K",
+	                    spec);
+}
+
 mesh_err
 mesh_source_open(struct mesh_conn *c, const char *spec,
                  const struct mesh_source_opts *o, struct mesh_source **out)
@@ -724,8 +734,105 @@ mesh_source_open(struct mesh_conn *c, const char *spec,
 	if (strncmp(spec, "partition:", 10) == 0) {
 		return part_source_open(c, spec + 10, o, out);
 	}
-	return mesh_err_set(MESH_EINVAL,
-	                    "source '%s': not queue:NAME, subscription:ID or "
-	                    "partition:SERVICE/K",
-	                    spec);
+	return spec_unknown(spec);
+}
+
+/* ---- a source seen from outside ----------------------------------------- */
+
+mesh_err
+mesh_source_backlog(struct mesh_conn *c, const char *spec,
+                    struct mesh_source_backlog *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (strncmp(spec, "queue:", 6) == 0) {
+		struct mesh_queue_info qi;
+		mesh_err err = mesh_queue_info(c, spec + 6, &qi);
+		if (err == MESH_OK) {
+			out->pending = qi.visible;
+			out->in_flight = qi.not_visible;
+			out->delayed = qi.delayed;
+			out->delivered = qi.delivered;
+		}
+		return err;
+	}
+	if (strncmp(spec, "subscription:", 13) == 0) {
+		struct mesh_subscription rec;
+		mesh_err err = mesh_subscription_get(c, spec + 13, &rec);
+		if (err == MESH_OK) {
+			out->in_flight = rec.in_flight;
+			out->pending = rec.pending - rec.in_flight;
+			out->delivered = rec.delivered;
+			mesh_subscription_fini(&rec);
+		}
+		return err;
+	}
+	if (strncmp(spec, "partition:", 10) == 0) {
+		char service[MESH_SERVICE_NAME_MAX + 1];
+		struct mesh_partition_info *pi = NULL;
+		int k = 0, n = 0;
+		mesh_err err =
+		        part_spec(c, spec + 10, service, sizeof(service), &k);
+		if (err == MESH_OK &&
+		    (err = mesh_partitions_info(c, service, &pi, &n, NULL)) ==
+		            MESH_OK) {
+			if (k < n) {
+				out->pending = pi[k].pending;
+				out->in_flight = pi[k].ack_pending;
+				out->delivered = pi[k].delivered;
+			}
+			free(pi);
+		}
+		return err;
+	}
+	return spec_unknown(spec);
+}
+
+mesh_err
+mesh_source_watch(struct mesh_conn *c, const char *spec, char *subject,
+                  size_t size, struct mesh_filter **filter)
+{
+	mesh_err err = MESH_OK;
+
+	if (filter != NULL) {
+		*filter = NULL;
+	}
+	if (strncmp(spec, "queue:", 6) == 0) {
+		struct mesh_queue *q = NULL;
+		struct qnames n;
+		if ((err = mesh_queue_open(c, spec + 6, &q)) == MESH_OK) {
+			mesh__q_names_of(spec + 6, mesh_queue_attrs(q)->fifo,
+			                 &n);
+			snprintf(subject, size, "%s", n.filter);
+			mesh_queue_close(q);
+		}
+		return err;
+	}
+	if (strncmp(spec, "subscription:", 13) == 0) {
+		struct mesh_subscription rec;
+		char stream[MESH_TOPIC_NAME_MAX + 8];
+		if ((err = mesh_subscription_get(c, spec + 13, &rec)) !=
+		    MESH_OK) {
+			return err;
+		}
+		mesh__topic_names(rec.topic, stream, sizeof(stream), subject,
+		                  size);
+		if (filter != NULL && rec.filter_policy != NULL) {
+			err = mesh_filter_compile(rec.filter_policy,
+			                          strlen(rec.filter_policy),
+			                          rec.filter_scope, filter);
+		}
+		mesh_subscription_fini(&rec);
+		return err;
+	}
+	if (strncmp(spec, "partition:", 10) == 0) {
+		char service[MESH_SERVICE_NAME_MAX + 1];
+		int k = 0;
+		if ((err = part_spec(c, spec + 10, service, sizeof(service),
+		                     &k)) == MESH_OK) {
+			snprintf(subject, size, MESH_PARTITION_SUBJECT,
+			         service, k);
+		}
+		return err;
+	}
+	return spec_unknown(spec);
 }

@@ -242,7 +242,7 @@ record_put(kvStore *kv, const char *key, const struct mesh_subscription *s,
 
 static mesh_err
 consumer_pending(struct mesh_conn *c, const char *topic, const char *consumer,
-                 uint64_t *pending)
+                 struct mesh_subscription *out)
 {
 	char stream[MESH_TOPIC_NAME_MAX + 8],
 	        subject[MESH_TOPIC_NAME_MAX + 16];
@@ -265,7 +265,9 @@ consumer_pending(struct mesh_conn *c, const char *topic, const char *consumer,
 		}
 		return mesh_err_nats(s, jerr, "consumer %s", consumer);
 	}
-	*pending = ci->NumPending + (uint64_t)ci->NumAckPending;
+	out->pending = ci->NumPending + (uint64_t)ci->NumAckPending;
+	out->in_flight = (uint64_t)ci->NumAckPending;
+	out->delivered = ci->Delivered.Stream;
 	jsConsumerInfo_Destroy(ci);
 	return MESH_OK;
 }
@@ -499,8 +501,7 @@ mesh_subscription_get(struct mesh_conn *c, const char *id,
 		                    "subscription %s: does not exist", id);
 	}
 	if (err == MESH_OK) {
-		err = consumer_pending(c, out->topic, out->consumer,
-		                       &out->pending);
+		err = consumer_pending(c, out->topic, out->consumer, out);
 		if (err == MESH_ENOTFOUND) {
 			err = MESH_OK; /* shown as 0; a subscribe repairs it */
 		}
@@ -623,9 +624,8 @@ mesh_subscription_list(struct mesh_conn *c, const char *topic,
 			continue;
 		}
 		if (err == MESH_OK) {
-			mesh_err e2 = consumer_pending(c, subs[k].topic,
-			                               subs[k].consumer,
-			                               &subs[k].pending);
+			mesh_err e2 = consumer_pending(
+			        c, subs[k].topic, subs[k].consumer, &subs[k]);
 			k++;
 			if (e2 != MESH_OK && e2 != MESH_ENOTFOUND) {
 				err = e2;
@@ -890,9 +890,9 @@ mesh__subscriber_fetch(struct mesh_subscriber *s, int max, int64_t wait_ms,
 		return MESH_OK;
 	}
 	if (st != NATS_OK) {
-		uint64_t pending;
+		struct mesh_subscription now = {0};
 		err = consumer_pending(s->c, s->rec.topic, s->rec.consumer,
-		                       &pending);
+		                       &now);
 		if (err == MESH_OK) {
 			err = mesh_err_nats(st, jerr, "subscription %s: fetch",
 			                    s->rec.id);

@@ -108,6 +108,9 @@ struct mesh_queue_info {
 	uint64_t visible;     /* ApproximateNumberOfMessages */
 	uint64_t not_visible; /* ApproximateNumberOfMessagesNotVisible */
 	uint64_t delayed;     /* ApproximateNumberOfMessagesDelayed */
+	uint64_t delivered;   /* grows with every message handed out (the
+	                         sum of its consumers' last delivered
+	                         sequences) */
 };
 mesh_err mesh_queue_info(struct mesh_conn *c, const char *name,
                          struct mesh_queue_info *out);

@@ -189,4 +189,31 @@ mesh_err mesh_source_dead_letter(struct mesh_source *s,
 void mesh_source_release(struct mesh_source *s, struct mesh_source_msg *m,
                          size_t n);
 
+/* ---- a source seen from outside (mesh-supervisor) ---------------------- */
+
+/* What waits for a source's consumers, read from the broker at one moment. */
+struct mesh_source_backlog {
+	uint64_t pending;   /* stored, not yet handed out */
+	uint64_t in_flight; /* handed out, not yet settled */
+	uint64_t delayed;   /* queues: waiting for their delay */
+	uint64_t delivered; /* grows with every message handed out: unchanged
+	                       between two readings, nothing was taken */
+};
+
+/* The backlog of "queue:NAME", "subscription:ID" or "partition:SVC/K".
+ * Errors: as mesh_source_open. */
+mesh_err mesh_source_backlog(struct mesh_conn *c, const char *spec,
+                             struct mesh_source_backlog *out);
+
+/* Where a source's new messages are published: a NATS subject (with a
+ * wildcard for FIFO queues) into subject, and for a subscription its
+ * filter policy compiled into *filter (NULL: none; filter may be NULL;
+ * mesh_filter_free it). A core NATS subscription to the subject hears of
+ * each message as the broker stores it. Errors: as mesh_source_open;
+ * those of mesh_filter_compile. */
+struct mesh_filter;
+mesh_err mesh_source_watch(struct mesh_conn *c, const char *spec,
+                           char *subject, size_t size,
+                           struct mesh_filter **filter);
+
 #endif

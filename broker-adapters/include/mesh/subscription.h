@@ -60,9 +60,12 @@ struct mesh_subscription {
 	bool raw;
 	int64_t replay_from_ms;
 	int64_t created_ms;
-	char consumer[24]; /* the durable consumer on the topic's stream */
-	uint64_t pending;  /* messages not yet taken (from the consumer) */
-	uint64_t revision; /* the record's revision */
+	char consumer[24];  /* the durable consumer on the topic's stream */
+	uint64_t pending;   /* messages not yet settled (from the consumer):
+	                       waiting, and in_flight */
+	uint64_t in_flight; /* handed out, not yet settled */
+	uint64_t delivered; /* the topic's sequence last handed out */
+	uint64_t revision;  /* the record's revision */
 };
 
 /* Free what a filled struct owns; the struct itself is the caller's. */
