@@ -50,7 +50,7 @@
 #define MESH_FUNCTION_SOURCES_MAX    32
 #define MESH_FUNCTION_INSTANCES_MAX  64
 #define MESH_SUPERVISOR_GROUP        "mesh-supervisor"
-#define MESH_SUPERVISOR_SLOTS        64
+#define MESH_SUPERVISOR_SLOTS        16
 #define MESH_SUPERVISOR_INFO_SUBJECT "mesh.supervisor.info.%s"
 #define MESH_SUPERVISOR_LIST_SUBJECT "mesh.supervisor.list"
 
@@ -120,6 +120,10 @@ void mesh_function_list_free(struct mesh_function *fs, size_t n);
 /* Remove a definition (its supervisor stops its instances). Errors:
  * MESH_EINVAL (name), MESH_ENOTFOUND, the connection's. */
 mesh_err mesh_function_delete(struct mesh_conn *c, const char *name);
+
+/* The bucket, made when missing (mesh-supervisor watches it); destroy
+ * with kvStore_Destroy. Errors: the connection's. */
+mesh_err mesh_function_bucket(struct mesh_conn *c, kvStore **kv);
 
 /* The slot of a function among MESH_SUPERVISOR_SLOTS. */
 int mesh_function_slot(const char *name);

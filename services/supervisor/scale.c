@@ -1,0 +1,71 @@
+/* scale.c: the supervisor's decision (see scale.h). */
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "scale.h"
+
+static int
+clamp(int n, int lo, int hi)
+{
+	return n < lo ? lo : n > hi ? hi : n;
+}
+
+int
+scale_decide(struct scale_state *st, const struct scale_limits *lim,
+             const struct scale_reading *r, char *why, size_t why_size)
+{
+	uint64_t target = lim->target_backlog > 0 ? (uint64_t)lim->target_backlog
+	                                          : 1;
+	uint64_t want64 = (r->backlog + target - 1) / target;
+	int want = want64 > (uint64_t)lim->max ? lim->max : (int)want64;
+	bool worked = st->seen > 0 && r->delivered != st->last_delivered;
+	bool draining = st->seen > 0 && r->backlog < st->last_backlog;
+	int out = r->running;
+
+	why[0] = '\0';
+	if (r->backlog > 0 || worked) {
+		st->quiet_since_ms = 0;
+	} else if (st->quiet_since_ms == 0) {
+		st->quiet_since_ms = r->now_ms;
+	}
+	if (r->running > 1 && (uint64_t)(r->running - 1) * target > r->backlog &&
+	    r->running > lim->min) {
+		if (st->low_since_ms == 0) {
+			st->low_since_ms = r->now_ms;
+		}
+	} else {
+		st->low_since_ms = 0;
+	}
+
+	if (r->running < lim->min) {
+		out = lim->min;
+		snprintf(why, why_size, "below min %d", lim->min);
+	} else if (want > r->running && !draining) {
+		out = want;
+		snprintf(why, why_size,
+		         "backlog %" PRIu64 " (was %" PRIu64 ") at %" PRIu64
+		         " per instance wants %d%s",
+		         r->backlog, st->last_backlog, target, (int)want,
+		         want64 > (uint64_t)lim->max ? " (max)" : "");
+	} else if (r->running > lim->min && st->quiet_since_ms != 0 &&
+	           r->now_ms - st->quiet_since_ms >= lim->idle_ms) {
+		out = lim->min;
+		snprintf(why, why_size,
+		         "idle for %" PRId64 " ms: nothing waiting, nothing "
+		         "taken",
+		         r->now_ms - st->quiet_since_ms);
+	} else if (st->low_since_ms != 0 &&
+	           r->now_ms - st->low_since_ms >= lim->idle_ms) {
+		out = r->running - 1;
+		snprintf(why, why_size,
+		         "backlog %" PRIu64 " held by %d instances for %" PRId64
+		         " ms",
+		         r->backlog, out, r->now_ms - st->low_since_ms);
+		st->low_since_ms = 0;
+	}
+	st->last_backlog = r->backlog;
+	st->last_delivered = r->delivered;
+	st->seen++;
+	return clamp(out, lim->min, lim->max);
+}

@@ -1,0 +1,47 @@
+/* scale.h: how many instances a function wants, from what its sources
+ * hold: the supervisor's one decision, pure (no I/O, no clock of its own),
+ * so that tests can drive it with made-up readings. */
+#ifndef SUPERVISOR_SCALE_H
+#define SUPERVISOR_SCALE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* What is known of a function at one reading. */
+struct scale_reading {
+	int64_t now_ms;   /* monotonic */
+	int running;      /* instances running or starting (not stopping) */
+	uint64_t backlog; /* waiting + in flight, over its sources */
+	uint64_t delayed; /* queues' delayed messages (not yet work) */
+	uint64_t delivered; /* the sources' delivered counters, summed */
+};
+
+/* The function's limits (from its definition). */
+struct scale_limits {
+	int min, max;
+	int64_t target_backlog; /* per instance */
+	int64_t idle_ms;
+};
+
+/* Memory between readings. Zero it to start. */
+struct scale_state {
+	int64_t quiet_since_ms; /* no work since (0: there is work) */
+	int64_t low_since_ms;   /* fewer would do since (0: they would not) */
+	uint64_t last_backlog;
+	uint64_t last_delivered;
+	int seen;               /* readings taken */
+};
+
+/* The instance count wanted after reading r, and why (a sentence, for
+ * logs and meshctl function info) when it differs from r->running.
+ *
+ * Up: ceil(backlog / target_backlog) instances (at least 1 with any
+ * backlog), up to max, whenever that is more than run now and the backlog
+ * is not draining (no smaller than at the last reading): a burst reaches
+ * max in one reading. Down: to min when nothing waited and nothing was
+ * taken for idle_ms; one instance fewer when one fewer would hold the
+ * backlog under target each, for idle_ms. Never below min. */
+int scale_decide(struct scale_state *st, const struct scale_limits *lim,
+                 const struct scale_reading *r, char *why, size_t why_size);
+
+#endif

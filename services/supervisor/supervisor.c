@@ -1,0 +1,995 @@
+/* supervisor.c: mesh-supervisor's one deciding thread and what feeds it
+ * (see supervisor.h). */
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <nats/nats.h>
+
+#include "instance.h"
+#include "mesh/clock.h"
+#include "mesh/filter.h"
+#include "mesh/function.h"
+#include "mesh/lease.h"
+#include "mesh/source.h"
+#include "mesh/subscription.h"
+#include "mesh/event.h"
+#include "mesh/wire.h"
+#include "scale.h"
+#include "supervisor.h"
+
+#define SUP_NAME        "mesh-supervisor"
+#define FAST_EXIT_MS    10000 /* an instance gone sooner crashed early */
+#define BACKOFF_BASE_MS 500
+#define BACKOFF_MAX_MS  30000
+#define ARM_RETRY_MS    5000  /* a source that could not be watched */
+#define REAP_EVERY_MS   50    /* with instances: how often exits are seen */
+#define IDLE_WAIT_MS    1000  /* without: the loop's longest sleep */
+#define READ_SOURCES    (MESH_FUNCTION_SOURCES_MAX + 1024)
+
+struct sup;
+struct fn;
+
+/* A wake subscription: a source of a function at zero. */
+struct wake {
+	struct fn *f;
+	natsSubscription *sub;
+	struct mesh_filter *filter; /* a subscription's policy; NULL: all */
+	char spec[MESH_SUBSCRIPTION_ID_MAX + 16];
+};
+
+/* A filter whose subscription may still be running a callback: freed at
+ * the end only. */
+struct grave {
+	struct mesh_filter *filter;
+	struct grave *next;
+};
+
+struct fn {
+	struct sup *sup;
+	struct fn *next;
+	struct mesh_function def;
+	bool defined;   /* in the bucket */
+	bool redefined; /* program, args or env changed: replace instances */
+	bool bad;       /* a record we cannot read */
+	int slot;
+
+	struct wake wake[MESH_FUNCTION_SOURCES_MAX];
+	size_t n_wake;
+	bool armed;
+	int64_t arm_after; /* mono: try arming again then */
+	bool woken;
+	char woken_by[320];
+
+	struct instance inst[MESH_FUNCTION_INSTANCES_MAX];
+	int n_inst;
+	uint64_t cold_starts, exits;
+	int fast_exits;
+	int64_t start_after; /* mono: back-off after an early exit */
+	bool crash_loop;
+	char last_exit[128];
+
+	struct scale_state scale;
+	uint64_t backlog;
+	int64_t read_after; /* mono */
+	struct {
+		int64_t at_ms;
+		int from, to;
+		char why[320];
+	} decision;
+};
+
+enum slot_state { SLOT_FREE = 0, SLOT_HELD, SLOT_HANDING };
+
+struct sup {
+	struct mesh_conn *c;
+	struct supervisor_opts o;
+	char instance[64];
+	pthread_mutex_t mu;
+	pthread_cond_t cond;
+	bool kick;
+	volatile sig_atomic_t *stop;
+	struct fn *fns;
+	struct grave *graves;
+	struct mesh_lease *lease;
+	enum slot_state slot[MESH_SUPERVISOR_SLOTS];
+	uint64_t epoch[MESH_SUPERVISOR_SLOTS];
+	kvStore *kv;
+	kvWatcher *watcher;
+	pthread_t watch_thread;
+	bool watching;
+	natsSubscription *info_sub, *list_sub;
+};
+
+/* ---- logs ---------------------------------------------------------------- */
+
+static void
+slog(struct sup *s, const char *level, const struct fn *f, const char *fmt,
+     ...)
+{
+	char msg[1024], when[40];
+	struct timespec ts;
+	struct tm tm;
+	va_list ap;
+	json_t *j;
+	char *line;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	mesh_text_clean(msg);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	strftime(when, 24, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(when + strlen(when), sizeof(when) - strlen(when), ".%03ldZ",
+	         ts.tv_nsec / 1000000);
+	j = json_pack("{s:s, s:s, s:s, s:s, s:s}", "time", when, "level",
+	              level, "program", SUP_NAME, "instance", s->instance,
+	              "msg", msg);
+	if (j != NULL && f != NULL) {
+		json_object_set_new(j, "function", json_string(f->def.name));
+	}
+	if (j != NULL && (line = json_dumps(j, JSON_COMPACT)) != NULL) {
+		fprintf(stderr, "%s\n", line);
+		free(line);
+	}
+	json_decref(j);
+}
+
+static void
+kick(struct sup *s)
+{
+	s->kick = true;
+	pthread_cond_signal(&s->cond);
+}
+
+/* ---- the functions' table ------------------------------------------------ */
+
+static struct fn *
+fn_find(struct sup *s, const char *name)
+{
+	for (struct fn *f = s->fns; f != NULL; f = f->next) {
+		if (strcmp(f->def.name, name) == 0) {
+			return f;
+		}
+	}
+	return NULL;
+}
+
+static struct fn *
+fn_get(struct sup *s, const char *name)
+{
+	struct fn *f = fn_find(s, name);
+
+	if (f == NULL && (f = calloc(1, sizeof(*f))) != NULL) {
+		f->sup = s;
+		mesh_function_init(&f->def);
+		snprintf(f->def.name, sizeof(f->def.name), "%s", name);
+		f->slot = mesh_function_slot(name);
+		f->next = s->fns;
+		s->fns = f;
+	}
+	return f;
+}
+
+static bool
+strv_same(char **a, size_t na, char **b, size_t nb)
+{
+	if (na != nb) {
+		return false;
+	}
+	for (size_t i = 0; i < na; i++) {
+		if (strcmp(a[i], b[i]) != 0) {
+			return false;
+		}
+	}
+	return true;
+}
+
+/* How an instance is started changed: the running ones are replaced. */
+static bool
+run_changed(const struct mesh_function *a, const struct mesh_function *b)
+{
+	return a->program == NULL || b->program == NULL ||
+	       strcmp(a->program, b->program) != 0 ||
+	       !strv_same(a->args, a->n_args, b->args, b->n_args) ||
+	       !strv_same(a->env, a->n_env, b->env, b->n_env) ||
+	       !strv_same(a->sources, a->n_sources, b->sources, b->n_sources);
+}
+
+/* A definition put or deleted (the watcher's thread; s->mu held). */
+static void
+fn_apply(struct sup *s, kvEntry *e)
+{
+	const char *key = kvEntry_Key(e);
+	kvOperation op = kvEntry_Operation(e);
+	struct mesh_function def;
+	struct fn *f;
+
+	if (key == NULL || (f = fn_get(s, key)) == NULL) {
+		return;
+	}
+	if (op != kvOp_Put) {
+		if (f->defined) {
+			slog(s, "info", f, "deleted: its instances stop");
+		}
+		f->defined = false;
+		kick(s);
+		return;
+	}
+	mesh_function_init(&def);
+	if (mesh_function_decode(kvEntry_Value(e), (size_t)kvEntry_ValueLen(e),
+	                         &def) != MESH_OK) {
+		if (!f->bad) {
+			slog(s, "error", f, "its record cannot be read: %s",
+			     mesh_errdetail());
+		}
+		f->bad = true;
+		f->defined = false;
+		mesh_function_fini(&def);
+		kick(s);
+		return;
+	}
+	f->bad = false;
+	if (f->defined && run_changed(&f->def, &def)) {
+		f->redefined = true;
+	}
+	if (!f->defined) {
+		f->redefined = true; /* disarm a stale set of sources */
+	}
+	mesh_function_fini(&f->def);
+	f->def = def;
+	snprintf(f->def.name, sizeof(f->def.name), "%s", key);
+	f->defined = true;
+	slog(s, "info", f, "defined: %s, %d-%d instances, idle %" PRId64
+	     " ms, %" PRId64 " per instance, %zu sources",
+	     f->def.program, f->def.min, f->def.max, f->def.idle_ms,
+	     f->def.target_backlog, f->def.n_sources);
+	kick(s);
+}
+
+static void *
+watch_main(void *arg)
+{
+	struct sup *s = arg;
+
+	while (!*s->stop) {
+		kvEntry *e = NULL;
+		natsStatus st = kvWatcher_Next(&e, s->watcher, 500);
+		if (st == NATS_OK && e != NULL) {
+			pthread_mutex_lock(&s->mu);
+			fn_apply(s, e);
+			pthread_mutex_unlock(&s->mu);
+			kvEntry_Destroy(e);
+		} else if (st == NATS_ILLEGAL_STATE) {
+			break; /* stopped */
+		}
+	}
+	return NULL;
+}
+
+/* ---- slots --------------------------------------------------------------- */
+
+static void
+on_acquired(void *arg, int slot, uint64_t epoch)
+{
+	struct sup *s = arg;
+
+	pthread_mutex_lock(&s->mu);
+	s->slot[slot] = SLOT_HELD;
+	s->epoch[slot] = epoch;
+	kick(s);
+	pthread_mutex_unlock(&s->mu);
+}
+
+static void
+on_revoked(void *arg, int slot, bool lost)
+{
+	struct sup *s = arg;
+
+	pthread_mutex_lock(&s->mu);
+	s->slot[slot] = lost ? SLOT_FREE : SLOT_HANDING;
+	kick(s);
+	pthread_mutex_unlock(&s->mu);
+}
+
+static bool
+slot_held(struct sup *s, int slot)
+{
+	return s->slot[slot] == SLOT_HELD &&
+	       mesh_lease_held(s->lease, slot, s->epoch[slot]);
+}
+
+/* ---- waking --------------------------------------------------------------- */
+
+static void
+on_wake(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
+{
+	struct wake *w = arg;
+	struct fn *f = w->f;
+	struct sup *s = f->sup;
+	bool match = true;
+
+	(void)nc;
+	(void)sub;
+	if (w->filter != NULL) {
+		struct mesh_event *ev = NULL;
+		char why[128] = "";
+		/* What the service would dead-letter wakes it too. */
+		if (mesh_wire_read(m, 0, "wake", &ev, why, sizeof(why)) ==
+		            MESH_OK &&
+		    why[0] == '\0' &&
+		    strcmp(mesh_event_type(ev), MESH_WIRE_RAW_TYPE) != 0) {
+			match = mesh_filter_match_event(w->filter, ev);
+		}
+		mesh_event_free(ev);
+	}
+	if (match) {
+		pthread_mutex_lock(&s->mu);
+		if (!f->woken) {
+			f->woken = true;
+			snprintf(f->woken_by, sizeof(f->woken_by),
+			         "an event on %s", w->spec);
+		}
+		kick(s);
+		pthread_mutex_unlock(&s->mu);
+	}
+	natsMsg_Destroy(m);
+}
+
+static void
+disarm(struct fn *f)
+{
+	struct sup *s = f->sup;
+
+	for (size_t i = 0; i < f->n_wake; i++) {
+		struct wake *w = &f->wake[i];
+		if (w->sub != NULL) {
+			natsSubscription_Unsubscribe(w->sub);
+			natsSubscription_Destroy(w->sub);
+			w->sub = NULL;
+		}
+		if (w->filter != NULL) {
+			struct grave *g = malloc(sizeof(*g));
+			if (g != NULL) {
+				g->filter = w->filter;
+				g->next = s->graves;
+				s->graves = g;
+			}
+			w->filter = NULL; /* leaked only if malloc failed */
+		}
+	}
+	f->n_wake = 0;
+	f->armed = false;
+}
+
+/* The sources' specs: the definition's, and a partitioned service's
+ * partitions (forwarded events wait there). */
+static size_t
+read_specs(const struct fn *f, char (*specs)[MESH_SUBSCRIPTION_ID_MAX + 16],
+           size_t max)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < f->def.n_sources && n < max; i++) {
+		snprintf(specs[n++], sizeof(*specs), "%s", f->def.sources[i]);
+	}
+	for (int k = 0; k < f->def.partitions && n < max; k++) {
+		snprintf(specs[n++], sizeof(*specs), "partition:%s/%d",
+		         f->def.name, k);
+	}
+	return n;
+}
+
+/* What the sources hold, summed. False when one could not be read. */
+static bool
+read_backlog(struct fn *f, struct scale_reading *r)
+{
+	static char specs[READ_SOURCES][MESH_SUBSCRIPTION_ID_MAX + 16];
+	size_t n = read_specs(f, specs, READ_SOURCES);
+
+	r->backlog = r->delayed = r->delivered = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct mesh_source_backlog b;
+		if (mesh_source_backlog(f->sup->c, specs[i], &b) != MESH_OK) {
+			if (strncmp(specs[i], "partition:", 10) == 0) {
+				continue; /* not made yet: its first start */
+			}
+			slog(f->sup, "warn", f, "source %s: %s", specs[i],
+			     mesh_errdetail());
+			return false;
+		}
+		r->backlog += b.pending + b.in_flight;
+		r->delayed += b.delayed;
+		r->delivered += b.delivered;
+	}
+	f->backlog = r->backlog;
+	return true;
+}
+
+/* Subscribe to the sources' subjects, then look at what they already
+ * hold: an event stored before the subscription is seen there. */
+static void
+arm(struct fn *f, int64_t now)
+{
+	struct sup *s = f->sup;
+	struct scale_reading r = {0};
+
+	if (f->armed || now < f->arm_after) {
+		return;
+	}
+	for (size_t i = 0; i < f->def.n_sources; i++) {
+		struct wake *w = &f->wake[f->n_wake];
+		char subject[512];
+		natsStatus st;
+		*w = (struct wake){.f = f};
+		snprintf(w->spec, sizeof(w->spec), "%s", f->def.sources[i]);
+		if (mesh_source_watch(s->c, w->spec, subject, sizeof(subject),
+		                      &w->filter) != MESH_OK) {
+			slog(s, "error", f,
+			     "source %s cannot be watched: %s (again in %d s)",
+			     w->spec, mesh_errdetail(), ARM_RETRY_MS / 1000);
+			goto fail;
+		}
+		st = natsConnection_Subscribe(&w->sub, mesh_conn_nats(s->c),
+		                              subject, on_wake, w);
+		f->n_wake++;
+		if (st != NATS_OK) {
+			slog(s, "error", f, "source %s: subscribing to %s: %s",
+			     w->spec, subject, natsStatus_GetText(st));
+			goto fail;
+		}
+	}
+	mesh_conn_flush(s->c, 2000); /* the subscriptions are in place */
+	f->armed = true;
+	if (!read_backlog(f, &r)) {
+		return; /* armed: an event still wakes it */
+	}
+	if (r.backlog > 0 || r.delayed > 0) {
+		f->woken = true;
+		snprintf(f->woken_by, sizeof(f->woken_by),
+		         "%" PRIu64 " events waiting%s", r.backlog,
+		         r.delayed > 0 ? " (some delayed: they need a receiver)"
+		                       : "");
+	}
+	return;
+fail:
+	disarm(f);
+	f->arm_after = now + ARM_RETRY_MS;
+}
+
+/* ---- instances ------------------------------------------------------------ */
+
+static int
+alive(const struct fn *f)
+{
+	int n = 0;
+
+	for (int i = 0; i < f->n_inst; i++) {
+		n += f->inst[i].state != INSTANCE_STOPPING;
+	}
+	return n;
+}
+
+static void
+decide(struct fn *f, int from, int to, const char *why)
+{
+	f->decision.at_ms = mesh_wall_ms();
+	f->decision.from = from;
+	f->decision.to = to;
+	snprintf(f->decision.why, sizeof(f->decision.why), "%s", why);
+	slog(f->sup, "info", f, "scale %d -> %d: %s", from, to, why);
+}
+
+static void
+start_some(struct fn *f, int n, int64_t now)
+{
+	struct sup *s = f->sup;
+
+	for (int i = 0; i < n && f->n_inst < MESH_FUNCTION_INSTANCES_MAX; i++) {
+		struct instance *in = &f->inst[f->n_inst];
+		if (!slot_held(s, f->slot)) {
+			return; /* never two supervisors' instances by choice */
+		}
+		if (instance_start(&f->def, s->o.servers, s->instance, in) !=
+		    MESH_OK) {
+			slog(s, "error", f, "%s", mesh_errdetail());
+			f->start_after = now + BACKOFF_BASE_MS;
+			return;
+		}
+		if (alive(f) == 1) {
+			f->cold_starts++;
+		}
+		f->n_inst++;
+		slog(s, "info", f, "instance %d started: %s", (int)in->pid,
+		     f->def.program);
+	}
+}
+
+/* Stop n instances, the newest first. */
+static void
+stop_some(struct fn *f, int n)
+{
+	for (int i = f->n_inst - 1; i >= 0 && n > 0; i--) {
+		if (f->inst[i].state != INSTANCE_STOPPING) {
+			instance_stop(&f->inst[i]);
+			slog(f->sup, "info", f, "instance %d stopping (SIGTERM)",
+			     (int)f->inst[i].pid);
+			n--;
+		}
+	}
+}
+
+static void
+exited(struct fn *f, int k, int status, int64_t now)
+{
+	struct instance *in = &f->inst[k];
+	int64_t ran = now - in->started_mono;
+	char how[64];
+
+	if (WIFSIGNALED(status)) {
+		snprintf(how, sizeof(how), "signal %d", WTERMSIG(status));
+	} else {
+		snprintf(how, sizeof(how), "status %d", WEXITSTATUS(status));
+	}
+	if (in->state == INSTANCE_STOPPING) {
+		slog(f->sup, "info", f, "instance %d stopped (%s)",
+		     (int)in->pid, how);
+	} else {
+		int64_t delay;
+		f->exits++;
+		f->fast_exits = ran < FAST_EXIT_MS ? f->fast_exits + 1 : 1;
+		delay = (int64_t)BACKOFF_BASE_MS
+		        << (f->fast_exits > 7 ? 6 : f->fast_exits - 1);
+		delay = delay > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : delay;
+		f->start_after = now + delay;
+		f->crash_loop = f->fast_exits >= 3;
+		snprintf(f->last_exit, sizeof(f->last_exit),
+		         "pid %d, %s after %" PRId64 " ms", (int)in->pid, how,
+		         ran);
+		slog(f->sup, f->crash_loop ? "error" : "warn", f,
+		     "instance %d exited unasked (%s after %" PRId64
+		     " ms)%s; next start in %" PRId64 " ms",
+		     (int)in->pid, how, ran,
+		     f->crash_loop ? ": crash-looping" : "", delay);
+	}
+	f->inst[k] = f->inst[--f->n_inst];
+}
+
+static void
+reap(struct sup *s, int64_t now)
+{
+	int status;
+	pid_t pid;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		for (struct fn *f = s->fns; f != NULL; f = f->next) {
+			for (int i = 0; i < f->n_inst; i++) {
+				if (f->inst[i].pid == pid) {
+					exited(f, i, status, now);
+					goto next;
+				}
+			}
+		}
+	next:;
+	}
+}
+
+/* ---- the decision, per function ------------------------------------------ */
+
+static void
+step(struct sup *s, struct fn *f, int64_t now)
+{
+	bool owned = f->defined && slot_held(s, f->slot);
+	int up = alive(f), want = up;
+	char why[320] = "";
+
+	for (int i = 0; i < f->n_inst; i++) {
+		struct instance *in = &f->inst[i];
+		if (in->state == INSTANCE_STARTING &&
+		    now - in->started_mono >= INSTANCE_SETTLE_MS) {
+			in->state = INSTANCE_RUNNING;
+		}
+		if (in->state == INSTANCE_RUNNING &&
+		    now - in->started_mono >= FAST_EXIT_MS) {
+			f->fast_exits = 0;
+			f->crash_loop = false;
+		}
+		if (in->state == INSTANCE_STOPPING &&
+		    now - in->term_mono >= INSTANCE_KILL_MS) {
+			slog(s, "warn", f, "instance %d still running %d s "
+			     "after SIGTERM: SIGKILL", (int)in->pid,
+			     INSTANCE_KILL_MS / 1000);
+			kill(in->pid, SIGKILL);
+			in->term_mono = now; /* once more later if need be */
+		}
+	}
+	if (!owned || f->redefined) {
+		if (up > 0) {
+			decide(f, up, 0,
+			       !f->defined    ? "the function was deleted"
+			       : f->redefined ? "the definition changed: "
+			                        "instances replaced"
+			                      : "its slot went to another "
+			                        "supervisor");
+			stop_some(f, up);
+		}
+		disarm(f);
+		f->redefined = false;
+		f->woken = false;
+		memset(&f->scale, 0, sizeof(f->scale));
+		return;
+	}
+	if (up == 0) {
+		arm(f, now);
+		if (f->woken || f->def.min > 0) {
+			want = f->def.min > 0 ? f->def.min : 1;
+			snprintf(why, sizeof(why), "%s",
+			         f->woken ? f->woken_by : "min instances");
+		}
+	} else if (now >= f->read_after) {
+		struct scale_limits lim = {f->def.min, f->def.max,
+		                           f->def.target_backlog,
+		                           f->def.idle_ms};
+		struct scale_reading r = {.now_ms = now, .running = up};
+		f->read_after = now + s->o.tick_ms;
+		if (read_backlog(f, &r)) {
+			if (r.delayed > 0 && lim.min == 0) {
+				/* Delayed messages become work only through
+				 * a receiver: never scale to zero past them. */
+				lim.min = 1;
+			}
+			want = scale_decide(&f->scale, &lim, &r, why,
+			                    sizeof(why));
+		}
+	}
+	if (want > up) {
+		if (now < f->start_after) {
+			return; /* backing off; the loop comes back then */
+		}
+		decide(f, up, want, why);
+		start_some(f, want - up, now);
+		if (alive(f) > 0) {
+			disarm(f);
+			f->woken = false;
+			if (up == 0) {
+				memset(&f->scale, 0, sizeof(f->scale));
+				f->read_after = now + s->o.tick_ms;
+			}
+		}
+	} else if (want < up) {
+		decide(f, up, want, why);
+		if (want == 0) {
+			/* Watch before the last instance goes: an event
+			 * published while it stops wakes the next. */
+			arm(f, now);
+			f->woken = false;
+		}
+		stop_some(f, up - want);
+	}
+}
+
+/* Slots being handed over: released once their functions have no
+ * instance left. */
+static void
+hand_over(struct sup *s)
+{
+	for (int k = 0; k < MESH_SUPERVISOR_SLOTS; k++) {
+		bool busy = false;
+		if (s->slot[k] != SLOT_HANDING) {
+			continue;
+		}
+		for (struct fn *f = s->fns; f != NULL && !busy; f = f->next) {
+			busy = f->slot == k && f->n_inst > 0;
+		}
+		if (!busy) {
+			s->slot[k] = SLOT_FREE;
+			mesh_lease_release(s->lease, k);
+		}
+	}
+}
+
+/* ---- status ---------------------------------------------------------------- */
+
+static json_t *
+fn_status(struct sup *s, const struct fn *f)
+{
+	json_t *inst = json_array(), *j;
+
+	for (int i = 0; i < f->n_inst; i++) {
+		json_array_append_new(
+		        inst, json_pack("{s:i, s:s, s:I}", "pid",
+		                        (int)f->inst[i].pid, "state",
+		                        instance_state_name(f->inst[i].state),
+		                        "started_ms",
+		                        (json_int_t)f->inst[i].started_ms));
+	}
+	j = json_pack("{s:s, s:s, s:o, s:I, s:I, s:b, s:I, s:I, s:s, s:b}",
+	              "function", f->def.name, "supervisor", s->instance,
+	              "instances", inst, "cold_starts",
+	              (json_int_t)f->cold_starts, "exits",
+	              (json_int_t)f->exits, "crash_loop", f->crash_loop,
+	              "next_start_ms",
+	              (json_int_t)(f->start_after > mesh_mono_ms()
+	                                   ? mesh_wall_ms() + f->start_after -
+	                                             mesh_mono_ms()
+	                                   : 0),
+	              "backlog", (json_int_t)f->backlog, "last_exit",
+	              f->last_exit, "armed", f->armed);
+	if (j != NULL && f->decision.at_ms > 0) {
+		json_object_set_new(
+		        j, "decision",
+		        json_pack("{s:I, s:i, s:i, s:s}", "at_ms",
+		                  (json_int_t)f->decision.at_ms, "from",
+		                  f->decision.from, "to", f->decision.to, "why",
+		                  f->decision.why));
+	}
+	return j;
+}
+
+static void
+reply_json(natsConnection *nc, natsMsg *m, json_t *j)
+{
+	char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+
+	if (text != NULL && natsMsg_GetReply(m) != NULL) {
+		natsConnection_PublishString(nc, natsMsg_GetReply(m), text);
+	}
+	free(text);
+	json_decref(j);
+}
+
+static void
+on_info(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
+{
+	struct sup *s = arg;
+	const char *subject = natsMsg_GetSubject(m);
+	const char *name = strrchr(subject, '.');
+	json_t *j = NULL;
+	struct fn *f;
+
+	(void)sub;
+	pthread_mutex_lock(&s->mu);
+	f = name ? fn_find(s, name + 1) : NULL;
+	/* Only the supervisor running it answers. */
+	if (f != NULL && f->defined && slot_held(s, f->slot)) {
+		j = fn_status(s, f);
+	}
+	pthread_mutex_unlock(&s->mu);
+	if (j != NULL) {
+		reply_json(nc, m, j);
+	}
+	natsMsg_Destroy(m);
+}
+
+static void
+on_list(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
+{
+	struct sup *s = arg;
+	json_t *fns = json_array();
+
+	(void)sub;
+	pthread_mutex_lock(&s->mu);
+	for (struct fn *f = s->fns; f != NULL; f = f->next) {
+		if (f->defined && slot_held(s, f->slot)) {
+			json_array_append_new(fns, fn_status(s, f));
+		}
+	}
+	pthread_mutex_unlock(&s->mu);
+	reply_json(nc, m,
+	           json_pack("{s:s, s:o}", "supervisor", s->instance,
+	                     "functions", fns));
+	natsMsg_Destroy(m);
+}
+
+/* ---- running ----------------------------------------------------------------- */
+
+void
+supervisor_opts_init(struct supervisor_opts *o)
+{
+	*o = (struct supervisor_opts){.lease_ms = 3000,
+	                              .tick_ms = 250,
+	                              .stop_ms = 15000};
+}
+
+static mesh_err
+start(struct sup *s)
+{
+	struct mesh_lease_opts lo;
+	char info[64];
+	natsStatus st;
+	mesh_err err;
+
+	if ((err = mesh_function_bucket(s->c, &s->kv)) != MESH_OK) {
+		return err;
+	}
+	if ((st = kvStore_WatchAll(&s->watcher, s->kv, NULL)) != NATS_OK) {
+		return mesh_err_nats(st, 0, "following %s",
+		                     MESH_FUNCTIONS_BUCKET);
+	}
+	if (pthread_create(&s->watch_thread, NULL, watch_main, s) != 0) {
+		return mesh_err_set(MESH_ENOMEM, "the watcher's thread");
+	}
+	s->watching = true;
+	snprintf(info, sizeof(info), MESH_SUPERVISOR_INFO_SUBJECT, "*");
+	st = natsConnection_Subscribe(&s->info_sub, mesh_conn_nats(s->c), info,
+	                              on_info, s);
+	if (st == NATS_OK) {
+		st = natsConnection_Subscribe(&s->list_sub,
+		                              mesh_conn_nats(s->c),
+		                              MESH_SUPERVISOR_LIST_SUBJECT,
+		                              on_list, s);
+	}
+	if (st != NATS_OK) {
+		return mesh_err_nats(st, 0, "subscribing to %s", info);
+	}
+	mesh_lease_opts_init(&lo);
+	lo.group = MESH_SUPERVISOR_GROUP;
+	lo.instance = s->instance;
+	lo.partitions = MESH_SUPERVISOR_SLOTS;
+	lo.ttl_ms = s->o.lease_ms;
+	lo.acquired = on_acquired;
+	lo.revoked = on_revoked;
+	lo.arg = s;
+	return mesh_lease_start(s->c, &lo, &s->lease);
+}
+
+/* At our stop: every instance gets SIGTERM, then SIGKILL after stop_ms. */
+static void
+stop_all(struct sup *s)
+{
+	int64_t until = mesh_mono_ms() + s->o.stop_ms;
+	bool any;
+
+	for (struct fn *f = s->fns; f != NULL; f = f->next) {
+		stop_some(f, f->n_inst);
+	}
+	do {
+		any = false;
+		reap(s, mesh_mono_ms());
+		for (struct fn *f = s->fns; f != NULL; f = f->next) {
+			any = any || f->n_inst > 0;
+		}
+		if (any) {
+			struct timespec ts = {0, REAP_EVERY_MS * 1000000L};
+			nanosleep(&ts, NULL);
+		}
+	} while (any && mesh_mono_ms() < until);
+	for (struct fn *f = s->fns; f != NULL; f = f->next) {
+		for (int i = 0; i < f->n_inst; i++) {
+			slog(s, "warn", f, "instance %d: SIGKILL at stop",
+			     (int)f->inst[i].pid);
+			kill(f->inst[i].pid, SIGKILL);
+			waitpid(f->inst[i].pid, NULL, 0);
+		}
+		f->n_inst = 0;
+	}
+}
+
+static void
+cleanup(struct sup *s)
+{
+	if (s->info_sub != NULL) {
+		natsSubscription_Unsubscribe(s->info_sub);
+	}
+	if (s->list_sub != NULL) {
+		natsSubscription_Unsubscribe(s->list_sub);
+	}
+	mesh_lease_stop(s->lease, 2000); /* callbacks take s->mu: not held */
+	if (s->watching) {
+		pthread_join(s->watch_thread, NULL);
+	}
+	kvWatcher_Destroy(s->watcher);
+	kvStore_Destroy(s->kv);
+	for (struct fn *f = s->fns; f != NULL; f = f->next) {
+		disarm(f);
+	}
+	natsSubscription_Destroy(s->info_sub);
+	natsSubscription_Destroy(s->list_sub);
+	mesh_conn_flush(s->c, 1000);
+	/* Callbacks may be running until the subscriptions are gone. */
+	nats_Sleep(100);
+	while (s->fns != NULL) {
+		struct fn *f = s->fns;
+		s->fns = f->next;
+		mesh_function_fini(&f->def);
+		free(f);
+	}
+	while (s->graves != NULL) {
+		struct grave *g = s->graves;
+		s->graves = g->next;
+		mesh_filter_free(g->filter);
+		free(g);
+	}
+}
+
+/* The soonest the loop must look again. */
+static int64_t
+next_look(struct sup *s, int64_t now)
+{
+	int64_t at = now + IDLE_WAIT_MS;
+
+	for (struct fn *f = s->fns; f != NULL; f = f->next) {
+		if (f->n_inst > 0 && now + REAP_EVERY_MS < at) {
+			at = now + REAP_EVERY_MS;
+		}
+		if (f->start_after > now && f->start_after < at) {
+			at = f->start_after;
+		}
+	}
+	return at;
+}
+
+mesh_err
+supervisor_run(struct mesh_conn *c, const struct supervisor_opts *o,
+               volatile sig_atomic_t *stop)
+{
+	struct sup *s = calloc(1, sizeof(*s));
+	char host[64] = "";
+	mesh_err err;
+
+	if (s == NULL) {
+		return mesh_err_set(MESH_ENOMEM, SUP_NAME);
+	}
+	s->c = c;
+	s->o = *o;
+	s->stop = stop;
+	gethostname(host, sizeof(host) - 1);
+	for (char *h = host; *h != '\0'; h++) {
+		if (!isalnum((unsigned char)*h) && *h != '-') {
+			*h = '_';
+		}
+	}
+	snprintf(s->instance, sizeof(s->instance), "%.40s-%d", host,
+	         (int)getpid());
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_cond_init(&s->cond, NULL);
+	if ((err = start(s)) == MESH_OK) {
+		slog(s, "info", NULL, "started: %d slots, lease %" PRId64 " ms",
+		     MESH_SUPERVISOR_SLOTS, s->o.lease_ms);
+		pthread_mutex_lock(&s->mu);
+		while (!*stop) {
+			int64_t now = mesh_mono_ms(), at = next_look(s, now);
+			while (!s->kick && !*stop && now < at) {
+				struct timespec ts;
+				int64_t wait = at - now;
+				clock_gettime(CLOCK_REALTIME, &ts);
+				ts.tv_sec += wait / 1000;
+				ts.tv_nsec += (wait % 1000) * 1000000L;
+				if (ts.tv_nsec >= 1000000000L) {
+					ts.tv_sec++;
+					ts.tv_nsec -= 1000000000L;
+				}
+				pthread_cond_timedwait(&s->cond, &s->mu, &ts);
+				now = mesh_mono_ms();
+			}
+			s->kick = false;
+			now = mesh_mono_ms();
+			reap(s, now);
+			for (struct fn *f = s->fns; f != NULL && !*stop;
+			     f = f->next) {
+				step(s, f, now);
+			}
+			hand_over(s);
+		}
+		stop_all(s);
+		pthread_mutex_unlock(&s->mu);
+		slog(s, "info", NULL, "stopped");
+	}
+	cleanup(s);
+	pthread_cond_destroy(&s->cond);
+	pthread_mutex_destroy(&s->mu);
+	free(s);
+	return err;
+}

@@ -1,0 +1,33 @@
+/* supervisor.h: mesh-supervisor, services run on demand (mesh/function.h
+ * has the definitions and the status it answers).
+ *
+ * One thread decides: it starts and stops instances, reads the backlogs of
+ * the functions with instances, and reaps exits. Others only note what
+ * they saw and wake it: the bucket's watcher (definitions), the wake
+ * subscriptions (an event on a source of a function at zero), the leases'
+ * callbacks (slots gained and lost) and the status requests. */
+#ifndef SUPERVISOR_H
+#define SUPERVISOR_H
+
+#include <signal.h>
+#include <stdint.h>
+
+#include "mesh/conn.h"
+#include "mesh/err.h"
+
+struct supervisor_opts {
+	const char *servers;   /* NATS_URL given to instances (NULL: ours) */
+	int64_t lease_ms;      /* a slot's lease; 3000 */
+	int64_t tick_ms;       /* backlog readings of running functions; 250 */
+	int64_t stop_ms;       /* at our stop, SIGKILL instances after; 15000 */
+};
+
+void supervisor_opts_init(struct supervisor_opts *o);
+
+/* Run on c until *stop: then stop every instance (SIGTERM, SIGKILL after
+ * stop_ms), leave the group and return. Errors: the connection's (the
+ * bucket, the leases, the status subscriptions), with the detail. */
+mesh_err supervisor_run(struct mesh_conn *c, const struct supervisor_opts *o,
+                        volatile sig_atomic_t *stop);
+
+#endif
