@@ -205,6 +205,11 @@ struct mesh_subscription;
 mesh_err mesh__subscription_decode(const char *key, const void *data,
                                    size_t len, struct mesh_subscription *out);
 
+/* Whether id is a subscription id as the mesh makes them,
+ * "TOPIC:<16 hex digits>" (subscription.c). Errors: MESH_EINVAL, naming
+ * it. */
+mesh_err mesh__subscription_id_check(const char *id);
+
 /* The store of subscription records (records.c): the key-value bucket
  * MESH_SUBSCRIPTIONS (made when missing), a record a key "TOPIC.HEX".
  * Below both topics and subscriptions, so that deleting a topic removes

@@ -636,21 +636,19 @@ static const struct mesh_source_ops part_ops = {
         .close = part_close,
 };
 
-/* "SERVICE/K": the service and a partition it has. */
+/* "SERVICE/K" as written: a service's name and a partition number below
+ * MESH_PARTITIONS_MAX. */
 static mesh_err
-part_spec(struct mesh_conn *c, const char *spec, char *service, size_t size,
-          int *k)
+part_spec_parse(const char *spec, char *service, size_t size, int *k)
 {
 	const char *slash = strrchr(spec, '/');
 	size_t len = slash ? (size_t)(slash - spec) : 0;
 	char *end = NULL;
 	long part;
-	int n = 0;
-	mesh_err err;
 
 	part = slash ? strtol(slash + 1, &end, 10) : -1;
 	if (slash == NULL || len == 0 || len >= size || slash[1] < '0' ||
-	    slash[1] > '9' || *end != '\0') {
+	    slash[1] > '9' || *end != '\0' || part >= MESH_PARTITIONS_MAX) {
 		return mesh_err_set(MESH_EINVAL,
 		                    "source 'partition:%.200s': not "
 		                    "partition:SERVICE/K",
@@ -658,16 +656,30 @@ part_spec(struct mesh_conn *c, const char *spec, char *service, size_t size,
 	}
 	memcpy(service, spec, len);
 	service[len] = '\0';
-	if ((err = mesh_partitions_get(c, service, &n)) != MESH_OK) {
+	*k = (int)part;
+	return mesh_name_check("service", service, MESH_SERVICE_NAME_MAX,
+	                       NULL);
+}
+
+/* "SERVICE/K": the service and a partition it has. */
+static mesh_err
+part_spec(struct mesh_conn *c, const char *spec, char *service, size_t size,
+          int *k)
+{
+	int n = 0, part;
+	mesh_err err;
+
+	if ((err = part_spec_parse(spec, service, size, &part)) != MESH_OK ||
+	    (err = mesh_partitions_get(c, service, &n)) != MESH_OK) {
 		return err;
 	}
 	if (part >= n) {
 		return mesh_err_set(MESH_EINVAL,
 		                    "source 'partition:%s': service '%s' has "
-		                    "%d partitions (0-%d), not %ld",
+		                    "%d partitions (0-%d), not %d",
 		                    spec, service, n, n - 1, part);
 	}
-	*k = (int)part;
+	*k = part;
 	return MESH_OK;
 }
 
@@ -835,4 +847,29 @@ mesh_source_watch(struct mesh_conn *c, const char *spec, char *subject,
 		return err;
 	}
 	return spec_unknown(spec);
+}
+
+mesh_err
+mesh_source_spec_check(const char *spec)
+{
+	char service[MESH_SERVICE_NAME_MAX + 1];
+	int k;
+
+	if (spec == NULL) {
+		return mesh_err_set(MESH_EINVAL, "source: none given");
+	}
+	if (strncmp(spec, "queue:", 6) == 0) {
+		return mesh_queue_name_check(spec + 6, NULL);
+	}
+	if (strncmp(spec, "subscription:", 13) == 0) {
+		return mesh__subscription_id_check(spec + 13);
+	}
+	if (strncmp(spec, "partition:", 10) == 0) {
+		return part_spec_parse(spec + 10, service, sizeof(service),
+		                       &k);
+	}
+	return mesh_err_set(MESH_EINVAL,
+	                    "source '%.300s': not queue:NAME, subscription:ID "
+	                    "or partition:SERVICE/K",
+	                    spec);
 }

@@ -109,6 +109,14 @@ id_parse(const char *id, char *topic, size_t tsize, char *key, size_t ksize)
 	return MESH_OK;
 }
 
+mesh_err
+mesh__subscription_id_check(const char *id)
+{
+	char topic[256], key[MESH_SUBSCRIPTION_ID_MAX + 1];
+
+	return id_parse(id, topic, sizeof(topic), key, sizeof(key));
+}
+
 /* The policy in one canonical form, so that equal policies compare
  * equal; validated for its scope. *out NULL when there is no policy. */
 static mesh_err

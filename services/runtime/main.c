@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "mesh/daemon.h"
 #include "mesh/service.h"
 
@@ -51,6 +53,18 @@ usage(FILE *f, const struct mesh_service *s)
 	        "changelog\n"
 	        "                    records or 64 MiB, 10-100000000\n"
 	        "                    ($MESH_SNAPSHOT_RECORDS; %ld)\n"
+	        "  --describe        print what it declares (JSON: its topics "
+	        "and\n"
+	        "                    queues, its partitions) without "
+	        "connecting; exit\n"
+	        "  --prepare         make what a start makes (its "
+	        "subscriptions, its\n"
+	        "                    dead-letter queue, its partitions), "
+	        "print its\n"
+	        "                    sources as JSON and exit (1, with "
+	        "{\"error\",\"code\"},\n"
+	        "                    when one is missing); no state is "
+	        "opened\n"
 	        "  --help            this text\n"
 	        "\n"
 	        "Credentials come from NATS_USER, NATS_PASSWORD, NATS_TOKEN,\n"
@@ -65,6 +79,47 @@ usage(FILE *f, const struct mesh_service *s)
 	        o->map_size >> 20, o->partitions,
 	        o->partitions ? "partitioned" : "not partitioned", o->lease_ms,
 	        o->snapshot_records);
+}
+
+static int
+describe(const struct mesh_service *s)
+{
+	char *json = NULL;
+	mesh_err err = mesh_service_describe(s, &json);
+
+	if (err != MESH_OK) {
+		fprintf(stderr, "%s: %s\n", mesh_service_name(s),
+		        mesh_errdetail());
+		return 1;
+	}
+	printf("%s\n", json);
+	free(json);
+	return 0;
+}
+
+/* --prepare: its sources as JSON, or {"error","code"} (the service API's
+ * errors) with exit 1, whatever failed, for the tool that ran it. */
+static int
+prepare(struct mesh_daemon *d, struct mesh_service *s)
+{
+	struct mesh_conn *c = NULL;
+	char *json = NULL;
+	json_t *j;
+	mesh_err err;
+
+	if ((err = mesh_daemon_connect(d, &c)) == MESH_OK &&
+	    (err = mesh_service_prepare(s, c, &json)) == MESH_OK) {
+		printf("%s\n", json);
+		free(json);
+	} else {
+		j = json_pack("{s:s, s:s}", "error", mesh_errdetail(), "code",
+		              mesh_errname(err));
+		json_dumpf(j, stdout, JSON_COMPACT);
+		putchar('\n');
+		json_decref(j);
+	}
+	fflush(stdout);
+	return mesh_daemon_exit(d, err, c) == 0 ? 0 : 1;
 }
 
 int
@@ -83,6 +138,8 @@ mesh_service_main(struct mesh_service *s, int argc, char **argv)
 	        {"partitions", required_argument, NULL, 'p'},
 	        {"lease-ms", required_argument, NULL, 'l'},
 	        {"snapshot-records", required_argument, NULL, 'n'},
+	        {"describe", no_argument, NULL, 'D'},
+	        {"prepare", no_argument, NULL, 'P'},
 	        {"help", no_argument, NULL, 'h'},
 	        {NULL, 0, NULL, 0},
 	};
@@ -98,6 +155,7 @@ mesh_service_main(struct mesh_service *s, int argc, char **argv)
 	           *snap = getenv("MESH_SNAPSHOT_RECORDS");
 	struct mesh_daemon d;
 	struct mesh_conn *c = NULL;
+	enum { RUN, DESCRIBE, PREPARE } mode = RUN;
 	long long n;
 	mesh_err err;
 	int opt;
@@ -146,6 +204,12 @@ mesh_service_main(struct mesh_service *s, int argc, char **argv)
 			break;
 		case 'n':
 			snap = optarg;
+			break;
+		case 'D':
+			mode = DESCRIBE;
+			break;
+		case 'P':
+			mode = PREPARE;
 			break;
 		case 'h':
 			usage(stdout, s);
@@ -205,6 +269,12 @@ mesh_service_main(struct mesh_service *s, int argc, char **argv)
 		return 2;
 	}
 	o->snapshot_records = (long)n;
+	if (mode == DESCRIBE) {
+		return describe(s);
+	}
+	if (mode == PREPARE) {
+		return prepare(&d, s);
+	}
 	if ((err = mesh_daemon_connect(&d, &c)) == MESH_OK) {
 		err = mesh_service_run(s, c, &d.stop);
 	}

@@ -1116,6 +1116,85 @@ check_opts(const struct mesh_service *s)
 	return mesh_queue_name_check(o->dlq, NULL);
 }
 
+static mesh_err
+json_out(const struct mesh_service *s, json_t *j, char **json)
+{
+	char *text = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
+
+	json_decref(j);
+	if (text == NULL) {
+		return mesh_err_set(MESH_ENOMEM, "service '%s'", s->name);
+	}
+	*json = text;
+	return MESH_OK;
+}
+
+mesh_err
+mesh_service_describe(const struct mesh_service *s, char **json)
+{
+	json_t *sources = json_array();
+
+	for (size_t i = 0; sources != NULL && i < s->n_src; i++) {
+		const struct source *src = &s->src[i];
+		json_t *o =
+		        json_pack("{s:s, s:s}", "kind",
+		                  src->kind == SRC_TOPIC ? "topic" : "queue",
+		                  "name", src->name);
+		if (o != NULL && src->filter_policy != NULL) {
+			json_object_set_new(
+			        o, "filter_policy",
+			        json_loads(src->filter_policy, 0, NULL));
+			json_object_set_new(o, "filter_scope",
+			                    json_string(mesh_filter_scope_name(
+			                            src->scope)));
+		}
+		if (o != NULL && src->replay_from_ms > 0) {
+			json_object_set_new(
+			        o, "replay_from_ms",
+			        json_integer((json_int_t)src->replay_from_ms));
+		}
+		json_array_append_new(sources, o);
+	}
+	return json_out(s,
+	                json_pack("{s:s, s:o, s:i}", "service", s->name,
+	                          "sources", sources, "partitions",
+	                          s->o.partitions),
+	                json);
+}
+
+mesh_err
+mesh_service_prepare(struct mesh_service *s, struct mesh_conn *c, char **json)
+{
+	volatile sig_atomic_t never = 0;
+	json_t *sources;
+	mesh_err err;
+
+	if ((err = check_opts(s)) != MESH_OK) {
+		return err;
+	}
+	s->c = c;
+	s->stop = &never;
+	if ((err = prepare(s)) != MESH_OK ||
+	    (s->o.partitions > 0 &&
+	     (err = mesh_partitions_ensure(c, s->name, s->o.partitions)) !=
+	             MESH_OK)) {
+		s->c = NULL;
+		s->stop = NULL;
+		return err;
+	}
+	s->c = NULL;
+	s->stop = NULL;
+	sources = json_array();
+	for (size_t i = 0; sources != NULL && i < s->n_src; i++) {
+		json_array_append_new(sources, json_string(s->src[i].spec));
+	}
+	return json_out(s,
+	                json_pack("{s:s, s:o, s:i}", "service", s->name,
+	                          "sources", sources, "partitions",
+	                          s->o.partitions),
+	                json);
+}
+
 mesh_err
 mesh_service_run(struct mesh_service *s, struct mesh_conn *c,
                  volatile sig_atomic_t *stop)

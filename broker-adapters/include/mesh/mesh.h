@@ -8,6 +8,7 @@
 #include "mesh/err.h"
 #include "mesh/event.h"
 #include "mesh/filter.h"
+#include "mesh/function.h"
 #include "mesh/lease.h"
 #include "mesh/partition.h"
 #include "mesh/pbjson.h"

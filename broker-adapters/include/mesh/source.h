@@ -130,6 +130,11 @@ mesh_err mesh_source_open(struct mesh_conn *c, const char *spec,
                           const struct mesh_source_opts *o,
                           struct mesh_source **out);
 
+/* Whether spec is written as mesh_source_open takes it ("queue:NAME",
+ * "subscription:ID", "partition:SERVICE/K"), without asking the broker
+ * whether it exists. Errors: MESH_EINVAL, the detail naming the spec. */
+mesh_err mesh_source_spec_check(const char *spec);
+
 /* Close a source; messages not yet settled come again (after their
  * visibility timeout or ack wait). NULL is fine. */
 void mesh_source_close(struct mesh_source *s);

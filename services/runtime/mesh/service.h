@@ -147,6 +147,28 @@ void mesh_service_on_start(struct mesh_service *s,
 mesh_err mesh_service_run(struct mesh_service *s, struct mesh_conn *c,
                           volatile sig_atomic_t *stop);
 
+/* What the service declares, without connecting (its program's
+ * --describe), as JSON: {"service", "sources": [{"kind": "topic" |
+ * "queue", "name", "filter_policy" (an object), "filter_scope",
+ * "replay_from_ms" (the last three only when set)}], "partitions": N}
+ * (N: 0 when not partitioned). *json malloc'ed, NUL-terminated; free().
+ * Errors: MESH_ENOMEM. */
+mesh_err mesh_service_describe(const struct mesh_service *s, char **json);
+
+/* Make on c what a start makes, and nothing else (its program's
+ * --prepare; no LMDB environment is opened, no event taken): its
+ * dead-letter queue, its topic subscriptions (made, or updated to the
+ * declared policy), its queues checked, and a partitioned service's
+ * record, partition stream and consumers. *json (malloc'ed; free()) says
+ * what it consumes: {"service", "sources": ["subscription:ID" |
+ * "queue:NAME", ...] (mesh_source_open's specs, in declared order),
+ * "partitions": N}. Errors: those of mesh_service_run's start, the detail
+ * naming what failed (MESH_ENOTFOUND: a queue or topic that does not
+ * exist; MESH_EINVAL: an option, or a partition count other than the
+ * recorded one). Not while the service runs. */
+mesh_err mesh_service_prepare(struct mesh_service *s, struct mesh_conn *c,
+                              char **json);
+
 /* The whole program: read flags and environment (and --help), connect
  * (--server, NATS_URL and the credentials of meshctl), run until SIGTERM
  * or SIGINT; returns the exit code (0 after a graceful stop). */
