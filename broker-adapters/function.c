@@ -665,3 +665,9 @@ mesh_function_slot(const char *name)
 {
 	return mesh_partition_of(name, strlen(name), MESH_SUPERVISOR_SLOTS);
 }
+
+mesh_err
+mesh_function_bucket(struct mesh_conn *c, kvStore **kv)
+{
+	return bucket(c, true, kv);
+}

@@ -32,7 +32,8 @@ child_env(const struct mesh_function *f, const char *servers,
 	}
 	for (size_t i = 0; i < n; i++) {
 		const char *eq = strchr(environ[i], '=');
-		size_t len = eq ? (size_t)(eq - environ[i]) : strlen(environ[i]);
+		size_t len =
+		        eq ? (size_t)(eq - environ[i]) : strlen(environ[i]);
 		bool over = (servers != NULL && len == 8 &&
 		             strncmp(environ[i], "NATS_URL", 8) == 0) ||
 		            (len == 16 &&

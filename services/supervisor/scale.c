@@ -15,8 +15,8 @@ int
 scale_decide(struct scale_state *st, const struct scale_limits *lim,
              const struct scale_reading *r, char *why, size_t why_size)
 {
-	uint64_t target = lim->target_backlog > 0 ? (uint64_t)lim->target_backlog
-	                                          : 1;
+	uint64_t target =
+	        lim->target_backlog > 0 ? (uint64_t)lim->target_backlog : 1;
 	uint64_t want64 = (r->backlog + target - 1) / target;
 	int want = want64 > (uint64_t)lim->max ? lim->max : (int)want64;
 	bool worked = st->seen > 0 && r->delivered != st->last_delivered;
@@ -29,7 +29,8 @@ scale_decide(struct scale_state *st, const struct scale_limits *lim,
 	} else if (st->quiet_since_ms == 0) {
 		st->quiet_since_ms = r->now_ms;
 	}
-	if (r->running > 1 && (uint64_t)(r->running - 1) * target > r->backlog &&
+	if (r->running > 1 &&
+	    (uint64_t)(r->running - 1) * target > r->backlog &&
 	    r->running > lim->min) {
 		if (st->low_since_ms == 0) {
 			st->low_since_ms = r->now_ms;
@@ -59,8 +60,8 @@ scale_decide(struct scale_state *st, const struct scale_limits *lim,
 	           r->now_ms - st->low_since_ms >= lim->idle_ms) {
 		out = r->running - 1;
 		snprintf(why, why_size,
-		         "backlog %" PRIu64 " held by %d instances for %" PRId64
-		         " ms",
+		         "backlog %" PRIu64
+		         " held by %d instances for %" PRId64 " ms",
 		         r->backlog, out, r->now_ms - st->low_since_ms);
 		st->low_since_ms = 0;
 	}

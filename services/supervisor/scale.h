@@ -9,10 +9,10 @@
 
 /* What is known of a function at one reading. */
 struct scale_reading {
-	int64_t now_ms;   /* monotonic */
-	int running;      /* instances running or starting (not stopping) */
-	uint64_t backlog; /* waiting + in flight, over its sources */
-	uint64_t delayed; /* queues' delayed messages (not yet work) */
+	int64_t now_ms;     /* monotonic */
+	int running;        /* instances running or starting (not stopping) */
+	uint64_t backlog;   /* waiting + in flight, over its sources */
+	uint64_t delayed;   /* queues' delayed messages (not yet work) */
 	uint64_t delivered; /* the sources' delivered counters, summed */
 };
 
@@ -29,7 +29,7 @@ struct scale_state {
 	int64_t low_since_ms;   /* fewer would do since (0: they would not) */
 	uint64_t last_backlog;
 	uint64_t last_delivered;
-	int seen;               /* readings taken */
+	int seen; /* readings taken */
 };
 
 /* The instance count wanted after reading r, and why (a sentence, for

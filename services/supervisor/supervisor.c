@@ -33,9 +33,9 @@
 #define FAST_EXIT_MS    10000 /* an instance gone sooner crashed early */
 #define BACKOFF_BASE_MS 500
 #define BACKOFF_MAX_MS  30000
-#define ARM_RETRY_MS    5000  /* a source that could not be watched */
-#define REAP_EVERY_MS   50    /* with instances: how often exits are seen */
-#define IDLE_WAIT_MS    1000  /* without: the loop's longest sleep */
+#define ARM_RETRY_MS    5000 /* a source that could not be watched */
+#define REAP_EVERY_MS   50   /* with instances: how often exits are seen */
+#define IDLE_WAIT_MS    1000 /* without: the loop's longest sleep */
 #define READ_SOURCES    (MESH_FUNCTION_SOURCES_MAX + 1024)
 
 struct sup;
@@ -112,7 +112,8 @@ struct sup {
 	natsSubscription *info_sub, *list_sub;
 };
 
-/* ---- logs ---------------------------------------------------------------- */
+/* ---- logs ----------------------------------------------------------------
+ */
 
 static void
 slog(struct sup *s, const char *level, const struct fn *f, const char *fmt,
@@ -154,7 +155,8 @@ kick(struct sup *s)
 	pthread_cond_signal(&s->cond);
 }
 
-/* ---- the functions' table ------------------------------------------------ */
+/* ---- the functions' table ------------------------------------------------
+ */
 
 static struct fn *
 fn_find(struct sup *s, const char *name)
@@ -244,6 +246,10 @@ fn_apply(struct sup *s, kvEntry *e)
 	f->bad = false;
 	if (f->defined && run_changed(&f->def, &def)) {
 		f->redefined = true;
+		/* A mended program gets a fresh start, no back-off. */
+		f->fast_exits = 0;
+		f->start_after = 0;
+		f->crash_loop = false;
 	}
 	if (!f->defined) {
 		f->redefined = true; /* disarm a stale set of sources */
@@ -252,8 +258,9 @@ fn_apply(struct sup *s, kvEntry *e)
 	f->def = def;
 	snprintf(f->def.name, sizeof(f->def.name), "%s", key);
 	f->defined = true;
-	slog(s, "info", f, "defined: %s, %d-%d instances, idle %" PRId64
-	     " ms, %" PRId64 " per instance, %zu sources",
+	slog(s, "info", f,
+	     "defined: %s, %d-%d instances, idle %" PRId64 " ms, %" PRId64
+	     " per instance, %zu sources",
 	     f->def.program, f->def.min, f->def.max, f->def.idle_ms,
 	     f->def.target_backlog, f->def.n_sources);
 	kick(s);
@@ -279,7 +286,8 @@ watch_main(void *arg)
 	return NULL;
 }
 
-/* ---- slots --------------------------------------------------------------- */
+/* ---- slots ---------------------------------------------------------------
+ */
 
 static void
 on_acquired(void *arg, int slot, uint64_t epoch)
@@ -311,7 +319,8 @@ slot_held(struct sup *s, int slot)
 	       mesh_lease_held(s->lease, slot, s->epoch[slot]);
 }
 
-/* ---- waking --------------------------------------------------------------- */
+/* ---- waking ---------------------------------------------------------------
+ */
 
 static void
 on_wake(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
@@ -460,8 +469,9 @@ arm(struct fn *f, int64_t now)
 		f->woken = true;
 		snprintf(f->woken_by, sizeof(f->woken_by),
 		         "%" PRIu64 " events waiting%s", r.backlog,
-		         r.delayed > 0 ? " (some delayed: they need a receiver)"
-		                       : "");
+		         r.delayed > 0
+		                 ? " (some delayed: they need a receiver)"
+		                 : "");
 	}
 	return;
 fail:
@@ -469,7 +479,8 @@ fail:
 	f->arm_after = now + ARM_RETRY_MS;
 }
 
-/* ---- instances ------------------------------------------------------------ */
+/* ---- instances ------------------------------------------------------------
+ */
 
 static int
 alive(const struct fn *f)
@@ -497,10 +508,12 @@ start_some(struct fn *f, int n, int64_t now)
 {
 	struct sup *s = f->sup;
 
-	for (int i = 0; i < n && f->n_inst < MESH_FUNCTION_INSTANCES_MAX; i++) {
+	for (int i = 0; i < n && f->n_inst < MESH_FUNCTION_INSTANCES_MAX;
+	     i++) {
 		struct instance *in = &f->inst[f->n_inst];
 		if (!slot_held(s, f->slot)) {
-			return; /* never two supervisors' instances by choice */
+			return; /* never two supervisors' instances by choice
+			         */
 		}
 		if (instance_start(&f->def, s->o.servers, s->instance, in) !=
 		    MESH_OK) {
@@ -508,8 +521,8 @@ start_some(struct fn *f, int n, int64_t now)
 			f->start_after = now + BACKOFF_BASE_MS;
 			return;
 		}
-		if (alive(f) == 1) {
-			f->cold_starts++;
+		if (alive(f) == 0) {
+			f->cold_starts++; /* from zero */
 		}
 		f->n_inst++;
 		slog(s, "info", f, "instance %d started: %s", (int)in->pid,
@@ -524,7 +537,8 @@ stop_some(struct fn *f, int n)
 	for (int i = f->n_inst - 1; i >= 0 && n > 0; i--) {
 		if (f->inst[i].state != INSTANCE_STOPPING) {
 			instance_stop(&f->inst[i]);
-			slog(f->sup, "info", f, "instance %d stopping (SIGTERM)",
+			slog(f->sup, "info", f,
+			     "instance %d stopping (SIGTERM)",
 			     (int)f->inst[i].pid);
 			n--;
 		}
@@ -586,7 +600,8 @@ reap(struct sup *s, int64_t now)
 	}
 }
 
-/* ---- the decision, per function ------------------------------------------ */
+/* ---- the decision, per function ------------------------------------------
+ */
 
 static void
 step(struct sup *s, struct fn *f, int64_t now)
@@ -608,9 +623,10 @@ step(struct sup *s, struct fn *f, int64_t now)
 		}
 		if (in->state == INSTANCE_STOPPING &&
 		    now - in->term_mono >= INSTANCE_KILL_MS) {
-			slog(s, "warn", f, "instance %d still running %d s "
-			     "after SIGTERM: SIGKILL", (int)in->pid,
-			     INSTANCE_KILL_MS / 1000);
+			slog(s, "warn", f,
+			     "instance %d still running %d s "
+			     "after SIGTERM: SIGKILL",
+			     (int)in->pid, INSTANCE_KILL_MS / 1000);
 			kill(in->pid, SIGKILL);
 			in->term_mono = now; /* once more later if need be */
 		}
@@ -647,7 +663,8 @@ step(struct sup *s, struct fn *f, int64_t now)
 		if (read_backlog(f, &r)) {
 			if (r.delayed > 0 && lim.min == 0) {
 				/* Delayed messages become work only through
-				 * a receiver: never scale to zero past them. */
+				 * a receiver: never scale to zero past them.
+				 */
 				lim.min = 1;
 			}
 			want = scale_decide(&f->scale, &lim, &r, why,
@@ -700,7 +717,8 @@ hand_over(struct sup *s)
 	}
 }
 
-/* ---- status ---------------------------------------------------------------- */
+/* ---- status ----------------------------------------------------------------
+ */
 
 static json_t *
 fn_status(struct sup *s, const struct fn *f)
@@ -728,12 +746,12 @@ fn_status(struct sup *s, const struct fn *f)
 	              "backlog", (json_int_t)f->backlog, "last_exit",
 	              f->last_exit, "armed", f->armed);
 	if (j != NULL && f->decision.at_ms > 0) {
-		json_object_set_new(
-		        j, "decision",
-		        json_pack("{s:I, s:i, s:i, s:s}", "at_ms",
-		                  (json_int_t)f->decision.at_ms, "from",
-		                  f->decision.from, "to", f->decision.to, "why",
-		                  f->decision.why));
+		json_object_set_new(j, "decision",
+		                    json_pack("{s:I, s:i, s:i, s:s}", "at_ms",
+		                              (json_int_t)f->decision.at_ms,
+		                              "from", f->decision.from, "to",
+		                              f->decision.to, "why",
+		                              f->decision.why));
 	}
 	return j;
 }
@@ -793,14 +811,14 @@ on_list(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
 	natsMsg_Destroy(m);
 }
 
-/* ---- running ----------------------------------------------------------------- */
+/* ---- running
+ * ----------------------------------------------------------------- */
 
 void
 supervisor_opts_init(struct supervisor_opts *o)
 {
-	*o = (struct supervisor_opts){.lease_ms = 3000,
-	                              .tick_ms = 250,
-	                              .stop_ms = 15000};
+	*o = (struct supervisor_opts){
+	        .lease_ms = 3000, .tick_ms = 250, .stop_ms = 15000};
 }
 
 static mesh_err
@@ -826,10 +844,9 @@ start(struct sup *s)
 	st = natsConnection_Subscribe(&s->info_sub, mesh_conn_nats(s->c), info,
 	                              on_info, s);
 	if (st == NATS_OK) {
-		st = natsConnection_Subscribe(&s->list_sub,
-		                              mesh_conn_nats(s->c),
-		                              MESH_SUPERVISOR_LIST_SUBJECT,
-		                              on_list, s);
+		st = natsConnection_Subscribe(
+		        &s->list_sub, mesh_conn_nats(s->c),
+		        MESH_SUPERVISOR_LIST_SUBJECT, on_list, s);
 	}
 	if (st != NATS_OK) {
 		return mesh_err_nats(st, 0, "subscribing to %s", info);
@@ -956,7 +973,8 @@ supervisor_run(struct mesh_conn *c, const struct supervisor_opts *o,
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cond, NULL);
 	if ((err = start(s)) == MESH_OK) {
-		slog(s, "info", NULL, "started: %d slots, lease %" PRId64 " ms",
+		slog(s, "info", NULL,
+		     "started: %d slots, lease %" PRId64 " ms",
 		     MESH_SUPERVISOR_SLOTS, s->o.lease_ms);
 		pthread_mutex_lock(&s->mu);
 		while (!*stop) {

@@ -1,0 +1,483 @@
+/* mesh-supervisor against a real nats-server: scale to zero after idle,
+ * the first event after idle processed, a burst scaled up to max (never
+ * past it) and back down with nothing lost, a crash loop contained (and
+ * its event kept), two supervisors never running one function at once,
+ * and one killed -9 taken over by the other.
+ *
+ * argv[1]: mesh-supervisor, argv[2]: fn-counter (tests/fn-counter.c). */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <lmdb.h>
+
+#include "harness.h"
+#include "mesh/function.h"
+#include "mesh/mesh.h"
+
+static struct test_broker broker;
+static struct mesh_conn *conn;
+static const char *supervisor_bin, *counter_bin;
+static char tmp[PATH_MAX];
+
+static void
+nap(int ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+	nanosleep(&ts, NULL);
+}
+
+/* A supervisor of our own, its log in tmp/sup-TAG.log. */
+static pid_t
+supervisor_start(const char *tag)
+{
+	char log[PATH_MAX + 32];
+	pid_t pid;
+
+	snprintf(log, sizeof(log), "%s/sup-%s.log", tmp, tag);
+	if ((pid = fork()) == 0) {
+		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+		dup2(fd, 2);
+		dup2(fd, 1);
+		execl(supervisor_bin, supervisor_bin, "--server", broker.url,
+		      "--tick-ms", "100", "--lease-ms", "1500", "--stop-ms",
+		      "5000", (char *)NULL);
+		_exit(127);
+	}
+	return pid;
+}
+
+static void
+supervisor_stop(pid_t pid)
+{
+	kill(pid, SIGTERM);
+	waitpid(pid, NULL, 0);
+}
+
+/* Define NAME: fn-counter on queue QUEUE, its state in tmp/NAME. */
+static mesh_err
+define(const char *name, const char *queue, int min, int max, int64_t idle,
+       const char *extra_env)
+{
+	struct mesh_function f;
+	char *env[5];
+	char state[PATH_MAX + 64], starts[PATH_MAX + 64], fname[128],
+	        fqueue[128];
+	char spec[128];
+	char *sources[1] = {spec};
+	mesh_err err;
+	size_t n = 0;
+
+	snprintf(state, sizeof(state), "MESH_STATE=%s/%s", tmp, name);
+	snprintf(starts, sizeof(starts), "FN_STARTS=%s/%s.starts", tmp, name);
+	snprintf(fname, sizeof(fname), "FN_NAME=%s", name);
+	snprintf(fqueue, sizeof(fqueue), "FN_QUEUE=%s", queue);
+	snprintf(spec, sizeof(spec), "queue:%s", queue);
+	env[n++] = state;
+	env[n++] = starts;
+	env[n++] = fname;
+	env[n++] = fqueue;
+	if (extra_env != NULL) {
+		env[n++] = (char *)extra_env;
+	}
+	mesh_function_init(&f);
+	snprintf(f.name, sizeof(f.name), "%s", name);
+	f.program = (char *)counter_bin;
+	f.env = env;
+	f.n_env = n;
+	f.min = min;
+	f.max = max;
+	f.idle_ms = idle;
+	f.target_backlog = 100;
+	f.sources = sources;
+	f.n_sources = 1;
+	err = mesh_function_put(conn, &f, true);
+	if (err == MESH_EEXIST) {
+		err = mesh_function_put(conn, &f, false);
+	}
+	return err;
+}
+
+static json_t *
+info(const char *name)
+{
+	char subject[160];
+	natsMsg *reply = NULL;
+	json_t *j = NULL;
+
+	snprintf(subject, sizeof(subject), MESH_SUPERVISOR_INFO_SUBJECT, name);
+	if (natsConnection_RequestString(&reply, mesh_conn_nats(conn), subject,
+	                                 "", 1000) == NATS_OK) {
+		j = json_loadb(natsMsg_GetData(reply),
+		               (size_t)natsMsg_GetDataLength(reply), 0, NULL);
+		natsMsg_Destroy(reply);
+	}
+	return j;
+}
+
+/* Instances running or starting, from the supervisor's answer; -1 when
+ * none answered. */
+static int
+running(const char *name)
+{
+	json_t *j = info(name), *inst;
+	int n = -1;
+	size_t i;
+
+	if (j != NULL) {
+		n = 0;
+		json_array_foreach(json_object_get(j, "instances"), i, inst)
+		{
+			n += strcmp(json_string_value(
+			                    json_object_get(inst, "state")),
+			            "stopping") != 0;
+		}
+	}
+	json_decref(j);
+	return n;
+}
+
+static json_int_t
+info_int(const char *name, const char *field)
+{
+	json_t *j = info(name);
+	json_int_t v = j ? json_integer_value(json_object_get(j, field)) : -1;
+
+	json_decref(j);
+	return v;
+}
+
+static int
+lines(const char *name)
+{
+	char path[PATH_MAX + 64];
+	FILE *f;
+	int n = 0, ch;
+
+	snprintf(path, sizeof(path), "%s/%s.starts", tmp, name);
+	if ((f = fopen(path, "r")) == NULL) {
+		return 0;
+	}
+	while ((ch = fgetc(f)) != EOF) {
+		n += ch == '\n';
+	}
+	fclose(f);
+	return n;
+}
+
+/* Events processed by NAME: its state's "ev/" keys, read from its LMDB
+ * environment (another process may be writing: LMDB allows it). */
+static long
+processed(const char *name)
+{
+	char dir[PATH_MAX + 64];
+	MDB_env *env = NULL;
+	MDB_txn *txn = NULL;
+	MDB_cursor *cur = NULL;
+	MDB_dbi dbi;
+	MDB_val k = {3, "ev/"}, v;
+	long n = -1;
+
+	snprintf(dir, sizeof(dir), "%s/%s", tmp, name);
+	if (access(dir, F_OK) != 0) {
+		return 0;
+	}
+	if (mdb_env_create(&env) != 0 || mdb_env_set_maxdbs(env, 8) != 0 ||
+	    mdb_env_set_mapsize(env, (size_t)1 << 30) != 0 ||
+	    mdb_env_open(env, dir, MDB_RDONLY | MDB_NOTLS, 0644) != 0 ||
+	    mdb_txn_begin(env, NULL, MDB_RDONLY, &txn) != 0 ||
+	    mdb_dbi_open(txn, "state", 0, &dbi) != 0 ||
+	    mdb_cursor_open(txn, dbi, &cur) != 0) {
+		goto out;
+	}
+	n = 0;
+	for (int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (k.mv_size < 3 || memcmp(k.mv_data, "ev/", 3) != 0) {
+			break;
+		}
+		n++;
+	}
+out:
+	mdb_cursor_close(cur);
+	mdb_txn_abort(txn);
+	mdb_env_close(env);
+	return n;
+}
+
+static long
+processed_all(const char **names, int n)
+{
+	long d = 0;
+
+	for (int k = 0; k < n; k++) {
+		d += processed(names[k]);
+	}
+	return d;
+}
+
+static bool
+send_n(const char *queue, int n)
+{
+	struct mesh_queue *q = NULL;
+	bool ok = mesh_queue_open(conn, queue, &q) == MESH_OK;
+
+	for (int i = 0; ok && i < n; i++) {
+		struct mesh_event *ev = NULL;
+		struct mesh_queue_entry e = {.delay_s = -1};
+		struct mesh_queue_sent sent;
+		char body[32];
+		snprintf(body, sizeof(body), "event %d", i);
+		ok = mesh_event_new("test.work", "/tests", &ev) == MESH_OK &&
+		     mesh_event_set_text(ev, body, strlen(body)) == MESH_OK;
+		e.event = ev;
+		ok = ok && mesh_queue_send(q, &e, &sent) == MESH_OK;
+		mesh_event_free(ev);
+	}
+	mesh_queue_close(q);
+	return ok;
+}
+
+/* Wait up to ms for cond; true when it came. */
+#define WAIT_FOR(cond, ms)                                                    \
+	({                                                                    \
+		long long until_ = test_now_ms() + (ms);                      \
+		bool got_;                                                    \
+		while (!(got_ = (cond)) && test_now_ms() < until_) {          \
+			nap(50);                                              \
+		}                                                             \
+		got_;                                                         \
+	})
+
+static void
+queue_make(const char *name)
+{
+	struct mesh_queue_attrs a;
+
+	mesh_queue_attrs_init(&a);
+	a.visibility_timeout_s = 5;
+	if (mesh_queue_create(conn, name, &a) != MESH_OK) {
+		tap_diag("queue %s: %s", name, mesh_errdetail());
+	}
+}
+
+static void
+one_supervisor(void)
+{
+	pid_t sup;
+	long long t0;
+	int peak = 0;
+
+	queue_make("work");
+	ok(define("counter", "work", 0, 3, 1500, "FN_SLOW_MS=1") == MESH_OK,
+	   "a function with min 0, max 3, idle 1.5 s is defined");
+	sup = supervisor_start("one");
+	ok(WAIT_FOR(running("counter") == 0, 10000),
+	   "the supervisor runs it with no instance while nothing waits");
+	nap(1000);
+	is_int(lines("counter"), 0, "no instance was started");
+
+	t0 = test_now_ms();
+	ok(send_n("work", 1), "one event sent");
+	ok(WAIT_FOR(processed("counter") == 1, 10000),
+	   "the first event woke an instance and was processed");
+	tap_diag("first event processed %lld ms after sending (cold)",
+	         test_now_ms() - t0);
+	is_int(lines("counter"), 1, "one instance started for it");
+	ok(WAIT_FOR(running("counter") == 0, 10000),
+	   "after the idle time, no instance runs");
+	is_int(info_int("counter", "cold_starts"), 1,
+	       "one cold start counted");
+
+	ok(send_n("work", 1), "one more event after idle");
+	ok(WAIT_FOR(processed("counter") == 2, 10000),
+	   "it is processed: the function woke again");
+	ok(WAIT_FOR(running("counter") == 0, 10000), "and went back to zero");
+
+	ok(send_n("work", 5000), "a burst of 5,000 events");
+	t0 = test_now_ms();
+	while (test_now_ms() - t0 < 60000 && processed("counter") < 5002) {
+		int n = running("counter");
+		peak = n > peak ? n : peak;
+		nap(100);
+	}
+	is_int(processed("counter"), 5002, "every event processed once");
+	is_int(peak, 3, "the burst scaled up to max 3, never past it");
+	ok(WAIT_FOR(running("counter") == 0, 15000),
+	   "and back down to zero after it");
+	tap_diag("instances started in all: %d", lines("counter"));
+
+	/* A crash loop: the program exits at once. */
+	queue_make("crashq");
+	ok(define("crasher", "crashq", 0, 2, 1500, "FN_CRASH=1") == MESH_OK,
+	   "a function whose program exits at start");
+	ok(send_n("crashq", 1), "an event for it");
+	nap(6000);
+	{
+		json_t *j = info("crasher");
+		json_int_t exits =
+		        j ? json_integer_value(json_object_get(j, "exits"))
+		          : -1;
+		ok(j != NULL && json_is_true(json_object_get(j, "crash_loop")),
+		   "it is reported crash-looping");
+		ok(exits >= 3 && exits <= 6,
+		   "restarted with back-off: %lld exits in 6 s",
+		   (long long)exits);
+		json_decref(j);
+	}
+	ok(define("crasher", "crashq", 0, 2, 1500, NULL) == MESH_OK,
+	   "its definition mended (the crash taken out)");
+	ok(WAIT_FOR(processed("crasher") == 1, 15000),
+	   "the event survived the crash loop and is processed");
+	supervisor_stop(sup);
+	ok(WAIT_FOR(running("counter") == -1, 3000),
+	   "a stopped supervisor answers no more");
+}
+
+/* Every supervisor's answer to the list request, for 300 ms: per function
+ * name, how many supervisors run it and the instances they report. */
+static bool
+list_check(const char **names, int n, int max, char *why, size_t size)
+{
+	natsConnection *nc = mesh_conn_nats(conn);
+	natsSubscription *sub = NULL;
+	char inbox[64];
+	int seen[16] = {0}, inst[16] = {0};
+	natsMsg *m = NULL;
+	bool good = true;
+
+	snprintf(inbox, sizeof(inbox), "_INBOX.test.%d", (int)test_rand());
+	natsConnection_SubscribeSync(&sub, nc, inbox);
+	natsConnection_PublishRequestString(nc, MESH_SUPERVISOR_LIST_SUBJECT,
+	                                    inbox, "");
+	while (natsSubscription_NextMsg(&m, sub, 300) == NATS_OK) {
+		json_t *j = json_loadb(natsMsg_GetData(m),
+		                       (size_t)natsMsg_GetDataLength(m), 0,
+		                       NULL),
+		       *f;
+		size_t i;
+		json_array_foreach(json_object_get(j, "functions"), i, f)
+		{
+			const char *fn = json_string_value(
+			        json_object_get(f, "function"));
+			for (int k = 0; fn != NULL && k < n; k++) {
+				if (strcmp(fn, names[k]) == 0) {
+					seen[k]++;
+					inst[k] += (int)json_array_size(
+					        json_object_get(f,
+					                        "instances"));
+				}
+			}
+		}
+		json_decref(j);
+		natsMsg_Destroy(m);
+	}
+	natsSubscription_Destroy(sub);
+	for (int k = 0; k < n; k++) {
+		if (seen[k] > 1 || inst[k] > max) {
+			snprintf(why, size, "%s: %d supervisors, %d instances",
+			         names[k], seen[k], inst[k]);
+			good = false;
+		}
+	}
+	return good;
+}
+
+static void
+two_supervisors(void)
+{
+	static const char *names[] = {"fa", "fb", "fc", "fd", "fe", "ff"};
+	const int n = 6;
+	pid_t a, b;
+	bool never_double = true;
+	char why[256] = "";
+	long long t0;
+
+	for (int k = 0; k < n; k++) {
+		char q[32];
+		snprintf(q, sizeof(q), "q-%s", names[k]);
+		queue_make(q);
+		if (define(names[k], q, 0, 2, 1500, "FN_SLOW_MS=2") !=
+		    MESH_OK) {
+			tap_diag("%s: %s", names[k], mesh_errdetail());
+		}
+	}
+	a = supervisor_start("a");
+	b = supervisor_start("b");
+	nap(4000); /* the slots spread over both */
+	for (int k = 0; k < n; k++) {
+		char q[32];
+		snprintf(q, sizeof(q), "q-%s", names[k]);
+		send_n(q, 500);
+	}
+	t0 = test_now_ms();
+	while (test_now_ms() - t0 < 30000) {
+		if (!list_check(names, n, 2, why, sizeof(why))) {
+			never_double = false;
+			tap_diag("%s", why);
+		}
+		if (processed_all(names, n) == 500L * n) {
+			break;
+		}
+	}
+	ok(never_double, "no function ever ran under two supervisors, nor "
+	                 "past its max");
+	{
+		is_int(processed_all(names, n), 500L * n,
+		       "both supervisors' functions processed "
+		       "every event");
+	}
+
+	kill(a, SIGKILL);
+	waitpid(a, NULL, 0);
+	for (int k = 0; k < n; k++) {
+		char q[32];
+		snprintf(q, sizeof(q), "q-%s", names[k]);
+		send_n(q, 10);
+	}
+	t0 = test_now_ms();
+	ok(WAIT_FOR(processed_all(names, n) == 510L * n, 30000),
+	   "after one supervisor was killed -9, the other ran all its "
+	   "functions: every event processed");
+	tap_diag("taken over and processed in %lld ms", test_now_ms() - t0);
+	supervisor_stop(b);
+}
+
+int
+main(int argc, char **argv)
+{
+	if (argc < 3) {
+		tap_skip_all(
+		        "usage: test_supervisor MESH-SUPERVISOR FN-COUNTER");
+	}
+	supervisor_bin = argv[1];
+	counter_bin = argv[2];
+	signal(SIGPIPE, SIG_IGN);
+	if (!test_tmpdir(tmp, sizeof(tmp)) ||
+	    !test_broker_start(&broker, NULL)) {
+		tap_skip_all("no nats-server");
+	}
+	struct mesh_conn_opts o;
+	mesh_conn_opts_init(&o);
+	o.servers = broker.url;
+	if (mesh_conn_open(&o, &conn) != MESH_OK) {
+		tap_diag("%s", mesh_errdetail());
+		test_broker_stop(&broker);
+		return 1;
+	}
+	one_supervisor();
+	two_supervisors();
+	mesh_conn_close(conn);
+	test_broker_stop(&broker);
+	test_rmtree(tmp);
+	mesh_shutdown();
+	return tap_done();
+}
