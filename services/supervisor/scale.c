@@ -25,18 +25,20 @@ scale_decide(struct scale_state *st, const struct scale_limits *lim,
 
 	why[0] = '\0';
 	if (r->backlog > 0 || worked) {
-		st->quiet_since_ms = 0;
-	} else if (st->quiet_since_ms == 0) {
+		st->quiet = false;
+	} else if (!st->quiet) {
+		st->quiet = true;
 		st->quiet_since_ms = r->now_ms;
 	}
 	if (r->running > 1 &&
 	    (uint64_t)(r->running - 1) * target > r->backlog &&
 	    r->running > lim->min) {
-		if (st->low_since_ms == 0) {
+		if (!st->low) {
+			st->low = true;
 			st->low_since_ms = r->now_ms;
 		}
 	} else {
-		st->low_since_ms = 0;
+		st->low = false;
 	}
 
 	if (r->running < lim->min) {
@@ -49,21 +51,20 @@ scale_decide(struct scale_state *st, const struct scale_limits *lim,
 		         " per instance wants %d%s",
 		         r->backlog, st->last_backlog, target, (int)want,
 		         want64 > (uint64_t)lim->max ? " (max)" : "");
-	} else if (r->running > lim->min && st->quiet_since_ms != 0 &&
+	} else if (r->running > lim->min && st->quiet &&
 	           r->now_ms - st->quiet_since_ms >= lim->idle_ms) {
 		out = lim->min;
 		snprintf(why, why_size,
 		         "idle for %" PRId64 " ms: nothing waiting, nothing "
 		         "taken",
 		         r->now_ms - st->quiet_since_ms);
-	} else if (st->low_since_ms != 0 &&
-	           r->now_ms - st->low_since_ms >= lim->idle_ms) {
+	} else if (st->low && r->now_ms - st->low_since_ms >= lim->idle_ms) {
 		out = r->running - 1;
 		snprintf(why, why_size,
 		         "backlog %" PRIu64
 		         " held by %d instances for %" PRId64 " ms",
 		         r->backlog, out, r->now_ms - st->low_since_ms);
-		st->low_since_ms = 0;
+		st->low = false;
 	}
 	st->last_backlog = r->backlog;
 	st->last_delivered = r->delivered;

@@ -4,6 +4,7 @@
 #ifndef SUPERVISOR_SCALE_H
 #define SUPERVISOR_SCALE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -25,8 +26,9 @@ struct scale_limits {
 
 /* Memory between readings. Zero it to start. */
 struct scale_state {
-	int64_t quiet_since_ms; /* no work since (0: there is work) */
-	int64_t low_since_ms;   /* fewer would do since (0: they would not) */
+	bool quiet, low;        /* no work; fewer instances would do */
+	int64_t quiet_since_ms; /* since when, while quiet */
+	int64_t low_since_ms;   /* since when, while low */
 	uint64_t last_backlog;
 	uint64_t last_delivered;
 	int seen; /* readings taken */

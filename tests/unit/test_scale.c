@@ -1,0 +1,72 @@
+/* The supervisor's decision (services/supervisor/scale.h) over made-up
+ * readings: up with the backlog (to max in one reading), held while it
+ * drains, down one at a time when fewer would do, to min after idle,
+ * never below min nor above max. The real supervisor is tested in
+ * tests/integration/test_supervisor.c. */
+#include <string.h>
+
+#include "harness.h"
+#include "scale.h"
+
+static int
+decide(struct scale_state *st, const struct scale_limits *lim, int64_t now,
+       int running, uint64_t backlog, uint64_t delivered, char *why)
+{
+	struct scale_reading r = {.now_ms = now,
+	                          .running = running,
+	                          .backlog = backlog,
+	                          .delivered = delivered};
+
+	return scale_decide(st, lim, &r, why, 256);
+}
+
+int
+main(void)
+{
+	struct scale_limits lim = {
+	        .min = 0, .max = 4, .target_backlog = 100, .idle_ms = 1000};
+	struct scale_state st;
+	char why[256];
+
+	memset(&st, 0, sizeof(st));
+	is_int(decide(&st, &lim, 0, 1, 5000, 0, why), 4,
+	       "a burst wants max at the first reading");
+	has_str(why, "(max)", "and says max capped it");
+	memset(&st, 0, sizeof(st));
+	is_int(decide(&st, &lim, 0, 1, 250, 0, why), 3,
+	       "250 waiting at 100 each: 3 instances");
+	is_int(decide(&st, &lim, 100, 3, 400, 10, why), 4,
+	       "a growing backlog adds more");
+	is_int(decide(&st, &lim, 200, 4, 900, 20, why), 4, "never past max");
+	is_int(decide(&st, &lim, 300, 2, 300, 30, why), 2,
+	       "a draining backlog is left to the instances running");
+	is_str(why, "", "no decision, no reason");
+
+	memset(&st, 0, sizeof(st));
+	is_int(decide(&st, &lim, 0, 3, 50, 0, why), 3,
+	       "fewer would do: not at once");
+	is_int(decide(&st, &lim, 999, 3, 50, 10, why), 3,
+	       "nor before idle_ms");
+	is_int(decide(&st, &lim, 1000, 3, 50, 20, why), 2,
+	       "one fewer after idle_ms of fewer doing");
+	has_str(why, "held by 2", "saying why");
+
+	memset(&st, 0, sizeof(st));
+	is_int(decide(&st, &lim, 0, 1, 0, 7, why), 1, "quiet: wait");
+	is_int(decide(&st, &lim, 500, 1, 0, 8, why), 1,
+	       "an event taken meanwhile restarts the idle time");
+	is_int(decide(&st, &lim, 1400, 1, 0, 8, why), 1,
+	       "not idle long enough");
+	is_int(decide(&st, &lim, 1500, 1, 0, 8, why), 0,
+	       "idle for idle_ms: down to min 0");
+	has_str(why, "idle for", "saying it was idle");
+
+	lim.min = 1;
+	memset(&st, 0, sizeof(st));
+	is_int(decide(&st, &lim, 0, 2, 0, 0, why), 2, "min 1, quiet");
+	is_int(decide(&st, &lim, 5000, 2, 0, 0, why), 1, "idle: to min 1");
+	is_int(decide(&st, &lim, 6000, 0, 0, 0, why), 1,
+	       "below min: back up to it");
+	has_str(why, "below min", "saying so");
+	return tap_done();
+}
