@@ -24,11 +24,8 @@ scale_decide(struct scale_state *st, const struct scale_limits *lim,
 	int out = r->running;
 
 	why[0] = '\0';
-	if (r->backlog > 0 || worked) {
-		st->quiet = false;
-	} else if (!st->quiet) {
-		st->quiet = true;
-		st->quiet_since_ms = r->now_ms;
+	if (r->backlog > 0 || worked || st->seen == 0) {
+		st->work_ms = r->now_ms;
 	}
 	if (r->running > 1 &&
 	    (uint64_t)(r->running - 1) * target > r->backlog &&
@@ -51,13 +48,13 @@ scale_decide(struct scale_state *st, const struct scale_limits *lim,
 		         " per instance wants %d%s",
 		         r->backlog, st->last_backlog, target, (int)want,
 		         want64 > (uint64_t)lim->max ? " (max)" : "");
-	} else if (r->running > lim->min && st->quiet &&
-	           r->now_ms - st->quiet_since_ms >= lim->idle_ms) {
+	} else if (r->running > lim->min &&
+	           r->now_ms - st->work_ms >= lim->idle_ms) {
 		out = lim->min;
 		snprintf(why, why_size,
 		         "idle for %" PRId64 " ms: nothing waiting, nothing "
 		         "taken",
-		         r->now_ms - st->quiet_since_ms);
+		         r->now_ms - st->work_ms);
 	} else if (st->low && r->now_ms - st->low_since_ms >= lim->idle_ms) {
 		out = r->running - 1;
 		snprintf(why, why_size,

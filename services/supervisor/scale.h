@@ -26,9 +26,10 @@ struct scale_limits {
 
 /* Memory between readings. Zero it to start. */
 struct scale_state {
-	bool quiet, low;        /* no work; fewer instances would do */
-	int64_t quiet_since_ms; /* since when, while quiet */
-	int64_t low_since_ms;   /* since when, while low */
+	int64_t work_ms;      /* the last reading that saw work (waiting, or
+	                         taken since the reading before) */
+	bool low;             /* fewer instances would do ... */
+	int64_t low_since_ms; /* ... since then */
 	uint64_t last_backlog;
 	uint64_t last_delivered;
 	int seen; /* readings taken */
