@@ -1,5 +1,6 @@
 /* instance.c: a function's processes (see instance.h). */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -13,34 +14,55 @@
 
 extern char **environ;
 
+static bool
+env_sets(const struct mesh_function *f, const char *key, size_t len)
+{
+	for (size_t e = 0; e < f->n_env; e++) {
+		if (strncmp(f->env[e], key, len) == 0 &&
+		    f->env[e][len] == '=') {
+			return true;
+		}
+	}
+	return false;
+}
+
 /* The environment of a child: ours, with f's entries and the supervisor's
- * over it, built before fork (the child only execs). own[0..1] get the
- * two strings made here (free them after). */
+ * over it, built before fork (the child only execs). own[0..2] get the
+ * strings made here (free them after). */
 static char **
-child_env(const struct mesh_function *f, const char *servers,
-          const char *supervisor, char *own[2])
+child_env(const struct mesh_function *f, const struct instance_env *ie,
+          char *own[3])
 {
 	size_t n = 0, k = 0;
 	char **env;
 
-	own[0] = own[1] = NULL;
+	own[0] = own[1] = own[2] = NULL;
 	while (environ[n] != NULL) {
 		n++;
 	}
-	if ((env = calloc(n + f->n_env + 3, sizeof(*env))) == NULL) {
+	if ((env = calloc(n + f->n_env + 4, sizeof(*env))) == NULL) {
 		return NULL;
+	}
+	if (ie->servers != NULL &&
+	    asprintf(&own[0], "NATS_URL=%s", ie->servers) < 0) {
+		own[0] = NULL;
+	}
+	if (asprintf(&own[1], "MESH_INSTANCE_OF=%s", ie->supervisor) < 0) {
+		own[1] = NULL;
+	}
+	if (ie->state_root != NULL && !env_sets(f, "MESH_STATE", 10) &&
+	    asprintf(&own[2], "MESH_STATE=%s/%s", ie->state_root, f->name) <
+	            0) {
+		own[2] = NULL;
 	}
 	for (size_t i = 0; i < n; i++) {
 		const char *eq = strchr(environ[i], '=');
 		size_t len =
 		        eq ? (size_t)(eq - environ[i]) : strlen(environ[i]);
-		bool over = (servers != NULL && len == 8 &&
-		             strncmp(environ[i], "NATS_URL", 8) == 0) ||
-		            (len == 16 &&
-		             strncmp(environ[i], "MESH_INSTANCE_OF", 16) == 0);
-		for (size_t e = 0; !over && e < f->n_env; e++) {
-			over = strncmp(f->env[e], environ[i], len) == 0 &&
-			       f->env[e][len] == '=';
+		bool over = env_sets(f, environ[i], len);
+		for (int o = 0; !over && o < 3; o++) {
+			over = own[o] != NULL &&
+			       strncmp(own[o], environ[i], len + 1) == 0;
 		}
 		if (!over) {
 			env[k++] = environ[i];
@@ -49,32 +71,45 @@ child_env(const struct mesh_function *f, const char *servers,
 	for (size_t e = 0; e < f->n_env; e++) {
 		env[k++] = f->env[e];
 	}
-	if (servers != NULL && asprintf(&own[0], "NATS_URL=%s", servers) > 0) {
-		env[k++] = own[0];
-	}
-	if (asprintf(&own[1], "MESH_INSTANCE_OF=%s", supervisor) > 0) {
-		env[k++] = own[1];
+	for (int o = 0; o < 3; o++) {
+		if (own[o] != NULL) {
+			env[k++] = own[o];
+		}
 	}
 	return env;
 }
 
 mesh_err
-instance_start(const struct mesh_function *f, const char *servers,
-               const char *supervisor, struct instance *out)
+instance_start(const struct mesh_function *f, const struct instance_env *ie,
+               struct instance *out)
 {
 	char **argv = calloc(f->n_args + 2, sizeof(*argv));
-	char *own[2];
-	char **env = child_env(f, servers, supervisor, own);
-	pid_t parent = getpid(), pid;
+	char *own[3];
+	char **env = child_env(f, ie, own);
+	pid_t parent = getpid(), pid = -1;
+	int log = -1, err = 0;
 	sigset_t none;
 
 	if (argv == NULL || env == NULL) {
-		free(argv);
-		free(env);
-		free(own[0]);
-		free(own[1]);
-		return mesh_err_set(MESH_ENOMEM, "function '%s': start",
-		                    f->name);
+		err = ENOMEM;
+		goto out;
+	}
+	if (ie->log_dir != NULL) {
+		char path[4096];
+		snprintf(path, sizeof(path), "%s/%s.log", ie->log_dir,
+		         f->name);
+		if ((log = open(path,
+		                O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
+		                0644)) < 0) {
+			free(argv);
+			free(env);
+			for (int o = 0; o < 3; o++) {
+				free(own[o]);
+			}
+			return mesh_err_set(MESH_EIO,
+			                    "function '%s': log %s: %s",
+			                    f->name, path, strerror(errno));
+		}
 	}
 	argv[0] = f->program;
 	for (size_t i = 0; i < f->n_args; i++) {
@@ -88,6 +123,10 @@ instance_start(const struct mesh_function *f, const char *servers,
 		if (getppid() != parent) {
 			_exit(0); /* the supervisor died meanwhile */
 		}
+		if (log >= 0) {
+			dup2(log, 1);
+			dup2(log, 2);
+		}
 		signal(SIGTERM, SIG_DFL);
 		signal(SIGINT, SIG_DFL);
 		signal(SIGCHLD, SIG_DFL);
@@ -96,13 +135,19 @@ instance_start(const struct mesh_function *f, const char *servers,
 		execve(f->program, argv, env);
 		_exit(127);
 	}
+	err = pid < 0 ? errno : 0;
+out:
+	if (log >= 0) {
+		close(log);
+	}
 	free(argv);
 	free(env);
-	free(own[0]);
-	free(own[1]);
-	if (pid < 0) {
-		return mesh_err_set(MESH_ENOMEM, "function '%s': fork: %s",
-		                    f->name, strerror(errno));
+	for (int o = 0; o < 3; o++) {
+		free(own[o]);
+	}
+	if (err != 0) {
+		return mesh_err_set(MESH_ENOMEM, "function '%s': start: %s",
+		                    f->name, strerror(err));
 	}
 	out->pid = pid;
 	out->state = INSTANCE_STARTING;

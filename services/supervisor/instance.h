@@ -29,13 +29,23 @@ struct instance {
 	int64_t started_mono, term_mono;
 };
 
+/* Where and how the supervisor starts instances. */
+struct instance_env {
+	const char *servers;    /* NATS_URL for them; NULL: ours as it is */
+	const char *supervisor; /* MESH_INSTANCE_OF: the supervisor's name */
+	const char *state_root; /* MESH_STATE=ROOT/NAME unless the function
+	                           sets MESH_STATE; NULL: the service's own
+	                           default */
+	const char *log_dir;    /* stdout and stderr appended to DIR/NAME.log;
+	                           NULL: the supervisor's */
+};
+
 /* Start f's program: its arguments, the supervisor's environment with
- * f's entries over it, NATS_URL set to servers (NULL: left as it is),
- * MESH_INSTANCE_OF naming the supervisor. A program that cannot be run
- * shows as an instance exiting 127 at once. Errors: MESH_ENOMEM (memory,
- * fork). */
-mesh_err instance_start(const struct mesh_function *f, const char *servers,
-                        const char *supervisor, struct instance *out);
+ * f's entries over it and e's. A program that cannot be run shows as an
+ * instance exiting 127 at once. Errors: MESH_ENOMEM (memory, fork),
+ * MESH_EIO (the log file, named). */
+mesh_err instance_start(const struct mesh_function *f,
+                        const struct instance_env *e, struct instance *out);
 
 /* SIGTERM (graceful: the runtime finishes the batches in hand). */
 void instance_stop(struct instance *in);

@@ -1,7 +1,12 @@
 /* mesh-supervisor: runs the mesh's functions on demand (supervisor.h). */
+#include <errno.h>
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "mesh/daemon.h"
 #include "mesh/mesh.h"
@@ -31,6 +36,12 @@ usage(FILE *f)
 	        "                  50-10000 (250)\n"
 	        "  --stop-ms MS    at our stop, SIGKILL instances still\n"
 	        "                  running after SIGTERM, 100-600000 (15000)\n"
+	        "  --state-root DIR  instances' state in DIR/NAME "
+	        "(MESH_STATE,\n"
+	        "                  unless the function's env sets it)\n"
+	        "  --log-dir DIR   instances' output appended to "
+	        "DIR/NAME.log\n"
+	        "                  (default: with ours, on stderr)\n"
 	        "  --help          this text\n"
 	        "\n"
 	        "Credentials come from NATS_USER, NATS_PASSWORD, NATS_TOKEN,\n"
@@ -41,6 +52,22 @@ usage(FILE *f)
 	        MESH_DEFAULT_URL);
 }
 
+/* A directory the instances write in: made when missing. */
+static bool
+dir_ok(const char *dir, const char *flag)
+{
+	if (dir == NULL) {
+		return true;
+	}
+	if ((mkdir(dir, 0755) == 0 || errno == EEXIST) &&
+	    access(dir, W_OK) == 0) {
+		return true;
+	}
+	fprintf(stderr, "mesh-supervisor: %s '%s': %s\n", flag, dir,
+	        strerror(errno));
+	return false;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -49,6 +76,8 @@ main(int argc, char **argv)
 	        {"lease-ms", required_argument, NULL, 'l'},
 	        {"tick-ms", required_argument, NULL, 't'},
 	        {"stop-ms", required_argument, NULL, 'k'},
+	        {"state-root", required_argument, NULL, 'r'},
+	        {"log-dir", required_argument, NULL, 'g'},
 	        {"help", no_argument, NULL, 'h'},
 	        {NULL, 0, NULL, 0},
 	};
@@ -90,6 +119,12 @@ main(int argc, char **argv)
 			}
 			so.stop_ms = n;
 			break;
+		case 'r':
+			so.state_root = optarg;
+			break;
+		case 'g':
+			so.log_dir = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -102,6 +137,10 @@ main(int argc, char **argv)
 		return 2;
 	}
 	so.servers = d.conn.servers;
+	if (!dir_ok(so.state_root, "--state-root") ||
+	    !dir_ok(so.log_dir, "--log-dir")) {
+		return 1;
+	}
 	if ((err = mesh_daemon_connect(&d, &c)) == MESH_OK) {
 		err = supervisor_run(c, &so, &d.stop);
 	}

@@ -515,8 +515,11 @@ start_some(struct fn *f, int n, int64_t now)
 			return; /* never two supervisors' instances by choice
 			         */
 		}
-		if (instance_start(&f->def, s->o.servers, s->instance, in) !=
-		    MESH_OK) {
+		struct instance_env ie = {.servers = s->o.servers,
+		                          .supervisor = s->instance,
+		                          .state_root = s->o.state_root,
+		                          .log_dir = s->o.log_dir};
+		if (instance_start(&f->def, &ie, in) != MESH_OK) {
 			slog(s, "error", f, "%s", mesh_errdetail());
 			f->start_after = now + BACKOFF_BASE_MS;
 			return;

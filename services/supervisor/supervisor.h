@@ -16,10 +16,14 @@
 #include "mesh/err.h"
 
 struct supervisor_opts {
-	const char *servers; /* NATS_URL given to instances (NULL: ours) */
-	int64_t lease_ms;    /* a slot's lease; 3000 */
-	int64_t tick_ms;     /* backlog readings of running functions; 250 */
-	int64_t stop_ms;     /* at our stop, SIGKILL instances after; 15000 */
+	const char *servers;    /* NATS_URL given to instances (NULL: ours) */
+	const char *state_root; /* instances' MESH_STATE=ROOT/NAME (unless the
+	                           function sets it); NULL: none */
+	const char *log_dir;    /* instances' output to DIR/NAME.log; NULL:
+	                           our stderr */
+	int64_t lease_ms;       /* a slot's lease; 3000 */
+	int64_t tick_ms; /* backlog readings of running functions; 250 */
+	int64_t stop_ms; /* at our stop, SIGKILL instances after; 15000 */
 };
 
 void supervisor_opts_init(struct supervisor_opts *o);
