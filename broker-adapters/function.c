@@ -2,6 +2,7 @@
  * key-value bucket MESH_FUNCTIONS that mesh-supervisor watches. */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +53,23 @@ mesh_function_fini(struct mesh_function *f)
 	strv_free(f->env, f->n_env);
 	strv_free(f->sources, f->n_sources);
 	mesh_function_init(f);
+}
+
+/* err, its detail "<fmt...>: <the detail so far>". */
+static mesh_err rewrap(mesh_err err, const char *fmt, ...)
+        __attribute__((format(printf, 2, 3)));
+
+static mesh_err
+rewrap(mesh_err err, const char *fmt, ...)
+{
+	char detail[512], prefix[128];
+	va_list ap;
+
+	snprintf(detail, sizeof(detail), "%s", mesh_errdetail());
+	va_start(ap, fmt);
+	vsnprintf(prefix, sizeof(prefix), fmt, ap);
+	va_end(ap);
+	return mesh_err_set(err, "%s: %s", prefix, detail);
 }
 
 static mesh_err
@@ -184,8 +202,7 @@ check(const struct mesh_function *f, bool exists)
 	}
 	for (size_t i = 0; i < f->n_sources; i++) {
 		if ((err = mesh_source_spec_check(f->sources[i])) != MESH_OK) {
-			return mesh_err_set(err, "function '%s': %s", n,
-			                    mesh_errdetail());
+			return rewrap(err, "function '%s'", n);
 		}
 	}
 	if (f->partitions < 0 || f->partitions > MESH_PARTITIONS_MAX) {
@@ -382,8 +399,7 @@ mesh_function_decode(const char *json, size_t len, struct mesh_function *f)
 	err = decode(j, &tmp);
 	json_decref(j);
 	if (err != MESH_OK) {
-		err = mesh_err_set(err, "function record '%s': %s", tmp.name,
-		                   mesh_errdetail());
+		err = rewrap(err, "function record '%s'", tmp.name);
 		mesh_function_fini(&tmp);
 		return err;
 	}
@@ -433,9 +449,8 @@ record_get(kvStore *kv, const char *name, struct mesh_function *out)
 	if (err == MESH_OK) {
 		out->revision = kvEntry_Revision(e);
 	} else if (err == MESH_EINVAL) {
-		err = mesh_err_set(MESH_EBROKER,
-		                   "function '%s': damaged record: %s", name,
-		                   mesh_errdetail());
+		err = rewrap(MESH_EBROKER, "function '%s': damaged record",
+		             name);
 	}
 	kvEntry_Destroy(e);
 	return err;
