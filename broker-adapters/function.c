@@ -553,6 +553,20 @@ mesh_function_put(struct mesh_conn *c, struct mesh_function *f, bool create)
 	return err;
 }
 
+/* The bucket, for a call about function name (no bucket: name does not
+ * exist). */
+static mesh_err
+bucket_of(struct mesh_conn *c, const char *name, kvStore **kv)
+{
+	mesh_err err;
+
+	if ((err = name_check(name)) != MESH_OK) {
+		return err;
+	}
+	err = bucket(c, false, kv);
+	return err == MESH_ENOTFOUND ? not_found(name) : err;
+}
+
 mesh_err
 mesh_function_get(struct mesh_conn *c, const char *name,
                   struct mesh_function *out)
@@ -560,13 +574,7 @@ mesh_function_get(struct mesh_conn *c, const char *name,
 	kvStore *kv = NULL;
 	mesh_err err;
 
-	if ((err = name_check(name)) != MESH_OK) {
-		return err;
-	}
-	if ((err = bucket(c, false, &kv)) == MESH_ENOTFOUND) {
-		return not_found(name);
-	}
-	if (err != MESH_OK) {
+	if ((err = bucket_of(c, name, &kv)) != MESH_OK) {
 		return err;
 	}
 	err = record_get(kv, name, out);
@@ -657,13 +665,7 @@ mesh_function_delete(struct mesh_conn *c, const char *name)
 	natsStatus st;
 	mesh_err err;
 
-	if ((err = name_check(name)) != MESH_OK) {
-		return err;
-	}
-	if ((err = bucket(c, false, &kv)) == MESH_ENOTFOUND) {
-		return not_found(name);
-	}
-	if (err != MESH_OK) {
+	if ((err = bucket_of(c, name, &kv)) != MESH_OK) {
 		return err;
 	}
 	if (!exists(kv, name)) {

@@ -16,34 +16,22 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
 #include "commands.h"
+#include "mesh/clock.h"
 #include "mesh/function.h"
 
 #define PROBE_MS     30000
 #define PROBE_OUTPUT (1024 * 1024)
 #define INFO_WAIT_MS 2000
 
-static int64_t
-mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
+/* Unix ms as ISO-8601 UTC. */
 static void
 iso_ms(int64_t ms, char out[32])
 {
-	time_t t = (time_t)(ms / 1000);
-	struct tm tm;
-
-	gmtime_r(&t, &tm);
-	strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	mesh_time_format(ms / 1000, out);
 }
 
 /* The values of a repeatable option, copied; *given says whether there
@@ -227,7 +215,7 @@ probe_run(const struct cli *cli, const struct mesh_function *f, char **out,
 	int fds[2], ws = 0;
 	size_t len = 0, cap = 4096;
 	char *buf = malloc(cap);
-	int64_t deadline = mono_ms() + PROBE_MS;
+	int64_t deadline = mesh_mono_ms() + PROBE_MS;
 	bool timed_out = false;
 	pid_t pid;
 
@@ -252,7 +240,7 @@ probe_run(const struct cli *cli, const struct mesh_function *f, char **out,
 	close(fds[1]);
 	for (;;) {
 		struct pollfd p = {.fd = fds[0], .events = POLLIN};
-		int64_t left = deadline - mono_ms();
+		int64_t left = deadline - mesh_mono_ms();
 		ssize_t r;
 		if (left <= 0) {
 			timed_out = true;
