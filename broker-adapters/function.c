@@ -640,7 +640,9 @@ mesh_function_list(struct mesh_conn *c, struct mesh_function **out, size_t *n)
 		nf++;
 	}
 	err = MESH_OK;
-	qsort(fs, nf, sizeof(*fs), by_name);
+	if (nf > 1) {
+		qsort(fs, nf, sizeof(*fs), by_name);
+	}
 	*out = fs;
 	*n = nf;
 out:
