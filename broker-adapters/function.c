@@ -2,6 +2,7 @@
  * key-value bucket MESH_FUNCTIONS that mesh-supervisor watches. */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +53,23 @@ mesh_function_fini(struct mesh_function *f)
 	strv_free(f->env, f->n_env);
 	strv_free(f->sources, f->n_sources);
 	mesh_function_init(f);
+}
+
+/* err, its detail "<fmt...>: <the detail so far>". */
+static mesh_err rewrap(mesh_err err, const char *fmt, ...)
+        __attribute__((format(printf, 2, 3)));
+
+static mesh_err
+rewrap(mesh_err err, const char *fmt, ...)
+{
+	char detail[512], prefix[128];
+	va_list ap;
+
+	snprintf(detail, sizeof(detail), "%s", mesh_errdetail());
+	va_start(ap, fmt);
+	vsnprintf(prefix, sizeof(prefix), fmt, ap);
+	va_end(ap);
+	return mesh_err_set(err, "%s: %s", prefix, detail);
 }
 
 static mesh_err
@@ -184,8 +202,7 @@ check(const struct mesh_function *f, bool exists)
 	}
 	for (size_t i = 0; i < f->n_sources; i++) {
 		if ((err = mesh_source_spec_check(f->sources[i])) != MESH_OK) {
-			return mesh_err_set(err, "function '%s': %s", n,
-			                    mesh_errdetail());
+			return rewrap(err, "function '%s'", n);
 		}
 	}
 	if (f->partitions < 0 || f->partitions > MESH_PARTITIONS_MAX) {
@@ -382,8 +399,7 @@ mesh_function_decode(const char *json, size_t len, struct mesh_function *f)
 	err = decode(j, &tmp);
 	json_decref(j);
 	if (err != MESH_OK) {
-		err = mesh_err_set(err, "function record '%s': %s", tmp.name,
-		                   mesh_errdetail());
+		err = rewrap(err, "function record '%s'", tmp.name);
 		mesh_function_fini(&tmp);
 		return err;
 	}
@@ -433,9 +449,8 @@ record_get(kvStore *kv, const char *name, struct mesh_function *out)
 	if (err == MESH_OK) {
 		out->revision = kvEntry_Revision(e);
 	} else if (err == MESH_EINVAL) {
-		err = mesh_err_set(MESH_EBROKER,
-		                   "function '%s': damaged record: %s", name,
-		                   mesh_errdetail());
+		err = rewrap(MESH_EBROKER, "function '%s': damaged record",
+		             name);
 	}
 	kvEntry_Destroy(e);
 	return err;
@@ -538,6 +553,20 @@ mesh_function_put(struct mesh_conn *c, struct mesh_function *f, bool create)
 	return err;
 }
 
+/* The bucket, for a call about function name (no bucket: name does not
+ * exist). */
+static mesh_err
+bucket_of(struct mesh_conn *c, const char *name, kvStore **kv)
+{
+	mesh_err err;
+
+	if ((err = name_check(name)) != MESH_OK) {
+		return err;
+	}
+	err = bucket(c, false, kv);
+	return err == MESH_ENOTFOUND ? not_found(name) : err;
+}
+
 mesh_err
 mesh_function_get(struct mesh_conn *c, const char *name,
                   struct mesh_function *out)
@@ -545,13 +574,7 @@ mesh_function_get(struct mesh_conn *c, const char *name,
 	kvStore *kv = NULL;
 	mesh_err err;
 
-	if ((err = name_check(name)) != MESH_OK) {
-		return err;
-	}
-	if ((err = bucket(c, false, &kv)) == MESH_ENOTFOUND) {
-		return not_found(name);
-	}
-	if (err != MESH_OK) {
+	if ((err = bucket_of(c, name, &kv)) != MESH_OK) {
 		return err;
 	}
 	err = record_get(kv, name, out);
@@ -617,7 +640,9 @@ mesh_function_list(struct mesh_conn *c, struct mesh_function **out, size_t *n)
 		nf++;
 	}
 	err = MESH_OK;
-	qsort(fs, nf, sizeof(*fs), by_name);
+	if (nf > 1) {
+		qsort(fs, nf, sizeof(*fs), by_name);
+	}
 	*out = fs;
 	*n = nf;
 out:
@@ -642,13 +667,7 @@ mesh_function_delete(struct mesh_conn *c, const char *name)
 	natsStatus st;
 	mesh_err err;
 
-	if ((err = name_check(name)) != MESH_OK) {
-		return err;
-	}
-	if ((err = bucket(c, false, &kv)) == MESH_ENOTFOUND) {
-		return not_found(name);
-	}
-	if (err != MESH_OK) {
+	if ((err = bucket_of(c, name, &kv)) != MESH_OK) {
 		return err;
 	}
 	if (!exists(kv, name)) {

@@ -208,12 +208,10 @@ print_table(json_t *agg)
 	}
 }
 
-/* Send one request to subject and collect the answers for wait_ms into
- * *out (an array of stats objects; only service want's when want is not
- * NULL). Prints why not and returns the exit code. */
 int
-stats_gather(struct cli *cli, struct mesh_conn *c, const char *subject,
-             const char *want, int64_t wait_ms, json_t **out)
+replies_gather(struct cli *cli, struct mesh_conn *c, const char *subject,
+               const char *key, const char *want, const char *what,
+               int64_t wait_ms, json_t **out)
 {
 	natsConnection *nc = mesh_conn_nats(c);
 	natsSubscription *sub = NULL;
@@ -247,7 +245,7 @@ stats_gather(struct cli *cli, struct mesh_conn *c, const char *subject,
 		}
 		j = json_loadb(natsMsg_GetData(m),
 		               (size_t)natsMsg_GetDataLength(m), 0, NULL);
-		svc = json_object_get(j, "service");
+		svc = json_object_get(j, key);
 		if (json_is_string(svc) &&
 		    (want == NULL ||
 		     strcmp(json_string_value(svc), want) == 0)) {
@@ -260,15 +258,22 @@ stats_gather(struct cli *cli, struct mesh_conn *c, const char *subject,
 	}
 	if (malformed > 0) {
 		fprintf(stderr,
-		        "%s %s: ignored %zu answer(s) on %s that are not a "
-		        "service's stats\n",
-		        cli->prog, cli->cmd_path, malformed, subject);
+		        "%s %s: ignored %zu answer(s) on %s that are not %s\n",
+		        cli->prog, cli->cmd_path, malformed, subject, what);
 	}
 	natsSubscription_Unsubscribe(sub);
 	natsSubscription_Destroy(sub);
 	natsInbox_Destroy(inbox);
 	*out = replies;
 	return CLI_OK;
+}
+
+int
+stats_gather(struct cli *cli, struct mesh_conn *c, const char *subject,
+             const char *want, int64_t wait_ms, json_t **out)
+{
+	return replies_gather(cli, c, subject, "service", want,
+	                      "a service's stats", wait_ms, out);
 }
 
 int

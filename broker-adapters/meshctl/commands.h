@@ -71,6 +71,13 @@ int cmd_stats(struct cli *cli);
  * Prints why not and returns the exit code (cmd_stats.c). */
 int stats_gather(struct cli *cli, struct mesh_conn *c, const char *subject,
                  const char *want, int64_t wait_ms, json_t **out);
+/* The same for any subject every responder answers: replies whose
+ * string field `key` is present (and is want, when want is not NULL);
+ * the others are counted and named as not `what` ("a service's
+ * stats"). */
+int replies_gather(struct cli *cli, struct mesh_conn *c, const char *subject,
+                   const char *key, const char *want, const char *what,
+                   int64_t wait_ms, json_t **out);
 
 /* The `meshctl service` tree (cmd_service.c, service_table.c). */
 extern const struct cli_cmd service_commands[];
@@ -80,6 +87,14 @@ int cmd_state_get(struct cli *cli);
 int cmd_state_scan(struct cli *cli);
 int cmd_state_backup(struct cli *cli);
 int cmd_new_service(struct cli *cli);
+
+/* The `meshctl function` tree (function_table.c, cmd_function.c). */
+extern const struct cli_cmd function_commands[];
+int cmd_function_create(struct cli *cli);
+int cmd_function_update(struct cli *cli);
+int cmd_function_delete(struct cli *cli);
+int cmd_function_list(struct cli *cli);
+int cmd_function_info(struct cli *cli);
 
 /* A service's name is 1-64 of [A-Za-z0-9_-]; prints a usage error and
  * returns false when it is not. */

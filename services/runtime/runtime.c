@@ -1116,9 +1116,13 @@ check_opts(const struct mesh_service *s)
 	return mesh_queue_name_check(o->dlq, NULL);
 }
 
+/* {"service", "sources", "partitions"} as text into *json; takes
+ * sources. */
 static mesh_err
-json_out(const struct mesh_service *s, json_t *j, char **json)
+json_out(const struct mesh_service *s, json_t *sources, char **json)
 {
+	json_t *j = json_pack("{s:s, s:o, s:i}", "service", s->name, "sources",
+	                      sources, "partitions", s->o.partitions);
 	char *text = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
 
 	json_decref(j);
@@ -1155,11 +1159,7 @@ mesh_service_describe(const struct mesh_service *s, char **json)
 		}
 		json_array_append_new(sources, o);
 	}
-	return json_out(s,
-	                json_pack("{s:s, s:o, s:i}", "service", s->name,
-	                          "sources", sources, "partitions",
-	                          s->o.partitions),
-	                json);
+	return json_out(s, sources, json);
 }
 
 mesh_err
@@ -1174,25 +1174,19 @@ mesh_service_prepare(struct mesh_service *s, struct mesh_conn *c, char **json)
 	}
 	s->c = c;
 	s->stop = &never;
-	if ((err = prepare(s)) != MESH_OK ||
-	    (s->o.partitions > 0 &&
-	     (err = mesh_partitions_ensure(c, s->name, s->o.partitions)) !=
-	             MESH_OK)) {
-		s->c = NULL;
-		s->stop = NULL;
-		return err;
+	if ((err = prepare(s)) == MESH_OK && s->o.partitions > 0) {
+		err = mesh_partitions_ensure(c, s->name, s->o.partitions);
 	}
 	s->c = NULL;
 	s->stop = NULL;
+	if (err != MESH_OK) {
+		return err;
+	}
 	sources = json_array();
 	for (size_t i = 0; sources != NULL && i < s->n_src; i++) {
 		json_array_append_new(sources, json_string(s->src[i].spec));
 	}
-	return json_out(s,
-	                json_pack("{s:s, s:o, s:i}", "service", s->name,
-	                          "sources", sources, "partitions",
-	                          s->o.partitions),
-	                json);
+	return json_out(s, sources, json);
 }
 
 mesh_err

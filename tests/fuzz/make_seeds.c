@@ -525,6 +525,29 @@ records(void)
 	mesh_schedule_fini(&s);
 }
 
+/* Function definitions (mesh/function.h), as the bucket holds them. */
+static void
+functions(void)
+{
+	seed_str("function", "queue", -1,
+	         "{\"name\":\"orders\",\"program\":\"/usr/local/bin/"
+	         "orders\",\"args\":[\"--batch\",\"20\"],\"env\":"
+	         "[\"MESH_WINDOW_MS=5\"],\"min\":0,\"max\":4,\"idle_ms\":"
+	         "60000,\"target_backlog\":100,\"sources\":[\"queue:place-"
+	         "order\",\"queue:orders-summary\"],\"partitions\":0,"
+	         "\"created_ms\":1767225600000,\"updated_ms\":"
+	         "1767225600000}");
+	seed_str("function", "partitioned", -1,
+	         "{\"name\":\"shipping\",\"program\":\"/opt/shipping\","
+	         "\"min\":1,\"max\":64,\"idle_ms\":1000,"
+	         "\"target_backlog\":1000000,\"sources\":[\"subscription:"
+	         "orders:0123456789abcdef\",\"partition:shipping/3\"],"
+	         "\"partitions\":8}");
+	seed_str("function", "minimal", -1,
+	         "{\"name\":\"n\",\"program\":\"/p\",\"sources\":"
+	         "[\"queue:q\"]}");
+}
+
 /* ---- schedule expressions ------------------------------------------- */
 
 static void
@@ -686,6 +709,7 @@ main(int argc, char **argv)
 	pbjson();
 	receipts();
 	records();
+	functions();
 	expressions();
 	schedule_requests();
 	texts();

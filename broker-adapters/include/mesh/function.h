@@ -98,9 +98,11 @@ mesh_err mesh_function_decode(const char *json, size_t len,
 
 /* Store a definition, checked first (mesh_function_check): create=true
  * makes a new one (MESH_EEXIST when the name is taken), false replaces an
- * existing one (MESH_ENOTFOUND when there is none; created_ms kept).
- * Sets f->created_ms, updated_ms and revision. Errors: those of
- * mesh_function_check, MESH_EEXIST, MESH_ENOTFOUND, the connection's. */
+ * existing one (MESH_ENOTFOUND when there is none; created_ms kept),
+ * only if it is still at f->revision when that is not 0 (as get left it:
+ * MESH_ESTALE when it changed meanwhile). Sets f->created_ms, updated_ms
+ * and revision. Errors: those of mesh_function_check, MESH_EEXIST,
+ * MESH_ENOTFOUND, MESH_ESTALE, the connection's. */
 mesh_err mesh_function_put(struct mesh_conn *c, struct mesh_function *f,
                            bool create);
 
