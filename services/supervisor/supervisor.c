@@ -49,12 +49,18 @@ struct wake {
 	char spec[MESH_SUBSCRIPTION_ID_MAX + 16];
 };
 
-/* A filter whose subscription may still be running a callback: freed at
- * the end only. */
+/* A wake subscription taken down: unsubscribed at once, destroyed (with
+ * its filter) GRAVE_MS later. cnats 3.4's reading thread may still hold
+ * a message for it, and destroying a subscription under it crashes
+ * (nats.c#637, fixed in 3.6); its callback may still be running. */
 struct grave {
+	natsSubscription *sub;
 	struct mesh_filter *filter;
+	int64_t at; /* mono */
 	struct grave *next;
 };
+
+#define GRAVE_MS 2000
 
 struct fn {
 	struct sup *sup;
@@ -364,23 +370,42 @@ disarm(struct fn *f)
 
 	for (size_t i = 0; i < f->n_wake; i++) {
 		struct wake *w = &f->wake[i];
+		struct grave *g;
 		if (w->sub != NULL) {
 			natsSubscription_Unsubscribe(w->sub);
-			natsSubscription_Destroy(w->sub);
-			w->sub = NULL;
 		}
-		if (w->filter != NULL) {
-			struct grave *g = malloc(sizeof(*g));
-			if (g != NULL) {
-				g->filter = w->filter;
-				g->next = s->graves;
-				s->graves = g;
-			}
-			w->filter = NULL; /* leaked only if malloc failed */
-		}
+		if ((w->sub != NULL || w->filter != NULL) &&
+		    (g = malloc(sizeof(*g))) != NULL) {
+			*g = (struct grave){.sub = w->sub,
+			                    .filter = w->filter,
+			                    .at = mesh_mono_ms(),
+			                    .next = s->graves};
+			s->graves = g;
+		} /* else leaked: never freed under a running callback */
+		w->sub = NULL;
+		w->filter = NULL;
 	}
 	f->n_wake = 0;
 	f->armed = false;
+}
+
+/* Destroy what was taken down long enough ago (all: at the end). */
+static void
+bury(struct sup *s, bool all)
+{
+	int64_t now = mesh_mono_ms();
+
+	for (struct grave **gp = &s->graves; *gp != NULL;) {
+		struct grave *g = *gp;
+		if (all || now - g->at >= GRAVE_MS) {
+			natsSubscription_Destroy(g->sub);
+			mesh_filter_free(g->filter);
+			*gp = g->next;
+			free(g);
+		} else {
+			gp = &g->next;
+		}
+	}
 }
 
 /* The sources' specs: the definition's, and a partitioned service's
@@ -453,6 +478,12 @@ arm(struct fn *f, int64_t now)
 		}
 		st = natsConnection_Subscribe(&w->sub, mesh_conn_nats(s->c),
 		                              subject, on_wake, w);
+		/* One message is enough to wake: the broker sends no more
+		 * (a burst is not copied to us). A filter must see them all
+		 * until one passes. */
+		if (st == NATS_OK && w->filter == NULL) {
+			st = natsSubscription_AutoUnsubscribe(w->sub, 1);
+		}
 		f->n_wake++;
 		if (st != NATS_OK) {
 			slog(s, "error", f, "source %s: subscribing to %s: %s",
@@ -915,22 +946,19 @@ cleanup(struct sup *s)
 	for (struct fn *f = s->fns; f != NULL; f = f->next) {
 		disarm(f);
 	}
+	/* Once the broker has answered a flush, it has sent nothing more
+	 * for the subscriptions, and the reading thread is past what it
+	 * sent; callbacks in flight end soon after. */
+	mesh_conn_flush(s->c, 1000);
+	nats_Sleep(100);
 	natsSubscription_Destroy(s->info_sub);
 	natsSubscription_Destroy(s->list_sub);
-	mesh_conn_flush(s->c, 1000);
-	/* Callbacks may be running until the subscriptions are gone. */
-	nats_Sleep(100);
+	bury(s, true);
 	while (s->fns != NULL) {
 		struct fn *f = s->fns;
 		s->fns = f->next;
 		mesh_function_fini(&f->def);
 		free(f);
-	}
-	while (s->graves != NULL) {
-		struct grave *g = s->graves;
-		s->graves = g->next;
-		mesh_filter_free(g->filter);
-		free(g);
 	}
 }
 
@@ -1003,6 +1031,7 @@ supervisor_run(struct mesh_conn *c, const struct supervisor_opts *o,
 				step(s, f, now);
 			}
 			hand_over(s);
+			bury(s, false);
 		}
 		stop_all(s);
 		pthread_mutex_unlock(&s->mu);

@@ -477,7 +477,11 @@ main(int argc, char **argv)
 	two_supervisors();
 	mesh_conn_close(conn);
 	test_broker_stop(&broker);
-	test_rmtree(tmp);
+	if (getenv("TEST_KEEP") == NULL) {
+		test_rmtree(tmp);
+	} else {
+		tap_diag("kept %s", tmp);
+	}
 	mesh_shutdown();
 	return tap_done();
 }
