@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# deploy/up three times: the broker, scheduler, router and the shop's three
-# services come up; the smoke flow round-trips an event; orders flow
+# deploy/up three times: the broker, scheduler, router and supervisor come
+# up, the shop's three services defined as functions run on demand (none
+# runs once the orders are through); the smoke flow round-trips an event; orders flow
 # through the shop and the account read from the services' state is whole
 # (--once 50, then the default 10 orders, shown end to end); the second run
 # reuses what the first started; --watch prints live counts until Ctrl-C
@@ -23,9 +24,13 @@ out=$("$root/deploy/up" --once 50 </dev/null 2>&1); ok $? "deploy/up --once 50 e
 has "$out" "starting nats-server" "and starts a broker"
 has "$out" "started mesh-scheduler" "and a scheduler"
 has "$out" "started mesh-router" "and a router"
+has "$out" "started mesh-supervisor" "and a supervisor"
 for s in orders shipping notifications; do
-	has "$out" "started $s" "and the service $s"
+	has "$out" "function $s: " "and the service $s, on demand"
 done
+has "$out" "no service process runs" "and says none runs after the orders"
+pgrep -f "$root/build/services/(orders|shipping|notifications)/" >/dev/null
+is $? 1 "and none does"
 has "$out" "queue 'demo-all' got 2 of the 2" "which fans a topic out to a queue"
 has "$out" "queue 'demo-eu' got 1 of the 2" "and through a filter policy"
 has "$out" "smoke: round trip" "and prints the event's round trip"
@@ -46,7 +51,7 @@ if [ "$(id -u)" -eq 0 ]; then
 fi
 has "$out" "nats-server already running" "and reuses the running broker"
 has "$out" "mesh-scheduler already running" "and the running scheduler"
-has "$out" "orders already running" "and the running services"
+has "$out" "mesh-supervisor already running" "and the running supervisor"
 has "$out" "NextFirings" "and shows the heartbeat schedule"
 has "$out" "schedule 'orders-summary' asks orders" "and the summary schedule"
 has "$out" "sequence 2" "whose stream kept the first run's event"
@@ -75,9 +80,9 @@ out=$("$root/deploy/down" 2>&1); ok $? "deploy/down exits 0"
 has "$out" "stopped nats-server" "and stops the broker"
 has "$out" "stopped mesh-scheduler" "and the scheduler"
 has "$out" "stopped mesh-router" "and the router"
-for s in orders shipping notifications; do
-	has "$out" "stopped $s" "and the service $s"
-done
+has "$out" "stopped mesh-supervisor" "and the supervisor"
+pgrep -f "$root/build/services/(orders|shipping|notifications)/" >/dev/null
+is $? 1 "and no service process is left"
 [ -d "$EVMESH_STATE/nats/jetstream" ]; ok $? "the store stays for next time"
 mkdir -p "$EVMESH_STATE/other-bin"
 printf '#!/bin/sh\n' >"$EVMESH_STATE/other-bin/meshctl"
