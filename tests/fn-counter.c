@@ -2,9 +2,10 @@
  * ondemand bench. It consumes the queue $FN_QUEUE (default "work") as the
  * service $FN_NAME (default "fn-counter") and records each event it
  * processes in its state ("ev/ID" -> the processing time, Unix ms).
- * $FN_CRASH set: it exits 3 at start (a crash loop). $FN_SLOW_MS: each
- * event takes this long. $FN_STARTS: a file each instance appends
- * "PID START_MS\n" to as it starts. */
+ * With $FN_TOPIC it consumes that topic instead, through the filter
+ * policy $FN_FILTER (if set). $FN_CRASH set: it exits 3 at start (a crash
+ * loop). $FN_SLOW_MS: each event takes this long. $FN_STARTS: a file each
+ * instance appends "PID START_MS\n" to as it starts. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,7 +52,7 @@ int
 main(int argc, char **argv)
 {
 	const char *name = getenv("FN_NAME"), *queue = getenv("FN_QUEUE"),
-	           *starts = getenv("FN_STARTS");
+	           *topic = getenv("FN_TOPIC"), *starts = getenv("FN_STARTS");
 	struct mesh_service *s = NULL;
 	int rc;
 
@@ -67,7 +68,11 @@ main(int argc, char **argv)
 		}
 	}
 	if (mesh_service_new(name ? name : "fn-counter", &s) != MESH_OK ||
-	    mesh_service_consume(s, queue ? queue : "work") != MESH_OK ||
+	    (topic != NULL
+	             ? mesh_service_subscribe(s, topic, getenv("FN_FILTER"),
+	                                      MESH_FILTER_SCOPE_ATTRIBUTES, 0)
+	             : mesh_service_consume(s, queue ? queue : "work")) !=
+	            MESH_OK ||
 	    mesh_service_on(s, NULL, NULL, on_any, NULL) != MESH_OK) {
 		fprintf(stderr, "fn-counter: %s\n", mesh_errdetail());
 		return 1;

@@ -342,6 +342,74 @@ one_supervisor(void)
 	   "a stopped supervisor answers no more");
 }
 
+/* A function on a topic behind a filter policy: an event the policy
+ * refuses wakes nothing, one it lets through wakes the function. */
+static void
+filtered_topic(void)
+{
+	static const char policy[] = "{\"kind\":[\"wanted\"]}";
+	struct mesh_topic_attrs ta;
+	struct mesh_sub_attrs sa;
+	struct mesh_subscription rec;
+	struct mesh_function f;
+	struct mesh_topic *t = NULL;
+	char state[PATH_MAX + 64], starts[PATH_MAX + 64], spec[400];
+	char *env[] = {state, starts, "FN_NAME=picky", "FN_TOPIC=things",
+	               "FN_FILTER={\"kind\":[\"wanted\"]}"};
+	char *sources[] = {spec};
+	pid_t sup;
+
+	mesh_topic_attrs_init(&ta);
+	mesh_sub_attrs_init(&sa);
+	sa.filter_policy = policy;
+	if (mesh_topic_create(conn, "things", &ta) != MESH_OK ||
+	    mesh_subscription_create(conn, "things", MESH_SUB_SERVICE, "picky",
+	                             &sa, &rec) != MESH_OK) {
+		tap_diag("%s", mesh_errdetail());
+		return;
+	}
+	snprintf(spec, sizeof(spec), "subscription:%s", rec.id);
+	mesh_subscription_fini(&rec);
+	snprintf(state, sizeof(state), "MESH_STATE=%s/picky", tmp);
+	snprintf(starts, sizeof(starts), "FN_STARTS=%s/picky.starts", tmp);
+	mesh_function_init(&f);
+	snprintf(f.name, sizeof(f.name), "picky");
+	f.program = (char *)counter_bin;
+	f.env = env;
+	f.n_env = sizeof(env) / sizeof(*env);
+	f.max = 1;
+	f.idle_ms = 1500;
+	f.sources = sources;
+	f.n_sources = 1;
+	ok(mesh_function_put(conn, &f, true) == MESH_OK,
+	   "a function on a topic, behind the policy %s", policy);
+	sup = supervisor_start("picky");
+	ok(WAIT_FOR(running("picky") == 0, 10000), "it runs nothing at first");
+	ok(mesh_topic_open(conn, "things", &t) == MESH_OK, "the topic opens");
+	for (int i = 0; i < 2; i++) {
+		struct mesh_event *ev = NULL;
+		struct mesh_topic_entry e = {0};
+		struct mesh_topic_published out;
+		const char *kind = i == 0 ? "unwanted" : "wanted";
+		mesh_event_new("test.thing", "/tests", &ev);
+		mesh_event_attr_set(ev, "kind", "String", kind, strlen(kind));
+		e.event = ev;
+		ok(mesh_topic_publish(t, &e, &out) == MESH_OK,
+		   "an event of kind '%s' published", kind);
+		mesh_event_free(ev);
+		if (i == 0) {
+			nap(1500);
+			is_int(lines("picky"), 0,
+			       "the event its policy refuses woke nothing");
+		}
+	}
+	mesh_topic_close(t);
+	ok(WAIT_FOR(processed("picky") == 1, 10000),
+	   "the one it lets through woke it and was processed");
+	is_int(lines("picky"), 1, "one instance started");
+	supervisor_stop(sup);
+}
+
 /* Every supervisor's answer to the list request, for 300 ms: per function
  * name, how many supervisors run it and the instances they report. */
 static bool
@@ -474,6 +542,7 @@ main(int argc, char **argv)
 		return 1;
 	}
 	one_supervisor();
+	filtered_topic();
 	two_supervisors();
 	mesh_conn_close(conn);
 	test_broker_stop(&broker);
