@@ -694,6 +694,10 @@ step(struct sup *s, struct fn *f, int64_t now)
 		                           f->def.idle_ms};
 		struct scale_reading r = {.now_ms = now, .running = up};
 		f->read_after = now + s->o.tick_ms;
+		if (f->def.partitions > 0 && lim.max > f->def.partitions) {
+			/* An instance more than partitions would hold none. */
+			lim.max = f->def.partitions;
+		}
 		if (read_backlog(f, &r)) {
 			if (r.delayed > 0 && lim.min == 0) {
 				/* Delayed messages become work only through

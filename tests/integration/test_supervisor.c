@@ -27,6 +27,7 @@ static struct test_broker broker;
 static struct mesh_conn *conn;
 static const char *supervisor_bin, *counter_bin;
 static char tmp[PATH_MAX];
+static int define_partitions; /* the next define()'s: 0 none */
 
 static void
 nap(int ms)
@@ -99,6 +100,13 @@ define(const char *name, const char *queue, int min, int max, int64_t idle,
 	f.target_backlog = 100;
 	f.sources = sources;
 	f.n_sources = 1;
+	char count[16], *args[] = {"--partitions", count};
+	if (define_partitions > 0) {
+		snprintf(count, sizeof(count), "%d", define_partitions);
+		f.args = args;
+		f.n_args = 2;
+		f.partitions = define_partitions;
+	}
 	err = mesh_function_put(conn, &f, true);
 	if (err == MESH_EEXIST) {
 		err = mesh_function_put(conn, &f, false);
@@ -175,10 +183,35 @@ lines(const char *name)
 
 /* Events processed by NAME: its state's "ev/" keys, read from its LMDB
  * environment (another process may be writing: LMDB allows it). */
+static long processed_in(const char *dir);
+
 static long
 processed(const char *name)
 {
 	char dir[PATH_MAX + 64];
+	long n = 0, k;
+
+	/* A partitioned service's state: an environment per partition. */
+	for (int p = 0;; p++) {
+		snprintf(dir, sizeof(dir), "%s/%s/p%d", tmp, name, p);
+		if (access(dir, F_OK) != 0) {
+			break;
+		}
+		if ((k = processed_in(dir)) < 0) {
+			return -1;
+		}
+		n += k;
+	}
+	if (n > 0) {
+		return n;
+	}
+	snprintf(dir, sizeof(dir), "%s/%s", tmp, name);
+	return processed_in(dir);
+}
+
+static long
+processed_in(const char *dir)
+{
 	MDB_env *env = NULL;
 	MDB_txn *txn = NULL;
 	MDB_cursor *cur = NULL;
@@ -186,7 +219,6 @@ processed(const char *name)
 	MDB_val k = {3, "ev/"}, v;
 	long n = -1;
 
-	snprintf(dir, sizeof(dir), "%s/%s", tmp, name);
 	if (access(dir, F_OK) != 0) {
 		return 0;
 	}
@@ -340,6 +372,35 @@ one_supervisor(void)
 	supervisor_stop(sup);
 	ok(WAIT_FOR(running("counter") == -1, 3000),
 	   "a stopped supervisor answers no more");
+}
+
+/* A partitioned function: an instance per partition at most, whatever
+ * its max. */
+static void
+partitioned(void)
+{
+	long long t0;
+	int peak = 0;
+	pid_t sup;
+
+	queue_make("pwork");
+	define_partitions = 2;
+	ok(define("parted", "pwork", 0, 4, 1500, "FN_SLOW_MS=2") == MESH_OK,
+	   "a function of 2 partitions with max 4");
+	define_partitions = 0;
+	sup = supervisor_start("parted");
+	ok(WAIT_FOR(running("parted") == 0, 10000), "nothing runs at first");
+	ok(send_n("pwork", 2000), "a burst of 2,000 events");
+	t0 = test_now_ms();
+	while (test_now_ms() - t0 < 60000 && processed("parted") < 2000) {
+		int n = running("parted");
+		peak = n > peak ? n : peak;
+		nap(100);
+	}
+	is_int(processed("parted"), 2000, "every event processed once");
+	is_int(peak, 2, "an instance per partition at most: 2, not max 4");
+	ok(WAIT_FOR(running("parted") == 0, 20000), "back to zero after it");
+	supervisor_stop(sup);
 }
 
 /* A function on a topic behind a filter policy: an event the policy
@@ -543,6 +604,7 @@ main(int argc, char **argv)
 	}
 	one_supervisor();
 	filtered_topic();
+	partitioned();
 	two_supervisors();
 	mesh_conn_close(conn);
 	test_broker_stop(&broker);
