@@ -34,6 +34,10 @@
  * burst or idle) runs one part; BENCH_KEEP keeps the temporary folder
  * (the supervisors' and instances' logs). A figure that could not be
  * measured prints "NAME: not measured: WHY" and the bench exits 1.
+ * BENCH_IDLE_TAP (1, or raw: digits kept) prints what crosses the broker
+ * during the idle measure, by subject (the tap adds to the broker's and
+ * this process's CPU, not to the supervisor's). BENCH_VERBOSE prints each
+ * wake-up. With 50 wake-ups, p99 (nearest rank) is the largest.
  *
  * argv[1]: mesh-supervisor, argv[2]: fn-counter. Run:
  *   meson test -C build --benchmark --suite ondemand -v */
@@ -1201,6 +1205,27 @@ idle_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
 	natsMsg_Destroy(m);
 }
 
+/* The threads of pid, or -1. */
+static int
+threads(pid_t pid)
+{
+	char path[64], line[128];
+	int n = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	if ((f = fopen(path, "r")) == NULL) {
+		return -1;
+	}
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (sscanf(line, "Threads: %d", &n) == 1) {
+			break;
+		}
+	}
+	fclose(f);
+	return n;
+}
+
 /* The baseline: connect, subscribe to each subject (a callback, as the
  * supervisor's), say "ready", sleep until killed. */
 static int
@@ -1227,6 +1252,99 @@ idle_child_main(int argc, char **argv)
 	for (;;) {
 		pause();
 	}
+}
+
+/* A stream's last sequence, or 0. */
+static uint64_t
+stream_last(const char *stream)
+{
+	jsStreamInfo *si = NULL;
+	uint64_t seq = 0;
+
+	if (js_GetStreamInfo(&si, mesh_conn_js(conn), stream, NULL, NULL) ==
+	    NATS_OK) {
+		seq = si->State.LastSeq;
+	}
+	jsStreamInfo_Destroy(si);
+	return seq;
+}
+
+/* BENCH_IDLE_TAP: what crosses the broker while all is idle, by subject
+ * (inbox tokens folded, and digits unless it is "raw"), printed as
+ * comments; else a sleep. */
+static void
+idle_wait(long secs)
+{
+	enum { N = 48 };
+	static char subj[N][96];
+	static long count[N];
+	natsSubscription *sub = NULL;
+	double until = now_ms() + (double)secs * 1000;
+	natsMsg *m = NULL;
+	uint64_t last[2];
+	long delivered = 0;
+	int n = 0;
+	bool raw = getenv("BENCH_IDLE_TAP") != NULL &&
+	           strcmp(getenv("BENCH_IDLE_TAP"), "raw") == 0;
+
+	if (getenv("BENCH_IDLE_TAP") == NULL ||
+	    natsConnection_SubscribeSync(&sub, mesh_conn_nats(conn), ">") !=
+	            NATS_OK) {
+		nap_us(secs * 1000000L);
+		return;
+	}
+	last[0] = stream_last("KV_MESH_LEASES");
+	while (now_ms() < until) {
+		char key[96];
+		int k = 0, i;
+		if (natsSubscription_NextMsg(&m, sub, 100) != NATS_OK) {
+			continue;
+		}
+		/* A JetStream delivery to a fetcher's inbox shows the stored
+		 * message's subject: counted apart, not as a publish. */
+		if (natsMsg_GetReply(m) != NULL &&
+		    strncmp(natsMsg_GetReply(m), "$JS.ACK.", 8) == 0) {
+			delivered++;
+			natsMsg_Destroy(m);
+			continue;
+		}
+		for (const char *c = natsMsg_GetSubject(m);
+		     *c != '\0' && k < (int)sizeof(key) - 2; c++) {
+			if (strncmp(c, "_INBOX.", 7) == 0 ||
+			    strncmp(c, "$JS.ACK.", 8) == 0) {
+				k += snprintf(key + k, sizeof(key) - (size_t)k,
+				              "%.*s*", c[1] == 'I' ? 7 : 8, c);
+				break;
+			}
+			if (*c >= '0' && *c <= '9' && !raw) {
+				if (k == 0 || key[k - 1] != '#') {
+					key[k++] = '#';
+				}
+			} else {
+				key[k++] = *c;
+			}
+		}
+		key[k] = '\0';
+		for (i = 0; i < n && strcmp(subj[i], key) != 0; i++) {
+		}
+		if (i == n && n < N) {
+			snprintf(subj[n++], sizeof(*subj), "%s", key);
+		}
+		if (i < n) {
+			count[i]++;
+		}
+		natsMsg_Destroy(m);
+	}
+	natsSubscription_Destroy(sub);
+	last[1] = stream_last("KV_MESH_LEASES");
+	for (int i = 0; i < n; i++) {
+		printf("# idle tap: %.1f/s %s\n",
+		       (double)count[i] / (double)secs, subj[i]);
+	}
+	printf("# idle tap: %.1f/s JetStream deliveries (to fetchers); the "
+	       "stream KV_MESH_LEASES stored %.1f/s\n",
+	       (double)delivered / (double)secs,
+	       (double)(last[1] - last[0]) / (double)secs);
 }
 
 /* Functions at zero, armed, of the supervisor's list answer. */
@@ -1302,6 +1420,7 @@ bench_idle(const char *self)
 	}
 	printf("# idle: the supervisor armed all %d in %.1f s\n", nfn,
 	       (now_ms() - t0) / 1000);
+	fflush(stdout);
 	argv[0] = (char *)self;
 	argv[1] = "--idle-subs";
 	argv[2] = broker.url;
@@ -1332,7 +1451,7 @@ bench_idle(const char *self)
 	tick[1][0] = test_cpu_s(base);
 	brk[0] = test_cpu_s(test_broker_pid(&broker));
 	t0 = now_ms();
-	nap_us(secs * 1000000L);
+	idle_wait(secs);
 	cpu[0][1] = sched_cpu_s(sup);
 	cpu[1][1] = sched_cpu_s(base);
 	tick[0][1] = test_cpu_s(sup);
@@ -1353,6 +1472,10 @@ bench_idle(const char *self)
 		       t0, (tick[0][1] - tick[0][0]) * 100 / t0,
 		       (tick[1][1] - tick[1][0]) * 100 / t0,
 		       (brk[1] - brk[0]) * 100 / t0, idle_armed(), nfn);
+		printf("# idle: CPU used over the %.1f s: supervisor %.1f ms "
+		       "(%d threads), baseline %.1f ms (%d threads)\n",
+		       t0, (cpu[0][1] - cpu[0][0]) * 1000, threads(sup),
+		       (cpu[1][1] - cpu[1][0]) * 1000, threads(base));
 		printf("idle CPU, %d functions at zero: %.3f %% of a core "
 		       "(baseline %.3f %% of a core, ratio %.2f)\n",
 		       nfn, s, b, b > 0 ? s / b : 0);
