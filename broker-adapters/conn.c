@@ -330,7 +330,9 @@ build_options(const struct mesh_conn_opts *o, struct mesh_conn *c,
 	            NATS_OK ||
 	    /* Requests are latency-bound: write each at once rather than
 	     * wait for cnats' flusher to coalesce. */
-	    (s = natsOptions_SetSendAsap(no, true)) != NATS_OK) {
+	    (s = natsOptions_SetSendAsap(no, true)) != NATS_OK ||
+	    (s = natsOptions_UseGlobalMessageDelivery(
+	             no, o->shared_delivery)) != NATS_OK) {
 		return mesh_err_nats(s, 0, "connection options");
 	}
 	if (o->name != NULL &&

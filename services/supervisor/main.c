@@ -137,6 +137,10 @@ main(int argc, char **argv)
 		return 2;
 	}
 	so.servers = d.conn.servers;
+	/* A subscription per source of each function at zero: on a pool of
+	 * 4 delivery threads, not a thread each. */
+	d.conn.shared_delivery = true;
+	nats_SetMessageDeliveryPoolSize(4);
 	if (!dir_ok(so.state_root, "--state-root") ||
 	    !dir_ok(so.log_dir, "--log-dir")) {
 		return 1;

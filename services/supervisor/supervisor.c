@@ -69,6 +69,7 @@ struct fn {
 	bool defined;   /* in the bucket */
 	bool redefined; /* program, args or env changed: replace instances */
 	bool bad;       /* a record we cannot read */
+	uint64_t gen;   /* changes with every put and delete of it */
 	int slot;
 
 	struct wake wake[MESH_FUNCTION_SOURCES_MAX];
@@ -228,6 +229,7 @@ fn_apply(struct sup *s, kvEntry *e)
 	if (key == NULL || (f = fn_get(s, key)) == NULL) {
 		return;
 	}
+	f->gen++;
 	if (op != kvOp_Put) {
 		if (f->defined) {
 			slog(s, "info", f, "deleted: its instances stop");
@@ -426,74 +428,118 @@ read_specs(const struct fn *f, char (*specs)[MESH_SUBSCRIPTION_ID_MAX + 16],
 	return n;
 }
 
-/* What the sources hold, summed. False when one could not be read. */
+/* What the sources hold, summed, read with s->mu released (JetStream
+ * requests: wakes and status requests must not wait for them). False
+ * when one could not be read, or the definition changed meanwhile. */
 static bool
 read_backlog(struct fn *f, struct scale_reading *r)
 {
 	static char specs[READ_SOURCES][MESH_SUBSCRIPTION_ID_MAX + 16];
+	struct sup *s = f->sup;
 	size_t n = read_specs(f, specs, READ_SOURCES);
+	char name[MESH_FUNCTION_NAME_MAX + 1];
+	uint64_t gen = f->gen;
+	bool good = true;
 
+	snprintf(name, sizeof(name), "%s", f->def.name);
 	r->backlog = r->delayed = r->delivered = 0;
-	for (size_t i = 0; i < n; i++) {
+	pthread_mutex_unlock(&s->mu);
+	for (size_t i = 0; i < n && good; i++) {
 		struct mesh_source_backlog b;
-		if (mesh_source_backlog(f->sup->c, specs[i], &b) != MESH_OK) {
+		if (mesh_source_backlog(s->c, specs[i], &b) != MESH_OK) {
 			if (strncmp(specs[i], "partition:", 10) == 0) {
 				continue; /* not made yet: its first start */
 			}
-			slog(f->sup, "warn", f, "source %s: %s", specs[i],
-			     mesh_errdetail());
-			return false;
+			slog(s, "warn", NULL, "function '%s': source %s: %s",
+			     name, specs[i], mesh_errdetail());
+			good = false;
+			break;
 		}
 		r->backlog += b.pending + b.in_flight;
 		r->delayed += b.delayed;
 		r->delivered += b.delivered;
+	}
+	pthread_mutex_lock(&s->mu);
+	if (!good || f->gen != gen) {
+		return false;
 	}
 	f->backlog = r->backlog;
 	return true;
 }
 
 /* Subscribe to the sources' subjects, then look at what they already
- * hold: an event stored before the subscription is seen there. */
+ * hold: an event stored before the subscriptions were in place is seen
+ * there. The broker's answers are awaited with s->mu released. */
 static void
 arm(struct fn *f, int64_t now)
 {
 	struct sup *s = f->sup;
 	struct scale_reading r = {0};
+	char subject[MESH_FUNCTION_SOURCES_MAX][512];
+	struct mesh_filter *filter[MESH_FUNCTION_SOURCES_MAX] = {NULL};
+	char spec[MESH_FUNCTION_SOURCES_MAX][MESH_SUBSCRIPTION_ID_MAX + 16];
+	size_t n = f->def.n_sources, got = 0;
+	uint64_t gen = f->gen;
+	char name[MESH_FUNCTION_NAME_MAX + 1];
 
 	if (f->armed || now < f->arm_after) {
 		return;
 	}
-	for (size_t i = 0; i < f->def.n_sources; i++) {
-		struct wake *w = &f->wake[f->n_wake];
-		char subject[512];
-		natsStatus st;
-		*w = (struct wake){.f = f};
-		snprintf(w->spec, sizeof(w->spec), "%s", f->def.sources[i]);
-		if (mesh_source_watch(s->c, w->spec, subject, sizeof(subject),
-		                      &w->filter) != MESH_OK) {
-			slog(s, "error", f,
-			     "source %s cannot be watched: %s (again in %d s)",
-			     w->spec, mesh_errdetail(), ARM_RETRY_MS / 1000);
-			goto fail;
+	snprintf(name, sizeof(name), "%s", f->def.name);
+	n = n > MESH_FUNCTION_SOURCES_MAX ? MESH_FUNCTION_SOURCES_MAX : n;
+	for (size_t i = 0; i < n; i++) {
+		snprintf(spec[i], sizeof(spec[i]), "%s", f->def.sources[i]);
+	}
+	pthread_mutex_unlock(&s->mu);
+	for (; got < n; got++) {
+		if (mesh_source_watch(s->c, spec[got], subject[got],
+		                      sizeof(subject[got]),
+		                      &filter[got]) != MESH_OK) {
+			slog(s, "error", NULL,
+			     "function '%s': source %s cannot be watched: %s "
+			     "(again in %d s)",
+			     name, spec[got], mesh_errdetail(),
+			     ARM_RETRY_MS / 1000);
+			break;
 		}
+	}
+	pthread_mutex_lock(&s->mu);
+	if (got < n || f->gen != gen) {
+		for (size_t i = 0; i < got; i++) {
+			mesh_filter_free(filter[i]); /* no callback has it */
+		}
+		f->arm_after = got < n ? now + ARM_RETRY_MS : 0;
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct wake *w = &f->wake[f->n_wake++];
+		natsStatus st;
+		*w = (struct wake){.f = f, .filter = filter[i]};
+		memcpy(w->spec, spec[i], sizeof(w->spec));
 		st = natsConnection_Subscribe(&w->sub, mesh_conn_nats(s->c),
-		                              subject, on_wake, w);
+		                              subject[i], on_wake, w);
 		/* One message is enough to wake: the broker sends no more
 		 * (a burst is not copied to us). A filter must see them all
 		 * until one passes. */
 		if (st == NATS_OK && w->filter == NULL) {
 			st = natsSubscription_AutoUnsubscribe(w->sub, 1);
 		}
-		f->n_wake++;
 		if (st != NATS_OK) {
 			slog(s, "error", f, "source %s: subscribing to %s: %s",
-			     w->spec, subject, natsStatus_GetText(st));
-			goto fail;
+			     w->spec, subject[i], natsStatus_GetText(st));
+			for (size_t k = i + 1; k < n; k++) {
+				mesh_filter_free(filter[k]);
+			}
+			disarm(f);
+			f->arm_after = now + ARM_RETRY_MS;
+			return;
 		}
 	}
-	mesh_conn_flush(s->c, 2000); /* the subscriptions are in place */
 	f->armed = true;
-	if (!read_backlog(f, &r)) {
+	pthread_mutex_unlock(&s->mu);
+	mesh_conn_flush(s->c, 2000); /* the subscriptions are in place */
+	pthread_mutex_lock(&s->mu);
+	if (f->gen != gen || !read_backlog(f, &r)) {
 		return; /* armed: an event still wakes it */
 	}
 	if (r.backlog > 0 || r.delayed > 0) {
@@ -504,10 +550,6 @@ arm(struct fn *f, int64_t now)
 		                 ? " (some delayed: they need a receiver)"
 		                 : "");
 	}
-	return;
-fail:
-	disarm(f);
-	f->arm_after = now + ARM_RETRY_MS;
 }
 
 /* ---- instances ------------------------------------------------------------
@@ -719,17 +761,22 @@ step(struct sup *s, struct fn *f, int64_t now)
 			disarm(f);
 			f->woken = false;
 			if (up == 0) {
+				/* Read at once: a burst that woke it wants
+				 * more than one. */
 				memset(&f->scale, 0, sizeof(f->scale));
-				f->read_after = now + s->o.tick_ms;
+				f->read_after = now;
+				kick(s);
 			}
 		}
 	} else if (want < up) {
 		decide(f, up, want, why);
 		if (want == 0) {
 			/* Watch before the last instance goes: an event
-			 * published while it stops wakes the next. */
-			arm(f, now);
+			 * published while it stops wakes the next. (A wake
+			 * arming sees is kept: its subscription asked for
+			 * one message only.) */
 			f->woken = false;
+			arm(f, now);
 		}
 		stop_some(f, up - want);
 	}

@@ -43,6 +43,11 @@ struct mesh_conn_opts {
 	 * MESH_REPLICAS environment variable, else by the servers (see
 	 * mesh_conn_replicas). 0 */
 	int replicas;
+	/* Asynchronous subscriptions' callbacks run on cnats' shared pool of
+	 * delivery threads (nats_SetMessageDeliveryPoolSize) rather than a
+	 * thread each: for a program holding many subscriptions (the
+	 * supervisor: one per source of each function at zero). false */
+	bool shared_delivery;
 };
 
 /* Set the defaults. */
