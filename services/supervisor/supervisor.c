@@ -747,8 +747,13 @@ step(struct sup *s, struct fn *f, int64_t now)
 				 */
 				lim.min = 1;
 			}
+			uint64_t was = f->scale.last_backlog;
 			want = scale_decide(&f->scale, &lim, &r, why,
 			                    sizeof(why));
+			if (r.backlog > was && want < lim.max) {
+				/* Growing: look again sooner. */
+				f->read_after = now + (s->o.tick_ms + 4) / 5;
+			}
 		}
 	}
 	if (want > up) {

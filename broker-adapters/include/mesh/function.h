@@ -27,9 +27,11 @@
  *   MESH_SUPERVISOR_LIST_SUBJECT: every supervisor, an array of the
  *     statuses of the functions it runs ({"supervisor","functions":[...]}).
  * A status: {"function", "supervisor", "instances": [{"pid", "state":
- *   "starting"|"running"|"stopping", "started_ms"}], "cold_starts",
- *   "exits", "crash_loop": bool, "next_start_ms" (0: none due),
- *   "backlog", "decision": {"at_ms", "from", "to", "why"}}.
+ *   "starting"|"running"|"stopping", "started_ms"}], "cold_starts" (starts
+ *   from zero), "exits" (unasked), "last_exit", "crash_loop": bool,
+ *   "next_start_ms" (Unix ms; 0: none held back), "backlog" (the last
+ *   reading), "armed" (waiting for an event to wake it), "decision":
+ *   {"at_ms", "from", "to", "why"} (the last change of its instances)}.
  *
  * Thread safety: the calls may be made from any thread.
  */
@@ -50,7 +52,7 @@
 #define MESH_FUNCTION_SOURCES_MAX    32
 #define MESH_FUNCTION_INSTANCES_MAX  64
 #define MESH_SUPERVISOR_GROUP        "mesh-supervisor"
-#define MESH_SUPERVISOR_SLOTS        16
+#define MESH_SUPERVISOR_SLOTS        8
 #define MESH_SUPERVISOR_INFO_SUBJECT "mesh.supervisor.info.%s"
 #define MESH_SUPERVISOR_LIST_SUBJECT "mesh.supervisor.list"
 
