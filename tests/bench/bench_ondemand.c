@@ -61,6 +61,7 @@
 #include <lmdb.h>
 
 #include "bench.h"
+#include "fn_world.h"
 #include "harness.h"
 #include "mesh/function.h"
 #include "mesh/mesh.h"
@@ -83,6 +84,7 @@ static struct test_broker broker;
 static struct mesh_conn *conn;
 static char *sup_bin, *counter_bin;
 static char tmp[PATH_MAX];
+static struct fn_world world;
 static pid_t kids[KIDS_MAX];
 static int failures;
 
@@ -254,55 +256,14 @@ supervisor_start(const char *tag)
 static bool
 queue_make(const char *name)
 {
-	struct mesh_queue_attrs a;
-
-	mesh_queue_attrs_init(&a);
-	a.visibility_timeout_s = 5;
-	if (mesh_queue_create(conn, name, &a) != MESH_OK) {
-		fprintf(stderr, "bench: queue %s: %s\n", name,
-		        mesh_errdetail());
-		return false;
-	}
-	return true;
+	return fn_queue_make(&world, name);
 }
 
-/* Define NAME: fn-counter on queue QUEUE, its state in tmp/NAME, its
- * starts noted in tmp/NAME.starts. */
 static bool
 define(const char *name, const char *queue, int min, int max, int64_t idle)
 {
-	struct mesh_function f;
-	char state[PATH_MAX + 80], starts[PATH_MAX + 80], fname[128],
-	        fqueue[128], spec[128];
-	char *env[] = {state, starts, fname, fqueue};
-	char *sources[1] = {spec};
-	mesh_err err;
-
-	snprintf(state, sizeof(state), "MESH_STATE=%s/%s", tmp, name);
-	snprintf(starts, sizeof(starts), "FN_STARTS=%s/%s.starts", tmp, name);
-	snprintf(fname, sizeof(fname), "FN_NAME=%s", name);
-	snprintf(fqueue, sizeof(fqueue), "FN_QUEUE=%s", queue);
-	snprintf(spec, sizeof(spec), "queue:%s", queue);
-	mesh_function_init(&f);
-	snprintf(f.name, sizeof(f.name), "%s", name);
-	f.program = (char *)counter_bin;
-	f.env = env;
-	f.n_env = 4;
-	f.min = min;
-	f.max = max;
-	f.idle_ms = idle;
-	f.target_backlog = 100;
-	f.sources = sources;
-	f.n_sources = 1;
-	err = mesh_function_put(conn, &f, true);
-	if (err == MESH_EEXIST) {
-		err = mesh_function_put(conn, &f, false);
-	}
-	if (err != MESH_OK) {
-		fprintf(stderr, "bench: define %s: %s\n", name,
-		        mesh_errdetail());
-	}
-	return err == MESH_OK;
+	return fn_define(&world, name, queue, min, max, idle, 0, NULL) ==
+	       MESH_OK;
 }
 
 /* fn-counter started directly as service NAME on QUEUE (state tmp/NAME,
@@ -336,19 +297,10 @@ struct fstat {
 static struct fstat
 info(const char *name)
 {
-	char subject[160];
-	natsMsg *reply = NULL;
 	struct fstat st = {0};
-	json_t *j = NULL, *inst;
+	json_t *j = fn_info(&world, name, 1000), *inst;
 	size_t i;
 
-	snprintf(subject, sizeof(subject), MESH_SUPERVISOR_INFO_SUBJECT, name);
-	if (natsConnection_RequestString(&reply, mesh_conn_nats(conn), subject,
-	                                 "", 1000) == NATS_OK) {
-		j = json_loadb(natsMsg_GetData(reply),
-		               (size_t)natsMsg_GetDataLength(reply), 0, NULL);
-		natsMsg_Destroy(reply);
-	}
 	if (j == NULL) {
 		return st;
 	}
@@ -1550,6 +1502,7 @@ main(int argc, char **argv)
 		test_broker_stop(&broker);
 		return 1;
 	}
+	world = (struct fn_world){conn, tmp, counter_bin};
 	printf("# mesh-supervisor --tick-ms %ld --lease-ms %ld; temporary "
 	       "folder %s\n",
 	       bench_env_long("BENCH_TICK_MS", 250),

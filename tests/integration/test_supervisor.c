@@ -19,6 +19,7 @@
 #include <jansson.h>
 #include <lmdb.h>
 
+#include "fn_world.h"
 #include "harness.h"
 #include "mesh/function.h"
 #include "mesh/mesh.h"
@@ -28,6 +29,7 @@ static struct mesh_conn *conn;
 static const char *supervisor_bin, *counter_bin;
 static char tmp[PATH_MAX];
 static int define_partitions; /* the next define()'s: 0 none */
+static struct fn_world world;
 
 static void
 nap(int ms)
@@ -63,72 +65,18 @@ supervisor_stop(pid_t pid)
 	waitpid(pid, NULL, 0);
 }
 
-/* Define NAME: fn-counter on queue QUEUE, its state in tmp/NAME. */
 static mesh_err
 define(const char *name, const char *queue, int min, int max, int64_t idle,
        const char *extra_env)
 {
-	struct mesh_function f;
-	char *env[5];
-	char state[PATH_MAX + 64], starts[PATH_MAX + 64], fname[128],
-	        fqueue[128];
-	char spec[128];
-	char *sources[1] = {spec};
-	mesh_err err;
-	size_t n = 0;
-
-	snprintf(state, sizeof(state), "MESH_STATE=%s/%s", tmp, name);
-	snprintf(starts, sizeof(starts), "FN_STARTS=%s/%s.starts", tmp, name);
-	snprintf(fname, sizeof(fname), "FN_NAME=%s", name);
-	snprintf(fqueue, sizeof(fqueue), "FN_QUEUE=%s", queue);
-	snprintf(spec, sizeof(spec), "queue:%s", queue);
-	env[n++] = state;
-	env[n++] = starts;
-	env[n++] = fname;
-	env[n++] = fqueue;
-	if (extra_env != NULL) {
-		env[n++] = (char *)extra_env;
-	}
-	mesh_function_init(&f);
-	snprintf(f.name, sizeof(f.name), "%s", name);
-	f.program = (char *)counter_bin;
-	f.env = env;
-	f.n_env = n;
-	f.min = min;
-	f.max = max;
-	f.idle_ms = idle;
-	f.target_backlog = 100;
-	f.sources = sources;
-	f.n_sources = 1;
-	char count[16], *args[] = {"--partitions", count};
-	if (define_partitions > 0) {
-		snprintf(count, sizeof(count), "%d", define_partitions);
-		f.args = args;
-		f.n_args = 2;
-		f.partitions = define_partitions;
-	}
-	err = mesh_function_put(conn, &f, true);
-	if (err == MESH_EEXIST) {
-		err = mesh_function_put(conn, &f, false);
-	}
-	return err;
+	return fn_define(&world, name, queue, min, max, idle,
+	                 define_partitions, extra_env);
 }
 
 static json_t *
 info(const char *name)
 {
-	char subject[160];
-	natsMsg *reply = NULL;
-	json_t *j = NULL;
-
-	snprintf(subject, sizeof(subject), MESH_SUPERVISOR_INFO_SUBJECT, name);
-	if (natsConnection_RequestString(&reply, mesh_conn_nats(conn), subject,
-	                                 "", 1000) == NATS_OK) {
-		j = json_loadb(natsMsg_GetData(reply),
-		               (size_t)natsMsg_GetDataLength(reply), 0, NULL);
-		natsMsg_Destroy(reply);
-	}
-	return j;
+	return fn_info(&world, name, 1000);
 }
 
 /* Instances running or starting, from the supervisor's answer; -1 when
@@ -292,13 +240,7 @@ send_n(const char *queue, int n)
 static void
 queue_make(const char *name)
 {
-	struct mesh_queue_attrs a;
-
-	mesh_queue_attrs_init(&a);
-	a.visibility_timeout_s = 5;
-	if (mesh_queue_create(conn, name, &a) != MESH_OK) {
-		tap_diag("queue %s: %s", name, mesh_errdetail());
-	}
+	fn_queue_make(&world, name);
 }
 
 static void
@@ -602,6 +544,7 @@ main(int argc, char **argv)
 		test_broker_stop(&broker);
 		return 1;
 	}
+	world = (struct fn_world){conn, tmp, counter_bin};
 	one_supervisor();
 	filtered_topic();
 	partitioned();
