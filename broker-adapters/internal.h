@@ -45,6 +45,12 @@ mesh_err mesh__nkey_public_from_seed(const char *seed,
                                      char pub[MESH__NKEY_PUBLIC_LEN + 1]);
 void mesh__nkey_seed_encode(const unsigned char raw[32],
                             char seed[MESH__NKEY_SEED_LEN + 1]);
+/* The 32 raw bytes of a user seed; a user public key's 32 Ed25519 bytes
+ * and back. Errors: MESH_EINVAL (malformed, not a user's). */
+mesh_err mesh__nkey_seed_decode(const char *seed, unsigned char raw[32]);
+mesh_err mesh__nkey_public_decode(const char *pub, unsigned char pk[32]);
+void mesh__nkey_public_encode(const unsigned char pk[32],
+                              char pub[MESH__NKEY_PUBLIC_LEN + 1]);
 
 /* A message attribute as mesh_event_attr_get() sees it, without recording
  * an error when it is absent (false). *data_type is not NUL-terminated: it

@@ -91,19 +91,12 @@ mesh__nkey_seed_encode(const unsigned char raw[32],
 }
 
 mesh_err
-mesh__nkey_public_from_seed(const char *seed,
-                            char pub[MESH__NKEY_PUBLIC_LEN + 1])
+mesh__nkey_seed_decode(const char *seed, unsigned char raw[32])
 {
 	unsigned char b[40];
-	unsigned char pk[crypto_sign_PUBLICKEYBYTES];
-	unsigned char sk[crypto_sign_SECRETKEYBYTES];
-	unsigned char out[35];
 	uint16_t crc;
 	mesh_err err = MESH_OK;
 
-	if (sodium_init() < 0) {
-		return mesh_err_set(MESH_EINTERNAL, "libsodium did not start");
-	}
 	if (strlen(seed) != MESH__NKEY_SEED_LEN ||
 	    b32_decode(seed, b, sizeof(b)) != 36) {
 		err = mesh_err_set(MESH_EINVAL, "nkey seed: not a seed");
@@ -120,15 +113,66 @@ mesh__nkey_public_from_seed(const char *seed,
 		                   "nkey seed: not a user seed (SU...)");
 		goto done;
 	}
-	crypto_sign_seed_keypair(pk, sk, b + 2);
+	memcpy(raw, b + 2, 32);
+done:
+	sodium_memzero(b, sizeof(b));
+	return err;
+}
+
+void
+mesh__nkey_public_encode(const unsigned char pk[32],
+                         char pub[MESH__NKEY_PUBLIC_LEN + 1])
+{
+	unsigned char out[35];
+	uint16_t crc;
+
 	out[0] = PREFIX_USER;
 	memcpy(out + 1, pk, 32);
 	crc = crc16(out, 33);
 	out[33] = (unsigned char)(crc & 0xff);
 	out[34] = (unsigned char)(crc >> 8);
 	b32_encode(out, sizeof(out), pub);
-done:
-	sodium_memzero(b, sizeof(b));
+}
+
+mesh_err
+mesh__nkey_public_decode(const char *pub, unsigned char pk[32])
+{
+	unsigned char b[40];
+	uint16_t crc;
+
+	if (strlen(pub) != MESH__NKEY_PUBLIC_LEN ||
+	    b32_decode(pub, b, sizeof(b)) != 35 || b[0] != PREFIX_USER) {
+		return mesh_err_set(MESH_EINVAL,
+		                    "public key '%.60s': not a user key "
+		                    "(U...)",
+		                    pub);
+	}
+	crc = (uint16_t)(b[33] | (b[34] << 8));
+	if (crc != crc16(b, 33)) {
+		return mesh_err_set(MESH_EINVAL,
+		                    "public key '%.60s': bad checksum", pub);
+	}
+	memcpy(pk, b + 1, 32);
+	return MESH_OK;
+}
+
+mesh_err
+mesh__nkey_public_from_seed(const char *seed,
+                            char pub[MESH__NKEY_PUBLIC_LEN + 1])
+{
+	unsigned char raw[32];
+	unsigned char pk[crypto_sign_PUBLICKEYBYTES];
+	unsigned char sk[crypto_sign_SECRETKEYBYTES];
+	mesh_err err;
+
+	if (sodium_init() < 0) {
+		return mesh_err_set(MESH_EINTERNAL, "libsodium did not start");
+	}
+	if ((err = mesh__nkey_seed_decode(seed, raw)) == MESH_OK) {
+		crypto_sign_seed_keypair(pk, sk, raw);
+		mesh__nkey_public_encode(pk, pub);
+	}
+	sodium_memzero(raw, sizeof(raw));
 	sodium_memzero(sk, sizeof(sk));
 	return err;
 }
