@@ -229,6 +229,10 @@ mesh_err mesh__subscription_id_check(const char *id);
 mesh_err mesh__kv_bucket(struct mesh_conn *c, const char *bucket,
                          int32_t max_value, int64_t max_age_ns, bool create,
                          const char *noun, kvStore **kv);
+/* The same keeping `history` values per key (1-64; kept for ever). */
+mesh_err mesh__kv_bucket_history(struct mesh_conn *c, const char *bucket,
+                                 uint8_t history, int32_t max_value,
+                                 bool create, const char *noun, kvStore **kv);
 mesh_err mesh__records_bucket(struct mesh_conn *c, kvStore **kv);
 /* Every key of the bucket (keys->Count in *n; none: *n 0, nothing to
  * destroy). */

@@ -10,10 +10,10 @@
 
 #define MAX_RECORD (300 * 1024) /* a 256 KiB policy and the rest */
 
-mesh_err
-mesh__kv_bucket(struct mesh_conn *c, const char *bucket, int32_t max_value,
-                int64_t max_age_ns, bool create, const char *noun,
-                kvStore **kv)
+static mesh_err
+kv_bucket(struct mesh_conn *c, const char *bucket, uint8_t history,
+          int32_t max_value, int64_t max_age_ns, bool create, const char *noun,
+          kvStore **kv)
 {
 	int64_t until = mesh_mono_ms() + 10000;
 	kvConfig cfg;
@@ -33,7 +33,7 @@ mesh__kv_bucket(struct mesh_conn *c, const char *bucket, int32_t max_value,
 		if (s == NATS_NOT_FOUND) {
 			kvConfig_Init(&cfg);
 			cfg.Bucket = bucket;
-			cfg.History = 1;
+			cfg.History = history;
 			cfg.MaxValueSize = max_value;
 			cfg.TTL = max_age_ns;
 			cfg.StorageType = js_FileStorage;
@@ -50,6 +50,23 @@ mesh__kv_bucket(struct mesh_conn *c, const char *bucket, int32_t max_value,
 		return mesh_err_nats(s, 0, "%s bucket %s", noun, bucket);
 	}
 	return MESH_OK;
+}
+
+mesh_err
+mesh__kv_bucket(struct mesh_conn *c, const char *bucket, int32_t max_value,
+                int64_t max_age_ns, bool create, const char *noun,
+                kvStore **kv)
+{
+	return kv_bucket(c, bucket, 1, max_value, max_age_ns, create, noun,
+	                 kv);
+}
+
+mesh_err
+mesh__kv_bucket_history(struct mesh_conn *c, const char *bucket,
+                        uint8_t history, int32_t max_value, bool create,
+                        const char *noun, kvStore **kv)
+{
+	return kv_bucket(c, bucket, history, max_value, 0, create, noun, kv);
 }
 
 mesh_err
