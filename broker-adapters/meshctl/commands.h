@@ -96,6 +96,14 @@ int cmd_function_delete(struct cli *cli);
 int cmd_function_list(struct cli *cli);
 int cmd_function_info(struct cli *cli);
 
+/* The `meshctl param` tree (cmd_param.c). */
+extern const struct cli_cmd param_commands[];
+int cmd_param_put(struct cli *cli);
+int cmd_param_get(struct cli *cli);
+int cmd_param_list(struct cli *cli);
+int cmd_param_history(struct cli *cli);
+int cmd_param_delete(struct cli *cli);
+
 /* A service's name is 1-64 of [A-Za-z0-9_-]; prints a usage error and
  * returns false when it is not. */
 bool service_name_check(const struct cli *cli, const char *name);
