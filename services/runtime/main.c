@@ -68,8 +68,9 @@ usage(FILE *f, const struct mesh_service *s)
 	        "  --help            this text\n"
 	        "\n"
 	        "Credentials come from NATS_USER, NATS_PASSWORD, NATS_TOKEN,\n"
-	        "NATS_NKEY, NATS_CREDS, NATS_CA, NATS_CERT and NATS_KEY. "
-	        "Logs\n"
+	        "NATS_NKEY, NATS_CREDS, NATS_CA, NATS_CERT and NATS_KEY; "
+	        "its\nidentity (the SecureStrings it reads) from "
+	        "MESH_IDENTITY, a seed file.\nLogs "
 	        "JSON lines on stderr. SIGTERM or SIGINT: finish the batches "
 	        "in\n"
 	        "hand, then exit 0.\n",
@@ -162,6 +163,9 @@ mesh_service_main(struct mesh_service *s, int argc, char **argv)
 
 	if (getenv("MESH_STATE") != NULL) {
 		o->state_dir = getenv("MESH_STATE");
+	}
+	if (getenv("MESH_IDENTITY") != NULL) {
+		o->identity_file = getenv("MESH_IDENTITY");
 	}
 	if (getenv("MESH_DLQ") != NULL) {
 		o->dlq = getenv("MESH_DLQ");

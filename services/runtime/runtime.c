@@ -194,6 +194,7 @@ mesh_service_free(struct mesh_service *s)
 		free(s->h[i].type);
 	}
 	mesh__outbox_fini(&s->one.outbox);
+	mesh__params_free(s);
 	pthread_mutex_destroy(&s->targets_mu);
 	pthread_mutex_destroy(&s->log_mu);
 	pthread_mutex_destroy(&s->backup.mu);
@@ -1214,6 +1215,10 @@ mesh_service_run(struct mesh_service *s, struct mesh_conn *c,
 	snprintf(s->instance, sizeof(s->instance), "%.40s-%d", host,
 	         (int)getpid());
 	if (s->o.partitions > 0) {
+		if ((err = mesh__params_start(s)) != MESH_OK) {
+			mesh__params_stop(s);
+			return err;
+		}
 		if (s->on_start != NULL) {
 			s->on_start(s, s->on_start_arg);
 		}
@@ -1229,10 +1234,14 @@ mesh_service_run(struct mesh_service *s, struct mesh_conn *c,
 		mesh__state_api_stop(s);
 		mesh__parts_free(s);
 		targets_close(s);
+		mesh__params_stop(s);
 		return err;
 	}
 	if ((err = mesh__store_open(s, &s->one, s->o.state_dir)) != MESH_OK) {
 		return err;
+	}
+	if ((err = mesh__params_start(s)) != MESH_OK) {
+		goto out;
 	}
 	if (s->on_start != NULL) {
 		s->on_start(s, s->on_start_arg);
@@ -1285,6 +1294,7 @@ mesh_service_run(struct mesh_service *s, struct mesh_conn *c,
 out:
 	stats_stop(s);
 	mesh__state_api_stop(s);
+	mesh__params_stop(s);
 	mesh__store_close(&s->one);
 	return err;
 }

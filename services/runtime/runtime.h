@@ -116,7 +116,8 @@ struct mesh_service {
 	void *key_arg;
 	struct part *parts; /* o.partitions of them, while running */
 	struct mesh_lease *lease;
-	pthread_mutex_t ctl_mu; /* the partitions' controller's queue */
+	struct mesh__params *params; /* what it reads (params.c); NULL: none */
+	pthread_mutex_t ctl_mu;      /* the partitions' controller's queue */
 	pthread_cond_t ctl_cv;
 	struct ctl_ev {
 		int k;
@@ -265,5 +266,11 @@ void mesh__batch_settle(struct mesh_service *s, struct mesh_source *src,
                         struct batch *b);
 /* Release the batch's messages to their source. */
 void mesh__batch_release(struct mesh_source *src, struct batch *b);
+
+/* The parameters it declared (params.c): read at start, before any event,
+ * then watched (nothing when none is declared); stopped; freed. */
+mesh_err mesh__params_start(struct mesh_service *s);
+void mesh__params_stop(struct mesh_service *s);
+void mesh__params_free(struct mesh_service *s);
 
 #endif

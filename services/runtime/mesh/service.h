@@ -88,6 +88,10 @@ struct mesh_service_opts {
 	                          a partition's snapshot after this many
 	                          changelog records (or 64 MiB);
 	                          10-100000000; 100000 */
+	const char *identity_file; /* MESH_IDENTITY: the seed file of the
+	                          service's identity (named as the service),
+	                          which opens the SecureStrings it is a
+	                          reader of; NULL: none */
 };
 
 /* Declare a service. name: 1-64 of [A-Za-z0-9_-]. Errors: MESH_EINVAL,
@@ -139,6 +143,38 @@ mesh_err mesh_service_on(struct mesh_service *s, const char *type,
 void mesh_service_on_start(struct mesh_service *s,
                            void (*fn)(struct mesh_service *s, void *arg),
                            void *arg);
+
+/* Parameters (mesh/param.h) the service reads: name_or_prefix is a
+ * parameter's name ("/shop/orders/discount"), a path ending in '/'
+ * ("/shop/", every parameter below it) or "/" (all). At start, before
+ * on_start and any event, the runtime reads their last values, then
+ * keeps them current (a watcher of MESH_PARAMS on its own thread);
+ * SecureStrings are opened with the service's identity (opts
+ * identity_file, MESH_IDENTITY) when it is among their readers. fn (may
+ * be NULL: only declare) is called on that thread after each change of a
+ * matching parameter (not for the values read at start), version 0 when
+ * it was deleted; read the value with mesh_param_get. Before
+ * mesh_service_run/main. Errors: MESH_EINVAL (name_or_prefix; more than
+ * 32 declarations), MESH_ENOMEM. */
+mesh_err
+mesh_service_on_param(struct mesh_service *s, const char *name_or_prefix,
+                      void (*fn)(struct mesh_service *s, const char *name,
+                                 int64_t version, void *arg),
+                      void *arg);
+
+/* A declared parameter's value as the runtime holds it (no I/O: for
+ * handlers; any thread), copied NUL-terminated into buf (size bytes;
+ * MESH_PARAM_VALUE_MAX + 1 always do), and its version into *version
+ * (may be NULL). Wipe a secret's copy when done (sodium_memzero). Errors:
+ * MESH_EINVAL (not declared), MESH_ENOTFOUND (no such parameter),
+ * MESH_EAUTH (a SecureString the service is not a reader of, or it has
+ * no identity), MESH_EPARSE (a SecureString that does not open),
+ * MESH_ETOOBIG (buf too small). mesh_param_get is a handler's (ctx);
+ * mesh_service_param the same for on_start and on_param callbacks. */
+mesh_err mesh_param_get(struct mesh_ctx *ctx, const char *name, char *buf,
+                        size_t size, int64_t *version);
+mesh_err mesh_service_param(struct mesh_service *s, const char *name,
+                            char *buf, size_t size, int64_t *version);
 
 /* Run on connection c until *stop is set: then stop taking batches, finish
  * those in hand (commit, publish, acknowledge) and return within
