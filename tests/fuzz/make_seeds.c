@@ -20,6 +20,12 @@
 #include "schedule.h"
 
 static const char *root;
+
+/* 80 bytes (a data key sealed) in base64, for the seeds of "param". */
+#define SEALED_B64                                                            \
+	"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDE" \
+	"y"                                                                   \
+	"MzQ1Njc4OTo7PD0+P0BBQkNERUZHSElKS0xNTk8="
 static int failed;
 
 /* Write a seed: an optional leading byte (the target's selector; -1 for
@@ -548,6 +554,31 @@ functions(void)
 	         "[\"queue:q\"]}");
 }
 
+/* Parameter records (mesh/param.h), as the bucket holds them, and keys. */
+static void
+params(void)
+{
+	seed_str("param", "string", -1,
+	         "{\"description\":\"percent off\",\"modified_by\":"
+	         "\"admin\",\"modified_ms\":1767225600000,\"name\":"
+	         "\"/shop/orders/discount\",\"type\":\"String\",\"value\":"
+	         "\"10\",\"version\":3}");
+	seed_str("param", "string-list", -1,
+	         "{\"modified_ms\":0,\"name\":\"top.level\",\"type\":"
+	         "\"StringList\",\"value\":\"a,b,c\",\"version\":1}");
+	seed_str("param", "secure", -1,
+	         "{\"modified_by\":\"admin\",\"modified_ms\":1767225600000,"
+	         "\"name\":\"/shop/db/password\",\"secure\":{\"cipher\":"
+	         "\"xchacha20poly1305-ietf\",\"ciphertext\":"
+	         "\"n2NE4BhqX1mXr1JSbrk4nHbyJ9TpAqPnFgK3yBeb\",\"keys\":[{"
+	         "\"reader\":\"admin\",\"sealed\":\"" SEALED_B64 "\"},{"
+	         "\"reader\":\"orders\",\"sealed\":\"" SEALED_B64 "\"}],"
+	         "\"nonce\":\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYX\"},\"type\":"
+	         "\"SecureString\",\"version\":1}");
+	seed_str("param", "key-hierarchy", -1, "_.shop.orders.discount");
+	seed_str("param", "key-dots", -1, "x=y");
+}
+
 /* ---- schedule expressions ------------------------------------------- */
 
 static void
@@ -710,6 +741,7 @@ main(int argc, char **argv)
 	receipts();
 	records();
 	functions();
+	params();
 	expressions();
 	schedule_requests();
 	texts();
