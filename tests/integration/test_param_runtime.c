@@ -109,31 +109,15 @@ send_price(void)
 	mesh_event_free(ev);
 }
 
-/* Wait until the handler has seen `events` events (5 s at most). */
+/* Wait until a counter of `seen` reaches want (5 s at most). */
 static bool
-events_seen(int events)
+reaches(const int *counter, int want)
 {
 	for (int i = 0; i < 500; i++) {
 		pthread_mutex_lock(&mu);
-		int n = seen.events;
+		int n = *counter;
 		pthread_mutex_unlock(&mu);
-		if (n >= events) {
-			return true;
-		}
-		nats_Sleep(10);
-	}
-	return false;
-}
-
-/* Wait until the callback has been called `changes` times. */
-static bool
-changes_seen(int changes)
-{
-	for (int i = 0; i < 500; i++) {
-		pthread_mutex_lock(&mu);
-		int n = seen.changes;
-		pthread_mutex_unlock(&mu);
-		if (n >= changes) {
+		if (n >= want) {
 			return true;
 		}
 		nats_Sleep(10);
@@ -220,7 +204,7 @@ main(void)
 	pthread_create(&r.t, NULL, run_main, &r);
 
 	send_price();
-	ok(events_seen(1), "the handler ran");
+	ok(reaches(&seen.events, 1), "the handler ran");
 	pthread_mutex_lock(&mu);
 	is_int(seen.discount_err, MESH_OK, "it read the String");
 	is_str(seen.discount, "10", "its value");
@@ -242,19 +226,19 @@ main(void)
 	is_int(put("/shop/orders/discount", MESH_PARAM_STRING, "20", NULL,
 	           NULL),
 	       MESH_OK, "the String changed");
-	ok(changes_seen(1), "the callback was called");
+	ok(reaches(&seen.changes, 1), "the callback was called");
 	pthread_mutex_lock(&mu);
 	is_str(seen.changed, "/shop/orders/discount", "with its name");
 	is_int(seen.changed_version, 2, "and its version");
 	pthread_mutex_unlock(&mu);
 	send_price();
-	ok(events_seen(2), "the next event");
+	ok(reaches(&seen.events, 2), "the next event");
 	pthread_mutex_lock(&mu);
 	is_str(seen.discount, "20", "sees the new value");
 	pthread_mutex_unlock(&mu);
 	put("/elsewhere", MESH_PARAM_STRING, "y", NULL, NULL);
 	mesh_param_delete(c, "/shop/orders/discount");
-	ok(changes_seen(2), "a delete is a change too");
+	ok(reaches(&seen.changes, 2), "a delete is a change too");
 	pthread_mutex_lock(&mu);
 	ok(seen.changes == 2 && seen.changed_version == 0 &&
 	           strcmp(seen.changed, "/shop/orders/discount") == 0,
