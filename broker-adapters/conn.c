@@ -27,6 +27,10 @@ struct mesh_conn {
 	natsConnection *nc;
 	jsCtx *js;
 	int replicas; /* the mesh-wide replica count; 0: by the servers */
+	/* Where replies to this connection go: "_INBOX", or with an NKey
+	 * "_INBOX.<its public key>", so that nats-server can let an identity
+	 * subscribe to its own replies alone (meshctl auth). */
+	char inbox[8 + MESH__NKEY_PUBLIC_LEN];
 	int64_t wait_ms;
 	int64_t max_wait_ms;
 	/* The bulk connection (mesh__conn_bulk): the same server and
@@ -309,6 +313,24 @@ nkey_public_of_file(const char *path, char pub[MESH__NKEY_PUBLIC_LEN + 1])
 }
 
 /* Apply every option to cnats' options; the failing one is named. */
+/* nats-server answers a publish or subscribe its permissions refuse with
+ * an asynchronous -ERR naming the subject, and the request then times
+ * out: note the refusal, so that the timeout's error names it. */
+static void
+async_error(natsConnection *nc, natsSubscription *sub, natsStatus err,
+            void *closure)
+{
+	const char *text = NULL;
+
+	(void)sub;
+	(void)closure;
+	if (err == NATS_NOT_PERMITTED &&
+	    natsConnection_GetLastError(nc, &text) == NATS_NOT_PERMITTED &&
+	    text != NULL) {
+		mesh__err_denied(text);
+	}
+}
+
 static mesh_err
 build_options(const struct mesh_conn_opts *o, struct mesh_conn *c,
               natsOptions *no, const char **urls, int n_urls)
@@ -332,7 +354,9 @@ build_options(const struct mesh_conn_opts *o, struct mesh_conn *c,
 	     * wait for cnats' flusher to coalesce. */
 	    (s = natsOptions_SetSendAsap(no, true)) != NATS_OK ||
 	    (s = natsOptions_UseGlobalMessageDelivery(
-	             no, o->shared_delivery)) != NATS_OK) {
+	             no, o->shared_delivery)) != NATS_OK ||
+	    (s = natsOptions_SetErrorHandler(no, async_error, NULL)) !=
+	            NATS_OK) {
 		return mesh_err_nats(s, 0, "connection options");
 	}
 	if (o->name != NULL &&
@@ -367,6 +391,10 @@ build_options(const struct mesh_conn_opts *o, struct mesh_conn *c,
 			return err;
 		}
 		s = natsOptions_SetNKeyFromSeed(no, pub, o->nkey_seed_file);
+		if (s == NATS_OK) {
+			snprintf(c->inbox, sizeof(c->inbox), "_INBOX.%s", pub);
+			s = natsOptions_SetCustomInboxPrefix(no, c->inbox);
+		}
 		if (s != NATS_OK) {
 			return mesh_err_nats(s, 0, "nkey seed file '%s'",
 			                     o->nkey_seed_file);
@@ -518,6 +546,7 @@ mesh_conn_open(const struct mesh_conn_opts *o, struct mesh_conn **out)
 		return mesh_err_set(MESH_ENOMEM, "connection");
 	}
 	pthread_mutex_init(&c->bulk_mu, NULL);
+	snprintf(c->inbox, sizeof(c->inbox), "_INBOX");
 	if ((err = replicas_of(o, &c->replicas)) != MESH_OK) {
 		goto fail;
 	}
@@ -662,6 +691,24 @@ mesh_conn_flush(struct mesh_conn *c, int64_t timeout_ms)
 		natsConnection_FlushTimeout(nc, timeout_ms);
 	}
 	natsConnection_FlushTimeout(c->nc, timeout_ms);
+}
+
+void
+mesh_conn_inbox(struct mesh_conn *c, char *buf, size_t size)
+{
+	natsInbox *inbox = NULL;
+	const char *unique;
+
+	/* natsInbox_Create makes "_INBOX.<nuid>" whatever the prefix. */
+	if (natsInbox_Create(&inbox) != NATS_OK) {
+		snprintf(buf, size, "%s.%016llx", c->inbox,
+		         (unsigned long long)randombytes_random() << 32 |
+		                 randombytes_random());
+		return;
+	}
+	unique = strrchr(inbox, '.');
+	snprintf(buf, size, "%s%s", c->inbox, unique != NULL ? unique : "");
+	natsInbox_Destroy(inbox);
 }
 
 natsConnection *

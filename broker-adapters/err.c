@@ -3,8 +3,10 @@
 #include <ctype.h>
 #include <errno.h>
 #include <lmdb.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "internal.h"
 
@@ -207,6 +209,38 @@ from_natsstatus(natsStatus s)
 	}
 }
 
+/* The last permission nats-server refused, any connection's. */
+static pthread_mutex_t denied_mu = PTHREAD_MUTEX_INITIALIZER;
+static char denied_text[512];
+static struct timespec denied_at;
+
+void
+mesh__err_denied(const char *text)
+{
+	pthread_mutex_lock(&denied_mu);
+	snprintf(denied_text, sizeof(denied_text), "%s", text);
+	clock_gettime(CLOCK_MONOTONIC, &denied_at);
+	pthread_mutex_unlock(&denied_mu);
+}
+
+/* Copy the refusal noted within the last 10 s (and forget it). */
+bool
+mesh__err_denied_recent(char *buf, size_t size)
+{
+	struct timespec now;
+	bool recent;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	pthread_mutex_lock(&denied_mu);
+	recent = denied_text[0] != '\0' && now.tv_sec - denied_at.tv_sec <= 10;
+	if (recent) {
+		snprintf(buf, size, "%s", denied_text);
+	}
+	denied_text[0] = '\0';
+	pthread_mutex_unlock(&denied_mu);
+	return recent;
+}
+
 mesh_err
 mesh_err_nats(natsStatus s, jsErrCode jerr, const char *fmt, ...)
 {
@@ -214,9 +248,17 @@ mesh_err_nats(natsStatus s, jsErrCode jerr, const char *fmt, ...)
 	mesh_err err;
 	va_list ap;
 
-	char clean[512];
+	char clean[512], denied[512];
 	char *p;
 
+	/* A request whose publish nats-server refused gets no answer: its
+	 * timeout is the refusal. */
+	if ((s == NATS_TIMEOUT || s == NATS_NOT_PERMITTED) &&
+	    mesh__err_denied_recent(denied, sizeof(denied))) {
+		cause = denied;
+		s = NATS_NOT_PERMITTED;
+		jerr = 0;
+	}
 	if (cause == NULL || cause[0] == '\0') {
 		cause = natsStatus_GetText(s);
 	}

@@ -67,6 +67,14 @@ bool mesh__event_attr_peek(const struct mesh_event *ev, const char *name,
  * asked for; c's own connection when it cannot be made. Flushed and
  * closed by mesh_conn_close(). */
 natsConnection *mesh__conn_bulk(struct mesh_conn *c);
+
+/* Note a permission nats-server refused (its -ERR text), from the
+ * connection's error handler: the next error of a request that timed out
+ * within 10 s (mesh_err_nats) is MESH_EAUTH with this text. */
+void mesh__err_denied(const char *text);
+/* Copy the refusal noted within the last 10 s into buf and forget it;
+ * false when there is none. */
+bool mesh__err_denied_recent(char *buf, size_t size);
 /* A block of size bytes that a module keeps per connection under key
  * (zeroed when made; the same block for the same key), freed with the
  * connection; NULL when out of memory. Thread-safe; what is in it is the

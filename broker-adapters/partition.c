@@ -544,7 +544,7 @@ static mesh_err
 build(struct mesh_partitioner *p, natsMsg *src, const struct mesh_event *ev,
       const char *dedup, int k, natsMsg **out)
 {
-	char subject[SUBJECT_MAX], reply[96], id[DEDUP_ID_MAX];
+	char subject[SUBJECT_MAX], reply[128], id[DEDUP_ID_MAX];
 	natsMsg *m = NULL;
 	natsStatus st;
 

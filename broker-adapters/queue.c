@@ -861,7 +861,7 @@ mesh_err
 mesh__q_api_msg(struct mesh_queue *q, const char *subject, const char *body,
                 natsMsg **out)
 {
-	char reply[96];
+	char reply[128];
 	natsStatus s = natsMsg_Create(
 	        out, subject, mesh__q_req_reply(q, reply, sizeof(reply)), body,
 	        body ? (int)strlen(body) : 0);
@@ -875,7 +875,7 @@ mesh__q_pull(struct mesh_queue *q, const char *stream, const char *consumer,
              size_t cap)
 {
 	natsConnection *nc = mesh_conn_nats(q->c);
-	char subject[256], reply[96], body[96];
+	char subject[256], reply[128], body[96];
 	uint64_t rid;
 	int64_t deadline;
 	int got = 0;

@@ -66,7 +66,7 @@ republish(struct mesh_queue *q, natsMsg *src, const char *subject,
 {
 	natsMsg *m = NULL, *ack = NULL;
 	const char **keys = NULL;
-	char reply[96];
+	char reply[128];
 	int nk = 0;
 	uint64_t seq;
 	bool dup;

@@ -24,7 +24,7 @@ send_prepare(struct mesh_queue *q, const struct mesh_queue_entry *e,
 	struct mesh_event *copy = NULL;
 	const struct mesh_event *ev = e->event;
 	char dedup[MESH_QUEUE_ID_MAX + 1] = "";
-	char subject[200], not_before[32], reply[96];
+	char subject[200], not_before[32], reply[128];
 	char what[MESH_QUEUE_NAME_MAX + 16];
 	int64_t delay = e->delay_s < 0 ? a->delay_s : e->delay_s;
 	size_t size, n_attrs;
@@ -171,7 +171,7 @@ pass_through(struct mesh_queue *q, natsMsg *src, const char *wire_id,
 	        MESH_HDR_CONTENT_TYPE, MESH_HDR_CE_ID, MESH_HDR_CE_TYPE,
 	        MESH_HDR_CE_SOURCE, MESH_HDR_CE_SUBJECT};
 	const char *id = NULL;
-	char reply[96];
+	char reply[128];
 	natsMsg *m = NULL;
 	natsStatus s;
 

@@ -13,7 +13,7 @@
 struct mesh__rpc {
 	struct mesh_conn *c;
 	natsSubscription *sub;
-	char inbox[64];
+	char inbox[128];
 	uint64_t rid;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -81,8 +81,7 @@ mesh_err
 mesh__rpc_open(struct mesh_conn *c, const char *what, struct mesh__rpc **out)
 {
 	struct mesh__rpc *r = calloc(1, sizeof(*r));
-	natsInbox *inbox = NULL;
-	char wildcard[80];
+	char wildcard[sizeof(r->inbox) + 2];
 	natsStatus s;
 
 	if (r == NULL) {
@@ -92,14 +91,10 @@ mesh__rpc_open(struct mesh_conn *c, const char *what, struct mesh__rpc **out)
 	r->want = SIZE_MAX;
 	pthread_mutex_init(&r->mu, NULL);
 	pthread_cond_init(&r->cv, NULL);
-	s = natsInbox_Create(&inbox);
-	if (s == NATS_OK) {
-		snprintf(r->inbox, sizeof(r->inbox), "%s", inbox);
-		snprintf(wildcard, sizeof(wildcard), "%s.*", r->inbox);
-		s = natsConnection_Subscribe(&r->sub, mesh_conn_nats(c),
-		                             wildcard, put, r);
-	}
-	natsInbox_Destroy(inbox);
+	mesh_conn_inbox(c, r->inbox, sizeof(r->inbox));
+	snprintf(wildcard, sizeof(wildcard), "%s.*", r->inbox);
+	s = natsConnection_Subscribe(&r->sub, mesh_conn_nats(c), wildcard, put,
+	                             r);
 	if (s == NATS_OK) {
 		s = natsSubscription_SetPendingLimits(r->sub, -1, -1);
 	}

@@ -251,6 +251,14 @@ reap_head(struct mesh_sender *s)
 		struct timespec ts = {.tv_sec = head->deadline / 1000,
 		                      .tv_nsec = (head->deadline % 1000) *
 		                                 1000000L};
+		char denied[512];
+		if (mono_ms() >= head->deadline &&
+		    mesh__err_denied_recent(denied, sizeof(denied))) {
+			mesh_err_set(MESH_EAUTH, "%s: %s", s->what, denied);
+			fail(head, MESH_EAUTH);
+			s->waiting--;
+			break;
+		}
 		if (mono_ms() >= head->deadline) {
 			mesh_err_set(
 			        MESH_ETIMEDOUT,

@@ -81,6 +81,22 @@ sub_hex(const char *topic, mesh_sub_protocol p, const char *endpoint,
 	sodium_bin2hex(hex, 17, h, sizeof(h));
 }
 
+void
+mesh_subscription_names(const char *topic, mesh_sub_protocol p,
+                        const char *endpoint,
+                        char id[MESH_SUBSCRIPTION_ID_MAX + 1],
+                        char consumer[24])
+{
+	char hex[17];
+
+	sub_hex(topic, p, endpoint, hex);
+	if (id != NULL) {
+		snprintf(id, MESH_SUBSCRIPTION_ID_MAX + 1, "%.255s:%s", topic,
+		         hex);
+	}
+	snprintf(consumer, 24, "S_%s", hex);
+}
+
 /* Split an id "TOPIC:HEX" into the record's key "TOPIC.HEX" and the
  * topic. */
 static mesh_err

@@ -413,7 +413,7 @@ prepare(struct mesh_topic *t, const struct mesh_topic_entry *e, natsMsg **out,
 {
 	struct mesh_event *copy = NULL;
 	const struct mesh_event *ev = e->event;
-	char dedup[MESH_TOPIC_ID_MAX + 1] = "", reply[96];
+	char dedup[MESH_TOPIC_ID_MAX + 1] = "", reply[128];
 	char what[MESH_TOPIC_NAME_MAX + 16];
 	size_t size, n_attrs;
 	natsMsg *m = NULL;

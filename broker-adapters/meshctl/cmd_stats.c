@@ -215,20 +215,19 @@ replies_gather(struct cli *cli, struct mesh_conn *c, const char *subject,
 {
 	natsConnection *nc = mesh_conn_nats(c);
 	natsSubscription *sub = NULL;
-	natsInbox *inbox = NULL;
+	char inbox[128];
 	json_t *replies = json_array();
 	int64_t deadline = now_ms() + wait_ms, left;
 	size_t malformed = 0;
 	natsStatus s;
 
-	if ((s = natsInbox_Create(&inbox)) != NATS_OK ||
-	    (s = natsConnection_SubscribeSync(&sub, nc, inbox)) != NATS_OK ||
+	mesh_conn_inbox(c, inbox, sizeof(inbox));
+	if ((s = natsConnection_SubscribeSync(&sub, nc, inbox)) != NATS_OK ||
 	    (s = natsConnection_PublishRequest(nc, subject, inbox, NULL, 0)) !=
 	            NATS_OK ||
 	    (s = natsConnection_FlushTimeout(nc, wait_ms)) != NATS_OK) {
 		cli_fail(cli, mesh_err_nats(s, 0, "asking %s", subject));
 		natsSubscription_Destroy(sub);
-		natsInbox_Destroy(inbox);
 		json_decref(replies);
 		return CLI_FAIL;
 	}
@@ -263,7 +262,6 @@ replies_gather(struct cli *cli, struct mesh_conn *c, const char *subject,
 	}
 	natsSubscription_Unsubscribe(sub);
 	natsSubscription_Destroy(sub);
-	natsInbox_Destroy(inbox);
 	*out = replies;
 	return CLI_OK;
 }

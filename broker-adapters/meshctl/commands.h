@@ -28,6 +28,10 @@ int cmd_queue_change_visibility_batch(struct cli *cli);
 int cmd_queue_dead_letter(struct cli *cli);
 int cmd_queue_redrive(struct cli *cli);
 
+/* meshctl auth (cmd_auth.c). */
+int cmd_auth_init(struct cli *cli);
+int cmd_auth_show(struct cli *cli);
+
 /* meshctl filter test (cmd_filter.c). */
 int cmd_filter_test(struct cli *cli);
 

@@ -132,6 +132,49 @@ static const struct cli_cmd filter_commands[] = {
         {NULL},
 };
 
+static const struct cli_opt auth_init_opts[] = {
+        {"--dir", "DIR", "where the seeds and files go (var/auth)"},
+        {"--service", "NAME=PROGRAM",
+         "a service and its program (asked for PROGRAM --describe); "
+         "repeatable; services of an earlier init are kept"},
+        {"--offline", NULL,
+         "write the files only; do not record the public keys in "
+         "MESH_KEYS"},
+        {NULL, NULL, NULL},
+};
+
+static const struct cli_opt auth_show_opts[] = {
+        {"--dir", "DIR", "where auth init wrote (var/auth)"},
+        {NULL, NULL, NULL},
+};
+
+static const struct cli_cmd auth_commands[] = {
+        {.name = "init",
+         .summary = "Make the identities and nats-server's authorization "
+                    "block.",
+         .usage = "[--dir DIR] [--service NAME=PROGRAM]... [--offline]",
+         .help = "An NKey identity (DIR/NAME.nk, mode 0600, kept when "
+                 "it exists) for admin,\nmesh-router, mesh-scheduler, "
+                 "mesh-supervisor and each service; DIR/\n"
+                 "authorization.conf, the users block for nats-server "
+                 "with each identity's\npublish and subscribe "
+                 "permissions, computed from what the services\ndeclare "
+                 "(their --describe); DIR/permissions.json, the same "
+                 "with reasons.\nThe public keys are recorded in "
+                 "MESH_KEYS (as the connection's user:\nthe admin, once "
+                 "the broker uses the block) unless --offline.",
+         .opts = auth_init_opts,
+         .run = cmd_auth_init},
+        {.name = "show",
+         .summary = "An identity's permissions, each with why.",
+         .usage = "NAME [--dir DIR]",
+         .opts = auth_show_opts,
+         .run = cmd_auth_show,
+         .min_pos = 1,
+         .max_pos = 1},
+        {NULL},
+};
+
 static const struct cli_cmd commands[] = {
         {.name = "version",
          .summary = "Print meshctl's version and the NATS client's.",
@@ -212,6 +255,11 @@ static const struct cli_cmd commands[] = {
          .usage = "COMMAND [ARGS]",
          .opts = no_opts,
          .subs = param_commands},
+        {.name = "auth",
+         .summary = "Identities and their NATS permissions.",
+         .usage = "COMMAND [ARGS]",
+         .opts = no_opts,
+         .subs = auth_commands},
         {.name = "new",
          .summary = "Make a new service from the template.",
          .usage = "COMMAND [ARGS]",

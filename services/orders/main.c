@@ -192,6 +192,9 @@ main(int argc, char **argv)
 		err = mesh_service_consume(s, "orders-summary");
 	}
 	if (err == MESH_OK) {
+		err = mesh_service_emits(s, "topic:orders");
+	}
+	if (err == MESH_OK) {
 		err = mesh_service_on(s, "evmesh.shop.PlaceOrder",
 		                      &evmesh__shop__place_order__descriptor,
 		                      place_order, NULL);

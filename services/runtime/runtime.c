@@ -193,6 +193,9 @@ mesh_service_free(struct mesh_service *s)
 	for (size_t i = 0; i < s->n_h; i++) {
 		free(s->h[i].type);
 	}
+	for (size_t i = 0; i < s->n_emits; i++) {
+		free(s->emits[i]);
+	}
 	mesh__outbox_fini(&s->one.outbox);
 	mesh__params_free(s);
 	pthread_mutex_destroy(&s->targets_mu);
@@ -290,6 +293,52 @@ mesh_service_consume(struct mesh_service *s, const char *queue)
 	struct source *src;
 
 	return add_source(s, SRC_QUEUE, queue, &src);
+}
+
+/* A target as "topic:NAME" or "queue:NAME" with a valid name. */
+static bool
+target_valid(const char *target)
+{
+	return target != NULL &&
+	       ((strncmp(target, "topic:", 6) == 0 &&
+	         mesh_topic_name_check(target + 6, NULL) == MESH_OK) ||
+	        (strncmp(target, "queue:", 6) == 0 &&
+	         mesh_queue_name_check(target + 6, NULL) == MESH_OK));
+}
+
+static bool
+emit_declared(const struct mesh_service *s, const char *target)
+{
+	for (size_t i = 0; i < s->n_emits; i++) {
+		if (strcmp(s->emits[i], target) == 0) {
+			return true;
+		}
+	}
+	return false;
+}
+
+mesh_err
+mesh_service_emits(struct mesh_service *s, const char *target)
+{
+	if (!target_valid(target)) {
+		return mesh_err_set(MESH_EINVAL,
+		                    "service '%s': emit target '%s': want "
+		                    "topic:NAME or queue:NAME",
+		                    s->name, target ? target : "");
+	}
+	if (emit_declared(s, target)) {
+		return MESH_OK;
+	}
+	if (s->n_emits == MAX_EMITS) {
+		return mesh_err_set(MESH_EINVAL,
+		                    "service '%s': at most %d emit targets",
+		                    s->name, MAX_EMITS);
+	}
+	if ((s->emits[s->n_emits] = strdup(target)) == NULL) {
+		return mesh_err_set(MESH_ENOMEM, "service '%s'", s->name);
+	}
+	s->n_emits++;
+	return MESH_OK;
 }
 
 mesh_err
@@ -691,15 +740,20 @@ mesh_emit(struct mesh_ctx *c, const char *target, const struct mesh_event *ev,
 	mesh_err err;
 	int rc;
 
-	if (target == NULL ||
-	    !((strncmp(target, "topic:", 6) == 0 &&
-	       mesh_topic_name_check(target + 6, NULL) == MESH_OK) ||
-	      (strncmp(target, "queue:", 6) == 0 &&
-	       mesh_queue_name_check(target + 6, NULL) == MESH_OK))) {
+	if (!target_valid(target)) {
 		return mesh_err_set(MESH_EINVAL,
 		                    "service '%s': emit target '%s': want "
 		                    "topic:NAME or queue:NAME",
 		                    c->s->name, target ? target : "");
+	}
+	/* A service that declares its targets gets permissions for those
+	 * alone (meshctl auth): an undeclared one is refused here, before
+	 * the outbox holds an event the broker would refuse for ever. */
+	if (c->s->n_emits > 0 && !emit_declared(c->s, target)) {
+		return mesh_err_set(MESH_EINVAL,
+		                    "service '%s': emit target '%s' is not "
+		                    "declared (mesh_service_emits)",
+		                    c->s->name, target);
 	}
 	if ((err = mesh_event_dup(ev, &copy)) != MESH_OK) {
 		return err;
@@ -1122,9 +1176,17 @@ check_opts(const struct mesh_service *s)
 static mesh_err
 json_out(const struct mesh_service *s, json_t *sources, char **json)
 {
-	json_t *j = json_pack("{s:s, s:o, s:i}", "service", s->name, "sources",
-	                      sources, "partitions", s->o.partitions);
-	char *text = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
+	json_t *emits = json_array();
+	json_t *j;
+	char *text;
+
+	for (size_t i = 0; emits != NULL && i < s->n_emits; i++) {
+		json_array_append_new(emits, json_string(s->emits[i]));
+	}
+	j = json_pack("{s:s, s:o, s:o, s:s, s:i}", "service", s->name,
+	              "sources", sources, "emits", emits, "dlq", s->o.dlq,
+	              "partitions", s->o.partitions);
+	text = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
 
 	json_decref(j);
 	if (text == NULL) {

@@ -26,6 +26,7 @@
 
 #define MAX_SOURCES     32
 #define MAX_HANDLERS    64
+#define MAX_EMITS       32
 #define MAX_INFLIGHT    64
 #define KEY_MAX         511
 #define FETCH_WAIT_MS   1000
@@ -108,6 +109,8 @@ struct mesh_service {
 	char dlq_buf[MESH_QUEUE_NAME_MAX + 1];
 	struct source src[MAX_SOURCES];
 	size_t n_src;
+	char *emits[MAX_EMITS]; /* declared targets: "topic:NAME", ... */
+	size_t n_emits;
 	struct handler h[MAX_HANDLERS];
 	size_t n_h;
 	void (*on_start)(struct mesh_service *, void *);

@@ -81,6 +81,9 @@ main(int argc, char **argv)
 		                             MESH_FILTER_SCOPE_ATTRIBUTES, 0);
 	}
 	if (err == MESH_OK) {
+		err = mesh_service_emits(s, "topic:shipments");
+	}
+	if (err == MESH_OK) {
 		err = mesh_service_on(s, "evmesh.shop.OrderPlaced",
 		                      &evmesh__shop__order_placed__descriptor,
 		                      ship, (void *)countries);

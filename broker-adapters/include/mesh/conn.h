@@ -92,6 +92,11 @@ mesh_err mesh_replicas_check(struct mesh_conn *c, const char *what,
 /* Drain nothing, close, free; NULL is allowed. */
 void mesh_conn_close(struct mesh_conn *c);
 
+/* A new reply subject of this connection's: "_INBOX.<unique>", or with an
+ * NKey "_INBOX.<its public key>.<unique>" (the only replies an identity of
+ * meshctl auth may subscribe to). buf: 128 bytes are enough. */
+void mesh_conn_inbox(struct mesh_conn *c, char *buf, size_t size);
+
 /* The underlying cnats objects, borrowed for the connection's lifetime. */
 natsConnection *mesh_conn_nats(struct mesh_conn *c);
 jsCtx *mesh_conn_js(struct mesh_conn *c);

@@ -75,6 +75,16 @@ void mesh_subscription_fini(struct mesh_subscription *s);
 const char *mesh_sub_protocol_name(mesh_sub_protocol p);
 mesh_err mesh_sub_protocol_parse(const char *s, mesh_sub_protocol *out);
 
+/* The names mesh_subscription_create gives the subscription of endpoint
+ * (protocol p) to topic, without asking the broker: its id ("TOPIC:HEX",
+ * NULL: not wanted) and its consumer on the topic's stream ("S_HEX");
+ * meshctl auth grants a service its subscription's consumer by name.
+ * Thread-safe. */
+void mesh_subscription_names(const char *topic, mesh_sub_protocol p,
+                             const char *endpoint,
+                             char id[MESH_SUBSCRIPTION_ID_MAX + 1],
+                             char consumer[24]);
+
 /* Subscribe an endpoint (a queue or a service name) to a topic. The filter
  * policy is validated first; a queue must exist, and a FIFO topic takes
  * FIFO queues only, a standard topic standard ones. Subscribing again with

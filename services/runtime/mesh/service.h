@@ -113,6 +113,13 @@ mesh_err mesh_service_subscribe(struct mesh_service *s, const char *topic,
 /* Consume a queue (it must exist at start). */
 mesh_err mesh_service_consume(struct mesh_service *s, const char *queue);
 
+/* Declare a target the service emits to: "topic:NAME" or "queue:NAME"
+ * (its --describe lists them; meshctl auth grants publishing to those
+ * alone). Once any is declared, mesh_emit to an undeclared target is
+ * refused (MESH_EINVAL). Declaring twice is fine. Errors: MESH_EINVAL
+ * (target, more than 32), MESH_ENOMEM. */
+mesh_err mesh_service_emits(struct mesh_service *s, const char *target);
+
 /* Partition the service's state by key: n partitions (1-1024), each
  * with its own LMDB environment under the state directory (p0, p1, ...)
  * and its own changelog, owned by one instance at a time through a lease
@@ -186,9 +193,10 @@ mesh_err mesh_service_run(struct mesh_service *s, struct mesh_conn *c,
 /* What the service declares, without connecting (its program's
  * --describe), as JSON: {"service", "sources": [{"kind": "topic" |
  * "queue", "name", "filter_policy" (an object), "filter_scope",
- * "replay_from_ms" (the last three only when set)}], "partitions": N}
- * (N: 0 when not partitioned). *json malloc'ed, NUL-terminated; free().
- * Errors: MESH_ENOMEM. */
+ * "replay_from_ms" (the last three only when set)}], "emits": ["topic:X",
+ * ...] (declared by mesh_service_emits), "dlq": its dead-letter queue,
+ * "partitions": N} (N: 0 when not partitioned). *json malloc'ed,
+ * NUL-terminated; free(). Errors: MESH_ENOMEM. */
 mesh_err mesh_service_describe(const struct mesh_service *s, char **json);
 
 /* Make on c what a start makes, and nothing else (its program's
@@ -198,9 +206,9 @@ mesh_err mesh_service_describe(const struct mesh_service *s, char **json);
  * record, partition stream and consumers. *json (malloc'ed; free()) says
  * what it consumes: {"service", "sources": ["subscription:ID" |
  * "queue:NAME", ...] (mesh_source_open's specs, in declared order),
- * "partitions": N}. Errors: those of mesh_service_run's start, the detail
- * naming what failed (MESH_ENOTFOUND: a queue or topic that does not
- * exist; MESH_EINVAL: an option, or a partition count other than the
+ * "emits", "dlq", "partitions": N}. Errors: those of mesh_service_run's start,
+ * the detail naming what failed (MESH_ENOTFOUND: a queue or topic that does
+ * not exist; MESH_EINVAL: an option, or a partition count other than the
  * recorded one). Not while the service runs. */
 mesh_err mesh_service_prepare(struct mesh_service *s, struct mesh_conn *c,
                               char **json);
