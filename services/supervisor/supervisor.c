@@ -34,6 +34,7 @@
 #define BACKOFF_BASE_MS 500
 #define BACKOFF_MAX_MS  30000
 #define ARM_RETRY_MS    5000 /* a source that could not be watched */
+#define GRAVE_MS        2000 /* a wake subscription freed this long after */
 #define REAP_EVERY_MS   50   /* with instances: how often exits are seen */
 #define IDLE_WAIT_MS    1000 /* without: the loop's longest sleep */
 #define READ_SOURCES    (MESH_FUNCTION_SOURCES_MAX + 1024)
@@ -41,26 +42,20 @@
 struct sup;
 struct fn;
 
-/* A wake subscription: a source of a function at zero. */
+/* A wake subscription: a source of a function at zero, its callback's
+ * argument, never changed once subscribed. Taken down, it is unsubscribed
+ * at once and freed (with its subscription and filter) GRAVE_MS later:
+ * cnats 3.4's reading thread may still hold a message for it, and
+ * destroying a subscription under it crashes (nats.c#637, fixed in 3.6);
+ * its callback may still be running. */
 struct wake {
 	struct fn *f;
 	natsSubscription *sub;
 	struct mesh_filter *filter; /* a subscription's policy; NULL: all */
 	char spec[MESH_SUBSCRIPTION_ID_MAX + 16];
+	int64_t buried;    /* mono: when taken down */
+	struct wake *next; /* in the graveyard */
 };
-
-/* A wake subscription taken down: unsubscribed at once, destroyed (with
- * its filter) GRAVE_MS later. cnats 3.4's reading thread may still hold
- * a message for it, and destroying a subscription under it crashes
- * (nats.c#637, fixed in 3.6); its callback may still be running. */
-struct grave {
-	natsSubscription *sub;
-	struct mesh_filter *filter;
-	int64_t at; /* mono */
-	struct grave *next;
-};
-
-#define GRAVE_MS 2000
 
 struct fn {
 	struct sup *sup;
@@ -72,7 +67,7 @@ struct fn {
 	uint64_t gen;   /* changes with every put and delete of it */
 	int slot;
 
-	struct wake wake[MESH_FUNCTION_SOURCES_MAX];
+	struct wake *wake[MESH_FUNCTION_SOURCES_MAX];
 	size_t n_wake;
 	bool armed;
 	int64_t arm_after; /* mono: try arming again then */
@@ -108,7 +103,7 @@ struct sup {
 	bool kick;
 	volatile sig_atomic_t *stop;
 	struct fn *fns;
-	struct grave *graves;
+	struct wake *graves; /* taken down, freed GRAVE_MS later */
 	struct mesh_lease *lease;
 	enum slot_state slot[MESH_SUPERVISOR_SLOTS];
 	uint64_t epoch[MESH_SUPERVISOR_SLOTS];
@@ -371,21 +366,14 @@ disarm(struct fn *f)
 	struct sup *s = f->sup;
 
 	for (size_t i = 0; i < f->n_wake; i++) {
-		struct wake *w = &f->wake[i];
-		struct grave *g;
+		struct wake *w = f->wake[i];
 		if (w->sub != NULL) {
 			natsSubscription_Unsubscribe(w->sub);
 		}
-		if ((w->sub != NULL || w->filter != NULL) &&
-		    (g = malloc(sizeof(*g))) != NULL) {
-			*g = (struct grave){.sub = w->sub,
-			                    .filter = w->filter,
-			                    .at = mesh_mono_ms(),
-			                    .next = s->graves};
-			s->graves = g;
-		} /* else leaked: never freed under a running callback */
-		w->sub = NULL;
-		w->filter = NULL;
+		w->buried = mesh_mono_ms();
+		w->next = s->graves;
+		s->graves = w;
+		f->wake[i] = NULL;
 	}
 	f->n_wake = 0;
 	f->armed = false;
@@ -397,15 +385,15 @@ bury(struct sup *s, bool all)
 {
 	int64_t now = mesh_mono_ms();
 
-	for (struct grave **gp = &s->graves; *gp != NULL;) {
-		struct grave *g = *gp;
-		if (all || now - g->at >= GRAVE_MS) {
-			natsSubscription_Destroy(g->sub);
-			mesh_filter_free(g->filter);
-			*gp = g->next;
-			free(g);
+	for (struct wake **wp = &s->graves; *wp != NULL;) {
+		struct wake *w = *wp;
+		if (all || now - w->buried >= GRAVE_MS) {
+			natsSubscription_Destroy(w->sub);
+			mesh_filter_free(w->filter);
+			*wp = w->next;
+			free(w);
 		} else {
-			gp = &g->next;
+			wp = &w->next;
 		}
 	}
 }
@@ -512,8 +500,17 @@ arm(struct fn *f, int64_t now)
 		return;
 	}
 	for (size_t i = 0; i < n; i++) {
-		struct wake *w = &f->wake[f->n_wake++];
+		struct wake *w = calloc(1, sizeof(*w));
 		natsStatus st;
+		if (w == NULL) {
+			for (size_t k = i; k < n; k++) {
+				mesh_filter_free(filter[k]);
+			}
+			disarm(f);
+			f->arm_after = now + ARM_RETRY_MS;
+			return;
+		}
+		f->wake[f->n_wake++] = w;
 		*w = (struct wake){.f = f, .filter = filter[i]};
 		memcpy(w->spec, spec[i], sizeof(w->spec));
 		st = natsConnection_Subscribe(&w->sub, mesh_conn_nats(s->c),
