@@ -366,6 +366,35 @@ mesh_event_verify(const struct mesh_event *ev,
 	return MESH_SIG_OK;
 }
 
+mesh_err
+mesh_key_record_from_public(const char *name, const char *public_key,
+                            struct mesh_key_record *out)
+{
+	unsigned char pk[crypto_sign_PUBLICKEYBYTES];
+	mesh_err err;
+
+	if ((err = mesh_name_check("key", name, MESH_IDENTITY_NAME_MAX,
+	                           NULL)) != MESH_OK) {
+		return err;
+	}
+	if (public_key == NULL ||
+	    strlen(public_key) != MESH_IDENTITY_PUBLIC_LEN ||
+	    mesh__nkey_public_decode(public_key, pk) != MESH_OK ||
+	    sodium_init() < 0 ||
+	    crypto_sign_ed25519_pk_to_curve25519(out->curve, pk) != 0) {
+		return mesh_err_set(MESH_EINVAL,
+		                    "key '%s': '%.64s' is not a user public "
+		                    "key (U..., %d characters)",
+		                    name, public_key ? public_key : "",
+		                    MESH_IDENTITY_PUBLIC_LEN);
+	}
+	snprintf(out->name, sizeof(out->name), "%s", name);
+	memcpy(out->public_key, public_key, MESH_IDENTITY_PUBLIC_LEN + 1);
+	out->created_ms = mesh_wall_ms();
+	out->revision = 0;
+	return MESH_OK;
+}
+
 /* ---- RequireSigners ------------------------------------------------------
  */
 

@@ -71,6 +71,18 @@ attrs_from_flags(struct cli *cli, struct mesh_queue_attrs *a)
 	if (cli_flag(cli, "--no-dlq")) {
 		a->dlq[0] = '\0';
 	}
+	if (cli_opt(cli, "--require-signers") != NULL) {
+		const char *rs = cli_opt(cli, "--require-signers");
+		if (strlen(rs) >= sizeof(a->require_signers)) {
+			cli_usage_error(cli,
+			                "--require-signers: more than %d "
+			                "signers' names",
+			                MESH_SIGNERS_MAX);
+			return false;
+		}
+		snprintf(a->require_signers, sizeof(a->require_signers), "%s",
+		         rs);
+	}
 	if (cli_opt(cli, "--max-receive") != NULL && a->dlq[0] == '\0') {
 		cli_usage_error(cli, "--max-receive goes with --dlq NAME");
 		return false;
@@ -272,6 +284,10 @@ cmd_queue_info(struct cli *cli)
 		         a->dlq, a->max_receive_count);
 		json_object_set_new(at, "RedrivePolicy", json_string(rp));
 	}
+	if (a->require_signers[0] != '\0') {
+		json_object_set_new(at, "RequireSigners",
+		                    json_string(a->require_signers));
+	}
 	json_object_set_new(at, "QueueArn", json_string(name));
 	if (a->fifo) {
 		json_object_set_new(at, "FifoQueue", json_string("true"));
@@ -326,7 +342,11 @@ queue_send_stdin(struct cli *cli, const char *name)
 	if ((err = mesh_queue_open(c, name, &q)) != MESH_OK) {
 		rc = cli_fail(cli, err);
 	} else {
-		rc = send_stdin(cli, open_queue_sender, q);
+		rc = signer_fifo_check(cli, cli_opt(cli, "--sign") != NULL,
+		                       mesh_queue_attrs(q)->fifo);
+		if (rc == CLI_OK) {
+			rc = send_stdin(cli, open_queue_sender, q);
+		}
 	}
 	mesh_queue_close(q);
 	mesh_conn_close(c);
@@ -342,6 +362,7 @@ cmd_queue_send(struct cli *cli)
 	struct mesh_event *ev = NULL;
 	struct mesh_conn *c = NULL;
 	struct mesh_queue *q = NULL;
+	struct mesh_identity *id = NULL;
 	long long delay;
 	mesh_err err;
 	int rc;
@@ -352,7 +373,11 @@ cmd_queue_send(struct cli *cli)
 	if (!cli_opt_long(cli, "--delay", 0, 900, -1, &delay)) {
 		return CLI_USAGE;
 	}
+	if ((rc = signer_from_flags(cli, &id)) != CLI_OK) {
+		return rc;
+	}
 	if ((rc = msg_from_flags(cli, &ev)) != CLI_OK) {
+		mesh_identity_free(id);
 		return rc;
 	}
 	rc = CLI_FAIL;
@@ -362,9 +387,19 @@ cmd_queue_send(struct cli *cli)
 	e.dedup_id = cli_opt(cli, "--dedup-id");
 	if (cli_connect(cli, &c) != MESH_OK) {
 		mesh_event_free(ev);
+		mesh_identity_free(id);
 		return CLI_FAIL;
 	}
-	if ((err = mesh_queue_open(c, name, &q)) != MESH_OK ||
+	if ((err = mesh_queue_open(c, name, &q)) != MESH_OK) {
+		rc = cli_fail(cli, err);
+		goto out;
+	}
+	if ((rc = signer_fifo_check(cli, id != NULL,
+	                            mesh_queue_attrs(q)->fifo)) != CLI_OK) {
+		goto out;
+	}
+	rc = CLI_FAIL;
+	if ((id != NULL && (err = mesh_event_sign(ev, id)) != MESH_OK) ||
 	    (err = mesh_queue_send(q, &e, &sent)) != MESH_OK) {
 		rc = cli_fail(cli, err);
 		goto out;
@@ -386,6 +421,7 @@ out:
 	mesh_queue_close(q);
 	mesh_conn_close(c);
 	mesh_event_free(ev);
+	mesh_identity_free(id);
 	return rc;
 }
 

@@ -32,8 +32,9 @@
 #define MESH_SIG_EXT        "meshsig"
 #define MESH_SIG_SIGNER_EXT "meshsigner"
 #define MESH_SIG_KEYID_EXT  "meshkeyid"
-#define MESH_SIG_DOMAIN     "evmesh-sig-v1" /* the canonical form's first field \
-	                                     */
+#define MESH_SIG_DOMAIN                                                       \
+	"evmesh-sig-v1" /* the canonical form's first field                   \
+	                 */
 #define MESH_SIG_FUTURE_MS                                                    \
 	(5 * 60 * 1000) /* event time ahead of ours, at most */
 #define MESH_SIG_MAX_AGE_MS (7LL * 86400 * 1000) /* the default horizon */
@@ -80,6 +81,13 @@ mesh_sig_verdict mesh_event_verify(const struct mesh_event *ev,
                                    const struct mesh_key_record *keys,
                                    size_t n, int64_t max_age_ms,
                                    int64_t now_ms, char *reason, size_t size);
+
+/* The MESH_KEYS record of a foreign producer's key (for mesh_keys_put):
+ * name, its public key "U...", the X25519 key derived from it, created
+ * now. Errors: MESH_EINVAL (a name or a key that is not a user public
+ * key, named). */
+mesh_err mesh_key_record_from_public(const char *name, const char *public_key,
+                                     struct mesh_key_record *out);
 
 /* ---- RequireSigners ------------------------------------------------------
  */
