@@ -318,3 +318,41 @@ signer_fifo_check(struct cli *cli, bool signing, bool fifo)
 	}
 	return CLI_OK;
 }
+
+int
+sign_for(struct cli *cli, const struct mesh_identity *id, bool fifo,
+         struct mesh_event *ev)
+{
+	mesh_err err;
+	int rc;
+
+	if (id == NULL) {
+		return CLI_OK;
+	}
+	if ((rc = signer_fifo_check(cli, true, fifo)) != CLI_OK) {
+		return rc;
+	}
+	if ((err = mesh_event_sign(ev, id)) != MESH_OK) {
+		return cli_fail(cli, err);
+	}
+	return CLI_OK;
+}
+
+bool
+require_signers_flag(struct cli *cli, char *dst, size_t size)
+{
+	const char *rs = cli_opt(cli, "--require-signers");
+
+	if (rs == NULL) {
+		return true;
+	}
+	if (strlen(rs) >= size) {
+		cli_usage_error(cli,
+		                "--require-signers: more than %d signers' "
+		                "names",
+		                MESH_SIGNERS_MAX);
+		return false;
+	}
+	snprintf(dst, size, "%s", rs);
+	return true;
+}

@@ -71,17 +71,9 @@ attrs_from_flags(struct cli *cli, struct mesh_queue_attrs *a)
 	if (cli_flag(cli, "--no-dlq")) {
 		a->dlq[0] = '\0';
 	}
-	if (cli_opt(cli, "--require-signers") != NULL) {
-		const char *rs = cli_opt(cli, "--require-signers");
-		if (strlen(rs) >= sizeof(a->require_signers)) {
-			cli_usage_error(cli,
-			                "--require-signers: more than %d "
-			                "signers' names",
-			                MESH_SIGNERS_MAX);
-			return false;
-		}
-		snprintf(a->require_signers, sizeof(a->require_signers), "%s",
-		         rs);
+	if (!require_signers_flag(cli, a->require_signers,
+	                          sizeof(a->require_signers))) {
+		return false;
 	}
 	if (cli_opt(cli, "--max-receive") != NULL && a->dlq[0] == '\0') {
 		cli_usage_error(cli, "--max-receive goes with --dlq NAME");
@@ -394,13 +386,11 @@ cmd_queue_send(struct cli *cli)
 		rc = cli_fail(cli, err);
 		goto out;
 	}
-	if ((rc = signer_fifo_check(cli, id != NULL,
-	                            mesh_queue_attrs(q)->fifo)) != CLI_OK) {
+	if ((rc = sign_for(cli, id, mesh_queue_attrs(q)->fifo, ev)) !=
+	    CLI_OK) {
 		goto out;
 	}
-	rc = CLI_FAIL;
-	if ((id != NULL && (err = mesh_event_sign(ev, id)) != MESH_OK) ||
-	    (err = mesh_queue_send(q, &e, &sent)) != MESH_OK) {
+	if ((err = mesh_queue_send(q, &e, &sent)) != MESH_OK) {
 		rc = cli_fail(cli, err);
 		goto out;
 	}

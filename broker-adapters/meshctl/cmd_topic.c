@@ -39,26 +39,6 @@ connected(struct cli *cli, int (*fn)(struct cli *, struct mesh_conn *))
 
 /* ---- topics ------------------------------------------------------------- */
 
-/* --require-signers A,B into a ('' clears); false after a usage error. */
-static bool
-signers_from_flag(struct cli *cli, struct mesh_topic_attrs *a)
-{
-	const char *rs = cli_opt(cli, "--require-signers");
-
-	if (rs == NULL) {
-		return true;
-	}
-	if (strlen(rs) >= sizeof(a->require_signers)) {
-		cli_usage_error(cli,
-		                "--require-signers: more than %d signers' "
-		                "names",
-		                MESH_SIGNERS_MAX);
-		return false;
-	}
-	snprintf(a->require_signers, sizeof(a->require_signers), "%s", rs);
-	return true;
-}
-
 static int
 do_topic_create(struct cli *cli, struct mesh_conn *c)
 {
@@ -82,7 +62,8 @@ do_topic_create(struct cli *cli, struct mesh_conn *c)
 	a.content_based_dedup = cli_flag(cli, "--content-based-dedup");
 	a.archive_days = days;
 	a.replicas = replicas;
-	if (!signers_from_flag(cli, &a)) {
+	if (!require_signers_flag(cli, a.require_signers,
+	                          sizeof(a.require_signers))) {
 		return CLI_USAGE;
 	}
 	if ((err = mesh_topic_create(c, name, &a)) != MESH_OK) {
@@ -125,13 +106,12 @@ do_topic_set_attributes(struct cli *cli, struct mesh_conn *c)
 		return cli_fail(cli, err);
 	}
 	ti.a.replicas = replicas;
-	if (!signers_from_flag(cli, &ti.a)) {
+	if (!require_signers_flag(cli, ti.a.require_signers,
+	                          sizeof(ti.a.require_signers))) {
 		return CLI_USAGE;
 	}
 	if ((err = mesh_topic_set_attrs(c, name, &ti.a)) != MESH_OK) {
-		return err == MESH_EINVAL
-		               ? cli_usage_error(cli, "%s", mesh_errdetail())
-		               : cli_fail(cli, err);
+		return cli_fail(cli, err);
 	}
 	if (!cli->json) {
 		printf("updated topic %s\n", name);
@@ -369,13 +349,11 @@ cmd_topic_publish(struct cli *cli)
 		rc = cli_fail(cli, err);
 		goto out;
 	}
-	if ((rc = signer_fifo_check(cli, id != NULL,
-	                            mesh_topic_attrs(t)->fifo)) != CLI_OK) {
+	if ((rc = sign_for(cli, id, mesh_topic_attrs(t)->fifo, ev)) !=
+	    CLI_OK) {
 		goto out;
 	}
-	rc = CLI_FAIL;
-	if ((id != NULL && (err = mesh_event_sign(ev, id)) != MESH_OK) ||
-	    (err = mesh_topic_publish(t, &e, &p)) != MESH_OK) {
+	if ((err = mesh_topic_publish(t, &e, &p)) != MESH_OK) {
 		rc = err == MESH_EINVAL
 		             ? cli_usage_error(cli, "%s", mesh_errdetail())
 		             : cli_fail(cli, err);

@@ -124,6 +124,15 @@ int signer_from_flags(struct cli *cli, struct mesh_identity **out);
 /* CLI_OK, or a usage error when signing for a FIFO target (which
  * replaces the event id a signature covers). */
 int signer_fifo_check(struct cli *cli, bool signing, bool fifo);
+/* Sign ev as id (NULL: nothing to do) for a target, after
+ * signer_fifo_check. Returns CLI_OK or the exit code after printing
+ * why. */
+struct mesh_event;
+int sign_for(struct cli *cli, const struct mesh_identity *id, bool fifo,
+             struct mesh_event *ev);
+/* --require-signers A,B ('' clears) into dst (size bytes) when given;
+ * false after a usage error (too long). */
+bool require_signers_flag(struct cli *cli, char *dst, size_t size);
 
 /* A service's name is 1-64 of [A-Za-z0-9_-]; prints a usage error and
  * returns false when it is not. */
