@@ -157,6 +157,25 @@ mesh_queue_attrs_check(const char *name, const struct mesh_queue_attrs *a)
 	                 MESH_REPLICAS_MAX)) != MESH_OK) {
 		return err;
 	}
+	if (a->require_signers[0] != '\0') {
+		char what[MESH_QUEUE_NAME_MAX + 16];
+		char names[MESH_SIGNERS_MAX][MESH_IDENTITY_NAME_MAX + 1];
+		size_t n;
+		snprintf(what, sizeof(what), "queue '%s'", name);
+		if ((err = mesh_signers_parse(what, a->require_signers, names,
+		                              &n)) != MESH_OK) {
+			return err;
+		}
+		if (a->fifo) {
+			return mesh_err_set(
+			        MESH_EINVAL,
+			        "queue '%s': RequireSigners is for "
+			        "standard queues only (a FIFO queue "
+			        "replaces the event id a signature "
+			        "covers)",
+			        name);
+		}
+	}
 	if (a->dlq[0] != '\0') {
 		bool dfifo;
 		if ((err = mesh_queue_name_check(a->dlq, &dfifo)) != MESH_OK) {
@@ -199,12 +218,14 @@ cfg_encode(const char *name, const struct qcfg *cfg)
 	             " delay=%" PRId64 " retention=%" PRId64 " max=%" PRId64
 	             " wait=%" PRId64 " dlq=%s maxrc=%" PRId64
 	             " parts=%" PRId64 " created=%" PRId64 " modified=%" PRId64
-	             " key=%s",
+	             " key=%s%s%s",
 	             name, a->fifo, a->content_based_dedup,
 	             a->visibility_timeout_s, a->delay_s, a->retention_s,
 	             a->max_message_size, a->receive_wait_s, a->dlq,
 	             a->max_receive_count, a->partitions, a->created_ms,
-	             a->modified_ms, key) < 0) {
+	             a->modified_ms, key,
+	             a->require_signers[0] ? " signers=" : "",
+	             a->require_signers) < 0) {
 		return NULL;
 	}
 	return s;
@@ -213,7 +234,7 @@ cfg_encode(const char *name, const struct qcfg *cfg)
 static mesh_err
 cfg_decode(const char *name, const char *desc, struct qcfg *cfg)
 {
-	char copy[1024], *save = NULL;
+	char copy[2048], *save = NULL;
 	int found = 0;
 	size_t klen = 0;
 
@@ -261,7 +282,11 @@ cfg_decode(const char *name, const char *desc, struct qcfg *cfg)
 			cfg->a.created_ms = n;
 		else if (strcmp(t, "modified") == 0)
 			cfg->a.modified_ms = n;
-		else if (strcmp(t, "key") == 0) {
+		else if (strcmp(t, "signers") == 0) {
+			mesh__q_copy_str(cfg->a.require_signers,
+			                 sizeof(cfg->a.require_signers), v);
+			found--; /* optional */
+		} else if (strcmp(t, "key") == 0) {
 			if (sodium_hex2bin(cfg->key, sizeof(cfg->key), v,
 			                   strlen(v), NULL, &klen, NULL) != 0)
 				klen = 0;
@@ -326,7 +351,8 @@ attrs_same(const struct mesh_queue_attrs *x, const struct mesh_queue_attrs *y)
 	       (x->dlq[0] == '\0' ||
 	        x->max_receive_count == y->max_receive_count) &&
 	       (!x->fifo || x->partitions == y->partitions) &&
-	       (y->replicas == 0 || x->replicas == y->replicas);
+	       (y->replicas == 0 || x->replicas == y->replicas) &&
+	       strcmp(x->require_signers, y->require_signers) == 0;
 }
 
 static void
@@ -441,6 +467,16 @@ check_dlq(struct mesh_conn *c, const char *name,
 	return err;
 }
 
+static mesh_err
+signers_check(struct mesh_conn *c, const char *name,
+              const struct mesh_queue_attrs *a)
+{
+	char what[MESH_QUEUE_NAME_MAX + 16];
+
+	snprintf(what, sizeof(what), "queue '%s'", name);
+	return mesh_signers_check(c, what, a->require_signers);
+}
+
 /* A queue of that name as it is: MESH_OK when it has attributes a,
  * MESH_EEXIST when others, MESH_ENOTFOUND when there is none. */
 static mesh_err
@@ -482,7 +518,8 @@ mesh_queue_create(struct mesh_conn *c, const char *name,
 	if ((err = existing(c, name, attrs, &n)) != MESH_ENOTFOUND) {
 		return err;
 	}
-	if ((err = check_dlq(c, name, attrs)) != MESH_OK) {
+	if ((err = check_dlq(c, name, attrs)) != MESH_OK ||
+	    (err = signers_check(c, name, attrs)) != MESH_OK) {
 		return err;
 	}
 	if (cfg.a.replicas == 0) {
@@ -573,7 +610,8 @@ mesh_queue_set_attrs(struct mesh_conn *c, const char *name,
 		                    name);
 	}
 	if ((err = mesh_queue_attrs_check(name, attrs)) != MESH_OK ||
-	    (err = check_dlq(c, name, attrs)) != MESH_OK) {
+	    (err = check_dlq(c, name, attrs)) != MESH_OK ||
+	    (err = signers_check(c, name, attrs)) != MESH_OK) {
 		return err;
 	}
 	{

@@ -14,6 +14,7 @@
 #include "mesh/pbjson.h"
 #include "mesh/queue.h"
 #include "mesh/router.h"
+#include "mesh/sign.h"
 #include "mesh/source.h"
 #include "mesh/subscription.h"
 #include "mesh/topic.h"
@@ -22,6 +23,7 @@
 #define FETCH_WAIT_MS  1000
 #define RETRY_FIRST_MS 250
 #define RETRY_MAX_MS   10000
+#define VERDICTS       8192 /* verdicts kept for the other subscriptions */
 
 struct worker {
 	struct worker *next;
@@ -29,7 +31,17 @@ struct worker {
 	char id[MESH_SUBSCRIPTION_ID_MAX + 1];
 	pthread_t thread;
 	atomic_bool stop;
-	atomic_uint_fast64_t forwarded, filtered, failed, malformed;
+	atomic_uint_fast64_t forwarded, filtered, failed, malformed, refused;
+};
+
+/* A topic message's signature verdict, kept so that its other
+ * subscriptions' workers do not verify it again (verifying costs far more
+ * than forwarding). Keyed by the topic's stream and sequence. */
+struct verdict {
+	uint64_t topic; /* a hash of the topic's name and creation */
+	uint64_t seq;   /* 0: empty */
+	mesh_sig_verdict v;
+	char reason[200];
 };
 
 struct router {
@@ -38,6 +50,8 @@ struct router {
 	volatile sig_atomic_t *stop;
 	pthread_mutex_t log_mu;
 	struct worker *workers;
+	pthread_mutex_t verdicts_mu;
+	struct verdict *verdicts; /* VERDICTS of them; NULL: none kept */
 };
 
 void
@@ -235,6 +249,9 @@ struct batch {
 	char ids[MESH_SOURCE_BATCH_MAX][96];
 	const char *wire[MESH_SOURCE_BATCH_MAX];
 	size_t n;
+	/* Those to forward (all but the refused), nf of them. */
+	struct mesh_source_msg *fw[MESH_SOURCE_BATCH_MAX];
+	size_t nf;
 };
 
 static bool
@@ -261,9 +278,11 @@ log_counts(struct router *r, const char *event, struct worker *w)
 {
 	log_line(r, event, w->id,
 	         "forwarded %" PRIuFAST64 ", filtered %" PRIuFAST64
-	         ", failed %" PRIuFAST64 ", malformed %" PRIuFAST64,
+	         ", failed %" PRIuFAST64 ", malformed %" PRIuFAST64
+	         ", refused %" PRIuFAST64,
 	         atomic_load(&w->forwarded), atomic_load(&w->filtered),
-	         atomic_load(&w->failed), atomic_load(&w->malformed));
+	         atomic_load(&w->failed), atomic_load(&w->malformed),
+	         atomic_load(&w->refused));
 }
 
 /* The event id of a message, read or not. */
@@ -314,6 +333,87 @@ permanent(mesh_err err)
 	return err == MESH_EINVAL || err == MESH_ETOOBIG;
 }
 
+/* The signature verdict on a topic message: the one another
+ * subscription's worker reached, or verified now and kept. */
+static mesh_sig_verdict
+judge(struct router *r, struct mesh_verifier *v, uint64_t topic,
+      const struct mesh_source_msg *m, char *reason, size_t size)
+{
+	struct verdict *slot = NULL;
+	mesh_sig_verdict verdict;
+
+	if (r->verdicts != NULL && m->sequence != 0) {
+		slot = &r->verdicts[(topic ^
+		                     (m->sequence * 0x9e3779b97f4a7c15ULL)) %
+		                    VERDICTS];
+		pthread_mutex_lock(&r->verdicts_mu);
+		if (slot->topic == topic && slot->seq == m->sequence) {
+			verdict = slot->v;
+			snprintf(reason, size, "%s", slot->reason);
+			pthread_mutex_unlock(&r->verdicts_mu);
+			return verdict;
+		}
+		pthread_mutex_unlock(&r->verdicts_mu);
+	}
+	verdict = mesh_verifier_check(v, m->event, reason, size);
+	if (slot != NULL) {
+		pthread_mutex_lock(&r->verdicts_mu);
+		slot->topic = topic;
+		slot->seq = m->sequence;
+		slot->v = verdict;
+		snprintf(slot->reason, sizeof(slot->reason), "%s", reason);
+		pthread_mutex_unlock(&r->verdicts_mu);
+	}
+	return verdict;
+}
+
+/* The topic requires signatures: dead-letter, with the reason, each
+ * readable message whose signature fails, and leave it out of b->fw.
+ * Unreadable ones go on as bytes, to be dead-lettered at the queue. */
+static void
+refuse(struct worker *w, struct mesh_source *src, struct mesh_verifier *v,
+       uint64_t topic, const char *dlq, struct batch *b)
+{
+	char reason[200];
+
+	b->nf = 0;
+	for (size_t i = 0; i < b->n; i++) {
+		struct mesh_source_msg *m = &b->m[i];
+		mesh_err err;
+		if ((m->event == NULL &&
+		     mesh_source_read(src, m) != MESH_OK) ||
+		    (m->parse_error != NULL && m->parse_error[0] != '\0') ||
+		    judge(w->r, v, topic, m, reason, sizeof(reason)) ==
+		            MESH_SIG_OK) {
+			b->fw[b->nf++] = m;
+			continue;
+		}
+		err = mesh_source_dead_letter(src, m, reason);
+		if (err == MESH_ENOTFOUND) {
+			/* QUEUE-dlq, made when first needed, as a service
+			 * makes NAME-dlq. */
+			struct mesh_queue_attrs a;
+			mesh_queue_attrs_init(&a);
+			if (mesh_queue_create(w->r->c, dlq, &a) == MESH_OK) {
+				err = mesh_source_dead_letter(src, m, reason);
+			}
+		}
+		if (err != MESH_OK) {
+			log_line(w->r, "retrying", w->id,
+			         "message %s refused (%s) but not "
+			         "dead-lettered: %s",
+			         event_id(m), reason, mesh_errdetail());
+			mesh_source_retry(src, m, RETRY_MAX_MS);
+			continue;
+		}
+		atomic_fetch_add(&w->refused, 1);
+		log_line(w->r, "refused", w->id,
+		         "message %s (topic sequence %" PRIu64
+		         ") dead-lettered to '%s': %s",
+		         event_id(m), m->sequence, dlq, reason);
+	}
+}
+
 /* Send the batch to the queue; ack what was stored; retry what may
  * succeed later (for FIFO, everything after the first such failure, to
  * keep the order); drop what never can. Returns whether the queue is
@@ -326,8 +426,8 @@ forward(struct worker *w, struct mesh_source *src, struct mesh_queue *q,
 	bool gone = false, hold = false;
 	size_t ok = 0, k = 0;
 
-	for (size_t i = 0; i < b->n; i++) {
-		struct mesh_source_msg *m = &b->m[i];
+	for (size_t i = 0; i < b->nf; i++) {
+		struct mesh_source_msg *m = b->fw[i];
 		const struct mesh_event *ev = m->event;
 		b->made[i] = NULL;
 		b->src[i] = sub->raw ? m->msg : NULL;
@@ -361,10 +461,12 @@ forward(struct worker *w, struct mesh_source *src, struct mesh_queue *q,
 		}
 		b->wire[i] = b->ids[i];
 	}
-	mesh__queue_forward(q, b->e, b->wire, b->src, b->n, b->sent);
-	for (size_t i = 0; i < b->n; i++) {
+	if (b->nf > 0) {
+		mesh__queue_forward(q, b->e, b->wire, b->src, b->nf, b->sent);
+	}
+	for (size_t i = 0; i < b->nf; i++) {
 		struct mesh_queue_sent *s = &b->sent[i];
-		struct mesh_source_msg *m = &b->m[i];
+		struct mesh_source_msg *m = b->fw[i];
 		if (s->err == MESH_OK && !hold) {
 			/* Stored in the queue: acknowledged in bulk (one
 			 * lost is forwarded again, and dropped there as a
@@ -397,12 +499,48 @@ forward(struct worker *w, struct mesh_source *src, struct mesh_queue *q,
 	mesh_source_ack(src, b->acks, k);
 	mesh_source_release(src, b->m, b->n);
 	atomic_fetch_add(&w->forwarded, ok);
-	if (ok == b->n) {
+	if (ok == b->nf) {
 		*backoff = RETRY_FIRST_MS;
 	} else if (*backoff < RETRY_MAX_MS) {
 		*backoff *= 2;
 	}
 	return gone;
+}
+
+/* Where a subscription's refused messages go: its queue's own
+ * dead-letter queue (RedrivePolicy), else QUEUE-dlq. */
+static mesh_err
+dlq_of(struct mesh_conn *c, const char *id, char *dlq, size_t size)
+{
+	struct mesh_subscription rec;
+	struct mesh_queue_info qi;
+	mesh_err err;
+
+	if ((err = mesh_subscription_get(c, id, &rec)) != MESH_OK) {
+		return err;
+	}
+	if ((err = mesh_queue_info(c, rec.endpoint, &qi)) == MESH_OK) {
+		if (qi.attrs.dlq[0] != '\0') {
+			snprintf(dlq, size, "%s", qi.attrs.dlq);
+		} else {
+			snprintf(dlq, size, "%.*s-dlq",
+			         MESH_QUEUE_NAME_MAX - 4, rec.endpoint);
+		}
+	}
+	mesh_subscription_fini(&rec);
+	return err;
+}
+
+/* FNV-1a of a topic's name and creation time. */
+static uint64_t
+topic_key(const char *name, int64_t created_ms)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+
+	for (const char *p = name; *p != '\0'; p++) {
+		h = (h ^ (uint8_t)*p) * 0x100000001b3ULL;
+	}
+	return (h ^ (uint64_t)created_ms) * 0x100000001b3ULL;
 }
 
 static void *
@@ -415,7 +553,10 @@ work(void *arg)
 	struct mesh_queue *q = NULL;
 	struct batch *b = calloc(1, sizeof(*b));
 	struct mesh_topic_info ti;
-	char spec[MESH_SUBSCRIPTION_ID_MAX + 16];
+	struct mesh_verifier *v = NULL;
+	char spec[MESH_SUBSCRIPTION_ID_MAX + 16], target[300];
+	char dlq[MESH_QUEUE_NAME_MAX + 1] = "";
+	uint64_t topic = 0;
 	int64_t backoff = RETRY_FIRST_MS, wait = RETRY_FIRST_MS;
 	mesh_err err;
 
@@ -426,10 +567,22 @@ work(void *arg)
 		const struct mesh_subscription *sub;
 		size_t filtered = 0;
 		if (s == NULL) {
-			err = mesh_source_open(r->c, spec, &so, &s);
+			err = dlq_of(r->c, w->id, dlq, sizeof(dlq));
+			so.dlq = dlq;
+			if (err == MESH_OK) {
+				err = mesh_source_open(r->c, spec, &so, &s);
+			}
 			if (err == MESH_OK) {
 				sub = mesh_source_subscription(s);
 				err = mesh_topic_info(r->c, sub->topic, &ti);
+			}
+			if (err == MESH_OK) {
+				mesh_verifier_free(v);
+				v = NULL;
+				snprintf(target, sizeof(target), "topic:%s",
+				         sub->topic);
+				err = mesh_verifier_new(r->c, target, 0, &v);
+				topic = topic_key(sub->topic, ti.a.created_ms);
 			}
 			if (err != MESH_OK) {
 				log_line(r, "waiting", w->id, "%s",
@@ -464,6 +617,14 @@ work(void *arg)
 			nap(w, wait);
 			continue;
 		}
+		b->nf = 0;
+		if (b->n > 0 && mesh_verifier_required(v)) {
+			refuse(w, s, v, topic, dlq, b);
+		} else {
+			for (size_t i = 0; i < b->n; i++) {
+				b->fw[b->nf++] = &b->m[i];
+			}
+		}
 		if (b->n > 0 && forward(w, s, q, sub, ti.a.created_ms,
 		                        ti.a.fifo, b, &backoff)) {
 			mesh_queue_close(q); /* gone: open it again */
@@ -472,6 +633,7 @@ work(void *arg)
 	}
 	mesh_queue_close(q);
 	mesh_source_close(s);
+	mesh_verifier_free(v);
 	free(b);
 	return NULL;
 }
@@ -587,13 +749,20 @@ mesh_router_run(struct mesh_conn *c, const struct mesh_router_opts *o,
 		                    MESH_SUBSCRIPTION_BATCH);
 	}
 	pthread_mutex_init(&r.log_mu, NULL);
+	pthread_mutex_init(&r.verdicts_mu, NULL);
+	r.verdicts =
+	        calloc(VERDICTS, sizeof(*r.verdicts)); /* NULL: none kept */
 	if ((err = mesh__records_bucket(c, &kv)) != MESH_OK) {
+		free(r.verdicts);
+		pthread_mutex_destroy(&r.verdicts_mu);
 		pthread_mutex_destroy(&r.log_mu);
 		return err;
 	}
 	s = kvStore_WatchAll(&watch, kv, NULL);
 	if (s != NATS_OK) {
 		kvStore_Destroy(kv);
+		free(r.verdicts);
+		pthread_mutex_destroy(&r.verdicts_mu);
 		pthread_mutex_destroy(&r.log_mu);
 		return mesh_err_nats(s, 0, "following the subscriptions");
 	}
@@ -619,6 +788,8 @@ mesh_router_run(struct mesh_conn *c, const struct mesh_router_opts *o,
 	kvWatcher_Destroy(watch);
 	kvStore_Destroy(kv);
 	log_line(&r, "stopped", NULL, "stopped");
+	free(r.verdicts);
+	pthread_mutex_destroy(&r.verdicts_mu);
 	pthread_mutex_destroy(&r.log_mu);
 	return MESH_OK;
 }

@@ -75,14 +75,16 @@ cfg_encode(const struct mesh_topic_attrs *a, char *buf, size_t size)
 {
 	snprintf(buf, size,
 	         "evmesh-topic v1 fifo=%d cbd=%d archive=%" PRId64
-	         " created=%" PRId64,
+	         " created=%" PRId64 "%s%s",
 	         a->fifo, a->content_based_dedup, a->archive_days,
-	         a->created_ms);
+	         a->created_ms, a->require_signers[0] ? " signers=" : "",
+	         a->require_signers);
 }
 
 static mesh_err
 cfg_decode(const char *name, const char *desc, struct mesh_topic_attrs *a)
 {
+	const char *signers;
 	int fifo, cbd;
 
 	mesh_topic_attrs_init(a);
@@ -98,6 +100,11 @@ cfg_decode(const char *name, const char *desc, struct mesh_topic_attrs *a)
 	}
 	a->fifo = fifo != 0;
 	a->content_based_dedup = cbd != 0;
+	if ((signers = strstr(desc, " signers=")) != NULL) {
+		signers += 9;
+		snprintf(a->require_signers, sizeof(a->require_signers),
+		         "%.*s", (int)strcspn(signers, " "), signers);
+	}
 	return MESH_OK;
 }
 
@@ -105,6 +112,28 @@ mesh_err
 mesh__topic_cfg_decode(const char *desc, struct mesh_topic_attrs *a)
 {
 	return cfg_decode("fuzz", desc, a);
+}
+
+/* RequireSigners: names, a standard topic, each signer in MESH_KEYS. */
+static mesh_err
+signers_check(struct mesh_conn *c, const char *name,
+              const struct mesh_topic_attrs *a)
+{
+	char what[MESH_TOPIC_NAME_MAX + 16];
+
+	if (a->require_signers[0] == '\0') {
+		return MESH_OK;
+	}
+	snprintf(what, sizeof(what), "topic '%s'", name);
+	if (a->fifo) {
+		return mesh_err_set(
+		        MESH_EINVAL,
+		        "%s: RequireSigners is for standard topics "
+		        "only (a FIFO topic replaces the event id a "
+		        "signature covers)",
+		        what);
+	}
+	return mesh_signers_check(c, what, a->require_signers);
 }
 
 /* The topic's attributes and stream state; MESH_ENOTFOUND when there is
@@ -147,7 +176,8 @@ existing(struct mesh_conn *c, const char *name,
 	if (old.fifo == a->fifo &&
 	    old.content_based_dedup == a->content_based_dedup &&
 	    old.archive_days == a->archive_days &&
-	    (a->replicas == 0 || a->replicas == old.replicas)) {
+	    (a->replicas == 0 || a->replicas == old.replicas) &&
+	    strcmp(old.require_signers, a->require_signers) == 0) {
 		return MESH_OK;
 	}
 	return mesh_err_set(MESH_EEXIST,
@@ -165,7 +195,7 @@ mesh_topic_create(struct mesh_conn *c, const char *name,
 	jsStreamConfig sc;
 	jsErrCode jerr = 0;
 	const char *subj[1];
-	char desc[160], what[MESH_TOPIC_NAME_MAX + 16];
+	char desc[160 + MESH_SIGNERS_TEXT_MAX], what[MESH_TOPIC_NAME_MAX + 16];
 	bool fifo;
 	natsStatus s;
 	mesh_err err;
@@ -198,6 +228,9 @@ mesh_topic_create(struct mesh_conn *c, const char *name,
 		                    "topic '%s': Replicas %" PRId64
 		                    " is out of range 1-%d",
 		                    name, a.replicas, MESH_REPLICAS_MAX);
+	}
+	if ((err = signers_check(c, name, &a)) != MESH_OK) {
+		return err;
 	}
 	if ((err = existing(c, name, &a, &n)) != MESH_ENOTFOUND) {
 		return err;
@@ -251,7 +284,9 @@ mesh_topic_set_attrs(struct mesh_conn *c, const char *name,
 	struct tnames n;
 	jsStreamInfo *si = NULL;
 	jsErrCode jerr = 0;
-	char what[MESH_TOPIC_NAME_MAX + 16];
+	char what[MESH_TOPIC_NAME_MAX + 16], desc[160 + MESH_SIGNERS_TEXT_MAX];
+	const char *orig;
+	bool same_signers;
 	natsStatus s;
 	mesh_err err;
 
@@ -270,16 +305,32 @@ mesh_topic_set_attrs(struct mesh_conn *c, const char *name,
 		        "ArchivePolicy are fixed at creation)",
 		        what);
 	}
-	if (attrs->replicas == 0 || attrs->replicas == old.replicas) {
+	same_signers =
+	        strcmp(attrs->require_signers, old.require_signers) == 0;
+	if ((attrs->replicas == 0 || attrs->replicas == old.replicas) &&
+	    same_signers) {
 		jsStreamInfo_Destroy(si);
 		return MESH_OK;
 	}
-	if ((err = mesh_replicas_check(c, what, attrs->replicas)) != MESH_OK) {
+	if ((attrs->replicas != 0 && attrs->replicas != old.replicas &&
+	     (err = mesh_replicas_check(c, what, attrs->replicas)) !=
+	             MESH_OK) ||
+	    (err = signers_check(c, name, attrs)) != MESH_OK) {
 		jsStreamInfo_Destroy(si);
 		return err;
 	}
-	si->Config->Replicas = (int)attrs->replicas;
+	if (attrs->replicas != 0) {
+		si->Config->Replicas = (int)attrs->replicas;
+	}
+	snprintf(old.require_signers, sizeof(old.require_signers), "%s",
+	         attrs->require_signers);
+	cfg_encode(&old, desc, sizeof(desc));
+	/* The stream's description is the topic's attributes; the info's
+	 * own string goes back before the info is destroyed. */
+	orig = si->Config->Description;
+	si->Config->Description = desc;
 	s = mesh__stream_update(c, si->Config, &jerr);
+	si->Config->Description = orig;
 	jsStreamInfo_Destroy(si);
 	if (s != NATS_OK) {
 		return mesh_err_nats(s, jerr, "%s: Replicas %" PRId64, what,

@@ -71,6 +71,10 @@ attrs_from_flags(struct cli *cli, struct mesh_queue_attrs *a)
 	if (cli_flag(cli, "--no-dlq")) {
 		a->dlq[0] = '\0';
 	}
+	if (!require_signers_flag(cli, a->require_signers,
+	                          sizeof(a->require_signers))) {
+		return false;
+	}
 	if (cli_opt(cli, "--max-receive") != NULL && a->dlq[0] == '\0') {
 		cli_usage_error(cli, "--max-receive goes with --dlq NAME");
 		return false;
@@ -272,6 +276,10 @@ cmd_queue_info(struct cli *cli)
 		         a->dlq, a->max_receive_count);
 		json_object_set_new(at, "RedrivePolicy", json_string(rp));
 	}
+	if (a->require_signers[0] != '\0') {
+		json_object_set_new(at, "RequireSigners",
+		                    json_string(a->require_signers));
+	}
 	json_object_set_new(at, "QueueArn", json_string(name));
 	if (a->fifo) {
 		json_object_set_new(at, "FifoQueue", json_string("true"));
@@ -326,7 +334,11 @@ queue_send_stdin(struct cli *cli, const char *name)
 	if ((err = mesh_queue_open(c, name, &q)) != MESH_OK) {
 		rc = cli_fail(cli, err);
 	} else {
-		rc = send_stdin(cli, open_queue_sender, q);
+		rc = signer_fifo_check(cli, cli_opt(cli, "--sign") != NULL,
+		                       mesh_queue_attrs(q)->fifo);
+		if (rc == CLI_OK) {
+			rc = send_stdin(cli, open_queue_sender, q);
+		}
 	}
 	mesh_queue_close(q);
 	mesh_conn_close(c);
@@ -342,6 +354,7 @@ cmd_queue_send(struct cli *cli)
 	struct mesh_event *ev = NULL;
 	struct mesh_conn *c = NULL;
 	struct mesh_queue *q = NULL;
+	struct mesh_identity *id = NULL;
 	long long delay;
 	mesh_err err;
 	int rc;
@@ -352,7 +365,11 @@ cmd_queue_send(struct cli *cli)
 	if (!cli_opt_long(cli, "--delay", 0, 900, -1, &delay)) {
 		return CLI_USAGE;
 	}
+	if ((rc = signer_from_flags(cli, &id)) != CLI_OK) {
+		return rc;
+	}
 	if ((rc = msg_from_flags(cli, &ev)) != CLI_OK) {
+		mesh_identity_free(id);
 		return rc;
 	}
 	rc = CLI_FAIL;
@@ -362,10 +379,18 @@ cmd_queue_send(struct cli *cli)
 	e.dedup_id = cli_opt(cli, "--dedup-id");
 	if (cli_connect(cli, &c) != MESH_OK) {
 		mesh_event_free(ev);
+		mesh_identity_free(id);
 		return CLI_FAIL;
 	}
-	if ((err = mesh_queue_open(c, name, &q)) != MESH_OK ||
-	    (err = mesh_queue_send(q, &e, &sent)) != MESH_OK) {
+	if ((err = mesh_queue_open(c, name, &q)) != MESH_OK) {
+		rc = cli_fail(cli, err);
+		goto out;
+	}
+	if ((rc = sign_for(cli, id, mesh_queue_attrs(q)->fifo, ev)) !=
+	    CLI_OK) {
+		goto out;
+	}
+	if ((err = mesh_queue_send(q, &e, &sent)) != MESH_OK) {
 		rc = cli_fail(cli, err);
 		goto out;
 	}
@@ -386,6 +411,7 @@ out:
 	mesh_queue_close(q);
 	mesh_conn_close(c);
 	mesh_event_free(ev);
+	mesh_identity_free(id);
 	return rc;
 }
 

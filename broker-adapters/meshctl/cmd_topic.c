@@ -62,6 +62,10 @@ do_topic_create(struct cli *cli, struct mesh_conn *c)
 	a.content_based_dedup = cli_flag(cli, "--content-based-dedup");
 	a.archive_days = days;
 	a.replicas = replicas;
+	if (!require_signers_flag(cli, a.require_signers,
+	                          sizeof(a.require_signers))) {
+		return CLI_USAGE;
+	}
 	if ((err = mesh_topic_create(c, name, &a)) != MESH_OK) {
 		return err == MESH_EINVAL
 		               ? cli_usage_error(cli, "%s", mesh_errdetail())
@@ -93,15 +97,19 @@ do_topic_set_attributes(struct cli *cli, struct mesh_conn *c)
 	                  &replicas)) {
 		return CLI_USAGE;
 	}
-	if (replicas == 0) {
-		return cli_usage_error(cli,
-		                       "set-attributes: nothing to change "
-		                       "(--replicas N)");
+	if (replicas == 0 && cli_opt(cli, "--require-signers") == NULL) {
+		return cli_usage_error(
+		        cli, "set-attributes: nothing to change "
+		             "(--replicas N, --require-signers A,B)");
 	}
 	if ((err = mesh_topic_info(c, name, &ti)) != MESH_OK) {
 		return cli_fail(cli, err);
 	}
 	ti.a.replicas = replicas;
+	if (!require_signers_flag(cli, ti.a.require_signers,
+	                          sizeof(ti.a.require_signers))) {
+		return CLI_USAGE;
+	}
 	if ((err = mesh_topic_set_attrs(c, name, &ti.a)) != MESH_OK) {
 		return cli_fail(cli, err);
 	}
@@ -211,6 +219,10 @@ do_topic_info(struct cli *cli, struct mesh_conn *c)
 		         ti.a.archive_days);
 		json_object_set_new(at, "ArchivePolicy", json_string(policy));
 	}
+	if (ti.a.require_signers[0] != '\0') {
+		json_object_set_new(at, "RequireSigners",
+		                    json_string(ti.a.require_signers));
+	}
 	if (cli->json) {
 		cli_print_json(json_pack("{s:o}", "Attributes", at));
 		return CLI_OK;
@@ -227,6 +239,9 @@ do_topic_info(struct cli *cli, struct mesh_conn *c)
 		printf("archive        none\n");
 	}
 	printf("replicas       %" PRId64 "\n", ti.a.replicas);
+	printf("signers        %s\n", ti.a.require_signers[0]
+	                                      ? ti.a.require_signers
+	                                      : "any (none required)");
 	printf("subscriptions  %zu\n", ti.subscriptions);
 	printf("stored         %" PRIu64 " messages\n", ti.messages);
 	json_decref(at);
@@ -282,7 +297,11 @@ topic_publish_stdin(struct cli *cli, const char *name)
 	if ((err = mesh_topic_open(c, name, &t)) != MESH_OK) {
 		rc = cli_fail(cli, err);
 	} else {
-		rc = send_stdin(cli, open_topic_sender, t);
+		rc = signer_fifo_check(cli, cli_opt(cli, "--sign") != NULL,
+		                       mesh_topic_attrs(t)->fifo);
+		if (rc == CLI_OK) {
+			rc = send_stdin(cli, open_topic_sender, t);
+		}
 	}
 	mesh_topic_close(t);
 	mesh_conn_close(c);
@@ -299,18 +318,24 @@ cmd_topic_publish(struct cli *cli)
 	struct mesh_event *ev = NULL;
 	struct mesh_conn *c = NULL;
 	struct mesh_topic *t = NULL;
+	struct mesh_identity *id = NULL;
 	mesh_err err;
 	int rc;
 
 	if (cli_flag(cli, "--stdin")) {
 		return topic_publish_stdin(cli, name);
 	}
+	if ((rc = signer_from_flags(cli, &id)) != CLI_OK) {
+		return rc;
+	}
 	if ((rc = msg_from_flags(cli, &ev)) != CLI_OK) {
+		mesh_identity_free(id);
 		return rc;
 	}
 	if (subject != NULL &&
 	    (err = mesh_event_set_subject(ev, subject)) != MESH_OK) {
 		mesh_event_free(ev);
+		mesh_identity_free(id);
 		return cli_usage_error(cli, "--subject: %s", mesh_errdetail());
 	}
 	e.event = ev;
@@ -320,8 +345,15 @@ cmd_topic_publish(struct cli *cli)
 	if (cli_connect(cli, &c) != MESH_OK) {
 		goto out;
 	}
-	if ((err = mesh_topic_open(c, name, &t)) != MESH_OK ||
-	    (err = mesh_topic_publish(t, &e, &p)) != MESH_OK) {
+	if ((err = mesh_topic_open(c, name, &t)) != MESH_OK) {
+		rc = cli_fail(cli, err);
+		goto out;
+	}
+	if ((rc = sign_for(cli, id, mesh_topic_attrs(t)->fifo, ev)) !=
+	    CLI_OK) {
+		goto out;
+	}
+	if ((err = mesh_topic_publish(t, &e, &p)) != MESH_OK) {
 		rc = err == MESH_EINVAL
 		             ? cli_usage_error(cli, "%s", mesh_errdetail())
 		             : cli_fail(cli, err);
@@ -341,6 +373,7 @@ out:
 	mesh_topic_close(t);
 	mesh_conn_close(c);
 	mesh_event_free(ev);
+	mesh_identity_free(id);
 	return rc;
 }
 

@@ -108,6 +108,44 @@ int cmd_param_list(struct cli *cli);
 int cmd_param_history(struct cli *cli);
 int cmd_param_delete(struct cli *cli);
 
+/* The `meshctl key` tree and signing (cmd_key.c). */
+extern const struct cli_cmd key_commands[];
+int cmd_key_create(struct cli *cli);
+int cmd_key_add(struct cli *cli);
+int cmd_key_list(struct cli *cli);
+int cmd_key_show(struct cli *cli);
+int cmd_key_delete(struct cli *cli);
+
+/* --sign NAME --seed FILE, for the commands that send messages. */
+#define SIGN_OPTS                                                             \
+	{"--sign", "NAME",                                                    \
+	 "sign each message as the identity NAME (Ed25519; see "              \
+	 "meshctl key)"},                                                     \
+	{                                                                     \
+		"--seed", "FILE", "NAME's seed file (mode 0600)"              \
+	}
+/* --require-signers on queues and topics. */
+#define REQUIRE_SIGNERS_HELP                                                  \
+	"RequireSigners: accept only events signed by these identities "      \
+	"(names in MESH_KEYS, at most 8; '' none)"
+/* The identity of --sign NAME --seed FILE into *out (NULL when neither
+ * is given: no signing). Returns CLI_OK or the exit code after printing
+ * why. */
+struct mesh_identity;
+int signer_from_flags(struct cli *cli, struct mesh_identity **out);
+/* CLI_OK, or a usage error when signing for a FIFO target (which
+ * replaces the event id a signature covers). */
+int signer_fifo_check(struct cli *cli, bool signing, bool fifo);
+/* Sign ev as id (NULL: nothing to do) for a target, after
+ * signer_fifo_check. Returns CLI_OK or the exit code after printing
+ * why. */
+struct mesh_event;
+int sign_for(struct cli *cli, const struct mesh_identity *id, bool fifo,
+             struct mesh_event *ev);
+/* --require-signers A,B ('' clears) into dst (size bytes) when given;
+ * false after a usage error (too long). */
+bool require_signers_flag(struct cli *cli, char *dst, size_t size);
+
 /* A service's name is 1-64 of [A-Za-z0-9_-]; prints a usage error and
  * returns false when it is not. */
 bool service_name_check(const struct cli *cli, const char *name);

@@ -201,6 +201,12 @@ static const struct cli_cmd commands[] = {
          .usage = "COMMAND [ARGS]",
          .opts = no_opts,
          .subs = queue_commands},
+        {.name = "key",
+         .summary = "The directory of public keys signed events are "
+                    "verified against.",
+         .usage = "COMMAND [ARGS]",
+         .opts = no_opts,
+         .subs = key_commands},
         {.name = "filter",
          .summary = "SNS subscription filter policies: test one offline.",
          .usage = "COMMAND [ARGS]",

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "commands.h"
 #include "mesh_schemas.h"
 #include "message.h"
 
@@ -490,12 +491,14 @@ send_stdin(struct cli *cli,
 {
 	const char *type = cli_opt(cli, "--type");
 	struct stdin_run run = {.cli = cli};
+	struct mesh_identity *id = NULL;
 	struct mesh_sender *s = NULL;
 	char *line = NULL;
 	size_t cap = 0;
 	ssize_t len;
 	long n = 0, bad = 0;
 	mesh_err err;
+	int rc;
 
 	if (cli_opt(cli, "--body") || cli_opt(cli, "--body-file") ||
 	    cli_opt(cli, "--data") || cli_opt(cli, "--data-file") ||
@@ -511,7 +514,11 @@ send_stdin(struct cli *cli,
 		        "registry (see schemas/)",
 		        type);
 	}
+	if ((rc = signer_from_flags(cli, &id)) != CLI_OK) {
+		return rc;
+	}
 	if ((err = open(target, stdin_sent, &run, &s)) != MESH_OK) {
+		mesh_identity_free(id);
 		return cli_fail(cli, err);
 	}
 	while ((len = getline(&line, &cap, stdin)) >= 0) {
@@ -528,6 +535,13 @@ send_stdin(struct cli *cli,
 			bad++;
 			continue;
 		}
+		if (id != NULL && (err = mesh_event_sign(ev, id)) != MESH_OK) {
+			fprintf(stderr, "meshctl %s: line %ld: %s\n",
+			        cli->cmd_path, n, mesh_errdetail());
+			mesh_event_free(ev);
+			bad++;
+			continue;
+		}
 		err = mesh_sender_send(
 		        s, &(struct mesh_send){.event = ev,
 		                               .group_id =
@@ -536,12 +550,14 @@ send_stdin(struct cli *cli,
 		mesh_event_free(ev);
 		if (err != MESH_OK) {
 			mesh_sender_close(s);
+			mesh_identity_free(id);
 			free(line);
 			return cli_fail(cli, err);
 		}
 	}
 	free(line);
 	mesh_sender_close(s);
+	mesh_identity_free(id);
 	fprintf(stderr, "meshctl %s: %ld sent, %ld failed\n", cli->cmd_path,
 	        run.sent, run.failed + bad);
 	return run.failed + bad > 0 ? CLI_FAIL : CLI_OK;

@@ -20,6 +20,7 @@ static const struct cli_opt none[] = {{NULL, NULL, NULL}};
 	         "maxReceiveCount before dead-lettering, "                    \
 	         "1-1000 (10)"},                                              \
 	        {"--replicas", "N", REPLICAS_HELP},                           \
+	        {"--require-signers", "A,B", REQUIRE_SIGNERS_HELP},           \
 	{                                                                     \
 		"--content-based-dedup", NULL,                                \
 		        "ContentBasedDeduplication (FIFO)"                    \
@@ -46,6 +47,7 @@ static const struct cli_opt set_opts[] = {
 static const struct cli_opt send_opts[] = {
         MSG_OPTS,
         STDIN_OPT,
+        SIGN_OPTS,
         {"--delay", "S",
          "DelaySeconds for this message, 0-900 (standard "
          "queues)"},

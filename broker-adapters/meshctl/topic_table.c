@@ -14,11 +14,13 @@ static const struct cli_opt create_opts[] = {
          "keep every message N days (1-365) for replay "
          "(ArchivePolicy)"},
         {"--replicas", "N", REPLICAS_HELP},
+        {"--require-signers", "A,B", REQUIRE_SIGNERS_HELP},
         {NULL, NULL, NULL},
 };
 
 static const struct cli_opt set_opts[] = {
         {"--replicas", "N", REPLICAS_HELP},
+        {"--require-signers", "A,B", REQUIRE_SIGNERS_HELP},
         {NULL, NULL, NULL},
 };
 
@@ -30,6 +32,7 @@ static const struct cli_opt delete_opts[] = {
 static const struct cli_opt publish_opts[] = {
         MSG_OPTS,
         STDIN_OPT,
+        SIGN_OPTS,
         {"--subject", "TEXT", "the Subject (CloudEvents subject)"},
         {"--group", "G", "MessageGroupId (required on FIFO topics)"},
         {"--dedup-id", "D", "MessageDeduplicationId (FIFO)"},
@@ -83,11 +86,12 @@ static const struct cli_opt sub_set_opts[] = {
 const struct cli_cmd topic_commands[] = {
         {"create", "Create a topic (idempotent, as SNS's CreateTopic).",
          "NAME [--fifo] [--content-based-dedup] [--archive-days N] "
-         "[--replicas N]",
+         "[--replicas N] [--require-signers A,B]",
          NULL, create_opts, cmd_topic_create, NULL, 1, 1},
         {"set-attributes",
-         "Change a topic's replicas (the rest is fixed at creation).",
-         "NAME --replicas N",
+         "Change a topic's replicas or RequireSigners (the rest is fixed "
+         "at creation).",
+         "NAME [--replicas N] [--require-signers A,B]",
          "JetStream moves the copies while the topic stays in use; its "
          "subscriptions'\nconsumers follow.",
          set_opts, cmd_topic_set_attributes, NULL, 1, 1},

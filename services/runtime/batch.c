@@ -283,6 +283,11 @@ mesh__batch_settle(struct mesh_service *s, struct mesh_source *src,
 					atomic_fetch_add(&s->stats.malformed,
 					                 1);
 				}
+				if (it->refused) {
+					atomic_fetch_add(
+					        &s->stats.signature_refused,
+					        1);
+				}
 				log_ev(s, it, "dead-lettered: %s", it->reason);
 				continue; /* taken off its source */
 			}
@@ -441,6 +446,72 @@ again:
 		}
 	}
 	mesh__outbox_flush(&st->outbox, from);
+}
+
+bool
+mesh__sig_refused(struct mesh_service *s, const struct source *src,
+                  const struct mesh_event *ev, char *reason, size_t size)
+{
+	if (src == NULL || src->verifier == NULL || ev == NULL ||
+	    !mesh_verifier_required(src->verifier)) {
+		return false;
+	}
+	return mesh_verifier_check(src->verifier, ev, reason, size) !=
+	       MESH_SIG_OK;
+}
+
+void
+mesh__batch_verify(struct mesh_service *s, const struct source *src,
+                   struct batch *b)
+{
+	if (src == NULL || src->verifier == NULL ||
+	    !mesh_verifier_required(src->verifier)) {
+		return;
+	}
+	for (size_t i = 0; i < b->n; i++) {
+		struct item *it = &b->it[i];
+		if (it->m->parse_error[0] != '\0' ||
+		    mesh_verifier_check(src->verifier, it->ev, it->reason,
+		                        sizeof(it->reason)) == MESH_SIG_OK) {
+			continue;
+		}
+		it->out = OUT_DLQ;
+		it->fixed = true;
+		it->refused = true;
+	}
+}
+
+mesh_err
+mesh__verifiers_open(struct mesh_service *s)
+{
+	char target[MESH_SUBSCRIPTION_ID_MAX + 16];
+	mesh_err err;
+
+	for (size_t i = 0; i < s->n_src; i++) {
+		struct source *src = &s->src[i];
+		if (src->verifier != NULL) {
+			continue;
+		}
+		snprintf(target, sizeof(target), "%s:%s",
+		         src->kind == SRC_TOPIC ? "topic" : "queue",
+		         src->name);
+		if ((err = mesh_verifier_new(s->c, target,
+		                             s->o.horizon_s * 1000,
+		                             &src->verifier)) != MESH_OK) {
+			mesh__verifiers_close(s);
+			return err;
+		}
+	}
+	return MESH_OK;
+}
+
+void
+mesh__verifiers_close(struct mesh_service *s)
+{
+	for (size_t i = 0; i < s->n_src; i++) {
+		mesh_verifier_free(s->src[i].verifier);
+		s->src[i].verifier = NULL;
+	}
 }
 
 /* Take a batch: up to batch_size, waiting up to a second for the first

@@ -57,8 +57,9 @@ mesh__part_of(const struct mesh_service *s, const struct mesh_event *ev,
  * partition; the confirmed ones acknowledged at the source, the others
  * handed back at once. */
 static void
-forward_batch(struct mesh_service *s, struct mesh_source *src,
-              struct mesh_partitioner *pt, struct mesh_source_msg *m, size_t n)
+forward_batch(struct mesh_service *s, const struct source *decl,
+              struct mesh_source *src, struct mesh_partitioner *pt,
+              struct mesh_source_msg *m, size_t n)
 {
 	struct mesh_source_msg *fwd[MESH_SOURCE_BATCH_MAX],
 	        *acks[MESH_SOURCE_BATCH_MAX];
@@ -69,6 +70,7 @@ forward_batch(struct mesh_service *s, struct mesh_source *src,
 	mesh_err err;
 
 	for (size_t i = 0; i < n; i++) {
+		bool refused = false;
 		int k;
 		if (m[i].parse_error[0] != '\0' || m[i].event == NULL) {
 			/* Unreadable: its owner dead-letters it, wherever it
@@ -81,11 +83,20 @@ forward_batch(struct mesh_service *s, struct mesh_source *src,
 			}
 			k = mesh_partition_of(data ? data : "", (size_t)len,
 			                      s->o.partitions);
-		} else if ((k = mesh__part_of(s, m[i].event, m[i].group_id,
+		} else if ((refused = mesh__sig_refused(s, decl, m[i].event,
+		                                        why, sizeof(why))) ||
+		           (k = mesh__part_of(s, m[i].event, m[i].group_id,
 		                              why, sizeof(why))) < 0) {
+			/* Verified once, here, before any partition has it;
+			 * refused or keyless, it goes no further. */
 			if (mesh_source_dead_letter(src, &m[i], why) ==
 			    MESH_OK) {
 				atomic_fetch_add(&s->stats.dead_lettered, 1);
+				if (refused) {
+					atomic_fetch_add(
+					        &s->stats.signature_refused,
+					        1);
+				}
 				mesh__svc_log(
 				        s, "warn",
 				        "event %s from %s dead-lettered: %s",
@@ -160,7 +171,7 @@ forward_work(void *arg)
 			continue;
 		}
 		if (n > 0) {
-			forward_batch(s, source, pt, m, n);
+			forward_batch(s, w->src, source, pt, m, n);
 			mesh_source_release(source, m, n);
 		}
 	}
@@ -666,6 +677,9 @@ mesh__parts_run(struct mesh_service *s)
 	if ((err = mesh_lease_start(s->c, &lo, &s->lease)) != MESH_OK) {
 		goto out_thread;
 	}
+	if ((err = mesh__verifiers_open(s)) != MESH_OK) {
+		goto out_lease;
+	}
 	for (size_t i = 0; i < s->n_src; i++) {
 		int n = s->src[i].fifo ? 1 : s->o.max_inflight;
 		for (int k = 0; k < n && nf < sizeof(fw) / sizeof(*fw); k++) {
@@ -688,6 +702,8 @@ mesh__parts_run(struct mesh_service *s)
 	for (size_t i = 0; i < nf; i++) {
 		pthread_join(fw[i].thread, NULL);
 	}
+	mesh__verifiers_close(s);
+out_lease:
 	/* Every partition handed over at once, not after its lease. */
 	mesh_lease_stop(s->lease, s->o.shutdown_ms);
 	s->lease = NULL;

@@ -905,6 +905,7 @@ mesh__work(void *arg)
 			continue;
 		}
 		atomic_fetch_add(&s->stats.in_flight, 1);
+		mesh__batch_verify(s, w->src, b);
 		mesh__batch_process(s, w->st, source, b);
 		mesh__batch_settle(s, source, b);
 		atomic_fetch_sub(&s->stats.in_flight, 1);
@@ -939,6 +940,7 @@ stats_json(struct mesh_service *s)
 	COUNTER("duplicates", duplicates);
 	COUNTER("ignored", ignored);
 	COUNTER("malformed", malformed);
+	COUNTER("signature_refused", signature_refused);
 #undef COUNTER
 	json_object_set_new(j, "in_flight",
 	                    json_integer(atomic_load(&st->in_flight)));
@@ -1309,6 +1311,7 @@ mesh_service_run(struct mesh_service *s, struct mesh_conn *c,
 		s->on_start(s, s->on_start_arg);
 	}
 	if ((err = prepare(s)) != MESH_OK ||
+	    (err = mesh__verifiers_open(s)) != MESH_OK ||
 	    (err = stats_serve(s)) != MESH_OK ||
 	    (err = mesh__state_api_start(s)) != MESH_OK) {
 		goto out;
@@ -1354,6 +1357,7 @@ mesh_service_run(struct mesh_service *s, struct mesh_conn *c,
 	mesh__svc_log(s, "info", "stopped: %zu events in the outbox",
 	              mesh__outbox_count(&s->one.outbox));
 out:
+	mesh__verifiers_close(s);
 	stats_stop(s);
 	mesh__state_api_stop(s);
 	mesh__params_stop(s);

@@ -18,6 +18,7 @@
 #include "mesh/clock.h"
 #include "mesh/err.h"
 #include "mesh/service.h"
+#include "mesh/sign.h"
 #include "mesh/source.h"
 #include "clog.h"
 #include "outbox.h"
@@ -45,6 +46,8 @@ struct source {
 	bool fifo;
 	bool has_dlq; /* queue sources: the queue's own redrive policy */
 	char spec[MESH_SUBSCRIPTION_ID_MAX + 16]; /* for mesh_source_open */
+	/* Its topic's or queue's RequireSigners, while running. */
+	struct mesh_verifier *verifier;
 };
 
 struct handler {
@@ -182,8 +185,9 @@ struct item {
 	/* How an acknowledged item was done, counted once its batch commits.
 	 */
 	enum { DONE_PROCESSED, DONE_DUPLICATE, DONE_IGNORED } done;
-	bool fixed;     /* its outcome was settled by a storage failure */
+	bool fixed;     /* its outcome was settled before its handler ran */
 	bool malformed; /* dead-lettered because it could not be parsed */
+	bool refused;   /* dead-lettered for its signature */
 };
 
 struct mesh_ctx {
@@ -267,6 +271,19 @@ void mesh__batch_process(struct mesh_service *s, struct store *st,
 /* Settle each message with its source: ack, retry later, dead-letter. */
 void mesh__batch_settle(struct mesh_service *s, struct mesh_source *src,
                         struct batch *b);
+/* Whether src requires signatures that ev's fail (reason filled in):
+ * such an event is dead-lettered at once, never retried. */
+bool mesh__sig_refused(struct mesh_service *s, const struct source *src,
+                       const struct mesh_event *ev, char *reason, size_t size);
+/* Verify the batch's readable events when src requires signatures (the
+ * batch's thread, before its transaction: in-flight batches verify in
+ * parallel); those refused are settled as dead letters. */
+void mesh__batch_verify(struct mesh_service *s, const struct source *src,
+                        struct batch *b);
+/* The declared sources' verifiers (mesh/sign.h): opened after prepare,
+ * closed when the service stops. Errors: the connection's. */
+mesh_err mesh__verifiers_open(struct mesh_service *s);
+void mesh__verifiers_close(struct mesh_service *s);
 /* Release the batch's messages to their source. */
 void mesh__batch_release(struct mesh_source *src, struct batch *b);
 

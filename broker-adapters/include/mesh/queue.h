@@ -28,6 +28,7 @@
 #include "mesh/conn.h"
 #include "mesh/err.h"
 #include "mesh/event.h"
+#include "mesh/sign.h"
 
 #define MESH_QUEUE_NAME_MAX       80
 #define MESH_QUEUE_BATCH_MAX      10
@@ -56,6 +57,10 @@ struct mesh_queue_attrs {
 	                        read back as the streams have it. 0 */
 	int64_t created_ms;  /* CreatedTimestamp (read only) */
 	int64_t modified_ms; /* LastModifiedTimestamp (read only) */
+	/* RequireSigners: "A,B" (mesh/sign.h), each recorded in MESH_KEYS
+	 * when set; "" none. Standard queues only (a FIFO queue replaces
+	 * the event id, which signatures cover). */
+	char require_signers[MESH_SIGNERS_TEXT_MAX + 1];
 };
 
 void mesh_queue_attrs_init(struct mesh_queue_attrs *a);

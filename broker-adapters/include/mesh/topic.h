@@ -28,6 +28,7 @@
 #include "mesh/conn.h"
 #include "mesh/err.h"
 #include "mesh/event.h"
+#include "mesh/sign.h"
 
 #define MESH_TOPIC_NAME_MAX                                                   \
 	240 /* SNS: 256; ours leaves room for the                             \
@@ -47,6 +48,10 @@ struct mesh_topic_attrs {
 	                       (mesh_conn_replicas), at set_attrs, as it is;
 	                       read back as the stream has it. 0 */
 	int64_t created_ms; /* read only */
+	/* RequireSigners: "A,B" (mesh/sign.h), each recorded in MESH_KEYS
+	 * when set; "" none. Standard topics only (a FIFO topic replaces
+	 * the event id, which signatures cover). Changeable. */
+	char require_signers[MESH_SIGNERS_TEXT_MAX + 1];
 };
 
 void mesh_topic_attrs_init(struct mesh_topic_attrs *a);
@@ -63,8 +68,9 @@ mesh_err mesh_topic_name_check(const char *name, bool *fifo);
 mesh_err mesh_topic_create(struct mesh_conn *c, const char *name,
                            const struct mesh_topic_attrs *a);
 
-/* Change a topic's replicas (a->replicas; 0 leaves them): the rest is
- * fixed at creation and must be as it is. Its subscriptions' consumers
+/* Change a topic's replicas (a->replicas; 0 leaves them) and its
+ * RequireSigners (a->require_signers, as given): the rest is fixed at
+ * creation and must be as it is. Its subscriptions' consumers
  * follow. Errors: MESH_EINVAL (naming the attribute), MESH_ENOTFOUND, the
  * connection's. */
 mesh_err mesh_topic_set_attrs(struct mesh_conn *c, const char *name,

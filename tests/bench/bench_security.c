@@ -1,0 +1,206 @@
+/* bench_security: what verifying signed events costs, measured in the same
+ * run on the same nats-server (started here).
+ *
+ *   verify:    mesh_event_verify on one thread (the canonical form, its
+ *              SHA-256 and the Ed25519 verification) over a signed
+ *              PlaceOrder event. Baseline: libsodium's
+ *              crypto_sign_verify_detached alone over the same bytes: the
+ *              machine's raw verifications per second.
+ *   pipeline:  N signed PlaceOrder events wait in a queue; the runtime's
+ *              pipeline (bench_runtime's) over them with the queue
+ *              requiring their signer (each event verified in its batch's
+ *              thread, in-flight batches in parallel). Baseline: the same
+ *              events through the same service from a queue that
+ *              requires no signer (nothing verified).
+ *
+ * BENCH_SECURITY_EVENTS (50000), _BATCH (256), _INFLIGHT (4), _ROUNDS
+ * (3, interleaved); prints "NAME: VALUE UNIT (baseline VALUE UNIT, ratio
+ * R)". Run: meson test -C build --benchmark --suite security -v */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "bench.h"
+#include "bench_service.h"
+#include "harness.h"
+#include "mesh/service.h"
+#include "mesh/clock.h"
+#include "mesh/sign.h"
+
+static struct test_broker broker;
+static struct mesh_conn *conn;
+static struct mesh_identity *signer;
+
+static void
+fill_signed(const char *queue, long n)
+{
+	struct mesh_queue *q = NULL;
+	struct mesh_sender *snd = NULL;
+
+	if (mesh_queue_open(conn, queue, &q) != MESH_OK ||
+	    mesh_sender_open_queue(q, NULL, NULL, NULL, &snd) != MESH_OK) {
+		fprintf(stderr, "bench: fill: %s\n", mesh_errdetail());
+		exit(1);
+	}
+	for (long i = 0; i < n; i++) {
+		struct mesh_event *ev = bench_order(i);
+		mesh_event_sign(ev, signer);
+		mesh_sender_send(snd, &(struct mesh_send){.event = ev});
+		mesh_event_free(ev);
+	}
+	mesh_sender_close(snd);
+	mesh_queue_close(q);
+}
+
+static double
+pipeline(const char *queue, const char *dir, long n, int batch, int inflight)
+{
+	struct bench_service r;
+	double rate;
+	json_t *st;
+
+	fill_signed(queue, n);
+	bench_service_start(&r, conn, queue, dir, batch, inflight, n);
+	if ((rate = bench_service_wait(&r, 300)) <= 0) {
+		exit(1);
+	}
+	st = bench_service_stats(conn, "bench");
+	if (json_integer_value(json_object_get(st, "signature_refused")) !=
+	    0) {
+		fprintf(stderr, "bench: events refused\n");
+		exit(1);
+	}
+	json_decref(st);
+	bench_service_stop(&r);
+	return rate;
+}
+
+/* Calls per second of fn over about a second. */
+static double
+per_second(bool (*fn)(void *), void *arg)
+{
+	double t0 = bench_now_s(), t;
+	long k = 0;
+
+	do {
+		for (int i = 0; i < 500; i++, k++) {
+			if (!fn(arg)) {
+				fprintf(stderr, "bench: did not verify\n");
+				exit(1);
+			}
+		}
+	} while ((t = bench_now_s() - t0) < 1.0);
+	return (double)k / t;
+}
+
+struct raw {
+	uint8_t *msg;
+	size_t len;
+	uint8_t sig[64];
+	uint8_t pk[32];
+};
+
+static bool
+raw_verify(void *arg)
+{
+	struct raw *r = arg;
+
+	return crypto_sign_verify_detached(r->sig, r->msg, r->len, r->pk) == 0;
+}
+
+struct whole {
+	struct mesh_event *ev;
+	struct mesh_key_record key;
+};
+
+static bool
+event_verify(void *arg)
+{
+	struct whole *w = arg;
+
+	return mesh_event_verify(w->ev, &w->key, 1, 0, mesh_wall_ms(), NULL,
+	                         0) == MESH_SIG_OK;
+}
+
+int
+main(void)
+{
+	char root[PATH_MAX], path[PATH_MAX + 32], dir[PATH_MAX + 32];
+	long n = bench_env_long("BENCH_SECURITY_EVENTS", 50000);
+	int batch = (int)bench_env_long("BENCH_SECURITY_BATCH", 256);
+	int inflight = (int)bench_env_long("BENCH_SECURITY_INFLIGHT", 4);
+	int rounds = (int)bench_env_long("BENCH_SECURITY_ROUNDS", 3);
+	double on[BENCH_ROUNDS_MAX], off[BENCH_ROUNDS_MAX],
+	        v[BENCH_ROUNDS_MAX], raw[BENCH_ROUNDS_MAX];
+	struct mesh_queue_attrs qa;
+	struct whole w;
+	struct raw r;
+	unsigned char sk[64];
+
+	rounds = rounds < 1 ? 1 : rounds > 15 ? 15 : rounds;
+	if (!bench_broker_open(&broker, root, sizeof(root), &conn)) {
+		return 1;
+	}
+	snprintf(path, sizeof(path), "%s/bench.nk", root);
+	if (mesh_identity_generate("bench-signer", path, &signer) != MESH_OK) {
+		fprintf(stderr, "bench: %s\n", mesh_errdetail());
+		return 1;
+	}
+	mesh_identity_record(signer, &w.key);
+	mesh_keys_put(conn, &w.key, false);
+
+	/* One thread: the whole verification, and libsodium alone. */
+	w.ev = bench_order(1);
+	mesh_event_sign(w.ev, signer);
+	mesh_event_canonical(w.ev, &r.msg, &r.len);
+	crypto_sign_keypair(r.pk, sk);
+	crypto_sign_detached(r.sig, NULL, r.msg, r.len, sk);
+	printf("# one thread; a signed PlaceOrder's canonical form is %zu "
+	       "bytes\n",
+	       r.len);
+	for (int i = 0; i < rounds; i++) {
+		raw[i] = per_second(raw_verify, &r);
+		v[i] = per_second(event_verify, &w);
+	}
+	bench_figure_rounds("event verification (canonical form + Ed25519)", v,
+	                    raw, rounds, "verifications/s", 0);
+	free(r.msg);
+	mesh_event_free(w.ev);
+
+	mesh_queue_attrs_init(&qa);
+	mesh_queue_create(conn, "sec-off", &qa);
+	snprintf(qa.require_signers, sizeof(qa.require_signers),
+	         "bench-signer");
+	if (mesh_queue_create(conn, "sec-on", &qa) != MESH_OK) {
+		fprintf(stderr, "bench: %s\n", mesh_errdetail());
+		return 1;
+	}
+	printf("# %ld signed events, batches of up to %d, %d in flight; %d "
+	       "rounds, interleaved\n",
+	       n, batch, inflight, rounds);
+	for (int i = 0; i < rounds; i++) {
+		snprintf(dir, sizeof(dir), "%s/on-%d", root, i);
+		snprintf(path, sizeof(path), "%s/off-%d", root, i);
+		if (i % 2 == 0) {
+			off[i] = pipeline("sec-off", path, n, batch, inflight);
+			on[i] = pipeline("sec-on", dir, n, batch, inflight);
+		} else {
+			on[i] = pipeline("sec-on", dir, n, batch, inflight);
+			off[i] = pipeline("sec-off", path, n, batch, inflight);
+		}
+		printf("# round %d: verified %.0f events/s, not verified "
+		       "%.0f (ratio %.2f)\n",
+		       i + 1, on[i], off[i], on[i] / off[i]);
+		fflush(stdout);
+	}
+	bench_figure_rounds("runtime pipeline with signatures verified", on,
+	                    off, rounds, "events/s", 0);
+	mesh_identity_free(signer);
+	mesh_conn_close(conn);
+	test_broker_stop(&broker);
+	test_rmtree(root);
+	mesh_shutdown();
+	return 0;
+}
