@@ -130,6 +130,18 @@ leases(json_t *p, const char *owner, const char *why)
 	    owner);
 }
 
+/* Signed events (sign.c): a source that requires signers (RequireSigners,
+ * which may be set at any time) has its signers' public keys read from
+ * the key directory. */
+static void
+signer_keys(json_t *p)
+{
+	bucket_use(p, MESH_KEYS_BUCKET,
+	           "signed events: the signers' public keys");
+	PUB(p, "signed events: a signer's public key read",
+	    "$JS.API.DIRECT.GET.KV_" MESH_KEYS_BUCKET ".>");
+}
+
 json_t *
 auth_perms_daemon(const char *name, const char *public_key)
 {
@@ -147,6 +159,7 @@ auth_perms_daemon(const char *name, const char *public_key)
 	}
 	if (strcmp(name, AUTH_ROUTER) == 0) {
 		p = perms_new(name, "mesh-router", public_key, false);
+		signer_keys(p);
 		bucket_use(p, "MESH_SUBSCRIPTIONS", "the subscriptions");
 		bucket_watch(p, "MESH_SUBSCRIPTIONS", "the subscriptions");
 		PUB(p, "the subscriptions: a record read",
@@ -441,6 +454,7 @@ auth_perms_service(const json_t *d, const char *public_key, json_t **out)
 		return mesh_err_set(MESH_ENOMEM, "service '%s'", svc);
 	}
 	json_object_set_new(p, "describe", json_deep_copy(d));
+	signer_keys(p);
 	SUB(p, "its stats (meshctl stats SERVICE)", MESH_SERVICE_STATS_SUBJECT,
 	    svc);
 	SUB(p, "every service's stats (meshctl stats)",
