@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "service_thread.h"
 #include "mesh/identity.h"
 #include "mesh/param.h"
 #include "mesh/service.h"
@@ -73,22 +74,6 @@ on_change(struct mesh_service *s, const char *name, int64_t version, void *arg)
 	seen.changed_version = version;
 	seen.changes++;
 	pthread_mutex_unlock(&mu);
-}
-
-struct running {
-	struct mesh_service *s;
-	volatile sig_atomic_t stop;
-	pthread_t t;
-	mesh_err err;
-};
-
-static void *
-run_main(void *arg)
-{
-	struct running *r = arg;
-
-	r->err = mesh_service_run(r->s, c, &r->stop);
-	return NULL;
 }
 
 static void
@@ -201,7 +186,8 @@ main(void)
 	       "a path without its leading '/' is refused");
 	is_int(mesh_service_on_param(r.s, "/shop/", on_change, NULL), MESH_OK,
 	       "the service declares /shop/ with a callback");
-	pthread_create(&r.t, NULL, run_main, &r);
+	r.c = c;
+	running_start(&r);
 
 	send_price();
 	ok(reaches(&seen.events, 1), "the handler ran");
@@ -248,8 +234,7 @@ main(void)
 	                          sizeof(buf), NULL),
 	       MESH_ENOTFOUND, "gone from the service");
 
-	r.stop = 1;
-	pthread_join(r.t, NULL);
+	running_stop(&r);
 	is_int(r.err, MESH_OK, "a graceful stop");
 	mesh_service_free(r.s);
 

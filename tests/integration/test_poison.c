@@ -18,6 +18,7 @@
 #include "cloudevents.pb-c.h"
 #include "example.pb-c.h"
 #include "harness.h"
+#include "service_thread.h"
 #include "mesh/router.h"
 #include "mesh/service.h"
 
@@ -487,23 +488,6 @@ on_reject(struct mesh_ctx *ctx, const struct mesh_event *ev,
 	return mesh_reject(ctx, "bad\r\nInjected: yes");
 }
 
-struct running {
-	struct mesh_service *s;
-	struct mesh_conn *c;
-	volatile sig_atomic_t stop;
-	pthread_t t;
-	mesh_err err;
-};
-
-static void *
-run_main(void *arg)
-{
-	struct running *r = arg;
-
-	r->err = mesh_service_run(r->s, r->c, &r->stop);
-	return NULL;
-}
-
 static json_t *
 stats(void)
 {
@@ -639,7 +623,7 @@ runtime(const char *state_dir, const char *log_path)
 	fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 	dup2(fd, 2);
 	close(fd);
-	pthread_create(&r.t, NULL, run_main, &r);
+	running_start(&r);
 
 	send_text("pz-in", "test.good", "before");
 	put_poison("mesh.queue.pz-in", "q");
@@ -761,8 +745,7 @@ runtime(const char *state_dir, const char *log_path)
 	               "'"),
 	       1, "unhandled raw messages: one line per type per minute");
 
-	r.stop = 1;
-	pthread_join(r.t, NULL);
+	running_stop(&r);
 	fflush(stderr);
 	dup2(saved_err, 2);
 	close(saved_err);

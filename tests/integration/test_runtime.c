@@ -16,6 +16,7 @@
 #include <lmdb.h>
 
 #include "harness.h"
+#include "service_thread.h"
 #include "mesh/service.h"
 
 static struct test_broker broker;
@@ -150,23 +151,6 @@ on_fifo(struct mesh_ctx *ctx, const struct mesh_event *ev,
 	return MESH_HANDLER_OK;
 }
 
-struct running {
-	struct mesh_service *s;
-	struct mesh_conn *c;
-	volatile sig_atomic_t stop;
-	pthread_t t;
-	mesh_err err;
-};
-
-static void *
-run_main(void *arg)
-{
-	struct running *r = arg;
-
-	r->err = mesh_service_run(r->s, r->c, &r->stop);
-	return NULL;
-}
-
 static struct mesh_service *
 declare(void)
 {
@@ -205,7 +189,7 @@ start(struct running *r)
 	o.servers = broker.url;
 	mesh_conn_open(&o, &r->c);
 	r->s = declare();
-	pthread_create(&r->t, NULL, run_main, r);
+	running_start(r);
 }
 
 static long long
@@ -213,8 +197,7 @@ stop(struct running *r)
 {
 	long long t0 = test_now_ms();
 
-	r->stop = 1;
-	pthread_join(r->t, NULL);
+	running_stop(r);
 	mesh_service_free(r->s);
 	mesh_conn_close(r->c);
 	return test_now_ms() - t0;
@@ -628,7 +611,7 @@ main(void)
 		mesh_service_on(ps, NULL, NULL, on_any, NULL);
 		pr.s = ps;
 		mesh_conn_open(&po, &pr.c);
-		pthread_create(&pr.t, NULL, run_main, &pr);
+		running_start(&pr);
 		send_to("rt-pin", "test.keyed", "k", NULL, NULL);
 		send_to("rt-pin", "test.nokey", "n", NULL, NULL);
 		is_int(dlq_take(1, why, 20000), 1,
@@ -637,8 +620,7 @@ main(void)
 		has_str(why[0], "no partition key", "... with the reason");
 		ok(wait_count(&any_handled, 1, 10000),
 		   "... and the keyed one is handled");
-		pr.stop = 1;
-		pthread_join(pr.t, NULL);
+		running_stop(&pr);
 		is_int(pr.err, MESH_OK,
 		       "the partitioned service stops cleanly");
 		mesh_service_free(ps);

@@ -17,6 +17,7 @@
 #include <jansson.h>
 
 #include "harness.h"
+#include "service_thread.h"
 #include "mesh/identity.h"
 #include "mesh/service.h"
 #include "mesh/sign.h"
@@ -43,23 +44,6 @@ on_event(struct mesh_ctx *ctx, const struct mesh_event *ev,
 		atomic_fetch_add(&handled_other, 1);
 	}
 	return MESH_HANDLER_OK;
-}
-
-struct running {
-	struct mesh_service *s;
-	struct mesh_conn *c;
-	volatile sig_atomic_t stop;
-	pthread_t t;
-	mesh_err err;
-};
-
-static void *
-run_main(void *arg)
-{
-	struct running *r = arg;
-
-	r->err = mesh_service_run(r->s, r->c, &r->stop);
-	return NULL;
 }
 
 static long long
@@ -246,7 +230,7 @@ main(void)
 	mesh_service_subscribe(r.s, "sg-topic", NULL,
 	                       MESH_FILTER_SCOPE_ATTRIBUTES, 0);
 	mesh_service_on(r.s, "test.signed", NULL, on_event, NULL);
-	pthread_create(&r.t, NULL, run_main, &r);
+	running_start(&r);
 	/* Its topic subscription exists once it answers its stats. */
 	for (long long end = test_now_ms() + 10000;
 	     stat_of("received") < 0 && test_now_ms() < end;) {
@@ -328,8 +312,7 @@ main(void)
 	       "signature_refused");
 	is_int(stat_of("retried"), 0, "none retried");
 
-	r.stop = 1;
-	pthread_join(r.t, NULL);
+	running_stop(&r);
 	is_int(r.err, MESH_OK, "the service stops cleanly");
 	mesh_service_free(r.s);
 	mesh_conn_close(r.c);

@@ -16,6 +16,7 @@
 #include <sodium.h>
 
 #include "harness.h"
+#include "service_thread.h"
 #include "mesh/service.h"
 
 static struct test_broker broker;
@@ -35,22 +36,6 @@ on_put(struct mesh_ctx *ctx, const struct mesh_event *ev,
 	snprintf(key, sizeof(key), "k/%.*s", (int)len, (const char *)data);
 	mesh_state_put(ctx, key, strlen(key), data, len);
 	return MESH_HANDLER_OK;
-}
-
-struct running {
-	struct mesh_service *s;
-	struct mesh_conn *c;
-	volatile sig_atomic_t stop;
-	pthread_t t;
-};
-
-static void *
-run_main(void *arg)
-{
-	struct running *r = arg;
-
-	mesh_service_run(r->s, r->c, &r->stop);
-	return NULL;
 }
 
 /* A request; its answer as JSON (NULL: none). */
@@ -229,7 +214,7 @@ main(void)
 	mesh_service_opts(r.s)->map_size = 16u << 20;
 	mesh_service_consume(r.s, "sa-in");
 	mesh_service_on(r.s, "t.put", NULL, on_put, NULL);
-	pthread_create(&r.t, NULL, run_main, &r);
+	running_start(&r);
 	put_events(12);
 	for (long long end = test_now_ms() + 10000; test_now_ms() < end;) {
 		j = call("get", "{\"key\":\"k/11\"}");
@@ -307,8 +292,7 @@ main(void)
 
 	backup(copy);
 
-	r.stop = 1;
-	pthread_join(r.t, NULL);
+	running_stop(&r);
 	mesh_service_free(r.s);
 	mesh_conn_close(r.c);
 	mesh_conn_close(c);
