@@ -16,6 +16,7 @@
 #include "mesh/clock.h"
 #include "mesh/conn.h"
 #include "mesh/err.h"
+#include "mesh/identity.h"
 #include "mesh/sender.h"
 
 /* Milliseconds: wall clock and monotonic (mesh/clock.h). */
@@ -247,6 +248,10 @@ mesh_err mesh__records_bucket(struct mesh_conn *c, kvStore **kv);
 mesh_err mesh__records_keys(kvStore *kv, kvKeysList *keys, size_t *n);
 /* Whether key "T.HEX" belongs to topic T. */
 bool mesh__records_of_topic(const char *key, const char *topic);
+/* Whether a subscription of topic has a MessageBody filter policy:
+ * MESH_EEXIST, its id in id (size bytes); MESH_OK when none. */
+mesh_err mesh__records_body_policy(struct mesh_conn *c, const char *topic,
+                                   char *id, size_t size);
 /* Remove a deleted topic's records. */
 mesh_err mesh__records_forget_topic(struct mesh_conn *c, const char *topic);
 
@@ -268,5 +273,29 @@ mesh_err mesh__topic_cfg_decode(const char *desc, struct mesh_topic_attrs *a);
 struct mesh_filter;
 bool mesh__subscription_matches(const struct mesh_filter *f,
                                 const struct mesh_event *ev);
+
+/* Data keys wrapped to readers (seal.c), shared by sealed payloads and
+ * param.c's SecureStrings: an XChaCha20-Poly1305 key sealed
+ * (crypto_box_seal) to each reader's X25519 key. */
+#define MESH__DATA_KEY_LEN   32 /* crypto_aead_xchacha20poly1305_ietf */
+#define MESH__SEALED_KEY_LEN (MESH__DATA_KEY_LEN + MESH_SEAL_OVERHEAD)
+/* Seal key to writer's own X25519 key (when not NULL), then to each of
+ * names' (their keys from MESH_KEYS), a name given twice once: names_out
+ * (strdup'd names) and keys_out get *count entries (room for n + 1).
+ * what prefixes errors ("parameter '/x'"). Errors: those of
+ * mesh_keys_get, with the reader named; MESH_ENOMEM. On error the names
+ * made so far are in names_out (*count) for the caller to free. */
+mesh_err mesh__datakey_wrap(struct mesh_conn *c, const char *what,
+                            const struct mesh_identity *writer,
+                            const char *const *names, size_t n,
+                            const uint8_t *key, char **names_out,
+                            uint8_t (*keys_out)[MESH__SEALED_KEY_LEN],
+                            size_t *count);
+/* Open id's entry of names/keys into key. Errors: MESH_EAUTH ("WHAT: 'bob'
+ * is not a reader"), MESH_EPARSE (does not open). */
+mesh_err mesh__datakey_unwrap(const char *what, const struct mesh_identity *id,
+                              char *const *names,
+                              const uint8_t (*keys)[MESH__SEALED_KEY_LEN],
+                              size_t n, uint8_t *key);
 
 #endif

@@ -15,10 +15,10 @@
 #include "mesh/wire.h"
 
 #define CIPHER         "xchacha20poly1305-ietf"
-#define DATA_KEY_LEN   crypto_aead_xchacha20poly1305_ietf_KEYBYTES
+#define DATA_KEY_LEN   MESH__DATA_KEY_LEN
 #define NONCE_LEN      crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
 #define TAG_LEN        crypto_aead_xchacha20poly1305_ietf_ABYTES
-#define SEALED_KEY_LEN (DATA_KEY_LEN + MESH_SEAL_OVERHEAD)
+#define SEALED_KEY_LEN MESH__SEALED_KEY_LEN
 /* A record at its limits: name, description, a value's ciphertext and 32
  * sealed keys, in base64, with room. */
 #define MAX_RECORD  (64 * 1024)
@@ -698,11 +698,11 @@ static mesh_err
 seal(struct mesh_conn *c, const struct mesh_param_put_opts *o,
      const struct mesh_identity *writer, struct mesh_param *p)
 {
-	uint8_t key[DATA_KEY_LEN], curve[MESH_IDENTITY_CURVE_LEN];
+	uint8_t key[DATA_KEY_LEN];
 	size_t len = strlen(o->value);
 	struct mesh_param_sealed *s;
+	char what[96];
 	mesh_err err = MESH_OK;
-	const char *who;
 
 	if (sodium_init() < 0) {
 		return mesh_err_set(MESH_EINTERNAL, "libsodium did not start");
@@ -720,39 +720,9 @@ seal(struct mesh_conn *c, const struct mesh_param_put_opts *o,
 	        (const uint8_t *)p->name, strlen(p->name), NULL, s->nonce,
 	        key);
 	s->ciphertext_len = len + TAG_LEN;
-	for (size_t i = 0; i <= o->n_readers && err == MESH_OK; i++) {
-		who = i == 0 ? mesh_identity_name(writer) : o->readers[i - 1];
-		bool dup = false;
-		for (size_t m = 0; m < p->n_readers; m++) {
-			dup = dup || strcmp(p->readers[m], who) == 0;
-		}
-		if (dup) {
-			continue;
-		}
-		if (i == 0) {
-			mesh_identity_curve(writer, curve);
-		} else {
-			struct mesh_key_record rec;
-			if ((err = mesh_keys_get(c, who, &rec)) != MESH_OK) {
-				char detail[256];
-				snprintf(detail, sizeof(detail), "%s",
-				         mesh_errdetail());
-				err = mesh_err_set(err,
-				                   "parameter '%.64s': reader "
-				                   "'%s': %s",
-				                   o->name, who, detail);
-				break;
-			}
-			memcpy(curve, rec.curve, sizeof(curve));
-		}
-		mesh_seal(curve, key, sizeof(key), s->keys[p->n_readers]);
-		if ((p->readers[p->n_readers] = strdup(who)) == NULL) {
-			err = mesh_err_set(MESH_ENOMEM, "parameter '%.64s'",
-			                   o->name);
-			break;
-		}
-		p->n_readers++;
-	}
+	snprintf(what, sizeof(what), "parameter '%.64s'", o->name);
+	err = mesh__datakey_wrap(c, what, writer, o->readers, o->n_readers,
+	                         key, p->readers, s->keys, &p->n_readers);
 	sodium_memzero(key, sizeof(key));
 	return err;
 }
@@ -763,8 +733,8 @@ mesh_param_open(struct mesh_param *p, const struct mesh_identity *id)
 	const struct mesh_param_sealed *s = p->sealed;
 	uint8_t key[DATA_KEY_LEN];
 	unsigned long long len = 0;
-	char *value;
-	size_t i;
+	char *value, what[96];
+	mesh_err err;
 
 	if (p->type != MESH_PARAM_SECURE_STRING || p->value != NULL) {
 		return MESH_OK;
@@ -774,23 +744,12 @@ mesh_param_open(struct mesh_param *p, const struct mesh_identity *id)
 		                    "parameter '%.64s': no ciphertext",
 		                    p->name);
 	}
-	for (i = 0; i < p->n_readers; i++) {
-		if (strcmp(p->readers[i], mesh_identity_name(id)) == 0) {
-			break;
-		}
-	}
-	if (i == p->n_readers) {
-		return mesh_err_set(MESH_EAUTH,
-		                    "parameter '%.64s': '%s' is not a reader",
-		                    p->name, mesh_identity_name(id));
-	}
-	if (mesh_identity_unseal(id, s->keys[i], SEALED_KEY_LEN, key) !=
-	    MESH_OK) {
-		return mesh_err_set(MESH_EPARSE,
-		                    "parameter '%.64s': its key for '%s' does "
-		                    "not open (altered, or sealed to another "
-		                    "key of '%s')",
-		                    p->name, p->readers[i], p->readers[i]);
+	snprintf(what, sizeof(what), "parameter '%.64s'", p->name);
+	if ((err = mesh__datakey_unwrap(
+	             what, id, p->readers,
+	             (const uint8_t(*)[SEALED_KEY_LEN])s->keys, p->n_readers,
+	             key)) != MESH_OK) {
+		return err;
 	}
 	if ((value = sodium_malloc(s->ciphertext_len - TAG_LEN + 1)) == NULL) {
 		sodium_memzero(key, sizeof(key));
