@@ -128,3 +128,47 @@ mesh__records_forget_topic(struct mesh_conn *c, const char *topic)
 	kvStore_Destroy(kv);
 	return err;
 }
+
+mesh_err
+mesh__records_body_policy(struct mesh_conn *c, const char *topic, char *id,
+                          size_t size)
+{
+	kvKeysList keys;
+	kvStore *kv = NULL;
+	size_t nk = 0;
+	mesh_err err;
+
+	if ((err = mesh__records_bucket(c, &kv)) != MESH_OK) {
+		return err;
+	}
+	if ((err = mesh__records_keys(kv, &keys, &nk)) == MESH_OK) {
+		for (size_t i = 0; i < nk && err == MESH_OK; i++) {
+			kvEntry *e = NULL;
+			json_t *j;
+			if (!mesh__records_of_topic(keys.Keys[i], topic) ||
+			    kvStore_Get(&e, kv, keys.Keys[i]) != NATS_OK) {
+				continue;
+			}
+			j = json_loadb(kvEntry_ValueString(e),
+			               (size_t)kvEntry_ValueLen(e), 0, NULL);
+			kvEntry_Destroy(e);
+			if (json_object_get(j, "filter_policy") != NULL &&
+			    json_string_value(json_object_get(
+			            j, "filter_scope")) != NULL &&
+			    strcmp(json_string_value(
+			                   json_object_get(j, "filter_scope")),
+			           "MessageBody") == 0) {
+				snprintf(id, size, "%s",
+				         json_string_value(
+				                 json_object_get(j, "id")));
+				err = MESH_EEXIST;
+			}
+			json_decref(j);
+		}
+		if (nk > 0) {
+			kvKeysList_Destroy(&keys);
+		}
+	}
+	kvStore_Destroy(kv);
+	return err;
+}

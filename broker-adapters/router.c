@@ -14,6 +14,7 @@
 #include "mesh/pbjson.h"
 #include "mesh/queue.h"
 #include "mesh/router.h"
+#include "mesh/seal.h"
 #include "mesh/sign.h"
 #include "mesh/source.h"
 #include "mesh/subscription.h"
@@ -446,7 +447,9 @@ forward(struct worker *w, struct mesh_source *src, struct mesh_queue *q,
 			         "as bytes: %s",
 			         event_id(m), m->sequence, m->parse_error);
 		}
-		if (!sub->raw && ev != NULL &&
+		/* A sealed event goes as it is: its notification would
+		 * need the plaintext, which the router cannot read. */
+		if (!sub->raw && ev != NULL && !mesh_event_sealed(ev) &&
 		    mesh_router_notification(ev, sub->topic, fifo, m->sequence,
 		                             &b->made[i]) == MESH_OK) {
 			ev = b->made[i];

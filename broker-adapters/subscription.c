@@ -160,6 +160,24 @@ policy_canon(const char *policy, mesh_filter_scope scope, char **out)
 	return MESH_OK;
 }
 
+/* A MessageBody policy reads the payload, which an encrypted topic's
+ * events carry sealed. */
+static mesh_err
+body_check(const char *topic, const struct mesh_topic_attrs *ta,
+           const struct mesh_sub_attrs *a)
+{
+	if (!ta->encrypt || a->filter_policy == NULL ||
+	    a->filter_scope != MESH_FILTER_SCOPE_BODY) {
+		return MESH_OK;
+	}
+	return mesh_err_set(MESH_EINVAL,
+	                    "topic '%s' is encrypted: a MessageBody filter "
+	                    "policy cannot read its sealed payloads (use "
+	                    "MessageAttributes scope: message attributes "
+	                    "travel in clear)",
+	                    topic);
+}
+
 static char *
 record_encode(const struct mesh_subscription *s)
 {
@@ -415,6 +433,7 @@ mesh_subscription_create(struct mesh_conn *c, const char *topic,
 	if ((err = mesh_topic_info(c, topic, &ti)) != MESH_OK ||
 	    (err = endpoint_check(c, topic, ti.a.fifo, p, endpoint)) !=
 	            MESH_OK ||
+	    (err = body_check(topic, &ti.a, a)) != MESH_OK ||
 	    (err = policy_canon(a->filter_policy, a->filter_scope,
 	                        &s.filter_policy)) != MESH_OK) {
 		return err;
@@ -546,9 +565,19 @@ mesh_subscription_set_attrs(struct mesh_conn *c, const char *id,
 	mesh_err err;
 
 	if ((err = id_parse(id, topic, sizeof(topic), key, sizeof(key))) !=
-	            MESH_OK ||
-	    (err = policy_canon(a->filter_policy, a->filter_scope, &policy)) !=
-	            MESH_OK) {
+	    MESH_OK) {
+		return err;
+	}
+	if (a->filter_policy != NULL &&
+	    a->filter_scope == MESH_FILTER_SCOPE_BODY) {
+		struct mesh_topic_info ti;
+		if ((err = mesh_topic_info(c, topic, &ti)) != MESH_OK ||
+		    (err = body_check(topic, &ti.a, a)) != MESH_OK) {
+			return err;
+		}
+	}
+	if ((err = policy_canon(a->filter_policy, a->filter_scope, &policy)) !=
+	    MESH_OK) {
 		return err;
 	}
 	if ((err = mesh__records_bucket(c, &kv)) != MESH_OK) {

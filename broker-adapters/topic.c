@@ -75,16 +75,17 @@ cfg_encode(const struct mesh_topic_attrs *a, char *buf, size_t size)
 {
 	snprintf(buf, size,
 	         "evmesh-topic v1 fifo=%d cbd=%d archive=%" PRId64
-	         " created=%" PRId64 "%s%s",
+	         " created=%" PRId64 "%s%s%s%s",
 	         a->fifo, a->content_based_dedup, a->archive_days,
 	         a->created_ms, a->require_signers[0] ? " signers=" : "",
-	         a->require_signers);
+	         a->require_signers, a->encrypt ? " encrypt=1 readers=" : "",
+	         a->encrypt ? a->readers : "");
 }
 
 static mesh_err
 cfg_decode(const char *name, const char *desc, struct mesh_topic_attrs *a)
 {
-	const char *signers;
+	const char *signers, *readers;
 	int fifo, cbd;
 
 	mesh_topic_attrs_init(a);
@@ -104,6 +105,12 @@ cfg_decode(const char *name, const char *desc, struct mesh_topic_attrs *a)
 		signers += 9;
 		snprintf(a->require_signers, sizeof(a->require_signers),
 		         "%.*s", (int)strcspn(signers, " "), signers);
+	}
+	a->encrypt = strstr(desc, " encrypt=1") != NULL;
+	if (a->encrypt && (readers = strstr(desc, " readers=")) != NULL) {
+		readers += 9;
+		snprintf(a->readers, sizeof(a->readers), "%.*s",
+		         (int)strcspn(readers, " "), readers);
 	}
 	return MESH_OK;
 }
@@ -134,6 +141,54 @@ signers_check(struct mesh_conn *c, const char *name,
 		        what);
 	}
 	return mesh_signers_check(c, what, a->require_signers);
+}
+
+/* Encrypt and Readers: readers only with Encrypt, each in MESH_KEYS, no
+ * subscription reading the body. */
+static mesh_err
+encrypt_check(struct mesh_conn *c, const char *name,
+              const struct mesh_topic_attrs *a)
+{
+	char what[MESH_TOPIC_NAME_MAX + 16], sub[MESH_TOPIC_NAME_MAX + 32];
+	mesh_err err;
+
+	snprintf(what, sizeof(what), "topic '%s'", name);
+	if (!a->encrypt) {
+		return a->readers[0] == '\0'
+		               ? MESH_OK
+		               : mesh_err_set(MESH_EINVAL,
+		                              "%s: Readers is for encrypted "
+		                              "topics (--encrypt)",
+		                              what);
+	}
+	if ((err = mesh_readers_check(c, what, a->readers)) != MESH_OK) {
+		return err;
+	}
+	err = mesh__records_body_policy(c, name, sub, sizeof(sub));
+	if (err == MESH_EEXIST) {
+		return mesh_err_set(
+		        MESH_EINVAL,
+		        "%s: cannot encrypt: subscription %s has a "
+		        "MessageBody filter policy, which needs "
+		        "the payload in clear (change it to "
+		        "MessageAttributes scope first)",
+		        what, sub);
+	}
+	return err;
+}
+
+/* The data key of an encrypted topic, made or rotated to its readers. */
+static mesh_err
+keys_ensure(struct mesh_conn *c, const char *name,
+            const struct mesh_topic_attrs *a)
+{
+	char target[MESH_TOPIC_NAME_MAX + 8];
+
+	if (!a->encrypt) {
+		return MESH_OK;
+	}
+	snprintf(target, sizeof(target), "topic:%s", name);
+	return mesh_datakey_ensure(c, target, a->readers);
 }
 
 /* The topic's attributes and stream state; MESH_ENOTFOUND when there is
@@ -177,7 +232,9 @@ existing(struct mesh_conn *c, const char *name,
 	    old.content_based_dedup == a->content_based_dedup &&
 	    old.archive_days == a->archive_days &&
 	    (a->replicas == 0 || a->replicas == old.replicas) &&
-	    strcmp(old.require_signers, a->require_signers) == 0) {
+	    strcmp(old.require_signers, a->require_signers) == 0 &&
+	    old.encrypt == a->encrypt &&
+	    strcmp(old.readers, a->readers) == 0) {
 		return MESH_OK;
 	}
 	return mesh_err_set(MESH_EEXIST,
@@ -195,7 +252,8 @@ mesh_topic_create(struct mesh_conn *c, const char *name,
 	jsStreamConfig sc;
 	jsErrCode jerr = 0;
 	const char *subj[1];
-	char desc[160 + MESH_SIGNERS_TEXT_MAX], what[MESH_TOPIC_NAME_MAX + 16];
+	char desc[180 + MESH_SIGNERS_TEXT_MAX + MESH_READERS_TEXT_MAX],
+	        what[MESH_TOPIC_NAME_MAX + 16];
 	bool fifo;
 	natsStatus s;
 	mesh_err err;
@@ -229,11 +287,12 @@ mesh_topic_create(struct mesh_conn *c, const char *name,
 		                    " is out of range 1-%d",
 		                    name, a.replicas, MESH_REPLICAS_MAX);
 	}
-	if ((err = signers_check(c, name, &a)) != MESH_OK) {
+	if ((err = signers_check(c, name, &a)) != MESH_OK ||
+	    (err = encrypt_check(c, name, &a)) != MESH_OK) {
 		return err;
 	}
 	if ((err = existing(c, name, &a, &n)) != MESH_ENOTFOUND) {
-		return err;
+		return err == MESH_OK ? keys_ensure(c, name, &a) : err;
 	}
 	if (a.replicas == 0) {
 		a.replicas = mesh_conn_replicas(c);
@@ -267,13 +326,13 @@ mesh_topic_create(struct mesh_conn *c, const char *name,
 		 * the same topic is no error, as CreateTopic is idempotent. */
 		mesh_err e = existing(c, name, &a, &n);
 		if (e != MESH_ENOTFOUND) {
-			return e;
+			return e == MESH_OK ? keys_ensure(c, name, &a) : e;
 		}
 	}
 	if (s != NATS_OK) {
 		return mesh_err_nats(s, jerr, "topic '%s': stream", name);
 	}
-	return MESH_OK;
+	return keys_ensure(c, name, &a);
 }
 
 mesh_err
@@ -284,9 +343,10 @@ mesh_topic_set_attrs(struct mesh_conn *c, const char *name,
 	struct tnames n;
 	jsStreamInfo *si = NULL;
 	jsErrCode jerr = 0;
-	char what[MESH_TOPIC_NAME_MAX + 16], desc[160 + MESH_SIGNERS_TEXT_MAX];
+	char what[MESH_TOPIC_NAME_MAX + 16],
+	        desc[180 + MESH_SIGNERS_TEXT_MAX + MESH_READERS_TEXT_MAX];
 	const char *orig;
-	bool same_signers;
+	bool same_signers, same_seal;
 	natsStatus s;
 	mesh_err err;
 
@@ -307,18 +367,24 @@ mesh_topic_set_attrs(struct mesh_conn *c, const char *name,
 	}
 	same_signers =
 	        strcmp(attrs->require_signers, old.require_signers) == 0;
+	same_seal = attrs->encrypt == old.encrypt &&
+	            strcmp(attrs->readers, old.readers) == 0;
 	if ((attrs->replicas == 0 || attrs->replicas == old.replicas) &&
-	    same_signers) {
+	    same_signers && same_seal) {
 		jsStreamInfo_Destroy(si);
 		return MESH_OK;
 	}
 	if ((attrs->replicas != 0 && attrs->replicas != old.replicas &&
 	     (err = mesh_replicas_check(c, what, attrs->replicas)) !=
 	             MESH_OK) ||
-	    (err = signers_check(c, name, attrs)) != MESH_OK) {
+	    (err = signers_check(c, name, attrs)) != MESH_OK ||
+	    (!same_seal && (err = encrypt_check(c, name, attrs)) != MESH_OK) ||
+	    (!same_seal && (err = keys_ensure(c, name, attrs)) != MESH_OK)) {
 		jsStreamInfo_Destroy(si);
 		return err;
 	}
+	old.encrypt = attrs->encrypt;
+	snprintf(old.readers, sizeof(old.readers), "%s", attrs->readers);
 	if (attrs->replicas != 0) {
 		si->Config->Replicas = (int)attrs->replicas;
 	}
@@ -491,6 +557,14 @@ prepare(struct mesh_topic *t, const struct mesh_topic_entry *e, natsMsg **out,
 	if ((err = mesh__ids_check(what, e->group_id, e->dedup_id)) !=
 	    MESH_OK) {
 		return err;
+	}
+	if (t->a.encrypt && !mesh_event_sealed(ev) &&
+	    mesh_event_data(ev, NULL, NULL, NULL) != MESH_DATA_NONE) {
+		return mesh_err_set(MESH_EINVAL,
+		                    "%s is encrypted: seal the event's data "
+		                    "first (mesh_keyring_seal; meshctl: --as "
+		                    "NAME --seed FILE, a reader or admin)",
+		                    what);
 	}
 	if (!t->a.fifo && (e->group_id != NULL || e->dedup_id != NULL)) {
 		return mesh_err_set(MESH_EINVAL,

@@ -13,6 +13,8 @@
 #include "commands.h"
 #include "mesh/clock.h"
 #include "mesh/identity.h"
+#include "mesh/seal.h"
+#include "mesh/topic.h"
 #include "mesh/sign.h"
 
 static const struct cli_opt none[] = {{NULL, NULL, NULL}};
@@ -58,6 +60,14 @@ const struct cli_cmd key_commands[] = {
          0, 0},
         {"show", "Show a recorded key.", "NAME", NULL, none, cmd_key_show,
          NULL, 1, 1},
+        {"rotate",
+         "Give an encrypted topic a new data key (old ones still open "
+         "old messages).",
+         "TOPIC",
+         "TOPIC is a name or topic:NAME. The new key is sealed to the "
+         "topic's Readers and\nto admin (when MESH_KEYS has it); "
+         "producers seal with it within 5 seconds.",
+         none, cmd_key_rotate, NULL, 1, 1},
         {"delete", "Delete a recorded key (its events stop verifying).",
          "NAME [--yes]", CONFIRM_HELP, delete_opts, cmd_key_delete, NULL, 1,
          1},
@@ -355,4 +365,101 @@ require_signers_flag(struct cli *cli, char *dst, size_t size)
 	}
 	snprintf(dst, size, "%s", rs);
 	return true;
+}
+
+/* ---- data keys of encrypted targets ------------------------------------ */
+
+int
+cmd_key_rotate(struct cli *cli)
+{
+	const char *arg = cli_pos(cli, 0);
+	const char *name = strncmp(arg, "topic:", 6) == 0 ? arg + 6 : arg;
+	char target[MESH_TOPIC_NAME_MAX + 8];
+	struct mesh_topic_info ti;
+	struct mesh_conn *c = NULL;
+	uint32_t id = 0;
+	mesh_err err;
+	int rc = CLI_OK;
+
+	if (strncmp(arg, "queue:", 6) == 0) {
+		return cli_usage_error(cli, "key rotate: queues do not "
+		                            "encrypt yet (topics do)");
+	}
+	if (cli_connect(cli, &c) != MESH_OK) {
+		return CLI_FAIL;
+	}
+	snprintf(target, sizeof(target), "topic:%s", name);
+	if ((err = mesh_topic_info(c, name, &ti)) != MESH_OK) {
+		rc = cli_fail(cli, err);
+	} else if (!ti.a.encrypt) {
+		rc = cli_usage_error(cli,
+		                     "key rotate: topic '%s' is not encrypted "
+		                     "(topic set-attributes %s --encrypt "
+		                     "--readers A,B)",
+		                     name, name);
+	} else if ((err = mesh_datakey_rotate(c, target, ti.a.readers, &id)) !=
+	           MESH_OK) {
+		rc = cli_fail(cli, err);
+	}
+	mesh_conn_close(c);
+	if (rc != CLI_OK) {
+		return rc;
+	}
+	if (cli->json) {
+		cli_print_json(json_pack("{s:s, s:I}", "Target", target,
+		                         "KeyId", (json_int_t)id));
+	} else {
+		printf("%s: data key %u is current\n", target, (unsigned)id);
+	}
+	return CLI_OK;
+}
+
+int
+seal_for(struct cli *cli, struct mesh_conn *c, const char *target,
+         const struct mesh_identity *signer, struct mesh_event *ev)
+{
+	const char *as = cli_opt(cli, "--as"), *seed = cli_opt(cli, "--seed");
+	struct mesh_identity *own = NULL;
+	const struct mesh_identity *id = signer;
+	struct mesh_keyring *kr = NULL;
+	mesh_err err;
+	int rc = CLI_OK;
+
+	if (as != NULL && signer != NULL &&
+	    strcmp(as, mesh_identity_name(signer)) != 0) {
+		return cli_usage_error(cli,
+		                       "--as %s and --sign %s: one "
+		                       "identity (one --seed)",
+		                       as, mesh_identity_name(signer));
+	}
+	if (as != NULL && signer == NULL) {
+		if (seed == NULL) {
+			return cli_usage_error(cli,
+			                       "--as NAME and --seed FILE "
+			                       "go together");
+		}
+		if ((err = mesh_identity_load(as, seed, &own)) != MESH_OK) {
+			return err == MESH_EINVAL || err == MESH_ENOTFOUND
+			               ? cli_usage_error(
+			                         cli, "--as %s --seed %s: %s",
+			                         as, seed, mesh_errdetail())
+			               : cli_fail(cli, err);
+		}
+		id = own;
+	}
+	if (id == NULL) {
+		return cli_usage_error(
+		        cli,
+		        "%s is encrypted: publishing needs a "
+		        "reader's or admin's identity (--as NAME "
+		        "--seed FILE)",
+		        target);
+	}
+	if ((err = mesh_keyring_new(c, id, &kr)) != MESH_OK ||
+	    (err = mesh_keyring_seal(kr, target, ev)) != MESH_OK) {
+		rc = cli_fail(cli, err);
+	}
+	mesh_keyring_free(kr);
+	mesh_identity_free(own);
+	return rc;
 }

@@ -14,6 +14,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "mesh/clock.h"
+#include "mesh/seal.h"
 #include "message.h"
 
 static const char *
@@ -39,6 +40,37 @@ connected(struct cli *cli, int (*fn)(struct cli *, struct mesh_conn *))
 
 /* ---- topics ------------------------------------------------------------- */
 
+/* --encrypt, --no-encrypt, --readers A,B into a (as they are when not
+ * given; --readers alone keeps Encrypt as it is). */
+static bool
+encrypt_flags(struct cli *cli, struct mesh_topic_attrs *a)
+{
+	const char *readers = cli_opt(cli, "--readers");
+
+	if (cli_flag(cli, "--encrypt") && cli_flag(cli, "--no-encrypt")) {
+		cli_usage_error(cli, "--encrypt or --no-encrypt, not both");
+		return false;
+	}
+	if (cli_flag(cli, "--encrypt")) {
+		a->encrypt = true;
+	}
+	if (cli_flag(cli, "--no-encrypt")) {
+		a->encrypt = false;
+		a->readers[0] = '\0';
+	}
+	if (readers != NULL) {
+		if (strlen(readers) >= sizeof(a->readers)) {
+			cli_usage_error(cli,
+			                "--readers: more than %d readers' "
+			                "names",
+			                MESH_READERS_MAX);
+			return false;
+		}
+		snprintf(a->readers, sizeof(a->readers), "%s", readers);
+	}
+	return true;
+}
+
 static int
 do_topic_create(struct cli *cli, struct mesh_conn *c)
 {
@@ -63,7 +95,8 @@ do_topic_create(struct cli *cli, struct mesh_conn *c)
 	a.archive_days = days;
 	a.replicas = replicas;
 	if (!require_signers_flag(cli, a.require_signers,
-	                          sizeof(a.require_signers))) {
+	                          sizeof(a.require_signers)) ||
+	    !encrypt_flags(cli, &a)) {
 		return CLI_USAGE;
 	}
 	if ((err = mesh_topic_create(c, name, &a)) != MESH_OK) {
@@ -97,17 +130,21 @@ do_topic_set_attributes(struct cli *cli, struct mesh_conn *c)
 	                  &replicas)) {
 		return CLI_USAGE;
 	}
-	if (replicas == 0 && cli_opt(cli, "--require-signers") == NULL) {
+	if (replicas == 0 && cli_opt(cli, "--require-signers") == NULL &&
+	    !cli_flag(cli, "--encrypt") && !cli_flag(cli, "--no-encrypt") &&
+	    cli_opt(cli, "--readers") == NULL) {
 		return cli_usage_error(
 		        cli, "set-attributes: nothing to change "
-		             "(--replicas N, --require-signers A,B)");
+		             "(--replicas N, --require-signers A,B, --encrypt "
+		             "--readers A,B, --no-encrypt)");
 	}
 	if ((err = mesh_topic_info(c, name, &ti)) != MESH_OK) {
 		return cli_fail(cli, err);
 	}
 	ti.a.replicas = replicas;
 	if (!require_signers_flag(cli, ti.a.require_signers,
-	                          sizeof(ti.a.require_signers))) {
+	                          sizeof(ti.a.require_signers)) ||
+	    !encrypt_flags(cli, &ti.a)) {
 		return CLI_USAGE;
 	}
 	if ((err = mesh_topic_set_attrs(c, name, &ti.a)) != MESH_OK) {
@@ -223,6 +260,25 @@ do_topic_info(struct cli *cli, struct mesh_conn *c)
 		json_object_set_new(at, "RequireSigners",
 		                    json_string(ti.a.require_signers));
 	}
+	json_object_set_new(at, "Encrypt",
+	                    json_string(bool_str(ti.a.encrypt)));
+	if (ti.a.encrypt) {
+		char target[MESH_TOPIC_NAME_MAX + 8];
+		uint32_t ids[MESH_DATA_KEYS_MAX], cur = 0;
+		size_t n = 0;
+		json_t *ja = json_array();
+		snprintf(target, sizeof(target), "topic:%s", name);
+		json_object_set_new(at, "Readers", json_string(ti.a.readers));
+		if (mesh_datakey_ids(c, target, ids, MESH_DATA_KEYS_MAX, &n,
+		                     &cur, NULL, 0) == MESH_OK) {
+			for (size_t i = 0; i < n; i++) {
+				json_array_append_new(ja,
+				                      json_integer(ids[i]));
+			}
+			put_num(at, "CurrentKeyId", (int64_t)cur);
+		}
+		json_object_set_new(at, "KeyIds", ja);
+	}
 	if (cli->json) {
 		cli_print_json(json_pack("{s:o}", "Attributes", at));
 		return CLI_OK;
@@ -242,6 +298,24 @@ do_topic_info(struct cli *cli, struct mesh_conn *c)
 	printf("signers        %s\n", ti.a.require_signers[0]
 	                                      ? ti.a.require_signers
 	                                      : "any (none required)");
+	if (ti.a.encrypt) {
+		json_t *ids = json_object_get(at, "KeyIds");
+		size_t i;
+		json_t *v;
+		printf("encrypt        true (readers: %s; and admin)\n",
+		       ti.a.readers[0] ? ti.a.readers : "none");
+		printf("key ids       ");
+		json_array_foreach(ids, i, v)
+		{
+			printf(" %" JSON_INTEGER_FORMAT,
+			       json_integer_value(v));
+		}
+		printf(" (current %" JSON_INTEGER_FORMAT ")\n",
+		       json_integer_value(
+		               json_object_get(at, "CurrentKeyId")));
+	} else {
+		printf("encrypt        false\n");
+	}
 	printf("subscriptions  %zu\n", ti.subscriptions);
 	printf("stored         %" PRIu64 " messages\n", ti.messages);
 	json_decref(at);
@@ -347,6 +421,19 @@ cmd_topic_publish(struct cli *cli)
 	}
 	if ((err = mesh_topic_open(c, name, &t)) != MESH_OK) {
 		rc = cli_fail(cli, err);
+		goto out;
+	}
+	if (mesh_topic_attrs(t)->encrypt) {
+		char target[MESH_TOPIC_NAME_MAX + 8];
+		snprintf(target, sizeof(target), "topic:%s", name);
+		/* Seal, then sign: the signature covers the sealed form, so
+		 * mesh-router verifies without any key. */
+		if ((rc = seal_for(cli, c, target, id, ev)) != CLI_OK) {
+			goto out;
+		}
+	} else if (cli_opt(cli, "--as") != NULL) {
+		rc = cli_usage_error(cli, "--as: topic '%s' is not encrypted",
+		                     name);
 		goto out;
 	}
 	if ((rc = sign_for(cli, id, mesh_topic_attrs(t)->fifo, ev)) !=

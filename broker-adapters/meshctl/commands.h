@@ -115,6 +115,35 @@ int cmd_key_add(struct cli *cli);
 int cmd_key_list(struct cli *cli);
 int cmd_key_show(struct cli *cli);
 int cmd_key_delete(struct cli *cli);
+int cmd_key_rotate(struct cli *cli);
+
+/* --encrypt and --readers on topics. */
+#define ENCRYPT_OPTS                                                          \
+	{"--encrypt", NULL,                                                   \
+	 "Encrypt: seal every event's data (XChaCha20-Poly1305) with a "      \
+	 "data key only Readers and admin can open"},                         \
+	        {"--no-encrypt", NULL,                                        \
+	         "Encrypt off (old messages stay sealed)"},                   \
+	{                                                                     \
+		"--readers", "A,B",                                           \
+		        "Readers: the identities (in MESH_KEYS) that may "    \
+		        "open its events (at most 8)"                         \
+	}
+/* --as NAME: the identity that seals, for an encrypted target. */
+#define AS_OPT                                                                \
+	{                                                                     \
+		"--as", "NAME",                                               \
+		        "seal as NAME (a reader or admin; with --seed) when " \
+		        "the topic is encrypted"                              \
+	}
+struct mesh_conn;
+struct mesh_event;
+struct mesh_identity;
+/* Seal ev for target ("topic:NAME") with the identity of --as NAME
+ * --seed FILE, or signer's (--sign). Returns CLI_OK or the exit code
+ * after printing why. */
+int seal_for(struct cli *cli, struct mesh_conn *c, const char *target,
+             const struct mesh_identity *signer, struct mesh_event *ev);
 
 /* --sign NAME --seed FILE, for the commands that send messages. */
 #define SIGN_OPTS                                                             \

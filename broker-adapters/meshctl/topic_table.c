@@ -15,12 +15,19 @@ static const struct cli_opt create_opts[] = {
          "(ArchivePolicy)"},
         {"--replicas", "N", REPLICAS_HELP},
         {"--require-signers", "A,B", REQUIRE_SIGNERS_HELP},
+        {"--encrypt", NULL,
+         "Encrypt: seal every event's data (XChaCha20-Poly1305) with a "
+         "data key only Readers and admin can open"},
+        {"--readers", "A,B",
+         "Readers: the identities (in MESH_KEYS) that may open its "
+         "events (at most 8)"},
         {NULL, NULL, NULL},
 };
 
 static const struct cli_opt set_opts[] = {
         {"--replicas", "N", REPLICAS_HELP},
         {"--require-signers", "A,B", REQUIRE_SIGNERS_HELP},
+        ENCRYPT_OPTS,
         {NULL, NULL, NULL},
 };
 
@@ -33,6 +40,7 @@ static const struct cli_opt publish_opts[] = {
         MSG_OPTS,
         STDIN_OPT,
         SIGN_OPTS,
+        AS_OPT,
         {"--subject", "TEXT", "the Subject (CloudEvents subject)"},
         {"--group", "G", "MessageGroupId (required on FIFO topics)"},
         {"--dedup-id", "D", "MessageDeduplicationId (FIFO)"},
@@ -86,12 +94,14 @@ static const struct cli_opt sub_set_opts[] = {
 const struct cli_cmd topic_commands[] = {
         {"create", "Create a topic (idempotent, as SNS's CreateTopic).",
          "NAME [--fifo] [--content-based-dedup] [--archive-days N] "
-         "[--replicas N] [--require-signers A,B]",
+         "[--replicas N] [--require-signers A,B] [--encrypt --readers "
+         "A,B]",
          NULL, create_opts, cmd_topic_create, NULL, 1, 1},
         {"set-attributes",
-         "Change a topic's replicas or RequireSigners (the rest is fixed "
-         "at creation).",
-         "NAME [--replicas N] [--require-signers A,B]",
+         "Change a topic's replicas, RequireSigners, Encrypt or Readers "
+         "(the rest is fixed at creation).",
+         "NAME [--replicas N] [--require-signers A,B] [--encrypt "
+         "--readers A,B | --no-encrypt]",
          "JetStream moves the copies while the topic stays in use; its "
          "subscriptions'\nconsumers follow.",
          set_opts, cmd_topic_set_attributes, NULL, 1, 1},

@@ -288,6 +288,10 @@ mesh__batch_settle(struct mesh_service *s, struct mesh_source *src,
 					        &s->stats.signature_refused,
 					        1);
 				}
+				if (it->unopened) {
+					atomic_fetch_add(
+					        &s->stats.sealed_refused, 1);
+				}
 				log_ev(s, it, "dead-lettered: %s", it->reason);
 				continue; /* taken off its source */
 			}
@@ -460,12 +464,40 @@ mesh__sig_refused(struct mesh_service *s, const struct source *src,
 	       MESH_SIG_OK;
 }
 
+/* Open the sealed events that passed verification (a signature covers
+ * the sealed form: verify, then open); what does not open is
+ * dead-lettered with its reason, never retried. */
+static void
+batch_open(struct mesh_service *s, struct batch *b)
+{
+	for (size_t i = 0; i < b->n; i++) {
+		struct item *it = &b->it[i];
+		if (it->out == OUT_DLQ || it->ev == NULL ||
+		    it->m->parse_error[0] != '\0' ||
+		    !mesh_event_sealed(it->ev)) {
+			continue;
+		}
+		if (s->keyring == NULL) {
+			snprintf(it->reason, sizeof(it->reason),
+			         "sealed: no identity to open it (set "
+			         "MESH_IDENTITY to a reader's seed file)");
+		} else if (mesh_keyring_open(s->keyring, it->ev, it->reason,
+		                             sizeof(it->reason)) == MESH_OK) {
+			continue;
+		}
+		it->out = OUT_DLQ;
+		it->fixed = true;
+		it->unopened = true;
+	}
+}
+
 void
 mesh__batch_verify(struct mesh_service *s, const struct source *src,
                    struct batch *b)
 {
 	if (src == NULL || src->verifier == NULL ||
 	    !mesh_verifier_required(src->verifier)) {
+		batch_open(s, b);
 		return;
 	}
 	for (size_t i = 0; i < b->n; i++) {
@@ -479,6 +511,7 @@ mesh__batch_verify(struct mesh_service *s, const struct source *src,
 		it->fixed = true;
 		it->refused = true;
 	}
+	batch_open(s, b);
 }
 
 mesh_err
@@ -487,6 +520,15 @@ mesh__verifiers_open(struct mesh_service *s)
 	char target[MESH_SUBSCRIPTION_ID_MAX + 16];
 	mesh_err err;
 
+	if (s->keyring == NULL && s->o.identity_file != NULL &&
+	    ((err = mesh_identity_load(s->name, s->o.identity_file,
+	                               &s->seal_id)) != MESH_OK ||
+	     (err = mesh_keyring_new(s->c, s->seal_id, &s->keyring)) !=
+	             MESH_OK)) {
+		mesh_identity_free(s->seal_id);
+		s->seal_id = NULL;
+		return err;
+	}
 	for (size_t i = 0; i < s->n_src; i++) {
 		struct source *src = &s->src[i];
 		if (src->verifier != NULL) {
@@ -512,6 +554,10 @@ mesh__verifiers_close(struct mesh_service *s)
 		mesh_verifier_free(s->src[i].verifier);
 		s->src[i].verifier = NULL;
 	}
+	mesh_keyring_free(s->keyring);
+	s->keyring = NULL;
+	mesh_identity_free(s->seal_id);
+	s->seal_id = NULL;
 }
 
 /* Take a batch: up to batch_size, waiting up to a second for the first

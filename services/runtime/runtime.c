@@ -941,6 +941,7 @@ stats_json(struct mesh_service *s)
 	COUNTER("ignored", ignored);
 	COUNTER("malformed", malformed);
 	COUNTER("signature_refused", signature_refused);
+	COUNTER("sealed_refused", sealed_refused);
 #undef COUNTER
 	json_object_set_new(j, "in_flight",
 	                    json_integer(atomic_load(&st->in_flight)));

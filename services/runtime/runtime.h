@@ -17,6 +17,7 @@
 #include "mesh/arena.h"
 #include "mesh/clock.h"
 #include "mesh/err.h"
+#include "mesh/seal.h"
 #include "mesh/service.h"
 #include "mesh/sign.h"
 #include "mesh/source.h"
@@ -107,6 +108,10 @@ struct part {
 
 struct mesh_service {
 	char name[MESH_SERVICE_NAME_MAX + 1];
+	/* Opens sealed events (mesh/seal.h) with the identity of
+	 * MESH_IDENTITY (none: every sealed event is dead-lettered). */
+	struct mesh_identity *seal_id;
+	struct mesh_keyring *keyring;
 	struct mesh_service_opts o;
 	char state_buf[512];
 	char dlq_buf[MESH_QUEUE_NAME_MAX + 1];
@@ -188,6 +193,7 @@ struct item {
 	bool fixed;     /* its outcome was settled before its handler ran */
 	bool malformed; /* dead-lettered because it could not be parsed */
 	bool refused;   /* dead-lettered for its signature */
+	bool unopened;  /* dead-lettered: sealed, and it did not open */
 };
 
 struct mesh_ctx {

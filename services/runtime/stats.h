@@ -25,7 +25,8 @@ struct mesh__hist {
 struct mesh__stats {
 	atomic_uint_fast64_t received, processed, retried, failed,
 	        dead_lettered, duplicates, ignored, malformed,
-	        signature_refused; /* dead-lettered: see mesh/sign.h */
+	        signature_refused, /* dead-lettered: see mesh/sign.h */
+	        sealed_refused;    /* dead-lettered: did not open (seal.h) */
 	atomic_int in_flight;
 	struct mesh__hist handler; /* handler time */
 	struct mesh__hist commit;  /* publish-to-commit */

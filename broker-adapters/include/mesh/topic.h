@@ -28,6 +28,7 @@
 #include "mesh/conn.h"
 #include "mesh/err.h"
 #include "mesh/event.h"
+#include "mesh/seal.h"
 #include "mesh/sign.h"
 
 #define MESH_TOPIC_NAME_MAX                                                   \
@@ -52,6 +53,14 @@ struct mesh_topic_attrs {
 	 * when set; "" none. Standard topics only (a FIFO topic replaces
 	 * the event id, which signatures cover). Changeable. */
 	char require_signers[MESH_SIGNERS_TEXT_MAX + 1];
+	/* Encrypt: its events' data sealed (mesh/seal.h) with a data key
+	 * sealed to Readers ("A,B", each in MESH_KEYS) and to "admin";
+	 * creating or turning it on makes the first data key, changing
+	 * Readers rotates it. A topic with a subscription whose filter
+	 * policy has MessageBody scope cannot encrypt (MESH_EINVAL).
+	 * Changeable (turning it off leaves old messages sealed). */
+	bool encrypt;
+	char readers[MESH_READERS_TEXT_MAX + 1];
 };
 
 void mesh_topic_attrs_init(struct mesh_topic_attrs *a);
@@ -68,8 +77,9 @@ mesh_err mesh_topic_name_check(const char *name, bool *fifo);
 mesh_err mesh_topic_create(struct mesh_conn *c, const char *name,
                            const struct mesh_topic_attrs *a);
 
-/* Change a topic's replicas (a->replicas; 0 leaves them) and its
- * RequireSigners (a->require_signers, as given): the rest is fixed at
+/* Change a topic's replicas (a->replicas; 0 leaves them), its
+ * RequireSigners (a->require_signers, as given) and Encrypt and Readers
+ * (as given): the rest is fixed at
  * creation and must be as it is. Its subscriptions' consumers
  * follow. Errors: MESH_EINVAL (naming the attribute), MESH_ENOTFOUND, the
  * connection's. */
