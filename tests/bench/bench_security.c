@@ -13,6 +13,13 @@
  *              events through the same service from a queue that
  *              requires no signer (nothing verified).
  *
+ *   seal, open: sealed payloads (mesh/seal.h) on one thread: a copy of a
+ *              PlaceOrder event sealed with an encrypted topic's current
+ *              data key (mesh_keyring_seal), and a sealed one parsed and
+ *              opened (mesh_keyring_open). Baselines: the same copy or
+ *              parse with libsodium's XChaCha20-Poly1305 alone over the
+ *              payload's bytes.
+ *
  * BENCH_SECURITY_EVENTS (50000), _BATCH (256), _INFLIGHT (4), _ROUNDS
  * (3, interleaved); prints "NAME: VALUE UNIT (baseline VALUE UNIT, ratio
  * R)". Run: meson test -C build --benchmark --suite security -v */
@@ -27,7 +34,9 @@
 #include "harness.h"
 #include "mesh/service.h"
 #include "mesh/clock.h"
+#include "mesh/seal.h"
 #include "mesh/sign.h"
+#include "mesh/topic.h"
 
 static struct test_broker broker;
 static struct mesh_conn *conn;
@@ -124,6 +133,132 @@ event_verify(void *arg)
 	                         0) == MESH_SIG_OK;
 }
 
+/* ---- sealed payloads ---------------------------------------------------- */
+
+struct sealing {
+	struct mesh_keyring *kr;
+	struct mesh_event *ev; /* the clear event */
+	uint8_t *sealed;       /* a sealed copy, packed */
+	size_t sealed_len;
+	uint8_t key[32], nonce[24], *buf;
+};
+
+static bool
+seal_one(void *arg)
+{
+	struct sealing *x = arg;
+	struct mesh_event *copy = NULL;
+	bool ok = mesh_event_dup(x->ev, &copy) == MESH_OK &&
+	          mesh_keyring_seal(x->kr, "topic:sec-sealed", copy) ==
+	                  MESH_OK &&
+	          mesh_event_sealed(copy);
+
+	mesh_event_free(copy);
+	return ok;
+}
+
+static bool
+seal_raw(void *arg)
+{
+	struct sealing *x = arg;
+	struct mesh_event *copy = NULL;
+	const void *data;
+	size_t len;
+	bool ok = mesh_event_dup(x->ev, &copy) == MESH_OK;
+
+	mesh_event_data(x->ev, &data, &len, NULL);
+	crypto_aead_xchacha20poly1305_ietf_encrypt(
+	        x->buf, NULL, data, len, NULL, 0, NULL, x->nonce, x->key);
+	mesh_event_free(copy);
+	return ok;
+}
+
+static bool
+open_one(void *arg)
+{
+	struct sealing *x = arg;
+	struct mesh_event *ev = NULL;
+	bool ok = mesh_event_parse(x->sealed, x->sealed_len, 0, &ev) ==
+	                  MESH_OK &&
+	          mesh_keyring_open(x->kr, ev, NULL, 0) == MESH_OK &&
+	          !mesh_event_sealed(ev);
+
+	mesh_event_free(ev);
+	return ok;
+}
+
+static bool
+open_raw(void *arg)
+{
+	struct sealing *x = arg;
+	struct mesh_event *ev = NULL;
+	const void *data;
+	size_t len;
+	unsigned long long out;
+	bool ok =
+	        mesh_event_parse(x->sealed, x->sealed_len, 0, &ev) == MESH_OK;
+
+	mesh_event_data(x->ev, &data, &len, NULL);
+	/* What seal_raw left in buf. */
+	ok = ok && crypto_aead_xchacha20poly1305_ietf_decrypt(
+	                   x->buf + 4096, &out, NULL, x->buf, len + 16, NULL,
+	                   0, x->nonce, x->key) == 0;
+	mesh_event_free(ev);
+	return ok;
+}
+
+static void
+bench_sealing(struct mesh_identity *reader, int rounds)
+{
+	double s[BENCH_ROUNDS_MAX], sr[BENCH_ROUNDS_MAX], o[BENCH_ROUNDS_MAX],
+	        or [BENCH_ROUNDS_MAX];
+	struct mesh_topic_attrs ta;
+	struct mesh_event *copy = NULL;
+	struct sealing x = {0};
+	const void *data;
+	size_t len;
+
+	mesh_topic_attrs_init(&ta);
+	ta.encrypt = true;
+	snprintf(ta.readers, sizeof(ta.readers), "%s",
+	         mesh_identity_name(reader));
+	if (mesh_topic_create(conn, "sec-sealed", &ta) != MESH_OK ||
+	    mesh_keyring_new(conn, reader, &x.kr) != MESH_OK) {
+		fprintf(stderr, "bench: %s\n", mesh_errdetail());
+		exit(1);
+	}
+	x.ev = bench_order(1);
+	mesh_event_data(x.ev, &data, &len, NULL);
+	x.buf = calloc(1, 8192 + len * 2);
+	crypto_aead_xchacha20poly1305_ietf_keygen(x.key);
+	randombytes_buf(x.nonce, sizeof(x.nonce));
+	mesh_event_dup(x.ev, &copy);
+	if (mesh_keyring_seal(x.kr, "topic:sec-sealed", copy) != MESH_OK ||
+	    mesh_event_pack(copy, &x.sealed, &x.sealed_len) != MESH_OK) {
+		fprintf(stderr, "bench: %s\n", mesh_errdetail());
+		exit(1);
+	}
+	mesh_event_free(copy);
+	printf("# one thread; a PlaceOrder's payload is %zu bytes, its "
+	       "sealed event %zu\n",
+	       len, x.sealed_len);
+	for (int i = 0; i < rounds; i++) {
+		sr[i] = per_second(seal_raw, &x);
+		s[i] = per_second(seal_one, &x);
+		or [i] = per_second(open_raw, &x);
+		o[i] = per_second(open_one, &x);
+	}
+	bench_figure_rounds("seal an event (mesh_keyring_seal)", s, sr, rounds,
+	                    "events/s", 0);
+	bench_figure_rounds(
+	        "parse and open a sealed event (mesh_keyring_open)", o, or,
+	        rounds, "events/s", 0);
+	free(x.sealed);
+	free(x.buf);
+	mesh_event_free(x.ev);
+	mesh_keyring_free(x.kr);
+}
+
 int
 main(void)
 {
@@ -168,6 +303,7 @@ main(void)
 	                    raw, rounds, "verifications/s", 0);
 	free(r.msg);
 	mesh_event_free(w.ev);
+	bench_sealing(signer, rounds);
 
 	mesh_queue_attrs_init(&qa);
 	mesh_queue_create(conn, "sec-off", &qa);
