@@ -300,7 +300,8 @@ signer_from_flags(struct cli *cli, struct mesh_identity **out)
 	mesh_err err;
 
 	*out = NULL;
-	if (name == NULL && seed == NULL) {
+	/* --seed alone with --as: the sealing identity's (seal_for). */
+	if (name == NULL && (seed == NULL || cli_opt(cli, "--as") != NULL)) {
 		return CLI_OK;
 	}
 	if (name == NULL || seed == NULL) {

@@ -236,6 +236,7 @@ do_topic_info(struct cli *cli, struct mesh_conn *c)
 {
 	const char *name = cli_pos(cli, 0);
 	struct mesh_topic_info ti;
+	uint32_t cur = 0;
 	json_t *at;
 	mesh_err err;
 
@@ -264,7 +265,7 @@ do_topic_info(struct cli *cli, struct mesh_conn *c)
 	                    json_string(bool_str(ti.a.encrypt)));
 	if (ti.a.encrypt) {
 		char target[MESH_TOPIC_NAME_MAX + 8];
-		uint32_t ids[MESH_DATA_KEYS_MAX], cur = 0;
+		uint32_t ids[MESH_DATA_KEYS_MAX];
 		size_t n = 0;
 		json_t *ja = json_array();
 		snprintf(target, sizeof(target), "topic:%s", name);
@@ -310,9 +311,7 @@ do_topic_info(struct cli *cli, struct mesh_conn *c)
 			printf(" %" JSON_INTEGER_FORMAT,
 			       json_integer_value(v));
 		}
-		printf(" (current %" JSON_INTEGER_FORMAT ")\n",
-		       json_integer_value(
-		               json_object_get(at, "CurrentKeyId")));
+		printf(" (current %u)\n", (unsigned)cur);
 	} else {
 		printf("encrypt        false\n");
 	}
