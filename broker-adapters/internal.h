@@ -274,6 +274,17 @@ struct mesh_filter;
 bool mesh__subscription_matches(const struct mesh_filter *f,
                                 const struct mesh_event *ev);
 
+/* A list of identity names "A,B" (sign.c): RequireSigners' signers and
+ * Readers' readers. attr names the attribute and noun one name in errors;
+ * at most MESH_SIGNERS_MAX. _check: each in MESH_KEYS too. */
+mesh_err mesh__names_parse(const char *what, const char *attr,
+                           const char *noun, const char *text,
+                           char names[][MESH_IDENTITY_NAME_MAX + 1],
+                           size_t *n);
+mesh_err mesh__names_check(struct mesh_conn *c, const char *what,
+                           const char *attr, const char *noun,
+                           const char *text);
+
 /* Data keys wrapped to readers (seal.c), shared by sealed payloads and
  * param.c's SecureStrings: an XChaCha20-Poly1305 key sealed
  * (crypto_box_seal) to each reader's X25519 key. */

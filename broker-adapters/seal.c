@@ -105,76 +105,13 @@ mesh_err
 mesh_readers_parse(const char *what, const char *text,
                    char names[][MESH_IDENTITY_NAME_MAX + 1], size_t *n)
 {
-	const char *p = text;
-
-	*n = 0;
-	if (text == NULL || text[0] == '\0') {
-		return MESH_OK;
-	}
-	for (;;) {
-		size_t len = strcspn(p, ",");
-		char name[MESH_IDENTITY_NAME_MAX + 1] = "";
-		if (len > 0 && len <= MESH_IDENTITY_NAME_MAX) {
-			memcpy(name, p, len);
-			name[len] = '\0';
-		}
-		if (name[0] == '\0' ||
-		    mesh_name_check("reader", name, MESH_IDENTITY_NAME_MAX,
-		                    NULL) != MESH_OK) {
-			return mesh_err_set(MESH_EINVAL,
-			                    "%s: Readers: reader '%.*s' is "
-			                    "not a name (1-%d of "
-			                    "[A-Za-z0-9_-])",
-			                    what, (int)(len < 80 ? len : 80),
-			                    p, MESH_IDENTITY_NAME_MAX);
-		}
-		for (size_t i = 0; i < *n; i++) {
-			if (strcmp(names[i], name) == 0) {
-				return mesh_err_set(MESH_EINVAL,
-				                    "%s: Readers: reader '%s' "
-				                    "is named twice",
-				                    what, name);
-			}
-		}
-		if (*n == MESH_READERS_MAX) {
-			return mesh_err_set(MESH_EINVAL,
-			                    "%s: Readers: more than %d "
-			                    "readers",
-			                    what, MESH_READERS_MAX);
-		}
-		memcpy(names[(*n)++], name, len + 1);
-		if (p[len] == '\0') {
-			return MESH_OK;
-		}
-		p += len + 1;
-	}
+	return mesh__names_parse(what, "Readers", "reader", text, names, n);
 }
 
 mesh_err
 mesh_readers_check(struct mesh_conn *c, const char *what, const char *text)
 {
-	char names[MESH_READERS_MAX][MESH_IDENTITY_NAME_MAX + 1];
-	struct mesh_key_record k;
-	size_t n;
-	mesh_err err;
-
-	if ((err = mesh_readers_parse(what, text, names, &n)) != MESH_OK) {
-		return err;
-	}
-	for (size_t i = 0; i < n; i++) {
-		err = mesh_keys_get(c, names[i], &k);
-		if (err == MESH_ENOTFOUND) {
-			return mesh_err_set(MESH_ENOTFOUND,
-			                    "%s: Readers: reader '%s' has no "
-			                    "key in %s (meshctl key "
-			                    "create/add)",
-			                    what, names[i], MESH_KEYS_BUCKET);
-		}
-		if (err != MESH_OK) {
-			return err;
-		}
-	}
-	return MESH_OK;
+	return mesh__names_check(c, what, "Readers", "reader", text);
 }
 
 /* ---- the record --------------------------------------------------------- */

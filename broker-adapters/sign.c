@@ -398,9 +398,13 @@ mesh_key_record_from_public(const char *name, const char *public_key,
 /* ---- RequireSigners ------------------------------------------------------
  */
 
+/* A list of identity names, "A,B", of the attribute attr ("RequireSigners",
+ * "Readers"), each a noun ("signer", "reader"): shared by RequireSigners
+ * and seal.c's Readers. */
 mesh_err
-mesh_signers_parse(const char *what, const char *text,
-                   char names[][MESH_IDENTITY_NAME_MAX + 1], size_t *n)
+mesh__names_parse(const char *what, const char *attr, const char *noun,
+                  const char *text, char names[][MESH_IDENTITY_NAME_MAX + 1],
+                  size_t *n)
 {
 	const char *p = text;
 
@@ -416,29 +420,27 @@ mesh_signers_parse(const char *what, const char *text,
 			name[len] = '\0';
 		}
 		if (name[0] == '\0' ||
-		    mesh_name_check("signer", name, MESH_IDENTITY_NAME_MAX,
+		    mesh_name_check(noun, name, MESH_IDENTITY_NAME_MAX,
 		                    NULL) != MESH_OK) {
 			return mesh_err_set(MESH_EINVAL,
-			                    "%s: RequireSigners: signer "
-			                    "'%.*s' is not a name (1-%d of "
-			                    "[A-Za-z0-9_-])",
-			                    what, (int)(len < 80 ? len : 80),
-			                    p, MESH_IDENTITY_NAME_MAX);
+			                    "%s: %s: %s '%.*s' is not a name "
+			                    "(1-%d of [A-Za-z0-9_-])",
+			                    what, attr, noun,
+			                    (int)(len < 80 ? len : 80), p,
+			                    MESH_IDENTITY_NAME_MAX);
 		}
 		for (size_t i = 0; i < *n; i++) {
 			if (strcmp(names[i], name) == 0) {
-				return mesh_err_set(
-				        MESH_EINVAL,
-				        "%s: RequireSigners: signer "
-				        "'%s' is named twice",
-				        what, name);
+				return mesh_err_set(MESH_EINVAL,
+				                    "%s: %s: %s '%s' is named "
+				                    "twice",
+				                    what, attr, noun, name);
 			}
 		}
 		if (*n == MESH_SIGNERS_MAX) {
 			return mesh_err_set(MESH_EINVAL,
-			                    "%s: RequireSigners: more than %d "
-			                    "signers",
-			                    what, MESH_SIGNERS_MAX);
+			                    "%s: %s: more than %d %ss", what,
+			                    attr, MESH_SIGNERS_MAX, noun);
 		}
 		memcpy(names[(*n)++], name, len + 1);
 		if (p[len] == '\0') {
@@ -449,30 +451,46 @@ mesh_signers_parse(const char *what, const char *text,
 }
 
 mesh_err
-mesh_signers_check(struct mesh_conn *c, const char *what, const char *text)
+mesh__names_check(struct mesh_conn *c, const char *what, const char *attr,
+                  const char *noun, const char *text)
 {
 	char names[MESH_SIGNERS_MAX][MESH_IDENTITY_NAME_MAX + 1];
 	struct mesh_key_record k;
 	size_t n;
 	mesh_err err;
 
-	if ((err = mesh_signers_parse(what, text, names, &n)) != MESH_OK) {
+	if ((err = mesh__names_parse(what, attr, noun, text, names, &n)) !=
+	    MESH_OK) {
 		return err;
 	}
 	for (size_t i = 0; i < n; i++) {
 		err = mesh_keys_get(c, names[i], &k);
 		if (err == MESH_ENOTFOUND) {
 			return mesh_err_set(MESH_ENOTFOUND,
-			                    "%s: RequireSigners: signer '%s' "
-			                    "has no key in %s (meshctl key "
-			                    "create/add)",
-			                    what, names[i], MESH_KEYS_BUCKET);
+			                    "%s: %s: %s '%s' has no key in %s "
+			                    "(meshctl key create/add)",
+			                    what, attr, noun, names[i],
+			                    MESH_KEYS_BUCKET);
 		}
 		if (err != MESH_OK) {
 			return err;
 		}
 	}
 	return MESH_OK;
+}
+
+mesh_err
+mesh_signers_parse(const char *what, const char *text,
+                   char names[][MESH_IDENTITY_NAME_MAX + 1], size_t *n)
+{
+	return mesh__names_parse(what, "RequireSigners", "signer", text, names,
+	                         n);
+}
+
+mesh_err
+mesh_signers_check(struct mesh_conn *c, const char *what, const char *text)
+{
+	return mesh__names_check(c, what, "RequireSigners", "signer", text);
 }
 
 /* ---- verifiers -----------------------------------------------------------
