@@ -64,7 +64,8 @@ has "$out" 'Permissions Violation for Publish to "mesh.topic.orders"' "the error
 # ---- again, and the other mode -------------------------------------------
 seed=$(cat "$auth/shipping.nk")
 capem=$(cat "$ca")
-out=$("$root/deploy/up" --secure --once 7 </dev/null 2>&1); ok $? "deploy/up --secure again exits 0"
+out=$("$root/deploy/up" --secure --once 7 </dev/null 2>&1)
+ok $? "deploy/up --secure again exits 0" || diag "$(tail -n 25 <<<"$out")"
 has "$out" "orders: 7 placed, 5 shipped, 5 notified, 2 filtered, duplicates 0, lost 0" "with the account whole"
 has "$out" "(0 new)" "keeping the identities"
 is "$(cat "$auth/shipping.nk")" "$seed" "shipping's seed unchanged"
