@@ -247,6 +247,7 @@ main(void)
 	is_int(mesh_subscription_create(c, "st-body", MESH_SUB_SERVICE,
 	                                "bodysvc", &sa, &sub),
 	       MESH_OK, "a MessageBody policy on a clear topic");
+	mesh_subscription_fini(&sub);
 	ta.encrypt = true;
 	snprintf(ta.readers, sizeof(ta.readers), "payments");
 	is_int(mesh_topic_set_attrs(c, "st-body", &ta), MESH_EINVAL,
