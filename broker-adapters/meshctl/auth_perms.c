@@ -164,20 +164,11 @@ auth_perms_daemon(const char *name, const char *public_key)
 		bucket_watch(p, "MESH_SUBSCRIPTIONS", "the subscriptions");
 		PUB(p, "the subscriptions: a record read",
 		    "$JS.API.DIRECT.GET." SUBS_KV ".>");
-		SUB(p,
-		    "a forwarded subscription's record watched for changes "
-		    "(any: it follows every subscription, whose records it "
-		    "may read anyway)",
-		    SUBS_PREFIX ">");
 		PUB(p, "the topics and queues listed", "$JS.API.STREAM.NAMES");
 		PUB(p,
 		    "a topic's or queue's stream opened (any: it follows "
 		    "every subscription)",
 		    "$JS.API.STREAM.INFO.*");
-		PUB(p,
-		    "a subscribed topic's subscriptions counted (its info: "
-		    "the consumers listed, read only)",
-		    "$JS.API.CONSUMER.LIST.*");
 		PUB(p,
 		    "a subscription's consumer: taking its messages (any "
 		    "topic's stream, any S_<hex>)",
@@ -352,8 +343,6 @@ queue_source(json_t *p, const char *q, const char *role)
 	         "%s queue:%s: moving its delayed messages that are due into "
 	         "it",
 	         role, q);
-	PUB(p, why, "$JS.API.STREAM.INFO.%s_%.*s", fifo ? "MFD" : "MQD",
-	    base, q);
 	PUB(p, why, "$JS.API.CONSUMER.MSG.NEXT.%s_%.*s.mover",
 	    fifo ? "MFD" : "MQD", base, q);
 	PUB(p, why, "$JS.ACK.%s_%.*s.mover.>", fifo ? "MFD" : "MQD", base, q);
