@@ -164,11 +164,20 @@ auth_perms_daemon(const char *name, const char *public_key)
 		bucket_watch(p, "MESH_SUBSCRIPTIONS", "the subscriptions");
 		PUB(p, "the subscriptions: a record read",
 		    "$JS.API.DIRECT.GET." SUBS_KV ".>");
+		SUB(p,
+		    "a forwarded subscription's record watched for changes "
+		    "(any: it follows every subscription, whose records it "
+		    "may read anyway)",
+		    SUBS_PREFIX ">");
 		PUB(p, "the topics and queues listed", "$JS.API.STREAM.NAMES");
 		PUB(p,
 		    "a topic's or queue's stream opened (any: it follows "
 		    "every subscription)",
 		    "$JS.API.STREAM.INFO.*");
+		PUB(p,
+		    "a subscribed topic's subscriptions counted (its info: "
+		    "the consumers listed, read only)",
+		    "$JS.API.CONSUMER.LIST.*");
 		PUB(p,
 		    "a subscription's consumer: taking its messages (any "
 		    "topic's stream, any S_<hex>)",
