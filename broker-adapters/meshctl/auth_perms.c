@@ -352,6 +352,8 @@ queue_source(json_t *p, const char *q, const char *role)
 	         "%s queue:%s: moving its delayed messages that are due into "
 	         "it",
 	         role, q);
+	PUB(p, why, "$JS.API.STREAM.INFO.%s_%.*s", fifo ? "MFD" : "MQD",
+	    base, q);
 	PUB(p, why, "$JS.API.CONSUMER.MSG.NEXT.%s_%.*s.mover",
 	    fifo ? "MFD" : "MQD", base, q);
 	PUB(p, why, "$JS.ACK.%s_%.*s.mover.>", fifo ? "MFD" : "MQD", base, q);
