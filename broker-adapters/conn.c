@@ -31,6 +31,8 @@ struct mesh_conn {
 	 * "_INBOX.<its public key>", so that nats-server can let an identity
 	 * subscribe to its own replies alone (meshctl auth). */
 	char inbox[8 + MESH__NKEY_PUBLIC_LEN];
+	/* The NKey's Ed25519 secret key, for connect nonces (nkey_sign). */
+	unsigned char nkey_sk[crypto_sign_SECRETKEYBYTES];
 	int64_t wait_ms;
 	int64_t max_wait_ms;
 	/* The bulk connection (mesh__conn_bulk): the same server and
@@ -278,16 +280,24 @@ reconnect_delay(natsConnection *nc, int attempts, void *closure)
 }
 
 /* Find the "SU..." seed in a seed file (plain, or decorated like a .creds
- * file) and derive its public key. */
+ * file): its public key and Ed25519 secret key. */
 static mesh_err
-nkey_public_of_file(const char *path, char pub[MESH__NKEY_PUBLIC_LEN + 1])
+nkey_of_file(const char *path, char pub[MESH__NKEY_PUBLIC_LEN + 1],
+             unsigned char sk[crypto_sign_SECRETKEYBYTES])
 {
 	char buf[4096];
 	char *tok, *save = NULL;
+	unsigned char raw[32], pk[crypto_sign_PUBLICKEYBYTES];
 	size_t n;
 	FILE *f = fopen(path, "r");
 	mesh_err err = MESH_EINVAL;
 
+	if (sodium_init() < 0) {
+		if (f != NULL) {
+			fclose(f);
+		}
+		return mesh_err_set(MESH_EINTERNAL, "libsodium did not start");
+	}
 	if (f == NULL) {
 		return mesh_err_errno(errno, "nkey seed file '%s'", path);
 	}
@@ -298,7 +308,7 @@ nkey_public_of_file(const char *path, char pub[MESH__NKEY_PUBLIC_LEN + 1])
 	     tok = strtok_r(NULL, " \t\r\n", &save)) {
 		if (strncmp(tok, "SU", 2) == 0 &&
 		    strlen(tok) == MESH__NKEY_SEED_LEN) {
-			err = mesh__nkey_public_from_seed(tok, pub);
+			err = mesh__nkey_seed_decode(tok, raw);
 			break;
 		}
 	}
@@ -309,7 +319,27 @@ nkey_public_of_file(const char *path, char pub[MESH__NKEY_PUBLIC_LEN + 1])
 		                    "(SU...) in it",
 		                    path);
 	}
+	crypto_sign_seed_keypair(pk, sk, raw);
+	sodium_memzero(raw, sizeof(raw));
+	mesh__nkey_public_encode(pk, pub);
 	return MESH_OK;
+}
+
+/* cnats' signature handler for the connect nonce; cnats frees *sig. */
+static natsStatus
+nkey_sign(char **err_text, unsigned char **sig, int *sig_len,
+          const char *nonce, void *closure)
+{
+	const struct mesh_conn *c = closure;
+
+	(void)err_text;
+	if ((*sig = malloc(crypto_sign_BYTES)) == NULL) {
+		return NATS_NO_MEMORY;
+	}
+	mesh__nkey_sign_nonce(c->nkey_sk, (const unsigned char *)nonce,
+	                      strlen(nonce), *sig);
+	*sig_len = crypto_sign_BYTES;
+	return NATS_OK;
 }
 
 /* Apply every option to cnats' options; the failing one is named. */
@@ -386,11 +416,14 @@ build_options(const struct mesh_conn_opts *o, struct mesh_conn *c,
 	}
 	if (o->nkey_seed_file != NULL) {
 		char pub[MESH__NKEY_PUBLIC_LEN + 1];
-		mesh_err err = nkey_public_of_file(o->nkey_seed_file, pub);
+		mesh_err err =
+		        nkey_of_file(o->nkey_seed_file, pub, c->nkey_sk);
 		if (err != MESH_OK) {
 			return err;
 		}
-		s = natsOptions_SetNKeyFromSeed(no, pub, o->nkey_seed_file);
+		/* Not natsOptions_SetNKeyFromSeed: see mesh__nkey_sign_nonce.
+		 */
+		s = natsOptions_SetNKey(no, pub, nkey_sign, c);
 		if (s == NATS_OK) {
 			snprintf(c->inbox, sizeof(c->inbox), "_INBOX.%s", pub);
 			s = natsOptions_SetCustomInboxPrefix(no, c->inbox);
@@ -639,6 +672,7 @@ mesh_conn_close(struct mesh_conn *c)
 		c->slots = next;
 	}
 	pthread_mutex_destroy(&c->bulk_mu);
+	sodium_memzero(c->nkey_sk, sizeof(c->nkey_sk));
 	free(c);
 }
 

@@ -52,6 +52,17 @@ mesh_err mesh__nkey_seed_decode(const char *seed, unsigned char raw[32]);
 mesh_err mesh__nkey_public_decode(const char *pub, unsigned char pk[32]);
 void mesh__nkey_public_encode(const unsigned char pk[32],
                               char pub[MESH__NKEY_PUBLIC_LEN + 1]);
+/* Sign a server's connect nonce with an Ed25519 secret key (libsodium's
+ * 64 bytes: seed, then public key) so that cnats 3.4 sends the signature:
+ * its base64 encoder takes a signature whose first byte is 0 for an empty
+ * input (nats.c src/util.c, _base64Encode's `src[0] == '\0'`) and leaves
+ * "sig" out of CONNECT, which nats-server refuses ("Authorization
+ * Violation"): one connect in 256. Ed25519 verifies any valid signature,
+ * so when the deterministic one (RFC 8032) starts with 0 this signs again
+ * with a random nonce r (a hedged signature, as libsodium's
+ * ED25519_NONDETERMINISTIC build makes) until it does not. */
+void mesh__nkey_sign_nonce(const unsigned char sk[64], const unsigned char *m,
+                           size_t n, unsigned char sig[64]);
 
 /* A message attribute as mesh_event_attr_get() sees it, without recording
  * an error when it is absent (false). *data_type is not NUL-terminated: it

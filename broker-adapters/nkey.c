@@ -176,3 +176,50 @@ mesh__nkey_public_from_seed(const char *seed,
 	sodium_memzero(sk, sizeof(sk));
 	return err;
 }
+
+/* S = r + H(R || A || m) * a (mod L), R = rB, for a random r: a valid
+ * Ed25519 signature that differs from the deterministic one. */
+static void
+sign_hedged(const unsigned char sk[64], const unsigned char *m, size_t n,
+            unsigned char sig[64])
+{
+	unsigned char az[64], wide[64] = {0}, hram[64];
+	unsigned char a[32], r[32], k[32], s[32];
+	crypto_hash_sha512_state st;
+
+	crypto_hash_sha512(az, sk, 32);
+	az[0] &= 248;
+	az[31] &= 127;
+	az[31] |= 64;
+	memcpy(wide, az, 32);
+	crypto_core_ed25519_scalar_reduce(a, wide);
+	do {
+		crypto_core_ed25519_scalar_random(r);
+		if (crypto_scalarmult_ed25519_base_noclamp(sig, r) != 0) {
+			continue;
+		}
+		crypto_hash_sha512_init(&st);
+		crypto_hash_sha512_update(&st, sig, 32);
+		crypto_hash_sha512_update(&st, sk + 32, 32);
+		crypto_hash_sha512_update(&st, m, n);
+		crypto_hash_sha512_final(&st, hram);
+		crypto_core_ed25519_scalar_reduce(k, hram);
+		crypto_core_ed25519_scalar_mul(s, k, a);
+		crypto_core_ed25519_scalar_add(sig + 32, s, r);
+	} while (sig[0] == 0);
+	sodium_memzero(az, sizeof(az));
+	sodium_memzero(wide, sizeof(wide));
+	sodium_memzero(a, sizeof(a));
+	sodium_memzero(r, sizeof(r));
+	sodium_memzero(s, sizeof(s));
+}
+
+void
+mesh__nkey_sign_nonce(const unsigned char sk[64], const unsigned char *m,
+                      size_t n, unsigned char sig[64])
+{
+	crypto_sign_detached(sig, NULL, m, n, sk);
+	if (sig[0] == 0) {
+		sign_hedged(sk, m, n, sig);
+	}
+}

@@ -16,24 +16,7 @@ unset NATS_URL NATS_USER NATS_PASSWORD NATS_TOKEN NATS_NKEY NATS_CREDS
 
 scratch
 auth=$tmp/auth
-# nats-server 2.9 with cnats 3.4 now and then refuses a valid NKey's
-# connect ("Authorization Violation": about one run in ten here, cause not
-# found yet, see issue 15's notes): such a connect is tried again, at most
-# twice. Every other outcome stands, a permission's refusal included.
-m() {
-	local out err rc try
-	out=$(mktemp) err=$(mktemp)
-	for try in 1 2 3; do
-		"$MESHCTL" "$@" >"$out" 2>"$err"
-		rc=$?
-		grep -q "refused the credentials: Authorization Violation" "$err" ||
-			break
-	done
-	cat "$out"
-	cat "$err" >&2
-	rm -f "$out" "$err"
-	return $rc
-}
+m() { "$MESHCTL" "$@"; }
 init() {
 	m auth init --dir "$auth" --service orders="$ORDERS" \
 		--service shipping="$SHIPPING" \
