@@ -13,6 +13,7 @@
 #include "mesh/identity.h"
 #include "mesh/lease.h"
 #include "mesh/partition.h"
+#include "mesh/queue.h"
 #include "mesh/service_api.h"
 #include "mesh/subscription.h"
 
@@ -352,8 +353,8 @@ queue_source(json_t *p, const char *q, const char *role)
 	         "%s queue:%s: moving its delayed messages that are due into "
 	         "it",
 	         role, q);
-	PUB(p, why, "$JS.API.STREAM.INFO.%s_%.*s", fifo ? "MFD" : "MQD",
-	    base, q);
+	PUB(p, why, "$JS.API.STREAM.INFO.%s_%.*s", fifo ? "MFD" : "MQD", base,
+	    q);
 	PUB(p, why, "$JS.API.CONSUMER.MSG.NEXT.%s_%.*s.mover",
 	    fifo ? "MFD" : "MQD", base, q);
 	PUB(p, why, "$JS.ACK.%s_%.*s.mover.>", fifo ? "MFD" : "MQD", base, q);
@@ -489,10 +490,21 @@ auth_perms_service(const json_t *d, const char *public_key, json_t **out)
 			                    "kind or name",
 			                    svc, i);
 		}
+		const char *redrive =
+		        json_string_value(json_object_get(v, "redrive_dlq"));
 		if (strcmp(kind, "topic") == 0) {
 			topic_source(p, svc, name);
 		} else {
 			queue_source(p, name, "source");
+		}
+		if (redrive != NULL) {
+			char t[8 + MESH_QUEUE_NAME_MAX], role[128];
+			snprintf(t, sizeof(t), "queue:%s", redrive);
+			snprintf(role, sizeof(role),
+			         "source queue:%.64s's redrive dead-letter "
+			         "queue",
+			         name);
+			emit_target(p, t, role);
 		}
 	}
 	json_array_foreach(emits, i, v)

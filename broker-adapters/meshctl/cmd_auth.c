@@ -20,10 +20,13 @@
 #include "auth_perms.h"
 #include "cli.h"
 #include "commands.h"
+#include "mesh/function.h"
 #include "mesh/identity.h"
+#include "mesh/queue.h"
+#include "program.h"
 
 #define AUTH_DIR_DEFAULT "var/auth"
-#define DESCRIBE_MAX     (1 << 20)
+#define DESCRIBE_MS      30000
 
 static const char *
 auth_dir(const struct cli *cli)
@@ -33,74 +36,55 @@ auth_dir(const struct cli *cli)
 	return d != NULL ? d : AUTH_DIR_DEFAULT;
 }
 
-/* PROGRAM --describe's standard output (malloc'ed), or NULL with the
- * reason printed. */
-static char *
-describe_run(const struct cli *cli, const char *program)
+/* PROGRAM ARGS --describe (ENV added) as JSON, checked to describe the
+ * service name; NULL with the reason printed, `who` naming where the
+ * program came from ("--service orders=/usr/bin/x", "function 'orders'"). */
+static json_t *
+describe(const struct cli *cli, const char *who, const char *name,
+         const char *program, char *const *args, size_t n_args,
+         char *const *env, size_t n_env)
 {
-	int fds[2], ws = 0;
-	size_t len = 0, cap = 4096;
-	char *buf = malloc(cap);
-	pid_t pid;
+	char *text = NULL;
+	int status = 0;
+	const char *svc;
+	json_t *d;
+	mesh_err err;
 
-	if (buf == NULL || pipe(fds) != 0) {
-		free(buf);
-		fprintf(stderr, "meshctl %s: %s: %s\n", cli->cmd_path, program,
-		        strerror(errno));
+	err = program_run(cli, program, args, n_args, env, n_env, "--describe",
+	                  DESCRIBE_MS, &text, &status);
+	if (err != MESH_OK) {
+		fprintf(stderr, "meshctl %s: %s: %s\n", cli->cmd_path, who,
+		        mesh_errdetail());
 		return NULL;
 	}
-	fflush(NULL);
-	if ((pid = fork()) < 0) {
-		free(buf);
-		close(fds[0]);
-		close(fds[1]);
-		fprintf(stderr, "meshctl %s: fork: %s\n", cli->cmd_path,
-		        strerror(errno));
-		return NULL;
-	}
-	if (pid == 0) {
-		char *argv[] = {(char *)program, "--describe", NULL};
-		dup2(fds[1], STDOUT_FILENO);
-		close(fds[0]);
-		close(fds[1]);
-		execv(program, argv);
-		fprintf(stderr, "%s: %s\n", program, strerror(errno));
-		_exit(127);
-	}
-	close(fds[1]);
-	for (;;) {
-		ssize_t r;
-		if (len + 1 == cap && cap < DESCRIBE_MAX) {
-			char *more = realloc(buf, cap * 2);
-			if (more == NULL) {
-				break;
-			}
-			buf = more;
-			cap *= 2;
+	if (status != 0) {
+		char how[32];
+		if (status == -1) {
+			snprintf(how, sizeof(how), "killed after %d s",
+			         DESCRIBE_MS / 1000);
+		} else {
+			snprintf(how, sizeof(how), "exit %d", status);
 		}
-		r = read(fds[0], buf + len, cap - len - 1);
-		if (r < 0 && errno == EINTR) {
-			continue;
-		}
-		if (r <= 0) {
-			break;
-		}
-		len += (size_t)r;
-	}
-	close(fds[0]);
-	while (waitpid(pid, &ws, 0) < 0 && errno == EINTR) {
-	}
-	buf[len] = '\0';
-	if (!WIFEXITED(ws) || WEXITSTATUS(ws) != 0) {
 		fprintf(stderr,
-		        "meshctl %s: %s --describe failed (exit %d): is it a "
+		        "meshctl %s: %s: %s --describe failed (%s): is it a "
 		        "service built on the evmesh runtime?\n",
-		        cli->cmd_path, program,
-		        WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws));
-		free(buf);
+		        cli->cmd_path, who, program, how);
+		free(text);
 		return NULL;
 	}
-	return buf;
+	d = json_loads(text, JSON_DISABLE_EOF_CHECK, NULL);
+	free(text);
+	svc = json_string_value(json_object_get(d, "service"));
+	if (svc == NULL || strcmp(svc, name) != 0) {
+		fprintf(stderr,
+		        "meshctl %s: %s: %s describes %s%s%s, not the service "
+		        "'%s'\n",
+		        cli->cmd_path, who, program, svc ? "'" : "",
+		        svc ? svc : "nothing readable", svc ? "'" : "", name);
+		json_decref(d);
+		return NULL;
+	}
+	return d;
 }
 
 /* Write text to path (mode), whole or not at all (a temporary file renamed
@@ -151,11 +135,104 @@ identity_of(const char *dir, const char *name, struct mesh_identity **out,
 	return err;
 }
 
-/* The services' descriptions: those of permissions.json, then those of
- * --service NAME=PROGRAM (replacing one of the same name). A JSON object
- * name -> describe; NULL: failed, the reason printed. */
+/* Every function defined in MESH_FUNCTIONS, described by its program with
+ * its arguments and environment, into known (replacing one of the same
+ * name). false: failed, the reason printed. */
+static bool
+functions_into(const struct cli *cli, struct mesh_conn *c, json_t *known)
+{
+	struct mesh_function *fs = NULL;
+	size_t n = 0;
+	bool good = true;
+	mesh_err err;
+
+	if ((err = mesh_function_list(c, &fs, &n)) != MESH_OK) {
+		fprintf(stderr, "meshctl %s: the functions (%s): %s\n",
+		        cli->cmd_path, MESH_FUNCTIONS_BUCKET,
+		        mesh_errdetail());
+		return false;
+	}
+	for (size_t i = 0; i < n && good; i++) {
+		char who[MESH_FUNCTION_NAME_MAX + 16];
+		json_t *d;
+
+		snprintf(who, sizeof(who), "function '%s'", fs[i].name);
+		if (fs[i].program == NULL) {
+			fprintf(stderr,
+			        "meshctl %s: %s: its record in %s is damaged "
+			        "(meshctl function info %s)\n",
+			        cli->cmd_path, who, MESH_FUNCTIONS_BUCKET,
+			        fs[i].name);
+			good = false;
+		} else if ((d = describe(cli, who, fs[i].name, fs[i].program,
+		                         fs[i].args, fs[i].n_args, fs[i].env,
+		                         fs[i].n_env)) == NULL) {
+			good = false;
+		} else {
+			json_object_set_new(known, fs[i].name, d);
+		}
+	}
+	mesh_function_list_free(fs, n);
+	return good;
+}
+
+/* Note in each queue source of each description the dead-letter queue of
+ * the queue's redrive policy ("redrive_dlq"), which its consumers move
+ * poison messages to (the broker's record of the queue; a queue that does
+ * not exist yet has none). false: failed, the reason printed. */
+static bool
+redrives_into(const struct cli *cli, struct mesh_conn *c, json_t *known)
+{
+	const char *svc;
+	json_t *d, *src;
+	size_t i;
+
+	json_object_foreach(known, svc, d)
+	{
+		json_array_foreach(json_object_get(d, "sources"), i, src)
+		{
+			const char *kind = json_string_value(
+			        json_object_get(src, "kind"));
+			const char *q = json_string_value(
+			        json_object_get(src, "name"));
+			struct mesh_queue *queue = NULL;
+			mesh_err err;
+
+			json_object_del(src, "redrive_dlq");
+			if (kind == NULL || strcmp(kind, "queue") != 0 ||
+			    q == NULL) {
+				continue;
+			}
+			err = mesh_queue_open(c, q, &queue);
+			if (err == MESH_ENOTFOUND) {
+				continue;
+			}
+			if (err != MESH_OK) {
+				fprintf(stderr,
+				        "meshctl %s: service '%s': queue "
+				        "'%s': %s\n",
+				        cli->cmd_path, svc, q,
+				        mesh_errdetail());
+				return false;
+			}
+			if (mesh_queue_attrs(queue)->dlq[0] != '\0') {
+				json_object_set_new(
+				        src, "redrive_dlq",
+				        json_string(
+				                mesh_queue_attrs(queue)->dlq));
+			}
+			mesh_queue_close(queue);
+		}
+	}
+	return true;
+}
+
+/* The services' descriptions: those of permissions.json, then (with a
+ * connection) the functions', then those of --service NAME=PROGRAM, each
+ * replacing one of the same name. A JSON object name -> describe; NULL:
+ * failed, the reason printed. */
 static json_t *
-services_of(const struct cli *cli, const char *dir)
+services_of(const struct cli *cli, const char *dir, struct mesh_conn *c)
 {
 	char path[4096];
 	json_t *known = json_object(), *old, *p;
@@ -175,11 +252,13 @@ services_of(const struct cli *cli, const char *dir)
 		}
 	}
 	json_decref(old);
+	if (c != NULL && !functions_into(cli, c, known)) {
+		json_decref(known);
+		return NULL;
+	}
 	for (i = 0; (spec = cli_opt_nth(cli, "--service", i)) != NULL; i++) {
 		const char *eq = strchr(spec, '=');
-		char name[MESH_IDENTITY_NAME_MAX + 1];
-		const char *svc;
-		char *text;
+		char name[MESH_IDENTITY_NAME_MAX + 1], who[4200];
 		json_t *d;
 
 		if (eq == NULL || eq == spec || eq[1] == '\0' ||
@@ -191,26 +270,17 @@ services_of(const struct cli *cli, const char *dir)
 			return NULL;
 		}
 		snprintf(name, sizeof(name), "%.*s", (int)(eq - spec), spec);
-		if ((text = describe_run(cli, eq + 1)) == NULL) {
-			json_decref(known);
-			return NULL;
-		}
-		d = json_loads(text, JSON_DISABLE_EOF_CHECK, NULL);
-		free(text);
-		svc = json_string_value(json_object_get(d, "service"));
-		if (svc == NULL || strcmp(svc, name) != 0) {
-			fprintf(stderr,
-			        "meshctl %s: --service %s: %s describes "
-			        "%s%s%s, "
-			        "not the service '%s'\n",
-			        cli->cmd_path, spec, eq + 1, svc ? "'" : "",
-			        svc ? svc : "nothing readable", svc ? "'" : "",
-			        name);
-			json_decref(d);
+		snprintf(who, sizeof(who), "--service %s", spec);
+		if ((d = describe(cli, who, name, eq + 1, NULL, 0, NULL, 0)) ==
+		    NULL) {
 			json_decref(known);
 			return NULL;
 		}
 		json_object_set_new(known, name, d);
+	}
+	if (c != NULL && !redrives_into(cli, c, known)) {
+		json_decref(known);
+		return NULL;
 	}
 	return known;
 }
@@ -228,13 +298,19 @@ cmd_auth_init(struct cli *cli)
 	const char *name;
 	int rc = CLI_FAIL;
 	mesh_err err = MESH_OK;
+	struct mesh_conn *c = NULL;
+	bool offline = cli_flag(cli, "--offline");
 
 	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
 		err = mesh_err_errno(errno, "'%s'", dir);
 		cli_fail(cli, err);
 		goto out;
 	}
-	if ((services = services_of(cli, dir)) == NULL) {
+	/* Unreachable: the files are written from what is known (below). */
+	if (!offline && cli_connect(cli, &c) != MESH_OK) {
+		c = NULL;
+	}
+	if ((services = services_of(cli, dir, c)) == NULL) {
 		rc = CLI_USAGE;
 		goto out;
 	}
@@ -290,16 +366,16 @@ cmd_auth_init(struct cli *cli)
 		cli_fail(cli, err != MESH_OK ? err : MESH_ENOMEM);
 		goto out;
 	}
-	if (!cli_flag(cli, "--offline")) {
-		struct mesh_conn *c = NULL;
-		if (cli_connect(cli, &c) != MESH_OK) {
+	if (!offline) {
+		if (c == NULL) {
 			fprintf(stderr,
-			        "meshctl %s: the files are written; the "
-			        "public "
-			        "keys are not in %s (run again when the "
-			        "broker "
-			        "is up, or --offline)\n",
-			        cli->cmd_path, MESH_KEYS_BUCKET);
+			        "meshctl %s: the files are written from what "
+			        "was known; the public keys are not in %s, "
+			        "the functions of %s and the queues' redrive "
+			        "dead-letter queues not read (run again when "
+			        "the broker is up, or --offline)\n",
+			        cli->cmd_path, MESH_KEYS_BUCKET,
+			        MESH_FUNCTIONS_BUCKET);
 			goto out;
 		}
 		for (size_t i = 0; i < n && err == MESH_OK; i++) {
@@ -307,7 +383,6 @@ cmd_auth_init(struct cli *cli)
 			mesh_identity_record(id[i], &k);
 			err = mesh_keys_put(c, &k, false);
 		}
-		mesh_conn_close(c);
 		if (err != MESH_OK) {
 			cli_fail(cli, err);
 			goto out;
@@ -343,6 +418,7 @@ out:
 	json_decref(doc);
 	json_decref(ids);
 	json_decref(services);
+	mesh_conn_close(c);
 	return rc;
 }
 

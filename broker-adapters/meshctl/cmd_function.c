@@ -7,24 +7,19 @@
  * and prints its sources): a definition is stored only for a program
  * that is an evmesh service whose sources exist. */
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "cli.h"
 #include "commands.h"
 #include "mesh/clock.h"
 #include "mesh/function.h"
+#include "program.h"
 
 #define PROBE_MS     30000
-#define PROBE_OUTPUT (1024 * 1024)
 #define INFO_WAIT_MS 2000
 
 /* Unix ms as ISO-8601 UTC. */
@@ -159,127 +154,6 @@ precheck(struct cli *cli, struct mesh_function *f)
 	return CLI_OK;
 }
 
-/* In the child: the connection's settings as the NATS tools' variables,
- * then the definition's, then exec; never returns. */
-static void
-probe_exec(const struct cli *cli, const struct mesh_function *f, int out)
-{
-	const struct mesh_conn_opts *o = &cli->conn;
-	const struct {
-		const char *name, *value;
-	} vars[] = {
-	        {"NATS_URL", o->servers},
-	        {"NATS_USER", o->user},
-	        {"NATS_PASSWORD", o->password},
-	        {"NATS_TOKEN", o->token},
-	        {"NATS_NKEY", o->nkey_seed_file},
-	        {"NATS_CREDS", o->creds_file},
-	        {"NATS_CA", o->tls_ca},
-	        {"NATS_CERT", o->tls_cert},
-	        {"NATS_KEY", o->tls_key},
-	};
-	char **argv = calloc(f->n_args + 3, sizeof(*argv));
-	int devnull = open("/dev/null", O_RDONLY);
-
-	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++) {
-		if (vars[i].value != NULL) {
-			setenv(vars[i].name, vars[i].value, 1);
-		}
-	}
-	for (size_t i = 0; i < f->n_env; i++) {
-		putenv(f->env[i]);
-	}
-	if (argv == NULL || dup2(out, STDOUT_FILENO) < 0) {
-		_exit(127);
-	}
-	if (devnull >= 0) {
-		dup2(devnull, STDIN_FILENO);
-	}
-	argv[0] = f->program;
-	for (size_t i = 0; i < f->n_args; i++) {
-		argv[i + 1] = f->args[i];
-	}
-	argv[f->n_args + 1] = "--prepare";
-	execv(f->program, argv);
-	fprintf(stderr, "%s: %s\n", f->program, strerror(errno));
-	_exit(127);
-}
-
-/* Run PROGRAM ARGS --prepare: its standard output into *out (malloc'ed,
- * NUL-terminated), its exit status into *status (-1: killed at the
- * time limit). */
-static mesh_err
-probe_run(const struct cli *cli, const struct mesh_function *f, char **out,
-          int *status)
-{
-	int fds[2], ws = 0;
-	size_t len = 0, cap = 4096;
-	char *buf = malloc(cap);
-	int64_t deadline = mesh_mono_ms() + PROBE_MS;
-	bool timed_out = false;
-	pid_t pid;
-
-	if (buf == NULL) {
-		return mesh_err_set(MESH_ENOMEM, "program '%s'", f->program);
-	}
-	if (pipe(fds) != 0) {
-		free(buf);
-		return mesh_err_errno(errno, "program '%s': pipe", f->program);
-	}
-	fflush(NULL);
-	if ((pid = fork()) < 0) {
-		free(buf);
-		close(fds[0]);
-		close(fds[1]);
-		return mesh_err_errno(errno, "program '%s': fork", f->program);
-	}
-	if (pid == 0) {
-		close(fds[0]);
-		probe_exec(cli, f, fds[1]);
-	}
-	close(fds[1]);
-	for (;;) {
-		struct pollfd p = {.fd = fds[0], .events = POLLIN};
-		int64_t left = deadline - mesh_mono_ms();
-		ssize_t r;
-		if (left <= 0) {
-			timed_out = true;
-			break;
-		}
-		if (poll(&p, 1, (int)left) <= 0) {
-			continue; /* EINTR, or the time is up */
-		}
-		if (len + 1 == cap && cap < PROBE_OUTPUT) {
-			char *more = realloc(buf, cap * 2);
-			if (more != NULL) {
-				buf = more;
-				cap *= 2;
-			}
-		}
-		r = read(fds[0], buf + len, len + 1 < cap ? cap - len - 1 : 0);
-		if (r < 0 && errno == EINTR) {
-			continue;
-		}
-		if (r <= 0) {
-			break; /* its end, or more than we read */
-		}
-		len += (size_t)r;
-	}
-	close(fds[0]);
-	if (timed_out) {
-		kill(pid, SIGKILL);
-	}
-	while (waitpid(pid, &ws, 0) < 0 && errno == EINTR) {
-	}
-	buf[len] = '\0';
-	*out = buf;
-	*status = timed_out         ? -1
-	          : WIFEXITED(ws)   ? WEXITSTATUS(ws)
-	          : WIFSIGNALED(ws) ? 128 + WTERMSIG(ws)
-	                            : 1;
-	return MESH_OK;
-}
-
 /* Learn f's sources and partitions from its program. Prints why not. */
 static int
 probe(struct cli *cli, struct mesh_function *f)
@@ -291,7 +165,9 @@ probe(struct cli *cli, struct mesh_function *f)
 	mesh_err err;
 	size_t i, n;
 
-	if ((err = probe_run(cli, f, &text, &status)) != MESH_OK) {
+	if ((err = program_run(cli, f->program, f->args, f->n_args, f->env,
+	                       f->n_env, "--prepare", PROBE_MS, &text,
+	                       &status)) != MESH_OK) {
 		return cli_fail(cli, err);
 	}
 	j = json_loads(text, JSON_DISABLE_EOF_CHECK, NULL);

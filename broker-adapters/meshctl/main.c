@@ -138,8 +138,9 @@ static const struct cli_opt auth_init_opts[] = {
          "a service and its program (asked for PROGRAM --describe); "
          "repeatable; services of an earlier init are kept"},
         {"--offline", NULL,
-         "write the files only; do not record the public keys in "
-         "MESH_KEYS"},
+         "write the files only, without the broker: no public keys "
+         "recorded in MESH_KEYS, no functions or queue redrive "
+         "policies read"},
         {NULL, NULL, NULL},
 };
 
@@ -160,9 +161,13 @@ static const struct cli_cmd auth_commands[] = {
                  "with each identity's\npublish and subscribe "
                  "permissions, computed from what the services\ndeclare "
                  "(their --describe); DIR/permissions.json, the same "
-                 "with reasons.\nThe public keys are recorded in "
-                 "MESH_KEYS (as the connection's user:\nthe admin, once "
-                 "the broker uses the block) unless --offline.",
+                 "with reasons.\nUnless --offline (as the connection's "
+                 "user: the admin, once the broker uses\nthe block): "
+                 "every function defined in MESH_FUNCTIONS is a service "
+                 "too (its program\n--describe'd with its arguments and "
+                 "environment), a consumed queue's redrive\ndead-letter "
+                 "queue is granted to its consumers, and the public keys "
+                 "are\nrecorded in MESH_KEYS.",
          .opts = auth_init_opts,
          .run = cmd_auth_init},
         {.name = "show",

@@ -4,13 +4,17 @@
 # identity is refused publishing to the topic orders, reading the queue
 # place-order, deleting a queue and reading another service's state (each
 # refusal naming the permission); the admin may do all of these.
+# With the broker, init also reads the functions defined in MESH_FUNCTIONS
+# and grants a consumed queue's redrive dead-letter queue.
 # Usage: test_auth.sh MESHCTL TEST-BROKER ORDERS SHIPPING NOTIFICATIONS
+#        FN-COUNTER
 set -u
 MESHCTL=$1
 TEST_BROKER=$2
 ORDERS=$3
 SHIPPING=$4
 NOTIFICATIONS=$5
+FN_COUNTER=$6
 . "$(dirname "$0")/tap.sh"
 unset NATS_URL NATS_USER NATS_PASSWORD NATS_TOKEN NATS_NKEY NATS_CREDS
 
@@ -113,4 +117,19 @@ out=$(admin queue receive place-order --wait 2); ok $? "the admin reads place-or
 has "$out" "for the admin" "and gets the message"
 out=$(admin topic publish orders --body ok); ok $? "the admin publishes to orders"
 out=$(admin queue delete place-order --yes); ok $? "the admin deletes a queue"
+
+# ---- read from the broker: functions, redrive policies -------------------
+admin queue create work-a-dlq >/dev/null
+admin queue create work-a --dlq work-a-dlq --max-receive 3 >/dev/null
+out=$(admin function create counter-a --program "$FN_COUNTER" \
+	--env FN_NAME=counter-a --env FN_QUEUE=work-a); ok $? "a function counter-a consuming work-a"
+out=$(admin auth init --dir "$auth"); ok $? "auth init with the broker"
+has "$out" "counter-a" "the function has an identity, read from MESH_FUNCTIONS"
+show=$(m auth show counter-a --dir "$auth"); ok $? "auth show counter-a"
+has "$show" '$JS.API.CONSUMER.MSG.NEXT.MQ_work-a.receivers' "it receives from work-a"
+has "$show" '$JS.API.STREAM.INFO.MQ_work-a-dlq' "and may open work-a's redrive dead-letter queue"
+has "$show" "source queue:work-a's redrive dead-letter queue queue:work-a-dlq" "saying why"
+has "$show" 'mesh.queue.work-a-dlq' "and move poison messages into it"
+case "$(m auth show shipping --dir "$auth")" in *"work-a-dlq"*) ok 1 "shipping is not granted it" ;;
+*) ok 0 "shipping is not granted it" ;; esac
 done_testing
