@@ -500,14 +500,19 @@ refresh(struct mesh_lease *l, int p)
 	char key[KEY_MAX], subject[sizeof(SUBJECT_PREFIX) + KEY_MAX];
 	const char *op = NULL;
 	natsMsg *m = NULL;
-	jsErrCode jerr = 0;
+	jsDirectGetMsgOptions o;
 	natsStatus s;
 	int64_t now;
 
 	lease_key(l, p, key);
 	snprintf(subject, sizeof(subject), SUBJECT_PREFIX "%s", key);
+	/* A direct get by subject names the key in its subject, which the
+	 * identity's permissions allow (meshctl auth), where a stream's
+	 * MSG.GET carries it in the body. */
+	jsDirectGetMsgOptions_Init(&o);
+	o.LastBySubject = subject;
 	pthread_mutex_unlock(&l->mu);
-	s = js_GetLastMsg(&m, l->js, STREAM, subject, NULL, &jerr);
+	s = js_DirectGetMsg(&m, l->js, STREAM, NULL, &o);
 	pthread_mutex_lock(&l->mu);
 	now = mesh_mono_ms();
 	if (s == NATS_OK) {
@@ -515,7 +520,7 @@ refresh(struct mesh_lease *l, int p)
 		apply_lease(l, p, natsMsg_GetSequence(m),
 		            op != NULL && strcmp(op, "PUT") != 0,
 		            natsMsg_GetData(m), natsMsg_GetDataLength(m), now);
-	} else if (s == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr) {
+	} else if (s == NATS_NOT_FOUND) {
 		/* Gone for MaxAge: free long ago. */
 		memset(&l->seen[p], 0, sizeof(l->seen[p]));
 		l->seen[p].seen_ms = now - l->ttl;

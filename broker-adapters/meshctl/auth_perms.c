@@ -422,6 +422,11 @@ partitions(json_t *p, const char *svc)
 	PUB(p, why, "$JS.API.CONSUMER.CREATE.MESH_SNAP_%s", svc);
 	PUB(p, why, "$JS.API.CONSUMER.DELETE.MESH_CL_%s.*", svc);
 	PUB(p, why, "$JS.API.CONSUMER.DELETE.MESH_SNAP_%s.*", svc);
+	/* The readers' ephemeral consumers: fetched and acknowledged. */
+	PUB(p, why, "$JS.API.CONSUMER.MSG.NEXT.MESH_CL_%s.*", svc);
+	PUB(p, why, "$JS.API.CONSUMER.MSG.NEXT.MESH_SNAP_%s.*", svc);
+	PUB(p, why, "$JS.ACK.MESH_CL_%s.>", svc);
+	PUB(p, why, "$JS.ACK.MESH_SNAP_%s.>", svc);
 	PUB(p, why, "$JS.FC.MESH_CL_%s.>", svc);
 	PUB(p, why, "$JS.FC.MESH_SNAP_%s.>", svc);
 	PUB(p, why, "mesh.cl.%s.*", svc);

@@ -8,37 +8,9 @@
 # default P+2000.., monitoring set apart) with its own state folder.
 set -u
 . "$(dirname "$0")/tap.sh"
+. "$(dirname "$0")/ports.sh"
 root=$(cd "$(dirname "$0")/../.." && pwd)
-export EVMESH_STATE EVMESH_NATS_PORT EVMESH_MONITOR_PORT
-EVMESH_STATE=$(mktemp -d)
-# P with P..P+2 and P+2000..P+2002 free, M..M+2 free elsewhere; below the
-# ephemeral range (32768-), where other tests' ports come from.
-read -r EVMESH_NATS_PORT EVMESH_MONITOR_PORT < <(python3 -c '
-import random, socket
-def free(p):
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", p))
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
-def pick(offsets, lo, hi, avoid=()):
-    while True:
-        b = random.randrange(lo, hi)
-        ports = [b + o + i for o in offsets for i in range(3)]
-        if not set(ports) & set(avoid) and all(map(free, ports)):
-            return b, ports
-p, used = pick((0, 2000), 10000, 28000)
-m, _ = pick((0,), 10000, 30000, used)
-print(p, m)')
-cport=$((EVMESH_NATS_PORT + 2000))
-# KEEP_DIR=1 keeps the state folder (logs, stores) for a look afterwards.
-trap '"$root/deploy/down" >/dev/null 2>&1
-	if [ -n "${KEEP_DIR:-}" ]; then echo "# kept $EVMESH_STATE"; else rm -rf "$EVMESH_STATE"; fi' EXIT
-export EVMESH_BIN_DIR=$EVMESH_STATE/bin
-urls=nats://127.0.0.1:$EVMESH_NATS_PORT,nats://127.0.0.1:$((EVMESH_NATS_PORT + 1)),nats://127.0.0.1:$((EVMESH_NATS_PORT + 2))
+cluster_deploy_env "$root"
 
 # ours: NAME:PROGRAM:PIDFILE of every process deploy/up --cluster starts.
 ours=()

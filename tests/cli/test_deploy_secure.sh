@@ -76,7 +76,8 @@ has "$out" "mesh-router already running" "and the router"
 has "$out" "mesh-supervisor already running" "and the supervisor"
 out=$("$root/deploy/up" --once 1 </dev/null 2>&1); is $? 1 "a plain deploy/up beside it is refused"
 has "$out" "runs with --secure" "saying why"
-out=$("$root/deploy/up" --secure --cluster --once 1 </dev/null 2>&1); is $? 2 "--secure --cluster is refused"
+out=$("$root/deploy/up" --secure --cluster --once 1 </dev/null 2>&1); is $? 1 "--secure --cluster beside the single server is refused"
+has "$out" "the single nats-server of ours is running" "saying why"
 
 # ---- down ----------------------------------------------------------------
 out=$("$root/deploy/down" 2>&1); ok $? "deploy/down exits 0"
