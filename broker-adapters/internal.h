@@ -313,6 +313,34 @@ mesh_err mesh__datakey_wrap(struct mesh_conn *c, const char *what,
                             const uint8_t *key, char **names_out,
                             uint8_t (*keys_out)[MESH__SEALED_KEY_LEN],
                             size_t *count);
+/* Encrypt and Readers of a topic or a queue (kind "topic" or "queue"):
+ * Readers only with Encrypt, each reader in MESH_KEYS. Errors: MESH_EINVAL
+ * ("queue 'q': Readers is for encrypted queues (--encrypt)"), those of
+ * mesh_readers_check. */
+mesh_err mesh__encrypt_check(struct mesh_conn *c, const char *kind,
+                             const char *name, bool encrypt,
+                             const char *readers);
+/* An encrypting target's data key, made or rotated to readers
+ * (mesh_datakey_ensure); nothing when it does not encrypt. */
+mesh_err mesh__encrypt_keys(struct mesh_conn *c, const char *kind,
+                            const char *name, bool encrypt,
+                            const char *readers);
+/* What a producer path sends to target ("topic:NAME"), which encrypts or
+ * not: *out NULL when ev goes as it is (a clear target, sealed already,
+ * no data); else a copy sealed with kr (the caller frees it). what
+ * prefixes errors ("topic 'pay'"). Errors: MESH_EINVAL (no keyring: seal
+ * first; signed but not sealed: seal, then sign), mesh_keyring_seal's. */
+struct mesh_keyring;
+mesh_err mesh__seal_for_send(const char *what, const char *target,
+                             bool encrypt, struct mesh_keyring *kr,
+                             const struct mesh_event *ev,
+                             struct mesh_event **out);
+/* The attributes of a topic or queue as its stream has them now (no
+ * counts). Errors: MESH_EINVAL, MESH_ENOTFOUND, the connection's. */
+mesh_err mesh__topic_attrs_load(struct mesh_conn *c, const char *name,
+                                struct mesh_topic_attrs *a);
+mesh_err mesh__queue_attrs_load(struct mesh_conn *c, const char *name,
+                                struct mesh_queue_attrs *a);
 /* Open id's entry of names/keys into key. Errors: MESH_EAUTH ("WHAT: 'bob'
  * is not a reader"), MESH_EPARSE (does not open). */
 mesh_err mesh__datakey_unwrap(const char *what, const struct mesh_identity *id,

@@ -176,6 +176,16 @@ mesh_queue_attrs_check(const char *name, const struct mesh_queue_attrs *a)
 			        name);
 		}
 	}
+	if (a->encrypt) {
+		char what[MESH_QUEUE_NAME_MAX + 16];
+		char names[MESH_READERS_MAX][MESH_IDENTITY_NAME_MAX + 1];
+		size_t n;
+		snprintf(what, sizeof(what), "queue '%s'", name);
+		if ((err = mesh_readers_parse(what, a->readers, names, &n)) !=
+		    MESH_OK) {
+			return err;
+		}
+	}
 	if (a->dlq[0] != '\0') {
 		bool dfifo;
 		if ((err = mesh_queue_name_check(a->dlq, &dfifo)) != MESH_OK) {
@@ -218,14 +228,16 @@ cfg_encode(const char *name, const struct qcfg *cfg)
 	             " delay=%" PRId64 " retention=%" PRId64 " max=%" PRId64
 	             " wait=%" PRId64 " dlq=%s maxrc=%" PRId64
 	             " parts=%" PRId64 " created=%" PRId64 " modified=%" PRId64
-	             " key=%s%s%s",
+	             " key=%s%s%s%s%s",
 	             name, a->fifo, a->content_based_dedup,
 	             a->visibility_timeout_s, a->delay_s, a->retention_s,
 	             a->max_message_size, a->receive_wait_s, a->dlq,
 	             a->max_receive_count, a->partitions, a->created_ms,
 	             a->modified_ms, key,
 	             a->require_signers[0] ? " signers=" : "",
-	             a->require_signers) < 0) {
+	             a->require_signers,
+	             a->encrypt ? " encrypt=1 readers=" : "",
+	             a->encrypt ? a->readers : "") < 0) {
 		return NULL;
 	}
 	return s;
@@ -286,6 +298,13 @@ cfg_decode(const char *name, const char *desc, struct qcfg *cfg)
 			mesh__q_copy_str(cfg->a.require_signers,
 			                 sizeof(cfg->a.require_signers), v);
 			found--; /* optional */
+		} else if (strcmp(t, "encrypt") == 0) {
+			cfg->a.encrypt = n != 0;
+			found--;
+		} else if (strcmp(t, "readers") == 0) {
+			mesh__q_copy_str(cfg->a.readers,
+			                 sizeof(cfg->a.readers), v);
+			found--;
 		} else if (strcmp(t, "key") == 0) {
 			if (sodium_hex2bin(cfg->key, sizeof(cfg->key), v,
 			                   strlen(v), NULL, &klen, NULL) != 0)
@@ -352,7 +371,8 @@ attrs_same(const struct mesh_queue_attrs *x, const struct mesh_queue_attrs *y)
 	        x->max_receive_count == y->max_receive_count) &&
 	       (!x->fifo || x->partitions == y->partitions) &&
 	       (y->replicas == 0 || x->replicas == y->replicas) &&
-	       strcmp(x->require_signers, y->require_signers) == 0;
+	       strcmp(x->require_signers, y->require_signers) == 0 &&
+	       x->encrypt == y->encrypt && strcmp(x->readers, y->readers) == 0;
 }
 
 static void
@@ -477,6 +497,20 @@ signers_check(struct mesh_conn *c, const char *name,
 	return mesh_signers_check(c, what, a->require_signers);
 }
 
+mesh_err
+mesh__queue_attrs_load(struct mesh_conn *c, const char *name,
+                       struct mesh_queue_attrs *a)
+{
+	struct qcfg cfg;
+	struct qnames n;
+	mesh_err err = cfg_load(c, name, &cfg, &n);
+
+	if (err == MESH_OK) {
+		*a = cfg.a;
+	}
+	return err;
+}
+
 /* A queue of that name as it is: MESH_OK when it has attributes a,
  * MESH_EEXIST when others, MESH_ENOTFOUND when there is none. */
 static mesh_err
@@ -515,8 +549,15 @@ mesh_queue_create(struct mesh_conn *c, const char *name,
 	if ((err = mesh_queue_attrs_check(name, attrs)) != MESH_OK) {
 		return err;
 	}
-	if ((err = existing(c, name, attrs, &n)) != MESH_ENOTFOUND) {
+	if ((err = mesh__encrypt_check(c, "queue", name, attrs->encrypt,
+	                               attrs->readers)) != MESH_OK) {
 		return err;
+	}
+	if ((err = existing(c, name, attrs, &n)) != MESH_ENOTFOUND) {
+		return err == MESH_OK ? mesh__encrypt_keys(c, "queue", name,
+		                                           attrs->encrypt,
+		                                           attrs->readers)
+		                      : err;
 	}
 	if ((err = check_dlq(c, name, attrs)) != MESH_OK ||
 	    (err = signers_check(c, name, attrs)) != MESH_OK) {
@@ -559,7 +600,11 @@ mesh_queue_create(struct mesh_conn *c, const char *name,
 		mesh_err e = existing(c, name, attrs, &n);
 		if (e != MESH_ENOTFOUND) {
 			free(desc);
-			return e;
+			return e == MESH_OK
+			               ? mesh__encrypt_keys(c, "queue", name,
+			                                    attrs->encrypt,
+			                                    attrs->readers)
+			               : e;
 		}
 	}
 	if (s != NATS_OK) {
@@ -567,7 +612,11 @@ mesh_queue_create(struct mesh_conn *c, const char *name,
 		goto fail;
 	}
 	made_main = true;
-	if ((err = ensure_consumers(c, name, &n, &cfg.a, false)) != MESH_OK) {
+	/* The data key last: a queue whose key could not be made is
+	 * removed, never left encrypting without one. */
+	if ((err = ensure_consumers(c, name, &n, &cfg.a, false)) != MESH_OK ||
+	    (err = mesh__encrypt_keys(c, "queue", name, cfg.a.encrypt,
+	                              cfg.a.readers)) != MESH_OK) {
 		goto fail;
 	}
 	free(desc);
@@ -612,6 +661,16 @@ mesh_queue_set_attrs(struct mesh_conn *c, const char *name,
 	if ((err = mesh_queue_attrs_check(name, attrs)) != MESH_OK ||
 	    (err = check_dlq(c, name, attrs)) != MESH_OK ||
 	    (err = signers_check(c, name, attrs)) != MESH_OK) {
+		return err;
+	}
+	/* The data key before the attribute: producers that see Encrypt
+	 * find a key to seal with. */
+	if ((attrs->encrypt != cfg.a.encrypt ||
+	     strcmp(attrs->readers, cfg.a.readers) != 0) &&
+	    ((err = mesh__encrypt_check(c, "queue", name, attrs->encrypt,
+	                                attrs->readers)) != MESH_OK ||
+	     (err = mesh__encrypt_keys(c, "queue", name, attrs->encrypt,
+	                               attrs->readers)) != MESH_OK)) {
 		return err;
 	}
 	{

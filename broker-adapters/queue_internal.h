@@ -68,7 +68,8 @@ struct mesh_queue {
 	bool have_dlq;
 	struct qcfg dlq_cfg;
 	struct qnames dlq_n;
-	struct mesh__rpc *rpc; /* its JetStream requests */
+	struct mesh__rpc *rpc;   /* its JetStream requests */
+	struct mesh_keyring *kr; /* seals when it encrypts; borrowed */
 	int64_t next_release_ms;
 	struct plocks *locks; /* FIFO: partitions this process holds */
 	/* The ledger of visibility changes, as far as this queue is

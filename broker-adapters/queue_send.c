@@ -15,14 +15,15 @@
 
 #include "queue_internal.h"
 
-/* Validate one entry and build its NATS message. */
+/* Validate one entry (ev: its event, sealed when the queue encrypts) and
+ * build its NATS message. */
 static mesh_err
-send_prepare(struct mesh_queue *q, const struct mesh_queue_entry *e,
-             const char *wire_id, natsMsg **out, char message_id[64])
+prepare_event(struct mesh_queue *q, const struct mesh_queue_entry *e,
+              const struct mesh_event *ev, const char *wire_id, natsMsg **out,
+              char message_id[64])
 {
 	const struct mesh_queue_attrs *a = &q->cfg.a;
 	struct mesh_event *copy = NULL;
-	const struct mesh_event *ev = e->event;
 	char dedup[MESH_QUEUE_ID_MAX + 1] = "";
 	char subject[200], not_before[32], reply[128];
 	char what[MESH_QUEUE_NAME_MAX + 16];
@@ -32,10 +33,6 @@ send_prepare(struct mesh_queue *q, const struct mesh_queue_entry *e,
 	natsStatus s = NATS_OK;
 	mesh_err err;
 
-	if (ev == NULL) {
-		return mesh_err_set(MESH_EINVAL, "queue '%s': no message",
-		                    q->name);
-	}
 	size = mesh__message_size(ev, &n_attrs);
 	if (size > (size_t)a->max_message_size) {
 		return mesh_err_set(
@@ -62,10 +59,12 @@ send_prepare(struct mesh_queue *q, const struct mesh_queue_entry *e,
 		return err;
 	}
 	if (a->fifo) {
-		if ((err = mesh__fifo_ids(what, ev, e->group_id, e->dedup_id,
-		                          a->content_based_dedup, q->cfg.key,
-		                          sizeof(q->cfg.key), dedup,
-		                          message_id)) != MESH_OK) {
+		/* The original's: content-based de-duplication hashes the
+		 * data before sealing (a sealed copy differs each time). */
+		if ((err = mesh__fifo_ids(what, e->event, e->group_id,
+		                          e->dedup_id, a->content_based_dedup,
+		                          q->cfg.key, sizeof(q->cfg.key),
+		                          dedup, message_id)) != MESH_OK) {
 			return err;
 		}
 		if (e->delay_s >= 0) {
@@ -131,6 +130,38 @@ send_prepare(struct mesh_queue *q, const struct mesh_queue_entry *e,
 	}
 	*out = m;
 	return MESH_OK;
+}
+
+/* Validate one entry, seal it when the queue encrypts (with the queue's
+ * keyring), and build its NATS message. */
+static mesh_err
+send_prepare(struct mesh_queue *q, const struct mesh_queue_entry *e,
+             const char *wire_id, natsMsg **out, char message_id[64])
+{
+	struct mesh_event *sealed = NULL;
+	char what[MESH_QUEUE_NAME_MAX + 16], target[MESH_QUEUE_NAME_MAX + 8];
+	mesh_err err;
+
+	if (e->event == NULL) {
+		return mesh_err_set(MESH_EINVAL, "queue '%s': no message",
+		                    q->name);
+	}
+	snprintf(what, sizeof(what), "queue '%s'", q->name);
+	snprintf(target, sizeof(target), "queue:%s", q->name);
+	if ((err = mesh__seal_for_send(what, target, q->cfg.a.encrypt, q->kr,
+	                               e->event, &sealed)) != MESH_OK) {
+		return err;
+	}
+	err = prepare_event(q, e, sealed ? sealed : e->event, wire_id, out,
+	                    message_id);
+	mesh_event_free(sealed);
+	return err;
+}
+
+void
+mesh_queue_set_keyring(struct mesh_queue *q, struct mesh_keyring *kr)
+{
+	q->kr = kr;
 }
 
 mesh_err

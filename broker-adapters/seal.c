@@ -12,6 +12,7 @@
 
 #include "internal.h"
 #include "mesh/seal.h"
+#include "mesh/sign.h"
 #include "mesh/wire.h"
 
 #define KEY_LEN     MESH__DATA_KEY_LEN
@@ -453,6 +454,97 @@ mesh_datakey_forget(struct mesh_conn *c, const char *target)
 	return st == NATS_OK || st == NATS_NOT_FOUND
 	               ? MESH_OK
 	               : mesh_err_nats(st, 0, "%s: data keys", target);
+}
+
+/* ---- targets that encrypt ---------------------------------------------- */
+
+mesh_err
+mesh__encrypt_check(struct mesh_conn *c, const char *kind, const char *name,
+                    bool encrypt, const char *readers)
+{
+	char what[TARGET_MAX];
+
+	snprintf(what, sizeof(what), "%s '%s'", kind, name);
+	if (!encrypt) {
+		return readers[0] == '\0'
+		               ? MESH_OK
+		               : mesh_err_set(MESH_EINVAL,
+		                              "%s: Readers is for encrypted "
+		                              "%ss (--encrypt)",
+		                              what, kind);
+	}
+	return mesh_readers_check(c, what, readers);
+}
+
+mesh_err
+mesh__encrypt_keys(struct mesh_conn *c, const char *kind, const char *name,
+                   bool encrypt, const char *readers)
+{
+	char target[TARGET_MAX];
+
+	if (!encrypt) {
+		return MESH_OK;
+	}
+	snprintf(target, sizeof(target), "%s:%s", kind, name);
+	return mesh_datakey_ensure(c, target, readers);
+}
+
+mesh_err
+mesh__seal_for_send(const char *what, const char *target, bool encrypt,
+                    struct mesh_keyring *kr, const struct mesh_event *ev,
+                    struct mesh_event **out)
+{
+	struct mesh_ext_value v;
+	struct mesh_event *copy = NULL;
+	mesh_err err;
+
+	*out = NULL;
+	if (!encrypt || mesh_event_sealed(ev) ||
+	    mesh_event_data(ev, NULL, NULL, NULL) == MESH_DATA_NONE) {
+		return MESH_OK;
+	}
+	if (kr == NULL) {
+		return mesh_err_set(MESH_EINVAL,
+		                    "%s is encrypted: seal the event's data "
+		                    "first (mesh_keyring_seal; meshctl: --as "
+		                    "NAME --seed FILE, a reader or admin)",
+		                    what);
+	}
+	/* Sealing changes what a signature covers: seal, then sign. */
+	if (mesh_event_ext_get(ev, MESH_SIG_EXT, &v) == MESH_OK) {
+		return mesh_err_set(MESH_EINVAL,
+		                    "%s is encrypted: the event is signed but "
+		                    "not sealed (seal, then sign)",
+		                    what);
+	}
+	if ((err = mesh_event_dup(ev, &copy)) != MESH_OK ||
+	    (err = mesh_keyring_seal(kr, target, copy)) != MESH_OK) {
+		mesh_event_free(copy);
+		return err;
+	}
+	*out = copy;
+	return MESH_OK;
+}
+
+mesh_err
+mesh_target_encrypted(struct mesh_conn *c, const char *target, bool *encrypt)
+{
+	char key[TARGET_MAX];
+	mesh_err err;
+
+	if ((err = target_key(target, key, sizeof(key))) != MESH_OK) {
+		return err;
+	}
+	if (strncmp(target, "topic:", 6) == 0) {
+		struct mesh_topic_attrs ta;
+		err = mesh__topic_attrs_load(c, target + 6, &ta);
+		*encrypt = err == MESH_OK && ta.encrypt;
+	} else {
+		struct mesh_queue_attrs qa;
+		err = mesh__queue_attrs_load(c, target + 6, &qa);
+		*encrypt = err == MESH_OK && qa.encrypt;
+	}
+	return err;
 }
 
 /* ---- the keyring ------------------------------------------------------- */

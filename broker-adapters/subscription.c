@@ -390,7 +390,7 @@ same_attrs(const struct mesh_subscription *x,
  * topic's kind. */
 static mesh_err
 endpoint_check(struct mesh_conn *c, const char *topic, bool topic_fifo,
-               mesh_sub_protocol p, const char *endpoint)
+               bool topic_encrypt, mesh_sub_protocol p, const char *endpoint)
 {
 	struct mesh_queue_info qi;
 	bool fifo;
@@ -412,6 +412,17 @@ endpoint_check(struct mesh_conn *c, const char *topic, bool topic_fifo,
 		        topic, topic_fifo ? "FIFO" : "standard", endpoint,
 		        fifo ? "FIFO" : "standard");
 	}
+	/* The router cannot seal (it holds no key): a clear topic's events
+	 * would reach an encrypted queue in clear. */
+	if (qi.attrs.encrypt && !topic_encrypt) {
+		return mesh_err_set(MESH_EINVAL,
+		                    "queue '%s' is encrypted and topic '%s' "
+		                    "is not: its events would reach the queue "
+		                    "in clear (encrypt the topic: topic "
+		                    "set-attributes %s --encrypt --readers "
+		                    "A,B)",
+		                    endpoint, topic, topic);
+	}
 	return MESH_OK;
 }
 
@@ -431,8 +442,8 @@ mesh_subscription_create(struct mesh_conn *c, const char *topic,
 	memset(&s, 0, sizeof(s));
 	memset(&old, 0, sizeof(old));
 	if ((err = mesh_topic_info(c, topic, &ti)) != MESH_OK ||
-	    (err = endpoint_check(c, topic, ti.a.fifo, p, endpoint)) !=
-	            MESH_OK ||
+	    (err = endpoint_check(c, topic, ti.a.fifo, ti.a.encrypt, p,
+	                          endpoint)) != MESH_OK ||
 	    (err = body_check(topic, &ti.a, a)) != MESH_OK ||
 	    (err = policy_canon(a->filter_policy, a->filter_scope,
 	                        &s.filter_policy)) != MESH_OK) {

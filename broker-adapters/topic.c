@@ -27,6 +27,7 @@ struct mesh_topic {
 	struct mesh_topic_attrs a;
 	struct tnames n;
 	struct mesh__rpc *rpc;
+	struct mesh_keyring *kr; /* seals for an encrypted topic; borrowed */
 };
 
 void
@@ -149,30 +150,23 @@ static mesh_err
 encrypt_check(struct mesh_conn *c, const char *name,
               const struct mesh_topic_attrs *a)
 {
-	char what[MESH_TOPIC_NAME_MAX + 16], sub[MESH_TOPIC_NAME_MAX + 32];
+	char sub[MESH_TOPIC_NAME_MAX + 32];
 	mesh_err err;
 
-	snprintf(what, sizeof(what), "topic '%s'", name);
-	if (!a->encrypt) {
-		return a->readers[0] == '\0'
-		               ? MESH_OK
-		               : mesh_err_set(MESH_EINVAL,
-		                              "%s: Readers is for encrypted "
-		                              "topics (--encrypt)",
-		                              what);
-	}
-	if ((err = mesh_readers_check(c, what, a->readers)) != MESH_OK) {
+	if ((err = mesh__encrypt_check(c, "topic", name, a->encrypt,
+	                               a->readers)) != MESH_OK ||
+	    !a->encrypt) {
 		return err;
 	}
 	err = mesh__records_body_policy(c, name, sub, sizeof(sub));
 	if (err == MESH_EEXIST) {
 		return mesh_err_set(
 		        MESH_EINVAL,
-		        "%s: cannot encrypt: subscription %s has a "
+		        "topic '%s': cannot encrypt: subscription %s has a "
 		        "MessageBody filter policy, which needs "
 		        "the payload in clear (change it to "
 		        "MessageAttributes scope first)",
-		        what, sub);
+		        name, sub);
 	}
 	return err;
 }
@@ -182,13 +176,7 @@ static mesh_err
 keys_ensure(struct mesh_conn *c, const char *name,
             const struct mesh_topic_attrs *a)
 {
-	char target[MESH_TOPIC_NAME_MAX + 8];
-
-	if (!a->encrypt) {
-		return MESH_OK;
-	}
-	snprintf(target, sizeof(target), "topic:%s", name);
-	return mesh_datakey_ensure(c, target, a->readers);
+	return mesh__encrypt_keys(c, "topic", name, a->encrypt, a->readers);
 }
 
 /* The topic's attributes and stream state; MESH_ENOTFOUND when there is
@@ -213,6 +201,15 @@ load(struct mesh_conn *c, const char *name, struct mesh_topic_attrs *a,
 		jsStreamInfo_Destroy(si);
 	}
 	return err;
+}
+
+mesh_err
+mesh__topic_attrs_load(struct mesh_conn *c, const char *name,
+                       struct mesh_topic_attrs *a)
+{
+	struct tnames n;
+
+	return load(c, name, a, &n, NULL);
 }
 
 /* A topic of that name as it is: MESH_OK when it has attributes a (its
@@ -525,11 +522,10 @@ mesh_topic_attrs(const struct mesh_topic *t)
 
 /* Validate one entry and build its NATS message. */
 static mesh_err
-prepare(struct mesh_topic *t, const struct mesh_topic_entry *e, natsMsg **out,
-        char message_id[64])
+prepare_event(struct mesh_topic *t, const struct mesh_topic_entry *e,
+              const struct mesh_event *ev, natsMsg **out, char message_id[64])
 {
 	struct mesh_event *copy = NULL;
-	const struct mesh_event *ev = e->event;
 	char dedup[MESH_TOPIC_ID_MAX + 1] = "", reply[128];
 	char what[MESH_TOPIC_NAME_MAX + 16];
 	size_t size, n_attrs;
@@ -538,9 +534,6 @@ prepare(struct mesh_topic *t, const struct mesh_topic_entry *e, natsMsg **out,
 	mesh_err err;
 
 	snprintf(what, sizeof(what), "topic '%s'", t->name);
-	if (ev == NULL) {
-		return mesh_err_set(MESH_EINVAL, "%s: no message", what);
-	}
 	size = mesh__message_size(ev, &n_attrs);
 	if (size > MESH_TOPIC_MAX_MESSAGE) {
 		return mesh_err_set(MESH_ETOOBIG,
@@ -558,14 +551,6 @@ prepare(struct mesh_topic *t, const struct mesh_topic_entry *e, natsMsg **out,
 	    MESH_OK) {
 		return err;
 	}
-	if (t->a.encrypt && !mesh_event_sealed(ev) &&
-	    mesh_event_data(ev, NULL, NULL, NULL) != MESH_DATA_NONE) {
-		return mesh_err_set(MESH_EINVAL,
-		                    "%s is encrypted: seal the event's data "
-		                    "first (mesh_keyring_seal; meshctl: --as "
-		                    "NAME --seed FILE, a reader or admin)",
-		                    what);
-	}
 	if (!t->a.fifo && (e->group_id != NULL || e->dedup_id != NULL)) {
 		return mesh_err_set(MESH_EINVAL,
 		                    "%s: MessageGroupId and "
@@ -574,8 +559,10 @@ prepare(struct mesh_topic *t, const struct mesh_topic_entry *e, natsMsg **out,
 		                    what);
 	}
 	if (t->a.fifo) {
+		/* The original's: content-based de-duplication hashes the
+		 * data before sealing (a sealed copy differs each time). */
 		err = mesh__fifo_ids(
-		        what, ev, e->group_id, e->dedup_id,
+		        what, e->event, e->group_id, e->dedup_id,
 		        t->a.content_based_dedup, (const uint8_t *)t->n.stream,
 		        strlen(t->n.stream) < 64 ? strlen(t->n.stream) : 64,
 		        dedup, message_id);
@@ -610,6 +597,36 @@ prepare(struct mesh_topic *t, const struct mesh_topic_entry *e, natsMsg **out,
 	}
 	*out = m;
 	return MESH_OK;
+}
+
+/* Validate one entry, seal it when the topic encrypts (with the topic's
+ * keyring), and build its NATS message. */
+static mesh_err
+prepare(struct mesh_topic *t, const struct mesh_topic_entry *e, natsMsg **out,
+        char message_id[64])
+{
+	struct mesh_event *sealed = NULL;
+	char what[MESH_TOPIC_NAME_MAX + 16], target[MESH_TOPIC_NAME_MAX + 8];
+	mesh_err err;
+
+	snprintf(what, sizeof(what), "topic '%s'", t->name);
+	snprintf(target, sizeof(target), "topic:%s", t->name);
+	if (e->event == NULL) {
+		return mesh_err_set(MESH_EINVAL, "%s: no message", what);
+	}
+	if ((err = mesh__seal_for_send(what, target, t->a.encrypt, t->kr,
+	                               e->event, &sealed)) != MESH_OK) {
+		return err;
+	}
+	err = prepare_event(t, e, sealed ? sealed : e->event, out, message_id);
+	mesh_event_free(sealed);
+	return err;
+}
+
+void
+mesh_topic_set_keyring(struct mesh_topic *t, struct mesh_keyring *kr)
+{
+	t->kr = kr;
 }
 
 mesh_err

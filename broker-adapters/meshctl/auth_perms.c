@@ -143,6 +143,21 @@ signer_keys(json_t *p)
 	    "$JS.API.DIRECT.GET.KV_" MESH_KEYS_BUCKET ".>");
 }
 
+/* Sealed payloads (seal.c): a service opens its sources' sealed events
+ * and seals what it emits to encrypted targets with data keys read from
+ * MESH_DATA_KEYS. Every record is readable: each data key in it is sealed
+ * to its readers, so a record opens only for them. */
+static void
+data_keys(json_t *p)
+{
+	PUB(p, "sealed payloads: the data keys' bucket opened",
+	    "$JS.API.STREAM.INFO.KV_" MESH_DATA_KEYS_BUCKET);
+	PUB(p,
+	    "sealed payloads: a target's data keys read (each sealed to its "
+	    "readers)",
+	    "$JS.API.DIRECT.GET.KV_" MESH_DATA_KEYS_BUCKET ".>");
+}
+
 json_t *
 auth_perms_daemon(const char *name, const char *public_key)
 {
@@ -472,6 +487,7 @@ auth_perms_service(const json_t *d, const char *public_key, json_t **out)
 	}
 	json_object_set_new(p, "describe", json_deep_copy(d));
 	signer_keys(p);
+	data_keys(p);
 	SUB(p, "its stats (meshctl stats SERVICE)", MESH_SERVICE_STATS_SUBJECT,
 	    svc);
 	SUB(p, "every service's stats (meshctl stats)",

@@ -11,9 +11,11 @@
 
 #include "cli.h"
 #include "commands.h"
+#include "message.h"
 #include "mesh/clock.h"
 #include "mesh/identity.h"
 #include "mesh/seal.h"
+#include "mesh/queue.h"
 #include "mesh/topic.h"
 #include "mesh/sign.h"
 
@@ -61,12 +63,12 @@ const struct cli_cmd key_commands[] = {
         {"show", "Show a recorded key.", "NAME", NULL, none, cmd_key_show,
          NULL, 1, 1},
         {"rotate",
-         "Give an encrypted topic a new data key (old ones still open "
-         "old messages).",
-         "TOPIC",
-         "TOPIC is a name or topic:NAME. The new key is sealed to the "
-         "topic's Readers and\nto admin (when MESH_KEYS has it); "
-         "producers seal with it within 5 seconds.",
+         "Give an encrypted topic or queue a new data key (old ones "
+         "still open old messages).",
+         "TOPIC | topic:NAME | queue:NAME",
+         "A bare name is a topic's. The new key is sealed to the target's "
+         "Readers and\nto admin (when MESH_KEYS has it); producers seal "
+         "with it within 5 seconds.",
          none, cmd_key_rotate, NULL, 1, 1},
         {"delete", "Delete a recorded key (its events stop verifying).",
          "NAME [--yes]", CONFIRM_HELP, delete_opts, cmd_key_delete, NULL, 1,
@@ -349,23 +351,31 @@ sign_for(struct cli *cli, const struct mesh_identity *id, bool fifo,
 	return CLI_OK;
 }
 
+/* A list of names given with flag ("--readers"), at most max of them
+ * (noun: "readers'"), into dst when given; false after a usage error. */
+static bool
+names_flag(struct cli *cli, const char *flag, int max, const char *noun,
+           char *dst, size_t size)
+{
+	const char *v = cli_opt(cli, flag);
+
+	if (v == NULL) {
+		return true;
+	}
+	if (strlen(v) >= size) {
+		cli_usage_error(cli, "%s: more than %d %s names", flag, max,
+		                noun);
+		return false;
+	}
+	snprintf(dst, size, "%s", v);
+	return true;
+}
+
 bool
 require_signers_flag(struct cli *cli, char *dst, size_t size)
 {
-	const char *rs = cli_opt(cli, "--require-signers");
-
-	if (rs == NULL) {
-		return true;
-	}
-	if (strlen(rs) >= size) {
-		cli_usage_error(cli,
-		                "--require-signers: more than %d signers' "
-		                "names",
-		                MESH_SIGNERS_MAX);
-		return false;
-	}
-	snprintf(dst, size, "%s", rs);
-	return true;
+	return names_flag(cli, "--require-signers", MESH_SIGNERS_MAX,
+	                  "signers'", dst, size);
 }
 
 /* ---- data keys of encrypted targets ------------------------------------ */
@@ -374,31 +384,46 @@ int
 cmd_key_rotate(struct cli *cli)
 {
 	const char *arg = cli_pos(cli, 0);
-	const char *name = strncmp(arg, "topic:", 6) == 0 ? arg + 6 : arg;
-	char target[MESH_TOPIC_NAME_MAX + 8];
-	struct mesh_topic_info ti;
+	bool queue = strncmp(arg, "queue:", 6) == 0;
+	const char *name =
+	        queue || strncmp(arg, "topic:", 6) == 0 ? arg + 6 : arg;
+	char target[MESH_TOPIC_NAME_MAX + 8],
+	        readers[MESH_READERS_TEXT_MAX + 1];
 	struct mesh_conn *c = NULL;
+	bool encrypt = false;
 	uint32_t id = 0;
 	mesh_err err;
 	int rc = CLI_OK;
 
-	if (strncmp(arg, "queue:", 6) == 0) {
-		return cli_usage_error(cli, "key rotate: queues do not "
-		                            "encrypt yet (topics do)");
-	}
 	if (cli_connect(cli, &c) != MESH_OK) {
 		return CLI_FAIL;
 	}
-	snprintf(target, sizeof(target), "topic:%s", name);
-	if ((err = mesh_topic_info(c, name, &ti)) != MESH_OK) {
+	snprintf(target, sizeof(target), "%s:%s", queue ? "queue" : "topic",
+	         name);
+	if (queue) {
+		struct mesh_queue_info qi;
+		if ((err = mesh_queue_info(c, name, &qi)) == MESH_OK) {
+			encrypt = qi.attrs.encrypt;
+			snprintf(readers, sizeof(readers), "%s",
+			         qi.attrs.readers);
+		}
+	} else {
+		struct mesh_topic_info ti;
+		if ((err = mesh_topic_info(c, name, &ti)) == MESH_OK) {
+			encrypt = ti.a.encrypt;
+			snprintf(readers, sizeof(readers), "%s", ti.a.readers);
+		}
+	}
+	if (err != MESH_OK) {
 		rc = cli_fail(cli, err);
-	} else if (!ti.a.encrypt) {
+	} else if (!encrypt) {
 		rc = cli_usage_error(cli,
-		                     "key rotate: topic '%s' is not encrypted "
-		                     "(topic set-attributes %s --encrypt "
+		                     "key rotate: %s '%s' is not encrypted "
+		                     "(%s set-attributes %s --encrypt "
 		                     "--readers A,B)",
-		                     name, name);
-	} else if ((err = mesh_datakey_rotate(c, target, ti.a.readers, &id)) !=
+		                     queue ? "queue" : "topic", name,
+		                     queue ? "queue" : "topic", name);
+	} else if ((err = mesh_datakey_rotate(c, target, readers, &id)) !=
 	           MESH_OK) {
 		rc = cli_fail(cli, err);
 	}
@@ -415,17 +440,76 @@ cmd_key_rotate(struct cli *cli)
 	return CLI_OK;
 }
 
+bool
+encrypt_flags(struct cli *cli, bool *encrypt, char *readers, size_t size)
+{
+	if (cli_flag(cli, "--encrypt") && cli_flag(cli, "--no-encrypt")) {
+		cli_usage_error(cli, "--encrypt or --no-encrypt, not both");
+		return false;
+	}
+	if (cli_flag(cli, "--encrypt")) {
+		*encrypt = true;
+	}
+	if (cli_flag(cli, "--no-encrypt")) {
+		*encrypt = false;
+		readers[0] = '\0';
+	}
+	return names_flag(cli, "--readers", MESH_READERS_MAX, "readers'",
+	                  readers, size);
+}
+
+void
+encrypt_attrs(struct mesh_conn *c, const char *target, bool encrypt,
+              const char *readers, json_t *at, bool strings)
+{
+	uint32_t ids[MESH_DATA_KEYS_MAX], cur = 0;
+	size_t n = 0;
+	char text[MESH_DATA_KEYS_MAX * 11 + 1] = "";
+	json_t *ja = json_array();
+
+	json_object_set_new(at, "Encrypt",
+	                    json_string(encrypt ? "true" : "false"));
+	if (!encrypt) {
+		json_decref(ja);
+		return;
+	}
+	json_object_set_new(at, "Readers", json_string(readers));
+	if (mesh_datakey_ids(c, target, ids, MESH_DATA_KEYS_MAX, &n, &cur,
+	                     NULL, 0) == MESH_OK) {
+		size_t len = 0;
+		for (size_t i = 0; i < n; i++) {
+			json_array_append_new(ja, json_integer(ids[i]));
+			len += (size_t)snprintf(text + len, sizeof(text) - len,
+			                        "%s%u", i ? "," : "",
+			                        (unsigned)ids[i]);
+		}
+		put_num(at, "CurrentKeyId", (int64_t)cur);
+	}
+	if (strings) {
+		json_decref(ja);
+		json_object_set_new(at, "KeyIds", json_string(text));
+	} else {
+		json_object_set_new(at, "KeyIds", ja);
+	}
+}
+
 int
-seal_for(struct cli *cli, struct mesh_conn *c, const char *target,
-         const struct mesh_identity *signer, struct mesh_event *ev)
+sealer_open(struct cli *cli, struct mesh_conn *c, const char *target,
+            bool encrypt, const struct mesh_identity *signer,
+            struct sealer *sl)
 {
 	const char *as = cli_opt(cli, "--as"), *seed = cli_opt(cli, "--seed");
-	struct mesh_identity *own = NULL;
 	const struct mesh_identity *id = signer;
-	struct mesh_keyring *kr = NULL;
 	mesh_err err;
-	int rc = CLI_OK;
 
+	memset(sl, 0, sizeof(*sl));
+	if (!encrypt) {
+		return as == NULL ? CLI_OK
+		                  : cli_usage_error(cli,
+		                                    "--as: %.5s '%s' is not "
+		                                    "encrypted",
+		                                    target, target + 6);
+	}
 	if (as != NULL && signer != NULL &&
 	    strcmp(as, mesh_identity_name(signer)) != 0) {
 		return cli_usage_error(cli,
@@ -439,28 +523,48 @@ seal_for(struct cli *cli, struct mesh_conn *c, const char *target,
 			                       "--as NAME and --seed FILE "
 			                       "go together");
 		}
-		if ((err = mesh_identity_load(as, seed, &own)) != MESH_OK) {
+		if ((err = mesh_identity_load(as, seed, &sl->own)) !=
+		    MESH_OK) {
 			return err == MESH_EINVAL || err == MESH_ENOTFOUND
 			               ? cli_usage_error(
 			                         cli, "--as %s --seed %s: %s",
 			                         as, seed, mesh_errdetail())
 			               : cli_fail(cli, err);
 		}
-		id = own;
+		id = sl->own;
 	}
 	if (id == NULL) {
 		return cli_usage_error(
 		        cli,
-		        "%s is encrypted: publishing needs a "
+		        "%s is encrypted: sending needs a "
 		        "reader's or admin's identity (--as NAME "
 		        "--seed FILE)",
 		        target);
 	}
-	if ((err = mesh_keyring_new(c, id, &kr)) != MESH_OK ||
-	    (err = mesh_keyring_seal(kr, target, ev)) != MESH_OK) {
-		rc = cli_fail(cli, err);
+	if ((err = mesh_keyring_new(c, id, &sl->kr)) != MESH_OK) {
+		sealer_close(sl);
+		return cli_fail(cli, err);
 	}
-	mesh_keyring_free(kr);
-	mesh_identity_free(own);
-	return rc;
+	snprintf(sl->target, sizeof(sl->target), "%s", target);
+	return CLI_OK;
+}
+
+int
+sealer_seal(struct cli *cli, struct sealer *sl, struct mesh_event *ev)
+{
+	mesh_err err;
+
+	if (sl->kr == NULL ||
+	    (err = mesh_keyring_seal(sl->kr, sl->target, ev)) == MESH_OK) {
+		return CLI_OK;
+	}
+	return cli_fail(cli, err);
+}
+
+void
+sealer_close(struct sealer *sl)
+{
+	mesh_keyring_free(sl->kr);
+	mesh_identity_free(sl->own);
+	memset(sl, 0, sizeof(*sl));
 }

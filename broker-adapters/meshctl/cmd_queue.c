@@ -72,7 +72,8 @@ attrs_from_flags(struct cli *cli, struct mesh_queue_attrs *a)
 		a->dlq[0] = '\0';
 	}
 	if (!require_signers_flag(cli, a->require_signers,
-	                          sizeof(a->require_signers))) {
+	                          sizeof(a->require_signers)) ||
+	    !encrypt_flags(cli, &a->encrypt, a->readers, sizeof(a->readers))) {
 		return false;
 	}
 	if (cli_opt(cli, "--max-receive") != NULL && a->dlq[0] == '\0') {
@@ -243,15 +244,15 @@ cmd_queue_info(struct cli *cli)
 	struct mesh_queue_info i;
 	const struct mesh_queue_attrs *a = &i.attrs;
 	struct mesh_conn *c;
+	char target[MESH_QUEUE_NAME_MAX + 8];
 	json_t *at;
 	mesh_err err;
 
 	if (cli_connect(cli, &c) != MESH_OK) {
 		return CLI_FAIL;
 	}
-	err = mesh_queue_info(c, name, &i);
-	mesh_conn_close(c);
-	if (err != MESH_OK) {
+	if ((err = mesh_queue_info(c, name, &i)) != MESH_OK) {
+		mesh_conn_close(c);
 		return cli_fail(cli, err);
 	}
 	/* get-queue-attributes: every value a string. */
@@ -280,6 +281,9 @@ cmd_queue_info(struct cli *cli)
 		json_object_set_new(at, "RequireSigners",
 		                    json_string(a->require_signers));
 	}
+	snprintf(target, sizeof(target), "queue:%s", name);
+	encrypt_attrs(c, target, a->encrypt, a->readers, at, true);
+	mesh_conn_close(c);
 	json_object_set_new(at, "QueueArn", json_string(name));
 	if (a->fifo) {
 		json_object_set_new(at, "FifoQueue", json_string("true"));
@@ -334,10 +338,13 @@ queue_send_stdin(struct cli *cli, const char *name)
 	if ((err = mesh_queue_open(c, name, &q)) != MESH_OK) {
 		rc = cli_fail(cli, err);
 	} else {
+		char target[MESH_QUEUE_NAME_MAX + 8];
+		snprintf(target, sizeof(target), "queue:%s", name);
 		rc = signer_fifo_check(cli, cli_opt(cli, "--sign") != NULL,
 		                       mesh_queue_attrs(q)->fifo);
 		if (rc == CLI_OK) {
-			rc = send_stdin(cli, open_queue_sender, q);
+			rc = send_stdin(cli, open_queue_sender, q, c, target,
+			                mesh_queue_attrs(q)->encrypt);
 		}
 	}
 	mesh_queue_close(q);
@@ -355,6 +362,8 @@ cmd_queue_send(struct cli *cli)
 	struct mesh_conn *c = NULL;
 	struct mesh_queue *q = NULL;
 	struct mesh_identity *id = NULL;
+	struct sealer sl = {0};
+	char target[MESH_QUEUE_NAME_MAX + 8];
 	long long delay;
 	mesh_err err;
 	int rc;
@@ -386,8 +395,13 @@ cmd_queue_send(struct cli *cli)
 		rc = cli_fail(cli, err);
 		goto out;
 	}
-	if ((rc = sign_for(cli, id, mesh_queue_attrs(q)->fifo, ev)) !=
-	    CLI_OK) {
+	/* Seal, then sign (as topic publish). */
+	snprintf(target, sizeof(target), "queue:%s", name);
+	if ((rc = sealer_open(cli, c, target, mesh_queue_attrs(q)->encrypt, id,
+	                      &sl)) != CLI_OK ||
+	    (rc = sealer_seal(cli, &sl, ev)) != CLI_OK ||
+	    (rc = sign_for(cli, id, mesh_queue_attrs(q)->fifo, ev)) !=
+	            CLI_OK) {
 		goto out;
 	}
 	if ((err = mesh_queue_send(q, &e, &sent)) != MESH_OK) {
@@ -409,6 +423,7 @@ cmd_queue_send(struct cli *cli)
 	rc = CLI_OK;
 out:
 	mesh_queue_close(q);
+	sealer_close(&sl);
 	mesh_conn_close(c);
 	mesh_event_free(ev);
 	mesh_identity_free(id);
@@ -426,6 +441,8 @@ cmd_queue_send_batch(struct cli *cli)
 	       *v;
 	struct mesh_conn *c = NULL;
 	struct mesh_queue *q = NULL;
+	struct sealer sl = {0};
+	char target[MESH_QUEUE_NAME_MAX + 8];
 	size_t n, i;
 	mesh_err err;
 	int rc = CLI_FAIL;
@@ -455,8 +472,18 @@ cmd_queue_send_batch(struct cli *cli)
 	if (cli_connect(cli, &c) != MESH_OK) {
 		goto out;
 	}
-	if ((err = mesh_queue_open(c, name, &q)) != MESH_OK ||
-	    (err = mesh_queue_send_batch(q, e, n, sent)) != MESH_OK) {
+	if ((err = mesh_queue_open(c, name, &q)) != MESH_OK) {
+		rc = cli_fail(cli, err);
+		goto out;
+	}
+	/* An encrypted queue: the library seals each entry. */
+	snprintf(target, sizeof(target), "queue:%s", name);
+	if ((rc = sealer_open(cli, c, target, mesh_queue_attrs(q)->encrypt,
+	                      NULL, &sl)) != CLI_OK) {
+		goto out;
+	}
+	mesh_queue_set_keyring(q, sl.kr);
+	if ((err = mesh_queue_send_batch(q, e, n, sent)) != MESH_OK) {
 		rc = cli_fail(cli, err);
 		goto out;
 	}
@@ -483,6 +510,7 @@ out:
 		mesh_event_free(evs[i]);
 	}
 	mesh_queue_close(q);
+	sealer_close(&sl);
 	mesh_conn_close(c);
 	json_decref(entries);
 	return rc;

@@ -40,37 +40,6 @@ connected(struct cli *cli, int (*fn)(struct cli *, struct mesh_conn *))
 
 /* ---- topics ------------------------------------------------------------- */
 
-/* --encrypt, --no-encrypt, --readers A,B into a (as they are when not
- * given; --readers alone keeps Encrypt as it is). */
-static bool
-encrypt_flags(struct cli *cli, struct mesh_topic_attrs *a)
-{
-	const char *readers = cli_opt(cli, "--readers");
-
-	if (cli_flag(cli, "--encrypt") && cli_flag(cli, "--no-encrypt")) {
-		cli_usage_error(cli, "--encrypt or --no-encrypt, not both");
-		return false;
-	}
-	if (cli_flag(cli, "--encrypt")) {
-		a->encrypt = true;
-	}
-	if (cli_flag(cli, "--no-encrypt")) {
-		a->encrypt = false;
-		a->readers[0] = '\0';
-	}
-	if (readers != NULL) {
-		if (strlen(readers) >= sizeof(a->readers)) {
-			cli_usage_error(cli,
-			                "--readers: more than %d readers' "
-			                "names",
-			                MESH_READERS_MAX);
-			return false;
-		}
-		snprintf(a->readers, sizeof(a->readers), "%s", readers);
-	}
-	return true;
-}
-
 static int
 do_topic_create(struct cli *cli, struct mesh_conn *c)
 {
@@ -96,7 +65,7 @@ do_topic_create(struct cli *cli, struct mesh_conn *c)
 	a.replicas = replicas;
 	if (!require_signers_flag(cli, a.require_signers,
 	                          sizeof(a.require_signers)) ||
-	    !encrypt_flags(cli, &a)) {
+	    !encrypt_flags(cli, &a.encrypt, a.readers, sizeof(a.readers))) {
 		return CLI_USAGE;
 	}
 	if ((err = mesh_topic_create(c, name, &a)) != MESH_OK) {
@@ -144,7 +113,8 @@ do_topic_set_attributes(struct cli *cli, struct mesh_conn *c)
 	ti.a.replicas = replicas;
 	if (!require_signers_flag(cli, ti.a.require_signers,
 	                          sizeof(ti.a.require_signers)) ||
-	    !encrypt_flags(cli, &ti.a)) {
+	    !encrypt_flags(cli, &ti.a.encrypt, ti.a.readers,
+	                   sizeof(ti.a.readers))) {
 		return CLI_USAGE;
 	}
 	if ((err = mesh_topic_set_attrs(c, name, &ti.a)) != MESH_OK) {
@@ -236,7 +206,7 @@ do_topic_info(struct cli *cli, struct mesh_conn *c)
 {
 	const char *name = cli_pos(cli, 0);
 	struct mesh_topic_info ti;
-	uint32_t cur = 0;
+	char target[MESH_TOPIC_NAME_MAX + 8];
 	json_t *at;
 	mesh_err err;
 
@@ -261,25 +231,8 @@ do_topic_info(struct cli *cli, struct mesh_conn *c)
 		json_object_set_new(at, "RequireSigners",
 		                    json_string(ti.a.require_signers));
 	}
-	json_object_set_new(at, "Encrypt",
-	                    json_string(bool_str(ti.a.encrypt)));
-	if (ti.a.encrypt) {
-		char target[MESH_TOPIC_NAME_MAX + 8];
-		uint32_t ids[MESH_DATA_KEYS_MAX];
-		size_t n = 0;
-		json_t *ja = json_array();
-		snprintf(target, sizeof(target), "topic:%s", name);
-		json_object_set_new(at, "Readers", json_string(ti.a.readers));
-		if (mesh_datakey_ids(c, target, ids, MESH_DATA_KEYS_MAX, &n,
-		                     &cur, NULL, 0) == MESH_OK) {
-			for (size_t i = 0; i < n; i++) {
-				json_array_append_new(ja,
-				                      json_integer(ids[i]));
-			}
-			put_num(at, "CurrentKeyId", (int64_t)cur);
-		}
-		json_object_set_new(at, "KeyIds", ja);
-	}
+	snprintf(target, sizeof(target), "topic:%s", name);
+	encrypt_attrs(c, target, ti.a.encrypt, ti.a.readers, at, false);
 	if (cli->json) {
 		cli_print_json(json_pack("{s:o}", "Attributes", at));
 		return CLI_OK;
@@ -311,7 +264,11 @@ do_topic_info(struct cli *cli, struct mesh_conn *c)
 			printf(" %" JSON_INTEGER_FORMAT,
 			       json_integer_value(v));
 		}
-		printf(" (current %u)\n", (unsigned)cur);
+		printf(" (current %s)\n",
+		       json_string_value(json_object_get(at, "CurrentKeyId"))
+		               ? json_string_value(
+		                         json_object_get(at, "CurrentKeyId"))
+		               : "none");
 	} else {
 		printf("encrypt        false\n");
 	}
@@ -370,10 +327,13 @@ topic_publish_stdin(struct cli *cli, const char *name)
 	if ((err = mesh_topic_open(c, name, &t)) != MESH_OK) {
 		rc = cli_fail(cli, err);
 	} else {
+		char target[MESH_TOPIC_NAME_MAX + 8];
+		snprintf(target, sizeof(target), "topic:%s", name);
 		rc = signer_fifo_check(cli, cli_opt(cli, "--sign") != NULL,
 		                       mesh_topic_attrs(t)->fifo);
 		if (rc == CLI_OK) {
-			rc = send_stdin(cli, open_topic_sender, t);
+			rc = send_stdin(cli, open_topic_sender, t, c, target,
+			                mesh_topic_attrs(t)->encrypt);
 		}
 	}
 	mesh_topic_close(t);
@@ -392,6 +352,8 @@ cmd_topic_publish(struct cli *cli)
 	struct mesh_conn *c = NULL;
 	struct mesh_topic *t = NULL;
 	struct mesh_identity *id = NULL;
+	struct sealer sl = {0};
+	char target[MESH_TOPIC_NAME_MAX + 8];
 	mesh_err err;
 	int rc;
 
@@ -422,17 +384,12 @@ cmd_topic_publish(struct cli *cli)
 		rc = cli_fail(cli, err);
 		goto out;
 	}
-	if (mesh_topic_attrs(t)->encrypt) {
-		char target[MESH_TOPIC_NAME_MAX + 8];
-		snprintf(target, sizeof(target), "topic:%s", name);
-		/* Seal, then sign: the signature covers the sealed form, so
-		 * mesh-router verifies without any key. */
-		if ((rc = seal_for(cli, c, target, id, ev)) != CLI_OK) {
-			goto out;
-		}
-	} else if (cli_opt(cli, "--as") != NULL) {
-		rc = cli_usage_error(cli, "--as: topic '%s' is not encrypted",
-		                     name);
+	/* Seal, then sign: the signature covers the sealed form, so
+	 * mesh-router verifies without any key. */
+	snprintf(target, sizeof(target), "topic:%s", name);
+	if ((rc = sealer_open(cli, c, target, mesh_topic_attrs(t)->encrypt, id,
+	                      &sl)) != CLI_OK ||
+	    (rc = sealer_seal(cli, &sl, ev)) != CLI_OK) {
 		goto out;
 	}
 	if ((rc = sign_for(cli, id, mesh_topic_attrs(t)->fifo, ev)) !=
@@ -457,6 +414,7 @@ cmd_topic_publish(struct cli *cli)
 	rc = CLI_OK;
 out:
 	mesh_topic_close(t);
+	sealer_close(&sl);
 	mesh_conn_close(c);
 	mesh_event_free(ev);
 	mesh_identity_free(id);
@@ -474,6 +432,8 @@ cmd_topic_publish_batch(struct cli *cli)
 	       *v;
 	struct mesh_conn *c = NULL;
 	struct mesh_topic *t = NULL;
+	struct sealer sl = {0};
+	char target[MESH_TOPIC_NAME_MAX + 8];
 	size_t n, i;
 	mesh_err err;
 	int rc = CLI_FAIL;
@@ -509,8 +469,18 @@ cmd_topic_publish_batch(struct cli *cli)
 	if (cli_connect(cli, &c) != MESH_OK) {
 		goto out;
 	}
-	if ((err = mesh_topic_open(c, name, &t)) != MESH_OK ||
-	    (err = mesh_topic_publish_batch(t, e, n, p)) != MESH_OK) {
+	if ((err = mesh_topic_open(c, name, &t)) != MESH_OK) {
+		rc = cli_fail(cli, err);
+		goto out;
+	}
+	/* An encrypted topic: the library seals each entry. */
+	snprintf(target, sizeof(target), "topic:%s", name);
+	if ((rc = sealer_open(cli, c, target, mesh_topic_attrs(t)->encrypt,
+	                      NULL, &sl)) != CLI_OK) {
+		goto out;
+	}
+	mesh_topic_set_keyring(t, sl.kr);
+	if ((err = mesh_topic_publish_batch(t, e, n, p)) != MESH_OK) {
 		rc = err == MESH_EINVAL
 		             ? cli_usage_error(cli, "%s", mesh_errdetail())
 		             : cli_fail(cli, err);
@@ -535,6 +505,7 @@ out:
 		mesh_event_free(evs[i]);
 	}
 	mesh_topic_close(t);
+	sealer_close(&sl);
 	mesh_conn_close(c);
 	json_decref(entries);
 	return rc;

@@ -117,33 +117,60 @@ int cmd_key_show(struct cli *cli);
 int cmd_key_delete(struct cli *cli);
 int cmd_key_rotate(struct cli *cli);
 
-/* --encrypt and --readers on topics. */
-#define ENCRYPT_OPTS                                                          \
+/* --encrypt and --readers on topics and queues (create), and
+ * --no-encrypt (set-attributes). */
+#define ENCRYPT_CREATE_OPTS                                                   \
 	{"--encrypt", NULL,                                                   \
 	 "Encrypt: seal every event's data (XChaCha20-Poly1305) with a "      \
 	 "data key only Readers and admin can open"},                         \
-	        {"--no-encrypt", NULL,                                        \
-	         "Encrypt off (old messages stay sealed)"},                   \
 	{                                                                     \
 		"--readers", "A,B",                                           \
 		        "Readers: the identities (in MESH_KEYS) that may "    \
 		        "open its events (at most 8)"                         \
+	}
+#define ENCRYPT_OPTS                                                          \
+	ENCRYPT_CREATE_OPTS,                                                  \
+	{                                                                     \
+		"--no-encrypt", NULL,                                         \
+		        "Encrypt off (old messages stay sealed)"              \
 	}
 /* --as NAME: the identity that seals, for an encrypted target. */
 #define AS_OPT                                                                \
 	{                                                                     \
 		"--as", "NAME",                                               \
 		        "seal as NAME (a reader or admin; with --seed) when " \
-		        "the topic is encrypted"                              \
+		        "the target is encrypted"                             \
 	}
+/* --encrypt, --no-encrypt and --readers A,B into *encrypt and readers
+ * (size bytes), as they are when not given (--readers alone keeps
+ * Encrypt). False after a usage error. */
+bool encrypt_flags(struct cli *cli, bool *encrypt, char *readers, size_t size);
+/* Encrypt, and for an encrypted target ("topic:NAME") Readers, KeyIds
+ * and CurrentKeyId, into at (strings: KeyIds as "1,2", for
+ * get-queue-attributes' all-strings shape). */
 struct mesh_conn;
+void encrypt_attrs(struct mesh_conn *c, const char *target, bool encrypt,
+                   const char *readers, json_t *at, bool strings);
 struct mesh_event;
 struct mesh_identity;
-/* Seal ev for target ("topic:NAME") with the identity of --as NAME
- * --seed FILE, or signer's (--sign). Returns CLI_OK or the exit code
- * after printing why. */
-int seal_for(struct cli *cli, struct mesh_conn *c, const char *target,
-             const struct mesh_identity *signer, struct mesh_event *ev);
+struct mesh_keyring;
+/* What seals for a target that encrypts: a keyring opened with the
+ * identity of --as NAME --seed FILE, or signer's (--sign). */
+struct sealer {
+	struct mesh_identity *own; /* --as's */
+	struct mesh_keyring *kr;   /* NULL: the target is clear */
+	char target[300];
+};
+/* Open sl for target ("topic:NAME" / "queue:NAME"); for a clear target
+ * (encrypt false) nothing is opened and --as is refused. Returns CLI_OK
+ * or the exit code after printing why (no identity: a usage error). */
+int sealer_open(struct cli *cli, struct mesh_conn *c, const char *target,
+                bool encrypt, const struct mesh_identity *signer,
+                struct sealer *sl);
+/* Seal ev (before signing it) when sl has a keyring. Returns CLI_OK or
+ * CLI_FAIL after printing why ("sealed: 'bob' is not a reader ..."). */
+int sealer_seal(struct cli *cli, struct sealer *sl, struct mesh_event *ev);
+void sealer_close(struct sealer *sl);
 
 /* --sign NAME --seed FILE, for the commands that send messages. */
 #define SIGN_OPTS                                                             \

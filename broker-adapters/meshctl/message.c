@@ -10,6 +10,7 @@
 #include "commands.h"
 #include "mesh_schemas.h"
 #include "message.h"
+#include "mesh/seal.h"
 
 void
 put_num(json_t *o, const char *key, int64_t v)
@@ -487,11 +488,13 @@ int
 send_stdin(struct cli *cli,
            mesh_err (*open)(void *target, mesh_sent_fn fn, void *arg,
                             struct mesh_sender **out),
-           void *target)
+           void *target, struct mesh_conn *c, const char *seal_target,
+           bool encrypt)
 {
 	const char *type = cli_opt(cli, "--type");
 	struct stdin_run run = {.cli = cli};
 	struct mesh_identity *id = NULL;
+	struct sealer sl = {0};
 	struct mesh_sender *s = NULL;
 	char *line = NULL;
 	size_t cap = 0;
@@ -517,7 +520,13 @@ send_stdin(struct cli *cli,
 	if ((rc = signer_from_flags(cli, &id)) != CLI_OK) {
 		return rc;
 	}
+	if ((rc = sealer_open(cli, c, seal_target, encrypt, id, &sl)) !=
+	    CLI_OK) {
+		mesh_identity_free(id);
+		return rc;
+	}
 	if ((err = open(target, stdin_sent, &run, &s)) != MESH_OK) {
+		sealer_close(&sl);
 		mesh_identity_free(id);
 		return cli_fail(cli, err);
 	}
@@ -535,7 +544,12 @@ send_stdin(struct cli *cli,
 			bad++;
 			continue;
 		}
-		if (id != NULL && (err = mesh_event_sign(ev, id)) != MESH_OK) {
+		/* Seal, then sign. */
+		if ((sl.kr != NULL &&
+		     (err = mesh_keyring_seal(sl.kr, seal_target, ev)) !=
+		             MESH_OK) ||
+		    (id != NULL &&
+		     (err = mesh_event_sign(ev, id)) != MESH_OK)) {
 			fprintf(stderr, "meshctl %s: line %ld: %s\n",
 			        cli->cmd_path, n, mesh_errdetail());
 			mesh_event_free(ev);
@@ -550,6 +564,7 @@ send_stdin(struct cli *cli,
 		mesh_event_free(ev);
 		if (err != MESH_OK) {
 			mesh_sender_close(s);
+			sealer_close(&sl);
 			mesh_identity_free(id);
 			free(line);
 			return cli_fail(cli, err);
@@ -557,6 +572,7 @@ send_stdin(struct cli *cli,
 	}
 	free(line);
 	mesh_sender_close(s);
+	sealer_close(&sl);
 	mesh_identity_free(id);
 	fprintf(stderr, "meshctl %s: %ld sent, %ld failed\n", cli->cmd_path,
 	        run.sent, run.failed + bad);

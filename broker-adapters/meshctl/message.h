@@ -45,12 +45,16 @@
  * apply to each. `open` opens a sender on the target with the callback it
  * is given. Prints a line per message (--json: JSON Lines {"Line",
  * "MessageId"} or {"Line", "Error"}), then a count on standard error.
+ * To a target that encrypts (seal_target, "topic:NAME" or "queue:NAME")
+ * each message is sealed with --as NAME --seed FILE (or --sign's
+ * identity), then signed with --sign.
  * Returns CLI_OK, CLI_FAIL when any message failed (the others are sent),
  * or CLI_USAGE for flags that do not go with --stdin. */
 int send_stdin(struct cli *cli,
                mesh_err (*open)(void *target, mesh_sent_fn fn, void *arg,
                                 struct mesh_sender **out),
-               void *target);
+               void *target, struct mesh_conn *c, const char *seal_target,
+               bool encrypt);
 
 /* --raw, and what it changes, for the commands that show messages. */
 #define RAW_OPT                                                               \

@@ -29,6 +29,7 @@ static const struct cli_opt none[] = {{NULL, NULL, NULL}};
 static const struct cli_opt create_opts[] = {
         {"--fifo", NULL, "a FIFO queue (the name must end in .fifo)"},
         ATTR_OPTS,
+        ENCRYPT_CREATE_OPTS,
         {"--partitions", "N",
          "FIFO: partitions that groups hash to, 1-256 "
          "(64)"},
@@ -37,6 +38,7 @@ static const struct cli_opt create_opts[] = {
 
 static const struct cli_opt set_opts[] = {
         ATTR_OPTS,
+        ENCRYPT_OPTS,
         {"--no-dlq", NULL, "remove the redrive policy"},
         {"--no-content-based-dedup", NULL,
          "turn content-based "
@@ -48,6 +50,7 @@ static const struct cli_opt send_opts[] = {
         MSG_OPTS,
         STDIN_OPT,
         SIGN_OPTS,
+        AS_OPT,
         {"--delay", "S",
          "DelaySeconds for this message, 0-900 (standard "
          "queues)"},
@@ -58,6 +61,13 @@ static const struct cli_opt send_opts[] = {
 
 static const struct cli_opt entries_opts[] = {
         {"--entries", "JSON", "the entries, in the AWS CLI's JSON shape"},
+        {NULL, NULL, NULL},
+};
+
+static const struct cli_opt send_batch_opts[] = {
+        {"--entries", "JSON", "the entries, in the AWS CLI's JSON shape"},
+        AS_OPT,
+        {"--seed", "FILE", "--as NAME's seed file (mode 0600)"},
         {NULL, NULL, NULL},
 };
 
@@ -130,7 +140,7 @@ const struct cli_cmd queue_commands[] = {
          "        \"MessageGroupId\":\"g\",\"MessageDeduplicationId\":\"d\",\n"
          "        \"MessageAttributes\":{\"k\":{\"DataType\":\"String\","
          "\"StringValue\":\"v\"}}}, ...]\nExits 1 when any entry failed.",
-         entries_opts, cmd_queue_send_batch, NULL, 1, 1},
+         send_batch_opts, cmd_queue_send_batch, NULL, 1, 1},
         {"receive", "Receive up to 10 messages.", "NAME [OPTIONS]",
          PAYLOAD_HELP, receive_opts, cmd_queue_receive, NULL, 1, 1},
         {"peek", "Show waiting messages without receiving them.",

@@ -15,12 +15,7 @@ static const struct cli_opt create_opts[] = {
          "(ArchivePolicy)"},
         {"--replicas", "N", REPLICAS_HELP},
         {"--require-signers", "A,B", REQUIRE_SIGNERS_HELP},
-        {"--encrypt", NULL,
-         "Encrypt: seal every event's data (XChaCha20-Poly1305) with a "
-         "data key only Readers and admin can open"},
-        {"--readers", "A,B",
-         "Readers: the identities (in MESH_KEYS) that may open its "
-         "events (at most 8)"},
+        ENCRYPT_CREATE_OPTS,
         {NULL, NULL, NULL},
 };
 
@@ -49,6 +44,8 @@ static const struct cli_opt publish_opts[] = {
 
 static const struct cli_opt entries_opts[] = {
         {"--entries", "JSON", "the entries, in the AWS CLI's JSON shape"},
+        AS_OPT,
+        {"--seed", "FILE", "--as NAME's seed file (mode 0600)"},
         {NULL, NULL, NULL},
 };
 

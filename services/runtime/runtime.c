@@ -173,6 +173,7 @@ mesh_service_new(const char *name, struct mesh_service **out)
 	s->o.snapshot_records = 100000;
 	mesh__store_init(s, &s->one);
 	pthread_mutex_init(&s->targets_mu, NULL);
+	pthread_mutex_init(&s->seal_mu, NULL);
 	pthread_mutex_init(&s->log_mu, NULL);
 	pthread_mutex_init(&s->backup.mu, NULL);
 	pthread_mutex_init(&s->unhandled_mu, NULL);
@@ -199,6 +200,7 @@ mesh_service_free(struct mesh_service *s)
 	mesh__outbox_fini(&s->one.outbox);
 	mesh__params_free(s);
 	pthread_mutex_destroy(&s->targets_mu);
+	pthread_mutex_destroy(&s->seal_mu);
 	pthread_mutex_destroy(&s->log_mu);
 	pthread_mutex_destroy(&s->backup.mu);
 	pthread_mutex_destroy(&s->unhandled_mu);
@@ -525,6 +527,13 @@ target_of(struct mesh_service *s, const char *name)
 		              name, mesh_errdetail());
 		return NULL;
 	}
+	/* mesh_emit sealed what it emitted to an encrypted target; this
+	 * seals what was emitted before the target began to encrypt. */
+	if (t->t != NULL) {
+		mesh_topic_set_keyring(t->t, s->keyring);
+	} else {
+		mesh_queue_set_keyring(t->q, s->keyring);
+	}
 	s->n_targets++;
 	return t;
 }
@@ -728,6 +737,75 @@ mesh_state_scan(struct mesh_ctx *c, const void *prefix, size_t plen,
 	                                     : state_err(c, rc, "scan");
 }
 
+/* Whether target encrypts, as last read (at most
+ * MESH_KEYRING_REFRESH_MS ago). A target that cannot be read now is taken
+ * as it was (clear when never read): the outbox's sender seals too. */
+static bool
+target_encrypts(struct mesh_service *s, const char *target)
+{
+	struct seal_target *t = NULL;
+	int64_t now = mesh_mono_ms();
+	bool encrypt = false;
+
+	pthread_mutex_lock(&s->seal_mu);
+	for (size_t i = 0; i < s->n_seal_targets; i++) {
+		if (strcmp(s->seal_targets[i].name, target) == 0) {
+			t = &s->seal_targets[i];
+		}
+	}
+	if (t == NULL) {
+		size_t max =
+		        sizeof(s->seal_targets) / sizeof(*s->seal_targets);
+		if (s->n_seal_targets == max) {
+			memmove(s->seal_targets, s->seal_targets + 1,
+			        (max - 1) * sizeof(*s->seal_targets));
+			s->n_seal_targets--;
+		}
+		t = &s->seal_targets[s->n_seal_targets++];
+		memset(t, 0, sizeof(*t));
+		snprintf(t->name, sizeof(t->name), "%s", target);
+	}
+	if (t->read_ms == 0 || now - t->read_ms >= MESH_KEYRING_REFRESH_MS) {
+		if (mesh_target_encrypted(s->c, target, &encrypt) == MESH_OK) {
+			t->encrypt = encrypt;
+		}
+		t->read_ms = now;
+	}
+	encrypt = t->encrypt;
+	pthread_mutex_unlock(&s->seal_mu);
+	return encrypt;
+}
+
+/* Seal ev for an encrypted target before the outbox keeps it, so neither
+ * the outbox nor a partition's changelog (on the broker) holds its
+ * plaintext. The service's identity must be a reader of the target. */
+static mesh_err
+emit_seal(struct mesh_service *s, const char *target, struct mesh_event *ev)
+{
+	mesh_err err;
+
+	if (mesh_event_data(ev, NULL, NULL, NULL) == MESH_DATA_NONE ||
+	    mesh_event_sealed(ev) || !target_encrypts(s, target)) {
+		return MESH_OK;
+	}
+	if (s->keyring == NULL) {
+		return mesh_err_set(
+		        MESH_EAUTH,
+		        "service '%s': emit to %s: it is "
+		        "encrypted, and the service has no identity "
+		        "to seal with (set MESH_IDENTITY to the seed "
+		        "file of one of its readers)",
+		        s->name, target);
+	}
+	if ((err = mesh_keyring_seal(s->keyring, target, ev)) != MESH_OK) {
+		char detail[256];
+		snprintf(detail, sizeof(detail), "%s", mesh_errdetail());
+		return mesh_err_set(err, "service '%s': emit to %s: %s",
+		                    s->name, target, detail);
+	}
+	return MESH_OK;
+}
+
 mesh_err
 mesh_emit(struct mesh_ctx *c, const char *target, const struct mesh_event *ev,
           const char *group_id)
@@ -769,6 +847,7 @@ mesh_emit(struct mesh_ctx *c, const char *target, const struct mesh_event *ev,
 	tp.string = traceparent;
 	tp.len = strlen(traceparent);
 	if ((err = mesh_event_ext_set(copy, "traceparent", &tp)) != MESH_OK ||
+	    (err = emit_seal(c->s, target, copy)) != MESH_OK ||
 	    (err = mesh_event_pack(copy, &buf, &len)) != MESH_OK) {
 		mesh_event_free(copy);
 		return err;

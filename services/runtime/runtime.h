@@ -153,6 +153,15 @@ struct mesh_service {
 		struct mesh_queue *q;
 	} targets[32];
 	size_t n_targets;
+	/* Whether each emit target encrypts (mesh_emit seals for those),
+	 * read again after MESH_KEYRING_REFRESH_MS. */
+	pthread_mutex_t seal_mu;
+	struct seal_target {
+		char name[MESH__OUTBOX_TARGET];
+		bool encrypt;
+		int64_t read_ms; /* mono */
+	} seal_targets[32];
+	size_t n_seal_targets;
 	natsSubscription *state_sub[3]; /* the state API (state_api.c) */
 	struct {                        /* the backup an instance serves */
 		pthread_mutex_t mu;

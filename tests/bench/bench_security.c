@@ -13,6 +13,13 @@
  *              events through the same service from a queue that
  *              requires no signer (nothing verified).
  *
+ *   sealed pipeline: N PlaceOrder events wait in an encrypted queue,
+ *              sealed by their producer (the queue's keyring); the
+ *              runtime's pipeline over them, each opened in its batch's
+ *              thread with the service's identity (a reader). Baseline:
+ *              the same events in clear through the same service (its
+ *              identity loaded too) from a clear queue.
+ *
  *   seal, open: sealed payloads (mesh/seal.h) on one thread: a copy of a
  *              PlaceOrder event sealed with an encrypted topic's current
  *              data key (mesh_keyring_seal), and a sealed one parsed and
@@ -42,8 +49,10 @@ static struct test_broker broker;
 static struct mesh_conn *conn;
 static struct mesh_identity *signer;
 
+/* Orders 0..n-1 to queue, signed (sign) or sealed by the queue's
+ * keyring (kr, for an encrypted queue). */
 static void
-fill_signed(const char *queue, long n)
+fill(const char *queue, long n, bool sign, struct mesh_keyring *kr)
 {
 	struct mesh_queue *q = NULL;
 	struct mesh_sender *snd = NULL;
@@ -53,10 +62,17 @@ fill_signed(const char *queue, long n)
 		fprintf(stderr, "bench: fill: %s\n", mesh_errdetail());
 		exit(1);
 	}
+	mesh_queue_set_keyring(q, kr);
 	for (long i = 0; i < n; i++) {
 		struct mesh_event *ev = bench_order(i);
-		mesh_event_sign(ev, signer);
-		mesh_sender_send(snd, &(struct mesh_send){.event = ev});
+		if (sign) {
+			mesh_event_sign(ev, signer);
+		}
+		if (mesh_sender_send(snd, &(struct mesh_send){.event = ev}) !=
+		    MESH_OK) {
+			fprintf(stderr, "bench: fill: %s\n", mesh_errdetail());
+			exit(1);
+		}
 		mesh_event_free(ev);
 	}
 	mesh_sender_close(snd);
@@ -64,20 +80,23 @@ fill_signed(const char *queue, long n)
 }
 
 static double
-pipeline(const char *queue, const char *dir, long n, int batch, int inflight)
+pipeline(const char *queue, const char *dir, long n, int batch, int inflight,
+         bool sign, struct mesh_keyring *kr,
+         const struct bench_service_opts *o)
 {
 	struct bench_service r;
 	double rate;
 	json_t *st;
 
-	fill_signed(queue, n);
-	bench_service_start(&r, conn, queue, dir, batch, inflight, n);
+	fill(queue, n, sign, kr);
+	bench_service_start_opts(&r, conn, queue, dir, batch, inflight, n, o);
 	if ((rate = bench_service_wait(&r, 300)) <= 0) {
 		exit(1);
 	}
 	st = bench_service_stats(conn, "bench");
 	if (json_integer_value(json_object_get(st, "signature_refused")) !=
-	    0) {
+	            0 ||
+	    json_integer_value(json_object_get(st, "sealed_refused")) != 0) {
 		fprintf(stderr, "bench: events refused\n");
 		exit(1);
 	}
@@ -259,6 +278,69 @@ bench_sealing(struct mesh_identity *reader, int rounds)
 	mesh_keyring_free(x.kr);
 }
 
+/* The pipeline with a sealed source against a clear one: the service
+ * "bench" is a reader of the encrypted queue and opens every event. */
+static void
+bench_sealed_pipeline(const char *root, long n, int batch, int inflight,
+                      int rounds)
+{
+	double on[BENCH_ROUNDS_MAX], off[BENCH_ROUNDS_MAX];
+	char seed[PATH_MAX + 32], dir[PATH_MAX + 32];
+	struct bench_service_opts o = {.identity_file = seed};
+	struct mesh_identity *svc = NULL;
+	struct mesh_keyring *kr = NULL;
+	struct mesh_key_record rec;
+	struct mesh_queue_attrs qa;
+
+	snprintf(seed, sizeof(seed), "%s/bench-service.nk", root);
+	mesh_queue_attrs_init(&qa);
+	if (mesh_identity_generate("bench", seed, &svc) != MESH_OK) {
+		fprintf(stderr, "bench: %s\n", mesh_errdetail());
+		exit(1);
+	}
+	mesh_identity_record(svc, &rec);
+	if (mesh_keys_put(conn, &rec, false) != MESH_OK ||
+	    mesh_queue_create(conn, "sec-clear", &qa) != MESH_OK) {
+		fprintf(stderr, "bench: %s\n", mesh_errdetail());
+		exit(1);
+	}
+	qa.encrypt = true;
+	snprintf(qa.readers, sizeof(qa.readers), "bench");
+	if (mesh_queue_create(conn, "sec-sealed", &qa) != MESH_OK ||
+	    mesh_keyring_new(conn, svc, &kr) != MESH_OK) {
+		fprintf(stderr, "bench: %s\n", mesh_errdetail());
+		exit(1);
+	}
+	printf("# %ld events sealed by their producer against the same in "
+	       "clear, batches of up to %d, %d in flight; %d rounds, "
+	       "interleaved\n",
+	       n, batch, inflight, rounds);
+	for (int i = 0; i < rounds; i++) {
+		char cdir[PATH_MAX + 32];
+		snprintf(dir, sizeof(dir), "%s/sealed-%d", root, i);
+		snprintf(cdir, sizeof(cdir), "%s/clear-%d", root, i);
+		if (i % 2 == 0) {
+			off[i] = pipeline("sec-clear", cdir, n, batch,
+			                  inflight, false, NULL, &o);
+			on[i] = pipeline("sec-sealed", dir, n, batch, inflight,
+			                 false, kr, &o);
+		} else {
+			on[i] = pipeline("sec-sealed", dir, n, batch, inflight,
+			                 false, kr, &o);
+			off[i] = pipeline("sec-clear", cdir, n, batch,
+			                  inflight, false, NULL, &o);
+		}
+		printf("# round %d: sealed %.0f events/s, clear %.0f (ratio "
+		       "%.2f)\n",
+		       i + 1, on[i], off[i], on[i] / off[i]);
+		fflush(stdout);
+	}
+	bench_figure_rounds("runtime pipeline with a sealed source", on, off,
+	                    rounds, "events/s", 0);
+	mesh_keyring_free(kr);
+	mesh_identity_free(svc);
+}
+
 int
 main(void)
 {
@@ -320,11 +402,15 @@ main(void)
 		snprintf(dir, sizeof(dir), "%s/on-%d", root, i);
 		snprintf(path, sizeof(path), "%s/off-%d", root, i);
 		if (i % 2 == 0) {
-			off[i] = pipeline("sec-off", path, n, batch, inflight);
-			on[i] = pipeline("sec-on", dir, n, batch, inflight);
+			off[i] = pipeline("sec-off", path, n, batch, inflight,
+			                  true, NULL, NULL);
+			on[i] = pipeline("sec-on", dir, n, batch, inflight,
+			                 true, NULL, NULL);
 		} else {
-			on[i] = pipeline("sec-on", dir, n, batch, inflight);
-			off[i] = pipeline("sec-off", path, n, batch, inflight);
+			on[i] = pipeline("sec-on", dir, n, batch, inflight,
+			                 true, NULL, NULL);
+			off[i] = pipeline("sec-off", path, n, batch, inflight,
+			                  true, NULL, NULL);
 		}
 		printf("# round %d: verified %.0f events/s, not verified "
 		       "%.0f (ratio %.2f)\n",
@@ -333,6 +419,7 @@ main(void)
 	}
 	bench_figure_rounds("runtime pipeline with signatures verified", on,
 	                    off, rounds, "events/s", 0);
+	bench_sealed_pipeline(root, n, batch, inflight, rounds);
 	mesh_identity_free(signer);
 	mesh_conn_close(conn);
 	test_broker_stop(&broker);

@@ -160,6 +160,9 @@ bench_service_start_opts(struct bench_service *r, struct mesh_conn *c,
 	mesh_service_opts(r->s)->state_dir = dir;
 	mesh_service_opts(r->s)->batch_size = batch;
 	mesh_service_opts(r->s)->max_inflight = inflight;
+	if (o != NULL && o->identity_file != NULL) {
+		mesh_service_opts(r->s)->identity_file = o->identity_file;
+	}
 	mesh_service_consume(r->s, queue);
 	mesh_service_on(r->s, "evmesh.shop.PlaceOrder",
 	                &evmesh__shop__place_order__descriptor, bench_on_order,

@@ -61,6 +61,8 @@ struct bench_service_opts {
 	const char *name; /* the service's name; NULL: "bench" */
 	int partitions;   /* 0: one environment; 1-1024: partitioned by
 	                     bench_order_key, changelog and leases on */
+	const char *identity_file; /* its MESH_IDENTITY (opens sealed
+	                              events); NULL: none */
 };
 
 /* Start the service consuming queue with its state in dir (made when

@@ -33,6 +33,11 @@ has() { # has HAYSTACK NEEDLE DESCRIPTION
 	esac
 }
 
+# field KEY.0.KEY: a value of the JSON document on standard input.
+field() { python3 -c 'import json,sys; d=json.load(sys.stdin)
+for k in sys.argv[1].split("."): d=d[int(k)] if k.isdigit() else d[k]
+print(d)' "$1"; }
+
 done_testing() {
 	echo "1..$tap_n"
 	[ "$tap_failed" -eq 0 ]

@@ -5,7 +5,10 @@
  * cannot open (nor can a non-reader service: its dead letters say why);
  * a MessageBody filter policy is refused on an encrypted topic, and an
  * encrypted topic is refused to a topic that has one; an unsealed event
- * is refused by the encrypted topic. */
+ * is refused by the encrypted topic. An encrypted queue: an unsealed
+ * event refused, and a signed one not sealed; a queue given a keyring
+ * seals what it sends (raw bytes not the plaintext, naming queue:NAME/1),
+ * a FIFO one still de-duplicates by content (hashed before sealing). */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +21,8 @@
 #include "mesh/seal.h"
 #include "mesh/service.h"
 #include "mesh/subscription.h"
+#include "mesh/queue.h"
+#include "mesh/sign.h"
 #include "mesh/topic.h"
 
 #define PLAIN1 "card 4111-1111-1111-1111 for order one"
@@ -190,6 +195,100 @@ dead_letters(const char *queue, char *reason, size_t size, int want)
 	}
 	mesh_queue_close(q);
 	return k;
+}
+
+/* Whether the stored messages of stream hold text. */
+static bool
+stream_holds(const char *stream, const char *text)
+{
+	bool found = false;
+
+	for (uint64_t seq = 1; seq <= 8 && !found; seq++) {
+		natsMsg *m = NULL;
+		js_GetMsg(&m, mesh_conn_js(c), stream, seq, NULL, NULL);
+		found = raw_holds(m, text);
+		natsMsg_Destroy(m);
+	}
+	return found;
+}
+
+/* Encrypted queues through the library. */
+static void
+queues(struct mesh_identity *pay, struct mesh_keyring *kr_pay)
+{
+	struct mesh_queue_attrs qa;
+	struct mesh_queue *q = NULL, *f = NULL;
+	struct mesh_queue_entry e = {.delay_s = -1};
+	struct mesh_queue_sent sent;
+	struct mesh_event *ev;
+	uint32_t ids[4], cur = 0;
+	size_t n = 0;
+	char readers[64];
+
+	mesh_queue_attrs_init(&qa);
+	qa.encrypt = true;
+	snprintf(qa.readers, sizeof(qa.readers), "payments,zed");
+	is_int(mesh_queue_create(c, "sq-jobs", &qa), MESH_ENOTFOUND,
+	       "queue: a reader without a key is refused");
+	has_str(mesh_errdetail(), "queue 'sq-jobs': Readers: reader 'zed'",
+	        "naming it");
+	is_int(mesh_datakey_ids(c, "queue:sq-jobs", ids, 4, &n, &cur, NULL, 0),
+	       MESH_ENOTFOUND, "and no data key is made");
+	snprintf(qa.readers, sizeof(qa.readers), "payments");
+	is_int(mesh_queue_create(c, "sq-jobs", &qa), MESH_OK,
+	       "an encrypted queue");
+	is_int(mesh_datakey_ids(c, "queue:sq-jobs", ids, 4, &n, &cur, readers,
+	                        sizeof(readers)),
+	       MESH_OK, "its data keys");
+	ok(n == 1 && cur == 1 && strcmp(readers, "payments") == 0,
+	   "key id 1, sealed to payments");
+	is_int(mesh_queue_open(c, "sq-jobs", &q), MESH_OK, "opened");
+	ok(mesh_queue_attrs(q)->encrypt, "Encrypt read back");
+	ev = pay_event(PLAIN1, "eu");
+	e.event = ev;
+	is_int(mesh_queue_send(q, &e, &sent), MESH_EINVAL,
+	       "an unsealed event is refused");
+	has_str(mesh_errdetail(), "queue 'sq-jobs' is encrypted: seal",
+	        "saying so");
+	mesh_event_sign(ev, pay);
+	mesh_queue_set_keyring(q, kr_pay);
+	is_int(mesh_queue_send(q, &e, &sent), MESH_EINVAL,
+	       "a signed event not sealed is refused, even with a keyring");
+	has_str(mesh_errdetail(), "signed but not sealed (seal, then sign)",
+	        "saying why");
+	mesh_event_free(ev);
+	ev = pay_event(PLAIN1, "eu");
+	e.event = ev;
+	is_int(mesh_queue_send(q, &e, &sent), MESH_OK,
+	       "with a keyring the queue seals what it sends");
+	ok(!mesh_event_sealed(ev), "a copy: the caller's event stays clear");
+	mesh_event_free(ev);
+	ok(!stream_holds("MQ_sq-jobs", "4111"), "its raw bytes: no plaintext");
+	ok(stream_holds("MQ_sq-jobs", "queue:sq-jobs/1"), "naming the key id");
+	mesh_queue_close(q);
+
+	mesh_queue_attrs_init(&qa);
+	qa.fifo = true;
+	qa.content_based_dedup = true;
+	qa.encrypt = true;
+	snprintf(qa.readers, sizeof(qa.readers), "payments");
+	is_int(mesh_queue_create(c, "sq-fifo.fifo", &qa), MESH_OK,
+	       "an encrypted FIFO queue, content-based de-duplication");
+	mesh_queue_open(c, "sq-fifo.fifo", &f);
+	mesh_queue_set_keyring(f, kr_pay);
+	e.delay_s = -1;
+	e.group_id = "g";
+	ev = pay_event(PLAIN2, "eu");
+	e.event = ev;
+	is_int(mesh_queue_send(f, &e, &sent), MESH_OK, "sent sealed");
+	ok(!sent.duplicate, "the first");
+	is_int(mesh_queue_send(f, &e, &sent), MESH_OK, "the same body again");
+	ok(sent.duplicate, "is a duplicate (hashed before sealing)");
+	mesh_event_free(ev);
+	ok(stream_holds("MF_sq-fifo", "queue:sq-fifo.fifo/1"),
+	   "stored sealed");
+	ok(!stream_holds("MF_sq-fifo", "5500"), "no plaintext stored");
+	mesh_queue_close(f);
 }
 
 int
@@ -384,6 +483,8 @@ main(void)
 	has_str(reason, "sealed: 'bob' is not a reader of topic:st-pay",
 	        "with the reason");
 	is_int(handled_now(), 2, "and handled none");
+
+	queues(pay, kr_pay);
 
 	running_stop(&svc);
 	running_stop(&other);

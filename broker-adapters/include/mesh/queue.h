@@ -28,6 +28,7 @@
 #include "mesh/conn.h"
 #include "mesh/err.h"
 #include "mesh/event.h"
+#include "mesh/seal.h"
 #include "mesh/sign.h"
 
 #define MESH_QUEUE_NAME_MAX       80
@@ -61,6 +62,14 @@ struct mesh_queue_attrs {
 	 * when set; "" none. Standard queues only (a FIFO queue replaces
 	 * the event id, which signatures cover). */
 	char require_signers[MESH_SIGNERS_TEXT_MAX + 1];
+	/* Encrypt: its events' data sealed (mesh/seal.h, target
+	 * "queue:NAME") with a data key sealed to Readers ("A,B", each in
+	 * MESH_KEYS) and to "admin"; creating or turning it on makes the
+	 * first data key, changing Readers rotates it. Changeable (turning
+	 * it off leaves old messages sealed). Dead letters and redrives
+	 * move the sealed bytes as they are. */
+	bool encrypt;
+	char readers[MESH_READERS_TEXT_MAX + 1];
 };
 
 void mesh_queue_attrs_init(struct mesh_queue_attrs *a);
@@ -167,6 +176,14 @@ struct mesh_queue_sent {
 	uint64_t sequence;   /* SequenceNumber (FIFO) */
 	bool duplicate;      /* dropped as a duplicate (FIFO) */
 };
+
+/* Seal with kr (borrowed: it must outlive q; NULL: none) what is sent
+ * to q when q encrypts, on every send path (send, batch, many, sender),
+ * as mesh_topic_set_keyring does for topics; without one an unsealed
+ * event with data is refused (MESH_EINVAL, "queue 'jobs' is encrypted:
+ * seal the event's data first ..."). Dead letters are not sent through
+ * here: they keep the bytes they had. */
+void mesh_queue_set_keyring(struct mesh_queue *q, struct mesh_keyring *kr);
 
 /* Send one message. Errors: MESH_EINVAL (the detail names the field),
  * MESH_ETOOBIG (over MaximumMessageSize), and the connection's. When it

@@ -89,6 +89,13 @@ mesh_err mesh_datakey_ids(struct mesh_conn *c, const char *target,
 /* Forget target's keys (the target is deleted). Absent is fine. */
 mesh_err mesh_datakey_forget(struct mesh_conn *c, const char *target);
 
+/* Whether target ("topic:NAME" or "queue:NAME") encrypts, read from its
+ * stream now (for producers that keep no open handle). Errors:
+ * MESH_EINVAL, MESH_ENOTFOUND (no such topic or queue), the
+ * connection's. */
+mesh_err mesh_target_encrypted(struct mesh_conn *c, const char *target,
+                               bool *encrypt);
+
 /* ---- a keyring: an identity's opened data keys ------------------------- */
 
 struct mesh_keyring;

@@ -117,6 +117,16 @@ void mesh_topic_close(struct mesh_topic *t);
 const char *mesh_topic_name(const struct mesh_topic *t);
 const struct mesh_topic_attrs *mesh_topic_attrs(const struct mesh_topic *t);
 
+/* Seal with kr (borrowed: it must outlive t; NULL: none) what is
+ * published to t when t encrypts: every publish path (publish, batch,
+ * sender) then seals a copy of each event with data that is not sealed
+ * yet, after computing a FIFO content-based de-duplication id. Without a
+ * keyring such an event is refused (MESH_EINVAL, "topic 'pay' is
+ * encrypted: seal the event's data first ..."), as is a signed event
+ * that is not sealed (seal, then sign). kr's identity must be a reader of
+ * the topic or admin (else MESH_EAUTH, from mesh_keyring_seal). */
+void mesh_topic_set_keyring(struct mesh_topic *t, struct mesh_keyring *kr);
+
 /* One message to publish: the event carries the body and the message
  * attributes. */
 struct mesh_topic_entry {
