@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -23,6 +24,7 @@
 
 #include "example.pb-c.h"
 #include "harness.h"
+#include "request_call.h"
 #include "service_thread.h"
 #include "mesh/service.h"
 
@@ -208,90 +210,12 @@ declare(const char *state)
 
 /* ---- the caller: what the gateway sends --------------------------------- */
 
-struct resp {
-	int status; /* -1: no reply (nats says why) */
-	natsStatus nats;
-	char body[2048];
-	char call[24], replayed[8], pid[24], put_refused[32], request_id[64];
-	char ctype[64];
-};
-
-static void
-copy_hdr(natsMsg *m, const char *name, char *out, size_t size)
-{
-	const char *v = NULL;
-
-	out[0] = '\0';
-	if (natsMsgHeader_Get(m, name, &v) == NATS_OK) {
-		snprintf(out, size, "%s", v);
-	}
-}
-
-static int
-call_on(natsConnection *nc, const char *service, const char *route,
-        const char *path, const char *id, const char *query, const char *idem,
-        const char *body, int64_t timeout_ms, struct resp *r)
-{
-	static atomic_int seq;
-	char subject[128], rid[64], method[8], status[8];
-	natsMsg *m = NULL, *reply = NULL;
-
-	memset(r, 0, sizeof(*r));
-	snprintf(subject, sizeof(subject), MESH_SERVICE_REQUEST_SUBJECT,
-	         service);
-	snprintf(rid, sizeof(rid), "rid-%d-%d", (int)getpid(),
-	         atomic_fetch_add(&seq, 1));
-	snprintf(method, sizeof(method), "%.*s",
-	         (int)(strchr(route, ' ') - route), route);
-	natsMsg_Create(&m, subject, NULL, body, body ? (int)strlen(body) : 0);
-	natsMsgHeader_Set(m, MESH_REQUEST_ROUTE_HDR, route);
-	natsMsgHeader_Set(m, MESH_REQUEST_METHOD_HDR, method);
-	natsMsgHeader_Set(m, MESH_REQUEST_PATH_HDR, path);
-	natsMsgHeader_Set(m, MESH_REQUEST_ID_HDR, rid);
-	natsMsgHeader_Set(m, MESH_REQUEST_CONTENT_TYPE_HDR,
-	                  "application/json");
-	if (id != NULL) {
-		natsMsgHeader_Set(m, MESH_REQUEST_PARAM_PREFIX "id", id);
-	}
-	if (query != NULL) {
-		natsMsgHeader_Set(m, MESH_REQUEST_QUERY_HDR, query);
-	}
-	if (idem != NULL) {
-		natsMsgHeader_Set(m, MESH_REQUEST_IDEMPOTENCY_HDR, idem);
-	}
-	r->status = -1;
-	r->nats = natsConnection_RequestMsg(&reply, nc, m, timeout_ms);
-	natsMsg_Destroy(m);
-	if (r->nats != NATS_OK) {
-		return -1;
-	}
-	copy_hdr(reply, MESH_REPLY_STATUS_HDR, status, sizeof(status));
-	r->status = atoi(status);
-	snprintf(r->body, sizeof(r->body), "%.*s",
-	         natsMsg_GetDataLength(reply),
-	         natsMsg_GetData(reply) ? natsMsg_GetData(reply) : "");
-	copy_hdr(reply, MESH_REQUEST_HEADER_PREFIX "Call", r->call,
-	         sizeof(r->call));
-	copy_hdr(reply, MESH_REPLY_REPLAYED_HDR, r->replayed,
-	         sizeof(r->replayed));
-	copy_hdr(reply, MESH_REQUEST_HEADER_PREFIX "Pid", r->pid,
-	         sizeof(r->pid));
-	copy_hdr(reply, MESH_REQUEST_HEADER_PREFIX "Put-Refused",
-	         r->put_refused, sizeof(r->put_refused));
-	copy_hdr(reply, MESH_REQUEST_ID_HDR, r->request_id,
-	         sizeof(r->request_id));
-	copy_hdr(reply, MESH_REQUEST_CONTENT_TYPE_HDR, r->ctype,
-	         sizeof(r->ctype));
-	natsMsg_Destroy(reply);
-	return r->status;
-}
-
 static int
 call(const char *route, const char *path, const char *id, const char *query,
-     const char *idem, const char *body, struct resp *r)
+     const char *idem, const char *body, struct test_reply *r)
 {
-	return call_on(mesh_conn_nats(c), "rq", route, path, id, query, idem,
-	               body, 5000, r);
+	return test_request_call(mesh_conn_nats(c), "rq", route, path, id,
+	                         query, idem, body, 5000, r);
 }
 
 /* Greeted events of that name on the observer's subscription, waiting
@@ -347,6 +271,7 @@ spawn(const char *state)
 	pid_t pid = fork();
 
 	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL); /* die with the test */
 		execl("/proc/self/exe", "test_request", "serve", broker.url,
 		      state, (char *)NULL);
 		_exit(127);
@@ -358,11 +283,12 @@ spawn(const char *state)
 static bool
 wait_ready(void)
 {
-	struct resp r;
+	struct test_reply r;
 
 	for (long long end = test_now_ms() + 15000; test_now_ms() < end;) {
-		if (call_on(mesh_conn_nats(c), "rq", "GET /whoami", "/whoami",
-		            NULL, NULL, NULL, NULL, 1000, &r) == 200) {
+		if (test_request_call(mesh_conn_nats(c), "rq", "GET /whoami",
+		                      "/whoami", NULL, NULL, NULL, NULL, 1000,
+		                      &r) == 200) {
 			return true;
 		}
 		usleep(100000);
@@ -390,7 +316,7 @@ busy_pid(const char *dir)
 }
 
 struct bg_call {
-	struct resp r;
+	struct test_reply r;
 	pthread_t t;
 };
 
@@ -473,7 +399,7 @@ in_process(struct mesh_subscriber *obs, const char *state)
 {
 	struct running run = {0};
 	struct mesh_conn_opts o;
-	struct resp r, r2;
+	struct test_reply r, r2;
 	struct bg_call bg;
 	long long t0, worst = 0;
 
@@ -498,13 +424,14 @@ in_process(struct mesh_subscriber *obs, const char *state)
 	is_str(r.body, "{\"name\":\"ada\",\"count\":\"1\"}",
 	       "... and its message as proto3 JSON");
 	is_str(r.ctype, "application/json", "... as application/json");
-	is_str(r.call, "1", "... the handler ran once");
+	is_str(test_reply_header(&r, "Call"), "1", "... the handler ran once");
 	is_int(emitted(obs, "ada", 1, 3000), 1,
 	       "its event went out through the outbox");
 	is_int(call("GET /items/{id}", "/items/a", "a", NULL, NULL, NULL, &r),
 	       200, "a read finds what the command committed");
 	is_str(r.body, "{\"name\":\"ada\",\"count\":\"1\"}", "... its state");
-	is_str(r.put_refused, "MESH_EINVAL", "a read's write is refused");
+	is_str(test_reply_header(&r, "Put-Refused"), "MESH_EINVAL",
+	       "a read's write is refused");
 
 	/* The retry. */
 	is_int(call("POST /items/{id}", "/items/a", "a", NULL, "key-1",
@@ -512,7 +439,7 @@ in_process(struct mesh_subscriber *obs, const char *state)
 	       201, "a retry with the same Idempotency-Key: the same status");
 	is_str(r.body, "{\"name\":\"ada\",\"count\":\"1\"}",
 	       "... the recorded body");
-	is_str(r.call, "1", "... the recorded headers");
+	is_str(test_reply_header(&r, "Call"), "1", "... the recorded headers");
 	is_str(r.replayed, "true", "... marked Idempotent-Replayed");
 	is_int(atomic_load(&put_calls), 1,
 	       "... and the handler not run again");
@@ -532,7 +459,7 @@ in_process(struct mesh_subscriber *obs, const char *state)
 	is_int(call("POST /items/{id}", "/items/a", "a", NULL, NULL,
 	            "{\"name\":\"ada\"}", &r),
 	       201, "a command without a key runs");
-	is_str(r.call, "3", "... once more");
+	is_str(test_reply_header(&r, "Call"), "3", "... once more");
 	emitted(obs, "ada", 2, 1000);
 
 	/* What the runtime answers itself. */
@@ -624,7 +551,7 @@ in_process(struct mesh_subscriber *obs, const char *state)
 static void
 processes(const char *state, const char *busy)
 {
-	struct resp r;
+	struct test_reply r;
 	struct bg_call bg;
 	pid_t pid[3], victim;
 	int seen[2] = {0, 0}, status;
@@ -637,8 +564,10 @@ processes(const char *state, const char *busy)
 	for (int i = 0; i < 60; i++) {
 		if (call("GET /whoami", "/whoami", NULL, NULL, NULL, NULL,
 		         &r) == 200) {
-			seen[0] += atoi(r.pid) == pid[0];
-			seen[1] += atoi(r.pid) == pid[1];
+			seen[0] +=
+			        atoi(test_reply_header(&r, "Pid")) == pid[0];
+			seen[1] +=
+			        atoi(test_reply_header(&r, "Pid")) == pid[1];
 		}
 	}
 	ok(seen[0] > 0 && seen[1] > 0 && seen[0] + seen[1] == 60,
