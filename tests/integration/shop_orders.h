@@ -43,7 +43,8 @@ test_shop_order(const char *prefix, int i, struct mesh_event **out)
 	return err;
 }
 
-/* Whether shipping and notifications have subscribed themselves. */
+/* Whether orders, shipping and notifications have subscribed themselves
+ * (orders to shipments, the others to orders and shipments). */
 static inline bool
 test_shop_subscribed(struct mesh_conn *c)
 {
@@ -54,14 +55,15 @@ test_shop_subscribed(struct mesh_conn *c)
 		return false;
 	}
 	for (size_t i = 0; i < n; i++) {
-		found += strcmp(subs[i].endpoint, "shipping") == 0 ||
+		found += strcmp(subs[i].endpoint, "orders") == 0 ||
+		         strcmp(subs[i].endpoint, "shipping") == 0 ||
 		         strcmp(subs[i].endpoint, "notifications") == 0;
 	}
 	mesh_subscription_list_free(subs, n);
-	return found == 2;
+	return found == 3;
 }
 
-/* Wait up to 10 s for shipping and notifications to subscribe. */
+/* Wait up to 10 s for the three to subscribe. */
 static inline bool
 test_shop_wait_subscribed(struct mesh_conn *c)
 {

@@ -146,7 +146,7 @@ main(int argc, char **argv)
 		pids[i] = spawn(i);
 	}
 	ok(test_shop_wait_subscribed(conn),
-	   "shipping and notifications subscribed themselves");
+	   "orders, shipping and notifications subscribed themselves");
 
 	t0 = test_now_ms();
 	pthread_create(&prod, NULL, producer, NULL);
@@ -203,12 +203,13 @@ main(int argc, char **argv)
 	is_int(r.lost, 0, "nothing lost");
 	is_int(r.stray, 0, "nothing shipped that should not be");
 	is_int(r.repeats, repeats, "each repeated command counted once");
-	is_int(r.state_keys[0], TOTAL + repeats,
-	       "orders' state: an order and a repeat count each, no more");
+	is_int(r.state_keys[0], TOTAL + repeats + shippable,
+	       "orders' state: an order, a repeat count and a shipment "
+	       "each, no more");
 	is_int(r.state_keys[1], shippable, "shipping's: a shipment each");
 	is_int(r.state_keys[2], shippable, "notifications': a note each");
-	is_int(r.processed[0], TOTAL + repeats,
-	       "orders processed each command once");
+	is_int(r.processed[0], TOTAL + repeats + shippable,
+	       "orders processed each command and shipment once");
 	is_int(r.processed[1], shippable, "shipping each OrderPlaced once");
 	is_int(r.processed[2], shippable,
 	       "notifications each ShipmentCreated once");
