@@ -42,25 +42,7 @@ static atomic_bool producing = true;
 static pid_t
 spawn(int i)
 {
-	char state[PATH_MAX + 32], log[PATH_MAX + 32];
-	pid_t pid;
-
-	snprintf(state, sizeof state, "%s/%s", dir, names[i]);
-	snprintf(log, sizeof log, "%s/%s.log", dir, names[i]);
-	if ((pid = fork()) == 0) {
-		/* Die with the test, and hold none of its output open (meson
-		 * waits for that to close). */
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (freopen(log, "a", stderr) == NULL ||
-		    freopen("/dev/null", "w", stdout) == NULL) {
-			_exit(127);
-		}
-		setenv("SHOP_COUNTRIES", COUNTRIES, 1);
-		execl(paths[i], paths[i], "--server", broker.url, "--state",
-		      state, (char *)NULL);
-		_exit(127);
-	}
-	return pid;
+	return test_shop_spawn(paths[i], broker.url, dir, names[i]);
 }
 
 /* Whether order i - 500 is placed again after orders [i, i + 10): the

@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -23,28 +22,6 @@ static const char *const names[3] = {"orders", "shipping", "notifications"};
 static struct test_broker broker;
 static struct mesh_conn *conn;
 static char dir[PATH_MAX];
-
-static pid_t
-spawn(int i)
-{
-	char state[PATH_MAX + 32], log[PATH_MAX + 32];
-	pid_t pid;
-
-	snprintf(state, sizeof state, "%s/%s", dir, names[i]);
-	snprintf(log, sizeof log, "%s/%s.log", dir, names[i]);
-	if ((pid = fork()) == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (freopen(log, "a", stderr) == NULL ||
-		    freopen("/dev/null", "w", stdout) == NULL) {
-			_exit(127);
-		}
-		setenv("SHOP_COUNTRIES", TEST_SHOP_COUNTRIES, 1);
-		execl(paths[i], paths[i], "--server", broker.url, "--state",
-		      state, (char *)NULL);
-		_exit(127);
-	}
-	return pid;
-}
 
 static int
 get_order(const char *id, struct test_reply *r)
@@ -107,7 +84,7 @@ main(int argc, char **argv)
 	ok(test_shop_make(conn),
 	   "topics orders, shipments; queues place-order, orders-summary");
 	for (int i = 0; i < 3; i++) {
-		pids[i] = spawn(i);
+		pids[i] = test_shop_spawn(paths[i], broker.url, dir, names[i]);
 	}
 	ok(test_shop_wait_subscribed(conn),
 	   "orders, shipping and notifications subscribed themselves");
