@@ -1021,6 +1021,7 @@ serve(struct mesh_service *s, struct store *st, natsMsg *m,
 	struct mesh_ctx ctx = {.s = s, .st = st, .req = &r, .undo = undo};
 	bool replayed = false;
 	uint64_t from = 0;
+	int64_t t0 = mesh__mono_ns();
 
 	if (request_parse(s, &r, &rep)) {
 		if (r.rt->read) {
@@ -1030,6 +1031,14 @@ serve(struct mesh_service *s, struct store *st, natsMsg *m,
 		}
 	}
 	reply_send(s, m, &r, &rep, replayed);
+	mesh__stats_record(&s->stats.request, mesh__mono_ns() - t0);
+	atomic_fetch_add(&s->stats.requests, 1);
+	if (replayed) {
+		atomic_fetch_add(&s->stats.requests_replayed, 1);
+	}
+	if (rep.status >= 500) {
+		atomic_fetch_add(&s->stats.requests_5xx, 1);
+	}
 	if (from != 0) {
 		/* Committed: what it emitted goes out now (or at the next
 		 * flush, should this fail). */

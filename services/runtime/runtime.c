@@ -320,11 +320,12 @@ mesh_service_partitions(struct mesh_service *s, int n, mesh_key_fn key_fn,
 		                    s->name, n, MESH_PARTITIONS_MAX);
 	}
 	if (n > 0 && s->n_routes > 0) {
-		return mesh_err_set(MESH_EINVAL,
-		                    "service '%s': %d partitions: it has %zu "
-		                    "request routes, and a partitioned service "
-		                    "serves no requests",
-		                    s->name, n, s->n_routes);
+		return mesh_err_set(
+		        MESH_EINVAL,
+		        "service '%s': %d partitions: it has %zu "
+		        "request routes, and a partitioned service "
+		        "serves no requests",
+		        s->name, n, s->n_routes);
 	}
 	s->o.partitions = n;
 	s->key_fn = key_fn;
@@ -1009,6 +1010,9 @@ stats_json(struct mesh_service *s)
 	COUNTER("malformed", malformed);
 	COUNTER("signature_refused", signature_refused);
 	COUNTER("sealed_refused", sealed_refused);
+	COUNTER("requests", requests);
+	COUNTER("requests_replayed", requests_replayed);
+	COUNTER("requests_5xx", requests_5xx);
 #undef COUNTER
 	json_object_set_new(j, "in_flight",
 	                    json_integer(atomic_load(&st->in_flight)));
@@ -1020,6 +1024,7 @@ stats_json(struct mesh_service *s)
 	                                                    &s->one.outbox))));
 	json_object_set_new(j, "handler_ms", mesh__hist_json(&st->handler));
 	json_object_set_new(j, "commit_ms", mesh__hist_json(&st->commit));
+	json_object_set_new(j, "request_ms", mesh__hist_json(&st->request));
 	if (s->parts != NULL) {
 		json_object_set_new(j, "partitions", mesh__parts_json(s));
 	}

@@ -543,6 +543,31 @@ in_process(struct mesh_subscriber *obs, const char *state)
 	pthread_join(bg.t, NULL);
 	is_int(bg.r.status, 201,
 	       "a command during the batch is answered after its commit");
+	{
+		natsMsg *reply = NULL;
+		json_t *j = NULL;
+		if (natsConnection_RequestString(&reply, mesh_conn_nats(c),
+		                                 "mesh.service.rq.stats", "",
+		                                 2000) == NATS_OK) {
+			j = json_loadb(natsMsg_GetData(reply),
+			               (size_t)natsMsg_GetDataLength(reply), 0,
+			               NULL);
+		}
+		natsMsg_Destroy(reply);
+		ok(json_integer_value(json_object_get(j, "requests")) >= 25,
+		   "stats count the requests (%lld)",
+		   (long long)json_integer_value(
+		           json_object_get(j, "requests")));
+		is_int(json_integer_value(
+		               json_object_get(j, "requests_replayed")),
+		       1, "... the one replayed");
+		is_int(json_integer_value(json_object_get(j, "requests_5xx")),
+		       2, "... and the two 500s");
+		ok(json_object_get(json_object_get(j, "request_ms"), "p99") !=
+		           NULL,
+		   "... and their latency");
+		json_decref(j);
+	}
 	is_int(running_stop(&run), MESH_OK, "the service stops cleanly");
 	mesh_service_free(run.s);
 	mesh_conn_close(run.c);

@@ -13,9 +13,10 @@
  * {"service", "instance", "received", "processed", "retried", "failed",
  *  "dead_lettered", "malformed", "duplicates", "ignored",
  *  "outbox_pending", "in_flight", "handler_ms": {"p50", "p95", "p99"},
- *  "commit_ms": {"p50", "p95", "p99"}}
+ *  "commit_ms": {"p50", "p95", "p99"}, "requests", "requests_replayed",
+ *  "requests_5xx", "request_ms": {"p50", "p95", "p99"}}
  * where commit_ms is publish-to-commit: from the event's time to its
- * batch's commit. */
+ * batch's commit, and request_ms a request's receipt to its reply. */
 #define MESH_SERVICE_STATS_SUBJECT "mesh.service.%s.stats"
 /* ... and every instance of every service answers on this one. */
 #define MESH_SERVICES_STATS_SUBJECT "mesh.services.stats"
