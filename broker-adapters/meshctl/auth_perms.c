@@ -498,6 +498,12 @@ auth_perms_service(const json_t *d, const char *public_key, json_t **out)
 	    "mesh.service.%s.*.state.*", svc);
 	SUB(p, "a backup's chunks, asked of the instance making it",
 	    "mesh.service.%s.instance.*.backup", svc);
+	if (json_array_size(json_object_get(d, "routes")) > 0) {
+		SUB(p,
+		    "its request routes (mesh_service_on_request: "
+		    "mesh-gateway's calls)",
+		    MESH_SERVICE_REQUEST_SUBJECT, svc);
+	}
 	json_array_foreach(sources, i, v)
 	{
 		const char *kind =

@@ -35,7 +35,8 @@ const struct cli_opt stats_opts[] = {
 	 "asking the running service"},                                       \
 	        {"--db", "NAME",                                              \
 	         "the named database: state (the handlers'), or the "         \
-	         "runtime's processed, processed_at, outbox, meta"},          \
+	         "runtime's processed, processed_at, outbox, meta, "          \
+	         "requests, requests_at"},                                    \
 	{                                                                     \
 		"--no-lock", NULL,                                            \
 		        "read without a slot in lock.mdb (when it is not "    \

@@ -11,7 +11,11 @@
  * wants. A repeat with another customer, country or total is rejected
  * (dead-lettered with the reason): it is a different order under a used
  * id. Malformed commands, and those outside the limits of shop.h (lines,
- * quantities, prices, the total), are rejected too, with the reason. */
+ * quantities, prices, the total), are rejected too, with the reason.
+ *
+ * It keeps the shipments of its orders (topic shipments, shipped/<id>) so
+ * that GET /orders/{id} answers from its own state: the order and whether
+ * it shipped (an OrderStatus, 404 for an order it does not have). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -179,6 +183,76 @@ summarize(struct mesh_ctx *ctx, const struct mesh_event *ev,
 	return MESH_HANDLER_OK;
 }
 
+/* A shipment of one of its orders (ShipmentCreated, topic shipments):
+ * kept whole, so that a read can say it shipped, and how. */
+static mesh_handler_result
+shipped(struct mesh_ctx *ctx, const struct mesh_event *ev,
+        const ProtobufCMessage *msg, void *arg)
+{
+	const Evmesh__Shop__ShipmentCreated *sc = (const void *)msg;
+	char key[SHOP_KEY_MAX];
+	size_t klen;
+
+	(void)ev;
+	(void)arg;
+	if (!shop_id_valid(sc->order_id)) {
+		return mesh_reject(ctx, "order_id: not 1-128 of "
+		                        "[A-Za-z0-9_.:-]");
+	}
+	klen = shop_key(key, SHOP_SHIPPED, sc->order_id);
+	return shop_put_message(ctx, key, klen, &sc->base) == MESH_OK
+	               ? MESH_HANDLER_OK
+	               : mesh_retry(ctx, 0);
+}
+
+/* GET /orders/{id}: the order and whether it shipped, from orders' state
+ * (a read transaction). */
+static mesh_handler_result
+get_order(struct mesh_ctx *ctx, const struct mesh_request *req,
+          struct mesh_reply *rep, void *arg)
+{
+	Evmesh__Shop__OrderStatus st = EVMESH__SHOP__ORDER_STATUS__INIT;
+	Evmesh__Shop__OrderPlaced *op = NULL;
+	Evmesh__Shop__ShipmentCreated *sc = NULL;
+	const char *id = mesh_request_param(req, "id");
+	char key[SHOP_KEY_MAX];
+	const void *val;
+	size_t klen, vlen;
+	mesh_err err;
+
+	(void)arg;
+	if (!shop_id_valid(id)) {
+		mesh_reply_error(
+		        rep, 400,
+		        "id: an order id is 1-128 of [A-Za-z0-9_.:-]");
+		return MESH_HANDLER_OK;
+	}
+	klen = shop_key(key, SHOP_ORDER, id);
+	if ((err = mesh_state_get(ctx, key, klen, &val, &vlen)) ==
+	    MESH_ENOTFOUND) {
+		mesh_reply_error(rep, 404, "no order '%s'", id);
+		return MESH_HANDLER_OK;
+	}
+	if (err != MESH_OK || (op = evmesh__shop__order_placed__unpack(
+	                               NULL, vlen, val)) == NULL) {
+		return mesh_reject(ctx, "order unreadable in state");
+	}
+	st.order = op;
+	klen = shop_key(key, SHOP_SHIPPED, id);
+	if (mesh_state_get(ctx, key, klen, &val, &vlen) == MESH_OK &&
+	    (sc = evmesh__shop__shipment_created__unpack(NULL, vlen, val)) !=
+	            NULL) {
+		st.shipped = true;
+		st.shipment_id = sc->shipment_id;
+		st.label = sc->label;
+	}
+	err = mesh_reply_message(rep, 200, &st.base);
+	evmesh__shop__order_placed__free_unpacked(op, NULL);
+	evmesh__shop__shipment_created__free_unpacked(sc, NULL);
+	return err == MESH_OK ? MESH_HANDLER_OK
+	                      : mesh_reject(ctx, mesh_errdetail());
+}
+
 int
 main(int argc, char **argv)
 {
@@ -192,6 +266,10 @@ main(int argc, char **argv)
 		err = mesh_service_consume(s, "orders-summary");
 	}
 	if (err == MESH_OK) {
+		err = mesh_service_subscribe(s, "shipments", NULL,
+		                             MESH_FILTER_SCOPE_ATTRIBUTES, 0);
+	}
+	if (err == MESH_OK) {
 		err = mesh_service_emits(s, "topic:orders");
 	}
 	if (err == MESH_OK) {
@@ -202,6 +280,16 @@ main(int argc, char **argv)
 	if (err == MESH_OK) {
 		err = mesh_service_on(s, "evmesh.shop.OrderSummary", NULL,
 		                      summarize, NULL);
+	}
+	if (err == MESH_OK) {
+		err = mesh_service_on(
+		        s, "evmesh.shop.ShipmentCreated",
+		        &evmesh__shop__shipment_created__descriptor, shipped,
+		        NULL);
+	}
+	if (err == MESH_OK) {
+		err = mesh_service_on_request(s, "GET /orders/{id}", NULL,
+		                              get_order, NULL);
 	}
 	return shop_main(s, err, argc, argv);
 }

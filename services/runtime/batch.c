@@ -216,36 +216,45 @@ run_one(struct mesh_service *s, struct store *st, struct mesh_source *src,
 	return 0;
 }
 
-/* Forget processed ids older than the horizon, a few per batch. */
-static int
-prune(struct mesh_service *s, struct store *st, MDB_txn *txn,
-      const struct mesh__wnote *note)
+int
+mesh__expire(MDB_txn *txn, MDB_dbi table, MDB_dbi at, int64_t before_ms, int n,
+             const struct mesh__wnote *note)
 {
 	MDB_cursor *cur = NULL;
 	MDB_val k, v;
-	int64_t before = mesh_wall_ms() - s->o.horizon_s * 1000;
-	int rc, n = 0;
+	int rc, done = 0;
 
-	if ((rc = mdb_cursor_open(txn, st->db_processed_at, &cur)) != 0) {
+	if ((rc = mdb_cursor_open(txn, at, &cur)) != 0) {
 		return rc;
 	}
-	while (n < PRUNE_PER_BATCH &&
+	while (done < n &&
 	       (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST)) == 0 &&
-	       k.mv_size > 8 && (int64_t)mesh__from_be64(k.mv_data) < before) {
+	       k.mv_size > 8 &&
+	       (int64_t)mesh__from_be64(k.mv_data) < before_ms) {
 		MDB_val id = {k.mv_size - 8, (uint8_t *)k.mv_data + 8};
-		mesh__wnote(note, st->db_processed, &id);
-		mesh__wnote(note, st->db_processed_at, &k);
-		rc = mdb_del(txn, st->db_processed, &id, NULL);
+		mesh__wnote(note, table, &id);
+		mesh__wnote(note, at, &k);
+		rc = mdb_del(txn, table, &id, NULL);
 		if (rc != 0 && rc != MDB_NOTFOUND) {
 			break;
 		}
 		if ((rc = mdb_cursor_del(cur, 0)) != 0) {
 			break;
 		}
-		n++;
+		done++;
 	}
 	mdb_cursor_close(cur);
 	return rc == MDB_NOTFOUND || rc == 0 ? 0 : rc;
+}
+
+/* Forget processed ids older than the horizon, a few per batch. */
+static int
+prune(struct mesh_service *s, struct store *st, MDB_txn *txn,
+      const struct mesh__wnote *note)
+{
+	return mesh__expire(txn, st->db_processed, st->db_processed_at,
+	                    mesh_wall_ms() - s->o.horizon_s * 1000,
+	                    PRUNE_PER_BATCH, note);
 }
 
 static void log_ev(struct mesh_service *s, const struct item *it,

@@ -53,10 +53,13 @@ usage(FILE *f, const struct mesh_service *s)
 	        "changelog\n"
 	        "                    records or 64 MiB, 10-100000000\n"
 	        "                    ($MESH_SNAPSHOT_RECORDS; %ld)\n"
+	        "  --request-threads N  requests handled at once, 1-64\n"
+	        "                    ($MESH_REQUEST_THREADS; %d)\n"
 	        "  --describe        print what it declares (JSON: its topics "
 	        "and\n"
-	        "                    queues, its partitions) without "
-	        "connecting; exit\n"
+	        "                    queues, its partitions, its request "
+	        "routes)\n"
+	        "                    without connecting; exit\n"
 	        "  --prepare         make what a start makes (its "
 	        "subscriptions, its\n"
 	        "                    dead-letter queue, its partitions), "
@@ -79,7 +82,7 @@ usage(FILE *f, const struct mesh_service *s)
 	        o->max_inflight, o->max_receive, o->horizon_s, o->dlq,
 	        o->map_size >> 20, o->partitions,
 	        o->partitions ? "partitioned" : "not partitioned", o->lease_ms,
-	        o->snapshot_records);
+	        o->snapshot_records, o->request_threads);
 }
 
 static int
@@ -139,6 +142,7 @@ mesh_service_main(struct mesh_service *s, int argc, char **argv)
 	        {"partitions", required_argument, NULL, 'p'},
 	        {"lease-ms", required_argument, NULL, 'l'},
 	        {"snapshot-records", required_argument, NULL, 'n'},
+	        {"request-threads", required_argument, NULL, 't'},
 	        {"describe", no_argument, NULL, 'D'},
 	        {"prepare", no_argument, NULL, 'P'},
 	        {"help", no_argument, NULL, 'h'},
@@ -153,7 +157,8 @@ mesh_service_main(struct mesh_service *s, int argc, char **argv)
 	           *map_mb = getenv("MESH_MAP_MB"),
 	           *partitions = getenv("MESH_PARTITIONS"),
 	           *lease_ms = getenv("MESH_LEASE_MS"),
-	           *snap = getenv("MESH_SNAPSHOT_RECORDS");
+	           *snap = getenv("MESH_SNAPSHOT_RECORDS"),
+	           *req_threads = getenv("MESH_REQUEST_THREADS");
 	struct mesh_daemon d;
 	struct mesh_conn *c = NULL;
 	enum { RUN, DESCRIBE, PREPARE } mode = RUN;
@@ -208,6 +213,9 @@ mesh_service_main(struct mesh_service *s, int argc, char **argv)
 			break;
 		case 'n':
 			snap = optarg;
+			break;
+		case 't':
+			req_threads = optarg;
 			break;
 		case 'D':
 			mode = DESCRIBE;
@@ -273,6 +281,12 @@ mesh_service_main(struct mesh_service *s, int argc, char **argv)
 		return 2;
 	}
 	o->snapshot_records = (long)n;
+	n = o->request_threads;
+	if (!mesh_daemon_number(&d, "--request-threads", req_threads, 1, 64,
+	                        &n)) {
+		return 2;
+	}
+	o->request_threads = (int)n;
 	if (mode == DESCRIBE) {
 		return describe(s);
 	}

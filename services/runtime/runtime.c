@@ -46,9 +46,22 @@ mesh__mono_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+static void svc_vlog_as(struct mesh_service *s, const char *level,
+                        const char *id_name, const char *id,
+                        const char *trace_id, const char *fmt, va_list ap)
+        MESH_PRINTF(6, 0);
+
 void
 mesh__svc_vlog(struct mesh_service *s, const char *level, const char *event_id,
                const char *trace_id, const char *fmt, va_list ap)
+{
+	svc_vlog_as(s, level, "event_id", event_id, trace_id, fmt, ap);
+}
+
+/* A log line whose id (an event's, a request's) is named id_name. */
+static void
+svc_vlog_as(struct mesh_service *s, const char *level, const char *id_name,
+            const char *id, const char *trace_id, const char *fmt, va_list ap)
 {
 	char msg[1024], when[40];
 	struct timespec ts;
@@ -68,8 +81,8 @@ mesh__svc_vlog(struct mesh_service *s, const char *level, const char *event_id,
 	j = json_pack("{s:s, s:s, s:s, s:s, s:s}", "time", when, "level",
 	              level, "service", s->name, "instance", s->instance,
 	              "msg", msg);
-	if (j != NULL && event_id != NULL) {
-		json_object_set_new(j, "event_id", json_string(event_id));
+	if (j != NULL && id != NULL) {
+		json_object_set_new(j, id_name, json_string(id));
 	}
 	if (j != NULL && trace_id != NULL && trace_id[0] != '\0') {
 		json_object_set_new(j, "trace_id", json_string(trace_id));
@@ -97,16 +110,13 @@ mesh__svc_log(struct mesh_service *s, const char *level, const char *fmt, ...)
 /* W3C traceparent "00-<trace>-<span>-01": the consumed event's trace,
  * or a new one. */
 void
-mesh__trace_of(const struct mesh_event *ev, char trace[33], char span[17])
+mesh__trace_parse(const char *tp, size_t len, char trace[33], char span[17])
 {
-	struct mesh_ext_value v;
 	uint8_t r[16];
 
-	if (mesh_event_ext_get(ev, "traceparent", &v) == MESH_OK &&
-	    v.type == MESH_EXT_STRING && v.len == 55 &&
-	    strncmp(v.string, "00-", 3) == 0) {
-		snprintf(trace, 33, "%.32s", v.string + 3);
-		snprintf(span, 17, "%.16s", v.string + 36);
+	if (tp != NULL && len == 55 && strncmp(tp, "00-", 3) == 0) {
+		snprintf(trace, 33, "%.32s", tp + 3);
+		snprintf(span, 17, "%.16s", tp + 36);
 		return;
 	}
 	randombytes_buf(r, sizeof(r));
@@ -114,12 +124,30 @@ mesh__trace_of(const struct mesh_event *ev, char trace[33], char span[17])
 	span[0] = '\0';
 }
 
+void
+mesh__trace_of(const struct mesh_event *ev, char trace[33], char span[17])
+{
+	struct mesh_ext_value v;
+
+	if (mesh_event_ext_get(ev, "traceparent", &v) == MESH_OK &&
+	    v.type == MESH_EXT_STRING) {
+		mesh__trace_parse(v.string, v.len, trace, span);
+	} else {
+		mesh__trace_parse(NULL, 0, trace, span);
+	}
+}
+
 /* The trace of the event a handler runs for, worked out when first
  * asked. */
 static const char *
 ctx_trace(struct mesh_ctx *c)
 {
-	if (c->trace_id[0] == '\0') {
+	if (c->trace_id[0] != '\0') {
+		return c->trace_id;
+	}
+	if (c->req != NULL) {
+		mesh__request_trace(c->req, c->trace_id, c->parent_span);
+	} else {
 		mesh__trace_of(c->it->ev, c->trace_id, c->parent_span);
 	}
 	return c->trace_id;
@@ -131,8 +159,14 @@ mesh_log(struct mesh_ctx *c, const char *level, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	mesh__svc_vlog(c->s, level, mesh_event_id(c->it->ev), ctx_trace(c),
-	               fmt, ap);
+	if (c->req != NULL) {
+		svc_vlog_as(c->s, level, "request_id",
+		            mesh__request_log_id(c->req), ctx_trace(c), fmt,
+		            ap);
+	} else {
+		mesh__svc_vlog(c->s, level, mesh_event_id(c->it->ev),
+		               ctx_trace(c), fmt, ap);
+	}
 	va_end(ap);
 }
 
@@ -171,6 +205,7 @@ mesh_service_new(const char *name, struct mesh_service **out)
 	s->o.shutdown_ms = 10000;
 	s->o.lease_ms = 3000;
 	s->o.snapshot_records = 100000;
+	s->o.request_threads = 4;
 	mesh__store_init(s, &s->one);
 	pthread_mutex_init(&s->targets_mu, NULL);
 	pthread_mutex_init(&s->seal_mu, NULL);
@@ -193,6 +228,9 @@ mesh_service_free(struct mesh_service *s)
 	}
 	for (size_t i = 0; i < s->n_h; i++) {
 		free(s->h[i].type);
+	}
+	for (size_t i = 0; i < s->n_routes; i++) {
+		free(s->routes[i].key);
 	}
 	for (size_t i = 0; i < s->n_emits; i++) {
 		free(s->emits[i]);
@@ -282,6 +320,14 @@ mesh_service_partitions(struct mesh_service *s, int n, mesh_key_fn key_fn,
 		                    "service '%s': %d partitions: want 1-%d "
 		                    "(0: as --partitions says)",
 		                    s->name, n, MESH_PARTITIONS_MAX);
+	}
+	if (n > 0 && s->n_routes > 0) {
+		return mesh_err_set(
+		        MESH_EINVAL,
+		        "service '%s': %d partitions: it has %zu "
+		        "request routes, and a partitioned service "
+		        "serves no requests",
+		        s->name, n, s->n_routes);
 	}
 	s->o.partitions = n;
 	s->key_fn = key_fn;
@@ -447,6 +493,10 @@ mesh__store_open(struct mesh_service *s, struct store *st, const char *dir)
 	    (rc = mdb_dbi_open(txn, "outbox", MDB_CREATE, &st->db_outbox)) !=
 	            0 ||
 	    (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &st->db_meta)) != 0 ||
+	    (rc = mdb_dbi_open(txn, "requests", MDB_CREATE,
+	                       &st->db_requests)) != 0 ||
+	    (rc = mdb_dbi_open(txn, "requests_at", MDB_CREATE,
+	                       &st->db_requests_at)) != 0 ||
 	    (rc = mdb_txn_commit(txn)) != 0) {
 		if (txn != NULL && rc != 0) {
 			mdb_txn_abort(txn);
@@ -647,6 +697,20 @@ state_key(struct mesh_ctx *c, const void *key, size_t klen, MDB_val *k)
 	return MESH_OK;
 }
 
+/* A read request's handler writes nothing (its transaction is read-only
+ * and never committed). */
+static mesh_err
+writable(struct mesh_ctx *c, const char *what)
+{
+	if (!c->read_only) {
+		return MESH_OK;
+	}
+	return mesh_err_set(MESH_EINVAL,
+	                    "service '%s': %s refused: route '%s' is a read "
+	                    "(GET, HEAD); writes belong to commands",
+	                    c->s->name, what, mesh_request_route(c->req));
+}
+
 static mesh_err
 state_err(struct mesh_ctx *c, int rc, const char *what)
 {
@@ -685,7 +749,8 @@ mesh_state_put(struct mesh_ctx *c, const void *key, size_t klen,
 	mesh_err err;
 	int rc;
 
-	if ((err = state_key(c, key, klen, &k)) != MESH_OK) {
+	if ((err = state_key(c, key, klen, &k)) != MESH_OK ||
+	    (err = writable(c, "put")) != MESH_OK) {
 		return err;
 	}
 	if ((rc = ctx_put(c, c->st->db_state, &k, &v)) != 0) {
@@ -701,7 +766,8 @@ mesh_state_del(struct mesh_ctx *c, const void *key, size_t klen)
 	mesh_err err;
 	int rc;
 
-	if ((err = state_key(c, key, klen, &k)) != MESH_OK) {
+	if ((err = state_key(c, key, klen, &k)) != MESH_OK ||
+	    (err = writable(c, "delete")) != MESH_OK) {
 		return err;
 	}
 	rc = ctx_del(c, c->st->db_state, &k);
@@ -833,7 +899,8 @@ mesh_emit(struct mesh_ctx *c, const char *target, const struct mesh_event *ev,
 		                    "declared (mesh_service_emits)",
 		                    c->s->name, target);
 	}
-	if ((err = mesh_event_dup(ev, &copy)) != MESH_OK) {
+	if ((err = writable(c, "emit")) != MESH_OK ||
+	    (err = mesh_event_dup(ev, &copy)) != MESH_OK) {
 		return err;
 	}
 	if (strcmp(mesh_event_source(copy), "evmesh") == 0 ||
@@ -913,13 +980,14 @@ mesh_ctx_service(const struct mesh_ctx *c)
 const char *
 mesh_ctx_source(const struct mesh_ctx *c)
 {
-	return mesh_source_label(c->src);
+	return c->req != NULL ? mesh__request_source(c->req)
+	                      : mesh_source_label(c->src);
 }
 
 int
 mesh_ctx_attempt(const struct mesh_ctx *c)
 {
-	return c->it->attempt;
+	return c->it != NULL ? c->it->attempt : 1;
 }
 
 const char *
@@ -1021,6 +1089,9 @@ stats_json(struct mesh_service *s)
 	COUNTER("malformed", malformed);
 	COUNTER("signature_refused", signature_refused);
 	COUNTER("sealed_refused", sealed_refused);
+	COUNTER("requests", requests);
+	COUNTER("requests_replayed", requests_replayed);
+	COUNTER("requests_5xx", requests_5xx);
 #undef COUNTER
 	json_object_set_new(j, "in_flight",
 	                    json_integer(atomic_load(&st->in_flight)));
@@ -1032,6 +1103,7 @@ stats_json(struct mesh_service *s)
 	                                                    &s->one.outbox))));
 	json_object_set_new(j, "handler_ms", mesh__hist_json(&st->handler));
 	json_object_set_new(j, "commit_ms", mesh__hist_json(&st->commit));
+	json_object_set_new(j, "request_ms", mesh__hist_json(&st->request));
 	if (s->parts != NULL) {
 		json_object_set_new(j, "partitions", mesh__parts_json(s));
 	}
@@ -1244,10 +1316,15 @@ check_opts(const struct mesh_service *s)
 		                    "lease %" PRId64 " ms: must be 500-60000",
 		                    o->lease_ms);
 	}
-	if (s->n_src == 0) {
+	if (o->request_threads < 1 || o->request_threads > 64) {
+		return mesh_err_set(MESH_EINVAL,
+		                    "request threads %d: must be 1-64",
+		                    o->request_threads);
+	}
+	if (s->n_src == 0 && s->n_routes == 0) {
 		return mesh_err_set(MESH_EINVAL,
 		                    "service '%s' consumes nothing (declare a "
-		                    "topic or a queue)",
+		                    "topic, a queue or a request route)",
 		                    s->name);
 	}
 	return mesh_queue_name_check(o->dlq, NULL);
@@ -1265,9 +1342,10 @@ json_out(const struct mesh_service *s, json_t *sources, char **json)
 	for (size_t i = 0; emits != NULL && i < s->n_emits; i++) {
 		json_array_append_new(emits, json_string(s->emits[i]));
 	}
-	j = json_pack("{s:s, s:o, s:o, s:s, s:i}", "service", s->name,
+	j = json_pack("{s:s, s:o, s:o, s:s, s:i, s:o}", "service", s->name,
 	              "sources", sources, "emits", emits, "dlq", s->o.dlq,
-	              "partitions", s->o.partitions);
+	              "partitions", s->o.partitions, "routes",
+	              mesh__routes_json(s));
 	text = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
 
 	json_decref(j);
@@ -1366,6 +1444,16 @@ mesh_service_run(struct mesh_service *s, struct mesh_conn *c,
 		if (s->on_start != NULL) {
 			s->on_start(s, s->on_start_arg);
 		}
+		if (s->n_routes > 0) {
+			/* A request names no partition (yet): say so rather
+			 * than refuse a service partitioned by its flags. */
+			mesh__svc_log(s, "warn",
+			              "%zu request routes not served: a "
+			              "partitioned service (%d partitions) "
+			              "serves no requests; callers get no "
+			              "responders (503)",
+			              s->n_routes, s->o.partitions);
+		}
 		if ((err = prepare(s)) == MESH_OK &&
 		    (err = stats_serve(s)) == MESH_OK &&
 		    (err = mesh__state_api_start(s)) == MESH_OK) {
@@ -1393,7 +1481,8 @@ mesh_service_run(struct mesh_service *s, struct mesh_conn *c,
 	if ((err = prepare(s)) != MESH_OK ||
 	    (err = mesh__verifiers_open(s)) != MESH_OK ||
 	    (err = stats_serve(s)) != MESH_OK ||
-	    (err = mesh__state_api_start(s)) != MESH_OK) {
+	    (err = mesh__state_api_start(s)) != MESH_OK ||
+	    (err = mesh__requests_start(s, &s->one)) != MESH_OK) {
 		goto out;
 	}
 	/* What a crash left in the outbox goes out first. */
@@ -1427,6 +1516,7 @@ mesh_service_run(struct mesh_service *s, struct mesh_conn *c,
 			next_flush = mesh_mono_ms() + FLUSH_EVERY_MS;
 		}
 	}
+	mesh__requests_stop(s);
 	for (size_t i = 0; i < nw; i++) {
 		pthread_join(workers[i].thread, NULL);
 	}
@@ -1437,6 +1527,7 @@ mesh_service_run(struct mesh_service *s, struct mesh_conn *c,
 	mesh__svc_log(s, "info", "stopped: %zu events in the outbox",
 	              mesh__outbox_count(&s->one.outbox));
 out:
+	mesh__requests_stop(s);
 	mesh__verifiers_close(s);
 	stats_stop(s);
 	mesh__state_api_stop(s);

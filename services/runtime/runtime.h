@@ -12,7 +12,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <jansson.h>
 #include <lmdb.h>
+#include <nats/nats.h>
 
 #include "mesh/arena.h"
 #include "mesh/clock.h"
@@ -28,6 +30,7 @@
 
 #define MAX_SOURCES     32
 #define MAX_HANDLERS    64
+#define MAX_ROUTES      64
 #define MAX_EMITS       32
 #define MAX_INFLIGHT    64
 #define KEY_MAX         511
@@ -58,6 +61,30 @@ struct handler {
 	void *arg;
 };
 
+/* A request route (request.c). */
+struct route {
+	char *key;      /* "GET /orders/{id}" */
+	char method[8]; /* "GET" */
+	bool read;      /* GET, HEAD: a read transaction */
+	const ProtobufCMessageDescriptor *desc;
+	mesh_request_fn fn;
+	void *arg;
+};
+
+/* The requests an instance serves: its subscription's callback queues
+ * them, request threads take them (request.c). */
+struct mesh__requests {
+	natsSubscription *sub;
+	struct store *st; /* where commands commit */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	natsMsg **q; /* a ring of cap */
+	size_t head, n, cap;
+	bool quit;
+	pthread_t threads[64];
+	int n_threads;
+};
+
 /* A thread taking batches from a source: into a store (mesh__work), or,
  * partitioned, forwarding them to their partitions (src). */
 struct worker {
@@ -76,6 +103,7 @@ struct store {
 	char dir[512];
 	MDB_env *env;
 	MDB_dbi db_state, db_processed, db_processed_at, db_outbox, db_meta;
+	MDB_dbi db_requests, db_requests_at; /* commands' recorded replies */
 	struct mesh__outbox outbox;
 	struct part *part; /* a partition's store; NULL: the service's */
 };
@@ -121,6 +149,9 @@ struct mesh_service {
 	size_t n_emits;
 	struct handler h[MAX_HANDLERS];
 	size_t n_h;
+	struct route routes[MAX_ROUTES];
+	size_t n_routes;
+	struct mesh__requests req; /* while running */
 	void (*on_start)(struct mesh_service *, void *);
 	void *on_start_arg;
 	mesh_key_fn key_fn; /* partitioned: the key of an event */
@@ -209,7 +240,9 @@ struct mesh_ctx {
 	struct mesh_service *s;
 	struct store *st;
 	struct mesh_source *src;
-	struct item *it;
+	struct item *it;                /* NULL for a request */
+	const struct mesh_request *req; /* NULL for an event */
+	bool read_only;                 /* a read request: writes refused */
 	MDB_txn *txn;
 	struct mesh__undo *undo;
 	int broken; /* an LMDB error that spoils the whole transaction */
@@ -245,6 +278,9 @@ const struct handler *mesh__svc_handler(const struct mesh_service *s,
  * hex). */
 void mesh__trace_of(const struct mesh_event *ev, char trace[33],
                     char span[17]);
+/* The same from a traceparent's text (len bytes; NULL: a new trace). */
+void mesh__trace_parse(const char *tp, size_t len, char trace[33],
+                       char span[17]);
 /* Open a store's environment in dir (made if missing) and bind its
  * outbox. Errors: those of the file system and LMDB, with the directory
  * named. */
@@ -270,7 +306,30 @@ void mesh__nap_ms(struct mesh_service *s, int64_t ms);
  * store until the service stops or *w->running turns false. */
 void *mesh__work(void *arg);
 
+/* ---- request.c: request handlers ------------------------------------- */
+
+/* The routes as JSON for --describe ([{"route","kind","type"}]). */
+json_t *mesh__routes_json(const struct mesh_service *s);
+/* Serve mesh.service.NAME.request from st (the service's store) on
+ * o.request_threads threads; nothing when it has no routes. Errors: the
+ * connection's, naming the subject. */
+mesh_err mesh__requests_start(struct mesh_service *s, struct store *st);
+/* Stop taking requests, answer those queued 503, join the threads. */
+void mesh__requests_stop(struct mesh_service *s);
+/* A request's request id and W3C trace (for logs and emits). */
+const char *mesh__request_log_id(const struct mesh_request *r);
+void mesh__request_trace(const struct mesh_request *r, char trace[33],
+                         char span[17]);
+/* "request:GET /orders/{id}" (mesh_ctx_source). */
+const char *mesh__request_source(const struct mesh_request *r);
+
 /* ---- batch.c ------------------------------------------------------------ */
+
+/* Delete up to n entries of table older than before_ms through its time
+ * index at (keys: 8 bytes big-endian ms, then the table's key), oldest
+ * first, each told to note. Returns 0 or the LMDB error. */
+int mesh__expire(MDB_txn *txn, MDB_dbi table, MDB_dbi at, int64_t before_ms,
+                 int n, const struct mesh__wnote *note);
 
 void mesh__batch_init(struct batch *b);
 void mesh__batch_fini(struct batch *b);

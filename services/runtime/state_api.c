@@ -107,7 +107,9 @@ db_of(const struct store *st, json_t *req, MDB_dbi *dbi, const char **name)
 	           {"processed", &st->db_processed},
 	           {"processed_at", &st->db_processed_at},
 	           {"outbox", &st->db_outbox},
-	           {"meta", &st->db_meta}};
+	           {"meta", &st->db_meta},
+	           {"requests", &st->db_requests},
+	           {"requests_at", &st->db_requests_at}};
 
 	*name = db ? db : MESH_SERVICE_DB_STATE;
 	for (size_t i = 0; i < sizeof(dbs) / sizeof(*dbs); i++) {
@@ -135,7 +137,8 @@ get(struct mesh_service *s, struct store *st, json_t *req)
 	if (!db_of(st, req, &dbi, &db)) {
 		return error_json(MESH_EINVAL,
 		                  "service '%s': no database '%s' (state, "
-		                  "processed, processed_at, outbox, meta)",
+		                  "processed, processed_at, outbox, meta, "
+		                  "requests, requests_at)",
 		                  s->name, db);
 	}
 	if (klen <= 0) {

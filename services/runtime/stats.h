@@ -27,9 +27,13 @@ struct mesh__stats {
 	        dead_lettered, duplicates, ignored, malformed,
 	        signature_refused, /* dead-lettered: see mesh/sign.h */
 	        sealed_refused;    /* dead-lettered: did not open (seal.h) */
+	/* Requests answered: all, answered from a recorded reply, with a
+	 * 5xx (the runtime's or the handler's). */
+	atomic_uint_fast64_t requests, requests_replayed, requests_5xx;
 	atomic_int in_flight;
 	struct mesh__hist handler; /* handler time */
 	struct mesh__hist commit;  /* publish-to-commit */
+	struct mesh__hist request; /* a request's receipt to its reply */
 };
 
 void mesh__stats_init(struct mesh__stats *st);

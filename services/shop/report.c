@@ -340,6 +340,10 @@ check_shipment(struct env *e, const char *id, const MDB_val *v, void *arg)
 	        !has_key(env_of(&w->stores[ORDERS], id), SHOP_ORDER, id);
 	w->r->lost +=
 	        !has_key(env_of(&w->stores[NOTIFICATIONS], id), SHOP_SENT, id);
+	/* orders keeps its orders' shipments (GET /orders/{id} says
+	 * shipped): one it has not taken yet is lost so far. */
+	w->r->lost +=
+	        !has_key(env_of(&w->stores[ORDERS], id), SHOP_SHIPPED, id);
 }
 
 static void

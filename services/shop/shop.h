@@ -25,6 +25,7 @@
 #define SHOP_REPEAT   "repeat/"
 #define SHOP_SUMMARY  "summary/"
 #define SHOP_SHIPMENT "shipment/"
+#define SHOP_SHIPPED  "shipped/" /* orders': the order's shipment */
 #define SHOP_SENT     "sent/"
 #define SHOP_DUP      "dup/"
 

@@ -77,7 +77,8 @@ for s in orders shipping notifications; do
 done
 for _ in $(seq 1 100); do
 	subs=$(admin subscription list 2>/dev/null)
-	grep -q ' shipping ' <<<"$subs" && grep -q ' notifications ' <<<"$subs" && break
+	grep -q ' shipping ' <<<"$subs" && grep -q ' notifications ' <<<"$subs" &&
+		grep -q ' orders ' <<<"$(admin subscription list --topic shipments 2>/dev/null)" && break
 	sleep 0.1
 done
 admin queue send place-order --type evmesh.shop.PlaceOrder \
@@ -91,9 +92,13 @@ done
 is "$(admin stats notifications --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["total"]["processed"])')" 1 \
 	"an order went through orders, shipping and notifications, each with its own identity"
 out=$(admin state get shipping shipment/a1); ok $? "shipping consumed its subscription and stored the shipment"
+for _ in $(seq 1 50); do admin state get orders shipped/a1 >/dev/null 2>&1 && break; sleep 0.1; done
+out=$(admin state get orders shipped/a1); ok $? "orders consumed shipments (its subscription) and knows a1 shipped"
 # (A busy machine may answer after stats' wait: asked again, a few times.)
 for _ in 1 2 3 4 5; do out=$(admin stats shipping --wait 2000) && break; done
 ok $? "shipping answers its stats (its subscription and allow_responses)"
+has "$(m auth show orders --dir "$auth")" "mesh.service.orders.request" \
+	"orders may take its requests (it has a route)"
 for s in orders shipping notifications; do
 	is "$(grep -c 'Permissions Violation' "$tmp/$s.log")" 0 "$s met no refusal"
 done

@@ -70,6 +70,7 @@ nothing_stored "every refusal"
 
 # A real one.
 m queue create place-order >/dev/null && m queue create orders-summary >/dev/null
+m topic create shipments >/dev/null
 out=$(m function create orders --program "$ORDERS" --arg --batch --arg 20 --env MESH_WINDOW_MS=5 --max 3 --idle 30); ok $? "create orders exits 0"
 has "$out" "queue:place-order, queue:orders-summary" "saying its sources"
 out=$(m function create orders --program "$ORDERS" 2>&1); is $? 1 "create orders again fails"

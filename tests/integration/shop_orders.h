@@ -4,8 +4,12 @@
 #ifndef TEST_SHOP_ORDERS_H
 #define TEST_SHOP_ORDERS_H
 
+#include <limits.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include "mesh/mesh.h"
@@ -43,7 +47,37 @@ test_shop_order(const char *prefix, int i, struct mesh_event **out)
 	return err;
 }
 
-/* Whether shipping and notifications have subscribed themselves. */
+/* Start a shop service's program with its state in dir/name and its log
+ * in dir/name.log, on the broker at url, shipping to
+ * TEST_SHOP_COUNTRIES; it dies with the test. Returns its pid (-1: no
+ * fork). */
+static inline pid_t
+test_shop_spawn(const char *program, const char *url, const char *dir,
+                const char *name)
+{
+	char state[PATH_MAX + 32], log[PATH_MAX + 32];
+	pid_t pid;
+
+	snprintf(state, sizeof state, "%s/%s", dir, name);
+	snprintf(log, sizeof log, "%s/%s.log", dir, name);
+	if ((pid = fork()) == 0) {
+		/* Hold none of the test's output open (meson waits for
+		 * that to close). */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (freopen(log, "a", stderr) == NULL ||
+		    freopen("/dev/null", "w", stdout) == NULL) {
+			_exit(127);
+		}
+		setenv("SHOP_COUNTRIES", TEST_SHOP_COUNTRIES, 1);
+		execl(program, program, "--server", url, "--state", state,
+		      (char *)NULL);
+		_exit(127);
+	}
+	return pid;
+}
+
+/* Whether orders, shipping and notifications have subscribed themselves
+ * (orders to shipments, the others to orders and shipments). */
 static inline bool
 test_shop_subscribed(struct mesh_conn *c)
 {
@@ -54,14 +88,15 @@ test_shop_subscribed(struct mesh_conn *c)
 		return false;
 	}
 	for (size_t i = 0; i < n; i++) {
-		found += strcmp(subs[i].endpoint, "shipping") == 0 ||
+		found += strcmp(subs[i].endpoint, "orders") == 0 ||
+		         strcmp(subs[i].endpoint, "shipping") == 0 ||
 		         strcmp(subs[i].endpoint, "notifications") == 0;
 	}
 	mesh_subscription_list_free(subs, n);
-	return found == 2;
+	return found == 3;
 }
 
-/* Wait up to 10 s for shipping and notifications to subscribe. */
+/* Wait up to 10 s for the three to subscribe. */
 static inline bool
 test_shop_wait_subscribed(struct mesh_conn *c)
 {

@@ -42,25 +42,7 @@ static atomic_bool producing = true;
 static pid_t
 spawn(int i)
 {
-	char state[PATH_MAX + 32], log[PATH_MAX + 32];
-	pid_t pid;
-
-	snprintf(state, sizeof state, "%s/%s", dir, names[i]);
-	snprintf(log, sizeof log, "%s/%s.log", dir, names[i]);
-	if ((pid = fork()) == 0) {
-		/* Die with the test, and hold none of its output open (meson
-		 * waits for that to close). */
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (freopen(log, "a", stderr) == NULL ||
-		    freopen("/dev/null", "w", stdout) == NULL) {
-			_exit(127);
-		}
-		setenv("SHOP_COUNTRIES", COUNTRIES, 1);
-		execl(paths[i], paths[i], "--server", broker.url, "--state",
-		      state, (char *)NULL);
-		_exit(127);
-	}
-	return pid;
+	return test_shop_spawn(paths[i], broker.url, dir, names[i]);
 }
 
 /* Whether order i - 500 is placed again after orders [i, i + 10): the
@@ -146,7 +128,7 @@ main(int argc, char **argv)
 		pids[i] = spawn(i);
 	}
 	ok(test_shop_wait_subscribed(conn),
-	   "shipping and notifications subscribed themselves");
+	   "orders, shipping and notifications subscribed themselves");
 
 	t0 = test_now_ms();
 	pthread_create(&prod, NULL, producer, NULL);
@@ -203,12 +185,13 @@ main(int argc, char **argv)
 	is_int(r.lost, 0, "nothing lost");
 	is_int(r.stray, 0, "nothing shipped that should not be");
 	is_int(r.repeats, repeats, "each repeated command counted once");
-	is_int(r.state_keys[0], TOTAL + repeats,
-	       "orders' state: an order and a repeat count each, no more");
+	is_int(r.state_keys[0], TOTAL + repeats + shippable,
+	       "orders' state: an order, a repeat count and a shipment "
+	       "each, no more");
 	is_int(r.state_keys[1], shippable, "shipping's: a shipment each");
 	is_int(r.state_keys[2], shippable, "notifications': a note each");
-	is_int(r.processed[0], TOTAL + repeats,
-	       "orders processed each command once");
+	is_int(r.processed[0], TOTAL + repeats + shippable,
+	       "orders processed each command and shipment once");
 	is_int(r.processed[1], shippable, "shipping each OrderPlaced once");
 	is_int(r.processed[2], shippable,
 	       "notifications each ShipmentCreated once");

@@ -92,6 +92,9 @@ struct mesh_service_opts {
 	                          service's identity (named as the service),
 	                          which opens the SecureStrings it is a
 	                          reader of; NULL: none */
+	int request_threads;       /* --request-threads, MESH_REQUEST_THREADS:
+	                              requests handled at once by an instance
+	                              (when it has routes); 1-64; 4 */
 };
 
 /* Declare a service. name: 1-64 of [A-Za-z0-9_-]. Errors: MESH_EINVAL,
@@ -131,7 +134,8 @@ mesh_err mesh_service_emits(struct mesh_service *s, const char *target);
  * NULL, the event's subject, else its id. Handlers see only their
  * partition's state. n 0: partitioned only when --partitions
  * (MESH_PARTITIONS) says, the key function applying then. Errors:
- * MESH_EINVAL (n). */
+ * MESH_EINVAL (n; n > 0 for a service with request routes, which a
+ * partitioned service does not serve). */
 typedef size_t (*mesh_key_fn)(const struct mesh_event *ev, const char **key,
                               void *arg);
 mesh_err mesh_service_partitions(struct mesh_service *s, int n,
@@ -144,6 +148,88 @@ mesh_err mesh_service_partitions(struct mesh_service *s, int n,
 mesh_err mesh_service_on(struct mesh_service *s, const char *type,
                          const ProtobufCMessageDescriptor *desc,
                          mesh_handler_fn fn, void *arg);
+
+/* ---- requests: synchronous calls (HTTP through mesh-gateway) ----------
+ *
+ * The protocol (subject, headers, the statuses the runtime answers
+ * itself) is in mesh/service_api.h and the README's "Requests". */
+
+struct mesh_request; /* a request in hand; valid during its handler */
+struct mesh_reply;   /* its reply, built by the handler */
+
+/* A request handler. msg is the body decoded from JSON as the route's
+ * descriptor (NULL when registered without one). Return MESH_HANDLER_OK
+ * to send the reply (status 200 and no body unless set); anything else
+ * (mesh_reject, mesh_retry) answers 500, logs the reason with the
+ * request id and, for a command, undoes its writes and emits. */
+typedef mesh_handler_result (*mesh_request_fn)(struct mesh_ctx *ctx,
+                                               const struct mesh_request *req,
+                                               struct mesh_reply *rep,
+                                               void *arg);
+
+/* The handler of a route: "METHOD /path/{param}/..." (METHOD one of GET,
+ * HEAD, POST, PUT, PATCH, DELETE, OPTIONS; segments of [A-Za-z0-9._~-]
+ * or a whole-segment {name}, name of [A-Za-z0-9_], distinct), matched
+ * exactly against a request's Mesh-Route. desc (optional): the body is
+ * JSON of that protobuf type (proto3 JSON, mesh/pbjson.h), decoded before
+ * the handler runs; a body that does not fit is answered 400 naming the
+ * field. GET and HEAD routes are reads: the handler runs in an LMDB read
+ * transaction (mesh_state_get and _scan work; puts, deletes and emits
+ * are refused, MESH_EINVAL), in parallel with batches and other reads.
+ * Others are commands: one write transaction of their own (waiting for a
+ * batch's, as writers take turns), committed durably before the reply;
+ * emits go through the outbox; the reply is recorded under the
+ * idempotency key and a retry with the key is answered from the record
+ * (README, "Requests"). A partitioned service serves no requests: a
+ * route on one partitioned in code (mesh_service_partitions) is refused,
+ * and one partitioned by --partitions starts without serving them,
+ * saying so in its log. Before mesh_service_run/main. Errors:
+ * MESH_EINVAL (route, fn, a route declared twice, more than 64,
+ * partitioned), MESH_ENOMEM. */
+mesh_err mesh_service_on_request(struct mesh_service *s, const char *route,
+                                 const ProtobufCMessageDescriptor *desc,
+                                 mesh_request_fn fn, void *arg);
+
+/* About the request; strings borrowed until the handler returns. */
+const char *mesh_request_route(const struct mesh_request *r);  /* key */
+const char *mesh_request_method(const struct mesh_request *r); /* "GET" */
+const char *mesh_request_path(const struct mesh_request *r);   /* or "" */
+const char *mesh_request_query(const struct mesh_request *r);  /* or "" */
+const char *mesh_request_id(const struct mesh_request *r);
+/* Idempotency-Key, NULL when not given. */
+const char *mesh_request_idempotency_key(const struct mesh_request *r);
+/* Content-Type, "" when not given. */
+const char *mesh_request_content_type(const struct mesh_request *r);
+/* The path parameter {name} (percent-decoded by the gateway); NULL when
+ * the route has none of that name. */
+const char *mesh_request_param(const struct mesh_request *r, const char *name);
+/* A forwarded HTTP header (Mesh-Header-NAME; name matched without
+ * regard to case); NULL when absent. */
+const char *mesh_request_header(const struct mesh_request *r,
+                                const char *name);
+/* The raw body (never NULL; *len may be 0). */
+const void *mesh_request_body(const struct mesh_request *r, size_t *len);
+/* The body decoded as the route's descriptor; NULL without one. */
+const ProtobufCMessage *mesh_request_message(const struct mesh_request *r);
+
+/* Build the reply. status: 100-599 (else MESH_EINVAL). A header is sent
+ * as Mesh-Header-NAME (name of [A-Za-z0-9-], value without CR, LF or
+ * NUL; at most 32). A body replaces the one set before; content_type
+ * NULL: application/octet-stream. _json takes JSON text (checked:
+ * MESH_EPARSE naming line and column); _message writes msg as proto3
+ * JSON (MESH_EINVAL naming the field that cannot be written); _error
+ * sends {"message", "requestId"} with the message formatted. Each copies
+ * what it is given. Errors: MESH_EINVAL, MESH_EPARSE, MESH_ENOMEM. */
+mesh_err mesh_reply_status(struct mesh_reply *rep, int status);
+mesh_err mesh_reply_header(struct mesh_reply *rep, const char *name,
+                           const char *value);
+mesh_err mesh_reply_body(struct mesh_reply *rep, const char *content_type,
+                         const void *data, size_t len);
+mesh_err mesh_reply_json(struct mesh_reply *rep, int status, const char *json);
+mesh_err mesh_reply_message(struct mesh_reply *rep, int status,
+                            const ProtobufCMessage *msg);
+mesh_err mesh_reply_error(struct mesh_reply *rep, int status, const char *fmt,
+                          ...) __attribute__((format(printf, 3, 4)));
 
 /* Called once at start, after the LMDB environment is open and before any
  * event is taken (e.g. to seed state); may be NULL. */
@@ -195,8 +281,10 @@ mesh_err mesh_service_run(struct mesh_service *s, struct mesh_conn *c,
  * "queue", "name", "filter_policy" (an object), "filter_scope",
  * "replay_from_ms" (the last three only when set)}], "emits": ["topic:X",
  * ...] (declared by mesh_service_emits), "dlq": its dead-letter queue,
- * "partitions": N} (N: 0 when not partitioned). *json malloc'ed,
- * NUL-terminated; free(). Errors: MESH_ENOMEM. */
+ * "partitions": N, "routes": [{"route": "GET /orders/{id}", "kind":
+ * "read" | "command", "type": the body's protobuf type (only when
+ * declared)}]} (N: 0 when not partitioned; routes in declared order).
+ * *json malloc'ed, NUL-terminated; free(). Errors: MESH_ENOMEM. */
 mesh_err mesh_service_describe(const struct mesh_service *s, char **json);
 
 /* Make on c what a start makes, and nothing else (its program's
@@ -206,10 +294,10 @@ mesh_err mesh_service_describe(const struct mesh_service *s, char **json);
  * record, partition stream and consumers. *json (malloc'ed; free()) says
  * what it consumes: {"service", "sources": ["subscription:ID" |
  * "queue:NAME", ...] (mesh_source_open's specs, in declared order),
- * "emits", "dlq", "partitions": N}. Errors: those of mesh_service_run's start,
- * the detail naming what failed (MESH_ENOTFOUND: a queue or topic that does
- * not exist; MESH_EINVAL: an option, or a partition count other than the
- * recorded one). Not while the service runs. */
+ * "emits", "dlq", "partitions": N, "routes"}. Errors: those of
+ * mesh_service_run's start, the detail naming what failed (MESH_ENOTFOUND: a
+ * queue or topic that does not exist; MESH_EINVAL: an option, or a partition
+ * count other than the recorded one). Not while the service runs. */
 mesh_err mesh_service_prepare(struct mesh_service *s, struct mesh_conn *c,
                               char **json);
 
@@ -221,7 +309,9 @@ int mesh_service_main(struct mesh_service *s, int argc, char **argv);
 /* ---- inside a handler ----------------------------------------------- */
 
 /* The service's state, in the batch's transaction: what a handler writes
- * is committed with the batch, or undone when it fails. Values are
+ * is committed with the batch, or undone when it fails (a request
+ * handler's: in its request's transaction; a read's refuses writes with
+ * MESH_EINVAL). Values are
  * borrowed until the handler's next write (LMDB may move them) or its
  * return. Errors: MESH_ENOTFOUND (get),
  * MESH_EINVAL (empty key, or over 511 bytes), MESH_EFULL (the map is
@@ -255,14 +345,15 @@ mesh_err mesh_emit_message(struct mesh_ctx *c, const char *target,
 mesh_handler_result mesh_retry(struct mesh_ctx *c, int64_t delay_ms);
 mesh_handler_result mesh_reject(struct mesh_ctx *c, const char *reason);
 
-/* About the event in hand. */
+/* About the event in hand (a request's: source "request:GET /x",
+ * attempt 1, its trace from its traceparent). */
 const char *mesh_ctx_service(const struct mesh_ctx *c);
 const char *mesh_ctx_source(const struct mesh_ctx *c); /* "topic:orders" */
 int mesh_ctx_attempt(const struct mesh_ctx *c);        /* 1 on the first */
 const char *mesh_ctx_trace_id(const struct mesh_ctx *c);
 
-/* A JSON log line on standard error with the service, the event id and
- * the trace id. level: "info", "warn", "error". */
+/* A JSON log line on standard error with the service, the event id (a
+ * request's: request_id) and the trace id. level: "info", "warn", "error". */
 void mesh_log(struct mesh_ctx *c, const char *level, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
 
