@@ -337,8 +337,11 @@ mesh_route_select(const struct mesh_route *const *routes, size_t n,
 		if (cmp < 0 || (cmp == 0 && r->methods != MESH_ROUTE_ANY &&
 		                routes[best]->methods == MESH_ROUTE_ANY)) {
 			best = (int)i;
-			*m = tmp;
 		}
+	}
+	/* Matched again into *m: tmp's values point into tmp's buf. */
+	if (best >= 0) {
+		mesh_route_tmpl_match(&routes[best]->tmpl, path, len, m);
 	}
 	return best;
 }

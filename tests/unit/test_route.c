@@ -146,6 +146,9 @@ main(void)
 	                         "GET", "/orders/7", 9, &m, &allow),
 	       0, "GET /orders/7: the parameter route");
 	is_str(m.param[0].value, "7", "with id 7");
+	ok(m.param[0].value >= m.buf &&
+	           m.param[0].value < m.buf + sizeof(m.buf),
+	   "its value in the match's own buffer");
 	is_int(mesh_route_select((const struct mesh_route *const *)rp, 6,
 	                         "GET", "/orders/latest", 14, &m, &allow),
 	       1, "GET /orders/latest: the literal wins");
