@@ -3,7 +3,7 @@
  * tests and bench. It subscribes mesh.service.SERVICE.request in the queue
  * group mesh-request and answers each request by its Mesh-Path:
  *   .../slow...        after SLOW_MS (a thread of its own), as echo;
- *   .../status/CODE    Mesh-Status CODE (Mesh-Param-code), as echo;
+ *   .../status/CODE    Mesh-Status CODE, as echo;
  *   .../bad-status     Mesh-Status "abc" (not an HTTP status);
  *   anything else      echo: 200, application/json, Mesh-Header-X-Echo:
  *                      yes, and a JSON object of what came: route, method,
@@ -44,7 +44,7 @@ answer(natsConnection *nc, natsMsg *m)
 	int n = 0;
 
 	if (path != NULL && strstr(path, "/status/") != NULL) {
-		status = get(m, "Mesh-Param-code");
+		status = strstr(path, "/status/") + 8;
 	} else if (path != NULL && strstr(path, "/bad-status") != NULL) {
 		status = "abc";
 	}
