@@ -26,9 +26,9 @@
 #include "mesh/route.h"
 #include "mesh/topic.h"
 #include "mesh_schemas.h"
+#include "outlet.h"
 
 #define GW_NAME       "mesh-gateway"
-#define POOL_KEEP     16 /* open queues or topics kept per target */
 #define RAW_TYPE      "evmesh.http.request"
 #define READY_WAIT_MS 10000
 
@@ -47,14 +47,6 @@ struct entry {
 	struct mesh_route r;
 };
 
-/* Open queues or topics of one target, for one thread at a time each. */
-struct pool {
-	char target[MESH_ROUTE_TARGET_MAX + 1];
-	void *free[POOL_KEEP];
-	int n;
-	struct pool *next;
-};
-
 struct gw {
 	struct mesh_conn *c;
 	struct gw_opts o;
@@ -63,8 +55,7 @@ struct gw {
 	struct entry **routes;
 	const struct mesh_route **view; /* routes[i]->r, for selecting */
 	size_t n, cap;
-	pthread_mutex_t pool_mu;
-	struct pool *pools;
+	struct gw_outlets *outlets;
 };
 
 enum req_state { ST_NEW = 0, ST_BODY, ST_WAIT, ST_READY, ST_SENT };
@@ -87,6 +78,8 @@ struct req {
 	int status;
 	struct MHD_Response *resp;
 	struct gw_call call;
+	struct gw_job job;
+	char idem[GW_REQUEST_ID_MAX + 1]; /* a FIFO target's dedup id */
 };
 
 /* ---- logging -------------------------------------------------------------
@@ -281,88 +274,6 @@ table_apply(struct gw *g, kvEntry *e)
 /* ---- queues and topics ---------------------------------------------------
  */
 
-static struct pool *
-pool_of(struct gw *g, const char *target)
-{
-	struct pool *p;
-
-	for (p = g->pools; p != NULL && strcmp(p->target, target) != 0;
-	     p = p->next) {
-	}
-	if (p == NULL && (p = calloc(1, sizeof(*p))) != NULL) {
-		snprintf(p->target, sizeof(p->target), "%s", target);
-		p->next = g->pools;
-		g->pools = p;
-	}
-	return p;
-}
-
-static mesh_err
-handle_take(struct gw *g, const struct mesh_route *r, void **h)
-{
-	struct pool *p;
-
-	pthread_mutex_lock(&g->pool_mu);
-	p = pool_of(g, r->target);
-	*h = p != NULL && p->n > 0 ? p->free[--p->n] : NULL;
-	pthread_mutex_unlock(&g->pool_mu);
-	if (*h != NULL) {
-		return MESH_OK;
-	}
-	return r->kind == MESH_ROUTE_QUEUE
-	               ? mesh_queue_open(g->c, mesh_route_target_name(r),
-	                                 (struct mesh_queue **)h)
-	               : mesh_topic_open(g->c, mesh_route_target_name(r),
-	                                 (struct mesh_topic **)h);
-}
-
-static void
-handle_close(const struct mesh_route *r, void *h)
-{
-	if (r->kind == MESH_ROUTE_QUEUE) {
-		mesh_queue_close(h);
-	} else {
-		mesh_topic_close(h);
-	}
-}
-
-/* Back to its pool; closed instead when it failed (its target may be
- * gone) or the pool is full. */
-static void
-handle_give(struct gw *g, const struct mesh_route *r, void *h, bool keep)
-{
-	struct pool *p;
-
-	pthread_mutex_lock(&g->pool_mu);
-	p = pool_of(g, r->target);
-	if (keep && p != NULL && p->n < POOL_KEEP) {
-		p->free[p->n++] = h;
-		h = NULL;
-	}
-	pthread_mutex_unlock(&g->pool_mu);
-	if (h != NULL) {
-		handle_close(r, h);
-	}
-}
-
-static void
-pools_free(struct gw *g)
-{
-	while (g->pools != NULL) {
-		struct pool *p = g->pools;
-		g->pools = p->next;
-		for (int i = 0; i < p->n; i++) {
-			bool queue = strncmp(p->target, "queue:", 6) == 0;
-			if (queue) {
-				mesh_queue_close(p->free[i]);
-			} else {
-				mesh_topic_close(p->free[i]);
-			}
-		}
-		free(p);
-	}
-}
-
 static const char *
 header(const struct req *q, const char *name)
 {
@@ -464,67 +375,60 @@ send_status(mesh_err err)
 	}
 }
 
+/* An event's outcome as q's answer; then q goes on (the outlet's
+ * thread). */
+static void
+job_done(struct gw_job *j, const struct mesh_sent *r)
+{
+	struct req *q = j->arg;
+	json_t *body;
+	char *text;
+
+	if (r->err != MESH_OK) {
+		fail(q, send_status(r->err), "target: %s", r->error);
+		MHD_resume_connection(q->conn);
+		return;
+	}
+	body = json_pack("{s:s}", "MessageId", r->message_id);
+	text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
+	json_decref(body);
+	if (text == NULL) {
+		fail(q, 500, "out of memory");
+	} else {
+		q->resp = response(text, strlen(text), "application/json", q);
+		q->status = 202;
+		q->state = ST_READY;
+	}
+	free(text);
+	MHD_resume_connection(q->conn);
+}
+
 static void
 to_event(struct req *q, const struct mesh_route *r,
          const struct mesh_route_match *m)
 {
 	const char *idem = header(q, "Idempotency-Key");
-	char message_id[64] = "", *body;
 	struct mesh_event *ev = NULL;
-	void *h = NULL;
-	mesh_err err;
 
 	if (!event_build(q, r, m, &ev)) {
 		return;
 	}
-	if ((err = handle_take(q->gw, r, &h)) != MESH_OK) {
-		fail(q, send_status(err), "target '%s': %s", r->target,
-		     mesh_errdetail());
+	snprintf(q->idem, sizeof(q->idem), "%s",
+	         idem != NULL && idem[0] != '\0' ? idem : q->request_id);
+	q->job.event = ev;
+	q->job.group_id = GW_NAME;
+	q->job.dedup_id = q->idem;
+	q->job.done = job_done;
+	q->job.arg = q;
+	/* Suspended first, as for a service call. */
+	q->state = ST_WAIT;
+	MHD_suspend_connection(q->conn);
+	if (gw_outlet_post(q->gw->outlets, r->target, r->kind, &q->job) !=
+	    MESH_OK) {
 		mesh_event_free(ev);
-		return;
+		fail(q, 503, "target '%s': %s", r->target, mesh_errdetail());
+		MHD_resume_connection(q->conn);
 	}
-	if (r->kind == MESH_ROUTE_QUEUE) {
-		struct mesh_queue_sent sent;
-		struct mesh_queue_entry e = {.event = ev, .delay_s = -1};
-		if (mesh_queue_attrs(h)->fifo) {
-			e.group_id = "mesh-gateway";
-			e.dedup_id = idem ? idem : q->request_id;
-		}
-		err = mesh_queue_send(h, &e, &sent);
-		snprintf(message_id, sizeof(message_id), "%s",
-		         sent.message_id);
-	} else {
-		struct mesh_topic_published sent;
-		struct mesh_topic_entry e = {.event = ev};
-		if (mesh_topic_attrs(h)->fifo) {
-			e.group_id = "mesh-gateway";
-			e.dedup_id = idem ? idem : q->request_id;
-		}
-		err = mesh_topic_publish(h, &e, &sent);
-		snprintf(message_id, sizeof(message_id), "%s",
-		         sent.message_id);
-	}
-	handle_give(q->gw, r, h, err == MESH_OK);
-	mesh_event_free(ev);
-	if (err != MESH_OK) {
-		fail(q, send_status(err), "target '%s': %s", r->target,
-		     mesh_errdetail());
-		return;
-	}
-	body = NULL;
-	{
-		json_t *j = json_pack("{s:s}", "MessageId", message_id);
-		body = j ? json_dumps(j, JSON_COMPACT) : NULL;
-		json_decref(j);
-	}
-	if (body == NULL) {
-		fail(q, 500, "out of memory");
-		return;
-	}
-	q->resp = response(body, strlen(body), "application/json", q);
-	q->status = 202;
-	q->state = ST_READY;
-	free(body);
 }
 
 /* ---- services ------------------------------------------------------------
@@ -967,8 +871,8 @@ gw_run(struct mesh_conn *c, const struct gw_opts *o,
 		return err;
 	}
 	pthread_rwlock_init(&g.mu, NULL);
-	pthread_mutex_init(&g.pool_mu, NULL);
-	if ((err = gw_calls_open(&g.calls, mesh_conn_nats(c),
+	if ((err = gw_outlets_new(c, &g.outlets)) != MESH_OK ||
+	    (err = gw_calls_open(&g.calls, mesh_conn_nats(c),
 	                         o->timeout_ms)) != MESH_OK ||
 	    (err = mesh_route_bucket(c, &kv)) != MESH_OK) {
 		goto out;
@@ -1040,8 +944,9 @@ out:
 	if (d != NULL) {
 		MHD_quiesce_daemon(d);
 	}
-	/* Every suspended connection resumed (503) before MHD stops. */
+	/* Every suspended connection resumed before MHD stops. */
 	gw_calls_close(&g.calls);
+	gw_outlets_free(g.outlets);
 	if (d != NULL) {
 		struct timespec ts = {0, 100 * 1000000};
 		nanosleep(&ts, NULL);
@@ -1052,13 +957,11 @@ out:
 		kvWatcher_Destroy(w);
 	}
 	kvStore_Destroy(kv);
-	pools_free(&g);
 	for (size_t i = 0; i < g.n; i++) {
 		free(g.routes[i]);
 	}
 	free(g.routes);
 	free(g.view);
 	pthread_rwlock_destroy(&g.mu);
-	pthread_mutex_destroy(&g.pool_mu);
 	return err;
 }
