@@ -901,17 +901,15 @@ gw_run(struct mesh_conn *c, const struct gw_opts *o,
 		                   MESH_ROUTES_BUCKET, READY_WAIT_MS);
 		goto out;
 	}
-	d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
-	                             MHD_ALLOW_SUSPEND_RESUME,
-	                     0, NULL, NULL, on_request, &g,
-	                     MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-	                     MHD_OPTION_THREAD_POOL_SIZE, (unsigned)o->threads,
-	                     MHD_OPTION_URI_LOG_CALLBACK, on_uri, &g,
-	                     MHD_OPTION_NOTIFY_COMPLETED, on_completed, &g,
-	                     MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, &g,
-	                     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
-	                     MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
-	                     MHD_OPTION_END);
+	d = MHD_start_daemon(
+	        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+	                MHD_ALLOW_SUSPEND_RESUME,
+	        0, NULL, NULL, on_request, &g, MHD_OPTION_SOCK_ADDR,
+	        (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE,
+	        (unsigned)o->threads, MHD_OPTION_URI_LOG_CALLBACK, on_uri, &g,
+	        MHD_OPTION_NOTIFY_COMPLETED, on_completed, &g,
+	        MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, &g,
+	        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_END);
 	if (d == NULL) {
 		err = mesh_err_errno(errno ? errno : EADDRINUSE,
 		                     "--listen '%s': cannot listen",
