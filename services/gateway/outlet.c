@@ -9,6 +9,10 @@
 #include "mesh/topic.h"
 #include "outlet.h"
 
+/* Senders per target: a job that comes while one lane waits for its
+ * confirmations goes to another, not after them. */
+#define LANES 4
+
 struct outlet {
 	struct gw_outlets *os;
 	char target[MESH_ROUTE_TARGET_MAX + 1];
@@ -16,6 +20,7 @@ struct outlet {
 	pthread_t t;
 	struct gw_job *head, *tail; /* waiting to be sent; os->mu */
 	bool stop;
+	bool flushing; /* waiting for confirmations; os->mu */
 	struct outlet *next;
 };
 
@@ -153,9 +158,11 @@ outlet_main(void *arg)
 		}
 		pthread_mutex_lock(&os->mu);
 		if (o->head == NULL) {
+			o->flushing = true;
 			pthread_mutex_unlock(&os->mu);
 			mesh_sender_flush(w.s);
 			pthread_mutex_lock(&os->mu);
+			o->flushing = false;
 		}
 	}
 	pthread_mutex_unlock(&os->mu);
@@ -167,7 +174,8 @@ mesh_err
 gw_outlet_post(struct gw_outlets *os, const char *target, mesh_route_kind kind,
                struct gw_job *j)
 {
-	struct outlet *o;
+	struct outlet *o = NULL;
+	int lanes = 0;
 
 	j->next = NULL;
 	pthread_mutex_lock(&os->mu);
@@ -175,10 +183,18 @@ gw_outlet_post(struct gw_outlets *os, const char *target, mesh_route_kind kind,
 		pthread_mutex_unlock(&os->mu);
 		return mesh_err_set(MESH_ECLOSED, "the gateway is stopping");
 	}
-	for (o = os->list; o != NULL && strcmp(o->target, target) != 0;
-	     o = o->next) {
+	/* A lane not waiting for confirmations, else a new one, else the
+	 * first. */
+	for (struct outlet *l = os->list; l != NULL; l = l->next) {
+		if (strcmp(l->target, target) != 0) {
+			continue;
+		}
+		lanes++;
+		if (o == NULL || (o->flushing && !l->flushing)) {
+			o = l;
+		}
 	}
-	if (o == NULL) {
+	if (o == NULL || (o->flushing && lanes < LANES)) {
 		if ((o = calloc(1, sizeof(*o))) == NULL) {
 			pthread_mutex_unlock(&os->mu);
 			return mesh_err_set(MESH_ENOMEM, "outlet '%s'",

@@ -1,12 +1,13 @@
-/* outlet.h: mesh-gateway's way to a queue or topic: one thread per target
- * keeping a pipelined sender (mesh/sender.h) busy with the events of every
- * HTTP connection, so that a request waits for its own confirmation
- * (JetStream's ack) without holding an HTTP thread, and the confirmations
- * of many requests are awaited together.
+/* outlet.h: mesh-gateway's way to a queue or topic: a thread per target
+ * (up to 4, lanes) keeping a pipelined sender (mesh/sender.h) busy with
+ * the events of every HTTP connection, so that a request waits for its own
+ * confirmation (JetStream's ack) without holding an HTTP thread, and the
+ * confirmations of many requests are awaited together.
  *
- * The thread takes every event waiting, sends them all, and, when no more
+ * A lane takes every event waiting, sends them all, and, when no more
  * wait, flushes: each event's outcome comes back through its job's done,
- * on the outlet's thread.
+ * on the lane's thread. A job goes to a lane that is not flushing, else
+ * to a new lane, so that it need not wait for others' confirmations.
  *
  * Thread safety: gw_outlet_post from any thread. */
 #ifndef GW_OUTLET_H
