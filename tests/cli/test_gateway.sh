@@ -70,7 +70,7 @@ is "$(cat "$tmp/resp.out")" "ready" "the stand-in service is ready"
 "$GATEWAY" --listen 127.0.0.1:0 --timeout-ms 500 --max-body 4096 2>"$tmp/gw.log" &
 pids+=($!)
 gw=$!
-for _ in $(seq 100); do grep -q '"listening on' "$tmp/gw.log" && break; sleep 0.1; done
+for _ in $(seq 100); do grep -qs '"listening on' "$tmp/gw.log" && break; sleep 0.1; done
 port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\),.*/\1/p' "$tmp/gw.log")
 ok $([ -n "$port" ]; echo $?) "the gateway listens (port ${port:-none})"
 U=http://127.0.0.1:$port
@@ -147,6 +147,19 @@ got=$(m queue receive po --json --max 1 --visibility-timeout 60)
 has "$got" '"Body": "hello"' "the raw body stored"
 has "$got" '"kind"' "the path parameter as a message attribute"
 has "$got" '"X-Tenant"' "the header as a message attribute"
+# The event's envelope carries the trace: read as any NATS client would,
+# a core subscription on the queue's subject.
+hostport=${BROKER_URL#nats://}
+exec 4<>"/dev/tcp/${hostport%:*}/${hostport##*:}"
+printf 'CONNECT {"verbose":false}\r\nSUB mesh.queue.po 1\r\nPING\r\n' >&4
+timeout 5 grep -qam1 PONG <&4
+req -X POST "$U/raw/traced" -H "traceparent: $tp" -H 'Content-Type: text/plain' -d 'traced'
+is "$status" 202 "POST with a traceparent: 202"
+got=$(timeout 5 grep -aom1 '00-0af7651916cd43dd8448eb211c80319c-[0-9a-f]\{16\}-01' <&4)
+exec 4>&-
+ok $([ -n "$got" ] && [ "${got:36:16}" != "${tp:36:16}" ]; echo $?) \
+	"the event's traceparent: the client's trace, the gateway's span (${got:-none})"
+m queue purge po >/dev/null
 req -X POST "$U/events/signup" -d '{"any":"json"}' -H 'Content-Type: application/json'
 is "$status" 202 "POST to a topic route: 202"
 is "$(m topic info ev --json | json 'd["Attributes"]["MessagesStored"]')" 1 \
