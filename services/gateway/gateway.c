@@ -76,6 +76,9 @@ struct req {
 	char trace[33], span[17], traceparent[56];
 	char route_key[MESH_ROUTE_KEY_MAX + 1];
 	int status;
+	/* Set by the HTTP thread as it suspends the connection, read by it
+	 * alone: state may change on another thread from then on. */
+	bool suspended;
 	struct MHD_Response *resp;
 	struct gw_call call;
 	struct gw_job job;
@@ -422,6 +425,7 @@ to_event(struct req *q, const struct mesh_route *r,
 	q->job.arg = q;
 	/* Suspended first, as for a service call. */
 	q->state = ST_WAIT;
+	q->suspended = true;
 	MHD_suspend_connection(q->conn);
 	if (gw_outlet_post(q->gw->outlets, r->target, r->kind, &q->job) !=
 	    MESH_OK) {
@@ -589,6 +593,7 @@ to_service(struct req *q, const struct mesh_route *r,
 	/* Suspended first: the reply may come before the publish returns,
 	 * and only a suspended connection can be resumed. */
 	q->state = ST_WAIT;
+	q->suspended = true;
 	MHD_suspend_connection(q->conn);
 	if ((err = gw_calls_start(&q->gw->calls, &q->call, msg)) != MESH_OK) {
 		fail(q, 503, "service '%s': %s", mesh_route_target_name(r),
@@ -765,8 +770,11 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 	if (q->state == ST_BODY) {
 		dispatch(q);
 	}
-	if (q->state == ST_WAIT) {
-		return MHD_YES; /* suspended: resumed by call_done */
+	if (q->suspended) {
+		/* Its answer comes on another thread, which resumes it; then
+		 * we are called again. */
+		q->suspended = false;
+		return MHD_YES;
 	}
 	if (q->state != ST_READY || q->resp == NULL) {
 		fail(q, 500, "no answer");
