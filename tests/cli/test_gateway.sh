@@ -56,8 +56,9 @@ m route create POST /orders --target queue:po --type evmesh.shop.PlaceOrder >/de
 	m route create POST '/raw/{kind}' --target queue:po --header X-Tenant >/dev/null &&
 	m route create POST '/events/{kind}' --target topic:ev >/dev/null &&
 	m route create ANY '/svc/{proxy+}' --target service:orders >/dev/null &&
-	m route create GET /lost --target service:nobody >/dev/null
-ok $? "queue, topic, greedy and ANY routes created"
+	m route create GET /lost --target service:nobody >/dev/null &&
+	m route create PUT '/typed/{id}' --target service:orders --type evmesh.shop.PlaceOrder >/dev/null
+ok $? "queue, topic, greedy, ANY and typed service routes created"
 has "$(m route list)" "ANY     /svc/{proxy+}" "listed"
 
 # ---- the gateway --------------------------------------------------------
@@ -74,7 +75,7 @@ for _ in $(seq 100); do grep -qs '"listening on' "$tmp/gw.log" && break; sleep 0
 port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\),.*/\1/p' "$tmp/gw.log")
 ok $([ -n "$port" ]; echo $?) "the gateway listens (port ${port:-none})"
 U=http://127.0.0.1:$port
-has "$(grep -c 'route ' "$tmp/gw.log")" "6" "it read the 6 routes"
+is "$(grep -c '"msg":"route ' "$tmp/gw.log")" "7" "it read the 7 routes"
 
 # req ARGS...: curl; sets $status, $hdrs (lower-case names) and $body.
 req() {
@@ -129,6 +130,11 @@ req -X PATCH "$U/svc/deep/er/path" -d 'raw text' -H 'Content-Type: text/plain'
 is "$status" 200 "ANY with a greedy parameter: PATCH answered"
 is "$(printf '%s' "$body" | json 'd["params"]["proxy"] + "|" + d["body"] + "|" + d["contentType"]')" \
 	"deep/er/path|raw text|text/plain" "the rest of the path, the raw body, its Content-Type"
+req -X PUT "$U/typed/7" -H 'Content-Type: application/json' -d '{ "orderId" : "o-7" }'
+is "$status" 200 "a body fitting a service route's type: answered"
+is "$(printf '%s' "$body" | json 'd["body"]')" '{ "orderId" : "o-7" }' "the body passed on as it came"
+req -X PUT "$U/typed/7" -d '{"orderId":7}'
+error 400 'field \"orderId\"' "a body not fitting a service route's type, naming the field"
 req "$U/svc/status/418"
 is "$status" 418 "the reply's Mesh-Status is the HTTP status"
 
