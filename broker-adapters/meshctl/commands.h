@@ -100,6 +100,13 @@ int cmd_function_delete(struct cli *cli);
 int cmd_function_list(struct cli *cli);
 int cmd_function_info(struct cli *cli);
 
+/* The `meshctl route` tree (cmd_route.c). */
+extern const struct cli_cmd route_commands[];
+int cmd_route_create(struct cli *cli);
+int cmd_route_delete(struct cli *cli);
+int cmd_route_list(struct cli *cli);
+int cmd_route_info(struct cli *cli);
+
 /* The `meshctl param` tree (cmd_param.c). */
 extern const struct cli_cmd param_commands[];
 int cmd_param_put(struct cli *cli);

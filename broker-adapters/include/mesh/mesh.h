@@ -13,6 +13,7 @@
 #include "mesh/partition.h"
 #include "mesh/pbjson.h"
 #include "mesh/queue.h"
+#include "mesh/route.h"
 #include "mesh/router.h"
 #include "mesh/sender.h"
 #include "mesh/source.h"
