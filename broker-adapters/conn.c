@@ -649,6 +649,19 @@ fail:
 	return err;
 }
 
+/* Flush nc unless it is not connected: a flush while cnats reconnects
+ * only waits out its timeout (what it holds is written on reconnecting,
+ * or lost at close either way), which made a daemon told to stop while
+ * its broker was away take seconds. */
+static void
+flush_connected(natsConnection *nc, int64_t timeout_ms)
+{
+	if (nc != NULL &&
+	    natsConnection_Status(nc) == NATS_CONN_STATUS_CONNECTED) {
+		natsConnection_FlushTimeout(nc, timeout_ms);
+	}
+}
+
 void
 mesh_conn_close(struct mesh_conn *c)
 {
@@ -657,7 +670,7 @@ mesh_conn_close(struct mesh_conn *c)
 	}
 	jsCtx_Destroy(c->js);
 	if (c->bulk != NULL) {
-		natsConnection_FlushTimeout(c->bulk, 2000);
+		flush_connected(c->bulk, 2000);
 		natsConnection_Close(c->bulk);
 		natsConnection_Destroy(c->bulk);
 	}
@@ -721,10 +734,8 @@ mesh_conn_flush(struct mesh_conn *c, int64_t timeout_ms)
 	pthread_mutex_lock(&c->bulk_mu);
 	nc = c->bulk;
 	pthread_mutex_unlock(&c->bulk_mu);
-	if (nc != NULL) {
-		natsConnection_FlushTimeout(nc, timeout_ms);
-	}
-	natsConnection_FlushTimeout(c->nc, timeout_ms);
+	flush_connected(nc, timeout_ms);
+	flush_connected(c->nc, timeout_ms);
 }
 
 void
