@@ -133,6 +133,8 @@ test_registry(void)
 	         &evmesh__shop__shipment_created__descriptor},
 	        {"evmesh.shop.OrderSummary",
 	         &evmesh__shop__order_summary__descriptor},
+	        {"evmesh.shop.OrderStatus",
+	         &evmesh__shop__order_status__descriptor},
 	        {"evmesh.example.Greet", &evmesh__example__greet__descriptor},
 	        {"evmesh.example.Greeted",
 	         &evmesh__example__greeted__descriptor},
