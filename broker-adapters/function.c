@@ -52,6 +52,7 @@ mesh_function_fini(struct mesh_function *f)
 	strv_free(f->args, f->n_args);
 	strv_free(f->env, f->n_env);
 	strv_free(f->sources, f->n_sources);
+	strv_free(f->routes, f->n_routes);
 	mesh_function_init(f);
 }
 
@@ -119,6 +120,25 @@ program_check(const char *name, const char *program)
 		                    name, program);
 	}
 	return MESH_OK;
+}
+
+/* "METHOD /path", 1-255 bytes without control characters: the runtime
+ * checks routes in full; this is what a record must hold. */
+static bool
+route_valid(const char *r)
+{
+	const char *sp = r != NULL ? strchr(r, ' ') : NULL;
+	size_t len = r != NULL ? strlen(r) : 0;
+
+	if (sp == NULL || sp == r || sp[1] != '/' || len > 255) {
+		return false;
+	}
+	for (const char *p = r; *p != '\0'; p++) {
+		if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+			return false;
+		}
+	}
+	return true;
 }
 
 /* mesh_function_check, the program's existence only when `exists`. */
@@ -194,11 +214,37 @@ check(const struct mesh_function *f, bool exists)
 		                    ": must be 1-%d",
 		                    n, f->target_backlog, MAX_BACKLOG);
 	}
-	if (f->n_sources < 1 || f->n_sources > MESH_FUNCTION_SOURCES_MAX) {
+	if (f->n_sources > MESH_FUNCTION_SOURCES_MAX) {
+		return mesh_err_set(
+		        MESH_EINVAL, "function '%s': %zu sources: at most %d",
+		        n, f->n_sources, MESH_FUNCTION_SOURCES_MAX);
+	}
+	if (f->n_routes > MESH_FUNCTION_ROUTES_MAX) {
 		return mesh_err_set(MESH_EINVAL,
-		                    "function '%s': %zu sources: must be 1-%d",
-		                    n, f->n_sources,
-		                    MESH_FUNCTION_SOURCES_MAX);
+		                    "function '%s': %zu routes: at most %d", n,
+		                    f->n_routes, MESH_FUNCTION_ROUTES_MAX);
+	}
+	if (f->n_sources == 0 && f->n_routes == 0) {
+		return mesh_err_set(MESH_EINVAL,
+		                    "function '%s': no sources and no routes: "
+		                    "nothing would ever start it",
+		                    n);
+	}
+	for (size_t i = 0; i < f->n_routes; i++) {
+		if (!route_valid(f->routes[i])) {
+			return mesh_err_set(
+			        MESH_EINVAL,
+			        "function '%s': route '%.255s': not METHOD "
+			        "/path of 1-255 bytes",
+			        n, f->routes[i] ? f->routes[i] : "");
+		}
+	}
+	if (f->n_routes > 0 && f->partitions > 0) {
+		return mesh_err_set(MESH_EINVAL,
+		                    "function '%s': %zu routes and %d "
+		                    "partitions: a partitioned service serves "
+		                    "no requests",
+		                    n, f->n_routes, f->partitions);
 	}
 	for (size_t i = 0; i < f->n_sources; i++) {
 		if ((err = mesh_source_spec_check(f->sources[i])) != MESH_OK) {
@@ -241,16 +287,17 @@ mesh_err
 mesh_function_encode(const struct mesh_function *f, char **json)
 {
 	json_t *j = json_pack(
-	        "{s:s, s:s?, s:o?, s:o?, s:i, s:i, s:I, s:I, s:o?, s:i, s:I, "
-	        "s:I}",
+	        "{s:s, s:s?, s:o?, s:o?, s:i, s:i, s:I, s:I, s:o?, s:i, s:o?, "
+	        "s:I, s:I}",
 	        "name", f->name, "program", f->program, "args",
 	        strv_json(f->args, f->n_args), "env",
 	        strv_json(f->env, f->n_env), "min", f->min, "max", f->max,
 	        "idle_ms", (json_int_t)f->idle_ms, "target_backlog",
 	        (json_int_t)f->target_backlog, "sources",
 	        strv_json(f->sources, f->n_sources), "partitions",
-	        f->partitions, "created_ms", (json_int_t)f->created_ms,
-	        "updated_ms", (json_int_t)f->updated_ms);
+	        f->partitions, "routes", strv_json(f->routes, f->n_routes),
+	        "created_ms", (json_int_t)f->created_ms, "updated_ms",
+	        (json_int_t)f->updated_ms);
 	char *text = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
 
 	json_decref(j);
@@ -359,6 +406,8 @@ decode(json_t *j, struct mesh_function *f)
 	                     &f->n_env)) != MESH_OK ||
 	    (err = strv_read(j, "sources", MESH_FUNCTION_SOURCES_MAX,
 	                     &f->sources, &f->n_sources)) != MESH_OK ||
+	    (err = strv_read(j, "routes", MESH_FUNCTION_ROUTES_MAX, &f->routes,
+	                     &f->n_routes)) != MESH_OK ||
 	    (err = int_read(j, "min", 0, MESH_FUNCTION_INSTANCES_MAX, &min)) !=
 	            MESH_OK ||
 	    (err = int_read(j, "max", 1, MESH_FUNCTION_INSTANCES_MAX, &max)) !=

@@ -4,8 +4,8 @@
  *
  * create and update learn what the program consumes by running it with
  * --prepare (the runtime makes its subscriptions and dead-letter queue
- * and prints its sources): a definition is stored only for a program
- * that is an evmesh service whose sources exist. */
+ * and prints its sources and request routes): a definition is stored only
+ * for a program that is an evmesh service whose sources exist. */
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -154,12 +154,45 @@ precheck(struct cli *cli, struct mesh_function *f)
 	return CLI_OK;
 }
 
-/* Learn f's sources and partitions from its program. Prints why not. */
+/* The route keys of --prepare's "routes" ([{"route", "kind", "type"}])
+ * into f (none for a partitioned service: it serves none). */
+static mesh_err
+routes_take(json_t *routes, struct mesh_function *f)
+{
+	size_t i, n = json_array_size(routes);
+	char **keys;
+	json_t *v;
+
+	strv_free(f->routes, f->n_routes);
+	f->routes = NULL;
+	f->n_routes = 0;
+	if (n == 0 || f->partitions > 0) {
+		return MESH_OK;
+	}
+	if ((keys = calloc(n, sizeof(*keys))) == NULL) {
+		return mesh_err_set(MESH_ENOMEM, "routes");
+	}
+	json_array_foreach(routes, i, v)
+	{
+		const char *key =
+		        json_string_value(json_object_get(v, "route"));
+		if (key != NULL && (keys[f->n_routes] = strdup(key)) == NULL) {
+			strv_free(keys, f->n_routes);
+			return mesh_err_set(MESH_ENOMEM, "routes");
+		}
+		f->n_routes += key != NULL;
+	}
+	f->routes = keys;
+	return MESH_OK;
+}
+
+/* Learn f's sources, partitions and routes from its program. Prints why
+ * not. */
 static int
 probe(struct cli *cli, struct mesh_function *f)
 {
 	char *text = NULL, **sources = NULL;
-	json_t *j, *src, *v;
+	json_t *j, *src, *v, *routes;
 	int status = 0, rc = CLI_FAIL;
 	const char *error;
 	mesh_err err;
@@ -173,6 +206,7 @@ probe(struct cli *cli, struct mesh_function *f)
 	j = json_loads(text, JSON_DISABLE_EOF_CHECK, NULL);
 	error = json_string_value(json_object_get(j, "error"));
 	src = json_object_get(j, "sources");
+	routes = json_object_get(j, "routes");
 	if (status == -1) {
 		fprintf(stderr,
 		        "%s %s: function '%s': %s --prepare did not end "
@@ -190,19 +224,22 @@ probe(struct cli *cli, struct mesh_function *f)
 		        cli->prog, cli->cmd_path, f->name, f->program, error,
 		        unknown ? " (an unknown source)" : "");
 	} else if (status != 0 || !json_is_array(src) ||
-	           json_array_size(src) == 0 ||
+	           (json_array_size(src) == 0 &&
+	            json_array_size(routes) == 0) ||
 	           json_array_size(src) > MESH_FUNCTION_SOURCES_MAX ||
+	           (routes != NULL && !json_is_array(routes)) ||
 	           !json_is_integer(json_object_get(j, "partitions"))) {
 		fprintf(stderr,
 		        "%s %s: function '%s': %s is not an evmesh service: "
-		        "its --prepare %s (exit %d), not its sources as "
-		        "JSON\n",
+		        "its --prepare %s (exit %d), not its sources or "
+		        "routes as JSON\n",
 		        cli->prog, cli->cmd_path, f->name, f->program,
 		        text[0] == '\0' ? "printed nothing"
 		                        : "printed other "
 		                          "output",
 		        status);
-	} else if ((sources = calloc(json_array_size(src),
+	} else if (json_array_size(src) > 0 &&
+	           (sources = calloc(json_array_size(src),
 	                             sizeof(*sources))) == NULL) {
 		cli_fail(cli, mesh_err_set(MESH_ENOMEM, "sources"));
 	} else {
@@ -220,7 +257,11 @@ probe(struct cli *cli, struct mesh_function *f)
 		f->n_sources = n;
 		f->partitions = (int)json_integer_value(
 		        json_object_get(j, "partitions"));
-		rc = CLI_OK;
+		if ((err = routes_take(routes, f)) != MESH_OK) {
+			cli_fail(cli, err);
+		} else {
+			rc = CLI_OK;
+		}
 	}
 	json_decref(j);
 	free(text);
@@ -259,10 +300,15 @@ print_stored(const char *verb, const struct mesh_function *f)
 	for (size_t i = 0; i < f->n_sources; i++) {
 		printf("%s%s", i == 0 ? " (" : ", ", f->sources[i]);
 	}
-	printf(")%s", f->partitions > 0 ? "" : "\n");
+	printf("%s", f->n_sources > 0 ? ")" : "");
 	if (f->partitions > 0) {
-		printf(", %d partitions\n", f->partitions);
+		printf(", %d partitions", f->partitions);
 	}
+	if (f->n_routes > 0) {
+		printf(", %zu request route%s (requests wake it)", f->n_routes,
+		       f->n_routes == 1 ? "" : "s");
+	}
+	putchar('\n');
 }
 
 /* create and update: the flags over f, checked, probed, stored. */
@@ -536,6 +582,15 @@ print_status(json_t *s)
 	       (long long)json_integer_value(json_object_get(s, "exits")),
 	       json_is_true(json_object_get(s, "crash_loop")) ? " (crash loop)"
 	                                                      : "");
+	if (json_integer_value(json_object_get(s, "requests_held")) > 0 ||
+	    json_integer_value(json_object_get(s, "requests_refused")) > 0) {
+		printf("Requests     %lld held for an instance, %lld "
+		       "refused (503/504)\n",
+		       (long long)json_integer_value(
+		               json_object_get(s, "requests_held")),
+		       (long long)json_integer_value(
+		               json_object_get(s, "requests_refused")));
+	}
 	if (next > 0) {
 		iso_ms(next, when);
 		printf("Next start   %s\n", when);
@@ -569,6 +624,9 @@ print_definition(const struct mesh_function *f)
 	       f->min, f->max, f->target_backlog, f->idle_ms / 1000);
 	for (size_t i = 0; i < f->n_sources; i++) {
 		printf("%-12s %s\n", i == 0 ? "Sources" : "", f->sources[i]);
+	}
+	for (size_t i = 0; i < f->n_routes; i++) {
+		printf("%-12s %s\n", i == 0 ? "Routes" : "", f->routes[i]);
 	}
 	if (f->partitions > 0) {
 		printf("Partitions   %d\n", f->partitions);

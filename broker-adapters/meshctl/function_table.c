@@ -40,12 +40,14 @@ static const struct cli_opt list_opts[] = {
 	"Runs PATH ARGS --prepare (NATS_URL and the credentials meshctl "     \
 	"uses, the\ndefinition's --env added; 30 s at most; its standard "    \
 	"error passes through):\nthe program makes its subscriptions and "    \
-	"dead-letter queue and prints what it\nconsumes, which is stored "    \
+	"dead-letter queue and prints what it\nconsumes (its sources, and "   \
+	"its request routes: a request wakes it too),\nwhich is stored "      \
 	"with the definition. Refused, nothing stored: a\nprogram that is "   \
 	"missing or not executable, --min above --max, a value out\nof "      \
 	"range (exit 2), a program whose --prepare fails (a queue or topic "  \
 	"it\nconsumes does not exist: exit 1), a program that is not an "     \
-	"evmesh service\n(its --prepare prints no sources: exit 1)."
+	"evmesh service\n(its --prepare prints no sources and no routes: "    \
+	"exit 1)."
 
 const struct cli_cmd function_commands[] = {
         {.name = "create",

@@ -3,8 +3,9 @@
  * of nothing refused (MESH_ENOTFOUND), a stale revision refused; the
  * record's JSON round trip; a damaged record (bytes put with cnats, as
  * anyone with access to the bucket may) reported by get and listed with
- * program NULL; and mesh_function_check's refusals, each naming the
- * field and value. */
+ * program NULL; mesh_function_check's refusals, each naming the
+ * field and value; request routes stored, and an older record without
+ * them. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -200,8 +201,61 @@ check_refusals(void)
 	ok(mesh_function_check(&f) == MESH_OK,
 	   "partition:SERVICE/K is a source spec too");
 	f.n_sources = 0;
-	ok(mesh_function_check(&f) == MESH_EINVAL, "no sources refused");
+	ok(mesh_function_check(&f) == MESH_EINVAL,
+	   "no sources and no routes refused");
+	has_str(mesh_errdetail(), "no sources and no routes",
+	        "saying nothing would start it");
 	f.n_sources = 2;
+	mesh_function_fini(&f);
+}
+
+/* Request routes: stored, read back, and a record from before them (no
+ * "routes") serves none. */
+static void
+routes(void)
+{
+	static const char *const keys[] = {"GET /count", "POST /orders/{id}"};
+	struct mesh_function f, g;
+	char *json = NULL;
+	size_t n_src;
+
+	sample(&f, "rts");
+	f.min = 0;
+	f.routes = strv(2, keys);
+	f.n_routes = 2;
+	ok(mesh_function_check(&f) == MESH_OK, "a function with routes");
+	ok(mesh_function_encode(&f, &json) == MESH_OK, "encodes");
+	has_str(json, "\"routes\":[\"GET /count\",\"POST /orders/{id}\"]",
+	        "its routes in the record");
+	mesh_function_init(&g);
+	ok(mesh_function_decode(json, strlen(json), &g) == MESH_OK &&
+	           g.n_routes == 2 && strcmp(g.routes[1], keys[1]) == 0,
+	   "and decodes them");
+	mesh_function_fini(&g);
+	free(json);
+	json = "{\"name\":\"old\",\"program\":\"/p\",\"sources\":"
+	       "[\"queue:q\"]}";
+	mesh_function_init(&g);
+	ok(mesh_function_decode(json, strlen(json), &g) == MESH_OK &&
+	           g.n_routes == 0 && g.routes == NULL,
+	   "a record without routes (from before them) serves none");
+	mesh_function_fini(&g);
+
+	n_src = f.n_sources;
+	f.n_sources = 0;
+	ok(mesh_function_check(&f) == MESH_OK,
+	   "routes without sources: requests alone start it");
+	f.partitions = 2;
+	ok(mesh_function_check(&f) == MESH_EINVAL,
+	   "routes on a partitioned function refused");
+	has_str(mesh_errdetail(), "partitioned service serves no requests",
+	        "saying why");
+	f.partitions = 0;
+	f.n_sources = n_src;
+	free(f.routes[0]);
+	f.routes[0] = dup_str("/count");
+	ok(mesh_function_check(&f) == MESH_EINVAL, "a route without METHOD");
+	has_str(mesh_errdetail(), "route '/count'", "naming it");
 	mesh_function_fini(&f);
 }
 
@@ -333,6 +387,7 @@ main(void)
 	}
 	round_trip();
 	check_refusals();
+	routes();
 	slots();
 	mesh_conn_opts_init(&o);
 	o.servers = broker.url;

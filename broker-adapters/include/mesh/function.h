@@ -12,12 +12,16 @@
  *   {"name", "program", "args": [...], "env": ["KEY=VALUE", ...],
  *    "min", "max", "idle_ms", "target_backlog",
  *    "sources": ["queue:NAME" | "subscription:ID", ...], "partitions",
- *    "created_ms", "updated_ms"}
+ *    "routes": ["GET /count", ...], "created_ms", "updated_ms"}
  *
- * sources and partitions are what the program declares, learned when the
- * definition is made or changed (meshctl runs PROGRAM ARGS --prepare: the
- * runtime makes its subscriptions and dead-letter queue and prints them);
- * a source that does not exist refuses the definition.
+ * sources, partitions and routes are what the program declares, learned
+ * when the definition is made or changed (meshctl runs PROGRAM ARGS
+ * --prepare: the runtime makes its subscriptions and dead-letter queue and
+ * prints them); a source that does not exist refuses the definition.
+ * routes are the request routes it serves (mesh/service_api.h; none for a
+ * partitioned service, which serves none): while such a function has no
+ * instance, its supervisor holds its requests, starts one and hands them
+ * over (a record without "routes", from before, serves none).
  *
  * mesh-supervisor watches the bucket; each function is run by the
  * supervisor that holds its slot (a lease of the group MESH_SUPERVISOR_GROUP
@@ -30,7 +34,9 @@
  *   "starting"|"running"|"stopping", "started_ms"}], "cold_starts" (starts
  *   from zero), "exits" (unasked), "last_exit", "crash_loop": bool,
  *   "next_start_ms" (Unix ms; 0: none held back), "backlog" (the last
- *   reading), "armed" (waiting for an event to wake it), "decision":
+ *   reading), "armed" (waiting for an event to wake it), "requests_held"
+ *   (requests the supervisor holds until an instance answers),
+ *   "requests_refused" (answered 503/504 by the supervisor), "decision":
  *   {"at_ms", "from", "to", "why"} (the last change of its instances)}.
  *
  * Thread safety: the calls may be made from any thread.
@@ -51,6 +57,7 @@
 #define MESH_FUNCTION_ENV_MAX        64
 #define MESH_FUNCTION_SOURCES_MAX    32
 #define MESH_FUNCTION_INSTANCES_MAX  64
+#define MESH_FUNCTION_ROUTES_MAX     64 /* as the runtime's */
 #define MESH_SUPERVISOR_GROUP        "mesh-supervisor"
 #define MESH_SUPERVISOR_SLOTS        8
 #define MESH_SUPERVISOR_INFO_SUBJECT "mesh.supervisor.info.%s"
@@ -72,6 +79,9 @@ struct mesh_function {
 	char **sources;        /* n_sources source specs (mesh/source.h) */
 	size_t n_sources;
 	int partitions;        /* the service's partitions; 0: none */
+	char **routes;         /* n_routes request route keys it serves,
+	                          "GET /orders/{id}"; none with partitions */
+	size_t n_routes;
 	int64_t created_ms;    /* Unix ms; set by mesh_function_put */
 	int64_t updated_ms;
 	uint64_t revision;     /* the record's, from get/list/decode */
@@ -79,14 +89,16 @@ struct mesh_function {
 
 /* Defaults, nothing owned. */
 void mesh_function_init(struct mesh_function *f);
-/* Free what f owns (program, args, env, sources) and init it again. */
+/* Free what f owns (program, args, env, sources, routes) and init it
+ * again. */
 void mesh_function_fini(struct mesh_function *f);
 
 /* Whether f is a definition that can be stored: name, program (absolute,
  * an executable file on this machine), args/env counts and env entries
  * of the form KEY=VALUE, 0 <= min <= max <= MESH_FUNCTION_INSTANCES_MAX,
- * max >= 1, idle_ms and target_backlog in range, 1+ sources each a valid
- * spec. Errors: MESH_EINVAL, the detail naming the field and value
+ * max >= 1, idle_ms and target_backlog in range, sources each a valid
+ * spec, routes each "METHOD /path" (1-255 bytes), 1+ of either (a function
+ * with neither would never run), no routes when partitioned. Errors: MESH_EINVAL, the detail naming the field and value
  * ("function 'x': min 5 is more than max 2"). */
 mesh_err mesh_function_check(const struct mesh_function *f);
 
