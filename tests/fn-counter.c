@@ -5,7 +5,9 @@
  * With $FN_TOPIC it consumes that topic instead, through the filter
  * policy $FN_FILTER (if set). $FN_CRASH set: it exits 3 at start (a crash
  * loop). $FN_SLOW_MS: each event takes this long. $FN_STARTS: a file each
- * instance appends "PID START_MS\n" to as it starts. */
+ * instance appends "PID START_MS\n" to as it starts. $FN_ROUTES set: it
+ * serves the request route "GET /count" too, answering
+ * {"count": events processed (its "ev/" keys), "pid": its process id}. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +24,37 @@ now_ms(void)
 
 	gettimeofday(&tv, NULL);
 	return (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+static int
+count_one(const void *key, size_t klen, const void *val, size_t vlen,
+          void *arg)
+{
+	(void)key;
+	(void)klen;
+	(void)val;
+	(void)vlen;
+	(*(long *)arg)++;
+	return 0;
+}
+
+static mesh_handler_result
+get_count(struct mesh_ctx *ctx, const struct mesh_request *req,
+          struct mesh_reply *rep, void *arg)
+{
+	char json[64];
+	long n = 0;
+
+	(void)req;
+	(void)arg;
+	if (mesh_state_scan(ctx, "ev/", 3, count_one, &n) != MESH_OK) {
+		return mesh_reject(ctx, mesh_errdetail());
+	}
+	snprintf(json, sizeof(json), "{\"count\":%ld,\"pid\":%d}", n,
+	         (int)getpid());
+	return mesh_reply_json(rep, 200, json) == MESH_OK
+	               ? MESH_HANDLER_OK
+	               : mesh_reject(ctx, mesh_errdetail());
 }
 
 static mesh_handler_result
@@ -73,7 +106,10 @@ main(int argc, char **argv)
 	                                      MESH_FILTER_SCOPE_ATTRIBUTES, 0)
 	             : mesh_service_consume(s, queue ? queue : "work")) !=
 	            MESH_OK ||
-	    mesh_service_on(s, NULL, NULL, on_any, NULL) != MESH_OK) {
+	    mesh_service_on(s, NULL, NULL, on_any, NULL) != MESH_OK ||
+	    (getenv("FN_ROUTES") != NULL &&
+	     mesh_service_on_request(s, "GET /count", NULL, get_count, NULL) !=
+	             MESH_OK)) {
 		fprintf(stderr, "fn-counter: %s\n", mesh_errdetail());
 		return 1;
 	}

@@ -19,16 +19,19 @@ fn_queue_make(const struct fn_world *w, const char *name)
 	return true;
 }
 
-mesh_err
-fn_define(const struct fn_world *w, const char *name, const char *queue,
-          int min, int max, int64_t idle_ms, int partitions,
-          const char *extra_env)
+static mesh_err
+define(const struct fn_world *w, const char *name, const char *queue, int min,
+       int max, int64_t idle_ms, int partitions, const char *extra_env,
+       bool routes)
 {
 	struct mesh_function f;
 	char state[PATH_MAX + 80], starts[PATH_MAX + 80], fname[128],
-	        fqueue[128], spec[128], count[16];
-	char *env[] = {state, starts, fname, fqueue, (char *)extra_env};
-	char *sources[1] = {spec}, *args[] = {"--partitions", count};
+	        fqueue[128], spec[128], count[16], served[] = "FN_ROUTES=1",
+	                                           route[] = "GET /count";
+	char *env[] = {state,  starts, fname,
+	               fqueue, served, (char *)extra_env};
+	char *sources[1] = {spec}, *args[] = {"--partitions", count},
+	     *routes_v[] = {route};
 	mesh_err err;
 
 	snprintf(state, sizeof(state), "MESH_STATE=%s/%s", w->dir, name);
@@ -42,7 +45,15 @@ fn_define(const struct fn_world *w, const char *name, const char *queue,
 	snprintf(f.name, sizeof(f.name), "%s", name);
 	f.program = (char *)w->counter;
 	f.env = env;
-	f.n_env = extra_env != NULL ? 5 : 4;
+	f.n_env = 4;
+	if (routes) {
+		f.routes = routes_v;
+		f.n_routes = 1;
+		f.n_env++;
+	} else {
+		env[4] = (char *)extra_env;
+	}
+	f.n_env += extra_env != NULL;
 	f.min = min;
 	f.max = max;
 	f.idle_ms = idle_ms;
@@ -62,6 +73,22 @@ fn_define(const struct fn_world *w, const char *name, const char *queue,
 		fprintf(stderr, "function %s: %s\n", name, mesh_errdetail());
 	}
 	return err;
+}
+
+mesh_err
+fn_define(const struct fn_world *w, const char *name, const char *queue,
+          int min, int max, int64_t idle_ms, int partitions,
+          const char *extra_env)
+{
+	return define(w, name, queue, min, max, idle_ms, partitions, extra_env,
+	              false);
+}
+
+mesh_err
+fn_define_served(const struct fn_world *w, const char *name, const char *queue,
+                 int min, int max, int64_t idle_ms, const char *extra_env)
+{
+	return define(w, name, queue, min, max, idle_ms, 0, extra_env, true);
 }
 
 json_t *

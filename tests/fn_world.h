@@ -29,6 +29,12 @@ mesh_err fn_define(const struct fn_world *w, const char *name,
                    const char *queue, int min, int max, int64_t idle_ms,
                    int partitions, const char *extra_env);
 
+/* The same, not partitioned, serving requests too: FN_ROUTES set, its
+ * definition's routes "GET /count" (as --prepare would have said). */
+mesh_err fn_define_served(const struct fn_world *w, const char *name,
+                          const char *queue, int min, int max, int64_t idle_ms,
+                          const char *extra_env);
+
 /* The status the supervisor running NAME answers (mesh/function.h), or
  * NULL when none did within wait_ms. json_decref it. */
 json_t *fn_info(const struct fn_world *w, const char *name, int wait_ms);

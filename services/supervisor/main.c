@@ -21,8 +21,9 @@ usage(FILE *f)
 	        "\n"
 	        "Runs the functions defined with `meshctl function create`\n"
 	        "on demand: none while nothing waits for them (min 0), one\n"
-	        "started as the first event arrives, more while the backlog\n"
-	        "grows, up to max, and down again after the idle time. Run\n"
+	        "started as the first event arrives (or request: held, then\n"
+	        "answered by it), more while the backlog grows, up to max,\n"
+	        "and down again after the idle time. Run\n"
 	        "one per machine: the functions spread over them, and the\n"
 	        "others take over the functions of one that stops.\n"
 	        "\n"
@@ -36,6 +37,9 @@ usage(FILE *f)
 	        "                  50-10000 (250)\n"
 	        "  --stop-ms MS    at our stop, SIGKILL instances still\n"
 	        "                  running after SIGTERM, 100-600000 (15000)\n"
+	        "  --request-wait-ms MS  a request to a function at zero\n"
+	        "                  is held for its first instance this long,\n"
+	        "                  then answered 504, 100-600000 (25000)\n"
 	        "  --state-root DIR  instances' state in DIR/NAME "
 	        "(MESH_STATE,\n"
 	        "                  unless the function's env sets it)\n"
@@ -76,6 +80,7 @@ main(int argc, char **argv)
 	        {"lease-ms", required_argument, NULL, 'l'},
 	        {"tick-ms", required_argument, NULL, 't'},
 	        {"stop-ms", required_argument, NULL, 'k'},
+	        {"request-wait-ms", required_argument, NULL, 'w'},
 	        {"state-root", required_argument, NULL, 'r'},
 	        {"log-dir", required_argument, NULL, 'g'},
 	        {"help", no_argument, NULL, 'h'},
@@ -118,6 +123,14 @@ main(int argc, char **argv)
 				return 2;
 			}
 			so.stop_ms = n;
+			break;
+		case 'w':
+			n = so.request_wait_ms;
+			if (!mesh_daemon_number(&d, "--request-wait-ms",
+			                        optarg, 100, 600000, &n)) {
+				return 2;
+			}
+			so.request_wait_ms = n;
 			break;
 		case 'r':
 			so.state_root = optarg;

@@ -22,6 +22,7 @@
 #include "mesh/filter.h"
 #include "mesh/function.h"
 #include "mesh/lease.h"
+#include "mesh/service_api.h"
 #include "mesh/source.h"
 #include "mesh/subscription.h"
 #include "mesh/event.h"
@@ -38,6 +39,15 @@
 #define REAP_EVERY_MS   50   /* with instances: how often exits are seen */
 #define IDLE_WAIT_MS    1000 /* without: the loop's longest sleep */
 #define READ_SOURCES    (MESH_FUNCTION_SOURCES_MAX + 1024)
+#define HELD_MAX        1000 /* requests held per function */
+#define PROBE_EVERY_MS  5    /* is an instance answering requests yet? */
+#define PROBE_SLOW_MS   100  /* ... once PROBE_FAST_MS went by without */
+#define PROBE_FAST_MS   2000
+#define PROBE_WAIT_MS   500 /* one probe's answer */
+/* Our probe's header: the request subscription we hold answers it "held"
+ * (no instance took it); an instance answers it 400 (no Mesh-Route), as
+ * any responder of the protocol does, without running a handler. */
+#define PROBE_HDR "Mesh-Supervisor-Probe"
 
 struct sup;
 struct fn;
@@ -55,6 +65,18 @@ struct wake {
 	char spec[MESH_SUBSCRIPTION_ID_MAX + 16];
 	int64_t buried;    /* mono: when taken down */
 	struct wake *next; /* in the graveyard */
+	/* The request subscription (mesh.service.NAME.request) is drained,
+	 * not unsubscribed: what the broker sent before it heard still
+	 * arrives, and is forwarded (an instance answers) or refused. */
+	bool request;
+	bool forward;
+	char refuse[160]; /* why, when not forwarded */
+};
+
+/* A request held for an instance, with its reply subject and headers. */
+struct held {
+	natsMsg *m;
+	int64_t at; /* mono: when it came */
 };
 
 struct fn {
@@ -73,6 +95,15 @@ struct fn {
 	int64_t arm_after; /* mono: try arming again then */
 	bool woken;
 	char woken_by[320];
+
+	/* Requests while no instance answers them: held here, then handed
+	 * to the instance (its routes from the definition). */
+	struct wake *req;
+	bool req_live; /* an instance answered since req was subscribed */
+	struct held *held;
+	size_t n_held;
+	int64_t probe_after, probing_since; /* mono */
+	uint64_t refused;
 
 	struct instance inst[MESH_FUNCTION_INSTANCES_MAX];
 	int n_inst;
@@ -112,6 +143,9 @@ struct sup {
 	pthread_t watch_thread;
 	bool watching;
 	natsSubscription *info_sub, *list_sub;
+	pthread_t gate_thread; /* hands held requests over (gate_main) */
+	pthread_cond_t gate_cond;
+	bool gating, gate_kick, gate_quit;
 };
 
 /* ---- logs ----------------------------------------------------------------
@@ -155,6 +189,8 @@ kick(struct sup *s)
 {
 	s->kick = true;
 	pthread_cond_signal(&s->cond);
+	s->gate_kick = true;
+	pthread_cond_signal(&s->gate_cond);
 }
 
 /* ---- the functions' table ------------------------------------------------
@@ -325,6 +361,18 @@ slot_held(struct sup *s, int slot)
 /* ---- waking ---------------------------------------------------------------
  */
 
+/* f is wanted: the first reason is kept (s->mu held). */
+static void
+wake_up(struct fn *f, const char *what, const char *where)
+{
+	if (!f->woken) {
+		f->woken = true;
+		snprintf(f->woken_by, sizeof(f->woken_by), "%s on %s", what,
+		         where);
+	}
+	kick(f->sup);
+}
+
 static void
 on_wake(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
 {
@@ -349,12 +397,7 @@ on_wake(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
 	}
 	if (match) {
 		pthread_mutex_lock(&s->mu);
-		if (!f->woken) {
-			f->woken = true;
-			snprintf(f->woken_by, sizeof(f->woken_by),
-			         "an event on %s", w->spec);
-		}
-		kick(s);
+		wake_up(f, "an event", w->spec);
 		pthread_mutex_unlock(&s->mu);
 	}
 	natsMsg_Destroy(m);
@@ -388,6 +431,11 @@ bury(struct sup *s, bool all)
 	for (struct wake **wp = &s->graves; *wp != NULL;) {
 		struct wake *w = *wp;
 		if (all || now - w->buried >= GRAVE_MS) {
+			if (w->request) {
+				/* Drained by now, bar a broker away. */
+				natsSubscription_WaitForDrainCompletion(w->sub,
+				                                        100);
+			}
 			natsSubscription_Destroy(w->sub);
 			mesh_filter_free(w->filter);
 			*wp = w->next;
@@ -673,6 +721,373 @@ reap(struct sup *s, int64_t now)
 	}
 }
 
+/* ---- requests -------------------------------------------------------------
+ *
+ * A function whose program serves requests, at zero, is woken by one too:
+ * the supervisor subscribes mesh.service.NAME.request in the queue group
+ * "mesh-request" (so requests to it come here rather than to NATS's no
+ * responders), holds each with its reply subject and headers, and starts
+ * an instance. Once an instance answers a probe, the subscription is
+ * drained (its UNSUB goes out before anything forwarded, on the same
+ * connection, so nothing forwarded comes back here) and the held requests
+ * are published again, their reply subjects unchanged: the instance
+ * answers the caller itself. The subscription is kept while instances
+ * start (probes that land here are answered "held"), so a request that
+ * comes meanwhile is held too, not refused.
+ */
+
+static bool
+serves(const struct fn *f)
+{
+	return f->defined && f->def.n_routes > 0 && f->def.partitions == 0;
+}
+
+/* Answer a request as the protocol's runtime does: Mesh-Status, JSON
+ * {"message", "requestId"}. */
+static void answer(natsConnection *nc, natsMsg *req, int status,
+                   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void
+answer(natsConnection *nc, natsMsg *req, int status, const char *fmt, ...)
+{
+	const char *reply = natsMsg_GetReply(req), *id = NULL;
+	char msg[512], code[8];
+	natsMsg *out = NULL;
+	char *text = NULL;
+	va_list ap;
+	json_t *j;
+
+	if (reply == NULL) {
+		return; /* published, not asked: nobody waits */
+	}
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	mesh_text_clean(msg);
+	natsMsgHeader_Get(req, MESH_REQUEST_ID_HDR, &id);
+	j = json_pack("{s:s, s:s}", "message", msg, "requestId", id ? id : "");
+	if (j == NULL) { /* an id that is not UTF-8 */
+		j = json_pack("{s:s, s:s}", "message", msg, "requestId", "");
+	}
+	snprintf(code, sizeof(code), "%d", status);
+	if (j != NULL && (text = json_dumps(j, JSON_COMPACT)) != NULL &&
+	    natsMsg_Create(&out, reply, NULL, text, (int)strlen(text)) ==
+	            NATS_OK &&
+	    natsMsgHeader_Set(out, MESH_REPLY_STATUS_HDR, code) == NATS_OK &&
+	    natsMsgHeader_Set(out, MESH_REQUEST_CONTENT_TYPE_HDR,
+	                      "application/json") == NATS_OK &&
+	    (id == NULL ||
+	     natsMsgHeader_Set(out, MESH_REQUEST_ID_HDR, id) == NATS_OK)) {
+		natsConnection_PublishMsg(nc, out);
+	}
+	natsMsg_Destroy(out);
+	free(text);
+	json_decref(j);
+}
+
+/* Publish a held request again: its subject, reply subject, headers and
+ * body as they came. */
+static void
+forward(natsConnection *nc, natsMsg *m)
+{
+	const char **keys = NULL, **values = NULL;
+	natsMsg *out = NULL;
+	natsStatus st;
+	int n = 0, nv = 0;
+
+	st = natsMsg_Create(&out, natsMsg_GetSubject(m), natsMsg_GetReply(m),
+	                    natsMsg_GetData(m), natsMsg_GetDataLength(m));
+	if (st == NATS_OK && natsMsgHeader_Keys(m, &keys, &n) == NATS_OK) {
+		for (int i = 0; st == NATS_OK && i < n; i++) {
+			st = natsMsgHeader_Values(m, keys[i], &values, &nv);
+			for (int k = 0; st == NATS_OK && k < nv; k++) {
+				st = natsMsgHeader_Add(out, keys[i],
+				                       values[k]);
+			}
+			free((void *)values);
+			values = NULL;
+		}
+	}
+	if (st == NATS_OK) {
+		natsConnection_PublishMsg(nc, out);
+	}
+	free((void *)keys);
+	natsMsg_Destroy(out);
+}
+
+/* Why f's requests cannot wait for an instance; NULL: they can. */
+static const char *
+unservable(struct fn *f, char *why, size_t size)
+{
+	if (!f->defined) {
+		snprintf(why, size, "the function was deleted");
+	} else if (!serves(f)) {
+		snprintf(why, size, "the function serves no requests");
+	} else if (!slot_held(f->sup, f->slot)) {
+		snprintf(why, size, "its supervisor no longer runs it");
+	} else if (f->crash_loop) {
+		snprintf(why, size,
+		         "it is crash-looping (last exit: %s), its next start "
+		         "in %" PRId64 " ms",
+		         f->last_exit,
+		         f->start_after > mesh_mono_ms()
+		                 ? f->start_after - mesh_mono_ms()
+		                 : 0);
+	} else {
+		return NULL;
+	}
+	return why;
+}
+
+static void
+on_request(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
+{
+	struct wake *w = arg;
+	struct fn *f = w->f;
+	struct sup *s = f->sup;
+	const char *probe = NULL;
+	char why[300];
+
+	(void)sub;
+	if (natsMsgHeader_Get(m, PROBE_HDR, &probe) == NATS_OK) {
+		natsMsg *out = NULL;
+		if (natsMsg_GetReply(m) != NULL &&
+		    natsMsg_Create(&out, natsMsg_GetReply(m), NULL, NULL, 0) ==
+		            NATS_OK &&
+		    natsMsgHeader_Set(out, PROBE_HDR, "held") == NATS_OK) {
+			natsConnection_PublishMsg(nc, out);
+		}
+		natsMsg_Destroy(out);
+		natsMsg_Destroy(m);
+		return;
+	}
+	pthread_mutex_lock(&s->mu);
+	if (w->buried != 0 && w->forward) {
+		forward(nc, m);
+	} else if (w->buried != 0) {
+		f->refused++;
+		answer(nc, m, 503, "function '%s': %s", f->def.name,
+		       w->refuse);
+	} else if (unservable(f, why, sizeof(why)) != NULL) {
+		f->refused++;
+		answer(nc, m, 503, "function '%s': %s", f->def.name, why);
+	} else if (f->n_held == HELD_MAX ||
+	           (f->held == NULL &&
+	            (f->held = calloc(HELD_MAX, sizeof(*f->held))) == NULL)) {
+		f->refused++;
+		answer(nc, m, 503,
+		       "function '%s' is starting: %d requests already wait "
+		       "for its first instance",
+		       f->def.name, HELD_MAX);
+	} else {
+		f->held[f->n_held++] = (struct held){m, mesh_mono_ms()};
+		m = NULL;
+		wake_up(f, "a request", w->spec);
+	}
+	pthread_mutex_unlock(&s->mu);
+	natsMsg_Destroy(m);
+}
+
+/* Hold f's requests while it has no instance that answers them (s->mu
+ * held). */
+static void
+req_arm(struct fn *f)
+{
+	struct sup *s = f->sup;
+	struct wake *w;
+	natsStatus st;
+
+	if (f->req != NULL || !serves(f) ||
+	    (w = calloc(1, sizeof(*w))) == NULL) {
+		return;
+	}
+	*w = (struct wake){.f = f, .request = true};
+	snprintf(w->spec, sizeof(w->spec), MESH_SERVICE_REQUEST_SUBJECT,
+	         f->def.name);
+	st = natsConnection_QueueSubscribe(&w->sub, mesh_conn_nats(s->c),
+	                                   w->spec, MESH_SERVICE_REQUEST_QUEUE,
+	                                   on_request, w);
+	if (st != NATS_OK) {
+		slog(s, "error", f, "subscribing to %s: %s", w->spec,
+		     natsStatus_GetText(st));
+		free(w); /* no callback has it */
+		return;
+	}
+	f->req = w;
+	f->req_live = false;
+	f->probe_after = 0;
+	f->probing_since = 0;
+}
+
+/* Stop holding f's requests: what still arrives is forwarded (an
+ * instance answers) or refused with why. */
+static void
+req_drop(struct fn *f, bool forward, const char *why)
+{
+	struct sup *s = f->sup;
+	struct wake *w = f->req;
+
+	if (w == NULL) {
+		return;
+	}
+	w->forward = forward;
+	snprintf(w->refuse, sizeof(w->refuse), "%s", why);
+	if (natsSubscription_Drain(w->sub) != NATS_OK) {
+		natsSubscription_Unsubscribe(w->sub);
+	}
+	w->buried = mesh_mono_ms();
+	w->next = s->graves;
+	s->graves = w;
+	f->req = NULL;
+}
+
+/* Whether an instance answers requests on subject: a request without
+ * Mesh-Route, which the runtime answers 400 at once, running nothing. */
+static bool
+probe(struct sup *s, const char *subject)
+{
+	natsMsg *m = NULL, *reply = NULL;
+	const char *v = NULL;
+	bool ready = false;
+
+	if (natsMsg_Create(&m, subject, NULL, NULL, 0) == NATS_OK &&
+	    natsMsgHeader_Set(m, PROBE_HDR, s->instance) == NATS_OK &&
+	    natsMsgHeader_Set(m, MESH_REQUEST_ID_HDR,
+	                      "mesh-supervisor-probe") == NATS_OK &&
+	    natsConnection_RequestMsg(&reply, mesh_conn_nats(s->c), m,
+	                              PROBE_WAIT_MS) == NATS_OK) {
+		ready = natsMsgHeader_Get(reply, PROBE_HDR, &v) != NATS_OK &&
+		        natsMsgHeader_Get(reply, MESH_REPLY_STATUS_HDR, &v) ==
+		                NATS_OK;
+	}
+	natsMsg_Destroy(reply);
+	natsMsg_Destroy(m);
+	return ready;
+}
+
+/* Take the first n held requests out of f. */
+static void
+held_pop(struct fn *f, size_t n)
+{
+	memmove(f->held, f->held + n, (f->n_held - n) * sizeof(*f->held));
+	f->n_held -= n;
+}
+
+/* One look at f's requests (s->mu held; released while probing). The
+ * mono ms it wants to look again at, INT64_MAX: none. */
+static int64_t
+gate_step(struct sup *s, struct fn *f, int64_t now)
+{
+	natsConnection *nc = mesh_conn_nats(s->c);
+	int64_t next = INT64_MAX;
+	char why[300];
+
+	if (f->n_held > 0 && unservable(f, why, sizeof(why)) != NULL) {
+		for (size_t i = 0; i < f->n_held; i++) {
+			answer(nc, f->held[i].m, 503, "function '%s': %s",
+			       f->def.name, why);
+			natsMsg_Destroy(f->held[i].m);
+		}
+		slog(s, "warn", f, "%zu held requests answered 503: %s",
+		     f->n_held, why);
+		f->refused += f->n_held;
+		f->n_held = 0;
+	}
+	while (f->n_held > 0 && now - f->held[0].at >= s->o.request_wait_ms) {
+		answer(nc, f->held[0].m, 504,
+		       "function '%s': no instance answered within %" PRId64
+		       " ms of the request (a cold start)",
+		       f->def.name, s->o.request_wait_ms);
+		natsMsg_Destroy(f->held[0].m);
+		held_pop(f, 1);
+		f->refused++;
+	}
+	if (f->req != NULL && alive(f) > 0) {
+		if (now >= f->probe_after) {
+			struct wake *w = f->req;
+			char subject[sizeof(w->spec)];
+			bool ready;
+			snprintf(subject, sizeof(subject), "%s", w->spec);
+			if (f->probing_since == 0) {
+				f->probing_since = now;
+			}
+			pthread_mutex_unlock(&s->mu);
+			ready = probe(s, subject);
+			pthread_mutex_lock(&s->mu);
+			now = mesh_mono_ms();
+			if (ready && f->req == w) {
+				slog(s, "info", f,
+				     "an instance answers requests (%" PRId64
+				     " ms after the first start): %zu held "
+				     "requests handed over",
+				     now - f->probing_since, f->n_held);
+				req_drop(f, true, "");
+				f->req_live = true;
+			}
+			f->probe_after =
+			        now + (now - f->probing_since < PROBE_FAST_MS
+			                       ? PROBE_EVERY_MS
+			                       : PROBE_SLOW_MS);
+		}
+		if (f->req != NULL) {
+			next = f->probe_after;
+		}
+	} else if (f->req != NULL) {
+		f->probing_since = 0;
+		f->probe_after = 0;
+	}
+	if (f->req == NULL && f->req_live && f->n_held > 0) {
+		/* In order, before anything the drained subscription still
+		 * brings (its callback forwards under s->mu too). */
+		for (size_t i = 0; i < f->n_held; i++) {
+			forward(nc, f->held[i].m);
+			natsMsg_Destroy(f->held[i].m);
+		}
+		f->n_held = 0;
+	}
+	if (f->n_held > 0 && f->held[0].at + s->o.request_wait_ms < next) {
+		next = f->held[0].at + s->o.request_wait_ms;
+	}
+	return next;
+}
+
+static void *
+gate_main(void *arg)
+{
+	struct sup *s = arg;
+
+	pthread_mutex_lock(&s->mu);
+	while (!s->gate_quit) {
+		int64_t now = mesh_mono_ms(), at = INT64_MAX;
+		s->gate_kick = false;
+		/* New functions go to the head: the rest stays linked. */
+		for (struct fn *f = s->fns; f != NULL; f = f->next) {
+			int64_t t = gate_step(s, f, now);
+			at = t < at ? t : at;
+			now = mesh_mono_ms();
+		}
+		if (s->gate_kick || s->gate_quit) {
+			continue;
+		}
+		if (at == INT64_MAX) {
+			pthread_cond_wait(&s->gate_cond, &s->mu);
+		} else if (at > now) {
+			struct timespec ts;
+			int64_t wait = at - now;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_sec += wait / 1000;
+			ts.tv_nsec += (wait % 1000) * 1000000L;
+			if (ts.tv_nsec >= 1000000000L) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000L;
+			}
+			pthread_cond_timedwait(&s->gate_cond, &s->mu, &ts);
+		}
+	}
+	pthread_mutex_unlock(&s->mu);
+	return NULL;
+}
+
 /* ---- the decision, per function ------------------------------------------
  */
 
@@ -715,17 +1130,33 @@ step(struct sup *s, struct fn *f, int64_t now)
 			stop_some(f, up);
 		}
 		disarm(f);
+		if (!owned || !serves(f)) {
+			req_drop(f, false,
+			         !f->defined ? "the function was deleted"
+			         : !serves(f)
+			                 ? "the function serves no "
+			                   "requests"
+			                 : "its supervisor no longer runs "
+			                   "it");
+		}
 		f->redefined = false;
 		f->woken = false;
 		memset(&f->scale, 0, sizeof(f->scale));
 		return;
 	}
 	if (up == 0) {
+		req_arm(f);
 		arm(f, now);
-		if (f->woken || f->def.min > 0) {
+		if (f->woken || f->def.min > 0 || f->n_held > 0) {
 			want = f->def.min > 0 ? f->def.min : 1;
-			snprintf(why, sizeof(why), "%s",
-			         f->woken ? f->woken_by : "min instances");
+			if (f->woken) {
+				snprintf(why, sizeof(why), "%s", f->woken_by);
+			} else if (f->n_held > 0) {
+				snprintf(why, sizeof(why), "%zu requests held",
+				         f->n_held);
+			} else {
+				snprintf(why, sizeof(why), "min instances");
+			}
 		}
 	} else if (now >= f->read_after) {
 		struct scale_limits lim = {f->def.min, f->def.max,
@@ -778,6 +1209,7 @@ step(struct sup *s, struct fn *f, int64_t now)
 			 * arming sees is kept: its subscription asked for
 			 * one message only.) */
 			f->woken = false;
+			req_arm(f);
 			arm(f, now);
 		}
 		stop_some(f, up - want);
@@ -820,18 +1252,20 @@ fn_status(struct sup *s, const struct fn *f)
 		                        "started_ms",
 		                        (json_int_t)f->inst[i].started_ms));
 	}
-	j = json_pack("{s:s, s:s, s:o, s:I, s:I, s:b, s:I, s:I, s:s, s:b}",
-	              "function", f->def.name, "supervisor", s->instance,
-	              "instances", inst, "cold_starts",
-	              (json_int_t)f->cold_starts, "exits",
-	              (json_int_t)f->exits, "crash_loop", f->crash_loop,
-	              "next_start_ms",
-	              (json_int_t)(f->start_after > mesh_mono_ms()
-	                                   ? mesh_wall_ms() + f->start_after -
-	                                             mesh_mono_ms()
-	                                   : 0),
-	              "backlog", (json_int_t)f->backlog, "last_exit",
-	              f->last_exit, "armed", f->armed);
+	j = json_pack(
+	        "{s:s, s:s, s:o, s:I, s:I, s:b, s:I, s:I, s:s, s:b, s:I, "
+	        "s:I}",
+	        "function", f->def.name, "supervisor", s->instance,
+	        "instances", inst, "cold_starts", (json_int_t)f->cold_starts,
+	        "exits", (json_int_t)f->exits, "crash_loop", f->crash_loop,
+	        "next_start_ms",
+	        (json_int_t)(f->start_after > mesh_mono_ms()
+	                             ? mesh_wall_ms() + f->start_after -
+	                                       mesh_mono_ms()
+	                             : 0),
+	        "backlog", (json_int_t)f->backlog, "last_exit", f->last_exit,
+	        "armed", f->armed, "requests_held", (json_int_t)f->n_held,
+	        "requests_refused", (json_int_t)f->refused);
 	if (j != NULL && f->decision.at_ms > 0) {
 		json_object_set_new(j, "decision",
 		                    json_pack("{s:I, s:i, s:i, s:s}", "at_ms",
@@ -904,8 +1338,10 @@ on_list(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
 void
 supervisor_opts_init(struct supervisor_opts *o)
 {
-	*o = (struct supervisor_opts){
-	        .lease_ms = 3000, .tick_ms = 250, .stop_ms = 15000};
+	*o = (struct supervisor_opts){.lease_ms = 3000,
+	                              .tick_ms = 250,
+	                              .stop_ms = 15000,
+	                              .request_wait_ms = 25000};
 }
 
 static mesh_err
@@ -927,6 +1363,10 @@ start(struct sup *s)
 		return mesh_err_set(MESH_ENOMEM, "the watcher's thread");
 	}
 	s->watching = true;
+	if (pthread_create(&s->gate_thread, NULL, gate_main, s) != 0) {
+		return mesh_err_set(MESH_ENOMEM, "the requests' thread");
+	}
+	s->gating = true;
 	snprintf(info, sizeof(info), MESH_SUPERVISOR_INFO_SUBJECT, "*");
 	st = natsConnection_Subscribe(&s->info_sub, mesh_conn_nats(s->c), info,
 	                              on_info, s);
@@ -984,6 +1424,28 @@ stop_all(struct sup *s)
 static void
 cleanup(struct sup *s)
 {
+	/* Before the leases go: the requests' thread and callbacks ask
+	 * them. */
+	if (s->gating) {
+		pthread_mutex_lock(&s->mu);
+		s->gate_quit = true;
+		pthread_cond_signal(&s->gate_cond);
+		pthread_mutex_unlock(&s->mu);
+		pthread_join(s->gate_thread, NULL);
+	}
+	pthread_mutex_lock(&s->mu);
+	for (struct fn *f = s->fns; f != NULL; f = f->next) {
+		disarm(f);
+		req_drop(f, false, "the supervisor is stopping");
+		for (size_t i = 0; i < f->n_held; i++) {
+			answer(mesh_conn_nats(s->c), f->held[i].m, 503,
+			       "function '%s': the supervisor is stopping",
+			       f->def.name);
+			natsMsg_Destroy(f->held[i].m);
+		}
+		f->n_held = 0;
+	}
+	pthread_mutex_unlock(&s->mu);
 	if (s->info_sub != NULL) {
 		natsSubscription_Unsubscribe(s->info_sub);
 	}
@@ -996,9 +1458,6 @@ cleanup(struct sup *s)
 	}
 	kvWatcher_Destroy(s->watcher);
 	kvStore_Destroy(s->kv);
-	for (struct fn *f = s->fns; f != NULL; f = f->next) {
-		disarm(f);
-	}
 	/* Once the broker has answered a flush, it has sent nothing more
 	 * for the subscriptions, and the reading thread is past what it
 	 * sent; callbacks in flight end soon after. */
@@ -1011,6 +1470,7 @@ cleanup(struct sup *s)
 		struct fn *f = s->fns;
 		s->fns = f->next;
 		mesh_function_fini(&f->def);
+		free(f->held);
 		free(f);
 	}
 }
@@ -1056,6 +1516,7 @@ supervisor_run(struct mesh_conn *c, const struct supervisor_opts *o,
 	         (int)getpid());
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cond, NULL);
+	pthread_cond_init(&s->gate_cond, NULL);
 	if ((err = start(s)) == MESH_OK) {
 		slog(s, "info", NULL,
 		     "started: %d slots, lease %" PRId64 " ms",
@@ -1092,6 +1553,7 @@ supervisor_run(struct mesh_conn *c, const struct supervisor_opts *o,
 	}
 	cleanup(s);
 	pthread_cond_destroy(&s->cond);
+	pthread_cond_destroy(&s->gate_cond);
 	pthread_mutex_destroy(&s->mu);
 	free(s);
 	return err;

@@ -1,12 +1,15 @@
 /* mesh-supervisor against a real nats-server: scale to zero after idle,
  * the first event after idle processed, a burst scaled up to max (never
  * past it) and back down with nothing lost, a crash loop contained (and
- * its event kept), two supervisors never running one function at once,
- * and one killed -9 taken over by the other.
+ * its event kept), requests to a function at zero held and answered by
+ * the instance they start (or refused: 503 when it crash-loops), two
+ * supervisors never running one function at once, and one killed -9
+ * taken over by the other.
  *
  * argv[1]: mesh-supervisor, argv[2]: fn-counter (tests/fn-counter.c). */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +26,7 @@
 #include "harness.h"
 #include "mesh/function.h"
 #include "mesh/mesh.h"
+#include "request_call.h"
 
 static struct test_broker broker;
 static struct mesh_conn *conn;
@@ -430,6 +434,173 @@ filtered_topic(void)
 	supervisor_stop(sup);
 }
 
+/* The pid in the starts file of NAME on line k (0: the first), or 0. */
+static int
+start_pid(const char *name, int k)
+{
+	char path[PATH_MAX + 64], line[64];
+	int pid = 0, i = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s.starts", tmp, name);
+	if ((f = fopen(path, "r")) == NULL) {
+		return 0;
+	}
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (i++ == k) {
+			pid = atoi(line);
+			break;
+		}
+	}
+	fclose(f);
+	return pid;
+}
+
+/* GET /count of service NAME, as mesh-gateway sends it. */
+static int
+count_call(const char *name, int64_t timeout_ms, struct test_reply *r)
+{
+	return test_request_call(mesh_conn_nats(conn), name, "GET /count",
+	                         "/count", NULL, NULL, NULL, NULL, timeout_ms,
+	                         r);
+}
+
+struct caller {
+	const char *name;
+	pthread_t t;
+	struct test_reply r;
+	long long ms;
+};
+
+static void *
+caller_main(void *arg)
+{
+	struct caller *c = arg;
+	long long t0 = test_now_ms();
+
+	count_call(c->name, 15000, &c->r);
+	c->ms = test_now_ms() - t0;
+	return NULL;
+}
+
+static bool
+at_zero(const char *name)
+{
+	json_t *j = info(name);
+	bool zero = j != NULL &&
+	            json_array_size(json_object_get(j, "instances")) == 0 &&
+	            json_is_true(json_object_get(j, "armed"));
+
+	json_decref(j);
+	return zero;
+}
+
+/* Requests (GET /count, as the gateway sends them) to functions at zero:
+ * the first cold-starts the function and is answered by its instance; 20
+ * at once are all answered; a function serving no routes gives no
+ * responders; a crash-looping one's request gets 503 within seconds. */
+static void
+requests(void)
+{
+	static struct caller callers[20];
+	const int n = (int)(sizeof(callers) / sizeof(*callers));
+	struct test_reply r;
+	long long t0, ms;
+	char pid[32];
+	int answered = 0;
+	json_t *j;
+	pid_t sup;
+
+	queue_make("rq");
+	queue_make("plainq");
+	queue_make("crq");
+	ok(fn_define_served(&world, "served", "rq", 0, 2, 1500, NULL) ==
+	           MESH_OK,
+	   "a function serving GET /count, min 0");
+	ok(define("plain", "plainq", 0, 1, 1500, NULL) == MESH_OK,
+	   "a function serving no routes, min 0");
+	ok(fn_define_served(&world, "crashy", "crq", 0, 1, 1500,
+	                    "FN_CRASH=1") == MESH_OK,
+	   "a function serving GET /count whose program exits at start");
+	sup = supervisor_start("req");
+	ok(WAIT_FOR(at_zero("served") && at_zero("plain") && at_zero("crashy"),
+	            10000),
+	   "all three at zero, armed");
+
+	t0 = test_now_ms();
+	is_int(count_call("served", 10000, &r), 200,
+	       "a request to the function at zero is answered 200");
+	ms = test_now_ms() - t0;
+	tap_diag("first request answered %lld ms after sending (cold)", ms);
+	snprintf(pid, sizeof(pid), "\"pid\":%d}", start_pid("served", 0));
+	has_str(r.body, pid, "by the instance it started: %s", r.body);
+	has_str(r.request_id, "rid-", "the caller's request id echoed");
+	is_int(lines("served"), 1, "one instance started for it");
+	j = info("served");
+	is_int(j ? json_integer_value(json_object_get(j, "cold_starts")) : -1,
+	       1, "one cold start counted");
+	has_str(j ? json_string_value(json_object_get(
+	                    json_object_get(j, "decision"), "why"))
+	          : NULL,
+	        "a request on mesh.service.served.request",
+	        "the decision says a request woke it");
+	ok(j != NULL && !json_is_true(json_object_get(j, "armed")) &&
+	           json_integer_value(json_object_get(j, "requests_held")) ==
+	                   0,
+	   "nothing held once it runs");
+	json_decref(j);
+	t0 = test_now_ms();
+	is_int(count_call("served", 5000, &r), 200,
+	       "the next request is answered by the running instance");
+	tap_diag("answered in %lld ms (warm)", test_now_ms() - t0);
+
+	ok(WAIT_FOR(at_zero("served"), 15000), "idle, back to zero");
+	for (int i = 0; i < n; i++) {
+		callers[i].name = "served";
+		pthread_create(&callers[i].t, NULL, caller_main, &callers[i]);
+	}
+	ms = 0;
+	for (int i = 0; i < n; i++) {
+		pthread_join(callers[i].t, NULL);
+		answered += callers[i].r.status == 200;
+		ms = callers[i].ms > ms ? callers[i].ms : ms;
+		if (callers[i].r.status != 200) {
+			tap_diag("request %d: status %d (nats %d): %s", i,
+			         callers[i].r.status, (int)callers[i].r.nats,
+			         callers[i].r.body);
+		}
+	}
+	is_int(answered, n,
+	       "%d requests at once to the function at zero: all "
+	       "answered 200",
+	       n);
+	tap_diag("the slowest in %lld ms", ms);
+	is_int(info_int("served", "cold_starts"), 2,
+	       "after one more cold start");
+
+	is_int(count_call("plain", 5000, &r), -1,
+	       "a function at zero serving no routes: no reply");
+	is_int(r.nats, NATS_NO_RESPONDERS, "NATS's no responders, at once");
+
+	t0 = test_now_ms();
+	is_int(count_call("crashy", 20000, &r), 503,
+	       "a crash-looping function's held request is answered 503");
+	ms = test_now_ms() - t0;
+	ok(ms < 6000, "within seconds, not the caller's timeout: %lld ms", ms);
+	has_str(r.body, "crash-looping", "saying why: %s", r.body);
+	has_str(r.body, "\"requestId\":\"rid-", "with the request id");
+	t0 = test_now_ms();
+	is_int(count_call("crashy", 5000, &r), 503,
+	       "the next one too, at once");
+	ok(test_now_ms() - t0 < 1000, "in %lld ms", test_now_ms() - t0);
+	ok(info_int("crashy", "requests_refused") >= 2,
+	   "function info counts them refused");
+	supervisor_stop(sup);
+	mesh_function_delete(conn, "served");
+	mesh_function_delete(conn, "plain");
+	mesh_function_delete(conn, "crashy");
+}
+
 /* Every supervisor's answer to the list request, for 300 ms: per function
  * name, how many supervisors run it and the instances they report. */
 static bool
@@ -563,6 +734,7 @@ main(int argc, char **argv)
 	}
 	world = (struct fn_world){conn, tmp, counter_bin};
 	one_supervisor();
+	requests();
 	filtered_topic();
 	partitioned();
 	two_supervisors();
