@@ -19,6 +19,14 @@
  *          directly with 5,000 events waiting, until each answers its
  *          stats with an event processed; and one always-on fn-counter
  *          given the same 5,000. BENCH_BURST_ROUNDS (3), interleaved.
+ *   request: a request (GET /count, as mesh-gateway sends it) to a
+ *          function at zero that serves it (min 0, idle 1 s; at zero
+ *          and armed before each, as for wake), timed from just before
+ *          the request until its reply (the instance's): the supervisor
+ *          holds it, cold-starts the instance and hands it over. Baseline:
+ *          the same request to fn-counter started directly and kept
+ *          running, interleaved. BENCH_COLD_REQUESTS (30) of each, after
+ *          one unrecorded warm-up of each.
  *   idle:  BENCH_IDLE_FUNCTIONS (100) functions at zero, each on its own
  *          queue, under a fresh supervisor: its CPU over BENCH_IDLE_S
  *          (30) seconds as % of one core. Baseline, over the same
@@ -31,7 +39,7 @@
  *
  * The supervisor runs with its defaults (--tick-ms 250, --lease-ms 3000)
  * unless BENCH_TICK_MS / BENCH_LEASE_MS say otherwise. BENCH_ONLY (wake,
- * burst or idle) runs one part; BENCH_KEEP keeps the temporary folder
+ * burst, request or idle) runs one part; BENCH_KEEP keeps the temporary folder
  * (the supervisors' and instances' logs). A figure that could not be
  * measured prints "NAME: not measured: WHY" and the bench exits 1.
  * BENCH_IDLE_TAP (1, or raw: digits kept) prints what crosses the broker
@@ -67,6 +75,7 @@
 #include "mesh/mesh.h"
 #include "mesh/service_api.h"
 #include "mesh/source.h"
+#include "request_call.h"
 
 #define WAKE_MAX      1000
 #define BURST_EVENTS  5000
@@ -269,11 +278,11 @@ define(const char *name, const char *queue, int min, int max, int64_t idle)
 /* fn-counter started directly as service NAME on QUEUE (state tmp/NAME,
  * starts noted in tmp/NAME.starts). */
 static pid_t
-counter_start(const char *name, const char *queue)
+counter_start_env(const char *name, const char *queue, char *extra)
 {
 	char state[PATH_MAX + 80], starts[PATH_MAX + 80], fname[128],
 	        fqueue[128], url[96], log[PATH_MAX + 32];
-	char *env[] = {state, starts, fname, fqueue, url, NULL};
+	char *env[] = {state, starts, fname, fqueue, url, extra, NULL};
 	char *argv[] = {(char *)counter_bin, NULL};
 
 	snprintf(state, sizeof(state), "MESH_STATE=%s/%s", tmp, name);
@@ -283,6 +292,12 @@ counter_start(const char *name, const char *queue)
 	snprintf(url, sizeof(url), "NATS_URL=%s", broker.url);
 	snprintf(log, sizeof(log), "%s/%s.log", tmp, name);
 	return spawn(argv, env, log, -1);
+}
+
+static pid_t
+counter_start(const char *name, const char *queue)
+{
+	return counter_start_env(name, queue, NULL);
 }
 
 /* What the supervisor says of a function. */
@@ -853,6 +868,132 @@ out:
 	mesh_queue_close(qwarm);
 	probe_close(&pwake);
 	probe_close(&pwarm);
+}
+
+/* ---- 1b. a request to a function at zero ---------------------------------
+ */
+
+/* GET /count to service name; ms until its 200, or -1. */
+static double
+request_ms(const char *name)
+{
+	struct test_reply r;
+	double t0 = now_ms();
+
+	if (test_request_call(mesh_conn_nats(conn), name, "GET /count",
+	                      "/count", NULL, NULL, NULL, NULL, WAKE_TIMEOUT,
+	                      &r) != 200) {
+		fprintf(stderr,
+		        "bench: GET /count of %s: status %d (nats %d) %s\n",
+		        name, r.status, (int)r.nats, r.body);
+		return -1;
+	}
+	return now_ms() - t0;
+}
+
+static void
+bench_request(void)
+{
+	static double cold[WAKE_MAX], warm[WAKE_MAX];
+	int n = (int)bench_env_long("BENCH_COLD_REQUESTS", 30), got = 0;
+	const char *why = NULL;
+	char served[] = "FN_ROUTES=1";
+	pid_t warm_pid = -1;
+	long long cold_before = -1;
+	int not_cold = 0;
+	struct fstat st;
+	double t0 = now_ms();
+
+	n = n > WAKE_MAX ? WAKE_MAX : n;
+	if (!queue_make("reqfn-q") || !queue_make("reqwarm-q") ||
+	    fn_define_served(&world, "reqfn", "reqfn-q", 0, 1, 1000, NULL) !=
+	            MESH_OK) {
+		why = "setting up the queues and the function failed";
+		goto out;
+	}
+	warm_pid = counter_start_env("reqwarm", "reqwarm-q", served);
+	printf("# request: %d requests (GET /count, as mesh-gateway sends "
+	       "them) to a function at zero (min 0, max 1, idle 1000 ms) "
+	       "beside %d to an always-on fn-counter, interleaved, after one "
+	       "warm-up of each\n",
+	       n, n);
+	fflush(stdout);
+	for (int tries = 0; tries < 200 && request_ms("reqwarm") < 0;
+	     tries++) {
+		nap_us(50000); /* until it subscribes */
+	}
+	if (request_ms("reqwarm") < 0) {
+		why = "the always-on fn-counter answered no request";
+		goto out;
+	}
+	if (!wait_zero("reqfn", ZERO_TIMEOUT, &st) ||
+	    request_ms("reqfn") < 0) {
+		why = "the function at zero answered no request";
+		goto out;
+	}
+	for (int i = 0; i < n; i++) {
+		double a, b;
+		if (!wait_zero("reqfn", ZERO_TIMEOUT, &st)) {
+			why = "the function did not go back to zero";
+			break;
+		}
+		if (cold_before >= 0 && st.cold_starts != cold_before + 1) {
+			not_cold++;
+		}
+		if (i % 2 == 0) {
+			b = request_ms("reqwarm");
+			a = request_ms("reqfn");
+		} else {
+			a = request_ms("reqfn");
+			b = request_ms("reqwarm");
+		}
+		if (a < 0 || b < 0) {
+			why = a < 0 ? "a request to the function at zero "
+			              "failed"
+			            : "a request to the always-on instance "
+			              "failed";
+			break;
+		}
+		cold[got] = a;
+		warm[got] = b;
+		got++;
+		cold_before = st.cold_starts;
+		if (getenv("BENCH_VERBOSE") != NULL) {
+			printf("# request %d: %.2f ms (always on %.2f ms)\n",
+			       i + 1, a, b);
+		}
+	}
+	if (got == n) {
+		struct fstat last = info("reqfn");
+		if (last.cold_starts != cold_before + 1) {
+			not_cold++;
+		}
+		qsort(cold, (size_t)n, sizeof(double), cmp_double);
+		qsort(warm, (size_t)n, sizeof(double), cmp_double);
+		printf("# request: %d of %d were not one cold start each; "
+		       "min %.2f ms, max %.2f ms; always on: min %.2f ms, max "
+		       "%.2f ms; %.0f s\n",
+		       not_cold, n, cold[0], cold[n - 1], warm[0], warm[n - 1],
+		       (now_ms() - t0) / 1000);
+		figure("request to a function at zero, first-request latency "
+		       "p50",
+		       pct(cold, n, 0.50), pct(warm, n, 0.50), "ms", 2);
+		figure("request to a function at zero, first-request latency "
+		       "p99",
+		       pct(cold, n, 0.99), pct(warm, n, 0.99), "ms", 2);
+	}
+out:
+	if (got < n) {
+		char msg[200];
+		snprintf(msg, sizeof(msg), "%s (after %d of %d requests)",
+		         why ? why : "?", got, n);
+		not_measured("request to a function at zero, first-request "
+		             "latency p50",
+		             msg);
+	}
+	if (warm_pid > 0) {
+		stop_pid(warm_pid, 10000);
+	}
 }
 
 /* ---- 2. burst ----------------------------------------------------------- */
@@ -1508,10 +1649,13 @@ main(int argc, char **argv)
 	       bench_env_long("BENCH_TICK_MS", 250),
 	       bench_env_long("BENCH_LEASE_MS", 3000), tmp);
 	fflush(stdout);
-	if (part("wake") || part("burst")) {
+	if (part("wake") || part("burst") || part("request")) {
 		sup = supervisor_start("main");
 		if (part("wake")) {
 			bench_wake();
+		}
+		if (part("request")) {
+			bench_request();
 		}
 		if (part("burst")) {
 			bench_burst();
@@ -1522,6 +1666,7 @@ main(int argc, char **argv)
 		}
 		mesh_function_delete(conn, "wake");
 		mesh_function_delete(conn, "burst");
+		mesh_function_delete(conn, "reqfn");
 	}
 	if (part("idle")) {
 		bench_idle(len > 0 ? self : argv[0]);
