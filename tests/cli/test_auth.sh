@@ -19,6 +19,7 @@ NOTIFICATIONS=$5
 FN_COUNTER=$6
 GATEWAY=$7
 . "$(dirname "$0")/tap.sh"
+. "$(dirname "$0")/http.sh"
 unset NATS_URL NATS_USER NATS_PASSWORD NATS_TOKEN NATS_NKEY NATS_CREDS
 
 scratch
@@ -115,12 +116,7 @@ done
 admin route create POST /orders --target queue:place-order --type evmesh.shop.PlaceOrder >/dev/null &&
 	admin route create GET '/orders/{id}' --target service:orders >/dev/null
 ok $? "the admin creates a queue route and a service route"
-NATS_NKEY=$auth/mesh-gateway.nk "$GATEWAY" --listen 127.0.0.1:0 2>"$tmp/gw.log" &
-pids+=($!)
-for _ in $(seq 100); do grep -qs '"listening on' "$tmp/gw.log" && break; sleep 0.1; done
-port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\),.*/\1/p' "$tmp/gw.log")
-ok $([ -n "$port" ]; echo $?) "the gateway, as mesh-gateway, read the routes and listens" ||
-	diag "$(cat "$tmp/gw.log")"
+NATS_NKEY=$auth/mesh-gateway.nk start_gateway "$GATEWAY"
 out=$(curl -s -w ' %{http_code}' -XPOST "http://127.0.0.1:$port/orders" \
 	-d '{"orderId":"a2","customer":"bob","country":"FR","items":[{"sku":"s","quantity":1,"priceCents":100}],"totalCents":100}')
 has "$out" '"MessageId"' "it sends a POST's order to place-order" && has "$out" " 202" "202"
