@@ -1,7 +1,8 @@
 /* auth_perms.c: the NATS permissions of the mesh's identities (see
  * auth_perms.h). The subjects are those the library and the programs use
  * (queue*.c, topic.c, subscription.c, records.c, partition.c, lease.c,
- * function.c, services/runtime, scheduler/, services/supervisor), checked
+ * function.c, route.c, services/runtime, scheduler/, services/supervisor,
+ * services/gateway), checked
  * against a nats-server trace of the shop. */
 #include <stdarg.h>
 #include <stdio.h>
@@ -14,6 +15,7 @@
 #include "mesh/lease.h"
 #include "mesh/partition.h"
 #include "mesh/queue.h"
+#include "mesh/route.h"
 #include "mesh/service_api.h"
 #include "mesh/subscription.h"
 
@@ -26,7 +28,8 @@ auth_reserved(const char *name)
 	return strcmp(name, AUTH_ADMIN) == 0 ||
 	       strcmp(name, AUTH_ROUTER) == 0 ||
 	       strcmp(name, AUTH_SCHEDULER) == 0 ||
-	       strcmp(name, AUTH_SUPERVISOR) == 0;
+	       strcmp(name, AUTH_SUPERVISOR) == 0 ||
+	       strcmp(name, AUTH_GATEWAY) == 0;
 }
 
 /* Allow p's direction ("publish" or "subscribe") the subject made of fmt,
@@ -291,6 +294,44 @@ auth_perms_daemon(const char *name, const char *public_key)
 		         "acknowledges and publishes none");
 		return p;
 	}
+	if (strcmp(name, AUTH_GATEWAY) == 0) {
+		/* No allow_responses: it asks services, it answers no one.
+		 * JetStream's acks and the services' replies (and NATS's
+		 * no-responders) come to its inbox, granted by perms_new. */
+		p = perms_new(name, "mesh-gateway", public_key, false);
+		bucket_use(p, MESH_ROUTES_BUCKET, "the routes");
+		bucket_watch(p, MESH_ROUTES_BUCKET, "the routes");
+		PUB(p,
+		    "the routes: the watch's stream found by its subject "
+		    "(cnats asks for the streams' names; names only)",
+		    "$JS.API.STREAM.NAMES");
+		PUB(p,
+		    "a route's queue or topic opened (any: routes change at "
+		    "run time)",
+		    "$JS.API.STREAM.INFO.*");
+		PUB(p,
+		    "a queue route: sending its requests' events (any queue)",
+		    "mesh.queue.>");
+		PUB(p,
+		    "a queue route: an event to a queue with a delivery delay "
+		    "(any queue)",
+		    "mesh.delay.>");
+		PUB(p,
+		    "a topic route: publishing its requests' events (any "
+		    "topic)",
+		    "mesh.topic.>");
+		PUB(p,
+		    "a service route: a request to the service's instances "
+		    "(any service)",
+		    MESH_SERVICE_REQUEST_SUBJECT, "*");
+		broad(p,
+		      "routes target any queue, topic or service and change "
+		      "at run time (meshctl route): the gateway may send to "
+		      "every queue and topic and ask every service; it "
+		      "reads no queue, topic or state, and may write no "
+		      "route");
+		return p;
+	}
 	return NULL;
 }
 
@@ -470,10 +511,10 @@ auth_perms_service(const json_t *d, const char *public_key, json_t **out)
 		return mesh_err_set(
 		        MESH_EINVAL,
 		        "not a service's --describe (a \"service\" "
-		        "name other than %s, %s, %s and %s, and "
+		        "name other than %s, %s, %s, %s and %s, and "
 		        "\"sources\")",
 		        AUTH_ADMIN, AUTH_ROUTER, AUTH_SCHEDULER,
-		        AUTH_SUPERVISOR);
+		        AUTH_SUPERVISOR, AUTH_GATEWAY);
 	}
 	if (!json_is_array(emits) || dlq == NULL) {
 		return mesh_err_set(MESH_EINVAL,

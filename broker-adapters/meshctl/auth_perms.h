@@ -3,7 +3,7 @@
  *
  * An identity's permissions are a JSON object:
  *   {"name", "role": "admin" | "mesh-router" | "mesh-scheduler" |
- *    "mesh-supervisor" | "service",
+ *    "mesh-supervisor" | "mesh-gateway" | "service",
  *    "publish": [{"subject", "why"}], "subscribe": [{"subject", "why"}],
  *    "allow_responses": true | false,
  *    "broad": ["why a grant is wider than the program's own names"]}
@@ -20,11 +20,13 @@
 #define AUTH_ROUTER     "mesh-router"
 #define AUTH_SCHEDULER  "mesh-scheduler"
 #define AUTH_SUPERVISOR "mesh-supervisor"
+#define AUTH_GATEWAY    "mesh-gateway"
+#define AUTH_DAEMONS    5 /* the admin and the four daemons */
 
-/* Whether name is one of the four above. */
+/* Whether name is one of the five above. */
 bool auth_reserved(const char *name);
 
-/* The permissions of the daemon or admin called name (one of the four
+/* The permissions of the daemon or admin called name (one of the five
  * above), whose NKey public key is public_key ("U...": its replies come
  * to _INBOX.<public_key>). New reference; NULL: out of memory. */
 json_t *auth_perms_daemon(const char *name, const char *public_key);

@@ -289,10 +289,11 @@ int
 cmd_auth_init(struct cli *cli)
 {
 	const char *dir = auth_dir(cli);
-	const char *daemons[] = {AUTH_ADMIN, AUTH_ROUTER, AUTH_SCHEDULER,
-	                         AUTH_SUPERVISOR};
+	const char *daemons[AUTH_DAEMONS] = {AUTH_ADMIN, AUTH_ROUTER,
+	                                     AUTH_SCHEDULER, AUTH_SUPERVISOR,
+	                                     AUTH_GATEWAY};
 	json_t *services = NULL, *ids = json_array(), *d, *doc = NULL;
-	struct mesh_identity *id[4 + 256] = {NULL};
+	struct mesh_identity *id[AUTH_DAEMONS + 256] = {NULL};
 	size_t n = 0, made = 0;
 	char path[4096], *text = NULL;
 	const char *name;
@@ -318,16 +319,17 @@ cmd_auth_init(struct cli *cli)
 		rc = cli_usage_error(cli, "at most 256 services");
 		goto out;
 	}
-	for (size_t i = 0; i < 4 + json_object_size(services); i++) {
+	for (size_t i = 0; i < AUTH_DAEMONS + json_object_size(services);
+	     i++) {
 		bool new_one;
 		json_t *p = NULL;
 
-		if (i < 4) {
+		if (i < AUTH_DAEMONS) {
 			name = daemons[i];
 			d = NULL;
 		} else {
 			void *it = json_object_iter(services);
-			for (size_t k = 4; k < i; k++) {
+			for (size_t k = AUTH_DAEMONS; k < i; k++) {
 				it = json_object_iter_next(services, it);
 			}
 			name = json_object_iter_key(it);

@@ -108,15 +108,14 @@ timer_main(void *arg)
 }
 
 mesh_err
-gw_calls_open(struct gw_calls *cs, natsConnection *nc, int64_t timeout_ms)
+gw_calls_open(struct gw_calls *cs, struct mesh_conn *c, int64_t timeout_ms)
 {
 	pthread_condattr_t ca;
-	char subject[80];
-	natsInbox *inbox = NULL;
+	char subject[sizeof(cs->prefix) + 2];
 	natsStatus st;
 
 	memset(cs, 0, sizeof(*cs));
-	cs->nc = nc;
+	cs->nc = mesh_conn_nats(c);
 	cs->timeout_ms = timeout_ms;
 	cs->next_id = 1;
 	pthread_mutex_init(&cs->mu, NULL);
@@ -125,13 +124,9 @@ gw_calls_open(struct gw_calls *cs, natsConnection *nc, int64_t timeout_ms)
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&cs->cv, &ca);
 	pthread_condattr_destroy(&ca);
-	if ((st = natsInbox_Create(&inbox)) != NATS_OK) {
-		return mesh_err_nats(st, 0, "the gateway's inbox");
-	}
-	snprintf(cs->prefix, sizeof(cs->prefix), "%s", (char *)inbox);
-	natsInbox_Destroy(inbox);
+	mesh_conn_inbox(c, cs->prefix, sizeof(cs->prefix));
 	snprintf(subject, sizeof(subject), "%s.*", cs->prefix);
-	if ((st = natsConnection_Subscribe(&cs->sub, nc, subject, on_reply,
+	if ((st = natsConnection_Subscribe(&cs->sub, cs->nc, subject, on_reply,
 	                                   cs)) != NATS_OK ||
 	    (st = natsSubscription_SetPendingLimits(cs->sub, -1, -1)) !=
 	            NATS_OK) {

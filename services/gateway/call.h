@@ -19,6 +19,7 @@
 
 #include <nats/nats.h>
 
+#include "mesh/conn.h"
 #include "mesh/err.h"
 
 typedef enum {
@@ -41,7 +42,7 @@ struct gw_call {
 struct gw_calls {
 	natsConnection *nc;
 	natsSubscription *sub;
-	char prefix[64]; /* "_INBOX.<nuid>" */
+	char prefix[128]; /* "_INBOX[.<public key>].<nuid>" */
 	int64_t timeout_ms;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -51,9 +52,11 @@ struct gw_calls {
 	pthread_t timer;
 };
 
-/* Subscribe the inbox and start the timer thread. Errors: the
+/* Subscribe an inbox of c's (mesh_conn_inbox: under an NKey identity,
+ * _INBOX.<its public key>, the only replies nats-server lets it take) and
+ * start the timer thread. c is borrowed until gw_calls_close. Errors: the
  * connection's, MESH_ENOMEM. */
-mesh_err gw_calls_open(struct gw_calls *cs, natsConnection *nc,
+mesh_err gw_calls_open(struct gw_calls *cs, struct mesh_conn *c,
                        int64_t timeout_ms);
 
 /* A reply subject for c (its id set), into out (size bytes). */

@@ -880,8 +880,7 @@ gw_run(struct mesh_conn *c, const struct gw_opts *o,
 	}
 	pthread_rwlock_init(&g.mu, NULL);
 	if ((err = gw_outlets_new(c, &g.outlets)) != MESH_OK ||
-	    (err = gw_calls_open(&g.calls, mesh_conn_nats(c),
-	                         o->timeout_ms)) != MESH_OK ||
+	    (err = gw_calls_open(&g.calls, c, o->timeout_ms)) != MESH_OK ||
 	    (err = mesh_route_bucket(c, &kv)) != MESH_OK) {
 		goto out;
 	}

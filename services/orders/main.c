@@ -15,7 +15,12 @@
  *
  * It keeps the shipments of its orders (topic shipments, shipped/<id>) so
  * that GET /orders/{id} answers from its own state: the order and whether
- * it shipped (an OrderStatus, 404 for an order it does not have). */
+ * it shipped (an OrderStatus, 404 for an order it does not have).
+ * POST /orders/{id}/cancel records that a cancellation was asked
+ * (cancel/<id>, a count) and emits nothing: shipping goes on, what a
+ * cancellation would stop is not modelled. A command, so a retry with the
+ * same Idempotency-Key is answered from the recorded reply, not counted
+ * again. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -205,6 +210,31 @@ shipped(struct mesh_ctx *ctx, const struct mesh_event *ev,
 	               : mesh_retry(ctx, 0);
 }
 
+/* The stored order (OrderPlaced) of a request's {id}, borrowed as
+ * mesh_state_get's: MESH_OK; MESH_ENOTFOUND with rep answered (400 for an
+ * id that is not one, 404 for no such order); or the state's error. */
+static mesh_err
+request_order(struct mesh_ctx *ctx, struct mesh_reply *rep, const char *id,
+              const void **val, size_t *vlen)
+{
+	char key[SHOP_KEY_MAX];
+	size_t klen;
+	mesh_err err;
+
+	if (!shop_id_valid(id)) {
+		mesh_reply_error(
+		        rep, 400,
+		        "id: an order id is 1-128 of [A-Za-z0-9_.:-]");
+		return MESH_ENOTFOUND;
+	}
+	klen = shop_key(key, SHOP_ORDER, id);
+	if ((err = mesh_state_get(ctx, key, klen, val, vlen)) ==
+	    MESH_ENOTFOUND) {
+		mesh_reply_error(rep, 404, "no order '%s'", id);
+	}
+	return err;
+}
+
 /* GET /orders/{id}: the order and whether it shipped, from orders' state
  * (a read transaction). */
 static mesh_handler_result
@@ -221,16 +251,8 @@ get_order(struct mesh_ctx *ctx, const struct mesh_request *req,
 	mesh_err err;
 
 	(void)arg;
-	if (!shop_id_valid(id)) {
-		mesh_reply_error(
-		        rep, 400,
-		        "id: an order id is 1-128 of [A-Za-z0-9_.:-]");
-		return MESH_HANDLER_OK;
-	}
-	klen = shop_key(key, SHOP_ORDER, id);
-	if ((err = mesh_state_get(ctx, key, klen, &val, &vlen)) ==
+	if ((err = request_order(ctx, rep, id, &val, &vlen)) ==
 	    MESH_ENOTFOUND) {
-		mesh_reply_error(rep, 404, "no order '%s'", id);
 		return MESH_HANDLER_OK;
 	}
 	if (err != MESH_OK || (op = evmesh__shop__order_placed__unpack(
@@ -251,6 +273,43 @@ get_order(struct mesh_ctx *ctx, const struct mesh_request *req,
 	evmesh__shop__shipment_created__free_unpacked(sc, NULL);
 	return err == MESH_OK ? MESH_HANDLER_OK
 	                      : mesh_reject(ctx, mesh_errdetail());
+}
+
+/* POST /orders/{id}/cancel: one more cancellation asked of a stored order
+ * (a write transaction, committed before the reply). */
+static mesh_handler_result
+cancel_order(struct mesh_ctx *ctx, const struct mesh_request *req,
+             struct mesh_reply *rep, void *arg)
+{
+	const char *id = mesh_request_param(req, "id");
+	char key[SHOP_KEY_MAX], json[64 + SHOP_ID_MAX];
+	const void *val;
+	size_t klen, vlen;
+	mesh_err err;
+
+	(void)arg;
+	if ((err = request_order(ctx, rep, id, &val, &vlen)) ==
+	    MESH_ENOTFOUND) {
+		return MESH_HANDLER_OK;
+	}
+	if (err != MESH_OK ||
+	    shop_count_again(ctx, SHOP_CANCEL, id) != MESH_OK) {
+		return mesh_reject(ctx, "cancellation not recorded in state");
+	}
+	klen = shop_key(key, SHOP_CANCEL, id);
+	if (mesh_state_get(ctx, key, klen, &val, &vlen) != MESH_OK ||
+	    vlen > 20) {
+		return mesh_reject(ctx, "cancellation unreadable in state");
+	}
+	/* The id is of [A-Za-z0-9_.:-]: nothing to escape. */
+	snprintf(json, sizeof json,
+	         "{\"orderId\":\"%s\",\"cancellations\":%.*s}", id, (int)vlen,
+	         (const char *)val);
+	mesh_log(ctx, "info", "order %s: cancellation asked (%.*s so far)", id,
+	         (int)vlen, (const char *)val);
+	return mesh_reply_json(rep, 200, json) == MESH_OK
+	               ? MESH_HANDLER_OK
+	               : mesh_reject(ctx, mesh_errdetail());
 }
 
 int
@@ -290,6 +349,10 @@ main(int argc, char **argv)
 	if (err == MESH_OK) {
 		err = mesh_service_on_request(s, "GET /orders/{id}", NULL,
 		                              get_order, NULL);
+	}
+	if (err == MESH_OK) {
+		err = mesh_service_on_request(s, "POST /orders/{id}/cancel",
+		                              NULL, cancel_order, NULL);
 	}
 	return shop_main(s, err, argc, argv);
 }

@@ -26,6 +26,7 @@
 #define SHOP_SUMMARY  "summary/"
 #define SHOP_SHIPMENT "shipment/"
 #define SHOP_SHIPPED  "shipped/" /* orders': the order's shipment */
+#define SHOP_CANCEL   "cancel/"  /* orders': cancellations asked */
 #define SHOP_SENT     "sent/"
 #define SHOP_DUP      "dup/"
 

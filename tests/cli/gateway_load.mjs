@@ -5,15 +5,10 @@
 // POST /raw/{kind} (a queue) and ANY /svc/{proxy+} (the same service,
 // whose /svc/slow answers after the gateway's timeout). Prints one JSON
 // object of counts; the shell test judges them.
+import { parsed, timed } from "./http_client.mjs";
+
 const base = process.argv[2];
 const n = 100;
-
-async function timed(url, init) {
-	const t0 = performance.now();
-	const r = await fetch(url, init);
-	const body = await r.text();
-	return { r, body, ms: performance.now() - t0 };
-}
 
 const out = {};
 
@@ -29,10 +24,7 @@ const out = {};
 	let ok = 0;
 	let wrong = [];
 	all.forEach(({ r, body }, i) => {
-		let j = {};
-		try {
-			j = JSON.parse(body);
-		} catch (e) {}
+		const j = parsed(body);
 		if (
 			r.status === 200 &&
 			j.params?.id === `item-${i}` &&

@@ -4,10 +4,12 @@
 # identity is refused publishing to the topic orders, reading the queue
 # place-order, deleting a queue and reading another service's state (each
 # refusal naming the permission); the admin may do all of these.
+# mesh-gateway as itself places an order over HTTP and reads one back
+# (queue and service routes), and may not read state or delete a route.
 # With the broker, init also reads the functions defined in MESH_FUNCTIONS
 # and grants a consumed queue's redrive dead-letter queue.
 # Usage: test_auth.sh MESHCTL TEST-BROKER ORDERS SHIPPING NOTIFICATIONS
-#        FN-COUNTER
+#        FN-COUNTER GATEWAY
 set -u
 MESHCTL=$1
 TEST_BROKER=$2
@@ -15,7 +17,9 @@ ORDERS=$3
 SHIPPING=$4
 NOTIFICATIONS=$5
 FN_COUNTER=$6
+GATEWAY=$7
 . "$(dirname "$0")/tap.sh"
+. "$(dirname "$0")/http.sh"
 unset NATS_URL NATS_USER NATS_PASSWORD NATS_TOKEN NATS_NKEY NATS_CREDS
 
 scratch
@@ -29,8 +33,8 @@ init() {
 
 # ---- the files ----------------------------------------------------------
 out=$(init --offline); ok $? "auth init --offline exits 0"
-has "$out" "7 identities" "seven identities: the admin, three daemons, three services"
-for n in admin mesh-router mesh-scheduler mesh-supervisor orders shipping notifications; do
+has "$out" "8 identities" "eight identities: the admin, four daemons, three services"
+for n in admin mesh-router mesh-scheduler mesh-supervisor mesh-gateway orders shipping notifications; do
 	is "$(stat -c %a "$auth/$n.nk")" 600 "$n.nk is mode 0600"
 done
 pub=$(m auth show shipping --dir "$auth" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["public"])')
@@ -53,6 +57,11 @@ case "$show" in *"MQ_place-order"*) ok 1 "nor touch place-order" ;;
 case "$show" in *"STREAM.DELETE"*) ok 1 "nor delete a stream" ;;
 *) ok 0 "nor delete a stream" ;; esac
 has "$(m auth show mesh-router --dir "$auth")" "Broad" "the router's broad grants are explained"
+show=$(m auth show mesh-gateway --dir "$auth"); ok $? "auth show mesh-gateway"
+has "$show" "mesh.service.*.request" "the gateway may ask any service"
+has "$show" "Broad      routes target any queue, topic or service" "saying why that is broad"
+case "$show" in *"MQ_"* | *"TP_"* | *'$KV.MESH_ROUTES'*) ok 1 "it may read no queue and write no route" ;;
+*) ok 0 "it may read no queue and write no route" ;; esac
 out=$(m auth show nobody --dir "$auth" 2>&1); is $? 1 "auth show of an unknown identity exits 1"
 has "$out" "no identity 'nobody'" "naming it"
 out=$(m auth init --dir "$auth" --offline --service orders="$SHIPPING" 2>&1); is $? 2 "a program that is another service is refused"
@@ -102,6 +111,27 @@ has "$(m auth show orders --dir "$auth")" "mesh.service.orders.request" \
 for s in orders shipping notifications; do
 	is "$(grep -c 'Permissions Violation' "$tmp/$s.log")" 0 "$s met no refusal"
 done
+
+# ---- mesh-gateway as itself ---------------------------------------------
+admin route create POST /orders --target queue:place-order --type evmesh.shop.PlaceOrder >/dev/null &&
+	admin route create GET '/orders/{id}' --target service:orders >/dev/null
+ok $? "the admin creates a queue route and a service route"
+NATS_NKEY=$auth/mesh-gateway.nk start_gateway "$GATEWAY"
+out=$(curl -s -w ' %{http_code}' -XPOST "http://127.0.0.1:$port/orders" \
+	-d '{"orderId":"a2","customer":"bob","country":"FR","items":[{"sku":"s","quantity":1,"priceCents":100}],"totalCents":100}')
+has "$out" '"MessageId"' "it sends a POST's order to place-order" && has "$out" " 202" "202"
+out=$(curl -s -w ' %{http_code}' "http://127.0.0.1:$port/orders/a1")
+has "$out" '"shipped":true' "it asks orders for a1 (its reply to the gateway's inbox)" && has "$out" " 200" "200"
+for _ in $(seq 1 50); do admin state get orders order/a2 >/dev/null 2>&1 && break; sleep 0.1; done
+out=$(admin state get orders order/a2); ok $? "the order sent through the gateway is placed"
+is "$(grep -c 'Violation' "$tmp/gw.log")" 0 "the gateway met no refusal"
+out=$(m --nkey "$auth/mesh-gateway.nk" state get orders order/a1 2>&1)
+is $? 1 "the gateway's identity may not read a service's state"
+has "$out" 'Permissions Violation for Publish' \
+	"the error names the permission"
+out=$(m --nkey "$auth/mesh-gateway.nk" route delete GET '/orders/{id}' 2>&1)
+is $? 1 "nor delete a route"
+has "$out" 'Permissions Violation for Publish' "the error names the permission"
 
 # ---- shipping's identity: refused ---------------------------------------
 out=$(as_shipping topic publish orders --body forged 2>&1); is $? 1 "shipping may not publish to the topic orders"

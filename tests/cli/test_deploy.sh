@@ -7,14 +7,19 @@
 # reuses what the first started; --watch prints live counts until Ctrl-C
 # and exits 0; deploy/down stops everything, and the next deploy/up reads
 # the old state; as root it links meshctl into a bin directory, never over
-# another file. Runs on a free port with its own state and bin folders.
+# another file. Each run places an order over HTTP through mesh-gateway
+# (its routes made, then kept) and reads it back shipped; deploy/down
+# stops the gateway. Runs on free ports with its own state and bin folders.
 set -u
 . "$(dirname "$0")/tap.sh"
+. "$(dirname "$0")/ports.sh"
 root=$(cd "$(dirname "$0")/../.." && pwd)
 export EVMESH_STATE
 EVMESH_STATE=$(mktemp -d)
 export EVMESH_NATS_PORT
-EVMESH_NATS_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+EVMESH_NATS_PORT=$(free_port)
+export EVMESH_HTTP_PORT
+EVMESH_HTTP_PORT=$(free_port)
 trap '"$root/deploy/down" >/dev/null 2>&1; rm -rf "$EVMESH_STATE"' EXIT
 # Where deploy/up links meshctl (as root): not the machine's /usr/local/bin.
 export EVMESH_BIN_DIR=$EVMESH_STATE/bin
@@ -25,6 +30,15 @@ has "$out" "starting nats-server" "and starts a broker"
 has "$out" "started mesh-scheduler" "and a scheduler"
 has "$out" "started mesh-router" "and a router"
 has "$out" "started mesh-supervisor" "and a supervisor"
+has "$out" "started mesh-gateway" "and a gateway"
+has "$out" "up: route 'POST /orders' -> queue:place-order (evmesh.shop.PlaceOrder): created" \
+	"with the route POST /orders to place-order"
+has "$out" "up: route 'GET /orders/{id}' -> service:orders: created" "and GET /orders/{id} to orders"
+has "$out" 'up:   POST /orders: 202 {"MessageId":"' "an order placed over HTTP: 202 and its MessageId"
+shown=$(grep "^up:   GET /orders/http-" <<<"$out" | tail -n 1)
+has "$shown" '"shipped":true' "and read back over HTTP, shipped"
+has "$shown" '"country":"DE"' "the order itself"
+has "$out" "HTTP at http://127.0.0.1:$EVMESH_HTTP_PORT" "the gateway's address said"
 for s in orders shipping notifications; do
 	has "$out" "function $s: " "and the service $s, on demand"
 done
@@ -52,6 +66,11 @@ fi
 has "$out" "nats-server already running" "and reuses the running broker"
 has "$out" "mesh-scheduler already running" "and the running scheduler"
 has "$out" "mesh-supervisor already running" "and the running supervisor"
+has "$out" "mesh-gateway already running" "and the running gateway"
+has "$out" "up: route 'POST /orders' -> queue:place-order: kept" "keeping its routes"
+has "$out" "up: route 'GET /orders/{id}' -> service:orders: kept" "both"
+has "$(grep "^up:   GET /orders/http-" <<<"$out" | tail -n 1)" '"shipped":true' \
+	"and shows another order over HTTP, shipped"
 has "$out" "NextFirings" "and shows the heartbeat schedule"
 has "$out" "schedule 'orders-summary' asks orders" "and the summary schedule"
 has "$out" "sequence 2" "whose stream kept the first run's event"
@@ -64,8 +83,11 @@ has "$out" "stopped at orders: shipping's filter policy" \
 	"and one stopping at the filter policy"
 "$root/deploy/up" --watch </dev/null >"$EVMESH_STATE/watch.out" 2>&1 &
 watcher=$!
+# (The run's order over HTTP is shown shipped before the live lines
+# start; its notification may come a line later.)
 for _ in $(seq 1 600); do
-	grep -q "^up: [0-9:]* orders: " "$EVMESH_STATE/watch.out" && break
+	grep -q "^up: [0-9:]* orders: 73 placed, 55 shipped, 55 notified" \
+		"$EVMESH_STATE/watch.out" && break
 	sleep 0.1
 done
 # A background job of a script ignores SIGINT: TERM takes Ctrl-C's part.
@@ -73,14 +95,17 @@ kill -TERM $watcher
 wait $watcher
 ok $? "deploy/up --watch exits 0 when stopped"
 out=$(cat "$EVMESH_STATE/watch.out")
-has "$out" "orders: 70 placed, 52 shipped, 52 notified, 18 filtered" \
-	"after a live line counting every order so far"
+has "$out" "orders: 73 placed, 55 shipped, 55 notified, 18 filtered" \
+	"after a live line counting every order so far (70 and 3 over HTTP)"
 has "$out" "still up" "and leaves the mesh up"
 out=$("$root/deploy/down" 2>&1); ok $? "deploy/down exits 0"
 has "$out" "stopped nats-server" "and stops the broker"
 has "$out" "stopped mesh-scheduler" "and the scheduler"
 has "$out" "stopped mesh-router" "and the router"
 has "$out" "stopped mesh-supervisor" "and the supervisor"
+has "$out" "stopped mesh-gateway" "and the gateway"
+curl -s -o /dev/null "http://127.0.0.1:$EVMESH_HTTP_PORT/"
+is $? 7 "which no longer listens"
 pgrep -f "$root/build/services/(orders|shipping|notifications)/" >/dev/null
 is $? 1 "and no service process is left"
 [ -d "$EVMESH_STATE/nats/jetstream" ]; ok $? "the store stays for next time"
@@ -96,4 +121,6 @@ has "$out" "sequence 4" "and the new broker reads the old store"
 has "$out" "orders: 7 placed, 5 shipped, 5 notified, 2 filtered, duplicates 0, lost 0" \
 	"and the services their old state"
 out=$("$root/deploy/up" --once x 2>&1); is $? 2 "--once wants a number"
+out=$(EVMESH_HTTP_PORT=65536 "$root/deploy/up" 2>&1); is $? 2 "EVMESH_HTTP_PORT wants a port"
+has "$out" "EVMESH_HTTP_PORT=65536: want a port, 1-65535" "naming it"
 done_testing

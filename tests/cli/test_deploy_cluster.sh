@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # deploy/up --cluster: three nats-servers (n1, n2, n3) as one JetStream
 # cluster, two routers, two scheduler replicas and the shop's three
-# services on it; 200 orders make a whole account; a second run reuses
+# services on it, and one mesh-gateway, whose POST /orders places an
+# order (202) and whose GET /orders/{id} is 503 (orders runs partitioned,
+# and partitioned services serve no requests); 200 orders make a whole
+# account; a second run reuses
 # everything, a third brings back a node that died; the single-server mode
 # refuses to start beside the cluster and the reverse; deploy/down stops
 # every process. Runs on free ports (client ports P..P+2, routes the
@@ -16,7 +19,8 @@ cluster_deploy_env "$root"
 ours=()
 for n in n1 n2 n3; do ours+=("$n:nats-server:$EVMESH_STATE/nats/$n/nats-server.pid"); done
 for d in mesh-router mesh-router-2 mesh-scheduler mesh-scheduler-2 \
-	orders shipping notifications orders-2 shipping-2 notifications-2; do
+	orders shipping notifications orders-2 shipping-2 notifications-2 \
+	mesh-gateway; do
 	ours+=("$d:${d%-2}:$EVMESH_STATE/$d.pid")
 done
 # pids: each of ours that runs its program, "NAME=PID" a line.
@@ -29,12 +33,12 @@ pids() {
 			echo "$name=$pid"
 	done
 }
-# all_run DESCRIPTION: thirteen of ours run; if not, which ones are missing and
+# all_run DESCRIPTION: fourteen of ours run; if not, which ones are missing and
 # the end of each one's log.
 all_run() {
 	local e name got
 	running=$(pids)
-	is "$(wc -l <<<"$running")" 13 "$1" && return
+	is "$(wc -l <<<"$running")" 14 "$1" && return
 	for e in "${ours[@]}"; do
 		name=${e%%:*}
 		grep -q "^$name=" <<<"$running" && continue
@@ -62,16 +66,20 @@ done
 has "$out" "the cluster's JetStream is ready (meta leader n" \
 	"and waits for the cluster's JetStream to have a meta leader"
 for d in mesh-scheduler mesh-scheduler-2 mesh-router mesh-router-2 \
-	orders shipping notifications orders-2 shipping-2 notifications-2; do
+	orders shipping notifications orders-2 shipping-2 notifications-2 \
+	mesh-gateway; do
 	has "$out" "started $d (log $EVMESH_STATE/$d.log)" "and starts $d"
 done
+has "$out" 'up:   POST /orders: 202 {"MessageId":"' "an order placed over HTTP: 202"
+has "$(grep "^up:   GET /orders/http-" <<<"$out")" ': 503 {"message":"' \
+	"read back: 503 (orders, partitioned, serves no requests)"
 has "$out" "queue 'demo-all' got 2 of the 2" "which fans a topic out to a queue"
 has "$out" "queue 'demo-eu' got 1 of the 2" "and through a filter policy"
 has "$out" "smoke: round trip" "and round-trips the smoke event"
 has "$out" "orders: 200 placed, 144 shipped, 144 notified, 56 filtered, duplicates 0, lost 0" \
 	"and places 200 orders, every shippable one shipped and notified once"
 has "$out" "the mesh is up at $urls " "at the three servers' URLs"
-all_run "three nats-servers, two routers, two schedulers and two instances of three services run"
+all_run "three nats-servers, two routers, two schedulers, two instances of three services and a gateway run"
 meshctl=$root/build/broker-adapters/meshctl/meshctl
 # spread: a service's partition count, whether each has an owner, and
 # how many owners, "4 True 2".
@@ -150,14 +158,15 @@ has "$out" "nats-server n1 already running" "and reuses n1"
 has "$out" "starting nats-server n2 -js" "and starts n2 again"
 has "$out" "orders: 7 placed, 5 shipped, 5 notified, 2 filtered, duplicates 0, lost 0" \
 	"and the account is whole"
-all_run "all thirteen run again"
+all_run "all fourteen run again"
 
 out=$("$root/deploy/down" 2>&1); ok $? "deploy/down exits 0"
 for n in n1 n2 n3; do
 	has "$out" "stopped nats-server $n (pid" "and stops nats-server $n"
 done
 for d in mesh-router mesh-router-2 mesh-scheduler mesh-scheduler-2 \
-	orders shipping notifications orders-2 shipping-2 notifications-2; do
+	orders shipping notifications orders-2 shipping-2 notifications-2 \
+	mesh-gateway; do
 	has "$out" "stopped $d (pid" "and $d"
 done
 left=""

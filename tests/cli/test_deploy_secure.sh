@@ -4,16 +4,20 @@
 # a client without the CA cannot verify it, shipping's identity may not
 # publish to orders; a second run reuses the identities, the CA and the
 # processes; a plain run beside it is refused; deploy/down stops it all.
-# Runs on a free port with its own state folder.
+# mesh-gateway runs as itself: an order placed and read back over HTTP.
+# Runs on free ports with its own state folder.
 set -u
 . "$(dirname "$0")/tap.sh"
+. "$(dirname "$0")/ports.sh"
 root=$(cd "$(dirname "$0")/../.." && pwd)
 unset NATS_URL NATS_USER NATS_PASSWORD NATS_TOKEN NATS_NKEY NATS_CREDS \
 	NATS_CA NATS_CERT NATS_KEY
 export EVMESH_STATE
 EVMESH_STATE=$(mktemp -d)
 export EVMESH_NATS_PORT
-EVMESH_NATS_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+EVMESH_NATS_PORT=$(free_port)
+export EVMESH_HTTP_PORT
+EVMESH_HTTP_PORT=$(free_port)
 trap '"$root/deploy/down" >/dev/null 2>&1; rm -rf "$EVMESH_STATE"' EXIT
 export EVMESH_BIN_DIR=$EVMESH_STATE/bin
 meshctl=$root/build/broker-adapters/meshctl/meshctl
@@ -28,6 +32,10 @@ has "$out" "orders: 20 placed, 15 shipped, 15 notified, 5 filtered, duplicates 0
 has "$out" "started mesh-scheduler as mesh-scheduler" "the scheduler runs as itself"
 has "$out" "started mesh-router as mesh-router" "the router too"
 has "$out" "started mesh-supervisor as mesh-supervisor" "and the supervisor"
+has "$out" "started mesh-gateway as mesh-gateway" "and the gateway"
+has "$out" 'up:   POST /orders: 202 {"MessageId":"' "which places an order over HTTP"
+has "$(grep "^up:   GET /orders/http-" <<<"$out" | tail -n 1)" '"shipped":true' \
+	"and reads it back from orders, shipped"
 for s in orders shipping notifications; do
 	has "$out" "function $s: " "the function $s is defined"
 	has "$(m --nkey "$auth/admin.nk" --tls-ca "$ca" function info $s)" \
@@ -47,6 +55,9 @@ ok $? "the server's certificate names 127.0.0.1"
 pid=$(cat "$EVMESH_STATE/mesh-router.pid")
 tr '\0' '\n' <"/proc/$pid/environ" | grep -qx "NATS_NKEY=$auth/mesh-router.nk"
 ok $? "the router's process has its seed file"
+pid=$(cat "$EVMESH_STATE/mesh-gateway.pid")
+tr '\0' '\n' <"/proc/$pid/environ" | grep -qx "NATS_NKEY=$auth/mesh-gateway.nk"
+ok $? "the gateway's process has its own"
 is "$(grep -c 'Violation' "$EVMESH_STATE/nats/nats-server.log")" 0 \
 	"the broker refused none of the mesh's own calls"
 
@@ -82,7 +93,7 @@ has "$out" "the single nats-server of ours is running" "saying why"
 # ---- down ----------------------------------------------------------------
 out=$("$root/deploy/down" 2>&1); ok $? "deploy/down exits 0"
 has "$out" "stopped nats-server" "and stops the broker"
-for d in mesh-scheduler mesh-router mesh-supervisor; do
+for d in mesh-scheduler mesh-router mesh-supervisor mesh-gateway; do
 	has "$out" "stopped $d" "and $d"
 done
 pgrep -f "$root/build/services/(orders|shipping|notifications)/" >/dev/null

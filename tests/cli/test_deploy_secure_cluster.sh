@@ -3,7 +3,8 @@
 # TLS (each node proves itself with the CA's certificate), TLS and the
 # identities of meshctl auth init on their client ports, and the shop's
 # two instances of each service, the routers and schedulers each on its
-# own identity; the account is whole; a client without credentials, a
+# own identity, and the mesh-gateway on its own (an order placed over
+# HTTP); the account is whole; a client without credentials, a
 # route without the CA's certificate and shipping publishing to orders are
 # refused; the plain cluster beside it is refused; deploy/down stops it.
 # Runs on free ports with its own state folder.
@@ -42,7 +43,8 @@ print(j.get("meta_cluster", {}).get("cluster_size", 0))
 PY
 )
 is "$size" 3 "a JetStream cluster of 3 over the TLS routes"
-for d in mesh-router mesh-router-2 mesh-scheduler-2 orders-2 shipping; do
+has "$out" 'up:   POST /orders: 202 {"MessageId":"' "the gateway, as itself, places an order over HTTP"
+for d in mesh-router mesh-router-2 mesh-scheduler-2 orders-2 shipping mesh-gateway; do
 	pid=$(cat "$EVMESH_STATE/$d.pid")
 	tr '\0' '\n' <"/proc/$pid/environ" |
 		grep -qx "NATS_NKEY=$auth/${d%-2}.nk"

@@ -14,13 +14,13 @@ GATEWAY=$3
 RESPONDER=$4
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/tap.sh"
+. "$here/http.sh"
 unset NATS_URL NATS_USER NATS_PASSWORD NATS_TOKEN NATS_NKEY NATS_CREDS
 
 start_broker || { echo "Bail out! no broker"; exit 1; }
 scratch
 export NATS_URL=$BROKER_URL
 m() { "$MESHCTL" "$@"; }
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))" "$1"; }
 routes() { m route list --json | json 'len(d["routes"])'; }
 
 # ---- meshctl route: refusals, nothing stored --------------------------
@@ -68,32 +68,8 @@ exec 7<>"$tmp/hold" # the stand-in reads it and stops when it closes
 pids+=($!)
 for _ in $(seq 100); do grep -q ready "$tmp/resp.out" && break; sleep 0.05; done
 is "$(cat "$tmp/resp.out")" "ready" "the stand-in service is ready"
-"$GATEWAY" --listen 127.0.0.1:0 --timeout-ms 500 --max-body 4096 2>"$tmp/gw.log" &
-pids+=($!)
-gw=$!
-for _ in $(seq 100); do grep -qs '"listening on' "$tmp/gw.log" && break; sleep 0.1; done
-port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\),.*/\1/p' "$tmp/gw.log")
-ok $([ -n "$port" ]; echo $?) "the gateway listens (port ${port:-none})"
-U=http://127.0.0.1:$port
+start_gateway "$GATEWAY" --timeout-ms 500 --max-body 4096
 is "$(grep -c '"msg":"route ' "$tmp/gw.log")" "7" "it read the 7 routes"
-
-# req ARGS...: curl; sets $status, $hdrs (lower-case names) and $body.
-req() {
-	local out
-	out=$(curl -s -D "$tmp/h" -o "$tmp/b" -w '%{http_code}' "$@")
-	status=$out
-	hdrs=$(tr -d '\r' <"$tmp/h" | sed 's/^[^:]*:/\L&/')
-	body=$(cat "$tmp/b")
-}
-hdr() { printf '%s\n' "$hdrs" | sed -n "s/^$1: //p" | tail -n 1; }
-# error STATUS NEEDLE WHAT: the answer is that status, a JSON error naming
-# the fault, its requestId the x-request-id header.
-error() {
-	is "$status" "$1" "$3: $1"
-	has "$body" "$2" "$3: the message says why"
-	is "$(printf '%s' "$body" | json 'd["requestId"]' 2>/dev/null)" "$(hdr x-request-id)" \
-		"$3: requestId is the x-request-id"
-}
 
 # A service route.
 tp=00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01

@@ -72,8 +72,10 @@ main(int argc, char **argv)
 	}
 	has_str(out,
 	        "\"routes\":[{\"route\":\"GET "
-	        "/orders/{id}\",\"kind\":\"read\"}]",
-	        "orders --describe lists GET /orders/{id}, a read");
+	        "/orders/{id}\",\"kind\":\"read\"},{\"route\":\"POST "
+	        "/orders/{id}/cancel\",\"kind\":\"command\"}]",
+	        "orders --describe lists GET /orders/{id}, a read, and POST "
+	        "/orders/{id}/cancel, a command");
 	if (!test_broker_start(&broker, NULL) ||
 	    !test_tmpdir(dir, sizeof dir)) {
 		tap_skip_all("nats-server did not start");
