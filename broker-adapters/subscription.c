@@ -436,7 +436,7 @@ mesh_subscription_create(struct mesh_conn *c, const char *topic,
 	struct mesh_topic_info ti;
 	kvStore *kv = NULL;
 	char hex[17], key[MESH_SUBSCRIPTION_ID_MAX + 1];
-	bool created = false;
+	bool created = false, raced = false;
 	mesh_err err;
 
 	memset(&s, 0, sizeof(s));
@@ -477,6 +477,7 @@ mesh_subscription_create(struct mesh_conn *c, const char *topic,
 	if ((err = mesh__records_bucket(c, &kv)) != MESH_OK) {
 		goto out;
 	}
+again:
 	err = record_get(kv, key, &old);
 	if (err == MESH_OK) {
 		if (same_attrs(&old, &s)) {
@@ -511,6 +512,16 @@ mesh_subscription_create(struct mesh_conn *c, const char *topic,
 		goto out;
 	}
 	if ((err = record_put(kv, key, &s, true)) != MESH_OK) {
+		/* Another creator stored it first (two instances of a service
+		 * starting at once): its record stands, and the consumer is
+		 * its too (both made the same one: taking it back would lose
+		 * what the topic holds for it meanwhile). */
+		if (!raced && record_get(kv, key, &old) == MESH_OK) {
+			mesh_subscription_fini(&old);
+			memset(&old, 0, sizeof(old));
+			raced = true;
+			goto again;
+		}
 		if (created) {
 			consumer_delete(c, topic, s.consumer);
 		}

@@ -647,6 +647,85 @@ test_service_subscriber(void)
 	mesh_subscriber_close(s);
 }
 
+/* Two instances of a service starting at once on a new topic: both make
+ * its subscription; one stores the record first. The other must keep the
+ * consumer they both made (it once took it back, and the topic's events
+ * were lost to the service until it came back). */
+struct racer {
+	struct mesh_conn *conn;
+	pthread_barrier_t *go;
+	const char *topic;
+	mesh_err err;
+};
+
+static void *
+race_create(void *arg)
+{
+	struct racer *r = arg;
+	struct mesh_sub_attrs sa;
+
+	mesh_sub_attrs_init(&sa);
+	pthread_barrier_wait(r->go);
+	r->err = mesh_subscription_create(r->conn, r->topic, MESH_SUB_SERVICE,
+	                                  "racing", &sa, NULL);
+	return NULL;
+}
+
+static void
+test_concurrent_create(void)
+{
+	struct mesh_conn_opts o;
+	struct mesh_conn *other = NULL;
+	struct mesh_topic_attrs a;
+	int failed = 0, lost = 0;
+	const int rounds = 30;
+
+	mesh_conn_opts_init(&o);
+	o.servers = broker.url;
+	if (!ok(mesh_conn_open(&o, &other) == MESH_OK,
+	        "a second connection")) {
+		return;
+	}
+	mesh_topic_attrs_init(&a);
+	for (int i = 0; i < rounds; i++) {
+		char topic[32], id[MESH_SUBSCRIPTION_ID_MAX + 1], consumer[24];
+		pthread_barrier_t go;
+		struct racer r[2] = {{c, &go, topic, MESH_OK},
+		                     {other, &go, topic, MESH_OK}};
+		pthread_t t[2];
+		struct mesh_subscription got;
+
+		snprintf(topic, sizeof(topic), "race-%d", i);
+		if (mesh_topic_create(c, topic, &a) != MESH_OK) {
+			failed++;
+			continue;
+		}
+		pthread_barrier_init(&go, NULL, 2);
+		for (int k = 0; k < 2; k++) {
+			pthread_create(&t[k], NULL, race_create, &r[k]);
+		}
+		for (int k = 0; k < 2; k++) {
+			pthread_join(t[k], NULL);
+		}
+		pthread_barrier_destroy(&go);
+		failed += (r[0].err != MESH_OK) + (r[1].err != MESH_OK);
+		memset(&got, 0, sizeof(got));
+		mesh_subscription_names(topic, MESH_SUB_SERVICE, "racing", id,
+		                        consumer);
+		if (mesh_subscription_get(c, id, &got) != MESH_OK) {
+			lost++;
+		}
+		mesh_subscription_fini(&got);
+		mesh_topic_delete(c, topic);
+	}
+	is_int(failed, 0,
+	       "%d rounds of two instances subscribing at once: "
+	       "each succeeds",
+	       rounds);
+	is_int(lost, 0, "and the subscription keeps its consumer");
+	mesh_conn_close(other);
+}
+
 int
 main(void)
 {
@@ -669,6 +748,7 @@ main(void)
 	test_two_routers();
 	test_replay();
 	test_service_subscriber();
+	test_concurrent_create();
 	mesh_conn_close(c);
 	test_broker_stop(&broker);
 	mesh_shutdown();
