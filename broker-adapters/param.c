@@ -217,6 +217,13 @@ mesh_param_name_of_key(const char *key, char *name, size_t size)
 	const char *p = key;
 	size_t n = 0;
 
+	if (strchr(key, '/') != NULL) {
+		/* No name's key has one ('/' becomes '.'), though a bucket's
+		 * key may: such a key would map to a name whose key is
+		 * another. */
+		return mesh_err_set(MESH_EINVAL,
+		                    "key '%.64s': not a parameter's", key);
+	}
 	if (strncmp(key, "_.", 2) == 0) {
 		p = key + 1; /* its '.' is the name's leading '/' */
 	} else if (strchr(key, '.') != NULL) {
