@@ -9,30 +9,26 @@
 #include "harness.h"
 #include "scale.h"
 
+/* One reading: delivered is the sources' counter, requests the answered
+ * count of a function that serves requests. */
 static int
-decide(struct scale_state *st, const struct scale_limits *lim, int64_t now,
-       int running, uint64_t backlog, uint64_t delivered, char *why)
+read_at(struct scale_state *st, const struct scale_limits *lim, int64_t now,
+        int running, uint64_t backlog, uint64_t delivered, uint64_t requests,
+        char *why)
 {
 	struct scale_reading r = {.now_ms = now,
 	                          .running = running,
 	                          .backlog = backlog,
-	                          .delivered = delivered};
-
-	return scale_decide(st, lim, &r, why, 256);
-}
-
-/* A function that serves requests: its answered count beside. */
-static int
-decide_req(struct scale_state *st, const struct scale_limits *lim, int64_t now,
-           int running, uint64_t backlog, uint64_t requests, char *why)
-{
-	struct scale_reading r = {.now_ms = now,
-	                          .running = running,
-	                          .backlog = backlog,
+	                          .delivered = delivered,
 	                          .requests = requests};
 
 	return scale_decide(st, lim, &r, why, 256);
 }
+
+#define decide(st, lim, now, running, backlog, delivered, why)                \
+	read_at(st, lim, now, running, backlog, delivered, 0, why)
+#define decide_req(st, lim, now, running, backlog, requests, why)             \
+	read_at(st, lim, now, running, backlog, 0, requests, why)
 
 int
 main(void)
