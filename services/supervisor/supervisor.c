@@ -961,7 +961,9 @@ req_drop(struct fn *f, bool forward, const char *why)
 /* Before f's last instances stop: hold its requests from now on, the
  * subscription in place at the broker (flushed, s->mu released meanwhile)
  * before any instance hears SIGTERM and unsubscribes, so that no request
- * meets no responders between the two. A request that comes meanwhile is
+ * meets no responders between the two. The caller stops the instances,
+ * then clears f->req_quiet: until then no probe is sent (an instance
+ * about to stop would answer it). A request that comes meanwhile is
  * held and wakes the function again, as at zero; one the broker gives a
  * stopping instance before its unsubscription is answered by it (the
  * runtime drains its subscription and answers what it took). */
@@ -978,7 +980,6 @@ req_hold(struct fn *f)
 	pthread_mutex_unlock(&s->mu);
 	mesh_conn_flush(s->c, 2000);
 	pthread_mutex_lock(&s->mu);
-	f->req_quiet = false; /* the caller stops them before unlocking */
 }
 
 /* Whether an instance answers requests on subject: a request without
@@ -1146,9 +1147,9 @@ gate_main(void *arg)
  * function and tick, one answer per instance, whatever the request rate.
  * Not an observer subscription on the request subject: that would copy
  * every request (and its body) to the supervisor, and, a plain
- * subscriber, it would leave the subject always with a responder, so a
- * caller would wait out its timeout where NATS now answers no responders
- * at once. The counters are read per instance (by pid; other processes
+ * subscriber, it counts as a responder: a request no instance takes would
+ * wait out its caller's timeout where NATS now answers no responders at
+ * once. The counters are read per instance (by pid; other processes
  * serving the service are not ours to count): an instance that stops
  * takes its count with it, and a new one starts at 0, so f->requests sums
  * each instance's increases and only grows. An answer is counted at the
@@ -1245,6 +1246,7 @@ step(struct sup *s, struct fn *f, int64_t now)
 			                      : "its slot went to another "
 			                        "supervisor");
 			stop_some(f, up);
+			f->req_quiet = false;
 		}
 		disarm(f);
 		if (!owned || !serves(f)) {
@@ -1331,9 +1333,10 @@ step(struct sup *s, struct fn *f, int64_t now)
 			 * one message only.) */
 			f->woken = false;
 			req_hold(f);
-			arm(f, now);
+			arm(f, now); /* releases s->mu: still quiet */
 		}
 		stop_some(f, up - want);
+		f->req_quiet = false;
 	}
 }
 
