@@ -7,7 +7,8 @@
  * loop). $FN_SLOW_MS: each event takes this long. $FN_STARTS: a file each
  * instance appends "PID START_MS\n" to as it starts. $FN_ROUTES set: it
  * serves the request route "GET /count" too, answering
- * {"count": events processed (its "ev/" keys), "pid": its process id}. */
+ * {"count": events processed (its "ev/" keys), "pid": its process id};
+ * $FN_REQ_SLOW_MS: each request takes this long. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,11 +43,17 @@ static mesh_handler_result
 get_count(struct mesh_ctx *ctx, const struct mesh_request *req,
           struct mesh_reply *rep, void *arg)
 {
+	const char *slow = getenv("FN_REQ_SLOW_MS");
 	char json[64];
 	long n = 0;
 
 	(void)req;
 	(void)arg;
+	if (slow != NULL) {
+		long ms = atol(slow);
+		struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+		nanosleep(&ts, NULL);
+	}
 	if (mesh_state_scan(ctx, "ev/", 3, count_one, &n) != MESH_OK) {
 		return mesh_reject(ctx, mesh_errdetail());
 	}

@@ -154,6 +154,7 @@ out:
 	out->started_ms = mesh_wall_ms();
 	out->started_mono = mesh_mono_ms();
 	out->term_mono = 0;
+	out->requests = 0;
 	return MESH_OK;
 }
 

@@ -20,11 +20,12 @@ scale_decide(struct scale_state *st, const struct scale_limits *lim,
 	uint64_t want64 = (r->backlog + target - 1) / target;
 	int want = want64 > (uint64_t)lim->max ? lim->max : (int)want64;
 	bool worked = st->seen > 0 && r->delivered != st->last_delivered;
+	bool asked = st->seen > 0 && r->requests != st->last_requests;
 	bool draining = st->seen > 0 && r->backlog < st->last_backlog;
 	int out = r->running;
 
 	why[0] = '\0';
-	if (r->backlog > 0 || worked || st->seen == 0) {
+	if (r->backlog > 0 || worked || asked || st->seen == 0) {
 		st->work_ms = r->now_ms;
 	}
 	if (r->running > 1 &&
@@ -53,7 +54,7 @@ scale_decide(struct scale_state *st, const struct scale_limits *lim,
 		out = lim->min;
 		snprintf(why, why_size,
 		         "idle for %" PRId64 " ms: nothing waiting, nothing "
-		         "taken",
+		         "taken, no request",
 		         r->now_ms - st->work_ms);
 	} else if (st->low && r->now_ms - st->low_since_ms >= lim->idle_ms) {
 		out = r->running - 1;
@@ -65,6 +66,7 @@ scale_decide(struct scale_state *st, const struct scale_limits *lim,
 	}
 	st->last_backlog = r->backlog;
 	st->last_delivered = r->delivered;
+	st->last_requests = r->requests;
 	st->seen++;
 	return clamp(out, lim->min, lim->max);
 }

@@ -15,6 +15,10 @@ struct scale_reading {
 	uint64_t backlog;   /* waiting + in flight, over its sources */
 	uint64_t delayed;   /* queues' delayed messages (not yet work) */
 	uint64_t delivered; /* the sources' delivered counters, summed */
+	uint64_t requests;  /* requests its instances answered, a count
+	                       that only grows (the supervisor sums each
+	                       instance's increase); 0 for a function that
+	                       serves none */
 };
 
 /* The function's limits (from its definition). */
@@ -32,6 +36,7 @@ struct scale_state {
 	int64_t low_since_ms; /* ... since then */
 	uint64_t last_backlog;
 	uint64_t last_delivered;
+	uint64_t last_requests;
 	int seen; /* readings taken */
 };
 
@@ -41,9 +46,12 @@ struct scale_state {
  * Up: ceil(backlog / target_backlog) instances (at least 1 with any
  * backlog), up to max, whenever that is more than run now and the backlog
  * is not draining (no smaller than at the last reading): a burst reaches
- * max in one reading. Down: to min when nothing waited and nothing was
- * taken for idle_ms; one instance fewer when one fewer would hold the
- * backlog under target each, for idle_ms. Never below min. */
+ * max in one reading. Down: to min when nothing waited, nothing was
+ * taken and no request was answered for idle_ms (requests are work: a
+ * function that serves them is not idle while they come); one instance
+ * fewer when one fewer would hold the backlog under target each, for
+ * idle_ms (requests add no instance past the first, nor hold more than
+ * one). Never below min. */
 int scale_decide(struct scale_state *st, const struct scale_limits *lim,
                  const struct scale_reading *r, char *why, size_t why_size);
 

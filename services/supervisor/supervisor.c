@@ -99,7 +99,8 @@ struct fn {
 	/* Requests while no instance answers them: held here, then handed
 	 * to the instance (its routes from the definition). */
 	struct wake *req;
-	bool req_live; /* an instance answered since req was subscribed */
+	bool req_live;  /* an instance answered since req was subscribed */
+	bool req_quiet; /* its instances are about to stop: no probe */
 	struct held *held;
 	size_t n_held;
 	int64_t probe_after, probing_since; /* mono */
@@ -115,6 +116,8 @@ struct fn {
 
 	struct scale_state scale;
 	uint64_t backlog;
+	uint64_t requests;  /* answered by its instances: their stats
+	                       counters' increases, summed */
 	int64_t read_after; /* mono */
 	struct {
 		int64_t at_ms;
@@ -143,6 +146,9 @@ struct sup {
 	pthread_t watch_thread;
 	bool watching;
 	natsSubscription *info_sub, *list_sub;
+	/* The instances' stats answers: INBOX.NAME (on_stats). */
+	natsSubscription *stats_sub;
+	char stats_inbox[64];
 	pthread_t gate_thread; /* hands held requests over (gate_main) */
 	pthread_cond_t gate_cond;
 	bool gating, gate_kick, gate_quit;
@@ -611,6 +617,17 @@ alive(const struct fn *f)
 	return n;
 }
 
+static bool
+any_stopping(const struct fn *f)
+{
+	for (int i = 0; i < f->n_inst; i++) {
+		if (f->inst[i].state == INSTANCE_STOPPING) {
+			return true;
+		}
+	}
+	return false;
+}
+
 static void
 decide(struct fn *f, int from, int to, const char *why)
 {
@@ -941,6 +958,30 @@ req_drop(struct fn *f, bool forward, const char *why)
 	f->req = NULL;
 }
 
+/* Before f's last instances stop: hold its requests from now on, the
+ * subscription in place at the broker (flushed, s->mu released meanwhile)
+ * before any instance hears SIGTERM and unsubscribes, so that no request
+ * meets no responders between the two. The caller stops the instances,
+ * then clears f->req_quiet: until then no probe is sent (an instance
+ * about to stop would answer it). A request that comes meanwhile is
+ * held and wakes the function again, as at zero; one the broker gives a
+ * stopping instance before its unsubscription is answered by it (the
+ * runtime drains its subscription and answers what it took). */
+static void
+req_hold(struct fn *f)
+{
+	struct sup *s = f->sup;
+
+	if (!serves(f)) {
+		return;
+	}
+	req_arm(f);
+	f->req_quiet = true;
+	pthread_mutex_unlock(&s->mu);
+	mesh_conn_flush(s->c, 2000);
+	pthread_mutex_lock(&s->mu);
+}
+
 /* Whether an instance answers requests on subject: a request without
  * Mesh-Route, which the runtime answers 400 at once, running nothing. */
 static bool
@@ -1002,7 +1043,12 @@ gate_step(struct sup *s, struct fn *f, int64_t now)
 		held_pop(f, 1);
 		f->refused++;
 	}
-	if (f->req != NULL && alive(f) > 0) {
+	/* Not while an instance stops: a probe it answered (before its
+	 * subscription is drained) would hand the held requests over while
+	 * the instance starting may not listen yet: no responders. Its stop
+	 * ends with its exit, seen within REAP_EVERY_MS. */
+	if (f->req != NULL && alive(f) > 0 && !any_stopping(f) &&
+	    !f->req_quiet) {
 		if (now >= f->probe_after) {
 			struct wake *w = f->req;
 			char subject[sizeof(w->spec)];
@@ -1015,7 +1061,8 @@ gate_step(struct sup *s, struct fn *f, int64_t now)
 			ready = probe(s, subject);
 			pthread_mutex_lock(&s->mu);
 			now = mesh_mono_ms();
-			if (ready && f->req == w) {
+			if (ready && f->req == w && !any_stopping(f) &&
+			    !f->req_quiet) {
 				slog(s, "info", f,
 				     "an instance answers requests (%" PRId64
 				     " ms after the first start): %zu held "
@@ -1032,6 +1079,8 @@ gate_step(struct sup *s, struct fn *f, int64_t now)
 		if (f->req != NULL) {
 			next = f->probe_after;
 		}
+	} else if (f->req != NULL && alive(f) > 0) {
+		next = now + REAP_EVERY_MS; /* instances stopping */
 	} else if (f->req != NULL) {
 		f->probing_since = 0;
 		f->probe_after = 0;
@@ -1088,6 +1137,72 @@ gate_main(void *arg)
 	return NULL;
 }
 
+/* ---- requests as work ----------------------------------------------------
+ *
+ * Requests are work to the scaling decision: a function serving them is
+ * not idle while they come. The supervisor learns of them from its
+ * instances' stats (mesh.service.NAME.stats, the "requests" counter each
+ * instance keeps), asked on each backlog reading with a reply subject of
+ * ours and read as the answers come, never awaited: one small request per
+ * function and tick, one answer per instance, whatever the request rate.
+ * Not an observer subscription on the request subject: that would copy
+ * every request (and its body) to the supervisor, and, a plain
+ * subscriber, it counts as a responder: a request no instance takes would
+ * wait out its caller's timeout where NATS now answers no responders at
+ * once. The counters are read per instance (by pid; other processes
+ * serving the service are not ours to count): an instance that stops
+ * takes its count with it, and a new one starts at 0, so f->requests sums
+ * each instance's increases and only grows. An answer is counted at the
+ * reading after it came: a tick late at most.
+ */
+
+static void
+on_stats(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
+{
+	struct sup *s = arg;
+	const char *name = strrchr(natsMsg_GetSubject(m), '.'), *who, *dash;
+	json_t *j = json_loadb(natsMsg_GetData(m),
+	                       (size_t)natsMsg_GetDataLength(m), 0, NULL);
+	json_t *n = json_object_get(j, "requests");
+	struct fn *f;
+
+	(void)nc;
+	(void)sub;
+	who = json_string_value(json_object_get(j, "instance"));
+	dash = who != NULL ? strrchr(who, '-') : NULL;
+	if (name != NULL && dash != NULL && json_is_integer(n) &&
+	    json_integer_value(n) >= 0) {
+		pid_t pid = (pid_t)atol(dash + 1);
+		uint64_t v = (uint64_t)json_integer_value(n);
+		pthread_mutex_lock(&s->mu);
+		f = fn_find(s, name + 1);
+		for (int i = 0; f != NULL && i < f->n_inst; i++) {
+			struct instance *in = &f->inst[i];
+			if (in->pid == pid && v > in->requests) {
+				f->requests += v - in->requests;
+				in->requests = v;
+			}
+		}
+		pthread_mutex_unlock(&s->mu);
+	}
+	json_decref(j);
+	natsMsg_Destroy(m);
+}
+
+/* Ask f's instances for their stats (answered to on_stats). */
+static void
+ask_stats(struct sup *s, const struct fn *f)
+{
+	char subject[MESH_FUNCTION_NAME_MAX + 32];
+	char reply[sizeof(s->stats_inbox) + MESH_FUNCTION_NAME_MAX + 2];
+
+	snprintf(subject, sizeof(subject), MESH_SERVICE_STATS_SUBJECT,
+	         f->def.name);
+	snprintf(reply, sizeof(reply), "%s.%s", s->stats_inbox, f->def.name);
+	natsConnection_PublishRequest(mesh_conn_nats(s->c), subject, reply,
+	                              NULL, 0);
+}
+
 /* ---- the decision, per function ------------------------------------------
  */
 
@@ -1120,6 +1235,9 @@ step(struct sup *s, struct fn *f, int64_t now)
 		}
 	}
 	if (!owned || f->redefined) {
+		if (up > 0 && owned && f->defined) {
+			req_hold(f); /* replaced: none meets no responders */
+		}
 		if (up > 0) {
 			decide(f, up, 0,
 			       !f->defined    ? "the function was deleted"
@@ -1128,6 +1246,7 @@ step(struct sup *s, struct fn *f, int64_t now)
 			                      : "its slot went to another "
 			                        "supervisor");
 			stop_some(f, up);
+			f->req_quiet = false;
 		}
 		disarm(f);
 		if (!owned || !serves(f)) {
@@ -1164,6 +1283,10 @@ step(struct sup *s, struct fn *f, int64_t now)
 		                           f->def.idle_ms};
 		struct scale_reading r = {.now_ms = now, .running = up};
 		f->read_after = now + s->o.tick_ms;
+		if (serves(f)) {
+			r.requests = f->requests; /* answers to the last ask */
+			ask_stats(s, f);
+		}
 		if (f->def.partitions > 0 && lim.max > f->def.partitions) {
 			/* An instance more than partitions would hold none. */
 			lim.max = f->def.partitions;
@@ -1209,10 +1332,11 @@ step(struct sup *s, struct fn *f, int64_t now)
 			 * arming sees is kept: its subscription asked for
 			 * one message only.) */
 			f->woken = false;
-			req_arm(f);
-			arm(f, now);
+			req_hold(f);
+			arm(f, now); /* releases s->mu: still quiet */
 		}
 		stop_some(f, up - want);
+		f->req_quiet = false;
 	}
 }
 
@@ -1254,7 +1378,7 @@ fn_status(struct sup *s, const struct fn *f)
 	}
 	j = json_pack(
 	        "{s:s, s:s, s:o, s:I, s:I, s:b, s:I, s:I, s:s, s:b, s:I, "
-	        "s:I}",
+	        "s:I, s:I}",
 	        "function", f->def.name, "supervisor", s->instance,
 	        "instances", inst, "cold_starts", (json_int_t)f->cold_starts,
 	        "exits", (json_int_t)f->exits, "crash_loop", f->crash_loop,
@@ -1265,7 +1389,8 @@ fn_status(struct sup *s, const struct fn *f)
 	                             : 0),
 	        "backlog", (json_int_t)f->backlog, "last_exit", f->last_exit,
 	        "armed", f->armed, "requests_held", (json_int_t)f->n_held,
-	        "requests_refused", (json_int_t)f->refused);
+	        "requests_refused", (json_int_t)f->refused, "requests",
+	        (json_int_t)f->requests);
 	if (j != NULL && f->decision.at_ms > 0) {
 		json_object_set_new(j, "decision",
 		                    json_pack("{s:I, s:i, s:i, s:s}", "at_ms",
@@ -1348,7 +1473,8 @@ static mesh_err
 start(struct sup *s)
 {
 	struct mesh_lease_opts lo;
-	char info[64];
+	char info[64], stats[80];
+	natsInbox *inbox = NULL;
 	natsStatus st;
 	mesh_err err;
 
@@ -1377,6 +1503,19 @@ start(struct sup *s)
 	}
 	if (st != NATS_OK) {
 		return mesh_err_nats(st, 0, "subscribing to %s", info);
+	}
+	if ((st = natsInbox_Create(&inbox)) == NATS_OK) {
+		snprintf(s->stats_inbox, sizeof(s->stats_inbox), "%s", inbox);
+		snprintf(stats, sizeof(stats), "%s.*", inbox);
+		natsInbox_Destroy(inbox);
+		st = natsConnection_Subscribe(&s->stats_sub,
+		                              mesh_conn_nats(s->c), stats,
+		                              on_stats, s);
+	}
+	if (st != NATS_OK) {
+		return mesh_err_nats(st, 0,
+		                     "subscribing to the instances' "
+		                     "stats answers");
 	}
 	mesh_lease_opts_init(&lo);
 	lo.group = MESH_SUPERVISOR_GROUP;
@@ -1452,6 +1591,9 @@ cleanup(struct sup *s)
 	if (s->list_sub != NULL) {
 		natsSubscription_Unsubscribe(s->list_sub);
 	}
+	if (s->stats_sub != NULL) {
+		natsSubscription_Unsubscribe(s->stats_sub);
+	}
 	mesh_lease_stop(s->lease, 2000); /* callbacks take s->mu: not held */
 	if (s->watching) {
 		pthread_join(s->watch_thread, NULL);
@@ -1465,6 +1607,7 @@ cleanup(struct sup *s)
 	nats_Sleep(100);
 	natsSubscription_Destroy(s->info_sub);
 	natsSubscription_Destroy(s->list_sub);
+	natsSubscription_Destroy(s->stats_sub);
 	bury(s, true);
 	while (s->fns != NULL) {
 		struct fn *f = s->fns;

@@ -2,7 +2,9 @@
  * the first event after idle processed, a burst scaled up to max (never
  * past it) and back down with nothing lost, a crash loop contained (and
  * its event kept), requests to a function at zero held and answered by
- * the instance they start (or refused: 503 when it crash-loops), two
+ * the instance they start (or refused: 503 when it crash-loops),
+ * requests keeping a function's instance (requests are work) and all
+ * answered across its stop and its replacement, two
  * supervisors never running one function at once, and one killed -9
  * taken over by the other.
  *
@@ -605,6 +607,206 @@ requests(void)
 	mesh_function_delete(conn, "crashy");
 }
 
+/* An instance of name stopping, none other running. */
+static bool
+stopping_now(const char *name)
+{
+	json_t *j = info(name), *inst;
+	int stopping = 0, other = 0;
+	size_t i;
+
+	json_array_foreach(json_object_get(j, "instances"), i, inst)
+	{
+		bool st = strcmp(json_string_value(
+		                         json_object_get(inst, "state")),
+		                 "stopping") == 0;
+		stopping += st;
+		other += !st;
+	}
+	json_decref(j);
+	return stopping > 0 && other == 0;
+}
+
+/* A pid from a GET /count body, 0 if none. */
+static int
+body_pid(const char *body)
+{
+	const char *p = strstr(body, "\"pid\":");
+
+	return p != NULL ? atoi(p + 6) : 0;
+}
+
+/* Callers sending GET /count back to back until told to stop, counting
+ * the answers that are not 200 and the pids that answered. */
+struct loader {
+	const char *name;
+	pthread_t t;
+	volatile bool quit;
+	int sent, good, pids[8], n_pids;
+	char bad[256];
+};
+
+static void *
+loader_main(void *arg)
+{
+	struct loader *l = arg;
+
+	while (!l->quit) {
+		struct test_reply r;
+		int pid;
+		l->sent++;
+		long long t0 = test_now_ms();
+		if (count_call(l->name, 15000, &r) != 200) {
+			snprintf(l->bad, sizeof(l->bad),
+			         "status %d (nats %d) after %lld ms: %.200s",
+			         r.status, (int)r.nats, test_now_ms() - t0,
+			         r.body);
+			continue;
+		}
+		l->good++;
+		pid = body_pid(r.body);
+		bool seen = false;
+		for (int i = 0; i < l->n_pids; i++) {
+			seen = seen || l->pids[i] == pid;
+		}
+		if (!seen && l->n_pids < 8) {
+			l->pids[l->n_pids++] = pid;
+		}
+	}
+	return NULL;
+}
+
+/* Start n loaders on name; returns after they are running. */
+static void
+load_start(struct loader *ls, int n, const char *name)
+{
+	for (int i = 0; i < n; i++) {
+		memset(&ls[i], 0, sizeof(ls[i]));
+		ls[i].name = name;
+		pthread_create(&ls[i].t, NULL, loader_main, &ls[i]);
+	}
+}
+
+/* Stop them; the requests not answered 200 (their last reason in why). */
+static int
+load_stop(struct loader *ls, int n, int *sent, int *pids, char *why,
+          size_t size)
+{
+	int bad = 0;
+
+	*sent = *pids = 0;
+	for (int i = 0; i < n; i++) {
+		ls[i].quit = true;
+	}
+	for (int i = 0; i < n; i++) {
+		pthread_join(ls[i].t, NULL);
+		*sent += ls[i].sent;
+		*pids = ls[i].n_pids > *pids ? ls[i].n_pids : *pids;
+		bad += ls[i].sent - ls[i].good;
+		if (ls[i].bad[0] != '\0') {
+			snprintf(why, size, "%s", ls[i].bad);
+		}
+	}
+	return bad;
+}
+
+/* Requests are work: a function serving GET /count and nothing else,
+ * idle 2 s, asked every 300 ms for 6 s keeps its one instance, and stops
+ * about 2 s after the last request. Requests sent without pause across
+ * its replacement (a changed definition) and across its stop to zero
+ * are all answered 200: none meets no responders (503 from the gateway)
+ * nor the runtime's "stopping". */
+static void
+requests_as_work(void)
+{
+	static struct loader ls[4];
+	const int n_ls = (int)(sizeof(ls) / sizeof(*ls));
+	struct test_reply r;
+	char why[256] = "";
+	long long t0, last = 0;
+	int good = 0, sent = 0, pids = 0, bad, first_pid, min_up = 9;
+	json_t *j;
+	pid_t sup;
+
+	queue_make("kq");
+	ok(fn_define_served(&world, "kept", "kq", 0, 2, 2000, NULL) == MESH_OK,
+	   "a function serving GET /count, min 0, idle 2 s");
+	sup = supervisor_start("kept");
+	ok(WAIT_FOR(at_zero("kept"), 10000), "at zero, armed");
+	is_int(count_call("kept", 10000, &r), 200,
+	       "a first request cold-starts it");
+	first_pid = body_pid(r.body);
+	t0 = test_now_ms();
+	while (test_now_ms() - t0 < 6000) {
+		int up;
+		good += count_call("kept", 5000, &r) == 200 &&
+		        body_pid(r.body) == first_pid;
+		last = test_now_ms();
+		sent++;
+		up = running("kept");
+		min_up = up < min_up ? up : min_up;
+		nap(300);
+	}
+	is_int(good, sent,
+	       "a request every 300 ms for 6 s: all %d answered by the "
+	       "first instance",
+	       sent);
+	is_int(min_up, 1, "which ran the whole time (seen after each)");
+	is_int(info_int("kept", "cold_starts"), 1, "no second cold start");
+	is_int(lines("kept"), 1, "one instance started in all");
+	ok(info_int("kept", "requests") >= sent,
+	   "function info counts the requests its instances answered (%lld)",
+	   (long long)info_int("kept", "requests"));
+	ok(WAIT_FOR(running("kept") == 0, 10000), "then it stops");
+	tap_diag("stopped %lld ms after the last request (idle 2 s)",
+	         test_now_ms() - last);
+	ok(test_now_ms() - last >= 1800 && test_now_ms() - last < 4000,
+	   "about the idle time after the last request: %lld ms",
+	   test_now_ms() - last);
+	j = info("kept");
+	has_str(j ? json_string_value(json_object_get(
+	                    json_object_get(j, "decision"), "why"))
+	          : NULL,
+	        "no request", "the decision says no request came");
+	json_decref(j);
+
+	/* Its replacement under load: slow requests (20 ms) always in
+	 * flight at the old instance when it hears SIGTERM. */
+	ok(WAIT_FOR(at_zero("kept"), 10000), "at zero again, armed");
+	ok(fn_define_served(&world, "kept", "kq", 0, 2, 2000,
+	                    "FN_REQ_SLOW_MS=20") == MESH_OK,
+	   "its requests made to take 20 ms");
+	load_start(ls, n_ls, "kept");
+	nap(1500);
+	ok(fn_define_served(&world, "kept", "kq", 0, 2, 2000,
+	                    "FN_REQ_SLOW_MS=21") == MESH_OK,
+	   "its definition changed under load of 4 callers");
+	ok(WAIT_FOR(lines("kept") == 3, 10000), "a new instance started");
+	nap(1500);
+	bad = load_stop(ls, n_ls, &sent, &pids, why, sizeof(why));
+	is_int(bad, 0,
+	       "across its replacement, all %d requests answered 200%s%s",
+	       sent, bad ? ": " : "", why);
+	ok(pids >= 2, "by the old instance, then the new (%d pids)", pids);
+
+	/* Its stop to zero: requests sent as soon as it is stopping. */
+	t0 = test_now_ms();
+	while (test_now_ms() - t0 < 10000 && !stopping_now("kept")) {
+		nap(2);
+	}
+	ok(stopping_now("kept"), "idle again: its instance stopping");
+	load_start(ls, n_ls, "kept");
+	nap(1500);
+	bad = load_stop(ls, n_ls, &sent, &pids, why, sizeof(why));
+	is_int(bad, 0,
+	       "requests sent from its stop on: all %d answered 200%s%s", sent,
+	       bad ? ": " : "", why);
+	tap_diag("answered by %d instances; %lld cold starts", pids,
+	         (long long)info_int("kept", "cold_starts"));
+	supervisor_stop(sup);
+	mesh_function_delete(conn, "kept");
+}
+
 /* Every supervisor's answer to the list request, for 300 ms: per function
  * name, how many supervisors run it and the instances they report. */
 static bool
@@ -739,6 +941,7 @@ main(int argc, char **argv)
 	world = (struct fn_world){conn, tmp, counter_bin};
 	one_supervisor();
 	requests();
+	requests_as_work();
 	filtered_topic();
 	partitioned();
 	two_supervisors();

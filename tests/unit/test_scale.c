@@ -1,24 +1,34 @@
 /* The supervisor's decision (services/supervisor/scale.h) over made-up
  * readings: up with the backlog (to max in one reading), held while it
  * drains, down one at a time when fewer would do, to min after idle,
- * never below min nor above max. The real supervisor is tested in
- * tests/integration/test_supervisor.c. */
+ * never below min nor above max; requests answered are work (a function
+ * serving them is not idle), but add no instance. The real supervisor is
+ * tested in tests/integration/test_supervisor.c. */
 #include <string.h>
 
 #include "harness.h"
 #include "scale.h"
 
+/* One reading: delivered is the sources' counter, requests the answered
+ * count of a function that serves requests. */
 static int
-decide(struct scale_state *st, const struct scale_limits *lim, int64_t now,
-       int running, uint64_t backlog, uint64_t delivered, char *why)
+read_at(struct scale_state *st, const struct scale_limits *lim, int64_t now,
+        int running, uint64_t backlog, uint64_t delivered, uint64_t requests,
+        char *why)
 {
 	struct scale_reading r = {.now_ms = now,
 	                          .running = running,
 	                          .backlog = backlog,
-	                          .delivered = delivered};
+	                          .delivered = delivered,
+	                          .requests = requests};
 
 	return scale_decide(st, lim, &r, why, 256);
 }
+
+#define decide(st, lim, now, running, backlog, delivered, why)                \
+	read_at(st, lim, now, running, backlog, delivered, 0, why)
+#define decide_req(st, lim, now, running, backlog, requests, why)             \
+	read_at(st, lim, now, running, backlog, 0, requests, why)
 
 int
 main(void)
@@ -60,6 +70,40 @@ main(void)
 	is_int(decide(&st, &lim, 1500, 1, 0, 8, why), 0,
 	       "idle for idle_ms: down to min 0");
 	has_str(why, "idle for", "saying it was idle");
+
+	/* Requests and no events: every 300 ms for 3 s, idle 1 s. */
+	memset(&st, 0, sizeof(st));
+	{
+		bool kept = true;
+		uint64_t n = 0;
+		for (int64_t t = 0; t <= 3000; t += 300) {
+			kept = kept &&
+			       decide_req(&st, &lim, t, 1, 0, ++n, why) == 1;
+		}
+		ok(kept, "requests every 300 ms keep the instance (idle 1 s)");
+		is_str(why, "", "no decision meanwhile");
+		is_int(decide_req(&st, &lim, 3999, 1, 0, n, why), 1,
+		       "no request since: kept until idle_ms after the last");
+		is_int(decide_req(&st, &lim, 4000, 1, 0, n, why), 0,
+		       "then down to min 0");
+		has_str(why, "no request", "saying no request came either");
+	}
+	memset(&st, 0, sizeof(st));
+	is_int(decide_req(&st, &lim, 0, 1, 0, 1000, why), 1,
+	       "many requests at once");
+	is_int(decide_req(&st, &lim, 100, 1, 0, 5000, why), 1,
+	       "add no instance (not scaled by requests)");
+	memset(&st, 0, sizeof(st));
+	is_int(decide_req(&st, &lim, 0, 3, 0, 0, why), 3,
+	       "3 instances, no backlog, requests coming");
+	is_int(decide_req(&st, &lim, 600, 3, 0, 10, why), 3, "not at once");
+	is_int(decide_req(&st, &lim, 1000, 3, 0, 20, why), 2,
+	       "requests hold no more than one: one fewer after idle_ms");
+	is_int(decide_req(&st, &lim, 2000, 2, 0, 30, why), 2,
+	       "the next after idle_ms more");
+	is_int(decide_req(&st, &lim, 3000, 2, 0, 40, why), 1, "then one");
+	is_int(decide_req(&st, &lim, 9000, 1, 0, 50, why), 1,
+	       "and that one stays while they come");
 
 	lim.min = 1;
 	memset(&st, 0, sizeof(st));

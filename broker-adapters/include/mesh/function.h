@@ -36,7 +36,9 @@
  *   "next_start_ms" (Unix ms; 0: none held back), "backlog" (the last
  *   reading), "armed" (waiting for an event to wake it), "requests_held"
  *   (requests the supervisor holds until an instance answers),
- *   "requests_refused" (answered 503/504 by the supervisor), "decision":
+ *   "requests_refused" (answered 503/504 by the supervisor), "requests"
+ *   (answered by its instances, from their stats: work to the scaling
+ *   decision), "decision":
  *   {"at_ms", "from", "to", "why"} (the last change of its instances)}.
  *
  * Thread safety: the calls may be made from any thread.
