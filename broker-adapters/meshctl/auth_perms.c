@@ -287,11 +287,23 @@ auth_perms_daemon(const char *name, const char *public_key)
 		SUB(p,
 		    "waking a function at an event on its queue (any queue)",
 		    "mesh.queue.>");
+		SUB(p,
+		    "holding a request to a function at zero, its queue group "
+		    "mesh-request (any function's)",
+		    "mesh.service.*.request");
+		PUB(p,
+		    "handing held requests to a started instance, and asking "
+		    "whether one answers yet (any function's)",
+		    "mesh.service.*.request");
+		PUB(p, "the instances' request counts (any function's stats)",
+		    "mesh.service.*.stats");
 		broad(p, "functions change at run time and may consume any "
 		         "queue or topic: the supervisor sees every queue's "
 		         "and topic's messages go by (its wake subscriptions) "
 		         "and reads every consumer's backlog; it takes, "
-		         "acknowledges and publishes none");
+		         "acknowledges and publishes none. A function at zero "
+		         "may serve requests: the supervisor takes those that "
+		         "come before an instance runs and hands them on");
 		return p;
 	}
 	if (strcmp(name, AUTH_GATEWAY) == 0) {

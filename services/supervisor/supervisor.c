@@ -148,7 +148,7 @@ struct sup {
 	natsSubscription *info_sub, *list_sub;
 	/* The instances' stats answers: INBOX.NAME (on_stats). */
 	natsSubscription *stats_sub;
-	char stats_inbox[64];
+	char stats_inbox[128];
 	pthread_t gate_thread; /* hands held requests over (gate_main) */
 	pthread_cond_t gate_cond;
 	bool gating, gate_kick, gate_quit;
@@ -1473,8 +1473,7 @@ static mesh_err
 start(struct sup *s)
 {
 	struct mesh_lease_opts lo;
-	char info[64], stats[80];
-	natsInbox *inbox = NULL;
+	char info[64], stats[136];
 	natsStatus st;
 	mesh_err err;
 
@@ -1504,14 +1503,12 @@ start(struct sup *s)
 	if (st != NATS_OK) {
 		return mesh_err_nats(st, 0, "subscribing to %s", info);
 	}
-	if ((st = natsInbox_Create(&inbox)) == NATS_OK) {
-		snprintf(s->stats_inbox, sizeof(s->stats_inbox), "%s", inbox);
-		snprintf(stats, sizeof(stats), "%s.*", inbox);
-		natsInbox_Destroy(inbox);
-		st = natsConnection_Subscribe(&s->stats_sub,
-		                              mesh_conn_nats(s->c), stats,
-		                              on_stats, s);
-	}
+	/* The connection's inbox: under an NKey identity the only one it
+	 * may subscribe to (_INBOX.<public key>.>, meshctl auth). */
+	mesh_conn_inbox(s->c, s->stats_inbox, sizeof(s->stats_inbox));
+	snprintf(stats, sizeof(stats), "%s.*", s->stats_inbox);
+	st = natsConnection_Subscribe(&s->stats_sub, mesh_conn_nats(s->c),
+	                              stats, on_stats, s);
 	if (st != NATS_OK) {
 		return mesh_err_nats(st, 0,
 		                     "subscribing to the instances' "

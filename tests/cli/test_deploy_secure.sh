@@ -58,6 +58,13 @@ ok $? "the router's process has its seed file"
 pid=$(cat "$EVMESH_STATE/mesh-gateway.pid")
 tr '\0' '\n' <"/proc/$pid/environ" | grep -qx "NATS_NKEY=$auth/mesh-gateway.nk"
 ok $? "the gateway's process has its own"
+# deploy/up ends with no instance of the shop running: a GET to orders
+# is held by the supervisor (as itself), which starts orders and hands
+# the request over.
+oid=$(grep -o '^up:   GET /orders/http-[0-9]*' <<<"$out" | head -n 1 | cut -d/ -f3)
+got=$(curl -s -m 30 -w ' %{http_code}' "http://127.0.0.1:$EVMESH_HTTP_PORT/orders/$oid")
+has "$got" '"shipped":true' "a GET to orders at zero instances starts it and is answered"
+has "$got" " 200" "with 200"
 is "$(grep -c 'Violation' "$EVMESH_STATE/nats/nats-server.log")" 0 \
 	"the broker refused none of the mesh's own calls"
 

@@ -73,7 +73,7 @@ m queue create place-order >/dev/null && m queue create orders-summary >/dev/nul
 m topic create shipments >/dev/null
 out=$(m function create orders --program "$ORDERS" --arg --batch --arg 20 --env MESH_WINDOW_MS=5 --max 3 --idle 30); ok $? "create orders exits 0"
 has "$out" "queue:place-order, queue:orders-summary" "saying its sources"
-has "$out" "1 request route (requests wake it)" "and its request route"
+has "$out" "2 request routes (requests wake it)" "and its request routes"
 out=$(m function create orders --program "$ORDERS" 2>&1); is $? 1 "create orders again fails"
 has "$out" "function 'orders' exists" "saying so"
 out=$(m function list); ok $? "list exits 0"
