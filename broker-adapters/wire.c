@@ -270,7 +270,26 @@ mesh__stream_add(struct mesh_conn *c, jsStreamConfig *cfg, jsErrCode *jerr)
 		*jerr = 0;
 		s = js_AddStream(&si, mesh_conn_js(c), cfg, NULL, jerr);
 		jsStreamInfo_Destroy(si);
-		if (s == NATS_OK || !mesh_js_transient(s, *jerr) ||
+		si = NULL;
+		if (s != NATS_OK && *jerr != JSStreamNameExistErr &&
+		    *jerr != JSStreamSubjectOverlapErr &&
+		    js_GetStreamInfo(&si, mesh_conn_js(c), cfg->Name, NULL,
+		                     NULL) == NATS_OK) {
+			/* Made meanwhile by another creator, whose create
+			 * raced this one: a cluster has answered the loser
+			 * otherwise than "name in use" ("not found", seen
+			 * with two instances of a service making their
+			 * dead-letter queue at once). Said as the callers
+			 * know it. */
+			jsStreamInfo_Destroy(si);
+			*jerr = JSStreamNameExistErr;
+			return NATS_ERR;
+		}
+		/* Not found, for a create: the same race, the winner's
+		 * stream not there yet: asked again, it is, or ours is
+		 * made. */
+		if (s == NATS_OK ||
+		    (!mesh_js_transient(s, *jerr) && s != NATS_NOT_FOUND) ||
 		    mesh_mono_ms() >= until) {
 			return s;
 		}

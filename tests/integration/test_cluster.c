@@ -2,6 +2,7 @@
  * a cluster of 3), queues' and topics' own counts, changing them, the
  * internal streams and buckets and the consumers following, and counts
  * the cluster cannot hold refused with nothing created. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -228,6 +229,82 @@ test_round_trip(struct mesh_conn *c)
 	mesh_queue_close(q);
 }
 
+/* Two instances of a service starting at once make its dead-letter queue
+ * together, each through another server: both must succeed (a racing
+ * create was once answered "not found", and the instance exited). */
+struct racer {
+	struct mesh_conn *conn;
+	pthread_barrier_t *go;
+	const char *queue;
+	mesh_err err;
+};
+
+static void *
+race_create(void *arg)
+{
+	struct racer *r = arg;
+	struct mesh_queue_attrs a;
+
+	mesh_queue_attrs_init(&a);
+	pthread_barrier_wait(r->go);
+	r->err = mesh_queue_create(r->conn, r->queue, &a);
+	return NULL;
+}
+
+static void
+test_racing_creates(void)
+{
+	struct mesh_conn *conn[2] = {NULL, NULL};
+	int failed = 0, made = 0;
+	const int rounds = 15;
+
+	for (int k = 0; k < 2; k++) {
+		struct mesh_conn_opts o;
+		mesh_conn_opts_init(&o);
+		o.servers = cl.node[k].url;
+		if (mesh_conn_open(&o, &conn[k]) != MESH_OK) {
+			ok(false, "connect to node %d", k + 1);
+			mesh_conn_close(conn[0]);
+			return;
+		}
+	}
+	for (int i = 0; i < rounds; i++) {
+		char queue[32];
+		pthread_barrier_t go;
+		struct racer r[2] = {{conn[0], &go, queue, MESH_OK},
+		                     {conn[1], &go, queue, MESH_OK}};
+		pthread_t t[2];
+		struct mesh_queue *q = NULL;
+
+		snprintf(queue, sizeof(queue), "race-dlq-%d", i);
+		pthread_barrier_init(&go, NULL, 2);
+		for (int k = 0; k < 2; k++) {
+			pthread_create(&t[k], NULL, race_create, &r[k]);
+		}
+		for (int k = 0; k < 2; k++) {
+			pthread_join(t[k], NULL);
+			if (r[k].err != MESH_OK) {
+				failed++;
+				tap_diag("round %d, creator %d: %s", i, k,
+				         mesh_errname(r[k].err));
+			}
+		}
+		pthread_barrier_destroy(&go);
+		if (mesh_queue_open(conn[0], queue, &q) == MESH_OK) {
+			made++;
+		}
+		mesh_queue_close(q);
+		mesh_queue_delete(conn[0], queue);
+	}
+	is_int(failed, 0,
+	       "%d rounds of two creators of one queue at once, on "
+	       "two servers: each succeeds",
+	       rounds);
+	is_int(made, rounds, "and the queue opens after each");
+	mesh_conn_close(conn[0]);
+	mesh_conn_close(conn[1]);
+}
+
 int
 main(void)
 {
@@ -250,6 +327,7 @@ main(void)
 	test_own_counts(c);
 	test_mesh_default();
 	test_round_trip(c);
+	test_racing_creates();
 	mesh_conn_close(c);
 	test_cluster_stop(&cl);
 	mesh_shutdown();
