@@ -611,6 +611,9 @@ auth_perms_service(const json_t *d, const char *public_key, json_t **out)
 		         "its dead-letter queue %s: made when missing", dlq);
 		PUB(p, why, "$JS.API.STREAM.CREATE.%s_%.*s", s, base, dlq);
 		PUB(p, why, "$JS.API.STREAM.CREATE.%s_%.*s", ds, base, dlq);
+		/* Two instances making it at once: the loser asks whether
+		 * the stream it could not make exists (wire.c). */
+		PUB(p, why, "$JS.API.STREAM.INFO.%s_%.*s", ds, base, dlq);
 		PUB(p, why, "$JS.API.CONSUMER.DURABLE.CREATE.%s_%.*s.%s", s,
 		    base, dlq, fifo ? "*" : "receivers");
 		PUB(p, why, "$JS.API.CONSUMER.DURABLE.CREATE.%s_%.*s.mover",
