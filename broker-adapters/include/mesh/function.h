@@ -67,26 +67,26 @@
 
 struct mesh_function {
 	char name[MESH_FUNCTION_NAME_MAX + 1]; /* [A-Za-z0-9_-] */
-	char *program;         /* an absolute path to an executable */
-	char **args;           /* n_args arguments after the program */
+	char *program; /* an absolute path to an executable */
+	char **args;   /* n_args arguments after the program */
 	size_t n_args;
-	char **env;            /* n_env "KEY=VALUE" added to its environment */
+	char **env; /* n_env "KEY=VALUE" added to its environment */
 	size_t n_env;
-	int min;               /* instances kept running: 0-max; 0 */
-	int max;               /* 1-MESH_FUNCTION_INSTANCES_MAX; 4 */
-	int64_t idle_ms;       /* without work this long: scale down;
-	                          1000-86400000; 60000 */
+	int min;                /* instances kept running: 0-max; 0 */
+	int max;                /* 1-MESH_FUNCTION_INSTANCES_MAX; 4 */
+	int64_t idle_ms;        /* without work this long: scale down;
+	                           1000-86400000; 60000 */
 	int64_t target_backlog; /* waiting events per instance; 1-1000000;
 	                          100 */
-	char **sources;        /* n_sources source specs (mesh/source.h) */
+	char **sources;         /* n_sources source specs (mesh/source.h) */
 	size_t n_sources;
-	int partitions;        /* the service's partitions; 0: none */
-	char **routes;         /* n_routes request route keys it serves,
-	                          "GET /orders/{id}"; none with partitions */
+	int partitions; /* the service's partitions; 0: none */
+	char **routes;  /* n_routes request route keys it serves,
+	                   "GET /orders/{id}"; none with partitions */
 	size_t n_routes;
-	int64_t created_ms;    /* Unix ms; set by mesh_function_put */
+	int64_t created_ms; /* Unix ms; set by mesh_function_put */
 	int64_t updated_ms;
-	uint64_t revision;     /* the record's, from get/list/decode */
+	uint64_t revision; /* the record's, from get/list/decode */
 };
 
 /* Defaults, nothing owned. */
@@ -100,7 +100,8 @@ void mesh_function_fini(struct mesh_function *f);
  * of the form KEY=VALUE, 0 <= min <= max <= MESH_FUNCTION_INSTANCES_MAX,
  * max >= 1, idle_ms and target_backlog in range, sources each a valid
  * spec, routes each "METHOD /path" (1-255 bytes), 1+ of either (a function
- * with neither would never run), no routes when partitioned. Errors: MESH_EINVAL, the detail naming the field and value
+ * with neither would never run), no routes when partitioned. Errors:
+ * MESH_EINVAL, the detail naming the field and value
  * ("function 'x': min 5 is more than max 2"). */
 mesh_err mesh_function_check(const struct mesh_function *f);
 
