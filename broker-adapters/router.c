@@ -761,7 +761,7 @@ mesh_router_run(struct mesh_conn *c, const struct mesh_router_opts *o,
 		pthread_mutex_destroy(&r.log_mu);
 		return err;
 	}
-	s = kvStore_WatchAll(&watch, kv, NULL);
+	s = mesh_kv_watch_all(kv, &watch);
 	if (s != NATS_OK) {
 		kvStore_Destroy(kv);
 		free(r.verdicts);

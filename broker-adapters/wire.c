@@ -568,3 +568,17 @@ mesh__stream_info(struct mesh_conn *c, const char *stream, const char *noun,
 	}
 	return mesh_err_nats(s, jerr, "%s '%s'", noun, name);
 }
+
+natsStatus
+mesh_kv_watch_all(kvStore *kv, kvWatcher **out)
+{
+	int64_t until = mesh_mono_ms() + MESH_JS_SETTLE_MS;
+	natsStatus s;
+
+	while ((s = kvStore_WatchAll(out, kv, NULL)) != NATS_OK &&
+	       s != NATS_NOT_PERMITTED && s != NATS_CONNECTION_CLOSED &&
+	       mesh_mono_ms() < until) {
+		nats_Sleep(250);
+	}
+	return s;
+}

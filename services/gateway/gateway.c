@@ -25,6 +25,7 @@
 #include "mesh/queue.h"
 #include "mesh/route.h"
 #include "mesh/topic.h"
+#include "mesh/wire.h"
 #include "mesh_schemas.h"
 #include "outlet.h"
 
@@ -884,7 +885,7 @@ gw_run(struct mesh_conn *c, const struct gw_opts *o,
 	    (err = mesh_route_bucket(c, &kv)) != MESH_OK) {
 		goto out;
 	}
-	if ((st = kvStore_WatchAll(&w, kv, NULL)) != NATS_OK) {
+	if ((st = mesh_kv_watch_all(kv, &w)) != NATS_OK) {
 		err = mesh_err_nats(st, 0, "following %s", MESH_ROUTES_BUCKET);
 		goto out;
 	}

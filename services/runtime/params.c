@@ -17,6 +17,7 @@
 
 #include "mesh/identity.h"
 #include "mesh/param.h"
+#include "mesh/wire.h"
 #include "runtime.h"
 
 #define DECLS_MAX     32
@@ -296,7 +297,7 @@ mesh__params_start(struct mesh_service *s)
 	if ((err = mesh_param_bucket(s->c, &ps->kv)) != MESH_OK) {
 		return err;
 	}
-	if ((st = kvStore_WatchAll(&ps->w, ps->kv, NULL)) != NATS_OK) {
+	if ((st = mesh_kv_watch_all(ps->kv, &ps->w)) != NATS_OK) {
 		return mesh_err_nats(st, 0, "watching %s", MESH_PARAMS_BUCKET);
 	}
 	/* The last values first, up to the watcher's end-of-data mark. */

@@ -1480,7 +1480,7 @@ start(struct sup *s)
 	if ((err = mesh_function_bucket(s->c, &s->kv)) != MESH_OK) {
 		return err;
 	}
-	if ((st = kvStore_WatchAll(&s->watcher, s->kv, NULL)) != NATS_OK) {
+	if ((st = mesh_kv_watch_all(s->kv, &s->watcher)) != NATS_OK) {
 		return mesh_err_nats(st, 0, "following %s",
 		                     MESH_FUNCTIONS_BUCKET);
 	}

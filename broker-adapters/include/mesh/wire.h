@@ -74,6 +74,13 @@ mesh_err mesh_stream_ensure(struct mesh_conn *c, jsStreamConfig *cfg);
  * settling (a meta leader elected, a stream's peers placed) before a
  * JetStream call that failed for a moment fails them. */
 #define MESH_JS_SETTLE_MS 15000
+
+/* kvStore_WatchAll, asked again for up to MESH_JS_SETTLE_MS while it
+ * fails: programs starting together on a new cluster make a bucket at
+ * once, and the server one of them asks may not know its stream yet ("no
+ * stream matches subject", which once stopped a second mesh-router).
+ * A refused permission or a closed connection fails at once. */
+natsStatus mesh_kv_watch_all(kvStore *kv, kvWatcher **out);
 /* Whether a JetStream API call failed for a moment (a request timed out,
  * the cluster was electing or placing peers) rather than for good. */
 bool mesh_js_transient(natsStatus s, jsErrCode jerr);
