@@ -241,6 +241,25 @@ mesh__err_denied_recent(char *buf, size_t size)
 	return recent;
 }
 
+bool
+mesh__err_denied_subject(const char *subject, char *buf, size_t size)
+{
+	struct timespec now;
+	bool named;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	pthread_mutex_lock(&denied_mu);
+	named = denied_text[0] != '\0' &&
+	        now.tv_sec - denied_at.tv_sec <= 10 &&
+	        strstr(denied_text, subject) != NULL;
+	if (named) {
+		snprintf(buf, size, "%s", denied_text);
+		denied_text[0] = '\0';
+	}
+	pthread_mutex_unlock(&denied_mu);
+	return named;
+}
+
 mesh_err
 mesh_err_nats(natsStatus s, jsErrCode jerr, const char *fmt, ...)
 {

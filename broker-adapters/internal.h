@@ -87,6 +87,9 @@ void mesh__err_denied(const char *text);
 /* Copy the refusal noted within the last 10 s into buf and forget it;
  * false when there is none. */
 bool mesh__err_denied_recent(char *buf, size_t size);
+/* The same, only when the refusal names subject (a publish that expects
+ * no answer of its own: a pull request). */
+bool mesh__err_denied_subject(const char *subject, char *buf, size_t size);
 /* A block of size bytes that a module keeps per connection under key
  * (zeroed when made; the same block for the same key), freed with the
  * connection; NULL when out of memory. Thread-safe; what is in it is the

@@ -976,6 +976,7 @@ mesh__q_pull(struct mesh_queue *q, const char *stream, const char *consumer,
 	uint64_t rid;
 	int64_t deadline;
 	int got = 0;
+	bool answered = false;
 	natsStatus s;
 
 	snprintf(subject, sizeof(subject), "$JS.API.CONSUMER.MSG.NEXT.%s.%s",
@@ -1021,6 +1022,7 @@ mesh__q_pull(struct mesh_queue *q, const char *stream, const char *consumer,
 			drop_reply(q, m);
 			continue;
 		}
+		answered = true;
 		if (st != 0) {
 			natsMsg_Destroy(m);
 			if (st == 100) {
@@ -1037,6 +1039,16 @@ mesh__q_pull(struct mesh_queue *q, const char *stream, const char *consumer,
 		}
 		out[(*n)++] = m;
 		got++;
+	}
+	/* A pull the broker's permissions refuse gets no answer at all,
+	 * only an -ERR naming its subject: say so rather than "nothing". */
+	if (!answered) {
+		char denied[512];
+		if (mesh__err_denied_subject(subject, denied,
+		                             sizeof(denied))) {
+			return mesh_err_set(MESH_EAUTH, "queue '%s': %s",
+			                    q->name, denied);
+		}
 	}
 	return MESH_OK;
 }

@@ -138,6 +138,10 @@ out=$(as_shipping topic publish orders --body forged 2>&1); is $? 1 "shipping ma
 has "$out" 'Permissions Violation for Publish to "mesh.topic.orders"' "the error names the permission"
 out=$(as_shipping queue receive place-order --wait 1 2>&1); is $? 1 "shipping may not read the queue place-order"
 has "$out" 'Permissions Violation for Publish to "$JS.API.STREAM.INFO.MQ_place-order"' "the error names it"
+out=$(as_shipping queue receive shipping-dlq --wait 1 2>&1)
+is $? 1 "shipping may not take from its dead-letter queue (it only sends there)"
+has "$out" 'Permissions Violation for Publish to "$JS.API.CONSUMER.MSG.NEXT.' \
+	"the error names the pull refused, not 'no messages'"
 out=$(as_shipping queue delete place-order --yes 2>&1); is $? 1 "shipping may not delete a queue"
 has "$out" "Permissions Violation for Publish" "the error names the permission"
 out=$(as_shipping state get orders order/a1 2>&1); is $? 1 "shipping may not read another service's state"
