@@ -40,6 +40,7 @@ gw_opts_init(struct gw_opts *o)
 	o->max_body = 1024 * 1024;
 	o->timeout_ms = 29000;
 	o->threads = 4;
+	o->tls_cert = o->tls_key = NULL;
 }
 
 /* A route of the table, under its bucket key. */
@@ -57,6 +58,10 @@ struct gw {
 	const struct mesh_route **view; /* routes[i]->r, for selecting */
 	size_t n, cap;
 	struct gw_outlets *outlets;
+	/* What libmicrohttpd said last while starting (a refused
+	 * certificate, say); it says nothing to us once serving. */
+	char mhd_said[256];
+	bool serving;
 };
 
 enum req_state { ST_NEW = 0, ST_BODY, ST_WAIT, ST_READY, ST_SENT };
@@ -862,6 +867,67 @@ listen_addr(const char *listen, struct sockaddr_in *sa)
 	return MESH_OK;
 }
 
+/* libmicrohttpd's messages: kept while starting (the reason it would not),
+ * dropped once serving (a client's failed TLS handshake is not ours to
+ * log line by line). */
+static void
+mhd_logger(void *arg, const char *fmt, va_list ap)
+{
+	struct gw *g = arg;
+	size_t n;
+
+	if (g->serving) {
+		return;
+	}
+	vsnprintf(g->mhd_said, sizeof(g->mhd_said), fmt, ap);
+	n = strlen(g->mhd_said);
+	while (n > 0 &&
+	       (g->mhd_said[n - 1] == '\n' || g->mhd_said[n - 1] == '.')) {
+		g->mhd_said[--n] = '\0';
+	}
+}
+
+/* A PEM file, whole, NUL-terminated (libmicrohttpd takes PEM in memory). */
+static mesh_err
+read_pem(const char *flag, const char *path, char **out)
+{
+	enum { PEM_MAX = 1024 * 1024 };
+	FILE *f = fopen(path, "rb");
+	char *buf;
+	size_t n;
+
+	*out = NULL;
+	if (f == NULL) {
+		return mesh_err_errno(errno, "%s '%s'", flag, path);
+	}
+	if ((buf = malloc(PEM_MAX + 1)) == NULL) {
+		fclose(f);
+		return mesh_err_set(MESH_ENOMEM, "%s '%s'", flag, path);
+	}
+	n = fread(buf, 1, PEM_MAX + 1, f);
+	if (ferror(f)) {
+		int e = errno;
+		fclose(f);
+		free(buf);
+		return mesh_err_errno(e, "%s '%s'", flag, path);
+	}
+	fclose(f);
+	if (n > PEM_MAX) {
+		free(buf);
+		return mesh_err_set(MESH_EINVAL, "%s '%s': over %d bytes",
+		                    flag, path, PEM_MAX);
+	}
+	buf[n] = '\0';
+	if (strstr(buf, "-----BEGIN ") == NULL) {
+		free(buf);
+		return mesh_err_set(MESH_EINVAL,
+		                    "%s '%s': not PEM (no -----BEGIN line)",
+		                    flag, path);
+	}
+	*out = buf;
+	return MESH_OK;
+}
+
 mesh_err
 gw_run(struct mesh_conn *c, const struct gw_opts *o,
        volatile sig_atomic_t *stop)
@@ -875,9 +941,30 @@ gw_run(struct mesh_conn *c, const struct gw_opts *o,
 	int64_t until;
 	natsStatus st;
 	mesh_err err;
+	char *cert = NULL, *key = NULL;
+	struct MHD_OptionItem tls[3] = {{MHD_OPTION_END, 0, NULL}};
 
 	if ((err = listen_addr(o->listen, &sa)) != MESH_OK) {
 		return err;
+	}
+	if (o->tls_cert != NULL) {
+		if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+			return mesh_err_set(MESH_EINVAL,
+			                    "--tls-cert: this libmicrohttpd "
+			                    "was built without TLS");
+		}
+		if ((err = read_pem("--tls-cert", o->tls_cert, &cert)) !=
+		            MESH_OK ||
+		    (err = read_pem("--tls-key", o->tls_key, &key)) !=
+		            MESH_OK) {
+			free(cert);
+			return err;
+		}
+		tls[0] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0,
+		                                 cert};
+		tls[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0,
+		                                 key};
+		tls[2] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
 	}
 	pthread_rwlock_init(&g.mu, NULL);
 	if ((err = gw_outlets_new(c, &g.outlets)) != MESH_OK ||
@@ -909,31 +996,48 @@ gw_run(struct mesh_conn *c, const struct gw_opts *o,
 		                   MESH_ROUTES_BUCKET, READY_WAIT_MS);
 		goto out;
 	}
+	errno = 0;
 	d = MHD_start_daemon(
 	        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
-	                MHD_ALLOW_SUSPEND_RESUME,
+	                MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
+	                (cert != NULL ? MHD_USE_TLS : 0),
 	        0, NULL, NULL, on_request, &g, MHD_OPTION_SOCK_ADDR,
 	        (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE,
 	        (unsigned)o->threads, MHD_OPTION_URI_LOG_CALLBACK, on_uri, &g,
 	        MHD_OPTION_NOTIFY_COMPLETED, on_completed, &g,
 	        MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, &g,
-	        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_END);
+	        MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, &g,
+	        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_ARRAY,
+	        tls, MHD_OPTION_END);
 	if (d == NULL) {
-		err = mesh_err_errno(errno ? errno : EADDRINUSE,
-		                     "--listen '%s': cannot listen",
-		                     o->listen);
+		if (cert != NULL && g.mhd_said[0] != '\0' &&
+		    strstr(g.mhd_said, "bind") == NULL &&
+		    strstr(g.mhd_said, "listen") == NULL) {
+			err = mesh_err_set(
+			        MESH_EINVAL,
+			        "--tls-cert '%s', --tls-key '%s': %s",
+			        o->tls_cert, o->tls_key, g.mhd_said);
+		} else {
+			err = mesh_err_errno(
+			        errno ? errno : EADDRINUSE,
+			        "--listen '%s': cannot listen%s%s", o->listen,
+			        g.mhd_said[0] ? ": " : "", g.mhd_said);
+		}
 		goto out;
 	}
+	g.serving = true;
 	{
 		const union MHD_DaemonInfo *info =
 		        MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
 		char host[INET_ADDRSTRLEN] = "?";
 		inet_ntop(AF_INET, &sa.sin_addr, host, sizeof(host));
 		gw_log("info",
-		       "listening on %s:%u, %zu routes, %u threads, bodies up "
-		       "to %zu bytes, services answer within %" PRId64 " ms",
-		       host, info != NULL ? (unsigned)info->port : 0, g.n,
-		       o->threads, o->max_body, o->timeout_ms);
+		       "listening on %s:%u, %s, %zu routes, %u threads, "
+		       "bodies up to %zu bytes, services answer within "
+		       "%" PRId64 " ms",
+		       host, info != NULL ? (unsigned)info->port : 0,
+		       cert != NULL ? "HTTPS" : "HTTP", g.n, o->threads,
+		       o->max_body, o->timeout_ms);
 	}
 	/* The main thread follows the routes (and sees the stop flag at
 	 * least twice a second). */
@@ -969,5 +1073,11 @@ out:
 	free(g.routes);
 	free(g.view);
 	pthread_rwlock_destroy(&g.mu);
+	if (key != NULL) {
+		/* The private key leaves no copy in freed memory. */
+		explicit_bzero(key, strlen(key));
+	}
+	free(key);
+	free(cert);
 	return err;
 }

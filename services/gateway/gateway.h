@@ -34,12 +34,16 @@ struct gw_opts {
 	size_t max_body;    /* bytes; 1 MiB */
 	int64_t timeout_ms; /* a service's answer; 29000 */
 	unsigned threads;   /* HTTP threads; 4 */
+	/* HTTPS: a PEM certificate (chain) and its private key, both or
+	 * neither; NULL: plain HTTP. */
+	const char *tls_cert, *tls_key;
 };
 
 void gw_opts_init(struct gw_opts *o);
 
-/* Serve until *stop. Errors: MESH_EINVAL (--listen), MESH_EIO (the
- * address cannot be bound), the connection's. */
+/* Serve until *stop. Errors: MESH_EINVAL (--listen, a certificate or key
+ * that is not PEM or that TLS refuses), MESH_EIO (the address cannot be
+ * bound, a file cannot be read), the connection's. */
 mesh_err gw_run(struct mesh_conn *c, const struct gw_opts *o,
                 volatile sig_atomic_t *stop);
 

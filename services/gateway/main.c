@@ -13,6 +13,7 @@ usage(FILE *f)
 	        "Usage: mesh-gateway [--server URL] [--listen ADDR:PORT] "
 	        "[--max-body BYTES]\n"
 	        "                    [--timeout-ms MS] [--threads N]\n"
+	        "                    [--tls-cert FILE --tls-key FILE]\n"
 	        "\n"
 	        "Answers HTTP requests on the routes of `meshctl route "
 	        "create`: a route to\n"
@@ -33,6 +34,10 @@ usage(FILE *f)
 	        "504, 1-600000 (29000)\n"
 	        "  --threads N         HTTP threads (each on its own epoll), "
 	        "1-64 (4)\n"
+	        "  --tls-cert FILE     HTTPS: the server certificate (PEM, "
+	        "its chain after it)\n"
+	        "  --tls-key FILE      and its private key (PEM); both or "
+	        "neither\n"
 	        "  --help              this text\n"
 	        "\n"
 	        "Credentials come from NATS_USER, NATS_PASSWORD, NATS_TOKEN, "
@@ -54,6 +59,8 @@ main(int argc, char **argv)
 	        {"max-body", required_argument, NULL, 'b'},
 	        {"timeout-ms", required_argument, NULL, 't'},
 	        {"threads", required_argument, NULL, 'n'},
+	        {"tls-cert", required_argument, NULL, 'c'},
+	        {"tls-key", required_argument, NULL, 'k'},
 	        {"help", no_argument, NULL, 'h'},
 	        {NULL, 0, NULL, 0},
 	};
@@ -98,6 +105,12 @@ main(int argc, char **argv)
 			}
 			go.threads = (unsigned)n;
 			break;
+		case 'c':
+			go.tls_cert = optarg;
+			break;
+		case 'k':
+			go.tls_key = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -107,6 +120,13 @@ main(int argc, char **argv)
 		}
 	}
 	if (!mesh_daemon_no_args(&d, argc, argv, optind)) {
+		return 2;
+	}
+	if ((go.tls_cert == NULL) != (go.tls_key == NULL)) {
+		fprintf(stderr,
+		        "mesh-gateway: %s without %s: HTTPS needs both\n",
+		        go.tls_cert != NULL ? "--tls-cert" : "--tls-key",
+		        go.tls_cert != NULL ? "--tls-key" : "--tls-cert");
 		return 2;
 	}
 	if ((err = mesh_daemon_connect(&d, &c)) == MESH_OK) {

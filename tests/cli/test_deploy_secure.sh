@@ -4,7 +4,7 @@
 # a client without the CA cannot verify it, shipping's identity may not
 # publish to orders; a second run reuses the identities, the CA and the
 # processes; a plain run beside it is refused; deploy/down stops it all.
-# mesh-gateway runs as itself: an order placed and read back over HTTP.
+# mesh-gateway runs as itself: an order placed and read back over HTTPS.
 # Runs on free ports with its own state folder.
 set -u
 . "$(dirname "$0")/tap.sh"
@@ -62,9 +62,12 @@ ok $? "the gateway's process has its own"
 # is held by the supervisor (as itself), which starts orders and hands
 # the request over.
 oid=$(grep -o '^up:   GET /orders/http-[0-9]*' <<<"$out" | head -n 1 | cut -d/ -f3)
-got=$(curl -s -m 30 -w ' %{http_code}' "http://127.0.0.1:$EVMESH_HTTP_PORT/orders/$oid")
-has "$got" '"shipped":true' "a GET to orders at zero instances starts it and is answered"
+got=$(curl -s -m 30 --cacert "$ca" -w ' %{http_code}' "https://127.0.0.1:$EVMESH_HTTP_PORT/orders/$oid")
+has "$got" '"shipped":true' "a GET over HTTPS to orders at zero instances starts it and is answered"
 has "$got" " 200" "with 200"
+has "$out" "(HTTP at https://127.0.0.1:$EVMESH_HTTP_PORT;" "the gateway speaks HTTPS, with the CA's certificate"
+curl -s -m 5 -o /dev/null "https://127.0.0.1:$EVMESH_HTTP_PORT/orders/$oid"
+is $? 60 "a client that does not trust the CA refuses it"
 is "$(grep -c 'Violation' "$EVMESH_STATE/nats/nats-server.log")" 0 \
 	"the broker refused none of the mesh's own calls"
 

@@ -217,4 +217,48 @@ out=$("$GATEWAY" --listen nowhere 2>&1); is $? 2 "--listen without a port: exit 
 has "$out" "--listen 'nowhere'" "naming it"
 out=$("$GATEWAY" --timeout-ms 0 2>&1); is $? 2 "--timeout-ms 0: exit 2"
 has "$out" "--timeout-ms '0'" "naming it"
+
+# ---- HTTPS ----------------------------------------------------------------
+# A CA and a certificate it signs for 127.0.0.1, made here with openssl.
+tls=$tmp/tls
+mkdir -p "$tls"
+ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+openssl req -x509 "${ec[@]}" -days 2 -subj /CN=evmesh-test-ca \
+	-keyout "$tls/ca.key" -out "$tls/ca.pem" 2>/dev/null &&
+	openssl req "${ec[@]}" -subj /CN=localhost -keyout "$tls/server.key" \
+		-out "$tls/server.csr" 2>/dev/null &&
+	printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" \
+		"extendedKeyUsage=serverAuth" >"$tls/ext" &&
+	openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" \
+		-set_serial 7 -days 2 -extfile "$tls/ext" -out "$tls/server.pem" 2>/dev/null &&
+	openssl req "${ec[@]}" -subj /CN=other -keyout "$tls/other.key" \
+		-out "$tls/other.csr" 2>/dev/null
+ok $? "openssl made a CA, a server certificate and another key"
+start_gateway "$GATEWAY" --tls-cert "$tls/server.pem" --tls-key "$tls/server.key"
+has "$(grep '"listening on' "$tmp/gw.log")" ", HTTPS," "the gateway says it speaks HTTPS"
+req --cacert "$tls/ca.pem" -X POST "https://127.0.0.1:$port/orders" \
+	-d '{"orderId":"o-tls","customer":"ann","items":[{"sku":"s","quantity":1}]}'
+is "$status" 202 "a POST over HTTPS, its certificate verified against the CA: 202"
+has "$body" '"MessageId"' "with its MessageId"
+req --cacert "$tls/ca.pem" "https://127.0.0.1:$port/nowhere"
+error 404 "no route" "an unknown path over HTTPS"
+curl -s -o /dev/null "https://127.0.0.1:$port/orders"
+is $? 60 "a client that does not trust the CA refuses the certificate (curl exit 60)"
+code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://127.0.0.1:$port/nowhere")
+ok $([ "$code" = 000 ]; echo $?) "plain HTTP to the HTTPS port gets no HTTP answer"
+kill -TERM "$gw"
+wait "$gw"
+is $? 0 "SIGTERM: the HTTPS gateway exits 0"
+out=$("$GATEWAY" --tls-cert "$tls/server.pem" 2>&1); is $? 2 "--tls-cert without --tls-key: exit 2"
+has "$out" "--tls-cert without --tls-key" "naming both"
+out=$("$GATEWAY" --listen 127.0.0.1:0 --tls-cert "$tls/none.pem" --tls-key "$tls/server.key" 2>&1)
+is $? 1 "a certificate file that does not exist: exit 1"
+has "$out" "--tls-cert '$tls/none.pem'" "naming it"
+out=$("$GATEWAY" --listen 127.0.0.1:0 --tls-cert "$tls/ext" --tls-key "$tls/server.key" 2>&1)
+is $? 2 "a certificate file that is not PEM: exit 2"
+has "$out" "--tls-cert '$tls/ext': not PEM" "naming it"
+out=$("$GATEWAY" --listen 127.0.0.1:0 --tls-cert "$tls/server.pem" --tls-key "$tls/other.key" 2>&1)
+is $? 2 "a key that is not the certificate's: exit 2"
+has "$out" "--tls-key '$tls/other.key'" "naming the files"
+diag "$out"
 done_testing
