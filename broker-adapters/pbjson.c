@@ -1147,7 +1147,15 @@ field_present(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f)
 	if (f->type == PROTOBUF_C_TYPE_BYTES) {
 		return ((const ProtobufCBinaryData *)slot)->len > 0;
 	}
-	/* Bits, not values: -0.0 is not the default. */
+	/* As protobuf-c writes it: it compares a float's value with 0, so
+	 * -0.0 is not written and arrives as 0 (C++ compares the bits). The
+	 * JSON shows what the wire carries (fuzz_pbjson checks both agree). */
+	if (f->type == PROTOBUF_C_TYPE_FLOAT) {
+		return *(const float *)slot != 0;
+	}
+	if (f->type == PROTOBUF_C_TYPE_DOUBLE) {
+		return *(const double *)slot != 0;
+	}
 	return memcmp(slot, zero, value_size(f->type)) != 0;
 }
 
