@@ -57,7 +57,7 @@ define(const struct fn_world *w, const char *name, const char *queue, int min,
 	f.min = min;
 	f.max = max;
 	f.idle_ms = idle_ms;
-	f.target_backlog = 100;
+	f.target_backlog = w->target_backlog > 0 ? w->target_backlog : 100;
 	f.sources = sources;
 	f.n_sources = 1;
 	if (partitions > 0) {

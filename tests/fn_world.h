@@ -16,6 +16,8 @@ struct fn_world {
 	const char *dir;     /* functions' state in DIR/NAME, starts noted in
 	                        DIR/NAME.starts */
 	const char *counter; /* fn-counter's absolute path */
+	int64_t target_backlog; /* per instance, for the next definitions;
+	                           0: 100 */
 };
 
 /* A queue with a visibility timeout of 5 s; false (said on stderr) when
@@ -24,7 +26,7 @@ bool fn_queue_make(const struct fn_world *w, const char *name);
 
 /* Define (or redefine) NAME: fn-counter as service NAME on queue QUEUE,
  * with partitions (0: none) and one more "KEY=VALUE" of environment
- * (NULL: none), 100 events per instance. */
+ * (NULL: none), w->target_backlog (100) events per instance. */
 mesh_err fn_define(const struct fn_world *w, const char *name,
                    const char *queue, int min, int max, int64_t idle_ms,
                    int partitions, const char *extra_env);

@@ -19,8 +19,8 @@
 	         "scale down after this long without work, 1-86400 (60)"},    \
 	{                                                                     \
 		"--target-backlog", "N",                                      \
-		        "waiting events per instance before another starts, " \
-		        "1-1000000 (100)"                                     \
+		        "waiting events (and requests at the instances) per " \
+		        "instance before another starts, 1-1000000 (100)"     \
 	}
 
 static const struct cli_opt definition_opts[] = {

@@ -1079,6 +1079,7 @@ on_request(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
 		q->q[(q->head + q->n) % q->cap] = m;
 		q->n++;
 		taken = true;
+		atomic_fetch_add(&s->stats.requests_waiting, 1);
 		pthread_cond_signal(&q->cv);
 	}
 	pthread_mutex_unlock(&q->mu);
@@ -1114,6 +1115,7 @@ request_thread(void *arg)
 		pthread_mutex_unlock(&q->mu);
 		serve(s, q->st, m, &undo);
 		natsMsg_Destroy(m);
+		atomic_fetch_sub(&s->stats.requests_waiting, 1);
 	}
 	mesh__undo_fini(&undo);
 	return NULL;

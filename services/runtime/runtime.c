@@ -1099,6 +1099,8 @@ stats_json(struct mesh_service *s)
 #undef COUNTER
 	json_object_set_new(j, "in_flight",
 	                    json_integer(atomic_load(&st->in_flight)));
+	json_object_set_new(j, "requests_waiting",
+	                    json_integer(atomic_load(&st->requests_waiting)));
 	json_object_set_new(
 	        j, "outbox_pending",
 	        json_integer((json_int_t)(s->parts != NULL

@@ -31,6 +31,9 @@ struct mesh__stats {
 	 * 5xx (the runtime's or the handler's). */
 	atomic_uint_fast64_t requests, requests_replayed, requests_5xx;
 	atomic_int in_flight;
+	/* Requests queued at the instance or being served: the load the
+	 * supervisor scales a function's instances by (with its events). */
+	atomic_int requests_waiting;
 	struct mesh__hist handler; /* handler time */
 	struct mesh__hist commit;  /* publish-to-commit */
 	struct mesh__hist request; /* a request's receipt to its reply */

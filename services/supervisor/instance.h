@@ -27,8 +27,9 @@ struct instance {
 	enum instance_state state;
 	int64_t started_ms; /* Unix ms */
 	int64_t started_mono, term_mono;
-	uint64_t requests; /* answered, at its last stats answer (the
-	                      supervisor's, for a function serving requests) */
+	uint64_t requests;         /* answered, at its last stats answer (the
+	                              supervisor's, for a function serving requests) */
+	uint64_t requests_waiting; /* queued or being served, then */
 };
 
 /* Where and how the supervisor starts instances. */

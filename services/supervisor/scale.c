@@ -17,19 +17,24 @@ scale_decide(struct scale_state *st, const struct scale_limits *lim,
 {
 	uint64_t target =
 	        lim->target_backlog > 0 ? (uint64_t)lim->target_backlog : 1;
-	uint64_t want64 = (r->backlog + target - 1) / target;
+	uint64_t load = r->backlog + r->request_load;
+	uint64_t want64 = (load + target - 1) / target;
 	int want = want64 > (uint64_t)lim->max ? lim->max : (int)want64;
 	bool worked = st->seen > 0 && r->delivered != st->last_delivered;
 	bool asked = st->seen > 0 && r->requests != st->last_requests;
-	bool draining = st->seen > 0 && r->backlog < st->last_backlog;
+	bool draining = st->seen > 0 && load < st->last_backlog;
 	int out = r->running;
+	char of_which[48] = "";
 
 	why[0] = '\0';
-	if (r->backlog > 0 || worked || asked || st->seen == 0) {
+	if (r->request_load > 0) {
+		snprintf(of_which, sizeof(of_which),
+		         ", %" PRIu64 " of it requests", r->request_load);
+	}
+	if (load > 0 || worked || asked || st->seen == 0) {
 		st->work_ms = r->now_ms;
 	}
-	if (r->running > 1 &&
-	    (uint64_t)(r->running - 1) * target > r->backlog &&
+	if (r->running > 1 && (uint64_t)(r->running - 1) * target > load &&
 	    r->running > lim->min) {
 		if (!st->low) {
 			st->low = true;
@@ -45,9 +50,9 @@ scale_decide(struct scale_state *st, const struct scale_limits *lim,
 	} else if (want > r->running && !draining) {
 		out = want;
 		snprintf(why, why_size,
-		         "backlog %" PRIu64 " (was %" PRIu64 ") at %" PRIu64
+		         "backlog %" PRIu64 "%s (was %" PRIu64 ") at %" PRIu64
 		         " per instance wants %d%s",
-		         r->backlog, st->last_backlog, target, (int)want,
+		         load, of_which, st->last_backlog, target, (int)want,
 		         want64 > (uint64_t)lim->max ? " (max)" : "");
 	} else if (r->running > lim->min &&
 	           r->now_ms - st->work_ms >= lim->idle_ms) {
@@ -60,11 +65,11 @@ scale_decide(struct scale_state *st, const struct scale_limits *lim,
 		out = r->running - 1;
 		snprintf(why, why_size,
 		         "backlog %" PRIu64
-		         " held by %d instances for %" PRId64 " ms",
-		         r->backlog, out, r->now_ms - st->low_since_ms);
+		         "%s held by %d instances for %" PRId64 " ms",
+		         load, of_which, out, r->now_ms - st->low_since_ms);
 		st->low = false;
 	}
-	st->last_backlog = r->backlog;
+	st->last_backlog = load;
 	st->last_delivered = r->delivered;
 	st->last_requests = r->requests;
 	st->seen++;

@@ -19,6 +19,8 @@ struct scale_reading {
 	                       that only grows (the supervisor sums each
 	                       instance's increase); 0 for a function that
 	                       serves none */
+	uint64_t request_load; /* requests queued at its instances or being
+	                          served, now: backlog as events are */
 };
 
 /* The function's limits (from its definition). */
@@ -43,6 +45,9 @@ struct scale_state {
 /* The instance count wanted after reading r, and why (a sentence, for
  * logs and meshctl function info) when it differs from r->running.
  *
+ * The backlog is the sources' events plus the requests at the instances
+ * (request_load): a request waiting or being served counts as an event
+ * waiting, as Lambda counts concurrency.
  * Up: ceil(backlog / target_backlog) instances (at least 1 with any
  * backlog), up to max, whenever that is more than run now and the backlog
  * is not draining (no smaller than at the last reading): a burst reaches
@@ -50,8 +55,7 @@ struct scale_state {
  * taken and no request was answered for idle_ms (requests are work: a
  * function that serves them is not idle while they come); one instance
  * fewer when one fewer would hold the backlog under target each, for
- * idle_ms (requests add no instance past the first, nor hold more than
- * one). Never below min. */
+ * idle_ms. Never below min. */
 int scale_decide(struct scale_state *st, const struct scale_limits *lim,
                  const struct scale_reading *r, char *why, size_t why_size);
 

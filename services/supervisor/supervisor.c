@@ -1153,7 +1153,11 @@ gate_main(void *arg)
  * serving the service are not ours to count): an instance that stops
  * takes its count with it, and a new one starts at 0, so f->requests sums
  * each instance's increases and only grows. An answer is counted at the
- * reading after it came: a tick late at most.
+ * reading after it came: a tick late at most. Each answer also says how
+ * many requests wait at the instance or are being served
+ * ("requests_waiting"): their sum over the running instances is backlog
+ * to the decision, as events waiting are, so requests coming faster than
+ * its instances serve them start more (target_backlog each).
  */
 
 static void
@@ -1164,6 +1168,7 @@ on_stats(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
 	json_t *j = json_loadb(natsMsg_GetData(m),
 	                       (size_t)natsMsg_GetDataLength(m), 0, NULL);
 	json_t *n = json_object_get(j, "requests");
+	json_t *waiting = json_object_get(j, "requests_waiting");
 	struct fn *f;
 
 	(void)nc;
@@ -1178,9 +1183,17 @@ on_stats(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
 		f = fn_find(s, name + 1);
 		for (int i = 0; f != NULL && i < f->n_inst; i++) {
 			struct instance *in = &f->inst[i];
-			if (in->pid == pid && v > in->requests) {
+			if (in->pid != pid) {
+				continue;
+			}
+			if (v > in->requests) {
 				f->requests += v - in->requests;
 				in->requests = v;
+			}
+			if (json_is_integer(waiting) &&
+			    json_integer_value(waiting) >= 0) {
+				in->requests_waiting =
+				        (uint64_t)json_integer_value(waiting);
 			}
 		}
 		pthread_mutex_unlock(&s->mu);
@@ -1285,6 +1298,12 @@ step(struct sup *s, struct fn *f, int64_t now)
 		f->read_after = now + s->o.tick_ms;
 		if (serves(f)) {
 			r.requests = f->requests; /* answers to the last ask */
+			for (int i = 0; i < f->n_inst; i++) {
+				if (f->inst[i].state != INSTANCE_STOPPING) {
+					r.request_load +=
+					        f->inst[i].requests_waiting;
+				}
+			}
 			ask_stats(s, f);
 		}
 		if (f->def.partitions > 0 && lim.max > f->def.partitions) {
@@ -1301,7 +1320,8 @@ step(struct sup *s, struct fn *f, int64_t now)
 			uint64_t was = f->scale.last_backlog;
 			want = scale_decide(&f->scale, &lim, &r, why,
 			                    sizeof(why));
-			if (r.backlog > was && want < lim.max) {
+			if (r.backlog + r.request_load > was &&
+			    want < lim.max) {
 				/* Growing: look again sooner. */
 				f->read_after = now + (s->o.tick_ms + 4) / 5;
 			}

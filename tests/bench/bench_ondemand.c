@@ -1643,7 +1643,7 @@ main(int argc, char **argv)
 		test_broker_stop(&broker);
 		return 1;
 	}
-	world = (struct fn_world){conn, tmp, counter_bin};
+	world = (struct fn_world){conn, tmp, counter_bin, 0};
 	printf("# mesh-supervisor --tick-ms %ld --lease-ms %ld; temporary "
 	       "folder %s\n",
 	       bench_env_long("BENCH_TICK_MS", 250),

@@ -4,7 +4,8 @@
  * its event kept), requests to a function at zero held and answered by
  * the instance they start (or refused: 503 when it crash-loops),
  * requests keeping a function's instance (requests are work) and all
- * answered across its stop and its replacement, two
+ * answered across its stop and its replacement, requests waiting at the
+ * instances starting more (up to max), two
  * supervisors never running one function at once, and one killed -9
  * taken over by the other.
  *
@@ -807,6 +808,50 @@ requests_as_work(void)
 	mesh_function_delete(conn, "kept");
 }
 
+/* Requests waiting at the instances are backlog: a function whose
+ * requests take 200 ms, 2 per instance, max 3, under 8 callers without
+ * pause grows past one instance and never past max, every request
+ * answered 200; the callers gone, it goes back to zero. */
+static void
+requests_scale(void)
+{
+	static struct loader ls[8];
+	const int n_ls = (int)(sizeof(ls) / sizeof(*ls));
+	char why[256] = "";
+	int sent = 0, pids = 0, bad, peak = 0;
+	long long t0;
+	pid_t sup;
+
+	queue_make("bq");
+	world.target_backlog = 2;
+	ok(fn_define_served(&world, "busy", "bq", 0, 3, 2000,
+	                    "FN_REQ_SLOW_MS=200") == MESH_OK,
+	   "a function whose requests take 200 ms, 2 per instance, max 3");
+	world.target_backlog = 0;
+	sup = supervisor_start("busy");
+	ok(WAIT_FOR(at_zero("busy"), 10000), "at zero, armed");
+	load_start(ls, n_ls, "busy");
+	t0 = test_now_ms();
+	while (test_now_ms() - t0 < 6000) {
+		int up = running("busy");
+		peak = up > peak ? up : peak;
+		nap(100);
+	}
+	bad = load_stop(ls, n_ls, &sent, &pids, why, sizeof(why));
+	is_int(bad, 0, "8 callers for 6 s: all %d requests answered 200%s%s",
+	       sent, bad ? ": " : "", why);
+	ok(peak >= 2, "the requests waiting started more instances (peak %d)",
+	   peak);
+	ok(peak <= 3, "never past max 3");
+	ok(pids >= 2, "each answering some (%d pids seen by one caller)",
+	   pids);
+	tap_diag("%d requests in 6 s on up to %d instances", sent, peak);
+	ok(WAIT_FOR(running("busy") == 0, 15000),
+	   "the callers gone, back to zero");
+	supervisor_stop(sup);
+	mesh_function_delete(conn, "busy");
+}
+
 /* Every supervisor's answer to the list request, for 300 ms: per function
  * name, how many supervisors run it and the instances they report. */
 static bool
@@ -938,10 +983,11 @@ main(int argc, char **argv)
 		test_broker_stop(&broker);
 		return 1;
 	}
-	world = (struct fn_world){conn, tmp, counter_bin};
+	world = (struct fn_world){conn, tmp, counter_bin, 0};
 	one_supervisor();
 	requests();
 	requests_as_work();
+	requests_scale();
 	filtered_topic();
 	partitioned();
 	two_supervisors();

@@ -2,8 +2,9 @@
  * readings: up with the backlog (to max in one reading), held while it
  * drains, down one at a time when fewer would do, to min after idle,
  * never below min nor above max; requests answered are work (a function
- * serving them is not idle), but add no instance. The real supervisor is
- * tested in tests/integration/test_supervisor.c. */
+ * serving them is not idle), and those waiting at the instances are
+ * backlog (they add instances; their count alone does not). The real
+ * supervisor is tested in tests/integration/test_supervisor.c. */
 #include <string.h>
 
 #include "harness.h"
@@ -92,7 +93,8 @@ main(void)
 	is_int(decide_req(&st, &lim, 0, 1, 0, 1000, why), 1,
 	       "many requests at once");
 	is_int(decide_req(&st, &lim, 100, 1, 0, 5000, why), 1,
-	       "add no instance (not scaled by requests)");
+	       "add no instance by their count (answered quickly: none "
+	       "waiting)");
 	memset(&st, 0, sizeof(st));
 	is_int(decide_req(&st, &lim, 0, 3, 0, 0, why), 3,
 	       "3 instances, no backlog, requests coming");
@@ -104,6 +106,39 @@ main(void)
 	is_int(decide_req(&st, &lim, 3000, 2, 0, 40, why), 1, "then one");
 	is_int(decide_req(&st, &lim, 9000, 1, 0, 50, why), 1,
 	       "and that one stays while they come");
+
+	/* Requests waiting at the instances (queued or being served) are
+	 * backlog: 250 at 100 each want 3, then one fewer once 2 hold them
+	 * for idle_ms. */
+	memset(&st, 0, sizeof(st));
+	{
+		struct scale_reading r = {.now_ms = 0,
+		                          .running = 1,
+		                          .requests = 1,
+		                          .request_load = 250};
+		is_int(scale_decide(&st, &lim, &r, why, sizeof(why)), 3,
+		       "250 requests waiting at 100 each: 3 instances");
+		has_str(why, "backlog 250, 250 of it requests",
+		        "saying they are requests");
+		r = (struct scale_reading){.now_ms = 100,
+		                           .running = 3,
+		                           .backlog = 40,
+		                           .requests = 300,
+		                           .request_load = 120};
+		is_int(scale_decide(&st, &lim, &r, why, sizeof(why)), 3,
+		       "160 waiting (120 requests, 40 events) on 3: kept");
+		r.now_ms = 1100;
+		r.requests = 900;
+		is_int(scale_decide(&st, &lim, &r, why, sizeof(why)), 2,
+		       "held by 2 for idle_ms: one fewer");
+		has_str(why, "120 of it requests", "saying so");
+		r = (struct scale_reading){.now_ms = 1200,
+		                           .running = 2,
+		                           .requests = 1000,
+		                           .request_load = 900};
+		is_int(scale_decide(&st, &lim, &r, why, sizeof(why)), 4,
+		       "900 waiting: max 4");
+	}
 
 	lim.min = 1;
 	memset(&st, 0, sizeof(st));
