@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,7 +62,7 @@ struct gw {
 	/* What libmicrohttpd said last while starting (a refused
 	 * certificate, say); it says nothing to us once serving. */
 	char mhd_said[256];
-	bool serving;
+	atomic_bool serving; /* read by libmicrohttpd's threads */
 };
 
 enum req_state { ST_NEW = 0, ST_BODY, ST_WAIT, ST_READY, ST_SENT };
@@ -876,7 +877,7 @@ mhd_logger(void *arg, const char *fmt, va_list ap)
 	struct gw *g = arg;
 	size_t n;
 
-	if (g->serving) {
+	if (atomic_load(&g->serving)) {
 		return;
 	}
 	vsnprintf(g->mhd_said, sizeof(g->mhd_said), fmt, ap);
@@ -1025,7 +1026,7 @@ gw_run(struct mesh_conn *c, const struct gw_opts *o,
 		}
 		goto out;
 	}
-	g.serving = true;
+	atomic_store(&g.serving, true);
 	{
 		const union MHD_DaemonInfo *info =
 		        MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
