@@ -579,7 +579,7 @@ check_audit(void)
 		 * loss: allowed when the queue holds no more than was read
 		 * and broker_skipped's evidence holds (orders' outbox empty:
 		 * each OrderPlaced acknowledged to it). */
-		if (n - dups < TOTAL && held == n - dups &&
+		if (total_loss && n - dups < TOTAL && held == n - dups &&
 		    broker_skipped(TOTAL) >= 0) {
 			skipped += TOTAL - (n - dups);
 			tap_diag(
