@@ -223,41 +223,40 @@ mesh__err_denied(const char *text)
 	pthread_mutex_unlock(&denied_mu);
 }
 
-/* Copy the refusal noted within the last 10 s (and forget it). */
-bool
-mesh__err_denied_recent(char *buf, size_t size)
+/* Copy the refusal noted within the last 10 s when it names subject (any,
+ * for NULL), and forget it: a refusal of another subject stays for its
+ * own caller when subject is given, and is forgotten when it is not. */
+static bool
+denied_take(const char *subject, char *buf, size_t size)
 {
 	struct timespec now;
-	bool recent;
+	bool taken;
 
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	pthread_mutex_lock(&denied_mu);
-	recent = denied_text[0] != '\0' && now.tv_sec - denied_at.tv_sec <= 10;
-	if (recent) {
+	taken = denied_text[0] != '\0' &&
+	        now.tv_sec - denied_at.tv_sec <= 10 &&
+	        (subject == NULL || strstr(denied_text, subject) != NULL);
+	if (taken) {
 		snprintf(buf, size, "%s", denied_text);
 	}
-	denied_text[0] = '\0';
+	if (taken || subject == NULL) {
+		denied_text[0] = '\0';
+	}
 	pthread_mutex_unlock(&denied_mu);
-	return recent;
+	return taken;
+}
+
+bool
+mesh__err_denied_recent(char *buf, size_t size)
+{
+	return denied_take(NULL, buf, size);
 }
 
 bool
 mesh__err_denied_subject(const char *subject, char *buf, size_t size)
 {
-	struct timespec now;
-	bool named;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	pthread_mutex_lock(&denied_mu);
-	named = denied_text[0] != '\0' &&
-	        now.tv_sec - denied_at.tv_sec <= 10 &&
-	        strstr(denied_text, subject) != NULL;
-	if (named) {
-		snprintf(buf, size, "%s", denied_text);
-		denied_text[0] = '\0';
-	}
-	pthread_mutex_unlock(&denied_mu);
-	return named;
+	return denied_take(subject, buf, size);
 }
 
 mesh_err

@@ -317,8 +317,8 @@ broker_reports_all_acked(void)
 {
 	static const char *const sources[] = {"TP_orders", "TP_shipments",
 	                                      "MQ_place-order"};
-	static const char *const dlqs[] = {"MQ_orders-dlq", "MQ_shipping-dlq",
-	                                   "MQ_notifications-dlq"};
+	static const char *const dlqs[] = {"orders-dlq", "shipping-dlq",
+	                                   "notifications-dlq"};
 	bool all = true;
 
 	for (size_t i = 0; i < sizeof sources / sizeof sources[0]; i++) {
@@ -343,12 +343,7 @@ broker_reports_all_acked(void)
 		jsStreamInfo_Destroy(si);
 	}
 	for (size_t i = 0; i < sizeof dlqs / sizeof dlqs[0]; i++) {
-		jsStreamInfo *si = NULL;
-		if (js_GetStreamInfo(&si, mesh_conn_js(conn), dlqs[i], NULL,
-		                     NULL) == NATS_OK) {
-			all = all && si->State.Msgs == 0;
-		}
-		jsStreamInfo_Destroy(si);
+		all = all && test_queue_depth(conn, dlqs[i]) == 0;
 	}
 	return all;
 }
@@ -428,28 +423,6 @@ whole_within(int total, long long *took)
 		         line, (unsigned long long)qi.visible,
 		         (unsigned long long)qi.not_visible,
 		         (unsigned long long)qi.delayed);
-		{
-			jsConsumerInfo *ci = NULL;
-			if (js_GetConsumerInfo(&ci, mesh_conn_js(conn),
-			                       "MQ_place-order", "receivers",
-			                       NULL, NULL) == NATS_OK) {
-				tap_diag("receivers: delivered %llu/%llu, ack "
-				         "floor %llu/%llu, pending %llu, ack "
-				         "pending %lld, waiting %lld",
-				         (unsigned long long)
-				                 ci->Delivered.Stream,
-				         (unsigned long long)
-				                 ci->Delivered.Consumer,
-				         (unsigned long long)
-				                 ci->AckFloor.Stream,
-				         (unsigned long long)
-				                 ci->AckFloor.Consumer,
-				         (unsigned long long)ci->NumPending,
-				         (long long)ci->NumAckPending,
-				         (long long)ci->NumWaiting);
-			}
-			jsConsumerInfo_Destroy(ci);
-		}
 		consumers_diag();
 		if (getenv("KEEP_DIR")) {
 			tap_diag("the services' logs and state kept in %s",
